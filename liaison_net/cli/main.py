@@ -1,0 +1,45 @@
+"""The `liaison` command: one entry point, one sub-group per audience.
+
+``admin`` is for the people who run the PKI and the nodes, ``node`` runs a node process,
+officer commands (send, inbox, read, ...) sit at the top level because officers type them
+all day. Each group lives in its own module; this one only assembles them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from liaison_net.errors import LiaisonError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="liaison_net")
+def cli() -> None:
+    """liaison_net: secure federated messaging for the Benelux police liaison network."""
+
+
+def _register() -> None:
+    # Imported here so that each group module can import `cli` helpers without cycles.
+    from liaison_net.cli import admin
+
+    cli.add_command(admin.admin)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry: typed errors become one clear line and exit code 2."""
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except LiaisonError as exc:
+        click.echo(f"error: {exc.code}: {exc.detail}", err=True)
+        sys.exit(2)

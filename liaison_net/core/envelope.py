@@ -1,0 +1,301 @@
+"""The envelope: the one wire object that carries every alert, request, signal and notice.
+
+Wire form (canonical msgpack, see docs/protocol.md)::
+
+    frame  = [version, header_bytes, body_bytes, signer_key_id, signature]
+    header = {version, id, kind, precedence, sender, sender_key, recipients, created,
+              expires, tag, ref}                       # signed, not encrypted
+    body   = {nonce, wraps, ciphertext}                # signed; ciphertext's AD = header_bytes
+    signature = Ed25519(signer, DOMAIN || len(header_bytes) || header_bytes || body_bytes)
+
+Header and body travel as byte strings inside the frame, so the signature is checked over
+the exact bytes received before any of them is decoded (``read_frame`` names what it
+returns as unverified). Decoding is strict: one version, the exact field set, exact types,
+sizes under ``Limits``, and canonical bytes only.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from liaison_net.core import codec
+from liaison_net.core.crypto import (
+    AEAD_TAG_BYTES,
+    KEY_ID_BYTES,
+    NONCE_BYTES,
+    SIGNATURE_BYTES,
+    WRAPPED_KEY_BYTES,
+)
+from liaison_net.core.ids import (
+    check_envelope_id,
+    check_officer_id,
+    envelope_id_time_ms,
+    id_to_text,
+    node_of,
+)
+from liaison_net.core.limits import DEFAULT_LIMITS, Limits
+from liaison_net.core.ownership import OwnershipTag
+from liaison_net.errors import BadTimestamp, Expired, LimitExceeded, Malformed
+
+VERSION = 1
+SIGNATURE_DOMAIN = b"liaison-net/envelope/v1\x00"
+_FRAME_OVERHEAD = 64
+
+
+class Kind(enum.Enum):
+    MESSAGE = "message"  # an alert or information from one officer to others
+    REQUEST = "request"  # asks for information, with a legal deadline
+    REPLY = "reply"  # answers a request (``ref`` names it)
+    SIGNAL = "signal"  # a radicalisation early-warning signal
+    EVIDENCE = "evidence"  # signed delivery evidence sealed for the sender
+    NOTICE = "notice"  # non-delivery and other notices from a node
+
+
+class Precedence(enum.IntEnum):
+    """NATO-style precedence; a higher value is served first by every outbox."""
+
+    ROUTINE = 0
+    PRIORITY = 1
+    IMMEDIATE = 2
+    FLASH = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def from_label(cls, label: object) -> Precedence:
+        if isinstance(label, str) and label.upper() in cls.__members__ and label.islower():
+            return cls[label.upper()]
+        allowed = ", ".join(p.label for p in cls)
+        raise Malformed(f"precedence must be one of {allowed}, got {label!r:.40}")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    officer: str  # `<node>/<handle>`
+    key_id: bytes  # the X25519 key the content key was wrapped for
+
+    @property
+    def node(self) -> str:
+        return node_of(self.officer)
+
+
+@dataclass(frozen=True)
+class Header:
+    id: bytes
+    kind: Kind
+    precedence: Precedence
+    sender: str
+    sender_key: bytes
+    recipients: tuple[Recipient, ...]
+    created: int  # ms since the epoch
+    expires: int  # ms since the epoch
+    tag: OwnershipTag
+    ref: bytes | None = None  # the envelope this one replies to, forwards or reports on
+
+    @property
+    def id_text(self) -> str:
+        return id_to_text(self.id)
+
+    @property
+    def recipient_nodes(self) -> frozenset[str]:
+        return frozenset(r.node for r in self.recipients)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "version": VERSION,
+            "id": self.id,
+            "kind": self.kind.value,
+            "precedence": self.precedence.label,
+            "sender": self.sender,
+            "sender_key": self.sender_key,
+            "recipients": [[r.officer, r.key_id] for r in self.recipients],
+            "created": self.created,
+            "expires": self.expires,
+            "tag": self.tag.to_wire(),
+            "ref": self.ref,
+        }
+
+
+@dataclass(frozen=True)
+class Body:
+    nonce: bytes
+    wraps: tuple[bytes, ...]  # one wrapped content key per recipient, same order
+    ciphertext: bytes
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"nonce": self.nonce, "wraps": list(self.wraps), "ciphertext": self.ciphertext}
+
+
+@dataclass(frozen=True)
+class UnverifiedFrame:
+    """The outer frame, split but not trusted: nothing in it has been verified yet."""
+
+    header_bytes: bytes
+    body_bytes: bytes
+    signer_key_id: bytes
+    signature: bytes
+
+    @property
+    def signed_message(self) -> bytes:
+        return signed_message(self.header_bytes, self.body_bytes)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A verified (or freshly sealed) envelope, with the exact bytes it travels as."""
+
+    header: Header
+    body: Body
+    header_bytes: bytes
+    body_bytes: bytes
+    signature: bytes
+
+    @property
+    def id(self) -> bytes:
+        return self.header.id
+
+    def to_bytes(self) -> bytes:
+        return encode_frame(self.header_bytes, self.body_bytes, self.header.sender_key,
+                            self.signature)
+
+
+def signed_message(header_bytes: bytes, body_bytes: bytes) -> bytes:
+    return SIGNATURE_DOMAIN + struct.pack(">I", len(header_bytes)) + header_bytes + body_bytes
+
+
+def encode_frame(header_bytes: bytes, body_bytes: bytes, signer_key_id: bytes,
+                 signature: bytes) -> bytes:
+    return codec.pack([VERSION, header_bytes, body_bytes, signer_key_id, signature])
+
+
+def read_frame(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> UnverifiedFrame:
+    """Split the outer frame; check only its shape and sizes."""
+    frame = codec.unpack(raw, what="envelope", max_bytes=limits.max_envelope_bytes)
+    if not isinstance(frame, list) or len(frame) != 5:
+        raise Malformed("envelope must be an array of 5 items")
+    version, header_bytes, body_bytes, key_id, signature = frame
+    if version != VERSION or isinstance(version, bool):
+        raise Malformed(f"unsupported envelope version {version!r:.20}")
+    for name, value in (("header", header_bytes), ("body", body_bytes),
+                        ("signer key id", key_id), ("signature", signature)):
+        if not isinstance(value, bytes):
+            raise Malformed(f"envelope {name} must be bytes")
+    if len(header_bytes) > limits.max_header_bytes:
+        raise LimitExceeded(f"header is {len(header_bytes)} bytes, "
+                            f"limit {limits.max_header_bytes}")
+    if len(key_id) != KEY_ID_BYTES:
+        raise Malformed("signer key id must be 16 bytes")
+    if len(signature) != SIGNATURE_BYTES:
+        raise Malformed("signature must be 64 bytes")
+    return UnverifiedFrame(header_bytes, body_bytes, key_id, signature)
+
+
+_HEADER_FIELDS = {
+    "version", "id", "kind", "precedence", "sender", "sender_key", "recipients",
+    "created", "expires", "tag", "ref",
+}
+_BODY_FIELDS = {"nonce", "wraps", "ciphertext"}
+
+
+def decode_header(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
+    """Strictly decode header bytes (call only on bytes whose signature has verified)."""
+    value = codec.unpack(raw, what="header", max_bytes=limits.max_header_bytes)
+    d = codec.exact_map("header", value, _HEADER_FIELDS)
+    if d["version"] != VERSION or isinstance(d["version"], bool):
+        raise Malformed(f"unsupported header version {d['version']!r:.20}")
+    try:
+        kind = Kind(d["kind"])
+    except (ValueError, TypeError) as exc:
+        allowed = ", ".join(k.value for k in Kind)
+        raise Malformed(f"kind must be one of {allowed}, got {d['kind']!r:.40}") from exc
+    recipients = _recipients(d["recipients"], limits)
+    ref = d["ref"]
+    if ref is not None:
+        check_envelope_id(ref)
+    sender_key = d["sender_key"]
+    if not isinstance(sender_key, bytes) or len(sender_key) != KEY_ID_BYTES:
+        raise Malformed("sender_key must be a 16-byte key id")
+    header = Header(
+        id=check_envelope_id(d["id"]),
+        kind=kind,
+        precedence=Precedence.from_label(d["precedence"]),
+        sender=check_officer_id(d["sender"], what="sender"),
+        sender_key=sender_key,
+        recipients=recipients,
+        created=_time("created", d["created"]),
+        expires=_time("expires", d["expires"]),
+        tag=OwnershipTag.from_wire(d["tag"], limits),
+        ref=ref,
+    )
+    check_header_shape(header, limits)
+    return header
+
+
+def check_header_shape(header: Header, limits: Limits) -> None:
+    """Rules about a header that do not depend on the clock."""
+    if envelope_id_time_ms(header.id) != header.created:
+        raise Malformed("envelope id time does not match created")
+    if header.expires <= header.created:
+        raise BadTimestamp("expires must be after created")
+    if header.expires - header.created > limits.max_ttl_ms:
+        raise LimitExceeded(f"lifetime exceeds {limits.max_ttl_ms} ms")
+    if header.tag.retain_until <= header.created:
+        raise BadTimestamp("tag retain_until must be after created")
+    if header.tag.retain_until - header.created > limits.max_retention_ms:
+        raise LimitExceeded(f"retention exceeds {limits.max_retention_ms} ms")
+    if not header.recipients or len(header.recipients) > limits.max_recipients:
+        raise LimitExceeded(f"recipients must number 1 to {limits.max_recipients}")
+    officers = [r.officer for r in header.recipients]
+    if len(set(officers)) != len(officers):
+        raise Malformed("recipients must not repeat")
+
+
+def check_fresh(header: Header, now: int, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Clock rules, applied when an envelope is submitted, relayed or delivered."""
+    if header.created > now + limits.max_clock_skew_ms:
+        raise BadTimestamp("created is in the future beyond the allowed clock skew")
+    if now >= header.expires:
+        raise Expired(f"envelope {header.id_text} expired")
+
+
+def decode_body(raw: bytes, recipients: int, limits: Limits = DEFAULT_LIMITS) -> Body:
+    max_bytes = limits.max_body_bytes + recipients * (WRAPPED_KEY_BYTES + 8) + _FRAME_OVERHEAD
+    d = codec.exact_map("body", codec.unpack(raw, what="body", max_bytes=max_bytes), _BODY_FIELDS)
+    nonce, wraps, ciphertext = d["nonce"], d["wraps"], d["ciphertext"]
+    if not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
+        raise Malformed(f"nonce must be {NONCE_BYTES} bytes")
+    if not isinstance(wraps, list) or len(wraps) != recipients:
+        raise Malformed("wraps must hold exactly one wrapped key per recipient")
+    for w in wraps:
+        if not isinstance(w, bytes) or len(w) != WRAPPED_KEY_BYTES:
+            raise Malformed(f"each wrapped key must be {WRAPPED_KEY_BYTES} bytes")
+    if not isinstance(ciphertext, bytes) or len(ciphertext) < AEAD_TAG_BYTES:
+        raise Malformed("ciphertext must be bytes holding at least the AEAD tag")
+    if len(ciphertext) > limits.max_body_bytes + AEAD_TAG_BYTES:
+        raise LimitExceeded(f"ciphertext exceeds {limits.max_body_bytes} bytes")
+    return Body(nonce=nonce, wraps=tuple(wraps), ciphertext=ciphertext)
+
+
+def _recipients(value: object, limits: Limits) -> tuple[Recipient, ...]:
+    if not isinstance(value, list):
+        raise Malformed("recipients must be a list")
+    if not value or len(value) > limits.max_recipients:
+        raise LimitExceeded(f"recipients must number 1 to {limits.max_recipients}")
+    out = []
+    for item in value:
+        if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], bytes)
+                or len(item[1]) != KEY_ID_BYTES):
+            raise Malformed("each recipient must be [officer id, 16-byte key id]")
+        out.append(Recipient(check_officer_id(item[0], what="recipient"), item[1]))
+    return tuple(out)
+
+
+def _time(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 1 << 48:
+        raise Malformed(f"{name} must be a positive integer of milliseconds")
+    return value

@@ -1,0 +1,92 @@
+"""Identifiers: time-ordered envelope ids, node ids, officer ids.
+
+An envelope id is 128 bits: 48 bits of creation time in milliseconds, then 80 random bits,
+so ids sort by creation time (outboxes and inboxes page by id) and never collide in
+practice. Its text form is 26 characters of Crockford base32, easy to read out over a
+phone line. The core never reads the clock or the random source for ids: both are passed in.
+"""
+
+from __future__ import annotations
+
+import re
+
+from liaison_net.errors import Malformed
+
+ENVELOPE_ID_BYTES = 16
+_TIME_BITS = 48
+_RANDOM_BYTES = 10
+MAX_ID_TIME_MS = (1 << _TIME_BITS) - 1
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_DECODE = {c: i for i, c in enumerate(_CROCKFORD)}
+
+NODE_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+HANDLE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
+MAX_OFFICER_ID_CHARS = 48
+
+
+def new_envelope_id(now_ms: int, entropy: bytes) -> bytes:
+    """Build an id from the creation time and 10 random bytes supplied by the caller."""
+    if not 0 <= now_ms <= MAX_ID_TIME_MS:
+        raise Malformed("id time out of range")
+    if len(entropy) != _RANDOM_BYTES:
+        raise Malformed(f"id entropy must be {_RANDOM_BYTES} bytes")
+    return now_ms.to_bytes(6, "big") + entropy
+
+
+def envelope_id_time_ms(envelope_id: bytes) -> int:
+    check_envelope_id(envelope_id)
+    return int.from_bytes(envelope_id[:6], "big")
+
+
+def check_envelope_id(value: object) -> bytes:
+    if not isinstance(value, bytes) or len(value) != ENVELOPE_ID_BYTES:
+        raise Malformed("envelope id must be 16 bytes")
+    return value
+
+
+def id_to_text(envelope_id: bytes) -> str:
+    """26-character Crockford base32, sortable like the bytes."""
+    check_envelope_id(envelope_id)
+    n = int.from_bytes(envelope_id, "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[n & 31])
+        n >>= 5
+    return "".join(reversed(chars))
+
+
+def id_from_text(text: str) -> bytes:
+    """Parse an id typed by an officer; case and the usual confusable letters are forgiven."""
+    if not isinstance(text, str) or len(text) != 26:
+        raise Malformed("envelope id must be 26 base32 characters")
+    norm = text.upper().replace("O", "0").replace("I", "1").replace("L", "1")
+    n = 0
+    for c in norm:
+        if c not in _DECODE:
+            raise Malformed(f"envelope id has an invalid character {c!r}")
+        n = (n << 5) | _DECODE[c]
+    if n >> 128:
+        raise Malformed("envelope id out of range")
+    return n.to_bytes(16, "big")
+
+
+def check_node_id(value: object, *, what: str = "node id") -> str:
+    if not isinstance(value, str) or not NODE_ID_RE.match(value):
+        raise Malformed(f"{what} must match {NODE_ID_RE.pattern}, got {value!r:.40}")
+    return value
+
+
+def check_officer_id(value: object, *, what: str = "officer id") -> str:
+    """An officer (or role address such as a duty desk) is ``<node>/<handle>``."""
+    if not isinstance(value, str) or len(value) > MAX_OFFICER_ID_CHARS or value.count("/") != 1:
+        raise Malformed(f"{what} must be '<node>/<handle>', got {value!r:.60}")
+    node, handle = value.split("/")
+    check_node_id(node, what=f"{what} node part")
+    if not HANDLE_RE.match(handle):
+        raise Malformed(f"{what} handle must match {HANDLE_RE.pattern}, got {handle!r:.40}")
+    return value
+
+
+def node_of(officer_id: str) -> str:
+    return check_officer_id(officer_id).split("/")[0]

@@ -1,0 +1,257 @@
+"""The ownership tag: what the owner of a piece of information allows others to do with it.
+
+Modelled on Europol SIENA handling codes and evaluation, and on FIRST TLP 2.0 (see
+docs/ownership.md). The tag travels in the signed, unencrypted header, so every node can
+check it and none can change it. This module defines the tag, its strict wire form, and the
+"at least as strict" order that makes tightening free and relaxing an owner's privilege.
+What the tag *allows* is decided in ``policy``, from tables.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from liaison_net.core import codec
+from liaison_net.core.ids import check_node_id
+from liaison_net.core.limits import DEFAULT_LIMITS, Limits
+from liaison_net.errors import Malformed
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+class Handling(enum.Enum):
+    """SIENA handling codes, in increasing order of restriction."""
+
+    H0 = "H0"  # only for preventing and combating crime under the applicable law
+    H1 = "H1"  # not to be disclosed in judicial proceedings without the provider's permission
+    H2 = "H2"  # not to be disseminated without the provider's permission
+    H3 = "H3"  # other restrictions, stated in `conditions`
+
+    @property
+    def rank(self) -> int:
+        return _HANDLING_ORDER.index(self)
+
+
+_HANDLING_ORDER = [Handling.H0, Handling.H1, Handling.H2, Handling.H3]
+
+
+class Tlp(enum.Enum):
+    """FIRST Traffic Light Protocol 2.0 labels, in increasing order of restriction."""
+
+    CLEAR = "CLEAR"
+    GREEN = "GREEN"  # within a named community
+    AMBER = "AMBER"  # recipients' organisations, need to know
+    AMBER_STRICT = "AMBER+STRICT"  # recipients' own organisation only
+    RED = "RED"  # named recipients only
+
+    @property
+    def rank(self) -> int:
+        return _TLP_ORDER.index(self)
+
+
+_TLP_ORDER = [Tlp.CLEAR, Tlp.GREEN, Tlp.AMBER, Tlp.AMBER_STRICT, Tlp.RED]
+
+
+class SourceReliability(enum.Enum):
+    """The 4x4 evaluation, first axis: how reliable is the source."""
+
+    A = "A"  # no doubt about authenticity, trustworthiness and competence
+    B = "B"  # source from whom information received has in most instances proved reliable
+    C = "C"  # source from whom information received has in most instances proved unreliable
+    X = "X"  # reliability cannot be assessed
+
+
+class InformationAccuracy(enum.IntEnum):
+    """The 4x4 evaluation, second axis: how accurate is the information."""
+
+    KNOWN_TRUE = 1  # known to be true without reservation
+    KNOWN_TO_SOURCE = 2  # known personally to the source but not to the official passing it
+    NOT_KNOWN_CORROBORATED = 3  # not known personally to the source, corroborated
+    NOT_KNOWN = 4  # not known personally to the source, cannot be corroborated
+
+
+class PermittedAction(enum.Enum):
+    """Actions the owner grants in advance, beyond reading by the addressed recipients."""
+
+    FORWARD = "forward"  # pass on to another officer (still within TLP and share_with)
+    EVIDENCE = "evidence"  # use as evidence in judicial proceedings
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The originating service: its node and unit. Only it may relax the tag."""
+
+    node: str
+    unit: str
+
+    def __str__(self) -> str:
+        return f"{self.node}:{self.unit}"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    source: SourceReliability
+    accuracy: InformationAccuracy
+
+    def __str__(self) -> str:
+        return f"{self.source.value}{self.accuracy.value}"
+
+
+@dataclass(frozen=True)
+class OwnershipTag:
+    owner: Owner
+    handling: Handling
+    tlp: Tlp
+    evaluation: Evaluation
+    share_with: frozenset[str]
+    permitted_actions: frozenset[PermittedAction]
+    purpose: str
+    retain_until: int  # ms since the epoch; content is purged at this time
+    conditions: str = ""  # required for H3, and only then
+    community: str = ""  # required for TLP:GREEN, and only then
+
+    def validate(self, limits: Limits = DEFAULT_LIMITS) -> OwnershipTag:
+        """Check the rules a tag must satisfy on its own; return self for chaining."""
+        check_node_id(self.owner.node, what="tag owner node")
+        _check_text("tag owner unit", self.owner.unit, limits.max_text_chars, required=True)
+        _check_text("tag purpose", self.purpose, limits.max_text_chars, required=True)
+        if not self.share_with:
+            raise Malformed("tag share_with must name at least one node")
+        if len(self.share_with) > limits.max_share_with:
+            raise Malformed(f"tag share_with names more than {limits.max_share_with} nodes")
+        for node in self.share_with:
+            check_node_id(node, what="tag share_with entry")
+        if self.owner.node not in self.share_with:
+            raise Malformed("tag share_with must include the owner's node")
+        if self.handling is Handling.H3:
+            _check_text("tag conditions", self.conditions, limits.max_conditions_chars, True)
+        elif self.conditions:
+            raise Malformed("tag conditions are only allowed with handling H3")
+        if self.tlp is Tlp.GREEN:
+            _check_text("tag community", self.community, limits.max_text_chars, required=True)
+        elif self.community:
+            raise Malformed("tag community is only allowed with TLP:GREEN")
+        if not isinstance(self.retain_until, int) or isinstance(self.retain_until, bool):
+            raise Malformed("tag retain_until must be an integer (ms)")
+        if not 0 < self.retain_until < 1 << 53:
+            raise Malformed("tag retain_until out of range")
+        return self
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "owner": {"node": self.owner.node, "unit": self.owner.unit},
+            "handling": self.handling.value,
+            "tlp": self.tlp.value,
+            "evaluation": {"source": self.evaluation.source.value,
+                           "accuracy": int(self.evaluation.accuracy)},
+            "share_with": sorted(self.share_with),
+            "permitted_actions": sorted(a.value for a in self.permitted_actions),
+            "purpose": self.purpose,
+            "retain_until": self.retain_until,
+            "conditions": self.conditions,
+            "community": self.community,
+        }
+
+    @classmethod
+    def from_wire(cls, value: object, limits: Limits = DEFAULT_LIMITS) -> OwnershipTag:
+        """Strict: exact field set, exact types, sorted unique lists, valid enums."""
+        d = codec.exact_map("tag", value, _TAG_FIELDS)
+        owner = codec.exact_map("tag owner", d["owner"], {"node", "unit"})
+        evaluation = codec.exact_map("tag evaluation", d["evaluation"], {"source", "accuracy"})
+        share = _sorted_unique_strs("tag share_with", d["share_with"])
+        actions = _sorted_unique_strs("tag permitted_actions", d["permitted_actions"])
+        accuracy = evaluation["accuracy"]
+        if not isinstance(accuracy, int) or isinstance(accuracy, bool):
+            raise Malformed("tag evaluation accuracy must be an integer 1-4")
+        tag = cls(
+            owner=Owner(node=_str("tag owner node", owner["node"]),
+                        unit=_str("tag owner unit", owner["unit"])),
+            handling=_enum("tag handling", Handling, d["handling"]),
+            tlp=_enum("tag tlp", Tlp, d["tlp"]),
+            evaluation=Evaluation(
+                source=_enum("tag evaluation source", SourceReliability, evaluation["source"]),
+                accuracy=_enum("tag evaluation accuracy", InformationAccuracy, accuracy),
+            ),
+            share_with=frozenset(share),
+            permitted_actions=frozenset(
+                _enum("tag permitted action", PermittedAction, a) for a in actions
+            ),
+            purpose=_str("tag purpose", d["purpose"]),
+            retain_until=_int("tag retain_until", d["retain_until"]),
+            conditions=_str("tag conditions", d["conditions"]),
+            community=_str("tag community", d["community"]),
+        )
+        return tag.validate(limits)
+
+
+_TAG_FIELDS = {
+    "owner", "handling", "tlp", "evaluation", "share_with", "permitted_actions",
+    "purpose", "retain_until", "conditions", "community",
+}
+
+
+def at_least_as_strict(new: OwnershipTag, old: OwnershipTag) -> bool:
+    """True when ``new`` allows nothing that ``old`` refuses: a tightening (or equal).
+
+    Owner, evaluation and purpose are facts about the information, not restrictions: a
+    tightening keeps them. Conditions and community may only be introduced by the step
+    that introduces H3 or GREEN.
+    """
+    if new.owner != old.owner or new.evaluation != old.evaluation or new.purpose != old.purpose:
+        return False
+    if new.handling.rank < old.handling.rank or new.tlp.rank < old.tlp.rank:
+        return False
+    if not new.share_with <= old.share_with:
+        return False
+    if not new.permitted_actions <= old.permitted_actions:
+        return False
+    if new.retain_until > old.retain_until:
+        return False
+    if old.handling is Handling.H3 and new.conditions != old.conditions:
+        return False
+    return not (old.tlp is Tlp.GREEN and new.tlp is Tlp.GREEN
+                and new.community != old.community)
+
+
+# --- strict field helpers -------------------------------------------------------------------
+
+
+def _str(what: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise Malformed(f"{what} must be a string")
+    return value
+
+
+def _int(what: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Malformed(f"{what} must be an integer")
+    return value
+
+
+def _check_text(what: str, value: object, max_chars: int, required: bool) -> None:
+    if not isinstance(value, str):
+        raise Malformed(f"{what} must be a string")
+    if required and not value.strip():
+        raise Malformed(f"{what} must not be empty")
+    if len(value) > max_chars:
+        raise Malformed(f"{what} is longer than {max_chars} characters")
+    if any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise Malformed(f"{what} contains control characters")
+
+
+def _sorted_unique_strs(what: str, value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Malformed(f"{what} must be a list of strings")
+    if value != sorted(set(value)):
+        raise Malformed(f"{what} must be sorted and without duplicates")
+    return value
+
+
+def _enum(what: str, cls: type[E], value: object) -> E:
+    try:
+        return cls(value)
+    except (ValueError, TypeError) as exc:
+        allowed = ", ".join(str(m.value) for m in cls)
+        raise Malformed(f"{what} must be one of {allowed}, got {value!r:.40}") from exc

@@ -1,0 +1,73 @@
+"""Small builders shared by the core tests: keys, tags and sealed envelopes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from liaison_net.core import crypto, sealing
+from liaison_net.core.envelope import Envelope, Kind, Precedence
+from liaison_net.core.limits import DAY_MS, HOUR_MS
+from liaison_net.core.ownership import (
+    Evaluation,
+    Handling,
+    InformationAccuracy,
+    Owner,
+    OwnershipTag,
+    PermittedAction,
+    SourceReliability,
+    Tlp,
+)
+
+NOW = 1_795_000_000_000  # a fixed "now" in ms (2026-11-18); the core never reads the clock
+
+
+@dataclass(eq=False)
+class Officer:
+    id: str
+    signing: crypto.SigningKeyPair = field(default_factory=crypto.generate_signing_key)
+    encryption: crypto.EncryptionKeyPair = field(default_factory=crypto.generate_encryption_key)
+
+    @property
+    def recipient(self) -> sealing.RecipientKey:
+        return sealing.RecipientKey(self.id, self.encryption.public)
+
+    @property
+    def signer(self) -> sealing.SignerKey:
+        return sealing.SignerKey(self.id, self.signing.public)
+
+
+def make_tag(**overrides: object) -> OwnershipTag:
+    values: dict[str, object] = dict(
+        owner=Owner("nl", "cid-limburg"),
+        handling=Handling.H0,
+        tlp=Tlp.AMBER,
+        evaluation=Evaluation(SourceReliability.B, InformationAccuracy.KNOWN_TO_SOURCE),
+        share_with=frozenset({"nl", "be", "lu"}),
+        permitted_actions=frozenset(PermittedAction),
+        purpose="cross-border drug trafficking investigation",
+        retain_until=NOW + 90 * DAY_MS,
+    )
+    values.update(overrides)
+    return OwnershipTag(**values).validate()  # type: ignore[arg-type]
+
+
+def lookup_for(*officers: Officer) -> sealing.KeyLookup:
+    keys = {o.signing.key_id: o.signer for o in officers}
+    return keys.get
+
+
+def seal_from(author: Officer, recipients: list[Officer], plaintext: bytes = b"alert",
+              **kw: object) -> Envelope:
+    args: dict[str, object] = dict(
+        sender=author.id,
+        sender_key=author.signing,
+        recipients=[r.recipient for r in recipients],
+        tag=make_tag(),
+        plaintext=plaintext,
+        now=NOW,
+        expires=NOW + 8 * HOUR_MS,
+        kind=Kind.MESSAGE,
+        precedence=Precedence.PRIORITY,
+    )
+    args.update(kw)
+    return sealing.seal(**args)  # type: ignore[arg-type]
