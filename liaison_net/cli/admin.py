@@ -1,0 +1,118 @@
+"""`liaison admin ...`: PKI, enrolment, rotation, revocation, status, audit."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from liaison_net import pki
+
+
+@click.group()
+def admin() -> None:
+    """Administer the network: PKI, nodes, officers, keys, audit."""
+
+
+# --- PKI ------------------------------------------------------------------------------------
+# The clock is read here, in the CLI, and passed down: pki functions take `now` as an argument.
+
+
+def _echo_files(files: list[tuple[Path, str]]) -> None:
+    for path, note in files:
+        click.echo(f"  {path}  ({note})")
+
+
+@admin.command("init-network")
+@click.option(
+    "--dir",
+    "certs_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("certs"),
+    show_default=True,
+    help="Directory to create ca.key and ca.crt in.",
+)
+@click.option("--name", default="liaison_net network CA", show_default=True, help="CA common name.")
+@click.option("--json", "as_json", is_flag=True, help="Print the created paths as JSON.")
+def init_network_cmd(certs_dir: Path, name: str, as_json: bool) -> None:
+    """Create the network CA: ca.key (secret) and the self-signed ca.crt.
+
+    The CA signs every node's TLS and signing certificates; ca.crt is the one trust anchor
+    all nodes share. Run this once per network, on the machine that will keep the CA. It
+    refuses to overwrite an existing CA. After enrolling the nodes with init-node, move
+    ca.key offline: no running node needs it.
+    """
+    paths = pki.init_network(certs_dir, name=name, now=datetime.now(UTC))
+    if as_json:
+        click.echo(json.dumps(paths.as_dict()))
+        return
+    click.echo(f"created network CA {name!r} in {paths.dir}")
+    _echo_files([(paths.ca_key, "secret, 0600"), (paths.ca_cert, "public, share with every node")])
+    click.echo("next: liaison admin init-node ID for each node; then move ca.key offline")
+
+
+@admin.command("init-node")
+@click.argument("node_id", metavar="ID")
+@click.option(
+    "--dir",
+    "certs_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("certs"),
+    show_default=True,
+    help="Parent of the node directory; files go to DIR/ID/.",
+)
+@click.option(
+    "--ca-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("certs"),
+    show_default=True,
+    help="Directory holding ca.key and ca.crt from init-network.",
+)
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    default=("localhost", "127.0.0.1"),
+    show_default=True,
+    help="DNS name or IP address peers use to reach the node (repeat for several).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the created paths as JSON.")
+def init_node_cmd(
+    node_id: str, certs_dir: Path, ca_dir: Path, hosts: tuple[str, ...], as_json: bool
+) -> None:
+    """Enrol node ID (e.g. be, nl, lu, de-nw): issue its certificates from the network CA.
+
+    Writes DIR/ID/ with tls.key + tls.crt (mutual TLS 1.3, node id bound in the
+    certificate, the --host names as SANs), signing.key + signing.crt (Ed25519 key for
+    envelopes, certified by the CA) and a copy of ca.crt. The directory is self-contained:
+    copy it to the node's machine. The CA private key is never copied into it.
+    """
+    names = [host for host in hosts if not _is_ip(host)]
+    ips = [host for host in hosts if _is_ip(host)]
+    paths = pki.init_node(
+        certs_dir, node_id, ca_dir=ca_dir, now=datetime.now(UTC), hostnames=names, ip_addresses=ips
+    )
+    if as_json:
+        click.echo(json.dumps(paths.as_dict()))
+        return
+    click.echo(f"enrolled node {node_id!r} in {paths.dir} (hosts: {', '.join(hosts)})")
+    _echo_files(
+        [
+            (paths.tls_key, "secret, 0600"),
+            (paths.tls_cert, "public"),
+            (paths.signing_key, "secret, 0600"),
+            (paths.signing_cert, "public"),
+            (paths.ca_cert, "public, copy of the network CA certificate"),
+        ]
+    )
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
