@@ -244,10 +244,12 @@ def check_header_shape(header: Header, limits: Limits) -> None:
         raise BadTimestamp("expires must be after created")
     if header.expires - header.created > limits.max_ttl_ms:
         raise LimitExceeded(f"lifetime exceeds {limits.max_ttl_ms} ms")
-    if header.tag.retain_until <= header.created:
-        raise BadTimestamp("tag retain_until must be after created")
+    if header.tag.retain_until < header.expires:
+        raise BadTimestamp("tag retain_until must not be before expires")
     if header.tag.retain_until - header.created > limits.max_retention_ms:
         raise LimitExceeded(f"retention exceeds {limits.max_retention_ms} ms")
+    if header.ref is not None:
+        check_envelope_id(header.ref)
     if not header.recipients or len(header.recipients) > limits.max_recipients:
         raise LimitExceeded(f"recipients must number 1 to {limits.max_recipients}")
     officers = [r.officer for r in header.recipients]
@@ -264,7 +266,10 @@ def check_fresh(header: Header, now: int, limits: Limits = DEFAULT_LIMITS) -> No
 
 
 def decode_body(raw: bytes, recipients: int, limits: Limits = DEFAULT_LIMITS) -> Body:
-    max_bytes = limits.max_body_bytes + recipients * (WRAPPED_KEY_BYTES + 8) + _FRAME_OVERHEAD
+    # ciphertext (content + AEAD tag + bin32 prefix), the wraps (bin8 prefix each, array
+    # prefix), the nonce and the map's keys: generous by a few bytes, never short.
+    max_bytes = (limits.max_body_bytes + AEAD_TAG_BYTES + recipients * (WRAPPED_KEY_BYTES + 2)
+                 + _FRAME_OVERHEAD)
     d = codec.exact_map("body", codec.unpack(raw, what="body", max_bytes=max_bytes), _BODY_FIELDS)
     nonce, wraps, ciphertext = d["nonce"], d["wraps"], d["ciphertext"]
     if not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:

@@ -72,7 +72,7 @@ def id_from_text(text: str) -> bytes:
 
 
 def check_node_id(value: object, *, what: str = "node id") -> str:
-    if not isinstance(value, str) or not NODE_ID_RE.match(value):
+    if not isinstance(value, str) or not NODE_ID_RE.fullmatch(value):
         raise Malformed(f"{what} must match {NODE_ID_RE.pattern}, got {value!r:.40}")
     return value
 
@@ -83,7 +83,7 @@ def check_officer_id(value: object, *, what: str = "officer id") -> str:
         raise Malformed(f"{what} must be '<node>/<handle>', got {value!r:.60}")
     node, handle = value.split("/")
     check_node_id(node, what=f"{what} node part")
-    if not HANDLE_RE.match(handle):
+    if not HANDLE_RE.fullmatch(handle):
         raise Malformed(f"{what} handle must match {HANDLE_RE.pattern}, got {handle!r:.40}")
     return value
 

@@ -10,13 +10,14 @@ What the tag *allows* is decided in ``policy``, from tables.
 from __future__ import annotations
 
 import enum
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from liaison_net.core import codec
 from liaison_net.core.ids import check_node_id
 from liaison_net.core.limits import DEFAULT_LIMITS, Limits
-from liaison_net.errors import Malformed
+from liaison_net.errors import LimitExceeded, Malformed
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -120,7 +121,7 @@ class OwnershipTag:
         if not self.share_with:
             raise Malformed("tag share_with must name at least one node")
         if len(self.share_with) > limits.max_share_with:
-            raise Malformed(f"tag share_with names more than {limits.max_share_with} nodes")
+            raise LimitExceeded(f"tag share_with names more than {limits.max_share_with} nodes")
         for node in self.share_with:
             check_node_id(node, what="tag share_with entry")
         if self.owner.node not in self.share_with:
@@ -236,9 +237,11 @@ def _check_text(what: str, value: object, max_chars: int, required: bool) -> Non
     if required and not value.strip():
         raise Malformed(f"{what} must not be empty")
     if len(value) > max_chars:
-        raise Malformed(f"{what} is longer than {max_chars} characters")
-    if any(ord(c) < 32 and c not in "\n\t" for c in value):
-        raise Malformed(f"{what} contains control characters")
+        raise LimitExceeded(f"{what} is longer than {max_chars} characters")
+    # Control and format characters (C0, DEL, C1, bidi overrides) could make what an
+    # officer sees differ from what was signed.
+    if any(unicodedata.category(c) in ("Cc", "Cf") and c not in "\n\t" for c in value):
+        raise Malformed(f"{what} contains control or format characters")
 
 
 def _sorted_unique_strs(what: str, value: object) -> list[str]:

@@ -24,6 +24,7 @@ from liaison_net.core.envelope import (
     Kind,
     Precedence,
     Recipient,
+    UnverifiedFrame,
     check_fresh,
     check_header_shape,
     decode_body,
@@ -123,7 +124,17 @@ def verify(
     re-read an envelope already accepted earlier (an inbox read days later).
     """
     frame = read_frame(raw, limits)
-    signer = lookup(frame.signer_key_id)
+    return verify_frame(frame, lookup(frame.signer_key_id), now=now, limits=limits)
+
+
+def verify_frame(
+    frame: UnverifiedFrame,
+    signer: SignerKey | None,
+    *,
+    now: int | None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Envelope:
+    """``verify`` for callers that look the signer up themselves (asynchronously)."""
     if signer is None:
         raise UnknownKey(f"signing key {frame.signer_key_id.hex()} is unknown or no longer valid")
     crypto.verify(signer.public_key, frame.signed_message, frame.signature)

@@ -19,7 +19,8 @@ from tests.core.factories import NOW
 
 NODES = ["be", "nl", "lu", "de-nw"]
 text = st.text(
-    alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FFF, exclude_categories=("Cs",)),
+    alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FFF,
+                           exclude_categories=("Cs", "Cc", "Cf")),
     min_size=1, max_size=40,
 ).filter(lambda s: s.strip() != "")
 
@@ -39,7 +40,7 @@ def tags(draw: st.DrawFn) -> OwnershipTag:
         share_with=share,
         permitted_actions=frozenset(draw(st.sets(st.sampled_from(list(PermittedAction))))),
         purpose=draw(text),
-        retain_until=NOW + draw(st.integers(1, 365 * DAY_MS)),
+        retain_until=NOW + draw(st.integers(4 * DAY_MS, 365 * DAY_MS)),
         conditions=draw(text) if handling is Handling.H3 else "",
         community=draw(text) if tlp is Tlp.GREEN else "",
     ).validate()

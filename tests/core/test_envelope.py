@@ -241,3 +241,22 @@ def test_frame_version_and_shape_checked_before_signature() -> None:
         _verify(codec.pack(frame))
     with pytest.raises(Malformed, match="5 items"):
         _verify(codec.pack(frame[:4]))
+
+
+@pytest.mark.parametrize("recipients", [1, 3])
+def test_largest_allowed_body_verifies(recipients: int) -> None:
+    """What seal accepts at the body limit, verify accepts too."""
+    limits = Limits(max_body_bytes=70_000)
+    env = seal_from(ALICE, [BOB, CAROL, ALICE][:recipients], b"x" * 70_000, limits=limits)
+    assert sealing.verify(env.to_bytes(), LOOKUP, now=NOW, limits=limits).id == env.id
+
+
+def test_retention_before_expiry_is_refused() -> None:
+    with pytest.raises(BadTimestamp, match="retain_until"):
+        seal_from(ALICE, [BOB], tag=make_tag(retain_until=NOW + HOUR_MS),
+                  expires=NOW + 2 * HOUR_MS)
+
+
+def test_bad_ref_is_refused_at_seal() -> None:
+    with pytest.raises(Malformed, match="envelope id"):
+        seal_from(ALICE, [BOB], ref=b"x")

@@ -52,6 +52,7 @@ def test_officer_ids(good: str) -> None:
 
 
 @pytest.mark.parametrize("bad", ["nl", "nl/", "/x", "NL/x", "nl/x/y", "nl/Jan", "n l/x",
+                                 "nl/jdevries\n", "nl\n/x",
                                  "nl/" + "a" * 40, None, 7])
 def test_bad_officer_ids(bad: object) -> None:
     with pytest.raises(Malformed):
