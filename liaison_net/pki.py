@@ -179,6 +179,11 @@ def init_network(
     return paths
 
 
+def node_hostname(node_id: str) -> str:
+    """The DNS name bound in every node's TLS certificate (``.internal``: never public)."""
+    return f"{check_node_id(node_id)}.liaison.internal"
+
+
 def init_node(
     certs_dir: Path,
     node_id: str,
@@ -191,7 +196,9 @@ def init_node(
     """Enrol a node: a TLS and an Ed25519 signing certificate, both issued by the CA."""
     _require_aware(now)
     check_node_id(node_id)
-    sans = _host_sans(hostnames, ip_addresses)
+    # The node's own name is always in the certificate, so a connecting peer or officer can
+    # ask for exactly that node (TLS server_hostname) and the handshake itself checks it.
+    sans = _host_sans([node_hostname(node_id), *hostnames], ip_addresses)
     ca_cert, ca_key = _load_ca(ca_dir)
     if not ca_cert.not_valid_before_utc <= now <= ca_cert.not_valid_after_utc:
         raise errors.ConfigError(f"the network CA in {ca_dir} is not valid at {now.isoformat()}")

@@ -22,9 +22,11 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported here so that each group module can import `cli` helpers without cycles.
-    from liaison_net.cli import admin
+    from liaison_net.cli import admin, node, officer
 
     cli.add_command(admin.admin)
+    cli.add_command(node.node)
+    officer.register(cli, admin=admin.admin)
 
 
 _register()

@@ -1,0 +1,221 @@
+"""The officer-facing API of a node: login, submit, inbox, fetch, acknowledge, directory.
+
+Officers authenticate by signing a single-use challenge with their card's signing key; the
+node answers a short-lived bearer token, kept only in memory (a restart logs everyone out,
+which is fine for a CLI that logs in again by itself) and compared in constant time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from liaison_net.core import crypto
+from liaison_net.core.ids import check_officer_id, id_from_text, id_to_text, node_of
+from liaison_net.core.login import CHALLENGE_BYTES, login_message
+from liaison_net.errors import LimitExceeded, Malformed, NotFound, RateLimited, Unauthorized
+from liaison_net.intake import Intake
+from liaison_net.metrics import NodeMetrics
+from liaison_net.web import (
+    ENVELOPE,
+    error_middleware,
+    msgpack_response,
+    now_ms,
+    read_body,
+    read_json,
+)
+
+log = structlog.get_logger("liaison.client_api")
+
+CHALLENGE_TTL_S = 60
+MAX_PENDING_CHALLENGES = 10_000
+MAX_TOKENS = 10_000
+MAX_JSON_BODY = 4096
+MAX_PAGE = 500
+
+
+@dataclass
+class Session:
+    officer: str
+    expires: float
+
+
+class ClientApi:
+    def __init__(self, *, intake: Intake, metrics: NodeMetrics, token_ttl_s: int,
+                 max_envelope_bytes: int, own_cert: bytes) -> None:
+        self.intake = intake
+        self.store = intake.store
+        self.node_id = intake.node_id
+        self.metrics = metrics
+        self.token_ttl_s = token_ttl_s
+        self.max_envelope_bytes = max_envelope_bytes
+        self.own_cert = own_cert  # this node's signing certificate (PEM)
+        self._challenges: dict[bytes, tuple[str, float]] = {}
+        self._tokens: dict[str, Session] = {}
+        self._lock = asyncio.Lock()
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[error_middleware],
+                              client_max_size=self.max_envelope_bytes + 1024)
+        r = app.router
+        r.add_get("/healthz", self.healthz)
+        r.add_get("/metrics", self.metrics_page)
+        r.add_post("/api/v1/login/challenge", self.challenge)
+        r.add_post("/api/v1/login", self.login)
+        r.add_post("/api/v1/envelopes", self.submit)
+        r.add_get("/api/v1/inbox", self.inbox)
+        r.add_get("/api/v1/envelopes/{id}", self.fetch)
+        r.add_post("/api/v1/envelopes/{id}/ack", self.ack)
+        r.add_get("/api/v1/envelopes/{id}/status", self.status)
+        r.add_get("/api/v1/directory", self.directory)
+        return app
+
+    # --- health and metrics ---------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        depth = await self.store.queue_depth()
+        return web.json_response({"status": "ok", "node": self.node_id, "queued": depth})
+
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        for peer in self.intake.peers:
+            self.metrics.queue_depth.labels(peer=peer).set(0)
+        for peer, depth in (await self.store.queue_depth()).items():
+            self.metrics.queue_depth.labels(peer=peer).set(depth)
+        return web.Response(body=self.metrics.render(),
+                            headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    # --- login ----------------------------------------------------------------------------
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for key, (_, until) in list(self._challenges.items()):
+            if until < now:
+                del self._challenges[key]
+        for token, session in list(self._tokens.items()):
+            if session.expires < now:
+                del self._tokens[token]
+
+    async def challenge(self, request: web.Request) -> web.Response:
+        body = await read_json(request, MAX_JSON_BODY, {"officer"})
+        officer = check_officer_id(body["officer"])
+        self._expire()
+        if len(self._challenges) >= MAX_PENDING_CHALLENGES:
+            raise RateLimited("too many pending logins; try again in a minute")
+        challenge = crypto.random_bytes(CHALLENGE_BYTES)
+        self._challenges[challenge] = (officer, time.monotonic() + CHALLENGE_TTL_S)
+        return web.json_response({"challenge": challenge.hex(), "node": self.node_id})
+
+    async def login(self, request: web.Request) -> web.Response:
+        body = await read_json(request, MAX_JSON_BODY, {"officer", "challenge", "signature"})
+        officer = check_officer_id(body["officer"])
+        try:
+            challenge = bytes.fromhex(str(body["challenge"]))
+            signature = bytes.fromhex(str(body["signature"]))
+        except ValueError as exc:
+            raise Malformed("challenge and signature must be hex") from exc
+        pending = self._challenges.pop(challenge, None)
+        if pending is None or pending[0] != officer or pending[1] < time.monotonic():
+            raise Unauthorized("unknown or expired challenge")
+        if node_of(officer) != self.node_id:
+            raise Unauthorized(f"{officer} is not an officer of node {self.node_id}")
+        keys = await self.store.officer_keys(officer)
+        if keys is None:
+            raise Unauthorized(f"{officer} is not enrolled on this node")
+        try:
+            crypto.verify(keys[0], login_message(self.node_id, challenge), signature)
+        except Exception as exc:
+            raise Unauthorized("login signature does not verify") from exc
+        if len(self._tokens) >= MAX_TOKENS:
+            self._expire()
+            if len(self._tokens) >= MAX_TOKENS:
+                raise RateLimited("too many sessions")
+        token = secrets.token_urlsafe(32)
+        self._tokens[token] = Session(officer, time.monotonic() + self.token_ttl_s)
+        log.info("officer.login", officer=officer)
+        return web.json_response({"token": token,
+                                  "expires_at": now_ms() + self.token_ttl_s * 1000})
+
+    def _officer(self, request: web.Request) -> str:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            raise Unauthorized("missing bearer token; log in first")
+        presented = header[len("Bearer "):]
+        found = None
+        for token, session in self._tokens.items():
+            if secrets.compare_digest(token.encode(), presented.encode()):
+                found = session
+        if found is None or found.expires < time.monotonic():
+            raise Unauthorized("unknown or expired token; log in again")
+        return found.officer
+
+    # --- envelopes ------------------------------------------------------------------------
+
+    async def submit(self, request: web.Request) -> web.Response:
+        officer = self._officer(request)
+        raw = await read_body(request, ENVELOPE, self.max_envelope_bytes)
+        outcome = await self.intake.submit(officer, raw, now_ms())
+        return web.json_response(
+            {"id": id_to_text(outcome.envelope_id),
+             "status": "duplicate" if outcome.duplicate else "accepted"}, status=202)
+
+    @staticmethod
+    def _id(request: web.Request) -> bytes:
+        return id_from_text(request.match_info["id"])
+
+    @staticmethod
+    def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+        text = request.query.get(name, str(default))
+        if not text.isdigit() or not lo <= int(text) <= hi:
+            raise Malformed(f"query parameter {name} must be an integer {lo}-{hi}")
+        return int(text)
+
+    async def inbox(self, request: web.Request) -> web.Response:
+        officer = self._officer(request)
+        after = self._int(request, "after", 0, 0, 1 << 62)
+        limit = self._int(request, "limit", 100, 1, MAX_PAGE)
+        items = await self.store.inbox(officer, after=after, limit=limit)
+        return web.json_response({
+            "items": [{"seq": i.seq, "id": id_to_text(i.envelope_id), "sender": i.sender,
+                       "kind": i.kind, "precedence": i.precedence, "created": i.created,
+                       "relayed": i.relayed, "acked": i.acked} for i in items],
+            "next": items[-1].seq if items else after,
+        })
+
+    async def fetch(self, request: web.Request) -> web.Response:
+        officer = self._officer(request)
+        eid = self._id(request)
+        if not await self.store.may_read(officer, eid):
+            raise NotFound("no such envelope for you")
+        return web.Response(body=await self.store.envelope_bytes(eid), content_type=ENVELOPE)
+
+    async def ack(self, request: web.Request) -> web.Response:
+        officer = self._officer(request)
+        if request.content_length:
+            raise LimitExceeded("acknowledge takes no body")
+        acked = await self.store.ack(officer, self._id(request), now=now_ms())
+        return web.json_response({"acked": acked})
+
+    async def status(self, request: web.Request) -> web.Response:
+        officer = self._officer(request)
+        eid = self._id(request)
+        if not await self.store.may_read(officer, eid):
+            raise NotFound("no such envelope for you")
+        hops = await self.store.hop_states(eid)
+        local = await self.store.local_deliveries(eid)
+        return web.json_response({
+            "id": id_to_text(eid),
+            "hops": {node: {"state": s, "reason": r} for node, (s, r) in hops.items()},
+            "local": [{"officer": o, "relayed": rel, "acked": ack} for o, rel, ack in local],
+        })
+
+    async def directory(self, request: web.Request) -> web.Response:
+        self._officer(request)
+        cards = [card for *_, card in await self.store.directory()]
+        certs = await self.store.node_certs()
+        certs[self.node_id] = self.own_cert
+        return msgpack_response({"node_certs": certs, "cards": cards})

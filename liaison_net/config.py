@@ -1,0 +1,182 @@
+"""Node configuration: one TOML file per node, validated once at start-up.
+
+Relative paths in the file are resolved against the file's own directory, so
+``node_configs/nl.toml`` can name ``../certs/nl`` and work from any working directory.
+Every problem is a ConfigError naming the bad key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from liaison_net.core.delivery import BackoffPolicy
+from liaison_net.core.ids import NODE_ID_RE
+from liaison_net.core.limits import Limits
+from liaison_net.errors import ConfigError, LiaisonError
+
+MAX_CONFIG_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Peer:
+    id: str
+    url: str  # https://host:port of the peer's federation listener
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    batch_size: int = 256  # envelopes per federation transaction
+    request_timeout_s: float = 30.0
+    expiry_sweep_s: float = 5.0
+    directory_push_s: float = 2.0
+    group_commit_max: int = 512  # writes per commit at most
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    id: str
+    path: Path  # the TOML file this came from
+    data_dir: Path
+    cert_dir: Path
+    federation: Address
+    client: Address
+    peers: tuple[Peer, ...]
+    delivery: DeliveryConfig
+    limits: Limits
+    token_ttl_s: int = 900
+    card_validity_days: int = 365
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "node.sqlite3"
+
+    def peer(self, node_id: str) -> Peer | None:
+        return next((p for p in self.peers if p.id == node_id), None)
+
+
+_TOP = {"node", "listen", "peers", "delivery", "limits", "auth"}
+
+
+def load(path: Path) -> NodeConfig:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
+    return parse(data, path)
+
+
+def parse(data: dict[str, Any], path: Path) -> NodeConfig:
+    unknown = set(data) - _TOP
+    if unknown:
+        raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+    base = path.resolve().parent
+    node = _table(data, "node")
+    node_id = _str(node, "node.id", "id")
+    if not NODE_ID_RE.fullmatch(node_id):
+        raise ConfigError(f"node.id must match {NODE_ID_RE.pattern}")
+    listen = _table(data, "listen")
+    peers = []
+    raw_peers = data.get("peers", [])
+    if not isinstance(raw_peers, list):
+        raise ConfigError("peers must be an array of tables ([[peers]])")
+    for i, p in enumerate(raw_peers):
+        if not isinstance(p, dict):
+            raise ConfigError(f"peers[{i}] must be a table")
+        peer_id = _str(p, f"peers[{i}].id", "id")
+        if not NODE_ID_RE.fullmatch(peer_id) or peer_id == node_id:
+            raise ConfigError(f"peers[{i}].id must be another node's id")
+        url = _str(p, f"peers[{i}].url", "url")
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname or not parts.port:
+            raise ConfigError(f"peers[{i}].url must be https://host:port")
+        peers.append(Peer(peer_id, url.rstrip("/")))
+    if len({p.id for p in peers}) != len(peers):
+        raise ConfigError("peers lists a node twice")
+    delivery = _table(data, "delivery", required=False)
+    auth = _table(data, "auth", required=False)
+    try:
+        limits = Limits(**_table(data, "limits", required=False))
+    except TypeError as exc:
+        raise ConfigError(f"limits: {exc}") from exc
+    except LiaisonError:
+        raise
+    backoff = BackoffPolicy(
+        initial_s=_num(delivery, "delivery.backoff_initial_s", 1.0, 0.01, 600),
+        maximum_s=_num(delivery, "delivery.backoff_max_s", 60.0, 0.1, 3600),
+    )
+    known_delivery = {"backoff_initial_s", "backoff_max_s", "batch_size", "request_timeout_s",
+                      "expiry_sweep_s", "directory_push_s", "group_commit_max"}
+    if unknown := set(delivery) - known_delivery:
+        raise ConfigError(f"unknown delivery key(s): {', '.join(sorted(unknown))}")
+    return NodeConfig(
+        id=node_id,
+        path=path,
+        data_dir=base / _str(node, "node.data_dir", "data_dir"),
+        cert_dir=base / _str(node, "node.cert_dir", "cert_dir"),
+        federation=_address(listen, "federation"),
+        client=_address(listen, "client"),
+        peers=tuple(peers),
+        delivery=DeliveryConfig(
+            backoff=backoff,
+            batch_size=int(_num(delivery, "delivery.batch_size", 256, 1, 4096)),
+            request_timeout_s=_num(delivery, "delivery.request_timeout_s", 30.0, 0.5, 600),
+            expiry_sweep_s=_num(delivery, "delivery.expiry_sweep_s", 5.0, 0.1, 3600),
+            directory_push_s=_num(delivery, "delivery.directory_push_s", 2.0, 0.1, 3600),
+            group_commit_max=int(_num(delivery, "delivery.group_commit_max", 512, 1, 10_000)),
+        ),
+        limits=limits,
+        token_ttl_s=int(_num(auth, "auth.token_ttl_s", 900, 10, 86_400)),
+        card_validity_days=int(_num(auth, "auth.card_validity_days", 365, 1, 3650)),
+    )
+
+
+def _table(data: dict[str, Any], key: str, required: bool = True) -> dict[str, Any]:
+    value = data.get(key)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{key}] section is {'missing' if value is None else 'not a table'}")
+    return value
+
+
+def _str(table: dict[str, Any], name: str, key: str) -> str:
+    value = table.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name} must be a non-empty string")
+    return value
+
+
+def _num(table: dict[str, Any], name: str, default: float, lo: float, hi: float) -> float:
+    value = table.get(name.split(".")[-1], default)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ConfigError(f"{name} must be a number between {lo} and {hi}")
+    return float(value)
+
+
+def _address(listen: dict[str, Any], key: str) -> Address:
+    value = _str(listen, f"listen.{key}", key)
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"listen.{key} must be host:port, got {value!r}")
+    return Address(host, int(port))

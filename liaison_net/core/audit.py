@@ -1,0 +1,49 @@
+"""The audit chain: every decision one entry, each entry hashing the one before it.
+
+An entry's hash covers its sequence number, time, event, envelope id, actor, detail and
+the previous entry's hash, so editing, deleting or reordering any row breaks every hash
+after it; ``first_broken`` names the first entry that no longer matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from liaison_net.core import codec
+
+GENESIS = b"\x00" * 32
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    at: int  # ms
+    event: str  # e.g. envelope.accepted, envelope.refused, envelope.relayed, key.rotated
+    envelope_id: bytes | None
+    actor: str  # the officer or node on whose behalf the decision was taken
+    detail: str  # JSON text: reason codes, peers; never content or keys
+    prev: bytes
+    hash: bytes
+
+
+def entry_hash(prev: bytes, seq: int, at: int, event: str, envelope_id: bytes | None,
+               actor: str, detail: str) -> bytes:
+    body = codec.pack([seq, at, event, envelope_id, actor, detail])
+    return hashlib.sha256(b"liaison-net/audit/v1\x00" + prev + body).digest()
+
+
+def first_broken(entries: Iterable[AuditEntry]) -> int | None:
+    """The seq of the first entry whose link or hash is wrong, or None if the chain holds."""
+    prev = GENESIS
+    expected_seq = None
+    for e in entries:
+        if expected_seq is not None and e.seq != expected_seq:
+            return e.seq
+        if e.prev != prev or e.hash != entry_hash(prev, e.seq, e.at, e.event, e.envelope_id,
+                                                  e.actor, e.detail):
+            return e.seq
+        prev = e.hash
+        expected_seq = e.seq + 1
+    return None

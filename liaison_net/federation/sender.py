@@ -1,0 +1,164 @@
+"""One sender per peer: how queued envelopes leave this node.
+
+How do envelopes get sent? ``intake.submit`` stores an envelope with one QUEUED hop per
+destination node and wakes that node's sender. The sender takes the next batch from the
+outbox in the database (flash first, then oldest), posts it as one transaction (one in
+flight per peer), and records each answer: accepted or duplicate -> DELIVERED, refused
+-> REFUSED with the peer's code, except codes that only mean "not yet" (a card still on its
+way), which stay QUEUED.
+
+A note on failures and back-offs. A connection error, timeout or 5xx leaves every hop
+QUEUED and backs the peer off (``BackoffPolicy``: ~1 s doubling to ~60 s, jittered). The
+attempt count and next attempt time are persisted, so a restart resumes the same curve,
+and there is no separate catch-up mode: the outbox in SQLite *is* the catch-up. When the
+peer calls us (it is evidently back), its backoff is cleared and we send at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import structlog
+
+from liaison_net.config import DeliveryConfig, Peer
+from liaison_net.core import codec, crypto
+from liaison_net.core.ids import envelope_id_time_ms, id_to_text
+from liaison_net.errors import Malformed, Unavailable
+from liaison_net.federation import protocol
+from liaison_net.metrics import NodeMetrics
+from liaison_net.pki import node_hostname
+from liaison_net.store.node_store import NodeStore
+from liaison_net.web import MSGPACK, now_ms
+
+log = structlog.get_logger("liaison.sender")
+
+#: Builds the directory push for a peer: (cursor after this push, request body) or None.
+DirectoryPush = Callable[[str], Awaitable[tuple[int, dict[str, Any]] | None]]
+
+
+class PeerSender:
+    def __init__(self, *, node_id: str, peer: Peer, store: NodeStore,
+                 session: aiohttp.ClientSession, delivery: DeliveryConfig,
+                 metrics: NodeMetrics, directory_push: DirectoryPush) -> None:
+        self.node_id = node_id
+        self.peer = peer
+        self.store = store
+        self.session = session
+        self.delivery = delivery
+        self.metrics = metrics
+        self.directory_push = directory_push
+        self.wake = asyncio.Event()
+        self.called_in = asyncio.Event()
+        self.attempts = 0
+        self.next_attempt = 0
+
+    def peer_called_in(self) -> None:
+        self.called_in.set()
+        self.wake.set()
+
+    async def run(self) -> None:
+        self.attempts, self.next_attempt = await self.store.peer_backoff(self.peer.id)
+        while True:
+            now = now_ms()
+            if self.next_attempt > now and not self.called_in.is_set():
+                await self._wait(self.called_in, (self.next_attempt - now) / 1000)
+                continue
+            self.called_in.clear()
+            self.wake.clear()
+            try:
+                await self._push_directory()
+                sent = await self._send_batch()
+            except (Unavailable, Malformed) as exc:
+                await self._failed(str(exc))
+                continue
+            if self.attempts:
+                log.info("peer.recovered", peer=self.peer.id, after_attempts=self.attempts)
+                self.attempts, self.next_attempt = 0, 0
+                await self.store.set_peer_backoff(self.peer.id, 0, 0, None)
+            if not sent:
+                await self._wait(self.wake, self.delivery.directory_push_s)
+
+    @staticmethod
+    async def _wait(event: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(seconds, 0.0)):
+                await event.wait()
+
+    async def _failed(self, reason: str) -> None:
+        self.attempts += 1
+        delay = self.delivery.backoff.delay(self.attempts, random.random())
+        self.next_attempt = now_ms() + int(delay * 1000)
+        self.metrics.retries.labels(peer=self.peer.id).inc()
+        log.info("peer.backoff", peer=self.peer.id, attempts=self.attempts,
+                 delay_s=round(delay, 2), reason=reason[:200])
+        await self.store.set_peer_backoff(self.peer.id, self.attempts, self.next_attempt,
+                                          reason[:500])
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        timeout = aiohttp.ClientTimeout(total=self.delivery.request_timeout_s)
+        try:
+            # server_hostname makes the TLS handshake itself check that the certificate is
+            # the peer's own, whatever address the URL names.
+            async with self.session.post(self.peer.url + path, data=codec.pack(body),
+                                         headers={"Content-Type": MSGPACK}, timeout=timeout,
+                                         server_hostname=node_hostname(self.peer.id)) as resp:
+                payload = await resp.read()
+                if resp.status != 200:
+                    raise Unavailable(f"peer answered HTTP {resp.status}: {payload[:200]!r}")
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise Unavailable(f"cannot reach {self.peer.id}: {type(exc).__name__}") from exc
+        return codec.exact_map("answer", codec.unpack(payload, what="answer",
+                                                      max_bytes=16 * 1024 * 1024),
+                               {"results"} if path == protocol.TRANSACTION_PATH
+                               else {"stored", "refused"})
+
+    async def _push_directory(self) -> None:
+        push = await self.directory_push(self.peer.id)
+        if push is None:
+            return
+        cursor, body = push
+        await self._post(protocol.DIRECTORY_PATH, body)
+        await self.store.set_directory_cursor(self.peer.id, cursor)
+
+    async def _send_batch(self) -> bool:
+        batch = await self.store.next_batch(self.peer.id, self.delivery.batch_size)
+        if not batch:
+            return False
+        body = {"origin": self.node_id, "txn": crypto.random_bytes(16),
+                "envelopes": [raw for _, raw in batch]}
+        answer = await self._post(protocol.TRANSACTION_PATH, body)
+        results = answer["results"]
+        if not isinstance(results, list) or len(results) != len(batch):
+            raise Malformed("peer answered a different number of results")
+        now = now_ms()
+        delivered: list[bytes] = []
+        refused: list[tuple[bytes, str]] = []
+        retry = 0
+        for (eid, _raw), result in zip(batch, results, strict=True):
+            if not isinstance(result, list) or len(result) != 3:
+                raise Malformed("peer answered a malformed result")
+            status, code = result[0], result[1]
+            if status in (protocol.ACCEPTED, protocol.DUPLICATE):
+                delivered.append(eid)
+                created = envelope_id_time_ms(eid)
+                self.metrics.latency.labels(peer=self.peer.id).observe(
+                    max(0, now - created) / 1000)
+            elif status == protocol.REFUSED and code in protocol.RETRYABLE_CODES:
+                retry += 1
+            elif status == protocol.REFUSED and isinstance(code, str):
+                refused.append((eid, code[:64]))
+                log.info("envelope.refused_by_peer", peer=self.peer.id, code=code,
+                         envelope_id=id_to_text(eid))
+            else:
+                raise Malformed(f"peer answered an unknown status {status!r:.20}")
+        await self.store.finish_hops(self.peer.id, now=now, delivered=delivered,
+                                     refused=refused)
+        self.metrics.delivered.labels(peer=self.peer.id).inc(len(delivered))
+        if retry:
+            raise Unavailable(f"{retry} envelope(s) not yet acceptable to {self.peer.id}")
+        return True

@@ -1,0 +1,108 @@
+"""The federation routes a node serves to its peers, over mutual TLS 1.3 only.
+
+The peer's node id is read from its verified client certificate, never from the body;
+a body that claims another origin is refused. Each envelope of a transaction is decided on
+its own (see ``intake.receive``) and answered in order, after its commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+from cryptography import x509
+
+from liaison_net import pki
+from liaison_net.core import identity
+from liaison_net.errors import Forbidden, LiaisonError, LimitExceeded, Malformed
+from liaison_net.federation import protocol
+from liaison_net.federation.tls import peer_node_id
+from liaison_net.intake import Intake
+from liaison_net.store.node_store import detail
+from liaison_net.web import error_middleware, msgpack_response, now_ms, read_msgpack
+
+log = structlog.get_logger("liaison.federation")
+
+
+class FederationServer:
+    def __init__(self, *, intake: Intake, ca_cert: x509.Certificate, max_body: int,
+                 peer_called_in: Callable[[str], None]) -> None:
+        self.intake = intake
+        self.ca_cert = ca_cert
+        self.max_body = max_body
+        self._peer_called_in = peer_called_in
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[error_middleware], client_max_size=self.max_body)
+        app.router.add_post(protocol.TRANSACTION_PATH, self.transaction)
+        app.router.add_post(protocol.DIRECTORY_PATH, self.directory)
+        return app
+
+    def _peer(self, request: web.Request, claimed: Any) -> str:
+        peer = peer_node_id(request.transport.get_extra_info("ssl_object")
+                            if request.transport else None)
+        if peer not in self.intake.peers:
+            raise Forbidden(f"node {peer} is not a configured peer")
+        if claimed != peer:
+            raise Forbidden(f"peer {peer} claims to speak for {str(claimed)[:20]}")
+        self._peer_called_in(peer)
+        return peer
+
+    async def transaction(self, request: web.Request) -> web.Response:
+        body = await read_msgpack(request, self.max_body, protocol.TRANSACTION_FIELDS)
+        peer = self._peer(request, body["origin"])
+        envelopes = body["envelopes"]
+        if not isinstance(body["txn"], bytes) or len(body["txn"]) != 16:
+            raise Malformed("txn must be a 16-byte id")
+        if not isinstance(envelopes, list) or not all(isinstance(e, bytes) for e in envelopes):
+            raise Malformed("envelopes must be a list of byte strings")
+        if len(envelopes) > protocol.MAX_TRANSACTION_ENVELOPES:
+            raise LimitExceeded(f"at most {protocol.MAX_TRANSACTION_ENVELOPES} envelopes "
+                                "per transaction")
+        results = []
+        for raw in envelopes:
+            try:
+                outcome = await self.intake.receive(peer, raw, now_ms())
+            except LiaisonError as exc:
+                results.append([protocol.REFUSED, exc.code, exc.detail[:200]])
+            else:
+                status = protocol.DUPLICATE if outcome.duplicate else protocol.ACCEPTED
+                results.append([status, "", ""])
+        return msgpack_response({"results": results})
+
+    async def directory(self, request: web.Request) -> web.Response:
+        body = await read_msgpack(request, self.max_body, protocol.DIRECTORY_FIELDS)
+        peer = self._peer(request, body["origin"])
+        cert_pem, cards = body["node_cert"], body["cards"]
+        if not isinstance(cert_pem, bytes):
+            raise Malformed("node_cert must be PEM bytes")
+        if not isinstance(cards, list) or not all(isinstance(c, bytes) for c in cards):
+            raise Malformed("cards must be a list of byte strings")
+        if len(cards) > protocol.MAX_DIRECTORY_CARDS:
+            raise LimitExceeded(f"at most {protocol.MAX_DIRECTORY_CARDS} cards per push")
+        node_id, public = pki.verify_node_signing_certificate(cert_pem, self.ca_cert,
+                                                              now=datetime.now(UTC))
+        if node_id != peer:
+            raise Forbidden(f"peer {peer} presented the signing certificate of {node_id}")
+        store = self.intake.store
+        if self.intake.keys.nodes.get(peer) != public:
+            await store.put_node_key(peer, cert_pem, public)
+            self.intake.keys.nodes[peer] = public
+        stored = refused = 0
+        now = now_ms()
+        for raw in cards:
+            try:
+                card = identity.verify_card(raw, node_public=public, node_id=peer, now=now)
+            except LiaisonError as exc:
+                refused += 1
+                await store.audit(now=now, event="directory.refused", actor=peer,
+                                  audit_detail=detail(code=exc.code))
+                continue
+            if await store.put_card(card, raw, now=now, source=peer):
+                stored += 1
+        log.info("directory.received", peer=peer, cards=len(cards), stored=stored,
+                 refused=refused)
+        return msgpack_response({"stored": stored, "refused": refused})

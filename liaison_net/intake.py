@@ -1,0 +1,151 @@
+"""Where a node decides about an envelope: at submission (origin) and on receipt (destination).
+
+Both paths: verify the exact bytes under a key the node trusts, check the clock, apply the
+ownership policy for this layer, then store (durably, with its audit entry) or refuse
+(with an audit entry naming the rule). Nothing is stored before every check has passed.
+
+    origin:      officer --submit--> verify (signer = the logged-in officer) -> recipients
+                 known -> policy SEND + RELAY per destination node -> store: local inbox
+                 entries and one queued hop per remote node
+    destination: peer --transaction--> verify -> the sender belongs to the peer that relays
+                 it -> policy DELIVER here -> store: inbox entries (dedupe by id)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from liaison_net.core import crypto
+from liaison_net.core.envelope import Envelope, read_frame
+from liaison_net.core.ids import id_to_text
+from liaison_net.core.limits import Limits
+from liaison_net.core.policy import Action, Request, require
+from liaison_net.core.sealing import SignerKey, verify_frame
+from liaison_net.errors import Forbidden, LiaisonError, NotFound, Refused
+from liaison_net.metrics import NodeMetrics
+from liaison_net.store.node_store import AcceptOutcome, NodeStore, detail
+
+log = structlog.get_logger("liaison.intake")
+
+
+def node_principal(node_id: str) -> str:
+    """The sender id a node uses for the envelopes it signs itself (notices, evidence)."""
+    return f"{node_id}/node"
+
+
+@dataclass
+class Keys:
+    """The signing keys a node trusts besides officers' cards: its own and its peers'."""
+
+    own: crypto.SigningKeyPair
+    nodes: dict[str, bytes]  # node id -> certified Ed25519 public key
+
+    def node_signer(self, key_id: bytes) -> SignerKey | None:
+        for node, public in self.nodes.items():
+            if crypto.signing_key_id(public) == key_id:
+                return SignerKey(node_principal(node), public)
+        return None
+
+
+class Intake:
+    def __init__(self, *, node_id: str, peers: set[str], store: NodeStore, keys: Keys,
+                 limits: Limits, metrics: NodeMetrics, wake: Callable[[str], None]) -> None:
+        self.node_id = node_id
+        self.peers = peers
+        self.store = store
+        self.keys = keys
+        self.limits = limits
+        self.metrics = metrics
+        self._wake = wake
+
+    async def _verify(self, raw: bytes, now: int) -> Envelope:
+        frame = read_frame(raw, self.limits)
+        signer = self.keys.node_signer(frame.signer_key_id)
+        if signer is None:
+            signer = await self.store.signer(frame.signer_key_id, now=now)
+        return verify_frame(frame, signer, now=now, limits=self.limits)
+
+    async def _refuse(self, exc: LiaisonError, *, now: int, actor: str, layer: str,
+                      envelope_id: bytes | None, peer: str | None = None) -> None:
+        self.metrics.refused.labels(code=exc.code).inc()
+        log.info("envelope.refused", layer=layer, code=exc.code, actor=actor, peer=peer,
+                 envelope_id=id_to_text(envelope_id) if envelope_id else None)
+        await self.store.audit(now=now, event="envelope.refused", actor=actor,
+                               audit_detail=detail(layer=layer, code=exc.code, peer=peer,
+                                                   reason=exc.detail[:200]),
+                               envelope_id=envelope_id)
+
+    async def submit(self, officer: str, raw: bytes, now: int) -> AcceptOutcome:
+        """An officer of this node hands over an envelope (origin node)."""
+        envelope: Envelope | None = None
+        try:
+            envelope = await self._verify(raw, now)
+            h = envelope.header
+            if h.sender != officer:
+                raise Forbidden(f"logged in as {officer}, envelope signed by {h.sender}")
+            local, remote = [], set()
+            for r in h.recipients:
+                if r.node == self.node_id:
+                    keys = await self.store.officer_keys(r.officer)
+                    if keys is None:
+                        raise NotFound(f"recipient {r.officer} is not in the directory")
+                    if crypto.encryption_key_id(keys[1]) != r.key_id:
+                        raise Refused(f"recipient {r.officer}: sealed for a key that is not "
+                                      "current; refresh the directory", code="stale_key")
+                    local.append(r.officer)
+                elif r.node in self.peers:
+                    remote.add(r.node)
+                else:
+                    raise NotFound(f"recipient {r.officer}: node {r.node} is not a peer")
+                require(h.tag, Request(Action.SEND, now, self.node_id, r.node))
+            for node in sorted(remote):
+                require(h.tag, Request(Action.RELAY, now, self.node_id, node))
+        except LiaisonError as exc:
+            await self._refuse(exc, now=now, actor=officer, layer="origin",
+                               envelope_id=envelope.id if envelope else None)
+            raise
+        outcome = await self.store.accept(
+            envelope, now=now, actor=officer, event="envelope.accepted",
+            local_recipients=local, remote_nodes=sorted(remote),
+            audit_detail=detail(layer="origin", to=sorted(remote) + (["local"] if local else [])))
+        if not outcome.duplicate:
+            self.metrics.accepted.labels(source="officer").inc()
+            log.info("envelope.accepted", envelope_id=h.id_text, sender=officer,
+                     peers=sorted(remote), local=len(local))
+            for node in remote:
+                self._wake(node)
+        return outcome
+
+    async def receive(self, peer: str, raw: bytes, now: int) -> AcceptOutcome:
+        """A peer relays an envelope to this node (destination node)."""
+        envelope: Envelope | None = None
+        try:
+            envelope = await self._verify(raw, now)
+            h = envelope.header
+            sender_node = h.sender.split("/")[0]
+            if sender_node != peer:
+                raise Forbidden(f"peer {peer} relayed an envelope of {h.sender} "
+                                f"(node {sender_node}) in another node's name")
+            local = [r.officer for r in h.recipients if r.node == self.node_id]
+            if not local:
+                raise Refused("no recipient of this envelope is on this node",
+                              code="not_for_this_node")
+            for officer in local:
+                if await self.store.officer_keys(officer) is None:
+                    raise NotFound(f"recipient {officer} is not in the directory")
+            require(h.tag, Request(Action.DELIVER, now, peer, self.node_id))
+        except LiaisonError as exc:
+            await self._refuse(exc, now=now, actor=peer, layer="destination",
+                               envelope_id=envelope.id if envelope else None, peer=peer)
+            raise
+        outcome = await self.store.accept(
+            envelope, now=now, actor=peer, event="envelope.delivered_to_inbox",
+            local_recipients=local, remote_nodes=[],
+            audit_detail=detail(layer="destination", peer=peer, recipients=len(local)))
+        if not outcome.duplicate:
+            self.metrics.accepted.labels(source=peer).inc()
+            log.info("envelope.received", envelope_id=h.id_text, peer=peer, recipients=len(local))
+        return outcome

@@ -1,0 +1,27 @@
+"""Prometheus metrics of one node, in a registry of its own (no process-global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class NodeMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.queue_depth = Gauge("liaison_queue_depth", "Envelopes queued per peer", ["peer"],
+                                 registry=self.registry)
+        self.accepted = Counter("liaison_accepted_total", "Envelopes accepted", ["source"],
+                                registry=self.registry)
+        self.delivered = Counter("liaison_delivered_total", "Envelopes delivered to a peer",
+                                 ["peer"], registry=self.registry)
+        self.refused = Counter("liaison_refused_total", "Refusals by reason code", ["code"],
+                               registry=self.registry)
+        self.retries = Counter("liaison_retries_total", "Failed transactions, retried later",
+                               ["peer"], registry=self.registry)
+        self.latency = Histogram(
+            "liaison_relay_latency_seconds", "Envelope created -> acknowledged by peer",
+            ["peer"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,183 @@
+"""Composition root: a node config in, a running national node out.
+
+One process serves two listeners: the federation API to peers (mutual TLS 1.3, peers'
+certificates must chain to the network CA) and the officer API (TLS, officers log in by
+signature). Background tasks, all owned by one TaskGroup: a sender per peer, the expiry
+sweep that turns undeliverable envelopes into signed non-delivery notices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from liaison_net import pki
+from liaison_net.client.api import ClientApi
+from liaison_net.config import NodeConfig
+from liaison_net.core import codec, crypto, sealing
+from liaison_net.core.envelope import Kind, Precedence
+from liaison_net.core.ids import id_to_text
+from liaison_net.core.limits import DAY_MS
+from liaison_net.core.ownership import (
+    Evaluation,
+    Handling,
+    InformationAccuracy,
+    Owner,
+    OwnershipTag,
+    SourceReliability,
+    Tlp,
+)
+from liaison_net.federation.sender import PeerSender
+from liaison_net.federation.server import FederationServer
+from liaison_net.federation.tls import client_context, server_context
+from liaison_net.intake import Intake, Keys, node_principal
+from liaison_net.metrics import NodeMetrics
+from liaison_net.store.node_store import NodeStore, detail
+from liaison_net.web import now_ms
+
+log = structlog.get_logger("liaison.node")
+
+NOTICE_TTL_MS = 30 * DAY_MS
+NOTICE_RETENTION_MS = 90 * DAY_MS
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.metrics = NodeMetrics()
+        self.store = NodeStore(config.database, config.id,
+                               group_commit_max=config.delivery.group_commit_max)
+        paths = pki.NodePaths.under(config.cert_dir, config.id)
+        self.paths = paths
+        self.ca_cert = pki.load_ca_certificate(paths.ca_cert)
+        self.signing_cert_pem = paths.signing_cert.read_bytes()
+        self.signing_key = crypto.signing_key_from_seed(paths.signing_key.read_bytes())
+        self.senders: dict[str, PeerSender] = {}
+        self.keys = Keys(own=self.signing_key, nodes={config.id: self.signing_key.public})
+        self.intake = Intake(node_id=config.id, peers={p.id for p in config.peers},
+                             store=self.store, keys=self.keys, limits=config.limits,
+                             metrics=self.metrics, wake=self._wake)
+        self._runners: list[web.AppRunner] = []
+        self._stopping = asyncio.Event()
+
+    def _wake(self, peer: str) -> None:
+        sender = self.senders.get(peer)
+        if sender is not None:
+            sender.wake.set()
+
+    def _peer_called_in(self, peer: str) -> None:
+        sender = self.senders.get(peer)
+        if sender is not None:
+            sender.peer_called_in()
+
+    async def _directory_push(self, peer: str) -> tuple[int, dict[str, Any]] | None:
+        cursor = await self.store.directory_cursor(peer)
+        cards = await self.store.cards_since(cursor, node=self.config.id, limit=200)
+        if not cards:
+            return None
+        return cards[-1][0], {"origin": self.config.id, "node_cert": self.signing_cert_pem,
+                              "cards": [raw for _, raw in cards]}
+
+    async def serve(self) -> None:
+        """Run until SIGTERM/SIGINT (or ``stop``)."""
+        await self.store.open()
+        self.keys.nodes.update(await self.store.node_keys())
+        self.keys.nodes[self.config.id] = self.signing_key.public
+        connector = aiohttp.TCPConnector(ssl=client_context(self.paths.dir), limit_per_host=2)
+        try:
+            async with aiohttp.ClientSession(connector=connector) as session:
+                await self._start_listeners()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    with contextlib.suppress(NotImplementedError, RuntimeError):
+                        loop.add_signal_handler(sig, self._stopping.set)
+                log.info("node.started", node=self.config.id,
+                         federation=str(self.config.federation), client=str(self.config.client))
+                async with asyncio.TaskGroup() as tasks:
+                    for peer in self.config.peers:
+                        sender = PeerSender(node_id=self.config.id, peer=peer, store=self.store,
+                                            session=session, delivery=self.config.delivery,
+                                            metrics=self.metrics,
+                                            directory_push=self._directory_push)
+                        self.senders[peer.id] = sender
+                        tasks.create_task(sender.run(), name=f"sender-{peer.id}")
+                    tasks.create_task(self._expiry_loop(), name="expiry")
+                    await self._stopping.wait()
+                    raise _Stop
+        except* _Stop:
+            pass
+        finally:
+            for runner in self._runners:
+                await runner.cleanup()
+            await self.store.close()
+            log.info("node.stopped", node=self.config.id)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _start_listeners(self) -> None:
+        limits = self.config.limits
+        federation = FederationServer(
+            intake=self.intake, ca_cert=self.ca_cert,
+            max_body=min(256 * 1024 * 1024,
+                         self.config.delivery.batch_size * limits.max_envelope_bytes),
+            peer_called_in=self._peer_called_in)
+        client = ClientApi(intake=self.intake, metrics=self.metrics,
+                           token_ttl_s=self.config.token_ttl_s,
+                           max_envelope_bytes=limits.max_envelope_bytes,
+                           own_cert=self.signing_cert_pem)
+        for app, address, ctx in (
+            (federation.app(), self.config.federation,
+             server_context(self.paths.dir, require_client_cert=True)),
+            (client.app(), self.config.client,
+             server_context(self.paths.dir, require_client_cert=False)),
+        ):
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            self._runners.append(runner)
+            site = web.TCPSite(runner, address.host, address.port, ssl_context=ctx,
+                               backlog=256, shutdown_timeout=2.0)
+            await site.start()
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.delivery.expiry_sweep_s)
+            expired = await self.store.expire_due(now_ms())
+            for envelope_id, peer, sender in expired:
+                await self._non_delivery_notice(envelope_id, peer, sender)
+
+    async def _non_delivery_notice(self, envelope_id: bytes, peer: str, sender: str) -> None:
+        """Seal a signed notice for the sender: their envelope never reached ``peer``."""
+        keys = await self.store.officer_keys(sender)
+        if keys is None:
+            log.warning("notice.no_card", sender=sender, envelope_id=id_to_text(envelope_id))
+            return
+        now = now_ms()
+        tag = OwnershipTag(
+            owner=Owner(self.config.id, "node"), handling=Handling.H0, tlp=Tlp.AMBER,
+            evaluation=Evaluation(SourceReliability.A, InformationAccuracy.KNOWN_TRUE),
+            share_with=frozenset({self.config.id}), permitted_actions=frozenset(),
+            purpose="non-delivery notice", retain_until=now + NOTICE_RETENTION_MS)
+        content = codec.pack({"v": 1, "type": "non-delivery", "envelope": envelope_id,
+                              "node": peer, "reason": "expired"})
+        notice = sealing.seal(
+            sender=node_principal(self.config.id), sender_key=self.signing_key,
+            recipients=[sealing.RecipientKey(sender, keys[1])], tag=tag, plaintext=content,
+            now=now, expires=now + NOTICE_TTL_MS, kind=Kind.NOTICE,
+            precedence=Precedence.PRIORITY, ref=envelope_id)
+        await self.store.accept(notice, now=now, actor=self.config.id, event="notice.issued",
+                                local_recipients=[sender], remote_nodes=[],
+                                audit_detail=detail(kind="non-delivery", peer=peer,
+                                                    ref=id_to_text(envelope_id)))
+        log.info("notice.issued", kind="non-delivery", envelope_id=id_to_text(envelope_id),
+                 peer=peer)
+
+
+class _Stop(Exception):
+    """Raised inside the TaskGroup to cancel every background task on shutdown."""

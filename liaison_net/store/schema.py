@@ -1,0 +1,91 @@
+"""Versioned schema migrations for a node's SQLite database.
+
+Each entry of MIGRATIONS moves the schema up one version and runs in the same transaction
+as the version bump, so a crash mid-migration leaves the previous version intact. Never
+edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: envelopes, hops (per-destination outbox), inboxes, peers, directory, audit chain.
+    """
+    CREATE TABLE envelopes (
+        id BLOB PRIMARY KEY,
+        raw BLOB NOT NULL,
+        sender TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        precedence INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        retain_until INTEGER NOT NULL,
+        received INTEGER NOT NULL,
+        purged INTEGER
+    ) WITHOUT ROWID;
+
+    CREATE TABLE hops (
+        node TEXT NOT NULL,
+        envelope_id BLOB NOT NULL,
+        state TEXT NOT NULL,
+        precedence INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        updated INTEGER NOT NULL,
+        reason TEXT,
+        PRIMARY KEY (node, envelope_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX hops_queue ON hops (node, state, precedence DESC, envelope_id);
+    CREATE INDEX hops_expiry ON hops (state, expires);
+
+    CREATE TABLE inbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        officer TEXT NOT NULL,
+        envelope_id BLOB NOT NULL,
+        relayed INTEGER NOT NULL,
+        acked INTEGER,
+        UNIQUE (officer, envelope_id)
+    );
+
+    CREATE TABLE peers (
+        node TEXT PRIMARY KEY,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        directory_cursor INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE node_keys (
+        node TEXT PRIMARY KEY,
+        signing_cert BLOB NOT NULL,
+        signing_public BLOB NOT NULL
+    );
+
+    CREATE TABLE directory (
+        officer TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        signing_key_id BLOB NOT NULL,
+        signing_public BLOB NOT NULL,
+        encryption_public BLOB NOT NULL,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        valid_until INTEGER NOT NULL,
+        card BLOB NOT NULL,
+        seq INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX directory_key ON directory (signing_key_id);
+    CREATE INDEX directory_seq ON directory (seq);
+
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        envelope_id BLOB,
+        actor TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev BLOB NOT NULL,
+        hash BLOB NOT NULL
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
