@@ -20,7 +20,7 @@ import structlog
 
 from liaison_net.core import crypto
 from liaison_net.core.envelope import Envelope, read_frame
-from liaison_net.core.ids import id_to_text
+from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.core.limits import Limits
 from liaison_net.core.policy import Action, Request, require
 from liaison_net.core.sealing import SignerKey, verify_frame
@@ -29,11 +29,6 @@ from liaison_net.metrics import NodeMetrics
 from liaison_net.store.node_store import AcceptOutcome, NodeStore, detail
 
 log = structlog.get_logger("liaison.intake")
-
-
-def node_principal(node_id: str) -> str:
-    """The sender id a node uses for the envelopes it signs itself (notices, evidence)."""
-    return f"{node_id}/node"
 
 
 @dataclass

@@ -22,7 +22,7 @@ from liaison_net.client.api import ClientApi
 from liaison_net.config import NodeConfig
 from liaison_net.core import codec, crypto, sealing
 from liaison_net.core.envelope import Kind, Precedence
-from liaison_net.core.ids import id_to_text
+from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.core.limits import DAY_MS
 from liaison_net.core.ownership import (
     Evaluation,
@@ -36,7 +36,7 @@ from liaison_net.core.ownership import (
 from liaison_net.federation.sender import PeerSender
 from liaison_net.federation.server import FederationServer
 from liaison_net.federation.tls import client_context, server_context
-from liaison_net.intake import Intake, Keys, node_principal
+from liaison_net.intake import Intake, Keys
 from liaison_net.metrics import NodeMetrics
 from liaison_net.store.node_store import NodeStore, detail
 from liaison_net.web import now_ms

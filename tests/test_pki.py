@@ -98,7 +98,7 @@ def test_node_id_is_read_back_from_both_certificates(node: pki.NodePaths) -> Non
     assert pki.node_id_from_certificate(tls_cert) == "be"
     assert pki.node_id_from_certificate(_cert(node.signing_cert)) == "be"
     san = tls_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert san.get_values_for_type(x509.DNSName) == ["be.liaison.internal", "localhost"]
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     assert tls_cert.not_valid_after_utc - NOW <= timedelta(days=365)
 
@@ -300,7 +300,7 @@ def test_cli_init_network_and_init_node_json(tmp_path: Path) -> None:
     assert set(paths) >= {"tls_key", "tls_cert", "signing_key", "signing_cert", "ca_cert"}
     tls_cert = _cert(Path(paths["tls_cert"]))
     san = tls_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert san.get_values_for_type(x509.DNSName) == ["lu.example"]
+    assert san.get_values_for_type(x509.DNSName) == ["lu.liaison.internal", "lu.example"]
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["10.1.2.3"]
 
 

@@ -5,6 +5,9 @@ content key to one recipient (X25519 sealed box), and authenticated encryption o
 content (XChaCha20-Poly1305 with the canonical header as associated data). Every failure
 of the library becomes one of our typed errors here, so no nacl exception leaks out.
 
+Secrets at rest (an officer's keystore) are sealed under a passphrase: Argon2id stretches
+it with a random salt into a SecretBox (XSalsa20-Poly1305) key.
+
 Key ids are the first 16 bytes of SHA-256 over a type label and the public key: stable,
 short enough for a header, and unable to confuse a signing key with an encryption key.
 """
@@ -13,11 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
 from dataclasses import dataclass
 
 import nacl.bindings as _b
 import nacl.exceptions as _nacl_exc
 import nacl.public as _public
+import nacl.pwhash.argon2id as _argon2id
+import nacl.secret as _secret
 import nacl.signing as _signing
 import nacl.utils as _utils
 
@@ -181,3 +187,65 @@ def unwrap_key(recipient: EncryptionKeyPair, wrapped: bytes) -> bytes:
 def constant_time_equal(a: bytes, b: bytes) -> bool:
     """Compare secrets (tokens, MACs) without leaking where they differ."""
     return hmac.compare_digest(a, b)
+
+
+# --- secrets at rest under a passphrase -----------------------------------------------------
+#
+# blob = version (1) || salt (16) || opslimit (u32 BE) || memlimit (u32 BE) || SecretBox
+# The KDF parameters travel with the blob so they can be raised later without breaking old
+# keystores. They are not separately authenticated, and need not be: a changed salt or
+# parameter derives another key, and the box then refuses to open. Bounds on them stop a
+# crafted file from asking for gigabytes of memory before the MAC is even checked.
+
+PASSPHRASE_BLOB_VERSION = 1
+PWHASH_SALT_BYTES = _argon2id.SALTBYTES  # 16
+#: libsodium's INTERACTIVE limits (2 passes, 64 MiB): about 0.05 s, so the CLI and the
+#: tests stay quick, and still memory-hard enough to make offline guessing expensive.
+PWHASH_OPSLIMIT = _argon2id.OPSLIMIT_INTERACTIVE
+PWHASH_MEMLIMIT = _argon2id.MEMLIMIT_INTERACTIVE
+#: MODERATE (3 passes, 256 MiB, about 0.4 s), for callers that want more.
+PWHASH_OPSLIMIT_MODERATE = _argon2id.OPSLIMIT_MODERATE
+PWHASH_MEMLIMIT_MODERATE = _argon2id.MEMLIMIT_MODERATE
+_MAX_OPSLIMIT = 16
+_MAX_MEMLIMIT = _argon2id.MEMLIMIT_SENSITIVE  # 1 GiB
+_PASSPHRASE_HEADER = struct.Struct(">B16sII")
+_WRONG_PASSPHRASE = "wrong passphrase or damaged keystore"
+
+
+def _passphrase_key(passphrase: bytes, salt: bytes, opslimit: int, memlimit: int) -> bytes:
+    return bytes(_argon2id.kdf(_secret.SecretBox.KEY_SIZE, passphrase, salt,
+                               opslimit=opslimit, memlimit=memlimit))
+
+
+def seal_with_passphrase(data: bytes, passphrase: bytes, *, opslimit: int = PWHASH_OPSLIMIT,
+                         memlimit: int = PWHASH_MEMLIMIT) -> bytes:
+    """Encrypt and authenticate ``data`` under a key stretched from ``passphrase``."""
+    if not isinstance(data, bytes) or not isinstance(passphrase, bytes):
+        raise Malformed("data and passphrase must be bytes")
+    if not passphrase:
+        raise Malformed("passphrase must not be empty")
+    if not (_argon2id.OPSLIMIT_MIN <= opslimit <= _MAX_OPSLIMIT
+            and _argon2id.MEMLIMIT_MIN <= memlimit <= _MAX_MEMLIMIT):
+        raise Malformed("passphrase KDF limits out of range")
+    salt = random_bytes(PWHASH_SALT_BYTES)
+    key = _passphrase_key(passphrase, salt, opslimit, memlimit)
+    box = bytes(_secret.SecretBox(key).encrypt(data))  # random 24-byte nonce || ciphertext
+    return _PASSPHRASE_HEADER.pack(PASSPHRASE_BLOB_VERSION, salt, opslimit, memlimit) + box
+
+
+def open_with_passphrase(blob: bytes, passphrase: bytes) -> bytes:
+    """Inverse of seal_with_passphrase; any wrong passphrase or changed byte: CannotOpen."""
+    minimum = (_PASSPHRASE_HEADER.size + _secret.SecretBox.NONCE_SIZE
+               + _secret.SecretBox.MACBYTES)
+    if not isinstance(blob, bytes) or not isinstance(passphrase, bytes) or len(blob) < minimum:
+        raise CannotOpen(_WRONG_PASSPHRASE)
+    version, salt, opslimit, memlimit = _PASSPHRASE_HEADER.unpack_from(blob)
+    if (version != PASSPHRASE_BLOB_VERSION
+            or not _argon2id.OPSLIMIT_MIN <= opslimit <= _MAX_OPSLIMIT
+            or not _argon2id.MEMLIMIT_MIN <= memlimit <= _MAX_MEMLIMIT):
+        raise CannotOpen(_WRONG_PASSPHRASE)
+    try:
+        key = _passphrase_key(passphrase, salt, opslimit, memlimit)
+        return bytes(_secret.SecretBox(key).decrypt(blob[_PASSPHRASE_HEADER.size:]))
+    except (_nacl_exc.CryptoError, ValueError, TypeError) as exc:
+        raise CannotOpen(_WRONG_PASSPHRASE) from exc

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from liaison_net.core import codec, crypto
-from liaison_net.core.ids import check_officer_id, node_of
+from liaison_net.core.ids import NODE_HANDLE, check_officer_id, node_of
 from liaison_net.errors import BadTimestamp, Malformed
 
 CARD_DOMAIN = b"liaison-net/officer-card/v1\x00"
@@ -110,8 +110,11 @@ def verify_enrolment_request(raw: bytes) -> EnrolmentRequest:
                         {"officer", "name", "role", "signing_public", "encryption_public"})
     signing_public = _pubkey(d, "signing_public", "enrolment request")
     crypto.verify(signing_public, REQUEST_DOMAIN + body, signature)
+    officer = check_officer_id(d["officer"])
+    if officer.split("/")[1] == NODE_HANDLE:
+        raise Malformed(f"the handle '{NODE_HANDLE}' is reserved for the node itself")
     return EnrolmentRequest(
-        officer=check_officer_id(d["officer"]),
+        officer=officer,
         name=_text(d, "name", "enrolment request"),
         role=_text(d, "role", "enrolment request"),
         signing_public=signing_public,

@@ -90,3 +90,12 @@ def check_officer_id(value: object, *, what: str = "officer id") -> str:
 
 def node_of(officer_id: str) -> str:
     return check_officer_id(officer_id).split("/")[0]
+
+
+def node_principal(node_id: str) -> str:
+    """The sender id a node uses for envelopes it signs itself (notices, evidence):
+    ``<node>/node``, a handle no officer can be given (enrolment refuses it)."""
+    return f"{check_node_id(node_id)}/{NODE_HANDLE}"
+
+
+NODE_HANDLE = "node"

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from liaison_net.core.audit import GENESIS, entry_hash
-from liaison_net.errors import LiaisonError, NodeFault, Unavailable
+from liaison_net.errors import Conflict, LiaisonError, NodeFault, Unavailable
 from liaison_net.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 T = TypeVar("T")
@@ -151,9 +151,12 @@ class Database:
                 await conn.execute(f"SAVEPOINT w{i}")
                 try:
                     value = await fn(txn)
-                except LiaisonError as exc:
+                except (LiaisonError, sqlite3.IntegrityError) as exc:
+                    # This write alone is refused; the rest of the group still commits.
                     await conn.execute(f"ROLLBACK TO w{i}")
                     self._audit_head = savepoint_head
+                    if isinstance(exc, sqlite3.IntegrityError):
+                        exc = Conflict(f"refused by a database constraint: {exc}")
                     results.append((future, False, exc))
                 else:
                     results.append((future, True, value))

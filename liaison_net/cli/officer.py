@@ -1,0 +1,425 @@
+"""Officer commands: `liaison officer init`, and `send`, `inbox`, `read`, `ack`, `status`,
+`directory` at the top level (officers type them all day).
+
+Everything that protects content happens here, on the officer's machine: keys come from
+the passphrase-protected keystore, the ownership tag is checked against policy before
+anything is sealed (so a refusal names its reason without a round trip), content is
+sealed for each recipient's key from the CA-verified directory, and an envelope read from
+the inbox is verified, checked against its tag (DELIVER) and only then decrypted. The
+clock is read here and passed down; the core never reads it.
+
+Passphrase: $LIAISON_PASSPHRASE, else --passphrase-file, else a hidden prompt. It is never
+echoed, printed or logged, and neither is any key (key ids, which are public fingerprints,
+are shown so an enrolment can be confirmed by phone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from cryptography.hazmat.primitives import serialization
+
+from liaison_net import pki
+from liaison_net.cli import officer_view as view
+from liaison_net.client import keystore as keystore_mod
+from liaison_net.client.directory import Directory
+from liaison_net.client.keystore import Keystore
+from liaison_net.client.session import NodeSession
+from liaison_net.core import content as content_mod
+from liaison_net.core import sealing
+from liaison_net.core.envelope import Precedence
+from liaison_net.core.ids import check_node_id, check_officer_id, id_from_text, node_of
+from liaison_net.core.limits import DAY_MS, DEFAULT_LIMITS, HOUR_MS
+from liaison_net.core.ownership import (
+    Evaluation,
+    Handling,
+    InformationAccuracy,
+    Owner,
+    OwnershipTag,
+    PermittedAction,
+    SourceReliability,
+    Tlp,
+)
+from liaison_net.core.policy import Action, Request, require
+from liaison_net.errors import (
+    ConfigError,
+    Conflict,
+    Forbidden,
+    LimitExceeded,
+    Malformed,
+    PolicyRefused,
+    UnknownKey,
+)
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+KEYSTORE_ENV = "LIAISON_KEYSTORE"
+PASSPHRASE_ENV = "LIAISON_PASSPHRASE"
+DEFAULT_KEYSTORE = Path("officer.keystore")
+MAX_PASSPHRASE_FILE_BYTES = 4096
+
+
+# --- shared plumbing ------------------------------------------------------------------------
+
+
+def keystore_options(command: F) -> F:
+    """--keystore and --passphrase-file, identical on every officer command."""
+    command = click.option(
+        "--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+        help=f"File whose first line is the keystore passphrase (else ${PASSPHRASE_ENV}, "
+             "else a hidden prompt).")(command)
+    return click.option(
+        "--keystore", "keystore_path", type=click.Path(dir_okay=False, path_type=Path),
+        envvar=KEYSTORE_ENV, default=DEFAULT_KEYSTORE, show_default=True,
+        help=f"The officer keystore (or ${KEYSTORE_ENV}).")(command)
+
+
+def read_passphrase(passphrase_file: Path | None, *, prompt: str, new: bool) -> bytes:
+    env = os.environ.get(PASSPHRASE_ENV)
+    if env is not None:
+        return env.encode()
+    if passphrase_file is not None:
+        try:
+            raw = passphrase_file.read_bytes()[:MAX_PASSPHRASE_FILE_BYTES]
+        except OSError as exc:
+            raise ConfigError(f"cannot read passphrase file {passphrase_file}: "
+                              f"{exc.strerror or exc}") from None
+        return raw.split(b"\n", 1)[0].removesuffix(b"\r")
+    value = click.prompt(prompt, hide_input=True, confirmation_prompt=new, err=True)
+    return str(value).encode()
+
+
+def load_keystore(path: Path, passphrase_file: Path | None) -> Keystore:
+    passphrase = read_passphrase(passphrase_file, prompt=f"Passphrase for {path}", new=False)
+    return keystore_mod.load(path, passphrase)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _warn(directory: Directory) -> None:
+    for warning in directory.warnings:
+        click.echo(f"warning: {view.safe(warning)}", err=True)
+
+
+def _emit_json(value: Any) -> None:
+    # ensure_ascii: whatever a sender wrote reaches the terminal as escapes, not controls.
+    click.echo(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=True))
+
+
+# --- officer init ---------------------------------------------------------------------------
+
+
+@click.group()
+def officer() -> None:
+    """Set up this machine for an officer: keys, keystore, enrolment request."""
+
+
+@officer.command("init")
+@click.option("--id", "officer_id", required=True, help="Officer id <node>/<handle>, e.g. "
+              "nl/jdevries.")
+@click.option("--name", required=True, help="Full name, as colleagues should see it.")
+@click.option("--role", required=True, help="Role, e.g. 'liaison officer' or 'duty desk'.")
+@click.option("--node-url", required=True, help="The home node's officer API, "
+              "https://host:port.")
+@click.option("--ca", "ca_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The network CA certificate (certs/ca.crt).")
+@click.option("--request-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the enrolment request [default: <node>_<handle>.request].")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@keystore_options
+def init_cmd(officer_id: str, name: str, role: str, node_url: str, ca_path: Path,
+             request_out: Path | None, as_json: bool, keystore_path: Path,
+             passphrase_file: Path | None) -> None:
+    """Generate this officer's signing and encryption keys into a new keystore.
+
+    The private keys never leave this machine. The enrolment request written next to it
+    carries only the public keys, signed to prove possession: hand it to your node
+    administrator (`liaison admin enrol-officer REQUEST --config ...`) and confirm the key
+    ids shown here with them by phone.
+    """
+    check_officer_id(officer_id)
+    keystore_mod.check_node_url(node_url)
+    ca_pem = pki.load_ca_certificate(ca_path).public_bytes(serialization.Encoding.PEM)
+    if keystore_path.exists():
+        raise Conflict(f"a keystore already exists at {keystore_path}")
+    passphrase = keystore_mod.check_passphrase(read_passphrase(
+        passphrase_file, prompt=f"New passphrase for {keystore_path}", new=True))
+    request_out = request_out or Path(f"{officer_id.replace('/', '_')}.request")
+    ks, request = keystore_mod.create(keystore_path, officer_id, name, role, node_url, ca_pem,
+                                      passphrase)
+    pki.write_public(request_out, request)
+    result = {"officer": ks.officer, "keystore": str(keystore_path),
+              "request": str(request_out), "node_url": ks.node_url,
+              "signing_key_id": ks.signing.key_id.hex(),
+              "encryption_key_id": ks.encryption.key_id.hex()}
+    if as_json:
+        _emit_json(result)
+        return
+    click.echo(f"created keystore for {ks.officer} at {keystore_path} (0600, passphrase "
+               "protected)")
+    click.echo(f"  signing key id:    {result['signing_key_id']}")
+    click.echo(f"  encryption key id: {result['encryption_key_id']}")
+    click.echo(f"wrote enrolment request {request_out}")
+    click.echo(f"next: your administrator runs `liaison admin enrol-officer {request_out} "
+               "--config <node config>`")
+
+
+# --- send -----------------------------------------------------------------------------------
+
+
+def _comma_nodes(value: str | None) -> frozenset[str] | None:
+    if value is None:
+        return None
+    nodes = [part.strip() for part in value.split(",") if part.strip()]
+    return frozenset(check_node_id(n, what="--share-with entry") for n in nodes)
+
+
+def _read_text(text: str | None, file: Path | None) -> str:
+    if text is not None and file is not None:
+        raise click.UsageError("give either --text or --file, not both")
+    if text is None and file is not None:
+        try:
+            with file.open("rb") as fh:
+                raw = fh.read(DEFAULT_LIMITS.max_body_bytes + 1)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {file}: {exc.strerror or exc}") from None
+        if len(raw) > DEFAULT_LIMITS.max_body_bytes:
+            raise LimitExceeded(f"{file} is larger than {DEFAULT_LIMITS.max_body_bytes} bytes")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Malformed(f"{file} is not UTF-8 text") from None
+    elif text is None:
+        stdin = sys.stdin
+        if stdin is None or stdin.isatty():
+            raise click.UsageError("give the text with --text or --file, or pipe it on stdin")
+        text = stdin.read(DEFAULT_LIMITS.max_body_bytes + 1)
+    # Text from Windows editors: keep one line ending, which content allows.
+    return text.replace("\r\n", "\n")
+
+
+@click.command("send")
+@click.option("--to", "recipients", multiple=True, required=True,
+              help="Recipient officer id (repeat for several).")
+@click.option("--subject", required=True, help="Subject line (up to 200 characters).")
+@click.option("--text", help="The message text (else --file, else stdin).")
+@click.option("--file", "text_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Read the message text from a UTF-8 file.")
+@click.option("--handling", type=click.Choice([h.value for h in Handling]), required=True,
+              help="SIENA handling code H0-H3.")
+@click.option("--conditions", default="", help="The restrictions, required with H3.")
+@click.option("--tlp", type=click.Choice([t.value for t in Tlp], case_sensitive=False),
+              required=True, help="TLP 2.0 label.")
+@click.option("--community", default="", help="The community, required with TLP GREEN.")
+@click.option("--share-with", help="Comma-separated nodes the information may reach "
+              "[default: your node and the recipients' nodes].")
+@click.option("--purpose", required=True, help="What the information may be used for.")
+@click.option("--retain-days", type=click.IntRange(1, 3650), default=90, show_default=True,
+              help="Days until every node and client purges the content.")
+@click.option("--source", type=click.Choice([s.value for s in SourceReliability]),
+              default="X", show_default=True, help="Source reliability (A, B, C, X).")
+@click.option("--accuracy", type=click.IntRange(1, 4), default=4, show_default=True,
+              help="Information accuracy (1-4).")
+@click.option("--permit", multiple=True,
+              type=click.Choice([a.value for a in PermittedAction]),
+              help="Action the owner permits in advance (repeatable).")
+@click.option("--precedence", type=click.Choice([p.label for p in Precedence]),
+              default="routine", show_default=True)
+@click.option("--expires-hours", type=click.IntRange(1, 30 * 24), default=72,
+              show_default=True, help="Undelivered after this, the sender gets a notice.")
+@click.option("--unit", default="liaison", show_default=True,
+              help="Your unit: with your node, the owner of the information.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@keystore_options
+def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
+             text_file: Path | None, handling: str, conditions: str, tlp: str, community: str,
+             share_with: str | None, purpose: str, retain_days: int, source: str,
+             accuracy: int, permit: tuple[str, ...], precedence: str, expires_hours: int,
+             unit: str, as_json: bool, keystore_path: Path,
+             passphrase_file: Path | None) -> None:
+    """Seal a message for each recipient and hand it to your node.
+
+    The ownership tag is checked before anything leaves this machine: a recipient on a node
+    the tag does not allow is refused here, with the reason.
+    """
+    to = list(dict.fromkeys(check_officer_id(r, what="--to") for r in recipients))
+    body_text = _read_text(text, text_file)
+    ks = load_keystore(keystore_path, passphrase_file)
+    now = _now_ms()
+    own = ks.node
+    nodes = _comma_nodes(share_with) or frozenset({own, *(node_of(r) for r in to)})
+    tag = OwnershipTag(
+        owner=Owner(own, unit), handling=Handling(handling), tlp=Tlp(tlp.upper()),
+        evaluation=Evaluation(SourceReliability(source), InformationAccuracy(accuracy)),
+        share_with=nodes, permitted_actions=frozenset(PermittedAction(a) for a in permit),
+        purpose=purpose, retain_until=now + retain_days * DAY_MS, conditions=conditions,
+        community=community,
+    ).validate()
+    for recipient in to:
+        try:
+            require(tag, Request(Action.SEND, now, actor_node=own,
+                                 target_node=node_of(recipient)))
+        except PolicyRefused as exc:
+            raise PolicyRefused(f"not sending to {recipient}: {exc.detail}",
+                                code=exc.code) from None
+    plaintext = content_mod.encode(content_mod.Content(subject=subject, text=body_text))
+
+    async def go() -> tuple[str, str]:
+        async with NodeSession(ks) as node:
+            directory = await node.directory(now=datetime.now(UTC))
+            _warn(directory)
+            own_card = directory.cards.get(ks.officer)
+            if own_card is None or own_card.signing_public != ks.signing.public:
+                raise UnknownKey(f"the directory has no card for {ks.officer} with this "
+                                 "keystore's signing key: has your administrator enrolled you?")
+            keys = [directory.recipient(r, now=now) for r in to]
+            envelope = sealing.seal(
+                sender=ks.officer, sender_key=ks.signing, recipients=keys, tag=tag,
+                plaintext=plaintext, now=now, expires=now + expires_hours * HOUR_MS,
+                precedence=Precedence.from_label(precedence))
+            result = await node.submit(envelope.to_bytes())
+            return result.id, result.status
+
+    envelope_id, status = _run(go())
+    if as_json:
+        _emit_json({"id": envelope_id, "status": status, "recipients": to,
+                    "share_with": sorted(nodes)})
+    else:
+        click.echo(f"{envelope_id} {status} for {', '.join(to)}")
+
+
+# --- inbox, read, ack, status, directory ----------------------------------------------------
+
+
+@click.command("inbox")
+@click.option("--all", "show_all", is_flag=True, help="Include acknowledged envelopes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+@keystore_options
+def inbox_cmd(show_all: bool, as_json: bool, keystore_path: Path,
+              passphrase_file: Path | None) -> None:
+    """List your inbox (unacknowledged envelopes, or --all)."""
+    ks = load_keystore(keystore_path, passphrase_file)
+
+    async def go() -> list[Any]:
+        async with NodeSession(ks) as node:
+            return await node.inbox_all()
+
+    items = [i for i in _run(go()) if show_all or i.acked is None]
+    if as_json:
+        _emit_json([view.inbox_json(i) for i in items])
+    else:
+        view.print_inbox(items)
+
+
+@click.command("read")
+@click.argument("envelope_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the envelope as JSON.")
+@keystore_options
+def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
+             passphrase_file: Path | None) -> None:
+    """Verify, check and decrypt envelope ID; show its tag, what it allows, the content."""
+    wanted = id_from_text(envelope_id.strip())
+    ks = load_keystore(keystore_path, passphrase_file)
+
+    async def go() -> tuple[bytes, Directory]:
+        async with NodeSession(ks) as node:
+            directory = await node.directory(now=datetime.now(UTC))
+            return await node.fetch(envelope_id), directory
+
+    raw, directory = _run(go())
+    _warn(directory)
+    # now=None: reading days after delivery is fine; the node applied the clock on receipt.
+    envelope = sealing.verify(raw, directory.lookup(), now=None)
+    if envelope.id != wanted:
+        raise Forbidden("the node answered with a different envelope than the one asked for")
+    now = _now_ms()
+    require(envelope.header.tag, Request(Action.DELIVER, now, actor_node=ks.node,
+                                         target_node=ks.node))
+    plaintext = sealing.open_envelope(envelope, ks.officer, ks.encryption_keys)
+    content = content_mod.decode(plaintext)
+    report = view.envelope_report(envelope, content, directory, own_node=ks.node, now=now)
+    if as_json:
+        _emit_json(report)
+    else:
+        view.print_envelope(report)
+
+
+@click.command("ack")
+@click.argument("envelope_id", metavar="ID")
+@keystore_options
+def ack_cmd(envelope_id: str, keystore_path: Path, passphrase_file: Path | None) -> None:
+    """Acknowledge envelope ID in your inbox."""
+    ks = load_keystore(keystore_path, passphrase_file)
+
+    async def go() -> bool:
+        async with NodeSession(ks) as node:
+            return await node.ack(envelope_id)
+
+    done = _run(go())
+    click.echo(f"acknowledged {envelope_id}" if done else f"{envelope_id} was already "
+               "acknowledged")
+
+
+@click.command("status")
+@click.argument("envelope_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@keystore_options
+def status_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
+               passphrase_file: Path | None) -> None:
+    """Where envelope ID is: each node hop's state, and local delivery and acknowledgement."""
+    ks = load_keystore(keystore_path, passphrase_file)
+
+    async def go() -> Any:
+        async with NodeSession(ks) as node:
+            return await node.status(envelope_id)
+
+    status = _run(go())
+    if as_json:
+        _emit_json(view.status_json(status))
+    else:
+        view.print_status(status)
+
+
+@click.command("directory")
+@click.option("--json", "as_json", is_flag=True, help="Print the directory as JSON.")
+@keystore_options
+def directory_cmd(as_json: bool, keystore_path: Path, passphrase_file: Path | None) -> None:
+    """The officers you can write to: every card the network CA vouches for."""
+    ks = load_keystore(keystore_path, passphrase_file)
+
+    async def go() -> Directory:
+        async with NodeSession(ks) as node:
+            return await node.directory(now=datetime.now(UTC))
+
+    directory = _run(go())
+    _warn(directory)
+    if as_json:
+        _emit_json(view.directory_json(directory))
+    else:
+        view.print_directory(directory, now=_now_ms())
+
+
+def register(cli: click.Group, *, admin: click.Group) -> None:
+    """Attach the officer commands to `liaison`, and officer administration to `admin`."""
+    from liaison_net.cli import admin_officers
+
+    cli.add_command(officer)
+    for command in (send_cmd, inbox_cmd, read_cmd, ack_cmd, status_cmd, directory_cmd):
+        cli.add_command(command)
+    admin_officers.register(admin)

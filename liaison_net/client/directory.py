@@ -1,0 +1,113 @@
+"""The officer directory as the client believes it: only what the network CA vouches for.
+
+The home node serves ``{"node_certs": {node: signing_cert_pem}, "cards": [card]}``. The
+client does not take the node's word for any of it: each node signing certificate must
+chain to the network CA pinned in the keystore and name the node it is listed under, and
+each officer card must verify under its own home node's certified key. What fails is
+dropped and reported as a warning, so one bad entry cannot hide the rest, and a node
+(even the home node) cannot slip a key of its own choosing under another node's officer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cryptography import x509
+
+from liaison_net import pki
+from liaison_net.core import codec, crypto
+from liaison_net.core.identity import OfficerCard, verify_card
+from liaison_net.core.ids import node_principal
+from liaison_net.core.sealing import KeyLookup, RecipientKey, SignerKey
+from liaison_net.errors import BadTimestamp, LiaisonError, Malformed, NotFound
+
+MAX_DIRECTORY_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Directory:
+    node_keys: dict[str, bytes]  # node id -> certified Ed25519 public key
+    cards: dict[str, OfficerCard]  # officer id -> newest verified card
+    warnings: list[str] = field(default_factory=list)
+
+    def card(self, officer: str, *, now: int) -> OfficerCard:
+        """The card to seal for: it must exist and be valid at ``now``."""
+        card = self.cards.get(officer)
+        if card is None:
+            raise NotFound(f"unknown recipient {officer}: no verified card in the directory")
+        if now >= card.valid_until:
+            raise BadTimestamp(f"the card of {officer} has expired; their node must renew it")
+        return card
+
+    def recipient(self, officer: str, *, now: int) -> RecipientKey:
+        return RecipientKey(officer, self.card(officer, now=now).encryption_public)
+
+    def lookup(self) -> KeyLookup:
+        """Signing key id -> signer, for sealing.verify: every verified card and node key.
+
+        Cards are matched regardless of their validity window: an envelope read today may
+        have been signed while the card was valid (the node checked the clock on receipt).
+        """
+        keys: dict[bytes, SignerKey] = {}
+        for node, public in self.node_keys.items():
+            keys[crypto.signing_key_id(public)] = SignerKey(node_principal(node), public)
+        for card in self.cards.values():
+            keys[card.signing_key_id] = SignerKey(card.officer, card.signing_public)
+        return keys.get
+
+
+def verify_directory(raw: bytes, ca_cert: x509.Certificate, *, now: datetime) -> Directory:
+    """Decode the node's answer and keep only what verifies under the CA at ``now``."""
+    d = codec.exact_map("directory", codec.unpack(raw, what="directory",
+                                                  max_bytes=MAX_DIRECTORY_BYTES),
+                        {"node_certs", "cards"})
+    node_certs, cards = d["node_certs"], d["cards"]
+    if not isinstance(node_certs, dict) or not isinstance(cards, list):
+        raise Malformed("directory node_certs must be a map and cards a list")
+    warnings: list[str] = []
+    node_keys: dict[str, bytes] = {}
+    for node, pem in node_certs.items():
+        try:
+            if not isinstance(pem, bytes):
+                raise Malformed("certificate must be bytes")
+            certified, public = pki.verify_node_signing_certificate(pem, ca_cert, now=now)
+            if certified != node:
+                raise Malformed(f"certificate is for node {certified!r}")
+        except LiaisonError as exc:
+            warnings.append(f"dropped signing certificate listed for node {node!r:.40}: "
+                            f"{exc.detail}")
+            continue
+        node_keys[node] = public
+
+    verified: dict[str, OfficerCard] = {}
+    now_ms = int(now.timestamp() * 1000)
+    for i, card_bytes in enumerate(cards):
+        card = _verify_any(card_bytes, node_keys)
+        if isinstance(card, str):
+            warnings.append(f"dropped card #{i}: {card}")
+            continue
+        if now_ms >= card.valid_until:
+            warnings.append(f"card of {card.officer} (version {card.version}) has expired")
+        known = verified.get(card.officer)
+        if known is None or card.version > known.version:
+            verified[card.officer] = card
+    return Directory(node_keys, verified, warnings)
+
+
+def _verify_any(raw: object, node_keys: dict[str, bytes]) -> OfficerCard | str:
+    """The card if some certified node key vouches for it (as its home node), else why not.
+
+    The card's home node is inside the signed body, which is only decoded after a signature
+    verifies; trying each certified node key (a handful) keeps that order.
+    """
+    if not isinstance(raw, bytes):
+        return "not bytes"
+    reason = "no certified node key signed it"
+    for node, public in node_keys.items():
+        try:
+            return verify_card(raw, node_public=public, node_id=node, now=None)
+        except LiaisonError as exc:
+            if exc.code != "bad_signature":
+                reason = exc.detail
+    return reason

@@ -1,0 +1,75 @@
+"""Officers for integration tests: real keystores, enrolled with `liaison admin enrol-officer`,
+talking to their node through the same client library as the CLI."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from liaison_net.client import keystore as ks
+from liaison_net.client.directory import Directory
+from liaison_net.client.session import NodeSession
+from liaison_net.core import sealing
+from liaison_net.core.envelope import Envelope, Kind, Precedence
+from liaison_net.core.limits import DAY_MS, HOUR_MS
+from liaison_net.core.ownership import (
+    Evaluation,
+    Handling,
+    InformationAccuracy,
+    Owner,
+    OwnershipTag,
+    PermittedAction,
+    SourceReliability,
+    Tlp,
+)
+from tests.integration.network import Network, run_cli
+
+PASSPHRASE = b"correct horse battery staple"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class OfficerAgent:
+    id: str
+    keystore: ks.Keystore
+    path: Path
+
+    def session(self) -> NodeSession:
+        return NodeSession(self.keystore)
+
+    def seal(self, directory: Directory, to: list[str], text: bytes, *,
+             tag: OwnershipTag | None = None, ttl_ms: int = 8 * HOUR_MS,
+             precedence: Precedence = Precedence.ROUTINE) -> Envelope:
+        now = now_ms()
+        return sealing.seal(
+            sender=self.id, sender_key=self.keystore.signing,
+            recipients=[directory.recipient(o, now=now) for o in to],
+            tag=tag or benelux_tag(self.id.split("/")[0]), plaintext=text, now=now,
+            expires=now + ttl_ms, kind=Kind.MESSAGE, precedence=precedence)
+
+
+def benelux_tag(owner_node: str, *, share_with: frozenset[str] = frozenset({"be", "nl", "lu"}),
+                tlp: Tlp = Tlp.AMBER, handling: Handling = Handling.H0) -> OwnershipTag:
+    return OwnershipTag(
+        owner=Owner(owner_node, "liaison"), handling=handling, tlp=tlp,
+        evaluation=Evaluation(SourceReliability.B, InformationAccuracy.KNOWN_TO_SOURCE),
+        share_with=share_with | {owner_node},
+        permitted_actions=frozenset({PermittedAction.FORWARD}),
+        purpose="cross-border investigation", retain_until=now_ms() + 30 * DAY_MS)
+
+
+def enrol(net: Network, officer_id: str) -> OfficerAgent:
+    node = net.nodes[officer_id.split("/")[0]]
+    path = net.root / "officers" / f"{officer_id.replace('/', '-')}.keystore"
+    path.parent.mkdir(exist_ok=True)
+    keystore, request = ks.create(path, officer_id, officer_id.split("/")[1].title(),
+                                  "liaison officer", node.client_url,
+                                  net.ca_cert.read_bytes(), PASSPHRASE)
+    request_path = path.with_suffix(".request")
+    request_path.write_bytes(request)
+    run_cli("admin", "enrol-officer", str(request_path), "--config", str(node.config))
+    return OfficerAgent(officer_id, keystore, path)

@@ -1,0 +1,133 @@
+"""The client believes only the directory entries the network CA vouches for."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from liaison_net import errors, pki
+from liaison_net.client.directory import verify_directory
+from liaison_net.core import codec, crypto
+from liaison_net.core.identity import EnrolmentRequest, issue_card
+from liaison_net.core.limits import DAY_MS
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+
+
+class Pki:
+    def __init__(self, root: Path) -> None:
+        self.ca = pki.load_ca_certificate(pki.init_network(root, now=NOW).ca_cert)
+        self.nodes = {n: pki.init_node(root, n, ca_dir=root, now=NOW) for n in ("nl", "be")}
+
+    def cert(self, node: str) -> bytes:
+        return self.nodes[node].signing_cert.read_bytes()
+
+    def key(self, node: str) -> crypto.SigningKeyPair:
+        return crypto.signing_key_from_seed(self.nodes[node].signing_key.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki(tmp_path_factory.mktemp("pki"))
+
+
+def _card(network: Pki, officer: str, *, signer: str | None = None, version: int = 1,
+          now: int = NOW_MS, days: int = 365) -> tuple[bytes, crypto.SigningKeyPair]:
+    key = crypto.generate_signing_key()
+    request = EnrolmentRequest(officer, "Name", "role", key.public,
+                               crypto.generate_encryption_key().public)
+    node = signer or officer.split("/")[0]
+    # issue_card names the officer's own node; signing with another node's key forges one.
+    raw = issue_card(request, node_id=officer.split("/")[0], node_key=network.key(node),
+                     version=version, now=now, valid_for_ms=days * DAY_MS)
+    return raw, key
+
+
+def _directory(node_certs: dict[str, bytes], cards: list[bytes]) -> bytes:
+    return codec.pack({"node_certs": node_certs, "cards": cards})
+
+
+def test_verified_cards_are_kept_and_give_a_signer_lookup(network: Pki) -> None:
+    jan, jan_key = _card(network, "nl/jdevries")
+    marie, _ = _card(network, "be/mpeeters")
+    d = verify_directory(_directory({"nl": network.cert("nl"), "be": network.cert("be")},
+                                    [jan, marie]), network.ca, now=NOW)
+    assert d.warnings == []
+    assert set(d.cards) == {"nl/jdevries", "be/mpeeters"}
+    signer = d.lookup()(jan_key.key_id)
+    assert signer is not None and signer.principal == "nl/jdevries"
+    assert d.recipient("be/mpeeters", now=NOW_MS).officer == "be/mpeeters"
+
+
+def test_a_node_cannot_vouch_for_another_nodes_officer(network: Pki) -> None:
+    forged, _ = _card(network, "be/mpeeters", signer="nl")
+    d = verify_directory(_directory({"nl": network.cert("nl"), "be": network.cert("be")},
+                                    [forged]), network.ca, now=NOW)
+    assert d.cards == {}
+    assert d.warnings == ["dropped card #0: card for be/mpeeters is not signed by its home node"]
+
+
+def test_a_certificate_listed_under_another_node_is_dropped(network: Pki) -> None:
+    marie, _ = _card(network, "be/mpeeters")
+    d = verify_directory(_directory({"be": network.cert("nl")}, [marie]), network.ca, now=NOW)
+    assert d.node_keys == {} and d.cards == {}
+    assert "certificate is for node 'nl'" in d.warnings[0]
+
+
+def test_a_certificate_from_another_ca_is_dropped(network: Pki, tmp_path: Path) -> None:
+    other = Pki(tmp_path)
+    d = verify_directory(_directory({"nl": other.cert("nl"), "be": network.cert("be")}, []),
+                         network.ca, now=NOW)
+    assert set(d.node_keys) == {"be"}
+    assert "not" in d.warnings[0] and "'nl'" in d.warnings[0]
+
+
+def test_the_newest_card_version_wins(network: Pki) -> None:
+    old, _ = _card(network, "nl/jdevries", version=1)
+    new, new_key = _card(network, "nl/jdevries", version=2)
+    d = verify_directory(_directory({"nl": network.cert("nl")}, [new, old]), network.ca,
+                         now=NOW)
+    assert d.cards["nl/jdevries"].version == 2
+    assert d.cards["nl/jdevries"].signing_public == new_key.public
+
+
+def test_an_expired_card_is_kept_for_reading_but_not_sealed_for(network: Pki) -> None:
+    raw, key = _card(network, "nl/jdevries", now=NOW_MS - 10 * DAY_MS, days=1)
+    d = verify_directory(_directory({"nl": network.cert("nl")}, [raw]), network.ca, now=NOW)
+    assert "has expired" in d.warnings[0]
+    assert d.lookup()(key.key_id) is not None  # an old envelope still verifies
+    with pytest.raises(errors.BadTimestamp):
+        d.recipient("nl/jdevries", now=NOW_MS)
+
+
+def test_unknown_recipient_is_named(network: Pki) -> None:
+    d = verify_directory(_directory({"nl": network.cert("nl")}, []), network.ca, now=NOW)
+    with pytest.raises(errors.NotFound, match="unknown recipient be/nobody"):
+        d.recipient("be/nobody", now=NOW_MS)
+
+
+def test_node_certificates_are_checked_at_now(network: Pki) -> None:
+    later = NOW + timedelta(days=400)  # past the node certificates' validity
+    d = verify_directory(_directory({"nl": network.cert("nl")}, []), network.ca, now=later)
+    assert d.node_keys == {} and "expired" in d.warnings[0]
+
+
+@pytest.mark.parametrize("value", [
+    {"node_certs": {}, "cards": [], "extra": 1},
+    {"node_certs": [], "cards": []},
+    {"node_certs": {}},
+])
+def test_a_malformed_directory_is_refused(network: Pki, value: object) -> None:
+    with pytest.raises(errors.Malformed):
+        verify_directory(codec.pack(value), network.ca, now=NOW)
+
+
+def test_garbage_entries_are_dropped_not_fatal(network: Pki) -> None:
+    jan, _ = _card(network, "nl/jdevries")
+    d = verify_directory(_directory({"nl": network.cert("nl"), "xx": b"junk"},
+                                    [b"junk", jan]), network.ca, now=NOW)
+    assert set(d.cards) == {"nl/jdevries"}
+    assert len(d.warnings) == 2
