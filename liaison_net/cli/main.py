@@ -22,11 +22,12 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported here so that each group module can import `cli` helpers without cycles.
-    from liaison_net.cli import admin, node, officer
+    from liaison_net.cli import admin, admin_ops, node, officer
 
     cli.add_command(admin.admin)
     cli.add_command(node.node)
     officer.register(cli, admin=admin.admin)
+    admin_ops.register(admin.admin)
 
 
 _register()
@@ -35,7 +36,7 @@ _register()
 def main() -> None:
     """Console-script entry: typed errors become one clear line and exit code 2."""
     try:
-        cli(standalone_mode=False)
+        code = cli(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
@@ -45,3 +46,6 @@ def main() -> None:
     except LiaisonError as exc:
         click.echo(f"error: {exc.code}: {exc.detail}", err=True)
         sys.exit(2)
+    # In non-standalone mode click returns ctx.exit(n)'s code instead of exiting.
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)

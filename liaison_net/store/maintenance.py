@@ -1,0 +1,106 @@
+"""Operator maintenance of a node database: status summary, online backup, restore.
+
+Backups use SQLite's online backup API, so they are consistent snapshots taken while the
+node runs (WAL readers never block the writer). A restore checks the copy's integrity and
+its audit chain before it replaces anything, and never overwrites a database silently.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from liaison_net.core.audit import AuditEntry, first_broken
+from liaison_net.errors import Conflict, NotFound, Unavailable
+
+
+@dataclass
+class Status:
+    node: str
+    envelopes: int
+    queued: dict[str, int] = field(default_factory=dict)
+    delivered: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
+    expired: dict[str, int] = field(default_factory=dict)
+    backoff: dict[str, dict[str, object]] = field(default_factory=dict)
+    inbox_unacked: int = 0
+    officers: int = 0
+    audit_entries: int = 0
+
+
+def _connect_ro(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise NotFound(f"no node database at {path}")
+    try:
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error as exc:
+        raise Unavailable(f"cannot open {path}: {exc}") from exc
+
+
+def status(path: Path, node: str) -> Status:
+    with _connect_ro(path) as db:
+        out = Status(node=node, envelopes=db.execute("SELECT COUNT(*) FROM envelopes")
+                     .fetchone()[0])
+        for peer, state, count in db.execute(
+                "SELECT node, state, COUNT(*) FROM hops GROUP BY node, state"):
+            bucket = {"queued": out.queued, "delivered": out.delivered,
+                      "refused": out.refused, "expired": out.expired}.get(state)
+            if bucket is not None:
+                bucket[peer] = count
+        for peer, attempts, next_attempt, error in db.execute(
+                "SELECT node, attempts, next_attempt, last_error FROM peers"):
+            out.backoff[peer] = {"attempts": attempts, "next_attempt": next_attempt,
+                                 "last_error": error}
+        out.inbox_unacked = db.execute("SELECT COUNT(*) FROM inbox WHERE acked IS NULL") \
+            .fetchone()[0]
+        out.officers = db.execute("SELECT COUNT(*) FROM directory").fetchone()[0]
+        out.audit_entries = db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
+    return out
+
+
+def backup(path: Path, out: Path) -> int:
+    """Snapshot the live database into ``out`` (created 0600); return its size in bytes."""
+    if out.exists():
+        raise Conflict(f"{out} exists; choose a new backup file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    try:
+        with _connect_ro(path) as src, sqlite3.connect(out) as dst:
+            src.backup(dst)
+    except sqlite3.Error as exc:
+        out.unlink(missing_ok=True)
+        raise Unavailable(f"backup failed: {exc}") from exc
+    return out.stat().st_size
+
+
+def check_copy(path: Path) -> int:
+    """Integrity and audit-chain check of a backup; returns its audit entry count."""
+    with _connect_ro(path) as db:
+        if db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+            raise Conflict(f"{path} fails SQLite's integrity check")
+        rows = db.execute("SELECT seq, at, event, envelope_id, actor, detail, prev, hash "
+                          "FROM audit ORDER BY seq").fetchall()
+    entries = [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
+    broken = first_broken(entries)
+    if broken is not None:
+        raise Conflict(f"{path}: audit chain broken at entry {broken}")
+    return len(entries)
+
+
+def restore(backup_path: Path, target: Path, *, replace: bool) -> int:
+    """Put a checked backup in place of a (stopped) node's database."""
+    entries = check_copy(backup_path)
+    if target.exists() and not replace:
+        raise Conflict(f"{target} exists; stop the node and pass --replace to overwrite it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    tmp = target.with_suffix(".restoring")
+    shutil.copyfile(backup_path, tmp)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, target)
+    return entries
