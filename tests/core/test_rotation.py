@@ -43,7 +43,7 @@ def test_rotation_round_trip() -> None:
 
 
 def test_rotation_with_bad_signature_is_refused() -> None:
-    body, sig = codec.unpack(sign_rotation(_rotation(), OLD), what="t", max_bytes=4096)
+    body, _sig = codec.unpack(sign_rotation(_rotation(), OLD), what="t", max_bytes=4096)
     forged = codec.pack([body, crypto.sign(NEW, b"x")])
     with pytest.raises(BadSignature):
         verify_rotation(forged, old_public=OLD.public, last_serial=1)
