@@ -87,6 +87,13 @@ class UnknownKey(Refused):
     http_status = 400
 
 
+class Revoked(Refused):
+    """The key that signed this was revoked; from the revocation's time on it is refused."""
+
+    code = "revoked"
+    http_status = 403
+
+
 class CannotOpen(Refused):
     """The envelope cannot be opened with the keys at hand: not a recipient, or tampered."""
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import structlog
 
 from liaison_net.core import crypto
+from liaison_net.core.audit import detail
 from liaison_net.core.envelope import Envelope, read_frame
 from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.core.limits import Limits
@@ -26,7 +27,7 @@ from liaison_net.core.policy import Action, Request, require
 from liaison_net.core.sealing import SignerKey, verify_frame
 from liaison_net.errors import Forbidden, LiaisonError, NotFound, Refused
 from liaison_net.metrics import NodeMetrics
-from liaison_net.store.node_store import AcceptOutcome, NodeStore, detail
+from liaison_net.store.node_store import AcceptOutcome, NodeStore
 
 log = structlog.get_logger("liaison.intake")
 
@@ -60,7 +61,7 @@ class Intake:
         frame = read_frame(raw, self.limits)
         signer = self.keys.node_signer(frame.signer_key_id)
         if signer is None:
-            signer = await self.store.signer(frame.signer_key_id, now=now)
+            signer = await self.store.keys.signer(frame.signer_key_id, now=now)
         return verify_frame(frame, signer, now=now, limits=self.limits)
 
     async def _refuse(self, exc: LiaisonError, *, now: int, actor: str, layer: str,

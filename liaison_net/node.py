@@ -21,6 +21,7 @@ from liaison_net import pki
 from liaison_net.client.api import ClientApi
 from liaison_net.config import NodeConfig
 from liaison_net.core import codec, crypto, sealing
+from liaison_net.core.audit import detail
 from liaison_net.core.envelope import Kind, Precedence
 from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.core.limits import DAY_MS
@@ -38,7 +39,7 @@ from liaison_net.federation.server import FederationServer
 from liaison_net.federation.tls import client_context, server_context
 from liaison_net.intake import Intake, Keys
 from liaison_net.metrics import NodeMetrics
-from liaison_net.store.node_store import NodeStore, detail
+from liaison_net.store.node_store import NodeStore
 from liaison_net.web import now_ms
 
 log = structlog.get_logger("liaison.node")

@@ -6,9 +6,10 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+from liaison_net.core.audit import detail
 from liaison_net.core.envelope import Precedence
 from liaison_net.core.limits import HOUR_MS
-from liaison_net.store.node_store import NodeStore, detail
+from liaison_net.store.node_store import NodeStore
 from liaison_net.store.schema import SCHEMA_VERSION
 from tests.core.factories import NOW, Officer, seal_from
 

@@ -66,7 +66,7 @@ async def _enrol(cfg: config_mod.NodeConfig, raw_request: bytes) -> tuple[Office
     store = NodeStore(cfg.database, cfg.id)
     await store.open()
     try:
-        holder = await store.signer(crypto.signing_key_id(request.signing_public), now=None)
+        holder = await store.keys.signer(crypto.signing_key_id(request.signing_public), now=None)
         if holder is not None and holder.principal != request.officer:
             raise Conflict(f"this signing key is already enrolled for {holder.principal}")
         now = time.time_ns() // 1_000_000

@@ -8,8 +8,10 @@ after it; ``first_broken`` names the first entry that no longer matches.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from liaison_net.core import codec
 
@@ -26,6 +28,12 @@ class AuditEntry:
     detail: str  # JSON text: reason codes, peers; never content or keys
     prev: bytes
     hash: bytes
+
+
+def detail(**fields: Any) -> str:
+    """An entry's detail as compact, sorted JSON: reason codes, peers, key ids, counts;
+    never content, keys or passphrases."""
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
 
 def entry_hash(prev: bytes, seq: int, at: int, event: str, envelope_id: bytes | None,

@@ -17,11 +17,11 @@ from cryptography import x509
 
 from liaison_net import pki
 from liaison_net.core import identity
+from liaison_net.core.audit import detail
 from liaison_net.errors import Forbidden, LiaisonError, LimitExceeded, Malformed
 from liaison_net.federation import protocol
 from liaison_net.federation.tls import peer_node_id
 from liaison_net.intake import Intake
-from liaison_net.store.node_store import detail
 from liaison_net.web import error_middleware, msgpack_response, now_ms, read_msgpack
 
 log = structlog.get_logger("liaison.federation")

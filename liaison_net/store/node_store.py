@@ -7,23 +7,16 @@ entry, so a decision and its record are durable together or not at all.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from liaison_net.core.audit import AuditEntry, first_broken
+from liaison_net.core.audit import AuditEntry, detail, first_broken
 from liaison_net.core.delivery import HopState
 from liaison_net.core.envelope import Envelope
 from liaison_net.core.identity import OfficerCard
-from liaison_net.core.sealing import SignerKey
 from liaison_net.errors import NotFound
 from liaison_net.store.database import Database, WriteTxn
-
-
-def detail(**fields: Any) -> str:
-    """Audit detail as compact, sorted JSON: reason codes, peers, counts; never content."""
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+from liaison_net.store.key_store import KeyStore
 
 
 @dataclass(frozen=True)
@@ -48,6 +41,7 @@ class NodeStore:
     def __init__(self, path: Path, node_id: str, *, group_commit_max: int = 512) -> None:
         self.node_id = node_id
         self.db = Database(path, group_commit_max=group_commit_max)
+        self.keys = KeyStore(self.db)
 
     async def open(self) -> None:
         await self.db.open()
@@ -245,14 +239,28 @@ class NodeStore:
 
     # --- directory ------------------------------------------------------------------------
 
-    async def put_card(self, card: OfficerCard, raw: bytes, *, now: int, source: str) -> bool:
-        """Keep the newest card version per officer; True if this one was new."""
+    async def put_card(self, card: OfficerCard, raw: bytes, *, now: int, source: str,
+                       grace_ms: int = 0) -> bool:
+        """Keep the newest card version per officer; True if this one was new.
+
+        When a newer card carries a new signing key (a rotation), the old key is kept in
+        ``key_history`` for ``grace_ms`` so envelopes it signed that are still in flight
+        are accepted, then refused."""
 
         async def op(txn: WriteTxn) -> bool:
             row = await (await txn.execute(
-                "SELECT version FROM directory WHERE officer = ?", (card.officer,))).fetchone()
+                "SELECT version, signing_key_id, signing_public FROM directory "
+                "WHERE officer = ?", (card.officer,))).fetchone()
             if row is not None and row[0] >= card.version:
                 return False
+            if row is not None and bytes(row[1]) != card.signing_key_id:
+                await txn.execute(
+                    "INSERT OR REPLACE INTO key_history (signing_key_id, principal, "
+                    "signing_public, grace_until) VALUES (?, ?, ?, ?)",
+                    (bytes(row[1]), card.officer, bytes(row[2]), now + grace_ms))
+                await txn.audit(now, "key.superseded", source,
+                                detail(principal=card.officer, key_id=bytes(row[1]).hex(),
+                                       grace_until=now + grace_ms))
             seq_row = await (await txn.execute(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM directory")).fetchone()
             assert seq_row is not None  # an aggregate always yields one row
@@ -290,14 +298,6 @@ class NodeStore:
         rows = await self.db.fetchall(
             "SELECT officer, name, role, version, card FROM directory ORDER BY officer")
         return [(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
-
-    async def signer(self, key_id: bytes, *, now: int | None) -> SignerKey | None:
-        row = await self.db.fetchone(
-            "SELECT officer, signing_public, valid_until FROM directory WHERE signing_key_id = ?",
-            (key_id,))
-        if row is None or (now is not None and now >= row[2]):
-            return None
-        return SignerKey(row[0], bytes(row[1]))
 
     async def officer_keys(self, officer: str) -> tuple[bytes, bytes] | None:
         """(signing public, encryption public) of an officer in the directory."""

@@ -86,6 +86,33 @@ MIGRATIONS: list[str] = [
         hash BLOB NOT NULL
     );
     """,
+    # 2: key rotation and revocation: superseded keys in their grace period, revocations,
+    # and a per-peer outbox that re-sends each revocation until the peer acknowledges it.
+    """
+    CREATE TABLE key_history (
+        signing_key_id BLOB PRIMARY KEY,
+        principal TEXT NOT NULL,
+        signing_public BLOB NOT NULL,
+        grace_until INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE revocations (
+        key_id BLOB PRIMARY KEY,
+        principal TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        effective INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        authority TEXT NOT NULL,
+        statement BLOB NOT NULL,
+        received INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE revocation_outbox (
+        node TEXT NOT NULL,
+        key_id BLOB NOT NULL,
+        PRIMARY KEY (node, key_id)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,97 @@
+"""Which signing keys may sign what, and when: current cards, keys in their rotation grace
+period, and revocations (which are re-sent to every peer until each acknowledges)."""
+
+from __future__ import annotations
+
+from liaison_net.core.audit import detail
+from liaison_net.core.crypto import signing_key_id
+from liaison_net.core.rotation import Revocation
+from liaison_net.core.sealing import SignerKey
+from liaison_net.errors import Revoked
+from liaison_net.store.database import Database, WriteTxn
+
+
+class KeyStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def signer(self, key_id: bytes, *, now: int | None) -> SignerKey | None:
+        """The principal and public key for a signing key id, if it may sign at ``now``:
+        a current card's key, or a superseded key still in its grace period. A revoked key
+        raises Revoked (with its reason) instead of looking merely unknown."""
+        revoked = await self.db.fetchone(
+            "SELECT principal, effective, reason FROM revocations WHERE key_id = ?", (key_id,))
+        if revoked is not None and (now is None or now >= revoked[1]):
+            raise Revoked(f"key {key_id.hex()} of {revoked[0]} was revoked: {revoked[2]}")
+        row = await self.db.fetchone(
+            "SELECT officer, signing_public, valid_until FROM directory WHERE signing_key_id = ?",
+            (key_id,))
+        if row is not None:
+            if now is not None and now >= row[2]:
+                return None
+            return SignerKey(row[0], bytes(row[1]))
+        row = await self.db.fetchone(
+            "SELECT principal, signing_public, grace_until FROM key_history "
+            "WHERE signing_key_id = ?", (key_id,))
+        if row is None or (now is not None and now >= row[2]):
+            return None
+        return SignerKey(row[0], bytes(row[1]))
+
+    async def supersede_node_key(self, node_principal: str, old_public: bytes, *, now: int,
+                                 grace_ms: int, actor: str) -> None:
+        async def op(txn: WriteTxn) -> None:
+            key_id = signing_key_id(old_public)
+            await txn.execute(
+                "INSERT OR REPLACE INTO key_history (signing_key_id, principal, signing_public, "
+                "grace_until) VALUES (?, ?, ?, ?)", (key_id, node_principal, old_public,
+                                                     now + grace_ms))
+            await txn.audit(now, "key.superseded", actor,
+                            detail(principal=node_principal, key_id=key_id.hex(),
+                                   grace_until=now + grace_ms))
+
+        await self.db.write(op)
+
+    # --- revocations ----------------------------------------------------------------------
+
+    async def add_revocation(self, revocation: Revocation, raw: bytes, *, now: int,
+                             forward_to: list[str], source: str) -> bool:
+        """Record a verified revocation once, queue it for every peer; True if it was new."""
+
+        async def op(txn: WriteTxn) -> bool:
+            cur = await txn.execute(
+                "INSERT OR IGNORE INTO revocations (key_id, principal, subject, effective, "
+                "reason, authority, statement, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (revocation.key_id, revocation.principal, revocation.subject.value,
+                 revocation.effective, revocation.reason, revocation.authority, raw, now))
+            if cur.rowcount == 0:
+                return False
+            await txn.executemany(
+                "INSERT OR IGNORE INTO revocation_outbox (node, key_id) VALUES (?, ?)",
+                [(node, revocation.key_id) for node in forward_to])
+            await txn.audit(now, "key.revoked", source,
+                            detail(principal=revocation.principal,
+                                   key_id=revocation.key_id.hex(),
+                                   effective=revocation.effective,
+                                   authority=revocation.authority,
+                                   reason=revocation.reason[:200]))
+            return True
+
+        return await self.db.write(op)
+
+    async def pending_revocations(self, node: str, limit: int = 100) -> list[tuple[bytes, bytes]]:
+        rows = await self.db.fetchall(
+            "SELECT r.key_id, r.statement FROM revocation_outbox o JOIN revocations r "
+            "ON r.key_id = o.key_id WHERE o.node = ? LIMIT ?", (node, limit))
+        return [(bytes(r[0]), bytes(r[1])) for r in rows]
+
+    async def revocations_acknowledged(self, node: str, key_ids: list[bytes]) -> None:
+        async def op(txn: WriteTxn) -> None:
+            await txn.executemany(
+                "DELETE FROM revocation_outbox WHERE node = ? AND key_id = ?",
+                [(node, k) for k in key_ids])
+
+        await self.db.write(op)
+
+    async def revocation_statements(self) -> list[bytes]:
+        rows = await self.db.fetchall("SELECT statement FROM revocations ORDER BY received")
+        return [bytes(r[0]) for r in rows]
