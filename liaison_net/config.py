@@ -59,6 +59,7 @@ class NodeConfig:
     limits: Limits
     token_ttl_s: int = 900
     card_validity_days: int = 365
+    key_grace_s: int = 86_400  # a superseded key is still accepted this long
 
     @property
     def database(self) -> Path:
@@ -148,6 +149,7 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         limits=limits,
         token_ttl_s=int(_num(auth, "auth.token_ttl_s", 900, 10, 86_400)),
         card_validity_days=int(_num(auth, "auth.card_validity_days", 365, 1, 3650)),
+        key_grace_s=int(_num(auth, "auth.key_grace_s", 86_400, 0, 30 * 86_400)),
     )
 
 

@@ -23,6 +23,7 @@ from liaison_net.config import NodeConfig
 from liaison_net.core import codec, crypto, sealing
 from liaison_net.core.audit import detail
 from liaison_net.core.envelope import Kind, Precedence
+from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
 from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.core.limits import DAY_MS
 from liaison_net.core.ownership import (
@@ -38,6 +39,7 @@ from liaison_net.federation.sender import PeerSender
 from liaison_net.federation.server import FederationServer
 from liaison_net.federation.tls import client_context, server_context
 from liaison_net.intake import Intake, Keys
+from liaison_net.key_watch import KeyWatcher
 from liaison_net.metrics import NodeMetrics
 from liaison_net.store.node_store import NodeStore
 from liaison_net.web import now_ms
@@ -66,6 +68,10 @@ class Node:
                              metrics=self.metrics, wake=self._wake)
         self._runners: list[web.AppRunner] = []
         self._stopping = asyncio.Event()
+        self._cert_pushed: dict[str, bytes] = {}
+        self._tls_contexts = [server_context(paths.dir, require_client_cert=True),
+                              server_context(paths.dir, require_client_cert=False),
+                              client_context(paths.dir)]
 
     def _wake(self, peer: str) -> None:
         sender = self.senders.get(peer)
@@ -78,19 +84,60 @@ class Node:
             sender.peer_called_in()
 
     async def _directory_push(self, peer: str) -> tuple[int, dict[str, Any]] | None:
+        """New cards of this node's officers, and this node's signing certificate whenever
+        the peer has not had the current one from us since we started (after a rotation)."""
         cursor = await self.store.directory_cursor(peer)
         cards = await self.store.cards_since(cursor, node=self.config.id, limit=200)
-        if not cards:
+        cert = self.signing_cert_pem
+        if not cards and self._cert_pushed.get(peer) == cert:
             return None
-        return cards[-1][0], {"origin": self.config.id, "node_cert": self.signing_cert_pem,
-                              "cards": [raw for _, raw in cards]}
+        self._cert_pushed[peer] = cert
+        return (cards[-1][0] if cards else cursor), {
+            "origin": self.config.id, "node_cert": cert, "cards": [raw for _, raw in cards]}
+
+    def _issue_card(self, request: EnrolmentRequest, version: int) -> bytes:
+        return issue_card(request, node_id=self.config.id, node_key=self.signing_key,
+                          version=version, now=now_ms(),
+                          valid_for_ms=self.config.card_validity_days * DAY_MS)
+
+    async def _new_signing_key(self, key: crypto.SigningKeyPair, cert_pem: bytes) -> None:
+        """Switch to a CA-certified new node key; peers accept the old one for the grace."""
+        old = self.signing_key
+        now = now_ms()
+        await self.store.keys.supersede_node_key(
+            node_principal(self.config.id), old.public, now=now,
+            grace_ms=self.config.key_grace_s * 1000, actor=self.config.id)
+        await self.store.audit(now=now, event="key.rotated", actor=self.config.id,
+                               audit_detail=detail(kind="node-signing",
+                                                   old=old.key_id.hex(), new=key.key_id.hex()))
+        self.signing_key = key
+        self.signing_cert_pem = cert_pem
+        self.keys.own = key
+        self.keys.nodes[self.config.id] = key.public
+        # Cards are believed under the node key that signed them: re-issue ours under the
+        # new key (same officer keys, next version) so clients and peers keep them.
+        for officer, name, role, version, _ in await self.store.directory():
+            card = await self.store.officer_card(officer)
+            if card is None or card.node != self.config.id:
+                continue
+            request = EnrolmentRequest(officer, name, role, card.signing_public,
+                                       card.encryption_public)
+            raw = self._issue_card(request, version + 1)
+            reissued = verify_card(raw, node_public=key.public, node_id=self.config.id,
+                                   now=now)
+            await self.store.put_card(reissued, raw, now=now, source=self.config.id)
+        for sender in self.senders.values():
+            sender.wake.set()  # push the new certificate now
+        log.info("key.rotated", kind="node-signing", key_id=key.key_id.hex())
 
     async def serve(self) -> None:
         """Run until SIGTERM/SIGINT (or ``stop``)."""
         await self.store.open()
         self.keys.nodes.update(await self.store.node_keys())
         self.keys.nodes[self.config.id] = self.signing_key.public
-        connector = aiohttp.TCPConnector(ssl=client_context(self.paths.dir), limit_per_host=2)
+        connector = aiohttp.TCPConnector(ssl=self._tls_contexts[2], limit_per_host=2)
+        watcher = KeyWatcher(self.paths, self.ca_cert, self._tls_contexts,
+                             self._new_signing_key, lambda: self.signing_key.public)
         try:
             async with aiohttp.ClientSession(connector=connector) as session:
                 await self._start_listeners()
@@ -109,6 +156,7 @@ class Node:
                         self.senders[peer.id] = sender
                         tasks.create_task(sender.run(), name=f"sender-{peer.id}")
                     tasks.create_task(self._expiry_loop(), name="expiry")
+                    tasks.create_task(watcher.run(), name="key-watch")
                     await self._stopping.wait()
                     raise _Stop
         except* _Stop:
@@ -128,16 +176,16 @@ class Node:
             intake=self.intake, ca_cert=self.ca_cert,
             max_body=min(256 * 1024 * 1024,
                          self.config.delivery.batch_size * limits.max_envelope_bytes),
-            peer_called_in=self._peer_called_in)
+            peer_called_in=self._peer_called_in, key_grace_ms=self.config.key_grace_s * 1000)
         client = ClientApi(intake=self.intake, metrics=self.metrics,
                            token_ttl_s=self.config.token_ttl_s,
                            max_envelope_bytes=limits.max_envelope_bytes,
-                           own_cert=self.signing_cert_pem)
+                           own_cert=lambda: self.signing_cert_pem,
+                           issue_card=self._issue_card,
+                           key_grace_ms=self.config.key_grace_s * 1000)
         for app, address, ctx in (
-            (federation.app(), self.config.federation,
-             server_context(self.paths.dir, require_client_cert=True)),
-            (client.app(), self.config.client,
-             server_context(self.paths.dir, require_client_cert=False)),
+            (federation.app(), self.config.federation, self._tls_contexts[0]),
+            (client.app(), self.config.client, self._tls_contexts[1]),
         ):
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()

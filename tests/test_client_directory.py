@@ -46,8 +46,10 @@ def _card(network: Pki, officer: str, *, signer: str | None = None, version: int
     return raw, key
 
 
-def _directory(node_certs: dict[str, bytes], cards: list[bytes]) -> bytes:
-    return codec.pack({"node_certs": node_certs, "cards": cards})
+def _directory(node_certs: dict[str, bytes], cards: list[bytes],
+               revocations: list[bytes] | None = None) -> bytes:
+    return codec.pack({"node_certs": node_certs, "cards": cards,
+                       "revocations": revocations or []})
 
 
 def test_verified_cards_are_kept_and_give_a_signer_lookup(network: Pki) -> None:
@@ -116,8 +118,9 @@ def test_node_certificates_are_checked_at_now(network: Pki) -> None:
 
 
 @pytest.mark.parametrize("value", [
-    {"node_certs": {}, "cards": [], "extra": 1},
-    {"node_certs": [], "cards": []},
+    {"node_certs": {}, "cards": [], "revocations": [], "extra": 1},
+    {"node_certs": [], "cards": [], "revocations": []},
+    {"node_certs": {}, "cards": [], "revocations": {}},
     {"node_certs": {}},
 ])
 def test_a_malformed_directory_is_refused(network: Pki, value: object) -> None:

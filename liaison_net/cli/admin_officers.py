@@ -40,7 +40,7 @@ config_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
-def _node_signing_key(cfg: config_mod.NodeConfig) -> crypto.SigningKeyPair:
+def node_signing_key(cfg: config_mod.NodeConfig) -> crypto.SigningKeyPair:
     """The node's Ed25519 key, checked against its CA-issued signing certificate, so a card
     issued here verifies at every peer (and a misplaced key file is caught now)."""
     seed_path = cfg.cert_dir / pki.SIGNING_KEY_FILE
@@ -62,7 +62,7 @@ def _node_signing_key(cfg: config_mod.NodeConfig) -> crypto.SigningKeyPair:
 
 async def _enrol(cfg: config_mod.NodeConfig, raw_request: bytes) -> tuple[OfficerCard, bool]:
     request = verify_enrolment_request(raw_request)
-    key = _node_signing_key(cfg)
+    key = node_signing_key(cfg)
     store = NodeStore(cfg.database, cfg.id)
     await store.open()
     try:

@@ -417,8 +417,9 @@ def directory_cmd(as_json: bool, keystore_path: Path, passphrase_file: Path | No
 
 def register(cli: click.Group, *, admin: click.Group) -> None:
     """Attach the officer commands to `liaison`, and officer administration to `admin`."""
-    from liaison_net.cli import admin_officers
+    from liaison_net.cli import admin_officers, officer_keys
 
+    officer.add_command(officer_keys.rotate_cmd)
     cli.add_command(officer)
     for command in (send_cmd, inbox_cmd, read_cmd, ack_cmd, status_cmd, directory_cmd):
         cli.add_command(command)

@@ -8,17 +8,28 @@ which is fine for a CLI that logs in again by itself) and compared in constant t
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
 
-from liaison_net.core import crypto
+from liaison_net.core import crypto, rotation
+from liaison_net.core.audit import detail
+from liaison_net.core.identity import EnrolmentRequest, verify_card
 from liaison_net.core.ids import check_officer_id, id_from_text, id_to_text, node_of
 from liaison_net.core.login import CHALLENGE_BYTES, login_message
-from liaison_net.errors import LimitExceeded, Malformed, NotFound, RateLimited, Unauthorized
+from liaison_net.errors import (
+    Forbidden,
+    LimitExceeded,
+    Malformed,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
 from liaison_net.intake import Intake
 from liaison_net.metrics import NodeMetrics
 from liaison_net.web import (
@@ -28,6 +39,7 @@ from liaison_net.web import (
     now_ms,
     read_body,
     read_json,
+    read_msgpack,
 )
 
 log = structlog.get_logger("liaison.client_api")
@@ -37,6 +49,7 @@ MAX_PENDING_CHALLENGES = 10_000
 MAX_TOKENS = 10_000
 MAX_JSON_BODY = 4096
 MAX_PAGE = 500
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 @dataclass
@@ -47,14 +60,18 @@ class Session:
 
 class ClientApi:
     def __init__(self, *, intake: Intake, metrics: NodeMetrics, token_ttl_s: int,
-                 max_envelope_bytes: int, own_cert: bytes) -> None:
+                 max_envelope_bytes: int, own_cert: Callable[[], bytes],
+                 issue_card: Callable[[EnrolmentRequest, int], bytes],
+                 key_grace_ms: int) -> None:
         self.intake = intake
         self.store = intake.store
         self.node_id = intake.node_id
         self.metrics = metrics
         self.token_ttl_s = token_ttl_s
         self.max_envelope_bytes = max_envelope_bytes
-        self.own_cert = own_cert  # this node's signing certificate (PEM)
+        self.own_cert = own_cert  # this node's current signing certificate (PEM)
+        self.issue_card = issue_card  # signs a card version with the node's current key
+        self.key_grace_ms = key_grace_ms
         self._challenges: dict[bytes, tuple[str, float]] = {}
         self._tokens: dict[str, Session] = {}
         self._lock = asyncio.Lock()
@@ -73,6 +90,7 @@ class ClientApi:
         r.add_post("/api/v1/envelopes/{id}/ack", self.ack)
         r.add_get("/api/v1/envelopes/{id}/status", self.status)
         r.add_get("/api/v1/directory", self.directory)
+        r.add_post("/api/v1/keys/rotate", self.rotate)
         return app
 
     # --- health and metrics ---------------------------------------------------------------
@@ -128,6 +146,8 @@ class ClientApi:
             raise Unauthorized(f"{officer} is not enrolled on this node")
         try:
             crypto.verify(keys[0], login_message(self.node_id, challenge), signature)
+            # A revoked key cannot log in (Revoked names the reason).
+            await self.store.keys.signer(crypto.signing_key_id(keys[0]), now=now_ms())
         except Exception as exc:
             raise Unauthorized("login signature does not verify") from exc
         if len(self._tokens) >= MAX_TOKENS:
@@ -145,6 +165,10 @@ class ClientApi:
         if not header.startswith("Bearer "):
             raise Unauthorized("missing bearer token; log in first")
         presented = header[len("Bearer "):]
+        # Header bytes that are not UTF-8 arrive as surrogates, which cannot be encoded; our
+        # tokens are URL-safe ASCII, so anything else is simply not one of them.
+        if not presented.isascii():
+            raise Unauthorized("unknown or expired token; log in again")
         found = None
         for token, session in self._tokens.items():
             if secrets.compare_digest(token.encode(), presented.encode()):
@@ -170,7 +194,9 @@ class ClientApi:
     @staticmethod
     def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
         text = request.query.get(name, str(default))
-        if not text.isdigit() or not lo <= int(text) <= hi:
+        # ASCII digits only: str.isdigit() also takes "²" (int() refuses it) and "٣" (a
+        # second spelling of 3); 19 digits bound int() and cover every 63-bit value.
+        if not _DIGITS.fullmatch(text) or not lo <= int(text) <= hi:
             raise Malformed(f"query parameter {name} must be an integer {lo}-{hi}")
         return int(text)
 
@@ -217,5 +243,41 @@ class ClientApi:
         self._officer(request)
         cards = [card for *_, card in await self.store.directory()]
         certs = await self.store.node_certs()
-        certs[self.node_id] = self.own_cert
-        return msgpack_response({"node_certs": certs, "cards": cards})
+        certs[self.node_id] = self.own_cert()
+        revocations = await self.store.keys.revocation_statements()
+        return msgpack_response({"node_certs": certs, "cards": cards,
+                                 "revocations": revocations})
+
+    async def rotate(self, request: web.Request) -> web.Response:
+        """An officer replaces both keys: the statement is signed by the current key and
+        must be newer than the current card; the node answers with a new card version."""
+        officer = self._officer(request)
+        body = await read_msgpack(request, 2 * rotation.MAX_STATEMENT_BYTES, {"statement"})
+        statement = body["statement"]
+        if not isinstance(statement, bytes):
+            raise Malformed("statement must be bytes")
+        current = await self.store.officer_card(officer)
+        if current is None:
+            raise NotFound(f"{officer} is not in the directory")
+        rot = rotation.verify_rotation(statement, old_public=current.signing_public,
+                                       last_serial=current.version)
+        if rot.subject is not rotation.Subject.OFFICER or rot.principal != officer:
+            raise Forbidden("a rotation statement may only rotate your own keys")
+        assert rot.new_encryption_public is not None  # checked by verify_rotation
+        request_ = EnrolmentRequest(officer, current.name, current.role, rot.new_signing_public,
+                                    rot.new_encryption_public)
+        raw_card = self.issue_card(request_, rot.serial)
+        now = now_ms()
+        card = verify_card(raw_card, node_public=self.intake.keys.own.public,
+                           node_id=self.node_id, now=now)
+        await self.store.put_card(card, raw_card, now=now, source=officer,
+                                  grace_ms=self.key_grace_ms)
+        await self.store.audit(now=now, event="key.rotated", actor=officer,
+                               audit_detail=detail(kind="officer", officer=officer,
+                                                   old=rot.old_key_id.hex(),
+                                                   new=card.signing_key_id.hex(),
+                                                   version=card.version))
+        log.info("key.rotated", kind="officer", officer=officer, version=card.version)
+        return web.json_response({"version": card.version,
+                                  "signing_key_id": card.signing_key_id.hex(),
+                                  "encryption_key_id": card.encryption_key_id.hex()})

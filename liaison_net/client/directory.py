@@ -19,8 +19,9 @@ from liaison_net import pki
 from liaison_net.core import codec, crypto
 from liaison_net.core.identity import OfficerCard, verify_card
 from liaison_net.core.ids import node_principal
+from liaison_net.core.rotation import Revocation, verify_revocation
 from liaison_net.core.sealing import KeyLookup, RecipientKey, SignerKey
-from liaison_net.errors import BadTimestamp, LiaisonError, Malformed, NotFound
+from liaison_net.errors import BadTimestamp, LiaisonError, Malformed, NotFound, Revoked
 
 MAX_DIRECTORY_BYTES = 16 * 1024 * 1024
 
@@ -30,6 +31,7 @@ class Directory:
     node_keys: dict[str, bytes]  # node id -> certified Ed25519 public key
     cards: dict[str, OfficerCard]  # officer id -> newest verified card
     warnings: list[str] = field(default_factory=list)
+    revoked: dict[bytes, Revocation] = field(default_factory=dict)  # key id -> revocation
 
     def card(self, officer: str, *, now: int) -> OfficerCard:
         """The card to seal for: it must exist and be valid at ``now``."""
@@ -54,17 +56,26 @@ class Directory:
             keys[crypto.signing_key_id(public)] = SignerKey(node_principal(node), public)
         for card in self.cards.values():
             keys[card.signing_key_id] = SignerKey(card.officer, card.signing_public)
-        return keys.get
+
+        def lookup(key_id: bytes) -> SignerKey | None:
+            revocation = self.revoked.get(key_id)
+            if revocation is not None:
+                raise Revoked(f"key {key_id.hex()} of {revocation.principal} was revoked: "
+                              f"{revocation.reason}")
+            return keys.get(key_id)
+
+        return lookup
 
 
 def verify_directory(raw: bytes, ca_cert: x509.Certificate, *, now: datetime) -> Directory:
     """Decode the node's answer and keep only what verifies under the CA at ``now``."""
     d = codec.exact_map("directory", codec.unpack(raw, what="directory",
                                                   max_bytes=MAX_DIRECTORY_BYTES),
-                        {"node_certs", "cards"})
-    node_certs, cards = d["node_certs"], d["cards"]
-    if not isinstance(node_certs, dict) or not isinstance(cards, list):
-        raise Malformed("directory node_certs must be a map and cards a list")
+                        {"node_certs", "cards", "revocations"})
+    node_certs, cards, revocations = d["node_certs"], d["cards"], d["revocations"]
+    if (not isinstance(node_certs, dict) or not isinstance(cards, list)
+            or not isinstance(revocations, list)):
+        raise Malformed("directory node_certs must be a map, cards and revocations lists")
     warnings: list[str] = []
     node_keys: dict[str, bytes] = {}
     for node, pem in node_certs.items():
@@ -92,7 +103,17 @@ def verify_directory(raw: bytes, ca_cert: x509.Certificate, *, now: datetime) ->
         known = verified.get(card.officer)
         if known is None or card.version > known.version:
             verified[card.officer] = card
-    return Directory(node_keys, verified, warnings)
+    revoked: dict[bytes, Revocation] = {}
+    for i, statement in enumerate(revocations):
+        try:
+            if not isinstance(statement, bytes):
+                raise Malformed("revocation must be bytes")
+            revocation = verify_revocation(statement, node_keys)
+        except LiaisonError as exc:
+            warnings.append(f"dropped revocation #{i}: {exc.detail}")
+            continue
+        revoked[revocation.key_id] = revocation
+    return Directory(node_keys, verified, warnings, revoked)
 
 
 def _verify_any(raw: object, node_keys: dict[str, bytes]) -> OfficerCard | str:

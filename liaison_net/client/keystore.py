@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 
 from liaison_net import pki
-from liaison_net.core import codec, crypto
+from liaison_net.core import codec, crypto, rotation
 from liaison_net.core.identity import (
     EnrolmentRequest,
     sign_enrolment_request,
@@ -171,3 +171,22 @@ def _decode(plain: bytes) -> Keystore:
         node_url=check_node_url(d["node_url"]),
         ca_cert_pem=d["ca_cert_pem"],
     )
+
+
+def rotated(keystore: Keystore, *, serial: int, now: int,
+            grace_ms: int) -> tuple[Keystore, bytes]:
+    """New signing and encryption keys, and the statement (signed by the current signing
+    key) that asks the home node for a card with them.
+
+    The old encryption keys stay in the returned keystore, newest first: envelopes already
+    sealed for them must stay readable. The oldest are dropped past MAX_ENCRYPTION_KEYS.
+    """
+    signing = crypto.generate_signing_key()
+    encryption = crypto.generate_encryption_key()
+    statement = rotation.sign_rotation(rotation.Rotation(
+        rotation.Subject.OFFICER, keystore.officer, keystore.signing.key_id, signing.public,
+        encryption.public, serial=serial, issued=now, grace_until=now + grace_ms),
+        keystore.signing)
+    keys = (encryption, *keystore.encryption_keys)[:MAX_ENCRYPTION_KEYS]
+    return Keystore(keystore.officer, signing, keys, keystore.node_url,
+                    keystore.ca_cert_pem), statement

@@ -32,7 +32,7 @@ import aiohttp
 from liaison_net import errors
 from liaison_net.client.directory import MAX_DIRECTORY_BYTES, Directory, verify_directory
 from liaison_net.client.keystore import Keystore, check_ca_pem
-from liaison_net.core import crypto
+from liaison_net.core import codec, crypto
 from liaison_net.core.envelope import Precedence
 from liaison_net.core.ids import id_from_text, id_to_text
 from liaison_net.core.limits import DEFAULT_LIMITS
@@ -285,6 +285,13 @@ class NodeSession:
                                      _int(item.get("relayed"), "status relayed"),
                                      _opt_int(item.get("acked"), "status acked")))
         return EnvelopeStatus(_check_id(_field(body, "id", str, "status")), hops, local)
+
+    async def rotate_keys(self, statement: bytes) -> dict[str, Any]:
+        """Hand a rotation statement to the home node; it answers the new card's version."""
+        answer = await self._call("POST", "/api/v1/keys/rotate",
+                                  data=codec.pack({"statement": statement}),
+                                  content_type=MSGPACK_MEDIA_TYPE)
+        return _json_map(answer, "rotation")
 
     async def directory_bytes(self) -> bytes:
         answer = await self._call("GET", "/api/v1/directory", max_bytes=MAX_DIRECTORY_BYTES)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 TRANSACTION_PATH = "/fed/v1/transactions"
 DIRECTORY_PATH = "/fed/v1/directory"
+REVOCATIONS_PATH = "/fed/v1/revocations"
 MAX_TRANSACTION_ENVELOPES = 1024
 MAX_DIRECTORY_CARDS = 500
+MAX_REVOCATIONS = 100
 
 TRANSACTION_FIELDS = {"origin", "txn", "envelopes"}
 DIRECTORY_FIELDS = {"origin", "node_cert", "cards"}
+REVOCATION_FIELDS = {"origin", "statements"}
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"

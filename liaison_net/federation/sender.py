@@ -37,6 +37,12 @@ from liaison_net.web import MSGPACK, now_ms
 
 log = structlog.get_logger("liaison.sender")
 
+_ANSWER_FIELDS = {
+    protocol.TRANSACTION_PATH: {"results"},
+    protocol.REVOCATIONS_PATH: {"results"},
+    protocol.DIRECTORY_PATH: {"stored", "refused"},
+}
+
 #: Builds the directory push for a peer: (cursor after this push, request body) or None.
 DirectoryPush = Callable[[str], Awaitable[tuple[int, dict[str, Any]] | None]]
 
@@ -71,7 +77,10 @@ class PeerSender:
             self.called_in.clear()
             self.wake.clear()
             try:
+                # The directory (with our node certificate) first, so the peer can verify
+                # our revocations; revocations before envelopes.
                 await self._push_directory()
+                await self._push_revocations()
                 sent = await self._send_batch()
             except (Unavailable, Malformed) as exc:
                 await self._failed(str(exc))
@@ -114,8 +123,26 @@ class PeerSender:
             raise Unavailable(f"cannot reach {self.peer.id}: {type(exc).__name__}") from exc
         return codec.exact_map("answer", codec.unpack(payload, what="answer",
                                                       max_bytes=16 * 1024 * 1024),
-                               {"results"} if path == protocol.TRANSACTION_PATH
-                               else {"stored", "refused"})
+                               _ANSWER_FIELDS[path])
+
+    async def _push_revocations(self) -> None:
+        """A revoked key must stop working everywhere within seconds: pushed on every pass
+        of the loop (at least every ``directory_push_s``) until the peer has answered."""
+        pending = await self.store.keys.pending_revocations(self.peer.id)
+        if not pending:
+            return
+        answer = await self._post(protocol.REVOCATIONS_PATH,
+                                  {"origin": self.node_id,
+                                   "statements": [raw for _, raw in pending]})
+        results = answer["results"]
+        if not isinstance(results, list) or len(results) != len(pending):
+            raise Malformed("peer answered a different number of results")
+        # Accepted, or refused for good (the peer audited why): it leaves the outbox. A
+        # "not yet" refusal (the peer lacks our node key so far) stays and is re-sent.
+        done = [key_id for (key_id, _), result in zip(pending, results, strict=True)
+                if not (isinstance(result, list) and len(result) == 2
+                        and result[1] in protocol.RETRYABLE_CODES)]
+        await self.store.keys.revocations_acknowledged(self.peer.id, done)
 
     async def _push_directory(self) -> None:
         push = await self.directory_push(self.peer.id)

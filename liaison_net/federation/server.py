@@ -16,9 +16,10 @@ from aiohttp import web
 from cryptography import x509
 
 from liaison_net import pki
-from liaison_net.core import identity
+from liaison_net.core import crypto, identity, rotation
 from liaison_net.core.audit import detail
-from liaison_net.errors import Forbidden, LiaisonError, LimitExceeded, Malformed
+from liaison_net.core.ids import node_principal
+from liaison_net.errors import Conflict, Forbidden, LiaisonError, LimitExceeded, Malformed
 from liaison_net.federation import protocol
 from liaison_net.federation.tls import peer_node_id
 from liaison_net.intake import Intake
@@ -29,16 +30,18 @@ log = structlog.get_logger("liaison.federation")
 
 class FederationServer:
     def __init__(self, *, intake: Intake, ca_cert: x509.Certificate, max_body: int,
-                 peer_called_in: Callable[[str], None]) -> None:
+                 peer_called_in: Callable[[str], None], key_grace_ms: int) -> None:
         self.intake = intake
         self.ca_cert = ca_cert
         self.max_body = max_body
         self._peer_called_in = peer_called_in
+        self.key_grace_ms = key_grace_ms
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[error_middleware], client_max_size=self.max_body)
         app.router.add_post(protocol.TRANSACTION_PATH, self.transaction)
         app.router.add_post(protocol.DIRECTORY_PATH, self.directory)
+        app.router.add_post(protocol.REVOCATIONS_PATH, self.revocations)
         return app
 
     def _peer(self, request: web.Request, claimed: Any) -> str:
@@ -73,6 +76,25 @@ class FederationServer:
                 results.append([status, "", ""])
         return msgpack_response({"results": results})
 
+    async def _new_node_key(self, peer: str, cert_pem: bytes, public: bytes,
+                            known: bytes | None) -> None:
+        """A peer's newly CA-certified signing key: take it unless it is older than the one
+        we hold (a replayed certificate), and keep the old one valid for the grace period."""
+        store = self.intake.store
+        now = now_ms()
+        if known is not None:
+            stored = (await store.node_certs()).get(peer)
+            if stored is not None and _issued(cert_pem) <= _issued(stored):
+                raise Conflict(f"signing certificate of {peer} is not newer than the one "
+                               "already held: a replayed or stale certificate")
+            await store.keys.supersede_node_key(node_principal(peer), known, now=now,
+                                                grace_ms=self.key_grace_ms, actor=peer)
+            await store.audit(now=now, event="key.rotated", actor=peer,
+                              audit_detail=detail(kind="node-signing", node=peer,
+                                                  new=crypto.signing_key_id(public).hex()))
+        await store.put_node_key(peer, cert_pem, public)
+        self.intake.keys.nodes[peer] = public
+
     async def directory(self, request: web.Request) -> web.Response:
         body = await read_msgpack(request, self.max_body, protocol.DIRECTORY_FIELDS)
         peer = self._peer(request, body["origin"])
@@ -88,9 +110,9 @@ class FederationServer:
         if node_id != peer:
             raise Forbidden(f"peer {peer} presented the signing certificate of {node_id}")
         store = self.intake.store
-        if self.intake.keys.nodes.get(peer) != public:
-            await store.put_node_key(peer, cert_pem, public)
-            self.intake.keys.nodes[peer] = public
+        known = self.intake.keys.nodes.get(peer)
+        if known != public:
+            await self._new_node_key(peer, cert_pem, public, known)
         stored = refused = 0
         now = now_ms()
         for raw in cards:
@@ -106,3 +128,33 @@ class FederationServer:
         log.info("directory.received", peer=peer, cards=len(cards), stored=stored,
                  refused=refused)
         return msgpack_response({"stored": stored, "refused": refused})
+
+    async def revocations(self, request: web.Request) -> web.Response:
+        """Revocations pushed by the revoking node; each verified under its authority."""
+        body = await read_msgpack(request, self.max_body, protocol.REVOCATION_FIELDS)
+        peer = self._peer(request, body["origin"])
+        statements = body["statements"]
+        if not isinstance(statements, list) or not all(isinstance(x, bytes)
+                                                       for x in statements):
+            raise Malformed("statements must be a list of byte strings")
+        if len(statements) > protocol.MAX_REVOCATIONS:
+            raise LimitExceeded(f"at most {protocol.MAX_REVOCATIONS} revocations per push")
+        results = []
+        store = self.intake.store
+        for raw in statements:
+            now = now_ms()
+            try:
+                revocation = rotation.verify_revocation(raw, self.intake.keys.nodes)
+                await store.keys.add_revocation(revocation, raw, now=now, forward_to=[],
+                                                source=peer)
+            except LiaisonError as exc:
+                await store.audit(now=now, event="revocation.refused", actor=peer,
+                                  audit_detail=detail(code=exc.code, reason=exc.detail[:200]))
+                results.append([protocol.REFUSED, exc.code])
+            else:
+                results.append([protocol.ACCEPTED, ""])
+        return msgpack_response({"results": results})
+
+
+def _issued(cert_pem: bytes) -> datetime:
+    return x509.load_pem_x509_certificate(cert_pem).not_valid_before_utc

@@ -299,6 +299,16 @@ class NodeStore:
             "SELECT officer, name, role, version, card FROM directory ORDER BY officer")
         return [(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
 
+    async def officer_card(self, officer: str) -> OfficerCard | None:
+        """The current card of an officer (already verified when it was stored)."""
+        row = await self.db.fetchone(
+            "SELECT name, role, signing_public, encryption_public, version, valid_until "
+            "FROM directory WHERE officer = ?", (officer,))
+        if row is None:
+            return None
+        return OfficerCard(officer, row[0], row[1], bytes(row[2]), bytes(row[3]), row[4], 0,
+                           row[5])
+
     async def officer_keys(self, officer: str) -> tuple[bytes, bytes] | None:
         """(signing public, encryption public) of an officer in the directory."""
         row = await self.db.fetchone(

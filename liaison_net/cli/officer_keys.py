@@ -1,0 +1,76 @@
+"""`liaison officer rotate`: replace this officer's keys without losing anything.
+
+Order matters: the new keystore is written next to the old one *before* the node is asked,
+and moved into place only after the node has issued the new card. A crash in between
+leaves both files; the next run says so instead of guessing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from liaison_net.cli.officer import (
+    _now_ms,
+    _run,
+    keystore_options,
+    read_passphrase,
+)
+from liaison_net.client import keystore as keystore_mod
+from liaison_net.client.session import NodeSession
+from liaison_net.errors import Conflict, NotFound
+
+GRACE_HINT_MS = 24 * 3600 * 1000
+
+
+def _pending(path: Path) -> Path:
+    return path.with_name(path.name + ".rotating")
+
+
+@click.command("rotate")
+@keystore_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def rotate_cmd(keystore_path: Path, passphrase_file: Path | None, as_json: bool) -> None:
+    """Rotate your signing and encryption keys; your node issues a new card version.
+
+    Old encryption keys stay in the keystore so envelopes already sealed for them remain
+    readable; peers accept the old signing key for their grace period.
+    """
+    pending = _pending(keystore_path)
+    if pending.exists():
+        raise Conflict(f"an unfinished rotation left {pending}: if `liaison directory` shows "
+                       "your new key id, move it over your keystore; otherwise delete it")
+    passphrase = read_passphrase(passphrase_file, prompt=f"Passphrase for {keystore_path}",
+                                 new=False)
+    # The passphrase is needed twice: to open the keystore and to seal the new one.
+    current = keystore_mod.load(keystore_path, passphrase)
+    result = _run(_rotate(current, keystore_path, pending, passphrase))
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+    else:
+        click.echo(f"rotated the keys of {current.officer}: card version {result['version']}, "
+                   f"signing key {result['signing_key_id']}, encryption key "
+                   f"{result['encryption_key_id']} (old keys kept to read older envelopes)")
+
+
+async def _rotate(current: keystore_mod.Keystore, path: Path, pending: Path,
+                  passphrase: bytes) -> dict[str, object]:
+    async with NodeSession(current) as node:
+        directory = await node.directory(now=datetime.now(UTC))
+        card = directory.cards.get(current.officer)
+        if card is None:
+            raise NotFound(f"{current.officer} is not in your node's directory yet")
+        new, statement = keystore_mod.rotated(current, serial=card.version + 1, now=_now_ms(),
+                                              grace_ms=GRACE_HINT_MS)
+        keystore_mod.save(pending, new, passphrase)
+        try:
+            answer = await node.rotate_keys(statement)
+        except BaseException:
+            pending.unlink(missing_ok=True)
+            raise
+    os.replace(pending, path)
+    return {"officer": current.officer, **answer}
