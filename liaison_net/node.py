@@ -35,6 +35,7 @@ from liaison_net.core.ownership import (
     SourceReliability,
     Tlp,
 )
+from liaison_net.errors import LiaisonError
 from liaison_net.federation.sender import PeerSender
 from liaison_net.federation.server import FederationServer
 from liaison_net.federation.tls import client_context, server_context
@@ -126,6 +127,16 @@ class Node:
             reissued = verify_card(raw, node_public=key.public, node_id=self.config.id,
                                    now=now)
             await self.store.put_card(reissued, raw, now=now, source=self.config.id)
+        for key_id, raw_old in await self.store.previous_cards(now=now):
+            try:
+                previous = verify_card(raw_old, node_public=old.public, node_id=self.config.id,
+                                       now=None)
+            except LiaisonError:
+                continue  # a peer's officer, or signed by an older key still: leave it
+            request = EnrolmentRequest(previous.officer, previous.name, previous.role,
+                                       previous.signing_public, previous.encryption_public)
+            await self.store.replace_previous_card(key_id,
+                                                   self._issue_card(request, previous.version))
         for sender in self.senders.values():
             sender.wake.set()  # push the new certificate now
         log.info("key.rotated", kind="node-signing", key_id=key.key_id.hex())

@@ -48,7 +48,7 @@ def _card(network: Pki, officer: str, *, signer: str | None = None, version: int
 
 def _directory(node_certs: dict[str, bytes], cards: list[bytes],
                revocations: list[bytes] | None = None) -> bytes:
-    return codec.pack({"node_certs": node_certs, "cards": cards,
+    return codec.pack({"node_certs": node_certs, "cards": cards, "previous_cards": [],
                        "revocations": revocations or []})
 
 
@@ -118,9 +118,9 @@ def test_node_certificates_are_checked_at_now(network: Pki) -> None:
 
 
 @pytest.mark.parametrize("value", [
-    {"node_certs": {}, "cards": [], "revocations": [], "extra": 1},
-    {"node_certs": [], "cards": [], "revocations": []},
-    {"node_certs": {}, "cards": [], "revocations": {}},
+    {"node_certs": {}, "cards": [], "previous_cards": [], "revocations": [], "extra": 1},
+    {"node_certs": [], "cards": [], "previous_cards": [], "revocations": []},
+    {"node_certs": {}, "cards": [], "previous_cards": [], "revocations": {}},
     {"node_certs": {}},
 ])
 def test_a_malformed_directory_is_refused(network: Pki, value: object) -> None:

@@ -23,6 +23,7 @@ from liaison_net.core.identity import EnrolmentRequest, verify_card
 from liaison_net.core.ids import check_officer_id, id_from_text, id_to_text, node_of
 from liaison_net.core.login import CHALLENGE_BYTES, login_message
 from liaison_net.errors import (
+    BadSignature,
     Forbidden,
     LimitExceeded,
     Malformed,
@@ -146,10 +147,10 @@ class ClientApi:
             raise Unauthorized(f"{officer} is not enrolled on this node")
         try:
             crypto.verify(keys[0], login_message(self.node_id, challenge), signature)
-            # A revoked key cannot log in (Revoked names the reason).
-            await self.store.keys.signer(crypto.signing_key_id(keys[0]), now=now_ms())
-        except Exception as exc:
+        except BadSignature as exc:
             raise Unauthorized("login signature does not verify") from exc
+        # A revoked key cannot log in (Revoked names the reason).
+        await self.store.keys.signer(crypto.signing_key_id(keys[0]), now=now_ms())
         if len(self._tokens) >= MAX_TOKENS:
             self._expire()
             if len(self._tokens) >= MAX_TOKENS:
@@ -245,8 +246,9 @@ class ClientApi:
         certs = await self.store.node_certs()
         certs[self.node_id] = self.own_cert()
         revocations = await self.store.keys.revocation_statements()
+        previous = [card for _, card in await self.store.previous_cards(now=now_ms())]
         return msgpack_response({"node_certs": certs, "cards": cards,
-                                 "revocations": revocations})
+                                 "previous_cards": previous, "revocations": revocations})
 
     async def rotate(self, request: web.Request) -> web.Response:
         """An officer replaces both keys: the statement is signed by the current key and

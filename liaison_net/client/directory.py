@@ -32,6 +32,8 @@ class Directory:
     cards: dict[str, OfficerCard]  # officer id -> newest verified card
     warnings: list[str] = field(default_factory=list)
     revoked: dict[bytes, Revocation] = field(default_factory=dict)  # key id -> revocation
+    #: Superseded cards still in their grace period: for verifying, never for sealing.
+    previous: list[OfficerCard] = field(default_factory=list)
 
     def card(self, officer: str, *, now: int) -> OfficerCard:
         """The card to seal for: it must exist and be valid at ``now``."""
@@ -54,7 +56,7 @@ class Directory:
         keys: dict[bytes, SignerKey] = {}
         for node, public in self.node_keys.items():
             keys[crypto.signing_key_id(public)] = SignerKey(node_principal(node), public)
-        for card in self.cards.values():
+        for card in [*self.previous, *self.cards.values()]:
             keys[card.signing_key_id] = SignerKey(card.officer, card.signing_public)
 
         def lookup(key_id: bytes) -> SignerKey | None:
@@ -71,11 +73,12 @@ def verify_directory(raw: bytes, ca_cert: x509.Certificate, *, now: datetime) ->
     """Decode the node's answer and keep only what verifies under the CA at ``now``."""
     d = codec.exact_map("directory", codec.unpack(raw, what="directory",
                                                   max_bytes=MAX_DIRECTORY_BYTES),
-                        {"node_certs", "cards", "revocations"})
+                        {"node_certs", "cards", "previous_cards", "revocations"})
     node_certs, cards, revocations = d["node_certs"], d["cards"], d["revocations"]
+    previous_cards = d["previous_cards"]
     if (not isinstance(node_certs, dict) or not isinstance(cards, list)
-            or not isinstance(revocations, list)):
-        raise Malformed("directory node_certs must be a map, cards and revocations lists")
+            or not isinstance(revocations, list) or not isinstance(previous_cards, list)):
+        raise Malformed("directory node_certs must be a map, the others lists")
     warnings: list[str] = []
     node_keys: dict[str, bytes] = {}
     for node, pem in node_certs.items():
@@ -103,6 +106,13 @@ def verify_directory(raw: bytes, ca_cert: x509.Certificate, *, now: datetime) ->
         known = verified.get(card.officer)
         if known is None or card.version > known.version:
             verified[card.officer] = card
+    previous: list[OfficerCard] = []
+    for i, card_bytes in enumerate(previous_cards):
+        old = _verify_any(card_bytes, node_keys)
+        if isinstance(old, str):
+            warnings.append(f"dropped previous card #{i}: {old}")
+        else:
+            previous.append(old)
     revoked: dict[bytes, Revocation] = {}
     for i, statement in enumerate(revocations):
         try:
@@ -113,7 +123,7 @@ def verify_directory(raw: bytes, ca_cert: x509.Certificate, *, now: datetime) ->
             warnings.append(f"dropped revocation #{i}: {exc.detail}")
             continue
         revoked[revocation.key_id] = revocation
-    return Directory(node_keys, verified, warnings, revoked)
+    return Directory(node_keys, verified, warnings, revoked, previous)
 
 
 def _verify_any(raw: object, node_keys: dict[str, bytes]) -> OfficerCard | str:

@@ -123,7 +123,8 @@ class FederationServer:
                 await store.audit(now=now, event="directory.refused", actor=peer,
                                   audit_detail=detail(code=exc.code))
                 continue
-            if await store.put_card(card, raw, now=now, source=peer):
+            if await store.put_card(card, raw, now=now, source=peer,
+                                    grace_ms=self.key_grace_ms):
                 stored += 1
         log.info("directory.received", peer=peer, cards=len(cards), stored=stored,
                  refused=refused)

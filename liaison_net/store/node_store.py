@@ -249,15 +249,18 @@ class NodeStore:
 
         async def op(txn: WriteTxn) -> bool:
             row = await (await txn.execute(
-                "SELECT version, signing_key_id, signing_public FROM directory "
+                "SELECT version, signing_key_id, signing_public, card FROM directory "
                 "WHERE officer = ?", (card.officer,))).fetchone()
             if row is not None and row[0] >= card.version:
                 return False
             if row is not None and bytes(row[1]) != card.signing_key_id:
+                # The old card goes along: readers verify envelopes signed in the grace
+                # period against it.
                 await txn.execute(
                     "INSERT OR REPLACE INTO key_history (signing_key_id, principal, "
-                    "signing_public, grace_until) VALUES (?, ?, ?, ?)",
-                    (bytes(row[1]), card.officer, bytes(row[2]), now + grace_ms))
+                    "signing_public, grace_until, card) VALUES (?, ?, ?, ?, ?)",
+                    (bytes(row[1]), card.officer, bytes(row[2]), now + grace_ms,
+                     bytes(row[3])))
                 await txn.audit(now, "key.superseded", source,
                                 detail(principal=card.officer, key_id=bytes(row[1]).hex(),
                                        grace_until=now + grace_ms))
@@ -288,6 +291,20 @@ class NodeStore:
                 "SELECT seq, card FROM directory WHERE seq > ? AND node = ? ORDER BY seq "
                 "LIMIT ?", (seq, node, limit))
         return [(r[0], bytes(r[1])) for r in rows]
+
+    async def previous_cards(self, *, now: int) -> list[tuple[bytes, bytes]]:
+        """(key id, card) of superseded officer keys still in their grace period."""
+        rows = await self.db.fetchall(
+            "SELECT signing_key_id, card FROM key_history WHERE card IS NOT NULL "
+            "AND grace_until > ?", (now,))
+        return [(bytes(r[0]), bytes(r[1])) for r in rows]
+
+    async def replace_previous_card(self, key_id: bytes, card: bytes) -> None:
+        async def op(txn: WriteTxn) -> None:
+            await txn.execute("UPDATE key_history SET card = ? WHERE signing_key_id = ?",
+                              (card, key_id))
+
+        await self.db.write(op)
 
     async def card_version(self, officer: str) -> int:
         row = await self.db.fetchone("SELECT version FROM directory WHERE officer = ?",

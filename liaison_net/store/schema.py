@@ -93,7 +93,8 @@ MIGRATIONS: list[str] = [
         signing_key_id BLOB PRIMARY KEY,
         principal TEXT NOT NULL,
         signing_public BLOB NOT NULL,
-        grace_until INTEGER NOT NULL
+        grace_until INTEGER NOT NULL,
+        card BLOB
     ) WITHOUT ROWID;
 
     CREATE TABLE revocations (

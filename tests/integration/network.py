@@ -6,9 +6,13 @@ when the test fails. Conditions are awaited by bounded polling, never by fixed s
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
+import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -16,6 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import aiohttp
+
+from liaison_net.federation.tls import client_context, officer_client_context
+from liaison_net.pki import node_hostname
 
 LIAISON = [sys.executable, "-m", "liaison_net.cli"]
 NODE_IDS = ("be", "nl", "lu", "de-nw")
@@ -154,3 +163,105 @@ class Network:
 
     def database(self, nid: str) -> Path:
         return self.root / "data" / nid / "node.sqlite3"
+
+
+# --- what a node has stored, read straight from its database ---------------------------------
+
+#: Tables whose rows are stored content: no refused input may add to them.
+STORED_TABLES = ("envelopes", "inbox", "hops", "directory", "node_keys")
+
+
+def row_counts(net: Network, nid: str,
+               tables: tuple[str, ...] = STORED_TABLES) -> dict[str, int]:
+    with contextlib.closing(sqlite3.connect(net.database(nid), timeout=10)) as db:
+        return {t: int(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in tables}
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    seq: int
+    event: str
+    actor: str
+    detail: dict[str, Any]
+    envelope_id: bytes | None
+
+
+def audit_rows(net: Network, nid: str, *, after: int = 0) -> list[AuditRow]:
+    """The node's audit entries with seq > ``after``, detail decoded from its JSON."""
+    with contextlib.closing(sqlite3.connect(net.database(nid), timeout=10)) as db:
+        rows = db.execute("SELECT seq, event, actor, detail, envelope_id FROM audit "
+                          "WHERE seq > ? ORDER BY seq", (after,)).fetchall()
+    return [AuditRow(r[0], r[1], r[2], json.loads(r[3]),
+                     bytes(r[4]) if r[4] is not None else None) for r in rows]
+
+
+def last_audit_seq(net: Network, nid: str) -> int:
+    with contextlib.closing(sqlite3.connect(net.database(nid), timeout=10)) as db:
+        return int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()[0])
+
+
+# --- speaking to a node as someone else: a peer (mutual TLS) or an officer's raw HTTP --------
+
+
+def peer_tls(net: Network, as_node: str) -> ssl.SSLContext:
+    """The client TLS context a node uses to call its peers, from ``as_node``'s real
+    certificate: what a compromised or misbehaving peer holds."""
+    return client_context(net.certs / as_node)
+
+
+def officer_tls(net: Network) -> ssl.SSLContext:
+    return officer_client_context(net.ca_cert)
+
+
+def raw_https(port: int, ctx: ssl.SSLContext, server_hostname: str, request: bytes,
+              timeout: float = 10) -> tuple[int, bytes]:
+    """Send ``request`` bytes as they are over TLS to 127.0.0.1:``port``; (status, body).
+
+    For what an HTTP client library will not send: header bytes that are not UTF-8, a
+    Content-Length that promises more than follows. Reads until the server closes or the
+    answer's Content-Length is complete.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock, \
+            ctx.wrap_socket(sock, server_hostname=server_hostname) as tls:
+        tls.sendall(request)
+        data = b""
+        while True:
+            try:
+                chunk = tls.recv(65536)
+            except (ssl.SSLZeroReturnError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            data += chunk
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if sep:
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length" and \
+                            len(body) >= int(value.strip()):
+                        return int(head.split(b" ", 2)[1]), body[:int(value.strip())]
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1."):
+        raise AssertionError(f"no HTTP answer on port {port}: {data[:200]!r}")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def healthz(net: Network, nid: str) -> dict[str, Any]:
+    """The node's /healthz answer over its officer listener (raises if it does not answer)."""
+    status, body = raw_https(net.nodes[nid].client_port, officer_tls(net), node_hostname(nid),
+                             b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status == 200, (status, body[:200])
+    return dict(json.loads(body))
+
+
+async def https(port: int, ctx: ssl.SSLContext, server_hostname: str, method: str, path: str, *,
+                data: Any = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """One request to 127.0.0.1:``port`` over TLS ``ctx``; (status, body). No Content-Type
+    is added unless ``headers`` names one (an async iterator as ``data`` is sent chunked)."""
+    headers = headers or {}
+    connector = aiohttp.TCPConnector(ssl=ctx, force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session, session.request(
+            method, f"https://127.0.0.1:{port}{path}", data=data, headers=headers,
+            server_hostname=server_hostname, timeout=aiohttp.ClientTimeout(total=30),
+            skip_auto_headers=() if "Content-Type" in headers else ("Content-Type",)) as resp:
+        return resp.status, await resp.read()

@@ -73,3 +73,32 @@ def enrol(net: Network, officer_id: str) -> OfficerAgent:
     request_path.write_bytes(request)
     run_cli("admin", "enrol-officer", str(request_path), "--config", str(node.config))
     return OfficerAgent(officer_id, keystore, path)
+
+
+async def bearer_token(agent: OfficerAgent) -> str:
+    """Log ``agent`` in by challenge-response over raw HTTP; the node's bearer token.
+
+    For tests that send requests the client library would never build."""
+    import aiohttp
+
+    from liaison_net.client.session import officer_ssl_context
+    from liaison_net.core import crypto
+    from liaison_net.core.login import login_message
+    from liaison_net.pki import node_hostname
+
+    ks = agent.keystore
+    connector = aiohttp.TCPConnector(ssl=officer_ssl_context(ks.ca_cert_pem))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        async def post(path: str, body: dict[str, str]) -> dict[str, str]:
+            async with http.post(ks.node_url + path, json=body,
+                                 server_hostname=node_hostname(ks.node)) as resp:
+                assert resp.status == 200, (path, resp.status, await resp.text())
+                return dict(await resp.json())
+
+        challenge = bytes.fromhex((await post("/api/v1/login/challenge",
+                                              {"officer": ks.officer}))["challenge"])
+        signature = crypto.sign(ks.signing, login_message(ks.node, challenge))
+        answer = await post("/api/v1/login", {"officer": ks.officer,
+                                              "challenge": challenge.hex(),
+                                              "signature": signature.hex()})
+    return answer["token"]
