@@ -1,0 +1,385 @@
+"""The demo network: PKI, configs, node processes and enrolled officers under one directory.
+
+Layout of the demo directory::
+
+    certs/ca.key, certs/ca.crt       the network CA (``pki.init_network``, as the CLI does)
+    certs/<id>/                      each node's TLS and signing certificates (``pki.init_node``)
+    configs/<id>.toml                node configs, 127.0.0.1 and free ports
+    data/<id>/node.sqlite3           each node's database (made by the node on first start)
+    logs/<id>.log                    each node's JSON log (stdout and stderr)
+    officers/<node>-<handle>.keystore, .request, passphrase
+
+Nodes run as real processes (``python -m liaison_net.cli node serve``), each in its own
+session so a Ctrl-C in the terminal reaches only the demo, which then stops them itself:
+SIGTERM (the node shuts down cleanly), then SIGKILL for any that outlive the grace period.
+Officers are enrolled with ``liaison admin enrol-officer``, the administrator's command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cryptography.hazmat.primitives import serialization
+
+from liaison_net import pki
+from liaison_net.client import keystore as keystore_mod
+from liaison_net.client.keystore import Keystore
+from liaison_net.core.ids import node_of
+
+T = TypeVar("T")
+
+LIAISON = (sys.executable, "-m", "liaison_net.cli")
+NODE_IDS = ("be", "nl", "lu", "de-nw")
+STOP_GRACE_S = 5.0
+#: Fast retries and directory pushes: a demo on loopback should not wait for production
+#: back-off curves. Everything else is the node's default.
+DEMO_DELIVERY = {
+    "backoff_initial_s": 0.2,
+    "backoff_max_s": 2.0,
+    "expiry_sweep_s": 1.0,
+    "directory_push_s": 0.3,
+    "request_timeout_s": 10.0,
+}
+
+
+class DemoError(Exception):
+    """Something the demo needed did not happen; the message says what."""
+
+
+class DemoTimeout(DemoError):
+    """The overall --timeout ran out."""
+
+
+class Deadline:
+    """The one time budget every wait of the demo draws from."""
+
+    def __init__(self, seconds: float) -> None:
+        self.total = seconds
+        self._end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self._end - time.monotonic())
+
+    def left(self, what: str) -> float:
+        """Seconds left, or DemoTimeout naming ``what`` was being waited for."""
+        left = self.remaining()
+        if left <= 0:
+            raise DemoTimeout(f"the demo's {self.total:g} s timeout ran out while {what}")
+        return left
+
+    def wait_for(self, condition: Callable[[], T | None], *, what: str,
+                 interval: float = 0.05) -> T:
+        """Poll ``condition()`` until it returns something truthy, within the deadline."""
+        while True:
+            value = condition()
+            if value:
+                return value
+            time.sleep(min(interval, self.left(what)))
+
+
+@dataclass(frozen=True)
+class OfficerSpec:
+    id: str
+    name: str
+    role: str = "liaison officer"
+
+    @property
+    def node(self) -> str:
+        return node_of(self.id)
+
+    @property
+    def file_stem(self) -> str:
+        return self.id.replace("/", "-")
+
+
+OFFICERS = (
+    OfficerSpec("nl/jdevries", "Jan de Vries"),
+    OfficerSpec("be/mpeeters", "Marie Peeters"),
+    OfficerSpec("lu/cschmit", "Claude Schmit"),
+    OfficerSpec("de-nw/kmueller", "Katrin Müller"),
+)
+
+
+@dataclass
+class Officer:
+    spec: OfficerSpec
+    keystore: Keystore
+    path: Path  # the keystore file
+    signing_key_id: str = ""
+    encryption_key_id: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+@dataclass
+class NodeProcess:
+    id: str
+    config: Path
+    federation_port: int
+    client_port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def client_url(self) -> str:
+        return f"https://127.0.0.1:{self.client_port}"
+
+    @property
+    def federation_url(self) -> str:
+        return f"https://127.0.0.1:{self.federation_port}"
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free TCP ports on 127.0.0.1 (all held open until all are picked)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            s = stack.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class DemoNetwork:
+    root: Path
+    node_ids: tuple[str, ...] = NODE_IDS
+    nodes: dict[str, NodeProcess] = field(default_factory=dict)
+    officers: dict[str, Officer] = field(default_factory=dict)
+
+    @property
+    def certs(self) -> Path:
+        return self.root / "certs"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.certs / pki.CA_CERT_FILE
+
+    @property
+    def passphrase_file(self) -> Path:
+        return self.root / "officers" / "passphrase"
+
+    @property
+    def pids(self) -> list[int]:
+        return [n.pid for n in self.nodes.values() if n.pid is not None]
+
+    # --- PKI and configs ----------------------------------------------------------------
+
+    def create(self) -> None:
+        """The network CA, every node's certificates, and its config (nothing runs yet)."""
+        if self.root.exists() and any(self.root.iterdir()):
+            raise DemoError(f"{self.root} is not empty: give --dir a new or empty directory")
+        self.root.mkdir(parents=True, exist_ok=True)
+        now = datetime.now(UTC)
+        pki.init_network(self.certs, name="liaison_net demo network CA", now=now)
+        for nid in self.node_ids:
+            pki.init_node(self.certs, nid, ca_dir=self.certs, now=now,
+                          hostnames=["localhost"], ip_addresses=["127.0.0.1"])
+        for sub in ("configs", "logs", "data", "officers"):
+            (self.root / sub).mkdir(exist_ok=True)
+        ports = free_ports(2 * len(self.node_ids))
+        for i, nid in enumerate(self.node_ids):
+            self.nodes[nid] = NodeProcess(
+                nid, self.root / "configs" / f"{nid}.toml", ports[2 * i], ports[2 * i + 1],
+                self.root / "logs" / f"{nid}.log")
+        for node in self.nodes.values():
+            node.config.write_text(self.config_text(node), encoding="utf-8")
+
+    def config_text(self, node: NodeProcess) -> str:
+        delivery = "".join(f"{key} = {value}\n" for key, value in DEMO_DELIVERY.items())
+        peers = "".join(f'\n[[peers]]\nid = "{other.id}"\nurl = "{other.federation_url}"\n'
+                        for other in self.nodes.values() if other.id != node.id)
+        return (f"# Demo node {node.id}: written by `liaison demo`.\n"
+                f'[node]\nid = "{node.id}"\ndata_dir = "../data/{node.id}"\n'
+                f'cert_dir = "../certs/{node.id}"\n\n'
+                f'[listen]\nfederation = "127.0.0.1:{node.federation_port}"\n'
+                f'client = "127.0.0.1:{node.client_port}"\n\n'
+                f"[delivery]\n{delivery}{peers}")
+
+    # --- processes ----------------------------------------------------------------------
+
+    def start(self, deadline: Deadline) -> None:
+        """Start every node, then wait until each listens on both its ports."""
+        for node in self.nodes.values():
+            with node.log.open("ab") as log:
+                node.proc = subprocess.Popen(
+                    [*LIAISON, "node", "serve", "--config", str(node.config)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        for node in self.nodes.values():
+            deadline.wait_for(functools.partial(self._ready, node),
+                              what=f"waiting for node {node.id} to listen")
+
+    @staticmethod
+    def _ready(node: NodeProcess) -> bool:
+        if node.proc is not None and node.proc.poll() is not None:
+            raise DemoError(f"node {node.id} exited with code {node.proc.returncode}; "
+                            f"its log {node.log} ends:\n{node.log_tail()}")
+        return _port_open(node.federation_port) and _port_open(node.client_port)
+
+    def stop(self) -> list[int]:
+        """Stop every node this demo started (by PID): SIGTERM, grace, then SIGKILL.
+
+        Returns the PIDs that had to be killed. Safe to call twice, and on a half-started
+        network.
+        """
+        alive = [n for n in self.nodes.values() if n.running()]
+        for node in alive:
+            assert node.proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                node.proc.send_signal(signal.SIGTERM)
+        end = time.monotonic() + STOP_GRACE_S
+        killed = []
+        for node in alive:
+            assert node.proc is not None
+            try:
+                node.proc.wait(timeout=max(0.0, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    node.proc.kill()
+                node.proc.wait(timeout=STOP_GRACE_S)
+                killed.append(node.proc.pid)
+        return killed
+
+    # --- officers -----------------------------------------------------------------------
+
+    def enrol(self, specs: tuple[OfficerSpec, ...], deadline: Deadline) -> None:
+        """Each officer's keystore (made as `liaison officer init` does, on "their machine"),
+        then enrolment by each node's administrator with `liaison admin enrol-officer`."""
+        passphrase = secrets.token_urlsafe(18).encode()
+        pki.write_secret(self.passphrase_file, passphrase + b"\n")
+        ca_pem = pki.load_ca_certificate(self.ca_cert).public_bytes(serialization.Encoding.PEM)
+        requests: list[tuple[OfficerSpec, Path]] = []
+        for spec in specs:
+            node = self.nodes[spec.node]
+            path = self.root / "officers" / f"{spec.file_stem}.keystore"
+            keystore, request = keystore_mod.create(path, spec.id, spec.name, spec.role,
+                                                    node.client_url, ca_pem, passphrase)
+            request_path = path.with_suffix(".request")
+            pki.write_public(request_path, request)
+            self.officers[spec.id] = Officer(spec, keystore, path)
+            requests.append((spec, request_path))
+        with _running([[*LIAISON, "admin", "enrol-officer", str(request_path),
+                        "--config", str(self.nodes[spec.node].config), "--json"]
+                       for spec, request_path in requests]) as procs:
+            for (spec, _), proc in zip(requests, procs, strict=True):
+                try:
+                    out, err = proc.communicate(timeout=deadline.left(f"enrolling {spec.id}"))
+                except subprocess.TimeoutExpired:
+                    raise DemoTimeout(f"the demo's {deadline.total:g} s timeout ran out while "
+                                      f"enrolling {spec.id}") from None
+                if proc.returncode != 0:
+                    raise DemoError(f"`liaison admin enrol-officer` for {spec.id} failed: "
+                                    f"{err.decode(errors='replace').strip()[-500:]}")
+                result: dict[str, Any] = json.loads(out)
+                officer = self.officers[spec.id]
+                officer.signing_key_id = str(result["signing_key_id"])
+                officer.encryption_key_id = str(result["encryption_key_id"])
+                if officer.signing_key_id != officer.keystore.signing.key_id.hex():
+                    raise DemoError(f"the card issued for {spec.id} names another signing key")
+
+    def audit_verify(self, deadline: Deadline) -> dict[str, dict[str, Any]]:
+        """`liaison admin audit verify --json` on every node: {node: result or error}."""
+        results: dict[str, dict[str, Any]] = {}
+        with _running([[*LIAISON, "admin", "audit", "verify", "--config", str(n.config),
+                        "--json"] for n in self.nodes.values()]) as procs:
+            for node, proc in zip(self.nodes.values(), procs, strict=True):
+                try:
+                    out, err = proc.communicate(timeout=deadline.left(
+                        f"verifying the audit chain of {node.id}"))
+                except subprocess.TimeoutExpired:
+                    raise DemoTimeout(f"the demo's {deadline.total:g} s timeout ran out while "
+                                      f"verifying the audit chain of {node.id}") from None
+                try:
+                    results[node.id] = json.loads(out)
+                except ValueError:
+                    results[node.id] = {"ok": False,
+                                        "error": err.decode(errors="replace").strip()[-300:]}
+        return results
+
+    # --- telling the user how to use it -------------------------------------------------
+
+    def commands(self) -> list[str]:
+        """Shell commands to use a network left running with --keep, then to stop it."""
+        liaison = liaison_command()
+        pf = self.passphrase_file
+        out = []
+        for officer in self.officers.values():
+            out.append(f"{liaison} inbox --all --keystore {officer.path} --passphrase-file {pf}"
+                       f"   # {officer.spec.name} ({officer.id})")
+        nl = self.officers.get("nl/jdevries")
+        be = self.officers.get("be/mpeeters")
+        if nl is not None and be is not None:
+            out.append(f"{liaison} send --keystore {nl.path} --passphrase-file {pf} "
+                       f"--to {be.id} --subject 'Hello from NL' --text 'Test' --handling H0 "
+                       "--tlp AMBER --purpose 'liaison demo'")
+            out.append(f"{liaison} read ID --keystore {be.path} --passphrase-file {pf}")
+            out.append(f"{liaison} send --keystore {nl.path} --passphrase-file {pf} "
+                       "--to de-nw/kmueller --subject 'Benelux only' --text 'Test' "
+                       "--handling H2 --tlp AMBER --share-with be,nl,lu --purpose 'liaison demo'"
+                       "   # refused: policy.share_with")
+        for node in self.nodes.values():
+            out.append(f"{liaison} admin audit verify --config {node.config}")
+        out.append("kill " + " ".join(str(p) for p in self.pids) + "   # stop the nodes")
+        return out
+
+
+def liaison_command() -> str:
+    """How to type `liaison` for this installation (the venv need not be activated)."""
+    script = Path(sys.executable).with_name("liaison")
+    found = shutil.which("liaison")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "liaison"
+    if script.is_file():
+        return str(script)
+    return f"{sys.executable} -m liaison_net.cli"
+
+
+@contextlib.contextmanager
+def _running(commands: list[list[str]]) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start short-lived CLI commands in parallel; kill any still running on the way out."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for command in commands:
+            procs.append(subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
