@@ -59,7 +59,7 @@ def backup_cmd(config_path: Path, out: Path) -> None:
 @click.command("restore")
 @config_option
 @click.option("--from", "source", required=True,
-              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              type=click.Path(dir_okay=False, path_type=Path),
               help="A file made by `liaison admin backup`.")
 @click.option("--replace", is_flag=True, help="Overwrite the node's current database.")
 def restore_cmd(config_path: Path, source: Path, replace: bool) -> None:

@@ -354,7 +354,7 @@ class DemoNetwork:
                        "   # refused: policy.share_with")
         for node in self.nodes.values():
             out.append(f"{liaison} admin audit verify --config {node.config}")
-        out.append("kill " + " ".join(str(p) for p in self.pids) + "   # stop the nodes")
+        out.append(f"kill $(cat {self.root}/pids)   # stop the nodes")
         return out
 
 

@@ -102,6 +102,9 @@ def run_demo(*, root: Path | None, keep: bool, timeout_s: float, progress: Progr
                           len(outcome.audit) == len(net.nodes)
                           and all(v.get("ok") is True for v in outcome.audit.values()))
             kept = keep
+            if kept:
+                # For `kill $(cat DIR/pids)`: the README's way to stop a kept network.
+                (root / "pids").write_text(" ".join(str(p) for p in net.pids) + "\n")
         except (DemoError, LiaisonError) as exc:
             error = str(exc)
         except KeyboardInterrupt:
