@@ -3,6 +3,7 @@ network, and every `liaison` command in README.md and docs/operations.md parses.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -111,7 +112,5 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
         pids = tmp_path / "demo-net" / "pids"
         if pids.is_file():
             for pid in pids.read_text().split():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
