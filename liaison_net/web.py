@@ -46,9 +46,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "limit_exceeded"}.get(
-            exc.status, "refused")
-        return web.json_response({"error": code, "detail": exc.reason}, status=exc.status)
+        # Only codes of errors.py go out: a wrong method has no finer class than `refused`.
+        code = {404: "not_found", 413: "limit_exceeded"}.get(exc.status, "refused")
+        detail = exc.reason
+        headers: dict[str, str] = {}
+        if exc.status == 405:
+            detail = f"method {request.method[:16]} is not allowed on {request.path[:100]}"
+            if "Allow" in exc.headers:
+                headers["Allow"] = exc.headers["Allow"]
+        return web.json_response({"error": code, "detail": detail}, status=exc.status,
+                                 headers=headers)
     except Exception:
         log.exception("request.crashed", path=request.path)
         return web.json_response({"error": "node_fault", "detail": "internal error"},
@@ -80,6 +87,8 @@ async def read_json(request: web.Request, max_bytes: int, fields: set[str]) -> d
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Malformed("request body is not valid JSON") from exc
+    except RecursionError as exc:  # json's C scanner: nesting deeper than the stack allows
+        raise Malformed("request body is nested too deeply") from exc
     return codec.exact_map("request", value, fields)
 
 
