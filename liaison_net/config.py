@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from liaison_net.core.delivery import BackoffPolicy
 from liaison_net.core.ids import NODE_ID_RE
 from liaison_net.core.limits import Limits
+from liaison_net.core.signals import DEFAULT_ACK_DEADLINE_MS, Severity, SignalConfig
 from liaison_net.errors import ConfigError, LiaisonError
 
 MAX_CONFIG_BYTES = 64 * 1024
@@ -60,6 +61,7 @@ class NodeConfig:
     token_ttl_s: int = 900
     card_validity_days: int = 365
     key_grace_s: int = 86_400  # a superseded key is still accepted this long
+    signals: SignalConfig = field(default_factory=SignalConfig.default)
 
     @property
     def database(self) -> Path:
@@ -69,7 +71,7 @@ class NodeConfig:
         return next((p for p in self.peers if p.id == node_id), None)
 
 
-_TOP = {"node", "listen", "peers", "delivery", "limits", "auth"}
+_TOP = {"node", "listen", "peers", "delivery", "limits", "auth", "signals"}
 
 
 def load(path: Path) -> NodeConfig:
@@ -130,6 +132,18 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
                       "expiry_sweep_s", "directory_push_s", "group_commit_max"}
     if unknown := set(delivery) - known_delivery:
         raise ConfigError(f"unknown delivery key(s): {', '.join(sorted(unknown))}")
+    sig = _table(data, "signals", required=False)
+    known_signals = {f"ack_deadline_{s.label}_s" for s in Severity} | {
+        "escalation_check_s", "evaluations_per_hour"}
+    if unknown := set(sig) - known_signals:
+        raise ConfigError(f"unknown signals key(s): {', '.join(sorted(unknown))}")
+    signals = SignalConfig(
+        ack_deadline_ms={s: int(1000 * _num(sig, f"signals.ack_deadline_{s.label}_s",
+                                            DEFAULT_ACK_DEADLINE_MS[s] / 1000, 0.1, 30 * 86_400))
+                         for s in Severity},
+        escalation_check_s=_num(sig, "signals.escalation_check_s", 1.0, 0.05, 3600),
+        evaluations_per_hour=int(_num(sig, "signals.evaluations_per_hour", 30, 1, 10_000)),
+    )
     return NodeConfig(
         id=node_id,
         path=path,
@@ -150,6 +164,7 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         token_ttl_s=int(_num(auth, "auth.token_ttl_s", 900, 10, 86_400)),
         card_validity_days=int(_num(auth, "auth.card_validity_days", 365, 1, 3650)),
         key_grace_s=int(_num(auth, "auth.key_grace_s", 86_400, 0, 30 * 86_400)),
+        signals=signals,
     )
 
 

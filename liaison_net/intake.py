@@ -27,6 +27,7 @@ from liaison_net.core.policy import Action, Request, require
 from liaison_net.core.sealing import SignerKey, verify_frame
 from liaison_net.errors import Forbidden, LiaisonError, NotFound, Refused
 from liaison_net.metrics import NodeMetrics
+from liaison_net.signal_desk import SignalDesk
 from liaison_net.store.node_store import AcceptOutcome, NodeStore
 
 log = structlog.get_logger("liaison.intake")
@@ -48,7 +49,8 @@ class Keys:
 
 class Intake:
     def __init__(self, *, node_id: str, peers: set[str], store: NodeStore, keys: Keys,
-                 limits: Limits, metrics: NodeMetrics, wake: Callable[[str], None]) -> None:
+                 limits: Limits, metrics: NodeMetrics, wake: Callable[[str], None],
+                 desk: SignalDesk | None = None) -> None:
         self.node_id = node_id
         self.peers = peers
         self.store = store
@@ -56,6 +58,7 @@ class Intake:
         self.limits = limits
         self.metrics = metrics
         self._wake = wake
+        self.desk = desk
 
     async def _verify(self, raw: bytes, now: int) -> Envelope:
         frame = read_frame(raw, self.limits)
@@ -108,6 +111,8 @@ class Intake:
             local_recipients=local, remote_nodes=sorted(remote),
             audit_detail=detail(layer="origin", to=sorted(remote) + (["local"] if local else [])))
         if not outcome.duplicate:
+            if envelope.header.signal is not None and self.desk is not None:
+                await self.desk.raised(envelope)
             self.metrics.accepted.labels(source="officer").inc()
             log.info("envelope.accepted", envelope_id=h.id_text, sender=officer,
                      peers=sorted(remote), local=len(local))
@@ -140,8 +145,12 @@ class Intake:
         outcome = await self.store.accept(
             envelope, now=now, actor=peer, event="envelope.delivered_to_inbox",
             local_recipients=local, remote_nodes=[],
-            audit_detail=detail(layer="destination", peer=peer, recipients=len(local)))
+            audit_detail=detail(layer="destination", peer=peer, recipients=len(local)),
+            signal_deadline=self.desk.deadline(h, now) if self.desk is not None else None,
+            received=True)
         if not outcome.duplicate:
+            if h.signal is not None and self.desk is not None:
+                await self.desk.received(envelope)
             self.metrics.accepted.labels(source=peer).inc()
             log.info("envelope.received", envelope_id=h.id_text, peer=peer, recipients=len(local))
         return outcome

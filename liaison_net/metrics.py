@@ -23,5 +23,8 @@ class NodeMetrics:
             ["peer"], registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 
+        self.signals = Counter("liaison_signals_total", "Early-warning signal events",
+                               ["event"], registry=self.registry)
+
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

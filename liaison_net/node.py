@@ -20,21 +20,11 @@ from aiohttp import web
 from liaison_net import pki
 from liaison_net.client.api import ClientApi
 from liaison_net.config import NodeConfig
-from liaison_net.core import codec, crypto, sealing
+from liaison_net.core import crypto
 from liaison_net.core.audit import detail
-from liaison_net.core.envelope import Kind, Precedence
 from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
-from liaison_net.core.ids import id_to_text, node_principal
+from liaison_net.core.ids import node_principal
 from liaison_net.core.limits import DAY_MS
-from liaison_net.core.ownership import (
-    Evaluation,
-    Handling,
-    InformationAccuracy,
-    Owner,
-    OwnershipTag,
-    SourceReliability,
-    Tlp,
-)
 from liaison_net.errors import LiaisonError
 from liaison_net.federation.sender import PeerSender
 from liaison_net.federation.server import FederationServer
@@ -42,6 +32,8 @@ from liaison_net.federation.tls import client_context, server_context
 from liaison_net.intake import Intake, Keys
 from liaison_net.key_watch import KeyWatcher
 from liaison_net.metrics import NodeMetrics
+from liaison_net.notices import Notifier
+from liaison_net.signal_desk import SignalDesk
 from liaison_net.store.node_store import NodeStore
 from liaison_net.web import now_ms
 
@@ -64,9 +56,13 @@ class Node:
         self.signing_key = crypto.signing_key_from_seed(paths.signing_key.read_bytes())
         self.senders: dict[str, PeerSender] = {}
         self.keys = Keys(own=self.signing_key, nodes={config.id: self.signing_key.public})
+        self.notifier = Notifier(node_id=config.id, store=self.store,
+                                 signing_key=lambda: self.signing_key, wake=self._wake)
+        self.desk = SignalDesk(node_id=config.id, store=self.store, notifier=self.notifier,
+                               config=config.signals, metrics=self.metrics)
         self.intake = Intake(node_id=config.id, peers={p.id for p in config.peers},
                              store=self.store, keys=self.keys, limits=config.limits,
-                             metrics=self.metrics, wake=self._wake)
+                             metrics=self.metrics, wake=self._wake, desk=self.desk)
         self._runners: list[web.AppRunner] = []
         self._stopping = asyncio.Event()
         self._cert_pushed: dict[str, bytes] = {}
@@ -168,6 +164,7 @@ class Node:
                         tasks.create_task(sender.run(), name=f"sender-{peer.id}")
                     tasks.create_task(self._expiry_loop(), name="expiry")
                     tasks.create_task(watcher.run(), name="key-watch")
+                    tasks.create_task(self.desk.run(), name="signal-desk")
                     await self._stopping.wait()
                     raise _Stop
         except* _Stop:
@@ -193,7 +190,8 @@ class Node:
                            max_envelope_bytes=limits.max_envelope_bytes,
                            own_cert=lambda: self.signing_cert_pem,
                            issue_card=self._issue_card,
-                           key_grace_ms=self.config.key_grace_s * 1000)
+                           key_grace_ms=self.config.key_grace_s * 1000,
+                           on_ack=self.desk.acknowledged)
         for app, address, ctx in (
             (federation.app(), self.config.federation, self._tls_contexts[0]),
             (client.app(), self.config.client, self._tls_contexts[1]),
@@ -213,30 +211,10 @@ class Node:
                 await self._non_delivery_notice(envelope_id, peer, sender)
 
     async def _non_delivery_notice(self, envelope_id: bytes, peer: str, sender: str) -> None:
-        """Seal a signed notice for the sender: their envelope never reached ``peer``."""
-        keys = await self.store.officer_keys(sender)
-        if keys is None:
-            log.warning("notice.no_card", sender=sender, envelope_id=id_to_text(envelope_id))
-            return
-        now = now_ms()
-        tag = OwnershipTag(
-            owner=Owner(self.config.id, "node"), handling=Handling.H0, tlp=Tlp.AMBER,
-            evaluation=Evaluation(SourceReliability.A, InformationAccuracy.KNOWN_TRUE),
-            share_with=frozenset({self.config.id}), permitted_actions=frozenset(),
-            purpose="non-delivery notice", retain_until=now + NOTICE_RETENTION_MS)
-        content = codec.pack({"v": 1, "type": "non-delivery", "envelope": envelope_id,
-                              "node": peer, "reason": "expired"})
-        notice = sealing.seal(
-            sender=node_principal(self.config.id), sender_key=self.signing_key,
-            recipients=[sealing.RecipientKey(sender, keys[1])], tag=tag, plaintext=content,
-            now=now, expires=now + NOTICE_TTL_MS, kind=Kind.NOTICE,
-            precedence=Precedence.PRIORITY, ref=envelope_id)
-        await self.store.accept(notice, now=now, actor=self.config.id, event="notice.issued",
-                                local_recipients=[sender], remote_nodes=[],
-                                audit_detail=detail(kind="non-delivery", peer=peer,
-                                                    ref=id_to_text(envelope_id)))
-        log.info("notice.issued", kind="non-delivery", envelope_id=id_to_text(envelope_id),
-                 peer=peer)
+        """Tell the sender, in a signed notice, that their envelope never reached ``peer``."""
+        await self.notifier.send(kind="non-delivery", recipients=[sender], ref=envelope_id,
+                                 content={"envelope": envelope_id, "node": peer,
+                                          "reason": "expired"})
 
 
 class _Stop(Exception):

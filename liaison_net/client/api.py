@@ -11,7 +11,7 @@ import asyncio
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -63,7 +63,8 @@ class ClientApi:
     def __init__(self, *, intake: Intake, metrics: NodeMetrics, token_ttl_s: int,
                  max_envelope_bytes: int, own_cert: Callable[[], bytes],
                  issue_card: Callable[[EnrolmentRequest, int], bytes],
-                 key_grace_ms: int) -> None:
+                 key_grace_ms: int,
+                 on_ack: Callable[[str, bytes], Awaitable[None]] | None = None) -> None:
         self.intake = intake
         self.store = intake.store
         self.node_id = intake.node_id
@@ -73,6 +74,7 @@ class ClientApi:
         self.own_cert = own_cert  # this node's current signing certificate (PEM)
         self.issue_card = issue_card  # signs a card version with the node's current key
         self.key_grace_ms = key_grace_ms
+        self.on_ack = on_ack  # e.g. a desk acknowledging a signal tells its sender
         self._challenges: dict[bytes, tuple[str, float]] = {}
         self._tokens: dict[str, Session] = {}
         self._lock = asyncio.Lock()
@@ -224,7 +226,10 @@ class ClientApi:
         officer = self._officer(request)
         if request.content_length:
             raise LimitExceeded("acknowledge takes no body")
-        acked = await self.store.ack(officer, self._id(request), now=now_ms())
+        eid = self._id(request)
+        acked = await self.store.ack(officer, eid, now=now_ms())
+        if acked and self.on_ack is not None:
+            await self.on_ack(officer, eid)
         return web.json_response({"acked": acked})
 
     async def status(self, request: web.Request) -> web.Response:

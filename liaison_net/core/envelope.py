@@ -4,7 +4,7 @@ Wire form (canonical msgpack, see docs/protocol.md)::
 
     frame  = [version, header_bytes, body_bytes, signer_key_id, signature]
     header = {version, id, kind, precedence, sender, sender_key, recipients, created,
-              expires, tag, ref}                       # signed, not encrypted
+              expires, tag, ref, signal}               # signed, not encrypted
     body   = {nonce, wraps, ciphertext}                # signed; ciphertext's AD = header_bytes
     signature = Ed25519(signer, DOMAIN || len(header_bytes) || header_bytes || body_bytes)
 
@@ -38,6 +38,7 @@ from liaison_net.core.ids import (
 )
 from liaison_net.core.limits import DEFAULT_LIMITS, Limits
 from liaison_net.core.ownership import OwnershipTag
+from liaison_net.core.signals import SignalAnnex
 from liaison_net.errors import BadTimestamp, Expired, LimitExceeded, Malformed
 
 VERSION = 1
@@ -96,6 +97,7 @@ class Header:
     expires: int  # ms since the epoch
     tag: OwnershipTag
     ref: bytes | None = None  # the envelope this one replies to, forwards or reports on
+    signal: SignalAnnex | None = None  # severity and pseudonyms; present iff kind is signal
 
     @property
     def id_text(self) -> str:
@@ -118,6 +120,7 @@ class Header:
             "expires": self.expires,
             "tag": self.tag.to_wire(),
             "ref": self.ref,
+            "signal": self.signal.to_wire() if self.signal is not None else None,
         }
 
 
@@ -197,7 +200,7 @@ def read_frame(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> UnverifiedFrame:
 
 _HEADER_FIELDS = {
     "version", "id", "kind", "precedence", "sender", "sender_key", "recipients",
-    "created", "expires", "tag", "ref",
+    "created", "expires", "tag", "ref", "signal",
 }
 _BODY_FIELDS = {"nonce", "wraps", "ciphertext"}
 
@@ -231,6 +234,7 @@ def decode_header(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
         expires=_time("expires", d["expires"]),
         tag=OwnershipTag.from_wire(d["tag"], limits),
         ref=ref,
+        signal=SignalAnnex.from_wire(d["signal"]) if d["signal"] is not None else None,
     )
     check_header_shape(header, limits)
     return header
@@ -250,6 +254,8 @@ def check_header_shape(header: Header, limits: Limits) -> None:
         raise LimitExceeded(f"retention exceeds {limits.max_retention_ms} ms")
     if header.ref is not None:
         check_envelope_id(header.ref)
+    if (header.kind is Kind.SIGNAL) != (header.signal is not None):
+        raise Malformed("a signal annex is required for kind signal and only then")
     if not header.recipients or len(header.recipients) > limits.max_recipients:
         raise LimitExceeded(f"recipients must number 1 to {limits.max_recipients}")
     officers = [r.officer for r in header.recipients]

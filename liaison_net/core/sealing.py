@@ -35,6 +35,7 @@ from liaison_net.core.envelope import (
 from liaison_net.core.ids import check_officer_id, new_envelope_id
 from liaison_net.core.limits import DEFAULT_LIMITS, Limits
 from liaison_net.core.ownership import OwnershipTag
+from liaison_net.core.signals import SignalAnnex
 from liaison_net.errors import CannotOpen, Forbidden, LimitExceeded, Malformed, UnknownKey
 
 
@@ -70,6 +71,7 @@ def seal(
     kind: Kind = Kind.MESSAGE,
     precedence: Precedence = Precedence.ROUTINE,
     ref: bytes | None = None,
+    signal: SignalAnnex | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> Envelope:
     """Build, encrypt and sign a new envelope at time ``now`` (ms)."""
@@ -94,6 +96,7 @@ def seal(
         expires=expires,
         tag=tag,
         ref=ref,
+        signal=signal,
     )
     check_header_shape(header, limits)
     header_bytes = codec.pack(header.to_wire())

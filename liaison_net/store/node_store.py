@@ -17,6 +17,7 @@ from liaison_net.core.identity import OfficerCard
 from liaison_net.errors import NotFound
 from liaison_net.store.database import Database, WriteTxn
 from liaison_net.store.key_store import KeyStore
+from liaison_net.store.signal_store import SignalStore
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class NodeStore:
         self.node_id = node_id
         self.db = Database(path, group_commit_max=group_commit_max)
         self.keys = KeyStore(self.db)
+        self.signals = SignalStore(self.db, node_id)
 
     async def open(self) -> None:
         await self.db.open()
@@ -53,9 +55,12 @@ class NodeStore:
 
     async def accept(self, envelope: Envelope, *, now: int, actor: str, event: str,
                      local_recipients: list[str], remote_nodes: list[str],
-                     audit_detail: str) -> AcceptOutcome:
+                     audit_detail: str, signal_deadline: int | None = None,
+                     received: bool = False) -> AcceptOutcome:
         """Store a verified envelope once: inbox entries for local recipients, one queued
-        hop per remote node. A second copy (retry, replay) changes nothing."""
+        hop per remote node; a signal is also indexed (with its desk's acknowledgement
+        deadline when this node's desk is addressed). ``received``: from a peer, not from an
+        officer of this node. A second copy changes nothing."""
         h = envelope.header
 
         async def op(txn: WriteTxn) -> AcceptOutcome:
@@ -79,6 +84,18 @@ class NodeStore:
                     [(node, h.id, HopState.QUEUED.value, int(h.precedence), h.expires, now)
                      for node in remote_nodes],
                 )
+            if h.signal is not None:
+                await txn.execute(
+                    "INSERT INTO signals (envelope_id, role, origin, sender, severity, received, "
+                    "deadline) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (h.id, "destination" if received else "origin",
+                     h.sender.split("/")[0], h.sender, int(h.signal.severity), now,
+                     signal_deadline))
+                await txn.executemany(
+                    "INSERT OR IGNORE INTO pseudonyms (value, key_id, envelope_id, origin) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(p.value, p.key_id, h.id, h.sender.split("/")[0])
+                     for p in h.signal.pseudonyms])
             await txn.audit(now, event, actor, audit_detail, h.id)
             return AcceptOutcome(h.id, duplicate=False)
 

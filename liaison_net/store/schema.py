@@ -114,6 +114,44 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (node, key_id)
     ) WITHOUT ROWID;
     """,
+    # 3: early-warning signals: what each node holds (as origin or as a destination desk),
+    # their subject pseudonyms for hit/no-hit matching, and the matches already notified.
+    """
+    CREATE TABLE signals (
+        envelope_id BLOB PRIMARY KEY,
+        role TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        received INTEGER NOT NULL,
+        deadline INTEGER,
+        acked INTEGER,
+        acked_by TEXT,
+        escalated INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX signals_due ON signals (role, acked, escalated, deadline);
+
+    CREATE TABLE pseudonyms (
+        value BLOB NOT NULL,
+        key_id BLOB NOT NULL,
+        envelope_id BLOB NOT NULL,
+        origin TEXT NOT NULL,
+        PRIMARY KEY (value, envelope_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE signal_matches (
+        earlier BLOB NOT NULL,
+        later BLOB NOT NULL,
+        notified INTEGER NOT NULL,
+        PRIMARY KEY (earlier, later)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE pseudonym_evaluations (
+        officer TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX pseudonym_evaluations_by ON pseudonym_evaluations (officer, at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -17,6 +17,7 @@ from liaison_net.core.envelope import (
     read_frame,
 )
 from liaison_net.core.limits import HOUR_MS, MINUTE_MS, Limits
+from liaison_net.core.signals import Pseudonym, Severity, SignalAnnex
 from liaison_net.errors import (
     BadSignature,
     BadTimestamp,
@@ -57,8 +58,10 @@ def _verify(raw: bytes, now: int | None = NOW) -> Envelope:
 def test_round_trip(tag, plaintext, kind, precedence, ttl, with_ref, recipients) -> None:
     """Sealed then encoded, an envelope decodes to the same header and opens to the same text."""
     ref = bytes(range(16)) if with_ref else None
+    annex = (SignalAnnex(Severity.HIGH, (Pseudonym(b"k" * 16, bytes(32)),))
+             if kind is Kind.SIGNAL else None)
     env = seal_from(ALICE, recipients, plaintext, tag=tag, kind=kind, precedence=precedence,
-                    expires=NOW + ttl, ref=ref)
+                    expires=NOW + ttl, ref=ref, signal=annex)
     raw = env.to_bytes()
     back = _verify(raw)
     assert back.header == env.header
@@ -260,3 +263,17 @@ def test_retention_before_expiry_is_refused() -> None:
 def test_bad_ref_is_refused_at_seal() -> None:
     with pytest.raises(Malformed, match="envelope id"):
         seal_from(ALICE, [BOB], ref=b"x")
+
+
+def test_signal_annex_is_signed_and_required_for_signals() -> None:
+    annex = SignalAnnex(Severity.CRITICAL, (Pseudonym(b"k" * 16, b"p" * 32),))
+    env = seal_from(ALICE, [BOB], kind=Kind.SIGNAL, signal=annex)
+    assert _verify(env.to_bytes()).header.signal == annex
+    lowered = _reencoded_header(env, signal={"severity": "low",
+                                             "pseudonyms": [[b"k" * 16, b"p" * 32]]})
+    with pytest.raises(BadSignature):
+        _verify(encode_frame(lowered, env.body_bytes, env.header.sender_key, env.signature))
+    with pytest.raises(Malformed, match="signal annex"):
+        seal_from(ALICE, [BOB], kind=Kind.SIGNAL)
+    with pytest.raises(Malformed, match="signal annex"):
+        seal_from(ALICE, [BOB], kind=Kind.MESSAGE, signal=annex)

@@ -1,0 +1,83 @@
+"""Envelopes a node writes itself: signed by the node (as ``<node>/node``), sealed for
+officers, local or on peers, and sent like any other envelope (stored, then relayed).
+
+Non-delivery notices, signal acknowledgements, escalations and match notices all go this
+way, so they are end-to-end encrypted, verifiable under the node's certified key, and
+subject to the same ownership policy at the receiving node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from liaison_net.core import codec, crypto, sealing
+from liaison_net.core.audit import detail
+from liaison_net.core.envelope import Kind, Precedence
+from liaison_net.core.ids import id_to_text, node_of, node_principal
+from liaison_net.core.limits import DAY_MS
+from liaison_net.core.ownership import (
+    Evaluation,
+    Handling,
+    InformationAccuracy,
+    Owner,
+    OwnershipTag,
+    SourceReliability,
+    Tlp,
+)
+from liaison_net.store.node_store import NodeStore
+from liaison_net.web import now_ms
+
+log = structlog.get_logger("liaison.notices")
+
+NOTICE_TTL_MS = 30 * DAY_MS
+NOTICE_RETENTION_MS = 90 * DAY_MS
+
+
+class Notifier:
+    def __init__(self, *, node_id: str, store: NodeStore,
+                 signing_key: Callable[[], crypto.SigningKeyPair],
+                 wake: Callable[[str], None]) -> None:
+        self.node_id = node_id
+        self.store = store
+        self.signing_key = signing_key
+        self.wake = wake
+
+    async def send(self, *, kind: str, recipients: list[str], content: dict[str, Any],
+                   ref: bytes | None, precedence: Precedence = Precedence.PRIORITY) -> bool:
+        """Seal ``content`` for every recipient with a card here; False if none has one."""
+        keyed = []
+        for officer in dict.fromkeys(recipients):
+            keys = await self.store.officer_keys(officer)
+            if keys is None:
+                log.warning("notice.no_card", kind=kind, recipient=officer)
+                continue
+            keyed.append(sealing.RecipientKey(officer, keys[1]))
+        if not keyed:
+            return False
+        now = now_ms()
+        nodes = {node_of(r.officer) for r in keyed}
+        tag = OwnershipTag(
+            owner=Owner(self.node_id, "node"), handling=Handling.H0, tlp=Tlp.AMBER,
+            evaluation=Evaluation(SourceReliability.A, InformationAccuracy.KNOWN_TRUE),
+            share_with=frozenset(nodes | {self.node_id}), permitted_actions=frozenset(),
+            purpose=f"{kind} notice", retain_until=now + NOTICE_RETENTION_MS)
+        notice = sealing.seal(
+            sender=node_principal(self.node_id), sender_key=self.signing_key(),
+            recipients=keyed, tag=tag, plaintext=codec.pack({"v": 1, "type": kind, **content}),
+            now=now, expires=now + NOTICE_TTL_MS, kind=Kind.NOTICE, precedence=precedence,
+            ref=ref)
+        remote = sorted(nodes - {self.node_id})
+        await self.store.accept(
+            notice, now=now, actor=self.node_id, event="notice.issued",
+            local_recipients=[r.officer for r in keyed if node_of(r.officer) == self.node_id],
+            remote_nodes=remote,
+            audit_detail=detail(kind=kind, ref=id_to_text(ref) if ref else None,
+                                to=sorted(r.officer for r in keyed)))
+        for node in remote:
+            self.wake(node)
+        log.info("notice.issued", kind=kind, ref=id_to_text(ref) if ref else None,
+                 recipients=len(keyed))
+        return True

@@ -1,0 +1,100 @@
+"""What a node does with early-warning signals beyond delivering them.
+
+* As a destination: the desk (``<node>/desk``) must acknowledge within the deadline of the
+  signal's severity. The first acknowledgement goes back to the sender as a signed notice;
+  a signal still unacknowledged at its deadline escalates, once, with a notice to the
+  sender and to the backup desk (``<node>/desk-backup``).
+* As the origin of an earlier signal: when a later signal from another country carries the
+  same subject pseudonym, this node (and only this one) tells both owners, in a match
+  notice naming the two signals and the two countries, nothing else. Each owner then
+  decides whether to share more, under the normal tag rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from liaison_net.core.envelope import Envelope, Header, Precedence
+from liaison_net.core.ids import id_to_text, node_of
+from liaison_net.core.signals import (
+    NOTICE_ACK,
+    NOTICE_ESCALATION,
+    NOTICE_MATCH,
+    SignalConfig,
+    backup_desk_of,
+    desk_of,
+)
+from liaison_net.metrics import NodeMetrics
+from liaison_net.notices import Notifier
+from liaison_net.store.node_store import NodeStore
+from liaison_net.web import now_ms
+
+log = structlog.get_logger("liaison.signals")
+
+
+class SignalDesk:
+    def __init__(self, *, node_id: str, store: NodeStore, notifier: Notifier,
+                 config: SignalConfig, metrics: NodeMetrics) -> None:
+        self.node_id = node_id
+        self.store = store
+        self.notifier = notifier
+        self.config = config
+        self.metrics = metrics
+
+    def deadline(self, header: Header, now: int) -> int | None:
+        """When this node's desk must have acknowledged (None if the desk is not addressed)."""
+        if header.signal is None or desk_of(self.node_id) not in {r.officer for r in
+                                                                   header.recipients}:
+            return None
+        return now + self.config.ack_deadline_ms[header.signal.severity]
+
+    async def raised(self, envelope: Envelope) -> None:
+        self.metrics.signals.labels(event="raised").inc()
+
+    async def received(self, envelope: Envelope) -> None:
+        """A signal arrived from a peer: count it, and announce any match once."""
+        self.metrics.signals.labels(event="delivered").inc()
+        for match in await self.store.signals.new_matches(envelope.id, now=now_ms()):
+            self.metrics.signals.labels(event="matched").inc()
+            countries = sorted({node_of(match.earlier_sender), node_of(match.later_sender)})
+            await self.notifier.send(
+                kind=NOTICE_MATCH, recipients=[match.earlier_sender, match.later_sender],
+                ref=match.later, precedence=Precedence.IMMEDIATE,
+                content={"signals": [match.earlier, match.later], "countries": countries})
+            log.info("signal.matched", earlier=id_to_text(match.earlier),
+                     later=id_to_text(match.later), countries=countries)
+
+    async def acknowledged(self, officer: str, envelope_id: bytes) -> None:
+        """An officer acknowledged an inbox entry: if it is this node's desk acknowledging a
+        signal, tell the sender (once)."""
+        if officer not in (desk_of(self.node_id), backup_desk_of(self.node_id)):
+            return
+        now = now_ms()
+        sender = await self.store.signals.acknowledge(envelope_id, officer, now=now)
+        if sender is None:
+            return
+        self.metrics.signals.labels(event="acknowledged").inc()
+        await self.notifier.send(kind=NOTICE_ACK, recipients=[sender], ref=envelope_id,
+                                 content={"signal": envelope_id, "node": self.node_id,
+                                          "by": officer, "at": now})
+
+    async def escalate_due(self) -> int:
+        due = await self.store.signals.due(now_ms())
+        for signal in due:
+            if not await self.store.signals.mark_escalated(signal.envelope_id, now=now_ms()):
+                continue
+            self.metrics.signals.labels(event="escalated").inc()
+            await self.notifier.send(
+                kind=NOTICE_ESCALATION, ref=signal.envelope_id, precedence=Precedence.FLASH,
+                recipients=[signal.sender, backup_desk_of(self.node_id)],
+                content={"signal": signal.envelope_id, "node": self.node_id,
+                         "deadline": signal.deadline})
+            log.info("signal.escalated", envelope_id=id_to_text(signal.envelope_id))
+        return len(due)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.escalation_check_s)
+            await self.escalate_due()
