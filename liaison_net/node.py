@@ -25,7 +25,7 @@ from liaison_net.core.audit import detail
 from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
 from liaison_net.core.ids import node_principal
 from liaison_net.core.limits import DAY_MS
-from liaison_net.errors import LiaisonError
+from liaison_net.errors import LiaisonError, Unavailable
 from liaison_net.federation.sender import PeerSender
 from liaison_net.federation.server import FederationServer
 from liaison_net.federation.tls import client_context, server_context
@@ -204,11 +204,18 @@ class Node:
             await site.start()
 
     async def _expiry_loop(self) -> None:
+        # A batch sent just before an envelope expired may still be answered within the
+        # request timeout; expire only what can no longer be in flight, so a notice never
+        # contradicts a delivery. (Senders stop offering a hop at its expiry.)
+        margin = int(2 * self.config.delivery.request_timeout_s * 1000)
         while True:
             await asyncio.sleep(self.config.delivery.expiry_sweep_s)
-            expired = await self.store.expire_due(now_ms())
-            for envelope_id, peer, sender in expired:
-                await self._non_delivery_notice(envelope_id, peer, sender)
+            try:
+                expired = await self.store.expire_due(now_ms() - margin)
+                for envelope_id, peer, sender in expired:
+                    await self._non_delivery_notice(envelope_id, peer, sender)
+            except Unavailable as exc:
+                log.warning("expiry.sweep_failed", reason=exc.detail[:200])
 
     async def _non_delivery_notice(self, envelope_id: bytes, peer: str, sender: str) -> None:
         """Tell the sender, in a signed notice, that their envelope never reached ``peer``."""

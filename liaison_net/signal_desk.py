@@ -26,6 +26,7 @@ from liaison_net.core.signals import (
     backup_desk_of,
     desk_of,
 )
+from liaison_net.errors import Unavailable
 from liaison_net.metrics import NodeMetrics
 from liaison_net.notices import Notifier
 from liaison_net.store.node_store import NodeStore
@@ -97,4 +98,7 @@ class SignalDesk:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.config.escalation_check_s)
-            await self.escalate_due()
+            try:
+                await self.escalate_due()
+            except Unavailable as exc:  # storage trouble: try again next tick
+                log.warning("signal.escalation_check_failed", reason=exc.detail[:200])

@@ -113,12 +113,19 @@ def verify_directory(raw: bytes, ca_cert: x509.Certificate, *, now: datetime) ->
             warnings.append(f"dropped previous card #{i}: {old}")
         else:
             previous.append(old)
+    # Who owns which signing key, per what verified: a revocation names one of these.
+    owners = {c.signing_key_id: c.officer for c in [*previous, *verified.values()]}
+    owners.update({crypto.signing_key_id(k): n for n, k in node_keys.items()})
     revoked: dict[bytes, Revocation] = {}
     for i, statement in enumerate(revocations):
         try:
             if not isinstance(statement, bytes):
                 raise Malformed("revocation must be bytes")
             revocation = verify_revocation(statement, node_keys)
+            owner = owners.get(revocation.key_id)
+            if owner != revocation.principal:
+                raise Malformed(f"key {revocation.key_id.hex()} is not a known key of "
+                                f"{revocation.principal}")
         except LiaisonError as exc:
             warnings.append(f"dropped revocation #{i}: {exc.detail}")
             continue

@@ -88,7 +88,8 @@ class PeerSender:
             if self.attempts:
                 log.info("peer.recovered", peer=self.peer.id, after_attempts=self.attempts)
                 self.attempts, self.next_attempt = 0, 0
-                await self.store.set_peer_backoff(self.peer.id, 0, 0, None)
+                with contextlib.suppress(Unavailable):  # in memory already; disk next time
+                    await self.store.set_peer_backoff(self.peer.id, 0, 0, None)
             if not sent:
                 await self._wait(self.wake, self.delivery.directory_push_s)
 
@@ -105,8 +106,12 @@ class PeerSender:
         self.metrics.retries.labels(peer=self.peer.id).inc()
         log.info("peer.backoff", peer=self.peer.id, attempts=self.attempts,
                  delay_s=round(delay, 2), reason=reason[:200])
-        await self.store.set_peer_backoff(self.peer.id, self.attempts, self.next_attempt,
-                                          reason[:500])
+        try:
+            await self.store.set_peer_backoff(self.peer.id, self.attempts, self.next_attempt,
+                                              reason[:500])
+        except Unavailable:
+            # Our own storage failed too: keep the backoff in memory, keep the node up.
+            log.warning("peer.backoff_not_persisted", peer=self.peer.id)
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=self.delivery.request_timeout_s)
@@ -153,7 +158,8 @@ class PeerSender:
         await self.store.set_directory_cursor(self.peer.id, cursor)
 
     async def _send_batch(self) -> bool:
-        batch = await self.store.next_batch(self.peer.id, self.delivery.batch_size)
+        batch = await self.store.next_batch(self.peer.id, self.delivery.batch_size,
+                                            now=now_ms())
         if not batch:
             return False
         body = {"origin": self.node_id, "txn": crypto.random_bytes(16),

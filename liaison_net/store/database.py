@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
+import structlog
 
 from liaison_net.core.audit import GENESIS, entry_hash
 from liaison_net.errors import Conflict, LiaisonError, NodeFault, Unavailable
 from liaison_net.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+log = structlog.get_logger("liaison.store")
 
 T = TypeVar("T")
 WriteFn = Callable[["WriteTxn"], Awaitable[T]]
@@ -151,12 +154,18 @@ class Database:
                 await conn.execute(f"SAVEPOINT w{i}")
                 try:
                     value = await fn(txn)
-                except (LiaisonError, sqlite3.IntegrityError) as exc:
-                    # This write alone is refused; the rest of the group still commits.
+                except sqlite3.OperationalError:
+                    raise  # disk full, I/O error: the whole group fails below
+                except Exception as exc:
+                    # This write alone is refused (ours, a constraint, or a bug in it); the
+                    # rest of the group still commits and the writer keeps running.
                     await conn.execute(f"ROLLBACK TO w{i}")
                     self._audit_head = savepoint_head
                     if isinstance(exc, sqlite3.IntegrityError):
                         exc = Conflict(f"refused by a database constraint: {exc}")
+                    elif not isinstance(exc, LiaisonError):
+                        log.exception("store.write_failed")
+                        exc = NodeFault("internal error while storing")
                     results.append((future, False, exc))
                 else:
                     results.append((future, True, value))

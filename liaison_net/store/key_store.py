@@ -37,6 +37,14 @@ class KeyStore:
             return None
         return SignerKey(row[0], bytes(row[1]))
 
+    async def key_owner(self, key_id: bytes) -> str | None:
+        """Whose signing key this is, as far as this node knows: an officer's current card,
+        or a superseded key (officer or ``<node>/node``) kept for its grace period."""
+        row = await self.db.fetchone(
+            "SELECT officer FROM directory WHERE signing_key_id = ? UNION ALL "
+            "SELECT principal FROM key_history WHERE signing_key_id = ?", (key_id, key_id))
+        return str(row[0]) if row else None
+
     async def supersede_node_key(self, node_principal: str, old_public: bytes, *, now: int,
                                  grace_ms: int, actor: str) -> None:
         async def op(txn: WriteTxn) -> None:

@@ -14,7 +14,7 @@ from liaison_net.core.audit import AuditEntry, detail, first_broken
 from liaison_net.core.delivery import HopState
 from liaison_net.core.envelope import Envelope
 from liaison_net.core.identity import OfficerCard
-from liaison_net.errors import NotFound
+from liaison_net.errors import Conflict, NotFound
 from liaison_net.store.database import Database, WriteTxn
 from liaison_net.store.key_store import KeyStore
 from liaison_net.store.signal_store import SignalStore
@@ -71,6 +71,10 @@ class NodeStore:
                  h.created, h.expires, h.tag.retain_until, now),
             )
             if cur.rowcount == 0:
+                stored = await (await txn.execute("SELECT raw FROM envelopes WHERE id = ?",
+                                                  (h.id,))).fetchone()
+                if stored is not None and bytes(stored[0]) != envelope.to_bytes():
+                    raise Conflict(f"envelope id {h.id_text} is already taken by other bytes")
                 return AcceptOutcome(h.id, duplicate=True)
             if local_recipients:
                 await txn.executemany(
@@ -116,13 +120,13 @@ class NodeStore:
 
     # --- outbox (hops) --------------------------------------------------------------------
 
-    async def next_batch(self, node: str, limit: int) -> list[tuple[bytes, bytes]]:
-        """Queued envelopes for ``node``, flash first, then oldest first."""
+    async def next_batch(self, node: str, limit: int, *, now: int) -> list[tuple[bytes, bytes]]:
+        """Queued, unexpired envelopes for ``node``, flash first, then oldest first."""
         rows = await self.db.fetchall(
             "SELECT h.envelope_id, e.raw FROM hops h JOIN envelopes e ON e.id = h.envelope_id "
-            "WHERE h.node = ? AND h.state = ? ORDER BY h.precedence DESC, h.envelope_id "
-            "LIMIT ?",
-            (node, HopState.QUEUED.value, limit),
+            "WHERE h.node = ? AND h.state = ? AND h.expires > ? "
+            "ORDER BY h.precedence DESC, h.envelope_id LIMIT ?",
+            (node, HopState.QUEUED.value, now, limit),
         )
         return [(bytes(r[0]), bytes(r[1])) for r in rows]
 
@@ -270,6 +274,12 @@ class NodeStore:
                 "WHERE officer = ?", (card.officer,))).fetchone()
             if row is not None and row[0] >= card.version:
                 return False
+            owner = await (await txn.execute(
+                "SELECT officer FROM directory WHERE signing_key_id = ? AND officer != ?",
+                (card.signing_key_id, card.officer))).fetchone()
+            if owner is not None:
+                raise Conflict(f"card for {card.officer} carries the signing key of "
+                               f"{owner[0]}; refused")
             if row is not None and bytes(row[1]) != card.signing_key_id:
                 # The old card goes along: readers verify envelopes signed in the grace
                 # period against it.

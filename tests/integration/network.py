@@ -95,7 +95,8 @@ class Network:
     def create(cls, root: Path, node_ids: tuple[str, ...] = ("nl", "be"),
                peer_urls: dict[tuple[str, str], str] | None = None,
                delivery: str = "backoff_initial_s = 0.2\nbackoff_max_s = 2.0\n"
-                               "expiry_sweep_s = 0.5\ndirectory_push_s = 0.3\n") -> Network:
+                               "expiry_sweep_s = 0.5\ndirectory_push_s = 0.3\n"
+                               "request_timeout_s = 5.0\n") -> Network:
         """PKI and configs for ``node_ids``; ``peer_urls[(a, b)]`` overrides how a reaches b."""
         net = cls(root)
         run_cli("admin", "init-network", "--dir", str(net.certs))
