@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from liaison_net import pki
 from liaison_net.cli import officer_view as view
 from liaison_net.client import keystore as keystore_mod
+from liaison_net.client import reading
 from liaison_net.client.directory import Directory
 from liaison_net.client.keystore import Keystore
 from liaison_net.client.session import NodeSession
@@ -352,7 +353,7 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
     require(envelope.header.tag, Request(Action.DELIVER, now, actor_node=ks.node,
                                          target_node=ks.node))
     plaintext = sealing.open_envelope(envelope, ks.officer, ks.encryption_keys)
-    content = content_mod.decode(plaintext)
+    content = reading.readable(envelope, plaintext)
     report = view.envelope_report(envelope, content, directory, own_node=ks.node, now=now)
     if as_json:
         _emit_json(report)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from liaison_net.core import codec, sealing
 from liaison_net.core.envelope import Kind
 from tests.integration.network import Network, run_cli, wait_for
-from tests.integration.officers import enrol
+from tests.integration.officers import PASSPHRASE, enrol
 from tests.integration.test_first_alert import directory_with
 
 
@@ -45,6 +45,11 @@ async def test_envelope_to_a_node_down_past_expiry_yields_signed_notice(
         assert content["envelope"] == env.id
         status = await nl.status(env.header.id_text)
         assert status.hops["be"].state == "expired"
+    # The officer's own CLI shows the notice as a notice.
+    shown = json.loads(run_cli("read", notices[0].id, "--keystore", str(jan.path), "--json",
+                               env={"LIAISON_PASSPHRASE": PASSPHRASE.decode()}).stdout)
+    assert shown["content"]["subject"] == "Notice: non-delivery"
+    assert f"envelope: {env.header.id_text}" in shown["content"]["text"]
 
 
 async def test_audit_chain_verifies_then_names_the_edited_entry(

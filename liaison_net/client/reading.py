@@ -1,0 +1,51 @@
+"""Turn any opened envelope into something an officer can read: messages as written,
+signals and node notices (acknowledgements, escalations, matches, non-delivery) as a
+subject line and labelled text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from liaison_net.core import codec
+from liaison_net.core import content as content_mod
+from liaison_net.core.content import Attachment, Content
+from liaison_net.core.envelope import Envelope, Kind
+from liaison_net.core.ids import id_to_text
+from liaison_net.core.signals import SignalPayload
+from liaison_net.errors import Malformed
+
+MAX_NOTICE_BYTES = 64 * 1024
+
+
+def notice_fields(plaintext: bytes) -> dict[str, Any]:
+    """A node notice's content, ids as text; only plain scalars and lists of them."""
+    value = codec.unpack(plaintext, what="notice", max_bytes=MAX_NOTICE_BYTES)
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        raise Malformed("notice content must be a map with a type")
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, bytes):
+            return id_to_text(v) if len(v) == 16 else v.hex()
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        if isinstance(v, str | int | bool) or v is None:
+            return v
+        raise Malformed("notice content holds an unexpected value")
+
+    return {str(k): plain(v) for k, v in value.items()}
+
+
+def readable(envelope: Envelope, plaintext: bytes) -> Content:
+    kind = envelope.header.kind
+    if kind is Kind.NOTICE:
+        fields = notice_fields(plaintext)
+        lines = [f"{k}: {v}" for k, v in sorted(fields.items()) if k not in ("v", "type")]
+        return Content(subject=f"Notice: {fields['type']}", text="\n".join(lines) or "-")
+    if kind is Kind.SIGNAL:
+        s = SignalPayload.decode(plaintext)
+        subject = (f"Signal: {s.category.value} (severity {s.severity.label}, "
+                   f"confidence {s.confidence.value}, region {s.region})")
+        return Content(subject=subject[:200], text=s.text,
+                       attachments=tuple(Attachment(a.name, a.media_type, a.data)
+                                         for a in s.attachments))
+    return content_mod.decode(plaintext)
