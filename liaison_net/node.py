@@ -33,6 +33,7 @@ from liaison_net.intake import Intake, Keys
 from liaison_net.key_watch import KeyWatcher
 from liaison_net.metrics import NodeMetrics
 from liaison_net.notices import Notifier
+from liaison_net.pseudonym_keys import WatchedKeyRing
 from liaison_net.signal_desk import SignalDesk
 from liaison_net.store.node_store import NodeStore
 from liaison_net.web import now_ms
@@ -63,6 +64,7 @@ class Node:
         self.intake = Intake(node_id=config.id, peers={p.id for p in config.peers},
                              store=self.store, keys=self.keys, limits=config.limits,
                              metrics=self.metrics, wake=self._wake, desk=self.desk)
+        self._pseudonym_ring = WatchedKeyRing(paths.dir)
         self._runners: list[web.AppRunner] = []
         self._stopping = asyncio.Event()
         self._cert_pushed: dict[str, bytes] = {}
@@ -191,7 +193,9 @@ class Node:
                            own_cert=lambda: self.signing_cert_pem,
                            issue_card=self._issue_card,
                            key_grace_ms=self.config.key_grace_s * 1000,
-                           on_ack=self.desk.acknowledged)
+                           on_ack=self.desk.acknowledged,
+                           pseudonym_ring=self._pseudonym_ring.get,
+                           evaluations_per_hour=self.config.signals.evaluations_per_hour)
         for app, address, ctx in (
             (federation.app(), self.config.federation, self._tls_contexts[0]),
             (client.app(), self.config.client, self._tls_contexts[1]),

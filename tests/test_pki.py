@@ -59,7 +59,9 @@ def test_node_directory_is_self_contained_without_the_ca_key(
     certs: Path, node: pki.NodePaths
 ) -> None:
     names = sorted(p.name for p in node.dir.iterdir())
-    assert names == ["ca.crt", "signing.crt", "signing.key", "tls.crt", "tls.key"]
+    assert names == ["ca.crt", "pseudonym.key", "signing.crt", "signing.key", "tls.crt",
+                     "tls.key"]
+    assert oct((node.dir / "pseudonym.key").stat().st_mode & 0o777) == "0o600"
     assert node.ca_cert.read_bytes() == (certs / "ca.crt").read_bytes()
     ca_key = (certs / "ca.key").read_bytes()
     assert all(ca_key not in p.read_bytes() for p in node.dir.iterdir())

@@ -184,6 +184,29 @@ def init_cmd(officer_id: str, name: str, role: str, node_url: str, ca_path: Path
 # --- send -----------------------------------------------------------------------------------
 
 
+def build_tag(*, own: str, unit: str, handling: str, tlp: str, source: str, accuracy: int,
+              share_with: frozenset[str], permit: tuple[str, ...], purpose: str,
+              retain_until: int, conditions: str, community: str) -> OwnershipTag:
+    """The ownership tag from the officer's options, checked on its own."""
+    return OwnershipTag(
+        owner=Owner(own, unit), handling=Handling(handling), tlp=Tlp(tlp.upper()),
+        evaluation=Evaluation(SourceReliability(source), InformationAccuracy(accuracy)),
+        share_with=share_with, permitted_actions=frozenset(PermittedAction(a) for a in permit),
+        purpose=purpose, retain_until=retain_until, conditions=conditions, community=community,
+    ).validate()
+
+
+def check_send(tag: OwnershipTag, recipients: list[str], *, own: str, now: int) -> None:
+    """The sending client's policy check: refuse here, with the reason, before sealing."""
+    for recipient in recipients:
+        try:
+            require(tag, Request(Action.SEND, now, actor_node=own,
+                                 target_node=node_of(recipient)))
+        except PolicyRefused as exc:
+            raise PolicyRefused(f"not sending to {recipient}: {exc.detail}",
+                                code=exc.code) from None
+
+
 def _comma_nodes(value: str | None) -> frozenset[str] | None:
     if value is None:
         return None
@@ -265,20 +288,11 @@ def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
     now = _now_ms()
     own = ks.node
     nodes = _comma_nodes(share_with) or frozenset({own, *(node_of(r) for r in to)})
-    tag = OwnershipTag(
-        owner=Owner(own, unit), handling=Handling(handling), tlp=Tlp(tlp.upper()),
-        evaluation=Evaluation(SourceReliability(source), InformationAccuracy(accuracy)),
-        share_with=nodes, permitted_actions=frozenset(PermittedAction(a) for a in permit),
-        purpose=purpose, retain_until=now + retain_days * DAY_MS, conditions=conditions,
-        community=community,
-    ).validate()
-    for recipient in to:
-        try:
-            require(tag, Request(Action.SEND, now, actor_node=own,
-                                 target_node=node_of(recipient)))
-        except PolicyRefused as exc:
-            raise PolicyRefused(f"not sending to {recipient}: {exc.detail}",
-                                code=exc.code) from None
+    tag = build_tag(own=own, unit=unit, handling=handling, tlp=tlp, source=source,
+                    accuracy=accuracy, share_with=nodes, permit=permit, purpose=purpose,
+                    retain_until=now + retain_days * DAY_MS, conditions=conditions,
+                    community=community)
+    check_send(tag, to, own=own, now=now)
     plaintext = content_mod.encode(content_mod.Content(subject=subject, text=body_text))
 
     async def go() -> tuple[str, str]:
@@ -418,9 +432,10 @@ def directory_cmd(as_json: bool, keystore_path: Path, passphrase_file: Path | No
 
 def register(cli: click.Group, *, admin: click.Group) -> None:
     """Attach the officer commands to `liaison`, and officer administration to `admin`."""
-    from liaison_net.cli import admin_officers, officer_keys
+    from liaison_net.cli import admin_officers, officer_keys, signals
 
     officer.add_command(officer_keys.rotate_cmd)
+    cli.add_command(signals.signal)
     cli.add_command(officer)
     for command in (send_cmd, inbox_cmd, read_cmd, ack_cmd, status_cmd, directory_cmd):
         cli.add_command(command)

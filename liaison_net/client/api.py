@@ -22,6 +22,7 @@ from liaison_net.core.audit import detail
 from liaison_net.core.identity import EnrolmentRequest, verify_card
 from liaison_net.core.ids import check_officer_id, id_from_text, id_to_text, node_of
 from liaison_net.core.login import CHALLENGE_BYTES, login_message
+from liaison_net.core.pseudonym import KeyRing
 from liaison_net.errors import (
     BadSignature,
     Forbidden,
@@ -50,6 +51,7 @@ MAX_PENDING_CHALLENGES = 10_000
 MAX_TOKENS = 10_000
 MAX_JSON_BODY = 4096
 MAX_PAGE = 500
+MAX_JUSTIFICATION_CHARS = 200
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
@@ -64,7 +66,9 @@ class ClientApi:
                  max_envelope_bytes: int, own_cert: Callable[[], bytes],
                  issue_card: Callable[[EnrolmentRequest, int], bytes],
                  key_grace_ms: int,
-                 on_ack: Callable[[str, bytes], Awaitable[None]] | None = None) -> None:
+                 on_ack: Callable[[str, bytes], Awaitable[None]] | None = None,
+                 pseudonym_ring: Callable[[], KeyRing] | None = None,
+                 evaluations_per_hour: int = 30) -> None:
         self.intake = intake
         self.store = intake.store
         self.node_id = intake.node_id
@@ -75,6 +79,8 @@ class ClientApi:
         self.issue_card = issue_card  # signs a card version with the node's current key
         self.key_grace_ms = key_grace_ms
         self.on_ack = on_ack  # e.g. a desk acknowledging a signal tells its sender
+        self.pseudonym_ring = pseudonym_ring
+        self.evaluations_per_hour = evaluations_per_hour
         self._challenges: dict[bytes, tuple[str, float]] = {}
         self._tokens: dict[str, Session] = {}
         self._lock = asyncio.Lock()
@@ -94,6 +100,8 @@ class ClientApi:
         r.add_get("/api/v1/envelopes/{id}/status", self.status)
         r.add_get("/api/v1/directory", self.directory)
         r.add_post("/api/v1/keys/rotate", self.rotate)
+        r.add_post("/api/v1/pseudonym/evaluate", self.evaluate_pseudonym)
+        r.add_get("/api/v1/signals", self.signals)
         return app
 
     # --- health and metrics ---------------------------------------------------------------
@@ -288,3 +296,36 @@ class ClientApi:
         return web.json_response({"version": card.version,
                                   "signing_key_id": card.signing_key_id.hex(),
                                   "encryption_key_id": card.encryption_key_id.hex()})
+
+    async def evaluate_pseudonym(self, request: web.Request) -> web.Response:
+        """One blind OPRF evaluation under every network pseudonym key (a rotation window
+        has two). The node never sees the identifiers; it counts and audits each call with
+        the officer's stated justification, and refuses past the hourly limit."""
+        officer = self._officer(request)
+        if self.pseudonym_ring is None:
+            raise NotFound("this node has no network pseudonym key")
+        body = await read_msgpack(request, MAX_JSON_BODY, {"blinded", "justification"})
+        blinded, justification = body["blinded"], body["justification"]
+        if not isinstance(blinded, bytes) or len(blinded) != 32:
+            raise Malformed("blinded must be a 32-byte point")
+        if (not isinstance(justification, str) or not justification.strip()
+                or len(justification) > MAX_JUSTIFICATION_CHARS):
+            raise Malformed(f"justification must be 1-{MAX_JUSTIFICATION_CHARS} characters")
+        ring = self.pseudonym_ring()
+        evaluations = ring.evaluate_all(blinded)  # validates the point first
+        now = now_ms()
+        if not await self.store.signals.record_evaluation(
+                officer, justification, ring.current_key_id, now=now,
+                window_start=now - 3_600_000, limit=self.evaluations_per_hour):
+            self.metrics.refused.labels(code="rate_limited").inc()
+            raise RateLimited(f"at most {self.evaluations_per_hour} pseudonym evaluations an "
+                              "hour per officer")
+        return msgpack_response({"evaluations": [[kid, point] for kid, point in evaluations]})
+
+    async def signals(self, request: web.Request) -> web.Response:
+        """Signals this officer raised, newest first, with the node's view of each."""
+        officer = self._officer(request)
+        raised = await self.store.signals.raised_by(officer, limit=MAX_PAGE)
+        return web.json_response({"raised": [
+            {"id": id_to_text(eid), "severity": severity, "created": created}
+            for eid, severity, created in raised]})

@@ -293,6 +293,29 @@ class NodeSession:
                                   content_type=MSGPACK_MEDIA_TYPE)
         return _json_map(answer, "rotation")
 
+    async def evaluate_pseudonym(self, blinded: bytes,
+                                 justification: str) -> list[tuple[bytes, bytes]]:
+        """The node's blind evaluations of ``blinded``: (key id, point) per network key."""
+        answer = await self._call("POST", "/api/v1/pseudonym/evaluate",
+                                  data=codec.pack({"blinded": blinded,
+                                                   "justification": justification}),
+                                  content_type=MSGPACK_MEDIA_TYPE)
+        body = codec.exact_map("evaluation", codec.unpack(answer, what="evaluation",
+                                                          max_bytes=4096), {"evaluations"})
+        pairs = body["evaluations"]
+        if (not isinstance(pairs, list) or not pairs
+                or not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], bytes)
+                           and isinstance(p[1], bytes) for p in pairs)):
+            raise errors.Malformed("node answered a malformed evaluation")
+        return [(p[0], p[1]) for p in pairs]
+
+    async def raised_signals(self) -> list[dict[str, Any]]:
+        body = _json_map(await self._call("GET", "/api/v1/signals"), "signals")
+        raised = body.get("raised")
+        if not isinstance(raised, list) or not all(isinstance(r, dict) for r in raised):
+            raise errors.Malformed("node answered a malformed signal list")
+        return raised
+
     async def directory_bytes(self) -> bytes:
         answer = await self._call("GET", "/api/v1/directory", max_bytes=MAX_DIRECTORY_BYTES)
         return answer

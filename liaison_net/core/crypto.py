@@ -249,3 +249,120 @@ def open_with_passphrase(blob: bytes, passphrase: bytes) -> bytes:
         return bytes(_secret.SecretBox(key).decrypt(blob[_PASSPHRASE_HEADER.size:]))
     except (_nacl_exc.CryptoError, ValueError, TypeError) as exc:
         raise CannotOpen(_WRONG_PASSPHRASE) from exc
+
+
+# --- oblivious PRF for subject pseudonyms (2HashDH over edwards25519) -----------------------
+#
+# Thin, validating wrappers over libsodium's group arithmetic on the prime-order subgroup of
+# edwards25519; the protocol itself (blind, evaluate, finalize) lives in core/pseudonym.py and
+# docs/pseudonyms.md explains it. Points are 32-byte compressed encodings, scalars 32-byte
+# little-endian integers modulo the group order L. Every point that arrives from outside is
+# checked with crypto_core_ed25519_is_valid_point: canonical encoding, on the curve, in the
+# main subgroup, not of small order (the identity included). A point that fails, or a scalar
+# that is zero or not reduced, is Malformed; nothing reaches the scalar multiplication
+# unchecked. PyNaCl 1.6 has no binding for crypto_core_ed25519_scalar_random, so random
+# scalars are 64 random bytes reduced modulo L (a bias below 2^-250).
+
+POINT_BYTES = _b.crypto_core_ed25519_BYTES  # 32
+SCALAR_BYTES = _b.crypto_core_ed25519_SCALARBYTES  # 32
+WIDE_SCALAR_BYTES = _b.crypto_core_ed25519_NONREDUCEDSCALARBYTES  # 64
+_OPRF_KEY_LABEL = b"liaison-net/oprf-ed25519\x00"
+_HASH_TO_GROUP_LABEL = b"liaison-net/hash-to-group/ed25519-elligator2-x2\x00"
+_MAX_DOMAIN_BYTES = 255
+_ZERO_SCALAR = bytes(SCALAR_BYTES)
+
+
+def is_valid_point(point: bytes) -> bool:
+    """True iff ``point`` is a canonical, prime-order-subgroup, non-small-order point."""
+    return (isinstance(point, bytes) and len(point) == POINT_BYTES
+            and bool(_b.crypto_core_ed25519_is_valid_point(point)))
+
+
+def _check_point(name: str, point: bytes) -> None:
+    _check_len(name, point, POINT_BYTES)
+    if not _b.crypto_core_ed25519_is_valid_point(point):
+        raise Malformed(f"{name} is not a valid point of the prime-order group "
+                        "(off the curve, non-canonical, small order or the identity)")
+
+
+def _check_scalar(name: str, scalar: bytes) -> None:
+    _check_len(name, scalar, SCALAR_BYTES)
+    if scalar == _ZERO_SCALAR:
+        raise Malformed(f"{name} must not be zero")
+    if _b.crypto_core_ed25519_scalar_reduce(scalar + _ZERO_SCALAR) != scalar:
+        raise Malformed(f"{name} is not reduced modulo the group order")
+
+
+def scalar_reduce(wide: bytes) -> bytes:
+    """A 64-byte string reduced modulo L: a scalar; refuses the (negligible) zero result."""
+    _check_len("wide scalar", wide, WIDE_SCALAR_BYTES)
+    scalar = bytes(_b.crypto_core_ed25519_scalar_reduce(wide))
+    if scalar == _ZERO_SCALAR:
+        raise Malformed("wide scalar reduces to zero")
+    return scalar
+
+
+def random_scalar() -> bytes:
+    """A uniformly random non-zero scalar (a blinding factor or a key)."""
+    while True:
+        scalar = bytes(_b.crypto_core_ed25519_scalar_reduce(random_bytes(WIDE_SCALAR_BYTES)))
+        if scalar != _ZERO_SCALAR:
+            return scalar
+
+
+def scalar_invert(scalar: bytes) -> bytes:
+    """The inverse of a non-zero scalar modulo L."""
+    _check_scalar("scalar", scalar)
+    try:
+        return bytes(_b.crypto_core_ed25519_scalar_invert(scalar))
+    except (_nacl_exc.CryptoError, ValueError, TypeError) as exc:  # only zero, checked above
+        raise Malformed("scalar has no inverse") from exc
+
+
+def hash_to_group(domain: bytes, data: bytes) -> bytes:
+    """Hash ``data`` to a point of the prime-order group, separated by ``domain``.
+
+    SHA-512 of the label, the length-prefixed domain and the data gives 64 bytes; each half
+    goes through Elligator 2 (crypto_core_ed25519_from_uniform, which also clears the
+    cofactor) and the two points are added. One Elligator call alone reaches only about half
+    of the group and its image is distinguishable from random; the sum of two is the
+    random-oracle shape of RFC 9380 (hash_to_curve), which 2HashDH's proof assumes.
+    """
+    if not isinstance(domain, bytes) or not 0 < len(domain) <= _MAX_DOMAIN_BYTES:
+        raise Malformed(f"hash-to-group domain must be 1 to {_MAX_DOMAIN_BYTES} bytes")
+    if not isinstance(data, bytes):
+        raise Malformed("hash-to-group data must be bytes")
+    digest = hashlib.sha512(_HASH_TO_GROUP_LABEL + bytes([len(domain)]) + domain + data).digest()
+    first = bytes(_b.crypto_core_ed25519_from_uniform(digest[:32]))
+    second = bytes(_b.crypto_core_ed25519_from_uniform(digest[32:]))
+    point = bytes(_b.crypto_core_ed25519_add(first, second))
+    if not _b.crypto_core_ed25519_is_valid_point(point):  # the identity: probability ~2^-252
+        raise Malformed("data hashes to the identity point")
+    return point
+
+
+def point_mul(scalar: bytes, point: bytes) -> bytes:
+    """scalar * point, after checking both; the point may come from the other side."""
+    _check_scalar("scalar", scalar)
+    _check_point("point", point)
+    try:
+        return bytes(_b.crypto_scalarmult_ed25519_noclamp(scalar, point))
+    except (_nacl_exc.CryptoError, ValueError, TypeError) as exc:  # refused by libsodium
+        raise Malformed("scalar multiplication refused the point") from exc
+
+
+def new_oprf_key() -> bytes:
+    """A fresh network pseudonym (OPRF) key: a random non-zero scalar. Secret."""
+    return random_scalar()
+
+
+def oprf_public_key(key: bytes) -> bytes:
+    """key * G, the public point that names an OPRF key (never used to evaluate)."""
+    _check_scalar("OPRF key", key)
+    return bytes(_b.crypto_scalarmult_ed25519_base_noclamp(key))
+
+
+def oprf_key_id(public_point: bytes) -> bytes:
+    """The id under which an OPRF key is named: SHA-256(label || key*G), first 16 bytes."""
+    _check_point("OPRF public key", public_point)
+    return hashlib.sha256(_OPRF_KEY_LABEL + public_point).digest()[:KEY_ID_BYTES]

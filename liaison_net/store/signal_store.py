@@ -102,6 +102,12 @@ class SignalStore:
         return {"role": row[0], "severity": row[1], "deadline": row[2], "acked": row[3],
                 "acked_by": row[4], "escalated": row[5]}
 
+    async def raised_by(self, officer: str, *, limit: int) -> list[tuple[bytes, int, int]]:
+        rows = await self.db.fetchall(
+            "SELECT envelope_id, severity, received FROM signals WHERE role = 'origin' "
+            "AND sender = ? ORDER BY received DESC LIMIT ?", (officer, limit))
+        return [(bytes(r[0]), r[1], r[2]) for r in rows]
+
     async def evaluations_since(self, officer: str, since: int) -> int:
         row = await self.db.fetchone(
             "SELECT COUNT(*) FROM pseudonym_evaluations WHERE officer = ? AND at >= ?",

@@ -96,7 +96,8 @@ class Network:
                peer_urls: dict[tuple[str, str], str] | None = None,
                delivery: str = "backoff_initial_s = 0.2\nbackoff_max_s = 2.0\n"
                                "expiry_sweep_s = 0.5\ndirectory_push_s = 0.3\n"
-                               "request_timeout_s = 5.0\n") -> Network:
+                               "request_timeout_s = 5.0\n",
+               extra_toml: str = "") -> Network:
         """PKI and configs for ``node_ids``; ``peer_urls[(a, b)]`` overrides how a reaches b."""
         net = cls(root)
         run_cli("admin", "init-network", "--dir", str(net.certs))
@@ -116,7 +117,8 @@ class Network:
                 f'[node]\nid = "{nid}"\ndata_dir = "../data/{nid}"\n'
                 f'cert_dir = "../certs/{nid}"\n\n'
                 f'[listen]\nfederation = "127.0.0.1:{handle.federation_port}"\n'
-                f'client = "127.0.0.1:{handle.client_port}"\n\n[delivery]\n{delivery}{peers}')
+                f'client = "127.0.0.1:{handle.client_port}"\n\n[delivery]\n{delivery}\n'
+                f'{extra_toml}\n{peers}')
         return net
 
     def start(self, nid: str, *, wait: bool = True) -> NodeHandle:
