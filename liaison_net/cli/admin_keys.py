@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from liaison_net import config as config_mod
-from liaison_net import pki, pki_rotation
+from liaison_net import pki, pki_rotation, pseudonym_keys
 from liaison_net.cli.admin_officers import config_option, json_option, node_signing_key
 from liaison_net.core import crypto, rotation
 from liaison_net.core.ids import check_node_id, check_officer_id
@@ -78,6 +78,12 @@ def _key_rows(cfg: config_mod.NodeConfig) -> list[dict[str, Any]]:
     rows.append({"kind": "node-signing", "owner": cfg.id, "key_id": own.key_id.hex(),
                  "age": _age_days(signing.not_valid_before_utc.timestamp() * 1000),
                  "state": "active", "grace_until": None})
+    if (cfg.cert_dir / pseudonym_keys.CURRENT).exists():
+        ring = pseudonym_keys.load(cfg.cert_dir)
+        for i, key_id in enumerate(ring.key_ids):
+            rows.append({"kind": "network-pseudonym", "owner": "network",
+                         "key_id": key_id.hex(), "age": "",
+                         "state": "active" if i == 0 else "grace", "grace_until": None})
     if not cfg.database.is_file():
         return rows
     with sqlite3.connect(f"file:{cfg.database}?mode=ro", uri=True, timeout=10) as db:
@@ -248,6 +254,50 @@ def revocations_cmd(config_path: Path, as_json: bool) -> None:
     Console().print(table)
 
 
+@click.group("pseudonym-key")
+def pseudonym_key() -> None:
+    """The network pseudonym key (subject pseudonyms of signals): rotate, install, retire.
+
+    A rotation runs in three steps: `rotate` in the CA directory, `install` on every node
+    (clients then get evaluations under both keys, and signals carry both pseudonyms), and,
+    once the longest signal validity has passed, `retire` and `install` again.
+    """
+
+
+@pseudonym_key.command("rotate")
+@click.option("--dir", "directory", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="The network CA directory (offline), e.g. certs.")
+def pseudonym_rotate_cmd(directory: Path) -> None:
+    """Make a new network pseudonym key; the current one becomes the previous."""
+    old, new = pseudonym_keys.rotate(directory)
+    click.echo(f"new pseudonym key {new.hex()} (previous {old.hex()}); install it on every "
+               "node with `liaison admin pseudonym-key install`")
+
+
+@pseudonym_key.command("retire")
+@click.option("--dir", "directory", required=True,
+              type=click.Path(file_okay=False, path_type=Path))
+def pseudonym_retire_cmd(directory: Path) -> None:
+    """End a rotation window: drop the previous key (then install on every node)."""
+    pseudonym_keys.retire_previous(directory)
+    click.echo("previous pseudonym key removed; install on every node")
+
+
+@pseudonym_key.command("install")
+@config_option
+@click.option("--from", "source", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="The network CA directory holding the pseudonym key files.")
+def pseudonym_install_cmd(config_path: Path, source: Path) -> None:
+    """Copy the network pseudonym keys into this node (0600); a running node uses them at
+    its next evaluation, no restart."""
+    cfg = config_mod.load(config_path)
+    ring = pseudonym_keys.install(source, cfg.cert_dir)
+    click.echo(f"node {cfg.id}: pseudonym keys {', '.join(k.hex() for k in ring.key_ids)} "
+               "(newest first)")
+
+
 def register(admin: click.Group) -> None:
-    for command in (keys, rotate_key_cmd, revoke_cmd, revocations_cmd):
+    for command in (keys, rotate_key_cmd, revoke_cmd, revocations_cmd, pseudonym_key):
         admin.add_command(command)

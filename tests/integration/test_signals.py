@@ -187,3 +187,35 @@ async def test_same_person_matched_once_per_owner_without_clear_identifiers(
                 assert needle.lower() not in data.lower(), f"{needle!r} in clear in {path}"
     assert re.search(rb"pseudonym\.evaluated", b"".join(
         p.read_bytes() for p in Path(net.root / "data").rglob("node.sqlite3*")))
+
+
+async def test_matching_holds_across_a_pseudonym_key_rotation(network: Network) -> None:
+    """A signal raised before the network key rotates still matches one raised during the
+    rotation window: clients get evaluations under both keys."""
+    net = network
+    marie, claude = enrol(net, "be/mpeeters"), enrol(net, "lu/cschmit")
+    desks = {n: enrol(net, f"{n}/desk") for n in ("be", "lu")}
+    for nid in ("be", "lu"):
+        net.start(nid)
+    async with marie.session() as node:
+        await directory_with(node, "lu/desk")
+    async with claude.session() as node:
+        await directory_with(node, "be/desk")
+    why = ("--justification", "case 2026/204")
+    before = raise_signal(marie, "be,lu", "--subject-name", "Hans Müller",
+                          "--subject-birth-date", "1979-03-02", *why)
+    await asyncio.to_thread(wait_for, lambda: before in cli(desks["lu"], "signal", "list",
+                                                            "--json"),
+                            timeout=30, what="BE's signal at the LU desk")
+    run_cli("admin", "pseudonym-key", "rotate", "--dir", str(net.certs))
+    for nid in ("be", "lu"):
+        run_cli("admin", "pseudonym-key", "install", "--config", str(net.nodes[nid].config),
+                "--from", str(net.certs))
+    keys = json.loads(run_cli("admin", "keys", "list", "--config",
+                              str(net.nodes["lu"].config), "--json").stdout)
+    assert [k["state"] for k in keys if k["kind"] == "network-pseudonym"] == ["active", "grace"]
+    during = raise_signal(claude, "be,lu", "--subject-name", "MUELLER, hans",
+                          "--subject-birth-date", "02.03.1979", *why)
+    found = await asyncio.to_thread(wait_for, lambda: notices(net, marie, "signal-match"),
+                                    timeout=30, interval=0.5, what="the match across rotation")
+    assert f"signals: ['{before}', '{during}']" in found[0]["content"]["text"]
