@@ -4,7 +4,7 @@ Wire form (canonical msgpack, see docs/protocol.md)::
 
     frame  = [version, header_bytes, body_bytes, signer_key_id, signature]
     header = {version, id, kind, precedence, sender, sender_key, recipients, created,
-              expires, tag, ref, signal}               # signed, not encrypted
+              expires, tag, ref, signal, urgency, consent}  # signed, not encrypted
     body   = {nonce, wraps, ciphertext}                # signed; ciphertext's AD = header_bytes
     signature = Ed25519(signer, DOMAIN || len(header_bytes) || header_bytes || body_bytes)
 
@@ -55,6 +55,19 @@ class Kind(enum.Enum):
     NOTICE = "notice"  # non-delivery and other notices from a node
 
 
+class Urgency(enum.Enum):
+    """Directive (EU) 2023/977, art. 5: time limits for answering a request."""
+
+    URGENT_DIRECT = "urgent-direct"  # urgent, directly accessible information: 8 hours
+    URGENT_INDIRECT = "urgent-indirect"  # urgent, indirectly accessible information: 3 days
+    OTHER = "other"  # all other requests: 7 days
+
+    @property
+    def period_ms(self) -> int:
+        return {Urgency.URGENT_DIRECT: 8 * 3_600_000, Urgency.URGENT_INDIRECT: 3 * 86_400_000,
+                Urgency.OTHER: 7 * 86_400_000}[self]
+
+
 class Precedence(enum.IntEnum):
     """NATO-style precedence; a higher value is served first by every outbox."""
 
@@ -98,6 +111,13 @@ class Header:
     tag: OwnershipTag
     ref: bytes | None = None  # the envelope this one replies to, forwards or reports on
     signal: SignalAnnex | None = None  # severity and pseudonyms; present iff kind is signal
+    urgency: Urgency | None = None  # present iff kind is request: sets the legal due time
+    consent: bytes | None = None  # the owner's signed consent that makes this forward valid
+
+    @property
+    def due(self) -> int | None:
+        """When a request must be answered (created + the urgency's period)."""
+        return self.created + self.urgency.period_ms if self.urgency is not None else None
 
     @property
     def id_text(self) -> str:
@@ -121,6 +141,8 @@ class Header:
             "tag": self.tag.to_wire(),
             "ref": self.ref,
             "signal": self.signal.to_wire() if self.signal is not None else None,
+            "urgency": self.urgency.value if self.urgency is not None else None,
+            "consent": self.consent,
         }
 
 
@@ -200,8 +222,9 @@ def read_frame(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> UnverifiedFrame:
 
 _HEADER_FIELDS = {
     "version", "id", "kind", "precedence", "sender", "sender_key", "recipients",
-    "created", "expires", "tag", "ref", "signal",
+    "created", "expires", "tag", "ref", "signal", "urgency", "consent",
 }
+MAX_CONSENT_BYTES = 4096
 _BODY_FIELDS = {"nonce", "wraps", "ciphertext"}
 
 
@@ -235,6 +258,8 @@ def decode_header(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
         tag=OwnershipTag.from_wire(d["tag"], limits),
         ref=ref,
         signal=SignalAnnex.from_wire(d["signal"]) if d["signal"] is not None else None,
+        urgency=_urgency(d["urgency"]),
+        consent=_consent(d["consent"]),
     )
     check_header_shape(header, limits)
     return header
@@ -256,6 +281,12 @@ def check_header_shape(header: Header, limits: Limits) -> None:
         check_envelope_id(header.ref)
     if (header.kind is Kind.SIGNAL) != (header.signal is not None):
         raise Malformed("a signal annex is required for kind signal and only then")
+    if (header.kind is Kind.REQUEST) != (header.urgency is not None):
+        raise Malformed("an urgency is required for kind request and only then")
+    if header.kind is Kind.REPLY and header.ref is None:
+        raise Malformed("a reply must name the request it answers in ref")
+    if header.consent is not None and header.ref is None:
+        raise Malformed("a consent comes with a forward, which names the original in ref")
     if not header.recipients or len(header.recipients) > limits.max_recipients:
         raise LimitExceeded(f"recipients must number 1 to {limits.max_recipients}")
     officers = [r.officer for r in header.recipients]
@@ -304,6 +335,23 @@ def _recipients(value: object, limits: Limits) -> tuple[Recipient, ...]:
             raise Malformed("each recipient must be [officer id, 16-byte key id]")
         out.append(Recipient(check_officer_id(item[0], what="recipient"), item[1]))
     return tuple(out)
+
+
+def _urgency(value: object) -> Urgency | None:
+    if value is None:
+        return None
+    try:
+        return Urgency(value)
+    except ValueError as exc:
+        allowed = ", ".join(u.value for u in Urgency)
+        raise Malformed(f"urgency must be one of {allowed}, got {value!r:.30}") from exc
+
+
+def _consent(value: object) -> bytes | None:
+    if value is not None and (not isinstance(value, bytes) or not value
+                              or len(value) > MAX_CONSENT_BYTES):
+        raise Malformed(f"consent must be 1-{MAX_CONSENT_BYTES} bytes or nil")
+    return value
 
 
 def _time(name: str, value: object) -> int:

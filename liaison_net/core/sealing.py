@@ -25,6 +25,7 @@ from liaison_net.core.envelope import (
     Precedence,
     Recipient,
     UnverifiedFrame,
+    Urgency,
     check_fresh,
     check_header_shape,
     decode_body,
@@ -72,6 +73,8 @@ def seal(
     precedence: Precedence = Precedence.ROUTINE,
     ref: bytes | None = None,
     signal: SignalAnnex | None = None,
+    urgency: Urgency | None = None,
+    consent: bytes | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> Envelope:
     """Build, encrypt and sign a new envelope at time ``now`` (ms)."""
@@ -97,6 +100,8 @@ def seal(
         tag=tag,
         ref=ref,
         signal=signal,
+        urgency=urgency,
+        consent=consent,
     )
     check_header_shape(header, limits)
     header_bytes = codec.pack(header.to_wire())

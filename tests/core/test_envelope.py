@@ -13,6 +13,7 @@ from liaison_net.core.envelope import (
     Envelope,
     Kind,
     Precedence,
+    Urgency,
     encode_frame,
     read_frame,
 )
@@ -57,11 +58,13 @@ def _verify(raw: bytes, now: int | None = NOW) -> Envelope:
 )
 def test_round_trip(tag, plaintext, kind, precedence, ttl, with_ref, recipients) -> None:
     """Sealed then encoded, an envelope decodes to the same header and opens to the same text."""
-    ref = bytes(range(16)) if with_ref else None
+    ref = bytes(range(16)) if with_ref or kind is Kind.REPLY else None
     annex = (SignalAnnex(Severity.HIGH, (Pseudonym(b"k" * 16, bytes(32)),))
              if kind is Kind.SIGNAL else None)
+    urgency = Urgency.URGENT_INDIRECT if kind is Kind.REQUEST else None
+    consent = b"owner-signed consent" if ref is not None and kind is Kind.MESSAGE else None
     env = seal_from(ALICE, recipients, plaintext, tag=tag, kind=kind, precedence=precedence,
-                    expires=NOW + ttl, ref=ref, signal=annex)
+                    expires=NOW + ttl, ref=ref, signal=annex, urgency=urgency, consent=consent)
     raw = env.to_bytes()
     back = _verify(raw)
     assert back.header == env.header
@@ -277,3 +280,17 @@ def test_signal_annex_is_signed_and_required_for_signals() -> None:
         seal_from(ALICE, [BOB], kind=Kind.SIGNAL)
     with pytest.raises(Malformed, match="signal annex"):
         seal_from(ALICE, [BOB], kind=Kind.MESSAGE, signal=annex)
+
+
+def test_request_urgency_sets_its_due_time_and_is_signed() -> None:
+    env = seal_from(ALICE, [BOB], kind=Kind.REQUEST, urgency=Urgency.URGENT_DIRECT)
+    assert _verify(env.to_bytes()).header.due == NOW + 8 * HOUR_MS
+    relaxed = _reencoded_header(env, urgency="other")
+    with pytest.raises(BadSignature):
+        _verify(encode_frame(relaxed, env.body_bytes, env.header.sender_key, env.signature))
+    with pytest.raises(Malformed, match="urgency"):
+        seal_from(ALICE, [BOB], kind=Kind.REQUEST)
+    with pytest.raises(Malformed, match="reply must name"):
+        seal_from(ALICE, [BOB], kind=Kind.REPLY)
+    with pytest.raises(Malformed, match="consent comes with a forward"):
+        seal_from(ALICE, [BOB], consent=b"x")
