@@ -13,19 +13,20 @@ ownership policy for this layer, then store (durably, with its audit entry) or r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 
 from liaison_net.core import crypto
 from liaison_net.core.audit import detail
-from liaison_net.core.envelope import Envelope, read_frame
+from liaison_net.core.consent import Consent, check_forward, claimed_owner, is_forward
+from liaison_net.core.envelope import Envelope, Header, decode_header, read_frame
 from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.core.limits import Limits
-from liaison_net.core.policy import Action, Request, require
+from liaison_net.core.policy import Action, Request, check_retag, require
 from liaison_net.core.sealing import SignerKey, verify_frame
-from liaison_net.errors import Forbidden, LiaisonError, NotFound, Refused
+from liaison_net.errors import Forbidden, LiaisonError, NotFound, PolicyRefused, Refused
 from liaison_net.metrics import NodeMetrics
 from liaison_net.signal_desk import SignalDesk
 from liaison_net.store.node_store import AcceptOutcome, NodeStore
@@ -50,7 +51,9 @@ class Keys:
 class Intake:
     def __init__(self, *, node_id: str, peers: set[str], store: NodeStore, keys: Keys,
                  limits: Limits, metrics: NodeMetrics, wake: Callable[[str], None],
-                 desk: SignalDesk | None = None) -> None:
+                 desk: SignalDesk | None = None,
+                 on_disclosure: Callable[[Envelope, Consent, list[str]],
+                                         Awaitable[None]] | None = None) -> None:
         self.node_id = node_id
         self.peers = peers
         self.store = store
@@ -59,6 +62,7 @@ class Intake:
         self.metrics = metrics
         self._wake = wake
         self.desk = desk
+        self.on_disclosure = on_disclosure  # a consented forward arrived: tell the owner
 
     async def _verify(self, raw: bytes, now: int) -> Envelope:
         frame = read_frame(raw, self.limits)
@@ -76,6 +80,30 @@ class Intake:
                                audit_detail=detail(layer=layer, code=exc.code, peer=peer,
                                                    reason=exc.detail[:200]),
                                envelope_id=envelope_id)
+
+    async def _consent_keys(self, header: Header) -> Callable[[str], bytes | None]:
+        """The signing key of the officer a forward's consent claims as owner, if any."""
+        if header.consent is None:
+            return lambda _officer: None
+        owner = claimed_owner(header.consent)
+        keys = await self.store.officer_keys(owner)
+        return {owner: keys[0]}.get if keys is not None else (lambda _officer: None)
+
+    async def _check_forward_at_origin(self, officer: str, envelope: Envelope,
+                                       now: int) -> None:
+        """A forward must pass on something its sender received here, under the original's
+        tag (or a tighter one), and be allowed to every recipient (FORWARD, with consent)."""
+        h = envelope.header
+        assert h.ref is not None
+        if not await self.store.may_read(officer, h.ref):
+            raise NotFound(f"{officer} cannot forward {id_to_text(h.ref)}: not received here")
+        original = decode_header(read_frame(await self.store.envelope_bytes(h.ref)).header_bytes,
+                                 self.limits)
+        if not check_retag(original.tag, h.tag, actor_is_owner=False).allowed:
+            raise PolicyRefused("a forward must carry the original's tag, or a tighter one",
+                                code="policy.relax_by_non_owner")
+        check_forward(h, actor_node=self.node_id, target_nodes=h.recipient_nodes, now=now,
+                      owner_key=await self._consent_keys(h))
 
     async def submit(self, officer: str, raw: bytes, now: int) -> AcceptOutcome:
         """An officer of this node hands over an envelope (origin node)."""
@@ -98,9 +126,13 @@ class Intake:
                     local.append(r.officer)
                 else:
                     remote.add(r.node)
-                require(h.tag, Request(Action.SEND, now, self.node_id, r.node))
-            for node in sorted(remote):
-                require(h.tag, Request(Action.RELAY, now, self.node_id, node))
+            if is_forward(h):
+                await self._check_forward_at_origin(officer, envelope, now)
+            else:
+                for r in h.recipients:
+                    require(h.tag, Request(Action.SEND, now, self.node_id, r.node))
+                for node in sorted(remote):
+                    require(h.tag, Request(Action.RELAY, now, self.node_id, node))
         except LiaisonError as exc:
             await self._refuse(exc, now=now, actor=officer, layer="origin",
                                envelope_id=envelope.id if envelope else None)
@@ -136,7 +168,12 @@ class Intake:
             for officer in local:
                 if await self.store.officer_keys(officer) is None:
                     raise NotFound(f"recipient {officer} is not in the directory")
-            require(h.tag, Request(Action.DELIVER, now, peer, self.node_id))
+            consent = None
+            if is_forward(h):
+                consent = check_forward(h, actor_node=peer, target_nodes={self.node_id},
+                                        now=now, owner_key=await self._consent_keys(h))
+            else:
+                require(h.tag, Request(Action.DELIVER, now, peer, self.node_id))
         except LiaisonError as exc:
             await self._refuse(exc, now=now, actor=peer, layer="destination",
                                envelope_id=envelope.id if envelope else None, peer=peer)
@@ -150,6 +187,8 @@ class Intake:
         if not outcome.duplicate:
             if h.signal is not None and self.desk is not None:
                 await self.desk.received(envelope)
+            if consent is not None and self.on_disclosure is not None:
+                await self.on_disclosure(envelope, consent, local)
             self.metrics.accepted.labels(source=peer).inc()
             log.info("envelope.received", envelope_id=h.id_text, peer=peer, recipients=len(local))
         return outcome

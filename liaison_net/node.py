@@ -22,6 +22,8 @@ from liaison_net.client.api import ClientApi
 from liaison_net.config import NodeConfig
 from liaison_net.core import crypto
 from liaison_net.core.audit import detail
+from liaison_net.core.consent import Consent
+from liaison_net.core.envelope import Envelope
 from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
 from liaison_net.core.ids import node_principal
 from liaison_net.core.limits import DAY_MS
@@ -63,7 +65,8 @@ class Node:
                                config=config.signals, metrics=self.metrics)
         self.intake = Intake(node_id=config.id, peers={p.id for p in config.peers},
                              store=self.store, keys=self.keys, limits=config.limits,
-                             metrics=self.metrics, wake=self._wake, desk=self.desk)
+                             metrics=self.metrics, wake=self._wake, desk=self.desk,
+                             on_disclosure=self._disclosure_receipt)
         self._pseudonym_ring = WatchedKeyRing(paths.dir)
         self._runners: list[web.AppRunner] = []
         self._stopping = asyncio.Event()
@@ -220,6 +223,16 @@ class Node:
                     await self._non_delivery_notice(envelope_id, peer, sender)
             except Unavailable as exc:
                 log.warning("expiry.sweep_failed", reason=exc.detail[:200])
+
+    async def _disclosure_receipt(self, forward: Envelope, consent: Consent,
+                                  recipients: list[str]) -> None:
+        """A forward made with a consent reached its recipients here: tell the owner who
+        granted it, in a signed receipt, what was done with their information."""
+        await self.notifier.send(
+            kind="disclosure", recipients=[consent.owner], ref=consent.original,
+            content={"original": consent.original, "forward": forward.id,
+                     "forwarder": forward.header.sender, "recipients": recipients,
+                     "node": self.config.id, "consent_for": consent.target})
 
     async def _non_delivery_notice(self, envelope_id: bytes, peer: str, sender: str) -> None:
         """Tell the sender, in a signed notice, that their envelope never reached ``peer``."""

@@ -37,6 +37,7 @@ from liaison_net.client.keystore import Keystore
 from liaison_net.client.session import NodeSession
 from liaison_net.core import content as content_mod
 from liaison_net.core import sealing
+from liaison_net.core.consent import check_forward, is_forward
 from liaison_net.core.envelope import Precedence
 from liaison_net.core.ids import check_node_id, check_officer_id, id_from_text, node_of
 from liaison_net.core.limits import DAY_MS, DEFAULT_LIMITS, HOUR_MS
@@ -364,8 +365,15 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
     if envelope.id != wanted:
         raise Forbidden("the node answered with a different envelope than the one asked for")
     now = _now_ms()
-    require(envelope.header.tag, Request(Action.DELIVER, now, actor_node=ks.node,
-                                         target_node=ks.node))
+    if is_forward(envelope.header):
+        # The receiving client decides a forward too: FORWARD under the original's tag,
+        # with the owner's consent if it carries one.
+        check_forward(envelope.header, actor_node=node_of(envelope.header.sender),
+                      target_nodes={ks.node}, now=now, owner_key=lambda officer: (
+                          c.signing_public if (c := directory.cards.get(officer)) else None))
+    else:
+        require(envelope.header.tag, Request(Action.DELIVER, now, actor_node=ks.node,
+                                             target_node=ks.node))
     plaintext = sealing.open_envelope(envelope, ks.officer, ks.encryption_keys)
     content = reading.readable(envelope, plaintext)
     report = view.envelope_report(envelope, content, directory, own_node=ks.node, now=now)
