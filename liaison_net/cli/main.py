@@ -23,11 +23,13 @@ def cli() -> None:
 def _register() -> None:
     # Imported here so that each group module can import `cli` helpers without cycles.
     from liaison_net.cli import admin, admin_keys, admin_ops, node, officer
+    from liaison_net.cli.bench import bench
     from liaison_net.cli.demo import demo
 
     cli.add_command(admin.admin)
     cli.add_command(node.node)
     cli.add_command(demo)
+    cli.add_command(bench)
     officer.register(cli, admin=admin.admin)
     admin_ops.register(admin.admin)
     admin_keys.register(admin.admin)

@@ -1,0 +1,288 @@
+"""Figures in, a table on screen and a JSON file out; progress lines while the bench works.
+
+Results are ``{scenario: {system: {figure: value}}}``. A system that could not run a
+scenario has ``{"unavailable": reason}`` (a baseline broker that cannot be installed) or
+``{"error": text}`` (something broke) instead of figures: the bench always completes.
+Ratios are ours / theirs, so above 1 is better for rates and worse for latencies and sizes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import sqlite3
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from liaison_net.bench.scenarios import Ui
+from liaison_net.bench.workload import Progress as ProgressFn
+
+OURS = "liaison_net"
+BASELINES = ("mosquitto", "rabbitmq")
+LABELS = {OURS: "liaison_net", "mosquitto": "Mosquitto bridge", "rabbitmq": "RabbitMQ shovel",
+          "machine": "this machine"}
+Results = dict[str, dict[str, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    key: str
+    label: str
+    target: str = ""
+    ratio: bool = True  # a ratio ours/theirs means something (not for counts)
+
+
+ROWS = (
+    Row("relay", "relay_per_s", "envelopes/s, submit -> destination inbox", ">= 5,000"),
+    Row("relay", "accept_per_s", "accepted/s at the origin"),
+    Row("relay", "latency_p50_ms", "latency p50 (ms)"),
+    Row("relay", "latency_p99_ms", "latency p99 (ms)"),
+    Row("relay", "lost", "lost", "0", ratio=False),
+    Row("relay", "duplicated", "duplicated", "0", ratio=False),
+    Row("paced", "latency_p50_ms", "latency p50 (ms)"),
+    Row("paced", "latency_p99_ms", "latency p99 (ms)", "<= 5"),
+    Row("paced", "latency_max_ms", "latency max (ms)"),
+    Row("paced", "delivered_per_s", "delivered/s (target rate)"),
+    Row("paced", "lost", "lost", "0", ratio=False),
+    Row("paced", "duplicated", "duplicated", "0", ratio=False),
+    Row("outage", "accept_per_s_while_down", "accepted/s while the destination is down"),
+    Row("outage", "catch_up_per_s", "catch-up envelopes/s", ">= 5,000"),
+    Row("outage", "reconnect_s", "destination back -> first arrival (s)"),
+    Row("outage", "drain_s", "destination back -> all arrived (s)"),
+    Row("outage", "lost", "lost", "0", ratio=False),
+    Row("outage", "duplicated", "duplicated", "0", ratio=False),
+    Row("crash", "accepted", "acknowledged by the origin", ratio=False),
+    Row("crash", "lost", "lost (2 x SIGKILL of the destination)", "0", ratio=False),
+    Row("crash", "duplicated", "duplicated", "0", ratio=False),
+    Row("crash", "recovery_s", "last kill -> all arrived (s)"),
+    Row("memory", "peak_rss_mb", "peak RSS (MB), origin with the batch queued", "<= 200"),
+    Row("memory", "idle_rss_mb", "RSS before the load (MB)"),
+    Row("memory", "queued", "envelopes queued", ratio=False),
+    Row("memory", "accept_per_s", "accepted/s (one node, no relay)"),
+    Row("memory", "database_mb", "database file (MB)", ratio=False),
+    Row("ceiling", "ed25519_verify_per_s", "Ed25519 verify/s (1 core)"),
+    Row("ceiling", "envelope_verify_per_s", "envelope decode + verify/s (1 core)"),
+    Row("ceiling", "sealed_box_open_per_s", "sealed-box open/s (1 core)"),
+    Row("ceiling", "sqlite_batched_rows_per_s", "SQLite rows/s, batched commits, fsync"),
+    Row("ceiling", "sqlite_commits_per_s", "SQLite fsync'd commits/s (1 row each)"),
+    Row("ceiling", "sqlite_statements_per_s", "SQLite INSERTs/s in one transaction (sqlite3)"),
+    Row("ceiling", "aiosqlite_statements_per_s", "the same through aiosqlite (thread hop each)"),
+)
+
+
+def machine_facts() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory_mb = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_mb = int(line.split()[1]) // 1024
+    try:
+        version = metadata.version("liaison_net")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    load = None
+    with contextlib.suppress(OSError, AttributeError):
+        load = [round(x, 2) for x in os.getloadavg()]
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model or platform.processor() or "unknown",
+        "memory_mb": memory_mb,
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "sqlite": sqlite3.sqlite_version,
+        "openssl": ssl.OPENSSL_VERSION,
+        "liaison_net": version,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        # Other work on the machine skews every figure: the load when the bench started.
+        "load_average_at_start": load,
+    }
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.2f}"
+    return str(value)
+
+
+def _cell(figures: dict[str, Any] | None, key: str) -> tuple[str, float | None]:
+    if figures is None:
+        return "", None
+    if "unavailable" in figures:
+        return "[dim]unavailable[/dim]", None
+    if "error" in figures:
+        return "[red]error[/red]", None
+    value = figures.get(key)
+    number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else None
+    return _fmt(value), number
+
+
+def _ratio(ours: float | None, theirs: float | None) -> str:
+    if ours is None or theirs is None or theirs == 0:
+        return ""
+    ratio = ours / theirs
+    if ratio >= 100:
+        return f"{ratio:,.0f}x"
+    return f"{ratio:.1f}x" if ratio >= 10 else f"{ratio:.2f}x"
+
+
+def rows(results: Results) -> list[dict[str, Any]]:
+    """The table as data: one entry per figure, for the JSON file."""
+    out = []
+    for row in ROWS:
+        by_system = results.get(row.scenario)
+        if not by_system:
+            continue
+        entry: dict[str, Any] = {"scenario": row.scenario, "figure": row.key,
+                                 "label": row.label, "target": row.target or None}
+        ours_figures = by_system.get(OURS) or by_system.get("machine") or {}
+        ours = ours_figures.get(row.key)
+        entry["liaison_net"] = ours
+        for name in BASELINES:
+            theirs = (by_system.get(name) or {}).get(row.key)
+            entry[name] = theirs
+            if row.ratio and isinstance(ours, int | float) and isinstance(theirs, int | float) \
+                    and theirs:
+                entry[f"ratio_{name}"] = round(ours / theirs, 3)
+        out.append(entry)
+    return out
+
+
+def table(results: Results) -> Table:
+    t = Table(title="liaison bench (ratio x = liaison_net / baseline)", show_lines=False)
+    t.add_column("scenario", style="bold")
+    t.add_column("figure")
+    t.add_column("liaison_net", justify="right", style="cyan")
+    t.add_column("Mosquitto", justify="right")
+    t.add_column("x", justify="right", style="dim")
+    t.add_column("RabbitMQ", justify="right")
+    t.add_column("x", justify="right", style="dim")
+    t.add_column("target", justify="right", style="green")
+    previous = ""
+    for row in ROWS:
+        by_system = results.get(row.scenario)
+        if not by_system:
+            continue
+        ours_text, ours = _cell(by_system.get(OURS) or by_system.get("machine"), row.key)
+        cells = [row.scenario if row.scenario != previous else "", row.label, ours_text]
+        for name in BASELINES:
+            text, theirs = _cell(by_system.get(name), row.key)
+            cells += [text, _ratio(ours, theirs) if row.ratio else ""]
+        cells.append(row.target)
+        t.add_row(*cells, end_section=False)
+        previous = row.scenario
+    return t
+
+
+def notes(results: Results) -> list[str]:
+    """Why a system has no figures for a scenario, one line each."""
+    out = []
+    for scenario, by_system in results.items():
+        for name, figures in by_system.items():
+            for kind in ("unavailable", "error"):
+                if kind in figures:
+                    out.append(f"{scenario} / {LABELS.get(name, name)}: {kind}: "
+                               f"{figures[kind]}")
+            if figures.get("not_accepted"):
+                out.append(f"{scenario} / {LABELS.get(name, name)}: "
+                           f"{figures['not_accepted']} not accepted by the origin "
+                           f"(e.g. {figures.get('not_accepted_example', '?')})")
+    return out
+
+
+def document(results: Results, *, machine: dict[str, Any], quick: bool,
+             selected: list[str], started: datetime, extra: dict[str, Any]) -> dict[str, Any]:
+    finished = datetime.now(UTC)
+    return {
+        "tool": "liaison bench",
+        "quick": quick,
+        "scenarios_selected": selected,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": finished.isoformat(timespec="seconds"),
+        "duration_s": round((finished - started).total_seconds(), 1),
+        "machine": machine,
+        **extra,
+        "results": results,
+        "rows": rows(results),
+        "notes": notes(results),
+    }
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n",
+                   encoding="utf-8")
+    tmp.replace(path)
+
+
+class ConsoleUi(Ui):
+    """Progress bars on a terminal; on anything else, a line every few seconds."""
+
+    def __init__(self, console: Console, *, every_s: float = 5.0) -> None:
+        self.console = console
+        self.every_s = every_s
+
+    def note(self, text: str) -> None:
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}", highlight=False)
+
+    @contextlib.contextmanager
+    def step(self, label: str, total: int | None) -> Iterator[ProgressFn]:
+        started = time.monotonic()
+        done = 0
+        if self.console.is_terminal:
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=self.console,
+                          transient=True) as bar:
+                task = bar.add_task(label, total=total)
+
+                def update(n: int) -> None:
+                    nonlocal done
+                    done = n
+                    bar.update(task, completed=n)
+
+                yield update
+        else:
+            self.note(f"{label} ...")
+            last = started
+
+            def update(n: int) -> None:
+                nonlocal done, last
+                done = n
+                now = time.monotonic()
+                if now - last >= self.every_s:
+                    last = now
+                    self.note(f"{label}: {n:,}" + (f" / {total:,}" if total else ""))
+
+            yield update
+        elapsed = time.monotonic() - started
+        self.note(f"{label}: done, {done:,}" + (f" / {total:,}" if total else "")
+                  + f" in {elapsed:.1f} s")

@@ -1,0 +1,188 @@
+"""One bench run: which scenarios, in which order, against which brokers.
+
+Order: the ceiling first (a quiet machine), then our two nodes through relay, paced,
+outage and crash, then the memory scenario, then each baseline broker pair through the same
+four scenarios with the very same envelope bytes. Only one system runs at a time, so no
+broker competes with another for this machine's cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import tempfile
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from liaison_net.bench import baselines, ceiling
+from liaison_net.bench.report import OURS, Results, machine_facts
+from liaison_net.bench.scenarios import (
+    FULL,
+    QUICK,
+    SCENARIOS,
+    OurSystem,
+    Plan,
+    System,
+    Ui,
+    memory,
+)
+from liaison_net.bench.workload import Batch, describe, seal_batch
+
+CORE = ("relay", "paced", "outage", "crash")
+ALL = (*CORE, "baselines", "ceiling", "memory")
+
+
+def selection(names: Sequence[str]) -> list[str]:
+    """The scenarios to run, in canonical order; ``baselines`` alone means all of 1-4."""
+    chosen = {n.strip() for name in names for n in name.split(",") if n.strip()} or set(ALL)
+    unknown = chosen - set(ALL)
+    if unknown:
+        raise ValueError(f"unknown scenario(s): {', '.join(sorted(unknown))}; "
+                         f"choose from {', '.join(ALL)}")
+    if "baselines" in chosen and not chosen & set(CORE):
+        chosen |= set(CORE)
+    return [n for n in ALL if n in chosen]
+
+
+@dataclass
+class Run:
+    selected: list[str]
+    plan: Plan
+    workdir: Path
+    ui: Ui
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        self.results: Results = {}
+        self.errors: list[str] = []
+
+    def _error(self, scenario: str, system: str, exc: BaseException) -> None:
+        text = describe(exc)
+        self.results.setdefault(scenario, {})[system] = {"error": text}
+        self.errors.append(f"{scenario}/{system}: {text}")
+        with (self.workdir / "errors.log").open("a", encoding="utf-8") as log:
+            log.write(f"--- {scenario} / {system}\n")
+            log.write("".join(traceback.format_exception(exc)))
+        self.ui.note(f"[red]{scenario} / {system} failed: {text}[/red]")
+
+    @property
+    def core(self) -> list[str]:
+        return [n for n in CORE if n in self.selected]
+
+    def counts(self) -> dict[str, int]:
+        p = self.plan
+        return {"relay": p.relay, "paced": p.paced, "outage": p.outage, "crash": p.crash}
+
+    async def run(self) -> Results:
+        # SIGTERM (and SIGINT, which asyncio.run already handles) cancel the run, so that
+        # every `finally` stops the processes the bench started before it exits.
+        task = asyncio.current_task()
+        if task is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        if "ceiling" in self.selected:
+            self.ui.note("ceiling: crypto and disk rates on one core")
+            try:
+                figures = await asyncio.to_thread(ceiling.measure, self.workdir / "ceiling",
+                                                  seconds=0.25 if self.plan.quick else 1.0)
+                self.results.setdefault("ceiling", {})["machine"] = figures
+            except Exception as exc:
+                self._error("ceiling", "machine", exc)
+        batches: dict[str, Batch] = {}
+        if self.core:
+            batches = await self._ours()
+        if "memory" in self.selected:
+            try:
+                self.results.setdefault("memory", {})[OURS] = await memory(
+                    self.workdir, self.plan, self.ui, log_level=self.log_level)
+            except Exception as exc:
+                self._error("memory", OURS, exc)
+        if "baselines" in self.selected and batches:
+            for system in baselines.systems(self.workdir, self.plan):
+                await self._baseline(system, batches)
+        return self.results
+
+    async def _ours(self) -> dict[str, Batch]:
+        system = OurSystem(self.workdir, self.plan, log_level=self.log_level)
+        batches: dict[str, Batch] = {}
+        try:
+            await system.open(self.ui)
+            for name in self.core:
+                n = self.counts()[name]
+                with self.ui.step(f"sealing and signing {n} envelopes for {name}",
+                                  n) as progress:
+                    batches[name] = await asyncio.to_thread(
+                        seal_batch, system.sender_key, system.recipient_public, n,
+                        payload_bytes=self.plan.payload_bytes, progress=progress)
+            for name in self.core:
+                try:
+                    self.results.setdefault(name, {})[OURS] = await SCENARIOS[name](
+                        system, batches[name], self.ui)
+                except Exception as exc:
+                    self._error(name, OURS, exc)
+        except Exception as exc:
+            for name in self.core:
+                if OURS not in self.results.get(name, {}):
+                    self._error(name, OURS, exc)
+        finally:
+            await system.close()
+        return batches
+
+    async def _baseline(self, system: System, batches: dict[str, Batch]) -> None:
+        reason = await asyncio.to_thread(baselines.availability, system, quick=self.plan.quick,
+                                         ui=self.ui)
+        if reason is not None:
+            for name in self.core:
+                self.results.setdefault(name, {})[system.name] = {"unavailable": reason}
+            self.ui.note(f"{system.label}: unavailable: {reason}")
+            return
+        try:
+            await system.open(self.ui)
+            for name in self.core:
+                try:
+                    self.results.setdefault(name, {})[system.name] = await SCENARIOS[name](
+                        system, batches[name], self.ui)
+                except Exception as exc:
+                    self._error(name, system.name, exc)
+        except Exception as exc:
+            for name in self.core:
+                if system.name not in self.results.get(name, {}):
+                    self._error(name, system.name, exc)
+        finally:
+            await system.close()
+
+
+def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = None,
+          keep: bool = False, log_level: str = "info") -> tuple[dict[str, Any], list[str]]:
+    """Run the selection; return (JSON document, errors). Cleans up unless ``keep``."""
+    from liaison_net.bench.report import document
+
+    selected = selection(names)
+    started = datetime.now(UTC)
+    machine = machine_facts()
+    root = workdir or Path(tempfile.mkdtemp(prefix="liaison-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    run = Run(selected, QUICK if quick else FULL, root, ui, log_level)
+    try:
+        results = asyncio.run(run.run())
+    finally:
+        if keep:
+            ui.note(f"kept the bench directory {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    plan = run.plan
+    extra = {"plan": {"relay": plan.relay, "paced_rate_per_s": plan.paced_rate,
+                      "paced_seconds": plan.paced_seconds, "outage": plan.outage,
+                      "crash": plan.crash, "memory": plan.memory,
+                      "payload_bytes": plan.payload_bytes, "concurrency": plan.concurrency,
+                      "client_sessions": plan.sessions, "stall_s": plan.stall_s},
+             "baselines": baselines.describe_setup(),
+             "node_log_level": log_level}
+    return document(results, machine=machine, quick=quick, selected=selected,
+                    started=started, extra=extra), run.errors

@@ -1,0 +1,440 @@
+"""The scenarios, written once against ``System`` so every broker is driven and counted alike.
+
+relay   envelopes offered as fast as the origin takes them (``concurrency`` in flight),
+        measured until every accepted one is in the destination inbox: envelopes/s from
+        the first offer to the last arrival, and latency offer -> arrival p50/p99.
+paced   a fixed rate for a fixed time; latency is counted from when each envelope was
+        *due*, so a slow answer cannot hide the ones queued behind it.
+outage  the destination is stopped (orderly), the envelopes queue at the origin, then it
+        returns: catch-up rate (first to last arrival), lost and duplicated counts.
+crash   the destination is killed with SIGKILL twice mid-stream (at a third and two thirds
+        of the stream) and restarted at once: lost and duplicated counts.
+memory  (our node only) peak RSS of an origin holding the whole batch queued for a peer
+        that never answers.
+
+"Lost" is an envelope the origin acknowledged (accepted, PUBACK, publisher confirm) that
+never reached the destination within the stall limit; "duplicated" an extra arrival of
+one that did. For our node both come from the destination's SQLite inbox itself.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from liaison_net.bench.network import BenchNetwork, Deadline, OfficerSpec
+from liaison_net.bench.sinks import SinkSpec
+from liaison_net.bench.workload import (
+    RECIPIENT,
+    SENDER,
+    Batch,
+    Progress,
+    Sink,
+    Submitted,
+    first_arrivals,
+    latencies_ms,
+    percentile,
+    rounded,
+    seal_batch,
+    submit_paced,
+    submit_stream,
+    wait_arrivals,
+)
+from liaison_net.client.session import NodeSession
+from liaison_net.core import crypto
+
+Figures = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Counts and bounds of one bench run."""
+
+    quick: bool
+    relay: int
+    paced_rate: int
+    paced_seconds: float
+    outage: int
+    crash: int
+    memory: int
+    payload_bytes: int = 1024
+    concurrency: int = 32
+    sessions: int = 8
+    stall_s: float = 30.0
+    scenario_timeout_s: float = 900.0
+
+    @property
+    def paced(self) -> int:
+        return int(self.paced_rate * self.paced_seconds)
+
+
+FULL = Plan(quick=False, relay=20_000, paced_rate=1000, paced_seconds=10.0, outage=10_000,
+            crash=10_000, memory=100_000)
+QUICK = Plan(quick=True, relay=500, paced_rate=200, paced_seconds=2.0, outage=300, crash=500,
+             memory=2_000, stall_s=5.0, scenario_timeout_s=120.0)
+
+
+class Ui(abc.ABC):
+    """How scenarios report progress (``report.ConsoleUi`` draws it)."""
+
+    @abc.abstractmethod
+    def step(self, label: str, total: int | None) -> contextlib.AbstractContextManager[Progress]:
+        """A unit of long work; the yielded callable takes the count done so far."""
+
+    @abc.abstractmethod
+    def note(self, text: str) -> None:
+        """One line of information."""
+
+
+class System(abc.ABC):
+    """A pair of brokers, origin -> destination, as the scenarios see it."""
+
+    name: str
+    label: str
+
+    def __init__(self, workdir: Path, plan: Plan) -> None:
+        self.workdir = workdir
+        self.plan = plan
+
+    @abc.abstractmethod
+    async def open(self, ui: Ui) -> None:
+        """Install if needed, start both brokers, connect the submitting clients."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Disconnect and stop every process this system started (safe to call twice)."""
+
+    @abc.abstractmethod
+    async def submit(self, key: bytes, raw: bytes) -> None:
+        """Hand one envelope to the origin; return once the origin acknowledged it."""
+
+    @abc.abstractmethod
+    def sink_spec(self, keys_file: Path, out_file: Path) -> SinkSpec:
+        """Where and how the sink watches the destination."""
+
+    @abc.abstractmethod
+    async def stop_destination(self, *, kill: bool) -> None:
+        """SIGKILL (kill) or stop in order the destination broker."""
+
+    @abc.abstractmethod
+    async def start_destination(self, *, wait: bool) -> None:
+        """Start the destination again; with ``wait``, return once it takes connections."""
+
+    @abc.abstractmethod
+    async def wait_destination(self) -> None:
+        """Return once the destination takes connections."""
+
+    def counts(self, keys: set[bytes], records: list[tuple[bytes, int]]) -> tuple[int, int]:
+        """(distinct keys received, extra copies received), from the sink by default."""
+        copies = Counter(key for key, _ in records if key in keys)
+        return len(copies), sum(copies.values()) - len(copies)
+
+
+# --- the scenarios ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _sink(system: System, batch: Batch, scenario: str) -> Iterator[Sink]:
+    runs = system.workdir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    keys_file = batch.write_keys(runs / f"{system.name}-{scenario}.keys")
+    sink = Sink(system.sink_spec(keys_file, runs / f"{system.name}-{scenario}.arrivals"))
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+async def _finish(system: System, sink: Sink, batch: Batch, sent: Submitted, ui: Ui,
+                  label: str) -> tuple[Figures, dict[bytes, int]]:
+    """Wait for the accepted envelopes to arrive, then count lost and duplicated."""
+    accepted = sent.accepted_keys(batch)
+    plan = system.plan
+    with ui.step(f"{label}: waiting for the destination", len(accepted)) as progress:
+        await wait_arrivals(sink, len(accepted), stall_s=plan.stall_s,
+                            deadline_s=plan.scenario_timeout_s, progress=progress)
+    records = await asyncio.to_thread(sink.stop)
+    received, duplicated = system.counts(accepted, records)
+    first = {k: t for k, t in first_arrivals(records).items() if k in accepted}
+    figures: Figures = {
+        "sent": len(batch), "accepted": len(accepted), "not_accepted": len(sent.failed),
+        "received": received, "lost": len(accepted) - received, "duplicated": duplicated,
+    }
+    if sent.failed:
+        figures["not_accepted_example"] = next(iter(sent.failed.values()))
+    return figures, first
+
+
+def _latency(figures: Figures, batch: Batch, sent: Submitted, first: dict[bytes, int]) -> None:
+    lat = latencies_ms(batch, sent, first)
+    figures["latency_p50_ms"] = rounded(percentile(lat, 50), 2)
+    figures["latency_p99_ms"] = rounded(percentile(lat, 99), 2)
+    figures["latency_max_ms"] = rounded(max(lat) if lat else None, 2)
+
+
+async def relay(system: System, batch: Batch, ui: Ui) -> Figures:
+    label = f"{system.label} relay"
+    with _sink(system, batch, "relay") as sink:
+        await asyncio.to_thread(sink.start, 60)
+        with ui.step(f"{label}: submitting {len(batch)}", len(batch)) as progress:
+            sent = await submit_stream(system.submit, batch,
+                                       concurrency=system.plan.concurrency,
+                                       on_accepted=progress)
+        figures, first = await _finish(system, sink, batch, sent, ui, label)
+    start = min(sent.start_ns.values())
+    if first:
+        span = (max(first.values()) - start) / 1e9
+        figures["relay_per_s"] = rounded(len(first) / span if span > 0 else None, 0)
+    figures["accept_per_s"] = rounded(sent.accept_rate(), 0)
+    _latency(figures, batch, sent, first)
+    figures["concurrency"] = system.plan.concurrency
+    return figures
+
+
+async def paced(system: System, batch: Batch, ui: Ui) -> Figures:
+    plan = system.plan
+    label = f"{system.label} paced"
+    with _sink(system, batch, "paced") as sink:
+        await asyncio.to_thread(sink.start, 60)
+        with ui.step(f"{label}: {plan.paced_rate}/s for {plan.paced_seconds:g} s",
+                     len(batch)) as progress:
+            sent = await submit_paced(system.submit, batch, rate=plan.paced_rate,
+                                      max_in_flight=512, on_accepted=progress)
+        figures, first = await _finish(system, sink, batch, sent, ui, label)
+    figures["rate_target_per_s"] = plan.paced_rate
+    if first:
+        span = (max(first.values()) - min(sent.start_ns.values())) / 1e9
+        figures["delivered_per_s"] = rounded(len(first) / span if span > 0 else None, 0)
+    _latency(figures, batch, sent, first)
+    return figures
+
+
+async def outage(system: System, batch: Batch, ui: Ui) -> Figures:
+    label = f"{system.label} outage"
+    with _sink(system, batch, "outage") as sink:
+        await asyncio.to_thread(sink.start, 60)
+        await system.stop_destination(kill=False)
+        with ui.step(f"{label}: destination down, queueing {len(batch)}",
+                     len(batch)) as progress:
+            sent = await submit_stream(system.submit, batch,
+                                       concurrency=system.plan.concurrency,
+                                       on_accepted=progress)
+        await system.start_destination(wait=True)
+        back = time.time_ns()
+        ui.note(f"{label}: destination back, catching up")
+        figures, first = await _finish(system, sink, batch, sent, ui, label)
+    figures["accept_per_s_while_down"] = rounded(sent.accept_rate(), 0)
+    if first:
+        t_first, t_last = min(first.values()), max(first.values())
+        span = (t_last - t_first) / 1e9
+        figures["catch_up_per_s"] = rounded(len(first) / span if span > 0 else None, 0)
+        figures["reconnect_s"] = rounded(max(0, t_first - back) / 1e9, 2)
+        figures["drain_s"] = rounded(max(0, t_last - back) / 1e9, 2)
+    return figures
+
+
+async def crash(system: System, batch: Batch, ui: Ui) -> Figures:
+    label = f"{system.label} crash"
+    kill_at = [len(batch) // 3, 2 * len(batch) // 3]
+    kills: list[int] = []
+    sent = Submitted()
+
+    async def chaos() -> None:
+        for at in kill_at:
+            while len(sent.accepted_ns) < at:
+                await asyncio.sleep(0.005)
+            await system.stop_destination(kill=True)
+            kills.append(time.time_ns())
+            ui.note(f"{label}: destination killed (SIGKILL) after {at} accepted; restarting")
+            await system.start_destination(wait=False)
+
+    with _sink(system, batch, "crash") as sink:
+        await asyncio.to_thread(sink.start, 60)
+        with ui.step(f"{label}: streaming {len(batch)}", len(batch)) as progress:
+            chaos_task = asyncio.create_task(chaos())
+            await submit_stream(system.submit, batch, concurrency=system.plan.concurrency,
+                                on_accepted=progress, out=sent)
+            try:
+                async with asyncio.timeout(120):
+                    await chaos_task
+            finally:
+                chaos_task.cancel()
+        await system.wait_destination()
+        figures, first = await _finish(system, sink, batch, sent, ui, label)
+    figures["kills"] = len(kills)
+    if first and kills:
+        figures["recovery_s"] = rounded(max(0, max(first.values()) - kills[-1]) / 1e9, 2)
+    return figures
+
+
+# --- our broker ---------------------------------------------------------------------------
+
+
+class OurSystem(System):
+    """Two real `liaison node serve` processes, NL (origin) and BE (destination), over
+    mutual TLS, with one sending officer at NL using ``plan.sessions`` client sessions."""
+
+    name = "liaison_net"
+    label = "liaison_net"
+
+    def __init__(self, workdir: Path, plan: Plan, *, log_level: str = "info") -> None:
+        super().__init__(workdir, plan)
+        self.net = BenchNetwork(workdir / "liaison", node_ids=("nl", "be"), log_level=log_level)
+        self.sessions: list[NodeSession] = []
+        self._stack = contextlib.AsyncExitStack()
+        self._next = 0
+
+    @property
+    def sender_key(self) -> crypto.SigningKeyPair:
+        return self.net.officers[SENDER].keystore.signing
+
+    @property
+    def recipient_public(self) -> bytes:
+        return self.net.officers[RECIPIENT].keystore.encryption.public
+
+    async def open(self, ui: Ui) -> None:
+        deadline = Deadline(120)
+        ui.note("liaison_net: PKI, two nodes (nl -> be), two officers")
+        await asyncio.to_thread(self.net.create)
+        await asyncio.to_thread(self.net.enrol, (OfficerSpec(SENDER, "Bench Sender"),
+                                                 OfficerSpec(RECIPIENT, "Bench Desk")), deadline)
+        for nid in ("be", "nl"):
+            self.net.start_node(nid)
+        for nid in ("be", "nl"):
+            await asyncio.to_thread(self.net.wait_node, nid, deadline)
+        # Each node must know the other's officer before the first envelope: BE verifies
+        # the sender's signature, NL checks that the recipient is in its directory.
+        await asyncio.to_thread(deadline.wait_for, lambda: self.net.has_card("be", SENDER),
+                                what="the sender's card to reach be")
+        await asyncio.to_thread(deadline.wait_for, lambda: self.net.has_card("nl", RECIPIENT),
+                                what="the recipient's card to reach nl")
+        keystore = self.net.officers[SENDER].keystore
+        for _ in range(self.plan.sessions):
+            session = await self._stack.enter_async_context(NodeSession(keystore))
+            await session.login()
+            self.sessions.append(session)
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+        self.sessions.clear()
+        await asyncio.to_thread(self.net.stop)
+
+    async def submit(self, key: bytes, raw: bytes) -> None:
+        self._next = (self._next + 1) % len(self.sessions)
+        await self.sessions[self._next].submit(raw)
+
+    def sink_spec(self, keys_file: Path, out_file: Path) -> SinkSpec:
+        return SinkSpec("sqlite", str(keys_file), str(out_file),
+                        database=str(self.net.database("be")), officer=RECIPIENT)
+
+    async def stop_destination(self, *, kill: bool) -> None:
+        await asyncio.to_thread(self.net.stop_node, "be", kill=kill)
+
+    async def start_destination(self, *, wait: bool) -> None:
+        await asyncio.to_thread(self.net.start_node, "be", Deadline(60) if wait else None)
+
+    async def wait_destination(self) -> None:
+        await asyncio.to_thread(self.net.wait_node, "be", Deadline(60))
+
+    def counts(self, keys: set[bytes], records: list[tuple[bytes, int]]) -> tuple[int, int]:
+        """From BE's inbox table itself, not from what the sink happened to see."""
+        rows = self.net.query("be", "SELECT envelope_id FROM inbox WHERE officer = ?",
+                              (RECIPIENT,))
+        copies = Counter(bytes(r[0]) for r in rows if isinstance(r[0], bytes)
+                         and bytes(r[0]) in keys)
+        return len(copies), sum(copies.values()) - len(copies)
+
+
+def _rss_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process in KiB, from /proc."""
+    fields: dict[str, int] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(value.split()[0])
+    return fields.get("VmRSS", 0), fields.get("VmHWM", 0)
+
+
+async def memory(workdir: Path, plan: Plan, ui: Ui, *, log_level: str = "info") -> Figures:
+    """Peak RSS of NL holding ``plan.memory`` envelopes queued for BE, which has gone away.
+
+    BE runs just long enough for the directories to federate (NL checks that a remote
+    recipient is in its directory), then stops; NL keeps trying it throughout."""
+    net = BenchNetwork(workdir / "memory", node_ids=("nl", "be"), log_level=log_level)
+    deadline = Deadline(120)
+    stack = contextlib.AsyncExitStack()
+    try:
+        ui.note("memory: two nodes; be stops once the directories have federated")
+        await asyncio.to_thread(net.create)
+        await asyncio.to_thread(net.enrol, (OfficerSpec(SENDER, "Bench Sender"),
+                                            OfficerSpec(RECIPIENT, "Bench Desk")), deadline)
+        sender = net.officers[SENDER].keystore
+        with ui.step(f"memory: sealing {plan.memory} envelopes", plan.memory) as progress:
+            batch = await asyncio.to_thread(
+                seal_batch, sender.signing, net.officers[RECIPIENT].keystore.encryption.public,
+                plan.memory, payload_bytes=plan.payload_bytes, progress=progress)
+        for nid in ("be", "nl"):
+            net.start_node(nid)
+        for nid in ("be", "nl"):
+            await asyncio.to_thread(net.wait_node, nid, deadline)
+        await asyncio.to_thread(deadline.wait_for, lambda: net.has_card("nl", RECIPIENT),
+                                what="the recipient's card to reach nl")
+        await asyncio.to_thread(net.stop_node, "be", kill=False)
+        pid = net.pid("nl")
+        assert pid is not None
+        await asyncio.sleep(1.0)
+        idle_rss, _ = _rss_kib(pid)
+        sessions = [await stack.enter_async_context(NodeSession(sender))
+                    for _ in range(plan.sessions)]
+        turn = 0
+
+        async def submit(_key: bytes, raw: bytes) -> None:
+            nonlocal turn
+            turn = (turn + 1) % len(sessions)
+            await sessions[turn].submit(raw)
+
+        samples: list[int] = []
+
+        async def sample() -> None:
+            while True:
+                samples.append(_rss_kib(pid)[0])
+                await asyncio.sleep(0.25)
+
+        sampler = asyncio.create_task(sample())
+        try:
+            with ui.step(f"memory: queueing {plan.memory} for an unreachable peer",
+                         plan.memory) as progress:
+                sent = await submit_stream(submit, batch, concurrency=plan.concurrency,
+                                           on_accepted=progress)
+            await asyncio.sleep(2.0)  # a few sender attempts against the closed port
+        finally:
+            sampler.cancel()
+        rss, peak = _rss_kib(pid)
+        queued = net.query("nl", "SELECT COUNT(*) FROM hops WHERE node = 'be' AND state = "
+                                 "'queued'")[0][0]
+        figures: Figures = {
+            "sent": len(batch), "accepted": len(sent.accepted_ns),
+            "not_accepted": len(sent.failed), "queued": queued,
+            "accept_per_s": rounded(sent.accept_rate(), 0),
+            "idle_rss_mb": round(idle_rss / 1024, 1), "rss_mb": round(rss / 1024, 1),
+            "peak_rss_mb": round(max(peak, *samples) / 1024, 1),
+            "database_mb": round(net.database("nl").stat().st_size / 2**20, 1)}
+        if sent.failed:
+            figures["not_accepted_example"] = next(iter(sent.failed.values()))
+        return figures
+    finally:
+        await stack.aclose()
+        await asyncio.to_thread(net.stop)
+
+
+ScenarioFn = Callable[[System, Batch, Ui], Any]
+SCENARIOS: dict[str, ScenarioFn] = {"relay": relay, "paced": paced, "outage": outage,
+                                     "crash": crash}

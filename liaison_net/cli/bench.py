@@ -1,0 +1,64 @@
+"""`liaison bench`: throughput, latency, catch-up, crash loss and memory, beside real brokers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+SCENARIO_HELP = ("relay, paced, outage, crash, baselines, ceiling or memory; repeat or "
+                 "separate with commas (default: all). `baselines` runs the selected ones of "
+                 "relay/paced/outage/crash against Mosquitto and RabbitMQ too (all four if "
+                 "none is selected).")
+
+
+@click.command()
+@click.option("--scenario", "scenarios", multiple=True, metavar="NAME", help=SCENARIO_HELP)
+@click.option("--quick", is_flag=True,
+              help="Small counts for CI (relay 500, paced 200/s for 2 s, outage 300, crash "
+                   "500, memory 2,000); baselines only if their brokers are installed.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write every figure and the machine's facts to this file.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where PKI, databases and broker state go (default: a new temporary "
+                   "directory, removed at the end).")
+@click.option("--keep", is_flag=True, help="Keep the work directory (logs, databases).")
+@click.option("--node-log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Log level of the bench's node processes (info is what operators run).")
+def bench(scenarios: tuple[str, ...], quick: bool, json_path: Path | None,
+          workdir: Path | None, keep: bool, node_log_level: str) -> None:
+    """Measure our broker beside Mosquitto and RabbitMQ, on 127.0.0.1, in one run.
+
+    Each scenario is bounded in count and time. Prints a table (our figure, the baseline's,
+    the ratio); exits 1 if any of our own scenarios failed to run.
+    """
+    from liaison_net.bench.report import ConsoleUi, table, write_json
+    from liaison_net.bench.runner import bench as run_bench
+    from liaison_net.bench.runner import selection
+
+    try:
+        selection(scenarios)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scenario") from None
+    if workdir is not None and workdir.exists() and any(workdir.iterdir()):
+        raise click.BadParameter(f"{workdir} is not empty", param_hint="--workdir")
+    # A file or pipe gets the full table, not one folded into 80 columns.
+    err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
+    out = Console() if sys.stdout.isatty() else Console(width=160)
+    doc, errors = run_bench(scenarios, quick=quick, ui=ConsoleUi(err), workdir=workdir,
+                            keep=keep, log_level=node_log_level)
+    out.print(table(doc["results"]))
+    for note in doc["notes"]:
+        out.print(f"  note: {note}", highlight=False)
+    machine = doc["machine"]
+    out.print(f"  machine: {machine['cpu_count']} x {machine['cpu_model']}, "
+              f"{machine['memory_mb']} MB, Python {machine['python']}, {machine['date']}",
+              highlight=False)
+    if json_path is not None:
+        write_json(json_path, doc)
+        out.print(f"  figures written to {json_path}", highlight=False)
+    if errors:
+        sys.exit(1)
