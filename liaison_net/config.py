@@ -48,6 +48,12 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True)
+class RequestConfig:
+    escalate_before_s: float = 3600.0  # escalate an open incoming request this long before due
+    check_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     id: str
     path: Path  # the TOML file this came from
@@ -62,6 +68,7 @@ class NodeConfig:
     card_validity_days: int = 365
     key_grace_s: int = 86_400  # a superseded key is still accepted this long
     signals: SignalConfig = field(default_factory=SignalConfig.default)
+    requests: RequestConfig = field(default_factory=RequestConfig)
 
     @property
     def database(self) -> Path:
@@ -71,7 +78,7 @@ class NodeConfig:
         return next((p for p in self.peers if p.id == node_id), None)
 
 
-_TOP = {"node", "listen", "peers", "delivery", "limits", "auth", "signals"}
+_TOP = {"node", "listen", "peers", "delivery", "limits", "auth", "signals", "requests"}
 
 
 def load(path: Path) -> NodeConfig:
@@ -144,6 +151,12 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         escalation_check_s=_num(sig, "signals.escalation_check_s", 1.0, 0.05, 3600),
         evaluations_per_hour=int(_num(sig, "signals.evaluations_per_hour", 30, 1, 10_000)),
     )
+    req = _table(data, "requests", required=False)
+    if unknown := set(req) - {"escalate_before_s", "check_s"}:
+        raise ConfigError(f"unknown requests key(s): {', '.join(sorted(unknown))}")
+    requests = RequestConfig(
+        escalate_before_s=_num(req, "requests.escalate_before_s", 3600.0, 0, 30 * 86_400),
+        check_s=_num(req, "requests.check_s", 5.0, 0.05, 3600))
     return NodeConfig(
         id=node_id,
         path=path,
@@ -165,6 +178,7 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         card_validity_days=int(_num(auth, "auth.card_validity_days", 365, 1, 3650)),
         key_grace_s=int(_num(auth, "auth.key_grace_s", 86_400, 0, 30 * 86_400)),
         signals=signals,
+        requests=requests,
     )
 
 

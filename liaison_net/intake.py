@@ -9,6 +9,9 @@ ownership policy for this layer, then store (durably, with its audit entry) or r
                  entries and one queued hop per remote node
     destination: peer --transaction--> verify -> the sender belongs to the peer that relays
                  it -> policy DELIVER here -> store: inbox entries (dedupe by id)
+
+After a first copy is stored, the ``Witness`` (evidence.py) signs delivery evidence for the
+sender: "accepted" at the origin, "relayed" for each recipient whose inbox now holds it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from liaison_net.core.limits import Limits
 from liaison_net.core.policy import Action, Request, check_retag, require
 from liaison_net.core.sealing import SignerKey, verify_frame
 from liaison_net.errors import Forbidden, LiaisonError, NotFound, PolicyRefused, Refused
+from liaison_net.evidence import Witness
 from liaison_net.metrics import NodeMetrics
+from liaison_net.request_desk import RequestDesk
 from liaison_net.signal_desk import SignalDesk
 from liaison_net.store.node_store import AcceptOutcome, NodeStore
 
@@ -53,7 +58,9 @@ class Intake:
                  limits: Limits, metrics: NodeMetrics, wake: Callable[[str], None],
                  desk: SignalDesk | None = None,
                  on_disclosure: Callable[[Envelope, Consent, list[str]],
-                                         Awaitable[None]] | None = None) -> None:
+                                         Awaitable[None]] | None = None,
+                 requests: RequestDesk | None = None,
+                 witness: Witness | None = None) -> None:
         self.node_id = node_id
         self.peers = peers
         self.store = store
@@ -63,6 +70,8 @@ class Intake:
         self._wake = wake
         self.desk = desk
         self.on_disclosure = on_disclosure  # a consented forward arrived: tell the owner
+        self.requests = requests
+        self.witness = witness  # signs delivery evidence for the sender
 
     async def _verify(self, raw: bytes, now: int) -> Envelope:
         frame = read_frame(raw, self.limits)
@@ -144,6 +153,10 @@ class Intake:
         if not outcome.duplicate:
             if envelope.header.signal is not None and self.desk is not None:
                 await self.desk.raised(envelope)
+            if self.requests is not None:
+                await self.requests.submitted(envelope)
+            if self.witness is not None:
+                await self.witness.accepted(envelope, local=local, now=now)
             self.metrics.accepted.labels(source="officer").inc()
             log.info("envelope.accepted", envelope_id=h.id_text, sender=officer,
                      peers=sorted(remote), local=len(local))
@@ -189,6 +202,10 @@ class Intake:
                 await self.desk.received(envelope)
             if consent is not None and self.on_disclosure is not None:
                 await self.on_disclosure(envelope, consent, local)
+            if self.requests is not None:
+                await self.requests.received(envelope, local)
+            if self.witness is not None:
+                await self.witness.relayed(envelope, local=local, now=now)
             self.metrics.accepted.labels(source=peer).inc()
             log.info("envelope.received", envelope_id=h.id_text, peer=peer, recipients=len(local))
         return outcome

@@ -24,10 +24,11 @@ from liaison_net.core import crypto
 from liaison_net.core.audit import detail
 from liaison_net.core.consent import Consent
 from liaison_net.core.envelope import Envelope
-from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
+from liaison_net.core.identity import EnrolmentRequest, issue_card, renewal, verify_card
 from liaison_net.core.ids import node_principal
 from liaison_net.core.limits import DAY_MS
 from liaison_net.errors import LiaisonError, Unavailable
+from liaison_net.evidence import Witness
 from liaison_net.federation.sender import PeerSender
 from liaison_net.federation.server import FederationServer
 from liaison_net.federation.tls import client_context, server_context
@@ -36,6 +37,7 @@ from liaison_net.key_watch import KeyWatcher
 from liaison_net.metrics import NodeMetrics
 from liaison_net.notices import Notifier
 from liaison_net.pseudonym_keys import WatchedKeyRing
+from liaison_net.request_desk import RequestDesk
 from liaison_net.signal_desk import SignalDesk
 from liaison_net.store.node_store import NodeStore
 from liaison_net.web import now_ms
@@ -63,10 +65,14 @@ class Node:
                                  signing_key=lambda: self.signing_key, wake=self._wake)
         self.desk = SignalDesk(node_id=config.id, store=self.store, notifier=self.notifier,
                                config=config.signals, metrics=self.metrics)
+        self.request_desk = RequestDesk(node_id=config.id, store=self.store,
+                                        notifier=self.notifier, config=config.requests)
         self.intake = Intake(node_id=config.id, peers={p.id for p in config.peers},
                              store=self.store, keys=self.keys, limits=config.limits,
                              metrics=self.metrics, wake=self._wake, desk=self.desk,
-                             on_disclosure=self._disclosure_receipt)
+                             on_disclosure=self._disclosure_receipt,
+                             requests=self.request_desk,
+                             witness=Witness(node_id=config.id, notifier=self.notifier))
         self._pseudonym_ring = WatchedKeyRing(paths.dir)
         self._runners: list[web.AppRunner] = []
         self._stopping = asyncio.Event()
@@ -118,13 +124,11 @@ class Node:
         self.keys.nodes[self.config.id] = key.public
         # Cards are believed under the node key that signed them: re-issue ours under the
         # new key (same officer keys, next version) so clients and peers keep them.
-        for officer, name, role, version, _ in await self.store.directory():
+        for officer, *_ in await self.store.directory():
             card = await self.store.officer_card(officer)
             if card is None or card.node != self.config.id:
                 continue
-            request = EnrolmentRequest(officer, name, role, card.signing_public,
-                                       card.encryption_public)
-            raw = self._issue_card(request, version + 1)
+            raw = self._issue_card(renewal(card), card.version + 1)
             reissued = verify_card(raw, node_public=key.public, node_id=self.config.id,
                                    now=now)
             await self.store.put_card(reissued, raw, now=now, source=self.config.id)
@@ -134,10 +138,8 @@ class Node:
                                        now=None)
             except LiaisonError:
                 continue  # a peer's officer, or signed by an older key still: leave it
-            request = EnrolmentRequest(previous.officer, previous.name, previous.role,
-                                       previous.signing_public, previous.encryption_public)
-            await self.store.replace_previous_card(key_id,
-                                                   self._issue_card(request, previous.version))
+            await self.store.replace_previous_card(
+                key_id, self._issue_card(renewal(previous), previous.version))
         for sender in self.senders.values():
             sender.wake.set()  # push the new certificate now
         log.info("key.rotated", kind="node-signing", key_id=key.key_id.hex())
@@ -170,6 +172,7 @@ class Node:
                     tasks.create_task(self._expiry_loop(), name="expiry")
                     tasks.create_task(watcher.run(), name="key-watch")
                     tasks.create_task(self.desk.run(), name="signal-desk")
+                    tasks.create_task(self.request_desk.run(), name="request-desk")
                     await self._stopping.wait()
                     raise _Stop
         except* _Stop:
@@ -199,6 +202,7 @@ class Node:
                            on_ack=self.desk.acknowledged,
                            pseudonym_ring=self._pseudonym_ring.get,
                            evaluations_per_hour=self.config.signals.evaluations_per_hour)
+        self.store.on_inbox = client.inbox_watch.notify  # wakes live inbox streams
         for app, address, ctx in (
             (federation.app(), self.config.federation, self._tls_contexts[0]),
             (client.app(), self.config.client, self._tls_contexts[1]),

@@ -1,9 +1,10 @@
 """Envelopes a node writes itself: signed by the node (as ``<node>/node``), sealed for
 officers, local or on peers, and sent like any other envelope (stored, then relayed).
 
-Non-delivery notices, signal acknowledgements, escalations and match notices all go this
-way, so they are end-to-end encrypted, verifiable under the node's certified key, and
-subject to the same ownership policy at the receiving node.
+Non-delivery notices, signal acknowledgements, escalations and match notices (kind
+``notice``, ``send``) and the node's delivery evidence (kind ``evidence``, ``issue``, see
+``evidence``) all go this way, so they are end-to-end encrypted, verifiable under the
+node's certified key, and subject to the same ownership policy at the receiving node.
 """
 
 from __future__ import annotations
@@ -48,11 +49,21 @@ class Notifier:
     async def send(self, *, kind: str, recipients: list[str], content: dict[str, Any],
                    ref: bytes | None, precedence: Precedence = Precedence.PRIORITY) -> bool:
         """Seal ``content`` for every recipient with a card here; False if none has one."""
+        return await self.issue(Kind.NOTICE, label=kind, recipients=recipients,
+                                plaintext=codec.pack({"v": 1, "type": kind, **content}),
+                                ref=ref, precedence=precedence)
+
+    async def issue(self, envelope_kind: Kind, *, label: str, recipients: list[str],
+                    plaintext: bytes, ref: bytes | None, precedence: Precedence,
+                    retention_ms: int = NOTICE_RETENTION_MS) -> bool:
+        """Seal ``plaintext`` as an envelope of ``envelope_kind`` signed by this node, for
+        every recipient with a card here, store it and wake the peers it goes to; False if
+        no recipient has a card. ``label`` names it in the tag's purpose and the audit."""
         keyed = []
         for officer in dict.fromkeys(recipients):
             keys = await self.store.officer_keys(officer)
             if keys is None:
-                log.warning("notice.no_card", kind=kind, recipient=officer)
+                log.warning(f"{envelope_kind.value}.no_card", kind=label, recipient=officer)
                 continue
             keyed.append(sealing.RecipientKey(officer, keys[1]))
         if not keyed:
@@ -63,21 +74,21 @@ class Notifier:
             owner=Owner(self.node_id, "node"), handling=Handling.H0, tlp=Tlp.AMBER,
             evaluation=Evaluation(SourceReliability.A, InformationAccuracy.KNOWN_TRUE),
             share_with=frozenset(nodes | {self.node_id}), permitted_actions=frozenset(),
-            purpose=f"{kind} notice", retain_until=now + NOTICE_RETENTION_MS)
+            purpose=f"{label} {envelope_kind.value}", retain_until=now + retention_ms)
         notice = sealing.seal(
             sender=node_principal(self.node_id), sender_key=self.signing_key(),
-            recipients=keyed, tag=tag, plaintext=codec.pack({"v": 1, "type": kind, **content}),
-            now=now, expires=now + NOTICE_TTL_MS, kind=Kind.NOTICE, precedence=precedence,
+            recipients=keyed, tag=tag, plaintext=plaintext,
+            now=now, expires=now + NOTICE_TTL_MS, kind=envelope_kind, precedence=precedence,
             ref=ref)
         remote = sorted(nodes - {self.node_id})
         await self.store.accept(
-            notice, now=now, actor=self.node_id, event="notice.issued",
+            notice, now=now, actor=self.node_id, event=f"{envelope_kind.value}.issued",
             local_recipients=[r.officer for r in keyed if node_of(r.officer) == self.node_id],
             remote_nodes=remote,
-            audit_detail=detail(kind=kind, ref=id_to_text(ref) if ref else None,
+            audit_detail=detail(kind=label, ref=id_to_text(ref) if ref else None,
                                 to=sorted(r.officer for r in keyed)))
         for node in remote:
             self.wake(node)
-        log.info("notice.issued", kind=kind, ref=id_to_text(ref) if ref else None,
-                 recipients=len(keyed))
+        log.info(f"{envelope_kind.value}.issued", kind=label,
+                 ref=id_to_text(ref) if ref else None, recipients=len(keyed))
         return True

@@ -10,6 +10,7 @@ import pytest
 from liaison_net import errors, pki
 from liaison_net.client.directory import verify_directory
 from liaison_net.core import codec, crypto
+from liaison_net.core.almanac import Almanac
 from liaison_net.core.identity import EnrolmentRequest, issue_card
 from liaison_net.core.limits import DAY_MS
 
@@ -35,10 +36,11 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 def _card(network: Pki, officer: str, *, signer: str | None = None, version: int = 1,
-          now: int = NOW_MS, days: int = 365) -> tuple[bytes, crypto.SigningKeyPair]:
+          now: int = NOW_MS, days: int = 365,
+          almanac: Almanac | None = None) -> tuple[bytes, crypto.SigningKeyPair]:
     key = crypto.generate_signing_key()
     request = EnrolmentRequest(officer, "Name", "role", key.public,
-                               crypto.generate_encryption_key().public)
+                               crypto.generate_encryption_key().public, almanac or Almanac())
     node = signer or officer.split("/")[0]
     # issue_card names the officer's own node; signing with another node's key forges one.
     raw = issue_card(request, node_id=officer.split("/")[0], node_key=network.key(node),

@@ -2,7 +2,9 @@
 
 It must tell the whole story (Benelux-only alert to BE and LU, refused for DE-NW on the
 sender's machine and by the NL node, TLP:GREEN alert to DE-NW, every delivery read and
-acknowledged, a FLASH alert) and leave no node process behind.
+acknowledged, a FLASH alert, early-warning signals to the BE and LU duty desks but never
+DE-NW's, acknowledged back to the sender, and the same person matched across NL and LU)
+and leave no node process behind.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from liaison_net.cli.main import cli
 
 DEMO_TIMEOUT_S = 60
 BE, NL, LU, DE_NW = "be/mpeeters", "nl/jdevries", "lu/cschmit", "de-nw/kmueller"
+BE_DESK, NL_DESK, LU_DESK, DE_NW_DESK = "be/desk", "nl/desk", "lu/desk", "de-nw/desk"
 
 
 def _alive(pid: int) -> bool:
@@ -100,21 +103,25 @@ def test_demo_tells_the_story_and_leaves_nothing_running(tmp_path: Path) -> None
         assert row["delivered"] and row["hop"] == "delivered"
         assert row["share_with"] == ["be", "lu", "nl"] and row["tlp"] == "AMBER"
         assert row["handling"] == "H2"
-    # (b) refused for DE-NW: on the sender's machine, and by the NL node when forced.
-    assert counts["refused_for_de_nw"] == 2
-    assert counts["refused_for_de_nw_by_client"] == 1
-    assert counts["refused_for_de_nw_by_node"] == 1
-    refusals = {r["layer"]: r for r in summary["refusals"] if r["recipient"] == DE_NW}
-    assert refusals["client"]["code"] == "policy.share_with"
-    assert refusals["node:nl"]["code"] == "policy.share_with"
-    assert refusals["node:nl"]["http_status"] == 403
+    # (b) refused for DE-NW: on the sender's machine, and by the NL node when forced (the
+    # Benelux-only alert for Katrin, and in (f) the Benelux-only signal for DE-NW's desk).
+    assert counts["refused_for_de_nw"] == 4
+    assert counts["refused_for_de_nw_by_client"] == 2
+    assert counts["refused_for_de_nw_by_node"] == 2
+    for alert, recipient in (("A1", DE_NW), ("S1", DE_NW_DESK)):
+        refusals = {r["layer"]: r for r in summary["refusals"]
+                    if r["alert"].startswith(alert) and r["recipient"] == recipient}
+        assert sorted(refusals) == ["client", "node:nl"], (alert, refusals)
+        assert refusals["client"]["code"] == "policy.share_with"
+        assert refusals["node:nl"]["code"] == "policy.share_with"
+        assert refusals["node:nl"]["http_status"] == 403
     assert counts["benelux_only_delivered_to_de_nw"] == 0
     # (c) the TLP:GREEN alert, shared with de-nw, reached DE-NW.
     assert counts["green_delivered_to_de_nw"] == 1
     green = _delivery(summary, "A2", DE_NW)
     assert green["tlp"] == "GREEN" and "de-nw" in green["share_with"]
     # (d) every delivery read (verified, decrypted, as sealed) and acknowledged.
-    assert counts["expected_deliveries"] >= 8
+    assert counts["expected_deliveries"] >= 12
     assert counts["delivered"] == counts["read"] == counts["acknowledged"] == \
         counts["expected_deliveries"]
     for envelope in summary["envelopes"]:
@@ -123,8 +130,34 @@ def test_demo_tells_the_story_and_leaves_nothing_running(tmp_path: Path) -> None
     # (e) the FLASH alert.
     assert counts["flash_delivered"] == 3
     assert _delivery(summary, "F1", NL)["precedence"] == "flash"
-    # Signals are not built: the summary says so rather than pretending.
-    assert summary["signals"]["status"] == "not_built"
+    # (f) early-warning signals.
+    signals = summary["signals"]
+    assert signals["status"] == "ok", signals
+    assert signals["raised"] == 2
+    assert signals["acknowledged"] == 2 and signals["desk_acknowledgements"] == 4
+    assert signals["refused_for_de_nw"] == 2 and signals["delivered_to_de_nw"] == 0
+    assert signals["matches"] == 1
+    assert signals["match_notices"] == {NL: 1, LU: 1}
+    assert signals["names_in_clear"] == 0 and signals["files_and_envelopes_searched"] > 0
+    s1, s2 = signals["items"]
+    assert (s1["sender"], s1["desks"], s1["severity"]) == (NL, [BE_DESK, LU_DESK], "high")
+    assert s1["category"] == "travel-to-conflict-zone" and s1["region"] == "NL-LI"
+    assert s1["share_with"] == ["be", "lu", "nl"] and s1["pseudonyms"] >= 1
+    assert (s2["sender"], s2["desks"]) == (LU, [BE_DESK, NL_DESK])
+    for desk in (BE_DESK, LU_DESK):
+        row = _delivery(summary, "S1", desk)
+        assert row["kind"] == "signal" and row["hop"] == "delivered"
+        assert row["delivered"] and row["content_ok"] and row["acked"]
+    assert not any(d["to"] == DE_NW_DESK for e in summary["envelopes"]
+                   for d in e["deliveries"])
+    acks = [n for n in signals["notices"] if n["type"] == "signal-ack"
+            and n["about"] == [s1["id"]]]
+    assert sorted(n["sender"] for n in acks) == ["be/node", "lu/node"]
+    assert all(n["recipient"] == NL and n["ok"] for n in acks)
+    matches = [n for n in signals["notices"] if n["type"] == "signal-match"]
+    assert sorted(n["recipient"] for n in matches) == [LU, NL]
+    assert all(n["sender"] == "nl/node" and n["about"] == [s1["id"], s2["id"]] and n["ok"]
+               for n in matches)
     assert all(a["ok"] for a in summary["audit"].values()) and len(summary["audit"]) == 4
 
     # Every node process the demo started is gone.

@@ -23,6 +23,7 @@ import pytest
 from liaison_net import pki
 from liaison_net.cli.main import main
 from liaison_net.client import keystore
+from liaison_net.core.almanac import Almanac
 from liaison_net.core.identity import (
     EnrolmentRequest,
     OfficerCard,
@@ -123,13 +124,14 @@ def network(tmp_path: Path, run: Run) -> Network:
 
 
 def _init_officer(run: Run, network: Network, officer: str = "nl/jdevries",
-                  name: str = "Jan de Vries") -> tuple[Path, Path, Result]:
+                  name: str = "Jan de Vries",
+                  almanac: tuple[str, ...] = ()) -> tuple[Path, Path, Result]:
     handle = officer.replace("/", "_")
     ks = network.root / f"{handle}.keystore"
     request = network.root / f"{handle}.request"
     result = run("officer", "init", "--id", officer, "--name", name, "--role",
                  "liaison officer", "--node-url", network.node_url, "--ca", network.ca,
-                 "--keystore", ks, "--request-out", request)
+                 "--keystore", ks, "--request-out", request, *almanac)
     return ks, request, result
 
 
@@ -259,7 +261,7 @@ def test_enrol_officer_refuses_a_key_enrolled_for_someone_else(
     ks = keystore.load(network.root / "nl_jdevries.keystore", PASSPHRASE.encode())
     thief = sign_enrolment_request(
         EnrolmentRequest("nl/thief", "Thief", "none", ks.signing.public,
-                         ks.encryption.public), ks.signing)
+                         ks.encryption.public, Almanac()), ks.signing)
     (network.root / "thief.request").write_bytes(thief)
     result = run("admin", "enrol-officer", network.root / "thief.request", "--config",
                  network.config)
@@ -352,3 +354,147 @@ def test_read_and_ack_refuse_a_malformed_id_before_the_network(run: Run,
         result = run(command, "../../admin", "--keystore", ks_path)
         assert result.code == 2
         assert result.err.startswith("error: malformed: envelope id")
+
+
+# --- the almanac: stated at init, confirmed at enrolment, used by send and search -----------
+
+
+NINE_LANGUAGES = ("nl", "fr", "de", "en", "es", "pt", "it", "lb", "pl")
+BOGOTA = ("--language", "nl", "--language", "ES", "--posting", "co-bogota",
+          "--cover", "co/drugs", "--cover", "CO/money-laundering", "--cover", "co/drugs")
+
+
+def test_officer_init_puts_languages_posting_and_coverage_in_the_request(
+        run: Run, network: Network) -> None:
+    _, request_path, result = _init_officer(run, network, almanac=BOGOTA)
+    assert result.code == 0, result.err
+    almanac = verify_enrolment_request(request_path.read_bytes()).almanac
+    assert almanac == Almanac.create(languages=["nl", "es"], posting="co-bogota",
+                                     coverage=["co/drugs", "co/money-laundering"])
+    assert "languages: nl, es" in result.out
+    assert "posting:   co-bogota" in result.out
+    assert "covers:    co/drugs, co/money-laundering" in result.out
+
+
+def test_officer_init_as_json_shows_the_almanac(run: Run, network: Network) -> None:
+    ks = network.root / "j.keystore"
+    result = run("officer", "init", "--id", "nl/jdevries", "--name", "Jan", "--role", "lo",
+                 "--node-url", network.node_url, "--ca", network.ca, "--keystore", ks,
+                 "--request-out", network.root / "j.request", "--cover", "pe/drugs", "--json")
+    answer = json.loads(result.out)
+    assert (answer["languages"], answer["posting"], answer["coverage"]) == ([], "",
+                                                                             ["pe/drugs"])
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (("--cover", "co-drugs"), "--cover 'co-drugs' must be COUNTRY/AREA, e.g. co/drugs"),
+    (("--cover", "co/drug"), "unknown crime area 'drug' in --cover 'co/drug'; one of: drugs,"),
+    (("--cover", "uk/fraud"), "(use 'gb')"),
+    (("--language", "xx"), "language 'xx' is not an ISO 639-1 code"),
+    (("--posting", "Bogota"), "posting 'bogota' must be <country> or <country>-<city>"),
+    (tuple(x for code in NINE_LANGUAGES for x in ("--language", code)),
+     "at most 8 languages, got 9"),
+])
+def test_officer_init_refuses_a_bad_almanac_entry_before_making_keys(
+        run: Run, network: Network, option: tuple[str, ...], message: str) -> None:
+    ks_path, request, result = _init_officer(run, network, almanac=option)
+    assert result.code == 2
+    assert result.err.startswith("error: malformed: ") and message in result.err
+    assert result.err.count("\n") == 1
+    assert not ks_path.exists() and not request.exists()
+
+
+def test_enrol_officer_shows_the_almanac_for_confirmation_and_signs_it_into_the_card(
+        run: Run, network: Network) -> None:
+    _, request, _ = _init_officer(run, network, almanac=BOGOTA)
+    result = run("admin", "enrol-officer", request, "--config", network.config)
+    assert result.code == 0, result.err
+    assert "  languages: nl, es\n" in result.out
+    assert "  posting:   co-bogota\n" in result.out
+    assert "  covers:    co/drugs, co/money-laundering\n" in result.out
+    assert "what the card says the officer covers" in result.out
+    [(*_, raw)] = _cards(network.database)
+    card = verify_card(raw, node_public=_node_public(network), node_id="nl", now=None)
+    assert [str(c) for c in card.almanac.coverage] == ["co/drugs", "co/money-laundering"]
+
+    again = run("admin", "enrol-officer", request, "--config", network.config, "--json")
+    answer = json.loads(again.out)
+    assert (answer["languages"], answer["posting"], answer["coverage"]) == (
+        ["nl", "es"], "co-bogota", ["co/drugs", "co/money-laundering"])
+
+
+def test_send_to_a_coverage_of_an_unknown_country_fails_before_the_network(
+        run: Run, network: Network) -> None:
+    ks_path, _, _ = _init_officer(run, network)
+    result = run(*SEND, "--keystore", ks_path, "--to", "coverage:xx/drugs")
+    assert result.code == 2
+    assert result.err == ("error: not_found: no officer covers xx/drugs: country 'xx' is not "
+                          "an ISO 3166-1 alpha-2 country code\n")
+
+
+@pytest.mark.parametrize(("to", "message"), [
+    ("coverage:co/drug", "error: malformed: unknown crime area 'drug' in --to "
+                         "'coverage:co/drug'; one of: drugs, "),
+    ("coverage:co", "error: malformed: --to 'coverage:co' must be coverage:COUNTRY/AREA"),
+])
+def test_send_to_a_malformed_coverage_fails_before_the_network(
+        run: Run, network: Network, to: str, message: str) -> None:
+    ks_path, _, _ = _init_officer(run, network)
+    result = run(*SEND, "--keystore", ks_path, "--to", "be/apeeters", "--to", to)
+    assert result.code == 2
+    assert result.err.startswith(message) and result.err.count("\n") == 1
+
+
+def test_send_to_a_coverage_gets_as_far_as_the_network(run: Run, network: Network) -> None:
+    """Resolution needs the directory: a well-formed coverage goes to the node for it."""
+    ks_path, _, _ = _init_officer(run, network)
+    result = run(*SEND, "--keystore", ks_path, "--to", "coverage:co/drugs", "--to",
+                 "be/apeeters", "--share-with", "nl,be")
+    assert result.code == 2
+    assert result.err.startswith("error: unavailable: cannot reach node")
+
+
+def test_send_refuses_a_named_recipient_outside_share_with_even_beside_a_coverage(
+        run: Run, network: Network) -> None:
+    ks_path, _, _ = _init_officer(run, network)
+    result = run(*SEND, "--keystore", ks_path, "--to", "coverage:co/drugs", "--to",
+                 "de-nw/kschmidt", "--share-with", "nl,be")
+    assert result.code == 2
+    assert result.err.startswith("error: policy.share_with: not sending to de-nw/kschmidt")
+
+
+def test_directory_search_checks_its_criteria_before_the_network(
+        run: Run, network: Network) -> None:
+    ks_path, _, _ = _init_officer(run, network)
+    uk = run("directory", "search", "--country", "uk", "--keystore", ks_path)
+    assert uk.code == 2
+    assert uk.err == ("error: malformed: country 'uk' is not an ISO 3166-1 alpha-2 country "
+                      "code (use 'gb')\n")
+    language = run("directory", "search", "--language", "xx", "--keystore", ks_path)
+    assert language.code == 2 and "not an ISO 639-1 code" in language.err
+    area = run("directory", "search", "--area", "drug", "--keystore", ks_path)
+    assert area.code == 2 and "Invalid value for '--area'" in area.err
+    ok = run("directory", "search", "--country", "CO", "--area", "drugs", "--keystore", ks_path)
+    assert ok.code == 2 and ok.err.startswith("error: unavailable: cannot reach node")
+
+
+@pytest.mark.parametrize("args", [
+    ("directory",), ("directory", "--json"), ("directory", "search", "--country", "co"),
+    ("directory", "search", "--json"),
+])
+def test_directory_with_and_without_search_reaches_the_node(
+        run: Run, network: Network, args: tuple[str, ...],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ks_path, _, _ = _init_officer(run, network)
+    monkeypatch.setenv("LIAISON_KEYSTORE", str(ks_path))
+    result = run(*args)
+    assert result.code == 2 and result.err.startswith("error: unavailable: cannot reach node")
+
+
+def test_options_given_to_directory_count_for_search(run: Run, network: Network) -> None:
+    ks_path, _, _ = _init_officer(run, network)
+    result = run("directory", "--keystore", ks_path, "search", "--area", "drugs")
+    assert result.code == 2 and result.err.startswith("error: unavailable: cannot reach node")
+    # The control case: without the inherited --keystore, search looks for the default file.
+    default = run("directory", "search", "--area", "drugs")
+    assert default.code == 2 and "no keystore at officer.keystore" in default.err

@@ -105,6 +105,7 @@ async def test_an_envelope_id_cannot_be_taken_by_other_bytes(tmp_path: Path) -> 
 async def test_a_card_cannot_take_another_officers_signing_key(tmp_path: Path) -> None:
     """A peer's card reusing someone else's key must not evict that officer's card."""
     from liaison_net.core import crypto
+    from liaison_net.core.almanac import Almanac
     from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
     from liaison_net.errors import Conflict
 
@@ -113,7 +114,7 @@ async def test_a_card_cannot_take_another_officers_signing_key(tmp_path: Path) -
     await store.open()
     try:
         def card(officer: str, key: bytes) -> tuple[object, bytes]:
-            raw = issue_card(EnrolmentRequest(officer, "N", "r", key, bytes(32)),
+            raw = issue_card(EnrolmentRequest(officer, "N", "r", key, bytes(32), Almanac()),
                              node_id="nl", node_key=node, version=1, now=NOW,
                              valid_for_ms=HOUR_MS)
             return verify_card(raw, node_public=node.public, node_id="nl", now=None), raw

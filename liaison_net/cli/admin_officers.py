@@ -7,7 +7,9 @@ entry appended here is chained correctly by the next one the node writes.
 
 Enrolment turns an officer's request into a card signed with the node's signing key. The
 request proves possession of the signing key; the administrator confirms the key ids with
-the officer (they are printed on both sides) before the card is believed by anyone.
+the officer (they are printed on both sides) before the card is believed by anyone, and
+the almanac entry (languages, posting, coverage), which the card makes the node's word:
+`liaison send --to coverage:co/drugs` reaches whoever a card says covers it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import click
 
 from liaison_net import config as config_mod
 from liaison_net import pki
+from liaison_net.cli.officer_view import almanac_lines
 from liaison_net.core import crypto
 from liaison_net.core.identity import (
     MAX_CARD_BYTES,
@@ -88,7 +91,8 @@ def enrol_officer_cmd(request_file: Path, config_path: Path, as_json: bool) -> N
     """Issue an officer card from REQUEST_FILE (made by `liaison officer init`).
 
     The card, signed with this node's key, goes into the node's directory and federates to
-    every peer. Confirm the key ids printed here with the officer before you rely on it.
+    every peer. Confirm the key ids and the almanac entry (languages, posting, coverage)
+    printed here with the officer before you rely on it.
     Enrolling the same officer again issues a new card version (new keys replace old).
     """
     cfg = config_mod.load(config_path)
@@ -105,7 +109,8 @@ def enrol_officer_cmd(request_file: Path, config_path: Path, as_json: bool) -> N
     result = {"officer": card.officer, "name": card.name, "role": card.role,
               "version": card.version, "valid_from": card.valid_from,
               "valid_until": card.valid_until, "signing_key_id": card.signing_key_id.hex(),
-              "encryption_key_id": card.encryption_key_id.hex(), "node": cfg.id}
+              "encryption_key_id": card.encryption_key_id.hex(), "node": cfg.id,
+              **card.almanac.to_json()}
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return
@@ -114,7 +119,10 @@ def enrol_officer_cmd(request_file: Path, config_path: Path, as_json: bool) -> N
                f"card version {card.version}, valid until {until}")
     click.echo(f"  signing key id:    {result['signing_key_id']}")
     click.echo(f"  encryption key id: {result['encryption_key_id']}")
-    click.echo("confirm both key ids with the officer before relying on the card")
+    for line in almanac_lines(card.almanac):
+        click.echo(f"  {line}")
+    click.echo("confirm both key ids, and what the card says the officer covers, with the "
+               "officer before relying on the card")
 
 
 @click.group("audit")

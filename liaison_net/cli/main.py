@@ -33,9 +33,10 @@ def _register() -> None:
     officer.register(cli, admin=admin.admin)
     admin_ops.register(admin.admin)
     admin_keys.register(admin.admin)
-    from liaison_net.cli import forwarding
+    from liaison_net.cli import forwarding, requests
 
     forwarding.register(cli)
+    requests.register(cli)
 
 
 _register()

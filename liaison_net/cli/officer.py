@@ -8,9 +8,10 @@ sealed for each recipient's key from the CA-verified directory, and an envelope 
 the inbox is verified, checked against its tag (DELIVER) and only then decrypted. The
 clock is read here and passed down; the core never reads it.
 
-Passphrase: $LIAISON_PASSPHRASE, else --passphrase-file, else a hidden prompt. It is never
-echoed, printed or logged, and neither is any key (key ids, which are public fingerprints,
-are shown so an enrolment can be confirmed by phone).
+Passphrase: $LIAISON_PASSPHRASE, else --passphrase-file or --passphrase-fd (the first line
+of either), else a hidden prompt. It is never echoed, printed or logged, and neither is any
+key (key ids, which are public fingerprints, are shown so an enrolment can be confirmed by
+phone).
 """
 
 from __future__ import annotations
@@ -29,16 +30,19 @@ import click
 from cryptography.hazmat.primitives import serialization
 
 from liaison_net import pki
+from liaison_net.cli import evidence as evidence_cli
+from liaison_net.cli import officer_follow
 from liaison_net.cli import officer_view as view
+from liaison_net.client import addressing, reading
 from liaison_net.client import keystore as keystore_mod
-from liaison_net.client import reading
 from liaison_net.client.directory import Directory
 from liaison_net.client.keystore import Keystore
 from liaison_net.client.session import NodeSession
 from liaison_net.core import content as content_mod
 from liaison_net.core import sealing
+from liaison_net.core.almanac import Almanac
 from liaison_net.core.consent import check_forward, is_forward
-from liaison_net.core.envelope import Precedence
+from liaison_net.core.envelope import Kind, Precedence
 from liaison_net.core.ids import check_node_id, check_officer_id, id_from_text, node_of
 from liaison_net.core.limits import DAY_MS, DEFAULT_LIMITS, HOUR_MS
 from liaison_net.core.ownership import (
@@ -69,13 +73,26 @@ KEYSTORE_ENV = "LIAISON_KEYSTORE"
 PASSPHRASE_ENV = "LIAISON_PASSPHRASE"
 DEFAULT_KEYSTORE = Path("officer.keystore")
 MAX_PASSPHRASE_FILE_BYTES = 4096
+_PASSPHRASE_FD = "liaison.passphrase_fd"  # click context meta: --passphrase-fd's value
 
 
 # --- shared plumbing ------------------------------------------------------------------------
 
 
+def _remember_fd(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        ctx.meta[_PASSPHRASE_FD] = value
+
+
 def keystore_options(command: F) -> F:
-    """--keystore and --passphrase-file, identical on every officer command."""
+    """--keystore, --passphrase-file and --passphrase-fd, identical on every officer command.
+
+    --passphrase-fd reaches ``read_passphrase`` through the click context, so commands keep
+    their ``(keystore_path, passphrase_file)`` parameters."""
+    command = click.option(
+        "--passphrase-fd", type=click.IntRange(0), expose_value=False, callback=_remember_fd,
+        help="Open file descriptor whose first line is the keystore passphrase, for "
+             "scripts (e.g. 3 with `3< secret`).")(command)
     command = click.option(
         "--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
         help=f"File whose first line is the keystore passphrase (else ${PASSPHRASE_ENV}, "
@@ -90,6 +107,10 @@ def read_passphrase(passphrase_file: Path | None, *, prompt: str, new: bool) -> 
     env = os.environ.get(PASSPHRASE_ENV)
     if env is not None:
         return env.encode()
+    ctx = click.get_current_context(silent=True)
+    fd = ctx.meta.get(_PASSPHRASE_FD) if ctx is not None else None
+    if passphrase_file is not None and fd is not None:
+        raise click.UsageError("give --passphrase-file or --passphrase-fd, not both")
     if passphrase_file is not None:
         try:
             raw = passphrase_file.read_bytes()[:MAX_PASSPHRASE_FILE_BYTES]
@@ -97,8 +118,26 @@ def read_passphrase(passphrase_file: Path | None, *, prompt: str, new: bool) -> 
             raise ConfigError(f"cannot read passphrase file {passphrase_file}: "
                               f"{exc.strerror or exc}") from None
         return raw.split(b"\n", 1)[0].removesuffix(b"\r")
+    if fd is not None:
+        return _read_fd_line(fd)
     value = click.prompt(prompt, hide_input=True, confirmation_prompt=new, err=True)
     return str(value).encode()
+
+
+def _read_fd_line(fd: int) -> bytes:
+    """The first line on ``fd``, read a byte at a time so nothing after it is consumed
+    (a script may pass more on the same descriptor); the descriptor stays open."""
+    line = bytearray()
+    try:
+        while len(line) < MAX_PASSPHRASE_FILE_BYTES:
+            byte = os.read(fd, 1)
+            if not byte or byte == b"\n":
+                break
+            line += byte
+    except OSError as exc:
+        raise ConfigError(f"cannot read the passphrase from file descriptor {fd}: "
+                          f"{exc.strerror or exc}") from None
+    return bytes(line).removesuffix(b"\r")
 
 
 def load_keystore(path: Path, passphrase_file: Path | None) -> Keystore:
@@ -143,19 +182,29 @@ def officer() -> None:
               help="The network CA certificate (certs/ca.crt).")
 @click.option("--request-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the enrolment request [default: <node>_<handle>.request].")
+@click.option("--language", "languages", multiple=True, metavar="CODE",
+              help="A language you work in, ISO 639-1 (e.g. nl, es); repeatable, up to 8.")
+@click.option("--posting", default="", metavar="COUNTRY[-CITY]",
+              help="Where you are stationed, e.g. co-bogota [default: none, at home].")
+@click.option("--cover", "coverage", multiple=True, metavar="COUNTRY/AREA",
+              help="A country and crime area you cover for partner countries, e.g. "
+                   "co/drugs (docs/almanac.md lists the areas); repeatable, up to 32.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @keystore_options
 def init_cmd(officer_id: str, name: str, role: str, node_url: str, ca_path: Path,
-             request_out: Path | None, as_json: bool, keystore_path: Path,
+             request_out: Path | None, languages: tuple[str, ...], posting: str,
+             coverage: tuple[str, ...], as_json: bool, keystore_path: Path,
              passphrase_file: Path | None) -> None:
     """Generate this officer's signing and encryption keys into a new keystore.
 
     The private keys never leave this machine. The enrolment request written next to it
-    carries only the public keys, signed to prove possession: hand it to your node
-    administrator (`liaison admin enrol-officer REQUEST --config ...`) and confirm the key
-    ids shown here with them by phone.
+    carries only the public keys, signed to prove possession, and your almanac entry
+    (languages, posting, coverage): hand it to your node administrator (`liaison admin
+    enrol-officer REQUEST --config ...`) and confirm the key ids shown here with them by
+    phone.
     """
     check_officer_id(officer_id)
+    almanac = Almanac.create(languages=languages, posting=posting, coverage=coverage)
     keystore_mod.check_node_url(node_url)
     ca_pem = pki.load_ca_certificate(ca_path).public_bytes(serialization.Encoding.PEM)
     if keystore_path.exists():
@@ -164,12 +213,12 @@ def init_cmd(officer_id: str, name: str, role: str, node_url: str, ca_path: Path
         passphrase_file, prompt=f"New passphrase for {keystore_path}", new=True))
     request_out = request_out or Path(f"{officer_id.replace('/', '_')}.request")
     ks, request = keystore_mod.create(keystore_path, officer_id, name, role, node_url, ca_pem,
-                                      passphrase)
+                                      passphrase, almanac=almanac)
     pki.write_public(request_out, request)
     result = {"officer": ks.officer, "keystore": str(keystore_path),
               "request": str(request_out), "node_url": ks.node_url,
               "signing_key_id": ks.signing.key_id.hex(),
-              "encryption_key_id": ks.encryption.key_id.hex()}
+              "encryption_key_id": ks.encryption.key_id.hex(), **almanac.to_json()}
     if as_json:
         _emit_json(result)
         return
@@ -177,6 +226,8 @@ def init_cmd(officer_id: str, name: str, role: str, node_url: str, ca_path: Path
                "protected)")
     click.echo(f"  signing key id:    {result['signing_key_id']}")
     click.echo(f"  encryption key id: {result['encryption_key_id']}")
+    for line in view.almanac_lines(almanac):
+        click.echo(f"  {line}")
     click.echo(f"wrote enrolment request {request_out}")
     click.echo(f"next: your administrator runs `liaison admin enrol-officer {request_out} "
                "--config <node config>`")
@@ -241,7 +292,8 @@ def _read_text(text: str | None, file: Path | None) -> str:
 
 @click.command("send")
 @click.option("--to", "recipients", multiple=True, required=True,
-              help="Recipient officer id (repeat for several).")
+              help="Recipient officer id, or coverage:COUNTRY/AREA for every officer who "
+                   "covers it, e.g. coverage:co/drugs (repeat for several).")
 @click.option("--subject", required=True, help="Subject line (up to 200 characters).")
 @click.option("--text", help="The message text (else --file, else stdin).")
 @click.option("--file", "text_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -281,22 +333,31 @@ def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
     """Seal a message for each recipient and hand it to your node.
 
     The ownership tag is checked before anything leaves this machine: a recipient on a node
-    the tag does not allow is refused here, with the reason.
+    the tag does not allow is refused here, with the reason. A coverage address
+    (coverage:co/drugs) resolves here too, from the verified directory, to every officer
+    whose card covers it; each of them is checked against the tag like a named recipient.
     """
-    to = list(dict.fromkeys(check_officer_id(r, what="--to") for r in recipients))
+    addresses = addressing.parse_addresses(recipients)
+    named = [a for a in addresses if isinstance(a, str)]
     body_text = _read_text(text, text_file)
     ks = load_keystore(keystore_path, passphrase_file)
     now = _now_ms()
     own = ks.node
-    nodes = _comma_nodes(share_with) or frozenset({own, *(node_of(r) for r in to)})
-    tag = build_tag(own=own, unit=unit, handling=handling, tlp=tlp, source=source,
-                    accuracy=accuracy, share_with=nodes, permit=permit, purpose=purpose,
-                    retain_until=now + retain_days * DAY_MS, conditions=conditions,
-                    community=community)
-    check_send(tag, to, own=own, now=now)
+    explicit_nodes = _comma_nodes(share_with)
+
+    def tag_for(to: list[str]) -> OwnershipTag:
+        nodes = explicit_nodes or frozenset({own, *(node_of(r) for r in to)})
+        return build_tag(own=own, unit=unit, handling=handling, tlp=tlp, source=source,
+                         accuracy=accuracy, share_with=nodes, permit=permit, purpose=purpose,
+                         retain_until=now + retain_days * DAY_MS, conditions=conditions,
+                         community=community)
+
+    # Officers named by id are refused here, before the network; coverage recipients are
+    # known, and checked the same way, once the directory is in.
+    check_send(tag_for(named), named, own=own, now=now)
     plaintext = content_mod.encode(content_mod.Content(subject=subject, text=body_text))
 
-    async def go() -> tuple[str, str]:
+    async def go() -> tuple[str, str, addressing.Resolution, OwnershipTag]:
         async with NodeSession(ks) as node:
             directory = await node.directory(now=datetime.now(UTC))
             _warn(directory)
@@ -304,43 +365,60 @@ def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
             if own_card is None or own_card.signing_public != ks.signing.public:
                 raise UnknownKey(f"the directory has no card for {ks.officer} with this "
                                  "keystore's signing key: has your administrator enrolled you?")
-            keys = [directory.recipient(r, now=now) for r in to]
+            resolved = addressing.resolve(addresses, directory, sender=ks.officer, now=now)
+            tag = tag_for(resolved.officers)
+            check_send(tag, resolved.officers, own=own, now=now)
+            keys = [directory.recipient(r, now=now) for r in resolved.officers]
             envelope = sealing.seal(
                 sender=ks.officer, sender_key=ks.signing, recipients=keys, tag=tag,
                 plaintext=plaintext, now=now, expires=now + expires_hours * HOUR_MS,
                 precedence=Precedence.from_label(precedence))
             result = await node.submit(envelope.to_bytes())
-            return result.id, result.status
+            return result.id, result.status, resolved, tag
 
-    envelope_id, status = _run(go())
+    envelope_id, status, resolved, tag = _run(go())
+    to = resolved.officers
     if as_json:
         _emit_json({"id": envelope_id, "status": status, "recipients": to,
-                    "share_with": sorted(nodes)})
+                    "coverage": resolved.coverage, "share_with": sorted(tag.share_with)})
     else:
         click.echo(f"{envelope_id} {status} for {', '.join(to)}")
+        for coverage, officers in resolved.coverage.items():
+            click.echo(f"  {coverage}: {', '.join(officers)}")
 
 
 # --- inbox, read, ack, status, directory ----------------------------------------------------
 
 
 @click.command("inbox")
-@click.option("--all", "show_all", is_flag=True, help="Include acknowledged envelopes.")
-@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+@click.option("--all", "show_all", is_flag=True,
+              help="Include acknowledged envelopes and delivery evidence (which `liaison "
+                   "status ID` shows per recipient).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the entries as JSON (with --follow: one JSON object a line).")
+@click.option("--follow", is_flag=True,
+              help="Keep running and print envelopes as they arrive, from your "
+                   "acknowledged position on, until Ctrl-C.")
 @keystore_options
-def inbox_cmd(show_all: bool, as_json: bool, keystore_path: Path,
+def inbox_cmd(show_all: bool, as_json: bool, follow: bool, keystore_path: Path,
               passphrase_file: Path | None) -> None:
-    """List your inbox (unacknowledged envelopes, or --all)."""
+    """List your inbox (unacknowledged envelopes, or --all), or --follow it live."""
     ks = load_keystore(keystore_path, passphrase_file)
+    if follow:
+        officer_follow.follow_inbox(ks, show_all=show_all, as_json=as_json)
+        return
 
     async def go() -> list[Any]:
         async with NodeSession(ks) as node:
             return await node.inbox_all()
 
-    items = [i for i in _run(go()) if show_all or i.acked is None]
+    items = [i for i in _run(go())
+             if show_all or (i.acked is None and i.kind != Kind.EVIDENCE.value)]
     if as_json:
         _emit_json([view.inbox_json(i) for i in items])
     else:
         view.print_inbox(items)
+    evidence_cli.after_inbox(ks, keystore_path, items)  # "delivered", back to each sender
 
 
 @click.command("read")
@@ -381,6 +459,7 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
         _emit_json(report)
     else:
         view.print_envelope(report)
+    evidence_cli.after_read(ks, keystore_path, envelope, directory)  # "opened", to the sender
 
 
 @click.command("ack")
@@ -405,46 +484,20 @@ def ack_cmd(envelope_id: str, keystore_path: Path, passphrase_file: Path | None)
 @keystore_options
 def status_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
                passphrase_file: Path | None) -> None:
-    """Where envelope ID is: each node hop's state, and local delivery and acknowledgement."""
+    """Where envelope ID is, per recipient: accepted, relayed, delivered, opened (each from
+    a signed statement, verified here), refused or expired (from your node's outbox)."""
     ks = load_keystore(keystore_path, passphrase_file)
-
-    async def go() -> Any:
-        async with NodeSession(ks) as node:
-            return await node.status(envelope_id)
-
-    status = _run(go())
-    if as_json:
-        _emit_json(view.status_json(status))
-    else:
-        view.print_status(status)
-
-
-@click.command("directory")
-@click.option("--json", "as_json", is_flag=True, help="Print the directory as JSON.")
-@keystore_options
-def directory_cmd(as_json: bool, keystore_path: Path, passphrase_file: Path | None) -> None:
-    """The officers you can write to: every card the network CA vouches for."""
-    ks = load_keystore(keystore_path, passphrase_file)
-
-    async def go() -> Directory:
-        async with NodeSession(ks) as node:
-            return await node.directory(now=datetime.now(UTC))
-
-    directory = _run(go())
-    _warn(directory)
-    if as_json:
-        _emit_json(view.directory_json(directory))
-    else:
-        view.print_directory(directory, now=_now_ms())
+    evidence_cli.show_status(ks, envelope_id, as_json=as_json)
 
 
 def register(cli: click.Group, *, admin: click.Group) -> None:
     """Attach the officer commands to `liaison`, and officer administration to `admin`."""
-    from liaison_net.cli import admin_officers, officer_keys, signals
+    from liaison_net.cli import admin_officers, almanac, officer_keys, signals
 
     officer.add_command(officer_keys.rotate_cmd)
+    officer.add_command(officer_keys.export_public_cmd)
     cli.add_command(signals.signal)
     cli.add_command(officer)
-    for command in (send_cmd, inbox_cmd, read_cmd, ack_cmd, status_cmd, directory_cmd):
+    for command in (send_cmd, inbox_cmd, read_cmd, ack_cmd, status_cmd, almanac.directory):
         cli.add_command(command)
     admin_officers.register(admin)

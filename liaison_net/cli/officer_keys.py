@@ -1,4 +1,5 @@
-"""`liaison officer rotate`: replace this officer's keys without losing anything.
+"""`liaison officer rotate`: replace this officer's keys without losing anything; and
+`liaison officer export-public`: the enrolment request again, for the current keys.
 
 Order matters: the new keystore is written next to the old one *before* the node is asked,
 and moved into place only after the node has issued the new card. A crash in between
@@ -9,19 +10,23 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
+from liaison_net import pki
 from liaison_net.cli.officer import (
     _now_ms,
     _run,
     keystore_options,
+    load_keystore,
     read_passphrase,
 )
 from liaison_net.client import keystore as keystore_mod
 from liaison_net.client.session import NodeSession
+from liaison_net.core.identity import renewal, sign_enrolment_request
 from liaison_net.errors import Conflict, NotFound
 
 GRACE_HINT_MS = 24 * 3600 * 1000
@@ -74,3 +79,46 @@ async def _rotate(current: keystore_mod.Keystore, path: Path, pending: Path,
             raise
     os.replace(pending, path)
     return {"officer": current.officer, **answer}
+
+
+@click.command("export-public")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the request to this file (else to stdout, which must not be a "
+                   "terminal: the request is binary).")
+@keystore_options
+def export_public_cmd(out: Path | None, keystore_path: Path,
+                      passphrase_file: Path | None) -> None:
+    """Your enrolment request again: public keys only, signed, for your administrator.
+
+    The same card request `liaison officer init` wrote (name, role, almanac entry), with
+    the keystore's current keys, e.g. after a rotation or when the first file was lost.
+    Confirm the key ids printed on stderr with your administrator by phone.
+    """
+    if out is None and sys.stdout.isatty():
+        raise click.UsageError("the request is binary: give --out FILE or redirect stdout")
+    ks = load_keystore(keystore_path, passphrase_file)
+    request = keystore_mod.export_request(ks)
+    if request is None:
+        # A keystore from before requests were kept: the home node's card has the rest.
+        request = _run(_request_from_card(ks))
+    if out is not None:
+        pki.write_public(out, request)
+        click.echo(f"wrote enrolment request {out} for {ks.officer}", err=True)
+    else:
+        sys.stdout.buffer.write(request)
+        sys.stdout.buffer.flush()
+    click.echo(f"  signing key id:    {ks.signing.key_id.hex()}", err=True)
+    click.echo(f"  encryption key id: {ks.encryption.key_id.hex()}", err=True)
+
+
+async def _request_from_card(ks: keystore_mod.Keystore) -> bytes:
+    async with NodeSession(ks) as node:
+        directory = await node.directory(now=datetime.now(UTC))
+    card = directory.cards.get(ks.officer)
+    if card is None:
+        raise NotFound(f"this keystore predates kept enrolment requests and your node has no "
+                       f"card for {ks.officer}: ask your administrator to enrol you from a "
+                       "new `liaison officer init`")
+    return sign_enrolment_request(
+        renewal(card, signing_public=ks.signing.public,
+                encryption_public=ks.encryption.public), ks.signing)

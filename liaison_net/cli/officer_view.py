@@ -19,6 +19,7 @@ from rich.text import Text
 
 from liaison_net.client.directory import Directory
 from liaison_net.client.session import EnvelopeStatus, InboxEntry
+from liaison_net.core.almanac import Almanac
 from liaison_net.core.content import Content
 from liaison_net.core.envelope import Envelope
 from liaison_net.core.ids import id_to_text
@@ -121,6 +122,12 @@ def print_inbox(items: list[InboxEntry]) -> None:
         table.add_row(i.id, safe(i.sender), safe(i.kind), safe(i.precedence),
                       ts_short(i.created), ts_short(i.acked) if i.acked is not None else "no")
     console.print(table)
+
+
+def inbox_line(item: InboxEntry) -> str:
+    """One entry on one line, for `liaison inbox --follow`."""
+    return (f"{ts_short(item.created)}  {item.id}  {safe(item.sender)}  {safe(item.kind)}  "
+            f"{safe(item.precedence)}")
 
 
 # --- one envelope ---------------------------------------------------------------------------
@@ -261,10 +268,18 @@ def directory_json(directory: Directory) -> dict[str, Any]:
                       "version": c.version, "valid_from": c.valid_from,
                       "valid_until": c.valid_until,
                       "signing_key_id": c.signing_key_id.hex(),
-                      "encryption_key_id": c.encryption_key_id.hex()}
+                      "encryption_key_id": c.encryption_key_id.hex(),
+                      **c.almanac.to_json()}
                      for c in sorted(directory.cards.values(), key=lambda c: c.officer)],
         "warnings": directory.warnings,
     }
+
+
+def almanac_lines(almanac: Almanac) -> list[str]:
+    """An almanac entry as the officer and the enrolling administrator confirm it."""
+    return [f"languages: {', '.join(almanac.languages) or 'none'}",
+            f"posting:   {almanac.posting or 'none'}",
+            f"covers:    {', '.join(map(str, almanac.coverage)) or 'nothing'}"]
 
 
 def print_directory(directory: Directory, *, now: int) -> None:

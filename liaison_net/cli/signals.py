@@ -157,9 +157,12 @@ async def _notices(node: NodeSession, ks: Keystore, directory: Directory,
             continue
         try:
             env = sealing.verify(await node.fetch(entry.id), directory.lookup(), now=None)
-            if ref is not None and env.header.ref != ref:
-                continue
             fields = notice_fields(sealing.open_envelope(env, ks.officer, ks.encryption_keys))
+            # A match notice refers to the later signal but names both: it concerns either.
+            about = {env.header.ref} | {id_from_text(str(i)) for i in fields.get("signals", [])
+                                         if isinstance(i, str)}
+            if ref is not None and ref not in about:
+                continue
         except LiaisonError as exc:
             click.echo(f"warning: skipped notice {entry.id}: {exc.code}", err=True)
             continue

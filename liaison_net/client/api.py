@@ -1,4 +1,5 @@
-"""The officer-facing API of a node: login, submit, inbox, fetch, acknowledge, directory.
+"""The officer-facing API of a node: login, submit, inbox, fetch, acknowledge, directory,
+and the live inbox stream (a websocket: ``client.inbox_stream``).
 
 Officers authenticate by signing a single-use challenge with their card's signing key; the
 node answers a short-lived bearer token, kept only in memory (a restart logs everyone out,
@@ -17,9 +18,15 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from liaison_net.client.inbox_stream import (
+    InboxStreams,
+    InboxWatch,
+    StreamSettings,
+    inbox_item_json,
+)
 from liaison_net.core import crypto, rotation
 from liaison_net.core.audit import detail
-from liaison_net.core.identity import EnrolmentRequest, verify_card
+from liaison_net.core.identity import EnrolmentRequest, renewal, verify_card
 from liaison_net.core.ids import check_officer_id, id_from_text, id_to_text, node_of
 from liaison_net.core.login import CHALLENGE_BYTES, login_message
 from liaison_net.core.pseudonym import KeyRing
@@ -51,6 +58,7 @@ MAX_PENDING_CHALLENGES = 10_000
 MAX_TOKENS = 10_000
 MAX_JSON_BODY = 4096
 MAX_PAGE = 500
+MAX_EVIDENCE = 1000  # statements about one envelope: 4 per recipient, and then some
 MAX_JUSTIFICATION_CHARS = 200
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
@@ -68,7 +76,8 @@ class ClientApi:
                  key_grace_ms: int,
                  on_ack: Callable[[str, bytes], Awaitable[None]] | None = None,
                  pseudonym_ring: Callable[[], KeyRing] | None = None,
-                 evaluations_per_hour: int = 30) -> None:
+                 evaluations_per_hour: int = 30,
+                 stream_settings: StreamSettings | None = None) -> None:
         self.intake = intake
         self.store = intake.store
         self.node_id = intake.node_id
@@ -84,6 +93,14 @@ class ClientApi:
         self._challenges: dict[bytes, tuple[str, float]] = {}
         self._tokens: dict[str, Session] = {}
         self._lock = asyncio.Lock()
+        # Live delivery: the store's on_inbox hook calls inbox_watch.notify after a commit.
+        self.inbox_watch = InboxWatch()
+        self.streams = InboxStreams(
+            read_inbox=lambda officer, after, limit: self.store.inbox(officer, after=after,
+                                                                      limit=limit),
+            authenticate=self._officer,
+            parse_after=lambda request: self._int(request, "after", 0, 0, 1 << 62),
+            watch=self.inbox_watch, settings=stream_settings)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[error_middleware],
@@ -95,13 +112,17 @@ class ClientApi:
         r.add_post("/api/v1/login", self.login)
         r.add_post("/api/v1/envelopes", self.submit)
         r.add_get("/api/v1/inbox", self.inbox)
+        r.add_get("/api/v1/inbox/stream", self.streams.handle)
         r.add_get("/api/v1/envelopes/{id}", self.fetch)
         r.add_post("/api/v1/envelopes/{id}/ack", self.ack)
         r.add_get("/api/v1/envelopes/{id}/status", self.status)
+        r.add_get("/api/v1/envelopes/{id}/evidence", self.evidence)
         r.add_get("/api/v1/directory", self.directory)
         r.add_post("/api/v1/keys/rotate", self.rotate)
         r.add_post("/api/v1/pseudonym/evaluate", self.evaluate_pseudonym)
         r.add_get("/api/v1/signals", self.signals)
+        r.add_get("/api/v1/requests", self.requests)
+        app.on_shutdown.append(self.streams.close_all)  # live streams: close with 1001
         return app
 
     # --- health and metrics ---------------------------------------------------------------
@@ -217,9 +238,7 @@ class ClientApi:
         limit = self._int(request, "limit", 100, 1, MAX_PAGE)
         items = await self.store.inbox(officer, after=after, limit=limit)
         return web.json_response({
-            "items": [{"seq": i.seq, "id": id_to_text(i.envelope_id), "sender": i.sender,
-                       "kind": i.kind, "precedence": i.precedence, "created": i.created,
-                       "relayed": i.relayed, "acked": i.acked} for i in items],
+            "items": [inbox_item_json(i) for i in items],
             "next": items[-1].seq if items else after,
         })
 
@@ -253,6 +272,16 @@ class ClientApi:
             "local": [{"officer": o, "relayed": rel, "acked": ack} for o, rel, ack in local],
         })
 
+    async def evidence(self, request: web.Request) -> web.Response:
+        """The evidence envelopes in your inbox about one envelope, as they arrived (the
+        client verifies them: the node can withhold evidence, never forge it)."""
+        officer = self._officer(request)
+        eid = self._id(request)
+        if not await self.store.may_read(officer, eid):
+            raise NotFound("no such envelope for you")
+        raws = await self.store.evidence_for(officer, eid, limit=MAX_EVIDENCE)
+        return msgpack_response({"evidence": raws})
+
     async def directory(self, request: web.Request) -> web.Response:
         self._officer(request)
         cards = [card for *_, card in await self.store.directory()]
@@ -279,8 +308,8 @@ class ClientApi:
         if rot.subject is not rotation.Subject.OFFICER or rot.principal != officer:
             raise Forbidden("a rotation statement may only rotate your own keys")
         assert rot.new_encryption_public is not None  # checked by verify_rotation
-        request_ = EnrolmentRequest(officer, current.name, current.role, rot.new_signing_public,
-                                    rot.new_encryption_public)
+        request_ = renewal(current, signing_public=rot.new_signing_public,
+                           encryption_public=rot.new_encryption_public)
         raw_card = self.issue_card(request_, rot.serial)
         now = now_ms()
         card = verify_card(raw_card, node_public=self.intake.keys.own.public,
@@ -329,3 +358,15 @@ class ClientApi:
         return web.json_response({"raised": [
             {"id": id_to_text(eid), "severity": severity, "created": created}
             for eid, severity, created in raised]})
+
+    async def requests(self, request: web.Request) -> web.Response:
+        """Requests this officer made or must answer, with their legal due times."""
+        officer = self._officer(request)
+        open_only = request.query.get("all") != "1"
+        rows = await self.store.requests.for_officer(officer, open_only=open_only,
+                                                     limit=MAX_PAGE)
+        return web.json_response({"requests": [
+            {"id": id_to_text(r.envelope_id), "direction": r.role, "sender": r.sender,
+             "urgency": r.urgency, "due": r.due, "answered": r.answered,
+             "reply": id_to_text(r.reply_id) if r.reply_id else None,
+             "escalated": r.escalated} for r in rows]})

@@ -17,6 +17,7 @@ from cryptography import x509
 
 from liaison_net import pki
 from liaison_net.core import codec, crypto
+from liaison_net.core.almanac import CrimeArea
 from liaison_net.core.identity import OfficerCard, verify_card
 from liaison_net.core.ids import node_principal
 from liaison_net.core.rotation import Revocation, verify_revocation
@@ -46,6 +47,14 @@ class Directory:
 
     def recipient(self, officer: str, *, now: int) -> RecipientKey:
         return RecipientKey(officer, self.card(officer, now=now).encryption_public)
+
+    def search(self, *, now: int, country: str | None = None, area: CrimeArea | None = None,
+               language: str | None = None) -> list[OfficerCard]:
+        """The almanac: officers with a card valid at ``now`` that match every criterion
+        given (see ``Almanac.matches``), by officer id."""
+        return [card for _, card in sorted(self.cards.items())
+                if now < card.valid_until
+                and card.almanac.matches(country=country, area=area, language=language)]
 
     def lookup(self) -> KeyLookup:
         """Signing key id -> signer, for sealing.verify: every verified card and node key.

@@ -4,9 +4,14 @@ File layout::
 
     MAGIC ("liaison-net keystore\\n") || crypto.seal_with_passphrase(canonical msgpack)
 
-    {"version": 1, "officer": "nl/jdevries", "signing_seed": bin(32),
+    {"version": 2, "officer": "nl/jdevries", "signing_seed": bin(32),
      "encryption_secrets": [bin(32), ...],   # newest first; old ones open old envelopes
-     "node_url": "https://host:port", "ca_cert_pem": bin}
+     "node_url": "https://host:port", "ca_cert_pem": bin,
+     "request": bin | nil}   # the signed enrolment request `officer init` made
+
+Version 1 had no "request"; it still loads (with none), and is saved as version 2.
+``export_request`` re-signs the kept request with the current keys, so an officer can hand
+the same card request (name, role, almanac entry) over again, after a rotation too.
 
 The keys are generated here, on the officer's machine, and never leave it: the home node
 only ever sees the enrolment request, which carries the public halves. The file is written
@@ -17,6 +22,7 @@ saving leaves the previous keystore intact. Nothing here prints or logs a key; t
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,21 +32,23 @@ from cryptography import x509
 
 from liaison_net import pki
 from liaison_net.core import codec, crypto, rotation
+from liaison_net.core.almanac import Almanac
 from liaison_net.core.identity import (
     EnrolmentRequest,
     sign_enrolment_request,
     verify_enrolment_request,
 )
 from liaison_net.core.ids import check_officer_id, node_of
-from liaison_net.errors import CannotOpen, ConfigError, Conflict, Malformed
+from liaison_net.errors import CannotOpen, ConfigError, Conflict, Malformed, Refused
 
 MAGIC = b"liaison-net keystore\n"
-VERSION = 1
+VERSION = 2
 MIN_PASSPHRASE_CHARS = 8
 MAX_KEYSTORE_BYTES = 256 * 1024
 MAX_ENCRYPTION_KEYS = 32
-_FIELDS = {"version", "officer", "signing_seed", "encryption_secrets", "node_url",
-           "ca_cert_pem"}
+_FIELDS_V1 = {"version", "officer", "signing_seed", "encryption_secrets", "node_url",
+              "ca_cert_pem"}
+_FIELDS = _FIELDS_V1 | {"request"}
 
 
 @dataclass(frozen=True, repr=False)
@@ -50,6 +58,7 @@ class Keystore:
     encryption_keys: tuple[crypto.EncryptionKeyPair, ...]  # newest first, never empty
     node_url: str  # https://host:port of the home node's officer API
     ca_cert_pem: bytes  # the network CA: the only certificate the client trusts
+    request: bytes | None = None  # the signed enrolment request (None: a v1 keystore)
 
     @property
     def node(self) -> str:
@@ -69,7 +78,8 @@ class Keystore:
         return {"version": VERSION, "officer": self.officer,
                 "signing_seed": self.signing.seed,
                 "encryption_secrets": [k.secret for k in self.encryption_keys],
-                "node_url": self.node_url, "ca_cert_pem": self.ca_cert_pem}
+                "node_url": self.node_url, "ca_cert_pem": self.ca_cert_pem,
+                "request": self.request}
 
 
 def check_node_url(url: str) -> str:
@@ -105,8 +115,9 @@ def check_passphrase(passphrase: bytes) -> bytes:
 
 
 def create(path: Path, officer: str, name: str, role: str, node_url: str, ca_cert_pem: bytes,
-           passphrase: bytes) -> tuple[Keystore, bytes]:
-    """Generate the officer's keys, save the keystore, return it and the enrolment request.
+           passphrase: bytes, *, almanac: Almanac | None = None) -> tuple[Keystore, bytes]:
+    """Generate the officer's keys, save the keystore, return it and the enrolment request
+    (which carries ``almanac``: languages, posting, coverage; none by default).
 
     Refuses to overwrite an existing keystore: it may hold the only copy of keys that open
     envelopes already sent to the officer.
@@ -119,12 +130,14 @@ def create(path: Path, officer: str, name: str, role: str, node_url: str, ca_cer
     encryption = crypto.generate_encryption_key()
     request = EnrolmentRequest(officer=officer, name=name, role=role,
                                signing_public=signing.public,
-                               encryption_public=encryption.public)
+                               encryption_public=encryption.public,
+                               almanac=almanac or Almanac())
     request_bytes = sign_enrolment_request(request, signing)
-    # Check the request as the node will (name, role) before anything touches the disk.
+    # Check the request as the node will (name, role, almanac) before anything touches the disk.
     verify_enrolment_request(request_bytes)
     check_ca_pem(ca_cert_pem)
-    keystore = Keystore(officer, signing, (encryption,), check_node_url(node_url), ca_cert_pem)
+    keystore = Keystore(officer, signing, (encryption,), check_node_url(node_url), ca_cert_pem,
+                        request_bytes)
     save(path, keystore, passphrase)
     return keystore, request_bytes
 
@@ -155,10 +168,14 @@ def load(path: Path, passphrase: bytes) -> Keystore:
 
 
 def _decode(plain: bytes) -> Keystore:
-    d = codec.exact_map("keystore", codec.unpack(plain, what="keystore",
-                                                 max_bytes=MAX_KEYSTORE_BYTES), _FIELDS)
-    if d["version"] != VERSION or isinstance(d["version"], bool):
-        raise Malformed(f"unsupported keystore version {d['version']!r:.20}")
+    value = codec.unpack(plain, what="keystore", max_bytes=MAX_KEYSTORE_BYTES)
+    version = value.get("version") if isinstance(value, dict) else None
+    if version not in (1, VERSION) or isinstance(version, bool):
+        raise Malformed(f"unsupported keystore version {version!r:.20}")
+    d = codec.exact_map("keystore", value, _FIELDS if version == VERSION else _FIELDS_V1)
+    request = d.get("request")
+    if request is not None and not isinstance(request, bytes):
+        raise Malformed("request must be bytes")
     secrets = d["encryption_secrets"]
     if not isinstance(secrets, list) or not 1 <= len(secrets) <= MAX_ENCRYPTION_KEYS:
         raise Malformed("encryption_secrets must list 1 to 32 keys")
@@ -170,7 +187,27 @@ def _decode(plain: bytes) -> Keystore:
         encryption_keys=tuple(crypto.encryption_key_from_secret(s) for s in secrets),
         node_url=check_node_url(d["node_url"]),
         ca_cert_pem=d["ca_cert_pem"],
+        request=request,
     )
+
+
+def export_request(keystore: Keystore) -> bytes | None:
+    """The enrolment request `officer init` made (name, role, almanac entry), with this
+    keystore's current public keys and signed by its current signing key; None for a
+    version-1 keystore, which did not keep it."""
+    if keystore.request is None:
+        return None
+    try:
+        kept = verify_enrolment_request(keystore.request)
+    except Refused as exc:  # Malformed, BadSignature: not what `officer init` wrote
+        raise CannotOpen(f"the enrolment request in the keystore is unreadable: "
+                         f"{exc.detail}") from None
+    if kept.officer != keystore.officer:
+        raise CannotOpen(f"the keystore of {keystore.officer} holds a request for "
+                         f"{kept.officer}")
+    current = dataclasses.replace(kept, signing_public=keystore.signing.public,
+                                  encryption_public=keystore.encryption.public)
+    return sign_enrolment_request(current, keystore.signing)
 
 
 def rotated(keystore: Keystore, *, serial: int, now: int,
@@ -189,4 +226,4 @@ def rotated(keystore: Keystore, *, serial: int, now: int,
         keystore.signing)
     keys = (encryption, *keystore.encryption_keys)[:MAX_ENCRYPTION_KEYS]
     return Keystore(keystore.officer, signing, keys, keystore.node_url,
-                    keystore.ca_cert_pem), statement
+                    keystore.ca_cert_pem, keystore.request), statement

@@ -1,15 +1,18 @@
 """Turn any opened envelope into something an officer can read: messages as written,
 signals and node notices (acknowledgements, escalations, matches, non-delivery) as a
-subject line and labelled text."""
+subject line and labelled text, delivery evidence as what it claims (`liaison status`
+verifies it)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from liaison_net.core import codec
 from liaison_net.core import content as content_mod
 from liaison_net.core.content import Attachment, Content
 from liaison_net.core.envelope import Envelope, Kind
+from liaison_net.core.evidence import claimed_statement
 from liaison_net.core.ids import id_to_text
 from liaison_net.core.signals import SignalPayload
 from liaison_net.errors import Malformed
@@ -41,6 +44,15 @@ def readable(envelope: Envelope, plaintext: bytes) -> Content:
         fields = notice_fields(plaintext)
         lines = [f"{k}: {v}" for k, v in sorted(fields.items()) if k not in ("v", "type")]
         return Content(subject=f"Notice: {fields['type']}", text="\n".join(lines) or "-")
+    if kind is Kind.EVIDENCE:
+        claim = claimed_statement(plaintext)
+        return Content(
+            subject=f"Evidence: {claim.step.value} by {claim.by}"[:200],
+            text=(f"envelope: {id_to_text(claim.envelope)}\n"
+                  f"recipients: {', '.join(claim.recipients)}\n"
+                  f"at: {datetime.fromtimestamp(claim.at / 1000, UTC):%Y-%m-%d %H:%M:%S}Z\n"
+                  f"A claim until verified: `liaison status {id_to_text(claim.envelope)}` "
+                  "checks its signature and maker."))
     if kind is Kind.SIGNAL:
         s = SignalPayload.decode(plaintext)
         subject = (f"Signal: {s.category.value} (severity {s.severity.label}, "

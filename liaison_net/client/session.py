@@ -19,9 +19,11 @@ a timeout and every answer by a size.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import ssl
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -46,6 +48,9 @@ MSGPACK_MEDIA_TYPE = "application/x-msgpack"
 MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_INBOX_PAGE = 500
 MAX_TOKEN_CHARS = 4096
+MAX_EVIDENCE_BYTES = 16 * 1024 * 1024  # every statement about one envelope
+MAX_STREAM_MESSAGE = 64 * 1024  # one inbox entry as JSON is a few hundred bytes
+STREAM_HEARTBEAT_S = 20.0  # ping the node; no pong within half of it: the stream is dead
 _MAX_DETAIL_CHARS = 500
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,40}(?:\.[a-z][a-z0-9_]{0,40})?")
 _TOKEN = re.compile(r"[\x21-\x7e]+")  # visible ASCII, safe in an Authorization header
@@ -250,6 +255,58 @@ class NodeSession:
             after = page.next
         return out[:max_items]
 
+    def follow(self, after: int, *,
+               on_retry: Callable[[errors.LiaisonError, float], None] | None = None,
+               max_failures: int | None = None) -> AsyncGenerator[InboxEntry, None]:
+        """Every inbox entry with seq > ``after``, then each new one as the node commits
+        it, each exactly once, reconnecting by itself (``client.follow``). Use it as
+        ``async with contextlib.aclosing(node.follow(after)) as entries: ...``."""
+        from liaison_net.client.follow import follow_inbox  # it builds on this module
+
+        return follow_inbox(self._stream, after, on_retry=on_retry, max_failures=max_failures)
+
+    @contextlib.asynccontextmanager
+    async def _stream(self, after: int) -> AsyncIterator[AsyncIterator[InboxEntry]]:
+        """One websocket to the node's inbox stream; its entries end with ``Unavailable``
+        when the connection closes or breaks, for whatever reason."""
+        path = f"/api/v1/inbox/stream?after={after}"
+        if self._token is None:
+            await self.login()
+        try:
+            ws = await self._ws_open(path)
+        except errors.Unauthorized:
+            self._token = None  # expired between calls: one fresh login, one retry
+            await self.login()
+            ws = await self._ws_open(path)
+        entries = _stream_entries(ws, self.base_url)
+        try:
+            yield entries
+        finally:
+            await entries.aclose()
+            await ws.close()
+
+    async def _ws_open(self, path: str) -> aiohttp.ClientWebSocketResponse:
+        if self._http is None:
+            raise RuntimeError("NodeSession used outside `async with`")
+        try:
+            return await self._http.ws_connect(
+                self.base_url + path, headers={"Authorization": f"Bearer {self._token}"},
+                heartbeat=STREAM_HEARTBEAT_S, max_msg_size=MAX_STREAM_MESSAGE,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
+                server_hostname=node_hostname(self.keystore.node))
+        except aiohttp.WSServerHandshakeError as exc:
+            raise _stream_refused(exc.status) from None
+        except aiohttp.ClientConnectorCertificateError:
+            raise errors.Unauthorized(
+                f"the TLS certificate of {self.base_url} is not one the network CA issued "
+                f"to node {self.keystore.node} for this host") from None
+        except TimeoutError:
+            raise errors.Unavailable(
+                f"node at {self.base_url} did not answer within {self._timeout_s:g} s") from None
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            reason = _clean(str(exc) or type(exc).__name__)
+            raise errors.Unavailable(f"cannot reach node at {self.base_url}: {reason}") from None
+
     async def fetch(self, envelope_id: str) -> bytes:
         """The raw envelope bytes, unverified: pass them to sealing.verify."""
         answer = await self._call("GET", f"/api/v1/envelopes/{_check_id(envelope_id)}",
@@ -286,6 +343,19 @@ class NodeSession:
                                      _opt_int(item.get("acked"), "status acked")))
         return EnvelopeStatus(_check_id(_field(body, "id", str, "status")), hops, local)
 
+    async def evidence(self, envelope_id: str) -> list[bytes]:
+        """The raw evidence envelopes about ``envelope_id`` in your inbox, unverified:
+        ``client.evidence`` verifies each one before believing it."""
+        answer = await self._call("GET",
+                                  f"/api/v1/envelopes/{_check_id(envelope_id)}/evidence",
+                                  max_bytes=MAX_EVIDENCE_BYTES)
+        body = codec.exact_map("evidence", codec.unpack(
+            answer, what="evidence", max_bytes=MAX_EVIDENCE_BYTES), {"evidence"})
+        raws = body["evidence"]
+        if not isinstance(raws, list) or not all(isinstance(r, bytes) for r in raws):
+            raise errors.Malformed("node answered evidence that is not a list of envelopes")
+        return raws
+
     async def rotate_keys(self, statement: bytes) -> dict[str, Any]:
         """Hand a rotation statement to the home node; it answers the new card's version."""
         answer = await self._call("POST", "/api/v1/keys/rotate",
@@ -308,6 +378,14 @@ class NodeSession:
                            and isinstance(p[1], bytes) for p in pairs)):
             raise errors.Malformed("node answered a malformed evaluation")
         return [(p[0], p[1]) for p in pairs]
+
+    async def requests(self, *, include_answered: bool = False) -> list[dict[str, Any]]:
+        path = "/api/v1/requests" + ("?all=1" if include_answered else "")
+        body = _json_map(await self._call("GET", path), "requests")
+        rows = body.get("requests")
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise errors.Malformed("node answered a malformed request list")
+        return rows
 
     async def raised_signals(self) -> list[dict[str, Any]]:
         body = _json_map(await self._call("GET", "/api/v1/signals"), "signals")
@@ -424,6 +502,41 @@ def _int(value: object, what: str) -> int:
 
 def _opt_int(value: object, what: str) -> int | None:
     return None if value is None else _int(value, what)
+
+
+async def _stream_entries(ws: aiohttp.ClientWebSocketResponse,
+                          base_url: str) -> AsyncGenerator[InboxEntry, None]:
+    """The entries the node pushes, until the stream closes (then ``Unavailable``)."""
+    while True:
+        message = await ws.receive()
+        if message.type is aiohttp.WSMsgType.TEXT:
+            yield _inbox_entry(_json_map(str(message.data).encode(), "inbox stream"))
+        elif message.type is aiohttp.WSMsgType.BINARY:
+            raise errors.Malformed("node sent a binary frame on the inbox stream")
+        elif message.type is aiohttp.WSMsgType.ERROR:
+            raise errors.Unavailable(f"inbox stream from {base_url} broke: "
+                                     f"{_clean(str(message.data) or 'connection lost')}")
+        else:  # CLOSE, CLOSING, CLOSED
+            reason = _clean(str(message.extra or "")) if message.type is \
+                aiohttp.WSMsgType.CLOSE else ""
+            raise errors.Unavailable(f"node at {base_url} closed the inbox stream "
+                                     f"({ws.close_code}{': ' + reason if reason else ''})")
+
+
+def _stream_refused(status: int) -> errors.LiaisonError:
+    """A refused stream handshake, by status (its JSON body does not reach us)."""
+    detail = f"the node refused the inbox stream (HTTP {status})"
+    if status == 429:
+        return errors.RateLimited(f"{detail}: too many live inbox streams are open for you "
+                                  "or on the node; close one (another `liaison inbox "
+                                  "--follow`?) and try again")
+    by_status: dict[int, type[errors.LiaisonError]] = {
+        400: errors.Malformed, 401: errors.Unauthorized, 403: errors.Forbidden,
+        404: errors.NotFound, 503: errors.Unavailable}
+    cls = by_status.get(status)
+    if cls is not None:
+        return cls(detail)
+    return errors.Refused(detail) if status < 500 else errors.NodeFault(detail)
 
 
 def _inbox_entry(item: object) -> InboxEntry:

@@ -6,6 +6,10 @@ an *officer card* with its CA-certified node signing key; cards federate to ever
 directory, and a peer believes a card only if the signature verifies under the home node's
 certified key. Like envelopes, signed objects travel as ``[body_bytes, signature]`` so the
 signature is checked over exact bytes before the body is decoded.
+
+Both carry the officer's almanac entry (languages, posting, coverage: ``core.almanac``). The
+officer states it in the request; the administrator confirms it with the key ids before
+enrolling, and the card makes it the home node's word, which no one else can change.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from liaison_net.core import codec, crypto
+from liaison_net.core.almanac import FIELDS as ALMANAC_FIELDS
+from liaison_net.core.almanac import Almanac
 from liaison_net.core.ids import NODE_HANDLE, check_officer_id, node_of
 from liaison_net.errors import BadTimestamp, Malformed
 
@@ -21,6 +27,9 @@ CARD_DOMAIN = b"liaison-net/officer-card/v1\x00"
 REQUEST_DOMAIN = b"liaison-net/enrolment-request/v1\x00"
 MAX_CARD_BYTES = 4096
 MAX_NAME_CHARS = 128
+REQUEST_FIELDS = frozenset({"officer", "name", "role", "signing_public", "encryption_public",
+                            *ALMANAC_FIELDS})
+CARD_FIELDS = REQUEST_FIELDS | {"version", "valid_from", "valid_until"}
 
 
 @dataclass(frozen=True)
@@ -30,11 +39,12 @@ class EnrolmentRequest:
     role: str
     signing_public: bytes
     encryption_public: bytes
+    almanac: Almanac
 
     def to_wire(self) -> dict[str, Any]:
         return {"officer": self.officer, "name": self.name, "role": self.role,
                 "signing_public": self.signing_public,
-                "encryption_public": self.encryption_public}
+                "encryption_public": self.encryption_public, **self.almanac.to_wire()}
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ class OfficerCard:
     version: int
     valid_from: int  # ms
     valid_until: int  # ms
+    almanac: Almanac
 
     @property
     def node(self) -> str:
@@ -64,7 +75,20 @@ class OfficerCard:
         return {"officer": self.officer, "name": self.name, "role": self.role,
                 "signing_public": self.signing_public,
                 "encryption_public": self.encryption_public, "version": self.version,
-                "valid_from": self.valid_from, "valid_until": self.valid_until}
+                "valid_from": self.valid_from, "valid_until": self.valid_until,
+                **self.almanac.to_wire()}
+
+
+def renewal(card: OfficerCard, *, signing_public: bytes | None = None,
+            encryption_public: bytes | None = None) -> EnrolmentRequest:
+    """The request behind the next version of ``card``: the same officer, name, role and
+    almanac entry, with new keys if given (an officer's rotation) or the same ones (a node
+    re-issuing its cards under a new node key)."""
+    return EnrolmentRequest(
+        card.officer, card.name, card.role,
+        card.signing_public if signing_public is None else signing_public,
+        card.encryption_public if encryption_public is None else encryption_public,
+        card.almanac)
 
 
 def _signed(domain: bytes, body: dict[str, Any], key: crypto.SigningKeyPair) -> bytes:
@@ -107,7 +131,7 @@ def verify_enrolment_request(raw: bytes) -> EnrolmentRequest:
     body, signature = _split_signed(raw, "enrolment request")
     d = codec.exact_map("enrolment request", codec.unpack(body, what="enrolment request",
                                                           max_bytes=MAX_CARD_BYTES),
-                        {"officer", "name", "role", "signing_public", "encryption_public"})
+                        set(REQUEST_FIELDS))
     signing_public = _pubkey(d, "signing_public", "enrolment request")
     crypto.verify(signing_public, REQUEST_DOMAIN + body, signature)
     officer = check_officer_id(d["officer"])
@@ -119,6 +143,7 @@ def verify_enrolment_request(raw: bytes) -> EnrolmentRequest:
         role=_text(d, "role", "enrolment request"),
         signing_public=signing_public,
         encryption_public=_pubkey(d, "encryption_public", "enrolment request"),
+        almanac=Almanac.from_wire(d, what="enrolment request"),
     )
 
 
@@ -128,7 +153,8 @@ def issue_card(request: EnrolmentRequest, *, node_id: str, node_key: crypto.Sign
     if node_of(request.officer) != node_id:
         raise Malformed(f"{request.officer} does not belong to node {node_id}")
     card = OfficerCard(request.officer, request.name, request.role, request.signing_public,
-                       request.encryption_public, version, now, now + valid_for_ms)
+                       request.encryption_public, version, now, now + valid_for_ms,
+                       request.almanac.validate())
     return _signed(CARD_DOMAIN, card.to_wire(), node_key)
 
 
@@ -136,24 +162,7 @@ def verify_card(raw: bytes, *, node_public: bytes, node_id: str, now: int | None
     """Believe a card only under its home node's certified key and, given ``now``, unexpired."""
     body, signature = _split_signed(raw, "officer card")
     crypto.verify(node_public, CARD_DOMAIN + body, signature)
-    d = codec.exact_map("officer card", codec.unpack(body, what="officer card",
-                                                     max_bytes=MAX_CARD_BYTES),
-                        {"officer", "name", "role", "signing_public", "encryption_public",
-                         "version", "valid_from", "valid_until"})
-    numbers = []
-    for key in ("version", "valid_from", "valid_until"):
-        value = d[key]
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 1 << 53:
-            raise Malformed(f"officer card {key} must be a positive integer")
-        numbers.append(value)
-    card = OfficerCard(
-        officer=check_officer_id(d["officer"]),
-        name=_text(d, "name", "officer card"),
-        role=_text(d, "role", "officer card"),
-        signing_public=_pubkey(d, "signing_public", "officer card"),
-        encryption_public=_pubkey(d, "encryption_public", "officer card"),
-        version=numbers[0], valid_from=numbers[1], valid_until=numbers[2],
-    )
+    card = _decode_card(body)
     if card.node != node_id:
         raise Malformed(f"card for {card.officer} is not signed by its home node")
     if card.valid_until <= card.valid_from:
@@ -163,3 +172,32 @@ def verify_card(raw: bytes, *, node_public: bytes, node_id: str, now: int | None
     if now is not None and now >= card.valid_until:
         raise BadTimestamp(f"officer card of {card.officer} has expired")
     return card
+
+
+def decode_stored_card(raw: bytes) -> OfficerCard:
+    """A card from the node's own store, which holds only cards ``verify_card`` accepted
+    (put_card's callers verify first): decoded as strictly, the signature not re-checked,
+    since the store does not keep every peer's key history beside it."""
+    body, _ = _split_signed(raw, "officer card")
+    return _decode_card(body)
+
+
+def _decode_card(body: bytes) -> OfficerCard:
+    d = codec.exact_map("officer card", codec.unpack(body, what="officer card",
+                                                     max_bytes=MAX_CARD_BYTES),
+                        set(CARD_FIELDS))
+    numbers = []
+    for key in ("version", "valid_from", "valid_until"):
+        value = d[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 1 << 53:
+            raise Malformed(f"officer card {key} must be a positive integer")
+        numbers.append(value)
+    return OfficerCard(
+        officer=check_officer_id(d["officer"]),
+        name=_text(d, "name", "officer card"),
+        role=_text(d, "role", "officer card"),
+        signing_public=_pubkey(d, "signing_public", "officer card"),
+        encryption_public=_pubkey(d, "encryption_public", "officer card"),
+        version=numbers[0], valid_from=numbers[1], valid_until=numbers[2],
+        almanac=Almanac.from_wire(d, what="officer card"),
+    )

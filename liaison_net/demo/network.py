@@ -8,6 +8,7 @@ Layout of the demo directory::
     data/<id>/node.sqlite3           each node's database (made by the node on first start)
     logs/<id>.log                    each node's JSON log (stdout and stderr)
     officers/<node>-<handle>.keystore, .request, passphrase
+                                     (the four officers and the four duty desks <node>/desk)
 
 Nodes run as real processes (``python -m liaison_net.cli node serve``), each in its own
 session so a Ctrl-C in the terminal reaches only the demo, which then stops them itself:
@@ -39,6 +40,7 @@ from liaison_net import pki
 from liaison_net.client import keystore as keystore_mod
 from liaison_net.client.keystore import Keystore
 from liaison_net.core.ids import node_of
+from liaison_net.core.signals import DESK_HANDLE, desk_of
 
 T = TypeVar("T")
 
@@ -105,6 +107,10 @@ class OfficerSpec:
     def file_stem(self) -> str:
         return self.id.replace("/", "-")
 
+    @property
+    def is_desk(self) -> bool:
+        return self.id.split("/", 1)[1] == DESK_HANDLE
+
 
 OFFICERS = (
     OfficerSpec("nl/jdevries", "Jan de Vries"),
@@ -112,6 +118,10 @@ OFFICERS = (
     OfficerSpec("lu/cschmit", "Claude Schmit"),
     OfficerSpec("de-nw/kmueller", "Katrin Müller"),
 )
+#: Each node's duty desk: where early-warning signals from other countries arrive. A desk
+#: is enrolled like any officer (its keystore is the desk's, shared by whoever is on duty).
+DESKS = tuple(OfficerSpec(desk_of(nid), f"{nid.upper()} duty desk", "duty desk")
+              for nid in NODE_IDS)
 
 
 @dataclass
@@ -339,10 +349,18 @@ class DemoNetwork:
         pf = self.passphrase_file
         out = []
         for officer in self.officers.values():
-            out.append(f"{liaison} inbox --all --keystore {officer.path} --passphrase-file {pf}"
-                       f"   # {officer.spec.name} ({officer.id})")
+            if not officer.spec.is_desk:
+                out.append(f"{liaison} inbox --all --keystore {officer.path} --passphrase-file "
+                           f"{pf}   # {officer.spec.name} ({officer.id})")
         nl = self.officers.get("nl/jdevries")
         be = self.officers.get("be/mpeeters")
+        be_desk = self.officers.get(desk_of("be"))
+        if be_desk is not None:
+            out.append(f"{liaison} signal list --keystore {be_desk.path} --passphrase-file {pf}"
+                       f"   # the {be_desk.spec.name}: signals for the desk")
+        if nl is not None:
+            out.append(f"{liaison} signal list --keystore {nl.path} --passphrase-file {pf}"
+                       "   # signals Jan raised, and which desks acknowledged them")
         if nl is not None and be is not None:
             out.append(f"{liaison} send --keystore {nl.path} --passphrase-file {pf} "
                        f"--to {be.id} --subject 'Hello from NL' --text 'Test' --handling H0 "

@@ -1,8 +1,10 @@
 """What the demo records, how it shows progress (rich), and the summary it ends with.
 
-The scenario fills an ``Outcome``: one ``Delivery`` per (envelope, recipient), one ``Refusal``
-per refused attempt, and one ``Check`` per thing the story expects. The exit code is 0
-only if every check passed. ``--json`` prints ``summary()`` and nothing else.
+The scenario fills an ``Outcome``: one ``Delivery`` per (envelope, recipient), alerts and
+signals alike, one ``Refusal`` per refused attempt, one ``SignalRecord`` per signal raised,
+one ``Notice`` per signed node notice read (signal acknowledgements and matches), and one
+``Check`` per thing the story expects. The exit code is 0 only if every check passed.
+``--json`` prints ``summary()`` and nothing else.
 """
 
 from __future__ import annotations
@@ -19,14 +21,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-SIGNALS_NOT_BUILT = ("early-warning signals (kind `signal`, subject pseudonyms, duty-desk "
-                     "fan-out) are not built yet; the story leaves their step empty")
-
 
 @dataclass
 class Delivery:
     envelope: str  # id text
-    alert: str  # the story's label, e.g. "A1 Benelux-only"
+    alert: str  # the story's label, e.g. "A1 Benelux", "S1 signal"
     sender: str
     recipient: str
     precedence: str
@@ -39,6 +38,7 @@ class Delivery:
     content_ok: bool = False  # decrypted content equals what the sender sealed
     acked: bool = False  # the recipient's node records the acknowledgement
     latency_ms: int | None = None  # submit -> seen in the inbox (upper bound, polled)
+    kind: str = "message"  # the envelope kind: "message" (an alert) or "signal"
 
 
 @dataclass
@@ -50,6 +50,34 @@ class Refusal:
     code: str
     http_status: int | None
     detail: str
+
+
+@dataclass
+class SignalRecord:
+    """An early-warning signal the story raised (what its header and payload say)."""
+
+    label: str  # "S1 signal"
+    id: str
+    sender: str
+    desks: list[str]
+    category: str
+    severity: str
+    region: str
+    share_with: list[str]
+    pseudonyms: int  # subject pseudonyms in the annex (one per network key)
+
+
+@dataclass
+class Notice:
+    """A signed node notice an officer's client verified and opened."""
+
+    id: str
+    type: str  # "signal-ack" or "signal-match"
+    sender: str  # the node principal that signed it, e.g. "be/node"
+    recipient: str
+    about: list[str]  # the signal ids it names
+    detail: str
+    ok: bool  # signed by the node it should be, and says what it should
 
 
 @dataclass
@@ -65,9 +93,22 @@ class Outcome:
     refusals: list[Refusal] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     audit: dict[str, dict[str, Any]] = field(default_factory=dict)
+    signals: list[SignalRecord] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    signal_checks: list[Check] = field(default_factory=list)  # also in ``checks``
+    signals_checked: bool = False  # the story got to the end of its signal checks
+    de_nw_desk_signals: list[str] | None = None  # signal ids in DE-NW's desk inbox
+    match_notices: dict[str, int] = field(default_factory=dict)  # owner -> match notices
+    names_in_clear: list[str] = field(default_factory=list)  # subject identifiers found
+    names_scanned: int = 0  # node files and envelopes searched for them
 
     def check(self, name: str, ok: bool, detail: str = "") -> bool:
         self.checks.append(Check(name, bool(ok), detail))
+        return bool(ok)
+
+    def signal_check(self, name: str, ok: bool, detail: str = "") -> bool:
+        self.check(name, ok, detail)
+        self.signal_checks.append(self.checks[-1])
         return bool(ok)
 
     @property
@@ -101,13 +142,52 @@ class Outcome:
         rows: dict[str, dict[str, Any]] = {}
         for x in self.deliveries:
             row = rows.setdefault(x.envelope, {
-                "id": x.envelope, "alert": x.alert, "from": x.sender,
+                "id": x.envelope, "alert": x.alert, "kind": x.kind, "from": x.sender,
                 "precedence": x.precedence, "tlp": x.tlp, "handling": x.handling,
                 "share_with": x.share_with, "deliveries": []})
             row["deliveries"].append({"to": x.recipient, "hop": x.hop, "delivered": x.delivered,
                                       "read": x.read, "content_ok": x.content_ok,
                                       "acked": x.acked, "latency_ms": x.latency_ms})
         return list(rows.values())
+
+    def signals_summary(self) -> dict[str, Any]:
+        """The signal part of the story, for the JSON summary and the last lines."""
+        if not self.signals:
+            return {"status": "not_run", "raised": 0}
+        labels = {s.label for s in self.signals}
+        rows = [d for d in self.deliveries if d.kind == "signal"]
+        acks = [n for n in self.notices if n.type == "signal-ack" and n.ok]
+        matches = [n for n in self.notices if n.type == "signal-match" and n.ok]
+
+        def acknowledged(signal: SignalRecord) -> bool:
+            """Every desk acknowledged it, and the sender holds each desk node's notice."""
+            desks = [d for d in rows if d.envelope == signal.id]
+            told = {n.sender for n in acks if n.about == [signal.id]}
+            return bool(desks) and all(d.acked for d in desks) and len(told) == len(desks)
+
+        refused = [r for r in self.refusals if r.alert in labels]
+        ok = self.signals_checked and all(c.ok for c in self.signal_checks)
+        return {
+            "status": "ok" if ok else "failed",
+            "raised": len(self.signals),
+            "delivered_to_desks": sum(d.delivered for d in rows),
+            "opened": sum(d.read and d.content_ok for d in rows),
+            # Signals every desk acknowledged, with the sender told in a signed notice.
+            "acknowledged": sum(acknowledged(s) for s in self.signals),
+            "desk_acknowledgements": sum(d.acked for d in rows),
+            "ack_notices": len(acks),
+            "refused_for_de_nw": sum(r.recipient.startswith("de-nw/") for r in refused),
+            "delivered_to_de_nw": (len(self.de_nw_desk_signals)
+                                   if self.de_nw_desk_signals is not None else None),
+            # Pairs of signals found to concern the same person, each told to both owners.
+            "matches": len({tuple(n.about) for n in matches}),
+            "match_notices": self.match_notices,
+            "names_in_clear": len(self.names_in_clear),
+            "names_found": self.names_in_clear,
+            "files_and_envelopes_searched": self.names_scanned,
+            "items": [asdict(s) for s in self.signals],
+            "notices": [asdict(n) for n in self.notices],
+        }
 
 
 def summary(outcome: Outcome, *, root: str, kept: bool, duration_s: float,
@@ -127,7 +207,7 @@ def summary(outcome: Outcome, *, root: str, kept: bool, duration_s: float,
         "refusals": [asdict(r) for r in outcome.refusals],
         "checks": [asdict(c) for c in outcome.checks],
         "audit": outcome.audit,
-        "signals": {"status": "not_built", "detail": SIGNALS_NOT_BUILT},
+        "signals": outcome.signals_summary(),
         "commands": commands,
     }
 
@@ -173,9 +253,6 @@ class Progress:
     def note(self, text: str, *, style: str = "dim") -> None:
         self.console.print(f"  [{style}]{escape(text)}[/]")
 
-    def skipped(self, text: str) -> None:
-        self.console.print(f"[yellow]-[/] {escape(text)}")
-
     def refused(self, refusal: Refusal) -> None:
         status = f"HTTP {refusal.http_status} " if refusal.http_status else ""
         self.console.print(f"  [yellow]refused[/] by {escape(refusal.layer)}: "
@@ -207,6 +284,17 @@ class Progress:
                                  str(r.http_status or "-"), f"[yellow]{escape(r.code)}[/]")
             self.console.print(refusals)
             self.console.print()
+        if outcome.notices:
+            notices = Table(title="Signal notices (signed by a node, verified and opened by "
+                                  "the officer's client)", title_justify="left",
+                            box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
+            for name in ("notice", "type", "from", "to", "says", "ok"):
+                notices.add_column(name, no_wrap=True)
+            for n in outcome.notices:
+                notices.add_row("…" + n.id[-6:], n.type, n.sender, n.recipient, n.detail,
+                                _yes(n.ok))
+            self.console.print(notices)
+            self.console.print()
 
     def checks(self, outcome: Outcome) -> None:
         for c in outcome.checks:
@@ -230,7 +318,14 @@ class Progress:
                 f"acknowledged, {counts['refused_for_de_nw']} refusals for DE-NW "
                 f"(client {counts['refused_for_de_nw_by_client']}, node "
                 f"{counts['refused_for_de_nw_by_node']})")
-        self.skipped(SIGNALS_NOT_BUILT)
+        signals = summary["signals"]
+        if signals.get("raised"):
+            matches = signals["matches"]
+            c.print(f"Signals: {signals['raised']} raised, {signals['acknowledged']} "
+                    f"acknowledged by every desk (senders told), "
+                    f"{signals['refused_for_de_nw']} refusals for DE-NW's desk, "
+                    f"{matches} {'match' if matches == 1 else 'matches'} (a notice to each "
+                    f"owner), {signals['names_in_clear']} names in clear on the nodes")
         if summary["error"]:
             c.print(f"[red]error:[/] {escape(str(summary['error']))}")
         if summary.get("traceback"):

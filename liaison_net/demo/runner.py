@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from liaison_net.demo.network import OFFICERS, Deadline, DemoError, DemoNetwork
+from liaison_net.demo.network import DESKS, OFFICERS, Deadline, DemoError, DemoNetwork
 from liaison_net.demo.report import Outcome, Progress, summary
 from liaison_net.demo.scenario import Story
 from liaison_net.errors import LiaisonError
@@ -89,10 +89,13 @@ def run_demo(*, root: Path | None, keep: bool, timeout_s: float, progress: Progr
             with progress.step("Node processes started and listening") as notes:
                 net.start(deadline)
                 notes.append(", ".join(f"{n.id} pid {n.pid}" for n in net.nodes.values()))
-            with progress.step("Officers enrolled by their node administrators") as notes:
-                net.enrol(OFFICERS, deadline)
+            with progress.step("Officers and duty desks enrolled by their node "
+                               "administrators") as notes:
+                net.enrol(OFFICERS + DESKS, deadline)
                 notes.append(", ".join(f"{o.spec.name} ({o.id})"
-                                       for o in net.officers.values()))
+                                       for o in net.officers.values() if not o.spec.is_desk))
+                notes.append("duty desks " + ", ".join(o.id for o in net.officers.values()
+                                                       if o.spec.is_desk))
             asyncio.run(Story(net, deadline, progress, outcome).run())
             with progress.step("Audit chains verified on every node") as notes:
                 outcome.audit = net.audit_verify(deadline)

@@ -7,16 +7,18 @@ entry, so a decision and its record are durable together or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from liaison_net.core.audit import AuditEntry, detail, first_broken
 from liaison_net.core.delivery import HopState
 from liaison_net.core.envelope import Envelope
-from liaison_net.core.identity import OfficerCard
+from liaison_net.core.identity import OfficerCard, decode_stored_card
 from liaison_net.errors import Conflict, NotFound
 from liaison_net.store.database import Database, WriteTxn
 from liaison_net.store.key_store import KeyStore
+from liaison_net.store.request_store import RequestStore
 from liaison_net.store.signal_store import SignalStore
 
 
@@ -44,6 +46,9 @@ class NodeStore:
         self.db = Database(path, group_commit_max=group_commit_max)
         self.keys = KeyStore(self.db)
         self.signals = SignalStore(self.db, node_id)
+        self.requests = RequestStore(self.db, node_id)
+        # Called with the officers whose inbox got rows, after the commit (live delivery).
+        self.on_inbox: Callable[[list[str]], None] | None = None
 
     async def open(self) -> None:
         await self.db.open()
@@ -66,9 +71,9 @@ class NodeStore:
         async def op(txn: WriteTxn) -> AcceptOutcome:
             cur = await txn.execute(
                 "INSERT OR IGNORE INTO envelopes (id, raw, sender, kind, precedence, created, "
-                "expires, retain_until, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "expires, retain_until, received, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (h.id, envelope.to_bytes(), h.sender, h.kind.value, int(h.precedence),
-                 h.created, h.expires, h.tag.retain_until, now),
+                 h.created, h.expires, h.tag.retain_until, now, h.ref),
             )
             if cur.rowcount == 0:
                 stored = await (await txn.execute("SELECT raw FROM envelopes WHERE id = ?",
@@ -103,7 +108,10 @@ class NodeStore:
             await txn.audit(now, event, actor, audit_detail, h.id)
             return AcceptOutcome(h.id, duplicate=False)
 
-        return await self.db.write(op)
+        outcome = await self.db.write(op)
+        if not outcome.duplicate and local_recipients and self.on_inbox is not None:
+            self.on_inbox(local_recipients)
+        return outcome
 
     async def audit(self, *, now: int, event: str, actor: str, audit_detail: str,
                     envelope_id: bytes | None = None) -> None:
@@ -234,6 +242,15 @@ class NodeStore:
             (envelope_id,))
         return [(r[0], r[1], r[2]) for r in rows]
 
+    async def evidence_for(self, officer: str, envelope_id: bytes, *,
+                           limit: int) -> list[bytes]:
+        """The evidence envelopes in ``officer``'s inbox that report on ``envelope_id``."""
+        rows = await self.db.fetchall(
+            "SELECT e.raw FROM envelopes e JOIN inbox i ON i.envelope_id = e.id "
+            "WHERE e.ref = ? AND e.kind = 'evidence' AND i.officer = ? ORDER BY i.seq LIMIT ?",
+            (envelope_id, officer, limit))
+        return [bytes(r[0]) for r in rows]
+
     async def may_read(self, officer: str, envelope_id: bytes) -> bool:
         row = await self.db.fetchone(
             "SELECT 1 FROM inbox WHERE officer = ? AND envelope_id = ? UNION ALL "
@@ -344,14 +361,10 @@ class NodeStore:
         return [(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
 
     async def officer_card(self, officer: str) -> OfficerCard | None:
-        """The current card of an officer (already verified when it was stored)."""
-        row = await self.db.fetchone(
-            "SELECT name, role, signing_public, encryption_public, version, valid_until "
-            "FROM directory WHERE officer = ?", (officer,))
-        if row is None:
-            return None
-        return OfficerCard(officer, row[0], row[1], bytes(row[2]), bytes(row[3]), row[4], 0,
-                           row[5])
+        """The current card of an officer (already verified when it was stored), whole:
+        a renewal carries its almanac entry forward."""
+        row = await self.db.fetchone("SELECT card FROM directory WHERE officer = ?", (officer,))
+        return decode_stored_card(bytes(row[0])) if row is not None else None
 
     async def officer_keys(self, officer: str) -> tuple[bytes, bytes] | None:
         """(signing public, encryption public) of an officer in the directory."""

@@ -21,7 +21,7 @@ MIGRATIONS: list[str] = [
         retain_until INTEGER NOT NULL,
         received INTEGER NOT NULL,
         purged INTEGER
-    ) WITHOUT ROWID;
+    );  -- a rowid table: envelope rows (1-2 KiB) would spill into overflow pages otherwise
 
     CREATE TABLE hops (
         node TEXT NOT NULL,
@@ -151,6 +151,28 @@ MIGRATIONS: list[str] = [
         at INTEGER NOT NULL
     );
     CREATE INDEX pseudonym_evaluations_by ON pseudonym_evaluations (officer, at);
+    """,
+    # 4: requests under Directive (EU) 2023/977: due times, answers, escalations.
+    """
+    CREATE TABLE requests (
+        envelope_id BLOB NOT NULL,
+        officer TEXT NOT NULL,
+        role TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        urgency TEXT NOT NULL,
+        due INTEGER NOT NULL,
+        answered INTEGER,
+        reply_id BLOB,
+        escalated INTEGER,
+        PRIMARY KEY (envelope_id, officer)
+    ) WITHOUT ROWID;
+    CREATE INDEX requests_due ON requests (role, answered, escalated, due);
+    """,
+    # 5: the envelope another refers to (header ``ref``), so the sender's client collects
+    # the delivery evidence about one envelope without reading its whole inbox.
+    """
+    ALTER TABLE envelopes ADD COLUMN ref BLOB;
+    CREATE INDEX envelopes_ref ON envelopes (ref, kind) WHERE ref IS NOT NULL;
     """,
 ]
 

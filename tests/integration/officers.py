@@ -11,6 +11,7 @@ from liaison_net.client import keystore as ks
 from liaison_net.client.directory import Directory
 from liaison_net.client.session import NodeSession
 from liaison_net.core import sealing
+from liaison_net.core.almanac import Almanac
 from liaison_net.core.envelope import Envelope, Kind, Precedence
 from liaison_net.core.limits import DAY_MS, HOUR_MS
 from liaison_net.core.ownership import (
@@ -62,13 +63,17 @@ def benelux_tag(owner_node: str, *, share_with: frozenset[str] = frozenset({"be"
         purpose="cross-border investigation", retain_until=now_ms() + 30 * DAY_MS)
 
 
-def enrol(net: Network, officer_id: str) -> OfficerAgent:
+def enrol(net: Network, officer_id: str, *, languages: tuple[str, ...] = (),
+          posting: str = "", coverage: tuple[str, ...] = ()) -> OfficerAgent:
+    """A keystore for ``officer_id`` and its card, with an almanac entry if given
+    (``coverage=("co/drugs",)``: covers Colombia for drugs)."""
     node = net.nodes[officer_id.split("/")[0]]
     path = net.root / "officers" / f"{officer_id.replace('/', '-')}.keystore"
     path.parent.mkdir(exist_ok=True)
+    almanac = Almanac.create(languages=languages, posting=posting, coverage=coverage)
     keystore, request = ks.create(path, officer_id, officer_id.split("/")[1].title(),
                                   "liaison officer", node.client_url,
-                                  net.ca_cert.read_bytes(), PASSPHRASE)
+                                  net.ca_cert.read_bytes(), PASSPHRASE, almanac=almanac)
     request_path = path.with_suffix(".request")
     request_path.write_bytes(request)
     run_cli("admin", "enrol-officer", str(request_path), "--config", str(node.config))

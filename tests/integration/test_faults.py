@@ -20,9 +20,11 @@ pytestmark = pytest.mark.slow
 
 
 def inbox_rows(net: Network, nid: str, officer: str) -> list[bytes]:
+    """The envelopes in an officer's inbox, not counting delivery evidence about their own."""
     with sqlite3.connect(net.database(nid), timeout=10) as db:
-        return [r[0] for r in db.execute("SELECT envelope_id FROM inbox WHERE officer = ?",
-                                         (officer,))]
+        return [r[0] for r in db.execute(
+            "SELECT i.envelope_id FROM inbox i JOIN envelopes e ON e.id = i.envelope_id "
+            "WHERE i.officer = ? AND e.kind != 'evidence'", (officer,))]
 
 
 def backoff_attempts(net: Network, nid: str, peer: str) -> int:

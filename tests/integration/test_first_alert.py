@@ -26,7 +26,7 @@ async def directory_with(session: NodeSession, *officers: str, timeout: float = 
 async def inbox_ids(session: NodeSession, expected: int, timeout: float = 60) -> list[str]:
     async with asyncio.timeout(timeout):
         while True:
-            entries = await session.inbox_all()
+            entries = [e for e in await session.inbox_all() if e.kind != "evidence"]
             if len(entries) >= expected:
                 return [e.id for e in entries]
             await asyncio.sleep(0.2)

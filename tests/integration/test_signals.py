@@ -155,6 +155,10 @@ async def test_same_person_matched_once_per_owner_without_clear_identifiers(
                                         what=f"the match notice for {owner.id}")
         assert len(found) == 1
         assert f"signals: ['{earlier}', '{later}']" in found[0]["content"]["text"]
+    # Each owner also sees the match on its own signal with `signal show`.
+    for owner, sid in ((marie, earlier), (claude, later)):
+        shown = json.loads(cli(owner, "signal", "show", sid, "--json"))
+        assert shown["matches"] == [{"signals": [earlier, later], "countries": ["be", "lu"]}]
         assert "countries: ['be', 'lu']" in found[0]["content"]["text"]
     # A different person produces no notice: once BE's desk has the other signal, BE has
     # already checked it for matches (before answering its peer).
