@@ -17,6 +17,7 @@ import random
 import socket
 import sqlite3
 import ssl
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -176,6 +177,27 @@ def assert_still_serving(h: Hostile, what: str) -> None:
     assert healthz(h.net, TARGET)["status"] == "ok", f"{what}: /healthz not ok"
 
 
+def quiet(h: Hostile) -> tuple[dict[str, int], int]:
+    """Row counts and audit head of the target once its own background work is done.
+
+    Earlier cases send valid envelopes; the target then relays delivery evidence back to
+    their sender by itself. Wait (bounded) until nothing is queued and the audit head holds
+    still, so a case's "nothing changed" is about that case only.
+    """
+    def settled() -> tuple[dict[str, int], int] | None:
+        with contextlib.closing(sqlite3.connect(h.net.database(TARGET), timeout=10)) as db:
+            queued = db.execute("SELECT COUNT(*) FROM hops WHERE state = 'queued'").fetchone()[0]
+        first = last_audit_seq(h.net, TARGET)
+        time.sleep(0.05)  # part of the stillness check: two reads apart, bounded by wait_for
+        if queued or last_audit_seq(h.net, TARGET) != first:
+            return None
+        return row_counts(h.net, TARGET), first
+
+    result: tuple[dict[str, int], int] = wait_for(settled, timeout=30,
+                                                  what="the target to settle")
+    return result
+
+
 def assert_nothing_stored(h: Hostile, before: dict[str, int], audit_seq: int,
                           what: str) -> None:
     after = row_counts(h.net, TARGET)
@@ -249,7 +271,7 @@ async def test_peer_relaying_an_envelope_in_another_nodes_name_is_refused(
     by NL, its own node, is then accepted."""
     h = hostile
     env = h.jan.seal(h.directory, [h.marie.id], b"relayed by the wrong node")
-    before, seq = row_counts(h.net, TARGET), last_audit_seq(h.net, TARGET)
+    before, seq = quiet(h)
 
     status, answer = await http(h, "fed", "POST", protocol.TRANSACTION_PATH,
                                 body=txn("lu", env.to_bytes()), content_type=MSGPACK,
@@ -647,7 +669,7 @@ async def test_hostile_request_gets_a_typed_4xx_and_changes_nothing(
     h = hostile
     what = f"[{case.id}]"
     body, auth, raw_req = _resolve(h, case)
-    before, seq = row_counts(h.net, TARGET), last_audit_seq(h.net, TARGET)
+    before, seq = quiet(h)
     if raw_req is not None:
         status, answer = await asyncio.to_thread(raw, h, case.face, raw_req,
                                                  as_node=case.as_node)
@@ -708,7 +730,7 @@ async def test_garbage_items_in_a_well_formed_batch_are_refused_one_by_one(
     """A well-formed transaction or directory push from a real peer whose items are garbage:
     each item is refused with a typed code and a refusal audit entry, nothing is stored."""
     h = hostile
-    before, seq = row_counts(h.net, TARGET), last_audit_seq(h.net, TARGET)
+    before, seq = quiet(h)
     if case.path == protocol.TRANSACTION_PATH:
         body = codec.pack(fed_body(envelopes=case.items))
     else:
@@ -757,7 +779,7 @@ async def test_truncated_or_garbled_envelope_from_an_officer_is_refused_with_its
         "signature byte flipped": (flip_last, "bad_signature"),
     }
     for what, (garbled, expected) in variants.items():
-        before, seq = row_counts(h.net, TARGET), last_audit_seq(h.net, TARGET)
+        before, seq = quiet(h)
         status, answer = await http(h, "api", "POST", "/api/v1/envelopes", body=garbled,
                                     content_type=ENVELOPE, auth=f"Bearer {h.token}")
         code = error_of(status, answer, what)
