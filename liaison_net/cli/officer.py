@@ -467,6 +467,12 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
 @keystore_options
 def ack_cmd(envelope_id: str, keystore_path: Path, passphrase_file: Path | None) -> None:
     """Acknowledge envelope ID in your inbox."""
+    acknowledge(envelope_id, keystore_path, passphrase_file)
+
+
+def acknowledge(envelope_id: str, keystore_path: Path, passphrase_file: Path | None) -> None:
+    """Shared by `ack` and `signal ack`: the node records it (and, for a desk's signal,
+    tells the sender)."""
     ks = load_keystore(keystore_path, passphrase_file)
 
     async def go() -> bool:

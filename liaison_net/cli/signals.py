@@ -23,6 +23,7 @@ from liaison_net.cli.officer import (
     _now_ms,
     _run,
     _warn,
+    acknowledge,
     build_tag,
     check_send,
     keystore_options,
@@ -267,12 +268,4 @@ def show_cmd(signal_id: str, as_json: bool, keystore_path: Path,
 @keystore_options
 def ack_cmd(signal_id: str, keystore_path: Path, passphrase_file: Path | None) -> None:
     """Acknowledge signal ID for your desk; the sender is told, in a signed notice."""
-    ks = load_keystore(keystore_path, passphrase_file)
-
-    async def go() -> bool:
-        async with NodeSession(ks) as node:
-            return await node.ack(signal_id)
-
-    done = _run(go())
-    click.echo(f"acknowledged {signal_id}" if done else f"{signal_id} was already "
-               "acknowledged")
+    acknowledge(signal_id, keystore_path, passphrase_file)
