@@ -172,12 +172,28 @@ def describe_setup() -> dict[str, Any]:
 
 
 class BaselineSystem(System):
+    """Two brokers, origin and destination; the fault scenarios act on the destination."""
+
     package: str
     binary: str
     clients: tuple[tuple[str, str], ...]
+    brokers: dict[str, Broker]
+    ports: dict[str, int]
 
     def installed(self) -> bool:
         return shutil.which(self.binary) is not None or Path(self.binary).is_file()
+
+    async def stop_destination(self, *, kill: bool) -> None:
+        await asyncio.to_thread(self.brokers["destination"].stop, kill=kill)
+
+    async def start_destination(self, *, wait: bool) -> None:
+        self.brokers["destination"].start()
+        if wait:
+            await self.wait_destination()
+
+    async def wait_destination(self) -> None:
+        broker = self.brokers["destination"]
+        await _wait_port(self.ports["destination"], broker.proc, f"{self.name} destination")
 
 
 # --- Mosquitto ----------------------------------------------------------------------------
@@ -307,17 +323,6 @@ class MosquittoSystem(BaselineSystem):
         return SinkSpec("mqtt", str(keys_file), str(out_file), port=self.ports["destination"],
                         name="bench/#")
 
-    async def stop_destination(self, *, kill: bool) -> None:
-        await asyncio.to_thread(self.brokers["destination"].stop, kill=kill)
-
-    async def start_destination(self, *, wait: bool) -> None:
-        self.brokers["destination"].start()
-        if wait:
-            await self.wait_destination()
-
-    async def wait_destination(self) -> None:
-        broker = self.brokers["destination"]
-        await _wait_port(self.ports["destination"], broker.proc, "mosquitto destination")
 
 
 # --- RabbitMQ -----------------------------------------------------------------------------
@@ -431,17 +436,6 @@ class RabbitSystem(BaselineSystem):
         return SinkSpec("amqp", str(keys_file), str(out_file), port=self.ports["destination"],
                         name="inbox")
 
-    async def stop_destination(self, *, kill: bool) -> None:
-        await asyncio.to_thread(self.brokers["destination"].stop, kill=kill)
-
-    async def start_destination(self, *, wait: bool) -> None:
-        self.brokers["destination"].start()
-        if wait:
-            await self.wait_destination()
-
-    async def wait_destination(self) -> None:
-        broker = self.brokers["destination"]
-        await _wait_port(self.ports["destination"], broker.proc, "rabbitmq destination")
 
 
 def systems(workdir: Path, plan: Plan) -> list[BaselineSystem]:

@@ -21,13 +21,13 @@ import click
 from click.core import ParameterSource
 
 from liaison_net.cli import officer_view as view
-from liaison_net.cli.officer import (
-    _emit_json,
-    _now_ms,
-    _run,
-    _warn,
+from liaison_net.cli.officer_common import (
+    emit_json,
     keystore_options,
     load_keystore,
+    now_ms,
+    run,
+    warn_directory,
 )
 from liaison_net.client.directory import Directory
 from liaison_net.client.session import NodeSession
@@ -42,8 +42,8 @@ def _fetch(keystore_path: Path, passphrase_file: Path | None) -> Directory:
         async with NodeSession(ks) as node:
             return await node.directory(now=datetime.now(UTC))
 
-    directory = _run(go())
-    _warn(directory)
+    directory = run(go())
+    warn_directory(directory)
     return directory
 
 
@@ -69,9 +69,9 @@ def directory(ctx: click.Context, as_json: bool, keystore_path: Path,
         return
     found = _fetch(keystore_path, passphrase_file)
     if as_json:
-        _emit_json(view.directory_json(found))
+        emit_json(view.directory_json(found))
     else:
-        view.print_directory(found, now=_now_ms())
+        view.print_directory(found, now=now_ms())
 
 
 @directory.command("search")
@@ -96,10 +96,10 @@ def search_cmd(ctx: click.Context, country: str | None, area: str | None,
     crime_area = CrimeArea(area) if area is not None else None
     found = _fetch(_inherited(ctx, "keystore_path", keystore_path),
                    _inherited(ctx, "passphrase_file", passphrase_file))
-    cards = found.search(now=_now_ms(), country=country, area=crime_area, language=language)
+    cards = found.search(now=now_ms(), country=country, area=crime_area, language=language)
     criteria = {"country": country, "area": area, "language": language}
     if _inherited(ctx, "as_json", as_json):
-        _emit_json({"criteria": criteria, "officers": [_card_json(c) for c in cards],
+        emit_json({"criteria": criteria, "officers": [_card_json(c) for c in cards],
                     "warnings": found.warnings})
     else:
         print_search(cards, criteria)

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from liaison_net import pki
-from liaison_net.cli.officer import _emit_json, _now_ms, _run, keystore_options, load_keystore
+from liaison_net.cli.officer_common import emit_json, keystore_options, load_keystore, now_ms, run
 from liaison_net.client.directory import Directory
 from liaison_net.client.keystore import Keystore
 from liaison_net.client.session import NodeSession
@@ -56,7 +56,7 @@ async def _open(node: NodeSession, ks: Keystore, envelope_id: str) -> tuple[Enve
                                                                              Directory]:
     """Verify and open an envelope sealed for this officer (as reading does)."""
     envelope, directory = await _verified(node, envelope_id)
-    require(envelope.header.tag, Request(Action.DELIVER, _now_ms(), ks.node, ks.node))
+    require(envelope.header.tag, Request(Action.DELIVER, now_ms(), ks.node, ks.node))
     return envelope, sealing.open_envelope(envelope, ks.officer, ks.encryption_keys), directory
 
 
@@ -95,7 +95,7 @@ def forward_cmd(envelope_id: str, recipients: tuple[str, ...], consent_file: Pat
             consent_bytes = consent
             if consent_reply is not None:
                 consent_bytes = await _consent_from_reply(node, ks, consent_reply)
-            now = _now_ms()
+            now = now_ms()
             envelope = sealing.seal(
                 sender=ks.officer, sender_key=ks.signing,
                 recipients=[directory.recipient(r, now=now) for r in to],
@@ -111,9 +111,9 @@ def forward_cmd(envelope_id: str, recipients: tuple[str, ...], consent_file: Pat
             return {"id": result.id, "status": result.status, "forwarded": original.header
                     .id_text, "recipients": to, "with_consent": consent_bytes is not None}
 
-    result = _run(go())
+    result = run(go())
     if as_json:
-        _emit_json(result)
+        emit_json(result)
     else:
         click.echo(f"{result['id']} {result['status']}: forward of {result['forwarded']} "
                    f"to {', '.join(to)}")
@@ -157,7 +157,7 @@ def request_cmd(envelope_id: str, target: str, reason: str, keystore_path: Path,
         async with NodeSession(ks) as node:
             original, _, directory = await _open(node, ks, envelope_id)
             owner = original.header.sender
-            now = _now_ms()
+            now = now_ms()
             text = (f"{ks.officer} asks to forward {original.header.id_text} to {target}.\n"
                     f"Reason: {reason}\nTo allow it: liaison consent grant "
                     f"{original.header.id_text} --forwarder {ks.officer} --for {target}")
@@ -172,7 +172,7 @@ def request_cmd(envelope_id: str, target: str, reason: str, keystore_path: Path,
                 precedence=Precedence.PRIORITY, ref=original.id)
             return (await node.submit(envelope.to_bytes())).id
 
-    click.echo(f"asked for consent: request {_run(go())}")
+    click.echo(f"asked for consent: request {run(go())}")
 
 
 @consent.command("grant")
@@ -199,7 +199,7 @@ def grant_cmd(envelope_id: str, forwarder: str, target: str, days: int, out: Pat
             original, directory = await _verified(node, envelope_id)
             if original.header.tag.owner.node != ks.node:
                 raise Forbidden(f"only an officer of {original.header.tag.owner} may consent")
-            now = _now_ms()
+            now = now_ms()
             raw = sign_consent(Consent(original.id, forwarder, target, ks.officer, now,
                                        now + days * DAY_MS), ks.signing)
             verify_consent(raw, _owner_key(directory))  # as every layer will
@@ -217,7 +217,7 @@ def grant_cmd(envelope_id: str, forwarder: str, target: str, days: int, out: Pat
                 precedence=Precedence.PRIORITY, ref=original.id)
             return raw, (await node.submit(reply.to_bytes())).id
 
-    raw, reply_id = _run(go())
+    raw, reply_id = run(go())
     if out is not None:
         pki.write_public(out, raw)
     click.echo(f"consent sent to {forwarder} in reply {reply_id}"

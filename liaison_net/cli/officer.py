@@ -6,25 +6,17 @@ the passphrase-protected keystore, the ownership tag is checked against policy b
 anything is sealed (so a refusal names its reason without a round trip), content is
 sealed for each recipient's key from the CA-verified directory, and an envelope read from
 the inbox is verified, checked against its tag (DELIVER) and only then decrypted. The
-clock is read here and passed down; the core never reads it.
-
-Passphrase: $LIAISON_PASSPHRASE, else --passphrase-file or --passphrase-fd (the first line
-of either), else a hidden prompt. It is never echoed, printed or logged, and neither is any
-key (key ids, which are public fingerprints, are shown so an enrolment can be confirmed by
-phone).
+clock is read here and passed down; the core never reads it. No key is ever printed (key
+ids, which are public fingerprints, are shown so an enrolment can be confirmed by phone);
+the keystore and passphrase plumbing every officer command shares is in officer_common.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import sys
-import time
-from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from cryptography.hazmat.primitives import serialization
@@ -33,23 +25,31 @@ from liaison_net import pki
 from liaison_net.cli import evidence as evidence_cli
 from liaison_net.cli import officer_follow
 from liaison_net.cli import officer_view as view
+from liaison_net.cli.officer_common import (
+    build_tag,
+    check_send,
+    comma_nodes,
+    emit_json,
+    keystore_options,
+    load_keystore,
+    now_ms,
+    read_passphrase,
+    run,
+    warn_directory,
+)
 from liaison_net.client import addressing, reading
 from liaison_net.client import keystore as keystore_mod
 from liaison_net.client.directory import Directory
-from liaison_net.client.keystore import Keystore
 from liaison_net.client.session import NodeSession
 from liaison_net.core import content as content_mod
 from liaison_net.core import sealing
 from liaison_net.core.almanac import Almanac
 from liaison_net.core.consent import check_forward, is_forward
 from liaison_net.core.envelope import Kind, Precedence
-from liaison_net.core.ids import check_node_id, check_officer_id, id_from_text, node_of
+from liaison_net.core.ids import check_officer_id, id_from_text, node_of
 from liaison_net.core.limits import DAY_MS, DEFAULT_LIMITS, HOUR_MS
 from liaison_net.core.ownership import (
-    Evaluation,
     Handling,
-    InformationAccuracy,
-    Owner,
     OwnershipTag,
     PermittedAction,
     SourceReliability,
@@ -62,106 +62,8 @@ from liaison_net.errors import (
     Forbidden,
     LimitExceeded,
     Malformed,
-    PolicyRefused,
     UnknownKey,
 )
-
-T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
-
-KEYSTORE_ENV = "LIAISON_KEYSTORE"
-PASSPHRASE_ENV = "LIAISON_PASSPHRASE"
-DEFAULT_KEYSTORE = Path("officer.keystore")
-MAX_PASSPHRASE_FILE_BYTES = 4096
-_PASSPHRASE_FD = "liaison.passphrase_fd"  # click context meta: --passphrase-fd's value
-
-
-# --- shared plumbing ------------------------------------------------------------------------
-
-
-def _remember_fd(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
-    if value is not None:
-        ctx.meta[_PASSPHRASE_FD] = value
-
-
-def keystore_options(command: F) -> F:
-    """--keystore, --passphrase-file and --passphrase-fd, identical on every officer command.
-
-    --passphrase-fd reaches ``read_passphrase`` through the click context, so commands keep
-    their ``(keystore_path, passphrase_file)`` parameters."""
-    command = click.option(
-        "--passphrase-fd", type=click.IntRange(0), expose_value=False, callback=_remember_fd,
-        help="Open file descriptor whose first line is the keystore passphrase, for "
-             "scripts (e.g. 3 with `3< secret`).")(command)
-    command = click.option(
-        "--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
-        help=f"File whose first line is the keystore passphrase (else ${PASSPHRASE_ENV}, "
-             "else a hidden prompt).")(command)
-    return click.option(
-        "--keystore", "keystore_path", type=click.Path(dir_okay=False, path_type=Path),
-        envvar=KEYSTORE_ENV, default=DEFAULT_KEYSTORE, show_default=True,
-        help=f"The officer keystore (or ${KEYSTORE_ENV}).")(command)
-
-
-def read_passphrase(passphrase_file: Path | None, *, prompt: str, new: bool) -> bytes:
-    env = os.environ.get(PASSPHRASE_ENV)
-    if env is not None:
-        return env.encode()
-    ctx = click.get_current_context(silent=True)
-    fd = ctx.meta.get(_PASSPHRASE_FD) if ctx is not None else None
-    if passphrase_file is not None and fd is not None:
-        raise click.UsageError("give --passphrase-file or --passphrase-fd, not both")
-    if passphrase_file is not None:
-        try:
-            raw = passphrase_file.read_bytes()[:MAX_PASSPHRASE_FILE_BYTES]
-        except OSError as exc:
-            raise ConfigError(f"cannot read passphrase file {passphrase_file}: "
-                              f"{exc.strerror or exc}") from None
-        return raw.split(b"\n", 1)[0].removesuffix(b"\r")
-    if fd is not None:
-        return _read_fd_line(fd)
-    value = click.prompt(prompt, hide_input=True, confirmation_prompt=new, err=True)
-    return str(value).encode()
-
-
-def _read_fd_line(fd: int) -> bytes:
-    """The first line on ``fd``, read a byte at a time so nothing after it is consumed
-    (a script may pass more on the same descriptor); the descriptor stays open."""
-    line = bytearray()
-    try:
-        while len(line) < MAX_PASSPHRASE_FILE_BYTES:
-            byte = os.read(fd, 1)
-            if not byte or byte == b"\n":
-                break
-            line += byte
-    except OSError as exc:
-        raise ConfigError(f"cannot read the passphrase from file descriptor {fd}: "
-                          f"{exc.strerror or exc}") from None
-    return bytes(line).removesuffix(b"\r")
-
-
-def load_keystore(path: Path, passphrase_file: Path | None) -> Keystore:
-    passphrase = read_passphrase(passphrase_file, prompt=f"Passphrase for {path}", new=False)
-    return keystore_mod.load(path, passphrase)
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _warn(directory: Directory) -> None:
-    for warning in directory.warnings:
-        click.echo(f"warning: {view.safe(warning)}", err=True)
-
-
-def _emit_json(value: Any) -> None:
-    # ensure_ascii: whatever a sender wrote reaches the terminal as escapes, not controls.
-    click.echo(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=True))
-
 
 # --- officer init ---------------------------------------------------------------------------
 
@@ -220,7 +122,7 @@ def init_cmd(officer_id: str, name: str, role: str, node_url: str, ca_path: Path
               "signing_key_id": ks.signing.key_id.hex(),
               "encryption_key_id": ks.encryption.key_id.hex(), **almanac.to_json()}
     if as_json:
-        _emit_json(result)
+        emit_json(result)
         return
     click.echo(f"created keystore for {ks.officer} at {keystore_path} (0600, passphrase "
                "protected)")
@@ -234,36 +136,6 @@ def init_cmd(officer_id: str, name: str, role: str, node_url: str, ca_path: Path
 
 
 # --- send -----------------------------------------------------------------------------------
-
-
-def build_tag(*, own: str, unit: str, handling: str, tlp: str, source: str, accuracy: int,
-              share_with: frozenset[str], permit: tuple[str, ...], purpose: str,
-              retain_until: int, conditions: str, community: str) -> OwnershipTag:
-    """The ownership tag from the officer's options, checked on its own."""
-    return OwnershipTag(
-        owner=Owner(own, unit), handling=Handling(handling), tlp=Tlp(tlp.upper()),
-        evaluation=Evaluation(SourceReliability(source), InformationAccuracy(accuracy)),
-        share_with=share_with, permitted_actions=frozenset(PermittedAction(a) for a in permit),
-        purpose=purpose, retain_until=retain_until, conditions=conditions, community=community,
-    ).validate()
-
-
-def check_send(tag: OwnershipTag, recipients: list[str], *, own: str, now: int) -> None:
-    """The sending client's policy check: refuse here, with the reason, before sealing."""
-    for recipient in recipients:
-        try:
-            require(tag, Request(Action.SEND, now, actor_node=own,
-                                 target_node=node_of(recipient)))
-        except PolicyRefused as exc:
-            raise PolicyRefused(f"not sending to {recipient}: {exc.detail}",
-                                code=exc.code) from None
-
-
-def _comma_nodes(value: str | None) -> frozenset[str] | None:
-    if value is None:
-        return None
-    nodes = [part.strip() for part in value.split(",") if part.strip()]
-    return frozenset(check_node_id(n, what="--share-with entry") for n in nodes)
 
 
 def _read_text(text: str | None, file: Path | None) -> str:
@@ -341,9 +213,9 @@ def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
     named = [a for a in addresses if isinstance(a, str)]
     body_text = _read_text(text, text_file)
     ks = load_keystore(keystore_path, passphrase_file)
-    now = _now_ms()
+    now = now_ms()
     own = ks.node
-    explicit_nodes = _comma_nodes(share_with)
+    explicit_nodes = comma_nodes(share_with)
 
     def tag_for(to: list[str]) -> OwnershipTag:
         nodes = explicit_nodes or frozenset({own, *(node_of(r) for r in to)})
@@ -360,7 +232,7 @@ def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
     async def go() -> tuple[str, str, addressing.Resolution, OwnershipTag]:
         async with NodeSession(ks) as node:
             directory = await node.directory(now=datetime.now(UTC))
-            _warn(directory)
+            warn_directory(directory)
             own_card = directory.cards.get(ks.officer)
             if own_card is None or own_card.signing_public != ks.signing.public:
                 raise UnknownKey(f"the directory has no card for {ks.officer} with this "
@@ -376,10 +248,10 @@ def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
             result = await node.submit(envelope.to_bytes())
             return result.id, result.status, resolved, tag
 
-    envelope_id, status, resolved, tag = _run(go())
+    envelope_id, status, resolved, tag = run(go())
     to = resolved.officers
     if as_json:
-        _emit_json({"id": envelope_id, "status": status, "recipients": to,
+        emit_json({"id": envelope_id, "status": status, "recipients": to,
                     "coverage": resolved.coverage, "share_with": sorted(tag.share_with)})
     else:
         click.echo(f"{envelope_id} {status} for {', '.join(to)}")
@@ -412,10 +284,10 @@ def inbox_cmd(show_all: bool, as_json: bool, follow: bool, keystore_path: Path,
         async with NodeSession(ks) as node:
             return await node.inbox_all()
 
-    items = [i for i in _run(go())
+    items = [i for i in run(go())
              if show_all or (i.acked is None and i.kind != Kind.EVIDENCE.value)]
     if as_json:
-        _emit_json([view.inbox_json(i) for i in items])
+        emit_json([view.inbox_json(i) for i in items])
     else:
         view.print_inbox(items)
     evidence_cli.after_inbox(ks, keystore_path, items)  # "delivered", back to each sender
@@ -436,13 +308,13 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
             directory = await node.directory(now=datetime.now(UTC))
             return await node.fetch(envelope_id), directory
 
-    raw, directory = _run(go())
-    _warn(directory)
+    raw, directory = run(go())
+    warn_directory(directory)
     # now=None: reading days after delivery is fine; the node applied the clock on receipt.
     envelope = sealing.verify(raw, directory.lookup(), now=None)
     if envelope.id != wanted:
         raise Forbidden("the node answered with a different envelope than the one asked for")
-    now = _now_ms()
+    now = now_ms()
     if is_forward(envelope.header):
         # The receiving client decides a forward too: FORWARD under the original's tag,
         # with the owner's consent if it carries one.
@@ -456,7 +328,7 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
     content = reading.readable(envelope, plaintext)
     report = view.envelope_report(envelope, content, directory, own_node=ks.node, now=now)
     if as_json:
-        _emit_json(report)
+        emit_json(report)
     else:
         view.print_envelope(report)
     evidence_cli.after_read(ks, keystore_path, envelope, directory)  # "opened", to the sender
@@ -479,7 +351,7 @@ def acknowledge(envelope_id: str, keystore_path: Path, passphrase_file: Path | N
         async with NodeSession(ks) as node:
             return await node.ack(envelope_id)
 
-    done = _run(go())
+    done = run(go())
     click.echo(f"acknowledged {envelope_id}" if done else f"{envelope_id} was already "
                "acknowledged")
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import click
 
 from liaison_net import pki
-from liaison_net.cli.officer import (
-    _now_ms,
-    _run,
+from liaison_net.cli.officer_common import (
     keystore_options,
     load_keystore,
+    now_ms,
     read_passphrase,
+    run,
 )
 from liaison_net.client import keystore as keystore_mod
 from liaison_net.client.session import NodeSession
@@ -53,7 +53,7 @@ def rotate_cmd(keystore_path: Path, passphrase_file: Path | None, as_json: bool)
                                  new=False)
     # The passphrase is needed twice: to open the keystore and to seal the new one.
     current = keystore_mod.load(keystore_path, passphrase)
-    result = _run(_rotate(current, keystore_path, pending, passphrase))
+    result = run(_rotate(current, keystore_path, pending, passphrase))
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
     else:
@@ -69,7 +69,7 @@ async def _rotate(current: keystore_mod.Keystore, path: Path, pending: Path,
         card = directory.cards.get(current.officer)
         if card is None:
             raise NotFound(f"{current.officer} is not in your node's directory yet")
-        new, statement = keystore_mod.rotated(current, serial=card.version + 1, now=_now_ms(),
+        new, statement = keystore_mod.rotated(current, serial=card.version + 1, now=now_ms(),
                                               grace_ms=GRACE_HINT_MS)
         keystore_mod.save(pending, new, passphrase)
         try:
@@ -100,7 +100,7 @@ def export_public_cmd(out: Path | None, keystore_path: Path,
     request = keystore_mod.export_request(ks)
     if request is None:
         # A keystore from before requests were kept: the home node's card has the rest.
-        request = _run(_request_from_card(ks))
+        request = run(_request_from_card(ks))
     if out is not None:
         pki.write_public(out, request)
         click.echo(f"wrote enrolment request {out} for {ks.officer}", err=True)

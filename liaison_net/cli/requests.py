@@ -16,16 +16,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from liaison_net.cli.officer import (
-    _comma_nodes,
-    _emit_json,
-    _now_ms,
-    _run,
-    _warn,
+from liaison_net.cli.officer_common import (
     build_tag,
     check_send,
+    comma_nodes,
+    emit_json,
     keystore_options,
     load_keystore,
+    now_ms,
+    run,
+    warn_directory,
 )
 from liaison_net.client.session import NodeSession
 from liaison_net.core import content as content_mod
@@ -65,9 +65,9 @@ def request_cmd(recipients: tuple[str, ...], urgency: str, subject: str, text: s
     """Ask colleagues for information; the legal due time follows the urgency."""
     to = list(dict.fromkeys(check_officer_id(r, what="--to") for r in recipients))
     ks = load_keystore(keystore_path, passphrase_file)
-    now = _now_ms()
+    now = now_ms()
     level = Urgency(urgency)
-    nodes = _comma_nodes(share_with) or frozenset({ks.node, *(node_of(r) for r in to)})
+    nodes = comma_nodes(share_with) or frozenset({ks.node, *(node_of(r) for r in to)})
     tag = build_tag(own=ks.node, unit="liaison", handling=handling, tlp=tlp, source="A",
                     accuracy=2, share_with=nodes, permit=(), purpose=purpose,
                     retain_until=now + 365 * DAY_MS, conditions="", community="")
@@ -76,7 +76,7 @@ def request_cmd(recipients: tuple[str, ...], urgency: str, subject: str, text: s
     async def go() -> dict[str, Any]:
         async with NodeSession(ks) as node:
             directory = await node.directory(now=datetime.now(UTC))
-            _warn(directory)
+            warn_directory(directory)
             envelope = sealing.seal(
                 sender=ks.officer, sender_key=ks.signing,
                 recipients=[directory.recipient(r, now=now) for r in to], tag=tag,
@@ -86,9 +86,9 @@ def request_cmd(recipients: tuple[str, ...], urgency: str, subject: str, text: s
             result = await node.submit(envelope.to_bytes())
             return {"id": result.id, "status": result.status, "due": envelope.header.due}
 
-    result = _run(go())
+    result = run(go())
     if as_json:
-        _emit_json(result)
+        emit_json(result)
     else:
         click.echo(f"{result['id']} {result['status']}: due {_ts(result['due'])}")
 
@@ -115,7 +115,7 @@ def reply_cmd(request_id: str, text: str, late_reason: str, as_json: bool,
                 raise Malformed(f"{request_id} is not a request")
             if ks.officer not in {r.officer for r in h.recipients}:
                 raise Forbidden(f"{request_id} was not addressed to you")
-            now = _now_ms()
+            now = now_ms()
             late = now > h.due
             if late and not late_reason.strip():
                 raise Malformed(f"the request was due {_ts(h.due)}: a late reply must state a "
@@ -132,9 +132,9 @@ def reply_cmd(request_id: str, text: str, late_reason: str, as_json: bool,
             result = await node.submit(envelope.to_bytes())
             return {"id": result.id, "status": result.status, "late": late}
 
-    result = _run(go())
+    result = run(go())
     if as_json:
-        _emit_json(result)
+        emit_json(result)
     else:
         click.echo(f"{result['id']} {result['status']}" + (" (late)" if result["late"] else ""))
 
@@ -145,7 +145,7 @@ def _reply_tag(tag: OwnershipTag, own: str) -> OwnershipTag:
     return OwnershipTag(owner=Owner(own, "liaison"), handling=tag.handling, tlp=tag.tlp,
                         evaluation=tag.evaluation, share_with=tag.share_with | {own},
                         permitted_actions=frozenset(), purpose=tag.purpose,
-                        retain_until=max(tag.retain_until, _now_ms() + 30 * DAY_MS),
+                        retain_until=max(tag.retain_until, now_ms() + 30 * DAY_MS),
                         conditions=tag.conditions, community=tag.community).validate()
 
 
@@ -162,11 +162,11 @@ def requests_cmd(include_answered: bool, as_json: bool, keystore_path: Path,
         async with NodeSession(ks) as node:
             return await node.requests(include_answered=include_answered)
 
-    rows = _run(go())
+    rows = run(go())
     if as_json:
-        _emit_json(rows)
+        emit_json(rows)
         return
-    now = _now_ms()
+    now = now_ms()
     table = Table(title=f"requests of {ks.officer}")
     for column in ("id", "direction", "from", "urgency", "due", "state"):
         table.add_column(column)

@@ -17,17 +17,17 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from liaison_net.cli.officer import (
-    _comma_nodes,
-    _emit_json,
-    _now_ms,
-    _run,
-    _warn,
-    acknowledge,
+from liaison_net.cli.officer import acknowledge
+from liaison_net.cli.officer_common import (
     build_tag,
     check_send,
+    comma_nodes,
+    emit_json,
     keystore_options,
     load_keystore,
+    now_ms,
+    run,
+    warn_directory,
 )
 from liaison_net.client.directory import Directory
 from liaison_net.client.keystore import Keystore
@@ -99,8 +99,8 @@ def raise_cmd(category: str, severity: str, confidence: str, region: str, valid_
               passphrase_file: Path | None) -> None:
     """Send a signal to the duty desk of every other node its tag allows."""
     ks = load_keystore(keystore_path, passphrase_file)
-    now = _now_ms()
-    nodes = _comma_nodes(share_with) or frozenset()
+    now = now_ms()
+    nodes = comma_nodes(share_with) or frozenset()
     sev = Severity.from_label(severity)
     payload = SignalPayload(Category(category), sev, Confidence(confidence), region.upper(),
                             now, now + valid_days * DAY_MS, text).encode()
@@ -122,7 +122,7 @@ def raise_cmd(category: str, severity: str, confidence: str, region: str, valid_
     async def go() -> dict[str, Any]:
         async with NodeSession(ks) as node:
             directory = await node.directory(now=datetime.now(UTC))
-            _warn(directory)
+            warn_directory(directory)
             missing = [d for d in desks if d not in directory.cards]
             if missing:
                 raise NotFound(f"no duty desk enrolled at {', '.join(missing)}")
@@ -142,9 +142,9 @@ def raise_cmd(category: str, severity: str, confidence: str, region: str, valid_
             return {"id": result.id, "status": result.status, "desks": desks,
                     "pseudonymised": bool(pseudonyms)}
 
-    result = _run(go())
+    result = run(go())
     if as_json:
-        _emit_json(result)
+        emit_json(result)
     else:
         click.echo(f"{result['id']} {result['status']} for {', '.join(desks)}")
 
@@ -195,9 +195,9 @@ def list_cmd(as_json: bool, keystore_path: Path, passphrase_file: Path | None) -
         return {"raised": [{**r, "acknowledged_by": sorted(acks.get(str(r["id"]), []))}
                            for r in raised], "incoming": incoming}
 
-    result = _run(go())
+    result = run(go())
     if as_json:
-        _emit_json(result)
+        emit_json(result)
         return
     table = Table(title="signals you raised")
     for column in ("id", "severity", "acknowledged by"):
@@ -246,9 +246,9 @@ def show_cmd(signal_id: str, as_json: bool, keystore_path: Path,
                         for n in notices if n["type"] == NOTICE_MATCH],
         }
 
-    result = _run(go())
+    result = run(go())
     if as_json:
-        _emit_json(result)
+        emit_json(result)
         return
     click.echo(f"signal {result['id']} ({result['severity']}) from {result['sender']}")
     for a in result["acknowledged"]:

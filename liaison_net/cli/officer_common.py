@@ -1,0 +1,170 @@
+"""What every officer command shares: the keystore and passphrase options, running the
+async client from click, the clock, JSON output, and the sending client's tag check.
+
+Passphrase: $LIAISON_PASSPHRASE, else --passphrase-file or --passphrase-fd (the first line
+of either), else a hidden prompt. It is never echoed, printed or logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from liaison_net.cli import officer_view as view
+from liaison_net.client import keystore as keystore_mod
+from liaison_net.client.directory import Directory
+from liaison_net.client.keystore import Keystore
+from liaison_net.core.ids import check_node_id, node_of
+from liaison_net.core.ownership import (
+    Evaluation,
+    Handling,
+    InformationAccuracy,
+    Owner,
+    OwnershipTag,
+    PermittedAction,
+    SourceReliability,
+    Tlp,
+)
+from liaison_net.core.policy import Action, Request, require
+from liaison_net.errors import (
+    ConfigError,
+    PolicyRefused,
+)
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+KEYSTORE_ENV = "LIAISON_KEYSTORE"
+PASSPHRASE_ENV = "LIAISON_PASSPHRASE"
+DEFAULT_KEYSTORE = Path("officer.keystore")
+MAX_PASSPHRASE_FILE_BYTES = 4096
+_PASSPHRASE_FD = "liaison.passphrase_fd"  # click context meta: --passphrase-fd's value
+
+
+# --- shared plumbing ------------------------------------------------------------------------
+
+
+def _remember_fd(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        ctx.meta[_PASSPHRASE_FD] = value
+
+
+def keystore_options(command: F) -> F:
+    """--keystore, --passphrase-file and --passphrase-fd, identical on every officer command.
+
+    --passphrase-fd reaches ``read_passphrase`` through the click context, so commands keep
+    their ``(keystore_path, passphrase_file)`` parameters."""
+    command = click.option(
+        "--passphrase-fd", type=click.IntRange(0), expose_value=False, callback=_remember_fd,
+        help="Open file descriptor whose first line is the keystore passphrase, for "
+             "scripts (e.g. 3 with `3< secret`).")(command)
+    command = click.option(
+        "--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+        help=f"File whose first line is the keystore passphrase (else ${PASSPHRASE_ENV}, "
+             "else a hidden prompt).")(command)
+    return click.option(
+        "--keystore", "keystore_path", type=click.Path(dir_okay=False, path_type=Path),
+        envvar=KEYSTORE_ENV, default=DEFAULT_KEYSTORE, show_default=True,
+        help=f"The officer keystore (or ${KEYSTORE_ENV}).")(command)
+
+
+def read_passphrase(passphrase_file: Path | None, *, prompt: str, new: bool) -> bytes:
+    env = os.environ.get(PASSPHRASE_ENV)
+    if env is not None:
+        return env.encode()
+    ctx = click.get_current_context(silent=True)
+    fd = ctx.meta.get(_PASSPHRASE_FD) if ctx is not None else None
+    if passphrase_file is not None and fd is not None:
+        raise click.UsageError("give --passphrase-file or --passphrase-fd, not both")
+    if passphrase_file is not None:
+        try:
+            raw = passphrase_file.read_bytes()[:MAX_PASSPHRASE_FILE_BYTES]
+        except OSError as exc:
+            raise ConfigError(f"cannot read passphrase file {passphrase_file}: "
+                              f"{exc.strerror or exc}") from None
+        return raw.split(b"\n", 1)[0].removesuffix(b"\r")
+    if fd is not None:
+        return _read_fd_line(fd)
+    value = click.prompt(prompt, hide_input=True, confirmation_prompt=new, err=True)
+    return str(value).encode()
+
+
+def _read_fd_line(fd: int) -> bytes:
+    """The first line on ``fd``, read a byte at a time so nothing after it is consumed
+    (a script may pass more on the same descriptor); the descriptor stays open."""
+    line = bytearray()
+    try:
+        while len(line) < MAX_PASSPHRASE_FILE_BYTES:
+            byte = os.read(fd, 1)
+            if not byte or byte == b"\n":
+                break
+            line += byte
+    except OSError as exc:
+        raise ConfigError(f"cannot read the passphrase from file descriptor {fd}: "
+                          f"{exc.strerror or exc}") from None
+    return bytes(line).removesuffix(b"\r")
+
+
+def load_keystore(path: Path, passphrase_file: Path | None) -> Keystore:
+    passphrase = read_passphrase(passphrase_file, prompt=f"Passphrase for {path}", new=False)
+    return keystore_mod.load(path, passphrase)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def warn_directory(directory: Directory) -> None:
+    for warning in directory.warnings:
+        click.echo(f"warning: {view.safe(warning)}", err=True)
+
+
+def emit_json(value: Any) -> None:
+    # ensure_ascii: whatever a sender wrote reaches the terminal as escapes, not controls.
+    click.echo(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=True))
+
+
+# --- the ownership tag on the sending side ------------------------------------------------
+
+
+def build_tag(*, own: str, unit: str, handling: str, tlp: str, source: str, accuracy: int,
+              share_with: frozenset[str], permit: tuple[str, ...], purpose: str,
+              retain_until: int, conditions: str, community: str) -> OwnershipTag:
+    """The ownership tag from the officer's options, checked on its own."""
+    return OwnershipTag(
+        owner=Owner(own, unit), handling=Handling(handling), tlp=Tlp(tlp.upper()),
+        evaluation=Evaluation(SourceReliability(source), InformationAccuracy(accuracy)),
+        share_with=share_with, permitted_actions=frozenset(PermittedAction(a) for a in permit),
+        purpose=purpose, retain_until=retain_until, conditions=conditions, community=community,
+    ).validate()
+
+
+def check_send(tag: OwnershipTag, recipients: list[str], *, own: str, now: int) -> None:
+    """The sending client's policy check: refuse here, with the reason, before sealing."""
+    for recipient in recipients:
+        try:
+            require(tag, Request(Action.SEND, now, actor_node=own,
+                                 target_node=node_of(recipient)))
+        except PolicyRefused as exc:
+            raise PolicyRefused(f"not sending to {recipient}: {exc.detail}",
+                                code=exc.code) from None
+
+
+def comma_nodes(value: str | None) -> frozenset[str] | None:
+    if value is None:
+        return None
+    nodes = [part.strip() for part in value.split(",") if part.strip()]
+    return frozenset(check_node_id(n, what="--share-with entry") for n in nodes)
+
+
