@@ -54,6 +54,18 @@ class RequestConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """[store]: how the node's database may grow (storage-fault handling, issue 9)."""
+
+    max_db_mb: float | None = None  # a quota: past it writes are refused 503, nothing acked
+
+
+@dataclass(frozen=True)
+class FederationLimits:
+    """[federation]: what one peer may cost this node (hostile-peer limits, issue 9)."""
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     id: str
     path: Path  # the TOML file this came from
@@ -69,6 +81,8 @@ class NodeConfig:
     key_grace_s: int = 86_400  # a superseded key is still accepted this long
     signals: SignalConfig = field(default_factory=SignalConfig.default)
     requests: RequestConfig = field(default_factory=RequestConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    federation_limits: FederationLimits = field(default_factory=FederationLimits)
 
     @property
     def database(self) -> Path:
@@ -78,7 +92,8 @@ class NodeConfig:
         return next((p for p in self.peers if p.id == node_id), None)
 
 
-_TOP = {"node", "listen", "peers", "delivery", "limits", "auth", "signals", "requests"}
+_TOP = {"node", "listen", "peers", "delivery", "limits", "auth", "signals", "requests",
+        "store", "federation"}
 
 
 def load(path: Path) -> NodeConfig:
@@ -179,7 +194,23 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         key_grace_s=int(_num(auth, "auth.key_grace_s", 86_400, 0, 30 * 86_400)),
         signals=signals,
         requests=requests,
+        store=_store_config(_table(data, "store", required=False)),
+        federation_limits=_federation_limits(_table(data, "federation", required=False)),
     )
+
+
+def _store_config(table: dict[str, Any]) -> StoreConfig:
+    if unknown := set(table) - {"max_db_mb"}:
+        raise ConfigError(f"unknown store key(s): {', '.join(sorted(unknown))}")
+    quota = table.get("max_db_mb")
+    return StoreConfig(max_db_mb=None if quota is None
+                       else _num(table, "store.max_db_mb", 0, 0.1, 1_000_000))
+
+
+def _federation_limits(table: dict[str, Any]) -> FederationLimits:
+    if unknown := set(table) - set():
+        raise ConfigError(f"unknown federation key(s): {', '.join(sorted(unknown))}")
+    return FederationLimits()
 
 
 def _table(data: dict[str, Any], key: str, required: bool = True) -> dict[str, Any]:

@@ -24,7 +24,14 @@ from liaison_net.errors import Conflict, Forbidden, LiaisonError, LimitExceeded,
 from liaison_net.federation import protocol
 from liaison_net.federation.tls import peer_node_id
 from liaison_net.intake import Intake
-from liaison_net.web import error_middleware, msgpack_response, now_ms, read_msgpack
+from liaison_net.web import (
+    MSGPACK,
+    error_middleware,
+    msgpack_response,
+    now_ms,
+    read_body,
+    read_msgpack,
+)
 
 log = structlog.get_logger("liaison.federation")
 
@@ -56,16 +63,10 @@ class FederationServer:
         return peer
 
     async def transaction(self, request: web.Request) -> web.Response:
-        body = await read_msgpack(request, self.max_body, protocol.TRANSACTION_FIELDS)
-        peer = self._peer(request, body["origin"])
-        envelopes = body["envelopes"]
-        if not isinstance(body["txn"], bytes) or len(body["txn"]) != 16:
-            raise Malformed("txn must be a 16-byte id")
-        if not isinstance(envelopes, list) or not all(isinstance(e, bytes) for e in envelopes):
-            raise Malformed("envelopes must be a list of byte strings")
-        if len(envelopes) > protocol.MAX_TRANSACTION_ENVELOPES:
-            raise LimitExceeded(f"at most {protocol.MAX_TRANSACTION_ENVELOPES} envelopes "
-                                "per transaction")
+        body = protocol.decode_transaction(
+            await read_body(request, MSGPACK, self.max_body), max_bytes=self.max_body)
+        peer = self._peer(request, body.origin)
+        envelopes = body.envelopes
 
         async def one(raw: bytes) -> list[str]:
             try:

@@ -513,7 +513,7 @@ def build_cases() -> list[Case]:
     cases: list[Case] = []
     # federation: transactions
     cases += shape_cases("fed", tx, fed_body(), {
-        "origin:int": (7, 403, "forbidden"),
+        "origin:int": (7, 400, "malformed"),
         "origin:other node": ("be", 403, "forbidden"),
         "txn:str": ("0123456789abcdef", 400, "malformed"),
         "txn:15 bytes": (b"\x01" * 15, 400, "malformed"),
