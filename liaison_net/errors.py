@@ -150,6 +150,13 @@ class RateLimited(Refused):
     http_status = 429
 
 
+class RequestTimeout(Refused):
+    """The caller did not send its whole request within the time allowed (a slow body)."""
+
+    code = "request_timeout"
+    http_status = 408
+
+
 # --- our fault: 5xx -------------------------------------------------------------------------
 
 
@@ -164,6 +171,14 @@ class Unavailable(NodeFault):
     """The node cannot take work now (storage full or unwritable, shutting down)."""
 
     code = "unavailable"
+    http_status = 503
+
+
+class StorageFull(Unavailable):
+    """The database cannot grow (disk full, or its ``[store] max_db_mb`` quota reached):
+    nothing of the request was stored; the node resumes by itself when space returns."""
+
+    code = "storage_full"
     http_status = 503
 
 

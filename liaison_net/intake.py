@@ -24,7 +24,7 @@ import structlog
 from liaison_net.core import crypto
 from liaison_net.core.audit import detail
 from liaison_net.core.consent import Consent, check_forward, claimed_owner, is_forward
-from liaison_net.core.envelope import Envelope, Header, decode_header, read_frame
+from liaison_net.core.envelope import Envelope, Header, check_fresh, decode_header, read_frame
 from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.core.limits import Limits
 from liaison_net.core.policy import Action, Request, check_retag, require
@@ -78,7 +78,9 @@ class Intake:
         signer = self.keys.node_signer(frame.signer_key_id)
         if signer is None:
             signer = await self.store.keys.signer(frame.signer_key_id, now=now)
-        return verify_frame(frame, signer, now=now, limits=self.limits)
+        # Freshness is checked by the caller, once ``envelope`` is bound: a stale or skewed
+        # envelope's refusal is then audited under its id.
+        return verify_frame(frame, signer, now=None, limits=self.limits)
 
     async def _refuse(self, exc: LiaisonError, *, now: int, actor: str, layer: str,
                       envelope_id: bytes | None, peer: str | None = None) -> None:
@@ -119,6 +121,7 @@ class Intake:
         envelope: Envelope | None = None
         try:
             envelope = await self._verify(raw, now)
+            check_fresh(envelope.header, now, self.limits)
             h = envelope.header
             if h.sender != officer:
                 raise Forbidden(f"logged in as {officer}, envelope signed by {h.sender}")
@@ -169,6 +172,7 @@ class Intake:
         envelope: Envelope | None = None
         try:
             envelope = await self._verify(raw, now)
+            check_fresh(envelope.header, now, self.limits)
             h = envelope.header
             sender_node = h.sender.split("/")[0]
             if sender_node != peer:

@@ -25,6 +25,14 @@ class NodeMetrics:
 
         self.signals = Counter("liaison_signals_total", "Early-warning signal events",
                                ["event"], registry=self.registry)
+        # Storage faults (issue 9): writes refused because the database could not grow.
+        self.storage_refused = Counter(
+            "liaison_storage_refused_writes_total",
+            "Writes refused because the disk or the [store] max_db_mb quota is full "
+            "(nothing of them stored)", registry=self.registry)
+        self.storage_full = Gauge(
+            "liaison_storage_full", "1 while the database refuses writes for lack of space",
+            registry=self.registry)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

@@ -17,7 +17,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from liaison_net import pki
+from liaison_net import clock, pki
 from liaison_net.client.api import ClientApi
 from liaison_net.config import NodeConfig
 from liaison_net.core import crypto
@@ -53,7 +53,11 @@ class Node:
         self.config = config
         self.metrics = NodeMetrics()
         self.store = NodeStore(config.database, config.id,
-                               group_commit_max=config.delivery.group_commit_max)
+                               group_commit_max=config.delivery.group_commit_max,
+                               max_db_mb=config.store.max_db_mb)
+        # Storage faults: refused writes counted, "full" shown (also on /healthz).
+        self.store.db.on_storage_full = self.metrics.storage_refused.inc
+        self.metrics.storage_full.set_function(lambda: float(self.store.db.storage.full))
         paths = pki.NodePaths.under(config.cert_dir, config.id)
         self.paths = paths
         self.ca_cert = pki.load_ca_certificate(paths.ca_cert)
@@ -159,6 +163,10 @@ class Node:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     with contextlib.suppress(NotImplementedError, RuntimeError):
                         loop.add_signal_handler(sig, self._stopping.set)
+                if clock.OFFSET_MS:
+                    log.warning("clock.drill_offset", offset_ms=clock.OFFSET_MS,
+                                reason=f"{clock.OFFSET_ENV} is set: this node's clock is "
+                                       "shifted for a fault drill")
                 log.info("node.started", node=self.config.id,
                          federation=str(self.config.federation), client=str(self.config.client))
                 async with asyncio.TaskGroup() as tasks:
@@ -166,7 +174,8 @@ class Node:
                         sender = PeerSender(node_id=self.config.id, peer=peer, store=self.store,
                                             session=session, delivery=self.config.delivery,
                                             metrics=self.metrics,
-                                            directory_push=self._directory_push)
+                                            directory_push=self._directory_push,
+                                            on_refused=self._refused_notice)
                         self.senders[peer.id] = sender
                         tasks.create_task(sender.run(), name=f"sender-{peer.id}")
                     tasks.create_task(self._expiry_loop(), name="expiry")
@@ -192,7 +201,8 @@ class Node:
             intake=self.intake, ca_cert=self.ca_cert,
             max_body=min(256 * 1024 * 1024,
                          self.config.delivery.batch_size * limits.max_envelope_bytes),
-            peer_called_in=self._peer_called_in, key_grace_ms=self.config.key_grace_s * 1000)
+            peer_called_in=self._peer_called_in, key_grace_ms=self.config.key_grace_s * 1000,
+            limits=self.config.federation_limits)
         client = ClientApi(intake=self.intake, metrics=self.metrics,
                            token_ttl_s=self.config.token_ttl_s,
                            max_envelope_bytes=limits.max_envelope_bytes,
@@ -203,15 +213,19 @@ class Node:
                            pseudonym_ring=self._pseudonym_ring.get,
                            evaluations_per_hour=self.config.signals.evaluations_per_hour)
         self.store.on_inbox = client.inbox_watch.notify  # wakes live inbox streams
-        for app, address, ctx in (
-            (federation.app(), self.config.federation, self._tls_contexts[0]),
-            (client.app(), self.config.client, self._tls_contexts[1]),
+        for app, address, ctx, guard in (
+            (federation.app(), self.config.federation, self._tls_contexts[0], federation.guard),
+            (client.app(), self.config.client, self._tls_contexts[1], None),
         ):
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            # The federation listener bounds what each peer may cost (federation/guard.py).
+            runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                   **(guard.runner_kwargs() if guard else {}))
             await runner.setup()
             self._runners.append(runner)
-            site = web.TCPSite(runner, address.host, address.port, ssl_context=ctx,
-                               backlog=256, shutdown_timeout=2.0)
+            site: web.BaseSite = (
+                guard.site(runner, address.host, address.port, ssl_context=ctx, backlog=256)
+                if guard else web.TCPSite(runner, address.host, address.port, ssl_context=ctx,
+                                          backlog=256, shutdown_timeout=2.0))
             await site.start()
 
     async def _expiry_loop(self) -> None:
@@ -238,11 +252,20 @@ class Node:
                      "forwarder": forward.header.sender, "recipients": recipients,
                      "node": self.config.id, "consent_for": consent.target})
 
-    async def _non_delivery_notice(self, envelope_id: bytes, peer: str, sender: str) -> None:
-        """Tell the sender, in a signed notice, that their envelope never reached ``peer``."""
+    async def _non_delivery_notice(self, envelope_id: bytes, peer: str, sender: str,
+                                   reason: str = "expired", why: str = "") -> None:
+        """Tell the sender, in a signed notice, that their envelope never reached ``peer``:
+        it expired here, or ``peer`` refused it for good (``reason`` = its code, ``why`` =
+        its words, e.g. how far ahead of its clock the envelope was created)."""
+        content: dict[str, Any] = {"envelope": envelope_id, "node": peer, "reason": reason}
+        if why:
+            content["detail"] = why[:200]
         await self.notifier.send(kind="non-delivery", recipients=[sender], ref=envelope_id,
-                                 content={"envelope": envelope_id, "node": peer,
-                                          "reason": "expired"})
+                                 content=content)
+
+    async def _refused_notice(self, envelope_id: bytes, peer: str, sender: str, code: str,
+                              why: str) -> None:
+        await self._non_delivery_notice(envelope_id, peer, sender, reason=code, why=why)
 
 
 class _Stop(Exception):

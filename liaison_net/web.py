@@ -9,13 +9,13 @@ limit, 405, 404) are reshaped the same way, and anything unexpected is logged an
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiohttp import web
 
+from liaison_net.clock import now_ms as now_ms  # re-exported: the one wall clock
 from liaison_net.core import codec
 from liaison_net.errors import LiaisonError, LimitExceeded, Malformed, UnsupportedMedia
 
@@ -25,10 +25,6 @@ MSGPACK = "application/x-msgpack"
 ENVELOPE = "application/x-liaison-envelope"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def error_response(exc: LiaisonError) -> web.Response:

@@ -117,3 +117,24 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
             for pid in pids.read_text().split():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
+
+
+def test_every_toml_snippet_in_the_docs_is_a_valid_config_section() -> None:
+    """A snippet an operator copies into a node config must load: merged into a shipped
+    config, every ```toml block of the docs passes the same validation a node start does."""
+    import tomllib
+
+    from liaison_net import config
+
+    base_path = ROOT / "node_configs" / "nl.toml"
+    base = tomllib.loads(base_path.read_text(encoding="utf-8"))
+    snippets = [block for doc in ("README.md", "docs/operations.md")
+                for block in re.findall(r"```toml\n(.*?)```",
+                                        (ROOT / doc).read_text(encoding="utf-8"), flags=re.S)]
+    assert len(snippets) >= 2, "the docs' config snippets were not found"
+    for snippet in snippets:
+        section = tomllib.loads(snippet)
+        loaded = config.parse({**base, **section}, base_path)
+        for table, values in section.items():
+            assert isinstance(values, dict) and values, f"[{table}] snippet is empty"
+        assert loaded.id == "nl"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ from cryptography import x509
 from rich.console import Console
 from rich.table import Table
 
+from liaison_net import clock, pki, pki_rotation, pseudonym_keys
 from liaison_net import config as config_mod
-from liaison_net import pki, pki_rotation, pseudonym_keys
 from liaison_net.cli.admin_officers import config_option, json_option, node_signing_key
 from liaison_net.core import crypto, rotation
 from liaison_net.core.ids import check_node_id, check_officer_id
@@ -32,7 +31,7 @@ from liaison_net.store.node_store import NodeStore
 
 
 def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return clock.now_ms()
 
 
 def _age_days(ms: int | float) -> str:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
+from liaison_net import clock, pki
 from liaison_net import config as config_mod
-from liaison_net import pki
 from liaison_net.cli.officer_view import almanac_lines
 from liaison_net.core import crypto
 from liaison_net.core.identity import (
@@ -72,7 +71,7 @@ async def _enrol(cfg: config_mod.NodeConfig, raw_request: bytes) -> tuple[Office
         holder = await store.keys.signer(crypto.signing_key_id(request.signing_public), now=None)
         if holder is not None and holder.principal != request.officer:
             raise Conflict(f"this signing key is already enrolled for {holder.principal}")
-        now = time.time_ns() // 1_000_000
+        now = clock.now_ms()
         version = await store.card_version(request.officer) + 1
         raw_card = issue_card(request, node_id=cfg.id, node_key=key, version=version, now=now,
                               valid_for_ms=cfg.card_validity_days * DAY_MS)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from liaison_net import clock
 from liaison_net.cli import officer_view as view
 from liaison_net.client import evidence as client_evidence
 from liaison_net.client.directory import Directory
@@ -37,7 +37,7 @@ from liaison_net.errors import LiaisonError
 
 
 def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return clock.now_ms()
 
 
 def _warn(warnings: Sequence[str]) -> None:

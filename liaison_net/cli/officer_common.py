@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from liaison_net import clock
 from liaison_net.cli import officer_view as view
 from liaison_net.client import keystore as keystore_mod
 from liaison_net.client.directory import Directory
@@ -122,7 +122,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return clock.now_ms()
 
 
 def warn_directory(directory: Directory) -> None:

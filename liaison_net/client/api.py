@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import structlog
 from aiohttp import web
@@ -61,6 +62,10 @@ MAX_PAGE = 500
 MAX_EVIDENCE = 1000  # statements about one envelope: 4 per recipient, and then some
 MAX_JUSTIFICATION_CHARS = 200
 _DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
 @dataclass
@@ -129,7 +134,15 @@ class ClientApi:
 
     async def healthz(self, request: web.Request) -> web.Response:
         depth = await self.store.queue_depth()
-        return web.json_response({"status": "ok", "node": self.node_id, "queued": depth})
+        # Storage: "full" while writes are refused for lack of space (disk or [store]
+        # max_db_mb); the last time that was seen stays shown after it resumed.
+        storage = self.store.db.storage
+        return web.json_response({
+            "status": "degraded" if storage.full else "ok", "node": self.node_id,
+            "queued": depth, "storage": "full" if storage.full else "ok",
+            "storage_full_since": _iso(storage.since_ms),
+            "storage_full_last_seen": _iso(storage.last_full_ms),
+            "storage_refused_writes": storage.refused_writes})
 
     async def metrics_page(self, request: web.Request) -> web.Response:
         for peer in self.intake.peers:

@@ -27,9 +27,9 @@ DUPLICATE = "duplicate"
 REFUSED = "refused"
 
 #: Refusals a sender should retry rather than record as final: the receiver may simply not
-#: know yet what the sender knows (a card still on its way, a storage hiccup).
-RETRYABLE_CODES = frozenset({"unknown_key", "not_found", "unavailable", "node_fault",
-                             "rate_limited"})
+#: know yet what the sender knows (a card still on its way, a storage hiccup, a full disk).
+RETRYABLE_CODES = frozenset({"unknown_key", "not_found", "unavailable", "storage_full",
+                             "node_fault", "rate_limited"})
 
 
 @dataclass(frozen=True)

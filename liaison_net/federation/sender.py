@@ -4,8 +4,9 @@ How do envelopes get sent? ``intake.submit`` stores an envelope with one QUEUED 
 destination node and wakes that node's sender. The sender takes the next batch from the
 outbox in the database (flash first, then oldest), posts it as one transaction (one in
 flight per peer), and records each answer: accepted or duplicate -> DELIVERED, refused
--> REFUSED with the peer's code, except codes that only mean "not yet" (a card still on its
-way), which stay QUEUED.
+-> REFUSED with the peer's code (and the sender gets a signed non-delivery notice naming it),
+except codes that only mean "not yet" (a card still on its way, a full disk), which stay
+QUEUED.
 
 A note on failures and back-offs. A connection error, timeout or 5xx leaves every hop
 QUEUED and backs the peer off (``BackoffPolicy``: ~1 s doubling to ~60 s, jittered). The
@@ -28,7 +29,7 @@ import structlog
 from liaison_net.config import DeliveryConfig, Peer
 from liaison_net.core import codec, crypto
 from liaison_net.core.ids import envelope_id_time_ms, id_to_text
-from liaison_net.errors import Malformed, Unavailable
+from liaison_net.errors import LiaisonError, Malformed, Unavailable
 from liaison_net.federation import protocol
 from liaison_net.metrics import NodeMetrics
 from liaison_net.pki import node_hostname
@@ -45,13 +46,18 @@ _ANSWER_FIELDS = {
 
 #: Builds the directory push for a peer: (cursor after this push, request body) or None.
 DirectoryPush = Callable[[str], Awaitable[tuple[int, dict[str, Any]] | None]]
+#: Tells the sender of an envelope the peer refused for good (a signed non-delivery
+#: notice): (envelope id, peer, sender, code, the peer's detail).
+RefusedNotice = Callable[[bytes, str, str, str, str], Awaitable[None]]
 
 
 class PeerSender:
     def __init__(self, *, node_id: str, peer: Peer, store: NodeStore,
                  session: aiohttp.ClientSession, delivery: DeliveryConfig,
-                 metrics: NodeMetrics, directory_push: DirectoryPush) -> None:
+                 metrics: NodeMetrics, directory_push: DirectoryPush,
+                 on_refused: RefusedNotice | None = None) -> None:
         self.node_id = node_id
+        self.on_refused = on_refused
         self.peer = peer
         self.store = store
         self.session = session
@@ -171,7 +177,8 @@ class PeerSender:
         now = now_ms()
         delivered: list[bytes] = []
         refused: list[tuple[bytes, str]] = []
-        retry = 0
+        details: dict[bytes, str] = {}
+        retry: dict[str, int] = {}  # code -> envelopes, "not yet" refusals
         for (eid, _raw), result in zip(batch, results, strict=True):
             if not isinstance(result, list) or len(result) != 3:
                 raise Malformed("peer answered a malformed result")
@@ -182,16 +189,32 @@ class PeerSender:
                 self.metrics.latency.labels(peer=self.peer.id).observe(
                     max(0, now - created) / 1000)
             elif status == protocol.REFUSED and code in protocol.RETRYABLE_CODES:
-                retry += 1
+                retry[code] = retry.get(code, 0) + 1
             elif status == protocol.REFUSED and isinstance(code, str):
                 refused.append((eid, code[:64]))
+                details[eid] = result[2][:200] if isinstance(result[2], str) else ""
                 log.info("envelope.refused_by_peer", peer=self.peer.id, code=code,
                          envelope_id=id_to_text(eid))
             else:
                 raise Malformed(f"peer answered an unknown status {status!r:.20}")
-        await self.store.finish_hops(self.peer.id, now=now, delivered=delivered,
-                                     refused=refused)
+        newly_refused = await self.store.finish_hops(self.peer.id, now=now,
+                                                     delivered=delivered, refused=refused)
         self.metrics.delivered.labels(peer=self.peer.id).inc(len(delivered))
+        # A final refusal (bad_timestamp from a skewed clock, a policy rule, ...): the hop
+        # is over, so its sender gets a signed non-delivery notice naming the peer's reason.
+        for eid, code, sender in newly_refused:
+            if self.on_refused is None:
+                break
+            try:
+                await self.on_refused(eid, self.peer.id, sender, code, details.get(eid, ""))
+            except LiaisonError as exc:  # storage trouble: the hop stays REFUSED, logged
+                log.warning("notice.not_issued", kind="non-delivery", peer=self.peer.id,
+                            envelope_id=id_to_text(eid), code=exc.code,
+                            reason=exc.detail[:200])
         if retry:
-            raise Unavailable(f"{retry} envelope(s) not yet acceptable to {self.peer.id}")
+            # Named by code, so `admin status` tells a full disk at the peer from a card
+            # still on its way.
+            codes = ", ".join(f"{n} {code}" for code, n in sorted(retry.items()))
+            raise Unavailable(f"{sum(retry.values())} envelope(s) not yet acceptable to "
+                              f"{self.peer.id} ({codes})")
         return True

@@ -2,7 +2,9 @@
 
 The peer's node id is read from its verified client certificate, never from the body;
 a body that claims another origin is refused. Each envelope of a transaction is decided on
-its own (see ``intake.receive``) and answered in order, after its commit.
+its own (see ``intake.receive``) and answered in order, after its commit. What one peer may
+cost (rate, requests in flight, connections, slow requests) is bounded by ``guard.PeerGuard``
+before anything of its request is decoded.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from aiohttp import web
 from cryptography import x509
 
 from liaison_net import pki
+from liaison_net.config import FederationLimits
 from liaison_net.core import crypto, identity, rotation
 from liaison_net.core.audit import detail
 from liaison_net.core.ids import node_principal
 from liaison_net.errors import Conflict, Forbidden, LiaisonError, LimitExceeded, Malformed
 from liaison_net.federation import protocol
+from liaison_net.federation.guard import PeerGuard
 from liaison_net.federation.tls import peer_node_id
 from liaison_net.intake import Intake
 from liaison_net.web import (
@@ -38,12 +42,18 @@ log = structlog.get_logger("liaison.federation")
 
 class FederationServer:
     def __init__(self, *, intake: Intake, ca_cert: x509.Certificate, max_body: int,
-                 peer_called_in: Callable[[str], None], key_grace_ms: int) -> None:
+                 peer_called_in: Callable[[str], None], key_grace_ms: int,
+                 limits: FederationLimits | None = None) -> None:
         self.intake = intake
         self.ca_cert = ca_cert
         self.max_body = max_body
         self._peer_called_in = peer_called_in
         self.key_grace_ms = key_grace_ms
+        self.guard = PeerGuard(limits or FederationLimits(), audit=self._audit_limited)
+
+    async def _audit_limited(self, peer: str, audit_detail: str) -> None:
+        await self.intake.store.audit(now=now_ms(), event="peer.limited", actor=peer,
+                                      audit_detail=audit_detail)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[error_middleware], client_max_size=self.max_body)
@@ -52,20 +62,35 @@ class FederationServer:
         app.router.add_post(protocol.REVOCATIONS_PATH, self.revocations)
         return app
 
-    def _peer(self, request: web.Request, claimed: Any) -> str:
+    def _peer(self, request: web.Request) -> str:
+        """The configured peer this request comes from, by its certificate."""
         peer = peer_node_id(request.transport.get_extra_info("ssl_object")
                             if request.transport else None)
         if peer not in self.intake.peers:
             raise Forbidden(f"node {peer} is not a configured peer")
-        if claimed != peer:
-            raise Forbidden(f"peer {peer} claims to speak for {str(claimed)[:20]}")
-        self._peer_called_in(peer)
         return peer
 
+    @staticmethod
+    def _claims(peer: str, claimed: Any) -> None:
+        if claimed != peer:
+            raise Forbidden(f"peer {peer} claims to speak for {str(claimed)[:20]}")
+
+    async def _charged(self, peer: str, items: int) -> None:
+        """The body is read and checked: its items must fit the peer's rate."""
+        await self.guard.charge(peer, items)
+        self._peer_called_in(peer)
+
     async def transaction(self, request: web.Request) -> web.Response:
+        peer = self._peer(request)
+        async with self.guard.admit(peer):
+            return await self._transaction(request, peer)
+
+    async def _transaction(self, request: web.Request, peer: str) -> web.Response:
         body = protocol.decode_transaction(
-            await read_body(request, MSGPACK, self.max_body), max_bytes=self.max_body)
-        peer = self._peer(request, body.origin)
+            await self.guard.body(peer, read_body(request, MSGPACK, self.max_body)),
+            max_bytes=self.max_body)
+        self._claims(peer, body.origin)
+        await self._charged(peer, len(body.envelopes))
         envelopes = body.envelopes
 
         async def one(raw: bytes) -> list[str]:
@@ -100,8 +125,14 @@ class FederationServer:
         self.intake.keys.nodes[peer] = public
 
     async def directory(self, request: web.Request) -> web.Response:
-        body = await read_msgpack(request, self.max_body, protocol.DIRECTORY_FIELDS)
-        peer = self._peer(request, body["origin"])
+        peer = self._peer(request)
+        async with self.guard.admit(peer):
+            return await self._directory(request, peer)
+
+    async def _directory(self, request: web.Request, peer: str) -> web.Response:
+        body = await self.guard.body(
+            peer, read_msgpack(request, self.max_body, protocol.DIRECTORY_FIELDS))
+        self._claims(peer, body["origin"])
         cert_pem, cards = body["node_cert"], body["cards"]
         if not isinstance(cert_pem, bytes):
             raise Malformed("node_cert must be PEM bytes")
@@ -109,6 +140,7 @@ class FederationServer:
             raise Malformed("cards must be a list of byte strings")
         if len(cards) > protocol.MAX_DIRECTORY_CARDS:
             raise LimitExceeded(f"at most {protocol.MAX_DIRECTORY_CARDS} cards per push")
+        await self._charged(peer, len(cards))
         node_id, public = pki.verify_node_signing_certificate(cert_pem, self.ca_cert,
                                                               now=datetime.now(UTC))
         if node_id != peer:
@@ -136,14 +168,21 @@ class FederationServer:
 
     async def revocations(self, request: web.Request) -> web.Response:
         """Revocations pushed by the revoking node; each verified under its authority."""
-        body = await read_msgpack(request, self.max_body, protocol.REVOCATION_FIELDS)
-        peer = self._peer(request, body["origin"])
+        peer = self._peer(request)
+        async with self.guard.admit(peer):
+            return await self._revocations(request, peer)
+
+    async def _revocations(self, request: web.Request, peer: str) -> web.Response:
+        body = await self.guard.body(
+            peer, read_msgpack(request, self.max_body, protocol.REVOCATION_FIELDS))
+        self._claims(peer, body["origin"])
         statements = body["statements"]
         if not isinstance(statements, list) or not all(isinstance(x, bytes)
                                                        for x in statements):
             raise Malformed("statements must be a list of byte strings")
         if len(statements) > protocol.MAX_REVOCATIONS:
             raise LimitExceeded(f"at most {protocol.MAX_REVOCATIONS} revocations per push")
+        await self._charged(peer, len(statements))
         results = []
         store = self.intake.store
         for raw in statements:

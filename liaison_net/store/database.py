@@ -6,28 +6,88 @@ inside its own SAVEPOINT (one failing write rolls back alone), then commits once
 callers' awaits return only after that commit, which is fsync'd (``synchronous=FULL``):
 that is what lets the node answer "accepted" truthfully without paying one fsync per
 envelope. Reads use a second connection so they never wait behind a commit.
+
+Storage faults. A group that cannot be written fails whole, and every write in it gets
+``Unavailable`` (nothing of it was stored); the writer keeps running, so the next group
+after the cause is gone simply succeeds. No space (a full disk, or the operator's
+``[store] max_db_mb`` quota, enforced as SQLite's ``max_page_count`` on the writer
+connection so it fails exactly as a full disk does) is told apart as ``StorageFull``, and
+``storage`` records it for /healthz and the metrics until a group commits again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import shutil
 import sqlite3
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 import structlog
 
+from liaison_net import clock
 from liaison_net.core.audit import GENESIS, entry_hash
-from liaison_net.errors import Conflict, LiaisonError, NodeFault, Unavailable
+from liaison_net.errors import Conflict, LiaisonError, NodeFault, StorageFull, Unavailable
 from liaison_net.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = structlog.get_logger("liaison.store")
 
 T = TypeVar("T")
 WriteFn = Callable[["WriteTxn"], Awaitable[T]]
+
+SQLITE_FULL = 13  # primary result code: "database or disk is full" (also max_page_count)
+SQLITE_IOERR = 10
+#: An I/O error with less free space than this on the database's filesystem is taken as
+#: ENOSPC (SQLite reports some out-of-space paths, e.g. WAL-index growth, as I/O errors).
+LOW_SPACE_BYTES = 1024 * 1024
+FULL_DETAIL = ("storage full, nothing stored: {cause}; the node resumes by itself when "
+               "space returns (free disk space or raise [store] max_db_mb)")
+
+
+def quota_pages(max_db_mb: float, page_size: int) -> int:
+    """``max_db_mb`` as a page count for ``PRAGMA max_page_count`` (at least one page)."""
+    return max(1, int(max_db_mb * 1024 * 1024) // page_size)
+
+
+def is_out_of_space(exc: BaseException, directory: Path | None = None) -> bool:
+    """True for SQLITE_FULL (disk full or the page quota), an OSError ENOSPC, or an SQLite
+    I/O error while the database's filesystem has (almost) no space left."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF == SQLITE_FULL:
+        return True
+    if "database or disk is full" in str(exc):
+        return True
+    if code is not None and code & 0xFF == SQLITE_IOERR and directory is not None:
+        try:
+            return shutil.disk_usage(directory).free < LOW_SPACE_BYTES
+        except OSError:
+            return False
+    return False
+
+
+@dataclass
+class StorageState:
+    """Whether writes are being refused for lack of space, for /healthz and the metrics."""
+
+    full: bool = False
+    last_full_ms: int | None = None  # wall clock when a write was last refused for space
+    since_ms: int | None = None  # start of the current full spell
+    refused_writes: int = 0  # writes refused for space since start
+    cause: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {"state": "full" if self.full else "ok", "since_ms": self.since_ms,
+                "last_full_ms": self.last_full_ms, "refused_writes": self.refused_writes,
+                "cause": self.cause}
 
 
 class WriteTxn:
@@ -49,9 +109,14 @@ class WriteTxn:
 
 
 class Database:
-    def __init__(self, path: Path, *, group_commit_max: int = 512) -> None:
+    def __init__(self, path: Path, *, group_commit_max: int = 512,
+                 max_db_mb: float | None = None) -> None:
         self.path = path
         self._group_commit_max = group_commit_max
+        self.max_db_mb = max_db_mb
+        self.storage = StorageState()
+        #: Called with the number of writes just refused for lack of space (metrics).
+        self.on_storage_full: Callable[[int], None] | None = None
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[tuple[WriteFn[Any], asyncio.Future[Any]]] = asyncio.Queue()
@@ -63,15 +128,35 @@ class Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
-                           "busy_timeout=10000"):
+            # busy_timeout first: another process may be creating this very database.
+            await self._writer.execute("PRAGMA busy_timeout=10000")
+            await _set_wal(self._writer)
+            for pragma in ("synchronous=FULL", "foreign_keys=ON"):
                 await self._writer.execute(f"PRAGMA {pragma}")
             await self._migrate(self._writer)
+            if self.max_db_mb is not None:
+                await self._apply_quota(self._writer, self.max_db_mb)
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute("PRAGMA busy_timeout=10000")
         except sqlite3.Error as exc:
+            await self._abandon()
+            if is_out_of_space(exc, self.path.parent):
+                raise StorageFull(FULL_DETAIL.format(
+                    cause=f"cannot open database {self.path}: {exc}")) from exc
             raise Unavailable(f"cannot open database {self.path}: {exc}") from exc
+        except BaseException:
+            await self._abandon()
+            raise
         self._task = asyncio.create_task(self._write_loop(), name="group-commit")
+
+    async def _abandon(self) -> None:
+        """Close what a failed ``open`` opened: an aiosqlite connection left open keeps its
+        non-daemon thread alive, and the process would hang at exit instead of failing."""
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+        self._reader = self._writer = None
 
     async def close(self) -> None:
         if self._task is not None:
@@ -84,19 +169,41 @@ class Database:
                 await conn.close()
         self._reader = self._writer = None
 
+    async def _apply_quota(self, conn: aiosqlite.Connection, max_db_mb: float) -> None:
+        """The quota as SQLite's own page limit on the writer: past it, a write fails with
+        SQLITE_FULL, just as on a full disk. Pages freed by deletes (the freelist) are
+        reused first, so freeing space lets writes in again without a restart. SQLite never
+        sets the limit below the current size; a database already over it takes no more."""
+        page_size = (await (await conn.execute("PRAGMA page_size")).fetchone() or (4096,))[0]
+        wanted = quota_pages(max_db_mb, int(page_size))
+        row = await (await conn.execute(f"PRAGMA max_page_count = {wanted}")).fetchone()
+        granted = int(row[0]) if row else wanted
+        log.info("store.quota", max_db_mb=max_db_mb, page_size=page_size, max_pages=granted)
+        if granted > wanted:
+            log.warning("store.over_quota", max_db_mb=max_db_mb, pages=granted,
+                        reason="the database is already larger than its quota; writes that "
+                               "need new pages are refused until space is freed")
+
     async def _migrate(self, conn: aiosqlite.Connection) -> None:
         await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
-        rows = list(await (await conn.execute("SELECT version FROM schema_version")).fetchall())
-        current = rows[0][0] if rows else 0
-        if current > SCHEMA_VERSION:
-            raise NodeFault(f"database schema {current} is newer than this program "
-                            f"({SCHEMA_VERSION}); upgrade liaison_net")
-        for version in range(current, SCHEMA_VERSION):
+        while True:
+            # The version is read under the write lock, so that two processes opening a new
+            # database at once (a node and `admin enrol-officer`, or two enrolments) never
+            # both run the same migration.
             await conn.execute("BEGIN IMMEDIATE")
             try:
-                await _run_script(conn, MIGRATIONS[version])
+                rows = list(await (await conn.execute(
+                    "SELECT version FROM schema_version")).fetchall())
+                current = rows[0][0] if rows else 0
+                if current > SCHEMA_VERSION:
+                    raise NodeFault(f"database schema {current} is newer than this program "
+                                    f"({SCHEMA_VERSION}); upgrade liaison_net")
+                if current == SCHEMA_VERSION:
+                    await conn.execute("COMMIT")
+                    return
+                await _run_script(conn, MIGRATIONS[current])
                 await conn.execute("DELETE FROM schema_version")
-                await conn.execute("INSERT INTO schema_version VALUES (?)", (version + 1,))
+                await conn.execute("INSERT INTO schema_version VALUES (?)", (current + 1,))
                 await conn.execute("COMMIT")
             except BaseException:
                 await conn.execute("ROLLBACK")
@@ -143,8 +250,12 @@ class Database:
         conn = self._writer
         assert conn is not None
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        space_before: tuple[int, int] | None = None
+        space_after: tuple[int, int] | None = None
         try:
             await conn.execute("BEGIN IMMEDIATE")
+            if self.storage.full:
+                space_before = await self._space(conn)
             # Re-read the chain head under the write lock: an admin command in another
             # process (enrolment, rotation) may have appended entries since our last commit.
             self._audit_head = await self._load_audit_head_in(conn)
@@ -170,17 +281,32 @@ class Database:
                 else:
                     results.append((future, True, value))
                 await conn.execute(f"RELEASE w{i}")
+            if space_before is not None:
+                space_after = await self._space(conn)
             await conn.execute("COMMIT")
             self.commits += 1
-        except (sqlite3.Error, ValueError) as exc:
+        except (sqlite3.Error, ValueError, OSError) as exc:
             # Disk full, I/O error, locked: nothing of this batch was stored.
             with contextlib.suppress(sqlite3.Error):  # no transaction may be left to roll back
                 await conn.execute("ROLLBACK")
-            error = Unavailable(f"storage failed, nothing stored: {exc}")
+            error: Unavailable
+            if is_out_of_space(exc, self.path.parent):
+                error = StorageFull(FULL_DETAIL.format(cause=str(exc)[:200]))
+                self._storage_full(len(batch), str(exc)[:200])
+            else:
+                error = Unavailable(f"storage failed, nothing stored: {exc}")
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
             return
+        # "Full" ends only when a write that needed space succeeds (new pages, or pages taken
+        # back from the freelist), not when an in-place update happens to fit.
+        if (space_before is not None and space_after is not None
+                and (space_after[0] > space_before[0] or space_after[1] < space_before[1])):
+            log.warning("storage.resumed", refused_writes=self.storage.refused_writes,
+                        full_since_ms=self.storage.since_ms)
+            self.storage.full = False
+            self.storage.since_ms = None
         for future, ok, value in results:
             if future.done():
                 continue
@@ -188,6 +314,28 @@ class Database:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+    @staticmethod
+    async def _space(conn: aiosqlite.Connection) -> tuple[int, int]:
+        """(pages in the database, pages on its freelist), in the current transaction."""
+        pages = await (await conn.execute("PRAGMA page_count")).fetchone()
+        free = await (await conn.execute("PRAGMA freelist_count")).fetchone()
+        return (int(pages[0]) if pages else 0, int(free[0]) if free else 0)
+
+    def _storage_full(self, writes: int, cause: str) -> None:
+        state = self.storage
+        now = clock.now_ms()
+        if not state.full:
+            log.warning("storage.full", cause=cause, refused_writes=writes,
+                        reason="writes refused, nothing acknowledged; resumes when space "
+                               "returns")
+            state.since_ms = now
+        state.full = True
+        state.last_full_ms = now
+        state.refused_writes += writes
+        state.cause = cause
+        if self.on_storage_full is not None:
+            self.on_storage_full(writes)
 
     async def _append_audit(self, conn: aiosqlite.Connection, at: int, event: str, actor: str,
                             detail: str, envelope_id: bytes | None) -> None:
@@ -200,6 +348,21 @@ class Database:
             (seq, at, event, envelope_id, actor, detail, prev, digest),
         )
         self._audit_head = (seq, digest)
+
+
+async def _set_wal(conn: aiosqlite.Connection, *, attempts: int = 200) -> None:
+    """``journal_mode=WAL`` needs a moment of exclusive access, and SQLite answers "locked"
+    at once instead of calling the busy handler: retry while another process is creating
+    or migrating the same new file (bounded, ~10 s like busy_timeout)."""
+    for _ in range(attempts - 1):
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            await asyncio.sleep(0.05)
+    await conn.execute("PRAGMA journal_mode=WAL")
 
 
 async def _run_script(conn: aiosqlite.Connection, script: str) -> None:

@@ -41,9 +41,10 @@ class AcceptOutcome:
 
 
 class NodeStore:
-    def __init__(self, path: Path, node_id: str, *, group_commit_max: int = 512) -> None:
+    def __init__(self, path: Path, node_id: str, *, group_commit_max: int = 512,
+                 max_db_mb: float | None = None) -> None:
         self.node_id = node_id
-        self.db = Database(path, group_commit_max=group_commit_max)
+        self.db = Database(path, group_commit_max=group_commit_max, max_db_mb=max_db_mb)
         self.keys = KeyStore(self.db)
         self.signals = SignalStore(self.db, node_id)
         self.requests = RequestStore(self.db, node_id)
@@ -145,10 +146,13 @@ class NodeStore:
         return {r[0]: r[1] for r in rows}
 
     async def finish_hops(self, node: str, *, now: int, delivered: list[bytes],
-                          refused: list[tuple[bytes, str]]) -> None:
-        """Record a transaction's outcome: delivered and refused hops, and their audit."""
+                          refused: list[tuple[bytes, str]]) -> list[tuple[bytes, str, str]]:
+        """Record a transaction's outcome: delivered and refused hops, and their audit.
+        Returns (envelope id, code, sender) of each hop refused just now (not before), for
+        the sender's non-delivery notice."""
 
-        async def op(txn: WriteTxn) -> None:
+        async def op(txn: WriteTxn) -> list[tuple[bytes, str, str]]:
+            newly_refused: list[tuple[bytes, str, str]] = []
             for eid in delivered:
                 cur = await txn.execute(
                     "UPDATE hops SET state = ?, updated = ? WHERE node = ? AND envelope_id = ? "
@@ -165,8 +169,13 @@ class NodeStore:
                 if cur.rowcount:
                     await txn.audit(now, "envelope.refused_by_peer", self.node_id,
                                     detail(peer=node, code=code), eid)
+                    row = await (await txn.execute("SELECT sender FROM envelopes WHERE id = ?",
+                                                   (eid,))).fetchone()
+                    if row is not None:
+                        newly_refused.append((eid, code, str(row[0])))
+            return newly_refused
 
-        await self.db.write(op)
+        return await self.db.write(op)
 
     async def expire_due(self, now: int, limit: int = 500) -> list[tuple[bytes, str, str]]:
         """Mark queued hops past expiry EXPIRED; return (envelope id, node, sender) each."""
