@@ -24,12 +24,14 @@ def _register() -> None:
     # Imported here so that each group module can import `cli` helpers without cycles.
     from liaison_net.cli import admin, admin_keys, admin_ops, node, officer
     from liaison_net.cli.bench import bench
+    from liaison_net.cli.chaos import chaos
     from liaison_net.cli.demo import demo
 
     cli.add_command(admin.admin)
     cli.add_command(node.node)
     cli.add_command(demo)
     cli.add_command(bench)
+    cli.add_command(chaos)
     officer.register(cli, admin=admin.admin)
     admin_ops.register(admin.admin)
     admin_keys.register(admin.admin)
