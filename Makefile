@@ -20,7 +20,7 @@ test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check liaison_net tests
+	$(BIN)/ruff check liaison_net tests fuzz
 	$(BIN)/mypy
 
 clean:

@@ -82,7 +82,9 @@ class Precedence(enum.IntEnum):
 
     @classmethod
     def from_label(cls, label: object) -> Precedence:
-        if isinstance(label, str) and label.upper() in cls.__members__ and label.islower():
+        # ASCII only: 'pr\u0131ority'.upper() is 'PRIORITY' too (tests/fuzz regressions).
+        if (isinstance(label, str) and label.isascii() and label.islower()
+                and label.upper() in cls.__members__):
             return cls[label.upper()]
         allowed = ", ".join(p.label for p in cls)
         raise Malformed(f"precedence must be one of {allowed}, got {label!r:.40}")

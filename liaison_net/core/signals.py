@@ -64,7 +64,9 @@ class Severity(enum.IntEnum):
 
     @classmethod
     def from_label(cls, value: object) -> Severity:
-        if isinstance(value, str) and value.islower() and value.upper() in cls.__members__:
+        # ASCII only: 'h\u0131gh'.upper() is 'HIGH' too (tests/fuzz regressions).
+        if (isinstance(value, str) and value.isascii() and value.islower()
+                and value.upper() in cls.__members__):
             return cls[value.upper()]
         raise Malformed(f"severity must be one of {', '.join(s.label for s in cls)}, "
                         f"got {value!r:.20}")
