@@ -58,6 +58,7 @@ class StoreConfig:
     """[store]: how the node's database may grow (storage-fault handling, issue 9)."""
 
     max_db_mb: float | None = None  # a quota: past it writes are refused 503, nothing acked
+    retention_sweep_s: float = 60.0  # how often envelopes past retain_until are purged
 
 
 @dataclass(frozen=True)
@@ -214,11 +215,13 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
 
 
 def _store_config(table: dict[str, Any]) -> StoreConfig:
-    if unknown := set(table) - {"max_db_mb"}:
+    if unknown := set(table) - {"max_db_mb", "retention_sweep_s"}:
         raise ConfigError(f"unknown store key(s): {', '.join(sorted(unknown))}")
     quota = table.get("max_db_mb")
     return StoreConfig(max_db_mb=None if quota is None
-                       else _num(table, "store.max_db_mb", 0, 0.1, 1_000_000))
+                       else _num(table, "store.max_db_mb", 0, 0.1, 1_000_000),
+                       retention_sweep_s=_num(table, "store.retention_sweep_s", 60.0, 0.1,
+                                              3600))
 
 
 def _federation_limits(table: dict[str, Any]) -> FederationLimits:

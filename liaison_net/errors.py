@@ -73,6 +73,14 @@ class Expired(Refused):
     http_status = 410
 
 
+class Purged(Refused):
+    """The envelope's ``retain_until`` passed and its content was purged: only the signed
+    tag skeleton is kept, so it cannot be read, forwarded, answered or used as evidence."""
+
+    code = "purged"
+    http_status = 410
+
+
 class BadSignature(Refused):
     """A signature does not verify over the exact bytes received."""
 

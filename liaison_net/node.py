@@ -3,7 +3,8 @@
 One process serves two listeners: the federation API to peers (mutual TLS 1.3, peers'
 certificates must chain to the network CA) and the officer API (TLS, officers log in by
 signature). Background tasks, all owned by one TaskGroup: a sender per peer, the expiry
-sweep that turns undeliverable envelopes into signed non-delivery notices.
+sweep that turns undeliverable envelopes into signed non-delivery notices, and the
+retention sweep that purges content at its tag's ``retain_until``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ log = structlog.get_logger("liaison.node")
 
 NOTICE_TTL_MS = 30 * DAY_MS
 NOTICE_RETENTION_MS = 90 * DAY_MS
+PURGE_BATCH = 500  # envelopes purged per transaction by the retention sweep
 
 
 class Node:
@@ -179,6 +181,7 @@ class Node:
                         self.senders[peer.id] = sender
                         tasks.create_task(sender.run(), name=f"sender-{peer.id}")
                     tasks.create_task(self._expiry_loop(), name="expiry")
+                    tasks.create_task(self._retention_loop(), name="retention")
                     tasks.create_task(watcher.run(), name="key-watch")
                     tasks.create_task(self.desk.run(), name="signal-desk")
                     tasks.create_task(self.request_desk.run(), name="request-desk")
@@ -241,6 +244,29 @@ class Node:
                     await self._non_delivery_notice(envelope_id, peer, sender)
             except Unavailable as exc:
                 log.warning("expiry.sweep_failed", reason=exc.detail[:200])
+
+    async def _retention_loop(self) -> None:
+        """Purge every envelope whose tag's retain_until has passed: at start, then every
+        ``[store] retention_sweep_s``. Storage trouble is logged and retried next pass."""
+        while True:
+            try:
+                await self.purge_due()
+            except Unavailable as exc:
+                log.warning("retention.sweep_failed", reason=exc.detail[:200])
+            await asyncio.sleep(self.config.store.retention_sweep_s)
+
+    async def purge_due(self) -> int:
+        """One retention pass, batch by batch (one transaction each) until none is due."""
+        total = 0
+        while True:
+            purged = await self.store.purge_due(now_ms(), PURGE_BATCH,
+                                                limits=self.config.limits)
+            total += purged
+            if purged < PURGE_BATCH:
+                break
+        if total:
+            log.info("retention.purged", envelopes=total)
+        return total
 
     async def _disclosure_receipt(self, forward: Envelope, consent: Consent,
                                   recipients: list[str]) -> None:

@@ -107,9 +107,22 @@ def _bold(text: str) -> Text:
 
 
 def inbox_json(item: InboxEntry) -> dict[str, Any]:
-    return {"seq": item.seq, "id": item.id, "sender": item.sender, "kind": item.kind,
-            "precedence": item.precedence, "created": item.created, "relayed": item.relayed,
-            "acked": item.acked}
+    out = {"seq": item.seq, "id": item.id, "sender": item.sender, "kind": item.kind,
+           "precedence": item.precedence, "created": item.created, "relayed": item.relayed,
+           "acked": item.acked, "retain_until": item.retain_until, "purged": item.purged}
+    if item.purged is not None:
+        out["tag"] = item.tag  # what the signed tag skeleton keeps
+    return out
+
+
+def purged_label(item: InboxEntry) -> str:
+    """How a purged entry shows: the content is gone, the tag's retention passed."""
+    if item.purged is None:
+        return ""
+    tag = item.tag or {}
+    handling, tlp = tag.get("handling"), tag.get("tlp")
+    kept = f" ({safe(str(handling))}, TLP:{safe(str(tlp))})" if handling and tlp else ""
+    return f"purged {ts_short(item.purged)}{kept}"
 
 
 def print_inbox(items: list[InboxEntry]) -> None:
@@ -117,17 +130,19 @@ def print_inbox(items: list[InboxEntry]) -> None:
     if not items:
         console.print("inbox is empty")
         return
-    table = _table("id", "from", "kind", "precedence", "created", "acked")
+    table = _table("id", "from", "kind", "precedence", "created", "acked", "content")
     for i in items:
         table.add_row(i.id, safe(i.sender), safe(i.kind), safe(i.precedence),
-                      ts_short(i.created), ts_short(i.acked) if i.acked is not None else "no")
+                      ts_short(i.created), ts_short(i.acked) if i.acked is not None else "no",
+                      purged_label(i) or "held")
     console.print(table)
 
 
 def inbox_line(item: InboxEntry) -> str:
     """One entry on one line, for `liaison inbox --follow`."""
-    return (f"{ts_short(item.created)}  {item.id}  {safe(item.sender)}  {safe(item.kind)}  "
+    line = (f"{ts_short(item.created)}  {item.id}  {safe(item.sender)}  {safe(item.kind)}  "
             f"{safe(item.precedence)}")
+    return f"{line}  {purged_label(item)}" if item.purged is not None else line
 
 
 # --- one envelope ---------------------------------------------------------------------------

@@ -43,6 +43,9 @@ class InboxEntry:
     created: int  # ms
     relayed: int  # ms
     acked: int | None  # ms, or None while unacknowledged
+    retain_until: int | None = None  # ms; the tag's retention (None from an older node)
+    purged: int | None = None  # ms: the content was purged at retain_until (retention)
+    tag: dict[str, Any] | None = None  # a purged entry's tag, from its signed skeleton
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,19 @@ def inbox_entry(item: object) -> InboxEntry:
         created=count(item.get("created"), "inbox created"),
         relayed=count(item.get("relayed"), "inbox relayed"),
         acked=opt_count(item.get("acked"), "inbox acked"),
+        retain_until=opt_count(item.get("retain_until"), "inbox retain_until"),
+        purged=opt_count(item.get("purged"), "inbox purged"),
+        tag=_purged_tag(item.get("tag")),
     )
+
+
+def _purged_tag(value: object) -> dict[str, Any] | None:
+    """A purged entry's tag as the node shows it: only for display, so only plain values."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > 32:
+        raise errors.Malformed("node sent an inbox tag that is not an object")
+    return {str(k): v for k, v in value.items()}
 
 
 def envelope_status(body: dict[str, Any]) -> EnvelopeStatus:

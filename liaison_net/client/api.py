@@ -260,6 +260,7 @@ class ClientApi:
         eid = self._id(request)
         if not await self.store.may_read(officer, eid):
             raise NotFound("no such envelope for you")
+        # Past its retain_until only the tag skeleton is left: 410 purged, naming it.
         return web.Response(body=await self.store.envelope_bytes(eid), content_type=ENVELOPE)
 
     async def ack(self, request: web.Request) -> web.Response:
@@ -292,6 +293,7 @@ class ClientApi:
         eid = self._id(request)
         if not await self.store.may_read(officer, eid):
             raise NotFound("no such envelope for you")
+        await self.store.check_not_purged(eid)  # past retention: 410 purged
         raws = await self.store.evidence_for(officer, eid, limit=MAX_EVIDENCE)
         return msgpack_response({"evidence": raws})
 

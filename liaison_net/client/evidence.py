@@ -133,7 +133,7 @@ async def attest(node: NodeSession, ks: Keystore, directory: Directory, envelope
 
 def _wants_delivered(entry: InboxEntry, ledger: Ledger) -> bool:
     return (entry.kind not in _NO_EVIDENCE_KINDS and not entry.sender.endswith("/" + NODE_HANDLE)
-            and not ledger.done(entry.id, Step.DELIVERED))
+            and entry.purged is None and not ledger.done(entry.id, Step.DELIVERED))
 
 
 async def attest_listed(ks: Keystore, keystore_path: Path, entries: Sequence[InboxEntry], *,

@@ -57,9 +57,14 @@ CLOSE_SLOW_CONSUMER = 4008
 
 def inbox_item_json(item: InboxItem) -> dict[str, Any]:
     """One inbox entry as the officer API shows it (the list and the stream alike)."""
-    return {"seq": item.seq, "id": id_to_text(item.envelope_id), "sender": item.sender,
-            "kind": item.kind, "precedence": item.precedence, "created": item.created,
-            "relayed": item.relayed, "acked": item.acked}
+    out: dict[str, Any] = {
+        "seq": item.seq, "id": id_to_text(item.envelope_id), "sender": item.sender,
+        "kind": item.kind, "precedence": item.precedence, "created": item.created,
+        "relayed": item.relayed, "acked": item.acked, "retain_until": item.retain_until,
+        "purged": item.purged}
+    if item.purged is not None:
+        out["tag"] = item.tag  # what the signed tag skeleton keeps (None if unreadable)
+    return out
 
 
 class InboxWatch:

@@ -7,15 +7,21 @@ entry, so a decision and its record are durable together or not at all.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from liaison_net.core.audit import AuditEntry, detail, first_broken
 from liaison_net.core.delivery import HopState
 from liaison_net.core.envelope import Envelope
 from liaison_net.core.identity import OfficerCard, decode_stored_card
-from liaison_net.errors import Conflict, NotFound
+from liaison_net.core.ids import id_to_text
+from liaison_net.core.limits import DEFAULT_LIMITS, Limits
+from liaison_net.core.retention import decode_skeleton, skeleton_of
+from liaison_net.errors import Conflict, LiaisonError, NotFound, Purged
 from liaison_net.store.database import Database, WriteTxn
 from liaison_net.store.key_store import KeyStore
 from liaison_net.store.request_store import RequestStore
@@ -32,12 +38,38 @@ class InboxItem:
     created: int
     relayed: int
     acked: int | None
+    retain_until: int | None = None
+    purged: int | None = None  # when the content was purged (retention), else None
+    tag: dict[str, Any] | None = None  # a purged entry's tag, from its skeleton
 
 
 @dataclass(frozen=True)
 class AcceptOutcome:
     envelope_id: bytes
     duplicate: bool
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def skeleton_tag(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any] | None:
+    """The ownership tag kept in a purged envelope's skeleton (its wire form), if readable."""
+    try:
+        return decode_skeleton(raw, limits).header(limits).tag.to_wire()
+    except LiaisonError:
+        return None
+
+
+def purged_error(envelope_id: bytes, raw: bytes, purged: int, retain_until: int) -> Purged:
+    tag = skeleton_tag(raw)
+    kept = ""
+    if tag is not None:
+        kept = (f" (owner {tag['owner']['node']}/{tag['owner']['unit']}, {tag['handling']}, "
+                f"TLP:{tag['tlp']})")
+    return Purged(f"envelope {id_to_text(envelope_id)} was purged at {_iso(purged)}: its tag's "
+                  f"retain_until {_iso(retain_until)} has passed; only the signed tag "
+                  f"skeleton{kept} is kept")
 
 
 class NodeStore:
@@ -77,8 +109,10 @@ class NodeStore:
                  h.created, h.expires, h.tag.retain_until, now, h.ref),
             )
             if cur.rowcount == 0:
-                stored = await (await txn.execute("SELECT raw FROM envelopes WHERE id = ?",
-                                                  (h.id,))).fetchone()
+                stored = await (await txn.execute("SELECT raw, purged FROM envelopes "
+                                                  "WHERE id = ?", (h.id,))).fetchone()
+                if stored is not None and stored[1] is not None:
+                    return AcceptOutcome(h.id, duplicate=True)  # purged: only a skeleton left
                 if stored is not None and bytes(stored[0]) != envelope.to_bytes():
                     raise Conflict(f"envelope id {h.id_text} is already taken by other bytes")
                 return AcceptOutcome(h.id, duplicate=True)
@@ -122,20 +156,72 @@ class NodeStore:
         await self.db.write(op)
 
     async def envelope_bytes(self, envelope_id: bytes) -> bytes:
-        row = await self.db.fetchone("SELECT raw FROM envelopes WHERE id = ?", (envelope_id,))
+        """The envelope as received; ``Purged`` once retention has removed its content."""
+        row = await self.db.fetchone(
+            "SELECT raw, purged, retain_until FROM envelopes WHERE id = ?", (envelope_id,))
         if row is None:
             raise NotFound("no such envelope")
+        if row[1] is not None:
+            raise purged_error(envelope_id, bytes(row[0]), row[1], row[2])
         return bytes(row[0])
+
+    async def check_not_purged(self, envelope_id: bytes) -> None:
+        """Raise ``Purged`` if this node holds ``envelope_id`` only as a skeleton."""
+        row = await self.db.fetchone(
+            "SELECT raw, purged, retain_until FROM envelopes WHERE id = ? "
+            "AND purged IS NOT NULL", (envelope_id,))
+        if row is not None:
+            raise purged_error(envelope_id, bytes(row[0]), row[1], row[2])
+
+    # --- retention ------------------------------------------------------------------------
+
+    async def purge_due(self, now: int, limit: int = 500, *,
+                        limits: Limits = DEFAULT_LIMITS) -> int:
+        """Purge up to ``limit`` envelopes whose tag's ``retain_until`` is at or before
+        ``now``, in one transaction: the stored frame becomes its signed tag skeleton
+        (``core.retention``), ``purged`` is set, and one ``envelope.purged`` audit entry per
+        envelope records the body's SHA-256. Returns how many; call again while it returns
+        a full batch. Idempotent: a purged envelope is never selected again.
+
+        Queued hops are left to the expiry sweep (retain_until >= expires, so they are past
+        their expiry too): it waits until no batch can still be in flight before it ends a
+        hop and notifies the sender, and ``next_batch`` never offers purged content."""
+
+        async def op(txn: WriteTxn) -> int:
+            cur = await txn.execute(
+                "SELECT id, raw, retain_until FROM envelopes WHERE purged IS NULL "
+                "AND retain_until <= ? ORDER BY retain_until LIMIT ?", (now, limit))
+            rows = [(bytes(r[0]), bytes(r[1]), int(r[2])) for r in await cur.fetchall()]
+            for eid, raw, retain_until in rows:
+                try:
+                    skeleton = skeleton_of(raw, limits)
+                    kept, digest, length = (skeleton.to_bytes(), skeleton.body_sha256.hex(),
+                                            skeleton.body_length)
+                except LiaisonError:
+                    # Not a frame we can split (never expected: it was verified on accept).
+                    # The content goes all the same; the audit binds the whole frame's hash.
+                    kept, digest, length = b"", hashlib.sha256(raw).hexdigest(), len(raw)
+                await txn.execute("UPDATE envelopes SET raw = ?, purged = ? WHERE id = ?",
+                                  (kept, now, eid))
+                await txn.audit(now, "envelope.purged", self.node_id,
+                                detail(body_sha256=digest, body_length=length,
+                                       retain_until=retain_until,
+                                       skeleton=bool(kept)), eid)
+            return len(rows)
+
+        return await self.db.write(op)
 
     # --- outbox (hops) --------------------------------------------------------------------
 
     async def next_batch(self, node: str, limit: int, *, now: int) -> list[tuple[bytes, bytes]]:
-        """Queued, unexpired envelopes for ``node``, flash first, then oldest first."""
+        """Queued, unexpired envelopes for ``node``, flash first, then oldest first. Never
+        one past its ``retain_until`` or purged (retain_until >= expires already implies
+        it; checked again so a queued envelope past retention is never relayed)."""
         rows = await self.db.fetchall(
             "SELECT h.envelope_id, e.raw FROM hops h JOIN envelopes e ON e.id = h.envelope_id "
-            "WHERE h.node = ? AND h.state = ? AND h.expires > ? "
-            "ORDER BY h.precedence DESC, h.envelope_id LIMIT ?",
-            (node, HopState.QUEUED.value, now, limit),
+            "WHERE h.node = ? AND h.state = ? AND h.expires > ? AND e.purged IS NULL "
+            "AND e.retain_until > ? ORDER BY h.precedence DESC, h.envelope_id LIMIT ?",
+            (node, HopState.QUEUED.value, now, now, limit),
         )
         return [(bytes(r[0]), bytes(r[1])) for r in rows]
 
@@ -236,10 +322,13 @@ class NodeStore:
     async def inbox(self, officer: str, *, after: int, limit: int) -> list[InboxItem]:
         rows = await self.db.fetchall(
             "SELECT i.seq, i.envelope_id, e.sender, e.kind, e.precedence, e.created, i.relayed, "
-            "i.acked FROM inbox i JOIN envelopes e ON e.id = i.envelope_id "
+            "i.acked, e.retain_until, e.purged, CASE WHEN e.purged IS NULL THEN NULL "
+            "ELSE e.raw END FROM inbox i JOIN envelopes e ON e.id = i.envelope_id "
             "WHERE i.officer = ? AND i.seq > ? ORDER BY i.seq LIMIT ?",
             (officer, after, limit))
-        return [InboxItem(r[0], bytes(r[1]), r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
+        return [InboxItem(r[0], bytes(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                          skeleton_tag(bytes(r[10])) if r[10] is not None else None)
+                for r in rows]
 
     async def inbox_count(self, officer: str) -> int:
         row = await self.db.fetchone("SELECT COUNT(*) FROM inbox WHERE officer = ?", (officer,))
@@ -256,7 +345,8 @@ class NodeStore:
         """The evidence envelopes in ``officer``'s inbox that report on ``envelope_id``."""
         rows = await self.db.fetchall(
             "SELECT e.raw FROM envelopes e JOIN inbox i ON i.envelope_id = e.id "
-            "WHERE e.ref = ? AND e.kind = 'evidence' AND i.officer = ? ORDER BY i.seq LIMIT ?",
+            "WHERE e.ref = ? AND e.kind = 'evidence' AND i.officer = ? AND e.purged IS NULL "
+            "ORDER BY i.seq LIMIT ?",
             (envelope_id, officer, limit))
         return [bytes(r[0]) for r in rows]
 

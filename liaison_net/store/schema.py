@@ -174,6 +174,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE envelopes ADD COLUMN ref BLOB;
     CREATE INDEX envelopes_ref ON envelopes (ref, kind) WHERE ref IS NOT NULL;
     """,
+    # 6: retention: the purge sweep finds what is due (retain_until passed, not yet purged)
+    # without scanning every envelope.
+    """
+    CREATE INDEX envelopes_retention ON envelopes (retain_until) WHERE purged IS NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -135,7 +135,8 @@ async def test_followers_see_every_envelope_once_across_node_restarts(
             assert reconnects and all(code == "unavailable" for code in reconnects)
             assert "reconnecting" in cli.err.read_text()
             assert cli.entries()[0].keys() == {"seq", "id", "sender", "kind", "precedence",
-                                               "created", "relayed", "acked"}
+                                               "created", "relayed", "acked", "retain_until",
+                                               "purged"}
 
             # A restarted CLI starts at the acknowledged position: the acknowledged prefix
             # and any later acknowledged entry stay hidden, the rest shows again, once.
