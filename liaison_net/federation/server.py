@@ -10,7 +10,9 @@ before anything of its request is decoded.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +25,17 @@ from liaison_net.config import FederationLimits
 from liaison_net.core import crypto, identity, rotation
 from liaison_net.core.audit import detail
 from liaison_net.core.ids import node_principal
-from liaison_net.errors import Conflict, Forbidden, LiaisonError, LimitExceeded, Malformed
+from liaison_net.core.ratelimit import RefusalWindow
+from liaison_net.errors import (
+    Conflict,
+    Forbidden,
+    LiaisonError,
+    LimitExceeded,
+    Malformed,
+    RateLimited,
+    Refused,
+    RequestTimeout,
+)
 from liaison_net.federation import protocol
 from liaison_net.federation.guard import PeerGuard
 from liaison_net.federation.tls import peer_node_id
@@ -39,6 +51,9 @@ from liaison_net.web import (
 
 log = structlog.get_logger("liaison.federation")
 
+#: Distinct (node, code) refusal windows kept at once.
+MAX_REFUSAL_WINDOWS = 1024
+
 
 class FederationServer:
     def __init__(self, *, intake: Intake, ca_cert: x509.Certificate, max_body: int,
@@ -50,6 +65,7 @@ class FederationServer:
         self._peer_called_in = peer_called_in
         self.key_grace_ms = key_grace_ms
         self.guard = PeerGuard(limits or FederationLimits(), audit=self._audit_limited)
+        self._refusals: dict[tuple[str, str], RefusalWindow] = {}
 
     async def _audit_limited(self, peer: str, audit_detail: str) -> None:
         await self.intake.store.audit(now=now_ms(), event="peer.limited", actor=peer,
@@ -64,11 +80,49 @@ class FederationServer:
 
     def _peer(self, request: web.Request) -> str:
         """The configured peer this request comes from, by its certificate."""
-        peer = peer_node_id(request.transport.get_extra_info("ssl_object")
-                            if request.transport else None)
+        peer = self._node_of(request)
         if peer not in self.intake.peers:
             raise Forbidden(f"node {peer} is not a configured peer")
         return peer
+
+    @staticmethod
+    def _node_of(request: web.Request) -> str:
+        return peer_node_id(request.transport.get_extra_info("ssl_object")
+                            if request.transport else None)
+
+    @contextlib.asynccontextmanager
+    async def _refusal_audited(self, request: web.Request) -> AsyncIterator[None]:
+        """A whole request refused (another origin claimed, over a count, malformed) is
+        audited as ``peer.refused``, at most once per peer, code and ``audit_window_s`` with
+        the number of refusals it stands for: a peer sending garbage in a loop must not fill
+        the disk through the audit log. Rate and timeout refusals are the guard's own
+        (``peer.limited``); single envelopes are audited by intake."""
+        try:
+            yield
+        except Refused as exc:
+            if not isinstance(exc, RateLimited | RequestTimeout):
+                with contextlib.suppress(LiaisonError):  # no node id: nothing to audit under
+                    await self._audit_refused(self._node_of(request), request.path, exc)
+            raise
+
+    async def _audit_refused(self, node: str, path: str, exc: Refused) -> None:
+        key = (node, exc.code)
+        window = self._refusals.get(key)
+        if window is None:
+            if len(self._refusals) >= MAX_REFUSAL_WINDOWS:
+                self._refusals.clear()  # bounded memory; at worst one extra audit row each
+            window = self._refusals[key] = RefusalWindow(self.guard.limits.audit_window_s)
+        refused = window.refuse(time.monotonic())
+        if refused is None:
+            return
+        log.warning("peer.refused", peer=node, code=exc.code, refused=refused)
+        try:
+            await self.intake.store.audit(
+                now=now_ms(), event="peer.refused", actor=node,
+                audit_detail=detail(code=exc.code, path=path[:100], reason=exc.detail[:200],
+                                    refused=refused, window_s=self.guard.limits.audit_window_s))
+        except LiaisonError as audit_failed:  # storage trouble must not mask the refusal
+            log.warning("peer.refused_not_audited", peer=node, code=audit_failed.code)
 
     @staticmethod
     def _claims(peer: str, claimed: Any) -> None:
@@ -81,9 +135,10 @@ class FederationServer:
         self._peer_called_in(peer)
 
     async def transaction(self, request: web.Request) -> web.Response:
-        peer = self._peer(request)
-        async with self.guard.admit(peer):
-            return await self._transaction(request, peer)
+        async with self._refusal_audited(request):
+            peer = self._peer(request)
+            async with self.guard.admit(peer):
+                return await self._transaction(request, peer)
 
     async def _transaction(self, request: web.Request, peer: str) -> web.Response:
         body = protocol.decode_transaction(
@@ -125,9 +180,10 @@ class FederationServer:
         self.intake.keys.nodes[peer] = public
 
     async def directory(self, request: web.Request) -> web.Response:
-        peer = self._peer(request)
-        async with self.guard.admit(peer):
-            return await self._directory(request, peer)
+        async with self._refusal_audited(request):
+            peer = self._peer(request)
+            async with self.guard.admit(peer):
+                return await self._directory(request, peer)
 
     async def _directory(self, request: web.Request, peer: str) -> web.Response:
         body = await self.guard.body(
@@ -168,9 +224,10 @@ class FederationServer:
 
     async def revocations(self, request: web.Request) -> web.Response:
         """Revocations pushed by the revoking node; each verified under its authority."""
-        peer = self._peer(request)
-        async with self.guard.admit(peer):
-            return await self._revocations(request, peer)
+        async with self._refusal_audited(request):
+            peer = self._peer(request)
+            async with self.guard.admit(peer):
+                return await self._revocations(request, peer)
 
     async def _revocations(self, request: web.Request, peer: str) -> web.Response:
         body = await self.guard.body(

@@ -69,7 +69,7 @@ MSGPACK = "application/x-msgpack"
 ENVELOPE = "application/x-liaison-envelope"
 JSON = "application/json"
 KNOWN_CODES = {cls.code for cls in errors.all_error_classes()}
-REFUSAL_EVENTS = {"envelope.refused", "directory.refused"}
+REFUSAL_EVENTS = {"envelope.refused", "directory.refused", "peer.refused"}
 
 
 @dataclass

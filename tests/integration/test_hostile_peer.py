@@ -233,6 +233,9 @@ async def test_claims_of_other_origins_are_refused(hostile: Hostile) -> None:
     seq = last_audit_seq(h.net, TARGET)
     status, answer = await post_until_admitted(h, txn("lu", lena_env.to_bytes()))
     assert (status, answer["error"]) == (403, "forbidden"), answer
+    claims = [r for r in audit_rows(h.net, TARGET, after=seq) if r.event == "peer.refused"]
+    assert [(r.actor, r.detail["code"]) for r in claims] == [("nl", "forbidden")], claims
+    assert "claims to speak for lu" in claims[0].detail["reason"]
     status, answer = await post_until_admitted(h, txn("nl", lena_env.to_bytes()))
     assert status == 200 and [tuple(r[:2]) for r in answer["results"]] == \
         [(protocol.REFUSED, "forbidden")], answer
@@ -263,7 +266,7 @@ async def test_replay_of_an_old_real_transaction_changes_nothing(hostile: Hostil
 async def test_oversized_and_deeply_nested_batches_are_refused(hostile: Hostile) -> None:
     """A batch of 1025 real envelopes (one over the count limit) is `limit_exceeded` (413)
     before any of them is verified; a batch nested 100,000 deep is `malformed` (400). Neither
-    stores or audits an envelope."""
+    stores or audits an envelope; each is audited as `peer.refused`, once per window."""
     h = hostile
     env = h.jan.seal(h.nl_directory, [h.marie.id], b"many times")
     seq = last_audit_seq(h.net, TARGET)
@@ -278,6 +281,14 @@ async def test_oversized_and_deeply_nested_batches_are_refused(hostile: Hostile)
     assert row_counts(h.net, TARGET) == before
     assert inbox_relayed(h, [env.id]) == {}
     assert not [r for r in audit_rows(h.net, TARGET, after=seq) if r.event.startswith("envelope")]
+    # Each kind of refusal is audited once per window, however often the peer repeats it.
+    for _ in range(5):
+        status, answer = await post_until_admitted(h, nested)
+        assert (status, answer["error"]) == (400, "malformed"), answer
+    refused = [r for r in audit_rows(h.net, TARGET, after=seq) if r.event == "peer.refused"]
+    codes = [r.detail["code"] for r in refused]
+    assert codes.count("limit_exceeded") == 1 and 1 <= codes.count("malformed") <= 3, refused
+    assert all(r.actor == "nl" for r in refused)
 
 
 # --- slow connections ------------------------------------------------------------------------
