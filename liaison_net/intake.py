@@ -141,7 +141,7 @@ class Intake:
             if h.ref is not None:
                 # A forward, reply or anything else naming an envelope whose content was
                 # purged here (retention) is refused: 410 purged.
-                await self.store.check_not_purged(h.ref)
+                await self.store.retention.check_not_purged(h.ref)
             if is_forward(h):
                 await self._check_forward_at_origin(officer, envelope, now)
             else:

@@ -259,7 +259,7 @@ class Node:
         """One retention pass, batch by batch (one transaction each) until none is due."""
         total = 0
         while True:
-            purged = await self.store.purge_due(now_ms(), PURGE_BATCH,
+            purged = await self.store.retention.purge_due(now_ms(), PURGE_BATCH,
                                                 limits=self.config.limits)
             total += purged
             if purged < PURGE_BATCH:

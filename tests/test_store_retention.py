@@ -53,10 +53,10 @@ async def test_purge_keeps_the_skeleton_and_audits(tmp_path: Path) -> None:
         await _accept(store, env)
         await _accept(store, kept)
 
-        assert await store.purge_due(RETAIN - 1) == 0
+        assert await store.retention.purge_due(RETAIN - 1) == 0
         assert await store.envelope_bytes(env.id) == env.to_bytes()
 
-        assert await store.purge_due(RETAIN) == 1
+        assert await store.retention.purge_due(RETAIN) == 1
 
         with sqlite3.connect(path) as db:
             raw, purged = db.execute("SELECT raw, purged FROM envelopes WHERE id = ?",
@@ -79,8 +79,8 @@ async def test_purge_keeps_the_skeleton_and_audits(tmp_path: Path) -> None:
             await store.envelope_bytes(env.id)
         assert err.value.http_status == 410 and err.value.code == "purged"
         with pytest.raises(Purged):
-            await store.check_not_purged(env.id)
-        await store.check_not_purged(kept.id)  # not purged: no error
+            await store.retention.check_not_purged(env.id)
+        await store.retention.check_not_purged(kept.id)  # not purged: no error
         assert await store.envelope_bytes(kept.id) == kept.to_bytes()
 
         # The inbox still lists it, marked purged, with the tag from its skeleton.
@@ -103,7 +103,7 @@ async def test_purge_keeps_the_skeleton_and_audits(tmp_path: Path) -> None:
 
         # Idempotent: a second pass finds nothing and audits nothing.
         count = len(entries)
-        assert await store.purge_due(RETAIN + 10) == 0
+        assert await store.retention.purge_due(RETAIN + 10) == 0
         assert len(await store.audit_entries()) == count
         assert await store.verify_audit() == (count, None)
 
@@ -123,7 +123,7 @@ async def test_purge_runs_in_bounded_batches(tmp_path: Path) -> None:
     try:
         for i in range(7):
             await _accept(store, _sealed(offset=i))
-        counts = [await store.purge_due(RETAIN, 3) for _ in range(4)]
+        counts = [await store.retention.purge_due(RETAIN, 3) for _ in range(4)]
         assert counts == [3, 3, 1, 0]
         entries = await store.audit_entries()
         assert len(_events(entries, "envelope.purged")) == 7
@@ -164,7 +164,7 @@ async def test_evidence_about_a_purged_envelope_is_not_served(tmp_path: Path) ->
         await store.accept(evidence, now=NOW, actor="be", event="envelope.delivered_to_inbox",
                            local_recipients=[ALICE.id], remote_nodes=[], audit_detail=detail())
         assert len(await store.evidence_for(ALICE.id, env.id, limit=10)) == 1
-        assert await store.purge_due(RETAIN) == 2
+        assert await store.retention.purge_due(RETAIN) == 2
         assert await store.evidence_for(ALICE.id, env.id, limit=10) == []
     finally:
         await store.close()

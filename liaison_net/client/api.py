@@ -293,7 +293,7 @@ class ClientApi:
         eid = self._id(request)
         if not await self.store.may_read(officer, eid):
             raise NotFound("no such envelope for you")
-        await self.store.check_not_purged(eid)  # past retention: 410 purged
+        await self.store.retention.check_not_purged(eid)  # past retention: 410 purged
         raws = await self.store.evidence_for(officer, eid, limit=MAX_EVIDENCE)
         return msgpack_response({"evidence": raws})
 

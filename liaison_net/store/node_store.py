@@ -7,10 +7,8 @@ entry, so a decision and its record are durable together or not at all.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +16,11 @@ from liaison_net.core.audit import AuditEntry, detail, first_broken
 from liaison_net.core.delivery import HopState
 from liaison_net.core.envelope import Envelope
 from liaison_net.core.identity import OfficerCard, decode_stored_card
-from liaison_net.core.ids import id_to_text
-from liaison_net.core.limits import DEFAULT_LIMITS, Limits
-from liaison_net.core.retention import decode_skeleton, skeleton_of
-from liaison_net.errors import Conflict, LiaisonError, NotFound, Purged
+from liaison_net.errors import Conflict, NotFound
 from liaison_net.store.database import Database, WriteTxn
 from liaison_net.store.key_store import KeyStore
 from liaison_net.store.request_store import RequestStore
+from liaison_net.store.retention_store import RetentionStore, purged_error, skeleton_tag
 from liaison_net.store.signal_store import SignalStore
 
 
@@ -49,29 +45,6 @@ class AcceptOutcome:
     duplicate: bool
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def skeleton_tag(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any] | None:
-    """The ownership tag kept in a purged envelope's skeleton (its wire form), if readable."""
-    try:
-        return decode_skeleton(raw, limits).header(limits).tag.to_wire()
-    except LiaisonError:
-        return None
-
-
-def purged_error(envelope_id: bytes, raw: bytes, purged: int, retain_until: int) -> Purged:
-    tag = skeleton_tag(raw)
-    kept = ""
-    if tag is not None:
-        kept = (f" (owner {tag['owner']['node']}/{tag['owner']['unit']}, {tag['handling']}, "
-                f"TLP:{tag['tlp']})")
-    return Purged(f"envelope {id_to_text(envelope_id)} was purged at {_iso(purged)}: its tag's "
-                  f"retain_until {_iso(retain_until)} has passed; only the signed tag "
-                  f"skeleton{kept} is kept")
-
-
 class NodeStore:
     def __init__(self, path: Path, node_id: str, *, group_commit_max: int = 512,
                  max_db_mb: float | None = None) -> None:
@@ -80,6 +53,7 @@ class NodeStore:
         self.keys = KeyStore(self.db)
         self.signals = SignalStore(self.db, node_id)
         self.requests = RequestStore(self.db, node_id)
+        self.retention = RetentionStore(self.db, node_id)
         # Called with the officers whose inbox got rows, after the commit (live delivery).
         self.on_inbox: Callable[[list[str]], None] | None = None
 
@@ -164,52 +138,6 @@ class NodeStore:
         if row[1] is not None:
             raise purged_error(envelope_id, bytes(row[0]), row[1], row[2])
         return bytes(row[0])
-
-    async def check_not_purged(self, envelope_id: bytes) -> None:
-        """Raise ``Purged`` if this node holds ``envelope_id`` only as a skeleton."""
-        row = await self.db.fetchone(
-            "SELECT raw, purged, retain_until FROM envelopes WHERE id = ? "
-            "AND purged IS NOT NULL", (envelope_id,))
-        if row is not None:
-            raise purged_error(envelope_id, bytes(row[0]), row[1], row[2])
-
-    # --- retention ------------------------------------------------------------------------
-
-    async def purge_due(self, now: int, limit: int = 500, *,
-                        limits: Limits = DEFAULT_LIMITS) -> int:
-        """Purge up to ``limit`` envelopes whose tag's ``retain_until`` is at or before
-        ``now``, in one transaction: the stored frame becomes its signed tag skeleton
-        (``core.retention``), ``purged`` is set, and one ``envelope.purged`` audit entry per
-        envelope records the body's SHA-256. Returns how many; call again while it returns
-        a full batch. Idempotent: a purged envelope is never selected again.
-
-        Queued hops are left to the expiry sweep (retain_until >= expires, so they are past
-        their expiry too): it waits until no batch can still be in flight before it ends a
-        hop and notifies the sender, and ``next_batch`` never offers purged content."""
-
-        async def op(txn: WriteTxn) -> int:
-            cur = await txn.execute(
-                "SELECT id, raw, retain_until FROM envelopes WHERE purged IS NULL "
-                "AND retain_until <= ? ORDER BY retain_until LIMIT ?", (now, limit))
-            rows = [(bytes(r[0]), bytes(r[1]), int(r[2])) for r in await cur.fetchall()]
-            for eid, raw, retain_until in rows:
-                try:
-                    skeleton = skeleton_of(raw, limits)
-                    kept, digest, length = (skeleton.to_bytes(), skeleton.body_sha256.hex(),
-                                            skeleton.body_length)
-                except LiaisonError:
-                    # Not a frame we can split (never expected: it was verified on accept).
-                    # The content goes all the same; the audit binds the whole frame's hash.
-                    kept, digest, length = b"", hashlib.sha256(raw).hexdigest(), len(raw)
-                await txn.execute("UPDATE envelopes SET raw = ?, purged = ? WHERE id = ?",
-                                  (kept, now, eid))
-                await txn.audit(now, "envelope.purged", self.node_id,
-                                detail(body_sha256=digest, body_length=length,
-                                       retain_until=retain_until,
-                                       skeleton=bool(kept)), eid)
-            return len(rows)
-
-        return await self.db.write(op)
 
     # --- outbox (hops) --------------------------------------------------------------------
 
