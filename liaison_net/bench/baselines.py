@@ -39,6 +39,7 @@ from liaison_net.demo.network import free_ports
 
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 STOP_GRACE_S = 30.0
+RESTART_ATTEMPTS = 3  # a RabbitMQ node restarted under a name epmd still holds exits
 START_TIMEOUT_S = 90.0
 
 
@@ -358,11 +359,42 @@ class RabbitSystem(BaselineSystem):
         self.brokers: dict[str, Broker] = {}
         self.ports: dict[str, int] = {}
         self.epmd: Broker | None = None
+        self.epmd_port = 0
         self._connection: Any = None
         self._channel: Any = None
 
     def installed(self) -> bool:
         return RABBITMQ_SERVER.is_file() and shutil.which("epmd") is not None
+
+    def _registered(self, role: str) -> bool:
+        """Whether our epmd still lists the ``role`` node (a killed node's name can linger)."""
+        try:
+            out = subprocess.run([shutil.which("epmd") or "epmd", "-port", str(self.epmd_port),
+                                  "-names"], capture_output=True, text=True, timeout=5,
+                                 check=False).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return f"name liaison-bench-{role} " in out
+
+    async def start_destination(self, *, wait: bool) -> None:
+        """Start the destination node again. A node whose name epmd still holds (its killed
+        predecessor not yet unregistered) exits at once, so wait for the name to go, and
+        if it exits during start-up all the same, try again (bounded)."""
+        for attempt in range(RESTART_ATTEMPTS):
+            end = time.monotonic() + 30
+            while (await asyncio.to_thread(self._registered, "destination")
+                   and time.monotonic() < end):
+                await asyncio.sleep(0.1)
+            self.brokers["destination"].start()
+            if not wait:
+                return
+            try:
+                await self.wait_destination()
+                return
+            except RuntimeError:  # exited during start-up
+                if attempt == RESTART_ATTEMPTS - 1:
+                    raise
+                await asyncio.to_thread(self.brokers["destination"].stop, kill=True)
 
     def _env(self, role: str, epmd_port: int, dist_port: int) -> dict[str, str]:
         d = self.workdir / role
@@ -398,6 +430,7 @@ class RabbitSystem(BaselineSystem):
         ui.note("RabbitMQ: two nodes and an on-confirm shovel (about 10 s to boot)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         epmd_port, dist_origin, dist_destination, origin, destination = free_ports(5)
+        self.epmd_port = epmd_port
         self.ports = {"origin": origin, "destination": destination}
         self.epmd = Broker("epmd", [shutil.which("epmd") or "epmd", "-port", str(epmd_port),
                                     "-address", "127.0.0.1"],
