@@ -18,8 +18,8 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from liaison_net import clock, pki
-from liaison_net.client.api import ClientApi
+from liaison_net import clock
+from liaison_net.clock import now_ms
 from liaison_net.config import NodeConfig
 from liaison_net.core import crypto
 from liaison_net.core.audit import detail
@@ -29,19 +29,20 @@ from liaison_net.core.identity import EnrolmentRequest, issue_card, renewal, ver
 from liaison_net.core.ids import node_principal
 from liaison_net.core.limits import DAY_MS
 from liaison_net.errors import LiaisonError, Unavailable
-from liaison_net.evidence import Witness
 from liaison_net.federation.sender import PeerSender
 from liaison_net.federation.server import FederationServer
 from liaison_net.federation.tls import client_context, server_context
-from liaison_net.intake import Intake, Keys
-from liaison_net.key_watch import KeyWatcher
 from liaison_net.metrics import NodeMetrics
-from liaison_net.notices import Notifier
-from liaison_net.pseudonym_keys import WatchedKeyRing
-from liaison_net.request_desk import RequestDesk
-from liaison_net.signal_desk import SignalDesk
+from liaison_net.officer_api.routes import ClientApi
+from liaison_net.pki import certificates
+from liaison_net.pki.pseudonym_key_files import WatchedKeyRing
+from liaison_net.services.intake import Intake, Keys
+from liaison_net.services.key_watch import KeyWatcher
+from liaison_net.services.notices import Notifier
+from liaison_net.services.request_desk import RequestDesk
+from liaison_net.services.signal_desk import SignalDesk
+from liaison_net.services.witness import Witness
 from liaison_net.store.node_store import NodeStore
-from liaison_net.web import now_ms
 
 log = structlog.get_logger("liaison.node")
 
@@ -60,9 +61,9 @@ class Node:
         # Storage faults: refused writes counted, "full" shown (also on /healthz).
         self.store.db.on_storage_full = self.metrics.storage_refused.inc
         self.metrics.storage_full.set_function(lambda: float(self.store.db.storage.full))
-        paths = pki.NodePaths.under(config.cert_dir, config.id)
+        paths = certificates.NodePaths.under(config.cert_dir, config.id)
         self.paths = paths
-        self.ca_cert = pki.load_ca_certificate(paths.ca_cert)
+        self.ca_cert = certificates.load_ca_certificate(paths.ca_cert)
         self.signing_cert_pem = paths.signing_cert.read_bytes()
         self.signing_key = crypto.signing_key_from_seed(paths.signing_key.read_bytes())
         self.senders: dict[str, PeerSender] = {}

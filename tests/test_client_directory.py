@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from liaison_net import errors, pki
+from liaison_net import errors
 from liaison_net.client.directory import verify_directory
 from liaison_net.core import codec, crypto
 from liaison_net.core.almanac import Almanac
 from liaison_net.core.identity import EnrolmentRequest, issue_card
 from liaison_net.core.limits import DAY_MS
+from liaison_net.pki import certificates
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -20,8 +21,9 @@ NOW_MS = int(NOW.timestamp() * 1000)
 
 class Pki:
     def __init__(self, root: Path) -> None:
-        self.ca = pki.load_ca_certificate(pki.init_network(root, now=NOW).ca_cert)
-        self.nodes = {n: pki.init_node(root, n, ca_dir=root, now=NOW) for n in ("nl", "be")}
+        self.ca = certificates.load_ca_certificate(certificates.init_network(root, now=NOW).ca_cert)
+        self.nodes = {n: certificates.init_node(root, n, ca_dir=root, now=NOW)
+                      for n in ("nl", "be")}
 
     def cert(self, node: str) -> bytes:
         return self.nodes[node].signing_cert.read_bytes()

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 from liaison_net.client.directory import Directory
-from liaison_net.client.evidence import Ledger, check_evidence
+from liaison_net.client.evidence_trail import Ledger, check_evidence
 from liaison_net.client.keystore import Keystore
 from liaison_net.core import crypto, sealing
 from liaison_net.core.almanac import Almanac

@@ -12,9 +12,9 @@ import pytest
 
 from liaison_net import errors
 from liaison_net.client.follow import follow_inbox
-from liaison_net.client.inbox_stream import InboxWatch, StreamSlots
 from liaison_net.client.session import InboxEntry
 from liaison_net.core.delivery import BackoffPolicy
+from liaison_net.officer_api.inbox_stream import InboxWatch, StreamSlots
 
 FAST = BackoffPolicy(initial_s=0.001, maximum_s=0.002)
 

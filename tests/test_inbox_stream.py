@@ -13,16 +13,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from liaison_net.client.inbox_stream import (
+from liaison_net.errors import Unauthorized
+from liaison_net.http_common import error_middleware
+from liaison_net.officer_api.inbox_stream import (
     CLOSE_SLOW_CONSUMER,
     CLOSE_TOKEN_EXPIRED,
     InboxStreams,
     InboxWatch,
     StreamSettings,
 )
-from liaison_net.errors import Unauthorized
 from liaison_net.store.node_store import InboxItem
-from liaison_net.web import error_middleware
 
 OFFICER = "nl/jdevries"
 

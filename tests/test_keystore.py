@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from liaison_net import errors, pki
+from liaison_net import errors
 from liaison_net.client import keystore
 from liaison_net.client.session import error_from_answer, officer_ssl_context
 from liaison_net.core import crypto
 from liaison_net.core.identity import verify_enrolment_request
+from liaison_net.pki import certificates
 
 PASSPHRASE = b"correct horse battery staple"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -24,7 +25,7 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def ca_pem(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     certs = tmp_path_factory.mktemp("certs")
-    return pki.init_network(certs, now=NOW).ca_cert.read_bytes()
+    return certificates.init_network(certs, now=NOW).ca_cert.read_bytes()
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from liaison_net import pki
 from liaison_net.cli.main import main
 from liaison_net.client import keystore
 from liaison_net.core.almanac import Almanac
@@ -31,6 +30,7 @@ from liaison_net.core.identity import (
     verify_card,
     verify_enrolment_request,
 )
+from liaison_net.pki import certificates
 from liaison_net.store.node_store import NodeStore
 
 PASSPHRASE = "a long enough passphrase"
@@ -148,9 +148,9 @@ def _cards(database: Path) -> list[tuple[str, str, str, int, bytes]]:
 
 
 def _node_public(network: Network) -> bytes:
-    ca = pki.load_ca_certificate(network.ca)
+    ca = certificates.load_ca_certificate(network.ca)
     pem = (network.root / "certs" / "nl" / "signing.crt").read_bytes()
-    node, public = pki.verify_node_signing_certificate(pem, ca, now=datetime.now(UTC))
+    node, public = certificates.verify_node_signing_certificate(pem, ca, now=datetime.now(UTC))
     assert node == "nl"
     return public
 

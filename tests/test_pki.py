@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from nacl.signing import SigningKey
 
-from liaison_net import errors, pki
+from liaison_net import errors
 from liaison_net.cli.main import cli, main
+from liaison_net.pki import certificates
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -34,19 +35,20 @@ def _cert(path: Path) -> x509.Certificate:
 @pytest.fixture
 def certs(tmp_path: Path) -> Path:
     directory = tmp_path / "certs"
-    pki.init_network(directory, now=NOW)
+    certificates.init_network(directory, now=NOW)
     return directory
 
 
 @pytest.fixture
-def node(certs: Path) -> pki.NodePaths:
-    return pki.init_node(certs, "be", ca_dir=certs, now=NOW)
+def node(certs: Path) -> certificates.NodePaths:
+    return certificates.init_node(certs, "be", ca_dir=certs, now=NOW)
 
 
 # --- files and modes ------------------------------------------------------------------------
 
 
-def test_secrets_are_0600_and_certificates_public(certs: Path, node: pki.NodePaths) -> None:
+def test_secrets_are_0600_and_certificates_public(certs: Path,
+                                                  node: certificates.NodePaths) -> None:
     assert _mode(certs / "ca.key") == 0o600
     assert _mode(node.tls_key) == 0o600
     assert _mode(node.signing_key) == 0o600
@@ -56,7 +58,7 @@ def test_secrets_are_0600_and_certificates_public(certs: Path, node: pki.NodePat
 
 
 def test_node_directory_is_self_contained_without_the_ca_key(
-    certs: Path, node: pki.NodePaths
+    certs: Path, node: certificates.NodePaths
 ) -> None:
     names = sorted(p.name for p in node.dir.iterdir())
     assert names == ["ca.crt", "pseudonym.key", "signing.crt", "signing.key", "tls.crt",
@@ -75,7 +77,7 @@ def test_write_secret_is_0600_whatever_the_umask_and_replaces_a_public_file(
     target.chmod(0o644)
     old_umask = os.umask(0)
     try:
-        pki.write_secret(target, b"new")
+        certificates.write_secret(target, b"new")
     finally:
         os.umask(old_umask)
     assert _mode(target) == 0o600
@@ -84,7 +86,7 @@ def test_write_secret_is_0600_whatever_the_umask_and_replaces_a_public_file(
 
 
 def test_ca_certificate_is_a_ten_year_ca(certs: Path) -> None:
-    ca = pki.load_ca_certificate(certs / "ca.crt")
+    ca = certificates.load_ca_certificate(certs / "ca.crt")
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
     assert usage.key_cert_sign and usage.crl_sign and not usage.digital_signature
@@ -95,10 +97,10 @@ def test_ca_certificate_is_a_ten_year_ca(certs: Path) -> None:
 # --- identity bound in the certificates -----------------------------------------------------
 
 
-def test_node_id_is_read_back_from_both_certificates(node: pki.NodePaths) -> None:
+def test_node_id_is_read_back_from_both_certificates(node: certificates.NodePaths) -> None:
     tls_cert = _cert(node.tls_cert)
-    assert pki.node_id_from_certificate(tls_cert) == "be"
-    assert pki.node_id_from_certificate(_cert(node.signing_cert)) == "be"
+    assert certificates.node_id_from_certificate(tls_cert) == "be"
+    assert certificates.node_id_from_certificate(_cert(node.signing_cert)) == "be"
     san = tls_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["be.liaison.internal", "localhost"]
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
@@ -106,10 +108,10 @@ def test_node_id_is_read_back_from_both_certificates(node: pki.NodePaths) -> Non
 
 
 def test_signing_seed_is_the_key_the_certificate_certifies(
-    certs: Path, node: pki.NodePaths
+    certs: Path, node: certificates.NodePaths
 ) -> None:
-    ca = pki.load_ca_certificate(certs / "ca.crt")
-    node_id, public = pki.verify_node_signing_certificate(
+    ca = certificates.load_ca_certificate(certs / "ca.crt")
+    node_id, public = certificates.verify_node_signing_certificate(
         node.signing_cert.read_bytes(), ca, now=NOW
     )
     seed = node.signing_key.read_bytes()
@@ -121,18 +123,18 @@ def test_signing_seed_is_the_key_the_certificate_certifies(
 @pytest.mark.parametrize("node_id", ["BE", "1x", "", "a" * 17, "be\n", "b_e", "-x", "nl/x"])
 def test_malformed_node_ids_are_refused(certs: Path, node_id: str) -> None:
     with pytest.raises(errors.Malformed, match="node id"):
-        pki.init_node(certs, node_id, ca_dir=certs, now=NOW)
+        certificates.init_node(certs, node_id, ca_dir=certs, now=NOW)
 
 
 @pytest.mark.parametrize("node_id", ["be", "de-nw", "a" * 16])
 def test_well_formed_node_ids_are_accepted(certs: Path, node_id: str) -> None:
-    paths = pki.init_node(certs, node_id, ca_dir=certs, now=NOW)
-    assert pki.node_id_from_certificate(_cert(paths.tls_cert)) == node_id
+    paths = certificates.init_node(certs, node_id, ca_dir=certs, now=NOW)
+    assert certificates.node_id_from_certificate(_cert(paths.tls_cert)) == node_id
 
 
 def _issue_by_hand(certs: Path, cn: str, sans: list[x509.GeneralName] | None) -> x509.Certificate:
     """A certificate the CA signed but with identity fields init_node would never write."""
-    ca = pki.load_ca_certificate(certs / "ca.crt")
+    ca = certificates.load_ca_certificate(certs / "ca.crt")
     ca_key = serialization.load_pem_private_key((certs / "ca.key").read_bytes(), password=None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     builder = (
@@ -152,38 +154,40 @@ def _issue_by_hand(certs: Path, cn: str, sans: list[x509.GeneralName] | None) ->
 def test_cn_that_contradicts_the_uri_is_unauthorized(certs: Path) -> None:
     cert = _issue_by_hand(certs, "nl", [x509.UniformResourceIdentifier("liaison://node/be")])
     with pytest.raises(errors.Unauthorized, match="CN does not match"):
-        pki.node_id_from_certificate(cert)
+        certificates.node_id_from_certificate(cert)
 
 
 def test_certificate_without_node_uri_is_unauthorized(certs: Path) -> None:
     with pytest.raises(errors.Unauthorized, match="subjectAltName"):
-        pki.node_id_from_certificate(_issue_by_hand(certs, "be", None))
+        certificates.node_id_from_certificate(_issue_by_hand(certs, "be", None))
     with pytest.raises(errors.Unauthorized, match="exactly one"):
-        pki.node_id_from_certificate(_issue_by_hand(certs, "be", [x509.DNSName("be")]))
+        certificates.node_id_from_certificate(_issue_by_hand(certs, "be", [x509.DNSName("be")]))
 
 
 # --- verifying signing certificates ---------------------------------------------------------
 
 
 def test_signing_certificate_from_another_ca_is_unauthorized(
-    tmp_path: Path, node: pki.NodePaths
+    tmp_path: Path, node: certificates.NodePaths
 ) -> None:
     other = tmp_path / "other"
-    pki.init_network(other, now=NOW)
-    other_ca = pki.load_ca_certificate(other / "ca.crt")
+    certificates.init_network(other, now=NOW)
+    other_ca = certificates.load_ca_certificate(other / "ca.crt")
     with pytest.raises(errors.Unauthorized, match="network CA"):
-        pki.verify_node_signing_certificate(node.signing_cert.read_bytes(), other_ca, now=NOW)
+        certificates.verify_node_signing_certificate(node.signing_cert.read_bytes(), other_ca,
+                                                     now=NOW)
 
 
 def test_signing_certificate_from_another_ca_with_the_same_name_is_unauthorized(
-    tmp_path: Path, node: pki.NodePaths
+    tmp_path: Path, node: certificates.NodePaths
 ) -> None:
     """Same issuer name, different key: only the signature check can tell."""
     other = tmp_path / "other"
-    pki.init_network(other, now=NOW)  # same default CA name as ours
-    other_ca = pki.load_ca_certificate(other / "ca.crt")
+    certificates.init_network(other, now=NOW)  # same default CA name as ours
+    other_ca = certificates.load_ca_certificate(other / "ca.crt")
     with pytest.raises(errors.Unauthorized, match="signature does not verify"):
-        pki.verify_node_signing_certificate(node.signing_cert.read_bytes(), other_ca, now=NOW)
+        certificates.verify_node_signing_certificate(node.signing_cert.read_bytes(), other_ca,
+                                                     now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -191,43 +195,44 @@ def test_signing_certificate_from_another_ca_with_the_same_name_is_unauthorized(
     [(NOW + timedelta(days=366), "expired"), (NOW - timedelta(days=1), "not yet valid")],
 )
 def test_signing_certificate_outside_its_validity_is_unauthorized(
-    certs: Path, node: pki.NodePaths, when: datetime, reason: str
+    certs: Path, node: certificates.NodePaths, when: datetime, reason: str
 ) -> None:
-    ca = pki.load_ca_certificate(certs / "ca.crt")
+    ca = certificates.load_ca_certificate(certs / "ca.crt")
     with pytest.raises(errors.Unauthorized, match=reason):
-        pki.verify_node_signing_certificate(node.signing_cert.read_bytes(), ca, now=when)
+        certificates.verify_node_signing_certificate(node.signing_cert.read_bytes(), ca, now=when)
 
 
-def test_tampered_signing_certificate_is_unauthorized(certs: Path, node: pki.NodePaths) -> None:
-    ca = pki.load_ca_certificate(certs / "ca.crt")
+def test_tampered_signing_certificate_is_unauthorized(certs: Path,
+                                                      node: certificates.NodePaths) -> None:
+    ca = certificates.load_ca_certificate(certs / "ca.crt")
     der = _cert(node.signing_cert).public_bytes(serialization.Encoding.DER)
     assert der.count(b"liaison://node/be") == 1
     forged = x509.load_der_x509_certificate(
         der.replace(b"liaison://node/be", b"liaison://node/nl")
     ).public_bytes(serialization.Encoding.PEM)
     with pytest.raises(errors.Unauthorized, match="signature does not verify"):
-        pki.verify_node_signing_certificate(forged, ca, now=NOW)
+        certificates.verify_node_signing_certificate(forged, ca, now=NOW)
 
 
 def test_tls_certificate_is_not_accepted_as_a_signing_certificate(
-    certs: Path, node: pki.NodePaths
+    certs: Path, node: certificates.NodePaths
 ) -> None:
-    ca = pki.load_ca_certificate(certs / "ca.crt")
+    ca = certificates.load_ca_certificate(certs / "ca.crt")
     with pytest.raises(errors.Unauthorized, match="Ed25519"):
-        pki.verify_node_signing_certificate(node.tls_cert.read_bytes(), ca, now=NOW)
+        certificates.verify_node_signing_certificate(node.tls_cert.read_bytes(), ca, now=NOW)
 
 
 @pytest.mark.parametrize("garbage", [b"", b"not a certificate", b"-----BEGIN CERTIFICATE-----\n"])
 def test_garbage_is_malformed(certs: Path, garbage: bytes) -> None:
-    ca = pki.load_ca_certificate(certs / "ca.crt")
+    ca = certificates.load_ca_certificate(certs / "ca.crt")
     with pytest.raises(errors.Malformed):
-        pki.verify_node_signing_certificate(garbage, ca, now=NOW)
+        certificates.verify_node_signing_certificate(garbage, ca, now=NOW)
 
 
-def test_naive_now_is_a_programming_error(certs: Path, node: pki.NodePaths) -> None:
-    ca = pki.load_ca_certificate(certs / "ca.crt")
+def test_naive_now_is_a_programming_error(certs: Path, node: certificates.NodePaths) -> None:
+    ca = certificates.load_ca_certificate(certs / "ca.crt")
     with pytest.raises(ValueError, match="timezone-aware"):
-        pki.verify_node_signing_certificate(
+        certificates.verify_node_signing_certificate(
             node.signing_cert.read_bytes(), ca, now=NOW.replace(tzinfo=None)
         )
 
@@ -238,32 +243,32 @@ def test_naive_now_is_a_programming_error(certs: Path, node: pki.NodePaths) -> N
 def test_init_network_twice_is_refused_and_keeps_the_first_ca(certs: Path) -> None:
     before = (certs / "ca.key").read_bytes()
     with pytest.raises(errors.Conflict, match="already exists"):
-        pki.init_network(certs, now=NOW)
+        certificates.init_network(certs, now=NOW)
     assert (certs / "ca.key").read_bytes() == before
 
 
-def test_init_node_twice_is_refused(certs: Path, node: pki.NodePaths) -> None:
+def test_init_node_twice_is_refused(certs: Path, node: certificates.NodePaths) -> None:
     before = node.tls_key.read_bytes()
     with pytest.raises(errors.Conflict, match="already enrolled"):
-        pki.init_node(certs, "be", ca_dir=certs, now=NOW)
+        certificates.init_node(certs, "be", ca_dir=certs, now=NOW)
     assert node.tls_key.read_bytes() == before
 
 
 @pytest.mark.parametrize("name", ["", "x" * 65])
 def test_ca_name_outside_the_common_name_bounds_is_malformed(tmp_path: Path, name: str) -> None:
     with pytest.raises(errors.Malformed, match="CA name"):
-        pki.init_network(tmp_path, name=name, now=NOW)
+        certificates.init_network(tmp_path, name=name, now=NOW)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_init_node_without_a_ca_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(errors.ConfigError, match=r"ca\.crt"):
-        pki.init_node(tmp_path, "be", ca_dir=tmp_path / "nowhere", now=NOW)
+        certificates.init_node(tmp_path, "be", ca_dir=tmp_path / "nowhere", now=NOW)
 
 
 def test_init_node_with_an_expired_ca_is_a_config_error(certs: Path) -> None:
     with pytest.raises(errors.ConfigError, match="not valid"):
-        pki.init_node(certs, "be", ca_dir=certs, now=NOW + timedelta(days=3651))
+        certificates.init_node(certs, "be", ca_dir=certs, now=NOW + timedelta(days=3651))
 
 
 @pytest.mark.parametrize(
@@ -273,7 +278,8 @@ def test_bad_host_names_and_addresses_are_malformed(
     certs: Path, hosts: list[str], ips: list[str]
 ) -> None:
     with pytest.raises(errors.Malformed):
-        pki.init_node(certs, "be", ca_dir=certs, now=NOW, hostnames=hosts, ip_addresses=ips)
+        certificates.init_node(certs, "be", ca_dir=certs, now=NOW, hostnames=hosts,
+                               ip_addresses=ips)
     assert not (certs / "be").exists()
 
 

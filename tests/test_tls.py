@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from liaison_net import errors, pki
+from liaison_net import errors
 from liaison_net.federation.tls import (
     client_context,
     officer_client_context,
     peer_node_id,
     server_context,
 )
+from liaison_net.pki import certificates
 
 NOW = datetime.now(UTC)  # real handshakes check validity against the real clock
 WAIT = 5.0  # seconds; every network wait is bounded by this
@@ -29,11 +30,11 @@ WAIT = 5.0  # seconds; every network wait is bounded by this
 def certs(tmp_path: Path) -> Path:
     """Our network (be, nl) and a foreign network's node ``xx`` under tmp_path."""
     ours, theirs = tmp_path / "certs", tmp_path / "foreign"
-    pki.init_network(ours, now=NOW)
-    pki.init_network(theirs, now=NOW)
+    certificates.init_network(ours, now=NOW)
+    certificates.init_network(theirs, now=NOW)
     for node_id in ("be", "nl"):
-        pki.init_node(ours, node_id, ca_dir=ours, now=NOW)
-    pki.init_node(theirs, "xx", ca_dir=theirs, now=NOW)
+        certificates.init_node(ours, node_id, ca_dir=ours, now=NOW)
+    certificates.init_node(theirs, "xx", ca_dir=theirs, now=NOW)
     return ours
 
 

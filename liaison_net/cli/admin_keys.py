@@ -21,12 +21,13 @@ from cryptography import x509
 from rich.console import Console
 from rich.table import Table
 
-from liaison_net import clock, pki, pki_rotation, pseudonym_keys
+from liaison_net import clock
 from liaison_net import config as config_mod
 from liaison_net.cli.admin_officers import config_option, json_option, node_signing_key
 from liaison_net.core import crypto, rotation
 from liaison_net.core.ids import check_node_id, check_officer_id
 from liaison_net.errors import Conflict, Forbidden, Malformed, NotFound
+from liaison_net.pki import certificates, pseudonym_key_files, reissue
 from liaison_net.store.node_store import NodeStore
 
 
@@ -64,7 +65,7 @@ def keys_list_cmd(config_path: Path, as_json: bool) -> None:
 
 
 def _key_rows(cfg: config_mod.NodeConfig) -> list[dict[str, Any]]:
-    paths = pki.NodePaths.under(cfg.cert_dir, cfg.id)
+    paths = certificates.NodePaths.under(cfg.cert_dir, cfg.id)
     now = _now_ms()
     rows: list[dict[str, Any]] = []
     tls = x509.load_pem_x509_certificate(paths.tls_cert.read_bytes())
@@ -77,8 +78,8 @@ def _key_rows(cfg: config_mod.NodeConfig) -> list[dict[str, Any]]:
     rows.append({"kind": "node-signing", "owner": cfg.id, "key_id": own.key_id.hex(),
                  "age": _age_days(signing.not_valid_before_utc.timestamp() * 1000),
                  "state": "active", "grace_until": None})
-    if (cfg.cert_dir / pseudonym_keys.CURRENT).exists():
-        ring = pseudonym_keys.load(cfg.cert_dir)
+    if (cfg.cert_dir / pseudonym_key_files.CURRENT).exists():
+        ring = pseudonym_key_files.load(cfg.cert_dir)
         for i, key_id in enumerate(ring.key_ids):
             rows.append({"kind": "network-pseudonym", "owner": "network",
                          "key_id": key_id.hex(), "age": "",
@@ -133,11 +134,11 @@ def rotate_key_cmd(which: str, config_path: Path, ca_dir: Path, as_json: bool) -
     now = datetime.now(UTC)
     result: dict[str, Any]
     if which == "tls":
-        cert = pki_rotation.rotate_tls(cfg.cert_dir, cfg.id, ca_dir=ca_dir, now=now)
+        cert = reissue.rotate_tls(cfg.cert_dir, cfg.id, ca_dir=ca_dir, now=now)
         result = {"rotated": "tls", "node": cfg.id, "serial": format(cert.serial_number, "x"),
                   "not_after": cert.not_valid_after_utc.isoformat()}
     else:
-        done = pki_rotation.rotate_signing(cfg.cert_dir, cfg.id, ca_dir=ca_dir, now=now)
+        done = reissue.rotate_signing(cfg.cert_dir, cfg.id, ca_dir=ca_dir, now=now)
         old = crypto.signing_key_from_seed(done.old_seed)
         new = crypto.signing_key_from_seed(done.new_seed)
         # The statement signed by the old key: the holder's own word that the new key is its
@@ -147,7 +148,7 @@ def rotate_key_cmd(which: str, config_path: Path, ca_dir: Path, as_json: bool) -
         statement = rotation.sign_rotation(rotation.Rotation(
             rotation.Subject.NODE, cfg.id, old.key_id, new.public, None, serial=issued,
             issued=issued, grace_until=issued + cfg.key_grace_s * 1000), old)
-        pki.write_public(cfg.cert_dir / "signing.rotation", statement)
+        certificates.write_public(cfg.cert_dir / "signing.rotation", statement)
         result = {"rotated": "node", "node": cfg.id, "old_key_id": old.key_id.hex(),
                   "new_key_id": new.key_id.hex(), "grace_s": cfg.key_grace_s}
     if as_json:
@@ -269,7 +270,7 @@ def pseudonym_key() -> None:
               help="The network CA directory (offline), e.g. certs.")
 def pseudonym_rotate_cmd(directory: Path) -> None:
     """Make a new network pseudonym key; the current one becomes the previous."""
-    old, new = pseudonym_keys.rotate(directory)
+    old, new = pseudonym_key_files.rotate(directory)
     click.echo(f"new pseudonym key {new.hex()} (previous {old.hex()}); install it on every "
                "node with `liaison admin pseudonym-key install`")
 
@@ -279,7 +280,7 @@ def pseudonym_rotate_cmd(directory: Path) -> None:
               type=click.Path(file_okay=False, path_type=Path))
 def pseudonym_retire_cmd(directory: Path) -> None:
     """End a rotation window: drop the previous key (then install on every node)."""
-    pseudonym_keys.retire_previous(directory)
+    pseudonym_key_files.retire_previous(directory)
     click.echo("previous pseudonym key removed; install on every node")
 
 
@@ -292,7 +293,7 @@ def pseudonym_install_cmd(config_path: Path, source: Path) -> None:
     """Copy the network pseudonym keys into this node (0600); a running node uses them at
     its next evaluation, no restart."""
     cfg = config_mod.load(config_path)
-    ring = pseudonym_keys.install(source, cfg.cert_dir)
+    ring = pseudonym_key_files.install(source, cfg.cert_dir)
     click.echo(f"node {cfg.id}: pseudonym keys {', '.join(k.hex() for k in ring.key_ids)} "
                "(newest first)")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from liaison_net import clock, pki
+from liaison_net import clock
 from liaison_net import config as config_mod
 from liaison_net.cli.officer_view import almanac_lines
 from liaison_net.core import crypto
@@ -34,6 +34,7 @@ from liaison_net.core.identity import (
 )
 from liaison_net.core.limits import DAY_MS
 from liaison_net.errors import ConfigError, Conflict, LimitExceeded
+from liaison_net.pki import certificates
 from liaison_net.store.node_store import NodeStore
 
 config_option = click.option(
@@ -45,18 +46,19 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 def node_signing_key(cfg: config_mod.NodeConfig) -> crypto.SigningKeyPair:
     """The node's Ed25519 key, checked against its CA-issued signing certificate, so a card
     issued here verifies at every peer (and a misplaced key file is caught now)."""
-    seed_path = cfg.cert_dir / pki.SIGNING_KEY_FILE
+    seed_path = cfg.cert_dir / certificates.SIGNING_KEY_FILE
     try:
         seed = seed_path.read_bytes()
-        cert_pem = (cfg.cert_dir / pki.SIGNING_CERT_FILE).read_bytes()
+        cert_pem = (cfg.cert_dir / certificates.SIGNING_CERT_FILE).read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read the node signing key or certificate in "
                           f"{cfg.cert_dir}: {exc.strerror or exc}") from None
     if len(seed) != crypto.SECRET_SEED_BYTES:
         raise ConfigError(f"{seed_path} is not a 32-byte Ed25519 seed")
     key = crypto.signing_key_from_seed(seed)
-    ca = pki.load_ca_certificate(cfg.cert_dir / pki.CA_CERT_FILE)
-    node_id, public = pki.verify_node_signing_certificate(cert_pem, ca, now=datetime.now(UTC))
+    ca = certificates.load_ca_certificate(cfg.cert_dir / certificates.CA_CERT_FILE)
+    node_id, public = certificates.verify_node_signing_certificate(
+        cert_pem, ca, now=datetime.now(UTC))
     if node_id != cfg.id or public != key.public:
         raise ConfigError(f"{seed_path} does not match the signing certificate of node {cfg.id}")
     return key

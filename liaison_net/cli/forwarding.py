@@ -17,7 +17,6 @@ from typing import Any
 
 import click
 
-from liaison_net import pki
 from liaison_net.cli.officer_common import emit_json, keystore_options, load_keystore, now_ms, run
 from liaison_net.client.directory import Directory
 from liaison_net.client.keystore import Keystore
@@ -39,6 +38,7 @@ from liaison_net.core.ownership import (
 )
 from liaison_net.core.policy import Action, Request, require
 from liaison_net.errors import Forbidden, NotFound
+from liaison_net.pki import certificates
 
 CONSENT_MEDIA_TYPE = "application/x-liaison-consent"
 
@@ -219,7 +219,7 @@ def grant_cmd(envelope_id: str, forwarder: str, target: str, days: int, out: Pat
 
     raw, reply_id = run(go())
     if out is not None:
-        pki.write_public(out, raw)
+        certificates.write_public(out, raw)
     click.echo(f"consent sent to {forwarder} in reply {reply_id}"
                + (f", and written to {out}" if out else ""))
     click.echo(f"they forward with: liaison forward {envelope_id} --to ... "

@@ -21,9 +21,7 @@ from typing import Any
 import click
 from cryptography.hazmat.primitives import serialization
 
-from liaison_net import pki
-from liaison_net.cli import evidence as evidence_cli
-from liaison_net.cli import officer_follow
+from liaison_net.cli import delivery_status, officer_follow
 from liaison_net.cli import officer_view as view
 from liaison_net.cli.officer_common import (
     build_tag,
@@ -64,6 +62,7 @@ from liaison_net.errors import (
     Malformed,
     UnknownKey,
 )
+from liaison_net.pki import certificates
 
 # --- officer init ---------------------------------------------------------------------------
 
@@ -108,7 +107,7 @@ def init_cmd(officer_id: str, name: str, role: str, node_url: str, ca_path: Path
     check_officer_id(officer_id)
     almanac = Almanac.create(languages=languages, posting=posting, coverage=coverage)
     keystore_mod.check_node_url(node_url)
-    ca_pem = pki.load_ca_certificate(ca_path).public_bytes(serialization.Encoding.PEM)
+    ca_pem = certificates.load_ca_certificate(ca_path).public_bytes(serialization.Encoding.PEM)
     if keystore_path.exists():
         raise Conflict(f"a keystore already exists at {keystore_path}")
     passphrase = keystore_mod.check_passphrase(read_passphrase(
@@ -116,7 +115,7 @@ def init_cmd(officer_id: str, name: str, role: str, node_url: str, ca_path: Path
     request_out = request_out or Path(f"{officer_id.replace('/', '_')}.request")
     ks, request = keystore_mod.create(keystore_path, officer_id, name, role, node_url, ca_pem,
                                       passphrase, almanac=almanac)
-    pki.write_public(request_out, request)
+    certificates.write_public(request_out, request)
     result = {"officer": ks.officer, "keystore": str(keystore_path),
               "request": str(request_out), "node_url": ks.node_url,
               "signing_key_id": ks.signing.key_id.hex(),
@@ -290,7 +289,7 @@ def inbox_cmd(show_all: bool, as_json: bool, follow: bool, keystore_path: Path,
         emit_json([view.inbox_json(i) for i in items])
     else:
         view.print_inbox(items)
-    evidence_cli.after_inbox(ks, keystore_path, items)  # "delivered", back to each sender
+    delivery_status.after_inbox(ks, keystore_path, items)  # "delivered", back to each sender
 
 
 @click.command("read")
@@ -331,7 +330,7 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
         emit_json(report)
     else:
         view.print_envelope(report)
-    evidence_cli.after_read(ks, keystore_path, envelope, directory)  # "opened", to the sender
+    delivery_status.after_read(ks, keystore_path, envelope, directory)  # "opened", to the sender
 
 
 @click.command("ack")
@@ -365,7 +364,7 @@ def status_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
     """Where envelope ID is, per recipient: accepted, relayed, delivered, opened (each from
     a signed statement, verified here), refused or expired (from your node's outbox)."""
     ks = load_keystore(keystore_path, passphrase_file)
-    evidence_cli.show_status(ks, envelope_id, as_json=as_json)
+    delivery_status.show_status(ks, envelope_id, as_json=as_json)
 
 
 def register(cli: click.Group, *, admin: click.Group) -> None:

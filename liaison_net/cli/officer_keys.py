@@ -16,7 +16,6 @@ from pathlib import Path
 
 import click
 
-from liaison_net import pki
 from liaison_net.cli.officer_common import (
     keystore_options,
     load_keystore,
@@ -28,6 +27,7 @@ from liaison_net.client import keystore as keystore_mod
 from liaison_net.client.session import NodeSession
 from liaison_net.core.identity import renewal, sign_enrolment_request
 from liaison_net.errors import Conflict, NotFound
+from liaison_net.pki import certificates
 
 GRACE_HINT_MS = 24 * 3600 * 1000
 
@@ -102,7 +102,7 @@ def export_public_cmd(out: Path | None, keystore_path: Path,
         # A keystore from before requests were kept: the home node's card has the rest.
         request = run(_request_from_card(ks))
     if out is not None:
-        pki.write_public(out, request)
+        certificates.write_public(out, request)
         click.echo(f"wrote enrolment request {out} for {ks.officer}", err=True)
     else:
         sys.stdout.buffer.write(request)

@@ -15,7 +15,6 @@ from datetime import datetime
 
 from cryptography import x509
 
-from liaison_net import pki
 from liaison_net.core import codec, crypto
 from liaison_net.core.almanac import CrimeArea
 from liaison_net.core.identity import OfficerCard, verify_card
@@ -23,6 +22,7 @@ from liaison_net.core.ids import node_principal
 from liaison_net.core.rotation import Revocation, verify_revocation
 from liaison_net.core.sealing import KeyLookup, RecipientKey, SignerKey
 from liaison_net.errors import BadTimestamp, LiaisonError, Malformed, NotFound, Revoked
+from liaison_net.pki import certificates
 
 MAX_DIRECTORY_BYTES = 16 * 1024 * 1024
 
@@ -94,7 +94,7 @@ def verify_directory(raw: bytes, ca_cert: x509.Certificate, *, now: datetime) ->
         try:
             if not isinstance(pem, bytes):
                 raise Malformed("certificate must be bytes")
-            certified, public = pki.verify_node_signing_certificate(pem, ca_cert, now=now)
+            certified, public = certificates.verify_node_signing_certificate(pem, ca_cert, now=now)
             if certified != node:
                 raise Malformed(f"certificate is for node {certified!r}")
         except LiaisonError as exc:

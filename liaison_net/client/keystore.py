@@ -15,7 +15,7 @@ the same card request (name, role, almanac entry) over again, after a rotation t
 
 The keys are generated here, on the officer's machine, and never leave it: the home node
 only ever sees the enrolment request, which carries the public halves. The file is written
-0600 from its first byte and replaced atomically (``pki.write_secret``), so a crash while
+0600 from its first byte and replaced atomically (``certificates.write_secret``), so a crash while
 saving leaves the previous keystore intact. Nothing here prints or logs a key; the
 ``Keystore`` repr shows key ids only.
 """
@@ -30,7 +30,6 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
-from liaison_net import pki
 from liaison_net.core import codec, crypto, rotation
 from liaison_net.core.almanac import Almanac
 from liaison_net.core.identity import (
@@ -40,6 +39,7 @@ from liaison_net.core.identity import (
 )
 from liaison_net.core.ids import check_officer_id, node_of
 from liaison_net.errors import CannotOpen, ConfigError, Conflict, Malformed, Refused
+from liaison_net.pki import certificates
 
 MAGIC = b"liaison-net keystore\n"
 VERSION = 2
@@ -145,7 +145,7 @@ def create(path: Path, officer: str, name: str, role: str, node_url: str, ca_cer
 def save(path: Path, keystore: Keystore, passphrase: bytes) -> None:
     """Seal and write the keystore (0600, atomic replace)."""
     blob = crypto.seal_with_passphrase(codec.pack(keystore.to_wire()), passphrase)
-    pki.write_secret(path, MAGIC + blob)
+    certificates.write_secret(path, MAGIC + blob)
 
 
 def load(path: Path, passphrase: bytes) -> Keystore:

@@ -61,7 +61,7 @@ from liaison_net.client.stream import (
 from liaison_net.core import codec, crypto
 from liaison_net.core.limits import DEFAULT_LIMITS
 from liaison_net.core.login import CHALLENGE_BYTES, login_message
-from liaison_net.pki import node_hostname
+from liaison_net.pki.certificates import node_hostname
 
 __all__ = [
     "ENVELOPE_MEDIA_TYPE", "MAX_EVIDENCE_BYTES", "MAX_INBOX_PAGE", "MAX_JSON_BYTES",

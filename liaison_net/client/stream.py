@@ -15,7 +15,7 @@ import aiohttp
 
 from liaison_net import errors
 from liaison_net.client.answers import InboxEntry, clean, inbox_entry, json_map
-from liaison_net.pki import node_hostname
+from liaison_net.pki.certificates import node_hostname
 
 MAX_STREAM_MESSAGE = 64 * 1024  # one inbox entry as JSON is a few hundred bytes
 STREAM_HEARTBEAT_S = 20.0  # ping the node; no pong within half of it: the stream is dead

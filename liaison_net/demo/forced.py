@@ -12,7 +12,7 @@ from liaison_net.client.session import ENVELOPE_MEDIA_TYPE, officer_ssl_context
 from liaison_net.core import crypto
 from liaison_net.core.login import login_message
 from liaison_net.demo.network import DemoError, Officer
-from liaison_net.pki import node_hostname
+from liaison_net.pki.certificates import node_hostname
 
 
 async def force_submit(officer: Officer, raw: bytes, *,

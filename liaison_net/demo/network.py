@@ -2,8 +2,8 @@
 
 Layout of the demo directory::
 
-    certs/ca.key, certs/ca.crt       the network CA (``pki.init_network``, as the CLI does)
-    certs/<id>/                      each node's TLS and signing certificates (``pki.init_node``)
+    certs/ca.key, certs/ca.crt       the network CA (``certificates.init_network``, as the CLI does)
+    certs/<id>/                      each node's TLS and signing certificates (``init_node``)
     configs/<id>.toml                node configs, 127.0.0.1 and free ports
     data/<id>/node.sqlite3           each node's database (made by the node on first start)
     logs/<id>.log                    each node's JSON log (stdout and stderr)
@@ -36,11 +36,11 @@ from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 
-from liaison_net import pki
 from liaison_net.client import keystore as keystore_mod
 from liaison_net.client.keystore import Keystore
 from liaison_net.core.ids import node_of
 from liaison_net.core.signals import DESK_HANDLE, desk_of
+from liaison_net.pki import certificates
 
 T = TypeVar("T")
 
@@ -198,7 +198,7 @@ class DemoNetwork:
 
     @property
     def ca_cert(self) -> Path:
-        return self.certs / pki.CA_CERT_FILE
+        return self.certs / certificates.CA_CERT_FILE
 
     @property
     def passphrase_file(self) -> Path:
@@ -216,9 +216,9 @@ class DemoNetwork:
             raise DemoError(f"{self.root} is not empty: give --dir a new or empty directory")
         self.root.mkdir(parents=True, exist_ok=True)
         now = datetime.now(UTC)
-        pki.init_network(self.certs, name="liaison_net demo network CA", now=now)
+        certificates.init_network(self.certs, name="liaison_net demo network CA", now=now)
         for nid in self.node_ids:
-            pki.init_node(self.certs, nid, ca_dir=self.certs, now=now,
+            certificates.init_node(self.certs, nid, ca_dir=self.certs, now=now,
                           hostnames=["localhost"], ip_addresses=["127.0.0.1"])
         for sub in ("configs", "logs", "data", "officers"):
             (self.root / sub).mkdir(exist_ok=True)
@@ -291,8 +291,9 @@ class DemoNetwork:
         """Each officer's keystore (made as `liaison officer init` does, on "their machine"),
         then enrolment by each node's administrator with `liaison admin enrol-officer`."""
         passphrase = secrets.token_urlsafe(18).encode()
-        pki.write_secret(self.passphrase_file, passphrase + b"\n")
-        ca_pem = pki.load_ca_certificate(self.ca_cert).public_bytes(serialization.Encoding.PEM)
+        certificates.write_secret(self.passphrase_file, passphrase + b"\n")
+        ca_pem = certificates.load_ca_certificate(self.ca_cert).public_bytes(
+            serialization.Encoding.PEM)
         requests: list[tuple[OfficerSpec, Path]] = []
         for spec in specs:
             node = self.nodes[spec.node]
@@ -300,7 +301,7 @@ class DemoNetwork:
             keystore, request = keystore_mod.create(path, spec.id, spec.name, spec.role,
                                                     node.client_url, ca_pem, passphrase)
             request_path = path.with_suffix(".request")
-            pki.write_public(request_path, request)
+            certificates.write_public(request_path, request)
             self.officers[spec.id] = Officer(spec, keystore, path)
             requests.append((spec, request_path))
         with _running([[*LIAISON, "admin", "enrol-officer", str(request_path),

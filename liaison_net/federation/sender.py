@@ -31,10 +31,10 @@ from liaison_net.core import codec, crypto
 from liaison_net.core.ids import envelope_id_time_ms, id_to_text
 from liaison_net.errors import LiaisonError, Malformed, Unavailable
 from liaison_net.federation import protocol
+from liaison_net.http_common import MSGPACK, now_ms
 from liaison_net.metrics import NodeMetrics
-from liaison_net.pki import node_hostname
+from liaison_net.pki.certificates import node_hostname
 from liaison_net.store.node_store import NodeStore
-from liaison_net.web import MSGPACK, now_ms
 
 log = structlog.get_logger("liaison.sender")
 

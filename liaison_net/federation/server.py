@@ -20,7 +20,6 @@ import structlog
 from aiohttp import web
 from cryptography import x509
 
-from liaison_net import pki
 from liaison_net.config import FederationLimits
 from liaison_net.core import crypto, identity, rotation
 from liaison_net.core.audit import detail
@@ -39,8 +38,7 @@ from liaison_net.errors import (
 from liaison_net.federation import protocol
 from liaison_net.federation.guard import PeerGuard
 from liaison_net.federation.tls import peer_node_id
-from liaison_net.intake import Intake
-from liaison_net.web import (
+from liaison_net.http_common import (
     MSGPACK,
     error_middleware,
     msgpack_response,
@@ -48,6 +46,8 @@ from liaison_net.web import (
     read_body,
     read_msgpack,
 )
+from liaison_net.pki import certificates
+from liaison_net.services.intake import Intake
 
 log = structlog.get_logger("liaison.federation")
 
@@ -197,7 +197,7 @@ class FederationServer:
         if len(cards) > protocol.MAX_DIRECTORY_CARDS:
             raise LimitExceeded(f"at most {protocol.MAX_DIRECTORY_CARDS} cards per push")
         await self._charged(peer, len(cards))
-        node_id, public = pki.verify_node_signing_certificate(cert_pem, self.ca_cert,
+        node_id, public = certificates.verify_node_signing_certificate(cert_pem, self.ca_cert,
                                                               now=datetime.now(UTC))
         if node_id != peer:
             raise Forbidden(f"peer {peer} presented the signing certificate of {node_id}")

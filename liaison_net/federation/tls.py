@@ -20,7 +20,12 @@ from pathlib import Path
 from cryptography import x509
 
 from liaison_net import errors
-from liaison_net.pki import CA_CERT_FILE, TLS_CERT_FILE, TLS_KEY_FILE, node_id_from_certificate
+from liaison_net.pki.certificates import (
+    CA_CERT_FILE,
+    TLS_CERT_FILE,
+    TLS_KEY_FILE,
+    node_id_from_certificate,
+)
 
 
 def server_context(node_dir: Path, *, require_client_cert: bool) -> ssl.SSLContext:

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from liaison_net.federation.tls import client_context, officer_client_context
-from liaison_net.pki import node_hostname
+from liaison_net.pki.certificates import node_hostname
 
 LIAISON = [sys.executable, "-m", "liaison_net.cli"]
 NODE_IDS = ("be", "nl", "lu", "de-nw")

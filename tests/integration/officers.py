@@ -89,7 +89,7 @@ async def bearer_token(agent: OfficerAgent) -> str:
     from liaison_net.client.session import officer_ssl_context
     from liaison_net.core import crypto
     from liaison_net.core.login import login_message
-    from liaison_net.pki import node_hostname
+    from liaison_net.pki.certificates import node_hostname
 
     ks = agent.keystore
     connector = aiohttp.TCPConnector(ssl=officer_ssl_context(ks.ca_cert_pem))

@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 
-from liaison_net import pki
 from liaison_net.core import codec, content, crypto, sealing
 from liaison_net.core.envelope import Envelope, Kind
 from liaison_net.core.evidence import (
@@ -35,7 +34,8 @@ from liaison_net.core.evidence import (
     verify_statement,
 )
 from liaison_net.core.ids import node_of, node_principal
-from liaison_net.pki import node_hostname
+from liaison_net.pki import certificates
+from liaison_net.pki.certificates import node_hostname
 from tests.integration.network import Network, https, peer_tls, run_cli, wait_for
 from tests.integration.officers import PASSPHRASE, OfficerAgent, enrol, now_ms
 from tests.integration.test_first_alert import directory_with
@@ -96,7 +96,7 @@ async def forged_by_node(net: Network, node_id: str, to: OfficerAgent,
     """An evidence envelope signed with ``node_id``'s real node key, relayed to the sender's
     node over real mutual TLS: what a compromised node can do."""
     key = crypto.signing_key_from_seed(
-        pki.NodePaths.under(net.certs / node_id, node_id).signing_key.read_bytes())
+        certificates.NodePaths.under(net.certs / node_id, node_id).signing_key.read_bytes())
     now = now_ms()
     home = node_of(to.id)
     carrier = sealing.seal(

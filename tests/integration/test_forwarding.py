@@ -22,7 +22,7 @@ from liaison_net.core import codec, content, crypto, sealing
 from liaison_net.core.envelope import Envelope, Kind
 from liaison_net.core.ownership import Handling
 from liaison_net.errors import PolicyRefused
-from liaison_net.pki import node_hostname
+from liaison_net.pki.certificates import node_hostname
 from tests.integration.network import Network, audit_rows, https, peer_tls, run_cli, wait_for
 from tests.integration.officers import PASSPHRASE, OfficerAgent, benelux_tag, enrol
 from tests.integration.test_first_alert import directory_with, inbox_ids

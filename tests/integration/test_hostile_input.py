@@ -33,7 +33,7 @@ from liaison_net.core import codec, crypto
 from liaison_net.core.ids import id_to_text
 from liaison_net.core.limits import DEFAULT_LIMITS
 from liaison_net.federation import protocol
-from liaison_net.pki import (
+from liaison_net.pki.certificates import (
     CA_CERT_FILE,
     SIGNING_CERT_FILE,
     TLS_CERT_FILE,

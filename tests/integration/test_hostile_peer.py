@@ -35,7 +35,7 @@ from liaison_net.core import codec, crypto
 from liaison_net.core.envelope import Envelope, encode_frame, signed_message
 from liaison_net.federation import protocol
 from liaison_net.federation.guard import LINGER_S
-from liaison_net.pki import SIGNING_KEY_FILE, node_hostname
+from liaison_net.pki.certificates import SIGNING_KEY_FILE, node_hostname
 from tests.integration.network import (
     Network,
     audit_rows,

@@ -19,7 +19,7 @@ import pytest
 from liaison_net import errors
 from liaison_net.client.follow import resume_position
 from liaison_net.client.session import InboxEntry, NodeSession
-from liaison_net.pki import node_hostname
+from liaison_net.pki.certificates import node_hostname
 from tests.integration.network import LIAISON, Network, https, officer_tls
 from tests.integration.officers import PASSPHRASE, OfficerAgent, bearer_token, enrol
 from tests.integration.test_first_alert import directory_with

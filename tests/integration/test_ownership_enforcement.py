@@ -22,7 +22,7 @@ from liaison_net.core import codec, crypto
 from liaison_net.core.envelope import Envelope
 from liaison_net.errors import PolicyRefused
 from liaison_net.federation import protocol
-from liaison_net.pki import node_hostname
+from liaison_net.pki.certificates import node_hostname
 from tests.integration.network import (
     Network,
     audit_rows,

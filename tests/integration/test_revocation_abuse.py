@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from liaison_net.core import codec, crypto, rotation
-from liaison_net.pki import node_hostname
+from liaison_net.pki.certificates import node_hostname
 from tests.integration.network import Network, audit_rows, https, peer_tls
 from tests.integration.officers import enrol
 from tests.integration.test_first_alert import directory_with

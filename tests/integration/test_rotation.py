@@ -22,7 +22,7 @@ from liaison_net.client import keystore as ks
 from liaison_net.client.directory import Directory
 from liaison_net.core import codec, crypto, sealing
 from liaison_net.errors import Revoked
-from liaison_net.pki import node_hostname
+from liaison_net.pki.certificates import node_hostname
 from tests.integration.network import (
     Network,
     audit_rows,

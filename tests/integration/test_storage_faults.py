@@ -30,8 +30,8 @@ from liaison_net.core.delivery import HopState
 from liaison_net.core.envelope import Envelope
 from liaison_net.errors import LiaisonError
 from liaison_net.federation import protocol
-from liaison_net.pki import node_hostname
-from liaison_net.web import ENVELOPE, MSGPACK
+from liaison_net.http_common import ENVELOPE, MSGPACK
+from liaison_net.pki.certificates import node_hostname
 from tests.integration.network import (
     Network,
     healthz,

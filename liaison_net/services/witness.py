@@ -25,7 +25,7 @@ from liaison_net.core.evidence import (
 )
 from liaison_net.core.ids import node_principal
 from liaison_net.errors import LiaisonError
-from liaison_net.notices import Notifier
+from liaison_net.services.notices import Notifier
 
 log = structlog.get_logger("liaison.evidence")
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from liaison_net.clock import now_ms
 from liaison_net.core import codec, crypto, sealing
 from liaison_net.core.audit import detail
 from liaison_net.core.envelope import Kind, Precedence
@@ -29,7 +30,6 @@ from liaison_net.core.ownership import (
     Tlp,
 )
 from liaison_net.store.node_store import NodeStore
-from liaison_net.web import now_ms
 
 log = structlog.get_logger("liaison.notices")
 

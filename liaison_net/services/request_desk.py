@@ -14,14 +14,14 @@ import asyncio
 
 import structlog
 
+from liaison_net.clock import now_ms
 from liaison_net.config import RequestConfig
 from liaison_net.core.envelope import Envelope, Kind, Precedence
 from liaison_net.core.ids import id_to_text
 from liaison_net.core.signals import desk_of
 from liaison_net.errors import Unavailable
-from liaison_net.notices import Notifier
+from liaison_net.services.notices import Notifier
 from liaison_net.store.node_store import NodeStore
-from liaison_net.web import now_ms
 
 log = structlog.get_logger("liaison.requests")
 

@@ -30,10 +30,10 @@ from liaison_net.core.limits import Limits
 from liaison_net.core.policy import Action, Request, check_retag, require
 from liaison_net.core.sealing import SignerKey, verify_frame
 from liaison_net.errors import Forbidden, LiaisonError, NotFound, PolicyRefused, Refused
-from liaison_net.evidence import Witness
 from liaison_net.metrics import NodeMetrics
-from liaison_net.request_desk import RequestDesk
-from liaison_net.signal_desk import SignalDesk
+from liaison_net.services.request_desk import RequestDesk
+from liaison_net.services.signal_desk import SignalDesk
+from liaison_net.services.witness import Witness
 from liaison_net.store.node_store import AcceptOutcome, NodeStore
 
 log = structlog.get_logger("liaison.intake")

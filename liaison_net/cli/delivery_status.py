@@ -25,9 +25,9 @@ from rich.text import Text
 
 from liaison_net import clock
 from liaison_net.cli import officer_view as view
-from liaison_net.client import evidence as client_evidence
+from liaison_net.client import evidence_trail
 from liaison_net.client.directory import Directory
-from liaison_net.client.evidence import CheckedEvidence, StatusReport
+from liaison_net.client.evidence_trail import CheckedEvidence, StatusReport
 from liaison_net.client.keystore import Keystore
 from liaison_net.client.session import InboxEntry, NodeSession
 from liaison_net.core.envelope import Envelope
@@ -50,13 +50,13 @@ def _warn(warnings: Sequence[str]) -> None:
 
 def after_inbox(ks: Keystore, keystore_path: Path, listed: Sequence[InboxEntry]) -> None:
     """Attest "delivered" for what `liaison inbox` just listed."""
-    _warn(asyncio.run(client_evidence.attest_listed(ks, keystore_path, listed, now=_now_ms())))
+    _warn(asyncio.run(evidence_trail.attest_listed(ks, keystore_path, listed, now=_now_ms())))
 
 
 def after_read(ks: Keystore, keystore_path: Path, envelope: Envelope,
                directory: Directory) -> None:
     """Attest "opened" (and "delivered", if not yet) for what `liaison read` just showed."""
-    _warn(asyncio.run(client_evidence.attest_opened(ks, keystore_path, envelope, directory,
+    _warn(asyncio.run(evidence_trail.attest_opened(ks, keystore_path, envelope, directory,
                                                     now=_now_ms())))
 
 
@@ -66,7 +66,7 @@ def after_read(ks: Keystore, keystore_path: Path, envelope: Envelope,
 def show_status(ks: Keystore, envelope_id: str, *, as_json: bool) -> None:
     async def go() -> StatusReport:
         async with NodeSession(ks) as node:
-            return await client_evidence.status_report(node, ks, envelope_id, now=_now_ms())
+            return await evidence_trail.status_report(node, ks, envelope_id, now=_now_ms())
 
     report = asyncio.run(go())
     _warn(report.warnings)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from liaison_net import pki
 from liaison_net.core import crypto
 from liaison_net.core.pseudonym import KeyRing
 from liaison_net.errors import ConfigError, Conflict
+from liaison_net.pki import certificates
 
 CURRENT = "pseudonym.key"
 PREVIOUS = "pseudonym.key.previous"
@@ -25,7 +25,7 @@ def create(directory: Path) -> bytes:
     if path.exists():
         raise Conflict(f"a network pseudonym key already exists: {path}")
     key = crypto.new_oprf_key()
-    pki.write_secret(path, key)
+    certificates.write_secret(path, key)
     return key
 
 
@@ -34,8 +34,8 @@ def rotate(directory: Path) -> tuple[bytes, bytes]:
     current = directory / CURRENT
     old = _read(current)
     new = crypto.new_oprf_key()
-    pki.write_secret(directory / PREVIOUS, old)
-    pki.write_secret(current, new)
+    certificates.write_secret(directory / PREVIOUS, old)
+    certificates.write_secret(current, new)
     return KeyRing([old]).current_key_id, KeyRing([new]).current_key_id
 
 
@@ -48,7 +48,7 @@ def install(source: Path, node_dir: Path) -> KeyRing:
     ring = load(source)
     for name in (CURRENT, PREVIOUS):
         if (source / name).exists():
-            pki.write_secret(node_dir / name, (source / name).read_bytes())
+            certificates.write_secret(node_dir / name, (source / name).read_bytes())
         else:
             (node_dir / name).unlink(missing_ok=True)
     return ring

@@ -19,12 +19,6 @@ from datetime import UTC, datetime
 import structlog
 from aiohttp import web
 
-from liaison_net.client.inbox_stream import (
-    InboxStreams,
-    InboxWatch,
-    StreamSettings,
-    inbox_item_json,
-)
 from liaison_net.core import crypto, rotation
 from liaison_net.core.audit import detail
 from liaison_net.core.identity import EnrolmentRequest, renewal, verify_card
@@ -40,9 +34,7 @@ from liaison_net.errors import (
     RateLimited,
     Unauthorized,
 )
-from liaison_net.intake import Intake
-from liaison_net.metrics import NodeMetrics
-from liaison_net.web import (
+from liaison_net.http_common import (
     ENVELOPE,
     error_middleware,
     msgpack_response,
@@ -51,6 +43,14 @@ from liaison_net.web import (
     read_json,
     read_msgpack,
 )
+from liaison_net.metrics import NodeMetrics
+from liaison_net.officer_api.inbox_stream import (
+    InboxStreams,
+    InboxWatch,
+    StreamSettings,
+    inbox_item_json,
+)
+from liaison_net.services.intake import Intake
 
 log = structlog.get_logger("liaison.client_api")
 

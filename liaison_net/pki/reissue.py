@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from liaison_net import errors, pki
+from liaison_net import errors
+from liaison_net.pki import certificates
 
 PREVIOUS_SIGNING_KEY_FILE = "signing.key.previous"
 
@@ -32,7 +33,8 @@ class SigningRotation:
 def _validity(ca_cert: x509.Certificate, now: datetime) -> tuple[datetime, datetime]:
     if not ca_cert.not_valid_before_utc <= now <= ca_cert.not_valid_after_utc:
         raise errors.ConfigError(f"the network CA is not valid at {now.isoformat()}")
-    return now - pki.BACKDATE, min(now + pki.NODE_VALIDITY, ca_cert.not_valid_after_utc)
+    return now - certificates.BACKDATE, min(now + certificates.NODE_VALIDITY,
+                                            ca_cert.not_valid_after_utc)
 
 
 def _current_sans(tls_cert_path: Path) -> list[x509.GeneralName]:
@@ -43,33 +45,34 @@ def _current_sans(tls_cert_path: Path) -> list[x509.GeneralName]:
 
 def rotate_tls(node_dir: Path, node_id: str, *, ca_dir: Path, now: datetime) -> x509.Certificate:
     """A new TLS key and certificate with the same names; written key first, then cert."""
-    paths = pki.NodePaths.under(node_dir, node_id)
-    ca_cert, ca_key = pki._load_ca(ca_dir)
+    paths = certificates.NodePaths.under(node_dir, node_id)
+    ca_cert, ca_key = certificates._load_ca(ca_dir)
     sans = _current_sans(paths.tls_cert)
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = pki._issue_leaf(ca_cert, ca_key, node_id, key.public_key(), sans,
+    cert = certificates._issue_leaf(ca_cert, ca_key, node_id, key.public_key(), sans,
                            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
                            _validity(ca_cert, now))
     # One file holding both would be atomic; two files are swapped key-then-cert, and the
     # node's watcher only reloads once the pair matches (load_cert_chain checks it).
-    pki.write_secret(paths.tls_key, pki._pem_private(key))
-    pki.write_public(paths.tls_cert, cert.public_bytes(serialization.Encoding.PEM))
+    certificates.write_secret(paths.tls_key, certificates._pem_private(key))
+    certificates.write_public(paths.tls_cert, cert.public_bytes(serialization.Encoding.PEM))
     return cert
 
 
 def rotate_signing(node_dir: Path, node_id: str, *, ca_dir: Path,
                    now: datetime) -> SigningRotation:
     """A new Ed25519 node signing key certified by the CA; the old seed is kept aside."""
-    paths = pki.NodePaths.under(node_dir, node_id)
-    ca_cert, ca_key = pki._load_ca(ca_dir)
+    paths = certificates.NodePaths.under(node_dir, node_id)
+    ca_cert, ca_key = certificates._load_ca(ca_dir)
     old_seed = paths.signing_key.read_bytes()
     key = ed25519.Ed25519PrivateKey.generate()
-    cert = pki._issue_leaf(ca_cert, ca_key, node_id, key.public_key(), [], [pki.SIGNING_EKU],
+    cert = certificates._issue_leaf(ca_cert, ca_key, node_id, key.public_key(), [],
+                                    [certificates.SIGNING_EKU],
                            _validity(ca_cert, now))
     seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                              serialization.NoEncryption())
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    pki.write_secret(node_dir / PREVIOUS_SIGNING_KEY_FILE, old_seed)
-    pki.write_secret(paths.signing_key, seed)
-    pki.write_public(paths.signing_cert, cert_pem)
+    certificates.write_secret(node_dir / PREVIOUS_SIGNING_KEY_FILE, old_seed)
+    certificates.write_secret(paths.signing_key, seed)
+    certificates.write_public(paths.signing_cert, cert_pem)
     return SigningRotation(old_seed, seed, cert_pem)

@@ -177,9 +177,9 @@ def init_network(
     write_secret(paths.ca_key, _pem_private(key))
     write_public(paths.ca_cert, cert.public_bytes(serialization.Encoding.PEM))
     # The network pseudonym key (see pseudonym_keys) is born with the network.
-    from liaison_net import pseudonym_keys
+    from liaison_net.pki import pseudonym_key_files
 
-    pseudonym_keys.create(certs_dir)
+    pseudonym_key_files.create(certs_dir)
     return paths
 
 
@@ -233,10 +233,10 @@ def init_node(
     write_secret(paths.signing_key, seed)
     write_public(paths.signing_cert, signing_cert.public_bytes(pem))
     write_public(paths.ca_cert, ca_cert.public_bytes(pem))
-    from liaison_net import pseudonym_keys
+    from liaison_net.pki import pseudonym_key_files
 
-    if (ca_dir / pseudonym_keys.CURRENT).exists():
-        pseudonym_keys.install(ca_dir, paths.dir)
+    if (ca_dir / pseudonym_key_files.CURRENT).exists():
+        pseudonym_key_files.install(ca_dir, paths.dir)
     return paths
 
 

@@ -16,6 +16,7 @@ import asyncio
 
 import structlog
 
+from liaison_net.clock import now_ms
 from liaison_net.core.envelope import Envelope, Header, Precedence
 from liaison_net.core.ids import id_to_text, node_of
 from liaison_net.core.signals import (
@@ -28,9 +29,8 @@ from liaison_net.core.signals import (
 )
 from liaison_net.errors import Unavailable
 from liaison_net.metrics import NodeMetrics
-from liaison_net.notices import Notifier
+from liaison_net.services.notices import Notifier
 from liaison_net.store.node_store import NodeStore
-from liaison_net.web import now_ms
 
 log = structlog.get_logger("liaison.signals")
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import structlog
 from cryptography import x509
 
-from liaison_net import pki
 from liaison_net.core import crypto
 from liaison_net.errors import LiaisonError
+from liaison_net.pki import certificates
 
 log = structlog.get_logger("liaison.keys")
 
@@ -36,7 +36,7 @@ def _mtimes(*paths: Path) -> tuple[int, ...]:
 
 
 class KeyWatcher:
-    def __init__(self, paths: pki.NodePaths, ca_cert: x509.Certificate,
+    def __init__(self, paths: certificates.NodePaths, ca_cert: x509.Certificate,
                  contexts: list[ssl.SSLContext], on_signing_key: OnSigningKey,
                  current_signing_public: Callable[[], bytes], interval_s: float = 1.0) -> None:
         self.paths = paths
@@ -77,7 +77,7 @@ class KeyWatcher:
             seed = self.paths.signing_key.read_bytes()
             cert_pem = self.paths.signing_cert.read_bytes()
             key = crypto.signing_key_from_seed(seed)
-            node_id, public = pki.verify_node_signing_certificate(
+            node_id, public = certificates.verify_node_signing_certificate(
                 cert_pem, self.ca_cert, now=datetime.now(UTC))
         except (OSError, LiaisonError) as exc:
             log.info("signing_key.reload_deferred", reason=type(exc).__name__)
