@@ -13,6 +13,7 @@ as attributes, ``keys``, ``signals``, ``requests`` and ``retention``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from liaison_net.store.audit_store import AuditStore
@@ -25,7 +26,23 @@ from liaison_net.store.request_store import RequestStore
 from liaison_net.store.retention_store import RetentionStore
 from liaison_net.store.signal_store import SignalStore
 
-__all__ = ["AcceptOutcome", "InboxItem", "NodeStore"]
+__all__ = ["AcceptOutcome", "InboxItem", "NodeStore", "Status"]
+
+
+@dataclass
+class Status:
+    """What `liaison admin status` shows: queues and outcomes per peer, backoff, totals."""
+
+    node: str
+    envelopes: int
+    queued: dict[str, int] = field(default_factory=dict)
+    delivered: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
+    expired: dict[str, int] = field(default_factory=dict)
+    backoff: dict[str, dict[str, object]] = field(default_factory=dict)
+    inbox_unacked: int = 0
+    officers: int = 0
+    audit_entries: int = 0
 
 
 class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
@@ -45,3 +62,30 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
 
     async def close(self) -> None:
         await self.db.close()
+
+    async def open_read_only(self) -> None:
+        """Open for reading only (admin commands beside a running node): see
+        ``Database.open_read_only``."""
+        await self.db.open_read_only()
+
+    async def status(self) -> Status:
+        """Counts for the operator, per peer and in total (one read each, no lock)."""
+        row = await self.db.fetchone("SELECT COUNT(*) FROM envelopes")
+        out = Status(node=self.node_id, envelopes=int(row[0]))
+        for peer, state, count in await self.db.fetchall(
+                "SELECT node, state, COUNT(*) FROM hops GROUP BY node, state"):
+            bucket = {"queued": out.queued, "delivered": out.delivered,
+                      "refused": out.refused, "expired": out.expired}.get(state)
+            if bucket is not None:
+                bucket[peer] = count
+        for peer, attempts, next_attempt, error in await self.db.fetchall(
+                "SELECT node, attempts, next_attempt, last_error FROM peers"):
+            out.backoff[peer] = {"attempts": attempts, "next_attempt": next_attempt,
+                                 "last_error": error}
+        row = await self.db.fetchone("SELECT COUNT(*) FROM inbox WHERE acked IS NULL")
+        out.inbox_unacked = int(row[0])
+        row = await self.db.fetchone("SELECT COUNT(*) FROM directory")
+        out.officers = int(row[0])
+        row = await self.db.fetchone("SELECT COUNT(*) FROM audit")
+        out.audit_entries = int(row[0])
+        return out
