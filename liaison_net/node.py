@@ -213,6 +213,14 @@ class Node:
         self._stopping.set()
 
     async def _start_listeners(self) -> None:
+        # The administrator's door first (a 0600 unix socket beside the database, see
+        # admin_api), so that once the node listens, `liaison admin` writes through it.
+        admin_runner = web.AppRunner(admin_routes.AdminApi(self.admin).app(),
+                                     access_log=None, handle_signals=False)
+        await admin_runner.setup()
+        self._runners.append(admin_runner)
+        sock = admin_routes.bind(admin_routes.socket_path(self.config.data_dir))
+        await web.SockSite(admin_runner, sock, shutdown_timeout=2.0).start()
         limits = self.config.limits
         federation = FederationServer(
             intake=self.intake, ca_cert=self.ca_cert,
@@ -244,13 +252,6 @@ class Node:
                 if guard else web.TCPSite(runner, address.host, address.port, ssl_context=ctx,
                                           backlog=256, shutdown_timeout=2.0))
             await site.start()
-        # The administrator's door: a 0600 unix socket beside the database (admin_api).
-        runner = web.AppRunner(admin_routes.AdminApi(self.admin).app(), access_log=None,
-                               handle_signals=False)
-        await runner.setup()
-        self._runners.append(runner)
-        sock = admin_routes.bind(admin_routes.socket_path(self.config.data_dir))
-        await web.SockSite(runner, sock, shutdown_timeout=2.0).start()
 
     async def _expiry_loop(self) -> None:
         # A batch sent just before an envelope expired may still be answered within the

@@ -36,7 +36,8 @@ OCTETS = "application/octet-stream"
 
 
 def socket_path(data_dir: Path) -> Path:
-    return data_dir / SOCKET_NAME
+    """Where the node listens and the CLI asks (resolved: a unix socket path is short)."""
+    return data_dir.resolve() / SOCKET_NAME
 
 
 def bind(path: Path) -> socket.socket:
