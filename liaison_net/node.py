@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 
 from liaison_net import clock
+from liaison_net.admin_api import routes as admin_routes
 from liaison_net.clock import now_ms
 from liaison_net.config import NodeConfig
 from liaison_net.core import crypto
@@ -36,6 +37,7 @@ from liaison_net.metrics import NodeMetrics
 from liaison_net.officer_api.routes import ClientApi
 from liaison_net.pki import certificates
 from liaison_net.pki.pseudonym_key_files import WatchedKeyRing
+from liaison_net.services.admin_desk import AdminDesk
 from liaison_net.services.intake import Intake, Keys
 from liaison_net.services.key_watch import KeyWatcher
 from liaison_net.services.notices import Notifier
@@ -81,6 +83,12 @@ class Node:
                              requests=self.request_desk,
                              witness=Witness(node_id=config.id, notifier=self.notifier))
         self._pseudonym_ring = WatchedKeyRing(paths.dir)
+        # Enrolment and revocation, asked by `liaison admin` over the admin socket.
+        self.admin = AdminDesk(node_id=config.id, store=self.store,
+                               signing_key=lambda: self.signing_key,
+                               peers=[p.id for p in config.peers],
+                               card_validity_days=config.card_validity_days,
+                               wake=self._wake_all)
         self._runners: list[web.AppRunner] = []
         self._stopping = asyncio.Event()
         self._cert_pushed: dict[str, bytes] = {}
@@ -91,6 +99,10 @@ class Node:
     def _wake(self, peer: str) -> None:
         sender = self.senders.get(peer)
         if sender is not None:
+            sender.wake.set()
+
+    def _wake_all(self) -> None:
+        for sender in self.senders.values():
             sender.wake.set()
 
     def _peer_called_in(self, peer: str) -> None:
@@ -193,6 +205,7 @@ class Node:
         finally:
             for runner in self._runners:
                 await runner.cleanup()
+            admin_routes.socket_path(self.config.data_dir).unlink(missing_ok=True)
             await self.store.close()
             log.info("node.stopped", node=self.config.id)
 
@@ -200,6 +213,14 @@ class Node:
         self._stopping.set()
 
     async def _start_listeners(self) -> None:
+        # The administrator's door first (a 0600 unix socket beside the database, see
+        # admin_api), so that once the node listens, `liaison admin` writes through it.
+        admin_runner = web.AppRunner(admin_routes.AdminApi(self.admin).app(),
+                                     access_log=None, handle_signals=False)
+        await admin_runner.setup()
+        self._runners.append(admin_runner)
+        sock = admin_routes.bind(admin_routes.socket_path(self.config.data_dir))
+        await web.SockSite(admin_runner, sock, shutdown_timeout=2.0).start()
         limits = self.config.limits
         federation = FederationServer(
             intake=self.intake, ca_cert=self.ca_cert,

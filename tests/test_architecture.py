@@ -48,7 +48,7 @@ def test_the_tree_keeps_every_arrow_rule(tree: Path) -> None:
     ("store/schema.py", "import aiohttp", "The store knows no transport"),
     ("services/notices.py", "import liaison_net.officer_api.routes",
      "What a node does (services)"),
-    ("federation/protocol.py", "import liaison_net.cli.main", "The two doors know no CLI"),
+    ("federation/protocol.py", "import liaison_net.cli.main", "The doors know no CLI"),
     ("officer_api/inbox_stream.py", "import liaison_net.federation.protocol",
      "independent doors"),
     ("client/reading.py", "import liaison_net.store.database", "The officer's library"),

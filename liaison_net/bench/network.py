@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import signal
-import sqlite3
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from liaison_net.demo.network import (
     NodeProcess,
     OfficerSpec,
 )
+from liaison_net.store import observe
 
 __all__ = ["BENCH_DELIVERY", "BenchNetwork", "Deadline", "OfficerSpec"]
 
@@ -92,15 +92,9 @@ class BenchNetwork(DemoNetwork):
     def database(self, nid: str) -> Path:
         return self.root / "data" / nid / "node.sqlite3"
 
-    def query(self, nid: str, sql: str,
-              params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        """A read of the node's database from outside (WAL: never blocks the node)."""
-        with contextlib.closing(sqlite3.connect(self.database(nid), timeout=10)) as db:
-            return list(db.execute(sql, params))
-
     def has_card(self, nid: str, officer: str) -> bool:
         """True once ``officer``'s card has reached node ``nid``'s directory."""
         try:
-            return bool(self.query(nid, "SELECT 1 FROM directory WHERE officer = ?", (officer,)))
-        except sqlite3.Error:
+            return observe.has_card(self.database(nid), officer)
+        except observe.ReadError:
             return False

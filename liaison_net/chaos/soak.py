@@ -21,7 +21,6 @@ import contextlib
 import functools
 import json
 import random
-import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +45,7 @@ from liaison_net.chaos.proxy import ChaosProxy
 from liaison_net.client.session import NodeSession
 from liaison_net.core.ids import node_of
 from liaison_net.demo.network import DemoError, NodeProcess
+from liaison_net.store import observe
 
 NODE_IDS = ("be", "nl", "lu", "de-nw")
 #: Quick retries, as in the bench (an outage ends in a second), and a transaction timeout
@@ -245,8 +245,8 @@ class Soak:
     def _directories_complete(self, officers: list[str]) -> bool:
         for nid in NODE_IDS:
             try:
-                known = {str(r[0]) for r in self.net.query(nid, "SELECT officer FROM directory")}
-            except sqlite3.Error:
+                known = observe.officers(self.net.database(nid))
+            except observe.ReadError:
                 return False
             if not set(officers) <= known:
                 return False

@@ -32,7 +32,14 @@ import structlog
 
 from liaison_net import clock
 from liaison_net.core.audit import GENESIS, entry_hash
-from liaison_net.errors import Conflict, LiaisonError, NodeFault, StorageFull, Unavailable
+from liaison_net.errors import (
+    Conflict,
+    LiaisonError,
+    NodeFault,
+    NotFound,
+    StorageFull,
+    Unavailable,
+)
 from liaison_net.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = structlog.get_logger("liaison.store")
@@ -148,6 +155,20 @@ class Database:
             await self._abandon()
             raise
         self._task = asyncio.create_task(self._write_loop(), name="group-commit")
+
+    async def open_read_only(self) -> None:
+        """Only a reader, on an existing file opened ``mode=ro``: for admin commands that
+        look while the node runs. No migration, no writer task (``write`` raises
+        Unavailable), so the node stays the database's one writer."""
+        if not self.path.is_file():
+            raise NotFound(f"no node database at {self.path}: has the node run yet?")
+        try:
+            self._reader = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True,
+                                                   isolation_level=None)
+            await self._reader.execute("PRAGMA busy_timeout=10000")
+        except sqlite3.Error as exc:
+            await self._abandon()
+            raise Unavailable(f"cannot open database {self.path}: {exc}") from exc
 
     async def _abandon(self) -> None:
         """Close what a failed ``open`` opened: an aiosqlite connection left open keeps its
