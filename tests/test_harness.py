@@ -98,3 +98,13 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path
 def test_a_deadline_names_what_it_was_waiting_for() -> None:
     with pytest.raises(HarnessTimeout, match="while waiting for the moon"):
         Deadline(0.1).wait_for(lambda: None, what="waiting for the moon")
+
+
+def test_the_node_never_loads_the_drills_or_their_harness() -> None:
+    """`liaison node serve` imports the CLI and the node: neither may pull in drill code."""
+    probe = ("import sys, liaison_net.cli.main, liaison_net.node\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[:2] in "
+             "[['liaison_net', d] for d in ('demo', 'bench', 'chaos', 'drills')]))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.strip() == "[]"
