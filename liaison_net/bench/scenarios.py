@@ -325,7 +325,7 @@ class OurSystem(System):
     async def close(self) -> None:
         await self._stack.aclose()
         self.sessions.clear()
-        await asyncio.to_thread(self.net.stop)
+        await asyncio.to_thread(self.net.stop_all)
 
     async def submit(self, key: bytes, raw: bytes) -> None:
         self._next = (self._next + 1) % len(self.sessions)
@@ -430,7 +430,7 @@ async def memory(workdir: Path, plan: Plan, ui: Ui, *, log_level: str = "info") 
         return figures
     finally:
         await stack.aclose()
-        await asyncio.to_thread(net.stop)
+        await asyncio.to_thread(net.stop_all)
 
 
 ScenarioFn = Callable[[System, Batch, Ui], Any]
