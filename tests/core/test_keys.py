@@ -92,6 +92,8 @@ def test_a_non_canonical_encoding_of_a_usable_x25519_key_is_refused() -> None:
     assert crypto.check_encryption_public(good, "k") == good
     with pytest.raises(WeakKey, match="not a canonical"):
         crypto.check_encryption_public(aliased, "k")
+    with pytest.raises(WeakKey, match="recipient encryption key is not a canonical"):
+        crypto.wrap_key(aliased, crypto.new_content_key())  # libsodium alone would seal
     for u in range(2, 19):  # u + p < 2^255 only for u < 19; 0 and 1 are of small order
         with pytest.raises(WeakKey, match="not a canonical"):
             crypto.check_encryption_public((u + P).to_bytes(32, "little"), "k")
