@@ -213,7 +213,8 @@ class FederationServer:
             except LiaisonError as exc:
                 refused += 1
                 await store.audit(now=now, event="directory.refused", actor=peer,
-                                  audit_detail=detail(code=exc.code))
+                                  audit_detail=detail(code=exc.code, reason=exc.detail[:200]))
+                log.warning("directory.card_refused", peer=peer, code=exc.code)
                 continue
             if await store.put_card(card, raw, now=now, source=peer,
                                     grace_ms=self.key_grace_ms):

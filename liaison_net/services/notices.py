@@ -29,6 +29,7 @@ from liaison_net.core.ownership import (
     SourceReliability,
     Tlp,
 )
+from liaison_net.errors import WeakKey
 from liaison_net.store.node_store import NodeStore
 
 log = structlog.get_logger("liaison.notices")
@@ -65,6 +66,13 @@ class Notifier:
             if keys is None:
                 log.warning(f"{envelope_kind.value}.no_card", kind=label, recipient=officer)
                 continue
+            try:
+                # A card stored before keys were checked at entry may hold a weak key:
+                # that recipient is skipped (logged, audited), the others still get it.
+                crypto.check_encryption_public(keys[1], f"encryption key of {officer}")
+            except WeakKey as exc:
+                await self._weak_recipient(envelope_kind, label, officer, exc)
+                continue
             keyed.append(sealing.RecipientKey(officer, keys[1]))
         if not keyed:
             return False
@@ -92,3 +100,12 @@ class Notifier:
         log.info(f"{envelope_kind.value}.issued", kind=label,
                  ref=id_to_text(ref) if ref else None, recipients=len(keyed))
         return True
+
+    async def _weak_recipient(self, envelope_kind: Kind, label: str, officer: str,
+                              exc: WeakKey) -> None:
+        log.warning(f"{envelope_kind.value}.weak_key", kind=label, recipient=officer,
+                    code=exc.code)
+        await self.store.audit(now=now_ms(), event=f"{envelope_kind.value}.refused",
+                               actor=self.node_id,
+                               audit_detail=detail(kind=label, recipient=officer,
+                                                   code=exc.code, reason=exc.detail[:200]))
