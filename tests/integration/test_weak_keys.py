@@ -56,7 +56,7 @@ LOW_ORDER_X25519 = bytes.fromhex(
     "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
 #: The desk checks often; how early it escalates stays the default (1 hour before due), so
 #: only the backdating makes the request due, as in the attack.
-REQUESTS = "[requests]\ncheck_s = 0.2\n"
+REQUESTS = {"requests": {"check_s": 0.2}}
 
 
 @dataclass
@@ -90,7 +90,7 @@ async def _store_old_row(net: Network, raw: bytes) -> None:
 @pytest.fixture(scope="module")
 def weak(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Weak]:
     net = Network.create(tmp_path_factory.mktemp("weak-keys"), node_ids=("nl", "be"),
-                         extra_toml=REQUESTS)
+                         sections=REQUESTS)
     try:
         marie = enrol(net, "be/mpeeters")  # creates BE's database
         nl_key = crypto.signing_key_from_seed((net.certs / "nl" / SIGNING_KEY_FILE).read_bytes())
