@@ -21,8 +21,8 @@ from pathlib import Path
 
 import click
 
-from liaison_net import clock
 from liaison_net import config as config_mod
+from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer_view import almanac_lines
 from liaison_net.core import crypto
 from liaison_net.core.identity import (
@@ -58,7 +58,7 @@ def node_signing_key(cfg: config_mod.NodeConfig) -> crypto.SigningKeyPair:
     key = crypto.signing_key_from_seed(seed)
     ca = certificates.load_ca_certificate(cfg.cert_dir / certificates.CA_CERT_FILE)
     node_id, public = certificates.verify_node_signing_certificate(
-        cert_pem, ca, now=datetime.now(UTC))
+        cert_pem, ca, now=cli_clock().host_now())
     if node_id != cfg.id or public != key.public:
         raise ConfigError(f"{seed_path} does not match the signing certificate of node {cfg.id}")
     return key
@@ -73,7 +73,7 @@ async def _enrol(cfg: config_mod.NodeConfig, raw_request: bytes) -> tuple[Office
         holder = await store.keys.signer(crypto.signing_key_id(request.signing_public), now=None)
         if holder is not None and holder.principal != request.officer:
             raise Conflict(f"this signing key is already enrolled for {holder.principal}")
-        now = clock.now_ms()
+        now = cli_clock().now_ms()
         version = await store.card_version(request.officer) + 1
         raw_card = issue_card(request, node_id=cfg.id, node_key=key, version=version, now=now,
                               valid_for_ms=cfg.card_validity_days * DAY_MS)

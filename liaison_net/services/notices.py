@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from liaison_net.clock import now_ms
+from liaison_net.clock import Clock
 from liaison_net.core import codec, crypto, sealing
 from liaison_net.core.audit import detail
 from liaison_net.core.envelope import Kind, Precedence
@@ -40,8 +40,9 @@ NOTICE_RETENTION_MS = 90 * DAY_MS
 class Notifier:
     def __init__(self, *, node_id: str, store: NodeStore,
                  signing_key: Callable[[], crypto.SigningKeyPair],
-                 wake: Callable[[str], None]) -> None:
+                 wake: Callable[[str], None], clock: Clock) -> None:
         self.node_id = node_id
+        self.clock = clock
         self.store = store
         self.signing_key = signing_key
         self.wake = wake
@@ -68,7 +69,7 @@ class Notifier:
             keyed.append(sealing.RecipientKey(officer, keys[1]))
         if not keyed:
             return False
-        now = now_ms()
+        now = self.clock.now_ms()
         nodes = {node_of(r.officer) for r in keyed}
         tag = OwnershipTag(
             owner=Owner(self.node_id, "node"), handling=Handling.H0, tlp=Tlp.AMBER,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from liaison_net.clock import SYSTEM_CLOCK, Clock
 from liaison_net.core.audit import AuditEntry, detail, first_broken
 from liaison_net.core.delivery import HopState
 from liaison_net.core.envelope import Envelope
@@ -47,9 +48,10 @@ class AcceptOutcome:
 
 class NodeStore:
     def __init__(self, path: Path, node_id: str, *, group_commit_max: int = 512,
-                 max_db_mb: float | None = None) -> None:
+                 max_db_mb: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.node_id = node_id
-        self.db = Database(path, group_commit_max=group_commit_max, max_db_mb=max_db_mb)
+        self.db = Database(path, group_commit_max=group_commit_max, max_db_mb=max_db_mb,
+                           clock=clock)
         self.keys = KeyStore(self.db)
         self.signals = SignalStore(self.db, node_id)
         self.requests = RequestStore(self.db, node_id)
