@@ -45,7 +45,8 @@ def start_with_offset(net: Network, nid: str, offset_ms: int) -> None:
 
 def cli_send(jan: OfficerAgent, to: str, text: str, offset_ms: int) -> str:
     """`liaison send` as Jan, on a clock ``offset_ms`` ahead; the envelope id."""
-    proc = run_cli("--clock-offset-ms", str(offset_ms), "send", "--to", to, "--subject", "Skew drill", "--text", text,
+    proc = run_cli("--clock-offset-ms", str(offset_ms),
+                   "send", "--to", to, "--subject", "Skew drill", "--text", text,
                    "--handling", "H0", "--tlp", "AMBER", "--share-with", "be,nl",
                    "--purpose", "cross-border investigation", "--keystore", str(jan.path),
                    "--json", env={"LIAISON_PASSPHRASE": PASSPHRASE.decode()})
