@@ -16,6 +16,7 @@ import json
 import re
 import signal
 import sqlite3
+import subprocess
 from datetime import UTC, datetime
 
 import pytest
@@ -25,7 +26,7 @@ from liaison_net.core import codec, sealing
 from liaison_net.core.envelope import Kind
 from liaison_net.core.ids import id_from_text, id_to_text
 from liaison_net.core.limits import MINUTE_MS
-from tests.integration.network import Network, audit_rows, run_cli, wait_for
+from tests.integration.network import LIAISON, Network, audit_rows, run_cli, wait_for
 from tests.integration.officers import PASSPHRASE, OfficerAgent, enrol
 from tests.integration.test_faults import inbox_rows
 from tests.integration.test_first_alert import directory_with
@@ -160,3 +161,20 @@ async def test_skew_within_window_delivers_beyond_it_refuses_and_tells_the_sende
     assert shown["content"]["subject"] == "Notice: non-delivery"
     assert "reason: bad_timestamp" in shown["content"]["text"]
 
+
+
+def test_the_command_line_offset_overrides_the_config(make_network: type[Network]) -> None:
+    """`node serve --clock-offset-ms` wins over `[clock] drill_offset_ms` for one run."""
+    net = make_network.create(node_ids=("nl",))
+    handle = net.nodes["nl"]
+    handle.config.write_text(f"{handle.config.read_text()}{DRILL_SECTION}"
+                             f"drill_offset_ms = {10 * MINUTE_MS}\n")
+    with handle.log.open("ab") as log:
+        handle.proc = subprocess.Popen(
+            [*LIAISON, "node", "serve", "--config", str(handle.config),
+             "--clock-offset-ms", str(-2 * MINUTE_MS)],
+            stdout=log, stderr=log, start_new_session=True)
+    net.wait_ready("nl")
+    warned = wait_for(lambda: node_log_events(net, "nl", "clock.drill_offset"), timeout=30,
+                      what="NL to log its drill offset")
+    assert [w["offset_ms"] for w in warned] == [-2 * MINUTE_MS]
