@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from liaison_net.clock import check_offset
 from liaison_net.core.delivery import BackoffPolicy
 from liaison_net.core.ids import NODE_ID_RE
 from liaison_net.core.limits import Limits
@@ -98,6 +99,7 @@ class NodeConfig:
     requests: RequestConfig = field(default_factory=RequestConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     federation_limits: FederationLimits = field(default_factory=FederationLimits)
+    clock_offset_ms: int = 0  # [clock] drill_offset_ms: fault drills only, never production
 
     @property
     def database(self) -> Path:
@@ -108,7 +110,7 @@ class NodeConfig:
 
 
 _TOP = {"node", "listen", "peers", "delivery", "limits", "auth", "signals", "requests",
-        "store", "federation"}
+        "store", "federation", "clock"}
 
 
 def load(path: Path) -> NodeConfig:
@@ -211,7 +213,14 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         requests=requests,
         store=_store_config(_table(data, "store", required=False)),
         federation_limits=_federation_limits(_table(data, "federation", required=False)),
+        clock_offset_ms=_clock_offset(_table(data, "clock", required=False)),
     )
+
+
+def _clock_offset(table: dict[str, Any]) -> int:
+    if unknown := set(table) - {"drill_offset_ms"}:
+        raise ConfigError(f"unknown clock key(s): {', '.join(sorted(unknown))}")
+    return check_offset(table.get("drill_offset_ms", 0), "clock.drill_offset_ms")
 
 
 def _store_config(table: dict[str, Any]) -> StoreConfig:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from liaison_net.admin_api.routes import AdminApi, bind
 from liaison_net.cli.admin_ask import ask_node
+from liaison_net.clock import SYSTEM_CLOCK
 from liaison_net.core import crypto
 from liaison_net.errors import ConfigError, LimitExceeded, Malformed, NotFound
 from liaison_net.services.admin_desk import AdminDesk
@@ -22,7 +23,7 @@ async def _serve(tmp_path: Path) -> tuple[NodeStore, web.AppRunner, Path]:
     await store.open()
     key = crypto.signing_key_from_seed(bytes(32))
     desk = AdminDesk(node_id="nl", store=store, signing_key=lambda: key, peers=["be"],
-                     card_validity_days=30)
+                     card_validity_days=30, clock=SYSTEM_CLOCK)
     runner = web.AppRunner(AdminApi(desk).app())
     await runner.setup()
     path = tmp_path / "admin.sock"

@@ -20,11 +20,11 @@ from cryptography import x509
 from rich.console import Console
 from rich.table import Table
 
-from liaison_net import clock
 from liaison_net import config as config_mod
 from liaison_net.admin_api.routes import parse_key_id, revoke_answer
 from liaison_net.cli.admin_officers import config_option, json_option
 from liaison_net.cli.admin_store import read_store, write_via_node
+from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.core import crypto, rotation
 from liaison_net.errors import Malformed, NotFound
 from liaison_net.pki import certificates, pseudonym_key_files, reissue
@@ -34,7 +34,7 @@ from liaison_net.store.node_store import NodeStore
 
 
 def _now_ms() -> int:
-    return clock.now_ms()
+    return cli_clock().now_ms()
 
 
 def _age_days(ms: int | float) -> str:
@@ -127,7 +127,7 @@ def rotate_key_cmd(which: str, config_path: Path, ca_dir: Path, as_json: bool) -
     accept the old signing key for the grace period ([auth] key_grace_s), then only the new.
     """
     cfg = config_mod.load(config_path)
-    now = datetime.now(UTC)
+    now = cli_clock().host_now()
     result: dict[str, Any]
     if which == "tls":
         cert = reissue.rotate_tls(cfg.cert_dir, cfg.id, ca_dir=ca_dir, now=now)

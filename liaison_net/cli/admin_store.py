@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from liaison_net import config as config_mod
 from liaison_net.admin_api.routes import socket_path
 from liaison_net.cli.admin_ask import ask_node
+from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.core import crypto
 from liaison_net.errors import ConfigError
 from liaison_net.pki import certificates
@@ -43,7 +43,7 @@ def node_signing_key(cfg: config_mod.NodeConfig) -> crypto.SigningKeyPair:
     key = crypto.signing_key_from_seed(seed)
     ca = certificates.load_ca_certificate(cfg.cert_dir / certificates.CA_CERT_FILE)
     node_id, public = certificates.verify_node_signing_certificate(
-        cert_pem, ca, now=datetime.now(UTC))
+        cert_pem, ca, now=cli_clock().host_now())
     if node_id != cfg.id or public != key.public:
         raise ConfigError(f"{seed_path} does not match the signing certificate of node {cfg.id}")
     return key
@@ -79,7 +79,7 @@ def write_via_node(cfg: config_mod.NodeConfig, route: str, body: bytes, content_
         try:
             desk = AdminDesk(node_id=cfg.id, store=store, signing_key=lambda: key,
                              peers=[p.id for p in cfg.peers],
-                             card_validity_days=cfg.card_validity_days)
+                             card_validity_days=cfg.card_validity_days, clock=cli_clock())
             return await local(desk), False
         finally:
             await store.close()

@@ -148,6 +148,7 @@ class NodeProcess:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     log_level: str | None = None  # --log-level for `node serve`; None: the node's default
+    extra_args: tuple[str, ...] = ()  # more `node serve` options (a drill's clock offset)
 
     @property
     def pid(self) -> int | None:
@@ -177,6 +178,7 @@ class NodeProcess:
         argv = [*LIAISON, "node", "serve", "--config", str(self.config)]
         if self.log_level is not None:
             argv += ["--log-level", self.log_level]
+        argv += self.extra_args
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,

@@ -26,12 +26,13 @@ from typing import Any
 import aiohttp
 import structlog
 
+from liaison_net.clock import Clock
 from liaison_net.config import DeliveryConfig, Peer
 from liaison_net.core import codec, crypto
 from liaison_net.core.ids import envelope_id_time_ms, id_to_text
 from liaison_net.errors import LiaisonError, Malformed, Unavailable
 from liaison_net.federation import protocol
-from liaison_net.http_common import MSGPACK, now_ms
+from liaison_net.http_common import MSGPACK
 from liaison_net.metrics import NodeMetrics
 from liaison_net.pki.certificates import node_hostname
 from liaison_net.store.node_store import NodeStore
@@ -55,8 +56,9 @@ class PeerSender:
     def __init__(self, *, node_id: str, peer: Peer, store: NodeStore,
                  session: aiohttp.ClientSession, delivery: DeliveryConfig,
                  metrics: NodeMetrics, directory_push: DirectoryPush,
-                 on_refused: RefusedNotice | None = None) -> None:
+                 on_refused: RefusedNotice | None = None, clock: Clock) -> None:
         self.node_id = node_id
+        self.clock = clock
         self.on_refused = on_refused
         self.peer = peer
         self.store = store
@@ -76,7 +78,7 @@ class PeerSender:
     async def run(self) -> None:
         self.attempts, self.next_attempt = await self.store.peer_backoff(self.peer.id)
         while True:
-            now = now_ms()
+            now = self.clock.now_ms()
             if self.next_attempt > now and not self.called_in.is_set():
                 await self._wait(self.called_in, (self.next_attempt - now) / 1000)
                 continue
@@ -108,7 +110,7 @@ class PeerSender:
     async def _failed(self, reason: str) -> None:
         self.attempts += 1
         delay = self.delivery.backoff.delay(self.attempts, random.random())
-        self.next_attempt = now_ms() + int(delay * 1000)
+        self.next_attempt = self.clock.now_ms() + int(delay * 1000)
         self.metrics.retries.labels(peer=self.peer.id).inc()
         log.info("peer.backoff", peer=self.peer.id, attempts=self.attempts,
                  delay_s=round(delay, 2), reason=reason[:200])
@@ -165,7 +167,7 @@ class PeerSender:
 
     async def _send_batch(self) -> bool:
         batch = await self.store.next_batch(self.peer.id, self.delivery.batch_size,
-                                            now=now_ms())
+                                            now=self.clock.now_ms())
         if not batch:
             return False
         body = {"origin": self.node_id, "txn": crypto.random_bytes(16),
@@ -174,7 +176,7 @@ class PeerSender:
         results = answer["results"]
         if not isinstance(results, list) or len(results) != len(batch):
             raise Malformed("peer answered a different number of results")
-        now = now_ms()
+        now = self.clock.now_ms()
         delivered: list[bytes] = []
         refused: list[tuple[bytes, str]] = []
         details: dict[bytes, str] = {}

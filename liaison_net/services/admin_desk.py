@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from liaison_net import clock
+from liaison_net.clock import Clock
 from liaison_net.core import crypto, rotation
 from liaison_net.core.identity import (
     OfficerCard,
@@ -41,7 +41,9 @@ class RevokeResult:
 class AdminDesk:
     def __init__(self, *, node_id: str, store: NodeStore,
                  signing_key: Callable[[], crypto.SigningKeyPair], peers: list[str],
-                 card_validity_days: int, wake: Callable[[], None] = lambda: None) -> None:
+                 card_validity_days: int, clock: Clock,
+                 wake: Callable[[], None] = lambda: None) -> None:
+        self.clock = clock
         self.node_id = node_id
         self.store = store
         self.signing_key = signing_key  # a function: the running node may rotate its key
@@ -57,7 +59,7 @@ class AdminDesk:
                                               now=None)
         if holder is not None and holder.principal != request.officer:
             raise Conflict(f"this signing key is already enrolled for {holder.principal}")
-        now = clock.now_ms()
+        now = self.clock.now_ms()
         version = await self.store.card_version(request.officer) + 1
         raw_card = issue_card(request, node_id=self.node_id, node_key=key, version=version,
                               now=now, valid_for_ms=self.card_validity_days * DAY_MS)
@@ -88,7 +90,7 @@ class AdminDesk:
         if subject is rotation.Subject.NODE and key_id == node_key.key_id:
             raise Conflict("that is the node's current key: rotate it first "
                            "(`liaison admin rotate-key node`), then revoke the old one")
-        now = clock.now_ms()
+        now = self.clock.now_ms()
         statement = rotation.Revocation(subject, principal, key_id, reason, serial=now,
                                         effective=now, authority=self.node_id)
         raw = rotation.sign_revocation(statement, node_key)

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from liaison_net.clock import now_ms
+from liaison_net.clock import Clock
 from liaison_net.core import codec, crypto, sealing
 from liaison_net.core.audit import detail
 from liaison_net.core.envelope import Kind, Precedence
@@ -41,8 +41,9 @@ NOTICE_RETENTION_MS = 90 * DAY_MS
 class Notifier:
     def __init__(self, *, node_id: str, store: NodeStore,
                  signing_key: Callable[[], crypto.SigningKeyPair],
-                 wake: Callable[[str], None]) -> None:
+                 wake: Callable[[str], None], clock: Clock) -> None:
         self.node_id = node_id
+        self.clock = clock
         self.store = store
         self.signing_key = signing_key
         self.wake = wake
@@ -76,7 +77,7 @@ class Notifier:
             keyed.append(sealing.RecipientKey(officer, keys[1]))
         if not keyed:
             return False
-        now = now_ms()
+        now = self.clock.now_ms()
         nodes = {node_of(r.officer) for r in keyed}
         tag = OwnershipTag(
             owner=Owner(self.node_id, "node"), handling=Handling.H0, tlp=Tlp.AMBER,
@@ -105,7 +106,7 @@ class Notifier:
                               exc: WeakKey) -> None:
         log.warning(f"{envelope_kind.value}.weak_key", kind=label, recipient=officer,
                     code=exc.code)
-        await self.store.audit(now=now_ms(), event=f"{envelope_kind.value}.refused",
+        await self.store.audit(now=self.clock.now_ms(), event=f"{envelope_kind.value}.refused",
                                actor=self.node_id,
                                audit_detail=detail(kind=label, recipient=officer,
                                                    code=exc.code, reason=exc.detail[:200]))

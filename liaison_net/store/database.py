@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import aiosqlite
 import structlog
 
-from liaison_net import clock
+from liaison_net.clock import SYSTEM_CLOCK, Clock
 from liaison_net.core.audit import GENESIS, entry_hash
 from liaison_net.errors import (
     Conflict,
@@ -117,8 +117,9 @@ class WriteTxn:
 
 class Database:
     def __init__(self, path: Path, *, group_commit_max: int = 512,
-                 max_db_mb: float | None = None) -> None:
+                 max_db_mb: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = path
+        self.clock = clock  # the node's: when a write was refused for space (/healthz)
         self._group_commit_max = group_commit_max
         self.max_db_mb = max_db_mb
         self.storage = StorageState()
@@ -345,7 +346,7 @@ class Database:
 
     def _storage_full(self, writes: int, cause: str) -> None:
         state = self.storage
-        now = clock.now_ms()
+        now = self.clock.now_ms()
         if not state.full:
             log.warning("storage.full", cause=cause, refused_writes=writes,
                         reason="writes refused, nothing acknowledged; resumes when space "

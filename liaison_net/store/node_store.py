@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from liaison_net.clock import SYSTEM_CLOCK, Clock
 from liaison_net.store.audit_store import AuditStore
 from liaison_net.store.database import Database
 from liaison_net.store.directory_store import DirectoryStore
@@ -47,9 +48,10 @@ class Status:
 
 class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
     def __init__(self, path: Path, node_id: str, *, group_commit_max: int = 512,
-                 max_db_mb: float | None = None) -> None:
+                 max_db_mb: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.node_id = node_id
-        self.db = Database(path, group_commit_max=group_commit_max, max_db_mb=max_db_mb)
+        self.db = Database(path, group_commit_max=group_commit_max, max_db_mb=max_db_mb,
+                           clock=clock)
         self.keys = KeyStore(self.db)
         self.signals = SignalStore(self.db, node_id)
         self.requests = RequestStore(self.db, node_id)
