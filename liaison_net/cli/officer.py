@@ -316,7 +316,7 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
     # forward's original and tag, DELIVER (or FORWARD with consent) here.
     reading.check_received(envelope, directory, own_node=ks.node, now=now)
     plaintext = sealing.open_envelope(envelope, ks.officer, ks.encryption_keys)
-    content = reading.readable(envelope, plaintext)
+    content = reading.readable(envelope, plaintext, reader_node=ks.node)
     report = view.envelope_report(envelope, content, directory, own_node=ks.node, now=now)
     if as_json:
         emit_json(report)

@@ -162,7 +162,8 @@ async def _notices(node: NodeSession, ks: Keystore, directory: Directory,
             # tag that holds (core/tagflow.py): an officer cannot fake a desk's ack.
             check_received(env, directory, own_node=ks.node, now=now_ms())
             fields = believed_notice(env, sealing.open_envelope(env, ks.officer,
-                                                                ks.encryption_keys))
+                                                                ks.encryption_keys),
+                                     reader_node=ks.node)
             # A match notice refers to the later signal but names both: it concerns either.
             about = {env.header.ref} | {id_from_text(str(i)) for i in fields.get("signals", [])
                                          if isinstance(i, str)}

@@ -63,17 +63,19 @@ def check_received(envelope: Envelope, directory: Directory, *, own_node: str,
                          lookup=directory.lookup(), officer_key=officer_key(directory))
 
 
-def believed_notice(envelope: Envelope, plaintext: bytes) -> dict[str, Any]:
-    """A notice's fields, only if a node key signed it and it speaks for that node."""
+def believed_notice(envelope: Envelope, plaintext: bytes, *, reader_node: str
+                    ) -> dict[str, Any]:
+    """A notice's fields, only if a node key signed it and it speaks only for that node
+    (``signers.NOTICE_CLAIMS``), as read by an officer of ``reader_node``."""
     fields = notice_fields(plaintext)
-    check_notice_claims(envelope.header.sender, fields)
+    check_notice_claims(envelope.header.sender, fields, reader_node=reader_node)
     return fields
 
 
-def readable(envelope: Envelope, plaintext: bytes) -> Content:
+def readable(envelope: Envelope, plaintext: bytes, *, reader_node: str) -> Content:
     kind = envelope.header.kind
     if kind is Kind.NOTICE:
-        fields = believed_notice(envelope, plaintext)
+        fields = believed_notice(envelope, plaintext, reader_node=reader_node)
         lines = [f"{k}: {v}" for k, v in sorted(fields.items()) if k not in ("v", "type")]
         return Content(subject=f"Notice: {fields['type']}", text="\n".join(lines) or "-")
     if kind is Kind.EVIDENCE:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from liaison_net.core.envelope import Kind
 from liaison_net.core.evidence import Step
@@ -64,10 +65,28 @@ EVIDENCE_STEPS: Mapping[Step, frozenset[Signer]] = {
     Step.OPENED: _PEOPLE,
 }
 
-#: Notice content fields that name a node or a person acting for it; believed only when the
-#: notice is signed by the key of that very node (``check_notice_claims``).
-NOTICE_NODE_FIELDS = ("node",)
-NOTICE_ACTOR_FIELDS = ("by",)
+@dataclass(frozen=True)
+class NoticeClaims:
+    """What a notice of one type may claim, given the node whose key signed it."""
+
+    own_node: tuple[str, ...] = ()  # fields that must name the signing node itself
+    own_people: tuple[str, ...] = ()  # fields that must name an officer/desk of that node
+    home_only: bool = False  # only the reader's own home node may say this
+
+
+#: Notice type -> what its fields may claim (services/signal_desk.py, request_desk.py,
+#: node.py). A signal acknowledgement is the acknowledging node's word about its own desk;
+#: a non-delivery notice names the peer that failed, so only the reader's home node (which
+#: sent the envelope on) may issue it. A type not listed gets the strictest default.
+NOTICE_CLAIMS: Mapping[str, NoticeClaims] = {
+    "signal-ack": NoticeClaims(own_node=("node",), own_people=("by",)),
+    "signal-escalation": NoticeClaims(own_node=("node",)),
+    "signal-match": NoticeClaims(),
+    "request-escalation": NoticeClaims(own_node=("node",), own_people=("addressee",)),
+    "disclosure": NoticeClaims(own_node=("node",)),
+    "non-delivery": NoticeClaims(home_only=True),
+}
+DEFAULT_NOTICE_CLAIMS = NoticeClaims(own_node=("node",), own_people=("by",), home_only=True)
 
 
 def may_sign(principal: str, kind: Kind) -> bool:
@@ -87,16 +106,22 @@ def require_may_attest(principal: str, step: Step) -> None:
         raise SignerNotAllowed(f"{principal} may not attest the step {step.value}")
 
 
-def check_notice_claims(principal: str, fields: Mapping[str, object]) -> None:
-    """A notice is believed only if a node key signed it and every node it names (``node``)
-    is that node, and everyone it says acted (``by``) belongs to that node."""
+def check_notice_claims(principal: str, fields: Mapping[str, object], *,
+                        reader_node: str) -> None:
+    """A notice is believed only if a node key signed it and what it says about nodes and
+    people is that node's own word (``NOTICE_CLAIMS``), read by an officer of
+    ``reader_node``."""
     require_may_sign(principal, Kind.NOTICE)
     signer_node = node_of(principal)
-    for key in NOTICE_NODE_FIELDS:
+    claims = NOTICE_CLAIMS.get(str(fields.get("type")), DEFAULT_NOTICE_CLAIMS)
+    if claims.home_only and signer_node != reader_node:
+        raise SignerNotAllowed(f"a {fields.get('type')!r:.40} notice comes only from the "
+                               f"reader's own node {reader_node}, not {principal}")
+    for key in claims.own_node:
         if key in fields and fields[key] != signer_node:
             raise SignerNotAllowed(f"a notice signed by {principal} speaks for node "
                                    f"{fields[key]!r:.40}")
-    for key in NOTICE_ACTOR_FIELDS:
+    for key in claims.own_people:
         value = fields.get(key)
         if key in fields and (not isinstance(value, str) or "/" not in value
                               or value.split("/", 1)[0] != signer_node):

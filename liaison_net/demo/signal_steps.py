@@ -316,7 +316,7 @@ class SignalSteps:
                 self.story.directories[officer] = await session.directory(now=datetime.now(UTC))
                 envelope = sealing.verify(raw, self.story.directories[officer].lookup(), now=None)
             fields = believed_notice(envelope, sealing.open_envelope(
-                envelope, officer, keystore.encryption_keys))
+                envelope, officer, keystore.encryption_keys), reader_node=node_of(officer))
             seen[entry.id] = ReadNotice(entry.id, envelope.header.sender, fields)
         return list(seen.values())
 

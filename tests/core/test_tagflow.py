@@ -272,13 +272,26 @@ def test_a_node_may_sign_notices_and_evidence_but_no_message() -> None:
 
 
 def test_a_notice_is_believed_only_for_the_node_whose_key_signed_it() -> None:
-    check_notice_claims("be/node", {"type": "signal-ack", "node": "be", "by": "be/desk"})
-    with pytest.raises(SignerNotAllowed):  # an officer's key
-        check_notice_claims("be/desk", {"type": "signal-ack", "node": "be", "by": "be/desk"})
+    ack = {"type": "signal-ack", "node": "be", "by": "be/desk"}
+    check_notice_claims("be/node", ack, reader_node="nl")
+    with pytest.raises(SignerNotAllowed):  # an officer's (a desk's) key
+        check_notice_claims("be/desk", ack, reader_node="nl")
     with pytest.raises(SignerNotAllowed):  # LU's node speaking for BE's desk
-        check_notice_claims("lu/node", {"type": "signal-ack", "node": "be", "by": "lu/desk"})
+        check_notice_claims("lu/node", {**ack, "by": "lu/desk"}, reader_node="nl")
     with pytest.raises(SignerNotAllowed):
-        check_notice_claims("lu/node", {"type": "signal-ack", "node": "lu", "by": "be/desk"})
+        check_notice_claims("lu/node", {**ack, "node": "lu"}, reader_node="nl")
+    # A non-delivery notice names the peer that failed; only the reader's home node says it.
+    failed = {"type": "non-delivery", "node": "be", "reason": "expired"}
+    check_notice_claims("nl/node", failed, reader_node="nl")
+    with pytest.raises(SignerNotAllowed):
+        check_notice_claims("lu/node", failed, reader_node="nl")
+    # A disclosure receipt names the forwarder of another node; its node is the signer's.
+    receipt = {"type": "disclosure", "node": "lu", "forwarder": "be/mpeeters"}
+    check_notice_claims("lu/node", receipt, reader_node="nl")
+    with pytest.raises(SignerNotAllowed):
+        check_notice_claims("lu/node", {**receipt, "node": "be"}, reader_node="nl")
+    with pytest.raises(SignerNotAllowed):  # an unknown type: the strictest reading
+        check_notice_claims("lu/node", {"type": "new"}, reader_node="nl")
 
 
 # --- docs/ownership.md §6 says what the function does ----------------------------------------
