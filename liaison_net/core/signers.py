@@ -57,7 +57,8 @@ MAY_SIGN: Mapping[Kind, frozenset[Signer]] = {
     Kind.NOTICE: _NODE,
 }
 
-#: Evidence step -> who may attest it (core/evidence.py checks the exact maker too).
+#: Evidence step -> who may attest it. ``evidence.maker`` names the exact maker of each
+#: step and readers check it (``evidence.check_about``); a test keeps the two in step.
 EVIDENCE_STEPS: Mapping[Step, frozenset[Signer]] = {
     Step.ACCEPTED: _NODE,
     Step.RELAYED: _NODE,
@@ -99,11 +100,6 @@ def require_may_sign(principal: str, kind: Kind) -> None:
         allowed = ", ".join(sorted(s.value for s in MAY_SIGN[kind]))
         raise SignerNotAllowed(f"{principal} ({signer_of(principal).value}) may not sign an "
                                f"envelope of kind {kind.value}; only: {allowed}")
-
-
-def require_may_attest(principal: str, step: Step) -> None:
-    if signer_of(principal) not in EVIDENCE_STEPS[step]:
-        raise SignerNotAllowed(f"{principal} may not attest the step {step.value}")
 
 
 def check_notice_claims(principal: str, fields: Mapping[str, object], *,

@@ -10,13 +10,20 @@ import pytest
 from liaison_net.core import codec, crypto
 from liaison_net.core.consent import Consent, sign_consent
 from liaison_net.core.envelope import Envelope, Kind, signed_digest_message
+from liaison_net.core.evidence import Step, maker
 from liaison_net.core.ids import node_principal
 from liaison_net.core.limits import DAY_MS, HOUR_MS
 from liaison_net.core.ownership import Handling, Owner, PermittedAction, Tlp
 from liaison_net.core.policy import Action
 from liaison_net.core.retention import make_skeleton
 from liaison_net.core.sealing import SignerKey
-from liaison_net.core.signers import MAY_SIGN, Signer, check_notice_claims, signer_of
+from liaison_net.core.signers import (
+    EVIDENCE_STEPS,
+    MAY_SIGN,
+    Signer,
+    check_notice_claims,
+    signer_of,
+)
 from liaison_net.core.tagflow import (
     FORWARD_TARGETS,
     LAYER_ACTIONS,
@@ -254,6 +261,10 @@ def test_the_signer_table() -> None:
     assert all(Signer.NODE not in MAY_SIGN[k]
                for k in (Kind.MESSAGE, Kind.REQUEST, Kind.REPLY, Kind.SIGNAL))
     assert set(MAY_SIGN) == set(Kind)
+    for step in Step:  # the evidence table agrees with the exact maker of each step
+        made_by = maker(step, sender=JAN.id, recipient=CLAUDE.id)
+        assert signer_of(made_by) in EVIDENCE_STEPS[step]
+        assert MAY_SIGN[Kind.EVIDENCE] >= EVIDENCE_STEPS[step]
 
 
 @pytest.mark.parametrize("layer", list(Layer))
