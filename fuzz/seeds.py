@@ -223,6 +223,7 @@ def _edge_headers(env: Envelope) -> dict[str, dict[str, Any]]:
         "urgency-without-request": {"urgency": "other"},
         "reply-without-ref": {"kind": "reply"},
         "consent-without-ref": {"consent": b"consent"},
+        "original-without-ref": {"original": b"original"},
         "repeated-recipient": {"recipients": [recipient, recipient]},
         "too-many-recipients": {"recipients": [[f"be/o{i}", recipient[1]] for i in range(65)]},
         "expires-at-created": {"expires": w["created"]},

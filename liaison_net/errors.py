@@ -138,6 +138,14 @@ class Forbidden(Refused):
     http_status = 403
 
 
+class SignerNotAllowed(Forbidden):
+    """The signature is good, but this signer may not say this: an officer key signing a
+    node-only kind (a notice), or a notice speaking for another node (``core/signers.py``)."""
+
+    code = "signer_not_allowed"
+    http_status = 403
+
+
 class NotFound(Refused):
     """No such envelope, officer or route."""
 

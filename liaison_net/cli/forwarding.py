@@ -18,12 +18,13 @@ import click
 
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer_common import emit_json, keystore_options, load_keystore, now_ms, run
+from liaison_net.client import reading
 from liaison_net.client.directory import Directory
 from liaison_net.client.keystore import Keystore
 from liaison_net.client.session import NodeSession
 from liaison_net.core import content as content_mod
-from liaison_net.core import sealing
-from liaison_net.core.consent import Consent, check_forward, sign_consent, verify_consent
+from liaison_net.core import sealing, tagflow
+from liaison_net.core.consent import Consent, sign_consent, verify_consent
 from liaison_net.core.envelope import Envelope, Kind, Precedence, Urgency
 from liaison_net.core.ids import check_node_id, check_officer_id, id_from_text, node_of
 from liaison_net.core.limits import DAY_MS, HOUR_MS
@@ -36,7 +37,7 @@ from liaison_net.core.ownership import (
     SourceReliability,
     Tlp,
 )
-from liaison_net.core.policy import Action, Request, require
+from liaison_net.core.retention import make_skeleton
 from liaison_net.errors import Forbidden, NotFound
 from liaison_net.pki import certificates
 
@@ -54,18 +55,10 @@ async def _verified(node: NodeSession, envelope_id: str) -> tuple[Envelope, Dire
 
 async def _open(node: NodeSession, ks: Keystore, envelope_id: str) -> tuple[Envelope, bytes,
                                                                              Directory]:
-    """Verify and open an envelope sealed for this officer (as reading does)."""
+    """Verify, check and open an envelope sealed for this officer (as reading does)."""
     envelope, directory = await _verified(node, envelope_id)
-    require(envelope.header.tag, Request(Action.DELIVER, now_ms(), ks.node, ks.node))
+    reading.check_received(envelope, directory, own_node=ks.node, now=now_ms())
     return envelope, sealing.open_envelope(envelope, ks.officer, ks.encryption_keys), directory
-
-
-def _owner_key(directory: Directory) -> Any:
-    def key(officer: str) -> bytes | None:
-        card = directory.cards.get(officer)
-        return card.signing_public if card is not None else None
-
-    return key
 
 
 @click.command("forward")
@@ -102,11 +95,12 @@ def forward_cmd(envelope_id: str, recipients: tuple[str, ...], consent_file: Pat
                 tag=original.header.tag, plaintext=plaintext, now=now,
                 expires=min(now + expires_hours * HOUR_MS, original.header.tag.retain_until),
                 kind=Kind.MESSAGE, precedence=original.header.precedence,
-                ref=original.id, consent=consent_bytes)
-            # The sending client's decision, with the reason, before anything leaves.
-            check_forward(envelope.header, actor_node=ks.node,
-                          target_nodes=envelope.header.recipient_nodes, now=now,
-                          owner_key=_owner_key(directory))
+                ref=original.id, consent=consent_bytes,
+                original=make_skeleton(original.to_bytes()))
+            # The sending client's decision, with the reason, before anything leaves: the
+            # same check its node and every later party make.
+            tagflow.check(envelope.header, layer=tagflow.Layer.ORIGIN, here=ks.node, now=now,
+                          lookup=directory.lookup(), officer_key=reading.officer_key(directory))
             result = await node.submit(envelope.to_bytes())
             return {"id": result.id, "status": result.status, "forwarded": original.header
                     .id_text, "recipients": to, "with_consent": consent_bytes is not None}
@@ -202,7 +196,10 @@ def grant_cmd(envelope_id: str, forwarder: str, target: str, days: int, out: Pat
             now = now_ms()
             raw = sign_consent(Consent(original.id, forwarder, target, ks.officer, now,
                                        now + days * DAY_MS), ks.signing)
-            verify_consent(raw, _owner_key(directory))  # as every layer will
+            verify_consent(raw, reading.officer_key(directory))  # as every layer will
+            # The reply answers the forwarder's consent request, if there is one, so that
+            # the request is closed on both sides; otherwise it names the original.
+            asked = await _consent_request(node, directory, original, forwarder)
             reply = sealing.seal(
                 sender=ks.officer, sender_key=ks.signing,
                 recipients=[directory.recipient(forwarder, now=now)],
@@ -214,7 +211,7 @@ def grant_cmd(envelope_id: str, forwarder: str, target: str, days: int, out: Pat
                     attachments=(content_mod.Attachment(
                         f"consent-{original.header.id_text}.bin", CONSENT_MEDIA_TYPE, raw),))),
                 now=now, expires=now + days * DAY_MS, kind=Kind.REPLY,
-                precedence=Precedence.PRIORITY, ref=original.id)
+                precedence=Precedence.PRIORITY, ref=asked or original.id)
             return raw, (await node.submit(reply.to_bytes())).id
 
     raw, reply_id = run(go())
@@ -224,6 +221,21 @@ def grant_cmd(envelope_id: str, forwarder: str, target: str, days: int, out: Pat
                + (f", and written to {out}" if out else ""))
     click.echo(f"they forward with: liaison forward {envelope_id} --to ... "
                f"--consent-from {reply_id}")
+
+
+async def _consent_request(node: NodeSession, directory: Directory, original: Envelope,
+                           forwarder: str) -> bytes | None:
+    """The newest open request of ``forwarder`` that asks about ``original`` (its ``ref``),
+    verified; None if there is none."""
+    found: list[tuple[int, bytes]] = []
+    for row in await node.requests():
+        if row.get("direction") != "incoming" or row.get("sender") != forwarder:
+            continue
+        request = sealing.verify(await node.fetch(str(row["id"])), directory.lookup(),
+                                 now=None)
+        if request.header.sender == forwarder and request.header.ref == original.id:
+            found.append((request.header.created, request.id))
+    return max(found)[1] if found else None
 
 
 def register(cli: click.Group) -> None:

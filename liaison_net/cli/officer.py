@@ -42,7 +42,6 @@ from liaison_net.client.session import NodeSession
 from liaison_net.core import content as content_mod
 from liaison_net.core import sealing
 from liaison_net.core.almanac import Almanac
-from liaison_net.core.consent import check_forward, is_forward
 from liaison_net.core.envelope import Kind, Precedence
 from liaison_net.core.ids import check_officer_id, id_from_text, node_of
 from liaison_net.core.limits import DAY_MS, DEFAULT_LIMITS, HOUR_MS
@@ -53,7 +52,6 @@ from liaison_net.core.ownership import (
     SourceReliability,
     Tlp,
 )
-from liaison_net.core.policy import Action, Request, require
 from liaison_net.errors import (
     ConfigError,
     Conflict,
@@ -314,17 +312,11 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
     if envelope.id != wanted:
         raise Forbidden("the node answered with a different envelope than the one asked for")
     now = now_ms()
-    if is_forward(envelope.header):
-        # The receiving client decides a forward too: FORWARD under the original's tag,
-        # with the owner's consent if it carries one.
-        check_forward(envelope.header, actor_node=node_of(envelope.header.sender),
-                      target_nodes={ks.node}, now=now, owner_key=lambda officer: (
-                          c.signing_public if (c := directory.cards.get(officer)) else None))
-    else:
-        require(envelope.header.tag, Request(Action.DELIVER, now, actor_node=ks.node,
-                                             target_node=ks.node))
+    # The receiving client decides too, as a node would: who signed it, the tag's owner, a
+    # forward's original and tag, DELIVER (or FORWARD with consent) here.
+    reading.check_received(envelope, directory, own_node=ks.node, now=now)
     plaintext = sealing.open_envelope(envelope, ks.officer, ks.encryption_keys)
-    content = reading.readable(envelope, plaintext)
+    content = reading.readable(envelope, plaintext, reader_node=ks.node)
     report = view.envelope_report(envelope, content, directory, own_node=ks.node, now=now)
     if as_json:
         emit_json(report)

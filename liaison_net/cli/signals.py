@@ -32,7 +32,7 @@ from liaison_net.cli.officer_common import (
 )
 from liaison_net.client.directory import Directory
 from liaison_net.client.keystore import Keystore
-from liaison_net.client.reading import notice_fields
+from liaison_net.client.reading import believed_notice, check_received
 from liaison_net.client.session import NodeSession
 from liaison_net.core import pseudonym, sealing
 from liaison_net.core.envelope import Kind, Precedence
@@ -159,7 +159,12 @@ async def _notices(node: NodeSession, ks: Keystore, directory: Directory,
             continue
         try:
             env = sealing.verify(await node.fetch(entry.id), directory.lookup(), now=None)
-            fields = notice_fields(sealing.open_envelope(env, ks.officer, ks.encryption_keys))
+            # A notice is believed only as its node's own word (core/signers.py) under a
+            # tag that holds (core/tagflow.py): an officer cannot fake a desk's ack.
+            check_received(env, directory, own_node=ks.node, now=now_ms())
+            fields = believed_notice(env, sealing.open_envelope(env, ks.officer,
+                                                                ks.encryption_keys),
+                                     reader_node=ks.node)
             # A match notice refers to the later signal but names both: it concerns either.
             about = {env.header.ref} | {id_from_text(str(i)) for i in fields.get("signals", [])
                                          if isinstance(i, str)}

@@ -1,20 +1,28 @@
 """Turn any opened envelope into something an officer can read: messages as written,
 signals and node notices (acknowledgements, escalations, matches, non-delivery) as a
 subject line and labelled text, delivery evidence as what it claims (`liaison status`
-verifies it)."""
+verifies it).
+
+Nothing is shown that the reading client has not checked itself, as if its own node were
+hostile: ``check_received`` runs the one tag check (``core/tagflow.py``: who may sign it,
+the owner, a forward's original and tag, the policy) with the CA-verified directory, and
+a notice's ``node`` / ``by`` are believed only when that node's key signed it
+(``believed_notice``). A failure raises a typed refusal; callers show it instead."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from liaison_net.core import codec
+from liaison_net.client.directory import Directory
+from liaison_net.core import codec, tagflow
 from liaison_net.core import content as content_mod
 from liaison_net.core.content import Attachment, Content
 from liaison_net.core.envelope import Envelope, Kind
 from liaison_net.core.evidence import claimed_statement
 from liaison_net.core.ids import id_to_text
 from liaison_net.core.signals import SignalPayload
+from liaison_net.core.signers import check_notice_claims
 from liaison_net.errors import Malformed
 
 MAX_NOTICE_BYTES = 64 * 1024
@@ -38,10 +46,36 @@ def notice_fields(plaintext: bytes) -> dict[str, Any]:
     return {str(k): plain(v) for k, v in value.items()}
 
 
-def readable(envelope: Envelope, plaintext: bytes) -> Content:
+def officer_key(directory: Directory) -> tagflow.OfficerKey:
+    """An officer's signing key from the verified directory (a consent's signer)."""
+    def key(officer: str) -> bytes | None:
+        card = directory.cards.get(officer)
+        return card.signing_public if card is not None else None
+
+    return key
+
+
+def check_received(envelope: Envelope, directory: Directory, *, own_node: str,
+                   now: int) -> tagflow.Flow:
+    """The receiving client's decision: the same tag check every node makes, with the keys
+    the network CA vouches for, for this officer's node (DELIVER, or FORWARD here)."""
+    return tagflow.check(envelope.header, layer=tagflow.Layer.CLIENT, here=own_node, now=now,
+                         lookup=directory.lookup(), officer_key=officer_key(directory))
+
+
+def believed_notice(envelope: Envelope, plaintext: bytes, *, reader_node: str
+                    ) -> dict[str, Any]:
+    """A notice's fields, only if a node key signed it and it speaks only for that node
+    (``signers.NOTICE_CLAIMS``), as read by an officer of ``reader_node``."""
+    fields = notice_fields(plaintext)
+    check_notice_claims(envelope.header.sender, fields, reader_node=reader_node)
+    return fields
+
+
+def readable(envelope: Envelope, plaintext: bytes, *, reader_node: str) -> Content:
     kind = envelope.header.kind
     if kind is Kind.NOTICE:
-        fields = notice_fields(plaintext)
+        fields = believed_notice(envelope, plaintext, reader_node=reader_node)
         lines = [f"{k}: {v}" for k, v in sorted(fields.items()) if k not in ("v", "type")]
         return Content(subject=f"Notice: {fields['type']}", text="\n".join(lines) or "-")
     if kind is Kind.EVIDENCE:

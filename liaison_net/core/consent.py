@@ -2,21 +2,21 @@
 the original envelope, who may forward it, and to whom (one officer, or one country).
 
 A forward is an envelope of kind ``message`` whose ``ref`` names the original and which
-carries the original's tag. Every layer decides it as FORWARD under that tag; a consent
-in its header makes the decision ``consent=True`` for exactly the recipients it covers,
-and for no one else: a consent for one officer does not authorise another.
+carries the original's signed skeleton and its tag (or a tighter one). Every layer decides
+it as FORWARD under that tag (``core/tagflow.py``); a consent in its header makes the
+decision ``consent=True`` for exactly the recipients it covers, and for no one else: a
+consent for one officer does not authorise another. A node records a consent as used when
+it accepts the forward that relied on it: one consent, one forward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from liaison_net.core import codec, crypto
-from liaison_net.core.envelope import Header, Kind
 from liaison_net.core.ids import check_envelope_id, check_node_id, check_officer_id, node_of
-from liaison_net.core.policy import Action, Request, decide
-from liaison_net.errors import BadTimestamp, Forbidden, Malformed, PolicyRefused, UnknownKey
+from liaison_net.errors import Malformed, UnknownKey
 
 CONSENT_DOMAIN = b"liaison-net/consent/v1\x00"
 MAX_CONSENT_BYTES = 4096
@@ -91,38 +91,3 @@ def claimed_owner(raw: bytes) -> str:
     if not isinstance(value, list) or len(value) != 3 or not isinstance(value[0], str):
         raise Malformed("consent must be [owner, body bytes, signature]")
     return check_officer_id(value[0], what="consent owner")
-
-
-def is_forward(header: Header) -> bool:
-    """A message that names an original in ``ref`` passes that original on."""
-    return header.kind is Kind.MESSAGE and header.ref is not None
-
-
-def check_forward(header: Header, *, actor_node: str, target_nodes: Collection[str], now: int,
-                  owner_key: Callable[[str], bytes | None]) -> Consent | None:
-    """Decide a forward at any layer: FORWARD under the tag for each target node, with the
-    consent (verified, for this very forward and recipient) where there is one.
-
-    Raises PolicyRefused naming the rule, or the consent's own error; returns the consent
-    that was relied on, if any (the destination sends its owner a disclosure receipt).
-    """
-    consent = None
-    if header.consent is not None:
-        consent = verify_consent(header.consent, owner_key)
-        if node_of(consent.owner) != header.tag.owner.node:
-            raise Forbidden(f"{consent.owner} does not speak for the owner "
-                            f"{header.tag.owner}")
-        if consent.original != header.ref or consent.forwarder != header.sender:
-            raise Forbidden("the consent is for another envelope or another forwarder")
-        if now >= consent.expires:
-            raise BadTimestamp("the consent has expired")
-    for recipient in header.recipients:
-        if recipient.node not in target_nodes:
-            continue
-        covered = consent is not None and consent.covers(recipient.officer)
-        decision = decide(header.tag, Request(Action.FORWARD, now, actor_node,
-                                              recipient.node, consent=covered))
-        if not decision.allowed:
-            raise PolicyRefused(f"forward to {recipient.officer} refused: {decision.reason}",
-                                code=decision.code)
-    return consent

@@ -4,9 +4,15 @@ Wire form (canonical msgpack, see docs/protocol.md)::
 
     frame  = [version, header_bytes, body_bytes, signer_key_id, signature]
     header = {version, id, kind, precedence, sender, sender_key, recipients, created,
-              expires, tag, ref, signal, urgency, consent}  # signed, not encrypted
+              expires, tag, ref, signal, urgency, consent, original}  # signed, not encrypted
     body   = {nonce, wraps, ciphertext}                # signed; ciphertext's AD = header_bytes
-    signature = Ed25519(signer, DOMAIN || len(header_bytes) || header_bytes || body_bytes)
+    signature = Ed25519(signer, DOMAIN || len(header_bytes) || header_bytes
+                                || SHA-256(body_bytes))
+
+The signature covers the body through its SHA-256, so a header, the body's digest and the
+signature (a signed skeleton, ``core/retention.py``) verify without the body: a forward
+carries its original that way (``original``), and every party checks the original's tag
+and owner without having the original in hand (``core/tagflow.py``).
 
 Header and body travel as byte strings inside the frame, so the signature is checked over
 the exact bytes received before any of them is decoded (``read_frame`` names what it
@@ -17,6 +23,7 @@ sizes under ``Limits``, and canonical bytes only.
 from __future__ import annotations
 
 import enum
+import hashlib
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -115,6 +122,7 @@ class Header:
     signal: SignalAnnex | None = None  # severity and pseudonyms; present iff kind is signal
     urgency: Urgency | None = None  # present iff kind is request: sets the legal due time
     consent: bytes | None = None  # the owner's signed consent that makes this forward valid
+    original: bytes | None = None  # a forward's original: its signed skeleton (retention.py)
 
     @property
     def due(self) -> int | None:
@@ -145,6 +153,7 @@ class Header:
             "signal": self.signal.to_wire() if self.signal is not None else None,
             "urgency": self.urgency.value if self.urgency is not None else None,
             "consent": self.consent,
+            "original": self.original,
         }
 
 
@@ -192,7 +201,18 @@ class Envelope:
 
 
 def signed_message(header_bytes: bytes, body_bytes: bytes) -> bytes:
-    return SIGNATURE_DOMAIN + struct.pack(">I", len(header_bytes)) + header_bytes + body_bytes
+    return signed_digest_message(header_bytes, hashlib.sha256(body_bytes).digest())
+
+
+def signed_digest_message(header_bytes: bytes, body_sha256: bytes) -> bytes:
+    """What the sender signs: the domain, the header (length-prefixed) and the body's
+    SHA-256, so header, digest and signature verify without the body (a forward's original)."""
+    if len(body_sha256) != BODY_DIGEST_BYTES:
+        raise Malformed(f"body digest must be {BODY_DIGEST_BYTES} bytes")
+    return SIGNATURE_DOMAIN + struct.pack(">I", len(header_bytes)) + header_bytes + body_sha256
+
+
+BODY_DIGEST_BYTES = 32
 
 
 def encode_frame(header_bytes: bytes, body_bytes: bytes, signer_key_id: bytes,
@@ -224,7 +244,7 @@ def read_frame(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> UnverifiedFrame:
 
 _HEADER_FIELDS = {
     "version", "id", "kind", "precedence", "sender", "sender_key", "recipients",
-    "created", "expires", "tag", "ref", "signal", "urgency", "consent",
+    "created", "expires", "tag", "ref", "signal", "urgency", "consent", "original",
 }
 MAX_CONSENT_BYTES = 4096
 _BODY_FIELDS = {"nonce", "wraps", "ciphertext"}
@@ -262,6 +282,7 @@ def decode_header(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
         signal=SignalAnnex.from_wire(d["signal"]) if d["signal"] is not None else None,
         urgency=_urgency(d["urgency"]),
         consent=_consent(d["consent"]),
+        original=_original(d["original"], limits),
     )
     check_header_shape(header, limits)
     return header
@@ -289,6 +310,8 @@ def check_header_shape(header: Header, limits: Limits) -> None:
         raise Malformed("a reply must name the request it answers in ref")
     if header.consent is not None and header.ref is None:
         raise Malformed("a consent comes with a forward, which names the original in ref")
+    if header.original is not None and (header.ref is None or header.kind is not Kind.MESSAGE):
+        raise Malformed("an original comes with a forward: a message naming it in ref")
     if not header.recipients or len(header.recipients) > limits.max_recipients:
         raise LimitExceeded(f"recipients must number 1 to {limits.max_recipients}")
     officers = [r.officer for r in header.recipients]
@@ -365,6 +388,13 @@ def _consent(value: object) -> bytes | None:
     if value is not None and (not isinstance(value, bytes) or not value
                               or len(value) > MAX_CONSENT_BYTES):
         raise Malformed(f"consent must be 1-{MAX_CONSENT_BYTES} bytes or nil")
+    return value
+
+
+def _original(value: object, limits: Limits) -> bytes | None:
+    if value is not None and (not isinstance(value, bytes) or not value
+                              or len(value) > limits.max_header_bytes):
+        raise Malformed(f"original must be 1-{limits.max_header_bytes} bytes or nil")
     return value
 
 

@@ -113,6 +113,11 @@ REASONS: dict[str, str] = {
     "handling_consent": "the handling code requires the owner's consent for this action",
     "not_permitted": "the owner did not permit this action in permitted_actions",
     "relax_by_non_owner": "only the owner may relax a tag; anyone may tighten it",
+    # Provenance rules, checked by core/tagflow.py at every layer before decide().
+    "owner_not_signer": "only the owner's service creates an envelope under its tag",
+    "original_missing": "a forward must carry its original's signed header",
+    "original_mismatch": "a forward's original must be the envelope it names in ref",
+    "consent_used": "a consent allows exactly one forward, and it was used already",
 }
 
 

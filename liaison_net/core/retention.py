@@ -12,11 +12,11 @@ length are recorded. Wire form (canonical msgpack, see docs/protocol.md)::
 It is a map, where an envelope frame is an array of 5, so neither is ever mistaken for
 the other: ``envelope.read_frame`` refuses a skeleton and ``decode_skeleton`` a frame.
 
-The signature covers the header *and the body*, so a skeleton alone can no longer be
-re-verified: with the body gone there is nothing to check it against. What it keeps is the
-tag as it was received and verified when the envelope was accepted; the store's purge
-audit entry (``envelope.purged``, in the hash-chained log) binds the body's SHA-256, so the
-purged body is still pinned down by the audit chain. Pure functions, no I/O.
+The signature covers the header and the body's SHA-256 (``envelope.signed_message``), so
+a skeleton still verifies under its signer's key with the body gone
+(``tagflow.verify_original``); the same form is what a forward carries of its original
+(header ``original``). The store's purge audit entry (``envelope.purged``, in the
+hash-chained log) also binds the body's SHA-256. Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ _OVERHEAD = 256  # the map's keys, the digest, key id, signature and prefixes, g
 
 @dataclass(frozen=True)
 class Skeleton:
-    """The signed tag skeleton of a purged envelope (see the module docstring: the
-    signature is kept but cannot be re-verified without the body)."""
+    """The signed tag skeleton of a purged envelope, or of a forward's original: header,
+    body digest and signature, which verify without the body."""
 
     header_bytes: bytes
     body_sha256: bytes

@@ -2,7 +2,8 @@
 
 seal:   random content key -> XChaCha20-Poly1305 over the plaintext with the canonical
         header as associated data -> the content key wrapped for each recipient's X25519
-        key (sealed box) -> Ed25519 signature over header and body (wraps + ciphertext).
+        key (sealed box) -> Ed25519 signature over header and the SHA-256 of the body
+        (wraps + ciphertext).
 verify: split the frame -> look up the signer by the key id in the frame -> check the
         signature over the exact bytes -> only then decode header and body -> check the
         header names that same key and signer, and (when asked) the clock rules.
@@ -75,6 +76,7 @@ def seal(
     signal: SignalAnnex | None = None,
     urgency: Urgency | None = None,
     consent: bytes | None = None,
+    original: bytes | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> Envelope:
     """Build, encrypt and sign a new envelope at time ``now`` (ms)."""
@@ -102,6 +104,7 @@ def seal(
         signal=signal,
         urgency=urgency,
         consent=consent,
+        original=original,
     )
     check_header_shape(header, limits)
     header_bytes = codec.pack(header.to_wire())

@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 
 from liaison_net.cli.signals import PRECEDENCE as SIGNAL_PRECEDENCE
 from liaison_net.client.directory import Directory
-from liaison_net.client.reading import notice_fields
+from liaison_net.client.reading import believed_notice
 from liaison_net.client.session import NodeSession
 from liaison_net.core import pseudonym, sealing
 from liaison_net.core.content import Content
@@ -315,8 +315,8 @@ class SignalSteps:
                 # Signed by a node key this officer's directory did not have yet.
                 self.story.directories[officer] = await session.directory(now=datetime.now(UTC))
                 envelope = sealing.verify(raw, self.story.directories[officer].lookup(), now=None)
-            fields = notice_fields(sealing.open_envelope(envelope, officer,
-                                                         keystore.encryption_keys))
+            fields = believed_notice(envelope, sealing.open_envelope(
+                envelope, officer, keystore.encryption_keys), reader_node=node_of(officer))
             seen[entry.id] = ReadNotice(entry.id, envelope.header.sender, fields)
         return list(seen.values())
 

@@ -5,10 +5,12 @@ ownership policy for this layer, then store (durably, with its audit entry) or r
 (with an audit entry naming the rule). Nothing is stored before every check has passed.
 
     origin:      officer --submit--> verify (signer = the logged-in officer) -> recipients
-                 known -> policy SEND + RELAY per destination node -> store: local inbox
-                 entries and one queued hop per remote node
+                 known -> tagflow.check(ORIGIN): who may sign it, the owner, a forward's
+                 original, policy SEND + RELAY (or FORWARD) per node -> store: local inbox
+                 entries and one queued hop per remote node, the consent used
     destination: peer --transaction--> verify -> the sender belongs to the peer that relays
-                 it -> policy DELIVER here -> store: inbox entries (dedupe by id)
+                 it -> tagflow.check(DESTINATION): the same rules, policy DELIVER (or
+                 FORWARD) here -> store: inbox entries (dedupe by id), the consent used
 
 After a first copy is stored, the ``Witness`` (evidence.py) signs delivery evidence for the
 sender: "accepted" at the origin, "relayed" for each recipient whose inbox now holds it.
@@ -21,14 +23,13 @@ from dataclasses import dataclass
 
 import structlog
 
-from liaison_net.core import crypto
+from liaison_net.core import crypto, tagflow
 from liaison_net.core.audit import detail
-from liaison_net.core.consent import Consent, check_forward, claimed_owner, is_forward
-from liaison_net.core.envelope import Envelope, Header, check_fresh, decode_header, read_frame
+from liaison_net.core.consent import Consent, claimed_owner
+from liaison_net.core.envelope import Envelope, Header, check_fresh, read_frame
 from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.core.limits import Limits
-from liaison_net.core.policy import Action, Request, check_retag, require
-from liaison_net.core.sealing import SignerKey, verify_frame
+from liaison_net.core.sealing import KeyLookup, SignerKey, verify_frame
 from liaison_net.errors import Forbidden, LiaisonError, NotFound, PolicyRefused, Refused
 from liaison_net.metrics import NodeMetrics
 from liaison_net.services.request_desk import RequestDesk
@@ -100,21 +101,24 @@ class Intake:
         keys = await self.store.officer_keys(owner)
         return {owner: keys[0]}.get if keys is not None else (lambda _officer: None)
 
-    async def _check_forward_at_origin(self, officer: str, envelope: Envelope,
-                                       now: int) -> None:
-        """A forward must pass on something its sender received here, under the original's
-        tag (or a tighter one), and be allowed to every recipient (FORWARD, with consent)."""
+    async def _original_keys(self, header: Header) -> KeyLookup:
+        """The keys of the signers a forward's originals claim (node keys, cards, keys kept
+        after a rotation): looked up first, so the core check runs without the store."""
+        keys: dict[bytes, SignerKey] = {}
+        for key_id in tagflow.claimed_keys(header, self.limits):
+            signer = self.keys.node_signer(key_id)
+            if signer is None:
+                signer = await self.store.keys.signer(key_id, now=None)  # revoked: raises
+            if signer is not None:
+                keys[key_id] = signer
+        return keys.get
+
+    async def _flow(self, envelope: Envelope, layer: tagflow.Layer, now: int) -> tagflow.Flow:
+        """The one tag check (core/tagflow.py), with the keys this node trusts."""
         h = envelope.header
-        assert h.ref is not None
-        if not await self.store.may_read(officer, h.ref):
-            raise NotFound(f"{officer} cannot forward {id_to_text(h.ref)}: not received here")
-        original = decode_header(read_frame(await self.store.envelope_bytes(h.ref)).header_bytes,
-                                 self.limits)
-        if not check_retag(original.tag, h.tag, actor_is_owner=False).allowed:
-            raise PolicyRefused("a forward must carry the original's tag, or a tighter one",
-                                code="policy.relax_by_non_owner")
-        check_forward(h, actor_node=self.node_id, target_nodes=h.recipient_nodes, now=now,
-                      owner_key=await self._consent_keys(h))
+        return tagflow.check(h, layer=layer, here=self.node_id, now=now,
+                             lookup=await self._original_keys(h),
+                             officer_key=await self._consent_keys(h), limits=self.limits)
 
     async def submit(self, officer: str, raw: bytes, now: int) -> AcceptOutcome:
         """An officer of this node hands over an envelope (origin node)."""
@@ -142,21 +146,27 @@ class Intake:
                 # A forward, reply or anything else naming an envelope whose content was
                 # purged here (retention) is refused: 410 purged.
                 await self.store.retention.check_not_purged(h.ref)
-            if is_forward(h):
-                await self._check_forward_at_origin(officer, envelope, now)
-            else:
-                for r in h.recipients:
-                    require(h.tag, Request(Action.SEND, now, self.node_id, r.node))
-                for node in sorted(remote):
-                    require(h.tag, Request(Action.RELAY, now, self.node_id, node))
+            if tagflow.is_forward(h):
+                assert h.ref is not None
+                if not await self.store.may_read(officer, h.ref):
+                    raise NotFound(f"{officer} cannot forward {id_to_text(h.ref)}: "
+                                   "not received here")
+            flow = await self._flow(envelope, tagflow.Layer.ORIGIN, now)
         except LiaisonError as exc:
             await self._refuse(exc, now=now, actor=officer, layer="origin",
                                envelope_id=envelope.id if envelope else None)
             raise
-        outcome = await self.store.accept(
-            envelope, now=now, actor=officer, event="envelope.accepted",
-            local_recipients=local, remote_nodes=sorted(remote),
-            audit_detail=detail(layer="origin", to=sorted(remote) + (["local"] if local else [])))
+        try:
+            outcome = await self.store.accept(
+                envelope, now=now, actor=officer, event="envelope.accepted",
+                local_recipients=local, remote_nodes=sorted(remote),
+                audit_detail=detail(layer="origin",
+                                    to=sorted(remote) + (["local"] if local else [])),
+                consent_digest=flow.consent_digest)
+        except PolicyRefused as exc:  # the consent was used by another forward already
+            await self._refuse(exc, now=now, actor=officer, layer="origin",
+                               envelope_id=envelope.id)
+            raise
         if not outcome.duplicate:
             if envelope.header.signal is not None and self.desk is not None:
                 await self.desk.raised(envelope)
@@ -189,22 +199,23 @@ class Intake:
             for officer in local:
                 if await self.store.officer_keys(officer) is None:
                     raise NotFound(f"recipient {officer} is not in the directory")
-            consent = None
-            if is_forward(h):
-                consent = check_forward(h, actor_node=peer, target_nodes={self.node_id},
-                                        now=now, owner_key=await self._consent_keys(h))
-            else:
-                require(h.tag, Request(Action.DELIVER, now, peer, self.node_id))
+            flow = await self._flow(envelope, tagflow.Layer.DESTINATION, now)
         except LiaisonError as exc:
             await self._refuse(exc, now=now, actor=peer, layer="destination",
                                envelope_id=envelope.id if envelope else None, peer=peer)
             raise
-        outcome = await self.store.accept(
-            envelope, now=now, actor=peer, event="envelope.delivered_to_inbox",
-            local_recipients=local, remote_nodes=[],
-            audit_detail=detail(layer="destination", peer=peer, recipients=len(local)),
-            signal_deadline=self.desk.deadline(h, now) if self.desk is not None else None,
-            received=True)
+        try:
+            outcome = await self.store.accept(
+                envelope, now=now, actor=peer, event="envelope.delivered_to_inbox",
+                local_recipients=local, remote_nodes=[],
+                audit_detail=detail(layer="destination", peer=peer, recipients=len(local)),
+                signal_deadline=self.desk.deadline(h, now) if self.desk is not None else None,
+                received=True, consent_digest=flow.consent_digest)
+        except PolicyRefused as exc:  # the consent was used by another forward already
+            await self._refuse(exc, now=now, actor=peer, layer="destination",
+                               envelope_id=envelope.id, peer=peer)
+            raise
+        consent = flow.consent
         if not outcome.duplicate:
             if h.signal is not None and self.desk is not None:
                 await self.desk.received(envelope)

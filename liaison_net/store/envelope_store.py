@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from liaison_net.core.audit import detail
 from liaison_net.core.delivery import HopState
 from liaison_net.core.envelope import Envelope
-from liaison_net.errors import Conflict, NotFound
+from liaison_net.errors import Conflict, NotFound, PolicyRefused
 from liaison_net.store.database import Database, WriteTxn
 from liaison_net.store.retention_store import purged_error
 
@@ -37,11 +37,14 @@ class EnvelopeStore:
     async def accept(self, envelope: Envelope, *, now: int, actor: str, event: str,
                      local_recipients: list[str], remote_nodes: list[str],
                      audit_detail: str, signal_deadline: int | None = None,
-                     received: bool = False) -> AcceptOutcome:
+                     received: bool = False,
+                     consent_digest: bytes | None = None) -> AcceptOutcome:
         """Store a verified envelope once: inbox entries for local recipients, one queued
         hop per remote node; a signal is also indexed (with its desk's acknowledgement
         deadline when this node's desk is addressed). ``received``: from a peer, not from an
-        officer of this node. A second copy changes nothing."""
+        officer of this node. A second copy changes nothing. ``consent_digest``: the
+        consent this forward relies on, recorded as used in the same transaction; a consent
+        already used by another envelope refuses this one (``policy.consent_used``)."""
         h = envelope.header
 
         async def op(txn: WriteTxn) -> AcceptOutcome:
@@ -59,6 +62,8 @@ class EnvelopeStore:
                 if stored is not None and bytes(stored[0]) != envelope.to_bytes():
                     raise Conflict(f"envelope id {h.id_text} is already taken by other bytes")
                 return AcceptOutcome(h.id, duplicate=True)
+            if consent_digest is not None:
+                await self._use_consent(txn, consent_digest, h.id, now)
             if local_recipients:
                 await txn.executemany(
                     "INSERT OR IGNORE INTO inbox (officer, envelope_id, relayed) VALUES (?, ?, ?)",
@@ -90,6 +95,18 @@ class EnvelopeStore:
         if not outcome.duplicate and local_recipients and self.on_inbox is not None:
             self.on_inbox(local_recipients)
         return outcome
+
+    @staticmethod
+    async def _use_consent(txn: WriteTxn, digest: bytes, envelope_id: bytes, now: int) -> None:
+        """One consent, one forward: the first envelope to rely on it keeps it."""
+        cur = await txn.execute("INSERT OR IGNORE INTO consents_used (digest, envelope_id, "
+                                "used) VALUES (?, ?, ?)", (digest, envelope_id, now))
+        if cur.rowcount == 0:
+            row = await (await txn.execute("SELECT envelope_id FROM consents_used WHERE "
+                                           "digest = ?", (digest,))).fetchone()
+            if row is None or bytes(row[0]) != envelope_id:
+                raise PolicyRefused("this consent was already used for another forward; "
+                                    "a consent allows exactly one", code="policy.consent_used")
 
     async def envelope_bytes(self, envelope_id: bytes) -> bytes:
         """The envelope as received; ``Purged`` once retention has removed its content."""

@@ -179,6 +179,15 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX envelopes_retention ON envelopes (retain_until) WHERE purged IS NULL;
     """,
+    # 7: consents used: a consent allows exactly one forward; the forward that used it is
+    # recorded with its acceptance (core/tagflow.py, step 5).
+    """
+    CREATE TABLE consents_used (
+        digest BLOB PRIMARY KEY,
+        envelope_id BLOB NOT NULL,
+        used INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

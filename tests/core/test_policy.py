@@ -118,7 +118,10 @@ def test_require_raises_with_rule_code() -> None:
 
 def test_every_rule_has_a_reason() -> None:
     assert {"allowed", "retention_expired", "not_owner", "share_with", "tlp_own_organisation",
-            "tlp_red", "handling_consent", "not_permitted", "relax_by_non_owner"} == set(REASONS)
+            "tlp_red", "handling_consent", "not_permitted", "relax_by_non_owner",
+            # the provenance rules of core/tagflow.py
+            "owner_not_signer", "original_missing", "original_mismatch",
+            "consent_used"} == set(REASONS)
 
 
 def _every_request(*tags_: OwnershipTag):

@@ -5,7 +5,9 @@ refuses it on its own, tested by bypassing the layers before it: the forwarder's
 the forwarder's node (BE), the destination node (LU), and the receiving officer's client
 (the envelope planted in LU's database, as a compromised node would). With the owner's
 consent it passes every layer, for exactly the recipient consented to, and the owner gets
-a signed disclosure receipt.
+a signed disclosure receipt. The grant closes the consent request, and the consent
+allows exactly one forward: a second is refused by the forwarder's node and by the
+destination node.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 from liaison_net.core import codec, content, crypto, sealing
 from liaison_net.core.envelope import Envelope, Kind
 from liaison_net.core.ownership import Handling
+from liaison_net.core.retention import make_skeleton
 from liaison_net.errors import PolicyRefused
 from liaison_net.pki.certificates import node_hostname
 from tests.integration.network import Network, audit_rows, https, peer_tls, run_cli, wait_for
@@ -46,7 +49,8 @@ async def forged_forward(agent: OfficerAgent, original: Envelope, to: str,
                         recipients=[directory.recipient(to, now=now)], tag=original.header.tag,
                         plaintext=content.encode(content.Content(subject="Fwd", text="x")),
                         now=now, expires=now + 3_600_000,
-                        kind=Kind.MESSAGE, ref=original.id, consent=consent)
+                        kind=Kind.MESSAGE, ref=original.id, consent=consent,
+                        original=make_skeleton(original.to_bytes()))
 
 
 def refusals(net: Network, nid: str, code: str) -> int:
@@ -123,6 +127,12 @@ async def test_h2_forward_refused_at_each_layer_and_allowed_with_consent(
     async with marie.session() as node:
         await asyncio.wait_for(inbox_ids(node, 2), 30)
 
+    # The grant answered the consent request: it is no longer open, on either side.
+    async with jan.session() as node:
+        assert await node.requests() == []
+    async with marie.session() as node:
+        assert await node.requests() == []
+
     # A consent for Claude does not authorise Amélie, at the client or at the node.
     code, out = cli(marie, "forward", oid, "--to", other.id, "--consent-from", reply_id,
                     check=False)
@@ -141,6 +151,27 @@ async def test_h2_forward_refused_at_each_layer_and_allowed_with_consent(
                             timeout=30, what="the consented forward at LU")
     _, shown = cli(claude, "read", forwarded, "--json")
     assert json.loads(shown[shown.index("{"):])["ref"] == oid
+
+    # One consent, one forward: a second forward under it is refused by BE (the origin),
+    # and by LU when a compromised BE relays one anyway; each audited with its code.
+    code, out = cli(marie, "forward", oid, "--to", claude.id, "--consent-from", reply_id,
+                    check=False)
+    assert code == 2 and "policy.consent_used" in out, out
+    assert refusals(net, "be", "policy.consent_used") == 1
+    again = await forged_forward(marie, original, claude.id, consent)
+    status, body = await https(
+        net.nodes["lu"].federation_port, peer_tls(net, "be"), node_hostname("lu"), "POST",
+        "/fed/v1/transactions",
+        data=codec.pack({"origin": "be", "txn": crypto.random_bytes(16),
+                         "envelopes": [again.to_bytes()]}),
+        headers={"Content-Type": "application/x-msgpack"})
+    assert status == 200
+    assert codec.unpack(body, what="answer", max_bytes=4096)["results"][0][:2] == [
+        "refused", "policy.consent_used"]
+    assert refusals(net, "lu", "policy.consent_used") == 1
+    with sqlite3.connect(net.database("lu")) as db:
+        assert db.execute("SELECT COUNT(*) FROM inbox WHERE envelope_id = ?",
+                          (again.id,)).fetchone() == (0,)
 
     # The owner gets a signed disclosure receipt from LU naming what was done.
     def receipt() -> bool:
