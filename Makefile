@@ -22,6 +22,7 @@ test: lint
 lint: $(STAMP)
 	$(BIN)/ruff check liaison_net tests fuzz
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from liaison_net.clock import check_offset
 from liaison_net.core.delivery import BackoffPolicy
 from liaison_net.core.ids import NODE_ID_RE
 from liaison_net.core.limits import Limits
@@ -99,6 +100,7 @@ class NodeConfig:
     requests: RequestConfig = field(default_factory=RequestConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     federation_limits: FederationLimits = field(default_factory=FederationLimits)
+    clock_offset_ms: int = 0  # [clock] drill_offset_ms: fault drills only, never production
     supervision: RestartPolicy = field(default_factory=RestartPolicy)  # [supervision]
 
     @property
@@ -110,7 +112,7 @@ class NodeConfig:
 
 
 _TOP = {"node", "listen", "peers", "delivery", "limits", "auth", "signals", "requests",
-        "store", "federation", "supervision"}
+        "store", "federation", "clock", "supervision"}
 
 
 def load(path: Path) -> NodeConfig:
@@ -213,6 +215,7 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         requests=requests,
         store=_store_config(_table(data, "store", required=False)),
         federation_limits=_federation_limits(_table(data, "federation", required=False)),
+        clock_offset_ms=_clock_offset(_table(data, "clock", required=False)),
         supervision=_supervision(_table(data, "supervision", required=False)),
     )
 
@@ -226,6 +229,12 @@ def _supervision(table: dict[str, Any]) -> RestartPolicy:
         base_s=base, max_s=max(base, _num(table, "supervision.restart_max_s", 30.0, 0.01, 3600)),
         intensity=int(_num(table, "supervision.intensity", 5, 1, 1000)),
         period_s=_num(table, "supervision.period_s", 60.0, 1, 86_400))
+
+
+def _clock_offset(table: dict[str, Any]) -> int:
+    if unknown := set(table) - {"drill_offset_ms"}:
+        raise ConfigError(f"unknown clock key(s): {', '.join(sorted(unknown))}")
+    return check_offset(table.get("drill_offset_ms", 0), "clock.drill_offset_ms")
 
 
 def _store_config(table: dict[str, Any]) -> StoreConfig:

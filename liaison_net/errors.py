@@ -52,6 +52,14 @@ class Malformed(Refused):
     http_status = 400
 
 
+class WeakKey(Malformed):
+    """A public key that must never be used: not a canonical encoding, not on the curve, or
+    of small order (the identity, the all-zero X25519 key). The detail names which key."""
+
+    code = "weak_key"
+    http_status = 400
+
+
 class LimitExceeded(Refused):
     """A size, count or time is over its configured limit."""
 

@@ -1,4 +1,4 @@
-"""What the node's two HTTP faces share: typed errors as JSON, bounded bodies, clock.
+"""What the node's two HTTP faces share: typed errors as JSON, bounded bodies.
 
 Every handler raises errors from our tree; the middleware turns them into a 4xx/5xx answer
 ``{"error": code, "detail": text}``. aiohttp's own HTTP errors (413 for a body over the
@@ -15,7 +15,6 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from liaison_net.clock import now_ms as now_ms  # re-exported: the one wall clock
 from liaison_net.core import codec
 from liaison_net.errors import LiaisonError, LimitExceeded, Malformed, UnsupportedMedia
 

@@ -18,8 +18,8 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from liaison_net import clock
-from liaison_net.clock import now_ms
+from liaison_net.admin_api import routes as admin_routes
+from liaison_net.clock import Clock
 from liaison_net.config import NodeConfig
 from liaison_net.core import crypto
 from liaison_net.core.audit import detail
@@ -36,6 +36,7 @@ from liaison_net.metrics import NodeMetrics
 from liaison_net.officer_api.routes import ClientApi
 from liaison_net.pki import certificates
 from liaison_net.pki.pseudonym_key_files import WatchedKeyRing
+from liaison_net.services.admin_desk import AdminDesk
 from liaison_net.services.intake import Intake, Keys
 from liaison_net.services.key_watch import KeyWatcher
 from liaison_net.services.notices import Notifier
@@ -53,12 +54,14 @@ PURGE_BATCH = 500  # envelopes purged per transaction by the retention sweep
 
 
 class Node:
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, clock: Clock | None = None) -> None:
         self.config = config
+        # The node's one clock, passed to everything that reads time (drill offset in).
+        self.clock = clock or Clock(config.clock_offset_ms)
         self.metrics = NodeMetrics()
         self.store = NodeStore(config.database, config.id,
                                group_commit_max=config.delivery.group_commit_max,
-                               max_db_mb=config.store.max_db_mb)
+                               max_db_mb=config.store.max_db_mb, clock=self.clock)
         # Storage faults: refused writes counted, "full" shown (also on /healthz).
         self.store.db.on_storage_full = self.metrics.storage_refused.inc
         self.metrics.storage_full.set_function(lambda: float(self.store.db.storage.full))
@@ -70,11 +73,13 @@ class Node:
         self.senders: dict[str, PeerSender] = {}
         self.keys = Keys(own=self.signing_key, nodes={config.id: self.signing_key.public})
         self.notifier = Notifier(node_id=config.id, store=self.store,
-                                 signing_key=lambda: self.signing_key, wake=self._wake)
+                                 signing_key=lambda: self.signing_key, wake=self._wake,
+                                 clock=self.clock)
         self.desk = SignalDesk(node_id=config.id, store=self.store, notifier=self.notifier,
-                               config=config.signals, metrics=self.metrics)
+                               config=config.signals, metrics=self.metrics, clock=self.clock)
         self.request_desk = RequestDesk(node_id=config.id, store=self.store,
-                                        notifier=self.notifier, config=config.requests)
+                                        notifier=self.notifier, config=config.requests,
+                                        clock=self.clock)
         self.intake = Intake(node_id=config.id, peers={p.id for p in config.peers},
                              store=self.store, keys=self.keys, limits=config.limits,
                              metrics=self.metrics, wake=self._wake, desk=self.desk,
@@ -82,6 +87,12 @@ class Node:
                              requests=self.request_desk,
                              witness=Witness(node_id=config.id, notifier=self.notifier))
         self._pseudonym_ring = WatchedKeyRing(paths.dir)
+        # Enrolment and revocation, asked by `liaison admin` over the admin socket.
+        self.admin = AdminDesk(node_id=config.id, store=self.store,
+                               signing_key=lambda: self.signing_key,
+                               peers=[p.id for p in config.peers],
+                               card_validity_days=config.card_validity_days,
+                               clock=self.clock, wake=self._wake_all)
         self.supervisor = Supervisor(policy=config.supervision, audit=self._audit_loop,
                                      metrics=self.metrics)
         self._runners: list[web.AppRunner] = []
@@ -93,12 +104,16 @@ class Node:
                               client_context(paths.dir)]
 
     async def _audit_loop(self, event: str, fields: dict[str, object]) -> None:
-        await self.store.audit(now=now_ms(), event=event, actor=self.config.id,
+        await self.store.audit(now=self.clock.now_ms(), event=event, actor=self.config.id,
                                audit_detail=detail(**fields))
 
     def _wake(self, peer: str) -> None:
         sender = self.senders.get(peer)
         if sender is not None:
+            sender.wake.set()
+
+    def _wake_all(self) -> None:
+        for sender in self.senders.values():
             sender.wake.set()
 
     def _peer_called_in(self, peer: str) -> None:
@@ -120,13 +135,13 @@ class Node:
 
     def _issue_card(self, request: EnrolmentRequest, version: int) -> bytes:
         return issue_card(request, node_id=self.config.id, node_key=self.signing_key,
-                          version=version, now=now_ms(),
+                          version=version, now=self.clock.now_ms(),
                           valid_for_ms=self.config.card_validity_days * DAY_MS)
 
     async def _new_signing_key(self, key: crypto.SigningKeyPair, cert_pem: bytes) -> None:
         """Switch to a CA-certified new node key; peers accept the old one for the grace."""
         old = self.signing_key
-        now = now_ms()
+        now = self.clock.now_ms()
         await self.store.keys.supersede_node_key(
             node_principal(self.config.id), old.public, now=now,
             grace_ms=self.config.key_grace_s * 1000, actor=self.config.id)
@@ -166,7 +181,8 @@ class Node:
         self.keys.nodes[self.config.id] = self.signing_key.public
         connector = aiohttp.TCPConnector(ssl=self._tls_contexts[2], limit_per_host=2)
         watcher = KeyWatcher(self.paths, self.ca_cert, self._tls_contexts,
-                             self._new_signing_key, lambda: self.signing_key.public)
+                             self._new_signing_key, lambda: self.signing_key.public,
+                             clock=self.clock)
         try:
             async with aiohttp.ClientSession(connector=connector) as session:
                 await self._start_listeners()
@@ -174,10 +190,10 @@ class Node:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     with contextlib.suppress(NotImplementedError, RuntimeError):
                         loop.add_signal_handler(sig, self._stopping.set)
-                if clock.OFFSET_MS:
-                    log.warning("clock.drill_offset", offset_ms=clock.OFFSET_MS,
-                                reason=f"{clock.OFFSET_ENV} is set: this node's clock is "
-                                       "shifted for a fault drill")
+                if self.clock.offset_ms:
+                    log.warning("clock.drill_offset", offset_ms=self.clock.offset_ms,
+                                reason="this node's clock is shifted for a fault drill "
+                                       "([clock] drill_offset_ms or --clock-offset-ms)")
                 log.info("node.started", node=self.config.id,
                          federation=str(self.config.federation), client=str(self.config.client))
                 # Every loop runs under the supervisor (supervisor.py): one that crashes is
@@ -190,7 +206,7 @@ class Node:
                                         session=session, delivery=self.config.delivery,
                                         metrics=self.metrics,
                                         directory_push=self._directory_push,
-                                        on_refused=self._refused_notice)
+                                        on_refused=self._refused_notice, clock=self.clock)
                     self.senders[peer.id] = sender
                     sup.add(f"sender-{peer.id}", sender.run)
                 sup.add("expiry", self._expiry_loop)
@@ -212,6 +228,7 @@ class Node:
             pass
         finally:
             await self._stop_listeners()
+            admin_routes.socket_path(self.config.data_dir).unlink(missing_ok=True)
             await self.store.close()
             log.info("node.stopped", node=self.config.id)
 
@@ -223,13 +240,21 @@ class Node:
             await self._runners.pop().cleanup()
 
     async def _start_listeners(self) -> None:
+        # The administrator's door first (a 0600 unix socket beside the database, see
+        # admin_api), so that once the node listens, `liaison admin` writes through it.
+        admin_runner = web.AppRunner(admin_routes.AdminApi(self.admin).app(),
+                                     access_log=None, handle_signals=False)
+        await admin_runner.setup()
+        self._runners.append(admin_runner)
+        sock = admin_routes.bind(admin_routes.socket_path(self.config.data_dir))
+        await web.SockSite(admin_runner, sock, shutdown_timeout=2.0).start()
         limits = self.config.limits
         federation = FederationServer(
             intake=self.intake, ca_cert=self.ca_cert,
             max_body=min(256 * 1024 * 1024,
                          self.config.delivery.batch_size * limits.max_envelope_bytes),
             peer_called_in=self._peer_called_in, key_grace_ms=self.config.key_grace_s * 1000,
-            limits=self.config.federation_limits)
+            limits=self.config.federation_limits, clock=self.clock)
         self._federation = federation
         client = ClientApi(intake=self.intake, metrics=self.metrics,
                            token_ttl_s=self.config.token_ttl_s,
@@ -240,7 +265,7 @@ class Node:
                            on_ack=self.desk.acknowledged,
                            pseudonym_ring=self._pseudonym_ring.get,
                            evaluations_per_hour=self.config.signals.evaluations_per_hour,
-                           failed_loops=self.supervisor.failed)
+                           clock=self.clock, failed_loops=self.supervisor.failed)
         self.store.on_inbox = client.inbox_watch.notify  # wakes live inbox streams
         for app, address, ctx, guard in (
             (federation.app(), self.config.federation, self._tls_contexts[0], federation.guard),
@@ -265,7 +290,7 @@ class Node:
         while True:
             await asyncio.sleep(self.config.delivery.expiry_sweep_s)
             try:
-                expired = await self.store.expire_due(now_ms() - margin)
+                expired = await self.store.expire_due(self.clock.now_ms() - margin)
                 for envelope_id, peer, sender in expired:
                     await self._non_delivery_notice(envelope_id, peer, sender)
             except Unavailable as exc:
@@ -285,7 +310,7 @@ class Node:
         """One retention pass, batch by batch (one transaction each) until none is due."""
         total = 0
         while True:
-            purged = await self.store.retention.purge_due(now_ms(), PURGE_BATCH,
+            purged = await self.store.retention.purge_due(self.clock.now_ms(), PURGE_BATCH,
                                                 limits=self.config.limits)
             total += purged
             if purged < PURGE_BATCH:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sqlite3
 import stat
 import sys
@@ -30,6 +29,7 @@ from liaison_net.core.identity import (
     verify_card,
     verify_enrolment_request,
 )
+from liaison_net.drills.harness import free_ports, write_node_config
 from liaison_net.pki import certificates
 from liaison_net.store.node_store import NodeStore
 
@@ -94,32 +94,15 @@ class _Stdin:
         return self.text if n < 0 else self.text[:n]
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def network(tmp_path: Path, run: Run) -> Network:
     certs = tmp_path / "certs"
     assert run("admin", "init-network", "--dir", certs).code == 0
     assert run("admin", "init-node", "nl", "--dir", certs, "--ca-dir", certs).code == 0
     config = tmp_path / "node_configs" / "nl.toml"
-    config.parent.mkdir()
-    fed, client = _closed_port(), _closed_port()
-    config.write_text(
-        "[node]\n"
-        'id = "nl"\n'
-        'data_dir = "../data/nl"\n'
-        'cert_dir = "../certs/nl"\n'
-        "[listen]\n"
-        f'federation = "127.0.0.1:{fed}"\n'
-        f'client = "127.0.0.1:{client}"\n'
-        "[[peers]]\n"
-        'id = "be"\n'
-        f'url = "https://127.0.0.1:{_closed_port()}"\n'
-    )
+    fed, client, be = free_ports(3)  # nothing listens on them
+    write_node_config(config, "nl", federation_port=fed, client_port=client,
+                      peers={"be": f"https://127.0.0.1:{be}"})
     return Network(tmp_path, config, f"https://127.0.0.1:{client}")
 
 

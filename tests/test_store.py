@@ -114,7 +114,8 @@ async def test_a_card_cannot_take_another_officers_signing_key(tmp_path: Path) -
     await store.open()
     try:
         def card(officer: str, key: bytes) -> tuple[object, bytes]:
-            raw = issue_card(EnrolmentRequest(officer, "N", "r", key, bytes(32), Almanac()),
+            raw = issue_card(EnrolmentRequest(officer, "N", "r", key, ALICE.encryption.public,
+                                              Almanac()),
                              node_id="nl", node_key=node, version=1, now=NOW,
                              valid_for_ms=HOUR_MS)
             return verify_card(raw, node_public=node.public, node_id="nl", now=None), raw

@@ -26,7 +26,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -35,7 +34,7 @@ from typing import Any
 
 from liaison_net.bench.scenarios import Plan, System, Ui
 from liaison_net.bench.sinks import SinkSpec
-from liaison_net.demo.network import free_ports
+from liaison_net.drills.harness import free_ports, port_open
 
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 STOP_GRACE_S = 30.0
@@ -43,16 +42,10 @@ RESTART_ATTEMPTS = 3  # a RabbitMQ node restarted under a name epmd still holds 
 START_TIMEOUT_S = 90.0
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 async def _wait_port(port: int, proc: subprocess.Popen[bytes] | None, what: str,
                      timeout: float = START_TIMEOUT_S) -> None:
     end = time.monotonic() + timeout
-    while not await asyncio.to_thread(_port_open, port):
+    while not await asyncio.to_thread(port_open, port):
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{what} exited with code {proc.returncode}")
         if time.monotonic() > end:

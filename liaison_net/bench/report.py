@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import platform
-import sqlite3
 import ssl
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from rich.table import Table
 
 from liaison_net.bench.scenarios import Ui
 from liaison_net.bench.workload import Progress as ProgressFn
+from liaison_net.store import observe
 
 OURS = "liaison_net"
 BASELINES = ("mosquitto", "rabbitmq")
@@ -109,7 +109,7 @@ def machine_facts() -> dict[str, Any]:
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "platform": platform.platform(),
-        "sqlite": sqlite3.sqlite_version,
+        "sqlite": observe.SQLITE_VERSION,
         "openssl": ssl.OPENSSL_VERSION,
         "liaison_net": version,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -49,6 +49,7 @@ from liaison_net.bench.workload import (
 )
 from liaison_net.client.session import NodeSession
 from liaison_net.core import crypto
+from liaison_net.store import observe
 
 Figures = dict[str, Any]
 
@@ -324,7 +325,7 @@ class OurSystem(System):
     async def close(self) -> None:
         await self._stack.aclose()
         self.sessions.clear()
-        await asyncio.to_thread(self.net.stop)
+        await asyncio.to_thread(self.net.stop_all)
 
     async def submit(self, key: bytes, raw: bytes) -> None:
         self._next = (self._next + 1) % len(self.sessions)
@@ -345,10 +346,8 @@ class OurSystem(System):
 
     def counts(self, keys: set[bytes], records: list[tuple[bytes, int]]) -> tuple[int, int]:
         """From BE's inbox table itself, not from what the sink happened to see."""
-        rows = self.net.query("be", "SELECT envelope_id FROM inbox WHERE officer = ?",
-                              (RECIPIENT,))
-        copies = Counter(bytes(r[0]) for r in rows if isinstance(r[0], bytes)
-                         and bytes(r[0]) in keys)
+        ids = observe.inbox_envelope_ids(self.net.database("be"), RECIPIENT)
+        copies = Counter(envelope_id for envelope_id in ids if envelope_id in keys)
         return len(copies), sum(copies.values()) - len(copies)
 
 
@@ -418,8 +417,7 @@ async def memory(workdir: Path, plan: Plan, ui: Ui, *, log_level: str = "info") 
         finally:
             sampler.cancel()
         rss, peak = _rss_kib(pid)
-        queued = net.query("nl", "SELECT COUNT(*) FROM hops WHERE node = 'be' AND state = "
-                                 "'queued'")[0][0]
+        queued = observe.queued_hops(net.database("nl"), "be")
         figures: Figures = {
             "sent": len(batch), "accepted": len(sent.accepted_ns),
             "not_accepted": len(sent.failed), "queued": queued,
@@ -432,7 +430,7 @@ async def memory(workdir: Path, plan: Plan, ui: Ui, *, log_level: str = "info") 
         return figures
     finally:
         await stack.aclose()
-        await asyncio.to_thread(net.stop)
+        await asyncio.to_thread(net.stop_all)
 
 
 ScenarioFn = Callable[[System, Batch, Ui], Any]

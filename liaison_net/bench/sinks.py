@@ -19,7 +19,6 @@ imports nothing heavy at the top: it is what the spawned process loads.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event
@@ -89,34 +88,24 @@ def sink_main(spec: SinkSpec, stop: Event, ready: Event, distinct: Any, total: A
 
 
 def _sqlite(spec: SinkSpec, recorder: _Recorder, stop: Event, ready: Event) -> None:
-    path = Path(spec.database)
-    last = 0
-    conn: sqlite3.Connection | None = None
+    from liaison_net.store.observe import InboxPoller  # light: sqlite3 only
+
+    poller = InboxPoller(Path(spec.database), spec.officer)
     ready.set()
     try:
         while not stop.is_set():
-            if conn is None:
-                if not path.exists():
-                    time.sleep(0.05)
-                    continue
-                conn = sqlite3.connect(path, timeout=5, isolation_level=None)
-            try:
-                rows = conn.execute(
-                    "SELECT seq, envelope_id FROM inbox WHERE officer = ? AND seq > ? "
-                    "ORDER BY seq LIMIT 20000", (spec.officer, last)).fetchall()
-            except sqlite3.Error:
-                time.sleep(0.05)  # not migrated yet, or busy during recovery
+            ids = poller.poll()
+            if ids is None:
+                time.sleep(0.05)  # no file yet, not migrated yet, or busy during recovery
                 continue
             at = time.time_ns()
-            for seq, envelope_id in rows:
-                recorder.arrived(bytes(envelope_id), at)
-                last = seq
+            for envelope_id in ids:
+                recorder.arrived(envelope_id, at)
             recorder.publish()
-            if not rows:
+            if not ids:
                 time.sleep(POLL_S)
     finally:
-        if conn is not None:
-            conn.close()
+        poller.close()
 
 
 def _mqtt(spec: SinkSpec, recorder: _Recorder, stop: Event, ready: Event) -> None:

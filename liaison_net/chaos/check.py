@@ -16,9 +16,7 @@ in the databases. The rules (DESIGN.md, properties 2, 3 and 5):
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from liaison_net.core.ids import id_to_text, node_of
+from liaison_net.store import observe
 from liaison_net.store.node_store import NodeStore
 
 #: How many examples of each kind of failure the report names.
@@ -170,23 +169,9 @@ class NodeFacts:
 
 def read_node(database: Path, ids: set[bytes]) -> NodeFacts:
     """Read-only: the inbox rows and stored envelopes among ``ids``, and the outbox."""
-    inbox: Counter[tuple[str, bytes]] = Counter()
-    held: set[bytes] = set()
-    outbox: dict[str, int] = {}
     if not database.is_file():
-        return NodeFacts(inbox, held, outbox)
-    with contextlib.closing(sqlite3.connect(database, timeout=30)) as db:
-        for officer, envelope_id in db.execute("SELECT officer, envelope_id FROM inbox"):
-            key = bytes(envelope_id)
-            if key in ids:
-                inbox[(str(officer), key)] += 1
-        for (envelope_id,) in db.execute("SELECT id FROM envelopes"):
-            key = bytes(envelope_id)
-            if key in ids:
-                held.add(key)
-        for state, count in db.execute("SELECT state, COUNT(*) FROM hops GROUP BY state"):
-            outbox[str(state)] = int(count)
-    return NodeFacts(inbox, held, outbox)
+        return NodeFacts(Counter(), set(), {})
+    return NodeFacts(*observe.node_facts(database, ids))
 
 
 def pending_hops(outbox: Mapping[str, int]) -> int:

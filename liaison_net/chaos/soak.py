@@ -21,12 +21,12 @@ import contextlib
 import functools
 import json
 import random
-import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from liaison_net.bench.network import BENCH_DELIVERY, BenchNetwork, Deadline, OfficerSpec
 from liaison_net.bench.report import machine_facts
@@ -45,7 +45,8 @@ from liaison_net.chaos.plan import Action, Fault, FaultPlan, Shape, make_plan
 from liaison_net.chaos.proxy import ChaosProxy
 from liaison_net.client.session import NodeSession
 from liaison_net.core.ids import node_of
-from liaison_net.demo.network import DemoError, NodeProcess
+from liaison_net.demo.network import DemoError
+from liaison_net.store import observe
 
 NODE_IDS = ("be", "nl", "lu", "de-nw")
 #: Quick retries, as in the bench (an outage ends in a second), and a transaction timeout
@@ -99,18 +100,11 @@ class ChaosNetwork(BenchNetwork):
     """The bench's network, with every peer reached through the proxy."""
 
     peer_ports: dict[tuple[str, str], int] = field(default_factory=dict)
+    SECTIONS: ClassVar[Mapping[str, Mapping[str, Any]]] = {"delivery": CHAOS_DELIVERY}
+    DRILL: ClassVar[str] = "chaos"
 
-    def config_text(self, node: NodeProcess) -> str:
-        delivery = "".join(f"{key} = {value}\n" for key, value in CHAOS_DELIVERY.items())
-        peers = "".join(f'\n[[peers]]\nid = "{other}"\n'
-                        f'url = "https://127.0.0.1:{self.peer_ports[(node.id, other)]}"\n'
-                        for other in self.nodes if other != node.id)
-        return (f"# Chaos node {node.id}: written by `liaison chaos`; peers via its proxy.\n"
-                f'[node]\nid = "{node.id}"\ndata_dir = "../data/{node.id}"\n'
-                f'cert_dir = "../certs/{node.id}"\n\n'
-                f'[listen]\nfederation = "127.0.0.1:{node.federation_port}"\n'
-                f'client = "127.0.0.1:{node.client_port}"\n\n'
-                f"[delivery]\n{delivery}{peers}")
+    def peer_urls(self) -> dict[tuple[str, str], str]:
+        return {pair: f"https://127.0.0.1:{port}" for pair, port in self.peer_ports.items()}
 
 
 @dataclass
@@ -176,7 +170,7 @@ class Soak:
             drained = await self._timed("drain", self._settle())
             self._phase = "check"
             self.ui.note("check: stopping the nodes, then reading their databases")
-            killed = await asyncio.to_thread(self.net.stop)
+            killed = await asyncio.to_thread(self.net.stop_all)
             for pid in killed:
                 self.findings.append(f"a node (pid {pid}) ignored SIGTERM for the grace "
                                      f"period and was killed")
@@ -199,7 +193,7 @@ class Soak:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self._stack.aclose()
-        await asyncio.to_thread(self.net.stop)
+        await asyncio.to_thread(self.net.stop_all)
         await self.proxy.close()
 
     async def _timed(self, name: str, work: Any) -> Any:
@@ -245,8 +239,8 @@ class Soak:
     def _directories_complete(self, officers: list[str]) -> bool:
         for nid in NODE_IDS:
             try:
-                known = {str(r[0]) for r in self.net.query(nid, "SELECT officer FROM directory")}
-            except sqlite3.Error:
+                known = observe.officers(self.net.database(nid))
+            except observe.ReadError:
                 return False
             if not set(officers) <= known:
                 return False

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
+from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.pki import certificates
 
 
@@ -45,7 +45,7 @@ def init_network_cmd(certs_dir: Path, name: str, as_json: bool) -> None:
     refuses to overwrite an existing CA. After enrolling the nodes with init-node, move
     ca.key offline: no running node needs it.
     """
-    paths = certificates.init_network(certs_dir, name=name, now=datetime.now(UTC))
+    paths = certificates.init_network(certs_dir, name=name, now=cli_clock().host_now())
     if as_json:
         click.echo(json.dumps(paths.as_dict()))
         return
@@ -93,7 +93,8 @@ def init_node_cmd(
     names = [host for host in hosts if not _is_ip(host)]
     ips = [host for host in hosts if _is_ip(host)]
     paths = certificates.init_node(
-        certs_dir, node_id, ca_dir=ca_dir, now=datetime.now(UTC), hostnames=names, ip_addresses=ips
+        certs_dir, node_id, ca_dir=ca_dir, now=cli_clock().host_now(), hostnames=names,
+        ip_addresses=ips
     )
     if as_json:
         click.echo(json.dumps(paths.as_dict()))

@@ -2,16 +2,15 @@
 
 Rotation writes new files into the node's certificate directory; the running node picks
 them up within a second (see ``key_watch``) and peers accept the old signing key for the
-configured grace period (``[auth] key_grace_s``). A revocation is signed here with the
-node's key, stored in the node's database and pushed by the running node to every peer
-until each has answered; from its effective time on, the key is refused everywhere.
+configured grace period (``[auth] key_grace_s``). A revocation is asked of the running
+node (``cli.admin_store``): it signs it with its key, stores it and pushes it to every
+peer until each has answered; from its effective time on, the key is refused everywhere.
+Listings read the node's store read-only.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,18 +20,21 @@ from cryptography import x509
 from rich.console import Console
 from rich.table import Table
 
-from liaison_net import clock
 from liaison_net import config as config_mod
-from liaison_net.cli.admin_officers import config_option, json_option, node_signing_key
+from liaison_net.admin_api.routes import parse_key_id, revoke_answer
+from liaison_net.cli.admin_officers import config_option, json_option
+from liaison_net.cli.admin_store import read_store, write_via_node
+from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.core import crypto, rotation
-from liaison_net.core.ids import check_node_id, check_officer_id
-from liaison_net.errors import Conflict, Forbidden, Malformed, NotFound
+from liaison_net.errors import Malformed, NotFound
 from liaison_net.pki import certificates, pseudonym_key_files, reissue
+from liaison_net.services.admin_desk import AdminDesk
+from liaison_net.store.key_store import KnownKey, KnownRevocation
 from liaison_net.store.node_store import NodeStore
 
 
 def _now_ms() -> int:
-    return clock.now_ms()
+    return cli_clock().now_ms()
 
 
 def _age_days(ms: int | float) -> str:
@@ -86,34 +88,28 @@ def _key_rows(cfg: config_mod.NodeConfig) -> list[dict[str, Any]]:
                          "state": "active" if i == 0 else "grace", "grace_until": None})
     if not cfg.database.is_file():
         return rows
-    with sqlite3.connect(f"file:{cfg.database}?mode=ro", uri=True, timeout=10) as db:
-        revoked = {bytes(k): (r, e) for k, r, e in
-                   db.execute("SELECT key_id, reason, effective FROM revocations")}
 
-        def state(key_id: bytes, grace_until: int | None) -> dict[str, Any]:
-            if key_id in revoked and now >= revoked[key_id][1]:
-                return {"state": "revoked", "reason": revoked[key_id][0]}
-            if grace_until is None:
-                return {"state": "active", "grace_until": None}
-            return {"state": "grace" if now < grace_until else "retired",
-                    "grace_until": datetime.fromtimestamp(grace_until / 1000, UTC).isoformat()}
+    async def read(store: NodeStore) -> tuple[list[KnownKey], list[KnownRevocation]]:
+        return await store.keys.known_keys(), await store.keys.revocations()
 
-        for node, public in db.execute("SELECT node, signing_public FROM node_keys"):
-            key_id = crypto.signing_key_id(bytes(public))
-            rows.append({"kind": "peer-signing", "owner": node, "key_id": key_id.hex(),
-                         "age": "", **state(key_id, None)})
-        for officer, key_id, valid_until in db.execute(
-                "SELECT officer, signing_key_id, valid_until FROM directory ORDER BY officer"):
-            rows.append({"kind": "officer-signing", "owner": officer,
-                         "key_id": bytes(key_id).hex(), "age": "",
-                         **state(bytes(key_id), None),
-                         "valid_until": datetime.fromtimestamp(valid_until / 1000,
-                                                               UTC).isoformat()})
-        for principal, key_id, grace_until in db.execute(
-                "SELECT principal, signing_key_id, grace_until FROM key_history"):
-            rows.append({"kind": "superseded", "owner": principal,
-                         "key_id": bytes(key_id).hex(), "age": "",
-                         **state(bytes(key_id), grace_until)})
+    known, revocations = read_store(cfg, read)
+    revoked = {r.key_id: r for r in revocations}
+
+    def state(key: KnownKey) -> dict[str, Any]:
+        if key.key_id in revoked and now >= revoked[key.key_id].effective:
+            return {"state": "revoked", "reason": revoked[key.key_id].reason}
+        if key.grace_until is None:
+            return {"state": "active", "grace_until": None}
+        return {"state": "grace" if now < key.grace_until else "retired",
+                "grace_until": datetime.fromtimestamp(key.grace_until / 1000, UTC).isoformat()}
+
+    for key in known:
+        row: dict[str, Any] = {"kind": key.kind, "owner": key.owner,
+                               "key_id": key.key_id.hex(), "age": "", **state(key)}
+        if key.valid_until is not None:
+            row["valid_until"] = datetime.fromtimestamp(key.valid_until / 1000,
+                                                        UTC).isoformat()
+        rows.append(row)
     return rows
 
 
@@ -131,7 +127,7 @@ def rotate_key_cmd(which: str, config_path: Path, ca_dir: Path, as_json: bool) -
     accept the old signing key for the grace period ([auth] key_grace_s), then only the new.
     """
     cfg = config_mod.load(config_path)
-    now = datetime.now(UTC)
+    now = cli_clock().host_now()
     result: dict[str, Any]
     if which == "tls":
         cert = reissue.rotate_tls(cfg.cert_dir, cfg.id, ca_dir=ca_dir, now=now)
@@ -173,56 +169,35 @@ def revoke_cmd(subject: str, principal: str, reason: str, key_id_hex: str | None
 
     Run it on the home node of the officer (or on the node itself): only that node is the
     authority; any other node's revocation is refused by every peer.
+
+    It asks the running node to do it (over its admin socket, DATA_DIR/admin.sock); when
+    the node is not running, it writes the revocation to the node's store itself, and the
+    node pushes it to its peers when it starts.
     """
     cfg = config_mod.load(config_path)
     kind = rotation.Subject(subject)
-    if kind is rotation.Subject.OFFICER:
-        check_officer_id(principal)
-    else:
-        check_node_id(principal)
-    if rotation.authority_for(kind, principal) != cfg.id:
-        raise Forbidden(f"node {cfg.id} has no authority over the keys of {principal}")
-    result = asyncio.run(_revoke(cfg, kind, principal, reason, key_id_hex))
+    key_id = parse_key_id(key_id_hex)
+    body = json.dumps({"subject": subject, "principal": principal, "reason": reason,
+                       "key_id": key_id_hex}).encode()
+
+    async def local(desk: AdminDesk) -> dict[str, Any]:
+        done = await desk.revoke(kind, principal, reason, key_id)
+        return revoke_answer(done.key_id, done.principal, done.effective, done.pushed_to)
+
+    result, by_node = write_via_node(cfg, "/admin/v1/revoke", body, "application/json", local)
+    pushed_to = result.get("pushed_to")
+    if not isinstance(pushed_to, list) or not isinstance(result.get("key_id"), str):
+        raise Malformed("the node's revocation answer has the wrong shape")
     if as_json:
-        click.echo(json.dumps(result, sort_keys=True))
-    else:
+        click.echo(json.dumps({**result, "written_by": "node" if by_node else "cli"},
+                              sort_keys=True))
+    elif by_node:
         click.echo(f"revoked key {result['key_id']} of {principal}; node {cfg.id} pushes it "
-                   f"to {', '.join(result['pushed_to']) or 'no peer'} until each answers")
-
-
-async def _revoke(cfg: config_mod.NodeConfig, kind: rotation.Subject, principal: str,
-                  reason: str, key_id_hex: str | None) -> dict[str, Any]:
-    node_key = node_signing_key(cfg)
-    store = NodeStore(cfg.database, cfg.id)
-    await store.open()
-    try:
-        if key_id_hex is not None:
-            try:
-                key_id = bytes.fromhex(key_id_hex)
-            except ValueError as exc:
-                raise Malformed("--key-id must be hex") from exc
-        elif kind is rotation.Subject.OFFICER:
-            keys = await store.officer_keys(principal)
-            if keys is None:
-                raise NotFound(f"{principal} is not in the directory of node {cfg.id}")
-            key_id = crypto.signing_key_id(keys[0])
-        else:
-            raise Malformed("--key-id is required to revoke a node key")
-        if kind is rotation.Subject.NODE and key_id == node_key.key_id:
-            raise Conflict("that is the node's current key: rotate it first "
-                           "(`liaison admin rotate-key node`), then revoke the old one")
-        now = _now_ms()
-        statement = rotation.Revocation(kind, principal, key_id, reason, serial=now,
-                                        effective=now, authority=cfg.id)
-        raw = rotation.sign_revocation(statement, node_key)
-        peers = [p.id for p in cfg.peers]
-        if not await store.keys.add_revocation(statement, raw, now=now, forward_to=peers,
-                                               source=cfg.id):
-            raise Conflict(f"key {key_id.hex()} is already revoked")
-    finally:
-        await store.close()
-    return {"key_id": key_id.hex(), "principal": principal, "effective": now,
-            "pushed_to": peers}
+                   f"to {', '.join(map(str, pushed_to)) or 'no peer'} until each answers")
+    else:
+        click.echo(f"revoked key {result['key_id']} of {principal}; node {cfg.id} is not "
+                   f"running: it pushes it to {', '.join(map(str, pushed_to)) or 'no peer'} "
+                   "when it starts")
 
 
 @click.command("revocations")
@@ -233,15 +208,12 @@ def revocations_cmd(config_path: Path, as_json: bool) -> None:
     cfg = config_mod.load(config_path)
     if not cfg.database.is_file():
         raise NotFound(f"no node database at {cfg.database}")
-    with sqlite3.connect(f"file:{cfg.database}?mode=ro", uri=True, timeout=10) as db:
-        rows = [{"key_id": bytes(k).hex(), "principal": p, "subject": s, "authority": a,
-                 "effective": datetime.fromtimestamp(e / 1000, UTC).isoformat(),
-                 "reason": r,
-                 "pending_peers": [n for (n,) in db.execute(
-                     "SELECT node FROM revocation_outbox WHERE key_id = ?", (k,))]}
-                for k, p, s, a, e, r in db.execute(
-                    "SELECT key_id, principal, subject, authority, effective, reason "
-                    "FROM revocations ORDER BY effective")]
+    rows: list[dict[str, Any]] = [
+        {"key_id": r.key_id.hex(), "principal": r.principal, "subject": r.subject,
+         "authority": r.authority,
+         "effective": datetime.fromtimestamp(r.effective / 1000, UTC).isoformat(),
+         "reason": r.reason, "pending_peers": list(r.pending_peers)}
+        for r in read_store(cfg, lambda store: store.keys.revocations())]
     if as_json:
         click.echo(json.dumps(rows, sort_keys=True))
         return

@@ -1,9 +1,8 @@
 """`liaison admin enrol-officer` and `liaison admin audit verify`: run on the node's machine.
 
-Both open the node's SQLite database directly, which is safe while the node runs: WAL lets
-readers and one writer share it, every write takes the write lock (``BEGIN IMMEDIATE``),
-and the node re-reads the audit chain head under that lock before each commit, so an
-entry appended here is chained correctly by the next one the node writes.
+Enrolment is asked of the running node over its admin socket (or, when it is not running,
+done on its store by this command: ``cli.admin_store``); audit verify reads the store
+read-only, beside the running node.
 
 Enrolment turns an officer's request into a card signed with the node's signing key. The
 request proves possession of the signing key; the administrator confirms the key ids with
@@ -14,74 +13,26 @@ the almanac entry (languages, posting, coverage), which the card makes the node'
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
-from liaison_net import clock
 from liaison_net import config as config_mod
+from liaison_net.admin_api.routes import OCTETS
+from liaison_net.cli.admin_store import read_store, write_via_node
 from liaison_net.cli.officer_view import almanac_lines
-from liaison_net.core import crypto
-from liaison_net.core.identity import (
-    MAX_CARD_BYTES,
-    OfficerCard,
-    issue_card,
-    verify_card,
-    verify_enrolment_request,
-)
-from liaison_net.core.limits import DAY_MS
-from liaison_net.errors import ConfigError, Conflict, LimitExceeded
-from liaison_net.pki import certificates
-from liaison_net.store.node_store import NodeStore
+from liaison_net.core.identity import MAX_CARD_BYTES, decode_stored_card
+from liaison_net.errors import ConfigError, LimitExceeded, Malformed
+from liaison_net.services.admin_desk import AdminDesk
 
 config_option = click.option(
     "--config", "config_path", required=True,
     type=click.Path(dir_okay=False, path_type=Path), help="The node's TOML config.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-
-
-def node_signing_key(cfg: config_mod.NodeConfig) -> crypto.SigningKeyPair:
-    """The node's Ed25519 key, checked against its CA-issued signing certificate, so a card
-    issued here verifies at every peer (and a misplaced key file is caught now)."""
-    seed_path = cfg.cert_dir / certificates.SIGNING_KEY_FILE
-    try:
-        seed = seed_path.read_bytes()
-        cert_pem = (cfg.cert_dir / certificates.SIGNING_CERT_FILE).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the node signing key or certificate in "
-                          f"{cfg.cert_dir}: {exc.strerror or exc}") from None
-    if len(seed) != crypto.SECRET_SEED_BYTES:
-        raise ConfigError(f"{seed_path} is not a 32-byte Ed25519 seed")
-    key = crypto.signing_key_from_seed(seed)
-    ca = certificates.load_ca_certificate(cfg.cert_dir / certificates.CA_CERT_FILE)
-    node_id, public = certificates.verify_node_signing_certificate(
-        cert_pem, ca, now=datetime.now(UTC))
-    if node_id != cfg.id or public != key.public:
-        raise ConfigError(f"{seed_path} does not match the signing certificate of node {cfg.id}")
-    return key
-
-
-async def _enrol(cfg: config_mod.NodeConfig, raw_request: bytes) -> tuple[OfficerCard, bool]:
-    request = verify_enrolment_request(raw_request)
-    key = node_signing_key(cfg)
-    store = NodeStore(cfg.database, cfg.id)
-    await store.open()
-    try:
-        holder = await store.keys.signer(crypto.signing_key_id(request.signing_public), now=None)
-        if holder is not None and holder.principal != request.officer:
-            raise Conflict(f"this signing key is already enrolled for {holder.principal}")
-        now = clock.now_ms()
-        version = await store.card_version(request.officer) + 1
-        raw_card = issue_card(request, node_id=cfg.id, node_key=key, version=version, now=now,
-                              valid_for_ms=cfg.card_validity_days * DAY_MS)
-        card = verify_card(raw_card, node_public=key.public, node_id=cfg.id, now=now)
-        stored = await store.put_card(card, raw_card, now=now, source=f"admin@{cfg.id}")
-        return card, stored
-    finally:
-        await store.close()
 
 
 @click.command("enrol-officer")
@@ -95,6 +46,10 @@ def enrol_officer_cmd(request_file: Path, config_path: Path, as_json: bool) -> N
     every peer. Confirm the key ids and the almanac entry (languages, posting, coverage)
     printed here with the officer before you rely on it.
     Enrolling the same officer again issues a new card version (new keys replace old).
+
+    It asks the running node to do it (over its admin socket, DATA_DIR/admin.sock); when
+    the node is not running, it writes the card to the node's store itself, and the node
+    federates it when it starts.
     """
     cfg = config_mod.load(config_path)
     try:
@@ -104,14 +59,21 @@ def enrol_officer_cmd(request_file: Path, config_path: Path, as_json: bool) -> N
         raise ConfigError(f"cannot read {request_file}: {exc.strerror or exc}") from None
     if len(raw) > MAX_CARD_BYTES:
         raise LimitExceeded(f"{request_file} is larger than an enrolment request can be")
-    card, stored = asyncio.run(_enrol(cfg, raw))
-    if not stored:
-        raise Conflict(f"a newer card for {card.officer} was stored meanwhile; run again")
+
+    async def local(desk: AdminDesk) -> dict[str, Any]:
+        _card, raw_card = await desk.enrol(raw)
+        return {"card": base64.b64encode(raw_card).decode()}
+
+    answer, by_node = write_via_node(cfg, "/admin/v1/enrol", raw, OCTETS, local)
+    try:
+        card = decode_stored_card(base64.b64decode(answer["card"], validate=True))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Malformed("the node's enrolment answer holds no card") from exc
     result = {"officer": card.officer, "name": card.name, "role": card.role,
               "version": card.version, "valid_from": card.valid_from,
               "valid_until": card.valid_until, "signing_key_id": card.signing_key_id.hex(),
               "encryption_key_id": card.encryption_key_id.hex(), "node": cfg.id,
-              **card.almanac.to_json()}
+              **card.almanac.to_json(), "written_by": "node" if by_node else "cli"}
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return
@@ -124,20 +86,14 @@ def enrol_officer_cmd(request_file: Path, config_path: Path, as_json: bool) -> N
         click.echo(f"  {line}")
     click.echo("confirm both key ids, and what the card says the officer covers, with the "
                "officer before relying on the card")
+    if not by_node:
+        click.echo(f"node {cfg.id} is not running: the card is in its store, and federates "
+                   "when the node starts")
 
 
 @click.group("audit")
 def audit() -> None:
     """Check the node's hash-chained audit log."""
-
-
-async def _verify_audit(cfg: config_mod.NodeConfig) -> tuple[int, int | None]:
-    store = NodeStore(cfg.database, cfg.id)
-    await store.open()
-    try:
-        return await store.verify_audit()
-    finally:
-        await store.close()
 
 
 @audit.command("verify")
@@ -148,7 +104,7 @@ def audit_verify_cmd(config_path: Path, as_json: bool) -> None:
     cfg = config_mod.load(config_path)
     if not cfg.database.is_file():
         raise ConfigError(f"no node database at {cfg.database}: has node {cfg.id} run yet?")
-    count, broken = asyncio.run(_verify_audit(cfg))
+    count, broken = read_store(cfg, lambda store: store.verify_audit())
     if as_json:
         click.echo(json.dumps({"entries": count, "ok": broken is None, "broken_at": broken}))
     elif broken is None:

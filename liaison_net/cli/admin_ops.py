@@ -12,6 +12,7 @@ from rich.table import Table
 
 from liaison_net import config as config_mod
 from liaison_net.cli.admin_officers import config_option, json_option
+from liaison_net.cli.admin_store import read_store
 from liaison_net.store import maintenance
 
 
@@ -19,12 +20,12 @@ from liaison_net.store import maintenance
 @config_option
 @json_option
 def status_cmd(config_path: Path, as_json: bool) -> None:
-    """Queues, deliveries, refusals and backoff per peer, read from the node's database.
+    """Queues, deliveries, refusals and backoff per peer, read from the node's store.
 
     Safe while the node runs (read-only).
     """
     cfg = config_mod.load(config_path)
-    st = maintenance.status(cfg.database, cfg.id)
+    st = read_store(cfg, lambda store: store.status())
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(st), sort_keys=True))
         return

@@ -13,7 +13,6 @@ count for the search too, so both orders work.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import click
 from click.core import ParameterSource
 
 from liaison_net.cli import officer_view as view
+from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer_common import (
     emit_json,
     keystore_options,
@@ -40,7 +40,7 @@ def _fetch(keystore_path: Path, passphrase_file: Path | None) -> Directory:
 
     async def go() -> Directory:
         async with NodeSession(ks) as node:
-            return await node.directory(now=datetime.now(UTC))
+            return await node.directory(now=cli_clock().host_now())
 
     directory = run(go())
     warn_directory(directory)

@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from liaison_net import clock
 from liaison_net.cli import officer_view as view
+from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.client import evidence_trail
 from liaison_net.client.directory import Directory
 from liaison_net.client.evidence_trail import CheckedEvidence, StatusReport
@@ -37,7 +37,7 @@ from liaison_net.errors import LiaisonError
 
 
 def _now_ms() -> int:
-    return clock.now_ms()
+    return cli_clock().now_ms()
 
 
 def _warn(warnings: Sequence[str]) -> None:

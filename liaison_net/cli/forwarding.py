@@ -11,12 +11,12 @@ one recipient (officer or country), which rides in the forward's header.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
+from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer_common import emit_json, keystore_options, load_keystore, now_ms, run
 from liaison_net.client.directory import Directory
 from liaison_net.client.keystore import Keystore
@@ -45,7 +45,7 @@ CONSENT_MEDIA_TYPE = "application/x-liaison-consent"
 
 async def _verified(node: NodeSession, envelope_id: str) -> tuple[Envelope, Directory]:
     """Fetch an envelope this officer may see (received or sent) and verify it."""
-    directory = await node.directory(now=datetime.now(UTC))
+    directory = await node.directory(now=cli_clock().host_now())
     envelope = sealing.verify(await node.fetch(envelope_id), directory.lookup(), now=None)
     if envelope.id != id_from_text(envelope_id):
         raise Forbidden("the node answered with a different envelope than the one asked for")

@@ -11,13 +11,17 @@ import sys
 
 import click
 
+from liaison_net.cli.edge_clock import clock_offset_option, install
 from liaison_net.errors import LiaisonError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="liaison_net")
-def cli() -> None:
+@clock_offset_option
+@click.pass_context
+def cli(ctx: click.Context, clock_offset_ms: int | None) -> None:
     """liaison_net: secure federated messaging for the Benelux police liaison network."""
+    install(ctx, clock_offset_ms)
 
 
 def _register() -> None:

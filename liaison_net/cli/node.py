@@ -9,6 +9,8 @@ import click
 
 from liaison_net import config as node_config
 from liaison_net import logs
+from liaison_net.cli.edge_clock import clock_offset_option
+from liaison_net.clock import Clock
 
 
 @click.group()
@@ -21,14 +23,21 @@ def node() -> None:
               help="The node's TOML file, e.g. node_configs/nl.toml.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(config_path: Path, log_level: str) -> None:
+@clock_offset_option
+@click.pass_context
+def serve(ctx: click.Context, config_path: Path, log_level: str,
+          clock_offset_ms: int | None) -> None:
     """Serve the federation API (mutual TLS) and the officer API until SIGTERM or Ctrl-C.
 
     Logs are JSON events on stderr. The database, under the config's data_dir, is created
-    and migrated on first start.
+    and migrated on first start. ``--clock-offset-ms`` (here or before ``node``) overrides
+    the config's ``[clock] drill_offset_ms`` for a drill.
     """
     from liaison_net.node import Node
 
     cfg = node_config.load(config_path)
     logs.configure(log_level, node=cfg.id)
-    asyncio.run(Node(cfg).serve())
+    if clock_offset_ms is None:  # given before `node`, or by the environment
+        clock_offset_ms = ctx.find_root().params.get("clock_offset_ms")
+    clock = Clock(cfg.clock_offset_ms if clock_offset_ms is None else clock_offset_ms)
+    asyncio.run(Node(cfg, clock).serve())

@@ -14,7 +14,6 @@ the keystore and passphrase plumbing every officer command shares is in officer_
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from liaison_net.cli import delivery_status, officer_follow
 from liaison_net.cli import officer_view as view
+from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer_common import (
     build_tag,
     check_send,
@@ -230,7 +230,7 @@ def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
 
     async def go() -> tuple[str, str, addressing.Resolution, OwnershipTag]:
         async with NodeSession(ks) as node:
-            directory = await node.directory(now=datetime.now(UTC))
+            directory = await node.directory(now=cli_clock().host_now())
             warn_directory(directory)
             own_card = directory.cards.get(ks.officer)
             if own_card is None or own_card.signing_public != ks.signing.public:
@@ -304,7 +304,7 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
 
     async def go() -> tuple[bytes, Directory]:
         async with NodeSession(ks) as node:
-            directory = await node.directory(now=datetime.now(UTC))
+            directory = await node.directory(now=cli_clock().host_now())
             return await node.fetch(envelope_id), directory
 
     raw, directory = run(go())

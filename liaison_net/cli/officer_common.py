@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import click
 
-from liaison_net import clock
 from liaison_net.cli import officer_view as view
+from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.client import keystore as keystore_mod
 from liaison_net.client.directory import Directory
 from liaison_net.client.keystore import Keystore
@@ -122,7 +122,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def now_ms() -> int:
-    return clock.now_ms()
+    return cli_clock().now_ms()
 
 
 def warn_directory(directory: Directory) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
+from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer_common import (
     keystore_options,
     load_keystore,
@@ -65,7 +65,7 @@ def rotate_cmd(keystore_path: Path, passphrase_file: Path | None, as_json: bool)
 async def _rotate(current: keystore_mod.Keystore, path: Path, pending: Path,
                   passphrase: bytes) -> dict[str, object]:
     async with NodeSession(current) as node:
-        directory = await node.directory(now=datetime.now(UTC))
+        directory = await node.directory(now=cli_clock().host_now())
         card = directory.cards.get(current.officer)
         if card is None:
             raise NotFound(f"{current.officer} is not in your node's directory yet")
@@ -113,7 +113,7 @@ def export_public_cmd(out: Path | None, keystore_path: Path,
 
 async def _request_from_card(ks: keystore_mod.Keystore) -> bytes:
     async with NodeSession(ks) as node:
-        directory = await node.directory(now=datetime.now(UTC))
+        directory = await node.directory(now=cli_clock().host_now())
     card = directory.cards.get(ks.officer)
     if card is None:
         raise NotFound(f"this keystore predates kept enrolment requests and your node has no "

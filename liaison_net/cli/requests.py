@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer_common import (
     build_tag,
     check_send,
@@ -75,7 +76,7 @@ def request_cmd(recipients: tuple[str, ...], urgency: str, subject: str, text: s
 
     async def go() -> dict[str, Any]:
         async with NodeSession(ks) as node:
-            directory = await node.directory(now=datetime.now(UTC))
+            directory = await node.directory(now=cli_clock().host_now())
             warn_directory(directory)
             envelope = sealing.seal(
                 sender=ks.officer, sender_key=ks.signing,
@@ -107,7 +108,7 @@ def reply_cmd(request_id: str, text: str, late_reason: str, as_json: bool,
 
     async def go() -> dict[str, Any]:
         async with NodeSession(ks) as node:
-            directory = await node.directory(now=datetime.now(UTC))
+            directory = await node.directory(now=cli_clock().host_now())
             request = sealing.verify(await node.fetch(request_id), directory.lookup(),
                                      now=None)
             h = request.header

@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer import acknowledge
 from liaison_net.cli.officer_common import (
     build_tag,
@@ -121,7 +122,7 @@ def raise_cmd(category: str, severity: str, confidence: str, region: str, valid_
 
     async def go() -> dict[str, Any]:
         async with NodeSession(ks) as node:
-            directory = await node.directory(now=datetime.now(UTC))
+            directory = await node.directory(now=cli_clock().host_now())
             warn_directory(directory)
             missing = [d for d in desks if d not in directory.cards]
             if missing:
@@ -182,7 +183,7 @@ def list_cmd(as_json: bool, keystore_path: Path, passphrase_file: Path | None) -
 
     async def go() -> dict[str, Any]:
         async with NodeSession(ks) as node:
-            directory = await node.directory(now=datetime.now(UTC))
+            directory = await node.directory(now=cli_clock().host_now())
             raised = await node.raised_signals()
             notices = await _notices(node, ks, directory)
             incoming = [{"id": e.id, "from": e.sender, "received": e.relayed,
@@ -226,7 +227,7 @@ def show_cmd(signal_id: str, as_json: bool, keystore_path: Path,
 
     async def go() -> dict[str, Any]:
         async with NodeSession(ks) as node:
-            directory = await node.directory(now=datetime.now(UTC))
+            directory = await node.directory(now=cli_clock().host_now())
             env = sealing.verify(await node.fetch(id_to_text(wanted)), directory.lookup(),
                                  now=None)
             if env.header.kind is not Kind.SIGNAL or env.header.signal is None:

@@ -3,7 +3,15 @@
 Everything else in the core calls these recipes: sign/verify (Ed25519), seal/unseal of a
 content key to one recipient (X25519 sealed box), and authenticated encryption of the
 content (XChaCha20-Poly1305 with the canonical header as associated data). Every failure
-of the library becomes one of our typed errors here, so no nacl exception leaks out.
+of the library becomes one of our typed errors here (``_mapped``), so no nacl exception
+leaks out: a failure caused by bytes from the other side is theirs (a ``Refused``), one of
+our own keys or of the library is ours (``NodeFault``).
+
+Every public key that arrives from outside is checked where it enters, before anything
+stores or uses it (``check_signing_public``, ``check_encryption_public``): a canonical
+encoding, on the curve, not of small order. A low-order X25519 key makes every Diffie-Hellman
+with it all zero, so "sealed for" it means sealed for everyone; libsodium refuses such a
+shared secret, and the refusal used to escape as an untyped error out of a node's loops.
 
 Secrets at rest (an officer's keystore) are sealed under a passphrase: Argon2id stretches
 it with a random salt into a SecretBox (XSalsa20-Poly1305) key.
@@ -14,9 +22,11 @@ short enough for a header, and unable to confuse a signing key with an encryptio
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import nacl.bindings as _b
@@ -27,7 +37,14 @@ import nacl.secret as _secret
 import nacl.signing as _signing
 import nacl.utils as _utils
 
-from liaison_net.errors import BadSignature, CannotOpen, Malformed
+from liaison_net.errors import (
+    BadSignature,
+    CannotOpen,
+    LiaisonError,
+    Malformed,
+    NodeFault,
+    WeakKey,
+)
 
 KEY_ID_BYTES = 16
 PUBLIC_KEY_BYTES = 32
@@ -42,10 +59,66 @@ _SIGNING_LABEL = b"liaison-net/ed25519\x00"
 _ENCRYPTION_LABEL = b"liaison-net/x25519\x00"
 
 
+#: What PyNaCl raises: its own CryptoError tree (whose RuntimeError, ValueError and
+#: TypeError also derive from the builtins) and builtin ValueError/TypeError from cffi.
+_NACL_ERRORS = (_nacl_exc.CryptoError, ValueError, TypeError)
+
+
+@contextlib.contextmanager
+def _mapped(error: type[LiaisonError], detail: str) -> Iterator[None]:
+    """Translate any PyNaCl failure inside the block into ``error(detail)``, once, here."""
+    try:
+        yield
+    except _NACL_ERRORS as exc:
+        raise error(detail) from exc
+
+
 def _check_len(name: str, value: bytes, expected: int) -> None:
     if not isinstance(value, bytes) or len(value) != expected:
         got = len(value) if isinstance(value, bytes) else type(value).__name__
         raise Malformed(f"{name} must be {expected} bytes, got {got}")
+
+
+# --- public keys from outside ---------------------------------------------------------------
+#
+# X25519 (RFC 7748): a key is the u-coordinate, 32 bytes little-endian. Every key an honest
+# party makes (crypto_scalarmult_base) is canonical: below p = 2^255 - 19, top bit clear. The
+# points of small order, on the curve and on its twist, have the u-coordinates 0, 1, p - 1
+# and two of order 8; their other encodings (u + p, the top bit set) are the "12 blacklisted
+# values" of the literature. Two checks cover them all: (1) the encoding is canonical, so
+# no alias reaches the curve code; (2) X25519 with a fixed clamped scalar, a multiple of the
+# cofactor, gives the all-zero output exactly when the point has small order, and libsodium
+# refuses an all-zero shared secret (here, in the sealed box, and when opening one).
+#
+# Ed25519: crypto_core_ed25519_is_valid_point checks a canonical encoding, on the curve, in
+# the prime-order subgroup, and not of small order (the identity included), which is what
+# every public key a signer derives from a seed is.
+
+_P25519 = 2**255 - 19
+_X25519_PROBE = bytes([0x08]) + bytes(30) + bytes([0x40])  # clamped: 2^254 + 8, a multiple of 8
+
+
+def check_encryption_public(public: bytes, what: str) -> bytes:
+    """``public`` if it is a usable X25519 public key, else WeakKey naming ``what``."""
+    _check_len(what, public, PUBLIC_KEY_BYTES)
+    if public[31] & 0x80 or int.from_bytes(public, "little") >= _P25519:
+        raise WeakKey(f"{what} is not a canonical X25519 public key")
+    try:
+        # libsodium refuses (-1) an all-zero result itself; tests/core/test_keys.py checks
+        # that it still does, so no second comparison here that no test could reach.
+        _b.crypto_scalarmult(_X25519_PROBE, public)
+    except _NACL_ERRORS as exc:
+        raise WeakKey(f"{what} is a low-order X25519 point (all-zero shared secret)") from exc
+    return public
+
+
+def check_signing_public(public: bytes, what: str) -> bytes:
+    """``public`` if it is a usable Ed25519 public key, else WeakKey naming ``what``."""
+    _check_len(what, public, PUBLIC_KEY_BYTES)
+    if not _b.crypto_core_ed25519_is_valid_point(public):
+        raise WeakKey(f"{what} is not a valid Ed25519 public key (non-canonical, off the "
+                      "curve, outside the prime-order group or of small order)")
+    return public
 
 
 def signing_key_id(public_key: bytes) -> bytes:
@@ -62,7 +135,8 @@ def encryption_key_id(public_key: bytes) -> bytes:
 
 def random_bytes(n: int) -> bytes:
     """Cryptographically secure random bytes (content keys, nonces, id entropy)."""
-    return bytes(_utils.random(n))
+    with _mapped(NodeFault, "the random number generator failed"):
+        return bytes(_utils.random(n))
 
 
 @dataclass(frozen=True, repr=False)
@@ -96,30 +170,37 @@ class EncryptionKeyPair:
 
 
 def generate_signing_key() -> SigningKeyPair:
-    key = _signing.SigningKey.generate()
-    return SigningKeyPair(seed=bytes(key), public=bytes(key.verify_key))
+    with _mapped(NodeFault, "Ed25519 key generation failed"):
+        key = _signing.SigningKey.generate()
+        return SigningKeyPair(seed=bytes(key), public=bytes(key.verify_key))
 
 
 def signing_key_from_seed(seed: bytes) -> SigningKeyPair:
     _check_len("signing seed", seed, SECRET_SEED_BYTES)
-    key = _signing.SigningKey(seed)
-    return SigningKeyPair(seed=bytes(key), public=bytes(key.verify_key))
+    with _mapped(Malformed, "signing seed is not a usable Ed25519 seed"):
+        key = _signing.SigningKey(seed)
+        return SigningKeyPair(seed=bytes(key), public=bytes(key.verify_key))
 
 
 def generate_encryption_key() -> EncryptionKeyPair:
-    key = _public.PrivateKey.generate()
-    return EncryptionKeyPair(secret=bytes(key), public=bytes(key.public_key))
+    with _mapped(NodeFault, "X25519 key generation failed"):
+        key = _public.PrivateKey.generate()
+        return EncryptionKeyPair(secret=bytes(key), public=bytes(key.public_key))
 
 
 def encryption_key_from_secret(secret: bytes) -> EncryptionKeyPair:
     _check_len("encryption secret", secret, SECRET_SEED_BYTES)
-    key = _public.PrivateKey(secret)
-    return EncryptionKeyPair(secret=bytes(key), public=bytes(key.public_key))
+    with _mapped(Malformed, "encryption secret is not a usable X25519 secret"):
+        key = _public.PrivateKey(secret)
+        return EncryptionKeyPair(secret=bytes(key), public=bytes(key.public_key))
 
 
 def sign(key: SigningKeyPair, message: bytes) -> bytes:
     """A detached Ed25519 signature over ``message``."""
-    return bytes(_signing.SigningKey(key.seed).sign(message).signature)
+    if not isinstance(message, bytes):
+        raise Malformed("the message to sign must be bytes")
+    with _mapped(NodeFault, "signing failed: the signing key is damaged"):
+        return bytes(_signing.SigningKey(key.seed).sign(message).signature)
 
 
 def verify(public_key: bytes, message: bytes, signature: bytes) -> None:
@@ -145,9 +226,10 @@ def aead_encrypt(key: bytes, nonce: bytes, plaintext: bytes, associated_data: by
     """XChaCha20-Poly1305: ciphertext with its tag, bound to ``associated_data``."""
     _check_len("content key", key, CONTENT_KEY_BYTES)
     _check_len("nonce", nonce, NONCE_BYTES)
-    return bytes(
-        _b.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, associated_data, nonce, key)
-    )
+    with _mapped(Malformed, "plaintext and associated data must be bytes"):
+        return bytes(
+            _b.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, associated_data, nonce, key)
+        )
 
 
 def aead_decrypt(key: bytes, nonce: bytes, ciphertext: bytes, associated_data: bytes) -> bytes:
@@ -163,19 +245,25 @@ def aead_decrypt(key: bytes, nonce: bytes, ciphertext: bytes, associated_data: b
 
 
 def wrap_key(recipient_public: bytes, content_key: bytes) -> bytes:
-    """Seal the content key so only the holder of the recipient's X25519 secret opens it."""
-    _check_len("recipient encryption key", recipient_public, PUBLIC_KEY_BYTES)
+    """Seal the content key so only the holder of the recipient's X25519 secret opens it.
+
+    The recipient key comes from a directory, that is from outside: a weak one (a card
+    stored before keys were checked) is WeakKey here, never sealed to and never untyped.
+    """
+    check_encryption_public(recipient_public, "recipient encryption key")
     _check_len("content key", content_key, CONTENT_KEY_BYTES)
-    box = _public.SealedBox(_public.PublicKey(recipient_public))
-    return bytes(box.encrypt(content_key))
+    with _mapped(WeakKey, "recipient encryption key refused by the sealed box"):
+        box = _public.SealedBox(_public.PublicKey(recipient_public))
+        return bytes(box.encrypt(content_key))
 
 
 def unwrap_key(recipient: EncryptionKeyPair, wrapped: bytes) -> bytes:
-    """Open a wrapped content key; raise CannotOpen if it was not sealed for this key."""
+    """Open a wrapped content key; raise CannotOpen if it was not sealed for this key (a
+    low-order ephemeral key in the wrap, an all-zero shared secret, is refused the same)."""
     if not isinstance(wrapped, bytes) or len(wrapped) != WRAPPED_KEY_BYTES:
         raise CannotOpen("wrapped key has the wrong size")
-    box = _public.SealedBox(_public.PrivateKey(recipient.secret))
     try:
+        box = _public.SealedBox(_public.PrivateKey(recipient.secret))
         key = bytes(box.decrypt(wrapped))
     except (_nacl_exc.CryptoError, ValueError, TypeError) as exc:
         raise CannotOpen("wrapped key was not sealed for this recipient key") from exc
@@ -213,6 +301,7 @@ _WRONG_PASSPHRASE = "wrong passphrase or damaged keystore"
 
 
 def _passphrase_key(passphrase: bytes, salt: bytes, opslimit: int, memlimit: int) -> bytes:
+    # Unmapped on purpose: each caller maps it (ours when sealing, CannotOpen when opening).
     return bytes(_argon2id.kdf(_secret.SecretBox.KEY_SIZE, passphrase, salt,
                                opslimit=opslimit, memlimit=memlimit))
 
@@ -228,8 +317,9 @@ def seal_with_passphrase(data: bytes, passphrase: bytes, *, opslimit: int = PWHA
             and _argon2id.MEMLIMIT_MIN <= memlimit <= _MAX_MEMLIMIT):
         raise Malformed("passphrase KDF limits out of range")
     salt = random_bytes(PWHASH_SALT_BYTES)
-    key = _passphrase_key(passphrase, salt, opslimit, memlimit)
-    box = bytes(_secret.SecretBox(key).encrypt(data))  # random 24-byte nonce || ciphertext
+    with _mapped(NodeFault, "sealing under the passphrase failed (out of memory?)"):
+        key = _passphrase_key(passphrase, salt, opslimit, memlimit)
+        box = bytes(_secret.SecretBox(key).encrypt(data))  # random 24-byte nonce || ciphertext
     return _PASSPHRASE_HEADER.pack(PASSPHRASE_BLOB_VERSION, salt, opslimit, memlimit) + box
 
 
@@ -296,7 +386,8 @@ def _check_scalar(name: str, scalar: bytes) -> None:
 def scalar_reduce(wide: bytes) -> bytes:
     """A 64-byte string reduced modulo L: a scalar; refuses the (negligible) zero result."""
     _check_len("wide scalar", wide, WIDE_SCALAR_BYTES)
-    scalar = bytes(_b.crypto_core_ed25519_scalar_reduce(wide))
+    with _mapped(Malformed, "wide scalar cannot be reduced"):
+        scalar = bytes(_b.crypto_core_ed25519_scalar_reduce(wide))
     if scalar == _ZERO_SCALAR:
         raise Malformed("wide scalar reduces to zero")
     return scalar
@@ -305,7 +396,8 @@ def scalar_reduce(wide: bytes) -> bytes:
 def random_scalar() -> bytes:
     """A uniformly random non-zero scalar (a blinding factor or a key)."""
     while True:
-        scalar = bytes(_b.crypto_core_ed25519_scalar_reduce(random_bytes(WIDE_SCALAR_BYTES)))
+        with _mapped(NodeFault, "scalar reduction failed"):
+            scalar = bytes(_b.crypto_core_ed25519_scalar_reduce(random_bytes(WIDE_SCALAR_BYTES)))
         if scalar != _ZERO_SCALAR:
             return scalar
 
@@ -333,9 +425,10 @@ def hash_to_group(domain: bytes, data: bytes) -> bytes:
     if not isinstance(data, bytes):
         raise Malformed("hash-to-group data must be bytes")
     digest = hashlib.sha512(_HASH_TO_GROUP_LABEL + bytes([len(domain)]) + domain + data).digest()
-    first = bytes(_b.crypto_core_ed25519_from_uniform(digest[:32]))
-    second = bytes(_b.crypto_core_ed25519_from_uniform(digest[32:]))
-    point = bytes(_b.crypto_core_ed25519_add(first, second))
+    with _mapped(Malformed, "data does not hash to a point of the group"):
+        first = bytes(_b.crypto_core_ed25519_from_uniform(digest[:32]))
+        second = bytes(_b.crypto_core_ed25519_from_uniform(digest[32:]))
+        point = bytes(_b.crypto_core_ed25519_add(first, second))
     if not _b.crypto_core_ed25519_is_valid_point(point):  # the identity: probability ~2^-252
         raise Malformed("data hashes to the identity point")
     return point
@@ -359,7 +452,8 @@ def new_oprf_key() -> bytes:
 def oprf_public_key(key: bytes) -> bytes:
     """key * G, the public point that names an OPRF key (never used to evaluate)."""
     _check_scalar("OPRF key", key)
-    return bytes(_b.crypto_scalarmult_ed25519_base_noclamp(key))
+    with _mapped(Malformed, "OPRF key gives no public point"):
+        return bytes(_b.crypto_scalarmult_ed25519_base_noclamp(key))
 
 
 def oprf_key_id(public_point: bytes) -> bytes:

@@ -10,6 +10,11 @@ signature is checked over exact bytes before the body is decoded.
 Both carry the officer's almanac entry (languages, posting, coverage: ``core.almanac``). The
 officer states it in the request; the administrator confirms it with the key ids before
 enrolling, and the card makes it the home node's word, which no one else can change.
+
+Both public keys are checked where they enter (``weak_key``: no low-order, non-canonical or
+off-curve point), in the request, before a card is issued, and in every card believed, so
+a card pushed by a compromised peer cannot put a key into a directory that every node and
+client would then seal to.
 """
 
 from __future__ import annotations
@@ -120,6 +125,11 @@ def _pubkey(d: dict[str, Any], key: str, what: str) -> bytes:
     return value
 
 
+def _check_keys(what: str, signing_public: bytes, encryption_public: bytes) -> None:
+    crypto.check_signing_public(signing_public, f"{what} signing_public")
+    crypto.check_encryption_public(encryption_public, f"{what} encryption_public")
+
+
 def sign_enrolment_request(request: EnrolmentRequest, key: crypto.SigningKeyPair) -> bytes:
     if key.public != request.signing_public:
         raise Malformed("enrolment request must be signed by the key it enrols")
@@ -133,11 +143,13 @@ def verify_enrolment_request(raw: bytes) -> EnrolmentRequest:
                                                           max_bytes=MAX_CARD_BYTES),
                         set(REQUEST_FIELDS))
     signing_public = _pubkey(d, "signing_public", "enrolment request")
+    # Self-signed: the key is in the body, so it is checked before it checks the signature.
+    crypto.check_signing_public(signing_public, "enrolment request signing_public")
     crypto.verify(signing_public, REQUEST_DOMAIN + body, signature)
     officer = check_officer_id(d["officer"])
     if officer.split("/")[1] == NODE_HANDLE:
         raise Malformed(f"the handle '{NODE_HANDLE}' is reserved for the node itself")
-    return EnrolmentRequest(
+    request = EnrolmentRequest(
         officer=officer,
         name=_text(d, "name", "enrolment request"),
         role=_text(d, "role", "enrolment request"),
@@ -145,6 +157,9 @@ def verify_enrolment_request(raw: bytes) -> EnrolmentRequest:
         encryption_public=_pubkey(d, "encryption_public", "enrolment request"),
         almanac=Almanac.from_wire(d, what="enrolment request"),
     )
+    _check_keys(f"enrolment request of {officer}", request.signing_public,
+                request.encryption_public)
+    return request
 
 
 def issue_card(request: EnrolmentRequest, *, node_id: str, node_key: crypto.SigningKeyPair,
@@ -152,6 +167,7 @@ def issue_card(request: EnrolmentRequest, *, node_id: str, node_key: crypto.Sign
     """The home node vouches for the officer's keys: a signed card, as bytes."""
     if node_of(request.officer) != node_id:
         raise Malformed(f"{request.officer} does not belong to node {node_id}")
+    _check_keys(f"card of {request.officer}", request.signing_public, request.encryption_public)
     card = OfficerCard(request.officer, request.name, request.role, request.signing_public,
                        request.encryption_public, version, now, now + valid_for_ms,
                        request.almanac.validate())
@@ -165,6 +181,7 @@ def verify_card(raw: bytes, *, node_public: bytes, node_id: str, now: int | None
     card = _decode_card(body)
     if card.node != node_id:
         raise Malformed(f"card for {card.officer} is not signed by its home node")
+    _check_keys(f"officer card of {card.officer}", card.signing_public, card.encryption_public)
     if card.valid_until <= card.valid_from:
         raise BadTimestamp("officer card validity is empty")
     # Only the end of validity is checked against the clock: a card issued a moment ago by

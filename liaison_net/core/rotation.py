@@ -178,6 +178,12 @@ def _check_rotation(r: Rotation) -> None:
     _principal(r.subject, r.principal)
     if (r.subject is Subject.OFFICER) != (r.new_encryption_public is not None):
         raise Malformed("officers rotate both keys; nodes rotate only their signing key")
+    # The new keys enter here: no weak one is announced or believed (``weak_key``).
+    crypto.check_signing_public(r.new_signing_public,
+                                f"rotation of {r.principal} new_signing_public")
+    if r.new_encryption_public is not None:
+        crypto.check_encryption_public(r.new_encryption_public,
+                                       f"rotation of {r.principal} new_encryption_public")
     if crypto.signing_key_id(r.new_signing_public) == r.old_key_id:
         raise Malformed("the new key is the old key")
     if r.grace_until < r.issued:

@@ -10,29 +10,26 @@ Layout of the demo directory::
     officers/<node>-<handle>.keystore, .request, passphrase
                                      (the four officers and the four duty desks <node>/desk)
 
-Nodes run as real processes (``python -m liaison_net.cli node serve``), each in its own
-session so a Ctrl-C in the terminal reaches only the demo, which then stops them itself:
-SIGTERM (the node shuts down cleanly), then SIGKILL for any that outlive the grace period.
-Officers are enrolled with ``liaison admin enrol-officer``, the administrator's command.
+Nodes run as real processes through the drills' harness (``liaison_net.drills.harness``):
+each in its own session so a Ctrl-C in the terminal reaches only the demo, which then stops
+them itself: SIGTERM (the node shuts down cleanly), then SIGKILL for any that outlive the
+grace period. Officers are enrolled with ``liaison admin enrol-officer``, the
+administrator's command.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives import serialization
 
@@ -40,13 +37,20 @@ from liaison_net.client import keystore as keystore_mod
 from liaison_net.client.keystore import Keystore
 from liaison_net.core.ids import node_of
 from liaison_net.core.signals import DESK_HANDLE, desk_of
+from liaison_net.drills.harness import (
+    LIAISON,
+    Deadline,
+    HarnessError,
+    HarnessTimeout,
+    NodeProcess,
+    NodeSet,
+)
 from liaison_net.pki import certificates
 
-T = TypeVar("T")
+__all__ = ["DESKS", "LIAISON", "NODE_IDS", "OFFICERS", "Deadline", "DemoError", "DemoNetwork",
+           "DemoTimeout", "NodeProcess", "Officer", "OfficerSpec", "liaison_command"]
 
-LIAISON = (sys.executable, "-m", "liaison_net.cli")
 NODE_IDS = ("be", "nl", "lu", "de-nw")
-STOP_GRACE_S = 5.0
 #: Fast retries and directory pushes: a demo on loopback should not wait for production
 #: back-off curves. Everything else is the node's default.
 DEMO_DELIVERY = {
@@ -57,40 +61,11 @@ DEMO_DELIVERY = {
     "request_timeout_s": 10.0,
 }
 
-
-class DemoError(Exception):
-    """Something the demo needed did not happen; the message says what."""
-
-
-class DemoTimeout(DemoError):
-    """The overall --timeout ran out."""
-
-
-class Deadline:
-    """The one time budget every wait of the demo draws from."""
-
-    def __init__(self, seconds: float) -> None:
-        self.total = seconds
-        self._end = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        return max(0.0, self._end - time.monotonic())
-
-    def left(self, what: str) -> float:
-        """Seconds left, or DemoTimeout naming ``what`` was being waited for."""
-        left = self.remaining()
-        if left <= 0:
-            raise DemoTimeout(f"the demo's {self.total:g} s timeout ran out while {what}")
-        return left
-
-    def wait_for(self, condition: Callable[[], T | None], *, what: str,
-                 interval: float = 0.05) -> T:
-        """Poll ``condition()`` until it returns something truthy, within the deadline."""
-        while True:
-            value = condition()
-            if value:
-                return value
-            time.sleep(min(interval, self.left(what)))
+#: Something the demo needed did not happen; the message says what (the harness's error,
+#: so a node that will not start reads the same in the demo, the bench and the soak).
+DemoError = HarnessError
+#: The overall --timeout ran out.
+DemoTimeout = HarnessTimeout
 
 
 @dataclass(frozen=True)
@@ -138,75 +113,16 @@ class Officer:
 
 
 @dataclass
-class NodeProcess:
-    id: str
-    config: Path
-    federation_port: int
-    client_port: int
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    @property
-    def client_url(self) -> str:
-        return f"https://127.0.0.1:{self.client_port}"
-
-    @property
-    def federation_url(self) -> str:
-        return f"https://127.0.0.1:{self.federation_port}"
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, chars: int = 2000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports on 127.0.0.1 (all held open until all are picked)."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            s = stack.enter_context(socket.socket())
-            s.bind(("127.0.0.1", 0))
-            ports.append(int(s.getsockname()[1]))
-        return ports
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-@dataclass
-class DemoNetwork:
-    root: Path
+class DemoNetwork(NodeSet):
     node_ids: tuple[str, ...] = NODE_IDS
-    nodes: dict[str, NodeProcess] = field(default_factory=dict)
     officers: dict[str, Officer] = field(default_factory=dict)
-
-    @property
-    def certs(self) -> Path:
-        return self.root / "certs"
-
-    @property
-    def ca_cert(self) -> Path:
-        return self.certs / certificates.CA_CERT_FILE
+    #: Config tables beside [node], [listen] and [[peers]]; the bench and the soak set theirs.
+    SECTIONS: ClassVar[Mapping[str, Mapping[str, Any]]] = {"delivery": DEMO_DELIVERY}
+    DRILL: ClassVar[str] = "demo"
 
     @property
     def passphrase_file(self) -> Path:
         return self.root / "officers" / "passphrase"
-
-    @property
-    def pids(self) -> list[int]:
-        return [n.pid for n in self.nodes.values() if n.pid is not None]
 
     # --- PKI and configs ----------------------------------------------------------------
 
@@ -222,68 +138,14 @@ class DemoNetwork:
                           hostnames=["localhost"], ip_addresses=["127.0.0.1"])
         for sub in ("configs", "logs", "data", "officers"):
             (self.root / sub).mkdir(exist_ok=True)
-        ports = free_ports(2 * len(self.node_ids))
-        for i, nid in enumerate(self.node_ids):
-            self.nodes[nid] = NodeProcess(
-                nid, self.root / "configs" / f"{nid}.toml", ports[2 * i], ports[2 * i + 1],
-                self.root / "logs" / f"{nid}.log")
-        for node in self.nodes.values():
-            node.config.write_text(self.config_text(node), encoding="utf-8")
+        self.lay_out(self.node_ids)
+        self.write_configs(sections=self.SECTIONS, peer_urls=self.peer_urls(),
+                           comment=f"{self.DRILL.title()} node {{node}}: written by "
+                                   f"`liaison {self.DRILL}`.")
 
-    def config_text(self, node: NodeProcess) -> str:
-        delivery = "".join(f"{key} = {value}\n" for key, value in DEMO_DELIVERY.items())
-        peers = "".join(f'\n[[peers]]\nid = "{other.id}"\nurl = "{other.federation_url}"\n'
-                        for other in self.nodes.values() if other.id != node.id)
-        return (f"# Demo node {node.id}: written by `liaison demo`.\n"
-                f'[node]\nid = "{node.id}"\ndata_dir = "../data/{node.id}"\n'
-                f'cert_dir = "../certs/{node.id}"\n\n'
-                f'[listen]\nfederation = "127.0.0.1:{node.federation_port}"\n'
-                f'client = "127.0.0.1:{node.client_port}"\n\n'
-                f"[delivery]\n{delivery}{peers}")
-
-    # --- processes ----------------------------------------------------------------------
-
-    def start(self, deadline: Deadline) -> None:
-        """Start every node, then wait until each listens on both its ports."""
-        for node in self.nodes.values():
-            with node.log.open("ab") as log:
-                node.proc = subprocess.Popen(
-                    [*LIAISON, "node", "serve", "--config", str(node.config)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-        for node in self.nodes.values():
-            deadline.wait_for(functools.partial(self._ready, node),
-                              what=f"waiting for node {node.id} to listen")
-
-    @staticmethod
-    def _ready(node: NodeProcess) -> bool:
-        if node.proc is not None and node.proc.poll() is not None:
-            raise DemoError(f"node {node.id} exited with code {node.proc.returncode}; "
-                            f"its log {node.log} ends:\n{node.log_tail()}")
-        return _port_open(node.federation_port) and _port_open(node.client_port)
-
-    def stop(self) -> list[int]:
-        """Stop every node this demo started (by PID): SIGTERM, grace, then SIGKILL.
-
-        Returns the PIDs that had to be killed. Safe to call twice, and on a half-started
-        network.
-        """
-        alive = [n for n in self.nodes.values() if n.running()]
-        for node in alive:
-            assert node.proc is not None
-            with contextlib.suppress(ProcessLookupError):
-                node.proc.send_signal(signal.SIGTERM)
-        end = time.monotonic() + STOP_GRACE_S
-        killed = []
-        for node in alive:
-            assert node.proc is not None
-            try:
-                node.proc.wait(timeout=max(0.0, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    node.proc.kill()
-                node.proc.wait(timeout=STOP_GRACE_S)
-                killed.append(node.proc.pid)
-        return killed
+    def peer_urls(self) -> dict[tuple[str, str], str]:
+        """How each node reaches each peer, where not at the peer's own listener."""
+        return {}
 
     # --- officers -----------------------------------------------------------------------
 

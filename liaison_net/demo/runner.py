@@ -87,7 +87,7 @@ def run_demo(*, root: Path | None, keep: bool, timeout_s: float, progress: Progr
                 net.create()
                 notes.append(f"be, nl, lu, de-nw in {root}")
             with progress.step("Node processes started and listening") as notes:
-                net.start(deadline)
+                net.start_all(deadline)
                 notes.append(", ".join(f"{n.id} pid {n.pid}" for n in net.nodes.values()))
             with progress.step("Officers and duty desks enrolled by their node "
                                "administrators") as notes:
@@ -119,7 +119,7 @@ def run_demo(*, root: Path | None, keep: bool, timeout_s: float, progress: Progr
         finally:
             if not kept:
                 with _interrupts_ignored():
-                    net.stop()
+                    net.stop_all()
     if error is not None:
         outcome.check("the demo ran to the end", False, error)
     ok = outcome.ok and error is None

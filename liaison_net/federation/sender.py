@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from liaison_net.clock import Clock
 from liaison_net.config import DeliveryConfig, Peer
 from liaison_net.core import codec, crypto
 from liaison_net.core.audit import detail
@@ -34,7 +35,7 @@ from liaison_net.core.delivery import BackoffPolicy
 from liaison_net.core.ids import envelope_id_time_ms, id_to_text
 from liaison_net.errors import LiaisonError, Malformed, Unavailable
 from liaison_net.federation import protocol
-from liaison_net.http_common import MSGPACK, now_ms
+from liaison_net.http_common import MSGPACK
 from liaison_net.metrics import NodeMetrics
 from liaison_net.pki.certificates import node_hostname
 from liaison_net.store.node_store import NodeStore
@@ -82,8 +83,9 @@ class PeerSender:
     def __init__(self, *, node_id: str, peer: Peer, store: NodeStore,
                  session: aiohttp.ClientSession, delivery: DeliveryConfig,
                  metrics: NodeMetrics, directory_push: DirectoryPush,
-                 on_refused: RefusedNotice | None = None) -> None:
+                 on_refused: RefusedNotice | None = None, clock: Clock) -> None:
         self.node_id = node_id
+        self.clock = clock
         self.on_refused = on_refused
         self.peer = peer
         self.store = store
@@ -102,7 +104,7 @@ class PeerSender:
     async def run(self) -> None:
         self.link.attempts, self.link.next_attempt = await self.store.peer_backoff(self.peer.id)
         while True:
-            now = now_ms()
+            now = self.clock.now_ms()
             if self.link.next_attempt > now and not self.called_in.is_set():
                 await self._wait(self.called_in, (self.link.next_attempt - now) / 1000)
                 continue
@@ -136,7 +138,7 @@ class PeerSender:
                 await event.wait()
 
     async def _failed(self, reason: str, *, malformed: bool) -> None:
-        now = now_ms()
+        now = self.clock.now_ms()
         delay, audit = self.link.failed(self.delivery.backoff, now, random.random(),
                                         malformed=malformed)
         self.metrics.retries.labels(peer=self.peer.id).inc()
@@ -195,14 +197,14 @@ class PeerSender:
 
     async def _send_batch(self) -> bool:
         batch = await self.store.next_batch(self.peer.id, self.delivery.batch_size,
-                                            now=now_ms())
+                                            now=self.clock.now_ms())
         if not batch:
             return False
         body = {"origin": self.node_id, "txn": crypto.random_bytes(16),
                 "envelopes": [raw for _, raw in batch]}
         outcomes = protocol.decode_transaction_answer(
             await self._post(protocol.TRANSACTION_PATH, body), [eid for eid, _ in batch])
-        now = now_ms()
+        now = self.clock.now_ms()
         delivered: list[bytes] = []
         refused: list[tuple[bytes, str]] = []
         details: dict[bytes, str] = {}

@@ -14,13 +14,14 @@ import contextlib
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
 from aiohttp import web
 from cryptography import x509
 
+from liaison_net.clock import Clock
 from liaison_net.config import FederationLimits
 from liaison_net.core import crypto, identity, rotation
 from liaison_net.core.audit import detail
@@ -43,7 +44,6 @@ from liaison_net.http_common import (
     MSGPACK,
     error_middleware,
     msgpack_response,
-    now_ms,
     read_body,
     read_msgpack,
 )
@@ -59,8 +59,9 @@ MAX_REFUSAL_WINDOWS = 1024
 class FederationServer:
     def __init__(self, *, intake: Intake, ca_cert: x509.Certificate, max_body: int,
                  peer_called_in: Callable[[str], None], key_grace_ms: int,
-                 limits: FederationLimits | None = None) -> None:
+                 limits: FederationLimits | None = None, clock: Clock) -> None:
         self.intake = intake
+        self.clock = clock
         self.ca_cert = ca_cert
         self.max_body = max_body
         self._peer_called_in = peer_called_in
@@ -91,8 +92,9 @@ class FederationServer:
                 continue
             log.warning("peer.envelopes_refused", peer=peer, refused=report["refused"])
             try:
-                await self.intake.store.audit(now=now_ms(), event="peer.envelopes_refused",
-                                              actor=peer, audit_detail=detail(**report))
+                await self.intake.store.audit(
+                    now=self.clock.now_ms(), event="peer.envelopes_refused", actor=peer,
+                    audit_detail=detail(**report))
             except LiaisonError as exc:  # storage trouble: the count is lost, logged
                 log.warning("peer.envelopes_refused_not_audited", peer=peer, code=exc.code,
                             refused=report["refused"])
@@ -103,7 +105,7 @@ class FederationServer:
             await self.report_unverified()
 
     async def _audit_limited(self, peer: str, audit_detail: str) -> None:
-        await self.intake.store.audit(now=now_ms(), event="peer.limited", actor=peer,
+        await self.intake.store.audit(now=self.clock.now_ms(), event="peer.limited", actor=peer,
                                       audit_detail=audit_detail)
 
     def app(self) -> web.Application:
@@ -153,7 +155,7 @@ class FederationServer:
         log.warning("peer.refused", peer=node, code=exc.code, refused=refused)
         try:
             await self.intake.store.audit(
-                now=now_ms(), event="peer.refused", actor=node,
+                now=self.clock.now_ms(), event="peer.refused", actor=node,
                 audit_detail=detail(code=exc.code, path=path[:100], reason=exc.detail[:200],
                                     refused=refused, window_s=self.guard.limits.audit_window_s))
         except LiaisonError as audit_failed:  # storage trouble must not mask the refusal
@@ -185,7 +187,7 @@ class FederationServer:
 
         async def one(raw: bytes) -> list[str]:
             try:
-                outcome = await self.intake.receive(peer, raw, now_ms())
+                outcome = await self.intake.receive(peer, raw, self.clock.now_ms())
             except LiaisonError as exc:
                 return [protocol.REFUSED, exc.code, exc.detail[:200]]
             return [protocol.DUPLICATE if outcome.duplicate else protocol.ACCEPTED, "", ""]
@@ -201,7 +203,7 @@ class FederationServer:
         """A peer's newly CA-certified signing key: take it unless it is older than the one
         we hold (a replayed certificate), and keep the old one valid for the grace period."""
         store = self.intake.store
-        now = now_ms()
+        now = self.clock.now_ms()
         if known is not None:
             stored = (await store.node_certs()).get(peer)
             if stored is not None and _issued(cert_pem) <= _issued(stored):
@@ -234,7 +236,7 @@ class FederationServer:
             raise LimitExceeded(f"at most {protocol.MAX_DIRECTORY_CARDS} cards per push")
         await self._charged(peer, len(cards))
         node_id, public = certificates.verify_node_signing_certificate(cert_pem, self.ca_cert,
-                                                              now=datetime.now(UTC))
+                                                              now=self.clock.host_now())
         if node_id != peer:
             raise Forbidden(f"peer {peer} presented the signing certificate of {node_id}")
         store = self.intake.store
@@ -242,14 +244,15 @@ class FederationServer:
         if known != public:
             await self._new_node_key(peer, cert_pem, public, known)
         stored = refused = 0
-        now = now_ms()
+        now = self.clock.now_ms()
         for raw in cards:
             try:
                 card = identity.verify_card(raw, node_public=public, node_id=peer, now=now)
             except LiaisonError as exc:
                 refused += 1
                 await store.audit(now=now, event="directory.refused", actor=peer,
-                                  audit_detail=detail(code=exc.code))
+                                  audit_detail=detail(code=exc.code, reason=exc.detail[:200]))
+                log.warning("directory.card_refused", peer=peer, code=exc.code)
                 continue
             if await store.put_card(card, raw, now=now, source=peer,
                                     grace_ms=self.key_grace_ms):
@@ -279,7 +282,7 @@ class FederationServer:
         results = []
         store = self.intake.store
         for raw in statements:
-            now = now_ms()
+            now = self.clock.now_ms()
             try:
                 revocation = rotation.verify_revocation(raw, self.intake.keys.nodes)
                 await self._check_key_owner(revocation)

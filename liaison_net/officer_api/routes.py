@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import structlog
 from aiohttp import web
 
+from liaison_net.clock import Clock
 from liaison_net.core import crypto, rotation
 from liaison_net.core.audit import detail
 from liaison_net.core.identity import EnrolmentRequest, renewal, verify_card
@@ -39,7 +40,6 @@ from liaison_net.http_common import (
     ENVELOPE,
     error_middleware,
     msgpack_response,
-    now_ms,
     read_body,
     read_json,
     read_msgpack,
@@ -83,9 +83,10 @@ class ClientApi:
                  on_ack: Callable[[str, bytes], Awaitable[None]] | None = None,
                  pseudonym_ring: Callable[[], KeyRing] | None = None,
                  evaluations_per_hour: int = 30,
-                 stream_settings: StreamSettings | None = None,
+                 stream_settings: StreamSettings | None = None, clock: Clock,
                  failed_loops: Callable[[], list[str]] = list) -> None:
         self.intake = intake
+        self.clock = clock
         self.failed_loops = failed_loops  # background loops the supervisor gave up on
         self.store = intake.store
         self.node_id = intake.node_id
@@ -203,7 +204,7 @@ class ClientApi:
         except BadSignature as exc:
             raise Unauthorized("login signature does not verify") from exc
         # A revoked key cannot log in (Revoked names the reason).
-        await self.store.keys.signer(crypto.signing_key_id(keys[0]), now=now_ms())
+        await self.store.keys.signer(crypto.signing_key_id(keys[0]), now=self.clock.now_ms())
         if len(self._tokens) >= MAX_TOKENS:
             self._expire()
             if len(self._tokens) >= MAX_TOKENS:
@@ -212,7 +213,7 @@ class ClientApi:
         self._tokens[token] = Session(officer, time.monotonic() + self.token_ttl_s)
         log.info("officer.login", officer=officer)
         return web.json_response({"token": token,
-                                  "expires_at": now_ms() + self.token_ttl_s * 1000})
+                                  "expires_at": self.clock.now_ms() + self.token_ttl_s * 1000})
 
     def _officer(self, request: web.Request) -> str:
         header = request.headers.get("Authorization", "")
@@ -236,7 +237,7 @@ class ClientApi:
     async def submit(self, request: web.Request) -> web.Response:
         officer = self._officer(request)
         raw = await read_body(request, ENVELOPE, self.max_envelope_bytes)
-        outcome = await self.intake.submit(officer, raw, now_ms())
+        outcome = await self.intake.submit(officer, raw, self.clock.now_ms())
         return web.json_response(
             {"id": id_to_text(outcome.envelope_id),
              "status": "duplicate" if outcome.duplicate else "accepted"}, status=202)
@@ -277,7 +278,7 @@ class ClientApi:
         if request.content_length:
             raise LimitExceeded("acknowledge takes no body")
         eid = self._id(request)
-        acked = await self.store.ack(officer, eid, now=now_ms())
+        acked = await self.store.ack(officer, eid, now=self.clock.now_ms())
         if acked and self.on_ack is not None:
             await self.on_ack(officer, eid)
         return web.json_response({"acked": acked})
@@ -312,7 +313,7 @@ class ClientApi:
         certs = await self.store.node_certs()
         certs[self.node_id] = self.own_cert()
         revocations = await self.store.keys.revocation_statements()
-        previous = [card for _, card in await self.store.previous_cards(now=now_ms())]
+        previous = [card for _, card in await self.store.previous_cards(now=self.clock.now_ms())]
         return msgpack_response({"node_certs": certs, "cards": cards,
                                  "previous_cards": previous, "revocations": revocations})
 
@@ -335,7 +336,7 @@ class ClientApi:
         request_ = renewal(current, signing_public=rot.new_signing_public,
                            encryption_public=rot.new_encryption_public)
         raw_card = self.issue_card(request_, rot.serial)
-        now = now_ms()
+        now = self.clock.now_ms()
         card = verify_card(raw_card, node_public=self.intake.keys.own.public,
                            node_id=self.node_id, now=now)
         await self.store.put_card(card, raw_card, now=now, source=officer,
@@ -366,7 +367,7 @@ class ClientApi:
             raise Malformed(f"justification must be 1-{MAX_JUSTIFICATION_CHARS} characters")
         ring = self.pseudonym_ring()
         evaluations = ring.evaluate_all(blinded)  # validates the point first
-        now = now_ms()
+        now = self.clock.now_ms()
         if not await self.store.signals.record_evaluation(
                 officer, justification, ring.current_key_id, now=now,
                 window_start=now - 3_600_000, limit=self.evaluations_per_hour):

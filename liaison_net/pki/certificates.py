@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from liaison_net import errors
+from liaison_net.core import crypto
 
 CA_KEY_FILE = "ca.key"
 CA_CERT_FILE = "ca.crt"
@@ -424,7 +425,8 @@ def verify_node_signing_certificate(
         raise errors.Unauthorized("certificate is not issued for node signing")
     node_id = node_id_from_certificate(cert)
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return node_id, raw
+    # The CA certifies bytes, not their quality: a weak key is refused even when certified.
+    return node_id, crypto.check_signing_public(raw, f"signing certificate key of node {node_id}")
 
 
 def _require_aware(now: datetime) -> None:

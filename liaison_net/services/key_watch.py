@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 from cryptography import x509
 
+from liaison_net.clock import Clock
 from liaison_net.core import crypto
 from liaison_net.errors import LiaisonError
 from liaison_net.pki import certificates
@@ -38,8 +38,10 @@ def _mtimes(*paths: Path) -> tuple[int, ...]:
 class KeyWatcher:
     def __init__(self, paths: certificates.NodePaths, ca_cert: x509.Certificate,
                  contexts: list[ssl.SSLContext], on_signing_key: OnSigningKey,
-                 current_signing_public: Callable[[], bytes], interval_s: float = 1.0) -> None:
+                 current_signing_public: Callable[[], bytes], interval_s: float = 1.0, *,
+                 clock: Clock) -> None:
         self.paths = paths
+        self.clock = clock  # X.509 validity: the host's time (clock.host_now)
         self.ca_cert = ca_cert
         self.contexts = contexts
         self.on_signing_key = on_signing_key
@@ -78,7 +80,7 @@ class KeyWatcher:
             cert_pem = self.paths.signing_cert.read_bytes()
             key = crypto.signing_key_from_seed(seed)
             node_id, public = certificates.verify_node_signing_certificate(
-                cert_pem, self.ca_cert, now=datetime.now(UTC))
+                cert_pem, self.ca_cert, now=self.clock.host_now())
         except (OSError, LiaisonError) as exc:
             log.info("signing_key.reload_deferred", reason=type(exc).__name__)
             return False

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from liaison_net.clock import now_ms
+from liaison_net.clock import Clock
 from liaison_net.core import codec, crypto, sealing
 from liaison_net.core.audit import detail
 from liaison_net.core.envelope import Kind, Precedence
@@ -29,6 +29,7 @@ from liaison_net.core.ownership import (
     SourceReliability,
     Tlp,
 )
+from liaison_net.errors import WeakKey
 from liaison_net.store.node_store import NodeStore
 
 log = structlog.get_logger("liaison.notices")
@@ -40,8 +41,9 @@ NOTICE_RETENTION_MS = 90 * DAY_MS
 class Notifier:
     def __init__(self, *, node_id: str, store: NodeStore,
                  signing_key: Callable[[], crypto.SigningKeyPair],
-                 wake: Callable[[str], None]) -> None:
+                 wake: Callable[[str], None], clock: Clock) -> None:
         self.node_id = node_id
+        self.clock = clock
         self.store = store
         self.signing_key = signing_key
         self.wake = wake
@@ -65,10 +67,17 @@ class Notifier:
             if keys is None:
                 log.warning(f"{envelope_kind.value}.no_card", kind=label, recipient=officer)
                 continue
+            try:
+                # A card stored before keys were checked at entry may hold a weak key:
+                # that recipient is skipped (logged, audited), the others still get it.
+                crypto.check_encryption_public(keys[1], f"encryption key of {officer}")
+            except WeakKey as exc:
+                await self._weak_recipient(envelope_kind, label, officer, exc)
+                continue
             keyed.append(sealing.RecipientKey(officer, keys[1]))
         if not keyed:
             return False
-        now = now_ms()
+        now = self.clock.now_ms()
         nodes = {node_of(r.officer) for r in keyed}
         tag = OwnershipTag(
             owner=Owner(self.node_id, "node"), handling=Handling.H0, tlp=Tlp.AMBER,
@@ -92,3 +101,12 @@ class Notifier:
         log.info(f"{envelope_kind.value}.issued", kind=label,
                  ref=id_to_text(ref) if ref else None, recipients=len(keyed))
         return True
+
+    async def _weak_recipient(self, envelope_kind: Kind, label: str, officer: str,
+                              exc: WeakKey) -> None:
+        log.warning(f"{envelope_kind.value}.weak_key", kind=label, recipient=officer,
+                    code=exc.code)
+        await self.store.audit(now=self.clock.now_ms(), event=f"{envelope_kind.value}.refused",
+                               actor=self.node_id,
+                               audit_detail=detail(kind=label, recipient=officer,
+                                                   code=exc.code, reason=exc.detail[:200]))

@@ -14,7 +14,7 @@ import asyncio
 
 import structlog
 
-from liaison_net.clock import now_ms
+from liaison_net.clock import Clock
 from liaison_net.config import RequestConfig
 from liaison_net.core.envelope import Envelope, Kind, Precedence
 from liaison_net.core.ids import id_to_text
@@ -30,8 +30,9 @@ NOTICE_REQUEST_ESCALATION = "request-escalation"
 
 class RequestDesk:
     def __init__(self, *, node_id: str, store: NodeStore, notifier: Notifier,
-                 config: RequestConfig) -> None:
+                 config: RequestConfig, clock: Clock) -> None:
         self.node_id = node_id
+        self.clock = clock
         self.store = store
         self.notifier = notifier
         self.config = config
@@ -41,21 +42,21 @@ class RequestDesk:
         h = envelope.header
         if h.kind is Kind.REQUEST:
             await self.store.requests.track(envelope, officers=[h.sender], role="outgoing",
-                                            now=now_ms())
+                                            now=self.clock.now_ms())
         elif h.kind is Kind.REPLY:
-            await self.store.requests.answered(envelope, now=now_ms())
+            await self.store.requests.answered(envelope, now=self.clock.now_ms())
 
     async def received(self, envelope: Envelope, local: list[str]) -> None:
         """It arrived for officers of this node (addressees, or the requester)."""
         h = envelope.header
         if h.kind is Kind.REQUEST:
             await self.store.requests.track(envelope, officers=local, role="incoming",
-                                            now=now_ms())
+                                            now=self.clock.now_ms())
         elif h.kind is Kind.REPLY:
-            await self.store.requests.answered(envelope, now=now_ms())
+            await self.store.requests.answered(envelope, now=self.clock.now_ms())
 
     async def escalate_due(self) -> int:
-        now = now_ms()
+        now = self.clock.now_ms()
         due = await self.store.requests.due_soon(
             now + int(self.config.escalate_before_s * 1000))
         for request in due:

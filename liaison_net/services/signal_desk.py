@@ -16,7 +16,7 @@ import asyncio
 
 import structlog
 
-from liaison_net.clock import now_ms
+from liaison_net.clock import Clock
 from liaison_net.core.envelope import Envelope, Header, Precedence
 from liaison_net.core.ids import id_to_text, node_of
 from liaison_net.core.signals import (
@@ -37,8 +37,9 @@ log = structlog.get_logger("liaison.signals")
 
 class SignalDesk:
     def __init__(self, *, node_id: str, store: NodeStore, notifier: Notifier,
-                 config: SignalConfig, metrics: NodeMetrics) -> None:
+                 config: SignalConfig, metrics: NodeMetrics, clock: Clock) -> None:
         self.node_id = node_id
+        self.clock = clock
         self.store = store
         self.notifier = notifier
         self.config = config
@@ -57,7 +58,7 @@ class SignalDesk:
     async def received(self, envelope: Envelope) -> None:
         """A signal arrived from a peer: count it, and announce any match once."""
         self.metrics.signals.labels(event="delivered").inc()
-        for match in await self.store.signals.new_matches(envelope.id, now=now_ms()):
+        for match in await self.store.signals.new_matches(envelope.id, now=self.clock.now_ms()):
             self.metrics.signals.labels(event="matched").inc()
             countries = sorted({node_of(match.earlier_sender), node_of(match.later_sender)})
             await self.notifier.send(
@@ -72,7 +73,7 @@ class SignalDesk:
         signal, tell the sender (once)."""
         if officer not in (desk_of(self.node_id), backup_desk_of(self.node_id)):
             return
-        now = now_ms()
+        now = self.clock.now_ms()
         sender = await self.store.signals.acknowledge(envelope_id, officer, now=now)
         if sender is None:
             return
@@ -82,9 +83,10 @@ class SignalDesk:
                                           "by": officer, "at": now})
 
     async def escalate_due(self) -> int:
-        due = await self.store.signals.due(now_ms())
+        due = await self.store.signals.due(self.clock.now_ms())
         for signal in due:
-            if not await self.store.signals.mark_escalated(signal.envelope_id, now=now_ms()):
+            if not await self.store.signals.mark_escalated(signal.envelope_id,
+                                                           now=self.clock.now_ms()):
                 continue
             self.metrics.signals.labels(event="escalated").inc()
             await self.notifier.send(

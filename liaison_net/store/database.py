@@ -31,9 +31,16 @@ from typing import Any, TypeVar
 import aiosqlite
 import structlog
 
-from liaison_net import clock
+from liaison_net.clock import SYSTEM_CLOCK, Clock
 from liaison_net.core.audit import GENESIS, entry_hash
-from liaison_net.errors import Conflict, LiaisonError, NodeFault, StorageFull, Unavailable
+from liaison_net.errors import (
+    Conflict,
+    LiaisonError,
+    NodeFault,
+    NotFound,
+    StorageFull,
+    Unavailable,
+)
 from liaison_net.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = structlog.get_logger("liaison.store")
@@ -111,8 +118,9 @@ class WriteTxn:
 
 class Database:
     def __init__(self, path: Path, *, group_commit_max: int = 512,
-                 max_db_mb: float | None = None) -> None:
+                 max_db_mb: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = path
+        self.clock = clock  # the node's: when a write was refused for space (/healthz)
         self._group_commit_max = group_commit_max
         self.max_db_mb = max_db_mb
         self.storage = StorageState()
@@ -155,6 +163,20 @@ class Database:
         self._opened = True
         if writer:
             self._task = asyncio.create_task(self.run_writer(), name="group-commit")
+
+    async def open_read_only(self) -> None:
+        """Only a reader, on an existing file opened ``mode=ro``: for admin commands that
+        look while the node runs. No migration, no writer task (``write`` raises
+        Unavailable), so the node stays the database's one writer."""
+        if not self.path.is_file():
+            raise NotFound(f"no node database at {self.path}: has the node run yet?")
+        try:
+            self._reader = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True,
+                                                   isolation_level=None)
+            await self._reader.execute("PRAGMA busy_timeout=10000")
+        except sqlite3.Error as exc:
+            await self._abandon()
+            raise Unavailable(f"cannot open database {self.path}: {exc}") from exc
 
     async def _abandon(self) -> None:
         """Close what a failed ``open`` opened: an aiosqlite connection left open keeps its
@@ -362,7 +384,7 @@ class Database:
 
     def _storage_full(self, writes: int, cause: str) -> None:
         state = self.storage
-        now = clock.now_ms()
+        now = self.clock.now_ms()
         if not state.full:
             log.warning("storage.full", cause=cause, refused_writes=writes,
                         reason="writes refused, nothing acknowledged; resumes when space "

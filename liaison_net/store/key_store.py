@@ -3,12 +3,39 @@ period, and revocations (which are re-sent to every peer until each acknowledges
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from liaison_net.core.audit import detail
 from liaison_net.core.crypto import signing_key_id
 from liaison_net.core.rotation import Revocation
 from liaison_net.core.sealing import SignerKey
 from liaison_net.errors import Revoked
 from liaison_net.store.database import Database, WriteTxn
+
+
+@dataclass(frozen=True)
+class KnownKey:
+    """A signing key this node holds: a peer's node key, an officer's current key, or a
+    superseded key (``grace_until`` set) kept for its grace period."""
+
+    kind: str  # "peer-signing", "officer-signing" or "superseded"
+    owner: str
+    key_id: bytes
+    grace_until: int | None = None
+    valid_until: int | None = None
+
+
+@dataclass(frozen=True)
+class KnownRevocation:
+    """A stored revocation, with the peers that have not acknowledged it yet."""
+
+    key_id: bytes
+    principal: str
+    subject: str
+    authority: str
+    effective: int
+    reason: str
+    pending_peers: tuple[str, ...]
 
 
 class KeyStore:
@@ -103,3 +130,28 @@ class KeyStore:
     async def revocation_statements(self) -> list[bytes]:
         rows = await self.db.fetchall("SELECT statement FROM revocations ORDER BY received")
         return [bytes(r[0]) for r in rows]
+
+    async def known_keys(self) -> list[KnownKey]:
+        """Every signing key in the node's tables, for `liaison admin keys list`."""
+        keys = [KnownKey("peer-signing", r[0], signing_key_id(bytes(r[1])))
+                for r in await self.db.fetchall("SELECT node, signing_public FROM node_keys")]
+        keys += [KnownKey("officer-signing", r[0], bytes(r[1]), valid_until=r[2])
+                 for r in await self.db.fetchall(
+                     "SELECT officer, signing_key_id, valid_until FROM directory "
+                     "ORDER BY officer")]
+        keys += [KnownKey("superseded", r[0], bytes(r[1]), grace_until=r[2])
+                 for r in await self.db.fetchall(
+                     "SELECT principal, signing_key_id, grace_until FROM key_history")]
+        return keys
+
+    async def revocations(self) -> list[KnownRevocation]:
+        """Every revocation this node holds, oldest effective first, with its pending peers."""
+        pending: dict[bytes, list[str]] = {}
+        for node, key_id in await self.db.fetchall(
+                "SELECT node, key_id FROM revocation_outbox ORDER BY node"):
+            pending.setdefault(bytes(key_id), []).append(node)
+        return [KnownRevocation(bytes(r[0]), r[1], r[2], r[3], r[4], r[5],
+                                tuple(pending.get(bytes(r[0]), ())))
+                for r in await self.db.fetchall(
+                    "SELECT key_id, principal, subject, authority, effective, reason "
+                    "FROM revocations ORDER BY effective")]

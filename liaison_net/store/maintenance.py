@@ -1,4 +1,4 @@
-"""Operator maintenance of a node database: status summary, online backup, restore.
+"""Operator maintenance of a node database file: online backup, restore.
 
 Backups use SQLite's online backup API, so they are consistent snapshots taken while the
 node runs (WAL readers never block the writer). A restore checks the copy's integrity and
@@ -10,25 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from liaison_net.core.audit import AuditEntry, first_broken
 from liaison_net.errors import Conflict, NotFound, Unavailable
-
-
-@dataclass
-class Status:
-    node: str
-    envelopes: int
-    queued: dict[str, int] = field(default_factory=dict)
-    delivered: dict[str, int] = field(default_factory=dict)
-    refused: dict[str, int] = field(default_factory=dict)
-    expired: dict[str, int] = field(default_factory=dict)
-    backoff: dict[str, dict[str, object]] = field(default_factory=dict)
-    inbox_unacked: int = 0
-    officers: int = 0
-    audit_entries: int = 0
 
 
 def _connect_ro(path: Path) -> sqlite3.Connection:
@@ -38,27 +23,6 @@ def _connect_ro(path: Path) -> sqlite3.Connection:
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     except sqlite3.Error as exc:
         raise Unavailable(f"cannot open {path}: {exc}") from exc
-
-
-def status(path: Path, node: str) -> Status:
-    with _connect_ro(path) as db:
-        out = Status(node=node, envelopes=db.execute("SELECT COUNT(*) FROM envelopes")
-                     .fetchone()[0])
-        for peer, state, count in db.execute(
-                "SELECT node, state, COUNT(*) FROM hops GROUP BY node, state"):
-            bucket = {"queued": out.queued, "delivered": out.delivered,
-                      "refused": out.refused, "expired": out.expired}.get(state)
-            if bucket is not None:
-                bucket[peer] = count
-        for peer, attempts, next_attempt, error in db.execute(
-                "SELECT node, attempts, next_attempt, last_error FROM peers"):
-            out.backoff[peer] = {"attempts": attempts, "next_attempt": next_attempt,
-                                 "last_error": error}
-        out.inbox_unacked = db.execute("SELECT COUNT(*) FROM inbox WHERE acked IS NULL") \
-            .fetchone()[0]
-        out.officers = db.execute("SELECT COUNT(*) FROM directory").fetchone()[0]
-        out.audit_entries = db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
-    return out
 
 
 def backup(path: Path, out: Path) -> int:

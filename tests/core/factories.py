@@ -1,4 +1,7 @@
-"""Small builders shared by the core tests: keys, tags and sealed envelopes."""
+"""Small builders shared by the tests: keys, the default tag and sealed envelopes.
+
+The core tests use them at the fixed ``NOW``; the integration tests build their tags here
+too (``make_tag(now=...)`` at the wall clock), so the default tag is written once."""
 
 from __future__ import annotations
 
@@ -36,7 +39,10 @@ class Officer:
         return sealing.SignerKey(self.id, self.signing.public)
 
 
-def make_tag(**overrides: object) -> OwnershipTag:
+def make_tag(*, now: int = NOW, **overrides: object) -> OwnershipTag:
+    """The default test tag: owned by nl's CID Limburg, H0, TLP:AMBER, evaluated B2, shared
+    in the Benelux, every action permitted, retained 90 days from ``now``; ``overrides``
+    change single fields. Validated, so a test cannot start from a tag the core refuses."""
     values: dict[str, object] = dict(
         owner=Owner("nl", "cid-limburg"),
         handling=Handling.H0,
@@ -45,7 +51,7 @@ def make_tag(**overrides: object) -> OwnershipTag:
         share_with=frozenset({"nl", "be", "lu"}),
         permitted_actions=frozenset(PermittedAction),
         purpose="cross-border drug trafficking investigation",
-        retain_until=NOW + 90 * DAY_MS,
+        retain_until=now + 90 * DAY_MS,
     )
     values.update(overrides)
     return OwnershipTag(**values).validate()  # type: ignore[arg-type]

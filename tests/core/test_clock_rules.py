@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from liaison_net import clock
+from liaison_net.clock import Clock, ManualClock
 from liaison_net.core import sealing
 from liaison_net.core.envelope import check_fresh
 from liaison_net.core.limits import HOUR_MS, MINUTE_MS, Limits
-from liaison_net.errors import BadTimestamp, Expired
+from liaison_net.errors import BadTimestamp, ConfigError, Expired
 from tests.core.factories import NOW, Officer, lookup_for, seal_from
 
 ALICE = Officer("nl/jdevries")
@@ -73,23 +74,34 @@ def test_verify_frame_applies_the_window_and_none_skips_it() -> None:
     assert sealing.verify(env.to_bytes(), lookup, now=None).header == env.header
 
 
-def test_clock_offset_from_environment() -> None:
-    read = clock._read_offset
-    assert read({}) == 0
-    assert read({clock.OFFSET_ENV: ""}) == 0
-    assert read({clock.OFFSET_ENV: "180000"}) == 180_000
-    assert read({clock.OFFSET_ENV: "+600_000"}) == 600_000
-    assert read({clock.OFFSET_ENV: "-60000"}) == -60_000
-    for bad in ("3min", "1.5", str(clock.MAX_OFFSET_MS + 1)):
-        with pytest.raises(SystemExit, match=clock.OFFSET_ENV):
-            read({clock.OFFSET_ENV: bad})
+def test_clock_offset_is_checked_at_construction_with_a_typed_error() -> None:
+    assert Clock().offset_ms == 0
+    assert Clock(-60_000).offset_ms == -60_000
+    assert Clock(clock.MAX_OFFSET_MS).offset_ms == clock.MAX_OFFSET_MS
+    for bad in (clock.MAX_OFFSET_MS + 1, -clock.MAX_OFFSET_MS - 1, 1.5, "600000", True):
+        with pytest.raises(ConfigError, match="clock offset"):
+            Clock(bad)  # type: ignore[arg-type]  # wrong types on purpose
 
 
 def test_clock_reads_the_wall_clock_plus_offset() -> None:
     import time
 
-    before = time.time_ns() // 1_000_000 + clock.OFFSET_MS
-    reading = clock.now_ms()
-    after = time.time_ns() // 1_000_000 + clock.OFFSET_MS
+    ahead = Clock(600_000)
+    before = time.time_ns() // 1_000_000 + 600_000
+    reading = ahead.now_ms()
+    after = time.time_ns() // 1_000_000 + 600_000
     assert before <= reading <= after
-    assert abs(clock.now().timestamp() * 1000 - clock.now_ms()) < 1000
+    assert abs(ahead.now().timestamp() * 1000 - ahead.now_ms()) < 1000
+    # X.509 validity ignores the drill: the host's own time.
+    assert abs(ahead.now_ms() - ahead.host_now().timestamp() * 1000 - 600_000) < 1000
+
+
+def test_a_manual_clock_moves_only_when_told() -> None:
+    manual = ManualClock(NOW)
+    assert manual.now_ms() == NOW and manual.now_ms() == NOW
+    manual.advance(MINUTE_MS)
+    assert manual.now_ms() == NOW + MINUTE_MS
+    assert manual.now() == manual.host_now()
+    assert manual.now().timestamp() * 1000 == NOW + MINUTE_MS
+    with pytest.raises(ValueError):
+        manual.advance(-1)

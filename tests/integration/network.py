@@ -1,7 +1,11 @@
 """A real federated network for tests: PKI made by our CLI, real node processes on loopback.
 
-Every process a test starts is recorded by PID and killed by the fixture's teardown, even
-when the test fails. Conditions are awaited by bounded polling, never by fixed sleeps.
+The processes are the drills' harness's (``liaison_net.drills.harness``, shared with the
+demo, the bench and the chaos soak); this module adds what tests need on top: the PKI made
+with the `liaison` CLI, test timings, waits that fail as assertions, and raw looks at what
+a node stored. Every process a test starts is recorded by PID and killed by the fixture's
+teardown, even when the test fails. Conditions are awaited by bounded polling, never by
+fixed sleeps.
 """
 
 from __future__ import annotations
@@ -14,26 +18,38 @@ import socket
 import sqlite3
 import ssl
 import subprocess
-import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from liaison_net.drills.harness import (
+    LIAISON,
+    Deadline,
+    HarnessTimeout,
+    NodeProcess,
+    NodeSet,
+    free_ports,
+)
 from liaison_net.federation.tls import client_context, officer_client_context
 from liaison_net.pki.certificates import node_hostname
 
-LIAISON = [sys.executable, "-m", "liaison_net.cli"]
-NODE_IDS = ("be", "nl", "lu", "de-nw")
+__all__ = ["LIAISON", "Network", "NodeProcess", "free_port", "run_cli", "wait_for"]
+
+#: Quick retries, sweeps and pushes, so a test's outage ends in a second.
+TEST_DELIVERY: Mapping[str, float] = {
+    "backoff_initial_s": 0.2,
+    "backoff_max_s": 2.0,
+    "expiry_sweep_s": 0.5,
+    "directory_push_s": 0.3,
+    "request_timeout_s": 5.0,
+}
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def run_cli(*args: str, check: bool = True, env: dict[str, str] | None = None,
@@ -49,123 +65,49 @@ def run_cli(*args: str, check: bool = True, env: dict[str, str] | None = None,
 def wait_for(condition: Callable[[], Any], *, timeout: float, interval: float = 0.05,
              what: str = "condition") -> Any:
     """Poll until ``condition()`` is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    try:
+        return Deadline(timeout).wait_for(condition, what=f"waiting for {what}",
+                                          interval=interval)
+    except HarnessTimeout as exc:
+        raise AssertionError(str(exc)) from None
 
 
-@dataclass
-class NodeHandle:
-    id: str
-    config: Path
-    federation_port: int
-    client_port: int
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def client_url(self) -> str:
-        return f"https://127.0.0.1:{self.client_port}"
-
-    @property
-    def federation_url(self) -> str:
-        return f"https://127.0.0.1:{self.federation_port}"
-
-
-@dataclass
-class Network:
-    root: Path
-    nodes: dict[str, NodeHandle] = field(default_factory=dict)
-    extra_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    @property
-    def certs(self) -> Path:
-        return self.root / "certs"
-
-    @property
-    def ca_cert(self) -> Path:
-        return self.certs / "ca.crt"
+class Network(NodeSet):
+    """Nodes on loopback under ``root``; ``start``/``kill`` one node, ``stop_all`` kills all."""
 
     @classmethod
     def create(cls, root: Path, node_ids: tuple[str, ...] = ("nl", "be"),
                peer_urls: dict[tuple[str, str], str] | None = None,
-               delivery: str = "backoff_initial_s = 0.2\nbackoff_max_s = 2.0\n"
-                               "expiry_sweep_s = 0.5\ndirectory_push_s = 0.3\n"
-                               "request_timeout_s = 5.0\n",
-               extra_toml: str = "") -> Network:
-        """PKI and configs for ``node_ids``; ``peer_urls[(a, b)]`` overrides how a reaches b."""
+               delivery: Mapping[str, float] = TEST_DELIVERY,
+               sections: Mapping[str, Mapping[str, Any]] | None = None) -> Network:
+        """PKI and configs for ``node_ids``; ``peer_urls[(a, b)]`` overrides how a reaches b;
+        ``sections`` adds config tables ({"store": {"retention_sweep_s": 0.2}})."""
         net = cls(root)
         run_cli("admin", "init-network", "--dir", str(net.certs))
         for nid in node_ids:
             run_cli("admin", "init-node", nid, "--dir", str(net.certs),
                     "--ca-dir", str(net.certs))
-            net.nodes[nid] = NodeHandle(nid, root / "configs" / f"{nid}.toml", free_port(),
-                                        free_port(), root / "logs" / f"{nid}.log")
-        (root / "configs").mkdir(exist_ok=True)
-        (root / "logs").mkdir(exist_ok=True)
-        for nid, handle in net.nodes.items():
-            peers = "".join(
-                f'\n[[peers]]\nid = "{other.id}"\n'
-                f'url = "{(peer_urls or {}).get((nid, other.id), other.federation_url)}"\n'
-                for other in net.nodes.values() if other.id != nid)
-            handle.config.write_text(
-                f'[node]\nid = "{nid}"\ndata_dir = "../data/{nid}"\n'
-                f'cert_dir = "../certs/{nid}"\n\n'
-                f'[listen]\nfederation = "127.0.0.1:{handle.federation_port}"\n'
-                f'client = "127.0.0.1:{handle.client_port}"\n\n[delivery]\n{delivery}\n'
-                f'{extra_toml}\n{peers}')
+        net.lay_out(node_ids)
+        net.write_configs(sections={"delivery": delivery, **(sections or {})},
+                          peer_urls=peer_urls)
         return net
 
-    def start(self, nid: str, *, wait: bool = True) -> NodeHandle:
-        handle = self.nodes[nid]
-        assert handle.proc is None or handle.proc.poll() is not None, f"{nid} already running"
-        log = handle.log.open("ab")
-        handle.proc = subprocess.Popen([*LIAISON, "node", "serve", "--config", str(handle.config)],
-                                       stdout=log, stderr=log, start_new_session=True)
-        log.close()
+    def start(self, nid: str, *, wait: bool = True) -> NodeProcess:
+        self.start_node(nid)
         if wait:
             self.wait_ready(nid)
-        return handle
+        return self.nodes[nid]
 
     def wait_ready(self, nid: str, timeout: float = 30) -> None:
-        handle = self.nodes[nid]
-
-        def listening() -> bool:
-            assert handle.proc is not None
-            if handle.proc.poll() is not None:
-                raise AssertionError(f"node {nid} exited with {handle.proc.returncode}:\n"
-                                     f"{handle.log.read_text()[-3000:]}")
-            for port in (handle.client_port, handle.federation_port):
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", port)) != 0:
-                        return False
-            return True
-
-        wait_for(listening, timeout=timeout, what=f"node {nid} to listen")
+        self.wait_node(nid, Deadline(timeout))
 
     def kill(self, nid: str, sig: int = signal.SIGKILL) -> None:
-        handle = self.nodes[nid]
-        if handle.proc is not None and handle.proc.poll() is None:
-            os.kill(handle.proc.pid, sig)
-            handle.proc.wait(timeout=30)
+        """Send ``sig`` to the node (SIGKILL: a crash) and wait until it has exited."""
+        self.nodes[nid].signal(sig)
 
-    def stop_all(self) -> None:
-        for handle in self.nodes.values():
-            if handle.proc is not None and handle.proc.poll() is None:
-                os.kill(handle.proc.pid, signal.SIGKILL)
-                handle.proc.wait(timeout=30)
-        for proc in self.extra_procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=30)
-
-    def database(self, nid: str) -> Path:
-        return self.root / "data" / nid / "node.sqlite3"
+    def stop_all(self, *, first: int = signal.SIGKILL) -> list[int]:
+        """Kill every process of this network at once, by PID (a test's teardown)."""
+        return super().stop_all(first=first)
 
 
 # --- what a node has stored, read straight from its database ---------------------------------

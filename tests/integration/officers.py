@@ -13,17 +13,9 @@ from liaison_net.client.session import NodeSession
 from liaison_net.core import sealing
 from liaison_net.core.almanac import Almanac
 from liaison_net.core.envelope import Envelope, Kind, Precedence
-from liaison_net.core.limits import DAY_MS, HOUR_MS
-from liaison_net.core.ownership import (
-    Evaluation,
-    Handling,
-    InformationAccuracy,
-    Owner,
-    OwnershipTag,
-    PermittedAction,
-    SourceReliability,
-    Tlp,
-)
+from liaison_net.core.limits import HOUR_MS
+from liaison_net.core.ownership import Handling, Owner, OwnershipTag, PermittedAction, Tlp
+from tests.core.factories import make_tag
 from tests.integration.network import Network, run_cli
 
 PASSPHRASE = b"correct horse battery staple"
@@ -55,12 +47,12 @@ class OfficerAgent:
 
 def benelux_tag(owner_node: str, *, share_with: frozenset[str] = frozenset({"be", "nl", "lu"}),
                 tlp: Tlp = Tlp.AMBER, handling: Handling = Handling.H0) -> OwnershipTag:
-    return OwnershipTag(
-        owner=Owner(owner_node, "liaison"), handling=handling, tlp=tlp,
-        evaluation=Evaluation(SourceReliability.B, InformationAccuracy.KNOWN_TO_SOURCE),
-        share_with=share_with | {owner_node},
-        permitted_actions=frozenset({PermittedAction.FORWARD}),
-        purpose="cross-border investigation", retain_until=now_ms() + 30 * DAY_MS)
+    """The default test tag, owned by ``owner_node``'s liaison unit, at the wall clock, that
+    permits forwarding only."""
+    return make_tag(now=now_ms(), owner=Owner(owner_node, "liaison"), handling=handling,
+                    tlp=tlp, share_with=share_with | {owner_node},
+                    permitted_actions=frozenset({PermittedAction.FORWARD}),
+                    purpose="cross-border investigation")
 
 
 def enrol(net: Network, officer_id: str, *, languages: tuple[str, ...] = (),

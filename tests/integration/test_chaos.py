@@ -36,7 +36,7 @@ def make_soak() -> Iterator[Callable[[SoakOptions, Path], Soak]]:
 
     yield make
     for soak in made:
-        soak.net.stop()  # SIGTERM, then SIGKILL, each process it started (Popen, by PID)
+        soak.net.stop_all()  # SIGTERM, then SIGKILL, each process it started (Popen, by PID)
         for node in soak.net.nodes.values():
             assert not node.running(), f"node {node.id} (pid {node.pid}) outlived the test"
 

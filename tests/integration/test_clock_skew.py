@@ -1,7 +1,8 @@
 """Clock skew between nodes (issue 9, item 5), with real processes.
 
-NL's node and its officer's CLI run with their clocks shifted by LIAISON_CLOCK_OFFSET_MS
-(liaison_net/clock.py), BE's with the host's. Within the window (`[limits]
+NL's node runs with its clock shifted by `[clock] drill_offset_ms` in its config, and its
+officer's CLI by `--clock-offset-ms` (or LIAISON_CLOCK_OFFSET_MS, the same option read from
+the environment); BE's with the host's (liaison_net/clock.py). Within the window (`[limits]
 max_clock_skew_ms`, 5 min) they interoperate; beyond it BE refuses the envelope with
 `bad_timestamp` naming the skew, audits it, stores nothing, and NL's officer gets a signed
 non-delivery notice with that reason.
@@ -12,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import signal
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -33,33 +32,24 @@ from tests.integration.test_first_alert import directory_with
 
 pytestmark = pytest.mark.slow
 
-
-@contextlib.contextmanager
-def clock_offset(offset_ms: int) -> Iterator[dict[str, str]]:
-    """The environment of a process whose clock runs ``offset_ms`` ahead (node or CLI)."""
-    previous = os.environ.get(clock.OFFSET_ENV)
-    os.environ[clock.OFFSET_ENV] = str(offset_ms)
-    try:
-        yield {clock.OFFSET_ENV: str(offset_ms)}
-    finally:
-        if previous is None:
-            del os.environ[clock.OFFSET_ENV]
-        else:
-            os.environ[clock.OFFSET_ENV] = previous
+DRILL_SECTION = "\n[clock]\n"
 
 
 def start_with_offset(net: Network, nid: str, offset_ms: int) -> None:
-    with clock_offset(offset_ms):  # Network.start's Popen inherits this environment
-        net.start(nid)
+    """Start ``nid`` with ``[clock] drill_offset_ms = offset_ms`` in its config."""
+    config = net.nodes[nid].config
+    base = config.read_text().split(DRILL_SECTION)[0]
+    config.write_text(f"{base}{DRILL_SECTION}drill_offset_ms = {offset_ms}\n")
+    net.start(nid)
 
 
 def cli_send(jan: OfficerAgent, to: str, text: str, offset_ms: int) -> str:
     """`liaison send` as Jan, on a clock ``offset_ms`` ahead; the envelope id."""
-    proc = run_cli("send", "--to", to, "--subject", "Skew drill", "--text", text,
+    proc = run_cli("--clock-offset-ms", str(offset_ms),
+                   "send", "--to", to, "--subject", "Skew drill", "--text", text,
                    "--handling", "H0", "--tlp", "AMBER", "--share-with", "be,nl",
                    "--purpose", "cross-border investigation", "--keystore", str(jan.path),
-                   "--json", env={"LIAISON_PASSPHRASE": PASSPHRASE.decode(),
-                                  clock.OFFSET_ENV: str(offset_ms)})
+                   "--json", env={"LIAISON_PASSPHRASE": PASSPHRASE.decode()})
     answer = json.loads(proc.stdout)
     assert answer["status"] == "accepted", answer
     return str(answer["id"])
@@ -162,10 +152,24 @@ async def test_skew_within_window_delivers_beyond_it_refuses_and_tells_the_sende
     assert "ahead of this node's clock" in content["detail"]
     assert original.hops["be"].state == "refused"
     assert original.hops["be"].reason == "bad_timestamp"
-    # The officer's own CLI shows the notice and its reason.
+    # The officer's own CLI shows the notice and its reason (its clock shifted through the
+    # environment this time: the same option, for scripts).
     shown = json.loads(run_cli("read", notices[0].id, "--keystore", str(jan.path), "--json",
                                env={"LIAISON_PASSPHRASE": PASSPHRASE.decode(),
                                     clock.OFFSET_ENV: str(10 * MINUTE_MS)}).stdout)
     assert shown["content"]["subject"] == "Notice: non-delivery"
     assert "reason: bad_timestamp" in shown["content"]["text"]
 
+
+
+def test_the_command_line_offset_overrides_the_config(make_network: type[Network]) -> None:
+    """`node serve --clock-offset-ms` wins over `[clock] drill_offset_ms` for one run."""
+    net = make_network.create(node_ids=("nl",))
+    handle = net.nodes["nl"]
+    handle.config.write_text(f"{handle.config.read_text()}{DRILL_SECTION}"
+                             f"drill_offset_ms = {10 * MINUTE_MS}\n")
+    handle.extra_args = ("--clock-offset-ms", str(-2 * MINUTE_MS))
+    net.start("nl")
+    warned = wait_for(lambda: node_log_events(net, "nl", "clock.drill_offset"), timeout=30,
+                      what="NL to log its drill offset")
+    assert [w["offset_ms"] for w in warned] == [-2 * MINUTE_MS]

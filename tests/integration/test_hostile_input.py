@@ -61,8 +61,8 @@ from tests.integration.test_hostile_peer import garbage_tally
 TARGET = "be"
 #: A batch of 2 keeps the federation body limit (batch x max envelope) small enough to cross.
 BATCH_SIZE = 2
-DELIVERY = ("backoff_initial_s = 0.2\nbackoff_max_s = 2.0\nexpiry_sweep_s = 0.5\n"
-            f"directory_push_s = 0.3\nbatch_size = {BATCH_SIZE}\n")
+DELIVERY = {"backoff_initial_s": 0.2, "backoff_max_s": 2.0, "expiry_sweep_s": 0.5,
+            "directory_push_s": 0.3, "batch_size": BATCH_SIZE}
 FED_MAX_BODY = min(256 * 1024 * 1024, BATCH_SIZE * DEFAULT_LIMITS.max_envelope_bytes)
 API_MAX_ENVELOPE = DEFAULT_LIMITS.max_envelope_bytes
 API_MAX_JSON = 4096  # client.api.MAX_JSON_BODY
@@ -90,7 +90,7 @@ class Hostile:
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
     root = tmp_path_factory.mktemp("hostile")
     net = Network.create(root, node_ids=("nl", "be", "lu"), delivery=DELIVERY,
-                         extra_toml=f"[federation]\naudit_window_s = {AUDIT_WINDOW_S}\n")
+                         sections={"federation": {"audit_window_s": AUDIT_WINDOW_S}})
     try:
         foreign = root / "foreign-certs"
         run_cli("admin", "init-network", "--dir", str(foreign), "--name", "rogue CA")

@@ -54,12 +54,12 @@ RATE, BURST = 40, 80  # envelopes/s and burst per peer
 IN_FLIGHT, CONNECTIONS = 3, 5
 HANDSHAKE_S = HEADER_S = BODY_S = 2.0
 AUDIT_WINDOW_S = 2.0
-FEDERATION = (f"[federation]\nenvelopes_per_s = {RATE}\nburst = {BURST}\n"
-              f"in_flight_per_peer = {IN_FLIGHT}\nconnections_per_peer = {CONNECTIONS}\n"
-              f"handshake_timeout_s = {HANDSHAKE_S}\nheader_timeout_s = {HEADER_S}\n"
-              f"body_timeout_s = {BODY_S}\naudit_window_s = {AUDIT_WINDOW_S}\n")
-DELIVERY = ("backoff_initial_s = 0.1\nbackoff_max_s = 1.0\nexpiry_sweep_s = 0.5\n"
-            "directory_push_s = 0.3\nrequest_timeout_s = 5.0\n")
+FEDERATION = {"envelopes_per_s": RATE, "burst": BURST, "in_flight_per_peer": IN_FLIGHT,
+              "connections_per_peer": CONNECTIONS, "handshake_timeout_s": HANDSHAKE_S,
+              "header_timeout_s": HEADER_S, "body_timeout_s": BODY_S,
+              "audit_window_s": AUDIT_WINDOW_S}
+DELIVERY = {"backoff_initial_s": 0.1, "backoff_max_s": 1.0, "expiry_sweep_s": 0.5,
+            "directory_push_s": 0.3, "request_timeout_s": 5.0}
 #: Where the flood test leaves its figures (JSON), for docs/reliability.md, if set.
 FIGURES = os.environ.get("LIAISON_HOSTILE_FIGURES", "")
 
@@ -79,7 +79,7 @@ class Hostile:
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
     root = tmp_path_factory.mktemp("hostile-peer")
     net = Network.create(root, node_ids=("nl", "be", "lu"), delivery=DELIVERY,
-                         extra_toml=FEDERATION)
+                         sections={"federation": FEDERATION})
     try:
         jan = enrol(net, "nl/jdevries")
         marie = enrol(net, "be/mpeeters")

@@ -25,8 +25,8 @@ from tests.integration.network import Network, audit_rows, healthz, last_audit_s
 from tests.integration.officers import enrol
 from tests.integration.test_first_alert import directory_with, inbox_ids
 
-DELIVERY = ("backoff_initial_s = 0.05\nbackoff_max_s = 0.2\nexpiry_sweep_s = 0.5\n"
-            "directory_push_s = 0.3\nrequest_timeout_s = 5.0\n")
+DELIVERY = {"backoff_initial_s": 0.05, "backoff_max_s": 0.2, "expiry_sweep_s": 0.5,
+            "directory_push_s": 0.3, "request_timeout_s": 5.0}
 
 ODD_ANSWERS: list[tuple[str, bytes]] = [
     ("a list as the refusal code", codec.pack({"results": [["refused", ["x"], ""]]})),

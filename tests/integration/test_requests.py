@@ -25,7 +25,7 @@ from tests.integration.test_first_alert import directory_with
 
 pytestmark = pytest.mark.slow
 ENV = {"LIAISON_PASSPHRASE": PASSPHRASE.decode()}
-REQUESTS_TOML = "[requests]\nescalate_before_s = 28797\ncheck_s = 0.2\n"  # 8 h minus 3 s
+REQUESTS = {"escalate_before_s": 28797, "check_s": 0.2}  # 8 h minus 3 s
 
 
 def cli(agent: OfficerAgent, *args: str, check: bool = True) -> tuple[int, str]:
@@ -44,7 +44,7 @@ def requests_of(agent: OfficerAgent, *extra: str) -> dict[str, dict[str, object]
 
 async def test_due_times_escalation_answers_and_late_replies(
         make_network: type[Network]) -> None:
-    net = make_network.create(node_ids=("nl", "be"), extra_toml=REQUESTS_TOML)
+    net = make_network.create(node_ids=("nl", "be"), sections={"requests": REQUESTS})
     jan, marie, desk = (enrol(net, "nl/jdevries"), enrol(net, "be/mpeeters"),
                         enrol(net, "be/desk"))
     for nid in ("nl", "be"):

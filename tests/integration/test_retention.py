@@ -35,7 +35,7 @@ def _stored(net: Network, nid: str, envelope_id: bytes) -> tuple[bytes, int | No
 async def test_content_is_purged_at_retain_until_on_every_node(
         make_network: type[Network]) -> None:
     net = make_network.create(node_ids=("nl", "be"),
-                              extra_toml="[store]\nretention_sweep_s = 0.2\n")
+                              sections={"store": {"retention_sweep_s": 0.2}})
     jan = enrol(net, "nl/jdevries")
     marie = enrol(net, "be/mpeeters")
     net.start("nl")

@@ -22,11 +22,7 @@ from tests.integration.test_first_alert import directory_with
 
 pytestmark = pytest.mark.slow
 
-SIGNALS_TOML = """[signals]
-ack_deadline_high_s = 1.5
-escalation_check_s = 0.2
-evaluations_per_hour = 3
-"""
+SIGNALS = {"ack_deadline_high_s": 1.5, "escalation_check_s": 0.2, "evaluations_per_hour": 3}
 ENV = {"LIAISON_PASSPHRASE": PASSPHRASE.decode()}
 NAMES = ("Jan Janssens", "JANSSENS, jan", "1990-04-12", "12/04/1990", "janssens")
 
@@ -61,7 +57,7 @@ def notices(net: Network, agent: OfficerAgent, kind: str) -> list[dict[str, obje
 
 @pytest.fixture
 def network(make_network: type[Network]) -> Network:
-    return make_network.create(node_ids=("nl", "be", "lu", "de-nw"), extra_toml=SIGNALS_TOML)
+    return make_network.create(node_ids=("nl", "be", "lu", "de-nw"), sections={"signals": SIGNALS})
 
 
 async def test_signal_fans_out_to_allowed_desks_and_acks_return(network: Network) -> None:

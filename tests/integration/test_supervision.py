@@ -30,8 +30,9 @@ from tests.integration.network import (
 from tests.integration.officers import enrol
 from tests.integration.test_first_alert import directory_with, inbox_ids
 
-SUPERVISION = ("[supervision]\nrestart_base_s = 0.05\nrestart_max_s = 0.2\nintensity = 3\n"
-               "period_s = 600\n\n[requests]\ncheck_s = 0.1\n")
+SUPERVISION = {"supervision": {"restart_base_s": 0.05, "restart_max_s": 0.2, "intensity": 3,
+                               "period_s": 600},
+               "requests": {"check_s": 0.1}}
 
 
 def metric(net: Network, nid: str, name: str, loop: str) -> float:
@@ -58,7 +59,7 @@ async def test_a_loop_failing_for_good_is_shown_degraded_and_the_rest_runs_on(
     liaison_loop_up{loop="request-desk"} 0 and its restarts counted; loop.crashed entries
     and one loop.failed in the audit. NL's officer still sends, BE still receives, and
     every other loop is still up."""
-    net = make_network.create(node_ids=("nl", "be"), extra_toml=SUPERVISION)
+    net = make_network.create(node_ids=("nl", "be"), sections=SUPERVISION)
     jan, marie = enrol(net, "nl/jdevries"), enrol(net, "be/mpeeters")
     for nid in net.nodes:
         net.start(nid)

@@ -1,0 +1,208 @@
+"""Envelopes and their hops: accept once, the per-peer outbox, delivery outcomes, expiry,
+and each peer's backoff and directory cursor.
+
+One part of the ``NodeStore`` facade (``node_store``). A hop is the one row that says
+"send this envelope to that node"; it is written in the same write as the envelope, and
+only ever moves from ``queued`` to a final state (``core/delivery.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from liaison_net.core.audit import detail
+from liaison_net.core.delivery import HopState
+from liaison_net.core.envelope import Envelope
+from liaison_net.errors import Conflict, NotFound
+from liaison_net.store.database import Database, WriteTxn
+from liaison_net.store.retention_store import purged_error
+
+
+@dataclass(frozen=True)
+class AcceptOutcome:
+    envelope_id: bytes
+    duplicate: bool
+
+
+class EnvelopeStore:
+    # Shared with the other parts of the facade (``node_store.NodeStore``).
+    db: Database
+    node_id: str
+    # Called with the officers whose inbox got rows, after the commit (live delivery).
+    on_inbox: Callable[[list[str]], None] | None
+
+    # --- envelopes ------------------------------------------------------------------------
+
+    async def accept(self, envelope: Envelope, *, now: int, actor: str, event: str,
+                     local_recipients: list[str], remote_nodes: list[str],
+                     audit_detail: str, signal_deadline: int | None = None,
+                     received: bool = False) -> AcceptOutcome:
+        """Store a verified envelope once: inbox entries for local recipients, one queued
+        hop per remote node; a signal is also indexed (with its desk's acknowledgement
+        deadline when this node's desk is addressed). ``received``: from a peer, not from an
+        officer of this node. A second copy changes nothing."""
+        h = envelope.header
+
+        async def op(txn: WriteTxn) -> AcceptOutcome:
+            cur = await txn.execute(
+                "INSERT OR IGNORE INTO envelopes (id, raw, sender, kind, precedence, created, "
+                "expires, retain_until, received, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (h.id, envelope.to_bytes(), h.sender, h.kind.value, int(h.precedence),
+                 h.created, h.expires, h.tag.retain_until, now, h.ref),
+            )
+            if cur.rowcount == 0:
+                stored = await (await txn.execute("SELECT raw, purged FROM envelopes "
+                                                  "WHERE id = ?", (h.id,))).fetchone()
+                if stored is not None and stored[1] is not None:
+                    return AcceptOutcome(h.id, duplicate=True)  # purged: only a skeleton left
+                if stored is not None and bytes(stored[0]) != envelope.to_bytes():
+                    raise Conflict(f"envelope id {h.id_text} is already taken by other bytes")
+                return AcceptOutcome(h.id, duplicate=True)
+            if local_recipients:
+                await txn.executemany(
+                    "INSERT OR IGNORE INTO inbox (officer, envelope_id, relayed) VALUES (?, ?, ?)",
+                    [(officer, h.id, now) for officer in local_recipients],
+                )
+            if remote_nodes:
+                await txn.executemany(
+                    "INSERT INTO hops (node, envelope_id, state, precedence, expires, updated) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(node, h.id, HopState.QUEUED.value, int(h.precedence), h.expires, now)
+                     for node in remote_nodes],
+                )
+            if h.signal is not None:
+                await txn.execute(
+                    "INSERT INTO signals (envelope_id, role, origin, sender, severity, received, "
+                    "deadline) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (h.id, "destination" if received else "origin",
+                     h.sender.split("/")[0], h.sender, int(h.signal.severity), now,
+                     signal_deadline))
+                await txn.executemany(
+                    "INSERT OR IGNORE INTO pseudonyms (value, key_id, envelope_id, origin) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(p.value, p.key_id, h.id, h.sender.split("/")[0])
+                     for p in h.signal.pseudonyms])
+            await txn.audit(now, event, actor, audit_detail, h.id)
+            return AcceptOutcome(h.id, duplicate=False)
+
+        outcome = await self.db.write(op)
+        if not outcome.duplicate and local_recipients and self.on_inbox is not None:
+            self.on_inbox(local_recipients)
+        return outcome
+
+    async def envelope_bytes(self, envelope_id: bytes) -> bytes:
+        """The envelope as received; ``Purged`` once retention has removed its content."""
+        row = await self.db.fetchone(
+            "SELECT raw, purged, retain_until FROM envelopes WHERE id = ?", (envelope_id,))
+        if row is None:
+            raise NotFound("no such envelope")
+        if row[1] is not None:
+            raise purged_error(envelope_id, bytes(row[0]), row[1], row[2])
+        return bytes(row[0])
+
+    # --- outbox (hops) --------------------------------------------------------------------
+
+    async def next_batch(self, node: str, limit: int, *, now: int) -> list[tuple[bytes, bytes]]:
+        """Queued, unexpired envelopes for ``node``, flash first, then oldest first. Never
+        one past its ``retain_until`` or purged (retain_until >= expires already implies
+        it; checked again so a queued envelope past retention is never relayed)."""
+        rows = await self.db.fetchall(
+            "SELECT h.envelope_id, e.raw FROM hops h JOIN envelopes e ON e.id = h.envelope_id "
+            "WHERE h.node = ? AND h.state = ? AND h.expires > ? AND e.purged IS NULL "
+            "AND e.retain_until > ? ORDER BY h.precedence DESC, h.envelope_id LIMIT ?",
+            (node, HopState.QUEUED.value, now, now, limit),
+        )
+        return [(bytes(r[0]), bytes(r[1])) for r in rows]
+
+    async def queue_depth(self) -> dict[str, int]:
+        rows = await self.db.fetchall(
+            "SELECT node, COUNT(*) FROM hops WHERE state = ? GROUP BY node",
+            (HopState.QUEUED.value,))
+        return {r[0]: r[1] for r in rows}
+
+    async def finish_hops(self, node: str, *, now: int, delivered: list[bytes],
+                          refused: list[tuple[bytes, str]]) -> list[tuple[bytes, str, str]]:
+        """Record a transaction's outcome: delivered and refused hops, and their audit.
+        Returns (envelope id, code, sender) of each hop refused just now (not before), for
+        the sender's non-delivery notice."""
+
+        async def op(txn: WriteTxn) -> list[tuple[bytes, str, str]]:
+            newly_refused: list[tuple[bytes, str, str]] = []
+            for eid in delivered:
+                cur = await txn.execute(
+                    "UPDATE hops SET state = ?, updated = ? WHERE node = ? AND envelope_id = ? "
+                    "AND state = ?",
+                    (HopState.DELIVERED.value, now, node, eid, HopState.QUEUED.value))
+                if cur.rowcount:
+                    await txn.audit(now, "envelope.relayed", self.node_id,
+                                    detail(peer=node), eid)
+            for eid, code in refused:
+                cur = await txn.execute(
+                    "UPDATE hops SET state = ?, updated = ?, reason = ? WHERE node = ? AND "
+                    "envelope_id = ? AND state = ?",
+                    (HopState.REFUSED.value, now, code, node, eid, HopState.QUEUED.value))
+                if cur.rowcount:
+                    await txn.audit(now, "envelope.refused_by_peer", self.node_id,
+                                    detail(peer=node, code=code), eid)
+                    row = await (await txn.execute("SELECT sender FROM envelopes WHERE id = ?",
+                                                   (eid,))).fetchone()
+                    if row is not None:
+                        newly_refused.append((eid, code, str(row[0])))
+            return newly_refused
+
+        return await self.db.write(op)
+
+    async def expire_due(self, now: int, limit: int = 500) -> list[tuple[bytes, str, str]]:
+        """Mark queued hops past expiry EXPIRED; return (envelope id, node, sender) each."""
+
+        async def op(txn: WriteTxn) -> list[tuple[bytes, str, str]]:
+            cur = await txn.execute(
+                "SELECT h.envelope_id, h.node, e.sender FROM hops h JOIN envelopes e "
+                "ON e.id = h.envelope_id WHERE h.state = ? AND h.expires <= ? LIMIT ?",
+                (HopState.QUEUED.value, now, limit))
+            rows = [(bytes(r[0]), r[1], r[2]) for r in await cur.fetchall()]
+            for eid, node, _sender in rows:
+                await txn.execute(
+                    "UPDATE hops SET state = ?, updated = ?, reason = 'expired' "
+                    "WHERE node = ? AND envelope_id = ?",
+                    (HopState.EXPIRED.value, now, node, eid))
+                await txn.audit(now, "envelope.expired", self.node_id, detail(peer=node), eid)
+            return rows
+
+        return await self.db.write(op)
+
+    async def hop_states(self, envelope_id: bytes) -> dict[str, tuple[str, str | None]]:
+        rows = await self.db.fetchall(
+            "SELECT node, state, reason FROM hops WHERE envelope_id = ?", (envelope_id,))
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    # --- peers ----------------------------------------------------------------------------
+
+    async def peer_backoff(self, node: str) -> tuple[int, int]:
+        row = await self.db.fetchone(
+            "SELECT attempts, next_attempt FROM peers WHERE node = ?", (node,))
+        return (row[0], row[1]) if row else (0, 0)
+
+    async def set_peer_backoff(self, node: str, attempts: int, next_attempt: int,
+                               error: str | None) -> None:
+        async def op(txn: WriteTxn) -> None:
+            await txn.execute(
+                "INSERT INTO peers (node, attempts, next_attempt, last_error) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(node) DO UPDATE SET attempts = excluded.attempts, "
+                "next_attempt = excluded.next_attempt, last_error = excluded.last_error",
+                (node, attempts, next_attempt, error))
+
+        await self.db.write(op)
+
+    async def directory_cursor(self, node: str) -> int:
+        row = await self.db.fetchone("SELECT directory_cursor FROM peers WHERE node = ?", (node,))
+        return int(row[0]) if row else 0
+
+    async def set_directory_cursor(self, node: str, cursor: int) -> None:
+        async def op(txn: WriteTxn) -> None:
+            await txn.execute(
+                "INSERT INTO peers (node, directory_cursor) VALUES (?, ?) ON CONFLICT(node) "
+                "DO UPDATE SET directory_cursor = excluded.directory_cursor", (node, cursor))
+
+        await self.db.write(op)

@@ -1,0 +1,93 @@
+"""Officers' inboxes: listing, counts, who may read what, acknowledgement.
+
+One part of the ``NodeStore`` facade (``node_store``). Inbox rows are written by
+``EnvelopeStore.accept`` together with their envelope; here they are read and acked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from liaison_net.core.audit import detail
+from liaison_net.errors import NotFound
+from liaison_net.store.database import Database, WriteTxn
+from liaison_net.store.retention_store import skeleton_tag
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    seq: int
+    envelope_id: bytes
+    sender: str
+    kind: str
+    precedence: int
+    created: int
+    relayed: int
+    acked: int | None
+    retain_until: int | None = None
+    purged: int | None = None  # when the content was purged (retention), else None
+    tag: dict[str, Any] | None = None  # a purged entry's tag, from its skeleton
+
+
+class InboxStore:
+    # Shared with the other parts of the facade (``node_store.NodeStore``).
+    db: Database
+    node_id: str
+
+    # --- inbox ----------------------------------------------------------------------------
+
+    async def inbox(self, officer: str, *, after: int, limit: int) -> list[InboxItem]:
+        rows = await self.db.fetchall(
+            "SELECT i.seq, i.envelope_id, e.sender, e.kind, e.precedence, e.created, i.relayed, "
+            "i.acked, e.retain_until, e.purged, CASE WHEN e.purged IS NULL THEN NULL "
+            "ELSE e.raw END FROM inbox i JOIN envelopes e ON e.id = i.envelope_id "
+            "WHERE i.officer = ? AND i.seq > ? ORDER BY i.seq LIMIT ?",
+            (officer, after, limit))
+        return [InboxItem(r[0], bytes(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                          skeleton_tag(bytes(r[10])) if r[10] is not None else None)
+                for r in rows]
+
+    async def inbox_count(self, officer: str) -> int:
+        row = await self.db.fetchone("SELECT COUNT(*) FROM inbox WHERE officer = ?", (officer,))
+        return int(row[0])
+
+    async def local_deliveries(self, envelope_id: bytes) -> list[tuple[str, int, int | None]]:
+        rows = await self.db.fetchall(
+            "SELECT officer, relayed, acked FROM inbox WHERE envelope_id = ? ORDER BY officer",
+            (envelope_id,))
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def evidence_for(self, officer: str, envelope_id: bytes, *,
+                           limit: int) -> list[bytes]:
+        """The evidence envelopes in ``officer``'s inbox that report on ``envelope_id``."""
+        rows = await self.db.fetchall(
+            "SELECT e.raw FROM envelopes e JOIN inbox i ON i.envelope_id = e.id "
+            "WHERE e.ref = ? AND e.kind = 'evidence' AND i.officer = ? AND e.purged IS NULL "
+            "ORDER BY i.seq LIMIT ?",
+            (envelope_id, officer, limit))
+        return [bytes(r[0]) for r in rows]
+
+    async def may_read(self, officer: str, envelope_id: bytes) -> bool:
+        row = await self.db.fetchone(
+            "SELECT 1 FROM inbox WHERE officer = ? AND envelope_id = ? UNION ALL "
+            "SELECT 1 FROM envelopes WHERE id = ? AND sender = ?",
+            (officer, envelope_id, envelope_id, officer))
+        return row is not None
+
+    async def ack(self, officer: str, envelope_id: bytes, *, now: int) -> bool:
+        async def op(txn: WriteTxn) -> bool:
+            cur = await txn.execute(
+                "UPDATE inbox SET acked = ? WHERE officer = ? AND envelope_id = ? "
+                "AND acked IS NULL", (now, officer, envelope_id))
+            if cur.rowcount == 0:
+                exists = await (await txn.execute(
+                    "SELECT 1 FROM inbox WHERE officer = ? AND envelope_id = ?",
+                    (officer, envelope_id))).fetchone()
+                if exists is None:
+                    raise NotFound("no such envelope in your inbox")
+                return False
+            await txn.audit(now, "envelope.acknowledged", officer, detail(), envelope_id)
+            return True
+
+        return await self.db.write(op)

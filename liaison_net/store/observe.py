@@ -1,0 +1,101 @@
+"""Reading a node's database from outside the node: what the drills (chaos, bench) count.
+
+The drills judge a node by its file, the ground truth, not by what the node under test
+says. This module is the one place they do it, so no SQL and no SQLite import lives
+outside ``store/``. It only reads (WAL readers never block the node's writer), and it
+imports nothing heavy: the bench's sink process loads it. ``ReadError`` is any miss of
+such a read (no file yet, not migrated yet, busy during recovery); pollers retry on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+ReadError = sqlite3.Error
+SQLITE_VERSION = sqlite3.sqlite_version  # for the bench report's machine facts
+
+
+def node_facts(database: Path, ids: set[bytes],
+               ) -> tuple[Counter[tuple[str, bytes]], set[bytes], dict[str, int]]:
+    """(inbox rows per (officer, envelope id), envelope ids held, hop state -> count),
+    restricted to ``ids`` except the hop counts (every envelope's)."""
+    inbox: Counter[tuple[str, bytes]] = Counter()
+    held: set[bytes] = set()
+    outbox: dict[str, int] = {}
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as db:
+        for officer, envelope_id in db.execute("SELECT officer, envelope_id FROM inbox"):
+            key = bytes(envelope_id)
+            if key in ids:
+                inbox[(str(officer), key)] += 1
+        for (envelope_id,) in db.execute("SELECT id FROM envelopes"):
+            key = bytes(envelope_id)
+            if key in ids:
+                held.add(key)
+        for state, count in db.execute("SELECT state, COUNT(*) FROM hops GROUP BY state"):
+            outbox[str(state)] = int(count)
+    return inbox, held, outbox
+
+
+def _query(database: Path, sql: str,
+           params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(database, timeout=10)) as db:
+        return list(db.execute(sql, params))
+
+
+def officers(database: Path) -> set[str]:
+    """The officers in the node's directory (any node's, as far as it has heard)."""
+    return {str(r[0]) for r in _query(database, "SELECT officer FROM directory")}
+
+
+def has_card(database: Path, officer: str) -> bool:
+    return bool(_query(database, "SELECT 1 FROM directory WHERE officer = ?", (officer,)))
+
+
+def inbox_envelope_ids(database: Path, officer: str) -> list[bytes]:
+    """One entry per inbox row of ``officer`` (duplicates, if any, repeated)."""
+    rows = _query(database, "SELECT envelope_id FROM inbox WHERE officer = ?", (officer,))
+    return [bytes(r[0]) for r in rows if isinstance(r[0], bytes)]
+
+
+def queued_hops(database: Path, peer: str) -> int:
+    rows = _query(database, "SELECT COUNT(*) FROM hops WHERE node = ? AND state = 'queued'",
+                  (peer,))
+    count = rows[0][0]
+    assert isinstance(count, int)  # COUNT(*) always is
+    return count
+
+
+class InboxPoller:
+    """One officer's inbox rows committed since the last poll, on one kept connection."""
+
+    def __init__(self, database: Path, officer: str, *, limit: int = 20000) -> None:
+        self.database = database
+        self.officer = officer
+        self.limit = limit
+        self.last = 0  # the inbox seq of the last row seen
+        self._conn: sqlite3.Connection | None = None
+
+    def poll(self) -> list[bytes] | None:
+        """Envelope ids of the new rows, in order; None while there is no file yet, the
+        table is not migrated yet, or the database is busy (try again)."""
+        if self._conn is None:
+            if not self.database.exists():
+                return None
+            self._conn = sqlite3.connect(self.database, timeout=5, isolation_level=None)
+        try:
+            rows = self._conn.execute(
+                "SELECT seq, envelope_id FROM inbox WHERE officer = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?", (self.officer, self.last, self.limit)).fetchall()
+        except sqlite3.Error:
+            return None
+        if rows:
+            self.last = rows[-1][0]
+        return [bytes(r[1]) for r in rows]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,110 @@
+"""The drills' node-process harness (liaison_net/drills/harness.py): configs the node reads
+back as written, waits that fail at once when the process dies, stops that end by SIGKILL."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from liaison_net import config
+from liaison_net.drills.harness import (
+    Deadline,
+    HarnessError,
+    HarnessTimeout,
+    NodeProcess,
+    NodeSet,
+    stop_processes,
+    write_node_config,
+)
+
+#: A process that ignores SIGTERM and says so on stdout once it does.
+STUBBORN = ("import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('ready', flush=True)\n"
+            "while True:\n    time.sleep(1)\n")
+
+
+def test_config_is_read_back_by_the_node_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "configs" / "nl.toml"
+    written = write_node_config(
+        path, "nl", federation_port=7401, client_port=7501,
+        peers={"be": "https://127.0.0.1:7402", "lu": "https://127.0.0.1:7403"},
+        sections={"delivery": {"backoff_initial_s": 0.2, "batch_size": 2},
+                  "store": {"retention_sweep_s": 0.5}},
+        comment="Test node nl\nsecond line")
+    text = path.read_text()
+    assert text.startswith("# Test node nl\n# second line\n")
+    assert written["delivery"] == {"backoff_initial_s": 0.2, "batch_size": 2}
+    loaded = config.load(path)
+    assert (loaded.id, loaded.federation.port, loaded.client.port) == ("nl", 7401, 7501)
+    assert {(p.id, p.url) for p in loaded.peers} == {("be", "https://127.0.0.1:7402"),
+                                                     ("lu", "https://127.0.0.1:7403")}
+    assert loaded.data_dir.resolve() == (tmp_path / "data" / "nl").resolve()
+    assert loaded.cert_dir.resolve() == (tmp_path / "certs" / "nl").resolve()
+    assert loaded.delivery.backoff.initial_s == 0.2 and loaded.delivery.batch_size == 2
+    assert loaded.store.retention_sweep_s == 0.5
+
+
+def test_every_node_gets_every_other_as_a_peer_with_overrides(tmp_path: Path) -> None:
+    nodes = NodeSet(tmp_path)
+    nodes.lay_out(("nl", "be", "lu"))
+    nodes.write_configs(peer_urls={("nl", "be"): "https://127.0.0.1:9"},
+                        comment="node {node}")
+    nl = config.load(nodes.nodes["nl"].config)
+    assert {p.id: p.url for p in nl.peers} == {
+        "be": "https://127.0.0.1:9", "lu": nodes.nodes["lu"].federation_url}
+    assert nodes.nodes["lu"].config.read_text().startswith("# node lu\n")
+    ports = [p for n in nodes.nodes.values() for p in (n.federation_port, n.client_port)]
+    assert len(set(ports)) == 6
+
+
+def test_waiting_for_a_node_that_exits_fails_at_once_with_its_log(tmp_path: Path) -> None:
+    """No config file: `node serve` exits; the wait says so instead of running out."""
+    node = NodeProcess("nl", tmp_path / "configs" / "nl.toml", 1, 2, tmp_path / "nl.log")
+    node.start()
+    deadline = Deadline(30)
+    with pytest.raises(HarnessError, match=r"node nl exited with code [1-9]") as caught:
+        node.wait_ready(deadline)
+    assert not isinstance(caught.value, HarnessTimeout)
+    assert "cannot read config" in str(caught.value)  # the log's tail
+    assert not node.running()
+
+
+def test_a_process_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
+    stubborn = subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE,
+                                start_new_session=True)
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                              start_new_session=True)
+    try:
+        assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"
+        killed = stop_processes([stubborn, polite], grace=0.5)
+        assert killed == [stubborn.pid]
+        assert stubborn.returncode == -signal.SIGKILL
+        assert polite.returncode == -signal.SIGTERM
+        assert stop_processes([stubborn, polite]) == []  # safe to call twice
+    finally:
+        for proc in (stubborn, polite):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+        if stubborn.stdout is not None:
+            stubborn.stdout.close()
+
+
+def test_a_deadline_names_what_it_was_waiting_for() -> None:
+    with pytest.raises(HarnessTimeout, match="while waiting for the moon"):
+        Deadline(0.1).wait_for(lambda: None, what="waiting for the moon")
+
+
+def test_the_node_never_loads_the_drills_or_their_harness() -> None:
+    """`liaison node serve` imports the CLI and the node: neither may pull in drill code."""
+    probe = ("import sys, liaison_net.cli.main, liaison_net.node\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[:2] in "
+             "[['liaison_net', d] for d in ('demo', 'bench', 'chaos', 'drills')]))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.strip() == "[]"
