@@ -19,6 +19,7 @@ from liaison_net.core.ids import NODE_ID_RE
 from liaison_net.core.limits import Limits
 from liaison_net.core.signals import DEFAULT_ACK_DEADLINE_MS, Severity, SignalConfig
 from liaison_net.errors import ConfigError, LiaisonError
+from liaison_net.supervisor import RestartPolicy
 
 MAX_CONFIG_BYTES = 64 * 1024
 
@@ -100,6 +101,7 @@ class NodeConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     federation_limits: FederationLimits = field(default_factory=FederationLimits)
     clock_offset_ms: int = 0  # [clock] drill_offset_ms: fault drills only, never production
+    supervision: RestartPolicy = field(default_factory=RestartPolicy)  # [supervision]
 
     @property
     def database(self) -> Path:
@@ -110,7 +112,7 @@ class NodeConfig:
 
 
 _TOP = {"node", "listen", "peers", "delivery", "limits", "auth", "signals", "requests",
-        "store", "federation", "clock"}
+        "store", "federation", "clock", "supervision"}
 
 
 def load(path: Path) -> NodeConfig:
@@ -214,7 +216,19 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         store=_store_config(_table(data, "store", required=False)),
         federation_limits=_federation_limits(_table(data, "federation", required=False)),
         clock_offset_ms=_clock_offset(_table(data, "clock", required=False)),
+        supervision=_supervision(_table(data, "supervision", required=False)),
     )
+
+
+def _supervision(table: dict[str, Any]) -> RestartPolicy:
+    """[supervision]: how a crashed background loop is restarted (supervisor.py)."""
+    if unknown := set(table) - {"restart_base_s", "restart_max_s", "intensity", "period_s"}:
+        raise ConfigError(f"unknown supervision key(s): {', '.join(sorted(unknown))}")
+    base = _num(table, "supervision.restart_base_s", 0.5, 0.01, 600)
+    return RestartPolicy(
+        base_s=base, max_s=max(base, _num(table, "supervision.restart_max_s", 30.0, 0.01, 3600)),
+        intensity=int(_num(table, "supervision.intensity", 5, 1, 1000)),
+        period_s=_num(table, "supervision.period_s", 60.0, 1, 86_400))
 
 
 def _clock_offset(table: dict[str, Any]) -> int:

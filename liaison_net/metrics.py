@@ -33,6 +33,13 @@ class NodeMetrics:
         self.storage_full = Gauge(
             "liaison_storage_full", "1 while the database refuses writes for lack of space",
             registry=self.registry)
+        # Supervision (issue 14): each background loop's restarts, and whether it runs.
+        self.loop_restarts = Counter(
+            "liaison_loop_restarts_total", "Background loop crashes followed by a restart",
+            ["loop"], registry=self.registry)
+        self.loop_up = Gauge("liaison_loop_up", "1 while a background loop runs, 0 while it "
+                             "waits to restart or has been given up on", ["loop"],
+                             registry=self.registry)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

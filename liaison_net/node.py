@@ -44,6 +44,7 @@ from liaison_net.services.request_desk import RequestDesk
 from liaison_net.services.signal_desk import SignalDesk
 from liaison_net.services.witness import Witness
 from liaison_net.store.node_store import NodeStore
+from liaison_net.supervisor import Supervisor
 
 log = structlog.get_logger("liaison.node")
 
@@ -92,12 +93,19 @@ class Node:
                                peers=[p.id for p in config.peers],
                                card_validity_days=config.card_validity_days,
                                clock=self.clock, wake=self._wake_all)
+        self.supervisor = Supervisor(policy=config.supervision, audit=self._audit_loop,
+                                     metrics=self.metrics)
         self._runners: list[web.AppRunner] = []
+        self._federation: FederationServer | None = None
         self._stopping = asyncio.Event()
         self._cert_pushed: dict[str, bytes] = {}
         self._tls_contexts = [server_context(paths.dir, require_client_cert=True),
                               server_context(paths.dir, require_client_cert=False),
                               client_context(paths.dir)]
+
+    async def _audit_loop(self, event: str, fields: dict[str, object]) -> None:
+        await self.store.audit(now=self.clock.now_ms(), event=event, actor=self.config.id,
+                               audit_detail=detail(**fields))
 
     def _wake(self, peer: str) -> None:
         sender = self.senders.get(peer)
@@ -168,7 +176,7 @@ class Node:
 
     async def serve(self) -> None:
         """Run until SIGTERM/SIGINT (or ``stop``)."""
-        await self.store.open()
+        await self.store.open(writer=False)  # the writer runs under the supervisor
         self.keys.nodes.update(await self.store.node_keys())
         self.keys.nodes[self.config.id] = self.signing_key.public
         connector = aiohttp.TCPConnector(ssl=self._tls_contexts[2], limit_per_host=2)
@@ -188,33 +196,48 @@ class Node:
                                        "([clock] drill_offset_ms or --clock-offset-ms)")
                 log.info("node.started", node=self.config.id,
                          federation=str(self.config.federation), client=str(self.config.client))
+                # Every loop runs under the supervisor (supervisor.py): one that crashes is
+                # logged, audited and restarted alone; only shutdown cancels them together.
+                sup = self.supervisor
+                sup.add("group-commit", self.store.db.run_writer,
+                        on_failed=self.store.db.writer_failed)
+                for peer in self.config.peers:
+                    sender = PeerSender(node_id=self.config.id, peer=peer, store=self.store,
+                                        session=session, delivery=self.config.delivery,
+                                        metrics=self.metrics,
+                                        directory_push=self._directory_push,
+                                        on_refused=self._refused_notice, clock=self.clock)
+                    self.senders[peer.id] = sender
+                    sup.add(f"sender-{peer.id}", sender.run)
+                sup.add("expiry", self._expiry_loop)
+                sup.add("retention", self._retention_loop)
+                sup.add("key-watch", watcher.run)
+                sup.add("signal-desk", self.desk.run)
+                sup.add("request-desk", self.request_desk.run)
+                if self._federation is not None:
+                    sup.add("refusal-audit", self._federation.run_reports)
                 async with asyncio.TaskGroup() as tasks:
-                    for peer in self.config.peers:
-                        sender = PeerSender(node_id=self.config.id, peer=peer, store=self.store,
-                                            session=session, delivery=self.config.delivery,
-                                            metrics=self.metrics,
-                                            directory_push=self._directory_push,
-                                            on_refused=self._refused_notice, clock=self.clock)
-                        self.senders[peer.id] = sender
-                        tasks.create_task(sender.run(), name=f"sender-{peer.id}")
-                    tasks.create_task(self._expiry_loop(), name="expiry")
-                    tasks.create_task(self._retention_loop(), name="retention")
-                    tasks.create_task(watcher.run(), name="key-watch")
-                    tasks.create_task(self.desk.run(), name="signal-desk")
-                    tasks.create_task(self.request_desk.run(), name="request-desk")
+                    sup.start(tasks)
                     await self._stopping.wait()
+                    # Requests in flight finish while the writer still runs; then the rest.
+                    await self._stop_listeners()
+                    if self._federation is not None:
+                        await self._federation.report_unverified(final=True)
                     raise _Stop
         except* _Stop:
             pass
         finally:
-            for runner in self._runners:
-                await runner.cleanup()
+            await self._stop_listeners()
             admin_routes.socket_path(self.config.data_dir).unlink(missing_ok=True)
             await self.store.close()
             log.info("node.stopped", node=self.config.id)
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _stop_listeners(self) -> None:
+        while self._runners:
+            await self._runners.pop().cleanup()
 
     async def _start_listeners(self) -> None:
         # The administrator's door first (a 0600 unix socket beside the database, see
@@ -232,6 +255,7 @@ class Node:
                          self.config.delivery.batch_size * limits.max_envelope_bytes),
             peer_called_in=self._peer_called_in, key_grace_ms=self.config.key_grace_s * 1000,
             limits=self.config.federation_limits, clock=self.clock)
+        self._federation = federation
         client = ClientApi(intake=self.intake, metrics=self.metrics,
                            token_ttl_s=self.config.token_ttl_s,
                            max_envelope_bytes=limits.max_envelope_bytes,
@@ -241,7 +265,7 @@ class Node:
                            on_ack=self.desk.acknowledged,
                            pseudonym_ring=self._pseudonym_ring.get,
                            evaluations_per_hour=self.config.signals.evaluations_per_hour,
-                           clock=self.clock)
+                           clock=self.clock, failed_loops=self.supervisor.failed)
         self.store.on_inbox = client.inbox_watch.notify  # wakes live inbox streams
         for app, address, ctx, guard in (
             (federation.app(), self.config.federation, self._tls_contexts[0], federation.guard),

@@ -8,12 +8,14 @@ most ``capacity + rate * t`` plus one request's cost).
 
 ``RefusalWindow`` decides when a refusal deserves an audit entry: the first one of each
 window, carrying how many refusals it stands for. One audit row per refused request would
-let a flood fill the disk through the audit log.
+let a flood fill the disk through the audit log. ``RefusalTally`` does the same for the
+envelopes of a peer's batches that cannot even be verified (garbage): one report per
+window, with their count, codes, and the first and last of them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -73,3 +75,36 @@ class RefusalWindow:
         reported, self.refused = self.refused, 0
         self.next_report = now + self.window_s
         return reported
+
+
+MAX_TALLY_CODES = 32  # distinct codes named in one report; the rest are counted as "other"
+
+
+@dataclass
+class RefusalTally:
+    window_s: float
+    refused: int = 0  # refusals not yet reported
+    codes: dict[str, int] = field(default_factory=dict)
+    first: str = ""  # reference (e.g. a digest) of the first refusal not yet reported
+    last: str = ""
+    next_report: float | None = None
+
+    def add(self, code: str, ref: str) -> None:
+        """Count one refusal (no report yet: a batch is reported whole, by ``report``)."""
+        self.refused += 1
+        key = code if code in self.codes or len(self.codes) < MAX_TALLY_CODES else "other"
+        self.codes[key] = self.codes.get(key, 0) + 1
+        self.first = self.first or ref
+        self.last = ref
+
+    def report(self, now: float) -> dict[str, object] | None:
+        """What to audit now, if anything: all refusals counted since the last report, once
+        the window since that report has passed (the first report of a spell at once)."""
+        if not self.refused or (self.next_report is not None and now < self.next_report):
+            return None
+        out: dict[str, object] = {
+            "refused": self.refused, "codes": dict(sorted(self.codes.items())),
+            "first": self.first, "last": self.last, "window_s": self.window_s}
+        self.refused, self.codes, self.first, self.last = 0, {}, "", ""
+        self.next_report = now + self.window_s
+        return out

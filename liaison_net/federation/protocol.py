@@ -6,10 +6,13 @@ against replays does not depend on it, because every envelope is deduplicated by
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from liaison_net.core import codec
-from liaison_net.errors import LimitExceeded, Malformed
+from liaison_net.core.ids import ENVELOPE_ID_BYTES
+from liaison_net.errors import LimitExceeded, Malformed, Refused, all_error_classes
 
 TRANSACTION_PATH = "/fed/v1/transactions"
 DIRECTORY_PATH = "/fed/v1/directory"
@@ -30,6 +33,13 @@ REFUSED = "refused"
 #: know yet what the sender knows (a card still on its way, a storage hiccup, a full disk).
 RETRYABLE_CODES = frozenset({"unknown_key", "not_found", "unavailable", "storage_full",
                              "node_fault", "rate_limited"})
+#: Codes a peer may give for one envelope: our error codes, intake's own, and
+#: ``policy.<rule>``. Anything else is a malformed answer, not a refusal to record.
+KNOWN_CODES = frozenset({cls.code for cls in all_error_classes()} | {"not_for_this_node"})
+_POLICY_CODE = re.compile(r"policy\.[a-z][a-z0-9_]{0,40}")
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+MAX_DETAIL = 200  # characters of a peer's reason kept
+MAX_DETAIL_IN = 1000  # a longer reason makes the answer malformed
 
 
 @dataclass(frozen=True)
@@ -56,3 +66,110 @@ def decode_transaction(body: bytes, *, max_bytes: int) -> Transaction:
     if len(envelopes) > MAX_TRANSACTION_ENVELOPES:
         raise LimitExceeded(f"at most {MAX_TRANSACTION_ENVELOPES} envelopes per transaction")
     return Transaction(origin, txn, envelopes)
+
+
+# --- answers to what this node sends ---------------------------------------------------------
+# A peer is hostile until proven otherwise: its answer is decoded here, by pure functions
+# that return typed outcomes or raise ``Malformed`` (nothing else), and the sender only ever
+# acts on those outcomes. A malformed answer fails that peer's transaction (backoff), never
+# more.
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """Stored at the peer now, or already before (``duplicate``): the hop is done."""
+
+    envelope_id: bytes
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class NotYet:
+    """Refused for a reason that may pass (a card still on its way, a full disk): retry."""
+
+    envelope_id: bytes
+    code: str
+
+
+@dataclass(frozen=True)
+class RefusedForGood:
+    """Refused for good: the hop ends REFUSED and its sender gets a non-delivery notice."""
+
+    envelope_id: bytes
+    code: str
+    detail: str
+
+
+Outcome = Delivered | NotYet | RefusedForGood
+
+
+def _known_code(code: object) -> str:
+    if not isinstance(code, str) or not (code in KNOWN_CODES or _POLICY_CODE.fullmatch(code)):
+        raise Malformed(f"peer answered an unknown refusal code {str(code)[:40]!r}")
+    return code
+
+
+def _answer_map(payload: bytes, fields: set[str]) -> dict[str, Any]:
+    try:
+        value = codec.unpack(payload, what="answer", max_bytes=MAX_ANSWER_BYTES)
+    except Refused as exc:  # LimitExceeded too: to the sender, all one malformed answer
+        raise Malformed(exc.detail) from exc
+    return codec.exact_map("answer", value, fields)
+
+
+def _results(payload: bytes, count: int) -> list[Any]:
+    results = _answer_map(payload, {"results"})["results"]
+    if not isinstance(results, list) or len(results) != count:
+        raise Malformed("peer answered a different number of results")
+    return results
+
+
+def decode_transaction_answer(payload: bytes, batch: list[bytes]) -> list[Outcome]:
+    """The answer to a transaction of the envelopes ``batch`` (their ids, in the order
+    sent): one ``[status, code, detail]`` per envelope, in the same order (the position is
+    what names the envelope, so every outcome belongs to the batch sent). ``status`` is
+    accepted/duplicate (code and detail empty) or refused (a known code, a reason of at most
+    ``MAX_DETAIL_IN`` characters)."""
+    for eid in batch:
+        if not isinstance(eid, bytes) or len(eid) != ENVELOPE_ID_BYTES:
+            raise ValueError("a batch is a list of envelope ids")  # our bug, not the peer's
+    outcomes: list[Outcome] = []
+    for eid, result in zip(batch, _results(payload, len(batch)), strict=True):
+        if not isinstance(result, list) or len(result) != 3:
+            raise Malformed("peer answered a malformed result")
+        status, code, why = result
+        if not isinstance(code, str) or not isinstance(why, str) or len(why) > MAX_DETAIL_IN:
+            raise Malformed("peer answered a result whose code or reason is not a short text")
+        if status in (ACCEPTED, DUPLICATE):
+            if code or why:
+                raise Malformed("peer answered an accepted result with a refusal code")
+            outcomes.append(Delivered(eid, duplicate=status == DUPLICATE))
+        elif status == REFUSED:
+            code = _known_code(code)
+            outcomes.append(NotYet(eid, code) if code in RETRYABLE_CODES
+                            else RefusedForGood(eid, code, why[:MAX_DETAIL]))
+        else:
+            raise Malformed(f"peer answered an unknown status {str(status)[:20]!r}")
+    return outcomes
+
+
+def decode_revocations_answer(payload: bytes, count: int) -> list[bool]:
+    """The answer to ``count`` revocation statements: per statement, whether it is done
+    (accepted, or refused for good) rather than to be sent again (a "not yet" refusal)."""
+    done: list[bool] = []
+    for result in _results(payload, count):
+        if not isinstance(result, list) or len(result) != 2:
+            raise Malformed("peer answered a malformed revocation result")
+        status, code = result
+        if status not in (ACCEPTED, DUPLICATE, REFUSED) or not isinstance(code, str):
+            raise Malformed("peer answered a malformed revocation result")
+        if status == REFUSED:
+            done.append(_known_code(code) not in RETRYABLE_CODES)
+        else:
+            done.append(True)
+    return done
+
+
+def decode_directory_answer(payload: bytes) -> None:
+    """The answer to a directory push: only its shape matters to the sender."""
+    _answer_map(payload, {"stored", "refused"})

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -29,6 +30,8 @@ import structlog
 from liaison_net.clock import Clock
 from liaison_net.config import DeliveryConfig, Peer
 from liaison_net.core import codec, crypto
+from liaison_net.core.audit import detail
+from liaison_net.core.delivery import BackoffPolicy
 from liaison_net.core.ids import envelope_id_time_ms, id_to_text
 from liaison_net.errors import LiaisonError, Malformed, Unavailable
 from liaison_net.federation import protocol
@@ -39,17 +42,41 @@ from liaison_net.store.node_store import NodeStore
 
 log = structlog.get_logger("liaison.sender")
 
-_ANSWER_FIELDS = {
-    protocol.TRANSACTION_PATH: {"results"},
-    protocol.REVOCATIONS_PATH: {"results"},
-    protocol.DIRECTORY_PATH: {"stored", "refused"},
-}
+MAX_ATTEMPTS = 1_000_000  # the count only grows the backoff to its cap; keep it bounded
 
 #: Builds the directory push for a peer: (cursor after this push, request body) or None.
 DirectoryPush = Callable[[str], Awaitable[tuple[int, dict[str, Any]] | None]]
 #: Tells the sender of an envelope the peer refused for good (a signed non-delivery
 #: notice): (envelope id, peer, sender, code, the peer's detail).
 RefusedNotice = Callable[[bytes, str, str, str, str], Awaitable[None]]
+
+
+@dataclass
+class PeerLink:
+    """What a sender knows of its peer, pure (no I/O, ``now`` and randomness passed in):
+    consecutive failures, when to try next, and whether this failure spell already has its
+    one ``peer.answer_malformed`` audit entry (a peer answering garbage in a loop must not
+    write one entry per attempt)."""
+
+    attempts: int = 0
+    next_attempt: int = 0  # ms, wall clock
+    malformed_audited: bool = False
+
+    def failed(self, backoff: BackoffPolicy, now: int, rand: float, *,
+               malformed: bool) -> tuple[float, bool]:
+        """One failed pass: (seconds to back off, whether to audit it now)."""
+        self.attempts = min(self.attempts + 1, MAX_ATTEMPTS)
+        delay = backoff.delay(self.attempts, rand)
+        self.next_attempt = now + int(delay * 1000)
+        audit = malformed and not self.malformed_audited
+        self.malformed_audited = self.malformed_audited or malformed
+        return delay, audit
+
+    def recovered(self) -> bool:
+        """One good pass; True if it ends a spell of failures (then persisted as over)."""
+        was_failing = self.attempts > 0
+        self.attempts, self.next_attempt, self.malformed_audited = 0, 0, False
+        return was_failing
 
 
 class PeerSender:
@@ -68,19 +95,18 @@ class PeerSender:
         self.directory_push = directory_push
         self.wake = asyncio.Event()
         self.called_in = asyncio.Event()
-        self.attempts = 0
-        self.next_attempt = 0
+        self.link = PeerLink()
 
     def peer_called_in(self) -> None:
         self.called_in.set()
         self.wake.set()
 
     async def run(self) -> None:
-        self.attempts, self.next_attempt = await self.store.peer_backoff(self.peer.id)
+        self.link.attempts, self.link.next_attempt = await self.store.peer_backoff(self.peer.id)
         while True:
             now = self.clock.now_ms()
-            if self.next_attempt > now and not self.called_in.is_set():
-                await self._wait(self.called_in, (self.next_attempt - now) / 1000)
+            if self.link.next_attempt > now and not self.called_in.is_set():
+                await self._wait(self.called_in, (self.link.next_attempt - now) / 1000)
                 continue
             self.called_in.clear()
             self.wake.clear()
@@ -90,12 +116,16 @@ class PeerSender:
                 await self._push_directory()
                 await self._push_revocations()
                 sent = await self._send_batch()
-            except (Unavailable, Malformed) as exc:
-                await self._failed(str(exc))
+            except Malformed as exc:
+                # The peer's answer made no sense: that transaction failed, nothing else.
+                await self._failed(str(exc), malformed=True)
                 continue
-            if self.attempts:
-                log.info("peer.recovered", peer=self.peer.id, after_attempts=self.attempts)
-                self.attempts, self.next_attempt = 0, 0
+            except Unavailable as exc:
+                await self._failed(str(exc), malformed=False)
+                continue
+            attempts = self.link.attempts
+            if self.link.recovered():
+                log.info("peer.recovered", peer=self.peer.id, after_attempts=attempts)
                 with contextlib.suppress(Unavailable):  # in memory already; disk next time
                     await self.store.set_peer_backoff(self.peer.id, 0, 0, None)
             if not sent:
@@ -107,21 +137,27 @@ class PeerSender:
             async with asyncio.timeout(max(seconds, 0.0)):
                 await event.wait()
 
-    async def _failed(self, reason: str) -> None:
-        self.attempts += 1
-        delay = self.delivery.backoff.delay(self.attempts, random.random())
-        self.next_attempt = self.clock.now_ms() + int(delay * 1000)
+    async def _failed(self, reason: str, *, malformed: bool) -> None:
+        now = self.clock.now_ms()
+        delay, audit = self.link.failed(self.delivery.backoff, now, random.random(),
+                                        malformed=malformed)
         self.metrics.retries.labels(peer=self.peer.id).inc()
-        log.info("peer.backoff", peer=self.peer.id, attempts=self.attempts,
+        log.info("peer.backoff", peer=self.peer.id, attempts=self.link.attempts,
                  delay_s=round(delay, 2), reason=reason[:200])
         try:
-            await self.store.set_peer_backoff(self.peer.id, self.attempts, self.next_attempt,
-                                              reason[:500])
+            if audit:
+                await self.store.audit(now=now, event="peer.answer_malformed",
+                                       actor=self.peer.id,
+                                       audit_detail=detail(peer=self.peer.id,
+                                                           reason=reason[:200]))
+            await self.store.set_peer_backoff(self.peer.id, self.link.attempts,
+                                              self.link.next_attempt, reason[:500])
         except Unavailable:
             # Our own storage failed too: keep the backoff in memory, keep the node up.
             log.warning("peer.backoff_not_persisted", peer=self.peer.id)
 
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _post(self, path: str, body: dict[str, Any]) -> bytes:
+        """The peer's answer, undecoded: ``protocol.decode_*`` decode it."""
         timeout = aiohttp.ClientTimeout(total=self.delivery.request_timeout_s)
         try:
             # server_hostname makes the TLS handshake itself check that the certificate is
@@ -134,9 +170,7 @@ class PeerSender:
                     raise Unavailable(f"peer answered HTTP {resp.status}: {payload[:200]!r}")
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise Unavailable(f"cannot reach {self.peer.id}: {type(exc).__name__}") from exc
-        return codec.exact_map("answer", codec.unpack(payload, what="answer",
-                                                      max_bytes=16 * 1024 * 1024),
-                               _ANSWER_FIELDS[path])
+        return payload
 
     async def _push_revocations(self) -> None:
         """A revoked key must stop working everywhere within seconds: pushed on every pass
@@ -147,14 +181,10 @@ class PeerSender:
         answer = await self._post(protocol.REVOCATIONS_PATH,
                                   {"origin": self.node_id,
                                    "statements": [raw for _, raw in pending]})
-        results = answer["results"]
-        if not isinstance(results, list) or len(results) != len(pending):
-            raise Malformed("peer answered a different number of results")
         # Accepted, or refused for good (the peer audited why): it leaves the outbox. A
         # "not yet" refusal (the peer lacks our node key so far) stays and is re-sent.
-        done = [key_id for (key_id, _), result in zip(pending, results, strict=True)
-                if not (isinstance(result, list) and len(result) == 2
-                        and result[1] in protocol.RETRYABLE_CODES)]
+        finished = protocol.decode_revocations_answer(answer, len(pending))
+        done = [key_id for (key_id, _), ok in zip(pending, finished, strict=True) if ok]
         await self.store.keys.revocations_acknowledged(self.peer.id, done)
 
     async def _push_directory(self) -> None:
@@ -162,7 +192,7 @@ class PeerSender:
         if push is None:
             return
         cursor, body = push
-        await self._post(protocol.DIRECTORY_PATH, body)
+        protocol.decode_directory_answer(await self._post(protocol.DIRECTORY_PATH, body))
         await self.store.set_directory_cursor(self.peer.id, cursor)
 
     async def _send_batch(self) -> bool:
@@ -172,33 +202,26 @@ class PeerSender:
             return False
         body = {"origin": self.node_id, "txn": crypto.random_bytes(16),
                 "envelopes": [raw for _, raw in batch]}
-        answer = await self._post(protocol.TRANSACTION_PATH, body)
-        results = answer["results"]
-        if not isinstance(results, list) or len(results) != len(batch):
-            raise Malformed("peer answered a different number of results")
+        outcomes = protocol.decode_transaction_answer(
+            await self._post(protocol.TRANSACTION_PATH, body), [eid for eid, _ in batch])
         now = self.clock.now_ms()
         delivered: list[bytes] = []
         refused: list[tuple[bytes, str]] = []
         details: dict[bytes, str] = {}
         retry: dict[str, int] = {}  # code -> envelopes, "not yet" refusals
-        for (eid, _raw), result in zip(batch, results, strict=True):
-            if not isinstance(result, list) or len(result) != 3:
-                raise Malformed("peer answered a malformed result")
-            status, code = result[0], result[1]
-            if status in (protocol.ACCEPTED, protocol.DUPLICATE):
-                delivered.append(eid)
-                created = envelope_id_time_ms(eid)
-                self.metrics.latency.labels(peer=self.peer.id).observe(
-                    max(0, now - created) / 1000)
-            elif status == protocol.REFUSED and code in protocol.RETRYABLE_CODES:
-                retry[code] = retry.get(code, 0) + 1
-            elif status == protocol.REFUSED and isinstance(code, str):
-                refused.append((eid, code[:64]))
-                details[eid] = result[2][:200] if isinstance(result[2], str) else ""
-                log.info("envelope.refused_by_peer", peer=self.peer.id, code=code,
-                         envelope_id=id_to_text(eid))
-            else:
-                raise Malformed(f"peer answered an unknown status {status!r:.20}")
+        for outcome in outcomes:
+            match outcome:
+                case protocol.Delivered(eid):
+                    delivered.append(eid)
+                    self.metrics.latency.labels(peer=self.peer.id).observe(
+                        max(0, now - envelope_id_time_ms(eid)) / 1000)
+                case protocol.NotYet(_, code):
+                    retry[code] = retry.get(code, 0) + 1
+                case protocol.RefusedForGood(eid, code, why):
+                    refused.append((eid, code))
+                    details[eid] = why
+                    log.info("envelope.refused_by_peer", peer=self.peer.id, code=code,
+                             envelope_id=id_to_text(eid))
         newly_refused = await self.store.finish_hops(self.peer.id, now=now,
                                                      delivered=delivered, refused=refused)
         self.metrics.delivered.labels(peer=self.peer.id).inc(len(delivered))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -25,7 +26,7 @@ from liaison_net.config import FederationLimits
 from liaison_net.core import crypto, identity, rotation
 from liaison_net.core.audit import detail
 from liaison_net.core.ids import node_principal
-from liaison_net.core.ratelimit import RefusalWindow
+from liaison_net.core.ratelimit import RefusalTally, RefusalWindow
 from liaison_net.errors import (
     Conflict,
     Forbidden,
@@ -67,6 +68,41 @@ class FederationServer:
         self.key_grace_ms = key_grace_ms
         self.guard = PeerGuard(limits or FederationLimits(), audit=self._audit_limited)
         self._refusals: dict[tuple[str, str], RefusalWindow] = {}
+        # Envelopes of a peer that no key verifies: tallied per peer (configured peers only,
+        # so bounded), audited once per window as ``peer.envelopes_refused``.
+        self._unverified: dict[str, RefusalTally] = {}
+        intake.on_unverified = self._tally_unverified
+
+    def _tally_unverified(self, peer: str, code: str, raw: bytes) -> None:
+        tally = self._unverified.get(peer)
+        if tally is None:
+            tally = self._unverified[peer] = RefusalTally(self.guard.limits.audit_window_s)
+        # A digest, not the id the bytes claim: nothing verified them, so the claimed id
+        # could name (and muddle the trail of) a real envelope.
+        tally.add(code, "sha256:" + hashlib.sha256(raw).hexdigest()[:32])
+
+    async def report_unverified(self, *, final: bool = False) -> None:
+        """Audit each peer's tally of unverifiable envelopes whose window has passed (all of
+        them when ``final``, at shutdown). Run after each transaction and every window by
+        ``run_reports`` (supervised), so a tally never waits long for its entry."""
+        now = time.monotonic()
+        for peer, tally in list(self._unverified.items()):
+            report = tally.report(float("inf") if final else now)
+            if report is None:
+                continue
+            log.warning("peer.envelopes_refused", peer=peer, refused=report["refused"])
+            try:
+                await self.intake.store.audit(
+                    now=self.clock.now_ms(), event="peer.envelopes_refused", actor=peer,
+                    audit_detail=detail(**report))
+            except LiaisonError as exc:  # storage trouble: the count is lost, logged
+                log.warning("peer.envelopes_refused_not_audited", peer=peer, code=exc.code,
+                            refused=report["refused"])
+
+    async def run_reports(self) -> None:
+        while True:
+            await asyncio.sleep(self.guard.limits.audit_window_s)
+            await self.report_unverified()
 
     async def _audit_limited(self, peer: str, audit_detail: str) -> None:
         await self.intake.store.audit(now=self.clock.now_ms(), event="peer.limited", actor=peer,
@@ -159,6 +195,7 @@ class FederationServer:
         # All at once: their writes share group commits (one fsync for the batch, not one
         # per envelope); gather keeps the answers in the envelopes' order.
         results = await asyncio.gather(*(one(raw) for raw in envelopes))
+        await self.report_unverified()  # garbage in this batch: its one entry, if due
         return msgpack_response({"results": list(results)})
 
     async def _new_node_key(self, peer: str, cert_pem: bytes, public: bytes,

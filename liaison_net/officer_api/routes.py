@@ -34,6 +34,7 @@ from liaison_net.errors import (
     NotFound,
     RateLimited,
     Unauthorized,
+    Unavailable,
 )
 from liaison_net.http_common import (
     ENVELOPE,
@@ -82,9 +83,11 @@ class ClientApi:
                  on_ack: Callable[[str, bytes], Awaitable[None]] | None = None,
                  pseudonym_ring: Callable[[], KeyRing] | None = None,
                  evaluations_per_hour: int = 30,
-                 stream_settings: StreamSettings | None = None, clock: Clock) -> None:
+                 stream_settings: StreamSettings | None = None, clock: Clock,
+                 failed_loops: Callable[[], list[str]] = list) -> None:
         self.intake = intake
         self.clock = clock
+        self.failed_loops = failed_loops  # background loops the supervisor gave up on
         self.store = intake.store
         self.node_id = intake.node_id
         self.metrics = metrics
@@ -134,12 +137,18 @@ class ClientApi:
     # --- health and metrics ---------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
-        depth = await self.store.queue_depth()
+        # Loops given up on first: with a dead writer or reader the depth may not be known.
+        failed = self.failed_loops()
+        try:
+            depth: dict[str, int] | None = await self.store.queue_depth()
+        except Unavailable:
+            depth, failed = None, sorted({*failed, "database-read"})
         # Storage: "full" while writes are refused for lack of space (disk or [store]
         # max_db_mb); the last time that was seen stays shown after it resumed.
         storage = self.store.db.storage
         return web.json_response({
-            "status": "degraded" if storage.full else "ok", "node": self.node_id,
+            "status": "degraded" if storage.full or failed else "ok", "node": self.node_id,
+            "failed_loops": failed,
             "queued": depth, "storage": "full" if storage.full else "ok",
             "storage_full_since": _iso(storage.since_ms),
             "storage_full_last_seen": _iso(storage.last_full_ms),

@@ -73,6 +73,9 @@ class Intake:
         self.on_disclosure = on_disclosure  # a consented forward arrived: tell the owner
         self.requests = requests
         self.witness = witness  # signs delivery evidence for the sender
+        #: Set by the federation door: counts a peer's envelopes that cannot be verified
+        #: (peer, code, raw bytes); it audits them per peer and window, not one by one.
+        self.on_unverified: Callable[[str, str, bytes], None] | None = None
 
     async def _verify(self, raw: bytes, now: int) -> Envelope:
         frame = read_frame(raw, self.limits)
@@ -201,6 +204,11 @@ class Intake:
                     raise NotFound(f"recipient {officer} is not in the directory")
             flow = await self._flow(envelope, tagflow.Layer.DESTINATION, now)
         except LiaisonError as exc:
+            if envelope is None and self.on_unverified is not None:
+                # Bytes no key verifies name no envelope: a decision about garbage, tallied.
+                self.metrics.refused.labels(code=exc.code).inc()
+                self.on_unverified(peer, exc.code, raw)
+                raise
             await self._refuse(exc, now=now, actor=peer, layer="destination",
                                envelope_id=envelope.id if envelope else None, peer=peer)
             raise

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import shutil
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -129,11 +130,15 @@ class Database:
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[tuple[WriteFn[Any], asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._opened = False
+        self._writer_failed = False
         self._audit_head: tuple[int, bytes] = (0, GENESIS)
         self.commits = 0
 
-    async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    async def open(self, *, writer: bool = True) -> None:
+        """Connect and migrate. ``writer``: run the group-commit writer in a task of our own
+        (CLI, tests); a node passes False and supervises ``run_writer`` itself."""
+        private_files(self.path)
         try:
             self._writer = await aiosqlite.connect(self.path, isolation_level=None)
             # busy_timeout first: another process may be creating this very database.
@@ -155,7 +160,9 @@ class Database:
         except BaseException:
             await self._abandon()
             raise
-        self._task = asyncio.create_task(self._write_loop(), name="group-commit")
+        self._opened = True
+        if writer:
+            self._task = asyncio.create_task(self.run_writer(), name="group-commit")
 
     async def open_read_only(self) -> None:
         """Only a reader, on an existing file opened ``mode=ro``: for admin commands that
@@ -186,6 +193,8 @@ class Database:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self._opened = False
+        self._fail_queued(Unavailable("database closed, nothing stored"))
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()
@@ -255,18 +264,47 @@ class Database:
 
     async def write(self, fn: WriteFn[T]) -> T:
         """Run ``fn`` in the next group transaction; return once that transaction is durable."""
-        if self._task is None or self._task.done():
+        if (not self._opened or self._writer_failed
+                or (self._task is not None and self._task.done())):
             raise Unavailable("database writer is not running")
+        # A supervised writer between restarts: the write waits in the queue for it.
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         await self._queue.put((fn, future))
         return await future
 
-    async def _write_loop(self) -> None:
+    async def run_writer(self) -> None:
+        """The group-commit writer, until cancelled. If it fails unexpectedly, the writes
+        of its group get ``Unavailable`` (nothing of them stored) and the exception goes to
+        whoever runs it (the node's supervisor restarts it; queued writes wait)."""
+        conn = self._writer
+        if conn is None:
+            raise Unavailable("database not open")
+        if conn.in_transaction:  # left open by a writer that died mid-group
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self._group_commit_max and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            await self._commit_batch(batch)
+            try:
+                await self._commit_batch(batch)
+            except BaseException:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(Unavailable("database writer failed, nothing "
+                                                         "stored"))
+                raise
+
+    def writer_failed(self) -> None:
+        """The writer was given up on: refuse writes (503) instead of queueing them."""
+        self._writer_failed = True
+        self._fail_queued(Unavailable("database writer failed; see /healthz"))
+
+    def _fail_queued(self, error: Unavailable) -> None:
+        while not self._queue.empty():
+            _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(error)
 
     async def _commit_batch(self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]) -> None:
         conn = self._writer
@@ -370,6 +408,22 @@ class Database:
             (seq, at, event, envelope_id, actor, detail, prev, digest),
         )
         self._audit_head = (seq, digest)
+
+
+def private_files(path: Path) -> None:
+    """A node database is readable by its node alone: the directory 0700, the database and
+    its -wal/-shm 0600 (SQLite gives the -wal/-shm the main file's mode when it creates
+    them, so the main file is created 0600 before SQLite opens it)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.chmod(path.parent, 0o700)
+    except PermissionError:  # a directory we do not own: the files are still private
+        log.warning("store.directory_not_private", directory=str(path.parent))
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for name in (str(path), f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(name, 0o600)
 
 
 async def _set_wal(conn: aiosqlite.Connection, *, attempts: int = 200) -> None:

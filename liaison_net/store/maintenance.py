@@ -29,7 +29,8 @@ def backup(path: Path, out: Path) -> int:
     """Snapshot the live database into ``out`` (created 0600); return its size in bytes."""
     if out.exists():
         raise Conflict(f"{out} exists; choose a new backup file")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Created 0600 before SQLite opens it: its journal then gets the same mode.
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
     try:
@@ -60,11 +61,17 @@ def restore(backup_path: Path, target: Path, *, replace: bool) -> int:
     entries = check_copy(backup_path)
     if target.exists() and not replace:
         raise Conflict(f"{target} exists; stop the node and pass --replace to overwrite it")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(target.parent, 0o700)  # the node's data directory: its own alone
     for suffix in ("-wal", "-shm"):
         Path(f"{target}{suffix}").unlink(missing_ok=True)
     tmp = target.with_suffix(".restoring")
-    shutil.copyfile(backup_path, tmp)
-    os.chmod(tmp, 0o600)
+    tmp.unlink(missing_ok=True)  # left by an interrupted restore
+    # 0600 from the first byte: never a moment when the copy is readable by others.
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as dst, \
+            backup_path.open("rb") as src:
+        shutil.copyfileobj(src, dst)
+        dst.flush()
+        os.fsync(dst.fileno())
     os.replace(tmp, target)
     return entries

@@ -59,8 +59,8 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
         # Called with the officers whose inbox got rows, after the commit (live delivery).
         self.on_inbox: Callable[[list[str]], None] | None = None
 
-    async def open(self) -> None:
-        await self.db.open()
+    async def open(self, *, writer: bool = True) -> None:
+        await self.db.open(writer=writer)
 
     async def close(self) -> None:
         await self.db.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import random
 import socket
@@ -55,6 +56,7 @@ from tests.integration.network import (
 )
 from tests.integration.officers import OfficerAgent, bearer_token, enrol
 from tests.integration.test_first_alert import directory_with
+from tests.integration.test_hostile_peer import garbage_tally
 
 TARGET = "be"
 #: A batch of 2 keeps the federation body limit (batch x max envelope) small enough to cross.
@@ -69,7 +71,9 @@ MSGPACK = "application/x-msgpack"
 ENVELOPE = "application/x-liaison-envelope"
 JSON = "application/json"
 KNOWN_CODES = {cls.code for cls in errors.all_error_classes()}
-REFUSAL_EVENTS = {"envelope.refused", "directory.refused", "peer.refused"}
+REFUSAL_EVENTS = {"envelope.refused", "directory.refused", "peer.refused",
+                  "peer.envelopes_refused"}
+AUDIT_WINDOW_S = 1.0  # [federation]: refusals of one peer are audited once per window
 
 
 @dataclass
@@ -85,7 +89,8 @@ class Hostile:
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
     root = tmp_path_factory.mktemp("hostile")
-    net = Network.create(root, node_ids=("nl", "be", "lu"), delivery=DELIVERY)
+    net = Network.create(root, node_ids=("nl", "be", "lu"), delivery=DELIVERY,
+                         sections={"federation": {"audit_window_s": AUDIT_WINDOW_S}})
     try:
         foreign = root / "foreign-certs"
         run_cli("admin", "init-network", "--dir", str(foreign), "--name", "rogue CA")
@@ -728,7 +733,8 @@ ITEM_CASES = [
 async def test_garbage_items_in_a_well_formed_batch_are_refused_one_by_one(
         hostile: Hostile, case: ItemCase) -> None:
     """A well-formed transaction or directory push from a real peer whose items are garbage:
-    each item is refused with a typed code and a refusal audit entry, nothing is stored."""
+    each item is refused with a typed code, nothing is stored. Each garbage card has its
+    refusal audit entry; garbage envelopes are tallied per peer and window."""
     h = hostile
     before, seq = quiet(h)
     if case.path == protocol.TRANSACTION_PATH:
@@ -744,14 +750,15 @@ async def test_garbage_items_in_a_well_formed_batch_are_refused_one_by_one(
         for item, (state, code, detail) in zip(case.items, result["results"], strict=True):
             assert state == protocol.REFUSED and code in KNOWN_CODES and detail, \
                 (item[:20], state, code, detail)
-        event = "envelope.refused"
+        # No key verifies them: tallied, one entry per window, not one per item.
+        _, codes = garbage_tally(h.net, TARGET, after=seq, at_least=len(case.items))
+        assert sum(codes.values()) == len(case.items), codes
     else:
         assert result == {"stored": 0, "refused": len(case.items)}
-        event = "directory.refused"
+        assert len([r for r in audit_rows(h.net, TARGET, after=seq)
+                    if r.event == "directory.refused"]) == len(case.items)
     assert_still_serving(h, case.id)
     assert_nothing_stored(h, before, seq, case.id)
-    assert len([r for r in audit_rows(h.net, TARGET, after=seq) if r.event == event]) == \
-        len(case.items)
 
 
 # --- 5. an officer submitting a broken envelope ----------------------------------------------
@@ -803,3 +810,37 @@ def _hop_state(h: Hostile, envelope_id: bytes, node: str) -> str | None:
         row = db.execute("SELECT state FROM hops WHERE envelope_id = ? AND node = ?",
                          (envelope_id, node)).fetchone()
     return str(row[0]) if row else None
+
+
+async def test_garbage_batches_are_answered_per_envelope_and_audited_once_per_window(
+        hostile: Hostile) -> None:
+    """Ten transactions of 1,024 envelopes no key verifies, from NL's real certificate
+    (before issue 14: 10,240 audit rows). Each envelope still gets its own refusal in the
+    answer (the sender needs it), but the audit holds one `peer.envelopes_refused` entry
+    per window with the count, the codes, and digests of the first and last envelope; their
+    counts add up to every envelope refused."""
+    h = hostile
+    n, batches = protocol.MAX_TRANSACTION_ENVELOPES, 10
+    _, seq = quiet(h)
+    started = time.monotonic()
+    for b in range(batches):
+        items = [f"garbage {b}/{i}".encode() for i in range(n)]
+        status, answer = await http(h, "fed", "POST", protocol.TRANSACTION_PATH,
+                                    body=txn("nl", *items), content_type=MSGPACK)
+        assert status == 200, answer[:300]
+        results = codec.unpack(answer, what="answer", max_bytes=1 << 24)["results"]
+        assert len(results) == n and {tuple(r[:2]) for r in results} == \
+            {(protocol.REFUSED, "malformed")}
+    rows, codes = garbage_tally(h.net, TARGET, after=seq, at_least=n * batches)
+    elapsed = time.monotonic() - started
+    assert codes == {"malformed": n * batches}, codes
+    # One entry per window at most, plus the one that opens the spell.
+    assert len(rows) <= 2 + elapsed / AUDIT_WINDOW_S, (len(rows), elapsed)
+    last = f"garbage {batches - 1}/{n - 1}".encode()
+    assert rows[-1].detail["last"] == "sha256:" + hashlib.sha256(last).hexdigest()[:32]
+    assert all(r.detail["first"].startswith("sha256:") for r in rows)
+    others = [r for r in audit_rows(h.net, TARGET, after=seq) if r.event == "envelope.refused"]
+    assert others == [], others[:3]
+    assert_still_serving(h, "garbage batches")
+    print(f"\n{n * batches} garbage envelopes in {batches} transactions: {len(rows)} audit "
+          f"entries in {elapsed:.1f} s")
