@@ -5,7 +5,7 @@ colleagues anywhere in the network, under a mix of ownership tags (open to all f
 nodes, Benelux only, bilateral; every handling code and TLP label) and precedences. A
 share of envelopes is built to be refused by the origin: a Benelux-only tag addressed to
 DE-NW (``policy.share_with``), or a tag claiming another node as owner
-(``policy.not_owner``); those must end in no inbox.
+(``policy.owner_not_signer``: the owner must be the signer's node); those end in no inbox.
 
 An officer whose node does not answer (killed, or restarting) retries the *same bytes*,
 as the CLI's user would, until the node answers or their patience runs out: "duplicate"
@@ -88,7 +88,7 @@ def compose(rng: random.Random, sender: str, officers: Sequence[str], nodes: Seq
         owner = rng.choice([n for n in nodes if n != home])
         to = set(rng.sample(others, rng.randint(1, min(2, len(others)))))
         return Draft(sender, tuple(sorted(to)), _tag(rng, owner, everyone), precedence,
-                     "policy.not_owner")
+                     "policy.owner_not_signer")
     to = set(rng.sample(others, rng.randint(1, min(3, len(others)))))
     reached = {node_of(o) for o in to} | {home}
     kind = rng.random()
