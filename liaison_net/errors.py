@@ -131,6 +131,14 @@ class Unauthorized(Refused):
     http_status = 401
 
 
+class KeyRetired(Unauthorized):
+    """A superseded key (replaced by a rotation) presented after its grace period ended:
+    the keystore copy is older than the officer's current keys."""
+
+    code = "key_retired"
+    http_status = 401
+
+
 class Forbidden(Refused):
     """The caller is known but may not do this (e.g. a peer speaking for another node)."""
 

@@ -144,7 +144,8 @@ class Node:
         now = self.clock.now_ms()
         await self.store.keys.supersede_node_key(
             node_principal(self.config.id), old.public, now=now,
-            grace_ms=self.config.key_grace_s * 1000, actor=self.config.id)
+            grace_ms=self.config.key_grace_s * 1000, actor=self.config.id,
+            cert=self.signing_cert_pem)
         await self.store.audit(now=now, event="key.rotated", actor=self.config.id,
                                audit_detail=detail(kind="node-signing",
                                                    old=old.key_id.hex(), new=key.key_id.hex()))

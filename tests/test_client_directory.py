@@ -13,7 +13,8 @@ from liaison_net.core import codec, crypto
 from liaison_net.core.almanac import Almanac
 from liaison_net.core.identity import EnrolmentRequest, issue_card
 from liaison_net.core.limits import DAY_MS
-from liaison_net.pki import certificates
+from liaison_net.core.rotation import Revocation, Subject, sign_revocation
+from liaison_net.pki import certificates, reissue
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -51,8 +52,10 @@ def _card(network: Pki, officer: str, *, signer: str | None = None, version: int
 
 
 def _directory(node_certs: dict[str, bytes], cards: list[bytes],
-               revocations: list[bytes] | None = None) -> bytes:
+               revocations: list[bytes] | None = None,
+               previous_node_certs: list[bytes] | None = None) -> bytes:
     return codec.pack({"node_certs": node_certs, "cards": cards, "previous_cards": [],
+                       "previous_node_certs": previous_node_certs or [],
                        "revocations": revocations or []})
 
 
@@ -122,9 +125,13 @@ def test_node_certificates_are_checked_at_now(network: Pki) -> None:
 
 
 @pytest.mark.parametrize("value", [
-    {"node_certs": {}, "cards": [], "previous_cards": [], "revocations": [], "extra": 1},
-    {"node_certs": [], "cards": [], "previous_cards": [], "revocations": []},
-    {"node_certs": {}, "cards": [], "previous_cards": [], "revocations": {}},
+    {"node_certs": {}, "cards": [], "previous_cards": [], "previous_node_certs": [],
+     "revocations": [], "extra": 1},
+    {"node_certs": [], "cards": [], "previous_cards": [], "previous_node_certs": [],
+     "revocations": []},
+    {"node_certs": {}, "cards": [], "previous_cards": [], "previous_node_certs": [],
+     "revocations": {}},
+    {"node_certs": {}, "cards": [], "previous_cards": [], "revocations": []},
     {"node_certs": {}},
 ])
 def test_a_malformed_directory_is_refused(network: Pki, value: object) -> None:
@@ -138,3 +145,83 @@ def test_garbage_entries_are_dropped_not_fatal(network: Pki) -> None:
                                     [b"junk", jan]), network.ca, now=NOW)
     assert set(d.cards) == {"nl/jdevries"}
     assert len(d.warnings) == 2
+
+
+# --- rotation and revocation (issue 15) ----------------------------------------------------
+
+def _revoke(key: crypto.SigningKeyPair, subject: Subject, principal: str, key_id: bytes,
+            authority: str) -> bytes:
+    return sign_revocation(Revocation(subject, principal, key_id, "key exposed", serial=NOW_MS,
+                                      effective=NOW_MS, authority=authority), key)
+
+
+@pytest.fixture
+def rotated(tmp_path: Path) -> tuple[Pki, bytes, crypto.SigningKeyPair]:
+    """A network whose node nl rotated its signing key: (pki, old cert, old key)."""
+    pki = Pki(tmp_path)
+    old_cert, old_key = pki.cert("nl"), pki.key("nl")
+    reissue.rotate_signing(tmp_path / "nl", "nl", ca_dir=tmp_path, now=NOW)
+    assert pki.key("nl").key_id != old_key.key_id
+    return pki, old_cert, old_key
+
+
+def test_a_node_revoking_its_replaced_key_is_believed(
+        rotated: tuple[Pki, bytes, crypto.SigningKeyPair]) -> None:
+    """The old node key is in no current certificate: the revocation, signed by the node's
+    current key, is kept (no warning) and what the old key signs is refused as revoked."""
+    pki, _, old_key = rotated
+    statement = _revoke(pki.key("nl"), Subject.NODE, "nl", old_key.key_id, "nl")
+    d = verify_directory(_directory({"nl": pki.cert("nl")}, [], [statement]), pki.ca, now=NOW)
+    assert d.warnings == []
+    assert old_key.key_id in d.revoked
+    with pytest.raises(errors.Revoked):
+        d.lookup()(old_key.key_id)
+
+
+def test_a_node_revocation_naming_another_principals_key_is_dropped(network: Pki) -> None:
+    jan, _ = _card(network, "nl/jdevries")
+    marie, marie_key = _card(network, "be/mpeeters")
+    lies = [_revoke(network.key("nl"), Subject.NODE, "nl", marie_key.key_id, "nl"),
+            _revoke(network.key("nl"), Subject.NODE, "nl", network.key("be").key_id, "nl")]
+    d = verify_directory(_directory({"nl": network.cert("nl"), "be": network.cert("be")},
+                                    [jan, marie], lies), network.ca, now=NOW)
+    assert d.revoked == {}
+    assert [w.split(":")[0] for w in d.warnings] == ["dropped revocation #0",
+                                                     "dropped revocation #1"]
+    assert d.lookup()(marie_key.key_id) is not None
+
+
+def test_cards_still_signed_by_a_replaced_node_key_verify_in_its_grace(
+        rotated: tuple[Pki, bytes, crypto.SigningKeyPair]) -> None:
+    """A peer's re-issued cards follow its new certificate: meanwhile the old ones hold."""
+    pki, old_cert, old_key = rotated
+    request = EnrolmentRequest("nl/jdevries", "Name", "role", crypto.generate_signing_key().public,
+                               crypto.generate_encryption_key().public, Almanac())
+    raw = issue_card(request, node_id="nl", node_key=old_key, version=1, now=NOW_MS,
+                     valid_for_ms=DAY_MS)
+    without = verify_directory(_directory({"nl": pki.cert("nl")}, [raw]), pki.ca, now=NOW)
+    assert without.cards == {}
+    d = verify_directory(_directory({"nl": pki.cert("nl")}, [raw], [], [old_cert]), pki.ca,
+                         now=NOW)
+    assert set(d.cards) == {"nl/jdevries"} and d.warnings == []
+    assert d.lookup()(old_key.key_id) is not None  # its evidence verifies in the grace too
+    statement = _revoke(pki.key("nl"), Subject.NODE, "nl", old_key.key_id, "nl")
+    revoked = verify_directory(_directory({"nl": pki.cert("nl")}, [raw], [statement],
+                                          [old_cert]), pki.ca, now=NOW)
+    assert revoked.cards == {}
+    assert "signed by revoked node key" in revoked.warnings[0]
+    with pytest.raises(errors.Revoked):
+        revoked.lookup()(old_key.key_id)
+
+
+def test_a_revoked_officer_is_marked_and_never_sealed_for(network: Pki) -> None:
+    jan, jan_key = _card(network, "nl/jdevries")
+    statement = _revoke(network.key("nl"), Subject.OFFICER, "nl/jdevries", jan_key.key_id, "nl")
+    d = verify_directory(_directory({"nl": network.cert("nl")}, [jan], [statement]),
+                         network.ca, now=NOW)
+    assert d.warnings == []
+    revocation = d.revocation_of("nl/jdevries", now=NOW_MS)
+    assert revocation is not None and revocation.reason == "key exposed"
+    with pytest.raises(errors.Revoked, match="recipient nl/jdevries is revoked"):
+        d.recipient("nl/jdevries", now=NOW_MS)
+    assert d.search(now=NOW_MS) == []

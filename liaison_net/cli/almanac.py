@@ -69,7 +69,7 @@ def directory(ctx: click.Context, as_json: bool, keystore_path: Path,
         return
     found = _fetch(keystore_path, passphrase_file)
     if as_json:
-        emit_json(view.directory_json(found))
+        emit_json(view.directory_json(found, now=now_ms()))
     else:
         view.print_directory(found, now=now_ms())
 

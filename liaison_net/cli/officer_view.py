@@ -276,7 +276,12 @@ def print_status(status: EnvelopeStatus) -> None:
         console.print("no hops and no local recipients recorded")
 
 
-def directory_json(directory: Directory) -> dict[str, Any]:
+def directory_json(directory: Directory, *, now: int) -> dict[str, Any]:
+    def revoked(officer: str) -> dict[str, Any] | None:
+        r = directory.revocation_of(officer, now=now)
+        return None if r is None else {"key_id": r.key_id.hex(), "reason": r.reason,
+                                       "effective": r.effective, "authority": r.authority}
+
     return {
         "nodes": sorted(directory.node_keys),
         "officers": [{"officer": c.officer, "name": c.name, "role": c.role, "node": c.node,
@@ -284,6 +289,7 @@ def directory_json(directory: Directory) -> dict[str, Any]:
                       "valid_until": c.valid_until,
                       "signing_key_id": c.signing_key_id.hex(),
                       "encryption_key_id": c.encryption_key_id.hex(),
+                      "revoked": revoked(c.officer),
                       **c.almanac.to_json()}
                      for c in sorted(directory.cards.values(), key=lambda c: c.officer)],
         "warnings": directory.warnings,
@@ -302,6 +308,9 @@ def print_directory(directory: Directory, *, now: int) -> None:
     table = _table("officer", "name", "role", "version", "valid until")
     for card in sorted(directory.cards.values(), key=lambda c: c.officer):
         until = ts_short(card.valid_until) + (" (expired)" if now >= card.valid_until else "")
+        revocation = directory.revocation_of(card.officer, now=now)
+        if revocation is not None:
+            until += f" (revoked: {safe(revocation.reason)})"
         table.add_row(safe(card.officer), safe(card.name), safe(card.role), str(card.version),
                       until)
     console.print(table)

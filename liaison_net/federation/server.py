@@ -210,7 +210,8 @@ class FederationServer:
                 raise Conflict(f"signing certificate of {peer} is not newer than the one "
                                "already held: a replayed or stale certificate")
             await store.keys.supersede_node_key(node_principal(peer), known, now=now,
-                                                grace_ms=self.key_grace_ms, actor=peer)
+                                                grace_ms=self.key_grace_ms, actor=peer,
+                                                cert=stored)
             await store.audit(now=now, event="key.rotated", actor=peer,
                               audit_detail=detail(kind="node-signing", node=peer,
                                                   new=crypto.signing_key_id(public).hex()))

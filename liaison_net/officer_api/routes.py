@@ -29,6 +29,7 @@ from liaison_net.core.pseudonym import KeyRing
 from liaison_net.errors import (
     BadSignature,
     Forbidden,
+    KeyRetired,
     LimitExceeded,
     Malformed,
     NotFound,
@@ -199,12 +200,8 @@ class ClientApi:
         keys = await self.store.officer_keys(officer)
         if keys is None:
             raise Unauthorized(f"{officer} is not enrolled on this node")
-        try:
-            crypto.verify(keys[0], login_message(self.node_id, challenge), signature)
-        except BadSignature as exc:
-            raise Unauthorized("login signature does not verify") from exc
-        # A revoked key cannot log in (Revoked names the reason).
-        await self.store.keys.signer(crypto.signing_key_id(keys[0]), now=self.clock.now_ms())
+        await self._check_login_key(officer, keys[0], login_message(self.node_id, challenge),
+                                    signature)
         if len(self._tokens) >= MAX_TOKENS:
             self._expire()
             if len(self._tokens) >= MAX_TOKENS:
@@ -214,6 +211,36 @@ class ClientApi:
         log.info("officer.login", officer=officer)
         return web.json_response({"token": token,
                                   "expires_at": self.clock.now_ms() + self.token_ttl_s * 1000})
+
+    async def _check_login_key(self, officer: str, current: bytes, message: bytes,
+                               signature: bytes) -> None:
+        """The signature must verify under the officer's current key or, for a keystore
+        copy from before a rotation, under a superseded key still in its grace period.
+
+        A revoked key never logs in (Revoked names the reason), nor does any key of an
+        officer whose current key is revoked; a superseded key past its grace end is
+        refused as ``key_retired``, which names the rotation."""
+        now = self.clock.now_ms()
+        candidates: list[tuple[bytes, int | None]] = [(current, None)]
+        candidates += await self.store.keys.superseded_keys(officer)
+        for public, grace_until in candidates:
+            try:
+                crypto.verify(public, message, signature)
+            except BadSignature:
+                continue
+            # Revoked first: a revoked officer (current key) or a revoked old key.
+            await self.store.keys.signer(crypto.signing_key_id(current), now=now)
+            if grace_until is None:
+                return
+            old_id = crypto.signing_key_id(public)
+            if await self.store.keys.signer(old_id, now=now) is None or now >= grace_until:
+                raise KeyRetired(
+                    f"key {old_id.hex()} of {officer} was replaced by a key rotation and its "
+                    f"grace period ended at {_iso(grace_until)}: this keystore is an old "
+                    "copy; use the one `liaison officer rotate` wrote")
+            log.info("officer.login_in_grace", officer=officer, key_id=old_id.hex())
+            return
+        raise Unauthorized("login signature does not verify")
 
     def _officer(self, request: web.Request) -> str:
         header = request.headers.get("Authorization", "")
@@ -313,9 +340,15 @@ class ClientApi:
         certs = await self.store.node_certs()
         certs[self.node_id] = self.own_cert()
         revocations = await self.store.keys.revocation_statements()
-        previous = [card for _, card in await self.store.previous_cards(now=self.clock.now_ms())]
+        now = self.clock.now_ms()
+        previous = [card for _, card in await self.store.previous_cards(now=now)]
+        # Replaced node keys in their grace: cards they signed still verify at the client
+        # while a peer's re-issued cards are on their way (they follow its new certificate).
+        previous_certs = await self.store.keys.previous_node_certs(now=now)
         return msgpack_response({"node_certs": certs, "cards": cards,
-                                 "previous_cards": previous, "revocations": revocations})
+                                 "previous_cards": previous,
+                                 "previous_node_certs": previous_certs,
+                                 "revocations": revocations})
 
     async def rotate(self, request: web.Request) -> web.Response:
         """An officer replaces both keys: the statement is signed by the current key and

@@ -30,7 +30,7 @@ from liaison_net.core.envelope import Envelope, Header, check_fresh, read_frame
 from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.core.limits import Limits
 from liaison_net.core.sealing import KeyLookup, SignerKey, verify_frame
-from liaison_net.errors import Forbidden, LiaisonError, NotFound, PolicyRefused, Refused
+from liaison_net.errors import Forbidden, LiaisonError, NotFound, PolicyRefused, Refused, Revoked
 from liaison_net.metrics import NodeMetrics
 from liaison_net.services.request_desk import RequestDesk
 from liaison_net.services.signal_desk import SignalDesk
@@ -141,6 +141,9 @@ class Intake:
                 # id older than the card is fine: officers keep superseded keys to read.
                 if await self.store.officer_keys(r.officer) is None:
                     raise NotFound(f"recipient {r.officer} is not in the directory")
+                revoked = await self.store.keys.officer_revocation(r.officer, now=now)
+                if revoked is not None:
+                    raise Revoked(f"recipient {r.officer} is revoked: {revoked}")
                 if r.node == self.node_id:
                     local.append(r.officer)
                 else:

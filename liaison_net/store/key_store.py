@@ -12,6 +12,9 @@ from liaison_net.core.sealing import SignerKey
 from liaison_net.errors import Revoked
 from liaison_net.store.database import Database, WriteTxn
 
+#: Superseded keys a login tries, newest first: rotations within one grace period are few.
+MAX_SUPERSEDED_PER_PRINCIPAL = 8
+
 
 @dataclass(frozen=True)
 class KnownKey:
@@ -62,7 +65,33 @@ class KeyStore:
             "WHERE signing_key_id = ?", (key_id,))
         if row is None or (now is not None and now >= row[2]):
             return None
+        # A superseded key's grace ends with its officer: when the current key is revoked,
+        # an older keystore copy must not keep signing (a stolen laptop's backup).
+        officer_revoked = await self.db.fetchone(
+            "SELECT r.effective, r.reason FROM revocations r JOIN directory d "
+            "ON d.signing_key_id = r.key_id WHERE d.officer = ?", (row[0],))
+        if officer_revoked is not None and (now is None or now >= officer_revoked[0]):
+            raise Revoked(f"key {key_id.hex()} belongs to {row[0]}, whose current key was "
+                          f"revoked: {officer_revoked[1]}")
         return SignerKey(row[0], bytes(row[1]))
+
+    async def officer_revocation(self, officer: str, *, now: int) -> str | None:
+        """The reason an officer's current card key was revoked, once effective, else None:
+        such an officer is shown as revoked and nothing is accepted for them."""
+        row = await self.db.fetchone(
+            "SELECT r.effective, r.reason FROM revocations r JOIN directory d "
+            "ON d.signing_key_id = r.key_id WHERE d.officer = ?", (officer,))
+        return str(row[1]) if row is not None and now >= row[0] else None
+
+    async def superseded_keys(self, principal: str, *,
+                              limit: int = MAX_SUPERSEDED_PER_PRINCIPAL
+                              ) -> list[tuple[bytes, int]]:
+        """(signing public, grace end) of a principal's keys replaced by rotations, newest
+        grace end first: an old keystore copy may still log in with one during its grace."""
+        rows = await self.db.fetchall(
+            "SELECT signing_public, grace_until FROM key_history WHERE principal = ? "
+            "ORDER BY grace_until DESC LIMIT ?", (principal, limit))
+        return [(bytes(r[0]), int(r[1])) for r in rows]
 
     async def key_owner(self, key_id: bytes) -> str | None:
         """Whose signing key this is, as far as this node knows: an officer's current card,
@@ -73,18 +102,27 @@ class KeyStore:
         return str(row[0]) if row else None
 
     async def supersede_node_key(self, node_principal: str, old_public: bytes, *, now: int,
-                                 grace_ms: int, actor: str) -> None:
+                                 grace_ms: int, actor: str, cert: bytes | None = None) -> None:
+        """Keep a node's replaced signing key, with its CA certificate when known, for the
+        grace period."""
         async def op(txn: WriteTxn) -> None:
             key_id = signing_key_id(old_public)
             await txn.execute(
                 "INSERT OR REPLACE INTO key_history (signing_key_id, principal, signing_public, "
-                "grace_until) VALUES (?, ?, ?, ?)", (key_id, node_principal, old_public,
-                                                     now + grace_ms))
+                "grace_until, cert) VALUES (?, ?, ?, ?, ?)",
+                (key_id, node_principal, old_public, now + grace_ms, cert))
             await txn.audit(now, "key.superseded", actor,
                             detail(principal=node_principal, key_id=key_id.hex(),
                                    grace_until=now + grace_ms))
 
         await self.db.write(op)
+
+    async def previous_node_certs(self, *, now: int, limit: int = 64) -> list[bytes]:
+        """CA certificates of node signing keys replaced by a rotation, in their grace."""
+        rows = await self.db.fetchall(
+            "SELECT cert FROM key_history WHERE cert IS NOT NULL AND grace_until > ? "
+            "ORDER BY grace_until DESC LIMIT ?", (now, limit))
+        return [bytes(r[0]) for r in rows]
 
     # --- revocations ----------------------------------------------------------------------
 

@@ -188,6 +188,12 @@ MIGRATIONS: list[str] = [
         used INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 9: the CA certificate of a node signing key a rotation replaced, kept with it for its
+    # grace period: clients verify cards still signed by that key (a peer's re-issued cards
+    # arrive after its new certificate) and know the key a later revocation names.
+    """
+    ALTER TABLE key_history ADD COLUMN cert BLOB;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
