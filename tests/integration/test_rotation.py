@@ -1,15 +1,23 @@
 """Key rotation and revocation under live traffic, with three real nodes.
 
 While officers on nl, be and lu send to each other without pause, the test rotates, one
-after another, nl's node signing key, be's TLS certificate and an officer's keys: every
-envelope is delivered exactly once and stays readable. Then a revocation: the time until
-every node refuses the revoked key is measured and printed, and the refusal is audited.
+after another, nl's node signing key, be's TLS certificate and an officer's keys, and a copy
+of that officer's keystore from before the rotation keeps logging in and sending in the
+grace period: every envelope is delivered exactly once and stays readable. Then a
+revocation: the time until every node refuses the revoked key is measured and printed, and
+the refusal is audited.
+
+Waits poll a condition with a generous bound (a loaded machine is slow, never wrong): the
+sender's directory is fetched from a node that may be half way through learning a peer's
+new node key, which is why cards still signed by a replaced node key verify in its grace.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import shutil
 import socket
 import ssl
 import time
@@ -20,8 +28,9 @@ from cryptography import x509
 
 from liaison_net.client import keystore as ks
 from liaison_net.client.directory import Directory
+from liaison_net.client.session import NodeSession
 from liaison_net.core import codec, crypto, sealing
-from liaison_net.errors import Revoked
+from liaison_net.errors import KeyRetired, Revoked, Unauthorized
 from liaison_net.pki.certificates import node_hostname
 from tests.integration.network import (
     Network,
@@ -39,6 +48,10 @@ pytestmark = pytest.mark.slow
 
 ROUTES = {"nl/jdevries": "be/mpeeters", "be/mpeeters": "lu/cschmit",
           "lu/cschmit": "nl/jdevries"}
+ENV = {"LIAISON_PASSPHRASE": PASSPHRASE.decode()}
+#: Bounds for waits on other processes: generous, since only a failure waits this long.
+SLOW = 120.0
+OLD_COPY_SENDS = 40  # envelopes the pre-rotation keystore copy sends, 10 per login
 
 
 class Traffic:
@@ -73,6 +86,20 @@ class Traffic:
         async with asyncio.TaskGroup() as tasks:
             for sender in ROUTES:
                 tasks.create_task(self.run_one(sender))
+
+    async def run_old_copy(self, old: OfficerAgent, count: int) -> None:
+        """A keystore copy from before the rotation: each session logs in anew with the
+        replaced key (grace) and sends, beside the traffic on the current keys."""
+        to = ROUTES[old.id]
+        while count > 0:
+            async with old.session() as node:
+                directory = await node.directory(now=datetime.now(UTC))
+                for _ in range(min(10, count)):
+                    env = old.seal(directory, [to], f"old copy {time.time()}".encode())
+                    assert (await node.submit(env.to_bytes())).status == "accepted"
+                    self.sent[to].append(env.id)
+                    count -= 1
+                    await asyncio.sleep(0.02)
 
 
 def served_tls_serial(net: Network, nid: str) -> int:
@@ -120,10 +147,10 @@ async def test_rotations_under_live_traffic_then_revocation(
     for nid in ("nl", "be", "lu"):
         net.start(nid)
     async with officers["nl/jdevries"].session() as node:
-        await directory_with(node, *ROUTES)
+        await directory_with(node, *ROUTES, timeout=SLOW)
     for o in ("be/mpeeters", "lu/cschmit"):
         async with officers[o].session() as node:
-            await directory_with(node, *ROUTES)
+            await directory_with(node, *ROUTES, timeout=SLOW)
 
     traffic = Traffic(officers)
     runner = asyncio.create_task(traffic.run())
@@ -137,26 +164,31 @@ async def test_rotations_under_live_traffic_then_revocation(
         assert out["old_key_id"] == old_nl
         await asyncio.to_thread(wait_for, lambda: all(
             peer_key_of(net, peer, "nl") == out["new_key_id"] for peer in ("be", "lu")),
-            timeout=30, what="be and lu to learn nl's new signing key")
+            timeout=SLOW, what="be and lu to learn nl's new signing key")
         # 2. be's TLS certificate: new connections get the new one, without a restart.
         before = served_tls_serial(net, "be")
         out = json.loads(run_cli("admin", "rotate-key", "tls", "--config",
                                  str(net.nodes["be"].config), "--ca", str(net.certs),
                                  "--json").stdout)
         await asyncio.to_thread(wait_for, lambda: served_tls_serial(net, "be") != before,
-                                timeout=30, what="be to serve its new TLS certificate")
+                                timeout=SLOW, what="be to serve its new TLS certificate")
         assert format(served_tls_serial(net, "be"), "x") == out["serial"]
         # 3. jan's own keys, with the officer CLI; the test then sends with the new ones.
         jan = officers["nl/jdevries"]
         old_jan = jan.keystore.signing.key_id
+        copy = jan.path.with_name("jdevries-before-rotation.keystore")
+        shutil.copy2(jan.path, copy)  # the backup an officer forgot on another machine
         rotated = json.loads(run_cli("officer", "rotate", "--keystore", str(jan.path),
-                                     "--json",
-                                     env={"LIAISON_PASSPHRASE": PASSPHRASE.decode()}).stdout)
+                                     "--json", env=ENV).stdout)
         traffic.reload("nl/jdevries")
         assert jan.keystore.signing.key_id != old_jan
         assert rotated["signing_key_id"] == jan.keystore.signing.key_id.hex()
         assert len(jan.keystore.encryption_keys) == 2  # the old one stays to read old mail
-        await asyncio.sleep(1.5)  # traffic keeps flowing on the new keys
+        # 4. The old copy logs in with the replaced key and sends, in the grace period,
+        # while traffic keeps flowing on the new keys.
+        old_copy = OfficerAgent(jan.id, ks.load(copy, PASSPHRASE), copy)
+        assert old_copy.keystore.signing.key_id == old_jan
+        await traffic.run_old_copy(old_copy, OLD_COPY_SENDS)
     finally:
         traffic.stop.set()
         await runner
@@ -166,13 +198,14 @@ async def test_rotations_under_live_traffic_then_revocation(
         nid = to.split("/")[0]
         count = len(ids)
         await asyncio.to_thread(wait_for, lambda nid=nid, to=to, n=count:
-                                len(inbox_rows(net, nid, to)) >= n, timeout=60,
+                                len(inbox_rows(net, nid, to)) >= n, timeout=SLOW,
                                 what=f"{count} envelopes for {to}")
         rows = inbox_rows(net, nid, to)
         assert sorted(rows) == sorted(ids), f"{to}: lost or doubled envelopes"
         assert await read_all(officers[to], ids) == len(ids)
     total = sum(len(v) for v in traffic.sent.values())
-    print(f"\nrotation under traffic: {total} envelopes, each delivered once and readable")
+    print(f"\nrotation under traffic: {total} envelopes ({OLD_COPY_SENDS} from the keystore "
+          "copy in its grace), each delivered once and readable")
 
     # Revocation of claude's key by his home node, lu: measured until every node refuses it.
     claude = officers["lu/cschmit"]
@@ -184,7 +217,7 @@ async def test_rotations_under_live_traffic_then_revocation(
         return all(claude.keystore.signing.key_id in revoked_key_ids(net, nid)
                    for nid in ("nl", "be", "lu"))
 
-    await asyncio.to_thread(wait_for, everywhere, timeout=30, interval=0.05,
+    await asyncio.to_thread(wait_for, everywhere, timeout=SLOW, interval=0.05,
                             what="the revocation to reach every node")
     elapsed = time.monotonic() - started
     print(f"revocation refused by every node within {elapsed:.2f} s")
@@ -217,3 +250,131 @@ def revoked_key_ids(net: Network, nid: str) -> set[bytes]:
     rows = json.loads(run_cli("admin", "revocations", "--config", str(net.nodes[nid].config),
                               "--json").stdout)
     return {bytes.fromhex(r["key_id"]) for r in rows}
+
+
+def key_row(net: Network, at: str, key_id: str) -> dict[str, object] | None:
+    rows = json.loads(run_cli("admin", "keys", "list", "--config",
+                              str(net.nodes[at].config), "--json").stdout)
+    return next((r for r in rows if r["key_id"] == key_id), None)
+
+
+def officer_cli(agent: OfficerAgent, *args: str) -> tuple[int, str, str]:
+    proc = run_cli(*args, "--keystore", str(agent.path), check=False, env=ENV)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+async def test_old_keystore_copy_and_revocations_every_client_understands(
+        make_network: type[Network]) -> None:
+    """An old keystore copy logs in during the grace period until its key, or its officer,
+    is revoked; a node-key revocation is believed by clients (no warning) and listed by
+    every node; a revoked officer is marked in the directory and `send` to them is refused
+    as `revoked` by the client and, for a stale directory, by the origin node."""
+    net = make_network.create(node_ids=("nl", "be"))
+    jan, marie = enrol(net, "nl/jdevries"), enrol(net, "be/mpeeters")
+    for nid in ("nl", "be"):
+        net.start(nid)
+    for agent in (jan, marie):
+        async with agent.session() as node:
+            await directory_with(node, jan.id, marie.id, timeout=SLOW)
+    copy = jan.path.with_name("jdevries-copy.keystore")
+    shutil.copy2(jan.path, copy)
+    run_cli("officer", "rotate", "--keystore", str(jan.path), env=ENV)
+    old = OfficerAgent(jan.id, ks.load(copy, PASSPHRASE), copy)
+    jan.keystore = ks.load(jan.path, PASSPHRASE)
+
+    # The old copy logs in and sends in the grace period; marie receives it.
+    async with old.session() as node:
+        env = old.seal(await node.directory(now=datetime.now(UTC)), [marie.id], b"old copy")
+        assert (await node.submit(env.to_bytes())).status == "accepted"
+    await asyncio.to_thread(wait_for, lambda: env.id in inbox_rows(net, "be", marie.id),
+                            timeout=SLOW, what="the old copy's envelope at marie")
+
+    # nl replaces its node key, then revokes the old one: every node lists it revoked, and
+    # marie's client believes it (no warning) and refuses what the old key signs.
+    old_nl = node_signing_key_id(net, "nl")
+    new_nl = json.loads(run_cli("admin", "rotate-key", "node", "--config",
+                                str(net.nodes["nl"].config), "--ca", str(net.certs),
+                                "--json").stdout)["new_key_id"]
+    await asyncio.to_thread(wait_for, lambda: peer_key_of(net, "be", "nl") == new_nl,
+                            timeout=SLOW, what="be to learn nl's new signing key")
+    run_cli("admin", "revoke", "node", "nl", "--key-id", old_nl, "--reason", "key exposed",
+            "--config", str(net.nodes["nl"].config))
+    for nid in ("nl", "be"):
+        await asyncio.to_thread(
+            wait_for, lambda nid=nid: (key_row(net, nid, old_nl) or {}).get("state")
+            == "revoked", timeout=SLOW, what=f"{nid} to list nl's old key as revoked")
+    code, out, err = officer_cli(marie, "directory", "--json")
+    assert code == 0 and "warning" not in err, err
+    assert json.loads(out)["warnings"] == []
+    async with marie.session() as node:
+        directory = await node.directory(now=datetime.now(UTC))
+    assert bytes.fromhex(old_nl) in directory.revoked
+    with pytest.raises(Revoked):
+        directory.lookup()(bytes.fromhex(old_nl))
+    stale = directory  # fetched before jan's revocation: the origin node must still refuse
+
+    # jan's replaced key is revoked: the old copy no longer logs in, the current one does.
+    run_cli("admin", "revoke", "officer", jan.id, "--key-id", old.keystore.signing.key_id.hex(),
+            "--reason", "backup lost", "--config", str(net.nodes["nl"].config))
+    with pytest.raises(Revoked, match="backup lost"):
+        async with old.session() as node:
+            await node.login()
+    async with jan.session() as node:
+        await node.login()
+
+    # jan himself is revoked: no copy logs in, the directory marks him, `send` refuses.
+    run_cli("admin", "revoke", "officer", jan.id, "--reason", "laptop stolen",
+            "--config", str(net.nodes["nl"].config))
+    for agent in (jan, old):
+        with pytest.raises(Revoked):
+            async with agent.session() as node:
+                await node.login()
+    await asyncio.to_thread(
+        wait_for, lambda: jan.keystore.signing.key_id in revoked_key_ids(net, "be"),
+        timeout=SLOW, what="be to hold jan's revocation")
+    code, out, err = officer_cli(marie, "directory", "--json")
+    assert code == 0, err
+    marked = {o["officer"]: o["revoked"] for o in json.loads(out)["officers"]}
+    assert marked[marie.id] is None
+    assert marked[jan.id] is not None and marked[jan.id]["reason"] == "laptop stolen"
+    code, out, err = officer_cli(marie, "send", "--to", jan.id, "--subject", "Hello",
+                                 "--text", "Are you there?", "--handling", "H0", "--tlp",
+                                 "AMBER", "--purpose", "drug trafficking inquiry")
+    # Refused on marie's machine, before the network (the node words it without the key).
+    assert code != 0 and err.startswith(f"error: revoked: recipient {jan.id} is revoked (key "), err
+    async with marie.session() as node:
+        with pytest.raises(Revoked, match=f"recipient {jan.id} is revoked: laptop stolen"):
+            await node.submit(marie.seal(stale, [jan.id], b"sealed before the news").to_bytes())
+
+
+async def test_an_old_keystore_copy_after_the_grace_period_is_told_so(
+        make_network: type[Network]) -> None:
+    """With no grace period, the copy from before the rotation is refused at login as
+    `key_retired`, naming the rotation; a wrong key stays a plain `unauthorized`."""
+    net = make_network.create(node_ids=("nl", "be"), sections={"auth": {"key_grace_s": 0}})
+    jan = enrol(net, "nl/jdevries")
+    net.start("nl")
+    copy = jan.path.with_name("jdevries-copy.keystore")
+    shutil.copy2(jan.path, copy)
+    run_cli("officer", "rotate", "--keystore", str(jan.path), env=ENV)
+    old = OfficerAgent(jan.id, ks.load(copy, PASSPHRASE), copy)
+    with pytest.raises(KeyRetired, match="replaced by a key rotation"):
+        async with old.session() as node:
+            await node.login()
+    code, _, err = officer_cli(old, "inbox")
+    assert code != 0 and err.startswith("error: key_retired:"), err
+    stranger = enrol(net, "nl/stranger")
+    stranger.keystore = ks.load(stranger.path, PASSPHRASE)
+    impostor = OfficerAgent(jan.id, dataclasses.replace(old.keystore,
+                                                        signing=stranger.keystore.signing),
+                            copy)
+    with pytest.raises(Unauthorized) as refused:
+        async with impostor.session() as node:
+            await node.login()
+    assert refused.value.code == "unauthorized"
+    async with ks_session(jan) as node:
+        await node.login()
+
+
+def ks_session(agent: OfficerAgent) -> NodeSession:
+    return NodeSession(ks.load(agent.path, PASSPHRASE))
