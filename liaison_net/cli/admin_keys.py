@@ -110,16 +110,6 @@ def _key_rows(cfg: config_mod.NodeConfig) -> list[dict[str, Any]]:
             row["valid_until"] = datetime.fromtimestamp(key.valid_until / 1000,
                                                         UTC).isoformat()
         rows.append(row)
-    # Revoked keys in no table of ours (e.g. a peer's node key replaced before this node
-    # learned it): listed from the revocation itself, so every node shows every revocation.
-    listed = {key.key_id for key in known} | {own.key_id}
-    for r in revocations:
-        if r.key_id in listed:
-            continue
-        rows.append({"kind": f"{r.subject}-signing", "owner": r.principal,
-                     "key_id": r.key_id.hex(), "age": "",
-                     "state": "revoked" if now >= r.effective else "revoking",
-                     "reason": r.reason, "authority": r.authority})
     return rows
 
 
