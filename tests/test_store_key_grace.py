@@ -76,3 +76,17 @@ async def test_a_revoked_officers_older_key_is_refused_in_its_grace(
     assert await store.keys.officer_revocation(JAN, now=NOW - 1) is None  # not yet effective
     with pytest.raises(Revoked, match="whose current key was revoked: laptop stolen"):
         await store.keys.signer(old.key_id, now=NOW)
+
+
+async def test_an_officers_revocation_ends_the_grace_of_older_keys_for_good(
+        rotated: tuple[NodeStore, crypto.SigningKeyPair, crypto.SigningKeyPair]) -> None:
+    """Re-enrolled after the theft, the officer's older copies stay refused."""
+    store, old, new = rotated
+    await _revoke(store, new.key_id, "laptop stolen")
+    assert await store.keys.superseded_keys(JAN) == [(old.public, NOW)]
+    card, raw = _card(crypto.generate_signing_key(), 3)
+    assert await store.put_card(card, raw, now=NOW + 1, source="nl", grace_ms=GRACE)
+    assert await store.keys.officer_revocation(JAN, now=NOW + 1) is None  # the new card
+    assert await store.keys.signer(old.key_id, now=NOW + 1) is None
+    with pytest.raises(Revoked):
+        await store.keys.signer(new.key_id, now=NOW + 1)

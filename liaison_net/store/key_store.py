@@ -63,7 +63,7 @@ class KeyStore:
         row = await self.db.fetchone(
             "SELECT principal, signing_public, grace_until FROM key_history "
             "WHERE signing_key_id = ?", (key_id,))
-        if row is None or (now is not None and now >= row[2]):
+        if row is None:
             return None
         # A superseded key's grace ends with its officer: when the current key is revoked,
         # an older keystore copy must not keep signing (a stolen laptop's backup).
@@ -73,6 +73,8 @@ class KeyStore:
         if officer_revoked is not None and (now is None or now >= officer_revoked[0]):
             raise Revoked(f"key {key_id.hex()} belongs to {row[0]}, whose current key was "
                           f"revoked: {officer_revoked[1]}")
+        if now is not None and now >= row[2]:
+            return None
         return SignerKey(row[0], bytes(row[1]))
 
     async def officer_revocation(self, officer: str, *, now: int) -> str | None:
@@ -138,6 +140,13 @@ class KeyStore:
                  revocation.effective, revocation.reason, revocation.authority, raw, now))
             if cur.rowcount == 0:
                 return False
+            # Revoking an officer's current key ends the grace of their older keys: no
+            # keystore copy of theirs outlives the revocation, even after a re-enrolment.
+            await txn.execute(
+                "UPDATE key_history SET grace_until = MIN(grace_until, ?) WHERE principal = ? "
+                "AND EXISTS (SELECT 1 FROM directory WHERE officer = ? AND signing_key_id = ?)",
+                (revocation.effective, revocation.principal, revocation.principal,
+                 revocation.key_id))
             await txn.executemany(
                 "INSERT OR IGNORE INTO revocation_outbox (node, key_id) VALUES (?, ?)",
                 [(node, revocation.key_id) for node in forward_to])
