@@ -200,26 +200,31 @@ class ClientApi:
         keys = await self.store.officer_keys(officer)
         if keys is None:
             raise Unauthorized(f"{officer} is not enrolled on this node")
-        await self._check_login_key(officer, keys[0], login_message(self.node_id, challenge),
-                                    signature)
+        grace_until = await self._check_login_key(
+            officer, keys[0], login_message(self.node_id, challenge), signature)
+        # A session opened with a superseded key ends with its grace, not after it.
+        ttl_ms = self.token_ttl_s * 1000
+        if grace_until is not None:
+            ttl_ms = min(ttl_ms, grace_until - self.clock.now_ms())
         if len(self._tokens) >= MAX_TOKENS:
             self._expire()
             if len(self._tokens) >= MAX_TOKENS:
                 raise RateLimited("too many sessions")
         token = secrets.token_urlsafe(32)
-        self._tokens[token] = Session(officer, time.monotonic() + self.token_ttl_s)
+        self._tokens[token] = Session(officer, time.monotonic() + ttl_ms / 1000)
         log.info("officer.login", officer=officer)
         return web.json_response({"token": token,
-                                  "expires_at": self.clock.now_ms() + self.token_ttl_s * 1000})
+                                  "expires_at": self.clock.now_ms() + ttl_ms})
 
     async def _check_login_key(self, officer: str, current: bytes, message: bytes,
-                               signature: bytes) -> None:
+                               signature: bytes) -> int | None:
         """The signature must verify under the officer's current key or, for a keystore
         copy from before a rotation, under a superseded key still in its grace period.
 
         A revoked key never logs in (Revoked names the reason), nor does any key of an
         officer whose current key is revoked; a superseded key past its grace end is
-        refused as ``key_retired``, which names the rotation."""
+        refused as ``key_retired``, which names the rotation. Returns the grace end of the
+        superseded key used, None for the current key."""
         now = self.clock.now_ms()
         candidates: list[tuple[bytes, int | None]] = [(current, None)]
         candidates += await self.store.keys.superseded_keys(officer)
@@ -231,7 +236,7 @@ class ClientApi:
             # Revoked first: a revoked officer (current key) or a revoked old key.
             await self.store.keys.signer(crypto.signing_key_id(current), now=now)
             if grace_until is None:
-                return
+                return None
             old_id = crypto.signing_key_id(public)
             if await self.store.keys.signer(old_id, now=now) is None or now >= grace_until:
                 raise KeyRetired(
@@ -239,7 +244,7 @@ class ClientApi:
                     f"grace period ended at {_iso(grace_until)}: this keystore is an old "
                     "copy; use the one `liaison officer rotate` wrote")
             log.info("officer.login_in_grace", officer=officer, key_id=old_id.hex())
-            return
+            return grace_until
         raise Unauthorized("login signature does not verify")
 
     def _officer(self, request: web.Request) -> str:

@@ -252,6 +252,36 @@ def revoked_key_ids(net: Network, nid: str) -> set[bytes]:
     return {bytes.fromhex(r["key_id"]) for r in rows}
 
 
+GRACE_S = 1800  # long enough for the test to run inside it on a loaded machine
+
+
+async def session_expiry(agent: OfficerAgent) -> int:
+    """Log in over raw HTTP; the ``expires_at`` (ms) of the session the node answers."""
+    import aiohttp
+
+    from liaison_net.client.session import officer_ssl_context
+    from liaison_net.core.login import login_message
+
+    keystore = agent.keystore
+    connector = aiohttp.TCPConnector(ssl=officer_ssl_context(keystore.ca_cert_pem))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        async def post(path: str, body: dict[str, str]) -> dict[str, object]:
+            async with http.post(keystore.node_url + path, json=body,
+                                 server_hostname=node_hostname(keystore.node)) as resp:
+                assert resp.status == 200, (path, resp.status, await resp.text())
+                return dict(await resp.json())
+
+        answer = await post("/api/v1/login/challenge", {"officer": keystore.officer})
+        challenge = bytes.fromhex(str(answer["challenge"]))
+        signature = crypto.sign(keystore.signing, login_message(keystore.node, challenge))
+        answer = await post("/api/v1/login", {"officer": keystore.officer,
+                                              "challenge": challenge.hex(),
+                                              "signature": signature.hex()})
+    expires = answer["expires_at"]
+    assert isinstance(expires, int)
+    return expires
+
+
 def key_row(net: Network, at: str, key_id: str) -> dict[str, object] | None:
     rows = json.loads(run_cli("admin", "keys", "list", "--config",
                               str(net.nodes[at].config), "--json").stdout)
@@ -269,7 +299,8 @@ async def test_old_keystore_copy_and_revocations_every_client_understands(
     is revoked; a node-key revocation is believed by clients (no warning) and listed by
     every node; a revoked officer is marked in the directory and `send` to them is refused
     as `revoked` by the client and, for a stale directory, by the origin node."""
-    net = make_network.create(node_ids=("nl", "be"))
+    net = make_network.create(node_ids=("nl", "be"), sections={
+        "auth": {"key_grace_s": GRACE_S, "token_ttl_s": 4 * GRACE_S}})
     jan, marie = enrol(net, "nl/jdevries"), enrol(net, "be/mpeeters")
     for nid in ("nl", "be"):
         net.start(nid)
@@ -288,6 +319,10 @@ async def test_old_keystore_copy_and_revocations_every_client_understands(
         assert (await node.submit(env.to_bytes())).status == "accepted"
     await asyncio.to_thread(wait_for, lambda: env.id in inbox_rows(net, "be", marie.id),
                             timeout=SLOW, what="the old copy's envelope at marie")
+    # Its session ends with the grace period; the current key's lasts the full token TTL.
+    now = int(time.time() * 1000)
+    assert now < await session_expiry(old) <= now + GRACE_S * 1000
+    assert await session_expiry(jan) > now + 2 * GRACE_S * 1000
 
     # nl replaces its node key, then revokes the old one: every node lists it revoked, and
     # marie's client believes it (no warning) and refuses what the old key signs.
