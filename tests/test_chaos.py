@@ -288,13 +288,15 @@ class Run:
                                 effect)
 
     async def issue(self, kind: Kind, by: str, to: str, ref: bytes, plaintext: bytes,
-                    effect: tuple[str, bytes, str]) -> bytes:
+                    effect: tuple[str, bytes, str],
+                    key: crypto.SigningKeyPair | None = None) -> bytes:
         """An envelope signed by ``by``'s node key and sealed for ``to``, in their inbox on
         their home node (as the notifier and federation put it there)."""
         officer = next(o for o in (JAN, MARIE, KATRIN) if o.id == to)
         home = to.split("/")[0]
         notice = sealing.seal(
-            sender=node_principal(by), sender_key=NODE_KEYS[by], recipients=[officer.recipient],
+            sender=node_principal(by), sender_key=key or NODE_KEYS[by],
+            recipients=[officer.recipient],
             tag=make_tag(share_with=frozenset({"nl", "be", "de-nw"})), plaintext=plaintext,
             now=NOW, expires=NOW + 30 * DAY_MS, kind=kind, precedence=Precedence.ROUTINE,
             ref=ref)
@@ -488,6 +490,21 @@ async def test_evidence_by_a_node_that_may_not_attest_it_does_not_count(run: Run
                         sign_statement(forged, NODE_KEYS["nl"]), ("forged", env.id, ""))
     acc = run.account()
     assert acc.effects.missing == [effect] and len(acc.effects.unreadable) == 1
+
+
+async def test_evidence_no_node_signed_does_not_count(run: Run) -> None:
+    """A statement under a key no peer holds for be/node: unreadable, not found."""
+    env = run.envelopes[run.ledger[2].id]
+    effect = ("relayed", env.id, MARIE.id)
+    run.execute("nl", "DELETE FROM inbox WHERE envelope_id = ?", params=(run.effects[effect],))
+    rogue = crypto.generate_signing_key()
+    async with run.planting():
+        statement = make(Step.RELAYED, env.header, at=NOW, recipient=MARIE.id)
+        await run.issue(Kind.EVIDENCE, "be", JAN.id, env.id, sign_statement(statement, rogue),
+                        ("rogue", env.id, ""), key=rogue)
+    effects = run.account().effects
+    assert effects.missing == [effect] and len(effects.unreadable) == 1
+    assert any("do not verify" in line for line in effects.failures())
 
 
 async def test_a_missing_non_delivery_notice_is_caught(run: Run) -> None:
