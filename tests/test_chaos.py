@@ -276,11 +276,11 @@ class Run:
                 await self.evidence(env, Step.RELAYED, nid, recipient=officer)
 
     async def evidence(self, env: Envelope, step: Step, by: str, *,
-                       recipient: str | None = None) -> bytes:
+                       recipient: str | None = None, at: str | None = None) -> bytes:
         statement = make(step, env.header, at=NOW, recipient=recipient)
         return await self.issue(Kind.EVIDENCE, by, env.header.sender, env.id,
                                 sign_statement(statement, NODE_KEYS[by]),
-                                (step.value, env.id, recipient or by))
+                                (step.value, env.id, recipient or by), at=at)
 
     async def notice(self, by: str, to: str, ref: bytes, content: dict[str, object],
                      effect: tuple[str, bytes, str]) -> bytes:
@@ -289,11 +289,11 @@ class Run:
 
     async def issue(self, kind: Kind, by: str, to: str, ref: bytes, plaintext: bytes,
                     effect: tuple[str, bytes, str],
-                    key: crypto.SigningKeyPair | None = None) -> bytes:
+                    key: crypto.SigningKeyPair | None = None, at: str | None = None) -> bytes:
         """An envelope signed by ``by``'s node key and sealed for ``to``, in their inbox on
-        their home node (as the notifier and federation put it there)."""
+        their home node (as the notifier and federation put it there), or on ``at``."""
         officer = next(o for o in (JAN, MARIE, KATRIN) if o.id == to)
-        home = to.split("/")[0]
+        home = at or to.split("/")[0]
         notice = sealing.seal(
             sender=node_principal(by), sender_key=key or NODE_KEYS[by],
             recipients=[officer.recipient],
@@ -459,11 +459,11 @@ async def test_a_removed_evidence_is_missing(run: Run) -> None:
 
 async def test_evidence_is_counted_only_in_the_senders_inbox(run: Run) -> None:
     """Evidence left on the destination (never relayed back) is not at the sender."""
-    effect = ("relayed", run.ledger[1].id, MARIE.id)
-    evidence = run.effects[effect]
-    run.execute("nl", "DELETE FROM inbox WHERE envelope_id = ?", params=(evidence,))
-    run.execute("be", "INSERT INTO inbox (officer, envelope_id, relayed) VALUES (?, ?, 0)",
-                params=(JAN.id, evidence))
+    env = run.envelopes[run.ledger[1].id]
+    effect = ("relayed", env.id, MARIE.id)
+    run.execute("nl", "DELETE FROM inbox WHERE envelope_id = ?", params=(run.effects[effect],))
+    async with run.planting():
+        await run.evidence(env, Step.RELAYED, "be", recipient=MARIE.id, at="be")
     assert run.account().effects.missing == [effect]
 
 
