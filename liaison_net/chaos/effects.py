@@ -236,10 +236,10 @@ def _effect_of(raw: bytes, officer: str, keys: Sequence[crypto.EncryptionKeyPair
     plaintext = sealing.open_envelope(envelope, officer, keys)
     if h.kind is Kind.EVIDENCE:
         statement = verify_statement(plaintext, lookup).statement
-        o = by_id[statement.envelope]
         if statement.envelope != h.ref or statement.by != h.sender:
             raise ValueError(f"evidence by {h.sender} about {h.id_text} names another "
                              "envelope or maker")
+        o = by_id[h.ref]
         if statement.step is Step.ACCEPTED:
             key: Key = ("accepted", o.id, node_of(h.sender))
         elif statement.step is Step.RELAYED:

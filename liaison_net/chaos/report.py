@@ -49,6 +49,7 @@ ROWS = (
     ("max_rss_mb", "max RSS of any node (MB)"),
     ("chaos_s", "chaos phase (s)"),
     ("drain_s", "heal -> all delivered (s)"),
+    ("effects_wait_s", "then until the effects stopped changing (s)"),
     ("duration_s", "whole run (s)"),
 )
 MUST_BE_ZERO = {"lost", "duplicated", "misdelivered", "refused_stored", "policy_violations",

@@ -7,10 +7,10 @@ Phases, each bounded in time:
 2. chaos (``duration_s``): every officer sends continuously while the plan's faults are
    replayed on time: SIGKILL and restart of a node, cut and heal of a link;
 3. settle: heal every link, start every node that is down, then poll the databases until
-   every outbox is empty and every owed copy has arrived (``drain_timeout_s``), then
-   until the count of effects (evidence, notices, due times, receipts) stops changing
-   for ``EFFECTS_STABLE_S`` (``effects_timeout_s`` at most);
-4. check: stop the nodes in order and account from their SQLite files (``check``).
+   every outbox is empty and every owed copy has arrived (``drain_timeout_s``);
+4. effects: poll the count of effects (evidence, notices, due times, receipts) until it
+   has not changed for ``EFFECTS_STABLE_S`` (``effects_timeout_s`` at most);
+5. check: stop the nodes in order and account from their SQLite files (``check``).
 
 Each node's VmRSS is sampled from /proc throughout, for every process it ran as.
 """
@@ -183,6 +183,7 @@ class Soak:
             await self._timed("setup", self._setup())
             await self._timed("chaos", self._chaos())
             drained = await self._timed("drain", self._settle())
+            await self._timed("effects", self._await_effects())
             self._phase = "check"
             self.ui.note("check: stopping the nodes, then reading their databases")
             killed = await asyncio.to_thread(self.net.stop_all)
@@ -515,7 +516,6 @@ class Soak:
         if not drained:
             self.findings.append(f"the outboxes did not drain within "
                                  f"{self.options.drain_timeout_s:g} s")
-        await self._await_effects()
         return drained
 
     async def _await_effects(self) -> None:
@@ -583,6 +583,7 @@ class Soak:
             "drained": drained,
             "chaos_s": round(self.timings.get("chaos", 0.0), 1),
             "drain_s": round(self.timings.get("drain", 0.0), 1),
+            "effects_wait_s": round(self.timings.get("effects", 0.0), 1),
             "duration_s": round(self.timings.get("total", 0.0), 1),
         }
         return {
