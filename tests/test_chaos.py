@@ -1,14 +1,16 @@
 """The chaos soak's parts that need no node: the plan, the proxy, the accounting.
 
 The accounting tests plant each fault the soak exists to catch (a duplicate, a loss, a
-refused envelope that got stored, a broken audit chain) in real node databases built
-with the store's own code, so a check that cannot fail would fail here.
+refused envelope that got stored, a broken audit chain, an effect missing or twice) in
+real node databases built with the store's own code, so a check that cannot fail would
+fail here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -16,14 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from liaison_net.chaos.check import Outcome, Sent, account, verify_chain
+from liaison_net.chaos.check import Accounting, Outcome, Sent, account, verify_chain
 from liaison_net.chaos.plan import Action, Shape, make_plan
 from liaison_net.chaos.proxy import ChaosProxy
+from liaison_net.core import codec, crypto, sealing
 from liaison_net.core.audit import detail
-from liaison_net.core.limits import HOUR_MS
+from liaison_net.core.envelope import Envelope, Kind, Precedence, Urgency
+from liaison_net.core.evidence import Step, make, sign_statement
+from liaison_net.core.ids import node_principal
+from liaison_net.core.limits import DAY_MS, HOUR_MS
 from liaison_net.store.node_store import NodeStore
 from liaison_net.store.schema import SCHEMA_VERSION
-from tests.core.factories import NOW, Officer, seal_from
+from tests.core.factories import NOW, Officer, make_tag, seal_from
 
 NODES = ("be", "nl", "lu", "de-nw")
 
@@ -213,12 +219,20 @@ async def test_a_peer_that_is_down_looks_like_a_closed_connection(
 JAN, MARIE, KATRIN = Officer("nl/jdevries"), Officer("be/mpeeters"), Officer("de-nw/kmueller")
 
 
+NODE_KEYS = {nid: crypto.generate_signing_key() for nid in ("nl", "be", "de-nw")}
+
+
 class Run:
-    """Two node databases (nl origin, be destination) and a ledger, made by the store."""
+    """Three node databases (nl origin, be and de-nw destinations) and a ledger, made by
+    the store: alerts, a request, a consented forward, each with the effects it owes
+    (evidence, due times, a disclosure receipt) where the nodes would put them."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.ledger: list[Sent] = []
+        self.effects: dict[tuple[str, bytes, str], bytes] = {}  # effect -> its envelope id
+        self.stores: dict[str, NodeStore] = {}
+        self.envelopes: dict[bytes, Envelope] = {}
 
     def db(self, nid: str) -> Path:
         return self.root / nid / "node.sqlite3"
@@ -227,46 +241,127 @@ class Run:
     def databases(self) -> dict[str, Path]:
         return {nid: self.db(nid) for nid in ("nl", "be", "de-nw")}
 
+    @property
+    def keys(self) -> dict[str, list[crypto.EncryptionKeyPair]]:
+        return {o.id: [o.encryption] for o in (JAN, MARIE, KATRIN)}
+
+    def account(self) -> Accounting:
+        return account(self.ledger, self.databases, self.keys)
+
+    async def relay(self, env: Envelope, origin: str, to: dict[str, list[str]],
+                    sent: Sent) -> None:
+        """Accepted at ``origin``, then into each recipient's inbox on its node, with the
+        evidence the witnesses issue: accepted by the origin, relayed per recipient."""
+        await self.stores[origin].accept(
+            env, now=NOW, actor=sent.sender, event="envelope.accepted",
+            local_recipients=to.get(origin, []), remote_nodes=sorted(set(to) - {origin}),
+            audit_detail=detail())
+        for nid, officers in to.items():
+            if nid != origin:
+                await self.stores[nid].accept(
+                    env, now=NOW, actor=origin, event="envelope.delivered_to_inbox",
+                    local_recipients=officers, remote_nodes=[], audit_detail=detail(),
+                    received=True)
+        if env.header.urgency is not None:
+            await self.stores[origin].requests.track(env, officers=[sent.sender],
+                                                     role="outgoing", now=NOW)
+            for nid, officers in to.items():
+                await self.stores[nid].requests.track(env, officers=officers, role="incoming",
+                                                      now=NOW)
+        self.ledger.append(sent)
+        self.envelopes[env.id] = env
+        await self.evidence(env, Step.ACCEPTED, origin)
+        for nid, officers in to.items():
+            for officer in officers:
+                await self.evidence(env, Step.RELAYED, nid, recipient=officer)
+
+    async def evidence(self, env: Envelope, step: Step, by: str, *,
+                       recipient: str | None = None, at: str | None = None) -> bytes:
+        statement = make(step, env.header, at=NOW, recipient=recipient)
+        return await self.issue(Kind.EVIDENCE, by, env.header.sender, env.id,
+                                sign_statement(statement, NODE_KEYS[by]),
+                                (step.value, env.id, recipient or by), at=at)
+
+    async def notice(self, by: str, to: str, ref: bytes, content: dict[str, object],
+                     effect: tuple[str, bytes, str]) -> bytes:
+        return await self.issue(Kind.NOTICE, by, to, ref, codec.pack({"v": 1, **content}),
+                                effect)
+
+    async def issue(self, kind: Kind, by: str, to: str, ref: bytes, plaintext: bytes,
+                    effect: tuple[str, bytes, str],
+                    key: crypto.SigningKeyPair | None = None, at: str | None = None) -> bytes:
+        """An envelope signed by ``by``'s node key and sealed for ``to``, in their inbox on
+        their home node (as the notifier and federation put it there), or on ``at``."""
+        officer = next(o for o in (JAN, MARIE, KATRIN) if o.id == to)
+        home = at or to.split("/")[0]
+        notice = sealing.seal(
+            sender=node_principal(by), sender_key=key or NODE_KEYS[by],
+            recipients=[officer.recipient],
+            tag=make_tag(share_with=frozenset({"nl", "be", "de-nw"})), plaintext=plaintext,
+            now=NOW, expires=NOW + 30 * DAY_MS, kind=kind, precedence=Precedence.ROUTINE,
+            ref=ref)
+        await self.stores[home].accept(notice, now=NOW, actor=by, event=f"{kind.value}.issued",
+                                       local_recipients=[to], remote_nodes=[],
+                                       audit_detail=detail(), received=by != home)
+        self.effects[effect] = notice.id
+        return notice.id
+
     async def build(self) -> None:
-        stores = {nid: NodeStore(self.db(nid), nid) for nid in ("nl", "be", "de-nw")}
-        for nid, store in stores.items():
+        for nid in self.stores or ("nl", "be", "de-nw"):
             self.db(nid).parent.mkdir(parents=True)
-            await store.open()
-        try:
+        async with self.planting():
+            for nid, key in NODE_KEYS.items():  # each node holds its peers' signing keys
+                for other in self.stores:
+                    if other != nid:
+                        await self.stores[other].put_node_key(nid, b"cert", key.public)
             for i in range(3):  # accepted at nl, relayed into be's inbox
                 env = seal_from(JAN, [MARIE], now=NOW + i, expires=NOW + HOUR_MS)
-                await stores["nl"].accept(env, now=NOW, actor=JAN.id, event="envelope.accepted",
-                                          local_recipients=[], remote_nodes=["be"],
-                                          audit_detail=detail())
-                await stores["be"].accept(env, now=NOW, actor="nl",
-                                          event="envelope.delivered_to_inbox",
-                                          local_recipients=[MARIE.id], remote_nodes=[],
-                                          audit_detail=detail(), received=True)
-                self.ledger.append(Sent(env.id, JAN.id, (MARIE.id,), "routine", None,
-                                        Outcome.ACCEPTED))
+                await self.relay(env, "nl", {"be": [MARIE.id]},
+                                 Sent(env.id, JAN.id, (MARIE.id,), "routine", None,
+                                      Outcome.ACCEPTED))
             held = seal_from(JAN, [MARIE], now=NOW + 10, expires=NOW + HOUR_MS)
-            await stores["nl"].accept(held, now=NOW, actor=JAN.id, event="envelope.accepted",
-                                      local_recipients=[], remote_nodes=["be"],
-                                      audit_detail=detail())
-            await stores["be"].accept(held, now=NOW, actor="nl",
-                                      event="envelope.delivered_to_inbox",
-                                      local_recipients=[MARIE.id], remote_nodes=[],
-                                      audit_detail=detail(), received=True)
             # The origin was killed before it answered, but it had stored it: owed.
-            self.ledger.append(Sent(held.id, JAN.id, (MARIE.id,), "flash", None))
+            await self.relay(held, "nl", {"be": [MARIE.id]},
+                             Sent(held.id, JAN.id, (MARIE.id,), "flash", None))
             never = seal_from(JAN, [MARIE], now=NOW + 11, expires=NOW + HOUR_MS)
             self.ledger.append(Sent(never.id, JAN.id, (MARIE.id,), "routine", None))
             refused = seal_from(JAN, [KATRIN], now=NOW + 12, expires=NOW + HOUR_MS)
             self.ledger.append(Sent(refused.id, JAN.id, (KATRIN.id,), "priority",
                                     "policy.share_with", Outcome.REFUSED, "policy.share_with"))
-        finally:
-            for store in stores.values():
-                await store.close()
+            request = seal_from(JAN, [MARIE], now=NOW + 13, expires=NOW + HOUR_MS,
+                                kind=Kind.REQUEST, urgency=Urgency.OTHER)
+            await self.relay(request, "nl", {"be": [MARIE.id]},
+                             Sent(request.id, JAN.id, (MARIE.id,), "routine", None,
+                                  Outcome.ACCEPTED, request=True))
+            # Marie forwards the first alert to Katrin with Jan's consent: de-nw owes Jan
+            # a disclosure receipt.
+            original = self.ledger[0].id
+            fwd = seal_from(MARIE, [KATRIN], now=NOW + 14, expires=NOW + HOUR_MS,
+                            ref=original)
+            await self.relay(fwd, "be", {"de-nw": [KATRIN.id]},
+                             Sent(fwd.id, MARIE.id, (KATRIN.id,), "routine", None,
+                                  Outcome.ACCEPTED, forward_of=original,
+                                  consent_owner=JAN.id))
+            await self.notice("de-nw", JAN.id, original,
+                              {"type": "disclosure", "original": original, "forward": fwd.id,
+                               "node": "de-nw"}, ("disclosure", fwd.id, "de-nw"))
 
     def execute(self, nid: str, *statements: str, params: tuple[object, ...] = ()) -> None:
         with sqlite3.connect(self.db(nid)) as db:
             for sql in statements:
                 db.execute(sql, params if "?" in sql else ())
+
+    @contextlib.asynccontextmanager
+    async def planting(self) -> AsyncIterator[None]:
+        """The stores open again, to plant more with the store's own code."""
+        self.stores = {nid: NodeStore(self.db(nid), nid) for nid in ("nl", "be", "de-nw")}
+        for store in self.stores.values():
+            await store.open()
+        try:
+            yield
+        finally:
+            for store in self.stores.values():
+                await store.close()
 
 
 @pytest.fixture
@@ -277,13 +372,20 @@ async def run(tmp_path: Path) -> Run:
 
 
 async def test_a_clean_run_accounts_for_everything(run: Run) -> None:
-    acc = account(run.ledger, run.databases)
+    acc = run.account()
     assert acc.failures() == []
     f = acc.figures()
-    assert (f["submitted"], f["accepted"], f["refused"], f["unanswered"]) == (6, 3, 1, 2)
+    assert (f["submitted"], f["accepted"], f["refused"], f["unanswered"]) == (8, 5, 1, 2)
     assert f["unanswered_held"] == 1
-    assert f["expected_copies"] == f["delivered_copies"] == 4
+    assert f["expected_copies"] == f["delivered_copies"] == 6
     assert (f["lost"], f["duplicated"]) == (0, 0)
+    # 6 owed envelopes: accepted and relayed evidence each, 2 due times for the request,
+    # 1 receipt for the consented forward; each found exactly once.
+    assert f["effects_owed"] == f["effects_found"] == 15
+    assert {k: n["owed"] for k, n in f["effects_by_kind"].items()} == {
+        "accepted": 6, "relayed": 6, "non-delivery": 0, "due": 2, "disclosure": 1}
+    assert (f["effects_missing"], f["effects_twice"], f["effects_unowed"],
+            f["effects_unreadable"]) == (0, 0, 0, 0)
     for nid, path in run.databases.items():
         assert (await verify_chain(path, nid)).ok
 
@@ -302,7 +404,7 @@ async def test_a_planted_duplicate_is_caught(run: Run) -> None:
             "INSERT INTO inbox2 (officer, envelope_id, relayed) "
             "SELECT officer, envelope_id, relayed FROM inbox ORDER BY seq LIMIT 1;"
             "DROP TABLE inbox; ALTER TABLE inbox2 RENAME TO inbox;")
-    acc = account(run.ledger, {**run.databases, "be": copy / "node.sqlite3"})
+    acc = account(run.ledger, {**run.databases, "be": copy / "node.sqlite3"}, run.keys)
     assert acc.figures()["duplicated"] == 1
     assert acc.figures()["lost"] == 0
     assert any("duplicated" in line for line in acc.failures())
@@ -311,21 +413,21 @@ async def test_a_planted_duplicate_is_caught(run: Run) -> None:
 async def test_a_copy_on_another_node_is_a_duplicate(run: Run) -> None:
     run.execute("de-nw", "INSERT INTO inbox (officer, envelope_id, relayed) VALUES (?, ?, 0)",
                 params=(MARIE.id, run.ledger[0].id))
-    acc = account(run.ledger, run.databases)
+    acc = run.account()
     assert acc.duplicated_count == 1
     assert acc.failures()
 
 
 async def test_a_missing_copy_is_lost_held_or_not(run: Run) -> None:
     run.execute("be", "DELETE FROM inbox WHERE envelope_id = ?", params=(run.ledger[3].id,))
-    acc = account(run.ledger, run.databases)
+    acc = run.account()
     assert acc.lost == [(acc.lost[0][0], MARIE.id)] and acc.lost_count == 1  # the held one
     assert any("lost" in line for line in acc.failures())
 
 
 async def test_an_accepted_envelope_the_origin_does_not_hold_is_caught(run: Run) -> None:
     run.execute("nl", "DELETE FROM envelopes WHERE id = ?", params=(run.ledger[0].id,))
-    acc = account(run.ledger, run.databases)
+    acc = run.account()
     assert len(acc.not_durable) == 1 and acc.failures()
 
 
@@ -333,7 +435,7 @@ async def test_refused_or_unheld_envelopes_must_be_in_no_inbox(run: Run) -> None
     for sent in (run.ledger[4], run.ledger[5]):  # unanswered and not held; refused
         run.execute("be", "INSERT INTO inbox (officer, envelope_id, relayed) VALUES (?, ?, 0)",
                     params=(MARIE.id, sent.id))
-    acc = account(run.ledger, run.databases)
+    acc = run.account()
     assert len(acc.phantom) == 1 and len(acc.refused_stored) == 1
     assert len(acc.failures()) == 2
 
@@ -341,8 +443,114 @@ async def test_refused_or_unheld_envelopes_must_be_in_no_inbox(run: Run) -> None
 async def test_refusals_must_be_the_ones_built(run: Run) -> None:
     run.ledger[5].code = "not_found"  # refused, but not for the rule the workload built in
     run.ledger[0].expect_refusal = "policy.not_owner"  # accepted though it must be refused
-    acc = account(run.ledger, run.databases)
+    acc = run.account()
     assert len(acc.unexpected_refusals) == 1 and len(acc.policy_violations) == 1
+
+
+async def test_a_removed_evidence_is_missing(run: Run) -> None:
+    """A kill between the acceptance and its evidence: the sender never gets it."""
+    effect = ("accepted", run.ledger[0].id, "nl")
+    run.execute("nl", "DELETE FROM inbox WHERE envelope_id = ?", params=(run.effects[effect],))
+    acc = run.account()
+    assert acc.effects.missing == [effect] and acc.figures()["effects_missing"] == 1
+    assert any("effects missing" in line for line in acc.failures())
+    assert acc.examples()["effects_missing"][0][0] == "accepted"
+
+
+async def test_evidence_is_counted_only_in_the_senders_inbox(run: Run) -> None:
+    """Evidence left on the destination (never relayed back) is not at the sender."""
+    env = run.envelopes[run.ledger[1].id]
+    effect = ("relayed", env.id, MARIE.id)
+    run.execute("nl", "DELETE FROM inbox WHERE envelope_id = ?", params=(run.effects[effect],))
+    async with run.planting():
+        await run.evidence(env, Step.RELAYED, "be", recipient=MARIE.id, at="be")
+    assert run.account().effects.missing == [effect]
+
+
+async def test_a_doubled_evidence_is_counted_twice(run: Run) -> None:
+    """A retry after a kill issues a second statement (a new envelope): twice."""
+    env = run.envelopes[run.ledger[1].id]
+    async with run.planting():
+        await run.evidence(env, Step.RELAYED, "be", recipient=MARIE.id)
+    acc = run.account()
+    assert acc.effects.twice == [(("relayed", env.id, MARIE.id), 1)]
+    assert acc.figures()["effects_twice"] == 1 and acc.figures()["effects_missing"] == 0
+    assert any("more than once" in line for line in acc.failures())
+
+
+async def test_evidence_by_a_node_that_may_not_attest_it_does_not_count(run: Run) -> None:
+    """"relayed" for Marie signed by nl (not her node): refused, and be's is missing."""
+    env = run.envelopes[run.ledger[2].id]
+    effect = ("relayed", env.id, MARIE.id)
+    run.execute("nl", "DELETE FROM inbox WHERE envelope_id = ?", params=(run.effects[effect],))
+    async with run.planting():
+        statement = make(Step.RELAYED, env.header, at=NOW, recipient=MARIE.id)
+        forged = dataclasses.replace(statement, by=node_principal("nl"))
+        await run.issue(Kind.EVIDENCE, "nl", JAN.id, env.id,
+                        sign_statement(forged, NODE_KEYS["nl"]), ("forged", env.id, ""))
+    acc = run.account()
+    assert acc.effects.missing == [effect] and len(acc.effects.unreadable) == 1
+
+
+async def test_evidence_no_node_signed_does_not_count(run: Run) -> None:
+    """A statement under a key no peer holds for be/node: unreadable, not found."""
+    env = run.envelopes[run.ledger[2].id]
+    effect = ("relayed", env.id, MARIE.id)
+    run.execute("nl", "DELETE FROM inbox WHERE envelope_id = ?", params=(run.effects[effect],))
+    rogue = crypto.generate_signing_key()
+    async with run.planting():
+        statement = make(Step.RELAYED, env.header, at=NOW, recipient=MARIE.id)
+        await run.issue(Kind.EVIDENCE, "be", JAN.id, env.id, sign_statement(statement, rogue),
+                        ("rogue", env.id, ""), key=rogue)
+    effects = run.account().effects
+    assert effects.missing == [effect] and len(effects.unreadable) == 1
+    assert any("do not verify" in line for line in effects.failures())
+
+
+async def test_a_missing_non_delivery_notice_is_caught(run: Run) -> None:
+    """A hop that expired owes the sender a notice, and no "relayed" evidence."""
+    env = seal_from(JAN, [KATRIN], now=NOW + 20, expires=NOW + HOUR_MS,
+                    tag=make_tag(share_with=frozenset({"nl", "be", "de-nw"})))
+    async with run.planting():
+        await run.stores["nl"].accept(env, now=NOW, actor=JAN.id, event="envelope.accepted",
+                                      local_recipients=[], remote_nodes=["de-nw"],
+                                      audit_detail=detail())
+        await run.evidence(env, Step.ACCEPTED, "nl")
+    run.ledger.append(Sent(env.id, JAN.id, (KATRIN.id,), "routine", None, Outcome.ACCEPTED))
+    run.execute("nl", "UPDATE hops SET state = 'expired' WHERE envelope_id = ?",
+                params=(env.id,))
+    effect = ("non-delivery", env.id, "de-nw")
+    assert run.account().effects.missing == [effect]
+    async with run.planting():
+        await run.notice("nl", JAN.id, env.id, {"type": "non-delivery", "envelope": env.id,
+                                                "node": "de-nw", "reason": "expired"}, effect)
+    effects = run.account().effects
+    assert effects.failures() == [] and effects.found["non-delivery"] == 1
+
+
+async def test_a_missing_due_time_is_caught(run: Run) -> None:
+    request = run.ledger[6]
+    run.execute("be", "DELETE FROM requests WHERE envelope_id = ?", params=(request.id,))
+    acc = run.account()
+    assert acc.effects.missing == [("due", request.id, MARIE.id)]
+    assert acc.figures()["effects_by_kind"]["due"]["missing"] == 1
+
+
+async def test_a_due_time_on_the_wrong_node_is_unowed(run: Run) -> None:
+    request = run.ledger[6]
+    run.execute("be", "UPDATE requests SET role = 'outgoing' WHERE envelope_id = ?",
+                params=(request.id,))
+    effects = run.account().effects
+    assert effects.missing == [("due", request.id, MARIE.id)] and len(effects.unowed) == 1
+
+
+async def test_a_missing_disclosure_receipt_is_caught(run: Run) -> None:
+    forward = run.ledger[7]
+    effect = ("disclosure", forward.id, "de-nw")
+    run.execute("nl", "DELETE FROM inbox WHERE envelope_id = ?", params=(run.effects[effect],))
+    acc = run.account()
+    assert acc.effects.missing == [effect]
+    assert any("effects missing" in line for line in acc.failures())
 
 
 async def test_a_tampered_audit_chain_does_not_verify(run: Run) -> None:

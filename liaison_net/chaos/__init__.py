@@ -8,5 +8,7 @@ links are cut and healed; then every envelope is accounted for from the SQLite f
 * ``traffic``: what officers send (tags, precedences, built-in refusals) and how.
 * ``soak``: runs the network, the traffic and the faults, then drains.
 * ``check``: the accounting from the nodes' databases and audit chains.
+* ``effects``: what each envelope owes beyond delivery (evidence, notices, due times,
+  receipts), counted where it belongs: missing, twice or unowed.
 * ``report``: the table, the JSON, the live progress line.
 """

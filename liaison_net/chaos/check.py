@@ -11,7 +11,9 @@ in the databases. The rules (DESIGN.md, properties 2, 3 and 5):
   an accepted one; if not, it must be in no inbox at all;
 * a refused envelope is in no inbox and in no node's envelopes table ("changes nothing");
 * the sender was refused exactly when the workload built a refusal on purpose;
-* every node's audit chain verifies (the code path of `liaison admin audit verify`).
+* every node's audit chain verifies (the code path of `liaison admin audit verify`);
+* every effect an owed envelope causes (evidence, notices, due times, receipts) is where
+  it belongs exactly once (``effects``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from liaison_net.chaos.effects import EffectCount, Owed, count, read_effects
+from liaison_net.core import crypto
 from liaison_net.core.ids import id_to_text, node_of
 from liaison_net.store import observe
 from liaison_net.store.node_store import NodeStore
@@ -53,6 +57,9 @@ class Sent:
     link_cut: bool = False  # the origin's link to a recipient's node was cut then
     origin_was_down: bool = False  # some attempt met the origin down
     server_errors: int = 0  # answers 5xx other than "unavailable" (a node must never)
+    request: bool = False  # kind request: owes due times
+    forward_of: bytes | None = None  # a consented forward of this original ...
+    consent_owner: str | None = None  # ... with the consent of this owner: owes a receipt
 
     @property
     def origin(self) -> str:
@@ -64,7 +71,12 @@ class Sent:
                 "expect_refusal": self.expect_refusal, "outcome": self.outcome.value,
                 "code": self.code, "attempts": self.attempts,
                 "destination_down": self.destination_down, "link_cut": self.link_cut,
-                "origin_was_down": self.origin_was_down, "server_errors": self.server_errors}
+                "origin_was_down": self.origin_was_down, "server_errors": self.server_errors,
+                "request": self.request, "consent_owner": self.consent_owner,
+                "forward_of": id_to_text(self.forward_of) if self.forward_of else None}
+
+    def owed(self) -> Owed:
+        return Owed(self.id, self.sender, self.recipients, self.request, self.consent_owner)
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,8 @@ class Accounting:
     server_errors: int = 0  # 5xx answers to submissions (the node must never give one)
     outbox: dict[str, dict[str, int]] = field(default_factory=dict)  # node -> state -> n
     chains: dict[str, Chain] = field(default_factory=dict)
+    owed: list[Owed] = field(default_factory=list)  # accepted, or unanswered but held
+    effects: EffectCount = field(default_factory=EffectCount)
 
     @property
     def lost_count(self) -> int:
@@ -124,6 +138,7 @@ class Accounting:
         for items, what in checks:
             if items:
                 out.append(f"{len(items)} {what}, e.g. {items[0]}")
+        out += self.effects.failures()
         if self.server_errors:
             out.append(f"{self.server_errors} submissions answered with a 5xx error")
         for node, chain in sorted(self.chains.items()):
@@ -143,6 +158,7 @@ class Accounting:
             "policy_violations": len(self.policy_violations),
             "unexpected_refusals": len(self.unexpected_refusals),
             "server_errors": self.server_errors,
+            **self.effects.figures(),
         }
 
     def examples(self) -> dict[str, list[Any]]:
@@ -152,7 +168,7 @@ class Accounting:
             "refused_stored": self.refused_stored, "policy_violations": self.policy_violations,
             "unexpected_refusals": self.unexpected_refusals}
         return {k: [list(x) if isinstance(x, tuple) else x for x in v[:EXAMPLES]]
-                for k, v in kinds.items() if v}
+                for k, v in kinds.items() if v} | self.effects.examples()
 
 
 # --- reading the databases -----------------------------------------------------------------
@@ -180,12 +196,21 @@ def pending_hops(outbox: Mapping[str, int]) -> int:
                if state not in ("delivered", "refused", "expired"))
 
 
-def account(ledger: Iterable[Sent], databases: Mapping[str, Path]) -> Accounting:
-    """Compare what every sender was told with what every node's database holds."""
+def account(ledger: Iterable[Sent], databases: Mapping[str, Path],
+            keys: Mapping[str, Sequence[crypto.EncryptionKeyPair]]) -> Accounting:
+    """Compare what every sender was told with what every node's database holds: the
+    envelopes, then their effects (``keys`` opens what was sealed for each officer)."""
     sent = list(ledger)
     ids = {s.id for s in sent}
     facts = {node: read_node(path, ids) for node, path in databases.items()}
-    return account_facts(sent, facts)
+    acc = account_facts(sent, facts)
+    acc.effects = count_effects(acc.owed, databases, keys)
+    return acc
+
+
+def count_effects(owed: Sequence[Owed], databases: Mapping[str, Path],
+                  keys: Mapping[str, Sequence[crypto.EncryptionKeyPair]]) -> EffectCount:
+    return count(owed, read_effects(databases, owed), keys)
 
 
 def account_facts(sent: Sequence[Sent], facts: Mapping[str, NodeFacts]) -> Accounting:
@@ -225,6 +250,7 @@ def account_facts(sent: Sequence[Sent], facts: Mapping[str, NodeFacts]) -> Accou
             if s.id in by_envelope:
                 acc.phantom.append(text)
             continue
+        acc.owed.append(s.owed())
         for officer in s.recipients:
             acc.expected_copies += 1
             home = facts.get(node_of(officer))

@@ -39,14 +39,22 @@ ROWS = (
     ("policy_violations", "accepted although the tag forbids it"),
     ("unexpected_refusals", "refused for another reason"),
     ("server_errors", "5xx answers"),
+    ("effects_owed", "effects owed (evidence, notices, due times, receipts)"),
+    ("effects_found", "effects found where they belong"),
+    ("effects_missing", "effects missing"),
+    ("effects_twice", "effects found twice"),
+    ("effects_unowed", "effects found that nothing owes"),
+    ("effects_unreadable", "evidence or notices that do not verify"),
     ("restart_to_listen_s_max", "slowest restart to listening (s)"),
     ("max_rss_mb", "max RSS of any node (MB)"),
     ("chaos_s", "chaos phase (s)"),
     ("drain_s", "heal -> all delivered (s)"),
+    ("effects_wait_s", "then until the effects stopped changing (s)"),
     ("duration_s", "whole run (s)"),
 )
 MUST_BE_ZERO = {"lost", "duplicated", "misdelivered", "refused_stored", "policy_violations",
-                "unexpected_refusals", "server_errors"}
+                "unexpected_refusals", "server_errors", "effects_missing", "effects_twice",
+                "effects_unowed", "effects_unreadable"}
 
 
 def _fmt(value: Any) -> str:
@@ -73,6 +81,12 @@ def table(doc: dict[str, Any]) -> Table:
         if key in MUST_BE_ZERO and value:
             text = f"[red]{text}[/red]"
         t.add_row(label, text)
+        if key == "effects_twice":
+            for kind, n in figures.get("effects_by_kind", {}).items():
+                bad = n["missing"] + n["twice"]
+                t.add_row(f"  {kind}: owed, found, missing, twice",
+                          ("[red]" if bad else "") + f"{_fmt(n['owed'])}, {_fmt(n['found'])}, "
+                          f"{_fmt(n['missing'])}, {_fmt(n['twice'])}" + ("[/red]" if bad else ""))
     for nid, node in doc["nodes"].items():
         chain = "verifies" if node["audit_ok"] else "[red]BROKEN[/red]"
         t.add_row(f"node {nid}: max RSS (MB), kills, audit chain",

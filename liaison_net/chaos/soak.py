@@ -8,7 +8,9 @@ Phases, each bounded in time:
    replayed on time: SIGKILL and restart of a node, cut and heal of a link;
 3. settle: heal every link, start every node that is down, then poll the databases until
    every outbox is empty and every owed copy has arrived (``drain_timeout_s``);
-4. check: stop the nodes in order and account from their SQLite files (``check``).
+4. effects: poll the count of effects (evidence, notices, due times, receipts) until it
+   has not changed for ``EFFECTS_STABLE_S`` (``effects_timeout_s`` at most);
+5. check: stop the nodes in order and account from their SQLite files (``check``).
 
 Each node's VmRSS is sampled from /proc throughout, for every process it ran as.
 """
@@ -22,7 +24,8 @@ import functools
 import json
 import random
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +40,7 @@ from liaison_net.chaos.check import (
     Sent,
     account,
     account_facts,
+    count_effects,
     pending_hops,
     read_node,
     verify_chains,
@@ -44,6 +48,8 @@ from liaison_net.chaos.check import (
 from liaison_net.chaos.plan import Action, Fault, FaultPlan, Shape, make_plan
 from liaison_net.chaos.proxy import ChaosProxy
 from liaison_net.client.session import NodeSession
+from liaison_net.core import crypto
+from liaison_net.core.envelope import Envelope
 from liaison_net.core.ids import node_of
 from liaison_net.demo.network import DemoError
 from liaison_net.store import observe
@@ -55,6 +61,10 @@ CHAOS_DELIVERY = {**BENCH_DELIVERY, "request_timeout_s": 10.0}
 #: Late faults are dropped once the chaos phase overruns its duration by this much.
 OVERRUN_S = 60.0
 SAMPLE_S = 0.5
+#: The effects are counted once their count has not changed for this long.
+EFFECTS_STABLE_S = 3.0
+#: Envelopes each officer remembers receiving, to forward one of them later.
+FORWARDABLE = 50
 
 
 @dataclass(frozen=True)
@@ -66,9 +76,12 @@ class SoakOptions:
     rate: float = 8.0  # envelopes per second, all officers together
     officers_per_node: int = 2
     refuse_share: float = 0.1  # the share built to be refused by the origin
+    request_share: float = 0.15  # of the others, the share sent as requests (due times)
+    forward_share: float = 0.1  # the share that are consented forwards (receipts)
     patience_s: float = 8.0  # how long an officer retries one envelope
     payload_bytes: int = 512
     drain_timeout_s: float = 180.0
+    effects_timeout_s: float = 60.0  # after the drain, how long effects may still appear
     setup_timeout_s: float = 180.0
     rss_limit_mb: float = 400.0
     log_level: str = "info"
@@ -151,6 +164,8 @@ class Soak:
         self.partitions = 0
         self.skipped = 0
         self.sessions: dict[str, NodeSession] = {}
+        # officer -> envelopes accepted for them, oldest first, that they may forward
+        self.forwardable: dict[str, deque[Envelope]] = {}
         self._stack = contextlib.AsyncExitStack()
         self._tasks: set[asyncio.Task[None]] = set()
         self._t0 = time.monotonic()
@@ -168,13 +183,15 @@ class Soak:
             await self._timed("setup", self._setup())
             await self._timed("chaos", self._chaos())
             drained = await self._timed("drain", self._settle())
+            await self._timed("effects", self._await_effects())
             self._phase = "check"
             self.ui.note("check: stopping the nodes, then reading their databases")
             killed = await asyncio.to_thread(self.net.stop_all)
             for pid in killed:
                 self.findings.append(f"a node (pid {pid}) ignored SIGTERM for the grace "
                                      f"period and was killed")
-            accounting = await asyncio.to_thread(account, self.ledger, self.databases())
+            accounting = await asyncio.to_thread(account, self.ledger, self.databases(),
+                                                 self.keys())
             accounting.chains = await verify_chains(self.databases())
         finally:
             sampler.cancel()
@@ -206,6 +223,10 @@ class Soak:
 
     def databases(self) -> dict[str, Path]:
         return {nid: self.net.database(nid) for nid in NODE_IDS}
+
+    def keys(self) -> dict[str, Sequence[crypto.EncryptionKeyPair]]:
+        """Every officer's decryption keys: the check opens what was sealed for them."""
+        return {oid: o.keystore.encryption_keys for oid, o in self.net.officers.items()}
 
     # --- setup --------------------------------------------------------------------------
 
@@ -366,15 +387,62 @@ class Soak:
                     await stop.wait()
             if stop.is_set():
                 return
-            draft = traffic.compose(rng, officer, officers, NODE_IDS,
-                                    refuse_share=o.refuse_share)
-            envelope = traffic.seal(draft, keystores, rng.randbytes(o.payload_bytes))
-            sent = Sent(envelope.id, officer, draft.recipients, draft.precedence.name.lower(),
-                        draft.expect_refusal)
+            made = None
+            if rng.random() < o.forward_share and self.forwardable.get(officer):
+                arrived = await asyncio.to_thread(self._arrived, officer)
+                made = self._forward(rng, officer, officers, arrived)
+            if made is None:
+                draft = traffic.compose(rng, officer, officers, NODE_IDS,
+                                        refuse_share=o.refuse_share,
+                                        request_share=o.request_share)
+                envelope = traffic.seal(draft, keystores, rng.randbytes(o.payload_bytes))
+                sent = Sent(envelope.id, officer, draft.recipients,
+                            draft.precedence.name.lower(), draft.expect_refusal,
+                            request=draft.urgency is not None)
+            else:
+                envelope, sent = made
             self.ledger.append(sent)
             await traffic.submit(session, sent, envelope.to_bytes(), patience_s=o.patience_s,
                                  origin_down=functools.partial(self._is_down, home),
-                                 on_accepted=self._conditions)
+                                 on_accepted=functools.partial(self._accepted, envelope))
+
+    def _arrived(self, officer: str) -> set[bytes]:
+        """The envelopes in ``officer``'s inbox now (none while the file is busy)."""
+        try:
+            return set(observe.inbox_envelope_ids(self.net.database(node_of(officer)),
+                                                  officer))
+        except observe.ReadError:
+            return set()
+
+    def _forward(self, rng: random.Random, officer: str, officers: list[str],
+                 arrived: set[bytes]) -> tuple[Envelope, Sent] | None:
+        """A consented forward of the oldest envelope already in ``officer``'s inbox, to an
+        officer of another node; None if nothing has arrived for them yet."""
+        queue = self.forwardable.get(officer)
+        if not queue:
+            return None
+        original = next((e for e in queue if e.id in arrived), None)
+        if original is None:
+            return None
+        queue.remove(original)
+        owner = original.header.sender
+        targets = [t for t in officers if node_of(t) != node_of(officer) and t != owner]
+        if not targets:
+            return None
+        target = rng.choice(targets)
+        ks = {oid: self.net.officers[oid].keystore for oid in (officer, target, owner)}
+        envelope = traffic.forward(original, ks[officer], ks[target], ks[owner])
+        return envelope, Sent(envelope.id, officer, (target,),
+                              envelope.header.precedence.name.lower(), None,
+                              forward_of=original.id, consent_owner=owner)
+
+    def _accepted(self, envelope: Envelope, sent: Sent) -> None:
+        """Note the conditions of the acceptance, and let the recipients forward it."""
+        self._conditions(sent)
+        if sent.forward_of is None:  # forwards of forwards would nest consents: not here
+            for recipient in sent.recipients:
+                self.forwardable.setdefault(recipient, deque(maxlen=FORWARDABLE)).append(
+                    envelope)
 
     def _is_down(self, nid: str) -> bool:
         return self.watch[nid].down
@@ -450,6 +518,31 @@ class Soak:
                                  f"{self.options.drain_timeout_s:g} s")
         return drained
 
+    async def _await_effects(self) -> None:
+        """Give the nodes time to finish what they owe: poll the count of effects until it
+        has not changed for EFFECTS_STABLE_S, or ``effects_timeout_s`` passes (the check
+        then names what is still missing)."""
+        deadline = Deadline(self.options.effects_timeout_s)
+        databases, keys = self.databases(), self.keys()
+        ids = {s.id for s in self.ledger}
+        last: tuple[int, ...] | None = None
+        since = time.monotonic()
+        while deadline.remaining() > 0:
+            facts = await asyncio.to_thread(_read_all, databases, ids)
+            owed = account_facts(self.ledger, facts).owed
+            effects = await asyncio.to_thread(count_effects, owed, databases, keys)
+            now = time.monotonic()
+            if effects.signature != last:
+                last, since = effects.signature, now
+            elif now - since >= EFFECTS_STABLE_S:
+                return
+            figures = effects.figures()
+            self.ui.status(f"effects: {figures['effects_found']}/{figures['effects_owed']} "
+                           f"found, {figures['effects_missing']} missing, "
+                           f"{figures['effects_twice']} twice, "
+                           f"{deadline.remaining():.0f} s left")
+            await asyncio.sleep(min(1.0, deadline.remaining()))
+
     # --- the figures --------------------------------------------------------------------
 
     def document(self, accounting: Accounting, *, drained: bool,
@@ -490,6 +583,7 @@ class Soak:
             "drained": drained,
             "chaos_s": round(self.timings.get("chaos", 0.0), 1),
             "drain_s": round(self.timings.get("drain", 0.0), 1),
+            "effects_wait_s": round(self.timings.get("effects", 0.0), 1),
             "duration_s": round(self.timings.get("total", 0.0), 1),
         }
         return {

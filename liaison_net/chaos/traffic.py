@@ -10,6 +10,13 @@ DE-NW (``policy.share_with``), or a tag claiming another node as owner
 An officer whose node does not answer (killed, or restarting) retries the *same bytes*,
 as the CLI's user would, until the node answers or their patience runs out: "duplicate"
 then means the first try was stored, which is an acceptance too.
+
+Beside alerts, a share of the traffic carries what a node owes more than delivery for
+(``effects``): requests under Directive (EU) 2023/977, to officers of other countries (a
+due time at the requester's and each addressee's node), and consented forwards (a
+recipient passes a received envelope on to an officer of another node, with a consent
+the original's sender signs; the node that delivers it owes the owner a disclosure
+receipt).
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from liaison_net.chaos.check import Outcome, Sent
 from liaison_net.client.keystore import Keystore
 from liaison_net.client.session import NodeSession
 from liaison_net.core import sealing
-from liaison_net.core.envelope import Envelope, Kind, Precedence
+from liaison_net.core.consent import Consent, sign_consent
+from liaison_net.core.envelope import Envelope, Kind, Precedence, Urgency
 from liaison_net.core.ids import node_of
 from liaison_net.core.limits import DAY_MS, HOUR_MS
 from liaison_net.core.ownership import (
@@ -38,6 +46,7 @@ from liaison_net.core.ownership import (
     SourceReliability,
     Tlp,
 )
+from liaison_net.core.retention import make_skeleton
 
 BENELUX = frozenset({"be", "nl", "lu"})
 RETRY_S = 0.25
@@ -55,6 +64,7 @@ class Draft:
     tag: OwnershipTag
     precedence: Precedence
     expect_refusal: str | None  # e.g. "policy.share_with"
+    urgency: Urgency | None = None  # a request (kind request) with this legal time limit
 
 
 def _tag(rng: random.Random, owner_node: str, share_with: frozenset[str]) -> OwnershipTag:
@@ -72,9 +82,9 @@ def _tag(rng: random.Random, owner_node: str, share_with: frozenset[str]) -> Own
 
 
 def compose(rng: random.Random, sender: str, officers: Sequence[str], nodes: Sequence[str],
-            *, refuse_share: float) -> Draft:
+            *, refuse_share: float, request_share: float = 0.0) -> Draft:
     """A random envelope from ``sender``; with probability ``refuse_share``, one the origin
-    must refuse."""
+    must refuse; of the others, a share ``request_share`` are requests."""
     home = node_of(sender)
     others = [o for o in officers if o != sender]
     precedence = rng.choices([p for p, _ in PRECEDENCES], [w for _, w in PRECEDENCES])[0]
@@ -89,6 +99,9 @@ def compose(rng: random.Random, sender: str, officers: Sequence[str], nodes: Seq
         to = set(rng.sample(others, rng.randint(1, min(2, len(others)))))
         return Draft(sender, tuple(sorted(to)), _tag(rng, owner, everyone), precedence,
                      "policy.owner_not_signer")
+    urgency = rng.choice(list(Urgency)) if rng.random() < request_share else None
+    if urgency is not None:  # the Directive's requests cross a border: other nodes only
+        others = [o for o in others if node_of(o) != home]
     to = set(rng.sample(others, rng.randint(1, min(3, len(others)))))
     reached = {node_of(o) for o in to} | {home}
     kind = rng.random()
@@ -98,7 +111,7 @@ def compose(rng: random.Random, sender: str, officers: Sequence[str], nodes: Seq
         share = frozenset(reached)  # exactly the nodes addressed
     else:
         share = everyone
-    return Draft(sender, tuple(sorted(to)), _tag(rng, home, share), precedence, None)
+    return Draft(sender, tuple(sorted(to)), _tag(rng, home, share), precedence, None, urgency)
 
 
 def seal(draft: Draft, keystores: dict[str, Keystore], payload: bytes) -> Envelope:
@@ -109,7 +122,27 @@ def seal(draft: Draft, keystores: dict[str, Keystore], payload: bytes) -> Envelo
         recipients=[sealing.RecipientKey(o, keystores[o].encryption.public)
                     for o in draft.recipients],
         tag=draft.tag, plaintext=payload, now=now, expires=now + 8 * HOUR_MS,
-        kind=Kind.MESSAGE, precedence=draft.precedence)
+        kind=Kind.MESSAGE if draft.urgency is None else Kind.REQUEST,
+        precedence=draft.precedence, urgency=draft.urgency)
+
+
+def forward(original: Envelope, forwarder: Keystore, target: Keystore,
+            owner: Keystore) -> Envelope:
+    """``forwarder`` passes ``original`` (sealed for them) on to ``target`` under its own
+    tag, with a consent ``owner`` (the original's sender, of the owning service) signs for
+    exactly this forward, as `liaison consent grant` and `liaison forward` do."""
+    now = int(time.time() * 1000)
+    plaintext = sealing.open_envelope(original, forwarder.officer, forwarder.encryption_keys)
+    consent = sign_consent(Consent(original.id, forwarder.officer, target.officer,
+                                   owner.officer, now - 1000, now + DAY_MS), owner.signing)
+    h = original.header
+    return sealing.seal(
+        sender=forwarder.officer, sender_key=forwarder.signing,
+        recipients=[sealing.RecipientKey(target.officer, target.encryption.public)],
+        tag=h.tag, plaintext=plaintext, now=now,
+        expires=min(now + 8 * HOUR_MS, h.tag.retain_until), kind=Kind.MESSAGE,
+        precedence=h.precedence, ref=original.id, consent=consent,
+        original=make_skeleton(original.to_bytes()))
 
 
 def transient(exc: errors.LiaisonError) -> bool:

@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 @click.option("--drain-timeout", type=click.FloatRange(5, 3600), default=180.0,
               show_default=True, help="Seconds allowed, after healing, for every outbox to "
                                       "empty and every owed copy to arrive.")
+@click.option("--effects-timeout", type=click.FloatRange(1, 3600), default=60.0,
+              show_default=True, help="Seconds allowed, after the drain, for the effects "
+                                      "(evidence, notices, due times, receipts) to stop "
+                                      "changing before they are counted.")
 @click.option("--rss-limit-mb", type=click.FloatRange(10, 100_000), default=400.0,
               show_default=True, help="Fail if any node's RSS goes above this.")
 @click.option("--json", "as_json", is_flag=True,
@@ -45,7 +49,8 @@ if TYPE_CHECKING:
 @click.option("--node-log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def chaos(kills: int, partitions: int, duration: float, seed: int | None, rate: float,
-          officers_per_node: int, drain_timeout: float, rss_limit_mb: float, as_json: bool,
+          officers_per_node: int, drain_timeout: float, effects_timeout: float,
+          rss_limit_mb: float, as_json: bool,
           workdir: Path | None, keep: bool, node_log_level: str) -> None:
     """Soak four real nodes under SIGKILLs and partitions, then count every envelope.
 
@@ -53,7 +58,9 @@ def chaos(kills: int, partitions: int, duration: float, seed: int | None, rate: 
     refused). Nodes are killed and restarted and links cut and healed at random times from
     the seed; then everything is healed, the outboxes drain, and the nodes' SQLite files
     must show every accepted envelope in each recipient's inbox exactly once, every refused
-    one in none, every audit chain intact and every node's memory bounded. Exits 1 if not.
+    one in none, each effect it owes exactly once (evidence at the sender, non-delivery
+    notices, due times, disclosure receipts), every audit chain intact and every node's
+    memory bounded. Exits 1 if not.
     """
     from liaison_net.chaos.plan import make_plan
     from liaison_net.chaos.report import ConsoleUi, dumps, summary_lines, table
@@ -62,7 +69,8 @@ def chaos(kills: int, partitions: int, duration: float, seed: int | None, rate: 
     seed = secrets.randbelow(2**31) if seed is None else seed
     options = SoakOptions(kills=kills, partitions=partitions, duration_s=duration, seed=seed,
                           rate=rate, officers_per_node=officers_per_node,
-                          drain_timeout_s=drain_timeout, rss_limit_mb=rss_limit_mb,
+                          drain_timeout_s=drain_timeout, effects_timeout_s=effects_timeout,
+                          rss_limit_mb=rss_limit_mb,
                           log_level=node_log_level)
     try:
         make_plan(seed=seed, nodes=NODE_IDS, kills=kills, partitions=partitions,

@@ -39,6 +39,37 @@ def node_facts(database: Path, ids: set[bytes],
     return inbox, held, outbox
 
 
+def effect_facts(database: Path, officers: set[str], ids: set[bytes],
+                 ) -> tuple[list[tuple[str, bytes]], list[tuple[bytes, str, str]],
+                            list[tuple[str, bytes, str]], dict[str, bytes]]:
+    """What a node holds of the effects the soak counts (``chaos/effects.py``):
+    (officer, raw envelope) of every evidence and notice in the inbox of ``officers``;
+    (envelope id, officer, role) of every tracked request among ``ids``; (peer, envelope id,
+    state) of every hop among ``ids`` that ended refused or expired; and the node signing
+    keys it holds (node -> Ed25519 public), to verify what other nodes signed."""
+    effects: list[tuple[str, bytes]] = []
+    requests: list[tuple[bytes, str, str]] = []
+    failed: list[tuple[str, bytes, str]] = []
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as db:
+        for officer, raw in db.execute(
+                "SELECT i.officer, e.raw FROM inbox i JOIN envelopes e ON e.id = i.envelope_id "
+                "WHERE e.kind IN ('evidence', 'notice') AND e.purged IS NULL"):
+            if str(officer) in officers:
+                effects.append((str(officer), bytes(raw)))
+        for envelope_id, officer, role in db.execute(
+                "SELECT envelope_id, officer, role FROM requests"):
+            if bytes(envelope_id) in ids:
+                requests.append((bytes(envelope_id), str(officer), str(role)))
+        for node, envelope_id, state in db.execute(
+                "SELECT node, envelope_id, state FROM hops "
+                "WHERE state IN ('refused', 'expired')"):
+            if bytes(envelope_id) in ids:
+                failed.append((str(node), bytes(envelope_id), str(state)))
+        keys = {str(n): bytes(k) for n, k in db.execute(
+            "SELECT node, signing_public FROM node_keys")}
+    return effects, requests, failed, keys
+
+
 def _query(database: Path, sql: str,
            params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     with contextlib.closing(sqlite3.connect(database, timeout=10)) as db:

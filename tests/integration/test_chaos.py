@@ -1,5 +1,6 @@
 """A short chaos soak on four real nodes: SIGKILLs and partitions under continuous traffic,
-then every envelope accounted for from the nodes' own SQLite files.
+then every envelope, and every effect it owes (evidence, notices, due times, receipts),
+accounted for from the nodes' own SQLite files.
 
 The long run (about a hundred kills and partitions) is `liaison chaos`, by hand; this one
 is short enough for CI on two shared cores and still has to see every fault happen.
@@ -62,6 +63,15 @@ async def test_short_soak_loses_and_duplicates_nothing(
     assert f["accepted_while_destination_down"] > 0
     assert f["accepted_while_link_cut"] > 0
     assert f["accepted"] > 50 and f["refused"] > 0
+
+    # Every effect owed was found exactly once where it belongs (the verdict above holds
+    # them too; here, that the traffic really owed each kind the workload builds).
+    by_kind = f["effects_by_kind"]
+    for kind in ("accepted", "relayed", "due", "disclosure"):
+        assert by_kind[kind]["owed"] > 0, kind
+        assert by_kind[kind]["found"] == by_kind[kind]["owed"], (kind, doc["examples"])
+    assert by_kind["accepted"]["owed"] == f["accepted"] + f["unanswered_held"]
+    assert f["effects_missing"] == f["effects_twice"] == f["effects_unowed"] == 0
 
     # Nothing accepted lost, nothing duplicated, every chain intact, memory bounded.
     assert f["lost"] == 0 and f["duplicated"] == 0
