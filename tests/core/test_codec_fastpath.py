@@ -122,6 +122,11 @@ def reference_check_text(what: str, value: str) -> None:
         raise Malformed(f"{what} contains control or format characters")
 
 
+RAW = seal_from(ALICE, [BOB]).to_bytes()
+RAW3 = seal_from(ALICE, [BOB, CAROL, ALICE]).to_bytes()
+HEADER = reference_read_frame(RAW).header_bytes
+HEADER3 = reference_read_frame(RAW3).header_bytes
+
 # --- comparison --------------------------------------------------------------------------
 
 
@@ -178,6 +183,14 @@ def test_unpack_agrees_with_decode_then_reencode(raw: bytes) -> None:
     assert got == outcome(lambda: reference_unpack(raw, what="v", max_bytes=1 << 16))
 
 
+@settings(max_examples=1500)
+@given(raw=st.sampled_from([HEADER, HEADER3]).flatmap(mutations))
+def test_unpack_agrees_on_mutated_headers(raw: bytes) -> None:
+    """Real headers (tag, recipients, maps in maps), one byte changed, added or lost."""
+    got = outcome(lambda: codec.unpack(raw, what="header", max_bytes=1 << 16))
+    assert got == outcome(lambda: reference_unpack(raw, what="header", max_bytes=1 << 16))
+
+
 @pytest.mark.parametrize(
     "raw",
     [
@@ -199,8 +212,6 @@ def test_unpack_agrees_on_edge_cases(raw: bytes) -> None:
     assert got == outcome(lambda: reference_unpack(raw, what="v", max_bytes=1 << 16))
 
 
-RAW = seal_from(ALICE, [BOB]).to_bytes()
-RAW3 = seal_from(ALICE, [BOB, CAROL, ALICE]).to_bytes()
 
 
 @settings(max_examples=1500)
