@@ -1,11 +1,12 @@
 """This machine's limits for a node: crypto and disk rates on one core, nothing else running.
 
 Each figure is one tight loop of the exact operation a node performs per envelope, run for
-a bounded time: verifying an Ed25519 signature over a 1 KiB envelope (raw libsodium, and
-through our decode + verify), opening a sealed box (what an officer's client does per
-envelope), committing to SQLite in WAL with synchronous=FULL (the node's settings), one row
-per commit and in batches, and one SQL statement's round trip with and without aiosqlite's
-thread hop (the node's store issues every statement through aiosqlite).
+a bounded time (the crypto figures: the best of three windows, as the machine may be
+shared): verifying an Ed25519 signature over a 1 KiB envelope (raw libsodium, and through
+our decode + verify, and the ratio of the two), opening a sealed box (what an officer's
+client does per envelope), committing to SQLite in WAL with synchronous=FULL (the node's
+settings), one row per commit and in batches, and one SQL statement's round trip with and
+without aiosqlite's thread hop (the node's store issues every statement through aiosqlite).
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ def _rate(op: Callable[[int], int], seconds: float) -> float:
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
             return done / elapsed
+
+
+def _best_rate(op: Callable[[int], int], seconds: float, tries: int = 3) -> float:
+    """The best of ``tries`` windows sharing ``seconds``: on a shared machine the best
+    window is the one least disturbed by other work, the closest to the code's own cost."""
+    return max(_rate(op, seconds / tries) for _ in range(tries))
 
 
 def _sqlite(path: Path) -> sqlite3.Connection:
@@ -93,11 +100,14 @@ def measure(workdir: Path, *, seconds: float) -> dict[str, Any]:
     wrapped = [e.body.wraps[0] for e in envelopes]
 
     figures: dict[str, Any] = {"seconds_per_figure": seconds}
-    figures["ed25519_verify_per_s"] = round(_rate(
+    figures["ed25519_verify_per_s"] = round(_best_rate(
         lambda i: bool(verify_key.verify(messages[i % 64], signatures[i % 64])), seconds))
-    figures["envelope_verify_per_s"] = round(_rate(
+    figures["envelope_verify_per_s"] = round(_best_rate(
         lambda i: bool(sealing.verify(raws[i % 64], lambda _k: signer_key, now=now)), seconds))
-    figures["sealed_box_open_per_s"] = round(_rate(
+    # What decoding adds to the signature check: 1.0 would be a free decode (issue 16).
+    figures["envelope_verify_cost_x"] = round(
+        figures["ed25519_verify_per_s"] / max(figures["envelope_verify_per_s"], 1), 2)
+    figures["sealed_box_open_per_s"] = round(_best_rate(
         lambda i: bool(crypto.unwrap_key(recipient, wrapped[i % 64])), seconds))
     path = workdir / "ceiling.sqlite3"
     db = _sqlite(path)

@@ -75,6 +75,8 @@ ROWS = (
     Row("memory", "database_mb", "database file (MB)", ratio=False),
     Row("ceiling", "ed25519_verify_per_s", "Ed25519 verify/s (1 core)"),
     Row("ceiling", "envelope_verify_per_s", "envelope decode + verify/s (1 core)"),
+    Row("ceiling", "envelope_verify_cost_x", "decode + verify time, x raw verify", "<= 1.3",
+        ratio=False),
     Row("ceiling", "sealed_box_open_per_s", "sealed-box open/s (1 core)"),
     Row("ceiling", "sqlite_batched_rows_per_s", "SQLite rows/s, batched commits, fsync"),
     Row("ceiling", "sqlite_commits_per_s", "SQLite fsync'd commits/s (1 row each)"),

@@ -30,7 +30,6 @@ from liaison_net.cli.officer_common import (
     warn_directory,
 )
 from liaison_net.client.directory import Directory
-from liaison_net.client.session import NodeSession
 from liaison_net.core.almanac import CrimeArea, check_country, check_language
 from liaison_net.core.identity import OfficerCard
 
@@ -39,6 +38,8 @@ def _fetch(keystore_path: Path, passphrase_file: Path | None) -> Directory:
     ks = load_keystore(keystore_path, passphrase_file)
 
     async def go() -> Directory:
+        from liaison_net.client.session import NodeSession  # aiohttp: on use
+
         async with NodeSession(ks) as node:
             return await node.directory(now=cli_clock().host_now())
 

@@ -3,49 +3,144 @@
 ``admin`` is for the people who run the PKI and the nodes, ``node`` runs a node process,
 officer commands (send, inbox, read, ...) sit at the top level because officers type them
 all day. Each group lives in its own module; this one only assembles them.
+
+Lazily: importing every command module costs a second (aiohttp, PyNaCl, cryptography,
+aiosqlite, rich) before `liaison --help` can print a line. So this module names each
+command with its one-line help (``_COMMANDS``) and imports a command's module only when
+that command is resolved: to run it, or to show its own ``--help``. A test holds the table
+to the commands' own docstrings (tests/test_cli_startup.py).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import Any
 
 import click
 
 from liaison_net.cli.edge_clock import clock_offset_option, install
 from liaison_net.errors import LiaisonError
 
+#: command name -> (loader "module:function" returning the command, its one-line help).
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "ack": ("liaison_net.cli.main:_officer_command", "Acknowledge envelope ID in your inbox."),
+    "admin": ("liaison_net.cli.main:_admin",
+              "Administer the network: PKI, nodes, officers, keys, audit."),
+    "bench": ("liaison_net.cli.bench:bench",
+              "Measure our broker beside Mosquitto and RabbitMQ, on 127.0.0.1, in one run."),
+    "chaos": ("liaison_net.cli.chaos:chaos",
+              "Soak four real nodes under SIGKILLs and partitions, then count every envelope."),
+    "consent": ("liaison_net.cli.main:_forwarding_command",
+                "Ask an owner for consent to forward, or grant one as the owner."),
+    "demo": ("liaison_net.cli.demo:demo",
+             "Run the demo network: four national nodes (be, nl, lu, de-nw), four officers."),
+    "directory": ("liaison_net.cli.main:_officer_command",
+                  "The officers you can write to: every card the network CA vouches for."),
+    "forward": ("liaison_net.cli.main:_forwarding_command",
+                "Pass envelope ID on, under its own tag; refused here when the tag forbids it."),
+    "inbox": ("liaison_net.cli.main:_officer_command",
+              "List your inbox (unacknowledged envelopes, or --all), or --follow it live."),
+    "node": ("liaison_net.cli.node:node", "Run a national node."),
+    "officer": ("liaison_net.cli.main:_officer_command",
+                "Set up this machine for an officer: keys, keystore, enrolment request."),
+    "read": ("liaison_net.cli.main:_officer_command",
+             "Verify, check and decrypt envelope ID; show its tag, what it allows, the content."),
+    "reply": ("liaison_net.cli.main:_requests_command",
+              "Answer request ID, under its tag, to the officer who asked."),
+    "request": ("liaison_net.cli.main:_requests_command",
+                "Ask colleagues for information; the legal due time follows the urgency."),
+    "requests": ("liaison_net.cli.main:_requests_command",
+                 "Open requests, incoming and outgoing, with their legal due times."),
+    "send": ("liaison_net.cli.main:_officer_command",
+             "Seal a message for each recipient and hand it to your node."),
+    "signal": ("liaison_net.cli.main:_officer_command",
+               "Raise, list, show and acknowledge radicalisation early-warning signals."),
+    "status": ("liaison_net.cli.main:_officer_command",
+               "Where envelope ID is, per recipient: accepted, relayed, delivered, opened (each "
+                          "from a signed statement, verified here), refused or expired (from "
+                          "your node's outbox)."),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group that lists its commands from ``_COMMANDS`` and imports one only on use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _COMMANDS:
+            self.add_command(load(cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's own layout, with the help from the table: nothing is imported."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            loaded = self.commands.get(name)
+            # Shortened by click's own rule: a stand-in command carrying the table's text.
+            shown = loaded if loaded is not None else click.Command(name, help=_COMMANDS[name][1])
+            text = shown.get_short_help_str(limit)
+            rows.append((name, text))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def load(name: str) -> click.Command:
+    """Import and return the command ``name`` (tests call it to compare with the table)."""
+    module_name, attribute = _COMMANDS[name][0].split(":")
+    target: Any = getattr(importlib.import_module(module_name), attribute)
+    command = target(name) if attribute.startswith("_") else target
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{_COMMANDS[name][0]} is not a click command")
+    return command
+
+
+def _admin(name: str) -> click.Command:
+    from liaison_net.cli import admin, admin_keys, admin_officers, admin_ops
+
+    admin_ops.register(admin.admin)
+    admin_keys.register(admin.admin)
+    admin_officers.register(admin.admin)
+    return admin.admin
+
+
+def _officer_command(name: str) -> click.Command:
+    from liaison_net.cli import officer
+
+    group = click.Group()
+    officer.register(group)
+    return group.commands[name]
+
+
+def _forwarding_command(name: str) -> click.Command:
+    from liaison_net.cli import forwarding
+
+    group = click.Group()
+    forwarding.register(group)
+    return group.commands[name]
+
+
+def _requests_command(name: str) -> click.Command:
+    from liaison_net.cli import requests
+
+    group = click.Group()
+    requests.register(group)
+    return group.commands[name]
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="liaison_net")
 @clock_offset_option
 @click.pass_context
 def cli(ctx: click.Context, clock_offset_ms: int | None) -> None:
     """liaison_net: secure federated messaging for the Benelux police liaison network."""
     install(ctx, clock_offset_ms)
-
-
-def _register() -> None:
-    # Imported here so that each group module can import `cli` helpers without cycles.
-    from liaison_net.cli import admin, admin_keys, admin_ops, node, officer
-    from liaison_net.cli.bench import bench
-    from liaison_net.cli.chaos import chaos
-    from liaison_net.cli.demo import demo
-
-    cli.add_command(admin.admin)
-    cli.add_command(node.node)
-    cli.add_command(demo)
-    cli.add_command(bench)
-    cli.add_command(chaos)
-    officer.register(cli, admin=admin.admin)
-    admin_ops.register(admin.admin)
-    admin_keys.register(admin.admin)
-    from liaison_net.cli import forwarding, requests
-
-    forwarding.register(cli)
-    requests.register(cli)
-
-
-_register()
 
 
 def main() -> None:

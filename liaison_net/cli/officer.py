@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from cryptography.hazmat.primitives import serialization
 
-from liaison_net.cli import delivery_status, officer_follow
 from liaison_net.cli import officer_view as view
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer_common import (
@@ -38,7 +36,6 @@ from liaison_net.cli.officer_common import (
 from liaison_net.client import addressing, reading
 from liaison_net.client import keystore as keystore_mod
 from liaison_net.client.directory import Directory
-from liaison_net.client.session import NodeSession
 from liaison_net.core import content as content_mod
 from liaison_net.core import sealing
 from liaison_net.core.almanac import Almanac
@@ -105,6 +102,8 @@ def init_cmd(officer_id: str, name: str, role: str, node_url: str, ca_path: Path
     check_officer_id(officer_id)
     almanac = Almanac.create(languages=languages, posting=posting, coverage=coverage)
     keystore_mod.check_node_url(node_url)
+    from cryptography.hazmat.primitives import serialization
+
     ca_pem = certificates.load_ca_certificate(ca_path).public_bytes(serialization.Encoding.PEM)
     if keystore_path.exists():
         raise Conflict(f"a keystore already exists at {keystore_path}")
@@ -227,6 +226,8 @@ def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
     plaintext = content_mod.encode(content_mod.Content(subject=subject, text=body_text))
 
     async def go() -> tuple[str, str, addressing.Resolution, OwnershipTag]:
+        from liaison_net.client.session import NodeSession
+
         async with NodeSession(ks) as node:
             directory = await node.directory(now=cli_clock().host_now())
             warn_directory(directory)
@@ -274,10 +275,14 @@ def inbox_cmd(show_all: bool, as_json: bool, follow: bool, keystore_path: Path,
     """List your inbox (unacknowledged envelopes, or --all), or --follow it live."""
     ks = load_keystore(keystore_path, passphrase_file)
     if follow:
+        from liaison_net.cli import officer_follow
+
         officer_follow.follow_inbox(ks, show_all=show_all, as_json=as_json)
         return
 
     async def go() -> list[Any]:
+        from liaison_net.client.session import NodeSession
+
         async with NodeSession(ks) as node:
             return await node.inbox_all()
 
@@ -287,6 +292,8 @@ def inbox_cmd(show_all: bool, as_json: bool, follow: bool, keystore_path: Path,
         emit_json([view.inbox_json(i) for i in items])
     else:
         view.print_inbox(items)
+    from liaison_net.cli import delivery_status  # aiohttp and rich: on use only
+
     delivery_status.after_inbox(ks, keystore_path, items)  # "delivered", back to each sender
 
 
@@ -301,6 +308,8 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
     ks = load_keystore(keystore_path, passphrase_file)
 
     async def go() -> tuple[bytes, Directory]:
+        from liaison_net.client.session import NodeSession
+
         async with NodeSession(ks) as node:
             directory = await node.directory(now=cli_clock().host_now())
             return await node.fetch(envelope_id), directory
@@ -322,6 +331,8 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
         emit_json(report)
     else:
         view.print_envelope(report)
+    from liaison_net.cli import delivery_status  # aiohttp and rich: on use only
+
     delivery_status.after_read(ks, keystore_path, envelope, directory)  # "opened", to the sender
 
 
@@ -339,6 +350,8 @@ def acknowledge(envelope_id: str, keystore_path: Path, passphrase_file: Path | N
     ks = load_keystore(keystore_path, passphrase_file)
 
     async def go() -> bool:
+        from liaison_net.client.session import NodeSession
+
         async with NodeSession(ks) as node:
             return await node.ack(envelope_id)
 
@@ -356,12 +369,15 @@ def status_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
     """Where envelope ID is, per recipient: accepted, relayed, delivered, opened (each from
     a signed statement, verified here), refused or expired (from your node's outbox)."""
     ks = load_keystore(keystore_path, passphrase_file)
+    from liaison_net.cli import delivery_status  # aiohttp and rich: on use only
+
     delivery_status.show_status(ks, envelope_id, as_json=as_json)
 
 
-def register(cli: click.Group, *, admin: click.Group) -> None:
-    """Attach the officer commands to `liaison`, and officer administration to `admin`."""
-    from liaison_net.cli import admin_officers, almanac, officer_keys, signals
+def register(cli: click.Group) -> None:
+    """Attach the officer commands to `liaison` (officer administration is in `admin`:
+    admin_officers.register, called by cli/main.py)."""
+    from liaison_net.cli import almanac, officer_keys, signals
 
     officer.add_command(officer_keys.rotate_cmd)
     officer.add_command(officer_keys.export_public_cmd)
@@ -369,4 +385,3 @@ def register(cli: click.Group, *, admin: click.Group) -> None:
     cli.add_command(officer)
     for command in (send_cmd, inbox_cmd, read_cmd, ack_cmd, status_cmd, almanac.directory):
         cli.add_command(command)
-    admin_officers.register(admin)

@@ -24,7 +24,6 @@ from liaison_net.cli.officer_common import (
     run,
 )
 from liaison_net.client import keystore as keystore_mod
-from liaison_net.client.session import NodeSession
 from liaison_net.core.identity import renewal, sign_enrolment_request
 from liaison_net.errors import Conflict, NotFound
 from liaison_net.pki import certificates
@@ -64,6 +63,8 @@ def rotate_cmd(keystore_path: Path, passphrase_file: Path | None, as_json: bool)
 
 async def _rotate(current: keystore_mod.Keystore, path: Path, pending: Path,
                   passphrase: bytes) -> dict[str, object]:
+    from liaison_net.client.session import NodeSession  # aiohttp: on use
+
     async with NodeSession(current) as node:
         directory = await node.directory(now=cli_clock().host_now())
         card = directory.cards.get(current.officer)
@@ -112,6 +113,8 @@ def export_public_cmd(out: Path | None, keystore_path: Path,
 
 
 async def _request_from_card(ks: keystore_mod.Keystore) -> bytes:
+    from liaison_net.client.session import NodeSession  # aiohttp: on use
+
     async with NodeSession(ks) as node:
         directory = await node.directory(now=cli_clock().host_now())
     card = directory.cards.get(ks.officer)

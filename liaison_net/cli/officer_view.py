@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
@@ -18,13 +18,15 @@ from rich.table import Table
 from rich.text import Text
 
 from liaison_net.client.directory import Directory
-from liaison_net.client.session import EnvelopeStatus, InboxEntry
 from liaison_net.core.almanac import Almanac
 from liaison_net.core.content import Content
 from liaison_net.core.envelope import Envelope
 from liaison_net.core.ids import id_to_text
 from liaison_net.core.ownership import Handling, InformationAccuracy, SourceReliability, Tlp
 from liaison_net.core.policy import Action, Request, decide
+
+if TYPE_CHECKING:  # aiohttp: only for the annotations here, not at import
+    from liaison_net.client.session import EnvelopeStatus, InboxEntry
 
 # C0/C1 controls (tab and newline survive where text spans lines), DEL, and the Unicode
 # bidi embedding/override/isolate controls that can make text read differently.

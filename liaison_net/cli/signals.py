@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -33,7 +33,6 @@ from liaison_net.cli.officer_common import (
 from liaison_net.client.directory import Directory
 from liaison_net.client.keystore import Keystore
 from liaison_net.client.reading import believed_notice, check_received
-from liaison_net.client.session import NodeSession
 from liaison_net.core import pseudonym, sealing
 from liaison_net.core.envelope import Kind, Precedence
 from liaison_net.core.ids import id_from_text, id_to_text, node_of
@@ -55,6 +54,9 @@ from liaison_net.errors import LiaisonError, Malformed, NotFound
 
 PRECEDENCE = {Severity.LOW: Precedence.ROUTINE, Severity.MEDIUM: Precedence.PRIORITY,
               Severity.HIGH: Precedence.IMMEDIATE, Severity.CRITICAL: Precedence.FLASH}
+
+if TYPE_CHECKING:  # aiohttp: only for an annotation here, not at import
+    from liaison_net.client.session import NodeSession
 
 
 @click.group("signal")
@@ -121,6 +123,8 @@ def raise_cmd(category: str, severity: str, confidence: str, region: str, valid_
     check_send(tag, desks, own=ks.node, now=now)
 
     async def go() -> dict[str, Any]:
+        from liaison_net.client.session import NodeSession  # aiohttp: on use
+
         async with NodeSession(ks) as node:
             directory = await node.directory(now=cli_clock().host_now())
             warn_directory(directory)
@@ -187,6 +191,8 @@ def list_cmd(as_json: bool, keystore_path: Path, passphrase_file: Path | None) -
     ks = load_keystore(keystore_path, passphrase_file)
 
     async def go() -> dict[str, Any]:
+        from liaison_net.client.session import NodeSession  # aiohttp: on use
+
         async with NodeSession(ks) as node:
             directory = await node.directory(now=cli_clock().host_now())
             raised = await node.raised_signals()
@@ -231,6 +237,8 @@ def show_cmd(signal_id: str, as_json: bool, keystore_path: Path,
     wanted = id_from_text(signal_id.strip())
 
     async def go() -> dict[str, Any]:
+        from liaison_net.client.session import NodeSession  # aiohttp: on use
+
         async with NodeSession(ks) as node:
             directory = await node.directory(now=cli_clock().host_now())
             env = sealing.verify(await node.fetch(id_to_text(wanted)), directory.lookup(),

@@ -4,6 +4,17 @@ Canonical means: maps with string keys in sorted order, the shortest integer enc
 str for text and bin for bytes, no floats, no extension types, no trailing bytes. Rather
 than trust an unpacker's leniency, decoding re-encodes what it read and refuses the input
 unless the bytes are identical: any second encoding of the same value is refused.
+
+The check is done in two steps so that the common, valid input costs two C calls, not a
+walk in Python (docs/performance.md): while unpacking, a map hook notes any map whose keys
+are not in sorted order, and a count of containers bounds the nesting; if
+neither tripped, re-encoding the decoded value as it is (dicts keep the wire's key order)
+must give the input back, and, when a float's type byte (0xca, 0xcb) occurs anywhere in
+the input, re-encoding with single-precision floats must give the same bytes again (any
+float changes length). Input that fails any of these goes through
+the original checks (float walk, sort and re-encode), which name the problem: the fast
+step only ever accepts, so what is refused, and with which error, is unchanged
+(tests/core/test_codec_fastpath.py holds the two to agreement).
 """
 
 from __future__ import annotations
@@ -14,7 +25,8 @@ import msgpack
 
 from liaison_net.errors import LimitExceeded, Malformed
 
-_MAX_CONTAINER_ITEMS = 4096
+MAX_CONTAINER_ITEMS = 4096
+_MAX_DEPTH = 64
 
 
 def _canonicalise(value: Any) -> Any:
@@ -48,6 +60,25 @@ def unpack(raw: bytes, *, what: str, max_bytes: int) -> Any:
         raise LimitExceeded(f"{what} is {len(raw)} bytes, limit {max_bytes}")
     if not raw:
         raise Malformed(f"{what} is empty")
+    irregular = False  # a map whose keys are not in sorted order (or not comparable)
+    containers = 0
+
+    def object_hook(value: dict[Any, Any]) -> dict[Any, Any]:
+        nonlocal irregular, containers
+        containers += 1
+        try:
+            # A repeated key leaves the dict shorter than the wire: the re-encoding catches it.
+            if [*value] != sorted(value):
+                irregular = True
+        except TypeError:  # str and bytes keys in one map
+            irregular = True
+        return value
+
+    def list_hook(items: list[Any]) -> list[Any]:
+        nonlocal containers
+        containers += 1
+        return items
+
     try:
         value = msgpack.unpackb(
             raw,
@@ -55,10 +86,12 @@ def unpack(raw: bytes, *, what: str, max_bytes: int) -> Any:
             use_list=True,
             strict_map_key=True,
             ext_hook=_refuse_ext,
+            object_hook=object_hook,
+            list_hook=list_hook,
             max_bin_len=max_bytes,
             max_str_len=max_bytes,
-            max_array_len=_MAX_CONTAINER_ITEMS,
-            max_map_len=_MAX_CONTAINER_ITEMS,
+            max_array_len=MAX_CONTAINER_ITEMS,
+            max_map_len=MAX_CONTAINER_ITEMS,
             max_ext_len=0,
         )
     except Malformed as exc:
@@ -69,6 +102,13 @@ def unpack(raw: bytes, *, what: str, max_bytes: int) -> Any:
         # msgpack signals truncation, bad UTF-8, bad formats and over-limit containers with
         # ValueError subclasses (FormatError, StackError, OutOfData ...).
         raise Malformed(f"{what} is not valid msgpack ({type(exc).__name__})") from exc
+    if not irregular and containers <= _MAX_DEPTH:
+        # Fewer containers than the depth limit: nesting cannot exceed it. Sorted keys: the
+        # decoded dicts are already in canonical order, so no re-sorting copy is needed.
+        encoded = msgpack.packb(value, use_bin_type=True)
+        if encoded == raw and not _may_hold_float(value, raw):
+            return value
+    # Something is off (or merely unusual): the original checks, which name it.
     if _contains_float(value, depth=0):
         raise Malformed(f"{what} contains a float")
     if pack(value) != raw:
@@ -76,8 +116,44 @@ def unpack(raw: bytes, *, what: str, max_bytes: int) -> Any:
     return value
 
 
+def _may_hold_float(value: Any, encoded: bytes) -> bool:
+    """False only when ``value`` (which packs to ``encoded``) holds no float: no float type
+    byte anywhere, or the same bytes again with floats packed in single precision."""
+    if b"\xca" not in encoded and b"\xcb" not in encoded:
+        return False
+    try:
+        return bool(msgpack.packb(value, use_bin_type=True, use_single_float=True) != encoded)
+    except (OverflowError, ValueError, TypeError):
+        return True  # only a float can fail to pack in single precision (1e300)
+
+
+def bin_span(raw: bytes, pos: int) -> tuple[int, int] | None:
+    """Where the bytes of a canonically encoded bin at ``raw[pos]`` start and end, or None
+    when there is none: the shortest length prefix only (bin8, bin16 over 255, bin32 over
+    65535), and all its bytes present. Lets fixed-shape readers skip ``unpack``."""
+    if pos >= len(raw):
+        return None
+    tag = raw[pos]
+    if tag == 0xC4:
+        start = pos + 2
+        n = raw[pos + 1] if start <= len(raw) else -1
+    elif tag == 0xC5:
+        start = pos + 3
+        n = int.from_bytes(raw[pos + 1:start], "big") if start <= len(raw) else -1
+        n = n if n > 0xFF else -1
+    elif tag == 0xC6:
+        start = pos + 5
+        n = int.from_bytes(raw[pos + 1:start], "big") if start <= len(raw) else -1
+        n = n if n > 0xFFFF else -1
+    else:
+        return None
+    if n < 0 or start + n > len(raw):
+        return None
+    return start, start + n
+
+
 def _contains_float(value: Any, depth: int) -> bool:
-    if depth > 64:
+    if depth > _MAX_DEPTH:
         raise Malformed("nesting is too deep")
     if isinstance(value, float):
         return True
@@ -92,6 +168,8 @@ def exact_map(what: str, value: object, expected: set[str]) -> dict[str, Any]:
     """A decoded map with exactly the expected field names: none missing, none extra."""
     if not isinstance(value, dict):
         raise Malformed(f"{what} must be a map")
+    if value.keys() == expected:  # the usual case, compared in C
+        return value
     keys = set(value)
     if missing := expected - keys:
         raise Malformed(f"{what} is missing field(s): {', '.join(sorted(missing))}")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from liaison_net.core import codec
@@ -175,6 +175,7 @@ class UnverifiedFrame:
     body_bytes: bytes
     signer_key_id: bytes
     signature: bytes
+    raw: bytes | None = field(default=None, compare=False, repr=False)  # the frame as read
 
     @property
     def signed_message(self) -> bytes:
@@ -190,14 +191,26 @@ class Envelope:
     header_bytes: bytes
     body_bytes: bytes
     signature: bytes
+    # The frame exactly as received, when verified from bytes (``received``): canonical
+    # decoding proved it equal to the encoding of the fields above, so ``to_bytes`` hands it
+    # back unencoded. Not an init field, so ``dataclasses.replace`` drops it.
+    raw: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def id(self) -> bytes:
         return self.header.id
 
     def to_bytes(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
         return encode_frame(self.header_bytes, self.body_bytes, self.header.sender_key,
                             self.signature)
+
+
+def received(envelope: Envelope, raw: bytes | None) -> Envelope:
+    """``envelope`` remembering the frame it was verified from (``sealing.verify_frame``)."""
+    object.__setattr__(envelope, "raw", raw)  # frozen: set once, before anyone sees it
+    return envelope
 
 
 def signed_message(header_bytes: bytes, body_bytes: bytes) -> bytes:
@@ -220,9 +233,43 @@ def encode_frame(header_bytes: bytes, body_bytes: bytes, signer_key_id: bytes,
     return codec.pack([VERSION, header_bytes, body_bytes, signer_key_id, signature])
 
 
+# bin8 prefixes of the fixed-size byte strings, as the canonical encoding writes them.
+_KEY_ID_PREFIX = bytes([0xC4, KEY_ID_BYTES])
+_SIGNATURE_PREFIX = bytes([0xC4, SIGNATURE_BYTES])
+_NONCE_FIELD = b"\xa5nonce" + bytes([0xC4, NONCE_BYTES])
+_WRAP_PREFIX = bytes([0xC4, WRAPPED_KEY_BYTES])
+
+
+def _split_canonical_frame(raw: bytes) -> list[Any] | None:
+    """The frame's items when ``raw`` is exactly the canonical encoding of a version-1 frame
+    with a 16-byte key id and a 64-byte signature, else None (then ``codec.unpack`` decides
+    and names the fault). Byte for byte what ``encode_frame`` writes, so it accepts nothing
+    that ``codec.unpack`` refuses and returns the same items, without decoding and
+    re-encoding 1-2 KB per envelope (tests/core/test_codec_fastpath.py)."""
+    if raw[:2] != b"\x95\x01":  # fixarray of 5, then the positive fixint 1
+        return None
+    header = codec.bin_span(raw, 2)
+    if header is None:
+        return None
+    body = codec.bin_span(raw, header[1])
+    if body is None:
+        return None
+    end = body[1]
+    key_end = end + 2 + KEY_ID_BYTES
+    if (len(raw) != key_end + 2 + SIGNATURE_BYTES or raw[end:end + 2] != _KEY_ID_PREFIX
+            or raw[key_end:key_end + 2] != _SIGNATURE_PREFIX):
+        return None
+    return [VERSION, raw[header[0]:header[1]], raw[body[0]:end], raw[end + 2:key_end],
+            raw[key_end + 2:]]
+
+
 def read_frame(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> UnverifiedFrame:
     """Split the outer frame; check only its shape and sizes."""
-    frame = codec.unpack(raw, what="envelope", max_bytes=limits.max_envelope_bytes)
+    frame = (_split_canonical_frame(raw)
+             if type(raw) is bytes and len(raw) <= limits.max_envelope_bytes else None)
+    if frame is None:
+        frame = codec.unpack(raw, what="envelope", max_bytes=limits.max_envelope_bytes)
+        raw = bytes(raw)  # accepted below only if canonical: then it is the frame's encoding
     if not isinstance(frame, list) or len(frame) != 5:
         raise Malformed("envelope must be an array of 5 items")
     version, header_bytes, body_bytes, key_id, signature = frame
@@ -239,9 +286,10 @@ def read_frame(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> UnverifiedFrame:
         raise Malformed("signer key id must be 16 bytes")
     if len(signature) != SIGNATURE_BYTES:
         raise Malformed("signature must be 64 bytes")
-    return UnverifiedFrame(header_bytes, body_bytes, key_id, signature)
+    return UnverifiedFrame(header_bytes, body_bytes, key_id, signature, raw)
 
 
+_KINDS = {k.value: k for k in Kind}  # Kind(value) without Enum.__call__ (decode_header)
 _HEADER_FIELDS = {
     "version", "id", "kind", "precedence", "sender", "sender_key", "recipients",
     "created", "expires", "tag", "ref", "signal", "urgency", "consent", "original",
@@ -257,7 +305,8 @@ def decode_header(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
     if d["version"] != VERSION or isinstance(d["version"], bool):
         raise Malformed(f"unsupported header version {d['version']!r:.20}")
     try:
-        kind = Kind(d["kind"])
+        kind = _KINDS.get(d["kind"]) if type(d["kind"]) is str else None
+        kind = Kind(d["kind"]) if kind is None else kind  # the miss names the fault
     except (ValueError, TypeError) as exc:
         allowed = ", ".join(k.value for k in Kind)
         raise Malformed(f"kind must be one of {allowed}, got {d['kind']!r:.40}") from exc
@@ -344,8 +393,13 @@ def decode_body(raw: bytes, recipients: int, limits: Limits = DEFAULT_LIMITS) ->
     # prefix), the nonce and the map's keys: generous by a few bytes, never short.
     max_bytes = (limits.max_body_bytes + AEAD_TAG_BYTES + recipients * (WRAPPED_KEY_BYTES + 2)
                  + _FRAME_OVERHEAD)
-    d = codec.exact_map("body", codec.unpack(raw, what="body", max_bytes=max_bytes), _BODY_FIELDS)
-    nonce, wraps, ciphertext = d["nonce"], d["wraps"], d["ciphertext"]
+    parts = (_split_canonical_body(raw, recipients)
+             if type(raw) is bytes and len(raw) <= max_bytes else None)
+    if parts is None:
+        d = codec.exact_map("body", codec.unpack(raw, what="body", max_bytes=max_bytes),
+                            _BODY_FIELDS)
+        parts = d["nonce"], d["wraps"], d["ciphertext"]
+    nonce, wraps, ciphertext = parts
     if not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
         raise Malformed(f"nonce must be {NONCE_BYTES} bytes")
     if not isinstance(wraps, list) or len(wraps) != recipients:
@@ -358,6 +412,36 @@ def decode_body(raw: bytes, recipients: int, limits: Limits = DEFAULT_LIMITS) ->
     if len(ciphertext) > limits.max_body_bytes + AEAD_TAG_BYTES:
         raise LimitExceeded(f"ciphertext exceeds {limits.max_body_bytes} bytes")
     return Body(nonce=nonce, wraps=tuple(wraps), ciphertext=ciphertext)
+
+
+def _split_canonical_body(raw: bytes, recipients: int) -> tuple[bytes, list[bytes], bytes] | None:
+    """Nonce, wraps and ciphertext when ``raw`` is exactly the canonical encoding of a body
+    with a 24-byte nonce and ``recipients`` 80-byte wraps, else None (``codec.unpack`` then
+    decides and names the fault). Like ``_split_canonical_frame``: byte for byte what
+    ``Body.to_wire`` packs to, so it accepts only what ``codec.unpack`` accepts."""
+    if not 0 < recipients <= codec.MAX_CONTAINER_ITEMS or raw[:12] != b"\x83\xaaciphertext":
+        return None
+    ciphertext = codec.bin_span(raw, 12)
+    if ciphertext is None:
+        return None
+    pos = ciphertext[1]
+    if raw[pos:pos + 8] != _NONCE_FIELD:
+        return None
+    nonce = raw[pos + 8:pos + 32]
+    pos += 32
+    array = (bytes([0x90 | recipients]) if recipients < 16
+             else b"\xdc" + recipients.to_bytes(2, "big"))
+    if raw[pos:pos + 6] != b"\xa5wraps" or raw[pos + 6:pos + 6 + len(array)] != array:
+        return None
+    pos += 6 + len(array)
+    if len(raw) != pos + recipients * (2 + WRAPPED_KEY_BYTES):
+        return None
+    wraps = []
+    for start in range(pos, len(raw), 2 + WRAPPED_KEY_BYTES):
+        if raw[start:start + 2] != _WRAP_PREFIX:
+            return None
+        wraps.append(raw[start + 2:start + 2 + WRAPPED_KEY_BYTES])
+    return nonce, wraps, raw[ciphertext[0]:ciphertext[1]]
 
 
 def _recipients(value: object, limits: Limits) -> tuple[Recipient, ...]:

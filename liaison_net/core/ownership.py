@@ -187,6 +187,12 @@ class OwnershipTag:
         return tag.validate(limits)
 
 
+# Each tag enum's values to its members, for ``_enum``'s lookup without ``Enum.__call__``.
+_MEMBERS: dict[type[enum.Enum], dict[object, enum.Enum]] = {
+    cls: {m.value: m for m in cls}
+    for cls in (Handling, Tlp, SourceReliability, InformationAccuracy, PermittedAction)
+}
+
 _TAG_FIELDS = {
     "owner", "handling", "tlp", "evaluation", "share_with", "permitted_actions",
     "purpose", "retain_until", "conditions", "community",
@@ -239,7 +245,10 @@ def _check_text(what: str, value: object, max_chars: int, required: bool) -> Non
     if len(value) > max_chars:
         raise LimitExceeded(f"{what} is longer than {max_chars} characters")
     # Control and format characters (C0, DEL, C1, bidi overrides) could make what an
-    # officer sees differ from what was signed.
+    # officer sees differ from what was signed. Printable ASCII has none (in ASCII only
+    # C0 and DEL are Cc and nothing is Cf), so the per-character walk is for the rest.
+    if value.isascii() and value.isprintable():
+        return
     if any(unicodedata.category(c) in ("Cc", "Cf") and c not in "\n\t" for c in value):
         raise Malformed(f"{what} contains control or format characters")
 
@@ -253,6 +262,11 @@ def _sorted_unique_strs(what: str, value: object) -> list[str]:
 
 
 def _enum(what: str, cls: type[E], value: object) -> E:
+    # The member table is the dict ``cls(value)`` looks in first; a miss or an unhashable
+    # value goes through ``cls(value)`` itself, so the answer and the error are the same.
+    member = _MEMBERS.get(cls, {}).get(value) if isinstance(value, str | int) else None
+    if member is not None:
+        return member  # type: ignore[return-value]  # the table of cls holds cls members
     try:
         return cls(value)
     except (ValueError, TypeError) as exc:

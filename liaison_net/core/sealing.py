@@ -32,6 +32,7 @@ from liaison_net.core.envelope import (
     decode_body,
     decode_header,
     read_frame,
+    received,
     signed_message,
 )
 from liaison_net.core.ids import check_officer_id, new_envelope_id
@@ -158,7 +159,8 @@ def verify_frame(
     body = decode_body(frame.body_bytes, len(header.recipients), limits)
     if now is not None:
         check_fresh(header, now, limits)
-    return Envelope(header, body, frame.header_bytes, frame.body_bytes, frame.signature)
+    return received(Envelope(header, body, frame.header_bytes, frame.body_bytes,
+                             frame.signature), frame.raw)
 
 
 def open_envelope(
