@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import event as note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -209,7 +209,11 @@ class StoreAgainstTable(RuleBasedStateMachine):
                                and state is HopState.QUEUED and self.expires(eid) > self.now}
 
 
+# Bounded so it runs in seconds in `make test`. No explain phase: it replays up to 500
+# variations per argument of a failing case, each opening a store, which turns a failure
+# report from seconds into many minutes.
 StoreAgainstTable.TestCase.settings = settings(
     max_examples=20, stateful_step_count=20, deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     suppress_health_check=[HealthCheck.too_slow])
 TestStoreAgainstTable = StoreAgainstTable.TestCase
