@@ -213,7 +213,9 @@ class EnvelopeStore:
         exactly those. An event the table refuses (a final hop, an id with
         no hop to ``node``) leaves the row as it is, is logged and counted in
         ``illegal_hop_events``; it never fails the write, so one odd answer cannot stop a
-        sender's loop or roll back the moves beside it."""
+        sender's loop or roll back the moves beside it. On SQLite the write lock is held
+        from the read to the write, so the guard always holds; it is there for a store
+        where another writer could move the hop in between (issue 17)."""
         states: dict[bytes, HopState | None] = {}
         ids = list(dict.fromkeys(m.envelope_id for m in moves))
         for start in range(0, len(ids), _READ_CHUNK):
