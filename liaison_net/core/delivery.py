@@ -1,21 +1,35 @@
 """The delivery state machine of one envelope towards one destination, and peer backoff.
 
-Theory of operation. An envelope accepted by the origin node gets one *hop* per
-destination node (its own node for local recipients). A hop moves through the states in
-``TRANSITIONS`` and nowhere else; an illegal event raises and leaves the state unchanged,
-so a bug shows up as an error, not as a silently lost or doubled envelope. The store
-persists the state; the sender loop feeds events in. Backoff is a pure function of
-(attempts, random) so a restart that reloads ``attempts`` from disk resumes the same curve.
+Theory of operation. An envelope accepted by the origin node gets one *hop* per remote
+destination node, stored ``QUEUED`` in the same write as the envelope. A hop moves only
+along ``TRANSITIONS``, and the store moves it only by asking ``next_state``
+(``store/envelope_store.py`` ``_move_hops``): this table is the one source of truth for
+what the store does. An illegal event raises ``Conflict`` naming the event and the state
+and leaves the state unchanged, so a bug shows up as a refused move, never as a hop that
+leaves a final state (a delivered envelope later called expired, say).
 
-    QUEUED --send--> IN_FLIGHT --ack--> DELIVERED
-       ^                 |  \\--refuse--> REFUSED       (peer said no: permanent, 4xx)
-       |                 |
-       +----fail---------+                            (network, 5xx, timeout: retry)
-    QUEUED | IN_FLIGHT --expire--> EXPIRED            (a signed non-delivery notice follows)
-    QUEUED --refuse--> REFUSED                        (policy changed before sending)
+    QUEUED --ack-----> DELIVERED   (the peer answered accepted or duplicate)
+    QUEUED --refuse--> REFUSED     (the peer refused for good; a signed non-delivery notice)
+    QUEUED --expire--> EXPIRED     (the expiry sweep; a signed non-delivery notice)
 
-A restart puts every IN_FLIGHT hop back to QUEUED (``RECOVER``): the receiver dedupes by
-envelope id, so sending twice is safe and an inbox never holds a duplicate.
+Everything else leaves the hop where it is and is *not an event*: a connection error, a
+timeout, a 5xx, a malformed answer or a "not yet" refusal keeps the hop ``QUEUED`` and
+backs the peer off (the backoff lives in the ``peers`` table, not in the hop).
+
+Why there is no IN_FLIGHT state. The batch a sender has outstanding (one per peer) is
+held in its memory. Writing ``IN_FLIGHT`` before each post would cost one more write per
+batch on the hot path, and a ``RECOVER`` pass at every start to put those hops back,
+to record something no decision depends on: after a crash the hop is simply still
+``QUEUED``, the sender offers it again, and the receiver dedupes by envelope id, so the
+answer is ``duplicate`` and the hop becomes ``DELIVERED`` (at-least-once between nodes,
+exactly once per inbox). The expiry sweep already waits twice the request timeout past a
+hop's expiry, so it never ends a hop whose batch may still be answered. Several senders
+for one peer (issue 17: workers on PostgreSQL) will need to claim hops so that two workers
+do not post the same batch; that is a lease beside the state (who, until when), decided
+there, not a state this table pretends to have today.
+
+Backoff is a pure function of (attempts, random) so a restart that reloads ``attempts``
+from disk resumes the same curve.
 """
 
 from __future__ import annotations
@@ -28,7 +42,6 @@ from liaison_net.errors import Conflict
 
 class HopState(enum.Enum):
     QUEUED = "queued"
-    IN_FLIGHT = "in_flight"
     DELIVERED = "delivered"
     REFUSED = "refused"
     EXPIRED = "expired"
@@ -39,31 +52,22 @@ class HopState(enum.Enum):
 
 
 class HopEvent(enum.Enum):
-    SEND = "send"
-    ACK = "ack"
-    FAIL = "fail"
-    REFUSE = "refuse"
-    EXPIRE = "expire"
-    RECOVER = "recover"
+    ACK = "ack"  # the peer answered accepted or duplicate (``finish_hops`` delivered)
+    REFUSE = "refuse"  # the peer refused for good (``finish_hops`` refused)
+    EXPIRE = "expire"  # past expiry and the in-flight margin (``expire_due``)
 
-
-_Q, _F = HopState.QUEUED, HopState.IN_FLIGHT
 
 #: (state, event) -> next state. Everything not listed is illegal.
 TRANSITIONS: dict[tuple[HopState, HopEvent], HopState] = {
-    (_Q, HopEvent.SEND): _F,
-    (_Q, HopEvent.REFUSE): HopState.REFUSED,
-    (_Q, HopEvent.EXPIRE): HopState.EXPIRED,
-    (_F, HopEvent.ACK): HopState.DELIVERED,
-    (_F, HopEvent.FAIL): _Q,
-    (_F, HopEvent.REFUSE): HopState.REFUSED,
-    (_F, HopEvent.EXPIRE): HopState.EXPIRED,
-    (_F, HopEvent.RECOVER): _Q,
-    (_Q, HopEvent.RECOVER): _Q,
+    (HopState.QUEUED, HopEvent.ACK): HopState.DELIVERED,
+    (HopState.QUEUED, HopEvent.REFUSE): HopState.REFUSED,
+    (HopState.QUEUED, HopEvent.EXPIRE): HopState.EXPIRED,
 }
 
 
 def next_state(state: HopState, event: HopEvent) -> HopState:
+    """The state after ``event``; ``Conflict`` (state unchanged) if the table has no such
+    move, e.g. any event on a final hop."""
     try:
         return TRANSITIONS[(state, event)]
     except KeyError:

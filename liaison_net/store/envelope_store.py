@@ -3,20 +3,28 @@ and each peer's backoff and directory cursor.
 
 One part of the ``NodeStore`` facade (``node_store``). A hop is the one row that says
 "send this envelope to that node"; it is written in the same write as the envelope, and
-only ever moves from ``queued`` to a final state (``core/delivery.py``).
+only ever moves from ``queued`` to a final state, and only through the delivery table
+(``core/delivery.py`` ``next_state``, applied by ``_move_hops``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import structlog
+
 from liaison_net.core.audit import detail
-from liaison_net.core.delivery import HopState
+from liaison_net.core.delivery import HopEvent, HopState, next_state
 from liaison_net.core.envelope import Envelope
+from liaison_net.core.ids import id_to_text
 from liaison_net.errors import Conflict, NotFound, PolicyRefused
 from liaison_net.store.database import Database, WriteTxn
 from liaison_net.store.retention_store import purged_error
+
+log = structlog.get_logger("liaison.store")
+
+_READ_CHUNK = 500  # ids per state read, well under SQLite's bound-parameter limit
 
 
 @dataclass(frozen=True)
@@ -25,12 +33,24 @@ class AcceptOutcome:
     duplicate: bool
 
 
+@dataclass(frozen=True)
+class HopMove:
+    """One event for one hop to a given node; ``reason`` is stored with the new state."""
+
+    envelope_id: bytes
+    event: HopEvent
+    reason: str | None = None
+
+
 class EnvelopeStore:
     # Shared with the other parts of the facade (``node_store.NodeStore``).
     db: Database
     node_id: str
     # Called with the officers whose inbox got rows, after the commit (live delivery).
     on_inbox: Callable[[list[str]], None] | None
+    # Events the delivery table refused since start (``_move_hops``): each left its hop as
+    # it was. An int on the class, so the first ``+= 1`` makes it the instance's own.
+    illegal_hop_events: int = 0
 
     # --- envelopes ------------------------------------------------------------------------
 
@@ -146,26 +166,19 @@ class EnvelopeStore:
 
         async def op(txn: WriteTxn) -> list[tuple[bytes, str, str]]:
             newly_refused: list[tuple[bytes, str, str]] = []
-            for eid in delivered:
-                cur = await txn.execute(
-                    "UPDATE hops SET state = ?, updated = ? WHERE node = ? AND envelope_id = ? "
-                    "AND state = ?",
-                    (HopState.DELIVERED.value, now, node, eid, HopState.QUEUED.value))
-                if cur.rowcount:
-                    await txn.audit(now, "envelope.relayed", self.node_id,
-                                    detail(peer=node), eid)
-            for eid, code in refused:
-                cur = await txn.execute(
-                    "UPDATE hops SET state = ?, updated = ?, reason = ? WHERE node = ? AND "
-                    "envelope_id = ? AND state = ?",
-                    (HopState.REFUSED.value, now, code, node, eid, HopState.QUEUED.value))
-                if cur.rowcount:
-                    await txn.audit(now, "envelope.refused_by_peer", self.node_id,
-                                    detail(peer=node, code=code), eid)
-                    row = await (await txn.execute("SELECT sender FROM envelopes WHERE id = ?",
-                                                   (eid,))).fetchone()
-                    if row is not None:
-                        newly_refused.append((eid, code, str(row[0])))
+            for move in await self._move_hops(txn, node, [HopMove(eid, HopEvent.ACK)
+                                                          for eid in delivered], now):
+                await txn.audit(now, "envelope.relayed", self.node_id, detail(peer=node),
+                                move.envelope_id)
+            for move in await self._move_hops(txn, node, [HopMove(eid, HopEvent.REFUSE, code)
+                                                          for eid, code in refused], now):
+                eid, code = move.envelope_id, str(move.reason)
+                await txn.audit(now, "envelope.refused_by_peer", self.node_id,
+                                detail(peer=node, code=code), eid)
+                row = await (await txn.execute("SELECT sender FROM envelopes WHERE id = ?",
+                                               (eid,))).fetchone()
+                if row is not None:
+                    newly_refused.append((eid, code, str(row[0])))
             return newly_refused
 
         return await self.db.write(op)
@@ -179,15 +192,59 @@ class EnvelopeStore:
                 "ON e.id = h.envelope_id WHERE h.state = ? AND h.expires <= ? LIMIT ?",
                 (HopState.QUEUED.value, now, limit))
             rows = [(bytes(r[0]), r[1], r[2]) for r in await cur.fetchall()]
+            moved: set[tuple[str, bytes]] = set()
+            for node in sorted({node for _eid, node, _sender in rows}):
+                moves = [HopMove(eid, HopEvent.EXPIRE, "expired")
+                         for eid, hop_node, _sender in rows if hop_node == node]
+                moved.update((node, m.envelope_id)
+                             for m in await self._move_hops(txn, node, moves, now))
+            rows = [row for row in rows if (row[1], row[0]) in moved]
             for eid, node, _sender in rows:
-                await txn.execute(
-                    "UPDATE hops SET state = ?, updated = ?, reason = 'expired' "
-                    "WHERE node = ? AND envelope_id = ?",
-                    (HopState.EXPIRED.value, now, node, eid))
                 await txn.audit(now, "envelope.expired", self.node_id, detail(peer=node), eid)
             return rows
 
         return await self.db.write(op)
+
+    async def _move_hops(self, txn: WriteTxn, node: str, moves: Sequence[HopMove],
+                         now: int) -> list[HopMove]:
+        """The one place a hop changes state: read each hop's state, ask the table
+        (``core.delivery.next_state``), write the next state guarded by the state read, in
+        the caller's transaction. Returns the moves made, in order; the caller audits
+        exactly those. An event the table refuses (a final hop, an id with
+        no hop to ``node``) leaves the row as it is, is logged and counted in
+        ``illegal_hop_events``; it never fails the write, so one odd answer cannot stop a
+        sender's loop or roll back the moves beside it. On SQLite the write lock is held
+        from the read to the write, so the guard always holds; it is there for a store
+        where another writer could move the hop in between (issue 17)."""
+        states: dict[bytes, HopState | None] = {}
+        ids = list(dict.fromkeys(m.envelope_id for m in moves))
+        for start in range(0, len(ids), _READ_CHUNK):
+            chunk = ids[start:start + _READ_CHUNK]
+            cur = await txn.execute(
+                "SELECT envelope_id, state FROM hops WHERE node = ? AND envelope_id IN "
+                f"({', '.join('?' * len(chunk))})", (node, *chunk))
+            states.update((bytes(r[0]), HopState(r[1])) for r in await cur.fetchall())
+        moved: list[HopMove] = []
+        for move in moves:
+            state = states.get(move.envelope_id)
+            try:
+                if state is None:
+                    raise Conflict(f"event {move.event.value} names no hop to {node}")
+                after = next_state(state, move.event)
+            except Conflict as exc:
+                self.illegal_hop_events += 1
+                log.warning("hop.event_refused", peer=node, hop_event=move.event.value,
+                            state=state.value if state else None,
+                            envelope_id=id_to_text(move.envelope_id), reason=exc.detail)
+                continue
+            cur = await txn.execute(
+                "UPDATE hops SET state = ?, updated = ?, reason = ? WHERE node = ? AND "
+                "envelope_id = ? AND state = ?",
+                (after.value, now, move.reason, node, move.envelope_id, state.value))
+            if cur.rowcount:
+                states[move.envelope_id] = after
+                moved.append(move)
+        return moved
 
     async def hop_states(self, envelope_id: bytes) -> dict[str, tuple[str, str | None]]:
         rows = await self.db.fetchall(

@@ -1,4 +1,5 @@
-"""Delivery states move only along the table; backoff grows, is capped and jittered."""
+"""Delivery states move only along the table (queued to one final state, never out of
+one); backoff grows, is capped and jittered."""
 
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ from liaison_net.core.delivery import (
 from liaison_net.errors import Conflict
 
 
-def test_happy_path_and_retry() -> None:
-    s = HopState.QUEUED
-    s = next_state(s, HopEvent.SEND)
-    s = next_state(s, HopEvent.FAIL)
-    assert s is HopState.QUEUED
-    s = next_state(next_state(s, HopEvent.SEND), HopEvent.ACK)
-    assert s is HopState.DELIVERED and s.final
+def test_a_queued_hop_ends_in_exactly_one_final_state_per_event() -> None:
+    """Each event takes a queued hop to its own final state, and the store's three
+    outcomes are the whole table: there is no state or event the store never writes."""
+    assert {event: next_state(HopState.QUEUED, event) for event in HopEvent} == {
+        HopEvent.ACK: HopState.DELIVERED,
+        HopEvent.REFUSE: HopState.REFUSED,
+        HopEvent.EXPIRE: HopState.EXPIRED,
+    }
+    assert set(TRANSITIONS) == {(HopState.QUEUED, event) for event in HopEvent}
+    assert {state for state in HopState if not state.final} == {HopState.QUEUED}
 
 
 @pytest.mark.parametrize("state", list(HopState))
@@ -38,6 +42,27 @@ def test_every_pair_is_legal_or_refused(state: HopState, event: HopEvent) -> Non
 def test_final_states_have_no_exit() -> None:
     for (state, _event) in TRANSITIONS:
         assert not state.final
+    for state in HopState:
+        if state.final:
+            for event in HopEvent:
+                with pytest.raises(Conflict):
+                    next_state(state, event)
+
+
+@given(events=st.lists(st.sampled_from(list(HopEvent)), max_size=6))
+def test_any_event_sequence_makes_at_most_one_move(events: list[HopEvent]) -> None:
+    """Whatever arrives, in whatever order (a duplicate ack, an ack after expiry), the hop
+    moves once, on the first event, and an illegal event leaves the state as it was."""
+    state, moves = HopState.QUEUED, 0
+    for event in events:
+        try:
+            after = next_state(state, event)
+        except Conflict:
+            continue
+        assert after is not state and after.final
+        state, moves = after, moves + 1
+    assert moves == min(1, len(events))
+    assert state is (next_state(HopState.QUEUED, events[0]) if events else HopState.QUEUED)
 
 
 @given(attempts=st.integers(0, 1000), rand=st.floats(0, 1, exclude_max=True))
