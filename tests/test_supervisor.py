@@ -22,6 +22,7 @@ from liaison_net.errors import Unavailable
 from liaison_net.metrics import NodeMetrics
 from liaison_net.store.node_store import NodeStore
 from liaison_net.supervisor import ChildState, RestartPolicy, Supervisor
+from tests.waits import PATIENCE_S
 
 FAST = RestartPolicy(base_s=0.01, max_s=0.04, intensity=3, period_s=600)
 
@@ -88,7 +89,7 @@ async def test_a_crashing_loop_is_restarted_alone_and_a_hopeless_one_given_up(
         sup.add("steady", steady)
 
     async def until(condition: Callable[[], bool], what: str) -> None:
-        async with asyncio.timeout(20):  # bounded polling; ``what`` names it in a traceback
+        async with asyncio.timeout(PATIENCE_S):  # bounded polling; ``what`` names it in a traceback
             while not condition():
                 await asyncio.sleep(0.01)
 
@@ -133,6 +134,6 @@ async def test_a_writer_given_up_on_refuses_writes_instead_of_queueing_them(
             raise KeyError("stop")
     store.db.writer_failed()
     with pytest.raises(Unavailable, match="writer is not running"):
-        async with asyncio.timeout(5):  # queued for a writer that never comes: a hang
+        async with asyncio.timeout(PATIENCE_S):  # queued for a writer that never comes: a hang
             await store.audit(now=2, event="test.refused", actor="nl", audit_detail="{}")
     await store.close()

@@ -35,6 +35,7 @@ from liaison_net.drills.harness import (
 )
 from liaison_net.federation.tls import client_context, officer_client_context
 from liaison_net.pki.certificates import node_hostname
+from tests.waits import PATIENCE_S
 
 __all__ = ["LIAISON", "Network", "NodeProcess", "free_port", "run_cli", "wait_for"]
 
@@ -62,11 +63,14 @@ def run_cli(*args: str, check: bool = True, env: dict[str, str] | None = None,
     return proc
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float, interval: float = 0.05,
-             what: str = "condition") -> Any:
-    """Poll until ``condition()`` is truthy; fail after ``timeout`` seconds."""
+def wait_for(condition: Callable[[], Any], *, timeout: float = PATIENCE_S,
+             interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll until ``condition()`` is truthy; fail, naming ``what``, after ``timeout`` s.
+
+    The bound is never below ``PATIENCE_S`` (tests/waits.py): a caller's timeout may
+    lengthen a wait (a retention window to pass), never make a loaded machine fail it."""
     try:
-        return Deadline(timeout).wait_for(condition, what=f"waiting for {what}",
+        return Deadline(max(timeout, PATIENCE_S)).wait_for(condition, what=f"waiting for {what}",
                                           interval=interval)
     except HarnessTimeout as exc:
         raise AssertionError(str(exc)) from None
@@ -98,7 +102,7 @@ class Network(NodeSet):
             self.wait_ready(nid)
         return self.nodes[nid]
 
-    def wait_ready(self, nid: str, timeout: float = 30) -> None:
+    def wait_ready(self, nid: str, timeout: float = PATIENCE_S) -> None:
         self.wait_node(nid, Deadline(timeout))
 
     def kill(self, nid: str, sig: int = signal.SIGKILL) -> None:
