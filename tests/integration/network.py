@@ -10,14 +10,18 @@ fixed sleeps.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
 import ssl
 import subprocess
+import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +80,39 @@ def wait_for(condition: Callable[[], Any], *, timeout: float = PATIENCE_S,
         raise AssertionError(str(exc)) from None
 
 
+class _PkiTemplate:
+    """One network's PKI per test process, made by the `liaison` CLI as an administrator
+    would, and copied into every network a test creates: a CA and each node's certificates
+    cost a Python start and key generation per call, paid here once per node id instead of
+    once per test. Each network gets its own copy (a test may revoke or rotate in it);
+    networks of one process share the CA, which no test relies on being distinct (a test
+    that needs a foreign CA makes one itself)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dir: Path | None = None
+
+    def copy_into(self, certs: Path, node_ids: tuple[str, ...]) -> None:
+        with self._lock:
+            if self._dir is None:
+                self._dir = Path(tempfile.mkdtemp(prefix="liaison-test-pki-")) / "certs"
+                atexit.register(shutil.rmtree, self._dir.parent, True)
+                run_cli("admin", "init-network", "--dir", str(self._dir))
+            for nid in node_ids:
+                if not (self._dir / nid).is_dir():
+                    run_cli("admin", "init-node", nid, "--dir", str(self._dir),
+                            "--ca-dir", str(self._dir))
+            certs.mkdir(parents=True, exist_ok=False)
+            for entry in self._dir.iterdir():
+                if entry.is_file():
+                    shutil.copy2(entry, certs / entry.name)
+            for nid in node_ids:
+                shutil.copytree(self._dir / nid, certs / nid)
+
+
+_PKI = _PkiTemplate()
+
+
 class Network(NodeSet):
     """Nodes on loopback under ``root``; ``start``/``kill`` one node, ``stop_all`` kills all."""
 
@@ -87,10 +124,7 @@ class Network(NodeSet):
         """PKI and configs for ``node_ids``; ``peer_urls[(a, b)]`` overrides how a reaches b;
         ``sections`` adds config tables ({"store": {"retention_sweep_s": 0.2}})."""
         net = cls(root)
-        run_cli("admin", "init-network", "--dir", str(net.certs))
-        for nid in node_ids:
-            run_cli("admin", "init-node", nid, "--dir", str(net.certs),
-                    "--ca-dir", str(net.certs))
+        _PKI.copy_into(net.certs, tuple(node_ids))
         net.lay_out(node_ids)
         net.write_configs(sections={"delivery": delivery, **(sections or {})},
                           peer_urls=peer_urls)
