@@ -120,11 +120,16 @@ def test_ports_come_in_turn_from_the_range_in_use_skipping_taken_ones() -> None:
     saved = (harness._port_range, harness._port_cursor)
     taken = socket.socket()
     try:
-        harness.use_port_range(range(20_000, 20_100))
+        ports = range(20_000, 20_100)
+        harness.use_port_range(ports)
         first = harness.free_ports(1)[0]
-        taken.bind(("127.0.0.1", first + 1))  # someone else holds the next port
-        assert harness.free_ports(2) == [first + 2, first + 3]
-        assert 20_000 <= first < 20_100
+        assert first in ports
+
+        def after(k: int) -> int:
+            return ports[(ports.index(first) + k) % len(ports)]
+
+        taken.bind(("127.0.0.1", after(1)))  # someone else holds the next port
+        assert harness.free_ports(2) == [after(2), after(3)]
         floor = harness.ephemeral_port_floor()
         ranges = [worker_ports(f"gw{i}", 4, floor) for i in range(4)]
         assert all(r.stop <= floor and len(r) >= 1000 for r in ranges)

@@ -26,6 +26,7 @@ their own directory, as node_configs/ does)::
 from __future__ import annotations
 
 import contextlib
+import random
 import signal
 import socket
 import subprocess
@@ -104,7 +105,8 @@ def use_port_range(ports: range) -> None:
     global _port_range, _port_cursor
     if len(ports) < 16:
         raise ValueError(f"a port range needs at least 16 ports, not {len(ports)}")
-    _port_range, _port_cursor = ports, 0
+    # From a random place: two unrelated runs given the same range rarely meet.
+    _port_range, _port_cursor = ports, random.randrange(len(ports))
 
 
 def ephemeral_port_floor(default: int = 32768) -> int:
