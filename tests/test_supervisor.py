@@ -96,7 +96,10 @@ async def test_a_crashing_loop_is_restarted_alone_and_a_hopeless_one_given_up(
     with pytest.raises(ExceptionGroup):
         async with asyncio.TaskGroup() as tasks:
             sup.start(tasks)
-            await until(lambda: sup.failed() == ["sodium"], "sodium to be given up")
+            # on_failed runs after loop.failed is audited, a moment after the state shows
+            # FAILED: wait for it, or the shutdown below may cancel the audit on a slow box.
+            await until(lambda: sup.failed() == ["sodium"] and given_up == ["sodium"],
+                        "sodium to be given up, audited and its on_failed called")
             before = next(ticks)
             await until(lambda: next(ticks) > before + 5, "steady to tick on")
             await until(lambda: sup.children["flaky"].state is ChildState.RUNNING
