@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/liaison demo
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), each test file on one worker
+# so that a module's shared network starts once (docs/testing.md says why and how many).
+TEST_WORKERS ?= 4
+
 test: lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check liaison_net tests fuzz

@@ -30,6 +30,7 @@ from liaison_net.core.limits import DAY_MS, HOUR_MS
 from liaison_net.store.node_store import NodeStore
 from liaison_net.store.schema import SCHEMA_VERSION
 from tests.core.factories import NOW, Officer, make_tag, seal_from
+from tests.waits import PATIENCE_S
 
 NODES = ("be", "nl", "lu", "de-nw")
 
@@ -132,7 +133,7 @@ async def _echoes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     try:
         writer.write(data)
         await writer.drain()
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(PATIENCE_S):
             return await reader.readexactly(len(data)) == data
     except (asyncio.IncompleteReadError, OSError):
         return False
@@ -141,14 +142,14 @@ async def _echoes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 async def _closed(reader: asyncio.StreamReader) -> bool:
     """True once the connection ends (EOF or reset), within a bounded wait."""
     try:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(PATIENCE_S):
             return await reader.read(1) == b""
     except OSError:
         return True
 
 
 async def _wait_until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(PATIENCE_S):
         while not condition():
             await asyncio.sleep(0.01)
 

@@ -4,6 +4,7 @@ back as written, waits that fail at once when the process dies, stops that end b
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,32 @@ def test_the_node_never_loads_the_drills_or_their_harness() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_ports_come_in_turn_from_the_range_in_use_skipping_taken_ones() -> None:
+    """Each xdist worker picks from its own range (tests/conftest.py): no two workers, and
+    no outgoing connection, can be handed the same port. A bound port is skipped."""
+    from liaison_net.drills import harness
+    from tests.conftest import worker_ports
+
+    saved = (harness._port_range, harness._port_cursor)
+    taken = socket.socket()
+    try:
+        ports = range(20_000, 20_100)
+        harness.use_port_range(ports)
+        first = harness.free_ports(1)[0]
+        assert first in ports
+
+        def after(k: int) -> int:
+            return ports[(ports.index(first) + k) % len(ports)]
+
+        taken.bind(("127.0.0.1", after(1)))  # someone else holds the next port
+        assert harness.free_ports(2) == [after(2), after(3)]
+        floor = harness.ephemeral_port_floor()
+        ranges = [worker_ports(f"gw{i}", 4, floor) for i in range(4)]
+        assert all(r.stop <= floor and len(r) >= 1000 for r in ranges)
+        assert len({p for r in ranges for p in r}) == sum(len(r) for r in ranges)
+        assert worker_ports(None, 1, floor) == range(10_000, floor)
+    finally:
+        taken.close()
+        harness._port_range, harness._port_cursor = saved

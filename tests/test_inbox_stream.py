@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -23,6 +23,7 @@ from liaison_net.officer_api.inbox_stream import (
     StreamSettings,
 )
 from liaison_net.store.node_store import InboxItem
+from tests.waits import PATIENCE_S
 
 OFFICER = "nl/jdevries"
 
@@ -54,6 +55,7 @@ class Harness:
     token_valid: list[bool]
     url: str
     http: aiohttp.ClientSession
+    streams: InboxStreams
 
 
 async def _harness(settings: StreamSettings) -> AsyncIterator[Harness]:
@@ -71,7 +73,19 @@ async def _harness(settings: StreamSettings) -> AsyncIterator[Harness]:
     app.router.add_get("/stream", streams.handle)
     app.on_shutdown.append(streams.close_all)
     async with TestServer(app) as server, aiohttp.ClientSession() as http:
-        yield Harness(inbox, watch, token_valid, str(server.make_url("/stream")), http)
+        yield Harness(inbox, watch, token_valid, str(server.make_url("/stream")), http,
+                      streams)
+
+
+async def until(condition: Callable[[], bool], what: str, patience: float = PATIENCE_S) -> None:
+    """Poll ``condition`` (the event loop runs the server meanwhile); a bound that only a
+    hang reaches, with a message that says what was awaited."""
+    try:
+        async with asyncio.timeout(patience):
+            while not condition():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"waited {patience:g} s for {what}") from None
 
 
 @pytest.fixture
@@ -83,11 +97,11 @@ async def quick() -> AsyncIterator[Harness]:
 async def test_a_commit_notification_pushes_the_new_entry_at_once(quick: Harness) -> None:
     quick.inbox.add()
     async with quick.http.ws_connect(quick.url + "?after=0") as ws:
-        first = json.loads((await ws.receive(timeout=5)).data)
+        first = json.loads((await ws.receive(timeout=PATIENCE_S)).data)
         assert first["seq"] == 1
         quick.inbox.add()
         quick.watch.notify([OFFICER])
-        second = json.loads((await ws.receive(timeout=5)).data)  # well before poll_s
+        second = json.loads((await ws.receive(timeout=PATIENCE_S)).data)  # well before poll_s
         assert second["seq"] == 2
 
 
@@ -95,7 +109,7 @@ async def test_the_stream_starts_after_the_given_seq(quick: Harness) -> None:
     for _ in range(3):
         quick.inbox.add()
     async with quick.http.ws_connect(quick.url + "?after=2") as ws:
-        assert json.loads((await ws.receive(timeout=5)).data)["seq"] == 3
+        assert json.loads((await ws.receive(timeout=PATIENCE_S)).data)["seq"] == 3
 
 
 async def test_a_consumer_that_does_not_read_is_closed_as_slow() -> None:
@@ -103,8 +117,12 @@ async def test_a_consumer_that_does_not_read_is_closed_as_slow() -> None:
     async for h in _harness(settings):
         h.inbox.endless = True
         async with h.http.ws_connect(h.url) as ws:
-            await asyncio.sleep(1.5)  # read nothing: buffers fill, the node gives up
-            async with asyncio.timeout(30):
+            # Read nothing until the node has given up: buffers fill, a message waits
+            # longer than slow_consumer_s, the node closes the stream and frees its slot.
+            # The client's patience is the generous bound; the node's limit is the short one.
+            await until(lambda streams=h.streams: streams.slots.open_total == 0,
+                        "the node to close the stream of a consumer that reads nothing")
+            async with asyncio.timeout(PATIENCE_S):
                 while (message := await ws.receive()).type is aiohttp.WSMsgType.TEXT:
                     pass
             assert message.type is aiohttp.WSMsgType.CLOSE
@@ -114,7 +132,7 @@ async def test_a_consumer_that_does_not_read_is_closed_as_slow() -> None:
 async def test_a_client_that_answers_no_ping_is_closed() -> None:
     async for h in _harness(StreamSettings(heartbeat_s=0.2, poll_s=60.0)):
         async with h.http.ws_connect(h.url, autoping=False) as ws:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(PATIENCE_S):
                 while (message := await ws.receive()).type is aiohttp.WSMsgType.PING:
                     pass
             assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
@@ -125,6 +143,6 @@ async def test_an_expired_token_closes_the_stream_with_4401() -> None:
     async for h in _harness(StreamSettings(poll_s=0.1, heartbeat_s=60.0)):
         async with h.http.ws_connect(h.url) as ws:
             h.token_valid[0] = False
-            message = await ws.receive(timeout=5)
+            message = await ws.receive(timeout=PATIENCE_S)
             assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE,
                                                     CLOSE_TOKEN_EXPIRED)

@@ -22,6 +22,7 @@ from liaison_net.errors import Unavailable
 from liaison_net.metrics import NodeMetrics
 from liaison_net.store.node_store import NodeStore
 from liaison_net.supervisor import ChildState, RestartPolicy, Supervisor
+from tests.waits import PATIENCE_S
 
 FAST = RestartPolicy(base_s=0.01, max_s=0.04, intensity=3, period_s=600)
 
@@ -88,14 +89,17 @@ async def test_a_crashing_loop_is_restarted_alone_and_a_hopeless_one_given_up(
         sup.add("steady", steady)
 
     async def until(condition: Callable[[], bool], what: str) -> None:
-        async with asyncio.timeout(20):  # bounded polling; ``what`` names it in a traceback
+        async with asyncio.timeout(PATIENCE_S):  # bounded polling; ``what`` names it in a traceback
             while not condition():
                 await asyncio.sleep(0.01)
 
     with pytest.raises(ExceptionGroup):
         async with asyncio.TaskGroup() as tasks:
             sup.start(tasks)
-            await until(lambda: sup.failed() == ["sodium"], "sodium to be given up")
+            # on_failed runs after loop.failed is audited, a moment after the state shows
+            # FAILED: wait for it, or the shutdown below may cancel the audit on a slow box.
+            await until(lambda: sup.failed() == ["sodium"] and given_up == ["sodium"],
+                        "sodium to be given up, audited and its on_failed called")
             before = next(ticks)
             await until(lambda: next(ticks) > before + 5, "steady to tick on")
             await until(lambda: sup.children["flaky"].state is ChildState.RUNNING
@@ -133,6 +137,6 @@ async def test_a_writer_given_up_on_refuses_writes_instead_of_queueing_them(
             raise KeyError("stop")
     store.db.writer_failed()
     with pytest.raises(Unavailable, match="writer is not running"):
-        async with asyncio.timeout(5):  # queued for a writer that never comes: a hang
+        async with asyncio.timeout(PATIENCE_S):  # queued for a writer that never comes: a hang
             await store.audit(now=2, event="test.refused", actor="nl", audit_detail="{}")
     await store.close()

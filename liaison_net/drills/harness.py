@@ -26,6 +26,7 @@ their own directory, as node_configs/ does)::
 from __future__ import annotations
 
 import contextlib
+import random
 import signal
 import socket
 import subprocess
@@ -87,13 +88,56 @@ class Deadline:
             time.sleep(min(interval, self.left(what)))
 
 
+#: Where ``free_ports`` picks from: None asks the kernel for an ephemeral port; a range
+#: (``use_port_range``) keeps one process's picks apart from every other process's, as
+#: the test suite does for each of its parallel workers.
+_port_range: range | None = None
+_port_cursor = 0
+
+
+def use_port_range(ports: range) -> None:
+    """Pick from ``ports`` from now on, in turn, skipping any that cannot be bound.
+
+    A port the kernel hands out (``bind(..., 0)``) is free only until the socket closes:
+    another process asking the kernel, or any outgoing connection, may get the same port
+    before the node binds it. Ports below the kernel's ephemeral range, split between the
+    processes that pick them, are never handed out by anyone else."""
+    global _port_range, _port_cursor
+    if len(ports) < 16:
+        raise ValueError(f"a port range needs at least 16 ports, not {len(ports)}")
+    # From a random place: two unrelated runs given the same range rarely meet.
+    _port_range, _port_cursor = ports, random.randrange(len(ports))
+
+
+def ephemeral_port_floor(default: int = 32768) -> int:
+    """The lowest port the kernel hands out on its own (Linux; ``default`` elsewhere)."""
+    try:
+        low = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]
+        return int(low)
+    except (OSError, IndexError, ValueError):
+        return default
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct free TCP ports on 127.0.0.1 (all held open until all are picked)."""
+    global _port_cursor
     with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
+        ports: list[int] = []
+        tries = 0
+        while len(ports) < count:
             s = stack.enter_context(socket.socket())
-            s.bind(("127.0.0.1", 0))
+            if _port_range is None:
+                s.bind(("127.0.0.1", 0))
+            else:
+                tries += 1
+                if tries > len(_port_range):
+                    raise HarnessError(f"no {count} free ports left in {_port_range}")
+                port = _port_range[_port_cursor % len(_port_range)]
+                _port_cursor += 1
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue  # taken, or still in TIME_WAIT: the next one
             ports.append(int(s.getsockname()[1]))
         return ports
 

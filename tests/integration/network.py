@@ -10,14 +10,18 @@ fixed sleeps.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
 import ssl
 import subprocess
+import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +39,7 @@ from liaison_net.drills.harness import (
 )
 from liaison_net.federation.tls import client_context, officer_client_context
 from liaison_net.pki.certificates import node_hostname
+from tests.waits import PATIENCE_S
 
 __all__ = ["LIAISON", "Network", "NodeProcess", "free_port", "run_cli", "wait_for"]
 
@@ -62,14 +67,50 @@ def run_cli(*args: str, check: bool = True, env: dict[str, str] | None = None,
     return proc
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float, interval: float = 0.05,
-             what: str = "condition") -> Any:
-    """Poll until ``condition()`` is truthy; fail after ``timeout`` seconds."""
+def wait_for(condition: Callable[[], Any], *, timeout: float = PATIENCE_S,
+             interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll until ``condition()`` is truthy; fail, naming ``what``, after ``timeout`` s.
+
+    The bound is never below ``PATIENCE_S`` (tests/waits.py): a caller's timeout may
+    lengthen a wait (a retention window to pass), never make a loaded machine fail it."""
     try:
-        return Deadline(timeout).wait_for(condition, what=f"waiting for {what}",
+        return Deadline(max(timeout, PATIENCE_S)).wait_for(condition, what=f"waiting for {what}",
                                           interval=interval)
     except HarnessTimeout as exc:
         raise AssertionError(str(exc)) from None
+
+
+class _PkiTemplate:
+    """One network's PKI per test process, made by the `liaison` CLI as an administrator
+    would, and copied into every network a test creates: a CA and each node's certificates
+    cost a Python start and key generation per call, paid here once per node id instead of
+    once per test. Each network gets its own copy (a test may revoke or rotate in it);
+    networks of one process share the CA, which no test relies on being distinct (a test
+    that needs a foreign CA makes one itself)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dir: Path | None = None
+
+    def copy_into(self, certs: Path, node_ids: tuple[str, ...]) -> None:
+        with self._lock:
+            if self._dir is None:
+                self._dir = Path(tempfile.mkdtemp(prefix="liaison-test-pki-")) / "certs"
+                atexit.register(shutil.rmtree, self._dir.parent, True)
+                run_cli("admin", "init-network", "--dir", str(self._dir))
+            for nid in node_ids:
+                if not (self._dir / nid).is_dir():
+                    run_cli("admin", "init-node", nid, "--dir", str(self._dir),
+                            "--ca-dir", str(self._dir))
+            certs.mkdir(parents=True, exist_ok=False)
+            for entry in self._dir.iterdir():
+                if entry.is_file():
+                    shutil.copy2(entry, certs / entry.name)
+            for nid in node_ids:
+                shutil.copytree(self._dir / nid, certs / nid)
+
+
+_PKI = _PkiTemplate()
 
 
 class Network(NodeSet):
@@ -83,10 +124,7 @@ class Network(NodeSet):
         """PKI and configs for ``node_ids``; ``peer_urls[(a, b)]`` overrides how a reaches b;
         ``sections`` adds config tables ({"store": {"retention_sweep_s": 0.2}})."""
         net = cls(root)
-        run_cli("admin", "init-network", "--dir", str(net.certs))
-        for nid in node_ids:
-            run_cli("admin", "init-node", nid, "--dir", str(net.certs),
-                    "--ca-dir", str(net.certs))
+        _PKI.copy_into(net.certs, tuple(node_ids))
         net.lay_out(node_ids)
         net.write_configs(sections={"delivery": delivery, **(sections or {})},
                           peer_urls=peer_urls)
@@ -98,7 +136,7 @@ class Network(NodeSet):
             self.wait_ready(nid)
         return self.nodes[nid]
 
-    def wait_ready(self, nid: str, timeout: float = 30) -> None:
+    def wait_ready(self, nid: str, timeout: float = PATIENCE_S) -> None:
         self.wait_node(nid, Deadline(timeout))
 
     def kill(self, nid: str, sig: int = signal.SIGKILL) -> None:

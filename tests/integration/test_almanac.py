@@ -15,6 +15,7 @@ from liaison_net.core.almanac import Almanac
 from tests.integration.network import Network, row_counts, run_cli
 from tests.integration.officers import PASSPHRASE, OfficerAgent, enrol
 from tests.integration.test_first_alert import directory_with, inbox_ids
+from tests.waits import PATIENCE_S
 
 ENV = {"LIAISON_PASSPHRASE": PASSPHRASE.decode()}
 MARIE_ALMANAC = Almanac.create(languages=["nl", "es"], posting="co-bogota",
@@ -162,7 +163,7 @@ async def test_a_key_rotation_keeps_what_the_card_says_the_officer_covers(
     n = almanac3
     run_cli("officer", "rotate", "--keystore", str(n.marie.path), env=ENV)
     async with n.jan.session() as nl:
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(PATIENCE_S):
             while True:
                 card = (await nl.directory(now=datetime.now(UTC))).cards[n.marie.id]
                 if card.version == 2:

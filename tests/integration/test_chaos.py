@@ -21,8 +21,10 @@ from liaison_net.demo.network import Deadline
 
 pytestmark = pytest.mark.slow
 
-KILLS = 4
-PARTITIONS = 4
+#: The short form (`make test`) and the long one (`pytest --long`, docs/testing.md):
+#: kills, partitions, seconds of chaos.
+FORMS = [pytest.param((4, 4, 28.0), id="short"),
+         pytest.param((12, 12, 120.0), id="long", marks=pytest.mark.long)]
 
 
 @pytest.fixture
@@ -47,9 +49,13 @@ def inbox_ids(database: Path) -> set[bytes]:
         return {bytes(r[0]) for r in db.execute("SELECT envelope_id FROM inbox")}
 
 
-async def test_short_soak_loses_and_duplicates_nothing(
-        tmp_path: Path, make_soak: Callable[[SoakOptions, Path], Soak]) -> None:
-    soak = make_soak(SoakOptions(kills=KILLS, partitions=PARTITIONS, duration_s=28.0, seed=2024,
+@pytest.mark.parametrize("form", FORMS)
+async def test_soak_loses_and_duplicates_nothing(
+        tmp_path: Path, make_soak: Callable[[SoakOptions, Path], Soak],
+        form: tuple[int, int, float]) -> None:
+    kills, partitions, duration_s = form
+    soak = make_soak(SoakOptions(kills=kills, partitions=partitions, duration_s=duration_s,
+                                 seed=2024,
                                  rate=8.0, officers_per_node=1, drain_timeout_s=60.0,
                                  setup_timeout_s=90.0), tmp_path)
     doc = await soak.run()
@@ -58,7 +64,7 @@ async def test_short_soak_loses_and_duplicates_nothing(
     assert doc["ok"]
 
     # The faults really happened, and traffic met them.
-    assert f["kills"] >= KILLS and f["partitions"] >= PARTITIONS
+    assert f["kills"] >= kills and f["partitions"] >= partitions
     assert sum(n["kills"] for n in doc["nodes"].values()) == f["kills"]
     assert f["accepted_while_destination_down"] > 0
     assert f["accepted_while_link_cut"] > 0

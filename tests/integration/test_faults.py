@@ -1,5 +1,6 @@
 """Nothing accepted is lost: SIGKILL and restart either node, cut the destination off for
-30 s; every envelope reaches the inbox exactly once, counted in the destination's database."""
+8 s (30 s in the long form); every envelope reaches the inbox exactly once, counted in the
+destination's database."""
 
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ from tests.integration.officers import OfficerAgent, enrol
 from tests.integration.test_first_alert import directory_with
 
 pytestmark = pytest.mark.slow
+
+#: Each drill's short form (`make test`) and long form (`pytest --long`, docs/testing.md):
+#: the same faults, fewer envelopes and a shorter outage.
+FORMS = [pytest.param("short"), pytest.param("long", marks=pytest.mark.long)]
+ENVELOPES = {"short": 600, "long": 2000}
+OUTAGE_S = {"short": 8.0, "long": 30.0}
 
 
 def inbox_rows(net: Network, nid: str, officer: str) -> list[bytes]:
@@ -87,11 +94,14 @@ async def setup_pair(net: Network) -> tuple[OfficerAgent, OfficerAgent, Director
     return jan, marie, directory
 
 
-async def test_destination_killed_twice_mid_stream(make_network: type[Network]) -> None:
+@pytest.mark.parametrize("form", FORMS)
+async def test_destination_killed_twice_mid_stream(make_network: type[Network],
+                                                   form: str) -> None:
     net = make_network.create(node_ids=("nl", "be"))
     jan, marie, directory = await setup_pair(net)
-    envelopes = sealed(jan, directory, marie.id, 2000)
-    kills = {500: False, 1200: False}
+    count = ENVELOPES[form]
+    envelopes = sealed(jan, directory, marie.id, count)
+    kills = {count // 4: False, count * 3 // 5: False}
 
     def chaos(accepted: int) -> None:
         for at, done in kills.items():
@@ -101,25 +111,29 @@ async def test_destination_killed_twice_mid_stream(make_network: type[Network]) 
                 net.start("be", wait=False)
 
     answered = await submit_all(jan, envelopes, on_accepted=chaos)
-    assert answered == set(range(2000))  # the origin stayed up throughout
+    assert answered == set(range(count))  # the origin stayed up throughout
     assert all(kills.values())
     net.wait_ready("be")
     assert_exactly_once(net, "be", marie.id, envelopes)
 
 
-async def test_origin_killed_after_accepting(make_network: type[Network]) -> None:
+@pytest.mark.parametrize("form", FORMS)
+async def test_origin_killed_after_accepting(make_network: type[Network], form: str) -> None:
     net = make_network.create(node_ids=("nl", "be"))
     jan, marie, directory = await setup_pair(net)
-    envelopes = sealed(jan, directory, marie.id, 2000)
-    first = await submit_all(jan, envelopes[:1000])
-    assert first == set(range(1000))
+    half = ENVELOPES[form] // 2
+    envelopes = sealed(jan, directory, marie.id, 2 * half)
+    first = await submit_all(jan, envelopes[:half])
+    assert first == set(range(half))
     net.kill("nl", signal.SIGKILL)  # some of those are still queued at NL
     net.start("nl")
-    await submit_until_all_answered(jan, envelopes[1000:], net, "nl")
+    await submit_until_all_answered(jan, envelopes[half:], net, "nl")
     assert_exactly_once(net, "be", marie.id, envelopes)
 
 
-async def test_destination_unreachable_30s_then_catch_up(make_network: type[Network]) -> None:
+@pytest.mark.parametrize("form", FORMS)
+async def test_destination_unreachable_then_catch_up(make_network: type[Network],
+                                                     form: str) -> None:
     net = make_network.create(node_ids=("nl", "be"))
     jan, marie, directory = await setup_pair(net)
     envelopes = sealed(jan, directory, marie.id, 300)
@@ -128,7 +142,7 @@ async def test_destination_unreachable_30s_then_catch_up(make_network: type[Netw
     # NL backs off while BE is away (attempts persisted in its database) ...
     wait_for(lambda: backoff_attempts(net, "nl", "be") >= 3, timeout=30,
              what="NL to back off from BE")
-    await asyncio.sleep(30)  # the outage itself, the scenario under test (not a wait)
+    await asyncio.sleep(OUTAGE_S[form])  # the outage itself, the scenario under test
     assert inbox_rows(net, "be", marie.id) == []
     net.start("be")
     # ... and catches up once it returns: nothing lost, nothing doubled.

@@ -11,9 +11,11 @@ from liaison_net.core import sealing
 from liaison_net.core.ids import id_from_text
 from tests.integration.network import Network
 from tests.integration.officers import enrol
+from tests.waits import PATIENCE_S
 
 
-async def directory_with(session: NodeSession, *officers: str, timeout: float = 20) -> Directory:
+async def directory_with(session: NodeSession, *officers: str,
+                         timeout: float = PATIENCE_S) -> Directory:
     """Poll the node's directory until every officer's card has federated to it."""
     async with asyncio.timeout(timeout):
         while True:
@@ -23,7 +25,8 @@ async def directory_with(session: NodeSession, *officers: str, timeout: float = 
             await asyncio.sleep(0.1)
 
 
-async def inbox_ids(session: NodeSession, expected: int, timeout: float = 60) -> list[str]:
+async def inbox_ids(session: NodeSession, expected: int,
+                    timeout: float = PATIENCE_S) -> list[str]:
     async with asyncio.timeout(timeout):
         while True:
             entries = [e for e in await session.inbox_all() if e.kind != "evidence"]

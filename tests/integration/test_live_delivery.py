@@ -23,12 +23,13 @@ from liaison_net.pki.certificates import node_hostname
 from tests.integration.network import LIAISON, Network, https, officer_tls
 from tests.integration.officers import PASSPHRASE, OfficerAgent, bearer_token, enrol
 from tests.integration.test_first_alert import directory_with
+from tests.waits import PATIENCE_S
 
 
 async def until(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
     """Poll ``condition`` without blocking the loop (followers run beside the test)."""
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(max(timeout, PATIENCE_S)):
             while not (value := condition()):
                 await asyncio.sleep(0.05)
             return value
@@ -195,7 +196,7 @@ async def test_the_stream_refuses_bad_tokens_too_many_streams_and_plain_gets(
             envelope = jan.seal(directory, [piet.id], b"local alert")
             await nl.submit(envelope.to_bytes())
         first = await open_stream(token)
-        message = json.loads((await first.receive(timeout=10)).data)
+        message = json.loads((await first.receive(timeout=PATIENCE_S)).data)
         status, body = await https(port, officer_tls(net), host, "GET", "/api/v1/inbox",
                                    headers={"Authorization": f"Bearer {token}"})
         assert status == 200 and json.loads(body)["items"][0] == message
@@ -213,7 +214,7 @@ async def test_the_stream_refuses_bad_tokens_too_many_streams_and_plain_gets(
 
         # A closed stream gives its slot back.
         await first.close()
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(PATIENCE_S):
             while True:
                 try:
                     await open_stream(token)
@@ -231,7 +232,7 @@ async def test_the_stream_refuses_bad_tokens_too_many_streams_and_plain_gets(
         # The stream takes no messages from the client: it closes with 1003.
         chatty = await open_stream(await bearer_token(jan))
         await chatty.send_str("hello")
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(PATIENCE_S):
             while (closing := await chatty.receive()).type is aiohttp.WSMsgType.TEXT:
                 pass  # jan's inbox entries (delivery evidence) may come first
         assert closing.type is aiohttp.WSMsgType.CLOSE and closing.data == 1003
