@@ -136,9 +136,11 @@ class Supervisor:
                 child.state = ChildState.FAILED
                 log.error("loop.failed", loop=child.name, crashes=len(child.crashes),
                           period_s=self.policy.period_s, error=error)
-                await self._audit("loop.failed", child, error, reason)
-                if child.on_failed is not None:
-                    child.on_failed()
+                try:
+                    await self._audit("loop.failed", child, error, reason)
+                finally:  # a shutdown during the audit wait must not skip the give-up
+                    if child.on_failed is not None:
+                        child.on_failed()
                 return
             child.state = ChildState.RESTARTING
             child.restarts += 1

@@ -140,3 +140,30 @@ async def test_a_writer_given_up_on_refuses_writes_instead_of_queueing_them(
         async with asyncio.timeout(PATIENCE_S):  # queued for a writer that never comes: a hang
             await store.audit(now=2, event="test.refused", actor="nl", audit_detail="{}")
     await store.close()
+
+
+async def test_a_shutdown_during_the_give_up_audit_still_gives_up() -> None:
+    """The give-up's audit entry may wait on a busy writer; a shutdown in that wait must not
+    skip ``on_failed`` (for the writer: queued writes refused instead of hanging)."""
+    audit_waiting = asyncio.Event()
+
+    async def audit(event: str, fields: dict[str, object]) -> None:
+        if event == "loop.failed":
+            audit_waiting.set()
+            await asyncio.Event().wait()  # a writer that never answers
+
+    sup = Supervisor(policy=RestartPolicy(base_s=0.01, max_s=0.01, intensity=1,
+                                          period_s=600), audit=audit)
+    given_up: list[str] = []
+
+    async def hopeless() -> None:
+        raise RuntimeError("always")
+
+    sup.add("hopeless", hopeless, on_failed=lambda: given_up.append("hopeless"))
+    with pytest.raises(ExceptionGroup):
+        async with asyncio.TaskGroup() as tasks:
+            sup.start(tasks)
+            async with asyncio.timeout(PATIENCE_S):
+                await audit_waiting.wait()
+            raise KeyError("stop")  # cancels the supervising task inside the audit wait
+    assert given_up == ["hopeless"]

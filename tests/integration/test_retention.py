@@ -20,8 +20,10 @@ from tests.integration.test_first_alert import directory_with, inbox_ids
 
 SECRET_TEXT = "Suspect vehicle NL-42-XK crossed at Hazeldonk"
 SECRET = content.encode(content.Content(subject="Hazeldonk", text=SECRET_TEXT))
-TTL_MS = 6_000  # expires: delivered well before
-RETAIN_MS = 12_000  # retain_until: after expires (the tag requires it), read before it
+# Generous on purpose: a loaded machine must still deliver before expires and read before
+# retain_until (the test then waits for the purge, bounded, so a larger value costs time).
+TTL_MS = 20_000  # expires: delivered well before
+RETAIN_MS = 30_000  # retain_until: after expires (the tag requires it), read before it
 
 
 def _stored(net: Network, nid: str, envelope_id: bytes) -> tuple[bytes, int | None]:
