@@ -10,6 +10,7 @@ node's certified key, and subject to the same ownership policy at the receiving 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -17,7 +18,7 @@ import structlog
 from liaison_net.clock import Clock
 from liaison_net.core import codec, crypto, sealing
 from liaison_net.core.audit import detail
-from liaison_net.core.envelope import Kind, Precedence
+from liaison_net.core.envelope import Envelope, Kind, Precedence
 from liaison_net.core.ids import id_to_text, node_of, node_principal
 from liaison_net.core.limits import DAY_MS
 from liaison_net.core.ownership import (
@@ -36,6 +37,19 @@ log = structlog.get_logger("liaison.notices")
 
 NOTICE_TTL_MS = 30 * DAY_MS
 NOTICE_RETENTION_MS = 90 * DAY_MS
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A node envelope ready to store: what ``NodeStore.accept`` needs to write it."""
+
+    envelope: Envelope
+    now: int
+    label: str
+    event: str  # the audit event: ``notice.issued``, ``evidence.issued``
+    local: list[str]  # recipients with an inbox on this node
+    remote: list[str]  # nodes it is relayed to
+    audit_detail: str
 
 
 class Notifier:
@@ -60,7 +74,26 @@ class Notifier:
                     retention_ms: int = NOTICE_RETENTION_MS) -> bool:
         """Seal ``plaintext`` as an envelope of ``envelope_kind`` signed by this node, for
         every recipient with a card here, store it and wake the peers it goes to; False if
-        no recipient has a card. ``label`` names it in the tag's purpose and the audit."""
+        no recipient has a card. ``label`` names it in the tag's purpose and the audit.
+        (What a decision owes goes through the effects drain instead, ``services/effects``:
+        ``seal`` there, and the store call that also deletes the effect.)"""
+        sealed = await self.seal(envelope_kind, label=label, recipients=recipients,
+                                 plaintext=plaintext, ref=ref, precedence=precedence,
+                                 retention_ms=retention_ms)
+        if sealed is None:
+            return False
+        await self.store.accept(
+            sealed.envelope, now=sealed.now, actor=self.node_id, event=sealed.event,
+            local_recipients=sealed.local, remote_nodes=sealed.remote,
+            audit_detail=sealed.audit_detail)
+        self.issued(sealed)
+        return True
+
+    async def seal(self, envelope_kind: Kind, *, label: str, recipients: list[str],
+                   plaintext: bytes, ref: bytes | None, precedence: Precedence,
+                   retention_ms: int = NOTICE_RETENTION_MS) -> Sealed | None:
+        """The envelope ``issue`` would store (nothing stored): card lookup and sealing;
+        None if no recipient has a usable card here."""
         keyed = []
         for officer in dict.fromkeys(recipients):
             keys = await self.store.officer_keys(officer)
@@ -76,7 +109,7 @@ class Notifier:
                 continue
             keyed.append(sealing.RecipientKey(officer, keys[1]))
         if not keyed:
-            return False
+            return None
         now = self.clock.now_ms()
         nodes = {node_of(r.officer) for r in keyed}
         tag = OwnershipTag(
@@ -89,18 +122,20 @@ class Notifier:
             recipients=keyed, tag=tag, plaintext=plaintext,
             now=now, expires=now + NOTICE_TTL_MS, kind=envelope_kind, precedence=precedence,
             ref=ref)
-        remote = sorted(nodes - {self.node_id})
-        await self.store.accept(
-            notice, now=now, actor=self.node_id, event=f"{envelope_kind.value}.issued",
-            local_recipients=[r.officer for r in keyed if node_of(r.officer) == self.node_id],
-            remote_nodes=remote,
+        return Sealed(
+            envelope=notice, now=now, label=label, event=f"{envelope_kind.value}.issued",
+            local=[r.officer for r in keyed if node_of(r.officer) == self.node_id],
+            remote=sorted(nodes - {self.node_id}),
             audit_detail=detail(kind=label, ref=id_to_text(ref) if ref else None,
                                 to=sorted(r.officer for r in keyed)))
-        for node in remote:
+
+    def issued(self, sealed: Sealed) -> None:
+        """After the commit that stored ``sealed``: wake the peers it goes to, log it."""
+        for node in sealed.remote:
             self.wake(node)
-        log.info(f"{envelope_kind.value}.issued", kind=label,
-                 ref=id_to_text(ref) if ref else None, recipients=len(keyed))
-        return True
+        ref = sealed.envelope.header.ref
+        log.info(sealed.event, kind=sealed.label, ref=id_to_text(ref) if ref else None,
+                 recipients=len(sealed.envelope.header.recipients))
 
     async def _weak_recipient(self, envelope_kind: Kind, label: str, officer: str,
                               exc: WeakKey) -> None:
