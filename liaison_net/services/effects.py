@@ -100,7 +100,7 @@ class EffectDrain:
                 self.notifier.issued(sealed)
         except Unavailable:
             raise
-        except Exception as exc:
+        except Exception as exc:  # one effect's failure (a bug too) is kept, retried alone
             await self._failed(effect, exc)
 
     async def _seal(self, effect: PendingEffect) -> Sealed | None:
