@@ -1,22 +1,23 @@
 """Envelopes a node writes itself: signed by the node (as ``<node>/node``), sealed for
 officers, local or on peers, and sent like any other envelope (stored, then relayed).
 
-Non-delivery notices, signal acknowledgements, escalations and match notices (kind
-``notice``, ``send``) and the node's delivery evidence (kind ``evidence``, ``issue``, see
-``evidence``) all go this way, so they are end-to-end encrypted, verifiable under the
-node's certified key, and subject to the same ownership policy at the receiving node.
+Non-delivery notices, disclosure receipts, signal acknowledgements, escalations and match
+notices (kind ``notice``) and the node's delivery evidence (kind ``evidence``) all go this
+way, so they are end-to-end encrypted, verifiable under the node's certified key, and
+subject to the same ownership policy at the receiving node. Each is owed by a decision and
+recorded with it (``core/effects``); the effects drain asks the ``Notifier`` to ``seal`` it
+and stores it in the same write that retires the effect, so it is issued exactly once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
 from liaison_net.clock import Clock
-from liaison_net.core import codec, crypto, sealing
+from liaison_net.core import crypto, sealing
 from liaison_net.core.audit import detail
 from liaison_net.core.envelope import Envelope, Kind, Precedence
 from liaison_net.core.ids import id_to_text, node_of, node_principal
@@ -62,38 +63,14 @@ class Notifier:
         self.signing_key = signing_key
         self.wake = wake
 
-    async def send(self, *, kind: str, recipients: list[str], content: dict[str, Any],
-                   ref: bytes | None, precedence: Precedence = Precedence.PRIORITY) -> bool:
-        """Seal ``content`` for every recipient with a card here; False if none has one."""
-        return await self.issue(Kind.NOTICE, label=kind, recipients=recipients,
-                                plaintext=codec.pack({"v": 1, "type": kind, **content}),
-                                ref=ref, precedence=precedence)
-
-    async def issue(self, envelope_kind: Kind, *, label: str, recipients: list[str],
-                    plaintext: bytes, ref: bytes | None, precedence: Precedence,
-                    retention_ms: int = NOTICE_RETENTION_MS) -> bool:
-        """Seal ``plaintext`` as an envelope of ``envelope_kind`` signed by this node, for
-        every recipient with a card here, store it and wake the peers it goes to; False if
-        no recipient has a card. ``label`` names it in the tag's purpose and the audit.
-        (What a decision owes goes through the effects drain instead, ``services/effects``:
-        ``seal`` there, and the store call that also deletes the effect.)"""
-        sealed = await self.seal(envelope_kind, label=label, recipients=recipients,
-                                 plaintext=plaintext, ref=ref, precedence=precedence,
-                                 retention_ms=retention_ms)
-        if sealed is None:
-            return False
-        await self.store.accept(
-            sealed.envelope, now=sealed.now, actor=self.node_id, event=sealed.event,
-            local_recipients=sealed.local, remote_nodes=sealed.remote,
-            audit_detail=sealed.audit_detail)
-        self.issued(sealed)
-        return True
-
     async def seal(self, envelope_kind: Kind, *, label: str, recipients: list[str],
                    plaintext: bytes, ref: bytes | None, precedence: Precedence,
                    retention_ms: int = NOTICE_RETENTION_MS) -> Sealed | None:
-        """The envelope ``issue`` would store (nothing stored): card lookup and sealing;
-        None if no recipient has a usable card here."""
+        """Seal ``plaintext`` as an envelope of ``envelope_kind`` signed by this node, for
+        every recipient with a card here (nothing stored); None if no recipient has a
+        usable card. ``label`` names it in the tag's purpose and the audit. The caller
+        stores it in the write that retires what owed it (``services/effects``), then
+        calls ``issued``."""
         keyed = []
         for officer in dict.fromkeys(recipients):
             keys = await self.store.officer_keys(officer)
