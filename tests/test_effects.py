@@ -8,7 +8,7 @@ from pathlib import Path
 
 from liaison_net.clock import ManualClock
 from liaison_net.config import EffectsConfig
-from liaison_net.core import crypto
+from liaison_net.core import codec, crypto
 from liaison_net.core.almanac import Almanac
 from liaison_net.core.audit import detail
 from liaison_net.core.effects import Effect, notice, origin_evidence
@@ -221,3 +221,52 @@ async def test_a_failing_effect_is_kept_audited_and_blocks_no_other(tmp_path: Pa
     assert _count(path, "SELECT COUNT(*) FROM audit WHERE event = 'effect.failed'") == 2
     assert _count(path, "SELECT COUNT(*) FROM audit WHERE event = 'effect.no_recipient'") == 1
     assert _count(path, "SELECT COUNT(*) FROM audit WHERE event = 'notice.issued'") == 1
+
+
+async def test_signal_and_request_notices_are_owed_by_their_decisions(tmp_path: Path) -> None:
+    """A received signal matching one of ours owes a match notice from its acceptance; a
+    desk's first acknowledgement and each escalation (signal, request) owe theirs from
+    their own write; a second acknowledgement or escalation owes nothing."""
+    from liaison_net.core.signals import Pseudonym, Severity, SignalAnnex
+
+    path = tmp_path / "n.sqlite3"
+    store = await _open(path)
+    desk = Officer("nl/desk")
+    try:
+        same = (Pseudonym(b"k" * 16, b"p" * 32),)
+        ours = seal_from(ALICE, [BOB], kind=Kind.SIGNAL,
+                         signal=SignalAnnex(Severity.HIGH, same))
+        theirs = seal_from(BOB, [desk], kind=Kind.SIGNAL, now=NOW + 1,
+                           signal=SignalAnnex(Severity.HIGH, same))
+        await store.accept(ours, now=NOW, actor=ALICE.id, event="envelope.accepted",
+                           local_recipients=[], remote_nodes=["be"], audit_detail=detail())
+        outcome = await store.accept(
+            theirs, now=NOW, actor="be", event="envelope.delivered_to_inbox",
+            local_recipients=[desk.id], remote_nodes=[], audit_detail=detail(),
+            signal_deadline=NOW + HOUR_MS, received=True)
+        assert outcome.matches == 1
+
+        def ack(sender: str) -> Effect:
+            return notice("signal-ack", recipients=[sender], ref=theirs.id, content={})
+
+        escalation = notice("signal-escalation", recipients=[BOB.id], ref=theirs.id,
+                            content={})
+        for _ in range(2):
+            await store.signals.acknowledge(theirs.id, desk.id, now=NOW, notice=ack)
+            await store.signals.mark_escalated(theirs.id, now=NOW, notice=escalation)
+        request = seal_from(BOB, [desk], kind=Kind.REQUEST, urgency=Urgency.URGENT_DIRECT,
+                            now=NOW + 2)
+        await store.accept(request, now=NOW, actor="be", event="envelope.delivered_to_inbox",
+                           local_recipients=[desk.id], remote_nodes=[],
+                           audit_detail=detail(), received=True, track_request=True)
+        for _ in range(2):
+            await store.requests.mark_escalated(
+                request.id, desk.id, now=NOW,
+                notice=notice("request-escalation", recipients=[desk.id], ref=request.id,
+                              content={}))
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        labels = [codec.unpack(bytes(r[0]), what="args", max_bytes=4096)["label"]
+                  for r in db.execute("SELECT args FROM effects ORDER BY id")]
+    assert labels == ["signal-match", "signal-ack", "signal-escalation", "request-escalation"]
