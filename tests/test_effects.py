@@ -20,6 +20,7 @@ from liaison_net.core.sealing import SignerKey, open_envelope, verify
 from liaison_net.metrics import NodeMetrics
 from liaison_net.services.effects import EffectDrain
 from liaison_net.services.notices import Notifier
+from liaison_net.store.effect_store import Issued
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW, Officer, seal_from
 
@@ -136,10 +137,9 @@ async def test_an_effect_completes_once_even_if_sealed_twice(tmp_path: Path) -> 
         for _ in range(2):
             sealed = await drain._seal(effect)
             assert sealed is not None
-            results.append(await store.complete_effect(
-                effect, sealed.envelope, now=sealed.now, event=sealed.event,
-                local_recipients=sealed.local, remote_nodes=sealed.remote,
-                audit_detail=sealed.audit_detail))
+            item = Issued(effect, sealed.envelope, sealed.now, sealed.event, sealed.local,
+                          sealed.remote, sealed.audit_detail)
+            results += await store.complete_effects([item])
         assert results == [True, False]
         assert _count(tmp_path / "n.sqlite3",
                       "SELECT COUNT(*) FROM envelopes WHERE kind = 'evidence'") == 1
@@ -270,3 +270,35 @@ async def test_signal_and_request_notices_are_owed_by_their_decisions(tmp_path: 
         labels = [codec.unpack(bytes(r[0]), what="args", max_bytes=4096)["label"]
                   for r in db.execute("SELECT args FROM effects ORDER BY id")]
     assert labels == ["signal-match", "signal-ack", "signal-escalation", "request-escalation"]
+
+
+async def test_one_effect_the_store_refuses_does_not_hold_back_its_batch(
+        tmp_path: Path) -> None:
+    """The batch is stored in one write; when the database refuses one of its envelopes
+    (here a real SQLite trigger), the drain stores the others alone and keeps the refused
+    one, audited as ``effect.failed``."""
+    path = tmp_path / "n.sqlite3"
+    store = await _open(path)
+    clock = ManualClock(NOW)
+    refused, fine = seal_from(ALICE, [BOB]).id, seal_from(ALICE, [BOB], now=NOW + 1).id
+    try:
+        await _enrol(store, ALICE)
+
+        async def op(txn: object) -> None:
+            from liaison_net.store.effect_store import add_effects
+            await add_effects(txn, [  # type: ignore[arg-type]
+                notice("non-delivery", recipients=[ALICE.id], ref=ref, content={})
+                for ref in (refused, fine)], NOW)
+
+        await store.db.write(op)
+        with sqlite3.connect(path) as db:
+            db.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON envelopes WHEN NEW.ref = "
+                       f"X'{refused.hex()}' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        drain = _drain(store, clock)
+        assert await drain.drain_once() == 2
+        [left] = await store.effects.due(NOW + 10 * HOUR_MS, 10)
+        assert (left.ref, left.attempts) == (refused, 1)
+    finally:
+        await store.close()
+    assert _count(path, "SELECT COUNT(*) FROM envelopes WHERE kind = 'notice'") == 1
+    assert _count(path, "SELECT COUNT(*) FROM audit WHERE event = 'effect.failed'") == 1

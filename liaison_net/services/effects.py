@@ -7,8 +7,9 @@ records an effect row in its own transaction. This loop, one per node under the
 supervisor, takes due effects oldest first and for each one:
 
 1. seals the envelope it describes (the node's key, the recipients' cards; nothing stored);
-2. in ONE write, stores that envelope exactly as ``Notifier.issue`` would (envelope, inbox
-   or hops, ``evidence.issued``/``notice.issued`` audit entry) AND deletes the effect row;
+2. in ONE write (for the whole batch), stores that envelope as any accepted envelope
+   (envelope, inbox or hops, ``evidence.issued``/``notice.issued`` audit entry) AND deletes
+   the effect row: an effect already deleted stores nothing;
 3. after that commit, wakes the peers it goes to (the live inbox is woken by the store).
 
 A crash between 1 and 2 leaves the row: it is sealed again after the restart (the first
@@ -41,7 +42,7 @@ from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.errors import LiaisonError, Malformed, Unavailable
 from liaison_net.metrics import NodeMetrics
 from liaison_net.services.notices import Notifier, Sealed
-from liaison_net.store.effect_store import PendingEffect
+from liaison_net.store.effect_store import Issued, PendingEffect
 from liaison_net.store.node_store import NodeStore
 
 log = structlog.get_logger("liaison.effects")
@@ -79,29 +80,47 @@ class EffectDrain:
             log.warning("effects.drain_failed", code=exc.code, reason=exc.detail[:200])
 
     async def drain_once(self) -> int:
-        """Issue every effect due now (one batch); the number taken."""
+        """Issue every effect due now (one batch, stored in one write); the number taken."""
         due = await self.store.effects.due(self.clock.now_ms(), self.config.batch)
+        ready: list[tuple[Issued, Sealed]] = []
         for effect in due:
-            await self._issue(effect)
-        return len(due)
-
-    async def _issue(self, effect: PendingEffect) -> None:
-        try:
-            sealed = await self._seal(effect)
+            try:
+                sealed = await self._seal(effect)
+            except Unavailable:
+                raise
+            except Exception as exc:  # one effect's failure (a bug too) is kept, retried alone
+                await self._failed(effect, exc)
+                continue
             if sealed is None:
                 await self.store.effects.discharged(
                     effect, now=self.clock.now_ms(), event="effect.no_recipient",
                     reason="no recipient of this envelope has a usable card here")
-                return
-            if await self.store.complete_effect(
-                    effect, sealed.envelope, now=sealed.now, event=sealed.event,
-                    local_recipients=sealed.local, remote_nodes=sealed.remote,
-                    audit_detail=sealed.audit_detail):
-                self.notifier.issued(sealed)
+                continue
+            ready.append((Issued(effect, sealed.envelope, sealed.now, sealed.event,
+                                 sealed.local, sealed.remote, sealed.audit_detail), sealed))
+        if not ready:
+            return len(due)
+        try:
+            done = await self.store.complete_effects([item for item, _ in ready])
         except Unavailable:
             raise
-        except Exception as exc:  # one effect's failure (a bug too) is kept, retried alone
-            await self._failed(effect, exc)
+        except LiaisonError:
+            # One of them was refused, so the write stored none: each alone, so that one
+            # cannot hold the others back.
+            done = [await self._complete_alone(item) for item, _ in ready]
+        for ok, (_, sealed) in zip(done, ready, strict=True):
+            if ok:
+                self.notifier.issued(sealed)
+        return len(due)
+
+    async def _complete_alone(self, item: Issued) -> bool:
+        try:
+            return (await self.store.complete_effects([item]))[0]
+        except Unavailable:
+            raise
+        except LiaisonError as exc:
+            await self._failed(item.effect, exc)
+            return False
 
     async def _seal(self, effect: PendingEffect) -> Sealed | None:
         """The envelope ``effect`` owes, sealed now (nothing stored)."""

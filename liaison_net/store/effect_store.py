@@ -2,8 +2,8 @@
 (``core/effects.py`` explains the outbox; ``services/effects.py`` drains it).
 
 ``add_effects`` runs inside the deciding write; the drain reads ``due`` rows, and either
-completes one (``EnvelopeStore.complete_effect``: the issued envelope stored and the row
-deleted in one write) or records a failure with its next attempt (``failed``)."""
+completes one (``EnvelopeStore.complete_effects``: the issued envelope stored and the row
+deleted in one write, for a whole batch) or records a failure with its next attempt (``failed``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from liaison_net.core.audit import detail
 from liaison_net.core.effects import Effect
+from liaison_net.core.envelope import Envelope
 from liaison_net.core.ids import id_to_text
 from liaison_net.store.database import Database, WriteTxn
 
@@ -24,6 +25,20 @@ class PendingEffect:
     args: bytes
     created: int
     attempts: int
+
+
+@dataclass(frozen=True)
+class Issued:
+    """What the drain sealed for ``effect``: the node envelope and how to store it (the
+    same rows and audit entry ``NodeStore.accept`` writes)."""
+
+    effect: PendingEffect
+    envelope: Envelope
+    now: int
+    event: str
+    local: list[str]
+    remote: list[str]
+    audit_detail: str
 
 
 async def add_effects(txn: WriteTxn, effects: Sequence[Effect], now: int) -> None:

@@ -17,7 +17,7 @@ from liaison_net.core.effects import Effect, match_notice, non_delivery
 from liaison_net.core.envelope import Envelope
 from liaison_net.errors import Conflict, NotFound, PolicyRefused
 from liaison_net.store.database import Database, WriteTxn
-from liaison_net.store.effect_store import PendingEffect, add_effects
+from liaison_net.store.effect_store import Issued, add_effects
 from liaison_net.store.request_store import answered_in, track_in
 from liaison_net.store.retention_store import purged_error
 from liaison_net.store.signal_store import matches_in
@@ -131,24 +131,27 @@ class EnvelopeStore:
         await add_effects(txn, [*effects, *matches], now)
         return AcceptOutcome(h.id, duplicate=False, matches=len(matches))
 
-    async def complete_effect(self, effect: PendingEffect, envelope: Envelope, *, now: int,
-                              event: str, local_recipients: list[str],
-                              remote_nodes: list[str], audit_detail: str) -> bool:
-        """Store what the drain issued for ``effect`` and delete the effect, in one write:
-        exactly once. False (nothing stored) if the effect was already completed."""
+    async def complete_effects(self, issued: Sequence[Issued]) -> list[bool]:
+        """Store what the drain issued and delete the effects that owed it, all in one
+        write: exactly once each. False for one already completed (nothing stored for
+        it). If any of them is refused, nothing is stored (the caller retries alone)."""
 
-        async def op(txn: WriteTxn) -> bool:
-            cur = await txn.execute("DELETE FROM effects WHERE id = ?", (effect.id,))
-            if cur.rowcount == 0:
-                return False
-            await self._accept_in(txn, envelope, now=now, actor=self.node_id, event=event,
-                                  local_recipients=local_recipients,
-                                  remote_nodes=remote_nodes, audit_detail=audit_detail)
-            return True
+        async def op(txn: WriteTxn) -> list[bool]:
+            done = []
+            for item in issued:
+                cur = await txn.execute("DELETE FROM effects WHERE id = ?", (item.effect.id,))
+                if cur.rowcount:
+                    await self._accept_in(
+                        txn, item.envelope, now=item.now, actor=self.node_id,
+                        event=item.event, local_recipients=item.local,
+                        remote_nodes=item.remote, audit_detail=item.audit_detail)
+                done.append(bool(cur.rowcount))
+            return done
 
         done = await self.db.write(op)
-        if done and local_recipients and self.on_inbox is not None:
-            self.on_inbox(local_recipients)
+        officers = [o for item, ok in zip(issued, done, strict=True) if ok for o in item.local]
+        if officers and self.on_inbox is not None:
+            self.on_inbox(officers)
         return done
 
     @staticmethod
