@@ -64,6 +64,16 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class EffectsConfig:
+    """[effects]: the drain that issues what decisions owe (services/effects.py)."""
+
+    poll_s: float = 2.0  # a pass at least this often, besides the wake after each commit
+    batch: int = 256  # effects per pass
+    retry_max_s: float = 300.0  # backoff cap for an effect that keeps failing
+    drain_delay_s: float = 0.0  # tests only: hold each pass back (a crash before the drain)
+
+
+@dataclass(frozen=True)
 class FederationLimits:
     """[federation]: what one peer may cost this node (hostile-peer limits, issue 9).
 
@@ -102,6 +112,7 @@ class NodeConfig:
     federation_limits: FederationLimits = field(default_factory=FederationLimits)
     clock_offset_ms: int = 0  # [clock] drill_offset_ms: fault drills only, never production
     supervision: RestartPolicy = field(default_factory=RestartPolicy)  # [supervision]
+    effects: EffectsConfig = field(default_factory=EffectsConfig)  # [effects]
 
     @property
     def database(self) -> Path:
@@ -112,7 +123,7 @@ class NodeConfig:
 
 
 _TOP = {"node", "listen", "peers", "delivery", "limits", "auth", "signals", "requests",
-        "store", "federation", "clock", "supervision"}
+        "store", "federation", "clock", "supervision", "effects"}
 
 
 def load(path: Path) -> NodeConfig:
@@ -217,7 +228,17 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         federation_limits=_federation_limits(_table(data, "federation", required=False)),
         clock_offset_ms=_clock_offset(_table(data, "clock", required=False)),
         supervision=_supervision(_table(data, "supervision", required=False)),
+        effects=_effects(_table(data, "effects", required=False)),
     )
+
+
+def _effects(table: dict[str, Any]) -> EffectsConfig:
+    if unknown := set(table) - {"poll_s", "batch", "retry_max_s", "drain_delay_s"}:
+        raise ConfigError(f"unknown effects key(s): {', '.join(sorted(unknown))}")
+    return EffectsConfig(poll_s=_num(table, "effects.poll_s", 2.0, 0.05, 3600),
+                         batch=int(_num(table, "effects.batch", 256, 1, 10_000)),
+                         retry_max_s=_num(table, "effects.retry_max_s", 300.0, 0.1, 86_400),
+                         drain_delay_s=_num(table, "effects.drain_delay_s", 0.0, 0, 3600))
 
 
 def _supervision(table: dict[str, Any]) -> RestartPolicy:

@@ -40,6 +40,13 @@ class NodeMetrics:
         self.loop_up = Gauge("liaison_loop_up", "1 while a background loop runs, 0 while it "
                              "waits to restart or has been given up on", ["loop"],
                              registry=self.registry)
+        # Effects (issue 15): what decisions owe, waiting for the drain (services/effects).
+        self.effects_pending = Gauge(
+            "liaison_effects_pending", "Owed evidence, notices and receipts not yet issued "
+            "(as of the drain's last pass)", registry=self.registry)
+        self.effects_failed = Counter(
+            "liaison_effects_failed_total", "Attempts to issue an owed envelope that failed "
+            "(the effect is kept and retried)", registry=self.registry)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

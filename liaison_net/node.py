@@ -3,8 +3,9 @@
 One process serves two listeners: the federation API to peers (mutual TLS 1.3, peers'
 certificates must chain to the network CA) and the officer API (TLS, officers log in by
 signature). Background tasks, all owned by one TaskGroup: a sender per peer, the expiry
-sweep that turns undeliverable envelopes into signed non-delivery notices, and the
-retention sweep that purges content at its tag's ``retain_until``.
+sweep that turns undeliverable envelopes into owed non-delivery notices, the effects drain
+that issues what decisions owe (evidence, notices, receipts), and the retention sweep that
+purges content at its tag's ``retain_until``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from liaison_net.config import NodeConfig
 from liaison_net.core import crypto
 from liaison_net.core.audit import detail
 from liaison_net.core.consent import Consent
+from liaison_net.core.effects import Effect, notice
 from liaison_net.core.envelope import Envelope
 from liaison_net.core.identity import EnrolmentRequest, issue_card, renewal, verify_card
 from liaison_net.core.ids import node_principal
@@ -37,6 +39,7 @@ from liaison_net.officer_api.routes import ClientApi
 from liaison_net.pki import certificates
 from liaison_net.pki.pseudonym_key_files import WatchedKeyRing
 from liaison_net.services.admin_desk import AdminDesk
+from liaison_net.services.effects import EffectDrain
 from liaison_net.services.intake import Intake, Keys
 from liaison_net.services.key_watch import KeyWatcher
 from liaison_net.services.notices import Notifier
@@ -75,17 +78,22 @@ class Node:
         self.notifier = Notifier(node_id=config.id, store=self.store,
                                  signing_key=lambda: self.signing_key, wake=self._wake,
                                  clock=self.clock)
-        self.desk = SignalDesk(node_id=config.id, store=self.store, notifier=self.notifier,
+        self.desk = SignalDesk(node_id=config.id, store=self.store,
                                config=config.signals, metrics=self.metrics, clock=self.clock)
         self.request_desk = RequestDesk(node_id=config.id, store=self.store,
-                                        notifier=self.notifier, config=config.requests,
-                                        clock=self.clock)
+                                        config=config.requests, clock=self.clock)
+        # Issues what decisions owe (evidence, notices, receipts), woken by each commit
+        # that recorded some (services/effects.py).
+        self.effects = EffectDrain(node_id=config.id, store=self.store, notifier=self.notifier,
+                                   config=config.effects, metrics=self.metrics,
+                                   clock=self.clock)
+        self.store.db.on_effects = self.effects.wake.set
         self.intake = Intake(node_id=config.id, peers={p.id for p in config.peers},
                              store=self.store, keys=self.keys, limits=config.limits,
                              metrics=self.metrics, wake=self._wake, desk=self.desk,
                              on_disclosure=self._disclosure_receipt,
                              requests=self.request_desk,
-                             witness=Witness(node_id=config.id, notifier=self.notifier))
+                             witness=Witness(node_id=config.id))
         self._pseudonym_ring = WatchedKeyRing(paths.dir)
         # Enrolment and revocation, asked by `liaison admin` over the admin socket.
         self.admin = AdminDesk(node_id=config.id, store=self.store,
@@ -207,10 +215,11 @@ class Node:
                                         session=session, delivery=self.config.delivery,
                                         metrics=self.metrics,
                                         directory_push=self._directory_push,
-                                        on_refused=self._refused_notice, clock=self.clock)
+                                        clock=self.clock)
                     self.senders[peer.id] = sender
                     sup.add(f"sender-{peer.id}", sender.run)
                 sup.add("expiry", self._expiry_loop)
+                sup.add("effects", self.effects.run)
                 sup.add("retention", self._retention_loop)
                 sup.add("key-watch", watcher.run)
                 sup.add("signal-desk", self.desk.run)
@@ -291,9 +300,8 @@ class Node:
         while True:
             await asyncio.sleep(self.config.delivery.expiry_sweep_s)
             try:
-                expired = await self.store.expire_due(self.clock.now_ms() - margin)
-                for envelope_id, peer, sender in expired:
-                    await self._non_delivery_notice(envelope_id, peer, sender)
+                # Each expired hop's non-delivery notice is owed from this same commit.
+                await self.store.expire_due(self.clock.now_ms() - margin)
             except Unavailable as exc:
                 log.warning("expiry.sweep_failed", reason=exc.detail[:200])
 
@@ -320,30 +328,16 @@ class Node:
             log.info("retention.purged", envelopes=total)
         return total
 
-    async def _disclosure_receipt(self, forward: Envelope, consent: Consent,
-                                  recipients: list[str]) -> None:
-        """A forward made with a consent reached its recipients here: tell the owner who
-        granted it, in a signed receipt, what was done with their information."""
-        await self.notifier.send(
-            kind="disclosure", recipients=[consent.owner], ref=consent.original,
+    def _disclosure_receipt(self, forward: Envelope, consent: Consent,
+                            recipients: list[str]) -> Effect:
+        """A forward made with a consent reached its recipients here: the owner who granted
+        it is owed a signed receipt of what was done with their information (recorded
+        with the forward's acceptance, issued by the effects drain)."""
+        return notice(
+            "disclosure", recipients=[consent.owner], ref=consent.original,
             content={"original": consent.original, "forward": forward.id,
                      "forwarder": forward.header.sender, "recipients": recipients,
                      "node": self.config.id, "consent_for": consent.target})
-
-    async def _non_delivery_notice(self, envelope_id: bytes, peer: str, sender: str,
-                                   reason: str = "expired", why: str = "") -> None:
-        """Tell the sender, in a signed notice, that their envelope never reached ``peer``:
-        it expired here, or ``peer`` refused it for good (``reason`` = its code, ``why`` =
-        its words, e.g. how far ahead of its clock the envelope was created)."""
-        content: dict[str, Any] = {"envelope": envelope_id, "node": peer, "reason": reason}
-        if why:
-            content["detail"] = why[:200]
-        await self.notifier.send(kind="non-delivery", recipients=[sender], ref=envelope_id,
-                                 content=content)
-
-    async def _refused_notice(self, envelope_id: bytes, peer: str, sender: str, code: str,
-                              why: str) -> None:
-        await self._non_delivery_notice(envelope_id, peer, sender, reason=code, why=why)
 
 
 class _Stop(Exception):

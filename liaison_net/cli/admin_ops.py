@@ -31,7 +31,8 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
         return
     table = Table(title=f"node {cfg.id}: {st.envelopes} envelopes, {st.officers} officers "
                         f"in the directory, {st.inbox_unacked} unacknowledged in inboxes, "
-                        f"{st.audit_entries} audit entries")
+                        f"{st.audit_entries} audit entries, {st.effects_pending} owed "
+                        "evidence/notices not yet issued")
     for column in ("peer", "queued", "delivered", "refused", "expired", "failed attempts",
                    "last error"):
         table.add_column(column)

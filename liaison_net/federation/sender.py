@@ -33,7 +33,7 @@ from liaison_net.core import codec, crypto
 from liaison_net.core.audit import detail
 from liaison_net.core.delivery import BackoffPolicy
 from liaison_net.core.ids import envelope_id_time_ms, id_to_text
-from liaison_net.errors import LiaisonError, Malformed, Unavailable
+from liaison_net.errors import Malformed, Unavailable
 from liaison_net.federation import protocol
 from liaison_net.http_common import MSGPACK
 from liaison_net.metrics import NodeMetrics
@@ -46,9 +46,6 @@ MAX_ATTEMPTS = 1_000_000  # the count only grows the backoff to its cap; keep it
 
 #: Builds the directory push for a peer: (cursor after this push, request body) or None.
 DirectoryPush = Callable[[str], Awaitable[tuple[int, dict[str, Any]] | None]]
-#: Tells the sender of an envelope the peer refused for good (a signed non-delivery
-#: notice): (envelope id, peer, sender, code, the peer's detail).
-RefusedNotice = Callable[[bytes, str, str, str, str], Awaitable[None]]
 
 
 @dataclass
@@ -83,10 +80,9 @@ class PeerSender:
     def __init__(self, *, node_id: str, peer: Peer, store: NodeStore,
                  session: aiohttp.ClientSession, delivery: DeliveryConfig,
                  metrics: NodeMetrics, directory_push: DirectoryPush,
-                 on_refused: RefusedNotice | None = None, clock: Clock) -> None:
+                 clock: Clock) -> None:
         self.node_id = node_id
         self.clock = clock
-        self.on_refused = on_refused
         self.peer = peer
         self.store = store
         self.session = session
@@ -222,20 +218,12 @@ class PeerSender:
                     details[eid] = why
                     log.info("envelope.refused_by_peer", peer=self.peer.id, code=code,
                              envelope_id=id_to_text(eid))
-        newly_refused = await self.store.finish_hops(self.peer.id, now=now,
-                                                     delivered=delivered, refused=refused)
-        self.metrics.delivered.labels(peer=self.peer.id).inc(len(delivered))
         # A final refusal (bad_timestamp from a skewed clock, a policy rule, ...): the hop
-        # is over, so its sender gets a signed non-delivery notice naming the peer's reason.
-        for eid, code, sender in newly_refused:
-            if self.on_refused is None:
-                break
-            try:
-                await self.on_refused(eid, self.peer.id, sender, code, details.get(eid, ""))
-            except LiaisonError as exc:  # storage trouble: the hop stays REFUSED, logged
-                log.warning("notice.not_issued", kind="non-delivery", peer=self.peer.id,
-                            envelope_id=id_to_text(eid), code=exc.code,
-                            reason=exc.detail[:200])
+        # is over, and its sender's signed non-delivery notice (naming the peer's reason)
+        # is owed from the same commit (an effect, issued by services/effects.py).
+        await self.store.finish_hops(self.peer.id, now=now, delivered=delivered,
+                                     refused=refused, details=details)
+        self.metrics.delivered.labels(peer=self.peer.id).inc(len(delivered))
         if retry:
             # Named by code, so `admin status` tells a full disk at the peer from a card
             # still on its way.

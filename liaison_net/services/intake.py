@@ -12,13 +12,16 @@ ownership policy for this layer, then store (durably, with its audit entry) or r
                  it -> tagflow.check(DESTINATION): the same rules, policy DELIVER (or
                  FORWARD) here -> store: inbox entries (dedupe by id), the consent used
 
-After a first copy is stored, the ``Witness`` (evidence.py) signs delivery evidence for the
-sender: "accepted" at the origin, "relayed" for each recipient whose inbox now holds it.
+What a first copy obliges the node to do is written in the transaction that stores it
+(``core/effects``, a transactional outbox): the request's due time (or the request a reply
+answers), signal match notices, a consented forward's disclosure receipt to the owner, and
+the delivery evidence the ``Witness`` owes the sender ("accepted" at the origin, "relayed"
+for each recipient whose inbox now holds it). The effects drain issues the envelopes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -26,6 +29,7 @@ import structlog
 from liaison_net.core import crypto, tagflow
 from liaison_net.core.audit import detail
 from liaison_net.core.consent import Consent, claimed_owner
+from liaison_net.core.effects import Effect
 from liaison_net.core.envelope import Envelope, Header, check_fresh, read_frame
 from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.core.limits import Limits
@@ -59,7 +63,7 @@ class Intake:
                  limits: Limits, metrics: NodeMetrics, wake: Callable[[str], None],
                  desk: SignalDesk | None = None,
                  on_disclosure: Callable[[Envelope, Consent, list[str]],
-                                         Awaitable[None]] | None = None,
+                                         Effect] | None = None,
                  requests: RequestDesk | None = None,
                  witness: Witness | None = None) -> None:
         self.node_id = node_id
@@ -70,9 +74,9 @@ class Intake:
         self.metrics = metrics
         self._wake = wake
         self.desk = desk
-        self.on_disclosure = on_disclosure  # a consented forward arrived: tell the owner
+        self.on_disclosure = on_disclosure  # a consented forward arrived: the owner's receipt
         self.requests = requests
-        self.witness = witness  # signs delivery evidence for the sender
+        self.witness = witness  # what delivery evidence the sender is owed
         #: Set by the federation door: counts a peer's envelopes that cannot be verified
         #: (peer, code, raw bytes); it audits them per peer and window, not one by one.
         self.on_unverified: Callable[[str, str, bytes], None] | None = None
@@ -162,24 +166,23 @@ class Intake:
             await self._refuse(exc, now=now, actor=officer, layer="origin",
                                envelope_id=envelope.id if envelope else None)
             raise
+        effects = (self.witness.accepted(envelope, local=local, now=now)
+                   if self.witness is not None else [])
         try:
             outcome = await self.store.accept(
                 envelope, now=now, actor=officer, event="envelope.accepted",
                 local_recipients=local, remote_nodes=sorted(remote),
                 audit_detail=detail(layer="origin",
                                     to=sorted(remote) + (["local"] if local else [])),
-                consent_digest=flow.consent_digest)
+                consent_digest=flow.consent_digest, effects=effects,
+                track_request=self.requests is not None)
         except PolicyRefused as exc:  # the consent was used by another forward already
             await self._refuse(exc, now=now, actor=officer, layer="origin",
                                envelope_id=envelope.id)
             raise
         if not outcome.duplicate:
             if envelope.header.signal is not None and self.desk is not None:
-                await self.desk.raised(envelope)
-            if self.requests is not None:
-                await self.requests.submitted(envelope)
-            if self.witness is not None:
-                await self.witness.accepted(envelope, local=local, now=now)
+                self.desk.raised(envelope)
             self.metrics.accepted.labels(source="officer").inc()
             log.info("envelope.accepted", envelope_id=h.id_text, sender=officer,
                      peers=sorted(remote), local=len(local))
@@ -215,27 +218,25 @@ class Intake:
             await self._refuse(exc, now=now, actor=peer, layer="destination",
                                envelope_id=envelope.id if envelope else None, peer=peer)
             raise
+        effects = (self.witness.relayed(envelope, local=local, now=now)
+                   if self.witness is not None else [])
+        if flow.consent is not None and self.on_disclosure is not None:
+            effects.append(self.on_disclosure(envelope, flow.consent, local))
         try:
             outcome = await self.store.accept(
                 envelope, now=now, actor=peer, event="envelope.delivered_to_inbox",
                 local_recipients=local, remote_nodes=[],
                 audit_detail=detail(layer="destination", peer=peer, recipients=len(local)),
                 signal_deadline=self.desk.deadline(h, now) if self.desk is not None else None,
-                received=True, consent_digest=flow.consent_digest)
+                received=True, consent_digest=flow.consent_digest, effects=effects,
+                track_request=self.requests is not None)
         except PolicyRefused as exc:  # the consent was used by another forward already
             await self._refuse(exc, now=now, actor=peer, layer="destination",
                                envelope_id=envelope.id, peer=peer)
             raise
-        consent = flow.consent
         if not outcome.duplicate:
             if h.signal is not None and self.desk is not None:
-                await self.desk.received(envelope)
-            if consent is not None and self.on_disclosure is not None:
-                await self.on_disclosure(envelope, consent, local)
-            if self.requests is not None:
-                await self.requests.received(envelope, local)
-            if self.witness is not None:
-                await self.witness.relayed(envelope, local=local, now=now)
+                self.desk.received(envelope, matches=outcome.matches)
             self.metrics.accepted.labels(source=peer).inc()
             log.info("envelope.received", envelope_id=h.id_text, peer=peer, recipients=len(local))
         return outcome

@@ -1,23 +1,25 @@
 """Envelopes a node writes itself: signed by the node (as ``<node>/node``), sealed for
 officers, local or on peers, and sent like any other envelope (stored, then relayed).
 
-Non-delivery notices, signal acknowledgements, escalations and match notices (kind
-``notice``, ``send``) and the node's delivery evidence (kind ``evidence``, ``issue``, see
-``evidence``) all go this way, so they are end-to-end encrypted, verifiable under the
-node's certified key, and subject to the same ownership policy at the receiving node.
+Non-delivery notices, disclosure receipts, signal acknowledgements, escalations and match
+notices (kind ``notice``) and the node's delivery evidence (kind ``evidence``) all go this
+way, so they are end-to-end encrypted, verifiable under the node's certified key, and
+subject to the same ownership policy at the receiving node. Each is owed by a decision and
+recorded with it (``core/effects``); the effects drain asks the ``Notifier`` to ``seal`` it
+and stores it in the same write that retires the effect, so it is issued exactly once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 import structlog
 
 from liaison_net.clock import Clock
-from liaison_net.core import codec, crypto, sealing
+from liaison_net.core import crypto, sealing
 from liaison_net.core.audit import detail
-from liaison_net.core.envelope import Kind, Precedence
+from liaison_net.core.envelope import Envelope, Kind, Precedence
 from liaison_net.core.ids import id_to_text, node_of, node_principal
 from liaison_net.core.limits import DAY_MS
 from liaison_net.core.ownership import (
@@ -38,6 +40,19 @@ NOTICE_TTL_MS = 30 * DAY_MS
 NOTICE_RETENTION_MS = 90 * DAY_MS
 
 
+@dataclass(frozen=True)
+class Sealed:
+    """A node envelope ready to store: what ``NodeStore.accept`` needs to write it."""
+
+    envelope: Envelope
+    now: int
+    label: str
+    event: str  # the audit event: ``notice.issued``, ``evidence.issued``
+    local: list[str]  # recipients with an inbox on this node
+    remote: list[str]  # nodes it is relayed to
+    audit_detail: str
+
+
 class Notifier:
     def __init__(self, *, node_id: str, store: NodeStore,
                  signing_key: Callable[[], crypto.SigningKeyPair],
@@ -48,19 +63,14 @@ class Notifier:
         self.signing_key = signing_key
         self.wake = wake
 
-    async def send(self, *, kind: str, recipients: list[str], content: dict[str, Any],
-                   ref: bytes | None, precedence: Precedence = Precedence.PRIORITY) -> bool:
-        """Seal ``content`` for every recipient with a card here; False if none has one."""
-        return await self.issue(Kind.NOTICE, label=kind, recipients=recipients,
-                                plaintext=codec.pack({"v": 1, "type": kind, **content}),
-                                ref=ref, precedence=precedence)
-
-    async def issue(self, envelope_kind: Kind, *, label: str, recipients: list[str],
-                    plaintext: bytes, ref: bytes | None, precedence: Precedence,
-                    retention_ms: int = NOTICE_RETENTION_MS) -> bool:
+    async def seal(self, envelope_kind: Kind, *, label: str, recipients: list[str],
+                   plaintext: bytes, ref: bytes | None, precedence: Precedence,
+                   retention_ms: int = NOTICE_RETENTION_MS) -> Sealed | None:
         """Seal ``plaintext`` as an envelope of ``envelope_kind`` signed by this node, for
-        every recipient with a card here, store it and wake the peers it goes to; False if
-        no recipient has a card. ``label`` names it in the tag's purpose and the audit."""
+        every recipient with a card here (nothing stored); None if no recipient has a
+        usable card. ``label`` names it in the tag's purpose and the audit. The caller
+        stores it in the write that retires what owed it (``services/effects``), then
+        calls ``issued``."""
         keyed = []
         for officer in dict.fromkeys(recipients):
             keys = await self.store.officer_keys(officer)
@@ -76,7 +86,7 @@ class Notifier:
                 continue
             keyed.append(sealing.RecipientKey(officer, keys[1]))
         if not keyed:
-            return False
+            return None
         now = self.clock.now_ms()
         nodes = {node_of(r.officer) for r in keyed}
         tag = OwnershipTag(
@@ -89,18 +99,20 @@ class Notifier:
             recipients=keyed, tag=tag, plaintext=plaintext,
             now=now, expires=now + NOTICE_TTL_MS, kind=envelope_kind, precedence=precedence,
             ref=ref)
-        remote = sorted(nodes - {self.node_id})
-        await self.store.accept(
-            notice, now=now, actor=self.node_id, event=f"{envelope_kind.value}.issued",
-            local_recipients=[r.officer for r in keyed if node_of(r.officer) == self.node_id],
-            remote_nodes=remote,
+        return Sealed(
+            envelope=notice, now=now, label=label, event=f"{envelope_kind.value}.issued",
+            local=[r.officer for r in keyed if node_of(r.officer) == self.node_id],
+            remote=sorted(nodes - {self.node_id}),
             audit_detail=detail(kind=label, ref=id_to_text(ref) if ref else None,
                                 to=sorted(r.officer for r in keyed)))
-        for node in remote:
+
+    def issued(self, sealed: Sealed) -> None:
+        """After the commit that stored ``sealed``: wake the peers it goes to, log it."""
+        for node in sealed.remote:
             self.wake(node)
-        log.info(f"{envelope_kind.value}.issued", kind=label,
-                 ref=id_to_text(ref) if ref else None, recipients=len(keyed))
-        return True
+        ref = sealed.envelope.header.ref
+        log.info(sealed.event, kind=sealed.label, ref=id_to_text(ref) if ref else None,
+                 recipients=len(sealed.envelope.header.recipients))
 
     async def _weak_recipient(self, envelope_kind: Kind, label: str, officer: str,
                               exc: WeakKey) -> None:

@@ -1,7 +1,8 @@
 """What a node does with early-warning signals beyond delivering them.
 
 * As a destination: the desk (``<node>/desk``) must acknowledge within the deadline of the
-  signal's severity. The first acknowledgement goes back to the sender as a signed notice;
+  signal's severity. The first acknowledgement goes back to the sender as a signed notice
+  (owed from the acknowledgement's commit, like every notice here: ``core/effects``);
   a signal still unacknowledged at its deadline escalates, once, with a notice to the
   sender and to the backup desk (``<node>/desk-backup``).
 * As the origin of an earlier signal: when a later signal from another country carries the
@@ -17,31 +18,29 @@ import asyncio
 import structlog
 
 from liaison_net.clock import Clock
+from liaison_net.core.effects import Effect, notice
 from liaison_net.core.envelope import Envelope, Header, Precedence
-from liaison_net.core.ids import id_to_text, node_of
+from liaison_net.core.ids import id_to_text
 from liaison_net.core.signals import (
     NOTICE_ACK,
     NOTICE_ESCALATION,
-    NOTICE_MATCH,
     SignalConfig,
     backup_desk_of,
     desk_of,
 )
 from liaison_net.errors import Unavailable
 from liaison_net.metrics import NodeMetrics
-from liaison_net.services.notices import Notifier
 from liaison_net.store.node_store import NodeStore
 
 log = structlog.get_logger("liaison.signals")
 
 
 class SignalDesk:
-    def __init__(self, *, node_id: str, store: NodeStore, notifier: Notifier,
+    def __init__(self, *, node_id: str, store: NodeStore,
                  config: SignalConfig, metrics: NodeMetrics, clock: Clock) -> None:
         self.node_id = node_id
         self.clock = clock
         self.store = store
-        self.notifier = notifier
         self.config = config
         self.metrics = metrics
 
@@ -52,48 +51,47 @@ class SignalDesk:
             return None
         return now + self.config.ack_deadline_ms[header.signal.severity]
 
-    async def raised(self, envelope: Envelope) -> None:
+    def raised(self, envelope: Envelope) -> None:
         self.metrics.signals.labels(event="raised").inc()
 
-    async def received(self, envelope: Envelope) -> None:
-        """A signal arrived from a peer: count it, and announce any match once."""
+    def received(self, envelope: Envelope, *, matches: int) -> None:
+        """A signal arrived from a peer: count it. Its match notices (``matches`` of them)
+        were recorded as effects in the transaction that stored it (``envelope_store``)."""
         self.metrics.signals.labels(event="delivered").inc()
-        for match in await self.store.signals.new_matches(envelope.id, now=self.clock.now_ms()):
-            self.metrics.signals.labels(event="matched").inc()
-            countries = sorted({node_of(match.earlier_sender), node_of(match.later_sender)})
-            await self.notifier.send(
-                kind=NOTICE_MATCH, recipients=[match.earlier_sender, match.later_sender],
-                ref=match.later, precedence=Precedence.IMMEDIATE,
-                content={"signals": [match.earlier, match.later], "countries": countries})
-            log.info("signal.matched", earlier=id_to_text(match.earlier),
-                     later=id_to_text(match.later), countries=countries)
+        if matches:
+            self.metrics.signals.labels(event="matched").inc(matches)
+            log.info("signal.matched", later=id_to_text(envelope.id), notices=matches)
 
     async def acknowledged(self, officer: str, envelope_id: bytes) -> None:
         """An officer acknowledged an inbox entry: if it is this node's desk acknowledging a
-        signal, tell the sender (once)."""
+        signal, the sender is owed a notice (once), recorded with the acknowledgement."""
         if officer not in (desk_of(self.node_id), backup_desk_of(self.node_id)):
             return
         now = self.clock.now_ms()
-        sender = await self.store.signals.acknowledge(envelope_id, officer, now=now)
-        if sender is None:
-            return
-        self.metrics.signals.labels(event="acknowledged").inc()
-        await self.notifier.send(kind=NOTICE_ACK, recipients=[sender], ref=envelope_id,
-                                 content={"signal": envelope_id, "node": self.node_id,
-                                          "by": officer, "at": now})
+
+        def ack_notice(sender: str) -> Effect:
+            return notice(NOTICE_ACK, recipients=[sender], ref=envelope_id,
+                          content={"signal": envelope_id, "node": self.node_id,
+                                   "by": officer, "at": now})
+
+        sender = await self.store.signals.acknowledge(envelope_id, officer, now=now,
+                                                      notice=ack_notice)
+        if sender is not None:
+            self.metrics.signals.labels(event="acknowledged").inc()
 
     async def escalate_due(self) -> int:
         due = await self.store.signals.due(self.clock.now_ms())
         for signal in due:
-            if not await self.store.signals.mark_escalated(signal.envelope_id,
-                                                           now=self.clock.now_ms()):
-                continue
-            self.metrics.signals.labels(event="escalated").inc()
-            await self.notifier.send(
-                kind=NOTICE_ESCALATION, ref=signal.envelope_id, precedence=Precedence.FLASH,
+            escalation = notice(
+                NOTICE_ESCALATION, ref=signal.envelope_id, precedence=Precedence.FLASH,
                 recipients=[signal.sender, backup_desk_of(self.node_id)],
                 content={"signal": signal.envelope_id, "node": self.node_id,
                          "deadline": signal.deadline})
+            if not await self.store.signals.mark_escalated(signal.envelope_id,
+                                                           now=self.clock.now_ms(),
+                                                           notice=escalation):
+                continue
+            self.metrics.signals.labels(event="escalated").inc()
             log.info("signal.escalated", envelope_id=id_to_text(signal.envelope_id))
         return len(due)
 

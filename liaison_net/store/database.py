@@ -104,6 +104,7 @@ class WriteTxn:
     def __init__(self, db: Database, conn: aiosqlite.Connection) -> None:
         self._db = db
         self.conn = conn
+        self.effects_added = False  # an effect row was written: wake the drain after commit
 
     async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> aiosqlite.Cursor:
         return await self.conn.execute(sql, params)
@@ -126,6 +127,8 @@ class Database:
         self.storage = StorageState()
         #: Called with the number of writes just refused for lack of space (metrics).
         self.on_storage_full: Callable[[int], None] | None = None
+        #: Called after a commit that wrote effect rows (wakes the effect drain).
+        self.on_effects: Callable[[], None] | None = None
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[tuple[WriteFn[Any], asyncio.Future[Any]]] = asyncio.Queue()
@@ -310,6 +313,7 @@ class Database:
         conn = self._writer
         assert conn is not None
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        effects_added = False
         space_before: tuple[int, int] | None = None
         space_after: tuple[int, int] | None = None
         try:
@@ -345,6 +349,7 @@ class Database:
                 space_after = await self._space(conn)
             await conn.execute("COMMIT")
             self.commits += 1
+            effects_added = txn.effects_added
         except (sqlite3.Error, ValueError, OSError) as exc:
             # Disk full, I/O error, locked: nothing of this batch was stored.
             with contextlib.suppress(sqlite3.Error):  # no transaction may be left to roll back
@@ -367,6 +372,8 @@ class Database:
                         full_since_ms=self.storage.since_ms)
             self.storage.full = False
             self.storage.since_ms = None
+        if effects_added and self.on_effects is not None:
+            self.on_effects()
         for future, ok, value in results:
             if future.done():
                 continue

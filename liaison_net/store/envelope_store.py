@@ -9,18 +9,22 @@ only ever moves from ``queued`` to a final state, and only through the delivery 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
 
 from liaison_net.core.audit import detail
 from liaison_net.core.delivery import HopEvent, HopState, next_state
+from liaison_net.core.effects import Effect, match_notice, non_delivery
 from liaison_net.core.envelope import Envelope
 from liaison_net.core.ids import id_to_text
 from liaison_net.errors import Conflict, NotFound, PolicyRefused
 from liaison_net.store.database import Database, WriteTxn
+from liaison_net.store.effect_store import Issued, add_effects
+from liaison_net.store.request_store import answered_in, track_in
 from liaison_net.store.retention_store import purged_error
+from liaison_net.store.signal_store import matches_in
 
 log = structlog.get_logger("liaison.store")
 
@@ -31,6 +35,7 @@ _READ_CHUNK = 500  # ids per state read, well under SQLite's bound-parameter lim
 class AcceptOutcome:
     envelope_id: bytes
     duplicate: bool
+    matches: int = 0  # match notices owed because of this signal (recorded as effects)
 
 
 @dataclass(frozen=True)
@@ -58,63 +63,116 @@ class EnvelopeStore:
                      local_recipients: list[str], remote_nodes: list[str],
                      audit_detail: str, signal_deadline: int | None = None,
                      received: bool = False,
-                     consent_digest: bytes | None = None) -> AcceptOutcome:
+                     consent_digest: bytes | None = None,
+                     effects: Sequence[Effect] = (),
+                     track_request: bool = False) -> AcceptOutcome:
         """Store a verified envelope once: inbox entries for local recipients, one queued
         hop per remote node; a signal is also indexed (with its desk's acknowledgement
         deadline when this node's desk is addressed). ``received``: from a peer, not from an
         officer of this node. A second copy changes nothing. ``consent_digest``: the
         consent this forward relies on, recorded as used in the same transaction; a consent
-        already used by another envelope refuses this one (``policy.consent_used``)."""
-        h = envelope.header
+        already used by another envelope refuses this one (``policy.consent_used``).
+
+        What the acceptance obliges the node to do is written in the same transaction:
+        ``effects`` (evidence, receipts: ``core/effects``), a match notice for each earlier
+        signal of ours a received signal matches, and with ``track_request`` a request's
+        due time (or the request a reply answers)."""
 
         async def op(txn: WriteTxn) -> AcceptOutcome:
-            cur = await txn.execute(
-                "INSERT OR IGNORE INTO envelopes (id, raw, sender, kind, precedence, created, "
-                "expires, retain_until, received, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (h.id, envelope.to_bytes(), h.sender, h.kind.value, int(h.precedence),
-                 h.created, h.expires, h.tag.retain_until, now, h.ref),
-            )
-            if cur.rowcount == 0:
-                stored = await (await txn.execute("SELECT raw, purged FROM envelopes "
-                                                  "WHERE id = ?", (h.id,))).fetchone()
-                if stored is not None and stored[1] is not None:
-                    return AcceptOutcome(h.id, duplicate=True)  # purged: only a skeleton left
-                if stored is not None and bytes(stored[0]) != envelope.to_bytes():
-                    raise Conflict(f"envelope id {h.id_text} is already taken by other bytes")
-                return AcceptOutcome(h.id, duplicate=True)
-            if consent_digest is not None:
-                await self._use_consent(txn, consent_digest, h.id, now)
-            if local_recipients:
-                await txn.executemany(
-                    "INSERT OR IGNORE INTO inbox (officer, envelope_id, relayed) VALUES (?, ?, ?)",
-                    [(officer, h.id, now) for officer in local_recipients],
-                )
-            if remote_nodes:
-                await txn.executemany(
-                    "INSERT INTO hops (node, envelope_id, state, precedence, expires, updated) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [(node, h.id, HopState.QUEUED.value, int(h.precedence), h.expires, now)
-                     for node in remote_nodes],
-                )
-            if h.signal is not None:
-                await txn.execute(
-                    "INSERT INTO signals (envelope_id, role, origin, sender, severity, received, "
-                    "deadline) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (h.id, "destination" if received else "origin",
-                     h.sender.split("/")[0], h.sender, int(h.signal.severity), now,
-                     signal_deadline))
-                await txn.executemany(
-                    "INSERT OR IGNORE INTO pseudonyms (value, key_id, envelope_id, origin) "
-                    "VALUES (?, ?, ?, ?)",
-                    [(p.value, p.key_id, h.id, h.sender.split("/")[0])
-                     for p in h.signal.pseudonyms])
-            await txn.audit(now, event, actor, audit_detail, h.id)
-            return AcceptOutcome(h.id, duplicate=False)
+            return await self._accept_in(
+                txn, envelope, now=now, actor=actor, event=event,
+                local_recipients=local_recipients, remote_nodes=remote_nodes,
+                audit_detail=audit_detail, signal_deadline=signal_deadline,
+                received=received, consent_digest=consent_digest, effects=effects,
+                track_request=track_request)
 
         outcome = await self.db.write(op)
         if not outcome.duplicate and local_recipients and self.on_inbox is not None:
             self.on_inbox(local_recipients)
         return outcome
+
+    async def _accept_in(self, txn: WriteTxn, envelope: Envelope, *, now: int, actor: str,
+                         event: str, local_recipients: list[str], remote_nodes: list[str],
+                         audit_detail: str, signal_deadline: int | None = None,
+                         received: bool = False, consent_digest: bytes | None = None,
+                         effects: Sequence[Effect] = (),
+                         track_request: bool = False) -> AcceptOutcome:
+        h = envelope.header
+        cur = await txn.execute(
+            "INSERT OR IGNORE INTO envelopes (id, raw, sender, kind, precedence, created, "
+            "expires, retain_until, received, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (h.id, envelope.to_bytes(), h.sender, h.kind.value, int(h.precedence),
+             h.created, h.expires, h.tag.retain_until, now, h.ref),
+        )
+        if cur.rowcount == 0:
+            stored = await (await txn.execute("SELECT raw, purged FROM envelopes "
+                                              "WHERE id = ?", (h.id,))).fetchone()
+            if stored is not None and stored[1] is not None:
+                return AcceptOutcome(h.id, duplicate=True)  # purged: only a skeleton left
+            if stored is not None and bytes(stored[0]) != envelope.to_bytes():
+                raise Conflict(f"envelope id {h.id_text} is already taken by other bytes")
+            return AcceptOutcome(h.id, duplicate=True)
+        if consent_digest is not None:
+            await self._use_consent(txn, consent_digest, h.id, now)
+        if local_recipients:
+            await txn.executemany(
+                "INSERT OR IGNORE INTO inbox (officer, envelope_id, relayed) VALUES (?, ?, ?)",
+                [(officer, h.id, now) for officer in local_recipients],
+            )
+        if remote_nodes:
+            await txn.executemany(
+                "INSERT INTO hops (node, envelope_id, state, precedence, expires, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(node, h.id, HopState.QUEUED.value, int(h.precedence), h.expires, now)
+                 for node in remote_nodes],
+            )
+        matches: list[Effect] = []
+        if h.signal is not None:
+            await txn.execute(
+                "INSERT INTO signals (envelope_id, role, origin, sender, severity, received, "
+                "deadline) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (h.id, "destination" if received else "origin",
+                 h.sender.split("/")[0], h.sender, int(h.signal.severity), now,
+                 signal_deadline))
+            await txn.executemany(
+                "INSERT OR IGNORE INTO pseudonyms (value, key_id, envelope_id, origin) "
+                "VALUES (?, ?, ?, ?)",
+                [(p.value, p.key_id, h.id, h.sender.split("/")[0])
+                 for p in h.signal.pseudonyms])
+            if received:
+                matches = [
+                    match_notice(m.earlier, m.earlier_sender, m.later, m.later_sender)
+                    for m in await matches_in(txn, h.id, node_id=self.node_id, now=now)]
+        if track_request:
+            await track_in(txn, envelope, officers=local_recipients if received
+                           else [h.sender], role="incoming" if received else "outgoing")
+            await answered_in(txn, envelope, now=now)
+        await txn.audit(now, event, actor, audit_detail, h.id)
+        await add_effects(txn, [*effects, *matches], now)
+        return AcceptOutcome(h.id, duplicate=False, matches=len(matches))
+
+    async def complete_effects(self, issued: Sequence[Issued]) -> list[bool]:
+        """Store what the drain issued and delete the effects that owed it, all in one
+        write: exactly once each. False for one already completed (nothing stored for
+        it). If any of them is refused, nothing is stored (the caller retries alone)."""
+
+        async def op(txn: WriteTxn) -> list[bool]:
+            done = []
+            for item in issued:
+                cur = await txn.execute("DELETE FROM effects WHERE id = ?", (item.effect.id,))
+                if cur.rowcount:
+                    await self._accept_in(
+                        txn, item.envelope, now=item.now, actor=self.node_id,
+                        event=item.event, local_recipients=item.local,
+                        remote_nodes=item.remote, audit_detail=item.audit_detail)
+                done.append(bool(cur.rowcount))
+            return done
+
+        done = await self.db.write(op)
+        officers = [o for item, ok in zip(issued, done, strict=True) if ok for o in item.local]
+        if officers and self.on_inbox is not None:
+            self.on_inbox(officers)
+        return done
 
     @staticmethod
     async def _use_consent(txn: WriteTxn, digest: bytes, envelope_id: bytes, now: int) -> None:
@@ -159,10 +217,13 @@ class EnvelopeStore:
         return {r[0]: r[1] for r in rows}
 
     async def finish_hops(self, node: str, *, now: int, delivered: list[bytes],
-                          refused: list[tuple[bytes, str]]) -> list[tuple[bytes, str, str]]:
+                          refused: list[tuple[bytes, str]],
+                          details: Mapping[bytes, str] | None = None,
+                          ) -> list[tuple[bytes, str, str]]:
         """Record a transaction's outcome: delivered and refused hops, and their audit.
-        Returns (envelope id, code, sender) of each hop refused just now (not before), for
-        the sender's non-delivery notice."""
+        Each hop refused just now (not before) owes its sender a non-delivery notice
+        (``details``: the peer's words per envelope), recorded as an effect in the same
+        write. Returns (envelope id, code, sender) of each."""
 
         async def op(txn: WriteTxn) -> list[tuple[bytes, str, str]]:
             newly_refused: list[tuple[bytes, str, str]] = []
@@ -179,12 +240,17 @@ class EnvelopeStore:
                                                (eid,))).fetchone()
                 if row is not None:
                     newly_refused.append((eid, code, str(row[0])))
+                    await add_effects(txn, [non_delivery(
+                        eid, peer=node, sender=str(row[0]), reason=code,
+                        why=(details or {}).get(eid, ""))], now)
             return newly_refused
 
         return await self.db.write(op)
 
     async def expire_due(self, now: int, limit: int = 500) -> list[tuple[bytes, str, str]]:
-        """Mark queued hops past expiry EXPIRED; return (envelope id, node, sender) each."""
+        """Mark queued hops past expiry EXPIRED, each with the non-delivery notice it owes
+        its sender recorded as an effect in the same write; return (envelope id, node,
+        sender) each."""
 
         async def op(txn: WriteTxn) -> list[tuple[bytes, str, str]]:
             cur = await txn.execute(
@@ -201,6 +267,8 @@ class EnvelopeStore:
             rows = [row for row in rows if (row[1], row[0]) in moved]
             for eid, node, _sender in rows:
                 await txn.audit(now, "envelope.expired", self.node_id, detail(peer=node), eid)
+            await add_effects(txn, [non_delivery(eid, peer=node, sender=sender)
+                                    for eid, node, sender in rows], now)
             return rows
 
         return await self.db.write(op)

@@ -7,7 +7,7 @@ entry, so a decision and its record are durable together or not at all.
 The work is split by job, one module each, and joined here into the one interface the
 node and the admin CLI use: ``envelope_store`` (envelopes, hops, backoff, cursors,
 expiry), ``inbox_store``, ``directory_store`` (cards, node keys), ``audit_store``; and,
-as attributes, ``keys``, ``signals``, ``requests`` and ``retention``.
+as attributes, ``keys``, ``signals``, ``requests``, ``retention`` and ``effects``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from liaison_net.clock import SYSTEM_CLOCK, Clock
 from liaison_net.store.audit_store import AuditStore
 from liaison_net.store.database import Database
 from liaison_net.store.directory_store import DirectoryStore
+from liaison_net.store.effect_store import EffectStore
 from liaison_net.store.envelope_store import AcceptOutcome, EnvelopeStore
 from liaison_net.store.inbox_store import InboxItem, InboxStore
 from liaison_net.store.key_store import KeyStore
@@ -44,6 +45,7 @@ class Status:
     inbox_unacked: int = 0
     officers: int = 0
     audit_entries: int = 0
+    effects_pending: int = 0  # owed evidence/notices not yet issued (a backlog if it grows)
 
 
 class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
@@ -56,6 +58,7 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
         self.signals = SignalStore(self.db, node_id)
         self.requests = RequestStore(self.db, node_id)
         self.retention = RetentionStore(self.db, node_id)
+        self.effects = EffectStore(self.db, node_id)
         # Called with the officers whose inbox got rows, after the commit (live delivery).
         self.on_inbox: Callable[[list[str]], None] | None = None
 
@@ -90,4 +93,5 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
         out.officers = int(row[0])
         row = await self.db.fetchone("SELECT COUNT(*) FROM audit")
         out.audit_entries = int(row[0])
+        out.effects_pending = await self.effects.pending()
         return out

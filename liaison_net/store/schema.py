@@ -188,6 +188,22 @@ MIGRATIONS: list[str] = [
         used INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 8: effects: what a decision obliges the node to issue (evidence, notices, receipts),
+    # written in the decision's transaction and deleted by the drain in the transaction
+    # that stores what it issued (core/effects.py, a transactional outbox).
+    """
+    CREATE TABLE effects (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        envelope_id BLOB NOT NULL,
+        args BLOB NOT NULL,
+        created INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE INDEX effects_due ON effects (next_attempt, id);
+    """,
     # 9: the CA certificate of a node signing key a rotation replaced, kept with it for its
     # grace period: clients verify cards still signed by that key (a peer's re-issued cards
     # arrive after its new certificate) and know the key a later revocation names.

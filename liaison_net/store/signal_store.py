@@ -3,11 +3,14 @@ escalations, the pseudonym index for hit/no-hit matching, and OPRF evaluation co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from liaison_net.core.audit import detail
+from liaison_net.core.effects import Effect
 from liaison_net.core.ids import id_to_text
 from liaison_net.store.database import Database, WriteTxn
+from liaison_net.store.effect_store import add_effects
 
 
 @dataclass(frozen=True)
@@ -31,36 +34,10 @@ class SignalStore:
         self.db = db
         self.node_id = node_id
 
-    async def new_matches(self, envelope_id: bytes, *, now: int) -> list[Match]:
-        """Signals this node raised earlier whose pseudonym equals one of ``envelope_id``'s,
-        from another country, not notified before. Recorded as notified in the same step,
-        so each pair is announced once, by this node only (the earlier signal's origin)."""
-
-        async def op(txn: WriteTxn) -> list[Match]:
-            cur = await txn.execute(
-                "SELECT DISTINCT mine.envelope_id, s_mine.sender, s_new.sender "
-                "FROM pseudonyms new JOIN pseudonyms mine ON mine.value = new.value "
-                "JOIN signals s_mine ON s_mine.envelope_id = mine.envelope_id "
-                "JOIN signals s_new ON s_new.envelope_id = new.envelope_id "
-                "WHERE new.envelope_id = ? AND s_mine.role = 'origin' AND mine.origin = ? "
-                "AND new.origin != ? AND mine.envelope_id != new.envelope_id "
-                "AND NOT EXISTS (SELECT 1 FROM signal_matches m WHERE m.earlier = "
-                "mine.envelope_id AND m.later = new.envelope_id)",
-                (envelope_id, self.node_id, self.node_id))
-            matches = [Match(bytes(r[0]), r[1], envelope_id, r[2])
-                       for r in await cur.fetchall()]
-            for m in matches:
-                await txn.execute("INSERT INTO signal_matches (earlier, later, notified) "
-                                  "VALUES (?, ?, ?)", (m.earlier, m.later, now))
-                await txn.audit(now, "signal.matched", self.node_id,
-                                detail(earlier=id_to_text(m.earlier),
-                                       later=id_to_text(m.later)), m.later)
-            return matches
-
-        return await self.db.write(op)
-
-    async def acknowledge(self, envelope_id: bytes, officer: str, *, now: int) -> str | None:
-        """Record a desk's acknowledgement; the signal's sender if this was the first."""
+    async def acknowledge(self, envelope_id: bytes, officer: str, *, now: int,
+                          notice: Callable[[str], Effect] | None = None) -> str | None:
+        """Record a desk's acknowledgement; the signal's sender if this was the first. The
+        first one owes the sender ``notice(sender)``, recorded as an effect in this write."""
 
         async def op(txn: WriteTxn) -> str | None:
             cur = await txn.execute(
@@ -71,6 +48,8 @@ class SignalStore:
             row = await (await txn.execute("SELECT sender FROM signals WHERE envelope_id = ?",
                                            (envelope_id,))).fetchone()
             await txn.audit(now, "signal.acknowledged", officer, detail(), envelope_id)
+            if row is not None and notice is not None:
+                await add_effects(txn, [notice(str(row[0]))], now)
             return str(row[0]) if row else None
 
         return await self.db.write(op)
@@ -82,13 +61,18 @@ class SignalStore:
             "ORDER BY deadline LIMIT ?", (now, limit))
         return [DueSignal(bytes(r[0]), r[1], r[2], r[3]) for r in rows]
 
-    async def mark_escalated(self, envelope_id: bytes, *, now: int) -> bool:
+    async def mark_escalated(self, envelope_id: bytes, *, now: int,
+                             notice: Effect | None = None) -> bool:
+        """Escalate once; the escalation ``notice`` is recorded in the same write."""
+
         async def op(txn: WriteTxn) -> bool:
             cur = await txn.execute(
                 "UPDATE signals SET escalated = ? WHERE envelope_id = ? AND escalated IS NULL",
                 (now, envelope_id))
             if cur.rowcount:
                 await txn.audit(now, "signal.escalated", self.node_id, detail(), envelope_id)
+                if notice is not None:
+                    await add_effects(txn, [notice], now)
             return bool(cur.rowcount)
 
         return await self.db.write(op)
@@ -132,3 +116,29 @@ class SignalStore:
             return True
 
         return await self.db.write(op)
+
+
+async def matches_in(txn: WriteTxn, envelope_id: bytes, *, node_id: str,
+                     now: int) -> list[Match]:
+    """Signals this node raised earlier whose pseudonym equals one of ``envelope_id``'s,
+    from another country, not notified before: recorded as notified in the accepting
+    transaction, so each pair is announced once, by this node only (the earlier signal's
+    origin), and its match notice is owed from the same commit."""
+    cur = await txn.execute(
+        "SELECT DISTINCT mine.envelope_id, s_mine.sender, s_new.sender "
+        "FROM pseudonyms new JOIN pseudonyms mine ON mine.value = new.value "
+        "JOIN signals s_mine ON s_mine.envelope_id = mine.envelope_id "
+        "JOIN signals s_new ON s_new.envelope_id = new.envelope_id "
+        "WHERE new.envelope_id = ? AND s_mine.role = 'origin' AND mine.origin = ? "
+        "AND new.origin != ? AND mine.envelope_id != new.envelope_id "
+        "AND NOT EXISTS (SELECT 1 FROM signal_matches m WHERE m.earlier = "
+        "mine.envelope_id AND m.later = new.envelope_id)",
+        (envelope_id, node_id, node_id))
+    matches = [Match(bytes(r[0]), r[1], envelope_id, r[2]) for r in await cur.fetchall()]
+    for m in matches:
+        await txn.execute("INSERT INTO signal_matches (earlier, later, notified) "
+                          "VALUES (?, ?, ?)", (m.earlier, m.later, now))
+        await txn.audit(now, "signal.matched", node_id,
+                        detail(earlier=id_to_text(m.earlier), later=id_to_text(m.later)),
+                        m.later)
+    return matches

@@ -76,7 +76,7 @@ async def test_a_loop_failing_for_good_is_shown_degraded_and_the_rest_runs_on(
     assert [r.event for r in rows] == ["loop.crashed"] * 3 + ["loop.failed"], rows
     assert all(r.detail["loop"] == "request-desk" and r.detail["error"] == "ValueError"
                for r in rows), rows
-    for loop in ("group-commit", "sender-be", "expiry", "retention", "key-watch",
+    for loop in ("group-commit", "sender-be", "expiry", "effects", "retention", "key-watch",
                  "signal-desk", "refusal-audit"):
         assert metric(net, "nl", "liaison_loop_up", loop) == 1, loop
     proc = net.nodes["nl"].proc

@@ -1,0 +1,158 @@
+"""The effects drain: issues what decisions owe (``core/effects.py``), exactly once.
+
+Every decision that obliges the node to write an envelope of its own (an acceptance's
+delivery evidence, a disclosure receipt, a non-delivery notice after a refusal or an
+expiry, a signal's acknowledgement, match or escalation notice, a request's escalation)
+records an effect row in its own transaction. This loop, one per node under the
+supervisor, takes due effects oldest first and for each one:
+
+1. seals the envelope it describes (the node's key, the recipients' cards; nothing stored);
+2. in ONE write (for the whole batch), stores that envelope as any accepted envelope
+   (envelope, inbox or hops, ``evidence.issued``/``notice.issued`` audit entry) AND deletes
+   the effect row: an effect already deleted stores nothing;
+3. after that commit, wakes the peers it goes to (the live inbox is woken by the store).
+
+A crash between 1 and 2 leaves the row: it is sealed again after the restart (the first
+seal was never stored). An effect that fails (a bug, bad arguments) is kept, audited as
+``effect.failed``, counted, and retried with backoff; it never blocks the others. One no
+recipient can receive (no card here) is deleted with an audit entry saying so, not
+silently. Storage trouble ends the pass; the next wake or poll tries again.
+
+It runs after each commit that wrote effects (``Database.on_effects``) and at least every
+``[effects] poll_s``. ``drain_delay_s`` holds each pass back, for tests that kill a node
+between a decision and its drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+
+import structlog
+
+from liaison_net.clock import Clock
+from liaison_net.config import EffectsConfig
+from liaison_net.core import codec
+from liaison_net.core.delivery import BackoffPolicy
+from liaison_net.core.effects import EVIDENCE, NOTICE, unpack_args
+from liaison_net.core.envelope import Kind, Precedence
+from liaison_net.core.evidence import EVIDENCE_RETENTION_MS, decode_body, sign_statement
+from liaison_net.core.ids import id_to_text, node_principal
+from liaison_net.errors import LiaisonError, Malformed, Unavailable
+from liaison_net.metrics import NodeMetrics
+from liaison_net.services.notices import Notifier, Sealed
+from liaison_net.store.effect_store import Issued, PendingEffect
+from liaison_net.store.node_store import NodeStore
+
+log = structlog.get_logger("liaison.effects")
+
+
+class EffectDrain:
+    def __init__(self, *, node_id: str, store: NodeStore, notifier: Notifier,
+                 config: EffectsConfig, metrics: NodeMetrics, clock: Clock) -> None:
+        self.node_id = node_id
+        self.store = store
+        self.notifier = notifier
+        self.config = config
+        self.metrics = metrics
+        self.clock = clock
+        self.wake = asyncio.Event()
+        self._backoff = BackoffPolicy(initial_s=1.0, maximum_s=config.retry_max_s)
+
+    async def run(self) -> None:
+        """Drain on every wake, and at least every ``poll_s``, until cancelled."""
+        while True:
+            await self._pass()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.poll_s):
+                    await self.wake.wait()
+
+    async def _pass(self) -> None:
+        self.wake.clear()
+        if self.config.drain_delay_s:
+            await asyncio.sleep(self.config.drain_delay_s)
+        try:
+            while await self.drain_once() >= self.config.batch:
+                pass
+            self.metrics.effects_pending.set(await self.store.effects.pending())
+        except Unavailable as exc:  # storage trouble: the rows wait, the next pass retries
+            log.warning("effects.drain_failed", code=exc.code, reason=exc.detail[:200])
+
+    async def drain_once(self) -> int:
+        """Issue every effect due now (one batch, stored in one write); the number taken."""
+        due = await self.store.effects.due(self.clock.now_ms(), self.config.batch)
+        ready: list[tuple[Issued, Sealed]] = []
+        for effect in due:
+            try:
+                sealed = await self._seal(effect)
+            except Unavailable:
+                raise
+            except Exception as exc:  # one effect's failure (a bug too) is kept, retried alone
+                await self._failed(effect, exc)
+                continue
+            if sealed is None:
+                await self.store.effects.discharged(
+                    effect, now=self.clock.now_ms(), event="effect.no_recipient",
+                    reason="no recipient of this envelope has a usable card here")
+                continue
+            ready.append((Issued(effect, sealed.envelope, sealed.now, sealed.event,
+                                 sealed.local, sealed.remote, sealed.audit_detail), sealed))
+        if not ready:
+            return len(due)
+        try:
+            done = await self.store.complete_effects([item for item, _ in ready])
+        except Unavailable:
+            raise
+        except LiaisonError:
+            # One of them was refused, so the write stored none: each alone, so that one
+            # cannot hold the others back.
+            done = [await self._complete_alone(item) for item, _ in ready]
+        for ok, (_, sealed) in zip(done, ready, strict=True):
+            if ok:
+                self.notifier.issued(sealed)
+        return len(due)
+
+    async def _complete_alone(self, item: Issued) -> bool:
+        try:
+            return (await self.store.complete_effects([item]))[0]
+        except Unavailable:
+            raise
+        except LiaisonError as exc:
+            await self._failed(item.effect, exc)
+            return False
+
+    async def _seal(self, effect: PendingEffect) -> Sealed | None:
+        """The envelope ``effect`` owes, sealed now (nothing stored)."""
+        args = unpack_args(effect.kind, effect.args)
+        if effect.kind == NOTICE:
+            label, recipients = str(args["label"]), [str(r) for r in args["recipients"]]
+            return await self.notifier.seal(
+                Kind.NOTICE, label=label, recipients=recipients,
+                plaintext=codec.pack({"v": 1, "type": label, **args["content"]}),
+                ref=effect.ref, precedence=Precedence(args["precedence"]))
+        assert effect.kind == EVIDENCE
+        statement = decode_body(args["statement"])
+        if statement.by != node_principal(self.node_id):
+            raise Malformed(f"a {statement.step.value} statement by {statement.by} is not "
+                            "this node's to sign")
+        return await self.notifier.seal(
+            Kind.EVIDENCE, label=statement.step.value, recipients=[str(args["sender"])],
+            plaintext=sign_statement(statement, self.notifier.signing_key()),
+            ref=statement.envelope, precedence=Precedence.ROUTINE,
+            retention_ms=EVIDENCE_RETENTION_MS)
+
+    async def _failed(self, effect: PendingEffect, exc: Exception) -> None:
+        if isinstance(exc, LiaisonError):
+            code, reason = exc.code, exc.detail
+        else:
+            log.exception("effect.bug", effect=effect.id)
+            code, reason = "internal", type(exc).__name__
+        now = self.clock.now_ms()
+        delay = self._backoff.delay(effect.attempts + 1, random.random())
+        self.metrics.effects_failed.inc()
+        log.warning("effect.failed", effect=effect.id, kind=effect.kind, code=code,
+                    attempts=effect.attempts + 1, ref=id_to_text(effect.ref),
+                    retry_in_s=round(delay, 1), reason=reason[:200])
+        await self.store.effects.failed(effect, now=now, next_attempt=now + int(delay * 1000),
+                                        code=code, reason=reason)
