@@ -161,6 +161,22 @@ async def test_request_due_time_is_written_with_the_acceptance(tmp_path: Path) -
             (ALICE.id, "outgoing", env.header.due)]
 
 
+async def test_a_local_addressee_of_a_request_gets_its_due_time(tmp_path: Path) -> None:
+    """A request to a colleague on the requester's own node: both sides tracked, in the
+    accepting transaction (found missing by the chaos soak's effect accounting)."""
+    path = tmp_path / "n.sqlite3"
+    store = await _open(path)
+    try:
+        env = seal_from(ALICE, [LOCAL, BOB], kind=Kind.REQUEST,
+                        urgency=Urgency.URGENT_DIRECT)
+        await _accept_at_origin(store, env, [LOCAL.id])
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        assert sorted(db.execute("SELECT officer, role, due FROM requests").fetchall()) == [
+            (ALICE.id, "outgoing", env.header.due), (LOCAL.id, "incoming", env.header.due)]
+
+
 async def test_expiry_and_refusal_owe_their_notices_in_the_same_write(tmp_path: Path) -> None:
     """A hop that expires, or that its peer refuses for good, owes its sender a
     non-delivery notice recorded by the very write that ends the hop."""

@@ -168,6 +168,10 @@ class Intake:
             raise
         effects = (self.witness.accepted(envelope, local=local, now=now)
                    if self.witness is not None else [])
+        if flow.consent is not None and local and self.on_disclosure is not None:
+            # A consented forward to colleagues on this node discloses the owner's
+            # information here: the owner's receipt is owed as for a remote recipient.
+            effects.append(self.on_disclosure(envelope, flow.consent, local))
         try:
             outcome = await self.store.accept(
                 envelope, now=now, actor=officer, event="envelope.accepted",

@@ -146,6 +146,9 @@ class EnvelopeStore:
         if track_request:
             await track_in(txn, envelope, officers=local_recipients if received
                            else [h.sender], role="incoming" if received else "outgoing")
+            if not received and local_recipients:
+                # An addressee on the requester's own node owes an answer all the same.
+                await track_in(txn, envelope, officers=local_recipients, role="incoming")
             await answered_in(txn, envelope, now=now)
         await txn.audit(now, event, actor, audit_detail, h.id)
         await add_effects(txn, [*effects, *matches], now)
