@@ -416,8 +416,8 @@ class Soak:
 
     def _forward(self, rng: random.Random, officer: str, officers: list[str],
                  arrived: set[bytes]) -> tuple[Envelope, Sent] | None:
-        """A consented forward of the oldest envelope already in ``officer``'s inbox, to an
-        officer of another node; None if nothing has arrived for them yet."""
+        """A consented forward of the oldest envelope already in ``officer``'s inbox, to
+        another officer (on this node or another); None if nothing has arrived yet."""
         queue = self.forwardable.get(officer)
         if not queue:
             return None
@@ -426,7 +426,7 @@ class Soak:
             return None
         queue.remove(original)
         owner = original.header.sender
-        targets = [t for t in officers if node_of(t) != node_of(officer) and t != owner]
+        targets = [t for t in officers if t not in (officer, owner)]
         if not targets:
             return None
         target = rng.choice(targets)

@@ -12,11 +12,11 @@ as the CLI's user would, until the node answers or their patience runs out: "dup
 then means the first try was stored, which is an acceptance too.
 
 Beside alerts, a share of the traffic carries what a node owes more than delivery for
-(``effects``): requests under Directive (EU) 2023/977, to officers of other countries (a
-due time at the requester's and each addressee's node), and consented forwards (a
-recipient passes a received envelope on to an officer of another node, with a consent
-the original's sender signs; the node that delivers it owes the owner a disclosure
-receipt).
+(``effects``): requests under Directive (EU) 2023/977, to colleagues anywhere (a due time
+at the requester's and each addressee's node, the requester's own node included), and
+consented forwards (a recipient passes a received envelope on to another officer, on
+their own node or another, with a consent the original's sender signs; each node that
+delivers it owes the owner a disclosure receipt).
 """
 
 from __future__ import annotations
@@ -100,8 +100,6 @@ def compose(rng: random.Random, sender: str, officers: Sequence[str], nodes: Seq
         return Draft(sender, tuple(sorted(to)), _tag(rng, owner, everyone), precedence,
                      "policy.owner_not_signer")
     urgency = rng.choice(list(Urgency)) if rng.random() < request_share else None
-    if urgency is not None:  # the Directive's requests cross a border: other nodes only
-        others = [o for o in others if node_of(o) != home]
     to = set(rng.sample(others, rng.randint(1, min(3, len(others)))))
     reached = {node_of(o) for o in to} | {home}
     kind = rng.random()
