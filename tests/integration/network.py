@@ -160,6 +160,20 @@ def row_counts(net: Network, nid: str,
         return {t: int(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in tables}
 
 
+def pending_effects(net: Network, nid: str) -> int:
+    """Effects a decision owes that the node's drain has not issued yet: a count of stored
+    rows is only stable once this is 0 (the evidence of an accept is stored just after)."""
+    with contextlib.closing(sqlite3.connect(net.database(nid), timeout=10)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM effects").fetchone()[0])
+
+
+def drained_row_counts(net: Network, nid: str,
+                       tables: tuple[str, ...] = STORED_TABLES) -> dict[str, int]:
+    """``row_counts`` once every owed effect is issued (bounded polling)."""
+    wait_for(lambda: pending_effects(net, nid) == 0, what=f"{nid} to issue what it owes")
+    return row_counts(net, nid, tables)
+
+
 @dataclass(frozen=True)
 class AuditRow:
     seq: int
