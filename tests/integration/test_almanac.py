@@ -12,7 +12,7 @@ import pytest
 
 from liaison_net.core import sealing
 from liaison_net.core.almanac import Almanac
-from tests.integration.network import Network, row_counts, run_cli
+from tests.integration.network import Network, drained_row_counts, run_cli
 from tests.integration.officers import PASSPHRASE, OfficerAgent, enrol
 from tests.integration.test_first_alert import directory_with, inbox_ids
 from tests.waits import PATIENCE_S
@@ -98,14 +98,14 @@ async def test_mixed_addresses_reach_each_officer_once(almanac3: Almanac3) -> No
 
 async def test_an_unknown_or_uncovered_coverage_is_one_clear_line(almanac3: Almanac3) -> None:
     n = almanac3
-    before = row_counts(n.net, "nl")
+    before = drained_row_counts(n.net, "nl")
     code, out, err = send(n, "coverage:xx/drugs")
     assert (code, out) == (2, "")
     assert err == ("error: not_found: no officer covers xx/drugs: country 'xx' is not an "
                    "ISO 3166-1 alpha-2 country code\n")
     code, out, err = send(n, n.marie.id, "coverage:co/terrorism")
     assert (code, out, err) == (2, "", "error: not_found: no officer covers co/terrorism\n")
-    assert row_counts(n.net, "nl") == before  # nothing was sent to anyone
+    assert drained_row_counts(n.net, "nl") == before  # nothing was sent to anyone
 
 
 async def test_a_covering_officer_outside_share_with_is_refused_by_the_tag(
@@ -113,12 +113,12 @@ async def test_a_covering_officer_outside_share_with_is_refused_by_the_tag(
     """Resolution never widens the tag: be/mpeeters covers co/drugs, but the tag shares
     with NL and LU only, so the send is refused naming him and the rule."""
     n = almanac3
-    before = row_counts(n.net, "nl")
+    before = drained_row_counts(n.net, "nl")
     code, _, err = send(n, "coverage:co/drugs", extra=("--share-with", "nl,lu"))
     assert code == 2
     assert err == ("error: policy.share_with: not sending to be/mpeeters: send to be "
                    "refused: the target node is not in the tag's share_with\n")
-    assert row_counts(n.net, "nl") == before
+    assert drained_row_counts(n.net, "nl") == before
 
 
 async def test_directory_search_finds_who_covers_it(almanac3: Almanac3) -> None:

@@ -38,10 +38,10 @@ from liaison_net.pki.certificates import SIGNING_KEY_FILE, node_hostname
 from tests.integration.network import (
     Network,
     audit_rows,
+    drained_row_counts,
     healthz,
     last_audit_seq,
     peer_tls,
-    row_counts,
     wait_for,
 )
 from tests.integration.officers import OfficerAgent, enrol, now_ms
@@ -224,7 +224,7 @@ async def test_envelopes_altered_and_resigned_with_the_node_key_are_refused_each
                                          header={"sender_key": h.node_key.key_id}),
                                   "forbidden"),
     }
-    before = row_counts(h.net, TARGET)
+    before = drained_row_counts(h.net, TARGET)
     seq = last_audit_seq(h.net, TARGET)
     status, answer = await post_until_admitted(h, txn("nl", *(raw for raw, _ in
                                                              cases.values())))
@@ -234,7 +234,7 @@ async def test_envelopes_altered_and_resigned_with_the_node_key_are_refused_each
     _, codes = garbage_tally(h.net, TARGET, after=seq, at_least=len(cases))
     assert codes == {"bad_signature": 1, "forbidden": 2, "malformed": 1}, codes
     assert inbox_relayed(h, [env.id, lena_env.id]) == {}
-    assert row_counts(h.net, TARGET) == before
+    assert drained_row_counts(h.net, TARGET) == before
     # Control: the refusals were about the alterations, not the envelope.
     status, answer = await post_until_admitted(h, txn("nl", env.to_bytes()))
     assert status == 200 and answer["results"] == [[protocol.ACCEPTED, "", ""]], answer
@@ -271,11 +271,11 @@ async def test_replay_of_an_old_real_transaction_changes_nothing(hostile: Hostil
     async with h.jan.session() as nl:
         await nl.submit(env.to_bytes())
     wait_for(lambda: inbox_relayed(h, [env.id]), timeout=30, what="the real relay")
-    before = row_counts(h.net, TARGET)
+    before = drained_row_counts(h.net, TARGET)
     seq = last_audit_seq(h.net, TARGET)
     status, answer = await post_until_admitted(h, txn("nl", env.to_bytes(), env.to_bytes()))
     assert status == 200 and answer["results"] == [[protocol.DUPLICATE, "", ""]] * 2, answer
-    assert row_counts(h.net, TARGET) == before
+    assert drained_row_counts(h.net, TARGET) == before
     assert not [r for r in audit_rows(h.net, TARGET, after=seq)
                 if r.envelope_id == env.id and r.event == "envelope.delivered_to_inbox"]
 
@@ -287,7 +287,7 @@ async def test_oversized_and_deeply_nested_batches_are_refused(hostile: Hostile)
     h = hostile
     env = h.jan.seal(h.nl_directory, [h.marie.id], b"many times")
     seq = last_audit_seq(h.net, TARGET)
-    before = row_counts(h.net, TARGET)
+    before = drained_row_counts(h.net, TARGET)
     status, answer = await post_until_admitted(
         h, txn("nl", *[env.to_bytes()] * (protocol.MAX_TRANSACTION_ENVELOPES + 1)))
     assert (status, answer["error"]) == (413, "limit_exceeded"), answer
@@ -295,7 +295,7 @@ async def test_oversized_and_deeply_nested_batches_are_refused(hostile: Hostile)
         b"\xa6origin\xa2nl\xa3txn\xc4\x10" + b"\x01" * 16
     status, answer = await post_until_admitted(h, nested)
     assert (status, answer["error"]) == (400, "malformed"), answer
-    assert row_counts(h.net, TARGET) == before
+    assert drained_row_counts(h.net, TARGET) == before
     assert inbox_relayed(h, [env.id]) == {}
     assert not [r for r in audit_rows(h.net, TARGET, after=seq) if r.event.startswith("envelope")]
     # Each kind of refusal is audited once per window, however often the peer repeats it.
@@ -478,7 +478,7 @@ async def test_slow_bodies_get_408_and_requests_in_flight_per_peer_are_bounded(
     as `peer.limited`; nothing is stored."""
     h = hostile
     seq = last_audit_seq(h.net, TARGET)
-    before = row_counts(h.net, TARGET)
+    before = drained_row_counts(h.net, TARGET)
 
     def over_in_flight() -> bool:
         answer = _one_request_as_nl(h)
@@ -497,7 +497,7 @@ async def test_slow_bodies_get_408_and_requests_in_flight_per_peer_are_bounded(
         head, _, body = d.answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 408"), d.answer[:200]
         assert json.loads(body)["error"] == "request_timeout"
-    assert row_counts(h.net, TARGET) == before
+    assert drained_row_counts(h.net, TARGET) == before
     limits = {r.detail["limit"] for r in limited_rows(h, seq)}
     assert {"in_flight", "body_timeout"} <= limits, limits
     await _lu_delivers(h, b"after the slow bodies")

@@ -26,11 +26,11 @@ from liaison_net.pki.certificates import node_hostname
 from tests.integration.network import (
     Network,
     audit_rows,
+    drained_row_counts,
     https,
     last_audit_seq,
     officer_tls,
     peer_tls,
-    row_counts,
     run_cli,
 )
 from tests.integration.officers import PASSPHRASE, OfficerAgent, bearer_token, benelux_tag, enrol
@@ -128,11 +128,11 @@ async def test_origin_refuses_an_envelope_the_tag_does_not_share_with_the_recipi
     API (bypassing the client check), NL answers 403 `policy.share_with`, stores nothing and
     audits the refusal naming the rule. Control: the same CLI send to a BE officer works."""
     n = net3
-    before = row_counts(n.net, "nl")
+    before = drained_row_counts(n.net, "nl")
     code, out, err = cli_send(n, n.klaus.id)
     assert code == 2, (code, out, err)
     assert "policy.share_with" in err and n.klaus.id in err, err
-    assert row_counts(n.net, "nl") == before, "the CLI handed something to the node"
+    assert drained_row_counts(n.net, "nl") == before, "the CLI handed something to the node"
 
     code, out, err = cli_send(n, n.marie.id, "--json")
     assert code == 0, (out, err)
