@@ -30,6 +30,7 @@ from liaison_net.errors import (
     BadSignature,
     Forbidden,
     KeyRetired,
+    LiaisonError,
     LimitExceeded,
     Malformed,
     NotFound,
@@ -63,6 +64,8 @@ MAX_JSON_BODY = 4096
 MAX_PAGE = 500
 MAX_EVIDENCE = 1000  # statements about one envelope: 4 per recipient, and then some
 MAX_JUSTIFICATION_CHARS = 200
+MAX_BATCH_ENVELOPES = 256  # envelopes in one batch submit
+MAX_BATCH_BYTES = 16 * 1024 * 1024  # one batch submit's whole body
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
@@ -114,13 +117,15 @@ class ClientApi:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[error_middleware],
-                              client_max_size=self.max_envelope_bytes + 1024)
+                              client_max_size=max(self.max_envelope_bytes,
+                                                  MAX_BATCH_BYTES) + 1024)
         r = app.router
         r.add_get("/healthz", self.healthz)
         r.add_get("/metrics", self.metrics_page)
         r.add_post("/api/v1/login/challenge", self.challenge)
         r.add_post("/api/v1/login", self.login)
         r.add_post("/api/v1/envelopes", self.submit)
+        r.add_post("/api/v1/envelopes/batch", self.submit_batch)
         r.add_get("/api/v1/inbox", self.inbox)
         r.add_get("/api/v1/inbox/stream", self.streams.handle)
         r.add_get("/api/v1/envelopes/{id}", self.fetch)
@@ -273,6 +278,32 @@ class ClientApi:
         return web.json_response(
             {"id": id_to_text(outcome.envelope_id),
              "status": "duplicate" if outcome.duplicate else "accepted"}, status=202)
+
+    async def submit_batch(self, request: web.Request) -> web.Response:
+        """Up to ``MAX_BATCH_ENVELOPES`` envelopes in one request, each checked as a single
+        submit is, all admitted ones stored in one commit; one answer per envelope, in
+        order (``accepted``, ``duplicate``, or ``refused`` with its code and detail)."""
+        officer = self._officer(request)
+        body = await read_msgpack(request, MAX_BATCH_BYTES, {"envelopes"})
+        raws = body["envelopes"]
+        if not isinstance(raws, list) or not all(isinstance(r, bytes) for r in raws):
+            raise Malformed("envelopes must be a list of envelopes (bytes)")
+        if not 1 <= len(raws) <= MAX_BATCH_ENVELOPES:
+            raise LimitExceeded(f"a batch holds 1 to {MAX_BATCH_ENVELOPES} envelopes, "
+                                f"not {len(raws)}")
+        for i, raw in enumerate(raws):
+            if len(raw) > self.max_envelope_bytes:
+                raise LimitExceeded(f"envelope {i} of the batch exceeds "
+                                    f"{self.max_envelope_bytes} bytes")
+        outcomes = await self.intake.submit_many(officer, raws, self.clock.now_ms())
+        results: list[dict[str, str | None]] = []
+        for outcome in outcomes:
+            if isinstance(outcome, LiaisonError):
+                results.append({"id": None, "status": "refused", **outcome.to_dict()})
+            else:
+                results.append({"id": id_to_text(outcome.envelope_id),
+                                "status": "duplicate" if outcome.duplicate else "accepted"})
+        return web.json_response({"results": results})
 
     @staticmethod
     def _id(request: web.Request) -> bytes:
