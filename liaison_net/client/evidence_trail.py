@@ -42,9 +42,9 @@ from liaison_net.core.evidence import (
     make,
     progress,
     sign_statement,
-    verify_statement,
     wants_evidence,
 )
+from liaison_net.core.evidence_batch import evidence_about, is_batch, verify_evidence
 from liaison_net.core.ids import NODE_HANDLE, envelope_id_time_ms, id_from_text, node_of
 from liaison_net.core.limits import DAY_MS
 from liaison_net.core.policy import Action, Request, require
@@ -203,7 +203,9 @@ class CheckedEvidence:
     """One evidence envelope as the sender's client judged it."""
 
     carrier: str | None  # the evidence envelope's id, once its signature verified
-    statement_bytes: bytes | None  # the signed statement, once opened
+    # the signed statement, once opened (of a batch: the proof for this envelope alone,
+    # ``evidence_batch.verify_evidence`` verifies either)
+    statement_bytes: bytes | None
     attested: Attested | None  # set only when everything verified
     error: str | None  # why it is refused, otherwise
 
@@ -216,10 +218,15 @@ def check_evidence(raw: bytes, original: Header, ks: Keystore, directory: Direct
     try:
         carrier = sealing.verify(raw, directory.lookup(), now=None)
         carrier_id = carrier.header.id_text
-        if carrier.header.kind is not Kind.EVIDENCE or carrier.header.ref != original.id:
+        if carrier.header.kind is not Kind.EVIDENCE:
+            raise Malformed("not an evidence envelope")
+        content = sealing.open_envelope(carrier, ks.officer, ks.encryption_keys)
+        # A batch names one envelope in its header but covers many: its proof for this
+        # one decides. A single statement must be carried about this very envelope.
+        if not is_batch(content) and carrier.header.ref != original.id:
             raise Malformed("not an evidence envelope about this envelope")
-        statement = sealing.open_envelope(carrier, ks.officer, ks.encryption_keys)
-        attested = verify_statement(statement, directory.lookup())
+        statement = evidence_about(content, original.id)
+        attested = verify_evidence(statement, directory.lookup())
         check_about(attested.statement, envelope_id=original.id, sender=original.sender,
                     recipients=[r.officer for r in original.recipients], now=now)
     except LiaisonError as exc:

@@ -216,13 +216,30 @@ class EnvelopeStore:
         async def op(txn: WriteTxn) -> list[bool]:
             done = []
             for item in issued:
-                cur = await txn.execute("DELETE FROM effects WHERE id = ?", (item.effect.id,))
-                if cur.rowcount:
+                ids = [item.effect.id, *(e.id for e in item.also)]
+                if item.also:
+                    # A batch discharges all its effects or none: one already completed
+                    # stores nothing now, and the rest are batched again on the next pass.
+                    cur = await txn.execute(
+                        f"SELECT COUNT(*) FROM effects WHERE id IN ({', '.join('?' * len(ids))})",
+                        tuple(ids))
+                    row = await cur.fetchone()
+                    if row is None or row[0] != len(ids):
+                        done.append(False)
+                        continue
+                deleted = 0
+                for effect_id in ids:
+                    cur = await txn.execute("DELETE FROM effects WHERE id = ?", (effect_id,))
+                    deleted += cur.rowcount
+                if deleted:
                     await self._accept_in(
                         txn, item.envelope, now=item.now, actor=self.node_id,
                         event=item.event, local_recipients=item.local,
                         remote_nodes=item.remote, audit_detail=item.audit_detail)
-                done.append(bool(cur.rowcount))
+                    await txn.executemany(
+                        "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
+                        "VALUES (?, ?)", [(eid, item.envelope.id) for eid in item.covers])
+                done.append(bool(deleted))
             return done
 
         done = await self.db.write(op)
