@@ -17,6 +17,7 @@ from liaison_net.core.evidence import check_about
 from liaison_net.core.evidence_batch import evidence_about, is_batch, verify_evidence
 from liaison_net.core.sealing import SignerKey, open_envelope, verify
 from liaison_net.errors import Conflict, PolicyRefused
+from liaison_net.store.effect_store import Issued
 from liaison_net.store.envelope_store import Acceptance, AcceptOutcome
 from tests.core.factories import NOW, seal_from
 from tests.test_effects import ALICE, BOB, NODE_KEY, _count, _drain, _enrol, _open
@@ -91,5 +92,32 @@ async def test_a_sender_with_one_envelope_pending_gets_a_single_statement(
         with sqlite3.connect(path) as db:
             assert db.execute("SELECT ref FROM envelopes WHERE kind = 'evidence'").fetchone()[0] \
                 == env.id
+    finally:
+        await store.close()
+
+
+async def test_a_batch_whose_effect_was_completed_already_stores_nothing(tmp_path: Path) -> None:
+    """All or none: a batch envelope naming an effect already gone (completed by an earlier
+    write) is not stored, and its other effects stay, to be batched again."""
+    path = tmp_path / "nl.db"
+    store = await _open(path)
+    try:
+        await _enrol(store, ALICE)
+        envs = [seal_from(ALICE, [BOB], f"alert {i}".encode()) for i in range(3)]
+        await store.accept_many([_item(e) for e in envs], now=NOW)
+        due = await store.effects.due(NOW, 10)
+        assert len(due) == 3
+        await store.effects.discharged(due[0], now=NOW, event="effect.no_recipient",
+                                       reason="gone before the batch's write")
+        carrier = seal_from(ALICE, [ALICE], b"a stand-in for the sealed batch")
+        item = Issued(due[0], carrier, NOW, "evidence.issued", [ALICE.id], [], detail(),
+                      also=tuple(due[1:]), covers=tuple(e.id for e in envs))
+        assert await store.complete_effects([item]) == [False]
+        assert _count(path, "SELECT COUNT(*) FROM effects") == 2
+        assert _count(path, "SELECT COUNT(*) FROM evidence_covers") == 0
+        assert await store.evidence_for(ALICE.id, envs[1].id, limit=10) == []
+        # The next pass batches the two left.
+        assert await _drain(store, ManualClock(NOW + 1000)).drain_once() == 2
+        assert _count(path, "SELECT COUNT(*) FROM evidence_covers") == 2
     finally:
         await store.close()
