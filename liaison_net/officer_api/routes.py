@@ -20,7 +20,7 @@ import structlog
 from aiohttp import web
 
 from liaison_net.clock import Clock
-from liaison_net.core import crypto, rotation
+from liaison_net.core import codec, crypto, rotation
 from liaison_net.core.audit import detail
 from liaison_net.core.identity import EnrolmentRequest, renewal, verify_card
 from liaison_net.core.ids import check_officer_id, id_from_text, id_to_text, node_of
@@ -37,9 +37,11 @@ from liaison_net.errors import (
     RateLimited,
     Unauthorized,
     Unavailable,
+    UnsupportedMedia,
 )
 from liaison_net.http_common import (
     ENVELOPE,
+    MSGPACK,
     error_middleware,
     msgpack_response,
     read_body,
@@ -71,6 +73,24 @@ _DIGITS = re.compile(r"[0-9]{1,19}")
 
 def _iso(ms: int | None) -> str | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+async def _read_batch_body(request: web.Request) -> bytes:
+    """A batch body, streamed and bounded by ``MAX_BATCH_BYTES``: the app's own body bound
+    (``client_max_size``) stays one envelope's for every other route."""
+    if request.content_type != MSGPACK:
+        raise UnsupportedMedia(f"expected Content-Type {MSGPACK}, "
+                               f"got {request.content_type or 'none'}")
+    too_big = LimitExceeded(f"request body exceeds {MAX_BATCH_BYTES} bytes")
+    if request.content_length is not None and request.content_length > MAX_BATCH_BYTES:
+        raise too_big
+    chunks, total = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        total += len(chunk)
+        if total > MAX_BATCH_BYTES:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @dataclass
@@ -117,8 +137,7 @@ class ClientApi:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[error_middleware],
-                              client_max_size=max(self.max_envelope_bytes,
-                                                  MAX_BATCH_BYTES) + 1024)
+                              client_max_size=self.max_envelope_bytes + 1024)
         r = app.router
         r.add_get("/healthz", self.healthz)
         r.add_get("/metrics", self.metrics_page)
@@ -284,7 +303,9 @@ class ClientApi:
         submit is, all admitted ones stored in one commit; one answer per envelope, in
         order (``accepted``, ``duplicate``, or ``refused`` with its code and detail)."""
         officer = self._officer(request)
-        body = await read_msgpack(request, MAX_BATCH_BYTES, {"envelopes"})
+        body = codec.exact_map("request", codec.unpack(
+            await _read_batch_body(request), what="request", max_bytes=MAX_BATCH_BYTES),
+            {"envelopes"})
         raws = body["envelopes"]
         if not isinstance(raws, list) or not all(isinstance(r, bytes) for r in raws):
             raise Malformed("envelopes must be a list of envelopes (bytes)")
