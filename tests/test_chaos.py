@@ -25,6 +25,7 @@ from liaison_net.core import codec, crypto, sealing
 from liaison_net.core.audit import detail
 from liaison_net.core.envelope import Envelope, Kind, Precedence, Urgency
 from liaison_net.core.evidence import Step, make, sign_statement
+from liaison_net.core.evidence_batch import sign_batch
 from liaison_net.core.ids import node_principal
 from liaison_net.core.limits import DAY_MS, HOUR_MS
 from liaison_net.store.node_store import NodeStore
@@ -596,3 +597,26 @@ async def test_concurrent_first_opens_of_a_database_all_succeed(tmp_path: Path) 
         with contextlib.closing(sqlite3.connect(path)) as db:
             assert db.execute("SELECT version FROM schema_version").fetchall() == [
                 (SCHEMA_VERSION,)]
+
+
+async def test_a_batch_statement_counts_once_for_each_envelope_it_covers(run: Run) -> None:
+    """One "accepted" batch (core/evidence_batch.py) in place of two single statements: each
+    covered envelope has its accepted once; a second batch covering one makes it twice."""
+    ids = [run.ledger[0].id, run.ledger[1].id]
+    for eid in ids:
+        run.execute("nl", "DELETE FROM inbox WHERE envelope_id = ?",
+                    params=(run.effects[("accepted", eid, "nl")],))
+    assert len(run.account().effects.missing) == 2
+
+    def batch(covered: list[bytes]) -> bytes:
+        return sign_batch([make(Step.ACCEPTED, run.envelopes[e].header, at=NOW)
+                           for e in covered], NODE_KEYS["nl"], at=NOW)
+
+    async with run.planting():
+        await run.issue(Kind.EVIDENCE, "nl", JAN.id, ids[1], batch(ids), ("batch", ids[1], "nl"))
+    acc = run.account()
+    assert (acc.effects.missing, acc.effects.twice, acc.effects.unreadable) == ([], [], [])
+    async with run.planting():
+        await run.issue(Kind.EVIDENCE, "nl", JAN.id, ids[0], batch(ids[:1]),
+                        ("batch", ids[0], "nl"))
+    assert run.account().effects.twice == [(("accepted", ids[0], "nl"), 1)]

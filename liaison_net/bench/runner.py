@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 import signal
 import tempfile
@@ -159,8 +160,10 @@ class Run:
 
 
 def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = None,
-          keep: bool = False, log_level: str = "info") -> tuple[dict[str, Any], list[str]]:
-    """Run the selection; return (JSON document, errors). Cleans up unless ``keep``."""
+          keep: bool = False, log_level: str = "info",
+          batch_size: int = 1) -> tuple[dict[str, Any], list[str]]:
+    """Run the selection; return (JSON document, errors). Cleans up unless ``keep``.
+    ``batch_size``: envelopes per submit request in our relay (1: single submits)."""
     from liaison_net.bench.report import document
 
     selected = selection(names)
@@ -168,7 +171,8 @@ def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = N
     machine = machine_facts()
     root = workdir or Path(tempfile.mkdtemp(prefix="liaison-bench-"))
     root.mkdir(parents=True, exist_ok=True)
-    run = Run(selected, QUICK if quick else FULL, root, ui, log_level)
+    run = Run(selected, dataclasses.replace(QUICK if quick else FULL, batch_size=batch_size),
+              root, ui, log_level)
     try:
         results = asyncio.run(run.run())
     finally:
@@ -181,7 +185,8 @@ def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = N
                       "paced_seconds": plan.paced_seconds, "outage": plan.outage,
                       "crash": plan.crash, "memory": plan.memory,
                       "payload_bytes": plan.payload_bytes, "concurrency": plan.concurrency,
-                      "client_sessions": plan.sessions, "stall_s": plan.stall_s},
+                      "client_sessions": plan.sessions, "stall_s": plan.stall_s,
+                      "batch_size": plan.batch_size},
              "baselines": baselines.describe_setup(),
              "node_log_level": log_level}
     return document(results, machine=machine, quick=quick, selected=selected,

@@ -37,6 +37,7 @@ from liaison_net.bench.workload import (
     Batch,
     Progress,
     Sink,
+    SubmitMany,
     Submitted,
     first_arrivals,
     latencies_ms,
@@ -47,7 +48,7 @@ from liaison_net.bench.workload import (
     submit_stream,
     wait_arrivals,
 )
-from liaison_net.client.session import NodeSession
+from liaison_net.client.session import NodeSession, SubmitResult
 from liaison_net.core import crypto
 from liaison_net.store import observe
 
@@ -70,6 +71,7 @@ class Plan:
     sessions: int = 8
     stall_s: float = 30.0
     scenario_timeout_s: float = 900.0
+    batch_size: int = 1  # envelopes per submit request (relay), where a system has a batch
 
     @property
     def paced(self) -> int:
@@ -115,6 +117,9 @@ class System(abc.ABC):
     @abc.abstractmethod
     async def submit(self, key: bytes, raw: bytes) -> None:
         """Hand one envelope to the origin; return once the origin acknowledged it."""
+
+    # Several envelopes in one request, for systems that have a batch submit (ours).
+    submit_many: SubmitMany | None = None
 
     @abc.abstractmethod
     def sink_spec(self, keys_file: Path, out_file: Path) -> SinkSpec:
@@ -187,7 +192,9 @@ async def relay(system: System, batch: Batch, ui: Ui) -> Figures:
         with ui.step(f"{label}: submitting {len(batch)}", len(batch)) as progress:
             sent = await submit_stream(system.submit, batch,
                                        concurrency=system.plan.concurrency,
-                                       on_accepted=progress)
+                                       on_accepted=progress,
+                                       batch_size=system.plan.batch_size,
+                                       submit_many=system.submit_many)
         figures, first = await _finish(system, sink, batch, sent, ui, label)
     start = min(sent.start_ns.values())
     if first:
@@ -196,6 +203,8 @@ async def relay(system: System, batch: Batch, ui: Ui) -> Figures:
     figures["accept_per_s"] = rounded(sent.accept_rate(), 0)
     _latency(figures, batch, sent, first)
     figures["concurrency"] = system.plan.concurrency
+    if system.submit_many is not None and system.plan.batch_size > 1:
+        figures["batch_size"] = system.plan.batch_size
     return figures
 
 
@@ -291,6 +300,7 @@ class OurSystem(System):
         self.sessions: list[NodeSession] = []
         self._stack = contextlib.AsyncExitStack()
         self._next = 0
+        self.submit_many = self._submit_many
 
     @property
     def sender_key(self) -> crypto.SigningKeyPair:
@@ -330,6 +340,11 @@ class OurSystem(System):
     async def submit(self, key: bytes, raw: bytes) -> None:
         self._next = (self._next + 1) % len(self.sessions)
         await self.sessions[self._next].submit(raw)
+
+    async def _submit_many(self, raws: list[bytes]) -> list[str | None]:
+        self._next = (self._next + 1) % len(self.sessions)
+        return [None if isinstance(r, SubmitResult) else str(r)[:200]
+                for r in await self.sessions[self._next].submit_many(raws)]
 
     def sink_spec(self, keys_file: Path, out_file: Path) -> SinkSpec:
         return SinkSpec("sqlite", str(keys_file), str(out_file),

@@ -9,6 +9,7 @@ key every sink records), so each broker carries exactly the same bytes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import multiprocessing
 import os
@@ -95,6 +96,8 @@ def seal_batch(sender: crypto.SigningKeyPair, recipient_public: bytes, n: int, *
 
 
 Submit = Callable[[bytes, bytes], Awaitable[None]]
+#: Several envelopes in one request: per envelope None (acknowledged) or why not.
+SubmitMany = Callable[[list[bytes]], Awaitable[list[str | None]]]
 
 
 @dataclass
@@ -130,15 +133,50 @@ async def _offer(submit: Submit, batch: Batch, i: int, out: Submitted, retries: 
             return
 
 
+async def _offer_many(submit_many: SubmitMany, batch: Batch, group: list[int], out: Submitted,
+                      retries: int) -> None:
+    """One request for ``group``; what was not acknowledged is offered again, alone."""
+    todo = group
+    for attempt in range(retries + 1):
+        try:
+            answers = await submit_many([batch.raws[i] for i in todo])
+        except Exception as exc:  # the whole request failed: none was accepted (yet)
+            answers = [f"{type(exc).__name__}: {exc}"[:200]] * len(todo)
+        now = time.time_ns()
+        left = []
+        for i, why in zip(todo, answers, strict=True):
+            if why is None:
+                out.accepted_ns[i] = now
+                out.failed.pop(i, None)
+            else:
+                out.failed[i] = why
+                left.append(i)
+        todo = left
+        if not todo:
+            return
+        if attempt < retries:
+            await asyncio.sleep(0.2)
+
+
 async def submit_stream(submit: Submit, batch: Batch, *, concurrency: int,
                         on_accepted: Progress | None = None, retries: int = 3,
-                        out: Submitted | None = None) -> Submitted:
+                        out: Submitted | None = None, batch_size: int = 1,
+                        submit_many: SubmitMany | None = None) -> Submitted:
     """Offer every envelope as fast as the origin takes them, ``concurrency`` at a time
-    (into ``out`` if given, so a watcher can follow the acceptances as they come)."""
+    (into ``out`` if given, so a watcher can follow the acceptances as they come); with
+    ``submit_many`` and ``batch_size`` > 1, that many per request."""
     out = Submitted() if out is None else out
     indexes = iter(range(len(batch)))
 
     async def worker(out: Submitted) -> None:
+        if submit_many is not None and batch_size > 1:
+            while group := list(itertools.islice(indexes, batch_size)):
+                started = time.time_ns()
+                out.start_ns.update((i, started) for i in group)
+                await _offer_many(submit_many, batch, group, out, retries)
+                if on_accepted is not None:
+                    on_accepted(len(out.accepted_ns))
+            return
         for i in indexes:
             out.start_ns[i] = time.time_ns()
             await _offer(submit, batch, i, out, retries)

@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from liaison_net.core import codec, crypto, sealing
-from liaison_net.core.envelope import Kind
+from liaison_net.core.envelope import Envelope, Kind
 from liaison_net.core.evidence import Step, maker, verify_statement
+from liaison_net.core.evidence_batch import is_batch, verify_batch
 from liaison_net.core.ids import id_to_text, node_of, node_principal
 from liaison_net.errors import LiaisonError
 from liaison_net.store import observe
@@ -186,12 +187,12 @@ def count(owed: Sequence[Owed], facts: Mapping[str, NodeEffects],
             if node_of(officer) != node:
                 continue  # an inbox row of someone homed elsewhere is not "at the sender"
             try:
-                key = _effect_of(raw, officer, keys.get(officer, ()), lookup, by_id)
+                found_keys = _effects_of(raw, officer, keys.get(officer, ()), lookup, by_id)
             except (LiaisonError, ValueError) as exc:
                 result.unreadable.append(f"{officer} at {node}: {type(exc).__name__}: "
                                          f"{str(exc)[:200]}")
                 continue
-            if key is not None:
+            for key in found_keys:
                 found[key] += 1
         for envelope_id, officer, role in f.requests:
             o = by_id.get(envelope_id)
@@ -224,16 +225,60 @@ def _node_lookup(facts: Iterable[NodeEffects]) -> sealing.KeyLookup:
     return signers.get
 
 
-def _effect_of(raw: bytes, officer: str, keys: Sequence[crypto.EncryptionKeyPair],
-               lookup: sealing.KeyLookup, by_id: Mapping[bytes, Owed]) -> Key | None:
-    """The effect an evidence or notice envelope in ``officer``'s inbox carries, verified
-    and opened; None when it is about nothing the soak sent (or a kind of notice it does
-    not count, e.g. an escalation)."""
+def _effects_of(raw: bytes, officer: str, keys: Sequence[crypto.EncryptionKeyPair],
+                lookup: sealing.KeyLookup, by_id: Mapping[bytes, Owed]) -> list[Key]:
+    """The effects an evidence or notice envelope in ``officer``'s inbox carries, verified
+    and opened: one, or one per envelope a batch statement covers (``evidence_batch``);
+    none when it is about nothing the soak sent (or a notice it does not count)."""
     envelope = sealing.verify(raw, lookup, now=None)
     h = envelope.header
-    if h.ref is None or h.ref not in by_id or not keys:
-        return None
-    plaintext = sealing.open_envelope(envelope, officer, keys)
+    if h.ref is None or not keys:
+        return []
+    ours = h.ref in by_id
+    if h.kind is Kind.EVIDENCE:
+        # A batch's header names one envelope of it, maybe not one the soak sent: open
+        # every evidence envelope; one about nothing of ours that does not open is ignored.
+        try:
+            plaintext = sealing.open_envelope(envelope, officer, keys)
+        except LiaisonError:
+            if ours:
+                raise
+            return []
+        if is_batch(plaintext):
+            return _batch_effects(plaintext, h.sender, lookup, by_id)
+    elif ours:
+        plaintext = sealing.open_envelope(envelope, officer, keys)
+    if not ours:
+        return []
+    key = _effect_of(envelope, plaintext, lookup, by_id)
+    return [] if key is None else [key]
+
+
+def _batch_effects(content: bytes, signer: str, lookup: sealing.KeyLookup,
+                   by_id: Mapping[bytes, Owed]) -> list[Key]:
+    """One ``accepted`` per covered envelope the soak sent, after one check of the
+    signature and the Merkle root."""
+    out: list[Key] = []
+    for statement in verify_batch(content, lookup):
+        if statement.by != signer or statement.step is not Step.ACCEPTED:
+            raise ValueError(f"batch evidence by {signer} holds a {statement.step.value} "
+                             f"statement by {statement.by}")
+        o = by_id.get(statement.envelope)
+        if o is None:
+            continue
+        if maker(Step.ACCEPTED, sender=o.sender, recipient=o.sender) != signer:
+            raise ValueError(f"accepted evidence of {statement.envelope.hex()} signed by "
+                             f"{signer}, who may not attest it")
+        out.append(("accepted", o.id, node_of(signer)))
+    return out
+
+
+def _effect_of(envelope: Envelope, plaintext: bytes, lookup: sealing.KeyLookup,
+               by_id: Mapping[bytes, Owed]) -> Key | None:
+    """The effect one evidence or notice envelope (opened: ``plaintext``) about an
+    envelope the soak sent carries; None for a kind of notice it does not count."""
+    h = envelope.header
+    assert h.ref is not None
     if h.kind is Kind.EVIDENCE:
         statement = verify_statement(plaintext, lookup).statement
         if statement.envelope != h.ref or statement.by != h.sender:

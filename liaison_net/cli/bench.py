@@ -28,8 +28,11 @@ SCENARIO_HELP = ("relay, paced, outage, crash, baselines, ceiling or memory; rep
 @click.option("--node-log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]),
               help="Log level of the bench's node processes (info is what operators run).")
+@click.option("--batch-size", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Envelopes per submit request in our relay scenario (POST "
+                   "/api/v1/envelopes/batch when above 1).")
 def bench(scenarios: tuple[str, ...], quick: bool, json_path: Path | None,
-          workdir: Path | None, keep: bool, node_log_level: str) -> None:
+          workdir: Path | None, keep: bool, node_log_level: str, batch_size: int) -> None:
     """Measure our broker beside Mosquitto and RabbitMQ, on 127.0.0.1, in one run.
 
     Each scenario is bounded in count and time. Prints a table (our figure, the baseline's,
@@ -49,7 +52,7 @@ def bench(scenarios: tuple[str, ...], quick: bool, json_path: Path | None,
     err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
     out = Console() if sys.stdout.isatty() else Console(width=160)
     doc, errors = run_bench(scenarios, quick=quick, ui=ConsoleUi(err), workdir=workdir,
-                            keep=keep, log_level=node_log_level)
+                            keep=keep, log_level=node_log_level, batch_size=batch_size)
     out.print(table(doc["results"]))
     for note in doc["notes"]:
         out.print(f"  note: {note}", highlight=False)

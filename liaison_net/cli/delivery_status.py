@@ -31,7 +31,8 @@ from liaison_net.client.evidence_trail import CheckedEvidence, StatusReport
 from liaison_net.client.keystore import Keystore
 from liaison_net.client.session import InboxEntry, NodeSession
 from liaison_net.core.envelope import Envelope
-from liaison_net.core.evidence import Statement, Step, claimed_statement
+from liaison_net.core.evidence import Statement, Step
+from liaison_net.core.evidence_batch import claimed
 from liaison_net.core.ids import id_to_text
 from liaison_net.errors import LiaisonError
 
@@ -91,7 +92,7 @@ def evidence_json(c: CheckedEvidence) -> dict[str, Any]:
                    signer_key_id=c.attested.key_id.hex())
     elif c.statement_bytes is not None:
         try:  # what a refused statement claims, for whoever investigates it
-            out["claimed"] = _statement_json(claimed_statement(c.statement_bytes))
+            out["claimed"] = _statement_json(claimed(c.statement_bytes))
         except LiaisonError:
             out["claimed"] = None
     return out

@@ -99,6 +99,29 @@ def error_from_answer(status: int, body: bytes) -> errors.LiaisonError:
     return fallback(detail, code=code or None)
 
 
+def batch_results(body: dict[str, Any], sent: int) -> list[SubmitResult | errors.LiaisonError]:
+    """A batch submit's answer: one result per envelope sent, in order; a refused one as
+    its typed error (by its code, as for a single submit)."""
+    results = body.get("results")
+    if not isinstance(results, list) or len(results) != sent:
+        raise errors.Malformed(f"node answered a batch of {sent} without one result each")
+    out: list[SubmitResult | errors.LiaisonError] = []
+    for item in results:
+        if not isinstance(item, dict):
+            raise errors.Malformed("node answered a batch result that is not a map")
+        status = item.get("status")
+        if status in ("accepted", "duplicate"):
+            out.append(SubmitResult(check_id(field(item, "id", str, "batch submit")),
+                                    str(status)))
+        elif status == "refused":
+            out.append(error_from_answer(400, json.dumps(
+                {"error": item.get("error"), "detail": item.get("detail")}).encode()))
+        else:
+            raise errors.Malformed(f"node answered a batch result with status "
+                                   f"{clean(str(status))!r:.40}")
+    return out
+
+
 def clean(text: str) -> str:
     """Server text shown on the officer's terminal: no control characters, bounded."""
     return _CONTROL.sub("?", text)[:_MAX_DETAIL_CHARS]

@@ -42,9 +42,9 @@ from liaison_net.core.evidence import (
     make,
     progress,
     sign_statement,
-    verify_statement,
     wants_evidence,
 )
+from liaison_net.core.evidence_batch import evidence_about, is_batch, verify_evidence
 from liaison_net.core.ids import NODE_HANDLE, envelope_id_time_ms, id_from_text, node_of
 from liaison_net.core.limits import DAY_MS
 from liaison_net.core.policy import Action, Request, require
@@ -111,6 +111,17 @@ async def attest(node: NodeSession, ks: Keystore, directory: Directory, envelope
                  steps: Sequence[Step], ledger: Ledger, *, now: int) -> list[Step]:
     """Sign each of ``steps`` this machine has not yet attested for ``envelope`` (verified,
     addressed to this officer), seal it for the sender and submit it; the steps sent."""
+    todo = seal_attestations(ks, directory, envelope, steps, ledger, now=now)
+    for step, carrier in todo:
+        await node.submit(carrier.to_bytes())
+        ledger.record(envelope.header.id_text, step)
+    return [step for step, _ in todo]
+
+
+def seal_attestations(ks: Keystore, directory: Directory, envelope: Envelope,
+                      steps: Sequence[Step], ledger: Ledger, *,
+                      now: int) -> list[tuple[Step, Envelope]]:
+    """The evidence envelopes ``attest`` would submit, sealed, nothing sent."""
     h = envelope.header
     if not wants_evidence(h):
         return []
@@ -120,15 +131,11 @@ async def attest(node: NodeSession, ks: Keystore, directory: Directory, envelope
     sender = directory.recipient(h.sender, now=now)
     tag = evidence_tag(own_node=ks.node, sender_node=node_of(h.sender), now=now)
     require(tag, Request(Action.SEND, now, actor_node=ks.node, target_node=node_of(h.sender)))
-    for step in todo:
-        statement = make(step, h, recipient=ks.officer, at=now)
-        carrier = sealing.seal(
-            sender=ks.officer, sender_key=ks.signing, recipients=[sender], tag=tag,
-            plaintext=sign_statement(statement, ks.signing), now=now,
-            expires=now + EVIDENCE_TTL_MS, kind=Kind.EVIDENCE, ref=h.id)
-        await node.submit(carrier.to_bytes())
-        ledger.record(h.id_text, step)
-    return todo
+    return [(step, sealing.seal(
+        sender=ks.officer, sender_key=ks.signing, recipients=[sender], tag=tag,
+        plaintext=sign_statement(make(step, h, recipient=ks.officer, at=now), ks.signing),
+        now=now, expires=now + EVIDENCE_TTL_MS, kind=Kind.EVIDENCE, ref=h.id))
+        for step in todo]
 
 
 def _wants_delivered(entry: InboxEntry, ledger: Ledger) -> bool:
@@ -148,6 +155,7 @@ async def attest_listed(ks: Keystore, keystore_path: Path, entries: Sequence[Inb
     try:
         async with NodeSession(ks) as node:
             directory = await node.directory(now=datetime.fromtimestamp(now / 1000, UTC))
+            sealed: list[tuple[str, Envelope]] = []
             for entry in todo:
                 try:
                     envelope = sealing.verify(await node.fetch(entry.id), directory.lookup(),
@@ -156,12 +164,21 @@ async def attest_listed(ks: Keystore, keystore_path: Path, entries: Sequence[Inb
                         raise Forbidden("the node answered with a different envelope")
                     if ks.officer not in (r.officer for r in envelope.header.recipients):
                         raise Forbidden(f"{ks.officer} is not a recipient")
-                    await attest(node, ks, directory, envelope, [Step.DELIVERED], ledger,
-                                 now=now)
+                    sealed += [(entry.id, carrier) for _, carrier in seal_attestations(
+                        ks, directory, envelope, [Step.DELIVERED], ledger, now=now)]
                 except NodeFault:
                     raise
                 except LiaisonError as exc:
                     warnings.append(f"no delivery evidence for {entry.id}: {exc.detail}")
+            # One request (and one commit at the node) for everything listed.
+            if sealed:
+                results = await node.submit_many([c.to_bytes() for _, c in sealed])
+                for (entry_id, _), result in zip(sealed, results, strict=True):
+                    if isinstance(result, LiaisonError):
+                        warnings.append(f"no delivery evidence for {entry_id}: "
+                                        f"{result.detail}")
+                    else:
+                        ledger.record(entry_id, Step.DELIVERED)
     except LiaisonError as exc:
         warnings.append(f"delivery evidence not sent: {exc.detail}")
     _save(ledger, now, warnings)
@@ -203,7 +220,9 @@ class CheckedEvidence:
     """One evidence envelope as the sender's client judged it."""
 
     carrier: str | None  # the evidence envelope's id, once its signature verified
-    statement_bytes: bytes | None  # the signed statement, once opened
+    # the signed statement, once opened (of a batch: the proof for this envelope alone,
+    # ``evidence_batch.verify_evidence`` verifies either)
+    statement_bytes: bytes | None
     attested: Attested | None  # set only when everything verified
     error: str | None  # why it is refused, otherwise
 
@@ -216,10 +235,15 @@ def check_evidence(raw: bytes, original: Header, ks: Keystore, directory: Direct
     try:
         carrier = sealing.verify(raw, directory.lookup(), now=None)
         carrier_id = carrier.header.id_text
-        if carrier.header.kind is not Kind.EVIDENCE or carrier.header.ref != original.id:
+        if carrier.header.kind is not Kind.EVIDENCE:
+            raise Malformed("not an evidence envelope")
+        content = sealing.open_envelope(carrier, ks.officer, ks.encryption_keys)
+        # A batch names one envelope in its header but covers many: its proof for this
+        # one decides. A single statement must be carried about this very envelope.
+        if not is_batch(content) and carrier.header.ref != original.id:
             raise Malformed("not an evidence envelope about this envelope")
-        statement = sealing.open_envelope(carrier, ks.officer, ks.encryption_keys)
-        attested = verify_statement(statement, directory.lookup())
+        statement = evidence_about(content, original.id)
+        attested = verify_evidence(statement, directory.lookup())
         check_about(attested.statement, envelope_id=original.id, sender=original.sender,
                     recipients=[r.officer for r in original.recipients], now=now)
     except LiaisonError as exc:

@@ -20,6 +20,7 @@ from liaison_net.core import content as content_mod
 from liaison_net.core.content import Attachment, Content
 from liaison_net.core.envelope import Envelope, Kind
 from liaison_net.core.evidence import claimed_statement
+from liaison_net.core.evidence_batch import claimed_batch, is_batch
 from liaison_net.core.ids import id_to_text
 from liaison_net.core.signals import SignalPayload
 from liaison_net.core.signers import check_notice_claims
@@ -78,6 +79,14 @@ def readable(envelope: Envelope, plaintext: bytes, *, reader_node: str) -> Conte
         fields = believed_notice(envelope, plaintext, reader_node=reader_node)
         lines = [f"{k}: {v}" for k, v in sorted(fields.items()) if k not in ("v", "type")]
         return Content(subject=f"Notice: {fields['type']}", text="\n".join(lines) or "-")
+    if kind is Kind.EVIDENCE and is_batch(plaintext):
+        covered = claimed_batch(plaintext)
+        return Content(
+            subject=f"Evidence: {covered[0].step.value} by {covered[0].by} for "
+                    f"{len(covered)} envelopes"[:200],
+            text="\n".join(id_to_text(c.envelope) for c in covered) + (
+                "\nA claim until verified: `liaison status ID` checks its signature, maker "
+                "and that the signed batch covers ID."))
     if kind is Kind.EVIDENCE:
         claim = claimed_statement(plaintext)
         return Content(

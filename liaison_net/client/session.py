@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import re
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -41,6 +41,7 @@ from liaison_net.client.answers import (
     InboxPage,
     LocalStatus,
     SubmitResult,
+    batch_results,
     check_id,
     clean,
     count,
@@ -76,6 +77,8 @@ MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_INBOX_PAGE = 500
 MAX_TOKEN_CHARS = 4096
 MAX_EVIDENCE_BYTES = 16 * 1024 * 1024  # every statement about one envelope
+MAX_BATCH_ENVELOPES = 256  # the node's bound on one batch submit (officer_api.routes)
+MAX_BATCH_BYTES = 16 * 1024 * 1024
 _TOKEN = re.compile(r"[\x21-\x7e]+")  # visible ASCII, safe in an Authorization header
 
 
@@ -168,6 +171,19 @@ class NodeSession:
         if status not in ("accepted", "duplicate"):
             raise errors.Malformed(f"node answered submit with status {clean(status)!r:.40}")
         return SubmitResult(check_id(field(body, "id", str, "submit")), status)
+
+    async def submit_many(self, envelopes: Sequence[bytes]
+                          ) -> list[SubmitResult | errors.LiaisonError]:
+        """Several envelopes in one request and one commit at the node: one result per
+        envelope, in order (a refused one as its typed error, the others unaffected)."""
+        if not 1 <= len(envelopes) <= MAX_BATCH_ENVELOPES:
+            raise errors.LimitExceeded(f"a batch holds 1 to {MAX_BATCH_ENVELOPES} envelopes")
+        body = codec.pack({"envelopes": list(envelopes)})
+        if len(body) > MAX_BATCH_BYTES:
+            raise errors.LimitExceeded(f"a batch holds at most {MAX_BATCH_BYTES} bytes")
+        answer = await self._call("POST", "/api/v1/envelopes/batch", data=body,
+                                  content_type=MSGPACK_MEDIA_TYPE)
+        return batch_results(json_map(answer, "batch submit"), len(envelopes))
 
     async def inbox(self, *, after: int = 0, limit: int = MAX_INBOX_PAGE) -> InboxPage:
         if not 1 <= limit <= MAX_INBOX_PAGE or after < 0:

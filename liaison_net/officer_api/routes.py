@@ -20,7 +20,7 @@ import structlog
 from aiohttp import web
 
 from liaison_net.clock import Clock
-from liaison_net.core import crypto, rotation
+from liaison_net.core import codec, crypto, rotation
 from liaison_net.core.audit import detail
 from liaison_net.core.identity import EnrolmentRequest, renewal, verify_card
 from liaison_net.core.ids import check_officer_id, id_from_text, id_to_text, node_of
@@ -30,15 +30,18 @@ from liaison_net.errors import (
     BadSignature,
     Forbidden,
     KeyRetired,
+    LiaisonError,
     LimitExceeded,
     Malformed,
     NotFound,
     RateLimited,
     Unauthorized,
     Unavailable,
+    UnsupportedMedia,
 )
 from liaison_net.http_common import (
     ENVELOPE,
+    MSGPACK,
     error_middleware,
     msgpack_response,
     read_body,
@@ -63,11 +66,31 @@ MAX_JSON_BODY = 4096
 MAX_PAGE = 500
 MAX_EVIDENCE = 1000  # statements about one envelope: 4 per recipient, and then some
 MAX_JUSTIFICATION_CHARS = 200
+MAX_BATCH_ENVELOPES = 256  # envelopes in one batch submit
+MAX_BATCH_BYTES = 16 * 1024 * 1024  # one batch submit's whole body
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 def _iso(ms: int | None) -> str | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+async def _read_batch_body(request: web.Request) -> bytes:
+    """A batch body, streamed and bounded by ``MAX_BATCH_BYTES``: the app's own body bound
+    (``client_max_size``) stays one envelope's for every other route."""
+    if request.content_type != MSGPACK:
+        raise UnsupportedMedia(f"expected Content-Type {MSGPACK}, "
+                               f"got {request.content_type or 'none'}")
+    too_big = LimitExceeded(f"request body exceeds {MAX_BATCH_BYTES} bytes")
+    if request.content_length is not None and request.content_length > MAX_BATCH_BYTES:
+        raise too_big
+    chunks, total = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        total += len(chunk)
+        if total > MAX_BATCH_BYTES:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @dataclass
@@ -121,6 +144,7 @@ class ClientApi:
         r.add_post("/api/v1/login/challenge", self.challenge)
         r.add_post("/api/v1/login", self.login)
         r.add_post("/api/v1/envelopes", self.submit)
+        r.add_post("/api/v1/envelopes/batch", self.submit_batch)
         r.add_get("/api/v1/inbox", self.inbox)
         r.add_get("/api/v1/inbox/stream", self.streams.handle)
         r.add_get("/api/v1/envelopes/{id}", self.fetch)
@@ -273,6 +297,34 @@ class ClientApi:
         return web.json_response(
             {"id": id_to_text(outcome.envelope_id),
              "status": "duplicate" if outcome.duplicate else "accepted"}, status=202)
+
+    async def submit_batch(self, request: web.Request) -> web.Response:
+        """Up to ``MAX_BATCH_ENVELOPES`` envelopes in one request, each checked as a single
+        submit is, all admitted ones stored in one commit; one answer per envelope, in
+        order (``accepted``, ``duplicate``, or ``refused`` with its code and detail)."""
+        officer = self._officer(request)
+        body = codec.exact_map("request", codec.unpack(
+            await _read_batch_body(request), what="request", max_bytes=MAX_BATCH_BYTES),
+            {"envelopes"})
+        raws = body["envelopes"]
+        if not isinstance(raws, list) or not all(isinstance(r, bytes) for r in raws):
+            raise Malformed("envelopes must be a list of envelopes (bytes)")
+        if not 1 <= len(raws) <= MAX_BATCH_ENVELOPES:
+            raise LimitExceeded(f"a batch holds 1 to {MAX_BATCH_ENVELOPES} envelopes, "
+                                f"not {len(raws)}")
+        for i, raw in enumerate(raws):
+            if len(raw) > self.max_envelope_bytes:
+                raise LimitExceeded(f"envelope {i} of the batch exceeds "
+                                    f"{self.max_envelope_bytes} bytes")
+        outcomes = await self.intake.submit_many(officer, raws, self.clock.now_ms())
+        results: list[dict[str, str | None]] = []
+        for outcome in outcomes:
+            if isinstance(outcome, LiaisonError):
+                results.append({"id": None, "status": "refused", **outcome.to_dict()})
+            else:
+                results.append({"id": id_to_text(outcome.envelope_id),
+                                "status": "duplicate" if outcome.duplicate else "accepted"})
+        return web.json_response({"results": results})
 
     @staticmethod
     def _id(request: web.Request) -> bytes:

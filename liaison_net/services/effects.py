@@ -37,7 +37,14 @@ from liaison_net.core import codec
 from liaison_net.core.delivery import BackoffPolicy
 from liaison_net.core.effects import EVIDENCE, NOTICE, unpack_args
 from liaison_net.core.envelope import Kind, Precedence
-from liaison_net.core.evidence import EVIDENCE_RETENTION_MS, decode_body, sign_statement
+from liaison_net.core.evidence import (
+    EVIDENCE_RETENTION_MS,
+    Statement,
+    Step,
+    decode_body,
+    sign_statement,
+)
+from liaison_net.core.evidence_batch import fits, sign_batch
 from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.errors import LiaisonError, Malformed, Unavailable
 from liaison_net.metrics import NodeMetrics
@@ -83,7 +90,10 @@ class EffectDrain:
         """Issue every effect due now (one batch, stored in one write); the number taken."""
         due = await self.store.effects.due(self.clock.now_ms(), self.config.batch)
         ready: list[tuple[Issued, Sealed]] = []
-        for effect in due:
+        batches, singles = self._batches(due)
+        for group in batches:
+            ready.extend(await self._seal_batch(group))
+        for effect in singles:
             try:
                 sealed = await self._seal(effect)
             except Unavailable:
@@ -119,8 +129,73 @@ class EffectDrain:
         except Unavailable:
             raise
         except LiaisonError as exc:
-            await self._failed(item.effect, exc)
+            for effect in (item.effect, *item.also):
+                await self._failed(effect, exc)
             return False
+
+    def _batches(self, due: list[PendingEffect]
+                 ) -> tuple[list[list[tuple[PendingEffect, Statement]]], list[PendingEffect]]:
+        """This node's "accepted" statements grouped per sender, each group within one
+        batch's bounds (``evidence_batch.fits``); a sender with one alone, and everything
+        else, goes the single way (one statement, one envelope)."""
+        by_sender: dict[str, list[tuple[PendingEffect, Statement]]] = {}
+        singles: list[PendingEffect] = []
+        for effect in due:
+            try:
+                args = unpack_args(effect.kind, effect.args)
+                statement = decode_body(args["statement"]) if effect.kind == EVIDENCE else None
+                sender = str(args.get("sender"))
+            except (LiaisonError, KeyError):
+                statement = None
+            if (statement is None or statement.step is not Step.ACCEPTED
+                    or statement.by != node_principal(self.node_id)):
+                singles.append(effect)
+                continue
+            by_sender.setdefault(sender, []).append((effect, statement))
+        batches: list[list[tuple[PendingEffect, Statement]]] = []
+        for group in by_sender.values():
+            if len(group) == 1:
+                singles.append(group[0][0])
+                continue
+            chunk: list[tuple[PendingEffect, Statement]] = []
+            for item in group:
+                if chunk and not fits([s for _, s in chunk] + [item[1]]):
+                    batches.append(chunk)
+                    chunk = []
+                chunk.append(item)
+            batches.append(chunk)
+        singles.sort(key=lambda e: e.id)
+        return batches, singles
+
+    async def _seal_batch(self, group: list[tuple[PendingEffect, Statement]]
+                          ) -> list[tuple[Issued, Sealed]]:
+        """One "accepted" envelope for a group: one signature (a Merkle root over the
+        statements), sealed once for their sender; a group of one goes the single way."""
+        effects = [e for e, _ in group]
+        sender = str(unpack_args(EVIDENCE, effects[0].args)["sender"])
+        statements = [s for _, s in group]
+        try:
+            sealed = await self.notifier.seal(
+                Kind.EVIDENCE, label=Step.ACCEPTED.value, recipients=[sender],
+                plaintext=sign_batch(statements, self.notifier.signing_key(),
+                                     at=self.clock.now_ms()),
+                ref=statements[0].envelope, precedence=Precedence.ROUTINE,
+                retention_ms=EVIDENCE_RETENTION_MS)
+        except Unavailable:
+            raise
+        except Exception as exc:  # the group's failure is each effect's, retried alone
+            for effect in effects:
+                await self._failed(effect, exc)
+            return []
+        if sealed is None:
+            for effect in effects:
+                await self.store.effects.discharged(
+                    effect, now=self.clock.now_ms(), event="effect.no_recipient",
+                    reason="no recipient of this envelope has a usable card here")
+            return []
+        return [(Issued(effects[0], sealed.envelope, sealed.now, sealed.event, sealed.local,
+                        sealed.remote, sealed.audit_detail, also=tuple(effects[1:]),
+                        covers=tuple(s.envelope for s in statements)), sealed)]
 
     async def _seal(self, effect: PendingEffect) -> Sealed | None:
         """The envelope ``effect`` owes, sealed now (nothing stored)."""

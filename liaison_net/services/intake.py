@@ -21,7 +21,7 @@ for each recipient whose inbox now holds it). The effects drain issues the envel
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -39,6 +39,7 @@ from liaison_net.metrics import NodeMetrics
 from liaison_net.services.request_desk import RequestDesk
 from liaison_net.services.signal_desk import SignalDesk
 from liaison_net.services.witness import Witness
+from liaison_net.store.envelope_store import Acceptance
 from liaison_net.store.node_store import AcceptOutcome, NodeStore
 
 log = structlog.get_logger("liaison.intake")
@@ -129,6 +130,47 @@ class Intake:
 
     async def submit(self, officer: str, raw: bytes, now: int) -> AcceptOutcome:
         """An officer of this node hands over an envelope (origin node)."""
+        item = await self._admit(officer, raw, now)
+        try:
+            outcome = await self.store.accept(
+                item.envelope, now=now, actor=item.actor, event=item.event,
+                local_recipients=item.local_recipients, remote_nodes=item.remote_nodes,
+                audit_detail=item.audit_detail, consent_digest=item.consent_digest,
+                effects=item.effects, track_request=item.track_request)
+        except PolicyRefused as exc:  # the consent was used by another forward already
+            await self._refuse(exc, now=now, actor=officer, layer="origin",
+                               envelope_id=item.envelope.id)
+            raise
+        self._submitted(item, outcome)
+        return outcome
+
+    async def submit_many(self, officer: str, raws: Sequence[bytes],
+                          now: int) -> list[AcceptOutcome | LiaisonError]:
+        """Several envelopes of one officer in one request: each checked exactly as
+        ``submit`` checks it (a refusal audited alike), every admitted one stored in ONE
+        write (``NodeStore.accept_many``); one outcome or error per envelope, in order.
+        Storage trouble raises (``Unavailable``): then nothing was stored."""
+        results: list[AcceptOutcome | LiaisonError | None] = [None] * len(raws)
+        admitted: list[tuple[int, Acceptance]] = []
+        for i, raw in enumerate(raws):
+            try:
+                admitted.append((i, await self._admit(officer, raw, now)))
+            except LiaisonError as exc:
+                results[i] = exc
+        outcomes = (await self.store.accept_many([item for _, item in admitted], now=now)
+                    if admitted else [])
+        for (i, item), outcome in zip(admitted, outcomes, strict=True):
+            if isinstance(outcome, PolicyRefused):
+                await self._refuse(outcome, now=now, actor=officer, layer="origin",
+                                   envelope_id=item.envelope.id)
+            elif isinstance(outcome, AcceptOutcome):
+                self._submitted(item, outcome)
+            results[i] = outcome
+        return [r for r in results if r is not None]
+
+    async def _admit(self, officer: str, raw: bytes, now: int) -> Acceptance:
+        """Every check of a submission, nothing stored: what to store, or the refusal
+        (audited, then raised)."""
         envelope: Envelope | None = None
         try:
             envelope = await self._verify(raw, now)
@@ -172,27 +214,25 @@ class Intake:
             # A consented forward to colleagues on this node discloses the owner's
             # information here: the owner's receipt is owed as for a remote recipient.
             effects.append(self.on_disclosure(envelope, flow.consent, local))
-        try:
-            outcome = await self.store.accept(
-                envelope, now=now, actor=officer, event="envelope.accepted",
-                local_recipients=local, remote_nodes=sorted(remote),
-                audit_detail=detail(layer="origin",
-                                    to=sorted(remote) + (["local"] if local else [])),
-                consent_digest=flow.consent_digest, effects=effects,
-                track_request=self.requests is not None)
-        except PolicyRefused as exc:  # the consent was used by another forward already
-            await self._refuse(exc, now=now, actor=officer, layer="origin",
-                               envelope_id=envelope.id)
-            raise
-        if not outcome.duplicate:
-            if envelope.header.signal is not None and self.desk is not None:
-                self.desk.raised(envelope)
-            self.metrics.accepted.labels(source="officer").inc()
-            log.info("envelope.accepted", envelope_id=h.id_text, sender=officer,
-                     peers=sorted(remote), local=len(local))
-            for node in remote:
-                self._wake(node)
-        return outcome
+        return Acceptance(
+            envelope, actor=officer, event="envelope.accepted", local_recipients=local,
+            remote_nodes=sorted(remote),
+            audit_detail=detail(layer="origin", to=sorted(remote) + (["local"] if local else [])),
+            consent_digest=flow.consent_digest, effects=effects,
+            track_request=self.requests is not None)
+
+    def _submitted(self, item: Acceptance, outcome: AcceptOutcome) -> None:
+        """After the commit: a first copy raises its signal, is counted, wakes its peers."""
+        if outcome.duplicate:
+            return
+        h = item.envelope.header
+        if h.signal is not None and self.desk is not None:
+            self.desk.raised(item.envelope)
+        self.metrics.accepted.labels(source="officer").inc()
+        log.info("envelope.accepted", envelope_id=h.id_text, sender=item.actor,
+                 peers=item.remote_nodes, local=len(item.local_recipients))
+        for node in item.remote_nodes:
+            self._wake(node)
 
     async def receive(self, peer: str, raw: bytes, now: int) -> AcceptOutcome:
         """A peer relays an envelope to this node (destination node)."""

@@ -39,6 +39,10 @@ class Issued:
     local: list[str]
     remote: list[str]
     audit_detail: str
+    #: Batch evidence: the other effects this one envelope discharges, and every envelope
+    #: it covers (``evidence_covers``, so the sender's client finds it for each of them).
+    also: tuple[PendingEffect, ...] = ()
+    covers: tuple[bytes, ...] = ()
 
 
 async def add_effects(txn: WriteTxn, effects: Sequence[Effect], now: int) -> None:

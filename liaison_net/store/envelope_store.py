@@ -9,6 +9,7 @@ only ever moves from ``queued`` to a final state, and only through the delivery 
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from liaison_net.core.delivery import HopEvent, HopState, next_state
 from liaison_net.core.effects import Effect, match_notice, non_delivery
 from liaison_net.core.envelope import Envelope
 from liaison_net.core.ids import id_to_text
-from liaison_net.errors import Conflict, NotFound, PolicyRefused
+from liaison_net.errors import Conflict, LiaisonError, NotFound, PolicyRefused
 from liaison_net.store.database import Database, WriteTxn
 from liaison_net.store.effect_store import Issued, add_effects
 from liaison_net.store.request_store import answered_in, track_in
@@ -36,6 +37,22 @@ class AcceptOutcome:
     envelope_id: bytes
     duplicate: bool
     matches: int = 0  # match notices owed because of this signal (recorded as effects)
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """One envelope of a batch submit, decided and ready to store (``accept_many``): the
+    arguments ``accept`` takes for an officer's envelope at its origin."""
+
+    envelope: Envelope
+    actor: str
+    event: str
+    local_recipients: list[str]
+    remote_nodes: list[str]
+    audit_detail: str
+    consent_digest: bytes | None = None
+    effects: Sequence[Effect] = ()
+    track_request: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,43 @@ class EnvelopeStore:
         if not outcome.duplicate and local_recipients and self.on_inbox is not None:
             self.on_inbox(local_recipients)
         return outcome
+
+    async def accept_many(self, items: Sequence[Acceptance], *,
+                          now: int) -> list[AcceptOutcome | LiaisonError]:
+        """Store a batch of decided envelopes in ONE write (one commit, one fsync), each as
+        ``accept`` would, each in its own savepoint: one refused (its id taken by other
+        bytes, its consent already used) changes nothing and does not stop the others. One
+        outcome or error per item, in order. Storage trouble fails the whole write
+        (``Unavailable``, nothing stored).
+
+        The rollback of one item is safe for the audit chain because ``_accept_in`` appends
+        its audit entry after every step that can refuse (only ``add_effects`` follows)."""
+
+        async def op(txn: WriteTxn) -> list[AcceptOutcome | LiaisonError]:
+            out: list[AcceptOutcome | LiaisonError] = []
+            for i, item in enumerate(items):
+                await txn.execute(f"SAVEPOINT accept_{i}")
+                try:
+                    out.append(await self._accept_in(
+                        txn, item.envelope, now=now, actor=item.actor, event=item.event,
+                        local_recipients=item.local_recipients,
+                        remote_nodes=item.remote_nodes, audit_detail=item.audit_detail,
+                        consent_digest=item.consent_digest, effects=item.effects,
+                        track_request=item.track_request))
+                except (LiaisonError, sqlite3.IntegrityError) as exc:
+                    await txn.execute(f"ROLLBACK TO accept_{i}")
+                    out.append(exc if isinstance(exc, LiaisonError) else Conflict(
+                        f"refused by a database constraint: {exc}"))
+                await txn.execute(f"RELEASE accept_{i}")
+            return out
+
+        outcomes = await self.db.write(op)
+        officers = [o for item, outcome in zip(items, outcomes, strict=True)
+                    if isinstance(outcome, AcceptOutcome) and not outcome.duplicate
+                    for o in item.local_recipients]
+        if officers and self.on_inbox is not None:
+            self.on_inbox(officers)
+        return outcomes
 
     async def _accept_in(self, txn: WriteTxn, envelope: Envelope, *, now: int, actor: str,
                          event: str, local_recipients: list[str], remote_nodes: list[str],
@@ -162,13 +216,30 @@ class EnvelopeStore:
         async def op(txn: WriteTxn) -> list[bool]:
             done = []
             for item in issued:
-                cur = await txn.execute("DELETE FROM effects WHERE id = ?", (item.effect.id,))
-                if cur.rowcount:
+                ids = [item.effect.id, *(e.id for e in item.also)]
+                if item.also:
+                    # A batch discharges all its effects or none: one already completed
+                    # stores nothing now, and the rest are batched again on the next pass.
+                    cur = await txn.execute(
+                        f"SELECT COUNT(*) FROM effects WHERE id IN ({', '.join('?' * len(ids))})",
+                        tuple(ids))
+                    row = await cur.fetchone()
+                    if row is None or row[0] != len(ids):
+                        done.append(False)
+                        continue
+                deleted = 0
+                for effect_id in ids:
+                    cur = await txn.execute("DELETE FROM effects WHERE id = ?", (effect_id,))
+                    deleted += cur.rowcount
+                if deleted:
                     await self._accept_in(
                         txn, item.envelope, now=item.now, actor=self.node_id,
                         event=item.event, local_recipients=item.local,
                         remote_nodes=item.remote, audit_detail=item.audit_detail)
-                done.append(bool(cur.rowcount))
+                    await txn.executemany(
+                        "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
+                        "VALUES (?, ?)", [(eid, item.envelope.id) for eid in item.covers])
+                done.append(bool(deleted))
             return done
 
         done = await self.db.write(op)

@@ -210,6 +210,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE key_history ADD COLUMN cert BLOB;
     """,
+    # 10: batch evidence: one evidence envelope (``carrier``) covers many envelopes, but its
+    # header ``ref`` names only one; this index finds it for each (core/evidence_batch.py).
+    """
+    CREATE TABLE evidence_covers (
+        envelope_id BLOB NOT NULL,
+        carrier BLOB NOT NULL,
+        PRIMARY KEY (envelope_id, carrier)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,73 @@
+"""RFC 9162 (Certificate Transparency 2.0) Merkle tree hashes and inclusion proofs.
+
+A tree over n leaves hashes each leaf as SHA-256(0x00 || data) and each inner node as
+SHA-256(0x01 || left || right), the split at the largest power of two below n (§2.1.1), so
+a leaf can never pass for an inner node. ``inclusion_proof`` is PATH(m, D[n]) (§2.1.3.1);
+``verify_inclusion`` is the verifier of §2.1.3.2 and returns False, never raises, for any
+proof that does not lead to the root. Pure: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+HASH_BYTES = 32
+
+
+def leaf_hash(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """The largest power of two strictly below ``n`` (n > 1)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def root(leaves: Sequence[bytes]) -> bytes:
+    """MTH over the leaf hashes ``leaves`` (at least one)."""
+    if not leaves:
+        raise ValueError("a Merkle tree needs at least one leaf")
+    if len(leaves) == 1:
+        return leaves[0]
+    k = _split(len(leaves))
+    return _node(root(leaves[:k]), root(leaves[k:]))
+
+
+def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """PATH(index, leaves): the sibling hashes from the leaf up to the root."""
+    if not 0 <= index < len(leaves):
+        raise ValueError("leaf index outside the tree")
+    if len(leaves) == 1:
+        return []
+    k = _split(len(leaves))
+    if index < k:
+        return [*inclusion_proof(index, leaves[:k]), root(leaves[k:])]
+    return [*inclusion_proof(index - k, leaves[k:]), root(leaves[:k])]
+
+
+def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
+                     expected_root: bytes) -> bool:
+    """True only if ``proof`` shows leaf hash ``leaf`` at ``index`` of a tree of ``size``
+    leaves whose root is ``expected_root`` (RFC 9162 §2.1.3.2)."""
+    if not 0 <= index < size or any(len(p) != HASH_BYTES for p in proof):
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = _node(p, r)
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = _node(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == expected_root

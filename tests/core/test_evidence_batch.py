@@ -1,0 +1,183 @@
+"""Batch evidence: one signature over a Merkle root covers many "accepted" statements; the
+sender verifies each covered id alone, and any tampering is refused (an id not covered, a
+changed root or leaf list, a wrong signer). The RFC 9162 tree itself too."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from liaison_net.core import codec, crypto, merkle
+from liaison_net.core.evidence import Statement, Step, check_about, sign_statement
+from liaison_net.core.evidence_batch import (
+    BATCH_DOMAIN,
+    MAX_BATCH_IDS,
+    claimed,
+    evidence_about,
+    fits,
+    proof_for,
+    sign_batch,
+    verify_batch,
+    verify_evidence,
+)
+from liaison_net.core.ids import new_envelope_id as _new_id
+from liaison_net.core.sealing import SignerKey
+from liaison_net.errors import BadSignature, Forbidden, LiaisonError, LimitExceeded, Malformed
+from tests.core.factories import NOW
+
+NL = crypto.generate_signing_key()
+BE = crypto.generate_signing_key()
+SENDER = "nl/jdevries"
+RECIPIENTS = ("be/mpeeters", "lu/cschmit")
+LATER = NOW + 60_000
+
+
+def new_envelope_id(now: int) -> bytes:
+    return _new_id(now, crypto.random_bytes(10))
+
+
+def lookup(key_id: bytes) -> SignerKey | None:
+    return {NL.key_id: SignerKey("nl/node", NL.public),
+            BE.key_id: SignerKey("be/node", BE.public)}.get(key_id)
+
+
+def statements(n: int, by: str = "nl/node") -> list[Statement]:
+    return [Statement(Step.ACCEPTED, new_envelope_id(NOW - 1000 + i), RECIPIENTS, by, NOW + i)
+            for i in range(n)]
+
+
+def believe(proof: bytes, envelope_id: bytes) -> Statement:
+    """What the sender's client does with one id: verify the proof, then check the maker."""
+    statement = verify_evidence(proof, lookup).statement
+    check_about(statement, envelope_id=envelope_id, sender=SENDER, recipients=RECIPIENTS,
+                now=LATER)
+    return statement
+
+
+def _path_hashes(leaves: list[bytes]) -> list[bytes]:
+    return [merkle.leaf_hash(x) for x in leaves]
+
+
+# --- the tree ----------------------------------------------------------------------------
+
+
+@given(st.lists(st.binary(max_size=8), min_size=1, max_size=40, unique=True))
+def test_every_leaf_has_an_inclusion_proof_to_the_root(data: list[bytes]) -> None:
+    leaves = _path_hashes(data)
+    root = merkle.root(leaves)
+    for i, leaf in enumerate(leaves):
+        proof = merkle.inclusion_proof(i, leaves)
+        assert len(proof) <= max(1, len(leaves) - 1).bit_length()
+        assert merkle.verify_inclusion(leaf, i, len(leaves), proof, root)
+        assert not merkle.verify_inclusion(leaf, i, len(leaves), proof, b"\x00" * 32)
+        if len(leaves) > 1:
+            other = (i + 1) % len(leaves)
+            assert not merkle.verify_inclusion(leaf, other, len(leaves), proof, root)
+            assert not merkle.verify_inclusion(leaves[other], i, len(leaves), proof, root)
+            assert not merkle.verify_inclusion(leaf, i, len(leaves), proof[:-1], root)
+            bent = [hashlib.sha256(p).digest() for p in proof]
+            assert not merkle.verify_inclusion(leaf, i, len(leaves), bent, root)
+
+
+def test_the_tree_is_rfc_9162s() -> None:
+    """Three leaves: MTH = H(1 || H(1 || h0 || h1) || h2), with h = H(0 || data)."""
+    h = [hashlib.sha256(b"\x00" + d).digest() for d in (b"a", b"b", b"c")]
+    left = hashlib.sha256(b"\x01" + h[0] + h[1]).digest()
+    assert merkle.root(h) == hashlib.sha256(b"\x01" + left + h[2]).digest()
+    assert merkle.inclusion_proof(2, h) == [left]
+
+
+# --- batch statements --------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 40), st.data())
+def test_a_batch_proves_each_covered_id_and_no_other(n: int, data: st.DataObject) -> None:
+    covered = statements(n)
+    content = sign_batch(covered, NL, at=LATER)
+    assert [s.envelope for s in verify_batch(content, lookup)] == [s.envelope for s in covered]
+    for s in covered:
+        assert believe(evidence_about(content, s.envelope), s.envelope) == s
+    stranger = new_envelope_id(NOW)
+    with pytest.raises(Forbidden, match="does not cover"):
+        proof_for(content, stranger)
+    # A proof of one covered id shown for another is refused by the maker check.
+    i, j = data.draw(st.integers(0, n - 1)), data.draw(st.integers(0, n - 1))
+    if i != j:
+        with pytest.raises(Forbidden):
+            believe(proof_for(content, covered[i].envelope), covered[j].envelope)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 20), st.data())
+def test_any_tampering_with_a_proof_is_refused(n: int, data: st.DataObject) -> None:
+    covered = statements(n)
+    content = sign_batch(covered, NL, at=LATER)
+    i = data.draw(st.integers(0, n - 1))
+    proof = codec.unpack(proof_for(content, covered[i].envelope), what="p", max_bytes=1 << 20)
+    what = data.draw(st.sampled_from(["leaf", "index", "path", "root", "size", "signer"]))
+    if what == "leaf":  # another envelope's id, or another recipient, in the leaf
+        s = covered[i]
+        forged = Statement(s.step, new_envelope_id(NOW), s.recipients, s.by, s.at) \
+            if data.draw(st.booleans()) else \
+            Statement(s.step, s.envelope, ("de-nw/kmueller",), s.by, s.at)
+        proof["leaf"] = codec.pack(forged.to_wire())
+    elif what == "index":
+        proof["index"] = (proof["index"] + data.draw(st.integers(1, n))) % (n + 1)
+    elif what == "path":
+        k = data.draw(st.integers(0, len(proof["path"]) - 1))
+        proof["path"][k] = hashlib.sha256(proof["path"][k]).digest()
+    else:  # the signed batch itself: a changed root or size, or signed by the wrong node
+        key_id, body, signature = codec.unpack(proof["batch"], what="b", max_bytes=4096)
+        fields = codec.unpack(body, what="b", max_bytes=4096)
+        key = NL
+        if what == "root":
+            fields["root"] = hashlib.sha256(fields["root"]).digest()
+        elif what == "size":
+            fields["size"] += 1
+        else:
+            key = BE  # a real node key, but not the maker's
+        body = codec.pack(fields)
+        if what == "signer":
+            signature, key_id = crypto.sign(key, BATCH_DOMAIN + body), key.key_id
+        proof["batch"] = codec.pack([key_id, body, signature])
+    with pytest.raises(LiaisonError):
+        believe(codec.pack(proof), covered[i].envelope)
+
+
+def test_a_changed_leaf_list_or_root_in_the_carrier_is_refused() -> None:
+    covered = statements(5)
+    content = codec.unpack(sign_batch(covered, NL, at=LATER), what="c", max_bytes=1 << 20)
+    for leaves in (content["leaves"][:-1], [*content["leaves"][:-1],
+                                            codec.pack(statements(1)[0].to_wire())],
+                   list(reversed(content["leaves"]))):
+        with pytest.raises(Forbidden):
+            verify_batch(codec.pack({**content, "leaves": leaves}), lookup)
+
+
+def test_a_batch_signature_is_not_a_single_statements_and_the_reverse() -> None:
+    s = statements(1)[0]
+    single = sign_statement(s, NL)
+    assert believe(evidence_about(single, s.envelope), s.envelope) == s  # old ones verify
+    _key_id, body, _signature = codec.unpack(single, what="s", max_bytes=4096)
+    proof = {"v": 1, "batch": single, "leaf": body, "index": 0, "path": []}
+    with pytest.raises((BadSignature, Malformed)):
+        verify_evidence(codec.pack(proof), lookup)
+    assert claimed(proof_for(sign_batch([s, *statements(1)], NL, at=LATER), s.envelope)) == s
+
+
+def test_a_batch_is_bounded_and_of_one_maker_and_step() -> None:
+    assert fits(statements(MAX_BATCH_IDS)) and not fits(statements(MAX_BATCH_IDS + 1))
+    with pytest.raises(LimitExceeded):
+        sign_batch(statements(MAX_BATCH_IDS + 1), NL, at=LATER)
+    with pytest.raises(Malformed, match="one step by one maker"):
+        sign_batch([*statements(1), *statements(1, by="be/node")], NL, at=LATER)
+    twice = statements(1)
+    with pytest.raises(Malformed, match="each envelope once"):
+        sign_batch(twice * 2, NL, at=LATER)
+    # A batch signed by be/node claiming nl/node's statements: refused on the maker.
+    with pytest.raises(Forbidden, match="signed by be/node"):
+        verify_batch(sign_batch(statements(2), BE, at=LATER), lookup)

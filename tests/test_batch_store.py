@@ -1,0 +1,123 @@
+"""A batch on a real SQLite file: ``accept_many`` stores every admitted envelope in one write
+(a refused one changes nothing, stops none, and leaves the audit chain whole), and the
+effects drain issues their "accepted" evidence as ONE batch envelope for the sender, found
+for each covered id and verifiable for each."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+from liaison_net.clock import ManualClock
+from liaison_net.core.audit import detail
+from liaison_net.core.effects import origin_evidence
+from liaison_net.core.envelope import Envelope
+from liaison_net.core.evidence import check_about
+from liaison_net.core.evidence_batch import evidence_about, is_batch, verify_evidence
+from liaison_net.core.sealing import SignerKey, open_envelope, verify
+from liaison_net.errors import Conflict, PolicyRefused
+from liaison_net.store.effect_store import Issued
+from liaison_net.store.envelope_store import Acceptance, AcceptOutcome
+from tests.core.factories import NOW, seal_from
+from tests.test_effects import ALICE, BOB, NODE_KEY, _count, _drain, _enrol, _open
+
+
+def _item(env: Envelope, consent: bytes | None = None) -> Acceptance:
+    return Acceptance(env, actor=ALICE.id, event="envelope.accepted", local_recipients=[],
+                      remote_nodes=["be"], audit_detail=detail(layer="origin"),
+                      effects=origin_evidence(env.header, local=[], at=NOW),
+                      consent_digest=consent)
+
+
+async def test_a_batch_is_one_write_a_refused_one_changes_nothing_and_evidence_is_one_envelope(
+        tmp_path: Path) -> None:
+    path = tmp_path / "nl.db"
+    store = await _open(path)
+    try:
+        await _enrol(store, ALICE)
+        first = [seal_from(ALICE, [BOB], f"alert {i}".encode()) for i in range(4)]
+        assert not (await store.accept(
+            first[0], now=NOW, actor=ALICE.id, event="envelope.accepted",
+            local_recipients=[], remote_nodes=["be"], audit_detail=detail(),
+            consent_digest=b"c" * 32)).duplicate
+        # Refused after its envelope row was written: the consent is first[0]'s already.
+        second_use = seal_from(ALICE, [BOB], b"a second forward on the same consent")
+        taken = dataclasses.replace(first[1], signature=bytes(64))  # id, other bytes
+        commits = store.db.commits
+        outcomes = await store.accept_many(
+            [_item(first[1]), _item(first[0]), _item(taken), _item(first[2]),
+             _item(second_use, consent=b"c" * 32), _item(first[3])], now=NOW)
+        assert store.db.commits == commits + 1
+        assert [o.duplicate if isinstance(o, AcceptOutcome) else type(o) for o in outcomes] \
+            == [False, True, Conflict, False, PolicyRefused, False]
+        assert _count(path, "SELECT COUNT(*) FROM envelopes") == 4
+        assert _count(path, "SELECT COUNT(*) FROM hops") == 4
+        assert _count(path, "SELECT COUNT(*) FROM audit WHERE event = 'envelope.accepted'") == 4
+        assert _count(path, "SELECT COUNT(*) FROM effects") == 3  # the duplicate owes none
+        assert (await store.verify_audit())[1] is None  # the rolled-back item left no gap
+
+        clock = ManualClock(NOW + 1000)
+        assert await _drain(store, clock).drain_once() == 3
+        assert _count(path, "SELECT COUNT(*) FROM effects") == 0
+        assert _count(path, "SELECT COUNT(*) FROM envelopes WHERE kind = 'evidence'") == 1
+        node = {NODE_KEY.key_id: SignerKey("nl/node", NODE_KEY.public)}
+        for env in (first[1], first[2], first[3]):
+            (raw,) = await store.evidence_for(ALICE.id, env.id, limit=10)
+            content = open_envelope(verify(raw, node.get, now=None), ALICE.id,
+                                    [ALICE.encryption])
+            assert is_batch(content)
+            statement = verify_evidence(evidence_about(content, env.id), node.get).statement
+            check_about(statement, envelope_id=env.id, sender=ALICE.id,
+                        recipients=[BOB.id], now=NOW + 2000)
+        assert await store.evidence_for(ALICE.id, first[0].id, limit=10) == []
+    finally:
+        await store.close()
+
+
+async def test_a_sender_with_one_envelope_pending_gets_a_single_statement(
+        tmp_path: Path) -> None:
+    path = tmp_path / "nl.db"
+    store = await _open(path)
+    try:
+        await _enrol(store, ALICE)
+        env = seal_from(ALICE, [BOB])
+        await store.accept_many([_item(env)], now=NOW)
+        assert await _drain(store, ManualClock(NOW + 1000)).drain_once() == 1
+        (raw,) = await store.evidence_for(ALICE.id, env.id, limit=10)
+        node = {NODE_KEY.key_id: SignerKey("nl/node", NODE_KEY.public)}
+        content = open_envelope(verify(raw, node.get, now=None), ALICE.id, [ALICE.encryption])
+        assert not is_batch(content)
+        assert _count(path, "SELECT COUNT(*) FROM evidence_covers") == 0
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT ref FROM envelopes WHERE kind = 'evidence'").fetchone()[0] \
+                == env.id
+    finally:
+        await store.close()
+
+
+async def test_a_batch_whose_effect_was_completed_already_stores_nothing(tmp_path: Path) -> None:
+    """All or none: a batch envelope naming an effect already gone (completed by an earlier
+    write) is not stored, and its other effects stay, to be batched again."""
+    path = tmp_path / "nl.db"
+    store = await _open(path)
+    try:
+        await _enrol(store, ALICE)
+        envs = [seal_from(ALICE, [BOB], f"alert {i}".encode()) for i in range(3)]
+        await store.accept_many([_item(e) for e in envs], now=NOW)
+        due = await store.effects.due(NOW, 10)
+        assert len(due) == 3
+        await store.effects.discharged(due[0], now=NOW, event="effect.no_recipient",
+                                       reason="gone before the batch's write")
+        carrier = seal_from(ALICE, [ALICE], b"a stand-in for the sealed batch")
+        item = Issued(due[0], carrier, NOW, "evidence.issued", [ALICE.id], [], detail(),
+                      also=tuple(due[1:]), covers=tuple(e.id for e in envs))
+        assert await store.complete_effects([item]) == [False]
+        assert _count(path, "SELECT COUNT(*) FROM effects") == 2
+        assert _count(path, "SELECT COUNT(*) FROM evidence_covers") == 0
+        assert await store.evidence_for(ALICE.id, envs[1].id, limit=10) == []
+        # The next pass batches the two left.
+        assert await _drain(store, ManualClock(NOW + 1000)).drain_once() == 2
+        assert _count(path, "SELECT COUNT(*) FROM evidence_covers") == 2
+    finally:
+        await store.close()
