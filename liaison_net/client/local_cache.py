@@ -33,7 +33,6 @@ while it has a usable card for every officer the command names, else fetched aga
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
@@ -240,11 +239,12 @@ class LocalCache:
             os.close(fd)
 
     def _remove(self, path: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            try:
-                path.unlink()
-            except OSError as exc:
-                self.warn(f"cannot remove {path}: {exc.strerror or exc}")
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self.warn(f"cannot remove {path}: {exc.strerror or exc}")
 
 
 # --- the directory, cached or fetched ---------------------------------------------------------

@@ -175,6 +175,16 @@ def test_send_is_one_request_once_warm(live: Live) -> None:
     assert token is not None and token.token.encode() not in token_file.read_bytes()
 
 
+def test_a_recipient_the_cached_directory_lacks_is_fetched_for(live: Live) -> None:
+    """An officer enrolled after the directory was cached: the CLI asks the node for the
+    directory again (and only that) instead of refusing the recipient."""
+    send(live, live.jan)  # warm
+    _enrol(live.net, "nl/newcomer", f"https://127.0.0.1:{live.proxy.port}")
+    live.proxy.take()
+    send(live, live.jan, to="nl/newcomer")
+    assert live.proxy.take() == (["GET /api/v1/directory", SUBMIT], 1)
+
+
 def test_read_is_one_tls_session(live: Live) -> None:
     """`read` fetches, verifies with the cached directory and sends its "delivered" and
     "opened" statements over one connection, without a login or a directory request."""
