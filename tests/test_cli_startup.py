@@ -3,14 +3,20 @@ prints from main.py's table is what the commands themselves say."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
 from liaison_net.cli import main as cli_main
+from liaison_net.client import keystore
+from liaison_net.drills.harness import free_ports
+from liaison_net.pki import certificates
 
 HEAVY = ("aiohttp", "nacl", "aiosqlite", "cryptography", "rich", "msgpack")
 
@@ -70,3 +76,40 @@ def test_each_command_resolves_and_shows_its_help(name: str) -> None:
     result = CliRunner().invoke(cli_main.cli, [name, "--help"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Usage: ")
+
+
+SERVER_STACK = ("aiohttp.web", "aiosqlite", "structlog", "liaison_net.store",
+                "liaison_net.services", "liaison_net.node", "liaison_net.federation",
+                "liaison_net.officer_api", "liaison_net.admin_api", "liaison_net.drills")
+
+SERVER_PROBE = """
+import sys
+sys.argv = ["liaison", *sys.argv[1:]]
+from liaison_net.cli.main import main
+try:
+    main()
+except SystemExit:
+    pass
+print("LOADED", " ".join(sorted(m for m in sys.modules if m.startswith({stack!r}))))
+"""
+
+
+@pytest.mark.parametrize("command", [("inbox",), ("send", "--to", "nl/mbakker", "--subject",
+                                      "s", "--text", "t", "--handling", "H0", "--tlp",
+                                      "AMBER", "--purpose", "p"), ("logout",)])
+def test_officer_commands_import_no_server_stack(tmp_path: Path,
+                                                 command: tuple[str, ...]) -> None:
+    """An officer command, run to the point where it talks to its node (a closed port
+    here; tests/integration/test_cli_session_cache.py runs `inbox` against a real one),
+    loads the client and never the node's side: aiohttp's server, the store, services,
+    federation, officer API, node, or structlog."""
+    ca = certificates.init_network(tmp_path / "certs", now=datetime.now(UTC)).ca_cert
+    keystore.create(tmp_path / "o.keystore", "nl/jdevries", "Jan", "liaison officer",
+                    f"https://127.0.0.1:{free_ports(1)[0]}", ca.read_bytes(), b"passphrase1")
+    done = subprocess.run(
+        [sys.executable, "-c", SERVER_PROBE.format(stack=SERVER_STACK), *command,
+         "--keystore", str(tmp_path / "o.keystore")], capture_output=True, text=True,
+        timeout=120, env={**os.environ, "LIAISON_PASSPHRASE": "passphrase1"}, check=True)
+    assert "unavailable" in done.stderr or command == ("logout",), done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("LOADED"))
+    assert line.split()[1:] == []

@@ -25,6 +25,7 @@ from liaison_net.cli.officer_common import (
     emit_json,
     keystore_options,
     load_keystore,
+    node_session,
     now_ms,
     run,
     warn_directory,
@@ -38,9 +39,7 @@ def _fetch(keystore_path: Path, passphrase_file: Path | None) -> Directory:
     ks = load_keystore(keystore_path, passphrase_file)
 
     async def go() -> Directory:
-        from liaison_net.client.session import NodeSession  # aiohttp: on use
-
-        async with NodeSession(ks) as node:
+        async with node_session(ks, keystore_path) as node:
             return await node.directory(now=cli_clock().host_now())
 
     directory = run(go())

@@ -29,6 +29,7 @@ from liaison_net.client import evidence_trail
 from liaison_net.client.directory import Directory
 from liaison_net.client.evidence_trail import CheckedEvidence, StatusReport
 from liaison_net.client.keystore import Keystore
+from liaison_net.client.local_cache import LocalCache
 from liaison_net.client.session import InboxEntry, NodeSession
 from liaison_net.core.envelope import Envelope
 from liaison_net.core.evidence import Statement, Step
@@ -49,24 +50,28 @@ def _warn(warnings: Sequence[str]) -> None:
 # --- sent back by the recipient's client -----------------------------------------------------
 
 
-def after_inbox(ks: Keystore, keystore_path: Path, listed: Sequence[InboxEntry]) -> None:
-    """Attest "delivered" for what `liaison inbox` just listed."""
-    _warn(asyncio.run(evidence_trail.attest_listed(ks, keystore_path, listed, now=_now_ms())))
+async def after_inbox(ks: Keystore, keystore_path: Path, listed: Sequence[InboxEntry], *,
+                      node: NodeSession, cache: LocalCache) -> None:
+    """Attest "delivered" for what `liaison inbox` just listed, over its session."""
+    _warn(await evidence_trail.attest_listed(ks, keystore_path, listed, now=_now_ms(),
+                                             node=node, cache=cache))
 
 
-def after_read(ks: Keystore, keystore_path: Path, envelope: Envelope,
-               directory: Directory) -> None:
-    """Attest "opened" (and "delivered", if not yet) for what `liaison read` just showed."""
-    _warn(asyncio.run(evidence_trail.attest_opened(ks, keystore_path, envelope, directory,
-                                                    now=_now_ms())))
+async def after_read(ks: Keystore, keystore_path: Path, envelope: Envelope,
+                     directory: Directory, *, node: NodeSession, cache: LocalCache) -> None:
+    """Attest "opened" (and "delivered", if not yet) for what `liaison read` just showed,
+    over its session."""
+    _warn(await evidence_trail.attest_opened(ks, keystore_path, envelope, directory,
+                                             now=_now_ms(), node=node, cache=cache))
 
 
 # --- status ----------------------------------------------------------------------------------
 
 
-def show_status(ks: Keystore, envelope_id: str, *, as_json: bool) -> None:
+def show_status(ks: Keystore, envelope_id: str, *, as_json: bool,
+                cache: LocalCache | None = None) -> None:
     async def go() -> StatusReport:
-        async with NodeSession(ks) as node:
+        async with NodeSession(ks, cache=cache) as node:
             return await evidence_trail.status_report(node, ks, envelope_id, now=_now_ms())
 
     report = asyncio.run(go())

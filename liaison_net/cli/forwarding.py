@@ -17,7 +17,14 @@ from typing import Any
 import click
 
 from liaison_net.cli.edge_clock import cli_clock
-from liaison_net.cli.officer_common import emit_json, keystore_options, load_keystore, now_ms, run
+from liaison_net.cli.officer_common import (
+    emit_json,
+    keystore_options,
+    load_keystore,
+    node_session,
+    now_ms,
+    run,
+)
 from liaison_net.client import reading
 from liaison_net.client.directory import Directory
 from liaison_net.client.keystore import Keystore
@@ -83,7 +90,7 @@ def forward_cmd(envelope_id: str, recipients: tuple[str, ...], consent_file: Pat
     consent = consent_file.read_bytes() if consent_file is not None else None
 
     async def go() -> dict[str, Any]:
-        async with NodeSession(ks) as node:
+        async with node_session(ks, keystore_path) as node:
             original, plaintext, directory = await _open(node, ks, envelope_id)
             consent_bytes = consent
             if consent_reply is not None:
@@ -148,7 +155,7 @@ def request_cmd(envelope_id: str, target: str, reason: str, keystore_path: Path,
     ks = load_keystore(keystore_path, passphrase_file)
 
     async def go() -> str:
-        async with NodeSession(ks) as node:
+        async with node_session(ks, keystore_path) as node:
             original, _, directory = await _open(node, ks, envelope_id)
             owner = original.header.sender
             now = now_ms()
@@ -188,7 +195,7 @@ def grant_cmd(envelope_id: str, forwarder: str, target: str, days: int, out: Pat
     ks = load_keystore(keystore_path, passphrase_file)
 
     async def go() -> tuple[bytes, str]:
-        async with NodeSession(ks) as node:
+        async with node_session(ks, keystore_path) as node:
             # The owner may have sent it without being a recipient: verify, do not open.
             original, directory = await _verified(node, envelope_id)
             if original.header.tag.owner.node != ks.node:

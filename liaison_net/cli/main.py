@@ -41,6 +41,9 @@ _COMMANDS: dict[str, tuple[str, str]] = {
                 "Pass envelope ID on, under its own tag; refused here when the tag forbids it."),
     "inbox": ("liaison_net.cli.main:_officer_command",
               "List your inbox (unacknowledged envelopes, or --all), or --follow it live."),
+    "logout": ("liaison_net.cli.main:_officer_command",
+               "End your session: your node forgets its token and the copy kept here is "
+               "deleted."),
     "node": ("liaison_net.cli.node:node", "Run a national node."),
     "officer": ("liaison_net.cli.main:_officer_command",
                 "Set up this machine for an officer: keys, keystore, enrolment request."),

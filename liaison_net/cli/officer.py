@@ -28,6 +28,8 @@ from liaison_net.cli.officer_common import (
     emit_json,
     keystore_options,
     load_keystore,
+    local_cache,
+    node_session,
     now_ms,
     read_passphrase,
     run,
@@ -39,7 +41,7 @@ from liaison_net.client.directory import Directory
 from liaison_net.core import content as content_mod
 from liaison_net.core import sealing
 from liaison_net.core.almanac import Almanac
-from liaison_net.core.envelope import Kind, Precedence
+from liaison_net.core.envelope import Envelope, Kind, Precedence
 from liaison_net.core.ids import check_officer_id, id_from_text, node_of
 from liaison_net.core.limits import DAY_MS, DEFAULT_LIMITS, HOUR_MS
 from liaison_net.core.ownership import (
@@ -50,11 +52,15 @@ from liaison_net.core.ownership import (
     Tlp,
 )
 from liaison_net.errors import (
+    BadTimestamp,
     ConfigError,
     Conflict,
     Forbidden,
+    LiaisonError,
     LimitExceeded,
     Malformed,
+    NotFound,
+    Revoked,
     UnknownKey,
 )
 from liaison_net.pki import certificates
@@ -225,25 +231,44 @@ def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
     check_send(tag_for(named), named, own=own, now=now)
     plaintext = content_mod.encode(content_mod.Content(subject=subject, text=body_text))
 
-    async def go() -> tuple[str, str, addressing.Resolution, OwnershipTag]:
-        from liaison_net.client.session import NodeSession
+    def sealed(directory: Directory) -> tuple[bytes, addressing.Resolution, OwnershipTag]:
+        own_card = directory.cards.get(ks.officer)
+        if own_card is None or own_card.signing_public != ks.signing.public:
+            raise UnknownKey(f"the directory has no card for {ks.officer} with this "
+                             "keystore's signing key: has your administrator enrolled you?")
+        resolved = addressing.resolve(addresses, directory, sender=ks.officer, now=now)
+        tag = tag_for(resolved.officers)
+        check_send(tag, resolved.officers, own=own, now=now)
+        keys = [directory.recipient(r, now=now) for r in resolved.officers]
+        envelope = sealing.seal(
+            sender=ks.officer, sender_key=ks.signing, recipients=keys, tag=tag,
+            plaintext=plaintext, now=now, expires=now + expires_hours * HOUR_MS,
+            precedence=Precedence.from_label(precedence))
+        return envelope.to_bytes(), resolved, tag
 
-        async with NodeSession(ks) as node:
-            directory = await node.directory(now=cli_clock().host_now())
+    cache = local_cache(keystore_path)
+
+    async def go() -> tuple[str, str, addressing.Resolution, OwnershipTag]:
+        from liaison_net.client.local_cache import verified_directory
+
+        async with node_session(ks, keystore_path, cache) as node:
+            # Warm, the directory comes from the cache and this is one request (submit).
+            # Whatever the cached directory cannot do (a coverage address it resolves to
+            # no one, a recipient the node refuses as unknown or revoked) is tried once
+            # more with the node's current directory.
+            directory, cached = await verified_directory(
+                node, cache, ks, now=cli_clock().host_now(), wanted=[ks.officer, *named])
+            try:
+                raw, resolved, tag = sealed(directory)
+                result = await node.submit(raw)
+            except (NotFound, Revoked, UnknownKey, BadTimestamp):
+                if not cached:
+                    raise
+                directory, cached = await verified_directory(
+                    node, cache, ks, now=cli_clock().host_now(), refresh=True)
+                raw, resolved, tag = sealed(directory)
+                result = await node.submit(raw)
             warn_directory(directory)
-            own_card = directory.cards.get(ks.officer)
-            if own_card is None or own_card.signing_public != ks.signing.public:
-                raise UnknownKey(f"the directory has no card for {ks.officer} with this "
-                                 "keystore's signing key: has your administrator enrolled you?")
-            resolved = addressing.resolve(addresses, directory, sender=ks.officer, now=now)
-            tag = tag_for(resolved.officers)
-            check_send(tag, resolved.officers, own=own, now=now)
-            keys = [directory.recipient(r, now=now) for r in resolved.officers]
-            envelope = sealing.seal(
-                sender=ks.officer, sender_key=ks.signing, recipients=keys, tag=tag,
-                plaintext=plaintext, now=now, expires=now + expires_hours * HOUR_MS,
-                precedence=Precedence.from_label(precedence))
-            result = await node.submit(envelope.to_bytes())
             return result.id, result.status, resolved, tag
 
     envelope_id, status, resolved, tag = run(go())
@@ -277,24 +302,25 @@ def inbox_cmd(show_all: bool, as_json: bool, follow: bool, keystore_path: Path,
     if follow:
         from liaison_net.cli import officer_follow
 
-        officer_follow.follow_inbox(ks, show_all=show_all, as_json=as_json)
+        officer_follow.follow_inbox(ks, keystore_path, show_all=show_all, as_json=as_json)
         return
 
-    async def go() -> list[Any]:
-        from liaison_net.client.session import NodeSession
+    cache = local_cache(keystore_path)
 
-        async with NodeSession(ks) as node:
-            return await node.inbox_all()
+    async def go() -> None:
+        from liaison_net.cli import delivery_status  # aiohttp and rich: on use only
 
-    items = [i for i in run(go())
-             if show_all or (i.acked is None and i.kind != Kind.EVIDENCE.value)]
-    if as_json:
-        emit_json([view.inbox_json(i) for i in items])
-    else:
-        view.print_inbox(items)
-    from liaison_net.cli import delivery_status  # aiohttp and rich: on use only
+        async with node_session(ks, keystore_path, cache) as node:
+            items = [i for i in await node.inbox_all()
+                     if show_all or (i.acked is None and i.kind != Kind.EVIDENCE.value)]
+            if as_json:
+                emit_json([view.inbox_json(i) for i in items])
+            else:
+                view.print_inbox(items)
+            # "delivered", back to each sender, over the same session
+            await delivery_status.after_inbox(ks, keystore_path, items, node=node, cache=cache)
 
-    delivery_status.after_inbox(ks, keystore_path, items)  # "delivered", back to each sender
+    run(go())
 
 
 @click.command("read")
@@ -307,33 +333,50 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
     wanted = id_from_text(envelope_id.strip())
     ks = load_keystore(keystore_path, passphrase_file)
 
-    async def go() -> tuple[bytes, Directory]:
-        from liaison_net.client.session import NodeSession
+    cache = local_cache(keystore_path)
 
-        async with NodeSession(ks) as node:
-            directory = await node.directory(now=cli_clock().host_now())
-            return await node.fetch(envelope_id), directory
+    def opened(raw: bytes, directory: Directory) -> tuple[Envelope, dict[str, Any]]:
+        # now=None: reading days after delivery is fine; the node applied the clock on receipt.
+        envelope = sealing.verify(raw, directory.lookup(), now=None)
+        if envelope.id != wanted:
+            raise Forbidden("the node answered with a different envelope than the one asked for")
+        now = now_ms()
+        # The receiving client decides too, as a node would: who signed it, the tag's owner,
+        # a forward's original and tag, DELIVER (or FORWARD with consent) here.
+        reading.check_received(envelope, directory, own_node=ks.node, now=now)
+        plaintext = sealing.open_envelope(envelope, ks.officer, ks.encryption_keys)
+        content = reading.readable(envelope, plaintext, reader_node=ks.node)
+        return envelope, view.envelope_report(envelope, content, directory, own_node=ks.node,
+                                              now=now)
 
-    raw, directory = run(go())
-    warn_directory(directory)
-    # now=None: reading days after delivery is fine; the node applied the clock on receipt.
-    envelope = sealing.verify(raw, directory.lookup(), now=None)
-    if envelope.id != wanted:
-        raise Forbidden("the node answered with a different envelope than the one asked for")
-    now = now_ms()
-    # The receiving client decides too, as a node would: who signed it, the tag's owner, a
-    # forward's original and tag, DELIVER (or FORWARD with consent) here.
-    reading.check_received(envelope, directory, own_node=ks.node, now=now)
-    plaintext = sealing.open_envelope(envelope, ks.officer, ks.encryption_keys)
-    content = reading.readable(envelope, plaintext, reader_node=ks.node)
-    report = view.envelope_report(envelope, content, directory, own_node=ks.node, now=now)
-    if as_json:
-        emit_json(report)
-    else:
-        view.print_envelope(report)
-    from liaison_net.cli import delivery_status  # aiohttp and rich: on use only
+    async def go() -> None:
+        from liaison_net.cli import delivery_status  # aiohttp and rich: on use only
+        from liaison_net.client.local_cache import verified_directory
 
-    delivery_status.after_read(ks, keystore_path, envelope, directory)  # "opened", to the sender
+        async with node_session(ks, keystore_path, cache) as node:  # one TLS session
+            raw = await node.fetch(envelope_id)
+            directory, cached = await verified_directory(node, cache, ks,
+                                                         now=cli_clock().host_now())
+            try:
+                envelope, report = opened(raw, directory)
+            except LiaisonError:
+                if not cached:
+                    raise
+                # A signer, a forward's original or a revocation newer than the cache:
+                # decide again with the node's current directory.
+                directory, _ = await verified_directory(node, cache, ks, refresh=True,
+                                                        now=cli_clock().host_now())
+                envelope, report = opened(raw, directory)
+            warn_directory(directory)
+            if as_json:
+                emit_json(report)
+            else:
+                view.print_envelope(report)
+            # "opened", to the sender, over the same session
+            await delivery_status.after_read(ks, keystore_path, envelope, directory,
+                                             node=node, cache=cache)
+
+    run(go())
 
 
 @click.command("ack")
@@ -350,9 +393,7 @@ def acknowledge(envelope_id: str, keystore_path: Path, passphrase_file: Path | N
     ks = load_keystore(keystore_path, passphrase_file)
 
     async def go() -> bool:
-        from liaison_net.client.session import NodeSession
-
-        async with NodeSession(ks) as node:
+        async with node_session(ks, keystore_path) as node:
             return await node.ack(envelope_id)
 
     done = run(go())
@@ -371,7 +412,36 @@ def status_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
     ks = load_keystore(keystore_path, passphrase_file)
     from liaison_net.cli import delivery_status  # aiohttp and rich: on use only
 
-    delivery_status.show_status(ks, envelope_id, as_json=as_json)
+    delivery_status.show_status(ks, envelope_id, as_json=as_json,
+                                cache=local_cache(keystore_path))
+
+
+@click.command("logout")
+@keystore_options
+def logout_cmd(keystore_path: Path, passphrase_file: Path | None) -> None:
+    """End your session: your node forgets its token and the copy kept here is deleted.
+
+    Commands keep the session token and the verified directory beside the keystore
+    (KEYSTORE.session, KEYSTORE.directory: sealed under your keys, 0600) so the next one
+    needs no login; run this when you leave the machine. The next command logs in again.
+    """
+    ks = load_keystore(keystore_path, passphrase_file)
+    cache = local_cache(keystore_path)
+
+    async def go() -> bool:
+        async with node_session(ks, keystore_path, cache) as node:
+            return await node.logout()
+
+    try:
+        forgotten = run(go())
+    except LiaisonError as exc:  # the node unreachable: the local copy goes all the same
+        click.echo(f"warning: your node was not told: {exc.code}: {view.safe(exc.detail)}",
+                   err=True)
+        forgotten = False
+    finally:
+        cache.clear()
+    click.echo(f"logged out {ks.officer}" + (" (the node ended the session)" if forgotten
+                                             else " (no session was open)"))
 
 
 def register(cli: click.Group) -> None:
@@ -383,5 +453,6 @@ def register(cli: click.Group) -> None:
     officer.add_command(officer_keys.export_public_cmd)
     cli.add_command(signals.signal)
     cli.add_command(officer)
-    for command in (send_cmd, inbox_cmd, read_cmd, ack_cmd, status_cmd, almanac.directory):
+    for command in (send_cmd, inbox_cmd, read_cmd, ack_cmd, status_cmd, almanac.directory,
+                    logout_cmd):
         cli.add_command(command)

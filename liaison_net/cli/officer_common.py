@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -37,6 +37,10 @@ from liaison_net.errors import (
     ConfigError,
     PolicyRefused,
 )
+
+if TYPE_CHECKING:  # aiohttp: imported where a command talks to the node
+    from liaison_net.client.local_cache import LocalCache
+    from liaison_net.client.session import NodeSession
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -115,6 +119,23 @@ def _read_fd_line(fd: int) -> bytes:
 def load_keystore(path: Path, passphrase_file: Path | None) -> Keystore:
     passphrase = read_passphrase(passphrase_file, prompt=f"Passphrase for {path}", new=False)
     return keystore_mod.load(path, passphrase)
+
+
+def local_cache(keystore_path: Path) -> LocalCache:
+    """The session token and directory kept beside the keystore (client.local_cache);
+    what it refuses to trust is a warning on stderr."""
+    from liaison_net.client.local_cache import LocalCache
+
+    return LocalCache(keystore_path, now_ms=now_ms,
+                      warn=lambda text: click.echo(f"warning: {view.safe(text)}", err=True))
+
+
+def node_session(ks: Keystore, keystore_path: Path,
+                 cache: LocalCache | None = None) -> NodeSession:
+    """A session to the home node that reuses the cached token while it is valid."""
+    from liaison_net.client.session import NodeSession
+
+    return NodeSession(ks, cache=cache or local_cache(keystore_path))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

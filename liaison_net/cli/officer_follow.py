@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from pathlib import Path
 
 import click
 
 from liaison_net.cli import officer_view as view
+from liaison_net.cli.officer_common import node_session
 from liaison_net.client.follow import resume_position
 from liaison_net.client.keystore import Keystore
-from liaison_net.client.session import InboxEntry, NodeSession
+from liaison_net.client.session import InboxEntry
 from liaison_net.core.envelope import Kind
 from liaison_net.errors import LiaisonError
 
@@ -38,8 +40,9 @@ def _show(entry: InboxEntry, *, as_json: bool) -> None:
         click.echo(view.inbox_line(entry))
 
 
-async def _follow(ks: Keystore, *, show_all: bool, as_json: bool) -> None:
-    async with NodeSession(ks) as node:
+async def _follow(ks: Keystore, keystore_path: Path, *, show_all: bool,
+                  as_json: bool) -> None:
+    async with node_session(ks, keystore_path) as node:
         after = 0 if show_all else await resume_position(node)
         async with contextlib.aclosing(node.follow(after, on_retry=_reconnecting)) as entries:
             async for entry in entries:
@@ -47,7 +50,7 @@ async def _follow(ks: Keystore, *, show_all: bool, as_json: bool) -> None:
                     _show(entry, as_json=as_json)
 
 
-def follow_inbox(ks: Keystore, *, show_all: bool, as_json: bool) -> None:
+def follow_inbox(ks: Keystore, keystore_path: Path, *, show_all: bool, as_json: bool) -> None:
     """Run until Ctrl-C (which ends it quietly, exit code 0)."""
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_follow(ks, show_all=show_all, as_json=as_json))
+        asyncio.run(_follow(ks, keystore_path, show_all=show_all, as_json=as_json))

@@ -19,11 +19,14 @@ from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer_common import (
     keystore_options,
     load_keystore,
+    local_cache,
+    node_session,
     now_ms,
     read_passphrase,
     run,
 )
 from liaison_net.client import keystore as keystore_mod
+from liaison_net.client.local_cache import LocalCache
 from liaison_net.core.identity import renewal, sign_enrolment_request
 from liaison_net.errors import Conflict, NotFound
 from liaison_net.pki import certificates
@@ -52,7 +55,8 @@ def rotate_cmd(keystore_path: Path, passphrase_file: Path | None, as_json: bool)
                                  new=False)
     # The passphrase is needed twice: to open the keystore and to seal the new one.
     current = keystore_mod.load(keystore_path, passphrase)
-    result = run(_rotate(current, keystore_path, pending, passphrase))
+    cache = local_cache(keystore_path)
+    result = run(_rotate(current, keystore_path, pending, passphrase, cache))
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
     else:
@@ -62,10 +66,8 @@ def rotate_cmd(keystore_path: Path, passphrase_file: Path | None, as_json: bool)
 
 
 async def _rotate(current: keystore_mod.Keystore, path: Path, pending: Path,
-                  passphrase: bytes) -> dict[str, object]:
-    from liaison_net.client.session import NodeSession  # aiohttp: on use
-
-    async with NodeSession(current) as node:
+                  passphrase: bytes, cache: LocalCache) -> dict[str, object]:
+    async with node_session(current, path, cache) as node:
         directory = await node.directory(now=cli_clock().host_now())
         card = directory.cards.get(current.officer)
         if card is None:
@@ -79,6 +81,8 @@ async def _rotate(current: keystore_mod.Keystore, path: Path, pending: Path,
             pending.unlink(missing_ok=True)
             raise
     os.replace(pending, path)
+    # The node ended the old key's sessions; the caches were sealed under it anyway.
+    cache.clear()
     return {"officer": current.officer, **answer}
 
 

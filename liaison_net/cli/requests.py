@@ -24,11 +24,11 @@ from liaison_net.cli.officer_common import (
     emit_json,
     keystore_options,
     load_keystore,
+    node_session,
     now_ms,
     run,
     warn_directory,
 )
-from liaison_net.client.session import NodeSession
 from liaison_net.core import content as content_mod
 from liaison_net.core import sealing
 from liaison_net.core.envelope import Kind, Precedence, Urgency
@@ -75,7 +75,7 @@ def request_cmd(recipients: tuple[str, ...], urgency: str, subject: str, text: s
     check_send(tag, to, own=ks.node, now=now)
 
     async def go() -> dict[str, Any]:
-        async with NodeSession(ks) as node:
+        async with node_session(ks, keystore_path) as node:
             directory = await node.directory(now=cli_clock().host_now())
             warn_directory(directory)
             envelope = sealing.seal(
@@ -107,7 +107,7 @@ def reply_cmd(request_id: str, text: str, late_reason: str, as_json: bool,
     ks = load_keystore(keystore_path, passphrase_file)
 
     async def go() -> dict[str, Any]:
-        async with NodeSession(ks) as node:
+        async with node_session(ks, keystore_path) as node:
             directory = await node.directory(now=cli_clock().host_now())
             request = sealing.verify(await node.fetch(request_id), directory.lookup(),
                                      now=None)
@@ -160,7 +160,7 @@ def requests_cmd(include_answered: bool, as_json: bool, keystore_path: Path,
     ks = load_keystore(keystore_path, passphrase_file)
 
     async def go() -> list[dict[str, Any]]:
-        async with NodeSession(ks) as node:
+        async with node_session(ks, keystore_path) as node:
             return await node.requests(include_answered=include_answered)
 
     rows = run(go())

@@ -26,6 +26,7 @@ from liaison_net.cli.officer_common import (
     emit_json,
     keystore_options,
     load_keystore,
+    node_session,
     now_ms,
     run,
     warn_directory,
@@ -123,9 +124,7 @@ def raise_cmd(category: str, severity: str, confidence: str, region: str, valid_
     check_send(tag, desks, own=ks.node, now=now)
 
     async def go() -> dict[str, Any]:
-        from liaison_net.client.session import NodeSession  # aiohttp: on use
-
-        async with NodeSession(ks) as node:
+        async with node_session(ks, keystore_path) as node:
             directory = await node.directory(now=cli_clock().host_now())
             warn_directory(directory)
             missing = [d for d in desks if d not in directory.cards]
@@ -191,9 +190,7 @@ def list_cmd(as_json: bool, keystore_path: Path, passphrase_file: Path | None) -
     ks = load_keystore(keystore_path, passphrase_file)
 
     async def go() -> dict[str, Any]:
-        from liaison_net.client.session import NodeSession  # aiohttp: on use
-
-        async with NodeSession(ks) as node:
+        async with node_session(ks, keystore_path) as node:
             directory = await node.directory(now=cli_clock().host_now())
             raised = await node.raised_signals()
             notices = await _notices(node, ks, directory)
@@ -237,9 +234,7 @@ def show_cmd(signal_id: str, as_json: bool, keystore_path: Path,
     wanted = id_from_text(signal_id.strip())
 
     async def go() -> dict[str, Any]:
-        from liaison_net.client.session import NodeSession  # aiohttp: on use
-
-        async with NodeSession(ks) as node:
+        async with node_session(ks, keystore_path) as node:
             directory = await node.directory(now=cli_clock().host_now())
             env = sealing.verify(await node.fetch(id_to_text(wanted)), directory.lookup(),
                                  now=None)

@@ -15,6 +15,8 @@ its maker may attest that step (``core.evidence.check_about``). The node can wit
 evidence but cannot forge it; what fails is reported, never counted as progress.
 
 Evidence is a by-product: failing to send it never fails the command that triggered it.
+It goes out over the command's own session when given one (``node=``), so `liaison read`
+is one TLS session, and with the command's ``LocalCache`` the directory is the cached one.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from liaison_net.client.directory import Directory
 from liaison_net.client.keystore import Keystore
+from liaison_net.client.local_cache import LocalCache, verified_directory
 from liaison_net.client.session import EnvelopeStatus, InboxEntry, NodeSession
 from liaison_net.core import sealing
 from liaison_net.core.envelope import Envelope, Header, Kind
@@ -143,8 +146,20 @@ def _wants_delivered(entry: InboxEntry, ledger: Ledger) -> bool:
             and entry.purged is None and not ledger.done(entry.id, Step.DELIVERED))
 
 
+@contextlib.asynccontextmanager
+async def _session(ks: Keystore, node: NodeSession | None,
+                   cache: LocalCache | None) -> AsyncIterator[NodeSession]:
+    """The caller's open session, else one of our own."""
+    if node is not None:
+        yield node
+        return
+    async with NodeSession(ks, cache=cache) as own:
+        yield own
+
+
 async def attest_listed(ks: Keystore, keystore_path: Path, entries: Sequence[InboxEntry], *,
-                        now: int) -> list[str]:
+                        now: int, node: NodeSession | None = None,
+                        cache: LocalCache | None = None) -> list[str]:
     """"delivered" for each listed envelope not attested yet: fetched and verified first,
     so the statement means the sender's own envelope reached this machine. Warnings out."""
     ledger = Ledger.beside(keystore_path)
@@ -153,13 +168,15 @@ async def attest_listed(ks: Keystore, keystore_path: Path, entries: Sequence[Inb
         return []
     warnings: list[str] = []
     try:
-        async with NodeSession(ks) as node:
-            directory = await node.directory(now=datetime.fromtimestamp(now / 1000, UTC))
+        async with _session(ks, node, cache) as session:
+            directory, _ = await verified_directory(
+                session, cache, ks, now=datetime.fromtimestamp(now / 1000, UTC),
+                wanted={e.sender for e in todo})
             sealed: list[tuple[str, Envelope]] = []
             for entry in todo:
                 try:
-                    envelope = sealing.verify(await node.fetch(entry.id), directory.lookup(),
-                                              now=None)
+                    envelope = sealing.verify(await session.fetch(entry.id),
+                                              directory.lookup(), now=None)
                     if envelope.header.id_text != entry.id:
                         raise Forbidden("the node answered with a different envelope")
                     if ks.officer not in (r.officer for r in envelope.header.recipients):
@@ -172,7 +189,7 @@ async def attest_listed(ks: Keystore, keystore_path: Path, entries: Sequence[Inb
                     warnings.append(f"no delivery evidence for {entry.id}: {exc.detail}")
             # One request (and one commit at the node) for everything listed.
             if sealed:
-                results = await node.submit_many([c.to_bytes() for _, c in sealed])
+                results = await session.submit_many([c.to_bytes() for _, c in sealed])
                 for (entry_id, _), result in zip(sealed, results, strict=True):
                     if isinstance(result, LiaisonError):
                         warnings.append(f"no delivery evidence for {entry_id}: "
@@ -186,7 +203,9 @@ async def attest_listed(ks: Keystore, keystore_path: Path, entries: Sequence[Inb
 
 
 async def attest_opened(ks: Keystore, keystore_path: Path, envelope: Envelope,
-                        directory: Directory, *, now: int) -> list[str]:
+                        directory: Directory, *, now: int,
+                        node: NodeSession | None = None,
+                        cache: LocalCache | None = None) -> list[str]:
     """"delivered" (if not yet) and "opened" for an envelope `read` has just shown."""
     ledger = Ledger.beside(keystore_path)
     h = envelope.header
@@ -195,9 +214,9 @@ async def attest_opened(ks: Keystore, keystore_path: Path, envelope: Envelope,
         return []
     warnings: list[str] = []
     try:
-        async with NodeSession(ks) as node:
-            await attest(node, ks, directory, envelope, [Step.DELIVERED, Step.OPENED], ledger,
-                         now=now)
+        async with _session(ks, node, cache) as session:
+            await attest(session, ks, directory, envelope, [Step.DELIVERED, Step.OPENED],
+                         ledger, now=now)
     except LiaisonError as exc:
         warnings.append(f"no read evidence for {h.id_text}: {exc.detail}")
     _save(ledger, now, warnings)

@@ -13,8 +13,12 @@ once, what can go wrong on the way:
 No aiohttp exception leaves this module. TLS trusts only the CA pinned in the keystore
 (never the system store), TLS 1.3 only. Login is challenge-response with the officer's
 signing key, done lazily on the first call that needs it and again, once, when the node
-says the token has expired; the token lives in memory only. Every request is bounded by
-a timeout and every answer by a size.
+says the token has expired. The token lives in memory, and, given a ``LocalCache``, in a
+sealed file beside the keystore for the next command (``client.local_cache``), bound to
+the TLS certificate the login went over: every connection of a session must present the
+certificate its token was first used with (``_TlsPin``), so a token never leaves for
+another party, even one the CA vouches for. Every request is bounded by a timeout and
+every answer by a size.
 
 The answer records and their shape checks live in ``client.answers``, the websocket of
 the live inbox in ``client.stream`` (reconnecting in ``client.follow``); both are
@@ -24,6 +28,8 @@ re-exported here, where the CLI has always imported them.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import re
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -53,6 +59,7 @@ from liaison_net.client.answers import (
 )
 from liaison_net.client.directory import MAX_DIRECTORY_BYTES, Directory, verify_directory
 from liaison_net.client.keystore import Keystore, check_ca_pem
+from liaison_net.client.local_cache import LocalCache
 from liaison_net.client.stream import (
     MAX_STREAM_MESSAGE,
     STREAM_HEARTBEAT_S,
@@ -101,23 +108,61 @@ def officer_ssl_context(ca_cert_pem: bytes) -> ssl.SSLContext:
     return ctx
 
 
+class _TlsPin:
+    """The node certificate (SHA-256 of its DER) a session's token is bound to.
+
+    Checked inside the TLS handshake, after the CA and host name checks and before a byte
+    of the request (and so the token) is written: ``SSLContext.sslobject_class`` is the
+    hook asyncio's TLS transport calls. Unset, the first handshake sets it."""
+
+    def __init__(self) -> None:
+        self.expected: str | None = None
+
+    def object_class(self) -> type[ssl.SSLObject]:
+        pin = self
+
+        class PinnedSSLObject(ssl.SSLObject):
+            def do_handshake(self) -> None:
+                super().do_handshake()
+                der = self.getpeercert(binary_form=True) or b""
+                seen = hashlib.sha256(der).hexdigest()
+                if pin.expected is None:
+                    pin.expected = seen
+                elif not hmac.compare_digest(seen, pin.expected):
+                    raise ssl.SSLCertVerificationError(
+                        "the node presents another TLS certificate than the one this "
+                        "session's token was issued over")
+
+        return PinnedSSLObject
+
+
 # --- the session -----------------------------------------------------------------------------
 
 
 class NodeSession:
-    """``async with NodeSession(keystore) as node: await node.inbox(...)``."""
+    """``async with NodeSession(keystore) as node: await node.inbox(...)``; with
+    ``cache=``, the token of an earlier run is reused while valid, and this run's kept."""
 
     def __init__(self, keystore: Keystore, *, timeout_s: float = 30.0,
-                 connect_timeout_s: float = 10.0) -> None:
+                 connect_timeout_s: float = 10.0, cache: LocalCache | None = None) -> None:
         self.keystore = keystore
         self.base_url = keystore.node_url
         self._timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
         self._ssl = officer_ssl_context(keystore.ca_cert_pem)
+        self._pin = _TlsPin()
+        self._ssl.sslobject_class = self._pin.object_class()
         self._http: aiohttp.ClientSession | None = None
         self._token: str | None = None
+        self._cache = cache
+        self._token_from_cache = False
 
     async def __aenter__(self) -> NodeSession:
+        if self._cache is not None:
+            cached = self._cache.load_token(self.keystore)
+            if cached is not None:
+                self._token, self._pin.expected = cached.token, cached.tls_identity
+                self._token_from_cache = True
         self._http = aiohttp.ClientSession(
             timeout=self._timeout,
             connector=aiohttp.TCPConnector(ssl=self._ssl, limit=4),
@@ -158,10 +203,42 @@ class NodeSession:
             "POST", "/api/v1/login", auth=False,
             json_body={"officer": ks.officer, "challenge": challenge.hex(),
                        "signature": signature.hex()})
-        token = field(json_map(answer, "login"), "token", str, "login")
+        body = json_map(answer, "login")
+        token = field(body, "token", str, "login")
         if len(token) > MAX_TOKEN_CHARS or not _TOKEN.fullmatch(token):
             raise errors.Malformed("node sent a session token that is not a printable string")
         self._token = token
+        expires = body.get("expires_at")
+        if self._cache is not None and self._pin.expected is not None:
+            self._cache.save_token(
+                ks, token, tls_identity=self._pin.expected,
+                node_expires=expires if type(expires) is int else None)
+
+    def _forget_token(self) -> None:
+        """The node refused the token (expired, restarted, logged out) or the connection
+        it was bound to: drop it, its certificate pin and its cached copy."""
+        self._token = None
+        self._pin.expected = None
+        if self._token_from_cache and self._cache is not None:
+            self._cache.drop_token()
+        self._token_from_cache = False
+
+    async def logout(self) -> bool:
+        """Ask the node to forget this session's token (if one is held, cached or not),
+        and delete the cached copy; True if the node had it."""
+        forgotten = False
+        if self._token is not None:
+            try:
+                answer = await self._send("POST", "/api/v1/logout", None, None, None, True,
+                                          MAX_JSON_BYTES)
+                forgotten = field(json_map(answer, "logout"), "forgotten", bool, "logout")
+            except errors.Unauthorized:
+                pass  # the node no longer knows it: as good as forgotten
+        self._token = None
+        self._pin.expected = None
+        if self._cache is not None:
+            self._cache.drop_token()
+        return forgotten
 
     async def submit(self, envelope: bytes) -> SubmitResult:
         answer = await self._call("POST", "/api/v1/envelopes", data=envelope,
@@ -228,7 +305,7 @@ class NodeSession:
         try:
             ws = await self._ws_open(path)
         except errors.Unauthorized:
-            self._token = None  # expired between calls: one fresh login, one retry
+            self._forget_token()  # expired between calls: one fresh login, one retry
             await self.login()
             ws = await self._ws_open(path)
         entries = stream_entries(ws, self.base_url)
@@ -336,7 +413,7 @@ class NodeSession:
             if not auth:
                 raise
             # The token may have expired between calls: one fresh login, one retry.
-            self._token = None
+            self._forget_token()
             await self.login()
             return await self._send(method, path, json_body, data, content_type, auth,
                                     max_bytes)

@@ -3,7 +3,10 @@ and the live inbox stream (a websocket: ``client.inbox_stream``).
 
 Officers authenticate by signing a single-use challenge with their card's signing key; the
 node answers a short-lived bearer token, kept only in memory (a restart logs everyone out,
-which is fine for a CLI that logs in again by itself) and compared in constant time.
+which is fine for a CLI that logs in again by itself) and compared in constant time. The
+CLI keeps the token between commands (client.local_cache); `liaison logout` ends it here
+too, and a key rotation ends every session of the officer, so a copy of the token taken
+before either is worth nothing.
 """
 
 from __future__ import annotations
@@ -143,6 +146,7 @@ class ClientApi:
         r.add_get("/metrics", self.metrics_page)
         r.add_post("/api/v1/login/challenge", self.challenge)
         r.add_post("/api/v1/login", self.login)
+        r.add_post("/api/v1/logout", self.logout)
         r.add_post("/api/v1/envelopes", self.submit)
         r.add_post("/api/v1/envelopes/batch", self.submit_batch)
         r.add_get("/api/v1/inbox", self.inbox)
@@ -270,6 +274,18 @@ class ClientApi:
             log.info("officer.login_in_grace", officer=officer, key_id=old_id.hex())
             return grace_until
         raise Unauthorized("login signature does not verify")
+
+    async def logout(self, request: web.Request) -> web.Response:
+        """Forget the presented token: the CLI's cached copy is worthless from now on."""
+        officer = self._officer(request)
+        presented = request.headers["Authorization"][len("Bearer "):]
+        forgotten = self._tokens.pop(presented, None) is not None
+        log.info("officer.logout", officer=officer)
+        return web.json_response({"forgotten": forgotten})
+
+    def _end_sessions(self, officer: str) -> None:
+        for token in [t for t, s in self._tokens.items() if s.officer == officer]:
+            del self._tokens[token]
 
     def _officer(self, request: web.Request) -> str:
         header = request.headers.get("Authorization", "")
@@ -437,6 +453,7 @@ class ClientApi:
                                                    new=card.signing_key_id.hex(),
                                                    version=card.version))
         log.info("key.rotated", kind="officer", officer=officer, version=card.version)
+        self._end_sessions(officer)  # tokens issued to the old key end with it
         return web.json_response({"version": card.version,
                                   "signing_key_id": card.signing_key_id.hex(),
                                   "encryption_key_id": card.encryption_key_id.hex()})
