@@ -68,7 +68,9 @@ class KeyCache:
         """The cached value of ``key``, else ``load()``'s, stored if ``keep`` says so (e.g.
         not an unknown key, which anyone can make up) and no key change happened since."""
         with self._lock:
-            if self._changing == 0 and key in self._entries:
+            # Empty while a change is written: begin_change clears it and nothing is
+            # stored until end_change (the ``generation`` gate below).
+            if key in self._entries:
                 self._entries.move_to_end(key)
                 self.hits += 1
                 return self._entries[key]  # type: ignore[no-any-return]  # stored by load
@@ -77,7 +79,7 @@ class KeyCache:
         value = await load()
         if generation is not None and keep(value):
             with self._lock:
-                if self._changing == 0 and self._generation == generation:
+                if self._generation == generation:  # no change began since the read did
                     self._entries[key] = value
                     self._entries.move_to_end(key)
                     while len(self._entries) > self._max:
