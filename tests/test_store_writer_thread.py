@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import structlog
 
 from liaison_net.errors import NodeFault
 from liaison_net.store.database import WriteTxn
@@ -88,4 +89,21 @@ async def test_a_writer_cancelled_mid_commit_answers_with_the_groups_true_outcom
         assert [e.event for e in await store.audit_entries()] == ["test.slow"]
     finally:
         release.set()
+        await store.close()
+
+
+async def test_the_writer_thread_keeps_the_callers_log_context(tmp_path: Path) -> None:
+    """Log lines written on the writer thread (a failing write) carry the node's bound
+    fields, as on the event loop."""
+    structlog.contextvars.bind_contextvars(node="nl")
+    store = NodeStore(tmp_path / "n.sqlite3", "nl")
+    await store.open()
+
+    async def op(txn: WriteTxn) -> dict[str, object]:
+        return structlog.contextvars.get_contextvars()
+
+    try:
+        assert (await store.db.write(op)).get("node") == "nl"
+    finally:
+        structlog.contextvars.unbind_contextvars("node")
         await store.close()

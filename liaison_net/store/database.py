@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
 import functools
 import os
@@ -231,9 +232,15 @@ class Database:
         self._audit_head: tuple[int, bytes] = (0, GENESIS)
         self.commits = 0
 
-    async def _in_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
+    def _to_writer_thread(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """``fn(*args)`` on the writer thread, in a copy of the caller's context (as
+        ``asyncio.to_thread`` does: the log lines it writes keep the node's bound fields)."""
         assert self._thread is not None, "database writer not open"
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        return asyncio.get_running_loop().run_in_executor(
+            self._thread, functools.partial(contextvars.copy_context().run, fn, *args))
+
+    async def _in_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._to_writer_thread(fn, *args)
 
     async def open(self, *, writer: bool = True) -> None:
         """Connect and migrate. ``writer``: run the group-commit writer in a task of our own
@@ -408,8 +415,8 @@ class Database:
             batch = [await self._queue.get()]
             while len(batch) < self._group_commit_max and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            work = asyncio.get_running_loop().run_in_executor(
-                self._thread, self._run_group, [fn for fn, _ in batch], self.storage.full)
+            work = self._to_writer_thread(self._run_group, [fn for fn, _ in batch],
+                                          self.storage.full)
             try:
                 outcome = await asyncio.shield(work)
             except asyncio.CancelledError:
