@@ -1,11 +1,19 @@
 """The SQLite connection of a node: WAL, full fsync, migrations, and group commit.
 
 Every write goes through ``Database.write``: the caller hands over an async function of
-the connection, and a single writer task runs all pending ones in one transaction, each
+a ``WriteTxn``, and a single writer task runs all pending ones in one transaction, each
 inside its own SAVEPOINT (one failing write rolls back alone), then commits once. The
 callers' awaits return only after that commit, which is fsync'd (``synchronous=FULL``):
 that is what lets the node answer "accepted" truthfully without paying one fsync per
 envelope. Reads use a second connection so they never wait behind a commit.
+
+One thread hop per group, not per statement. The writer owns a plain ``sqlite3``
+connection in a thread of its own, and the whole group (BEGIN, every write function,
+COMMIT) runs there in one call. A write function is still an ``async def`` awaiting
+``txn.execute``, but those awaits never suspend: ``WriteTxn`` runs each statement at once
+on the thread it is called from, so ``_drive`` runs the coroutine to its end with one
+``send``. A write function that awaits anything else is a bug in it: it is refused alone
+(``NodeFault``) like any other failing write.
 
 Storage faults. A group that cannot be written fails whole, and every write in it gets
 ``Unavailable`` (nothing of it was stored); the writer keeps running, so the next group
@@ -19,12 +27,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
+import functools
 import os
+import re
 import shutil
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +54,7 @@ from liaison_net.errors import (
     StorageFull,
     Unavailable,
 )
+from liaison_net.store.key_cache import KeyCache
 from liaison_net.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = structlog.get_logger("liaison.store")
@@ -98,23 +112,99 @@ class StorageState:
                 "cause": self.cause}
 
 
-class WriteTxn:
-    """What a write function may do: run SQL and append audit entries, in the group's txn."""
+#: Statements that change what ``KeyCache`` holds (cards, rotations, revocations): any
+#: statement that is not a plain SELECT and names one of these tables.
+_KEY_TABLES = re.compile(r"\b(directory|key_history|revocations)\b", re.IGNORECASE)
 
-    def __init__(self, db: Database, conn: aiosqlite.Connection) -> None:
+
+@functools.lru_cache(maxsize=512)
+def changes_keys(sql: str) -> bool:
+    """True if ``sql`` may change a card, a superseded key or a revocation (over-eager is
+    safe: it only empties the cache). The store's statements are constants, hence the
+    memo."""
+    return (not sql.lstrip()[:6].upper().startswith("SELECT")
+            and _KEY_TABLES.search(sql) is not None)
+
+
+class Cursor:
+    """A statement's results in the writer thread, with the awaitable fetches the write
+    functions use (``rowcount``, ``lastrowid``, ``fetchone``, ``fetchall``)."""
+
+    __slots__ = ("_cur",)
+
+    def __init__(self, cur: sqlite3.Cursor) -> None:
+        self._cur = cur
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cur.lastrowid
+
+    async def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    async def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
+
+
+class WriteTxn:
+    """What a write function may do: run SQL and append audit entries, in the group's txn.
+
+    Every method runs at once, on the writer thread, without suspending (see the module
+    docstring); a statement that touches keys empties the key cache until the group ends."""
+
+    def __init__(self, db: Database, conn: sqlite3.Connection) -> None:
         self._db = db
         self.conn = conn
         self.effects_added = False  # an effect row was written: wake the drain after commit
+        self.keys_changed = False  # a card/rotation/revocation statement ran in this group
 
-    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> aiosqlite.Cursor:
-        return await self.conn.execute(sql, params)
+    def _note(self, sql: str) -> None:
+        if not self.keys_changed and changes_keys(sql):
+            self.keys_changed = True
+            self._db.key_cache.begin_change()
+
+    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Cursor:
+        self._note(sql)
+        return Cursor(self.conn.execute(sql, params))
 
     async def executemany(self, sql: str, params: list[tuple[Any, ...]]) -> None:
-        await self.conn.executemany(sql, params)
+        self._note(sql)
+        self.conn.executemany(sql, params)
 
     async def audit(self, at: int, event: str, actor: str, detail: str,
                     envelope_id: bytes | None = None) -> None:
-        await self._db._append_audit(self.conn, at, event, actor, detail, envelope_id)
+        self._db._append_audit(self.conn, at, event, actor, detail, envelope_id)
+
+
+class SuspendedWrite(RuntimeError):
+    """A write function awaited something other than its ``WriteTxn`` (a bug in it)."""
+
+
+def _drive(awaitable: Awaitable[T]) -> T:
+    """Run a write function's coroutine to its end on this thread. Its only awaits are
+    ``WriteTxn`` calls, which never suspend, so one ``send`` finishes it."""
+    steps = awaitable.__await__()
+    try:
+        steps.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]  # the coroutine's own return
+    steps.close()
+    raise SuspendedWrite("a write function awaited something other than its transaction")
+
+
+@dataclass
+class _GroupOutcome:
+    """What the writer thread hands back for one group."""
+
+    results: list[tuple[bool, Any]] = field(default_factory=list)  # (ok, value or error)
+    failure: BaseException | None = None  # the whole group failed: nothing stored
+    effects_added: bool = False
+    space_before: tuple[int, int] | None = None
+    space_after: tuple[int, int] | None = None
 
 
 class Database:
@@ -125,11 +215,15 @@ class Database:
         self._group_commit_max = group_commit_max
         self.max_db_mb = max_db_mb
         self.storage = StorageState()
+        #: Signer and officer keys read on every envelope (``key_store``, ``directory_store``).
+        self.key_cache = KeyCache()
         #: Called with the number of writes just refused for lack of space (metrics).
         self.on_storage_full: Callable[[int], None] | None = None
         #: Called after a commit that wrote effect rows (wakes the effect drain).
         self.on_effects: Callable[[], None] | None = None
-        self._writer: aiosqlite.Connection | None = None
+        #: The writer's own connection, used only on ``_thread`` (its one worker thread).
+        self._writer: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[tuple[WriteFn[Any], asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -138,20 +232,24 @@ class Database:
         self._audit_head: tuple[int, bytes] = (0, GENESIS)
         self.commits = 0
 
+    def _to_writer_thread(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """``fn(*args)`` on the writer thread, in a copy of the caller's context (as
+        ``asyncio.to_thread`` does: the log lines it writes keep the node's bound fields)."""
+        assert self._thread is not None, "database writer not open"
+        return asyncio.get_running_loop().run_in_executor(
+            self._thread, functools.partial(contextvars.copy_context().run, fn, *args))
+
+    async def _in_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._to_writer_thread(fn, *args)
+
     async def open(self, *, writer: bool = True) -> None:
         """Connect and migrate. ``writer``: run the group-commit writer in a task of our own
         (CLI, tests); a node passes False and supervises ``run_writer`` itself."""
         private_files(self.path)
         try:
-            self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-            # busy_timeout first: another process may be creating this very database.
-            await self._writer.execute("PRAGMA busy_timeout=10000")
-            await _set_wal(self._writer)
-            for pragma in ("synchronous=FULL", "foreign_keys=ON"):
-                await self._writer.execute(f"PRAGMA {pragma}")
-            await self._migrate(self._writer)
-            if self.max_db_mb is not None:
-                await self._apply_quota(self._writer, self.max_db_mb)
+            self._thread = ThreadPoolExecutor(max_workers=1,
+                                              thread_name_prefix="liaison-writer")
+            await self._in_writer_thread(self._open_writer)
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute("PRAGMA busy_timeout=10000")
         except sqlite3.Error as exc:
@@ -166,6 +264,29 @@ class Database:
         self._opened = True
         if writer:
             self._task = asyncio.create_task(self.run_writer(), name="group-commit")
+
+    def _open_writer(self) -> None:
+        """On the writer thread: connect, set WAL and full fsync, migrate, apply the quota."""
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            # busy_timeout first: another process may be creating this very database.
+            conn.execute("PRAGMA busy_timeout=10000")
+            _set_wal(conn)
+            for pragma in ("synchronous=FULL", "foreign_keys=ON"):
+                conn.execute(f"PRAGMA {pragma}")
+            self._migrate(conn)
+            if self.max_db_mb is not None:
+                self._apply_quota(conn, self.max_db_mb)
+        except BaseException:
+            conn.close()
+            raise
+        self._writer = conn
+
+    def _close_writer(self) -> None:
+        """On the writer thread (after any group still running there)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     async def open_read_only(self) -> None:
         """Only a reader, on an existing file opened ``mode=ro``: for admin commands that
@@ -184,11 +305,18 @@ class Database:
     async def _abandon(self) -> None:
         """Close what a failed ``open`` opened: an aiosqlite connection left open keeps its
         non-daemon thread alive, and the process would hang at exit instead of failing."""
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-        self._reader = self._writer = None
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await self._reader.close()
+        self._reader = None
+        await self._stop_writer_thread()
+
+    async def _stop_writer_thread(self) -> None:
+        if self._thread is not None:
+            with contextlib.suppress(Exception):
+                await self._in_writer_thread(self._close_writer)
+            self._thread.shutdown(wait=False)  # idle now: its thread ends at once
+            self._thread = None
 
     async def close(self) -> None:
         if self._task is not None:
@@ -198,19 +326,19 @@ class Database:
             self._task = None
         self._opened = False
         self._fail_queued(Unavailable("database closed, nothing stored"))
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
-        self._reader = self._writer = None
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+        await self._stop_writer_thread()
 
-    async def _apply_quota(self, conn: aiosqlite.Connection, max_db_mb: float) -> None:
+    def _apply_quota(self, conn: sqlite3.Connection, max_db_mb: float) -> None:
         """The quota as SQLite's own page limit on the writer: past it, a write fails with
         SQLITE_FULL, just as on a full disk. Pages freed by deletes (the freelist) are
         reused first, so freeing space lets writes in again without a restart. SQLite never
         sets the limit below the current size; a database already over it takes no more."""
-        page_size = (await (await conn.execute("PRAGMA page_size")).fetchone() or (4096,))[0]
+        page_size = (conn.execute("PRAGMA page_size").fetchone() or (4096,))[0]
         wanted = quota_pages(max_db_mb, int(page_size))
-        row = await (await conn.execute(f"PRAGMA max_page_count = {wanted}")).fetchone()
+        row = conn.execute(f"PRAGMA max_page_count = {wanted}").fetchone()
         granted = int(row[0]) if row else wanted
         log.info("store.quota", max_db_mb=max_db_mb, page_size=page_size, max_pages=granted)
         if granted > wanted:
@@ -218,35 +346,33 @@ class Database:
                         reason="the database is already larger than its quota; writes that "
                                "need new pages are refused until space is freed")
 
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
         while True:
             # The version is read under the write lock, so that two processes opening a new
             # database at once (a node and `admin enrol-officer`, or two enrolments) never
             # both run the same migration.
-            await conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                rows = list(await (await conn.execute(
-                    "SELECT version FROM schema_version")).fetchall())
+                rows = conn.execute("SELECT version FROM schema_version").fetchall()
                 current = rows[0][0] if rows else 0
                 if current > SCHEMA_VERSION:
                     raise NodeFault(f"database schema {current} is newer than this program "
                                     f"({SCHEMA_VERSION}); upgrade liaison_net")
                 if current == SCHEMA_VERSION:
-                    await conn.execute("COMMIT")
+                    conn.execute("COMMIT")
                     return
-                await _run_script(conn, MIGRATIONS[current])
-                await conn.execute("DELETE FROM schema_version")
-                await conn.execute("INSERT INTO schema_version VALUES (?)", (current + 1,))
-                await conn.execute("COMMIT")
+                _run_script(conn, MIGRATIONS[current])
+                conn.execute("DELETE FROM schema_version")
+                conn.execute("INSERT INTO schema_version VALUES (?)", (current + 1,))
+                conn.execute("COMMIT")
             except BaseException:
-                await conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
                 raise
 
     @staticmethod
-    async def _load_audit_head_in(conn: aiosqlite.Connection) -> tuple[int, bytes]:
-        cursor = await conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-        row = await cursor.fetchone()
+    def _load_audit_head_in(conn: sqlite3.Connection) -> tuple[int, bytes]:
+        row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         return (row[0], bytes(row[1])) if row else (0, GENESIS)
 
     # --- reads --------------------------------------------------------------------------
@@ -278,25 +404,42 @@ class Database:
     async def run_writer(self) -> None:
         """The group-commit writer, until cancelled. If it fails unexpectedly, the writes
         of its group get ``Unavailable`` (nothing of them stored) and the exception goes to
-        whoever runs it (the node's supervisor restarts it; queued writes wait)."""
-        conn = self._writer
-        if conn is None:
+        whoever runs it (the node's supervisor restarts it; queued writes wait).
+
+        Cancelled while a group runs on the writer thread, it returns at once, and the
+        group's callers get its true outcome when the thread finishes it (a group cannot be
+        stopped halfway, and "nothing stored" must never be said of a commit)."""
+        if self._writer is None or self._thread is None:
             raise Unavailable("database not open")
-        if conn.in_transaction:  # left open by a writer that died mid-group
-            with contextlib.suppress(sqlite3.Error):
-                await conn.execute("ROLLBACK")
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self._group_commit_max and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            work = self._to_writer_thread(self._run_group, [fn for fn, _ in batch],
+                                          self.storage.full)
             try:
-                await self._commit_batch(batch)
-            except BaseException:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(Unavailable("database writer failed, nothing "
-                                                         "stored"))
+                outcome = await asyncio.shield(work)
+            except asyncio.CancelledError:
+                work.add_done_callback(functools.partial(self._settle_later, batch))
                 raise
+            except BaseException:
+                self._fail_batch(batch, Unavailable("database writer failed, nothing stored"))
+                raise
+            self._settle(batch, outcome)
+
+    def _settle_later(self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]],
+                      work: asyncio.Future[_GroupOutcome]) -> None:
+        if work.cancelled() or work.exception() is not None:
+            self._fail_batch(batch, Unavailable("database writer failed, nothing stored"))
+        else:
+            self._settle(batch, work.result())
+
+    @staticmethod
+    def _fail_batch(batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]],
+                    error: Unavailable) -> None:
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(error)
 
     def writer_failed(self) -> None:
         """The writer was given up on: refuse writes (503) instead of queueing them."""
@@ -309,85 +452,92 @@ class Database:
             if not future.done():
                 future.set_exception(error)
 
-    async def _commit_batch(self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]) -> None:
+    def _run_group(self, fns: list[WriteFn[Any]], check_space: bool) -> _GroupOutcome:
+        """On the writer thread: one transaction, each write in its own SAVEPOINT, one
+        COMMIT. Storage errors fail the whole group (``failure``); anything else escapes
+        (the writer task fails, its supervisor restarts it)."""
         conn = self._writer
         assert conn is not None
-        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
-        effects_added = False
-        space_before: tuple[int, int] | None = None
-        space_after: tuple[int, int] | None = None
+        if conn.in_transaction:  # left open by a group that died halfway
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        out = _GroupOutcome()
+        txn = WriteTxn(self, conn)
         try:
-            await conn.execute("BEGIN IMMEDIATE")
-            if self.storage.full:
-                space_before = await self._space(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            if check_space:
+                out.space_before = _space(conn)
             # Re-read the chain head under the write lock: an admin command in another
             # process (enrolment, rotation) may have appended entries since our last commit.
-            self._audit_head = await self._load_audit_head_in(conn)
-            txn = WriteTxn(self, conn)
-            for i, (fn, future) in enumerate(batch):
+            self._audit_head = self._load_audit_head_in(conn)
+            for i, fn in enumerate(fns):
                 savepoint_head = self._audit_head
-                await conn.execute(f"SAVEPOINT w{i}")
+                conn.execute(f"SAVEPOINT w{i}")
                 try:
-                    value = await fn(txn)
+                    value = _drive(fn(txn))
                 except sqlite3.OperationalError:
                     raise  # disk full, I/O error: the whole group fails below
                 except Exception as exc:
                     # This write alone is refused (ours, a constraint, or a bug in it); the
                     # rest of the group still commits and the writer keeps running.
-                    await conn.execute(f"ROLLBACK TO w{i}")
+                    conn.execute(f"ROLLBACK TO w{i}")
                     self._audit_head = savepoint_head
                     if isinstance(exc, sqlite3.IntegrityError):
                         exc = Conflict(f"refused by a database constraint: {exc}")
                     elif not isinstance(exc, LiaisonError):
                         log.exception("store.write_failed")
                         exc = NodeFault("internal error while storing")
-                    results.append((future, False, exc))
+                    out.results.append((False, exc))
                 else:
-                    results.append((future, True, value))
-                await conn.execute(f"RELEASE w{i}")
-            if space_before is not None:
-                space_after = await self._space(conn)
-            await conn.execute("COMMIT")
-            self.commits += 1
-            effects_added = txn.effects_added
+                    out.results.append((True, value))
+                conn.execute(f"RELEASE w{i}")
+            if out.space_before is not None:
+                out.space_after = _space(conn)
+            conn.execute("COMMIT")
+            out.effects_added = txn.effects_added
         except (sqlite3.Error, ValueError, OSError) as exc:
             # Disk full, I/O error, locked: nothing of this batch was stored.
             with contextlib.suppress(sqlite3.Error):  # no transaction may be left to roll back
-                await conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
+            out.failure = exc
+        finally:
+            if txn.keys_changed:  # committed or rolled back: the cache may fill again
+                self.key_cache.end_change()
+        return out
+
+    def _settle(self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]],
+                out: _GroupOutcome) -> None:
+        """On the event loop: storage state, the effect drain's wake-up, then each caller's
+        answer (only now that the group is committed, or known not to be)."""
+        if out.failure is not None:
+            exc = out.failure
             error: Unavailable
             if is_out_of_space(exc, self.path.parent):
                 error = StorageFull(FULL_DETAIL.format(cause=str(exc)[:200]))
                 self._storage_full(len(batch), str(exc)[:200])
             else:
                 error = Unavailable(f"storage failed, nothing stored: {exc}")
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            self._fail_batch(batch, error)
             return
+        self.commits += 1
         # "Full" ends only when a write that needed space succeeds (new pages, or pages taken
         # back from the freelist), not when an in-place update happens to fit.
-        if (space_before is not None and space_after is not None
-                and (space_after[0] > space_before[0] or space_after[1] < space_before[1])):
+        before, after = out.space_before, out.space_after
+        if (before is not None and after is not None
+                and (after[0] > before[0] or after[1] < before[1])):
             log.warning("storage.resumed", refused_writes=self.storage.refused_writes,
                         full_since_ms=self.storage.since_ms)
             self.storage.full = False
             self.storage.since_ms = None
-        if effects_added and self.on_effects is not None:
+        if out.effects_added and self.on_effects is not None:
             self.on_effects()
-        for future, ok, value in results:
+        for (_, future), (ok, value) in zip(batch, out.results, strict=True):
             if future.done():
                 continue
             if ok:
                 future.set_result(value)
             else:
                 future.set_exception(value)
-
-    @staticmethod
-    async def _space(conn: aiosqlite.Connection) -> tuple[int, int]:
-        """(pages in the database, pages on its freelist), in the current transaction."""
-        pages = await (await conn.execute("PRAGMA page_count")).fetchone()
-        free = await (await conn.execute("PRAGMA freelist_count")).fetchone()
-        return (int(pages[0]) if pages else 0, int(free[0]) if free else 0)
 
     def _storage_full(self, writes: int, cause: str) -> None:
         state = self.storage
@@ -404,17 +554,24 @@ class Database:
         if self.on_storage_full is not None:
             self.on_storage_full(writes)
 
-    async def _append_audit(self, conn: aiosqlite.Connection, at: int, event: str, actor: str,
-                            detail: str, envelope_id: bytes | None) -> None:
+    def _append_audit(self, conn: sqlite3.Connection, at: int, event: str, actor: str,
+                      detail: str, envelope_id: bytes | None) -> None:
         seq, prev = self._audit_head
         seq += 1
         digest = entry_hash(prev, seq, at, event, envelope_id, actor, detail)
-        await conn.execute(
+        conn.execute(
             "INSERT INTO audit (seq, at, event, envelope_id, actor, detail, prev, hash) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (seq, at, event, envelope_id, actor, detail, prev, digest),
         )
         self._audit_head = (seq, digest)
+
+
+def _space(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(pages in the database, pages on its freelist), in the current transaction."""
+    pages = conn.execute("PRAGMA page_count").fetchone()
+    free = conn.execute("PRAGMA freelist_count").fetchone()
+    return (int(pages[0]) if pages else 0, int(free[0]) if free else 0)
 
 
 def private_files(path: Path) -> None:
@@ -433,23 +590,24 @@ def private_files(path: Path) -> None:
             os.chmod(name, 0o600)
 
 
-async def _set_wal(conn: aiosqlite.Connection, *, attempts: int = 200) -> None:
+def _set_wal(conn: sqlite3.Connection, *, attempts: int = 200) -> None:
     """``journal_mode=WAL`` needs a moment of exclusive access, and SQLite answers "locked"
     at once instead of calling the busy handler: retry while another process is creating
-    or migrating the same new file (bounded, ~10 s like busy_timeout)."""
+    or migrating the same new file (bounded, ~10 s like busy_timeout; on the writer
+    thread, so the sleep blocks no event loop)."""
     for _ in range(attempts - 1):
         try:
-            await conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc):
                 raise
-            await asyncio.sleep(0.05)
-    await conn.execute("PRAGMA journal_mode=WAL")
+            time.sleep(0.05)
+    conn.execute("PRAGMA journal_mode=WAL")
 
 
-async def _run_script(conn: aiosqlite.Connection, script: str) -> None:
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
     """executescript() would COMMIT our transaction; run statement by statement instead."""
     for statement in script.split(";"):
         if statement.strip():
-            await conn.execute(statement)
+            conn.execute(statement)

@@ -109,7 +109,13 @@ class DirectoryStore:
         return decode_stored_card(bytes(row[0])) if row is not None else None
 
     async def officer_keys(self, officer: str) -> tuple[bytes, bytes] | None:
-        """(signing public, encryption public) of an officer in the directory."""
+        """(signing public, encryption public) of an officer in the directory (cached:
+        ``key_cache``; an unknown officer is not)."""
+        return await self.db.key_cache.get(("officer_keys", officer),
+                                           lambda: self._officer_keys(officer),
+                                           keep=lambda keys: keys is not None)
+
+    async def _officer_keys(self, officer: str) -> tuple[bytes, bytes] | None:
         row = await self.db.fetchone(
             "SELECT signing_public, encryption_public FROM directory WHERE officer = ?",
             (officer,))

@@ -4,6 +4,7 @@ period, and revocations (which are re-sent to every peer until each acknowledges
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from liaison_net.core.audit import detail
 from liaison_net.core.crypto import signing_key_id
@@ -41,6 +42,25 @@ class KnownRevocation:
     pending_peers: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class SignerFacts:
+    """What the database says about a signing key id (``KeyStore.signer`` decides)."""
+
+    revoked: tuple[str, int, str] | None = None  # principal, effective, reason
+    current: tuple[str, bytes, int] | None = None  # officer, public, valid_until
+    previous: tuple[str, bytes, int] | None = None  # principal, public, grace_until
+    officer_revoked: tuple[int, str] | None = None  # the previous key's officer: effective, reason
+
+    @property
+    def known(self) -> bool:
+        return (self.revoked is not None or self.current is not None
+                or self.previous is not None)
+
+
+def _row(row: Any) -> tuple[str, int, str] | None:
+    return (str(row[0]), int(row[1]), str(row[2])) if row is not None else None
+
+
 class KeyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -48,42 +68,63 @@ class KeyStore:
     async def signer(self, key_id: bytes, *, now: int | None) -> SignerKey | None:
         """The principal and public key for a signing key id, if it may sign at ``now``:
         a current card's key, or a superseded key still in its grace period. A revoked key
-        raises Revoked (with its reason) instead of looking merely unknown."""
-        revoked = await self.db.fetchone(
-            "SELECT principal, effective, reason FROM revocations WHERE key_id = ?", (key_id,))
+        raises Revoked (with its reason) instead of looking merely unknown.
+
+        The stored facts come from ``key_cache`` (an unknown key is never cached); the
+        decision is made here from them and ``now`` on every call."""
+        facts = await self.db.key_cache.get(("signer", key_id),
+                                            lambda: self._signer_facts(key_id),
+                                            keep=lambda f: f.known)
+        revoked = facts.revoked
         if revoked is not None and (now is None or now >= revoked[1]):
             raise Revoked(f"key {key_id.hex()} of {revoked[0]} was revoked: {revoked[2]}")
+        if facts.current is not None:
+            officer, public, valid_until = facts.current
+            if now is not None and now >= valid_until:
+                return None
+            return SignerKey(officer, public)
+        if facts.previous is None:
+            return None
+        principal, public, grace_until = facts.previous
+        # A superseded key's grace ends with its officer: when the current key is revoked,
+        # an older keystore copy must not keep signing (a stolen laptop's backup).
+        officer_revoked = facts.officer_revoked
+        if officer_revoked is not None and (now is None or now >= officer_revoked[0]):
+            raise Revoked(f"key {key_id.hex()} belongs to {principal}, whose current key was "
+                          f"revoked: {officer_revoked[1]}")
+        if now is not None and now >= grace_until:
+            return None
+        return SignerKey(principal, public)
+
+    async def _signer_facts(self, key_id: bytes) -> SignerFacts:
+        revoked = await self.db.fetchone(
+            "SELECT principal, effective, reason FROM revocations WHERE key_id = ?", (key_id,))
         row = await self.db.fetchone(
             "SELECT officer, signing_public, valid_until FROM directory WHERE signing_key_id = ?",
             (key_id,))
         if row is not None:
-            if now is not None and now >= row[2]:
-                return None
-            return SignerKey(row[0], bytes(row[1]))
+            return SignerFacts(_row(revoked), (row[0], bytes(row[1]), int(row[2])))
         row = await self.db.fetchone(
             "SELECT principal, signing_public, grace_until FROM key_history "
             "WHERE signing_key_id = ?", (key_id,))
         if row is None:
-            return None
-        # A superseded key's grace ends with its officer: when the current key is revoked,
-        # an older keystore copy must not keep signing (a stolen laptop's backup).
-        officer_revoked = await self.db.fetchone(
+            return SignerFacts(_row(revoked))
+        officer_revoked = await self._officer_revoked_row(row[0])
+        return SignerFacts(_row(revoked), None, (row[0], bytes(row[1]), int(row[2])),
+                           officer_revoked)
+
+    async def _officer_revoked_row(self, officer: str) -> tuple[int, str] | None:
+        row = await self.db.fetchone(
             "SELECT r.effective, r.reason FROM revocations r JOIN directory d "
-            "ON d.signing_key_id = r.key_id WHERE d.officer = ?", (row[0],))
-        if officer_revoked is not None and (now is None or now >= officer_revoked[0]):
-            raise Revoked(f"key {key_id.hex()} belongs to {row[0]}, whose current key was "
-                          f"revoked: {officer_revoked[1]}")
-        if now is not None and now >= row[2]:
-            return None
-        return SignerKey(row[0], bytes(row[1]))
+            "ON d.signing_key_id = r.key_id WHERE d.officer = ?", (officer,))
+        return (int(row[0]), str(row[1])) if row is not None else None
 
     async def officer_revocation(self, officer: str, *, now: int) -> str | None:
         """The reason an officer's current card key was revoked, once effective, else None:
         such an officer is shown as revoked and nothing is accepted for them."""
-        row = await self.db.fetchone(
-            "SELECT r.effective, r.reason FROM revocations r JOIN directory d "
-            "ON d.signing_key_id = r.key_id WHERE d.officer = ?", (officer,))
-        return str(row[1]) if row is not None and now >= row[0] else None
+        row = await self.db.key_cache.get(("officer_revocation", officer),
+                                          lambda: self._officer_revoked_row(officer))
+        return row[1] if row is not None and now >= row[0] else None
 
     async def superseded_keys(self, principal: str, *,
                               limit: int = MAX_SUPERSEDED_PER_PRINCIPAL

@@ -1,0 +1,87 @@
+"""Signer and officer keys in memory: every envelope needs them, and they rarely change.
+
+What is cached are the stored facts (rows), never a decision: whether a key may sign is
+still worked out from the facts and ``now`` at each lookup, so a grace period or a
+revocation's effective time ends exactly when it did without the cache.
+
+Invalidation is by construction, not by call sites. Every statement a write group runs
+goes through ``WriteTxn``, which knows (``database.changes_keys``) whether it may touch a
+card, a superseded key or a revocation: the first such statement of a group calls
+``begin_change`` on the writer thread, before the group commits, and the end of the group
+(committed or rolled back) calls ``end_change``. In between the cache neither answers nor
+fills, so a lookup made while a revocation is being committed reads the database, and the
+first lookup after the commit sees it. A lookup that read the database before a change and
+finishes after it does not store what it read (the generation moved on).
+
+Writes by another process (an admin command while no node runs, which is how the CLI
+works: with a node running it asks the node over its admin socket) happen before the node
+opens the file, when the cache is empty.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: Entries kept (least recently used first out): a few per officer and peer key.
+MAX_ENTRIES = 8192
+
+
+class KeyCache:
+    """A bounded LRU of key facts with a change gate; shared by the event loop (lookups)
+    and the writer thread (``begin_change``/``end_change``), hence the lock."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        if max_entries < 1:
+            raise ValueError("a key cache holds at least one entry")
+        self._max = max_entries
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._generation = 0
+        self._changing = 0  # write groups that touched keys and have not ended yet
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def begin_change(self) -> None:
+        """A group is about to change keys: empty the cache and stop serving it."""
+        with self._lock:
+            self._changing += 1
+            self._generation += 1
+            self._entries.clear()
+
+    def end_change(self) -> None:
+        """That group committed or rolled back: the database now says what is true."""
+        with self._lock:
+            self._changing -= 1
+            self._generation += 1
+            self._entries.clear()
+
+    async def get(self, key: Hashable, load: Callable[[], Awaitable[T]],
+                  keep: Callable[[T], bool] = lambda _: True) -> T:
+        """The cached value of ``key``, else ``load()``'s, stored if ``keep`` says so (e.g.
+        not an unknown key, which anyone can make up) and no key change happened since."""
+        with self._lock:
+            # Empty while a change is written: begin_change clears it and nothing is
+            # stored until end_change (the ``generation`` gate below).
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return self._entries[key]  # type: ignore[no-any-return]  # stored by load
+            self.misses += 1
+            generation = self._generation if self._changing == 0 else None
+        value = await load()
+        if generation is not None and keep(value):
+            with self._lock:
+                if self._generation == generation:  # no change began since the read did
+                    self._entries[key] = value
+                    self._entries.move_to_end(key)
+                    while len(self._entries) > self._max:
+                        self._entries.popitem(last=False)
+        return value
