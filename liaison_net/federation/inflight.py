@@ -9,15 +9,14 @@ of every batch in flight are *claimed* here, in memory, and each read of the out
 them out. One read happens at a time, bracketed by ``begin_read`` and ``take`` (or
 ``abandon``):
 
-- ``begin_read`` returns the ids the read must skip: those claimed.
-- ``release`` (a batch answered and recorded, or failed) unclaims its ids. An id released
-  while a read is under way may still be ``QUEUED`` in that read's snapshot (the read may
-  have run before the answer's commit), so it is kept aside and ``take`` leaves it out too:
-  an envelope whose answer is recorded is never offered again by a read older than that
-  record. It is offered again by a later read if its hop is still queued (a failure).
+- ``begin_read`` returns the ids the read must skip: those claimed. A batch answered while
+  the read is under way was claimed when it began, so the read skips it whether its answer
+  was committed before the read's snapshot or after; its ids are unclaimed only after the
+  answer's commit (``release``), so no later read can find them still queued.
 - ``take`` turns the rows read into the next batch and claims its ids: rows in the outbox's
   order (precedence, then oldest), cut at ``max_count`` envelopes, at ``max_bytes`` (one
   envelope at least) and where the precedence changes, so a batch carries one precedence.
+  A claimed id among the rows (a store that ignored the skip) is left out.
 
 Precedence across batches: a batch may start only when no batch of a higher precedence is
 in flight (``may_start``). Flash goes out first and alone; routine starts once every flash
@@ -67,7 +66,6 @@ class InFlight:
         self.spell = 0
         self._claimed: set[bytes] = set()
         self._reading = False
-        self._released_while_reading: set[bytes] = set()
         self._tickets = 0
 
     def has_room(self) -> bool:
@@ -78,27 +76,24 @@ class InFlight:
         if self._reading:
             raise RuntimeError("one outbox read at a time")  # our bug
         self._reading = True
-        self._released_while_reading.clear()
         return frozenset(self._claimed)
 
     def abandon(self) -> None:
         """The read failed: nothing taken."""
         self._reading = False
-        self._released_while_reading.clear()
 
     def take(self, rows: Sequence[Row]) -> Batch | None:
         """The read's rows -> the next batch, its ids claimed; None if nothing is left."""
         if not self._reading:
             raise RuntimeError("take without begin_read")  # our bug
-        stale = self._claimed | self._released_while_reading
-        self.abandon()
+        self._reading = False
         ids: list[bytes] = []
         raws: list[bytes] = []
         seen: set[bytes] = set()
         size = 0
         precedence = 0
         for eid, prec, raw in rows:
-            if eid in stale or eid in seen:
+            if eid in self._claimed or eid in seen:
                 continue
             if ids and (prec != precedence or len(ids) >= self.max_count
                         or size + len(raw) > self.max_bytes):
@@ -126,8 +121,6 @@ class InFlight:
         if self.batches.pop(batch.ticket, None) is None:
             return
         self._claimed.difference_update(batch.ids)
-        if self._reading:
-            self._released_while_reading.update(batch.ids)
 
     def counts(self, batch_spell: int) -> bool:
         """Whether an outcome of a batch started in ``batch_spell`` speaks for the peer now."""
