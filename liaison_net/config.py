@@ -79,8 +79,9 @@ class EffectsConfig:
 class FederationLimits:
     """[federation]: what one peer may cost this node (hostile-peer limits, issue 9).
 
-    The defaults sit well above what an honest peer sends (one transaction at a time, at
-    most ``batch_size`` envelopes, two connections); docs/protocol.md §13 lists them."""
+    The defaults sit well above what an honest peer sends (at most ``[delivery] in_flight``
+    (<= 4) transactions and a directory push at a time, each at most ``batch_size``
+    envelopes); docs/protocol.md §13 lists them."""
 
     envelopes_per_s: float = 5000.0  # per peer, long-run; a request costs max(1, items)
     burst: int = 10_000  # per peer: what the token bucket holds
