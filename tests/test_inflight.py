@@ -90,7 +90,7 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
 
 
 TestClaimsAgainstOutbox = ClaimsAgainstOutbox.TestCase
-TestClaimsAgainstOutbox.settings = settings(max_examples=300, stateful_step_count=40,
+TestClaimsAgainstOutbox.settings = settings(max_examples=200, stateful_step_count=40,
                                             deadline=None)
 
 
