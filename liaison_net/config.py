@@ -43,6 +43,8 @@ class Address:
 class DeliveryConfig:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     batch_size: int = 256  # envelopes per federation transaction
+    batch_bytes: int = 4 * 1024 * 1024  # envelope bytes per transaction (one envelope at least)
+    in_flight: int = 3  # transactions in flight per peer (federation/inflight.py)
     request_timeout_s: float = 30.0
     expiry_sweep_s: float = 5.0
     directory_push_s: float = 2.0
@@ -77,8 +79,9 @@ class EffectsConfig:
 class FederationLimits:
     """[federation]: what one peer may cost this node (hostile-peer limits, issue 9).
 
-    The defaults sit well above what an honest peer sends (one transaction at a time, at
-    most ``batch_size`` envelopes, two connections); docs/protocol.md §13 lists them."""
+    The defaults sit well above what an honest peer sends (at most ``[delivery] in_flight``
+    (<= 4) transactions and a directory push at a time, each at most ``batch_size``
+    envelopes); docs/protocol.md §13 lists them."""
 
     envelopes_per_s: float = 5000.0  # per peer, long-run; a request costs max(1, items)
     burst: int = 10_000  # per peer: what the token bucket holds
@@ -181,7 +184,8 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         maximum_s=_num(delivery, "delivery.backoff_max_s", 60.0, 0.1, 3600),
     )
     known_delivery = {"backoff_initial_s", "backoff_max_s", "batch_size", "request_timeout_s",
-                      "expiry_sweep_s", "directory_push_s", "group_commit_max"}
+                      "expiry_sweep_s", "directory_push_s", "group_commit_max",
+                      "batch_bytes", "in_flight"}
     if unknown := set(delivery) - known_delivery:
         raise ConfigError(f"unknown delivery key(s): {', '.join(sorted(unknown))}")
     sig = _table(data, "signals", required=False)
@@ -213,6 +217,11 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         delivery=DeliveryConfig(
             backoff=backoff,
             batch_size=int(_num(delivery, "delivery.batch_size", 256, 1, 4096)),
+            batch_bytes=int(_num(delivery, "delivery.batch_bytes", 4 * 1024 * 1024,
+                                 64 * 1024, 64 * 1024 * 1024)),
+            # A peer admits 8 requests of ours at once by default (its [federation]
+            # in_flight_per_peer): at most 4 transactions leave room for a directory push.
+            in_flight=int(_num(delivery, "delivery.in_flight", 3, 1, 4)),
             request_timeout_s=_num(delivery, "delivery.request_timeout_s", 30.0, 0.5, 600),
             expiry_sweep_s=_num(delivery, "delivery.expiry_sweep_s", 5.0, 0.1, 3600),
             directory_push_s=_num(delivery, "delivery.directory_push_s", 2.0, 0.1, 3600),

@@ -188,7 +188,9 @@ class Node:
         await self.store.open(writer=False)  # the writer runs under the supervisor
         self.keys.nodes.update(await self.store.node_keys())
         self.keys.nodes[self.config.id] = self.signing_key.public
-        connector = aiohttp.TCPConnector(ssl=self._tls_contexts[2], limit_per_host=2)
+        # Kept-alive connections per peer: one per transaction in flight, one for pushes.
+        connector = aiohttp.TCPConnector(ssl=self._tls_contexts[2],
+                                         limit_per_host=self.config.delivery.in_flight + 1)
         watcher = KeyWatcher(self.paths, self.ca_cert, self._tls_contexts,
                              self._new_signing_key, lambda: self.signing_key.public,
                              clock=self.clock)

@@ -16,8 +16,9 @@ Everything else leaves the hop where it is and is *not an event*: a connection e
 timeout, a 5xx, a malformed answer or a "not yet" refusal keeps the hop ``QUEUED`` and
 backs the peer off (the backoff lives in the ``peers`` table, not in the hop).
 
-Why there is no IN_FLIGHT state. The batch a sender has outstanding (one per peer) is
-held in its memory. Writing ``IN_FLIGHT`` before each post would cost one more write per
+Why there is no IN_FLIGHT state. The batches a sender has outstanding (up to ``[delivery]
+in_flight`` per peer) are held in its memory, their ids claimed there
+(federation/inflight.py). Writing ``IN_FLIGHT`` before each post would cost one more write per
 batch on the hot path, and a ``RECOVER`` pass at every start to put those hops back,
 to record something no decision depends on: after a crash the hop is simply still
 ``QUEUED``, the sender offers it again, and the receiver dedupes by envelope id, so the

@@ -1,18 +1,27 @@
 """One sender per peer: how queued envelopes leave this node.
 
 How do envelopes get sent? ``intake.submit`` stores an envelope with one QUEUED hop per
-destination node and wakes that node's sender. The sender takes the next batch from the
-outbox in the database (flash first, then oldest), posts it as one transaction (one in
-flight per peer), and records each answer: accepted or duplicate -> DELIVERED, refused
--> REFUSED with the peer's code (and the sender gets a signed non-delivery notice naming it),
-except codes that only mean "not yet" (a card still on its way, a full disk), which stay
-QUEUED.
+destination node and wakes that node's sender. The sender reads the next batch from the
+outbox in the database (flash first, then oldest), posts it as one transaction, and records
+each answer with one write (``store.finish_hops``): accepted or duplicate -> DELIVERED,
+refused -> REFUSED with the peer's code (and the sender gets a signed non-delivery notice
+naming it), except codes that only mean "not yet" (a card still on its way, a full disk),
+which stay QUEUED.
 
-A note on failures and back-offs. A connection error, timeout or 5xx leaves every hop
-QUEUED and backs the peer off (``BackoffPolicy``: ~1 s doubling to ~60 s, jittered). The
-attempt count and next attempt time are persisted, so a restart resumes the same curve,
-and there is no separate catch-up mode: the outbox in SQLite *is* the catch-up. When the
-peer calls us (it is evidently back), its backoff is cleared and we send at once.
+Up to ``[delivery] in_flight`` transactions are in flight per peer, over the session's
+kept-alive TLS connections. The ids each one carries are claimed in memory
+(``inflight.InFlight``), so two transactions in flight never carry the same envelope; a
+batch carries one precedence, and a lower one starts only once no higher one is in flight.
+The loop (``run``) reads and starts batches; each transaction runs as its own task
+(``_transact``) in the loop's task group, which owns them.
+
+A note on failures and back-offs. A connection error, timeout or 5xx leaves every hop of
+that transaction QUEUED and backs the peer off (``BackoffPolicy``: ~1 s doubling to ~60 s,
+jittered): no new transaction starts until then; those in flight finish or time out, and
+count for nothing (they started before the failure). The attempt count and next attempt
+time are persisted, so a restart resumes the same curve, and there is no separate catch-up
+mode: the outbox in SQLite *is* the catch-up. When the peer calls us (it is evidently
+back), its backoff is cleared and we send at once.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from liaison_net.core.delivery import BackoffPolicy
 from liaison_net.core.ids import envelope_id_time_ms, id_to_text
 from liaison_net.errors import Malformed, Unavailable
 from liaison_net.federation import protocol
+from liaison_net.federation.inflight import Batch, InFlight
 from liaison_net.http_common import MSGPACK
 from liaison_net.metrics import NodeMetrics
 from liaison_net.pki.certificates import node_hostname
@@ -65,9 +75,14 @@ class PeerLink:
         self.attempts = min(self.attempts + 1, MAX_ATTEMPTS)
         delay = backoff.delay(self.attempts, rand)
         self.next_attempt = now + int(delay * 1000)
+        return delay, self.failed_again(malformed=malformed)
+
+    def failed_again(self, *, malformed: bool) -> bool:
+        """A failure of this spell that is not another attempt (a transaction that was
+        already in flight when the spell began): whether to audit it now."""
         audit = malformed and not self.malformed_audited
         self.malformed_audited = self.malformed_audited or malformed
-        return delay, audit
+        return audit
 
     def recovered(self) -> bool:
         """One good pass; True if it ends a spell of failures (then persisted as over)."""
@@ -91,41 +106,101 @@ class PeerSender:
         self.directory_push = directory_push
         self.wake = asyncio.Event()
         self.called_in = asyncio.Event()
+        self.ended = asyncio.Event()  # a transaction ended: room for another
         self.link = PeerLink()
+        self.book = self._in_flight()
 
     def peer_called_in(self) -> None:
         self.called_in.set()
         self.wake.set()
 
+    def _in_flight(self) -> InFlight:
+        return InFlight(limit=self.delivery.in_flight,
+                        max_count=min(self.delivery.batch_size,
+                                      protocol.MAX_TRANSACTION_ENVELOPES),
+                        max_bytes=self.delivery.batch_bytes)
+
     async def run(self) -> None:
         self.link.attempts, self.link.next_attempt = await self.store.peer_backoff(self.peer.id)
-        while True:
-            now = self.clock.now_ms()
-            if self.link.next_attempt > now and not self.called_in.is_set():
-                await self._wait(self.called_in, (self.link.next_attempt - now) / 1000)
-                continue
-            self.called_in.clear()
-            self.wake.clear()
+        # A restarted loop starts with nothing in flight: its tasks ended with the group.
+        self.book = self._in_flight()
+        async with asyncio.TaskGroup() as transactions:
+            while True:
+                batch = await self._next()
+                if batch is not None:
+                    transactions.create_task(self._transact(batch))
+
+    async def _next(self) -> Batch | None:
+        """One pass: wait until a transaction may start, push what must go before envelopes,
+        and read the next batch (claimed); None when there is nothing to start now."""
+        book = self.book
+        now = self.clock.now_ms()
+        if self.link.next_attempt > now and not self.called_in.is_set():
+            await self._wait(self.called_in, (self.link.next_attempt - now) / 1000)
+            return None
+        if not book.has_room():
+            self.ended.clear()
+            await self._wait(self.ended, self.delivery.directory_push_s)
+            return None
+        self.called_in.clear()
+        self.wake.clear()
+        spell = book.spell
+        try:
+            # The directory (with our node certificate) first, so the peer can verify
+            # our revocations; revocations before envelopes.
+            await self._push_directory()
+            await self._push_revocations()
+            skip = book.begin_read()
             try:
-                # The directory (with our node certificate) first, so the peer can verify
-                # our revocations; revocations before envelopes.
-                await self._push_directory()
-                await self._push_revocations()
-                sent = await self._send_batch()
-            except Malformed as exc:
-                # The peer's answer made no sense: that transaction failed, nothing else.
-                await self._failed(str(exc), malformed=True)
-                continue
-            except Unavailable as exc:
-                await self._failed(str(exc), malformed=False)
-                continue
-            attempts = self.link.attempts
-            if self.link.recovered():
-                log.info("peer.recovered", peer=self.peer.id, after_attempts=attempts)
-                with contextlib.suppress(Unavailable):  # in memory already; disk next time
-                    await self.store.set_peer_backoff(self.peer.id, 0, 0, None)
-            if not sent:
-                await self._wait(self.wake, self.delivery.directory_push_s)
+                rows = await self.store.next_batch_skipping(
+                    self.peer.id, book.max_count, now=self.clock.now_ms(), skip=skip)
+            except BaseException:
+                book.abandon()
+                raise
+            batch = book.take(rows)
+        except Malformed as exc:
+            # The peer's answer made no sense: that request failed, nothing else.
+            await self._failed(str(exc), malformed=True, spell=spell)
+            return None
+        except Unavailable as exc:
+            await self._failed(str(exc), malformed=False, spell=spell)
+            return None
+        if batch is None:
+            if not book.batches:
+                await self._succeeded(spell)  # everything answered, nothing left to send
+            await self._wait(self.wake, self.delivery.directory_push_s)
+            return None
+        if not book.may_start(batch):
+            # A higher precedence is still in flight: it goes first; read again once a
+            # transaction ends (its ids, unclaimed now, are read again then).
+            book.release(batch)
+            self.ended.clear()
+            await self._wait(self.ended, self.delivery.directory_push_s)
+            return None
+        return batch
+
+    async def _transact(self, batch: Batch) -> None:
+        """One transaction, answered and recorded (or failed); its ids unclaimed after."""
+        try:
+            await self._send_batch(batch)
+        except Malformed as exc:
+            await self._failed(str(exc), malformed=True, spell=batch.spell)
+        except Unavailable as exc:
+            await self._failed(str(exc), malformed=False, spell=batch.spell)
+        else:
+            await self._succeeded(batch.spell)
+        finally:
+            self.book.release(batch)
+            self.ended.set()
+
+    async def _succeeded(self, spell: int) -> None:
+        if not self.book.counts(spell):
+            return  # started before the latest failure: says nothing about the peer now
+        attempts = self.link.attempts
+        if self.link.recovered():
+            log.info("peer.recovered", peer=self.peer.id, after_attempts=attempts)
+            with contextlib.suppress(Unavailable):  # in memory already; disk next time
+                await self.store.set_peer_backoff(self.peer.id, 0, 0, None)
 
     @staticmethod
     async def _wait(event: asyncio.Event, seconds: float) -> None:
@@ -133,11 +208,24 @@ class PeerSender:
             async with asyncio.timeout(max(seconds, 0.0)):
                 await event.wait()
 
-    async def _failed(self, reason: str, *, malformed: bool) -> None:
+    async def _failed(self, reason: str, *, malformed: bool, spell: int) -> None:
         now = self.clock.now_ms()
+        self.metrics.retries.labels(peer=self.peer.id).inc()
+        if not self.book.counts(spell):
+            # Started before the failure that backs the peer off now: the same spell, not
+            # another attempt (its malformed answer is still audited once per spell).
+            audit = self.link.failed_again(malformed=malformed)
+            log.info("peer.failed_in_flight", peer=self.peer.id, reason=reason[:200])
+            if audit:
+                with contextlib.suppress(Unavailable):
+                    await self.store.audit(now=now, event="peer.answer_malformed",
+                                           actor=self.peer.id,
+                                           audit_detail=detail(peer=self.peer.id,
+                                                               reason=reason[:200]))
+            return
+        self.book.new_spell()
         delay, audit = self.link.failed(self.delivery.backoff, now, random.random(),
                                         malformed=malformed)
-        self.metrics.retries.labels(peer=self.peer.id).inc()
         log.info("peer.backoff", peer=self.peer.id, attempts=self.link.attempts,
                  delay_s=round(delay, 2), reason=reason[:200])
         try:
@@ -191,15 +279,11 @@ class PeerSender:
         protocol.decode_directory_answer(await self._post(protocol.DIRECTORY_PATH, body))
         await self.store.set_directory_cursor(self.peer.id, cursor)
 
-    async def _send_batch(self) -> bool:
-        batch = await self.store.next_batch(self.peer.id, self.delivery.batch_size,
-                                            now=self.clock.now_ms())
-        if not batch:
-            return False
+    async def _send_batch(self, batch: Batch) -> None:
         body = {"origin": self.node_id, "txn": crypto.random_bytes(16),
-                "envelopes": [raw for _, raw in batch]}
+                "envelopes": list(batch.raws)}
         outcomes = protocol.decode_transaction_answer(
-            await self._post(protocol.TRANSACTION_PATH, body), [eid for eid, _ in batch])
+            await self._post(protocol.TRANSACTION_PATH, body), list(batch.ids))
         now = self.clock.now_ms()
         delivered: list[bytes] = []
         refused: list[tuple[bytes, str]] = []
@@ -230,4 +314,3 @@ class PeerSender:
             codes = ", ".join(f"{n} {code}" for code, n in sorted(retry.items()))
             raise Unavailable(f"{sum(retry.values())} envelope(s) not yet acceptable to "
                               f"{self.peer.id} ({codes})")
-        return True

@@ -10,7 +10,7 @@ only ever moves from ``queued`` to a final state, and only through the delivery 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -30,6 +30,7 @@ from liaison_net.store.signal_store import matches_in
 log = structlog.get_logger("liaison.store")
 
 _READ_CHUNK = 500  # ids per state read, well under SQLite's bound-parameter limit
+_MAX_SKIP = 8192  # ids a sender may have in flight, under SQLite's 32,766 parameters
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,24 @@ class EnvelopeStore:
             (node, HopState.QUEUED.value, now, now, limit),
         )
         return [(bytes(r[0]), bytes(r[1])) for r in rows]
+
+    async def next_batch_skipping(self, node: str, limit: int, *, now: int,
+                                  skip: Collection[bytes]) -> list[tuple[bytes, int, bytes]]:
+        """``next_batch`` as (id, precedence, raw), leaving out the ids in ``skip``: those a
+        sender already has in flight (federation/inflight.py). Filtered on the hop's id,
+        before the join, so the envelope bytes of skipped rows are never read."""
+        if len(skip) > _MAX_SKIP:
+            raise ValueError(f"at most {_MAX_SKIP} ids to skip")  # our bug, not input
+        marks = ", ".join("?" * len(skip))
+        rows = await self.db.fetchall(
+            "SELECT h.envelope_id, h.precedence, e.raw FROM hops h "
+            "JOIN envelopes e ON e.id = h.envelope_id "
+            "WHERE h.node = ? AND h.state = ? AND h.expires > ? "
+            f"AND h.envelope_id NOT IN ({marks}) AND e.purged IS NULL "
+            "AND e.retain_until > ? ORDER BY h.precedence DESC, h.envelope_id LIMIT ?",
+            (node, HopState.QUEUED.value, now, *skip, now, limit),
+        )
+        return [(bytes(r[0]), int(r[1]), bytes(r[2])) for r in rows]
 
     async def queue_depth(self) -> dict[str, int]:
         rows = await self.db.fetchall(

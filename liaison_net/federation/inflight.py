@@ -1,0 +1,131 @@
+"""What one peer's sender has in flight: its transactions, the envelope ids they hold, and
+the rules for starting another. Pure (no I/O, no event loop): ``sender.PeerSender`` does
+the reading, posting and recording around it.
+
+Theory of operation. A sender keeps up to ``limit`` transactions (batches) in flight to
+its peer. The outbox in the database knows nothing of this (a hop is ``QUEUED`` until its
+answer is recorded; core/delivery.py explains why there is no IN_FLIGHT state), so the ids
+of every batch in flight are *claimed* here, in memory, and each read of the outbox leaves
+them out. One read happens at a time, bracketed by ``begin_read`` and ``take`` (or
+``abandon``):
+
+- ``begin_read`` returns the ids the read must skip: those claimed. A batch answered while
+  the read is under way was claimed when it began, so the read skips it whether its answer
+  was committed before the read's snapshot or after; its ids are unclaimed only after the
+  answer's commit (``release``), so no later read can find them still queued.
+- ``take`` turns the rows read into the next batch and claims its ids: rows in the outbox's
+  order (precedence, then oldest), cut at ``max_count`` envelopes, at ``max_bytes`` (one
+  envelope at least) and where the precedence changes, so a batch carries one precedence.
+  A claimed id among the rows (a store that ignored the skip) is left out.
+
+Precedence across batches: a batch may start only when no batch of a higher precedence is
+in flight (``may_start``). Flash goes out first and alone; routine starts once every flash
+transaction has been answered, which the peer does after committing it, so what was queued
+as flash is stored at the peer before any routine envelope queued beside it.
+
+After a crash nothing here survives and nothing needs to: every unanswered hop is still
+``QUEUED`` and is simply sent again; the receiver deduplicates by envelope id.
+
+Failure spells: a failure of one batch backs the peer off; the other batches in flight
+started before it and will most likely fail the same way, so each batch carries the
+``spell`` it started in, and only an outcome from the current spell counts
+(``counts``): K batches failing together back off once, not K times, and a late success
+of a batch started before the failure does not end the backoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+#: How the outbox answers a read: (envelope id, precedence, envelope bytes), in order.
+Row = tuple[bytes, int, bytes]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One transaction's envelopes, claimed until ``InFlight.release``."""
+
+    ticket: int
+    ids: tuple[bytes, ...]
+    raws: tuple[bytes, ...]
+    precedence: int
+    spell: int
+
+
+class InFlight:
+    """The claims of one peer's sender; one instance per run of its loop."""
+
+    def __init__(self, *, limit: int, max_count: int, max_bytes: int) -> None:
+        if limit < 1 or max_count < 1 or max_bytes < 1:
+            raise ValueError("in-flight limit, batch count and bytes must be positive")
+        self.limit = limit
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self.batches: dict[int, Batch] = {}
+        self.spell = 0
+        self._claimed: set[bytes] = set()
+        self._reading = False
+        self._tickets = 0
+
+    def has_room(self) -> bool:
+        return len(self.batches) < self.limit
+
+    def begin_read(self) -> frozenset[bytes]:
+        """A read of the outbox starts: the ids it must leave out."""
+        if self._reading:
+            raise RuntimeError("one outbox read at a time")  # our bug
+        self._reading = True
+        return frozenset(self._claimed)
+
+    def abandon(self) -> None:
+        """The read failed: nothing taken."""
+        self._reading = False
+
+    def take(self, rows: Sequence[Row]) -> Batch | None:
+        """The read's rows -> the next batch, its ids claimed; None if nothing is left."""
+        if not self._reading:
+            raise RuntimeError("take without begin_read")  # our bug
+        self._reading = False
+        ids: list[bytes] = []
+        raws: list[bytes] = []
+        seen: set[bytes] = set()
+        size = 0
+        precedence = 0
+        for eid, prec, raw in rows:
+            if eid in self._claimed or eid in seen:
+                continue
+            if ids and (prec != precedence or len(ids) >= self.max_count
+                        or size + len(raw) > self.max_bytes):
+                break
+            precedence = prec
+            seen.add(eid)
+            ids.append(eid)
+            raws.append(raw)
+            size += len(raw)
+        if not ids:
+            return None
+        self._tickets += 1
+        batch = Batch(self._tickets, tuple(ids), tuple(raws), precedence, self.spell)
+        self._claimed.update(ids)
+        self.batches[batch.ticket] = batch
+        return batch
+
+    def may_start(self, batch: Batch) -> bool:
+        """No batch of a higher precedence is in flight (it goes first, answered first)."""
+        return all(other.precedence <= batch.precedence
+                   for other in self.batches.values() if other.ticket != batch.ticket)
+
+    def release(self, batch: Batch) -> None:
+        """The batch is over (answered and recorded, failed, or not started): unclaim."""
+        if self.batches.pop(batch.ticket, None) is None:
+            return
+        self._claimed.difference_update(batch.ids)
+
+    def counts(self, batch_spell: int) -> bool:
+        """Whether an outcome of a batch started in ``batch_spell`` speaks for the peer now."""
+        return batch_spell == self.spell
+
+    def new_spell(self) -> None:
+        """A failure was counted: what is in flight now belongs to the spell before."""
+        self.spell += 1

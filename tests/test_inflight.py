@@ -1,0 +1,166 @@
+"""A peer's transactions in flight (federation/inflight.py, issue 16): the in-memory claims
+never hand one envelope to two batches in flight, never hand out again an envelope whose
+answer was recorded while a read was under way, and batches go out by precedence, one
+precedence each, within their count and byte bounds.
+
+A Hypothesis state machine plays the sender against a model outbox: reads that take their
+snapshot when they begin (the oldest a real read can see) and end later, with transactions
+answered (delivered: their hops leave the queue, then their claims are released), failed
+(released, still queued) and new envelopes queued in between.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from liaison_net.federation.inflight import Batch, InFlight, Row
+
+MAX_COUNT = 4
+MAX_BYTES = 100
+
+
+class ClaimsAgainstOutbox(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.book = InFlight(limit=3, max_count=MAX_COUNT, max_bytes=MAX_BYTES)
+        self.queued: dict[bytes, tuple[int, int]] = {}  # id -> (precedence, size)
+        self.done: set[bytes] = set()
+        self.snapshot: list[Row] | None = None
+        self.next_id = 0
+
+    @rule(precedence=st.sampled_from([0, 0, 1, 3]), size=st.integers(1, 60),
+          count=st.integers(1, 6))
+    def queue(self, precedence: int, size: int, count: int) -> None:
+        for _ in range(count):
+            self.next_id += 1
+            self.queued[self.next_id.to_bytes(16, "big")] = (precedence, size)
+
+    @precondition(lambda self: self.snapshot is None and self.book.has_room())
+    @rule()
+    def begin_read(self) -> None:
+        skip = self.book.begin_read()
+        # The store's read: queued, not skipped, precedence first, then oldest.
+        order = sorted((eid for eid in self.queued if eid not in skip),
+                       key=lambda eid: (-self.queued[eid][0], eid))
+        self.snapshot = [(eid, self.queued[eid][0], b"x" * self.queued[eid][1])
+                         for eid in order]
+
+    @precondition(lambda self: self.snapshot is not None)
+    @rule()
+    def take(self) -> None:
+        rows, self.snapshot = self.snapshot or [], None
+        batch = self.book.take(rows)
+        if batch is None:
+            return
+        others = [b for b in self.book.batches.values() if b.ticket != batch.ticket]
+        for other in others:
+            assert not set(batch.ids) & set(other.ids), "an envelope in two batches in flight"
+        assert not set(batch.ids) & self.done, "an envelope offered again after its answer"
+        assert {self.queued[eid][0] for eid in batch.ids} == {batch.precedence}
+        assert len(batch.ids) <= MAX_COUNT
+        assert len(batch.ids) == 1 or sum(len(r) for r in batch.raws) <= MAX_BYTES
+        offered = [prec for eid, prec, _ in rows if eid in self.queued
+                   and not any(eid in b.ids for b in others)]  # what the read found, still due
+        assert batch.precedence == max(offered), "a lower precedence went first"
+        if not self.book.may_start(batch):
+            assert any(b.precedence > batch.precedence for b in others)
+            self.book.release(batch)
+
+    @precondition(lambda self: bool(self.book.batches))
+    @rule(data=st.data(), delivered=st.booleans())
+    def answer(self, data: st.DataObject, delivered: bool) -> None:
+        batch: Batch = data.draw(st.sampled_from(sorted(self.book.batches.values(),
+                                                        key=lambda b: b.ticket)))
+        if delivered:  # the answer's commit, then the claims go
+            for eid in batch.ids:
+                self.queued.pop(eid)
+                self.done.add(eid)
+        self.book.release(batch)
+
+    @invariant()
+    def batches_in_flight_are_disjoint(self) -> None:
+        seen: set[bytes] = set()
+        for batch in self.book.batches.values():
+            assert not seen & set(batch.ids)
+            seen |= set(batch.ids)
+        assert len(self.book.batches) <= self.book.limit
+
+
+TestClaimsAgainstOutbox = ClaimsAgainstOutbox.TestCase
+TestClaimsAgainstOutbox.settings = settings(max_examples=200, stateful_step_count=40,
+                                            deadline=None)
+
+
+def eid(i: int) -> bytes:
+    return i.to_bytes(16, "big")
+
+
+def rows(*spec: tuple[int, int, int]) -> list[Row]:
+    """(id, precedence, size) -> rows."""
+    return [(eid(i), p, b"x" * n) for i, p, n in spec]
+
+
+def test_a_batch_stops_where_the_precedence_changes_and_at_its_bounds() -> None:
+    book = InFlight(limit=4, max_count=3, max_bytes=100)
+    book.begin_read()
+    flash = book.take(rows((1, 3, 10), (2, 3, 10), (3, 0, 10)))
+    assert flash is not None and flash.ids == (eid(1), eid(2)) and flash.precedence == 3
+    book.begin_read()
+    routine = book.take(rows((3, 0, 10), (4, 0, 10), (5, 0, 10), (6, 0, 10)))
+    assert routine is not None and len(routine.ids) == 3  # the count
+    book.begin_read()
+    big = book.take(rows((6, 0, 60), (7, 0, 60)))
+    assert big is not None and len(big.ids) == 1  # the bytes
+    book.begin_read()
+    huge = book.take(rows((7, 0, 500)))
+    assert huge is not None and len(huge.ids) == 1  # one envelope at least, whatever its size
+
+
+def test_a_lower_precedence_waits_for_a_higher_one_in_flight() -> None:
+    book = InFlight(limit=4, max_count=10, max_bytes=1000)
+    book.begin_read()
+    flash = book.take(rows((1, 3, 10)))
+    book.begin_read()
+    routine = book.take(rows((2, 0, 10)))
+    assert flash is not None and routine is not None
+    assert book.may_start(flash) and not book.may_start(routine)
+    book.release(flash)
+    assert book.may_start(routine)
+
+
+def test_a_read_skips_the_claimed_ids_and_a_claimed_id_is_never_taken() -> None:
+    book = InFlight(limit=4, max_count=10, max_bytes=1000)
+    book.begin_read()
+    first = book.take(rows((1, 0, 10), (2, 0, 10)))
+    assert first is not None
+    assert book.begin_read() == {eid(1), eid(2)}
+    # Even from a read that ignored the skip, a claimed id is not taken again.
+    second = book.take(rows((1, 0, 10), (2, 0, 10), (3, 0, 10)))
+    assert second is not None and second.ids == (eid(3),)
+    book.release(first)
+    assert book.begin_read() == {eid(3)}
+
+
+def test_only_outcomes_of_the_current_spell_count() -> None:
+    book = InFlight(limit=3, max_count=10, max_bytes=1000)
+    batches = []
+    for i in range(3):
+        book.begin_read()
+        batch = book.take(rows((i, 0, 10)))
+        assert batch is not None
+        batches.append(batch)
+    assert all(book.counts(b.spell) for b in batches)
+    book.new_spell()  # the first one failed and backed the peer off
+    assert not any(book.counts(b.spell) for b in batches[1:])
+
+
+def test_one_read_at_a_time() -> None:
+    book = InFlight(limit=2, max_count=10, max_bytes=1000)
+    book.begin_read()
+    with pytest.raises(RuntimeError):
+        book.begin_read()
+    book.abandon()
+    book.begin_read()
