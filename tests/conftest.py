@@ -4,15 +4,21 @@
   its own, below the kernel's ephemeral range, so two workers, or a worker and an outgoing
   connection, never pick the same port;
 - a drill's long form (marked ``long``) runs only with ``--long``; `make test` runs each
-  drill's short form."""
+  drill's short form;
+- hypothesis never judges by the wall clock (no per-example deadline, no "too slow" health
+  check): on a loaded machine both failed properties that were correct."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from liaison_net.drills import harness
+
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 #: The lowest port the suite picks; the range up to the kernel's ephemeral floor is split
 #: evenly between the workers.
