@@ -102,6 +102,8 @@ def test_targets_and_units() -> None:
     assert unit_of("latency_p99_ms") == "ms"
     assert unit_of("peak_rss_mb") == "MB"
     assert unit_of("lost") == "count"
+    assert unit_of("origin_idle_cpu_ms_per_s") == "ms/s"
+    assert unit_of("relay_per_s") == "/s"
     targets = {(r.scenario, r.key): r.target for r in ROWS}
     assert targets[("light", "latency_p99_ms")] == "<= 10"
     assert targets[("memory", "peak_rss_mb")] == "<= 200"
@@ -141,6 +143,9 @@ def test_quick_bench_end_to_end(tmp_path: Path) -> None:
     assert all(_number(v) and v >= 0 for v in latencies), latencies
     assert latencies == sorted(latencies)
     assert _number(light["accept_p99_ms"]) and light["accept_p99_ms"] >= 0
+    for role in ROLES:
+        idle = light[f"{role}_idle_cpu_ms_per_s"]
+        assert _number(idle) and idle >= 0, (role, idle)
     for scenario in CORE:
         ours = results[scenario]["liaison_net"]
         assert _number(ours["envelope_bytes"]) and ours["envelope_bytes"] > 1000
@@ -192,3 +197,6 @@ def test_quick_bench_end_to_end(tmp_path: Path) -> None:
     assert by_figure[("light", "origin_cpu_us_per_envelope")]["unit"] == "µs"
     assert by_figure[("relay", "destination_disk_x_envelope")]["unit"] == "x"
     assert "light" in proc.stdout and "vs target" in proc.stdout
+    for broker in ("mosquitto", "rabbitmq"):
+        if isinstance(results["light"][broker].get("unavailable"), str):
+            assert any("not run" in note for note in doc["notes"]), doc["notes"]

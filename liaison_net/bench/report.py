@@ -71,6 +71,8 @@ ROWS = (
     Row("light", "lost", "lost", "0", ratio=False),
     Row("light", "duplicated", "duplicated", "0", ratio=False),
     *_cost_rows("light", disk=False),
+    Row("light", "origin_idle_cpu_ms_per_s", "origin: CPU when idle (ms per s), before the load"),
+    Row("light", "destination_idle_cpu_ms_per_s", "destination: CPU when idle (ms per s)"),
     Row("relay", "relay_per_s", "envelopes/s, submit -> destination inbox", ">= 5,000"),
     Row("relay", "accept_per_s", "accepted/s at the origin"),
     Row("relay", "latency_p50_ms", "latency p50 (ms)"),
@@ -118,8 +120,8 @@ ROWS = (
 
 
 UNITS = (("_us_per_envelope", "µs"), ("_bytes_per_envelope", "bytes"), ("_bytes", "bytes"),
-         ("_per_s", "/s"), ("_ms", "ms"), ("_mb", "MB"), ("_x_envelope", "x"), ("_x", "x"),
-         ("_s", "s"))
+         ("_ms_per_s", "ms/s"), ("_per_s", "/s"), ("_ms", "ms"), ("_mb", "MB"),
+         ("_x_envelope", "x"), ("_x", "x"), ("_s", "s"))
 
 
 def unit_of(key: str) -> str:
@@ -202,7 +204,7 @@ def _cell(figures: dict[str, Any] | None, key: str) -> tuple[str, float | None]:
     if figures is None:
         return "", None
     if "unavailable" in figures:
-        return "[dim]unavailable[/dim]", None
+        return "[dim]not run[/dim]", None
     if "error" in figures:
         return "[red]error[/red]", None
     value = figures.get(key)
@@ -270,7 +272,7 @@ def table(results: Results) -> Table:
         cells.append(row.target)
         ratio, met = versus_target(row, ours)
         cells.append("" if met is None else
-                     (f"{ratio:.2f}x " if ratio is not None else "")
+                     (f"{_ratio(ratio, 1.0)} " if ratio is not None else "")
                      + ("[green]met[/green]" if met else "[red]missed[/red]"))
         t.add_row(*cells, end_section=False)
         previous = row.scenario
@@ -278,14 +280,20 @@ def table(results: Results) -> Table:
 
 
 def notes(results: Results) -> list[str]:
-    """Why a system has no figures for a scenario, one line each."""
+    """Why a system has no figures for a scenario, one line each (one line for the
+    scenarios a broker could not run at all, for the same reason)."""
     out = []
+    missing: dict[tuple[str, str], list[str]] = {}
     for scenario, by_system in results.items():
         for name, figures in by_system.items():
-            for kind in ("unavailable", "error"):
-                if kind in figures:
-                    out.append(f"{scenario} / {LABELS.get(name, name)}: {kind}: "
-                               f"{figures[kind]}")
+            if "unavailable" in figures:
+                missing.setdefault((name, str(figures["unavailable"])), []).append(scenario)
+    for (name, reason), scenarios in missing.items():
+        out.append(f"{LABELS.get(name, name)}: not run ({', '.join(scenarios)}): {reason}")
+    for scenario, by_system in results.items():
+        for name, figures in by_system.items():
+            if "error" in figures:
+                out.append(f"{scenario} / {LABELS.get(name, name)}: error: {figures['error']}")
             if figures.get("not_accepted"):
                 out.append(f"{scenario} / {LABELS.get(name, name)}: "
                            f"{figures['not_accepted']} not accepted by the origin "

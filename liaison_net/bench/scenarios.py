@@ -203,6 +203,7 @@ async def light(system: System, batch: Batch, ui: Ui) -> Figures:
     """Paced at ``plan.light_rate``: far below capacity, so latency is the path's own."""
     plan = system.plan
     label = f"{system.label} light"
+    idle = await _idle_cpu(system, 1.0 if plan.quick else 3.0)
     with _sink(system, batch, "light") as sink:
         await asyncio.to_thread(sink.start, 60)
         with ui.step(f"{label}: {plan.light_rate}/s for {plan.light_seconds:g} s",
@@ -215,7 +216,25 @@ async def light(system: System, batch: Batch, ui: Ui) -> Figures:
     accepted = [max(0.0, (at - sent.start_ns[i]) / 1e6) for i, at in sent.accepted_ns.items()]
     figures["accept_p50_ms"] = rounded(percentile(accepted, 50), 2)
     figures["accept_p99_ms"] = rounded(percentile(accepted, 99), 2)
+    figures.update(idle)
     return figures
+
+
+async def _idle_cpu(system: System, seconds: float) -> Figures:
+    """CPU ms per second each broker spends with nothing to do (its background loops): the
+    part of a light load's CPU per envelope that is not the envelopes' own."""
+    probes = system.probes()
+    before = {role: cost.cpu_seconds(p.pid, group=p.group) if p.pid is not None else None
+              for role, p in probes.items()}
+    await asyncio.sleep(seconds)
+    out: Figures = {}
+    for role, probe in probes.items():
+        start = before[role]
+        end = cost.cpu_seconds(probe.pid, group=probe.group) if probe.pid is not None else None
+        out[f"{role}_idle_cpu_ms_per_s"] = rounded(
+            max(0.0, end - start) * 1e3 / seconds
+            if start is not None and end is not None else None, 1)
+    return out
 
 
 async def relay(system: System, batch: Batch, ui: Ui) -> Figures:
