@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,30 @@ def test_cost_reads_this_process_and_counts_disk_growth(tmp_path: Path) -> None:
     assert figures["envelope_bytes"] == 200
     assert figures["origin_cpu_us_per_envelope"] >= 0
     assert figures["origin_peak_rss_mb"] > 0
+
+
+def test_cost_counts_database_pages_not_file_sizes(tmp_path: Path) -> None:
+    """A SQLite database's growth is its pages, those still in the WAL included: after a
+    checkpoint the WAL file is rewritten from its start, so the files need not grow."""
+    path = tmp_path / "node.sqlite3"
+    wal = tmp_path / "node.sqlite3-wal"
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("CREATE TABLE t (b BLOB)")
+        writer.executemany("INSERT INTO t VALUES (?)", [(os.urandom(4000),)] * 50)
+        writer.execute("PRAGMA wal_checkpoint(PASSIVE)")  # the WAL file keeps its size
+        probe = cost.Probe(os.getpid(), False, (path, wal), database=path)
+        before = {"destination": cost.snapshot(probe)}
+        writer.executemany("INSERT INTO t VALUES (?)", [(os.urandom(4000),)] * 10)
+        figures = cost.figures(before, {"destination": probe}, envelopes=10,
+                               envelope_bytes=4000.0)
+    finally:
+        writer.close()
+    assert figures["destination_files_bytes_per_envelope"] < 4000  # the reused WAL
+    assert figures["destination_disk_bytes_per_envelope"] >= 4000
+    assert figures["destination_disk_x_envelope"] >= 1.0
 
 
 def test_cost_has_no_cpu_figure_for_a_restarted_process(tmp_path: Path) -> None:

@@ -12,16 +12,20 @@ per envelope"):
   resolution. A process restarted by the scenario (outage, crash) has no figure: its
   counters began again.
 * **Peak RSS**: ``VmHWM`` at the end, the high-water mark since the process started.
-* **Disk**: growth of the broker's state on disk (for our nodes the SQLite database and its
-  WAL; a baseline's state directory), against the average envelope's size. The WAL is
-  reused, not shrunk, after a checkpoint, so a few MB of it are noise on a small count: the
-  relay's 20,000 envelopes give the meaningful figure.
+* **Disk**: growth of the broker's state on disk, against the average envelope's size.
+  For our nodes it is the database's pages as SQLite counts them (``page_count x
+  page_size`` through a read-only connection, so pages still only in the WAL count too):
+  the WAL file itself is reused after a checkpoint and deleted at a clean close, so the
+  growth of database file + WAL file (also recorded, ``{role}_files_bytes_per_envelope``)
+  swings by its few MB whatever the envelopes did. A baseline's figure is the growth of
+  its state directory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,7 @@ class Probe:
     pid: int | None
     group: bool
     paths: tuple[Path, ...]
+    database: Path | None = None  # a SQLite database among ``paths``
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class Snapshot:
     pid: int | None
     cpu_s: float | None
     disk_bytes: int
+    database_bytes: int | None = None
 
 
 def _ticks() -> int:
@@ -121,9 +127,25 @@ def disk_bytes(paths: tuple[Path, ...]) -> int:
     return total
 
 
+def database_bytes(path: Path) -> int | None:
+    """page_count x page_size of a SQLite database (WAL pages included); None if unreadable.
+    Read-only: the connection never checkpoints, so it changes nothing it measures."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            pages = conn.execute("PRAGMA page_count").fetchone()
+            size = conn.execute("PRAGMA page_size").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return int(pages[0]) * int(size[0]) if pages and size else None
+
+
 def snapshot(probe: Probe) -> Snapshot:
     cpu = cpu_seconds(probe.pid, group=probe.group) if probe.pid is not None else None
-    return Snapshot(probe.pid, cpu, disk_bytes(probe.paths))
+    db = database_bytes(probe.database) if probe.database is not None else None
+    return Snapshot(probe.pid, cpu, disk_bytes(probe.paths), db)
 
 
 def figures(before: dict[str, Snapshot], probes: dict[str, Probe], *, envelopes: int,
@@ -141,12 +163,16 @@ def figures(before: dict[str, Snapshot], probes: dict[str, Probe], *, envelopes:
         out[f"{role}_cpu_us_per_envelope"] = rounded(cpu, 0)
         peak = peak_rss_kib(probe.pid, group=probe.group) if probe.pid is not None else None
         out[f"{role}_peak_rss_mb"] = rounded(peak / 1024 if peak is not None else None, 1)
-        disk = None
+        disk = files = None
         if envelopes and start is not None:
-            # A checkpoint may move pages from the WAL into the database file, never shrink
-            # the pair; growth below zero would be a purge, not this scenario's envelopes.
-            disk = max(0, end.disk_bytes - start.disk_bytes) / envelopes
+            # Growth below zero is a purge or a WAL deleted at a clean close, not this
+            # scenario's envelopes.
+            files = max(0, end.disk_bytes - start.disk_bytes) / envelopes
+            disk = files
+            if start.database_bytes is not None and end.database_bytes is not None:
+                disk = max(0, end.database_bytes - start.database_bytes) / envelopes
         out[f"{role}_disk_bytes_per_envelope"] = rounded(disk, 0)
+        out[f"{role}_files_bytes_per_envelope"] = rounded(files, 0)
         out[f"{role}_disk_x_envelope"] = rounded(
             disk / envelope_bytes if disk is not None and envelope_bytes else None, 2)
     return out

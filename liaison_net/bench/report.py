@@ -55,7 +55,7 @@ def _cost_rows(scenario: str, *, disk: bool) -> tuple[Row, ...]:
                        f"{role}: CPU per envelope (µs, all the process did)"))
         if disk:
             out.append(Row(scenario, f"{role}_disk_bytes_per_envelope",
-                           f"{role}: bytes on disk per envelope (database + WAL)"))
+                           f"{role}: bytes on disk per envelope (database pages)"))
             out.append(Row(scenario, f"{role}_disk_x_envelope",
                            f"{role}: bytes on disk, x the envelope", "<= 1.5"))
         out.append(Row(scenario, f"{role}_peak_rss_mb", f"{role}: peak RSS (MB)"))
@@ -103,7 +103,7 @@ ROWS = (
     Row("memory", "accept_per_s", "accepted/s (one node, no relay)"),
     Row("memory", "database_mb", "database file (MB)", ratio=False),
     Row("memory", "origin_disk_bytes_per_envelope",
-        "bytes on disk per queued envelope (database + WAL)", ratio=False),
+        "bytes on disk per queued envelope (database pages)", ratio=False),
     Row("memory", "origin_disk_x_envelope", "bytes on disk per queued envelope, x the envelope",
         "<= 1.5", ratio=False),
     Row("memory", "origin_cpu_us_per_envelope", "CPU per accepted envelope (µs)", ratio=False),

@@ -405,7 +405,8 @@ class OurSystem(System):
         out = {}
         for role, nid in (("origin", "nl"), ("destination", "be")):
             db = self.net.database(nid)
-            out[role] = Probe(self.net.pid(nid), False, (db, db.with_name(db.name + "-wal")))
+            out[role] = Probe(self.net.pid(nid), False, (db, db.with_name(db.name + "-wal")),
+                              database=db)
         return out
 
     def counts(self, keys: set[bytes], records: list[tuple[bytes, int]]) -> tuple[int, int]:
@@ -456,7 +457,8 @@ async def memory(workdir: Path, plan: Plan, ui: Ui, *, log_level: str = "info") 
         await asyncio.sleep(1.0)
         idle_rss, _ = _rss_kib(pid)
         db = net.database("nl")
-        probes = {"origin": Probe(pid, False, (db, db.with_name(db.name + "-wal")))}
+        probes = {"origin": Probe(pid, False, (db, db.with_name(db.name + "-wal")),
+                                  database=db)}
         before = {"origin": cost.snapshot(probes["origin"])}
         sessions = [await stack.enter_async_context(NodeSession(sender))
                     for _ in range(plan.sessions)]
