@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from liaison_net.bench.workload import rounded
+from liaison_net.store import observe
 
 ROLES = ("origin", "destination")
 #: Bound on the process groups walked (``/proc`` entries read) per snapshot.
@@ -128,18 +128,11 @@ def disk_bytes(paths: tuple[Path, ...]) -> int:
 
 
 def database_bytes(path: Path) -> int | None:
-    """page_count x page_size of a SQLite database (WAL pages included); None if unreadable.
-    Read-only: the connection never checkpoints, so it changes nothing it measures."""
+    """page_count x page_size of a SQLite database (WAL pages included); None if unreadable."""
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
-        try:
-            pages = conn.execute("PRAGMA page_count").fetchone()
-            size = conn.execute("PRAGMA page_size").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
+        return observe.database_bytes(path)
+    except observe.ReadError:
         return None
-    return int(pages[0]) * int(size[0]) if pages and size else None
 
 
 def snapshot(probe: Probe) -> Snapshot:
