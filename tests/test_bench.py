@@ -9,21 +9,26 @@ way each of their rows is figures or a stated reason.
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from liaison_net.bench import cost
+from liaison_net.bench.report import ROWS, Row, unit_of, versus_target
 from liaison_net.bench.runner import selection
 from liaison_net.bench.workload import percentile
 
-CORE = ("relay", "paced", "outage", "crash")
+CORE = ("light", "relay", "paced", "outage", "crash")
+ROLES = ("origin", "destination")
 
 
 def test_selection_orders_and_expands() -> None:
-    assert selection([]) == ["relay", "paced", "outage", "crash", "baselines", "ceiling",
-                             "memory"]
+    assert selection([]) == ["light", "relay", "paced", "outage", "crash", "baselines",
+                             "ceiling", "memory"]
     assert selection(["memory,relay"]) == ["relay", "memory"]
     assert selection(["baselines"]) == [*CORE, "baselines"]
     assert selection(["crash", "baselines"]) == ["crash", "baselines"]
@@ -38,6 +43,96 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(values, 100) == 100.0
     assert percentile([3.0], 99) == 3.0
     assert percentile([], 50) is None
+
+
+def test_cost_reads_this_process_and_counts_disk_growth(tmp_path: Path) -> None:
+    """CPU, peak RSS and disk growth per envelope, from /proc and real files."""
+    db = tmp_path / "node.sqlite3"
+    db.write_bytes(b"x" * 4096)
+    probe = cost.Probe(os.getpid(), False, (db, tmp_path / "node.sqlite3-wal"))
+    before = {"origin": cost.snapshot(probe)}
+    assert before["origin"].cpu_s is not None and before["origin"].cpu_s > 0
+    db.write_bytes(b"x" * (4096 + 3000))
+    (tmp_path / "node.sqlite3-wal").write_bytes(b"w" * 1000)
+    figures = cost.figures(before, {"origin": probe}, envelopes=10, envelope_bytes=200.0)
+    assert figures["origin_disk_bytes_per_envelope"] == 400
+    assert figures["origin_disk_x_envelope"] == 2.0
+    assert figures["envelope_bytes"] == 200
+    assert figures["origin_cpu_us_per_envelope"] >= 0
+    assert figures["origin_peak_rss_mb"] > 0
+
+
+def test_cost_counts_database_pages_not_file_sizes(tmp_path: Path) -> None:
+    """A SQLite database's growth is its pages, those still in the WAL included: after a
+    checkpoint the WAL file is rewritten from its start, so the files need not grow."""
+    path = tmp_path / "node.sqlite3"
+    wal = tmp_path / "node.sqlite3-wal"
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("CREATE TABLE t (b BLOB)")
+        writer.executemany("INSERT INTO t VALUES (?)", [(os.urandom(4000),)] * 50)
+        writer.execute("PRAGMA wal_checkpoint(PASSIVE)")  # the WAL file keeps its size
+        probe = cost.Probe(os.getpid(), False, (path, wal), database=path)
+        before = {"destination": cost.snapshot(probe)}
+        writer.executemany("INSERT INTO t VALUES (?)", [(os.urandom(4000),)] * 10)
+        figures = cost.figures(before, {"destination": probe}, envelopes=10,
+                               envelope_bytes=4000.0)
+    finally:
+        writer.close()
+    assert figures["destination_files_bytes_per_envelope"] < 4000  # the reused WAL
+    assert figures["destination_disk_bytes_per_envelope"] >= 4000
+    assert figures["destination_disk_x_envelope"] >= 1.0
+
+
+def test_cost_has_no_cpu_figure_for_a_restarted_process(tmp_path: Path) -> None:
+    """A process the scenario restarted began its counters again: no CPU figure for it."""
+    probe = cost.Probe(os.getpid(), False, ())
+    before = {"destination": cost.Snapshot(pid=1, cpu_s=0.0, disk_bytes=0)}
+    figures = cost.figures(before, {"destination": probe}, envelopes=10, envelope_bytes=1.0)
+    assert figures["destination_cpu_us_per_envelope"] is None
+    gone = cost.Probe(None, False, ())
+    figures = cost.figures({"origin": cost.snapshot(gone)}, {"origin": gone}, envelopes=10,
+                           envelope_bytes=1.0)
+    assert figures["origin_cpu_us_per_envelope"] is None
+    assert figures["origin_peak_rss_mb"] is None
+
+
+def test_cost_counts_a_whole_process_group() -> None:
+    """A baseline broker's start script and its children are one process group."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                             start_new_session=True, stdin=subprocess.DEVNULL)
+    try:
+        assert cost._group(child.pid) == [child.pid]
+        assert cost.cpu_seconds(child.pid, group=True) is not None
+        assert (cost.peak_rss_kib(child.pid, group=True) or 0) > 0
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+
+
+def test_targets_and_units() -> None:
+    at_most = Row("light", "latency_p99_ms", "p99", "<= 10")
+    assert versus_target(at_most, 25.0) == (2.5, False)
+    assert versus_target(at_most, 5.0) == (0.5, True)
+    at_least = Row("relay", "relay_per_s", "rate", ">= 5,000")
+    assert versus_target(at_least, 500) == (0.1, False)
+    assert versus_target(Row("relay", "lost", "lost", "0"), 0) == (None, True)
+    assert versus_target(Row("relay", "lost", "lost", "0"), 3) == (None, False)
+    assert versus_target(Row("relay", "x", "x"), 3) == (None, None)
+    assert unit_of("origin_cpu_us_per_envelope") == "µs"
+    assert unit_of("destination_disk_bytes_per_envelope") == "bytes"
+    assert unit_of("origin_disk_x_envelope") == "x"
+    assert unit_of("latency_p99_ms") == "ms"
+    assert unit_of("peak_rss_mb") == "MB"
+    assert unit_of("lost") == "count"
+    assert unit_of("origin_idle_cpu_ms_per_s") == "ms/s"
+    assert unit_of("relay_per_s") == "/s"
+    targets = {(r.scenario, r.key): r.target for r in ROWS}
+    assert targets[("light", "latency_p99_ms")] == "<= 10"
+    assert targets[("memory", "peak_rss_mb")] == "<= 200"
+    assert targets[("relay", "origin_disk_x_envelope")] == "<= 1.5"
 
 
 def _number(value: object) -> bool:
@@ -67,6 +162,28 @@ def test_quick_bench_end_to_end(tmp_path: Path) -> None:
         assert ours["sent"] == ours["accepted"] == ours["received"] > 0
         assert ours["lost"] == 0
         assert ours["duplicated"] == 0
+    light = results["light"]["liaison_net"]
+    assert light["rate_target_per_s"] == doc["plan"]["light_rate_per_s"] == 20
+    latencies = [light[f"latency_{p}_ms"] for p in ("p50", "p95", "p99", "max")]
+    assert all(_number(v) and v >= 0 for v in latencies), latencies
+    assert latencies == sorted(latencies)
+    assert _number(light["accept_p99_ms"]) and light["accept_p99_ms"] >= 0
+    for role in ROLES:
+        idle = light[f"{role}_idle_cpu_ms_per_s"]
+        assert _number(idle) and idle >= 0, (role, idle)
+    for scenario in CORE:
+        ours = results[scenario]["liaison_net"]
+        assert _number(ours["envelope_bytes"]) and ours["envelope_bytes"] > 1000
+        for role in ROLES:
+            for figure in ("peak_rss_mb", "disk_bytes_per_envelope", "disk_x_envelope"):
+                value = ours[f"{role}_{figure}"]
+                assert _number(value) and value >= 0, (scenario, role, figure, value)
+            assert ours[f"{role}_peak_rss_mb"] > 0
+            cpu = ours[f"{role}_cpu_us_per_envelope"]
+            if scenario in ("outage", "crash") and role == "destination":
+                assert cpu is None  # restarted: its counters began again
+            else:
+                assert _number(cpu) and cpu >= 0, (scenario, role, cpu)
     relay = results["relay"]["liaison_net"]
     for figure in ("relay_per_s", "accept_per_s", "latency_p50_ms", "latency_p99_ms"):
         assert _number(relay[figure]), figure
@@ -77,6 +194,8 @@ def test_quick_bench_end_to_end(tmp_path: Path) -> None:
     memory = results["memory"]["liaison_net"]
     assert memory["queued"] == memory["sent"] > 0
     assert _number(memory["peak_rss_mb"]) and memory["peak_rss_mb"] > 0
+    assert _number(memory["origin_disk_bytes_per_envelope"])
+    assert memory["origin_disk_bytes_per_envelope"] > 0
 
     ceiling = results["ceiling"]["machine"]
     for figure in ("ed25519_verify_per_s", "sealed_box_open_per_s",
@@ -92,4 +211,17 @@ def test_quick_bench_end_to_end(tmp_path: Path) -> None:
     rows = doc["rows"]
     assert {(r["scenario"], r["figure"]) for r in rows} >= {
         ("relay", "relay_per_s"), ("paced", "latency_p99_ms"), ("outage", "catch_up_per_s"),
-        ("crash", "lost"), ("memory", "peak_rss_mb"), ("ceiling", "ed25519_verify_per_s")}
+        ("crash", "lost"), ("memory", "peak_rss_mb"), ("ceiling", "ed25519_verify_per_s"),
+        ("light", "latency_p99_ms"), ("light", "origin_cpu_us_per_envelope"),
+        ("relay", "destination_disk_x_envelope")}
+    by_figure = {(r["scenario"], r["figure"]): r for r in rows}
+    p99 = by_figure[("light", "latency_p99_ms")]
+    assert p99["unit"] == "ms" and p99["target"] == "<= 10"
+    assert p99["ratio_to_target"] == round(light["latency_p99_ms"] / 10, 3)
+    assert p99["target_met"] is (light["latency_p99_ms"] <= 10)
+    assert by_figure[("light", "origin_cpu_us_per_envelope")]["unit"] == "µs"
+    assert by_figure[("relay", "destination_disk_x_envelope")]["unit"] == "x"
+    assert "light" in proc.stdout and "vs target" in proc.stdout
+    for broker in ("mosquitto", "rabbitmq"):
+        if isinstance(results["light"][broker].get("unavailable"), str):
+            assert any("not run" in note for note in doc["notes"]), doc["notes"]

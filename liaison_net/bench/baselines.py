@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from liaison_net.bench.cost import Probe
 from liaison_net.bench.scenarios import Plan, System, Ui
 from liaison_net.bench.sinks import SinkSpec
 from liaison_net.drills.harness import free_ports, port_open
@@ -176,6 +177,15 @@ class BaselineSystem(System):
 
     def installed(self) -> bool:
         return shutil.which(self.binary) is not None or Path(self.binary).is_file()
+
+    def probes(self) -> dict[str, Probe]:
+        """Each broker's process group (its start script's children too) and its directory
+        (state, config and logs; the logs are small at the levels configured)."""
+        out = {}
+        for role, broker in self.brokers.items():
+            pid = broker.proc.pid if broker.running() and broker.proc is not None else None
+            out[role] = Probe(pid, True, (self.workdir / role,))
+        return out
 
     async def stop_destination(self, *, kill: bool) -> None:
         await asyncio.to_thread(self.brokers["destination"].stop, kill=kill)

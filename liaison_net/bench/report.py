@@ -4,6 +4,8 @@ Results are ``{scenario: {system: {figure: value}}}``. A system that could not r
 scenario has ``{"unavailable": reason}`` (a baseline broker that cannot be installed) or
 ``{"error": text}`` (something broke) instead of figures: the bench always completes.
 Ratios are ours / theirs, so above 1 is better for rates and worse for latencies and sizes.
+A figure with a target from the issues also has its ratio to that target (ours / target:
+below 1 meets an "at most", above 1 an "at least") and whether it is met.
 """
 
 from __future__ import annotations
@@ -45,13 +47,40 @@ class Row:
     ratio: bool = True  # a ratio ours/theirs means something (not for counts)
 
 
+def _cost_rows(scenario: str, *, disk: bool) -> tuple[Row, ...]:
+    """Per-node CPU and peak RSS (and, where the count is large enough, bytes on disk)."""
+    out = []
+    for role in ("origin", "destination"):
+        out.append(Row(scenario, f"{role}_cpu_us_per_envelope",
+                       f"{role}: CPU per envelope (µs, all the process did)"))
+        if disk:
+            out.append(Row(scenario, f"{role}_disk_bytes_per_envelope",
+                           f"{role}: bytes on disk per envelope (database pages)"))
+            out.append(Row(scenario, f"{role}_disk_x_envelope",
+                           f"{role}: bytes on disk, x the envelope", "<= 1.5"))
+        out.append(Row(scenario, f"{role}_peak_rss_mb", f"{role}: peak RSS (MB)"))
+    return tuple(out)
+
+
 ROWS = (
+    Row("light", "latency_p50_ms", "20/s: latency p50 (ms), submit -> destination inbox"),
+    Row("light", "latency_p95_ms", "20/s: latency p95 (ms)"),
+    Row("light", "latency_p99_ms", "20/s: latency p99 (ms), what an officer feels", "<= 10"),
+    Row("light", "latency_max_ms", "20/s: latency max (ms)"),
+    Row("light", "accept_p99_ms", "20/s: submit -> accepted by the origin, p99 (ms)"),
+    Row("light", "lost", "lost", "0", ratio=False),
+    Row("light", "duplicated", "duplicated", "0", ratio=False),
+    *_cost_rows("light", disk=False),
+    Row("light", "origin_idle_cpu_ms_per_s", "origin: CPU when idle (ms per s), before the load"),
+    Row("light", "destination_idle_cpu_ms_per_s", "destination: CPU when idle (ms per s)"),
     Row("relay", "relay_per_s", "envelopes/s, submit -> destination inbox", ">= 5,000"),
     Row("relay", "accept_per_s", "accepted/s at the origin"),
     Row("relay", "latency_p50_ms", "latency p50 (ms)"),
     Row("relay", "latency_p99_ms", "latency p99 (ms)"),
     Row("relay", "lost", "lost", "0", ratio=False),
     Row("relay", "duplicated", "duplicated", "0", ratio=False),
+    Row("relay", "envelope_bytes", "average envelope on the wire (bytes)", ratio=False),
+    *_cost_rows("relay", disk=True),
     Row("paced", "latency_p50_ms", "latency p50 (ms)"),
     Row("paced", "latency_p99_ms", "latency p99 (ms)", "<= 5"),
     Row("paced", "latency_max_ms", "latency max (ms)"),
@@ -73,6 +102,11 @@ ROWS = (
     Row("memory", "queued", "envelopes queued", ratio=False),
     Row("memory", "accept_per_s", "accepted/s (one node, no relay)"),
     Row("memory", "database_mb", "database file (MB)", ratio=False),
+    Row("memory", "origin_disk_bytes_per_envelope",
+        "bytes on disk per queued envelope (database pages)", ratio=False),
+    Row("memory", "origin_disk_x_envelope", "bytes on disk per queued envelope, x the envelope",
+        "<= 1.5", ratio=False),
+    Row("memory", "origin_cpu_us_per_envelope", "CPU per accepted envelope (µs)", ratio=False),
     Row("ceiling", "ed25519_verify_per_s", "Ed25519 verify/s (1 core)"),
     Row("ceiling", "envelope_verify_per_s", "envelope decode + verify/s (1 core)"),
     Row("ceiling", "envelope_verify_cost_x", "decode + verify time, x raw verify", "<= 1.3",
@@ -83,6 +117,38 @@ ROWS = (
     Row("ceiling", "sqlite_statements_per_s", "SQLite INSERTs/s in one transaction (sqlite3)"),
     Row("ceiling", "aiosqlite_statements_per_s", "the same through aiosqlite (thread hop each)"),
 )
+
+
+UNITS = (("_us_per_envelope", "µs"), ("_bytes_per_envelope", "bytes"), ("_bytes", "bytes"),
+         ("_ms_per_s", "ms/s"), ("_per_s", "/s"), ("_ms", "ms"), ("_mb", "MB"),
+         ("_x_envelope", "x"), ("_x", "x"), ("_s", "s"))
+
+
+def unit_of(key: str) -> str:
+    """The unit a figure's name ends with (``count`` for plain numbers)."""
+    return next((unit for suffix, unit in UNITS if key.endswith(suffix)), "count")
+
+
+def target_of(row: Row) -> tuple[str, float] | None:
+    """The target as ("<=" or ">=", number); "0" is at most 0; None without a target."""
+    text = row.target.replace(",", "").strip()
+    if not text:
+        return None
+    op = text[:2] if text[:2] in ("<=", ">=") else "<="
+    try:
+        return op, float(text[2:] if text[:2] in ("<=", ">=") else text)
+    except ValueError:
+        return None
+
+
+def versus_target(row: Row, value: Any) -> tuple[float | None, bool | None]:
+    """(ours / target, met) for a numeric figure with a target; None where not defined."""
+    goal = target_of(row)
+    if goal is None or not isinstance(value, int | float) or isinstance(value, bool):
+        return None, None
+    op, limit = goal
+    met = value <= limit if op == "<=" else value >= limit
+    return (round(value / limit, 3) if limit else None), met
 
 
 def machine_facts() -> dict[str, Any]:
@@ -138,7 +204,7 @@ def _cell(figures: dict[str, Any] | None, key: str) -> tuple[str, float | None]:
     if figures is None:
         return "", None
     if "unavailable" in figures:
-        return "[dim]unavailable[/dim]", None
+        return "[dim]not run[/dim]", None
     if "error" in figures:
         return "[red]error[/red]", None
     value = figures.get(key)
@@ -164,10 +230,13 @@ def rows(results: Results) -> list[dict[str, Any]]:
         if not by_system:
             continue
         entry: dict[str, Any] = {"scenario": row.scenario, "figure": row.key,
-                                 "label": row.label, "target": row.target or None}
+                                 "label": row.label, "unit": unit_of(row.key),
+                                 "target": row.target or None}
         ours_figures = by_system.get(OURS) or by_system.get("machine") or {}
         ours = ours_figures.get(row.key)
         entry["liaison_net"] = ours
+        if row.target:
+            entry["ratio_to_target"], entry["target_met"] = versus_target(row, ours)
         for name in BASELINES:
             theirs = (by_system.get(name) or {}).get(row.key)
             entry[name] = theirs
@@ -179,7 +248,8 @@ def rows(results: Results) -> list[dict[str, Any]]:
 
 
 def table(results: Results) -> Table:
-    t = Table(title="liaison bench (ratio x = liaison_net / baseline)", show_lines=False)
+    t = Table(title="liaison bench (x = liaison_net / baseline; vs target = liaison_net / "
+                    "target)", show_lines=False)
     t.add_column("scenario", style="bold")
     t.add_column("figure")
     t.add_column("liaison_net", justify="right", style="cyan")
@@ -188,6 +258,7 @@ def table(results: Results) -> Table:
     t.add_column("RabbitMQ", justify="right")
     t.add_column("x", justify="right", style="dim")
     t.add_column("target", justify="right", style="green")
+    t.add_column("vs target", justify="right")
     previous = ""
     for row in ROWS:
         by_system = results.get(row.scenario)
@@ -199,20 +270,30 @@ def table(results: Results) -> Table:
             text, theirs = _cell(by_system.get(name), row.key)
             cells += [text, _ratio(ours, theirs) if row.ratio else ""]
         cells.append(row.target)
+        ratio, met = versus_target(row, ours)
+        cells.append("" if met is None else
+                     (f"{_ratio(ratio, 1.0)} " if ratio is not None else "")
+                     + ("[green]met[/green]" if met else "[red]missed[/red]"))
         t.add_row(*cells, end_section=False)
         previous = row.scenario
     return t
 
 
 def notes(results: Results) -> list[str]:
-    """Why a system has no figures for a scenario, one line each."""
+    """Why a system has no figures for a scenario, one line each (one line for the
+    scenarios a broker could not run at all, for the same reason)."""
     out = []
+    missing: dict[tuple[str, str], list[str]] = {}
     for scenario, by_system in results.items():
         for name, figures in by_system.items():
-            for kind in ("unavailable", "error"):
-                if kind in figures:
-                    out.append(f"{scenario} / {LABELS.get(name, name)}: {kind}: "
-                               f"{figures[kind]}")
+            if "unavailable" in figures:
+                missing.setdefault((name, str(figures["unavailable"])), []).append(scenario)
+    for (name, reason), scenarios in missing.items():
+        out.append(f"{LABELS.get(name, name)}: not run ({', '.join(scenarios)}): {reason}")
+    for scenario, by_system in results.items():
+        for name, figures in by_system.items():
+            if "error" in figures:
+                out.append(f"{scenario} / {LABELS.get(name, name)}: error: {figures['error']}")
             if figures.get("not_accepted"):
                 out.append(f"{scenario} / {LABELS.get(name, name)}: "
                            f"{figures['not_accepted']} not accepted by the origin "

@@ -1,9 +1,10 @@
 """One bench run: which scenarios, in which order, against which brokers.
 
-Order: the ceiling first (a quiet machine), then our two nodes through relay, paced,
-outage and crash, then the memory scenario, then each baseline broker pair through the same
-four scenarios with the very same envelope bytes. Only one system runs at a time, so no
-broker competes with another for this machine's cores.
+Order: the ceiling first (a quiet machine), then our two nodes through light, relay,
+paced, outage and crash (each measured for CPU, memory and disk around it), then the
+memory scenario, then each baseline broker pair through the same five scenarios with the
+very same envelope bytes. Only one system runs at a time, so no broker competes with
+another for this machine's cores.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from liaison_net.bench import baselines, ceiling
+from liaison_net.bench import baselines, ceiling, cost
 from liaison_net.bench.report import OURS, Results, machine_facts
 from liaison_net.bench.scenarios import (
     FULL,
     QUICK,
     SCENARIOS,
+    Figures,
     OurSystem,
     Plan,
     System,
@@ -35,7 +37,7 @@ from liaison_net.bench.scenarios import (
 )
 from liaison_net.bench.workload import Batch, describe, seal_batch
 
-CORE = ("relay", "paced", "outage", "crash")
+CORE = ("light", "relay", "paced", "outage", "crash")
 ALL = (*CORE, "baselines", "ceiling", "memory")
 
 
@@ -49,6 +51,19 @@ def selection(names: Sequence[str]) -> list[str]:
     if "baselines" in chosen and not chosen & set(CORE):
         chosen |= set(CORE)
     return [n for n in ALL if n in chosen]
+
+
+async def measured(name: str, system: System, batch: Batch, ui: Ui) -> Figures:
+    """One scenario, with each broker's CPU, peak RSS and disk growth around it (``cost``)."""
+    probes = system.probes()
+    before = {role: await asyncio.to_thread(cost.snapshot, probe)
+              for role, probe in probes.items()}
+    figures: Figures = await SCENARIOS[name](system, batch, ui)
+    # Asked again: a destination restarted by the scenario runs under a new PID.
+    figures.update(await asyncio.to_thread(
+        cost.figures, before, system.probes(), envelopes=int(figures.get("accepted", 0)),
+        envelope_bytes=batch.average_bytes()))
+    return figures
 
 
 @dataclass
@@ -78,7 +93,8 @@ class Run:
 
     def counts(self) -> dict[str, int]:
         p = self.plan
-        return {"relay": p.relay, "paced": p.paced, "outage": p.outage, "crash": p.crash}
+        return {"light": p.light, "relay": p.relay, "paced": p.paced, "outage": p.outage,
+                "crash": p.crash}
 
     async def run(self) -> Results:
         # SIGTERM (and SIGINT, which asyncio.run already handles) cancel the run, so that
@@ -123,8 +139,8 @@ class Run:
                         payload_bytes=self.plan.payload_bytes, progress=progress)
             for name in self.core:
                 try:
-                    self.results.setdefault(name, {})[OURS] = await SCENARIOS[name](
-                        system, batches[name], self.ui)
+                    self.results.setdefault(name, {})[OURS] = await measured(
+                        name, system, batches[name], self.ui)
                 except Exception as exc:
                     self._error(name, OURS, exc)
         except Exception as exc:
@@ -147,8 +163,8 @@ class Run:
             await system.open(self.ui)
             for name in self.core:
                 try:
-                    self.results.setdefault(name, {})[system.name] = await SCENARIOS[name](
-                        system, batches[name], self.ui)
+                    self.results.setdefault(name, {})[system.name] = await measured(
+                        name, system, batches[name], self.ui)
                 except Exception as exc:
                     self._error(name, system.name, exc)
         except Exception as exc:
@@ -181,7 +197,9 @@ def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = N
         else:
             shutil.rmtree(root, ignore_errors=True)
     plan = run.plan
-    extra = {"plan": {"relay": plan.relay, "paced_rate_per_s": plan.paced_rate,
+    extra = {"plan": {"light_rate_per_s": plan.light_rate,
+                      "light_seconds": plan.light_seconds, "relay": plan.relay,
+                      "paced_rate_per_s": plan.paced_rate,
                       "paced_seconds": plan.paced_seconds, "outage": plan.outage,
                       "crash": plan.crash, "memory": plan.memory,
                       "payload_bytes": plan.payload_bytes, "concurrency": plan.concurrency,

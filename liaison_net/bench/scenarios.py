@@ -1,5 +1,8 @@
 """The scenarios, written once against ``System`` so every broker is driven and counted alike.
 
+light   a light load, 20/s for 30 s (what an officer feels on an ordinary day): latency
+        submit -> destination inbox p50/p95/p99/max, counted from when each envelope was
+        due, and submit -> accepted at the origin (the officer's "sent").
 relay   envelopes offered as fast as the origin takes them (``concurrency`` in flight),
         measured until every accepted one is in the destination inbox: envelopes/s from
         the first offer to the last arrival, and latency offer -> arrival p50/p99.
@@ -15,6 +18,9 @@ memory  (our node only) peak RSS of an origin holding the whole batch queued for
 "Lost" is an envelope the origin acknowledged (accepted, PUBACK, publisher confirm) that
 never reached the destination within the stall limit; "duplicated" an extra arrival of
 one that did. For our node both come from the destination's SQLite inbox itself.
+
+Around every scenario the runner reads each broker process's CPU time, peak RSS and bytes
+on disk (``cost``), through ``System.probes``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from liaison_net.bench import cost
+from liaison_net.bench.cost import Probe
 from liaison_net.bench.network import BenchNetwork, Deadline, OfficerSpec
 from liaison_net.bench.sinks import SinkSpec
 from liaison_net.bench.workload import (
@@ -72,16 +80,22 @@ class Plan:
     stall_s: float = 30.0
     scenario_timeout_s: float = 900.0
     batch_size: int = 1  # envelopes per submit request (relay), where a system has a batch
+    light_rate: int = 20
+    light_seconds: float = 30.0
 
     @property
     def paced(self) -> int:
         return int(self.paced_rate * self.paced_seconds)
 
+    @property
+    def light(self) -> int:
+        return int(self.light_rate * self.light_seconds)
+
 
 FULL = Plan(quick=False, relay=20_000, paced_rate=1000, paced_seconds=10.0, outage=10_000,
             crash=10_000, memory=100_000)
 QUICK = Plan(quick=True, relay=500, paced_rate=200, paced_seconds=2.0, outage=300, crash=500,
-             memory=2_000, stall_s=5.0, scenario_timeout_s=120.0)
+             memory=2_000, stall_s=5.0, scenario_timeout_s=120.0, light_seconds=3.0)
 
 
 class Ui(abc.ABC):
@@ -137,6 +151,10 @@ class System(abc.ABC):
     async def wait_destination(self) -> None:
         """Return once the destination takes connections."""
 
+    def probes(self) -> dict[str, Probe]:
+        """The origin's and the destination's process and state on disk, for ``cost``."""
+        return {}
+
     def counts(self, keys: set[bytes], records: list[tuple[bytes, int]]) -> tuple[int, int]:
         """(distinct keys received, extra copies received), from the sink by default."""
         copies = Counter(key for key, _ in records if key in keys)
@@ -181,8 +199,47 @@ async def _finish(system: System, sink: Sink, batch: Batch, sent: Submitted, ui:
 def _latency(figures: Figures, batch: Batch, sent: Submitted, first: dict[bytes, int]) -> None:
     lat = latencies_ms(batch, sent, first)
     figures["latency_p50_ms"] = rounded(percentile(lat, 50), 2)
+    figures["latency_p95_ms"] = rounded(percentile(lat, 95), 2)
     figures["latency_p99_ms"] = rounded(percentile(lat, 99), 2)
     figures["latency_max_ms"] = rounded(max(lat) if lat else None, 2)
+
+
+async def light(system: System, batch: Batch, ui: Ui) -> Figures:
+    """Paced at ``plan.light_rate``: far below capacity, so latency is the path's own."""
+    plan = system.plan
+    label = f"{system.label} light"
+    idle = await _idle_cpu(system, 1.0 if plan.quick else 3.0)
+    with _sink(system, batch, "light") as sink:
+        await asyncio.to_thread(sink.start, 60)
+        with ui.step(f"{label}: {plan.light_rate}/s for {plan.light_seconds:g} s",
+                     len(batch)) as progress:
+            sent = await submit_paced(system.submit, batch, rate=plan.light_rate,
+                                      max_in_flight=64, on_accepted=progress)
+        figures, first = await _finish(system, sink, batch, sent, ui, label)
+    figures["rate_target_per_s"] = plan.light_rate
+    _latency(figures, batch, sent, first)
+    accepted = [max(0.0, (at - sent.start_ns[i]) / 1e6) for i, at in sent.accepted_ns.items()]
+    figures["accept_p50_ms"] = rounded(percentile(accepted, 50), 2)
+    figures["accept_p99_ms"] = rounded(percentile(accepted, 99), 2)
+    figures.update(idle)
+    return figures
+
+
+async def _idle_cpu(system: System, seconds: float) -> Figures:
+    """CPU ms per second each broker spends with nothing to do (its background loops): the
+    part of a light load's CPU per envelope that is not the envelopes' own."""
+    probes = system.probes()
+    before = {role: cost.cpu_seconds(p.pid, group=p.group) if p.pid is not None else None
+              for role, p in probes.items()}
+    await asyncio.sleep(seconds)
+    out: Figures = {}
+    for role, probe in probes.items():
+        start = before[role]
+        end = cost.cpu_seconds(probe.pid, group=probe.group) if probe.pid is not None else None
+        out[f"{role}_idle_cpu_ms_per_s"] = rounded(
+            max(0.0, end - start) * 1e3 / seconds
+            if start is not None and end is not None else None, 1)
+    return out
 
 
 async def relay(system: System, batch: Batch, ui: Ui) -> Figures:
@@ -359,6 +416,14 @@ class OurSystem(System):
     async def wait_destination(self) -> None:
         await asyncio.to_thread(self.net.wait_node, "be", Deadline(60))
 
+    def probes(self) -> dict[str, Probe]:
+        out = {}
+        for role, nid in (("origin", "nl"), ("destination", "be")):
+            db = self.net.database(nid)
+            out[role] = Probe(self.net.pid(nid), False, (db, db.with_name(db.name + "-wal")),
+                              database=db)
+        return out
+
     def counts(self, keys: set[bytes], records: list[tuple[bytes, int]]) -> tuple[int, int]:
         """From BE's inbox table itself, not from what the sink happened to see."""
         ids = observe.inbox_envelope_ids(self.net.database("be"), RECIPIENT)
@@ -406,6 +471,10 @@ async def memory(workdir: Path, plan: Plan, ui: Ui, *, log_level: str = "info") 
         assert pid is not None
         await asyncio.sleep(1.0)
         idle_rss, _ = _rss_kib(pid)
+        db = net.database("nl")
+        probes = {"origin": Probe(pid, False, (db, db.with_name(db.name + "-wal")),
+                                  database=db)}
+        before = {"origin": cost.snapshot(probes["origin"])}
         sessions = [await stack.enter_async_context(NodeSession(sender))
                     for _ in range(plan.sessions)]
         turn = 0
@@ -440,6 +509,8 @@ async def memory(workdir: Path, plan: Plan, ui: Ui, *, log_level: str = "info") 
             "idle_rss_mb": round(idle_rss / 1024, 1), "rss_mb": round(rss / 1024, 1),
             "peak_rss_mb": round(max(peak, *samples) / 1024, 1),
             "database_mb": round(net.database("nl").stat().st_size / 2**20, 1)}
+        figures.update(cost.figures(before, probes, envelopes=len(sent.accepted_ns),
+                                    envelope_bytes=batch.average_bytes()))
         if sent.failed:
             figures["not_accepted_example"] = next(iter(sent.failed.values()))
         return figures
@@ -449,5 +520,5 @@ async def memory(workdir: Path, plan: Plan, ui: Ui, *, log_level: str = "info") 
 
 
 ScenarioFn = Callable[[System, Batch, Ui], Any]
-SCENARIOS: dict[str, ScenarioFn] = {"relay": relay, "paced": paced, "outage": outage,
-                                     "crash": crash}
+SCENARIOS: dict[str, ScenarioFn] = {"light": light, "relay": relay, "paced": paced,
+                                     "outage": outage, "crash": crash}

@@ -64,6 +64,10 @@ class Batch:
         """What a baseline broker carries: the key, then the very envelope bytes."""
         return self.keys[i] + self.raws[i]
 
+    def average_bytes(self) -> float:
+        """The average envelope's size on the wire (what the disk figures compare with)."""
+        return sum(map(len, self.raws)) / len(self.raws) if self.raws else 0.0
+
     def write_keys(self, path: Path) -> Path:
         path.write_bytes(b"".join(self.keys))
         return path

@@ -130,3 +130,14 @@ class InboxPoller:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def database_bytes(database: Path) -> int:
+    """The database's size as SQLite counts it, ``page_count x page_size`` (pages still only
+    in the WAL included): the bench's bytes on disk per envelope. Read-only, so it never
+    checkpoints nor deletes the WAL it measures around."""
+    uri = f"{database.resolve().as_uri()}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+        pages = db.execute("PRAGMA page_count").fetchone()
+        size = db.execute("PRAGMA page_size").fetchone()
+    return int(pages[0]) * int(size[0])
