@@ -221,6 +221,13 @@ class ConfigError(NodeFault):
     http_status = 500
 
 
+class PortInUse(ConfigError):
+    """A node cannot listen: another process holds the address its config names."""
+
+    code = "port_in_use"
+    http_status = 500
+
+
 def all_error_classes() -> list[type[LiaisonError]]:
     """Every class of the tree, for docs and tests (depth-first, definition order)."""
     found: list[type[LiaisonError]] = []

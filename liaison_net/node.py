@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -30,7 +32,7 @@ from liaison_net.core.envelope import Envelope
 from liaison_net.core.identity import EnrolmentRequest, issue_card, renewal, verify_card
 from liaison_net.core.ids import node_principal
 from liaison_net.core.limits import DAY_MS
-from liaison_net.errors import LiaisonError, Unavailable
+from liaison_net.errors import ConfigError, LiaisonError, PortInUse, Unavailable
 from liaison_net.federation.sender import PeerSender
 from liaison_net.federation.server import FederationServer
 from liaison_net.federation.tls import client_context, server_context
@@ -71,8 +73,9 @@ class Node:
         paths = certificates.NodePaths.under(config.cert_dir, config.id)
         self.paths = paths
         self.ca_cert = certificates.load_ca_certificate(paths.ca_cert)
-        self.signing_cert_pem = paths.signing_cert.read_bytes()
-        self.signing_key = crypto.signing_key_from_seed(paths.signing_key.read_bytes())
+        self.signing_cert_pem = _read_file(paths.signing_cert, "node signing certificate")
+        self.signing_key = crypto.signing_key_from_seed(
+            _read_file(paths.signing_key, "node signing key"))
         self.senders: dict[str, PeerSender] = {}
         self.keys = Keys(own=self.signing_key, nodes={config.id: self.signing_key.public})
         self.notifier = Notifier(node_id=config.id, store=self.store,
@@ -279,9 +282,10 @@ class Node:
                            evaluations_per_hour=self.config.signals.evaluations_per_hour,
                            clock=self.clock, failed_loops=self.supervisor.failed)
         self.store.on_inbox = client.inbox_watch.notify  # wakes live inbox streams
-        for app, address, ctx, guard in (
-            (federation.app(), self.config.federation, self._tls_contexts[0], federation.guard),
-            (client.app(), self.config.client, self._tls_contexts[1], None),
+        for name, app, address, ctx, guard in (
+            ("federation", federation.app(), self.config.federation, self._tls_contexts[0],
+             federation.guard),
+            ("client", client.app(), self.config.client, self._tls_contexts[1], None),
         ):
             # The federation listener bounds what each peer may cost (federation/guard.py).
             runner = web.AppRunner(app, access_log=None, handle_signals=False,
@@ -292,7 +296,10 @@ class Node:
                 guard.site(runner, address.host, address.port, ssl_context=ctx, backlog=256)
                 if guard else web.TCPSite(runner, address.host, address.port, ssl_context=ctx,
                                           backlog=256, shutdown_timeout=2.0))
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:  # a start-up error for the operator, not a traceback
+                raise _listen_error(name, f"{address.host}:{address.port}", exc) from None
 
     async def _expiry_loop(self) -> None:
         # A batch sent just before an envelope expired may still be answered within the
@@ -344,3 +351,21 @@ class Node:
 
 class _Stop(Exception):
     """Raised inside the TaskGroup to cancel every background task on shutdown."""
+
+
+def _read_file(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
+
+
+def _listen_error(listener: str, address: str, exc: OSError) -> ConfigError:
+    """Why a listener could not bind, naming the config key that chose the address."""
+    if exc.errno == errno.EADDRINUSE:
+        return PortInUse(f"the {listener} listener cannot bind {address}: another process "
+                         f"listens there (find it with `ss -ltnp 'sport = :"
+                         f"{address.rsplit(':', 1)[1]}'`); stop it, or change [listen] "
+                         f"{listener} in the config")
+    return ConfigError(f"the {listener} listener cannot bind {address}: "
+                       f"{exc.strerror or exc} (check [listen] {listener} in the config)")
