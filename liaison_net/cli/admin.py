@@ -8,11 +8,12 @@ from pathlib import Path
 
 import click
 
+from liaison_net.cli.commands import Group
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.pki import certificates
 
 
-@click.group()
+@click.group(cls=Group)
 def admin() -> None:
     """Administer the network: PKI, nodes, officers, keys, audit."""
 

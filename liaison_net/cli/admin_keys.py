@@ -17,13 +17,13 @@ from typing import Any
 
 import click
 from cryptography import x509
-from rich.console import Console
-from rich.table import Table
 
 from liaison_net import config as config_mod
 from liaison_net.admin_api.routes import parse_key_id, revoke_answer
+from liaison_net.cli import tables
 from liaison_net.cli.admin_officers import config_option, json_option
 from liaison_net.cli.admin_store import read_store, write_via_node
+from liaison_net.cli.commands import Command, Group
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.core import crypto, rotation
 from liaison_net.errors import Malformed, NotFound
@@ -41,7 +41,7 @@ def _age_days(ms: int | float) -> str:
     return f"{max(0.0, (_now_ms() - ms) / 86_400_000):.1f}d"
 
 
-@click.group("keys")
+@click.group("keys", cls=Group)
 def keys() -> None:
     """Inspect the keys this node knows."""
 
@@ -57,13 +57,12 @@ def keys_list_cmd(config_path: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, sort_keys=True))
         return
-    table = Table(title=f"keys known to node {cfg.id}")
-    for column in ("kind", "owner", "key id", "age", "state", "grace until / reason"):
-        table.add_column(column)
+    table = tables.table("kind", "owner", "key id", "age", "state", "grace until / reason",
+                         title=f"keys known to node {cfg.id}", ids=("key id",))
     for r in rows:
         table.add_row(r["kind"], r["owner"], r["key_id"], r["age"], r["state"],
                       str(r.get("grace_until") or r.get("reason") or ""))
-    Console().print(table)
+    tables.console().print(table)
 
 
 def _key_rows(cfg: config_mod.NodeConfig) -> list[dict[str, Any]]:
@@ -113,7 +112,7 @@ def _key_rows(cfg: config_mod.NodeConfig) -> list[dict[str, Any]]:
     return rows
 
 
-@click.command("rotate-key")
+@click.command("rotate-key", cls=Command)
 @click.argument("which", type=click.Choice(["node", "tls"]))
 @config_option
 @click.option("--ca", "ca_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -154,7 +153,7 @@ def rotate_key_cmd(which: str, config_path: Path, ca_dir: Path, as_json: bool) -
         click.echo("the running node switches within a second; watch `liaison admin keys list`")
 
 
-@click.command("revoke")
+@click.command("revoke", cls=Command)
 @click.argument("subject", type=click.Choice(["officer", "node"]))
 @click.argument("principal")
 @click.option("--reason", required=True, help="Why (recorded, federated and audited).")
@@ -200,7 +199,7 @@ def revoke_cmd(subject: str, principal: str, reason: str, key_id_hex: str | None
                    "when it starts")
 
 
-@click.command("revocations")
+@click.command("revocations", cls=Command)
 @config_option
 @json_option
 def revocations_cmd(config_path: Path, as_json: bool) -> None:
@@ -217,16 +216,15 @@ def revocations_cmd(config_path: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, sort_keys=True))
         return
-    table = Table(title=f"revocations known to node {cfg.id}")
-    for column in ("principal", "key id", "by", "effective", "reason", "not yet at"):
-        table.add_column(column)
+    table = tables.table("principal", "key id", "by", "effective", "reason", "not yet at",
+                         title=f"revocations known to node {cfg.id}", ids=("key id",))
     for r in rows:
         table.add_row(r["principal"], r["key_id"], r["authority"], r["effective"], r["reason"],
                       ", ".join(r["pending_peers"]))
-    Console().print(table)
+    tables.console().print(table)
 
 
-@click.group("pseudonym-key")
+@click.group("pseudonym-key", cls=Group)
 def pseudonym_key() -> None:
     """The network pseudonym key (subject pseudonyms of signals): rotate, install, retire.
 

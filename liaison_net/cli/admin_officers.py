@@ -24,6 +24,7 @@ import click
 from liaison_net import config as config_mod
 from liaison_net.admin_api.routes import OCTETS
 from liaison_net.cli.admin_store import read_store, write_via_node
+from liaison_net.cli.commands import Command, Group
 from liaison_net.cli.officer_view import almanac_lines
 from liaison_net.core.identity import MAX_CARD_BYTES, decode_stored_card
 from liaison_net.errors import ConfigError, LimitExceeded, Malformed
@@ -35,7 +36,7 @@ config_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
-@click.command("enrol-officer")
+@click.command("enrol-officer", cls=Command)
 @click.argument("request_file", type=click.Path(dir_okay=False, path_type=Path))
 @config_option
 @json_option
@@ -91,7 +92,7 @@ def enrol_officer_cmd(request_file: Path, config_path: Path, as_json: bool) -> N
                    "when the node starts")
 
 
-@click.group("audit")
+@click.group("audit", cls=Group)
 def audit() -> None:
     """Check the node's hash-chained audit log."""
 

@@ -7,16 +7,18 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from liaison_net import config as config_mod
+from liaison_net.cli import tables
 from liaison_net.cli.admin_officers import config_option, json_option
 from liaison_net.cli.admin_store import read_store
+from liaison_net.cli.commands import Command
 from liaison_net.store import maintenance
 
+MAX_ERROR_CHARS = 1000  # a peer's last error, as stored; shown whole up to this
 
-@click.command("status")
+
+@click.command("status", cls=Command)
 @config_option
 @json_option
 def status_cmd(config_path: Path, as_json: bool) -> None:
@@ -29,23 +31,22 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(st), sort_keys=True))
         return
-    table = Table(title=f"node {cfg.id}: {st.envelopes} envelopes, {st.officers} officers "
-                        f"in the directory, {st.inbox_unacked} unacknowledged in inboxes, "
-                        f"{st.audit_entries} audit entries, {st.effects_pending} owed "
-                        "evidence/notices not yet issued")
-    for column in ("peer", "queued", "delivered", "refused", "expired", "failed attempts",
-                   "last error"):
-        table.add_column(column)
+    table = tables.table(
+        "peer", "queued", "delivered", "refused", "expired", "failed attempts", "last error",
+        title=f"node {cfg.id}: {st.envelopes} envelopes, {st.officers} officers in the "
+              f"directory, {st.inbox_unacked} unacknowledged in inboxes, {st.audit_entries} "
+              f"audit entries, {st.effects_pending} owed evidence/notices not yet issued",
+        ids=())
     for peer in cfg.peers:
         backoff = st.backoff.get(peer.id, {})
         table.add_row(peer.id, str(st.queued.get(peer.id, 0)),
                       str(st.delivered.get(peer.id, 0)), str(st.refused.get(peer.id, 0)),
                       str(st.expired.get(peer.id, 0)), str(backoff.get("attempts", 0)),
-                      str(backoff.get("last_error") or "")[:60])
-    Console().print(table)
+                      str(backoff.get("last_error") or "")[:MAX_ERROR_CHARS])
+    tables.console().print(table)
 
 
-@click.command("backup")
+@click.command("backup", cls=Command)
 @config_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="New file for the snapshot (never overwritten).")
@@ -58,7 +59,7 @@ def backup_cmd(config_path: Path, out: Path) -> None:
                f"{entries} audit entries verified)")
 
 
-@click.command("restore")
+@click.command("restore", cls=Command)
 @config_option
 @click.option("--from", "source", required=True,
               type=click.Path(dir_okay=False, path_type=Path),

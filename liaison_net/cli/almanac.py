@@ -20,6 +20,7 @@ import click
 from click.core import ParameterSource
 
 from liaison_net.cli import officer_view as view
+from liaison_net.cli.commands import Group
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer_common import (
     emit_json,
@@ -55,7 +56,7 @@ def _inherited(ctx: click.Context, name: str, value: Any) -> Any:
     return value
 
 
-@click.group("directory", invoke_without_command=True)
+@click.group("directory", invoke_without_command=True, cls=Group)
 @click.option("--json", "as_json", is_flag=True, help="Print the directory as JSON.")
 @keystore_options
 @click.pass_context

@@ -8,13 +8,15 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from liaison_net.cli.commands import Command
+
 SCENARIO_HELP = ("light, relay, paced, outage, crash, baselines, ceiling or memory; repeat "
                  "or separate with commas (default: all). `baselines` runs the selected ones "
                  "of light/relay/paced/outage/crash against Mosquitto and RabbitMQ too (all "
                  "five if none is selected).")
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--scenario", "scenarios", multiple=True, metavar="NAME", help=SCENARIO_HELP)
 @click.option("--quick", is_flag=True,
               help="Small counts for CI (light 20/s for 3 s, relay 500, paced 200/s for 2 s, "

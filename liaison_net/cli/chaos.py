@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
+from liaison_net.cli.commands import Command
+
 if TYPE_CHECKING:
     from liaison_net.chaos.soak import Soak
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--kills", type=click.IntRange(0, 100_000), default=20, show_default=True,
               help="How many times a random node is SIGKILLed (and restarted).")
 @click.option("--partitions", type=click.IntRange(0, 100_000), default=20, show_default=True,

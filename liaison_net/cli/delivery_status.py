@@ -19,11 +19,11 @@ from typing import Any
 
 import click
 from rich import box
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from liaison_net.cli import officer_view as view
+from liaison_net.cli import tables
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.client import evidence_trail
 from liaison_net.client.directory import Directory
@@ -132,9 +132,7 @@ def print_status(report: StatusReport) -> None:
     if not report.progress:  # not our envelope: only the node's view of it
         view.print_status(report.status)
         return
-    console = Console(markup=False, highlight=False, emoji=False, soft_wrap=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 160)
+    console = tables.console()
     console.print(Text(f"envelope {report.status.id}", style="bold"))
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("recipient", "state", *(s.value for s in Step), "problem"):

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from liaison_net.cli.commands import Command
 
-@click.command("demo")
+
+@click.command("demo", cls=Command)
 @click.option("--dir", "demo_dir", type=click.Path(file_okay=False, path_type=Path),
               help="New or empty directory for the PKI, configs, databases, logs and keystores "
                    "[default: a temporary directory, removed after a successful run].")

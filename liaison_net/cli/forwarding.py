@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from liaison_net.cli.commands import Command, Group
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer_common import (
     emit_json,
@@ -68,7 +69,7 @@ async def _open(node: NodeSession, ks: Keystore, envelope_id: str) -> tuple[Enve
     return envelope, sealing.open_envelope(envelope, ks.officer, ks.encryption_keys), directory
 
 
-@click.command("forward")
+@click.command("forward", cls=Command)
 @click.argument("envelope_id", metavar="ID")
 @click.option("--to", "recipients", multiple=True, required=True, help="Officer id.")
 @click.option("--consent", "consent_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -129,7 +130,7 @@ async def _consent_from_reply(node: NodeSession, ks: Keystore, reply_id: str) ->
     raise NotFound(f"{reply.header.id_text} carries no consent")
 
 
-@click.group("consent")
+@click.group("consent", cls=Group)
 def consent() -> None:
     """Ask an owner for consent to forward, or grant one as the owner."""
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from liaison_net.cli.commands import Group
 from liaison_net.cli.edge_clock import clock_offset_option, install
 from liaison_net.errors import LiaisonError
 
@@ -66,7 +67,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(Group):
     """A group that lists its commands from ``_COMMANDS`` and imports one only on use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -11,13 +11,14 @@ import structlog
 
 from liaison_net import config as node_config
 from liaison_net import logs
+from liaison_net.cli.commands import Group
 from liaison_net.cli.edge_clock import clock_offset_option
 from liaison_net.clock import Clock
 
 log = structlog.get_logger("liaison.node")
 
 
-@click.group()
+@click.group(cls=Group)
 def node() -> None:
     """Run a national node."""
 

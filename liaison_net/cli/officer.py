@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from liaison_net.cli import officer_view as view
+from liaison_net.cli.commands import Command, Group
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer_common import (
     build_tag,
@@ -68,7 +69,7 @@ from liaison_net.pki import certificates
 # --- officer init ---------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 def officer() -> None:
     """Set up this machine for an officer: keys, keystore, enrolment request."""
 
@@ -164,7 +165,7 @@ def _read_text(text: str | None, file: Path | None) -> str:
     return text.replace("\r\n", "\n")
 
 
-@click.command("send")
+@click.command("send", cls=Command)
 @click.option("--to", "recipients", multiple=True, required=True,
               help="Recipient officer id, or coverage:COUNTRY/AREA for every officer who "
                    "covers it, e.g. coverage:co/drugs (repeat for several).")
@@ -285,7 +286,7 @@ def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
 # --- inbox, read, ack, status, directory ----------------------------------------------------
 
 
-@click.command("inbox")
+@click.command("inbox", cls=Command)
 @click.option("--all", "show_all", is_flag=True,
               help="Include acknowledged envelopes and delivery evidence (which `liaison "
                    "status ID` shows per recipient).")
@@ -297,7 +298,16 @@ def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
 @keystore_options
 def inbox_cmd(show_all: bool, as_json: bool, follow: bool, keystore_path: Path,
               passphrase_file: Path | None) -> None:
-    """List your inbox (unacknowledged envelopes, or --all), or --follow it live."""
+    """List your inbox (unacknowledged envelopes, or --all), or --follow it live.
+
+    The most pressing first: flash, immediate, priority, routine, each in arrival order
+    (--json too; --follow prints as they arrive).
+
+    \b
+    content: held = your node keeps it, sealed for you, until the tag's retention date:
+      `liaison read ID` opens it, `liaison ack ID` takes it off this list (still readable);
+    purged = that date has passed: the content is gone everywhere, only its tag is left.
+    """
     ks = load_keystore(keystore_path, passphrase_file)
     if follow:
         from liaison_net.cli import officer_follow
@@ -314,7 +324,7 @@ def inbox_cmd(show_all: bool, as_json: bool, follow: bool, keystore_path: Path,
             items = [i for i in await node.inbox_all()
                      if show_all or (i.acked is None and i.kind != Kind.EVIDENCE.value)]
             if as_json:
-                emit_json([view.inbox_json(i) for i in items])
+                emit_json([view.inbox_json(i) for i in view.by_precedence(items)])
             else:
                 view.print_inbox(items)
             # "delivered", back to each sender, over the same session
@@ -323,7 +333,7 @@ def inbox_cmd(show_all: bool, as_json: bool, follow: bool, keystore_path: Path,
     run(go())
 
 
-@click.command("read")
+@click.command("read", cls=Command)
 @click.argument("envelope_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print the envelope as JSON.")
 @keystore_options
@@ -379,7 +389,7 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
     run(go())
 
 
-@click.command("ack")
+@click.command("ack", cls=Command)
 @click.argument("envelope_id", metavar="ID")
 @keystore_options
 def ack_cmd(envelope_id: str, keystore_path: Path, passphrase_file: Path | None) -> None:
@@ -401,7 +411,7 @@ def acknowledge(envelope_id: str, keystore_path: Path, passphrase_file: Path | N
                "acknowledged")
 
 
-@click.command("status")
+@click.command("status", cls=Command)
 @click.argument("envelope_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @keystore_options
@@ -416,7 +426,7 @@ def status_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
                                 cache=local_cache(keystore_path))
 
 
-@click.command("logout")
+@click.command("logout", cls=Command)
 @keystore_options
 def logout_cmd(keystore_path: Path, passphrase_file: Path | None) -> None:
     """End your session: your node forgets its token and the copy kept here is deleted.

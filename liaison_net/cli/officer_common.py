@@ -1,8 +1,10 @@
 """What every officer command shares: the keystore and passphrase options, running the
 async client from click, the clock, JSON output, and the sending client's tag check.
 
-Passphrase: $LIAISON_PASSPHRASE, else --passphrase-file or --passphrase-fd (the first line
-of either), else a hidden prompt. It is never echoed, printed or logged.
+Passphrase: --passphrase-file or --passphrase-fd (the first line of either), else
+$LIAISON_PASSPHRASE, else a hidden prompt on the terminal; the option given on the command
+line wins, as with any option. Without a terminal to ask on, a typed error names the three
+ways instead of a prompt that cannot be answered. It is never echoed, printed or logged.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,6 +38,8 @@ from liaison_net.core.ownership import (
 from liaison_net.core.policy import Action, Request, require
 from liaison_net.errors import (
     ConfigError,
+    LimitExceeded,
+    Malformed,
     PolicyRefused,
 )
 
@@ -68,11 +73,12 @@ def keystore_options(command: F) -> F:
     command = click.option(
         "--passphrase-fd", type=click.IntRange(0), expose_value=False, callback=_remember_fd,
         help="Open file descriptor whose first line is the keystore passphrase, for "
-             "scripts (e.g. 3 with `3< secret`).")(command)
+             f"scripts (e.g. 3 with `3< secret`); it comes before ${PASSPHRASE_ENV}.")(command)
     command = click.option(
         "--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
-        help=f"File whose first line is the keystore passphrase (else ${PASSPHRASE_ENV}, "
-             "else a hidden prompt).")(command)
+        help="File whose first line is the keystore passphrase; it comes before "
+             f"${PASSPHRASE_ENV}, which comes before a hidden prompt on the terminal."
+        )(command)
     return click.option(
         "--keystore", "keystore_path", type=click.Path(dir_okay=False, path_type=Path),
         envvar=KEYSTORE_ENV, default=DEFAULT_KEYSTORE, show_default=True,
@@ -80,9 +86,7 @@ def keystore_options(command: F) -> F:
 
 
 def read_passphrase(passphrase_file: Path | None, *, prompt: str, new: bool) -> bytes:
-    env = os.environ.get(PASSPHRASE_ENV)
-    if env is not None:
-        return env.encode()
+    """The keystore passphrase: the option given, else the environment, else the terminal."""
     ctx = click.get_current_context(silent=True)
     fd = ctx.meta.get(_PASSPHRASE_FD) if ctx is not None else None
     if passphrase_file is not None and fd is not None:
@@ -96,8 +100,30 @@ def read_passphrase(passphrase_file: Path | None, *, prompt: str, new: bool) -> 
         return raw.split(b"\n", 1)[0].removesuffix(b"\r")
     if fd is not None:
         return _read_fd_line(fd)
+    env = os.environ.get(PASSPHRASE_ENV)
+    if env is not None:
+        return env.encode()
+    if not _terminal():
+        # getpass would warn about echo and click answer "aborted": say what to do instead.
+        raise ConfigError(f"no terminal to ask for the {'new ' if new else ''}keystore "
+                          "passphrase on: give --passphrase-file FILE or --passphrase-fd N, "
+                          f"or set ${PASSPHRASE_ENV}")
     value = click.prompt(prompt, hide_input=True, confirmation_prompt=new, err=True)
     return str(value).encode()
+
+
+def _terminal() -> bool:
+    """Whether a hidden prompt can be answered: getpass asks on the controlling terminal
+    (/dev/tty) when there is one, else on stdin when that is a terminal."""
+    stdin = sys.stdin
+    if stdin is not None and stdin.isatty():
+        return True
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
 
 
 def _read_fd_line(fd: int) -> bytes:
@@ -159,16 +185,43 @@ def emit_json(value: Any) -> None:
 # --- the ownership tag on the sending side ------------------------------------------------
 
 
+#: What core's tag checks say, and the option an officer adds or changes: the hint first,
+#: then core's words (first match wins, so the pairs come before the plain fields).
+_TAG_HINTS: tuple[tuple[str, str], ...] = (
+    ("tag community must not be empty",
+     "--tlp GREEN needs --community NAME (the community it may circulate in)"),
+    ("tag community is only allowed", "--community goes only with --tlp GREEN"),
+    ("tag conditions must not be empty",
+     "--handling H3 needs --conditions TEXT (the restrictions recipients must follow)"),
+    ("tag conditions are only allowed", "--conditions goes only with --handling H3"),
+    ("tag community", "--community"),
+    ("tag conditions", "--conditions"),
+    ("tag purpose", "--purpose"),
+    ("tag owner unit", "--unit"),
+    ("tag share_with", "--share-with"),
+    ("tag retain_until", "--retain-days"),
+)
+
+
 def build_tag(*, own: str, unit: str, handling: str, tlp: str, source: str, accuracy: int,
               share_with: frozenset[str], permit: tuple[str, ...], purpose: str,
               retain_until: int, conditions: str, community: str) -> OwnershipTag:
-    """The ownership tag from the officer's options, checked on its own."""
-    return OwnershipTag(
-        owner=Owner(own, unit), handling=Handling(handling), tlp=Tlp(tlp.upper()),
-        evaluation=Evaluation(SourceReliability(source), InformationAccuracy(accuracy)),
-        share_with=share_with, permitted_actions=frozenset(PermittedAction(a) for a in permit),
-        purpose=purpose, retain_until=retain_until, conditions=conditions, community=community,
-    ).validate()
+    """The ownership tag from the officer's options, checked on its own; a refusal names
+    the option to add or change, not the tag field behind it."""
+    try:
+        return OwnershipTag(
+            owner=Owner(own, unit), handling=Handling(handling), tlp=Tlp(tlp.upper()),
+            evaluation=Evaluation(SourceReliability(source), InformationAccuracy(accuracy)),
+            share_with=share_with,
+            permitted_actions=frozenset(PermittedAction(a) for a in permit),
+            purpose=purpose, retain_until=retain_until, conditions=conditions,
+            community=community,
+        ).validate()
+    except (Malformed, LimitExceeded) as exc:
+        for said, option in _TAG_HINTS:
+            if exc.detail.startswith(said):
+                raise type(exc)(f"{option}: {exc.detail}", code=exc.code) from None
+        raise
 
 
 def check_send(tag: OwnershipTag, recipients: list[str], *, own: str, now: int) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from liaison_net.cli.commands import Command
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer_common import (
     keystore_options,
@@ -38,7 +39,7 @@ def _pending(path: Path) -> Path:
     return path.with_name(path.name + ".rotating")
 
 
-@click.command("rotate")
+@click.command("rotate", cls=Command)
 @keystore_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def rotate_cmd(keystore_path: Path, passphrase_file: Path | None, as_json: bool) -> None:
@@ -86,7 +87,7 @@ async def _rotate(current: keystore_mod.Keystore, path: Path, pending: Path,
     return {"officer": current.officer, **answer}
 
 
-@click.command("export-public")
+@click.command("export-public", cls=Command)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the request to this file (else to stdout, which must not be a "
                    "terminal: the request is binary).")

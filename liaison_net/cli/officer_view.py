@@ -12,15 +12,15 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from liaison_net.cli import tables
 from liaison_net.client.directory import Directory
 from liaison_net.core.almanac import Almanac
 from liaison_net.core.content import Content
-from liaison_net.core.envelope import Envelope
+from liaison_net.core.envelope import Envelope, Precedence
 from liaison_net.core.ids import id_to_text
 from liaison_net.core.ownership import Handling, InformationAccuracy, SourceReliability, Tlp
 from liaison_net.core.policy import Action, Request, decide
@@ -84,21 +84,11 @@ def ts_short(ms: int | None) -> str:
 
 def _table(*columns: str) -> Table:
     """A compact table; an id column never wraps or shrinks: ids are copied into `read`."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in columns:
-        if name == "id":
-            table.add_column(name, no_wrap=True, min_width=26)
-        else:
-            table.add_column(name)
-    return table
+    return tables.table(*columns, compact=True)
 
 
 def _console() -> Console:
-    console = Console(markup=False, highlight=False, emoji=False, soft_wrap=False)
-    if not console.is_terminal:
-        # Piped into a file or another program: no window to fit, so do not wrap at 80.
-        console.width = max(console.width, 160)
-    return console
+    return tables.console()
 
 
 def _bold(text: str) -> Text:
@@ -127,17 +117,34 @@ def purged_label(item: InboxEntry) -> str:
     return f"purged {ts_short(item.purged)}{kept}"
 
 
+#: What the inbox's content column means, printed under it and in `liaison inbox --help`.
+CONTENT_LEGEND = (
+    "content: held = your node keeps it, sealed for you, until the tag's retention date: "
+    "`liaison read ID` verifies and opens it, `liaison ack ID` takes it off this list (it "
+    "stays readable); purged = that date has passed and the content is gone everywhere, "
+    "only its tag is left.")
+
+_PRECEDENCE_RANK = {p.label: p.value for p in Precedence}
+
+
+def by_precedence(items: list[InboxEntry]) -> list[InboxEntry]:
+    """Flash first, then immediate, priority, routine; within each, in arrival order."""
+    return sorted(items, key=lambda i: (-_PRECEDENCE_RANK.get(i.precedence, -1), i.relayed,
+                                        i.seq))
+
+
 def print_inbox(items: list[InboxEntry]) -> None:
     console = _console()
     if not items:
         console.print("inbox is empty")
         return
     table = _table("id", "from", "kind", "precedence", "created", "acked", "content")
-    for i in items:
+    for i in by_precedence(items):
         table.add_row(i.id, safe(i.sender), safe(i.kind), safe(i.precedence),
                       ts_short(i.created), ts_short(i.acked) if i.acked is not None else "no",
                       purged_label(i) or "held")
     console.print(table)
+    console.print(CONTENT_LEGEND)
 
 
 def inbox_line(item: InboxEntry) -> str:

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
+from liaison_net.cli import tables
+from liaison_net.cli.commands import Command
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer_common import (
     build_tag,
@@ -34,7 +34,7 @@ from liaison_net.core import sealing
 from liaison_net.core.envelope import Kind, Precedence, Urgency
 from liaison_net.core.ids import check_officer_id, id_from_text, node_of
 from liaison_net.core.limits import DAY_MS, HOUR_MS
-from liaison_net.core.ownership import Owner, OwnershipTag
+from liaison_net.core.ownership import Handling, Owner, OwnershipTag, Tlp
 from liaison_net.errors import Forbidden, Malformed
 
 PRECEDENCE = {Urgency.URGENT_DIRECT: Precedence.IMMEDIATE,
@@ -47,22 +47,26 @@ def _ts(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-@click.command("request")
+@click.command("request", cls=Command)
 @click.option("--to", "recipients", multiple=True, required=True, help="Officer id.")
 @click.option("--urgency", required=True, type=click.Choice([u.value for u in Urgency]),
               help="urgent-direct: 8 hours; urgent-indirect: 3 days; other: 7 days.")
 @click.option("--subject", required=True)
 @click.option("--text", required=True, help="What you ask for, and why.")
-@click.option("--handling", type=click.Choice(["H0", "H1", "H2", "H3"]), default="H0",
-              show_default=True)
-@click.option("--tlp", default="AMBER", show_default=True)
+@click.option("--handling", type=click.Choice([h.value for h in Handling]), default="H0",
+              show_default=True, help="SIENA handling code H0-H3.")
+@click.option("--conditions", default="", help="The restrictions, required with H3.")
+@click.option("--tlp", type=click.Choice([t.value for t in Tlp], case_sensitive=False),
+              default="AMBER", show_default=True, help="TLP 2.0 label.")
+@click.option("--community", default="", help="The community, required with TLP GREEN.")
 @click.option("--share-with", help="Nodes it may reach (default: yours and the recipients').")
 @click.option("--purpose", required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @keystore_options
 def request_cmd(recipients: tuple[str, ...], urgency: str, subject: str, text: str,
-                handling: str, tlp: str, share_with: str | None, purpose: str, as_json: bool,
-                keystore_path: Path, passphrase_file: Path | None) -> None:
+                handling: str, conditions: str, tlp: str, community: str,
+                share_with: str | None, purpose: str, as_json: bool, keystore_path: Path,
+                passphrase_file: Path | None) -> None:
     """Ask colleagues for information; the legal due time follows the urgency."""
     to = list(dict.fromkeys(check_officer_id(r, what="--to") for r in recipients))
     ks = load_keystore(keystore_path, passphrase_file)
@@ -71,7 +75,8 @@ def request_cmd(recipients: tuple[str, ...], urgency: str, subject: str, text: s
     nodes = comma_nodes(share_with) or frozenset({ks.node, *(node_of(r) for r in to)})
     tag = build_tag(own=ks.node, unit="liaison", handling=handling, tlp=tlp, source="A",
                     accuracy=2, share_with=nodes, permit=(), purpose=purpose,
-                    retain_until=now + 365 * DAY_MS, conditions="", community="")
+                    retain_until=now + 365 * DAY_MS, conditions=conditions,
+                    community=community)
     check_send(tag, to, own=ks.node, now=now)
 
     async def go() -> dict[str, Any]:
@@ -94,7 +99,7 @@ def request_cmd(recipients: tuple[str, ...], urgency: str, subject: str, text: s
         click.echo(f"{result['id']} {result['status']}: due {_ts(result['due'])}")
 
 
-@click.command("reply")
+@click.command("reply", cls=Command)
 @click.argument("request_id", metavar="ID")
 @click.option("--text", required=True, help="Your answer.")
 @click.option("--late-reason", default="", help="Required when answering after the due time.")
@@ -150,7 +155,7 @@ def _reply_tag(tag: OwnershipTag, own: str) -> OwnershipTag:
                         conditions=tag.conditions, community=tag.community).validate()
 
 
-@click.command("requests")
+@click.command("requests", cls=Command)
 @click.option("--all", "include_answered", is_flag=True, help="Include answered requests.")
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 @keystore_options
@@ -168,16 +173,23 @@ def requests_cmd(include_answered: bool, as_json: bool, keystore_path: Path,
         emit_json(rows)
         return
     now = now_ms()
-    table = Table(title=f"requests of {ks.officer}")
-    for column in ("id", "direction", "from", "urgency", "due", "state"):
-        table.add_column(column)
+    table = tables.table("id", "direction", "from / to", "urgency", "due", "state",
+                         title=f"requests of {ks.officer}")
     for r in rows:
         due = int(r["due"])
         state = ("answered" if r["answered"] else "escalated" if r["escalated"]
                  else "OVERDUE" if now > due else f"{(due - now) / HOUR_MS:.1f} h left")
-        table.add_row(str(r["id"]), str(r["direction"]), str(r["sender"]), str(r["urgency"]),
+        table.add_row(str(r["id"]), str(r["direction"]), _counterpart(r), str(r["urgency"]),
                       _ts(due), state)
-    Console().print(table)
+    tables.console().print(table)
+
+
+def _counterpart(row: dict[str, Any]) -> str:
+    """The other side: who asked (incoming), or whom you asked (outgoing; "-" once the
+    request's content has been purged)."""
+    if row.get("direction") == "outgoing":
+        return "to " + (", ".join(str(o) for o in row.get("to") or []) or "-")
+    return f"from {row['sender']}"
 
 
 def register(cli: click.Group) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
+from liaison_net.cli import tables
+from liaison_net.cli.commands import Group
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer import acknowledge
 from liaison_net.cli.officer_common import (
@@ -60,7 +60,7 @@ if TYPE_CHECKING:  # aiohttp: only for an annotation here, not at import
     from liaison_net.client.session import NodeSession
 
 
-@click.group("signal")
+@click.group("signal", cls=Group)
 def signal() -> None:
     """Raise, list, show and acknowledge radicalisation early-warning signals."""
 
@@ -83,6 +83,7 @@ def signal() -> None:
 @click.option("--share-with", required=True, help="Nodes whose desks get it, e.g. be,nl,lu.")
 @click.option("--handling", type=click.Choice([h.value for h in Handling]), default="H2",
               show_default=True)
+@click.option("--conditions", default="", help="The restrictions, required with H3.")
 @click.option("--tlp", type=click.Choice([t.value for t in Tlp], case_sensitive=False),
               default="AMBER", show_default=True)
 @click.option("--community", default="", help="The community, required with TLP GREEN.")
@@ -98,9 +99,9 @@ def signal() -> None:
 def raise_cmd(category: str, severity: str, confidence: str, region: str, valid_days: int,
               text: str, subject_name: str | None, subject_birth_date: str | None,
               subject_document: str, justification: str | None, share_with: str,
-              handling: str, tlp: str, community: str, purpose: str, retain_days: int,
-              source: str, accuracy: int, unit: str, as_json: bool, keystore_path: Path,
-              passphrase_file: Path | None) -> None:
+              handling: str, conditions: str, tlp: str, community: str, purpose: str,
+              retain_days: int, source: str, accuracy: int, unit: str, as_json: bool,
+              keystore_path: Path, passphrase_file: Path | None) -> None:
     """Send a signal to the duty desk of every other node its tag allows."""
     ks = load_keystore(keystore_path, passphrase_file)
     now = now_ms()
@@ -116,8 +117,8 @@ def raise_cmd(category: str, severity: str, confidence: str, region: str, valid_
         identifiers = pseudonym.normalise(subject_name, subject_birth_date, subject_document)
     tag = build_tag(own=ks.node, unit=unit, handling=handling, tlp=tlp, source=source,
                     accuracy=accuracy, share_with=nodes | {ks.node}, permit=(),
-                    purpose=purpose, retain_until=now + retain_days * DAY_MS, conditions="",
-                    community=community)
+                    purpose=purpose, retain_until=now + retain_days * DAY_MS,
+                    conditions=conditions, community=community)
     desks = [desk_of(n) for n in sorted(nodes - {ks.node})]
     if not desks:
         raise Malformed("--share-with names no other node: a signal goes to other countries")
@@ -208,19 +209,16 @@ def list_cmd(as_json: bool, keystore_path: Path, passphrase_file: Path | None) -
     if as_json:
         emit_json(result)
         return
-    table = Table(title="signals you raised")
-    for column in ("id", "severity", "acknowledged by"):
-        table.add_column(column)
+    console = tables.console()
+    table = tables.table("id", "severity", "acknowledged by", title="signals you raised")
     for r in result["raised"]:
         table.add_row(str(r["id"]), Severity(int(r["severity"])).label,
                       ", ".join(r["acknowledged_by"]) or "-")
-    Console().print(table)
-    table = Table(title="signals for your desk")
-    for column in ("id", "from", "acknowledged"):
-        table.add_column(column)
+    console.print(table)
+    table = tables.table("id", "from", "acknowledged", title="signals for your desk")
     for r in result["incoming"]:
         table.add_row(r["id"], r["from"], "yes" if r["acked"] else "no")
-    Console().print(table)
+    console.print(table)
 
 
 @signal.command("show")

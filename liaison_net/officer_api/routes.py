@@ -25,6 +25,7 @@ from aiohttp import web
 from liaison_net.clock import Clock
 from liaison_net.core import codec, crypto, rotation
 from liaison_net.core.audit import detail
+from liaison_net.core.envelope import decode_header, read_frame
 from liaison_net.core.identity import EnrolmentRequest, renewal, verify_card
 from liaison_net.core.ids import check_officer_id, id_from_text, id_to_text, node_of
 from liaison_net.core.login import CHALLENGE_BYTES, login_message
@@ -37,6 +38,7 @@ from liaison_net.errors import (
     LimitExceeded,
     Malformed,
     NotFound,
+    Purged,
     RateLimited,
     Unauthorized,
     Unavailable,
@@ -499,6 +501,19 @@ class ClientApi:
                                                      limit=MAX_PAGE)
         return web.json_response({"requests": [
             {"id": id_to_text(r.envelope_id), "direction": r.role, "sender": r.sender,
+             "to": await self._addressees(r.envelope_id, r.role, r.officer),
              "urgency": r.urgency, "due": r.due, "answered": r.answered,
              "reply": id_to_text(r.reply_id) if r.reply_id else None,
              "escalated": r.escalated} for r in rows]})
+
+    async def _addressees(self, envelope_id: bytes, role: str, officer: str) -> list[str]:
+        """Whom a request is addressed to: the officer asking for an incoming one; for an
+        outgoing one, the recipients in its header, signed and verified when this node
+        accepted it (none once retention has purged it)."""
+        if role != "outgoing":
+            return [officer]
+        try:
+            raw = await self.store.envelope_bytes(envelope_id)
+        except (NotFound, Purged):
+            return []
+        return [r.officer for r in decode_header(read_frame(raw).header_bytes).recipients]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from liaison_net.core.audit import AuditEntry, first_broken
@@ -34,8 +35,12 @@ def backup(path: Path, out: Path) -> int:
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
     try:
-        with _connect_ro(path) as src, sqlite3.connect(out) as dst:
+        with closing(_connect_ro(path)) as src, closing(sqlite3.connect(out)) as dst:
             src.backup(dst)
+            # The copy inherits the node's WAL mode, and any later reader (check_copy,
+            # restore, an operator's sqlite3) would leave -wal/-shm files beside it: as a
+            # rollback-journal database the backup is one self-contained file.
+            dst.execute("PRAGMA journal_mode=DELETE").fetchall()
     except sqlite3.Error as exc:
         out.unlink(missing_ok=True)
         raise Unavailable(f"backup failed: {exc}") from exc
@@ -44,7 +49,7 @@ def backup(path: Path, out: Path) -> int:
 
 def check_copy(path: Path) -> int:
     """Integrity and audit-chain check of a backup; returns its audit entry count."""
-    with _connect_ro(path) as db:
+    with closing(_connect_ro(path)) as db:
         if db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
             raise Conflict(f"{path} fails SQLite's integrity check")
         rows = db.execute("SELECT seq, at, event, envelope_id, actor, detail, prev, hash "
