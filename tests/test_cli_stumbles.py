@@ -253,6 +253,20 @@ def test_admin_status_piped_shows_the_whole_last_error(run: Run, network: Networ
     assert LONG_ERROR in result.out and "…" not in result.out, result.out
 
 
+LISTINGS = [("inbox",), ("requests",), ("status", "ID"), ("directory",),
+            ("directory", "search"), ("signal", "list"), ("signal", "show", "ID"),
+            ("admin", "status"), ("admin", "keys", "list"), ("admin", "revocations"),
+            ("admin", "audit", "verify")]
+
+
+@pytest.mark.parametrize("command", LISTINGS, ids=" ".join)
+def test_every_listing_has_json_for_scripts(run: Run, command: tuple[str, ...]) -> None:
+    words = [w for w in command if w != "ID"]
+    result = run(*words, "--help")
+    assert result.code == 0, result.err
+    assert "--json" in result.out
+
+
 # --- 6. the inbox by precedence, `held` explained; a backup is one file -------------------
 
 

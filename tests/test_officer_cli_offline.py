@@ -294,7 +294,8 @@ def test_send_outside_share_with_is_refused_by_policy_before_any_network_call(
                  "--share-with", "nl,be,lu")
     assert result.code == 2
     assert result.err == ("error: policy.share_with: not sending to de-nw/kschmidt: send to "
-                          "de-nw refused: the target node is not in the tag's share_with\n")
+                          "de-nw refused: the target node is not in the tag's share_with "
+                          "(add de-nw to --share-with if the information may go there)\n")
 
 
 def test_send_within_share_with_gets_as_far_as_the_network(run: Run,

@@ -46,7 +46,7 @@ from liaison_net.core.ownership import (
     Tlp,
 )
 from liaison_net.core.retention import make_skeleton
-from liaison_net.errors import Forbidden, NotFound
+from liaison_net.errors import Forbidden, NotFound, PolicyRefused
 from liaison_net.pki import certificates
 
 CONSENT_MEDIA_TYPE = "application/x-liaison-consent"
@@ -107,8 +107,15 @@ def forward_cmd(envelope_id: str, recipients: tuple[str, ...], consent_file: Pat
                 original=make_skeleton(original.to_bytes()))
             # The sending client's decision, with the reason, before anything leaves: the
             # same check its node and every later party make.
-            tagflow.check(envelope.header, layer=tagflow.Layer.ORIGIN, here=ks.node, now=now,
-                          lookup=directory.lookup(), officer_key=reading.officer_key(directory))
+            try:
+                tagflow.check(envelope.header, layer=tagflow.Layer.ORIGIN, here=ks.node,
+                              now=now, lookup=directory.lookup(),
+                              officer_key=reading.officer_key(directory))
+            except PolicyRefused as exc:
+                if consent_bytes is not None or exc.code not in CONSENT_CAN_ALLOW:
+                    raise
+                raise PolicyRefused(f"{exc.detail}; {_consent_hint(original, to)}",
+                                    code=exc.code) from None
             result = await node.submit(envelope.to_bytes())
             return {"id": result.id, "status": result.status, "forwarded": original.header
                     .id_text, "recipients": to, "with_consent": consent_bytes is not None}
@@ -119,6 +126,22 @@ def forward_cmd(envelope_id: str, recipients: tuple[str, ...], consent_file: Pat
     else:
         click.echo(f"{result['id']} {result['status']}: forward of {result['forwarded']} "
                    f"to {', '.join(to)}")
+
+
+#: Refusals of a forward that the owner's consent lifts (policy.decide: consent overrides
+#: everything but retention): the refusal then says how to ask for one.
+CONSENT_CAN_ALLOW = frozenset({"policy.tlp_red", "policy.tlp_own_organisation",
+                               "policy.share_with", "policy.handling_consent",
+                               "policy.not_permitted"})
+
+
+def _consent_hint(original: Envelope, to: list[str]) -> str:
+    oid = original.header.id_text
+    target = to[0] if len(to) == 1 else "OFFICER"
+    return (f"its owner can allow this one forward: `liaison consent request {oid} --for "
+            f"{target} --reason TEXT`, then `liaison forward {oid} --to {target} "
+            "--consent-from REPLY_ID`" + ("" if len(to) == 1 else " (one consent, and one "
+                                            "forward, per recipient)"))
 
 
 async def _consent_from_reply(node: NodeSession, ks: Keystore, reply_id: str) -> bytes:

@@ -231,7 +231,9 @@ def check_send(tag: OwnershipTag, recipients: list[str], *, own: str, now: int) 
             require(tag, Request(Action.SEND, now, actor_node=own,
                                  target_node=node_of(recipient)))
         except PolicyRefused as exc:
-            raise PolicyRefused(f"not sending to {recipient}: {exc.detail}",
+            hint = (f" (add {node_of(recipient)} to --share-with if the information may go "
+                    "there)" if exc.code == "policy.share_with" else "")
+            raise PolicyRefused(f"not sending to {recipient}: {exc.detail}{hint}",
                                 code=exc.code) from None
 
 

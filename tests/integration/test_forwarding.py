@@ -81,9 +81,11 @@ async def test_h2_forward_refused_at_each_layer_and_allowed_with_consent(
         await inbox_ids(node, 1)
     oid = original.header.id_text
 
-    # 1. The forwarder's client refuses, with the reason.
+    # 1. The forwarder's client refuses, with the reason and how to ask the owner.
     code, out = cli(marie, "forward", oid, "--to", claude.id, check=False)
     assert code == 2 and "policy.handling_consent" in out
+    assert (f"`liaison consent request {oid} --for {claude.id} --reason TEXT`, then "
+            f"`liaison forward {oid} --to {claude.id} --consent-from REPLY_ID`") in out
 
     # 2. The forwarder's node refuses a forward its client did not check.
     before = refusals(net, "be", "policy.handling_consent")
