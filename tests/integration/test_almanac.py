@@ -117,7 +117,8 @@ async def test_a_covering_officer_outside_share_with_is_refused_by_the_tag(
     code, _, err = send(n, "coverage:co/drugs", extra=("--share-with", "nl,lu"))
     assert code == 2
     assert err == ("error: policy.share_with: not sending to be/mpeeters: send to be "
-                   "refused: the target node is not in the tag's share_with\n")
+                   "refused: the target node is not in the tag's share_with (add be to "
+                   "--share-with if the information may go there)\n")
     assert drained_row_counts(n.net, "nl") == before
 
 
