@@ -114,6 +114,26 @@ def test_any_officer_command_without_a_terminal_says_the_same(run: Run,
                                   "passphrase on: give --passphrase-file FILE")
 
 
+def test_a_missing_keystore_is_said_before_a_passphrase_is_asked(network: Network) -> None:
+    proc = _without_terminal("inbox", "--keystore", str(network.root / "absent.keystore"))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: config_error: no keystore at "), proc.stderr
+
+
+def test_a_tag_option_missing_is_said_before_a_passphrase_is_asked(
+        run: Run, network: Network) -> None:
+    """No keystore is opened to learn that --tlp GREEN needs --community."""
+    ks_path, _, _ = _init_officer(run, network)
+    for command in (("send", "--to", "be/mpeeters", "--handling", "H0", "--subject", "s"),
+                    ("request", "--to", "be/mpeeters", "--urgency", "other", "--subject", "s"),
+                    ("signal", "raise", "--category", "online-radicalisation", "--severity",
+                     "low", "--region", "NL-LI", "--share-with", "be")):
+        proc = _without_terminal(*command, "--tlp", "GREEN", "--text", "t", "--purpose", "p",
+                                 "--keystore", str(ks_path))
+        assert proc.stderr.startswith("error: malformed: --tlp GREEN needs --community"), (
+            command, proc.stderr)
+
+
 # --- 3. errors that name the option to add --------------------------------------------------
 
 BASE = ("--subject", "Vehicle sighting", "--text", "Blue van", "--purpose", "inquiry")

@@ -25,6 +25,7 @@ from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer_common import (
     build_tag,
     check_send,
+    check_tag_options,
     comma_nodes,
     emit_json,
     keystore_options,
@@ -214,6 +215,8 @@ def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
     """
     addresses = addressing.parse_addresses(recipients)
     named = [a for a in addresses if isinstance(a, str)]
+    check_tag_options(handling=handling, tlp=tlp, conditions=conditions, community=community,
+                      purpose=purpose, unit=unit)
     body_text = _read_text(text, text_file)
     ks = load_keystore(keystore_path, passphrase_file)
     now = now_ms()

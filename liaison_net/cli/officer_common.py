@@ -143,6 +143,9 @@ def _read_fd_line(fd: int) -> bytes:
 
 
 def load_keystore(path: Path, passphrase_file: Path | None) -> Keystore:
+    if not path.exists():  # said before a passphrase is asked that would open nothing
+        raise ConfigError(f"no keystore at {path}: run `liaison officer init` first, "
+                          f"or pass --keystore / set ${KEYSTORE_ENV}")
     passphrase = read_passphrase(passphrase_file, prompt=f"Passphrase for {path}", new=False)
     return keystore_mod.load(path, passphrase)
 
@@ -222,6 +225,19 @@ def build_tag(*, own: str, unit: str, handling: str, tlp: str, source: str, accu
             if exc.detail.startswith(said):
                 raise type(exc)(f"{option}: {exc.detail}", code=exc.code) from None
         raise
+
+
+_ANY_NODE = "nl"  # a valid node id standing in for the keystore's, for check_tag_options
+
+
+def check_tag_options(*, handling: str, tlp: str, conditions: str, community: str,
+                      purpose: str, unit: str = "liaison") -> None:
+    """The tag checks that need no keystore, run before the passphrase is asked: an officer
+    learns of a missing --community before typing it, not after. (Owner and share_with
+    are checked with the keystore's node, in ``build_tag``.)"""
+    build_tag(own=_ANY_NODE, unit=unit, handling=handling, tlp=tlp, source="X", accuracy=4,
+              share_with=frozenset({_ANY_NODE}), permit=(), purpose=purpose, retain_until=1,
+              conditions=conditions, community=community)
 
 
 def check_send(tag: OwnershipTag, recipients: list[str], *, own: str, now: int) -> None:

@@ -20,6 +20,7 @@ from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.cli.officer_common import (
     build_tag,
     check_send,
+    check_tag_options,
     comma_nodes,
     emit_json,
     keystore_options,
@@ -69,6 +70,8 @@ def request_cmd(recipients: tuple[str, ...], urgency: str, subject: str, text: s
                 passphrase_file: Path | None) -> None:
     """Ask colleagues for information; the legal due time follows the urgency."""
     to = list(dict.fromkeys(check_officer_id(r, what="--to") for r in recipients))
+    check_tag_options(handling=handling, tlp=tlp, conditions=conditions, community=community,
+                      purpose=purpose)
     ks = load_keystore(keystore_path, passphrase_file)
     now = now_ms()
     level = Urgency(urgency)

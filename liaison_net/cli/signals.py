@@ -22,6 +22,7 @@ from liaison_net.cli.officer import acknowledge
 from liaison_net.cli.officer_common import (
     build_tag,
     check_send,
+    check_tag_options,
     comma_nodes,
     emit_json,
     keystore_options,
@@ -103,6 +104,8 @@ def raise_cmd(category: str, severity: str, confidence: str, region: str, valid_
               retain_days: int, source: str, accuracy: int, unit: str, as_json: bool,
               keystore_path: Path, passphrase_file: Path | None) -> None:
     """Send a signal to the duty desk of every other node its tag allows."""
+    check_tag_options(handling=handling, tlp=tlp, conditions=conditions, community=community,
+                      purpose=purpose, unit=unit)
     ks = load_keystore(keystore_path, passphrase_file)
     now = now_ms()
     nodes = comma_nodes(share_with) or frozenset()
