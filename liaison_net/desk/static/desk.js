@@ -211,9 +211,10 @@
     if (!(await checkCompose())) { say($("compose-check").textContent, false); return; }
     try {
       const r = await api("POST", "/api/send", composeBody());
-      say("Sent " + r.id + " (" + r.status + ") to " + r.to.join(", ") + ".", true);
       $("compose-form").reset();
+      $("compose-check").textContent = "";
       show("sent");
+      say("Sent " + r.id + " (" + r.status + ") to " + r.to.join(", ") + ".", true);
       await showTimeline(r.id);
     } catch (err) { failed(err); }
   }
