@@ -19,7 +19,7 @@ from liaison_net.core.envelope import Precedence
 from liaison_net.core.ids import check_node_id
 from liaison_net.core.limits import DEFAULT_LIMITS
 from liaison_net.core.signals import Category, Severity
-from liaison_net.desk import officer as desk_officer
+from liaison_net.desk import duties, forwarding
 from liaison_net.desk.officer import Compose, DeskOfficer
 from liaison_net.desk.security import DeskDoor
 from liaison_net.errors import Malformed, UnsupportedMedia
@@ -175,19 +175,19 @@ async def warnings(request: web.Request) -> web.Response:
 
 
 async def requests(request: web.Request) -> web.Response:
-    return answer(await desk_officer.requests(request.app[OFFICER]))
+    return answer(await duties.requests(request.app[OFFICER]))
 
 
 async def reply(request: web.Request) -> web.Response:
     body = await json_body(request)
-    return answer(await desk_officer.reply(
+    return answer(await duties.reply(
         request.app[OFFICER], envelope_id(request),
         text(body, "text", max_chars=DEFAULT_LIMITS.max_body_bytes),
         text(body, "late_reason", default="", max_chars=500)))
 
 
 async def signals(request: web.Request) -> web.Response:
-    return answer(await desk_officer.signals(request.app[OFFICER]))
+    return answer(await duties.signals(request.app[OFFICER]))
 
 
 async def raise_signal(request: web.Request) -> web.Response:
@@ -196,7 +196,7 @@ async def raise_signal(request: web.Request) -> web.Response:
     category = text(body, "category", max_chars=60)
     if category not in {c.value for c in Category}:
         raise Malformed("category: not one of the signal categories")
-    return answer(await desk_officer.raise_signal(
+    return answer(await duties.raise_signal(
         request.app[OFFICER], category=category,
         severity=text(body, "severity", max_chars=20),
         region=text(body, "region", max_chars=10),
@@ -204,7 +204,32 @@ async def raise_signal(request: web.Request) -> web.Response:
         text=text(body, "text", max_chars=4000)))
 
 
+async def forward(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    return answer(await forwarding.forward(request.app[OFFICER], envelope_id(request),
+                                           text(body, "to", max_chars=100).strip()))
+
+
+async def ask_consent(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    return answer(await forwarding.ask_consent(
+        request.app[OFFICER], envelope_id(request), text(body, "to", max_chars=100).strip(),
+        text(body, "reason", default="", max_chars=500)))
+
+
+async def grant_consent(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    return answer(await forwarding.grant_consent(
+        request.app[OFFICER], envelope_id(request),
+        text(body, "forwarder", max_chars=100).strip(),
+        text(body, "target", max_chars=100).strip(),
+        number(body, "days", low=1, high=90, default=7)))
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/envelopes/{id}/forward", forward)
+    app.router.add_post("/api/envelopes/{id}/consent-request", ask_consent)
+    app.router.add_post("/api/envelopes/{id}/consent-grant", grant_consent)
     app.router.add_get("/api/requests", requests)
     app.router.add_post("/api/requests/{id}/reply", reply)
     app.router.add_get("/api/signals", signals)

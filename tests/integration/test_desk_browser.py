@@ -55,6 +55,12 @@ def test_an_officer_reads_sends_follows_and_acknowledges_in_a_browser(
                  "north on the A2", "--text", "Grey Audi A6, Belgian plates 1-ABC-234.",
                  "--handling", "H1", "--tlp", "AMBER", "--source", "B", "--accuracy", "2",
                  "--purpose", "armed robbery investigation", "--precedence", "flash").split()[0]
+    secret = _cli(peer, "send", "--to", "nl/desk", "--subject", "Informant report",
+                  "--text", "Meeting on Friday in Maastricht.", "--handling", "H2", "--tlp",
+                  "AMBER", "--purpose", "armed robbery investigation").split()[0]
+    asked = _cli(peer, "request", "--to", "nl/desk", "--urgency", "urgent-direct",
+                 "--subject", "Registered keeper of NL plate", "--text", "Who keeps XK-123-B?",
+                 "--purpose", "armed robbery investigation").split()[0]
     _cli(peer, "signal", "raise", "--category", "travel-to-conflict-zone", "--severity",
          "high", "--region", "BE-VLI", "--share-with", "nl", "--text",
          "Booked a one-way flight to a conflict zone.")
@@ -138,7 +144,45 @@ def test_an_officer_reads_sends_follows_and_acknowledges_in_a_browser(
             expect(page.locator("#notice")).to_contain_text("Signal acknowledged")
             expect(page.locator("#signals-incoming li").first).to_contain_text("acknowledged")
 
+            # --- forward with consent: H2 needs the owner's, asked for and granted
+            page.get_by_role("button", name="Inbox").click()
+            page.locator(f"#inbox-table tr[data-id='{secret}']").get_by_role("button").click()
+            expect(page.locator("#reader-text")).to_have_text("Meeting on Friday in Maastricht.")
+            page.locator("#reader-forward-open").click()
+            page.get_by_label("Forward to").fill("be/desk")
+            page.get_by_label("Reason (for the owner").fill("the Belgian desk handles it")
+            page.locator("#forward-form button[type='submit']").click()
+            expect(page.locator("#notice")).to_contain_text("policy")
+            page.locator("#consent-ask").click()
+            expect(page.locator("#notice")).to_contain_text("Consent asked of be/jpeeters")
+            _cli(peer, "consent", "grant", secret, "--forwarder", "nl/desk", "--for", "be/desk")
+            expect(page.locator("#inbox-table")).to_contain_text(f"Consent: forward {secret}")
+            page.locator("#forward-form button[type='submit']").click()
+            expect(page.locator("#notice")).to_contain_text("with the owner's consent")
+            shot("forward")
+
+            # --- as the owner: a consent request for what this desk sent, granted here
+            _cli(peer, "consent", "request", sent_id, "--for", "be/desk", "--reason",
+                 "for the Belgian desk")
+            ask = page.locator("#inbox-table tr", has_text=f"Consent request: forward {sent_id}")
+            ask.get_by_role("button").click()
+            expect(page.locator("#grant-forwarder")).to_have_value("be/jpeeters")
+            expect(page.locator("#grant-target")).to_have_value("be/desk")
+            page.get_by_role("button", name="Grant consent").click()
+            expect(page.locator("#notice")).to_contain_text("Consent sent to be/jpeeters")
+
             # --- requests and the directory answer too
+            page.get_by_role("button", name="Requests").click()
+            request_row = page.locator("#requests-table tr", has_text=asked)
+            expect(request_row).to_contain_text("incoming")
+            expect(request_row.locator("td.due")).to_contain_text(" h ")  # counting down
+            shot("requests")
+            request_row.get_by_role("button").click()
+            expect(page.locator("#reader-text")).to_have_text("Who keeps XK-123-B?")
+            page.locator("#reader-reply-open").click()
+            page.get_by_label("Your reply").fill("J. Jansen, Heerlen.")
+            page.get_by_role("button", name="Send reply").click()
+            expect(page.locator("#notice")).to_contain_text("Reply ")
             page.get_by_role("button", name="Directory").click()
             expect(page.locator("#directory-table")).to_contain_text("be/jpeeters")
             shot("directory")

@@ -133,7 +133,14 @@
     $("reader-text").textContent = r.content.text;
     $("reply-form").hidden = true;
     $("forward-form").hidden = true;
-    $("reader-reply-open").hidden = r.kind !== "request";
+    const consentAsk = /^Consent request: forward (\S+) to (\S+)$/.exec(r.content.subject);
+    $("reader-reply-open").hidden = r.kind !== "request" || !!consentAsk;
+    $("grant-form").hidden = !consentAsk;
+    if (consentAsk) {
+      $("grant-forwarder").value = r.sender.officer;
+      $("grant-target").value = consentAsk[2];
+      $("grant-form").dataset.original = consentAsk[1];
+    }
     $("reader-subject").tabIndex = -1;
     $("reader-subject").focus();
   }
@@ -321,7 +328,7 @@
     if (!reading) return;
     try {
       const r = await api("POST", "/api/envelopes/" + encodeURIComponent(reading.id) + "/forward",
-        { to: $("forward-to").value, note: $("forward-note").value });
+        { to: $("forward-to").value.trim() });
       say("Forwarded as " + r.id + " (" + r.status + ")" + (r.consent ? " with the owner's consent" : "") + ".", true);
       $("forward-form").hidden = true;
     } catch (err) { failed(err); }
@@ -331,8 +338,20 @@
     if (!reading) return;
     try {
       const r = await api("POST", "/api/envelopes/" + encodeURIComponent(reading.id) + "/consent-request",
-        { to: $("forward-to").value, note: $("forward-note").value });
+        { to: $("forward-to").value.trim(), reason: $("forward-reason").value });
       say("Consent asked of " + r.owner + " (" + r.id + "); forward once it has arrived.", true);
+    } catch (err) { failed(err); }
+  }
+
+  async function grantConsent(ev) {
+    ev.preventDefault();
+    const original = $("grant-form").dataset.original;
+    try {
+      const r = await api("POST", "/api/envelopes/" + encodeURIComponent(original) + "/consent-grant",
+        { forwarder: $("grant-forwarder").value.trim(), target: $("grant-target").value.trim(),
+          days: Number($("grant-days").value) || 7 });
+      say("Consent sent to " + r.forwarder + " (" + r.id + ").", true);
+      $("grant-form").hidden = true;
     } catch (err) { failed(err); }
   }
 
@@ -447,6 +466,7 @@
     $("reply-form").addEventListener("submit", sendReply);
     $("forward-form").addEventListener("submit", sendForward);
     $("consent-ask").addEventListener("click", askConsent);
+    $("grant-form").addEventListener("submit", grantConsent);
     $("compose-form").addEventListener("submit", sendCompose);
     $("compose-form").addEventListener("input", scheduleCheck);
     $("compose-form").addEventListener("change", scheduleCheck);
