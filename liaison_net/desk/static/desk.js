@@ -185,6 +185,14 @@
     };
   }
 
+  function composeDefaults() {
+    // As the CLI: TLP:AMBER, and an evaluation claimed only when the officer picks one.
+    [["c-tlp", "AMBER"], ["c-source", "X"], ["c-accuracy", "4"]].forEach(([id, value]) => {
+      $(id).value = value;
+      $(id).dispatchEvent(new Event("change"));
+    });
+  }
+
   let checkTimer = null;
   function scheduleCheck() {
     clearTimeout(checkTimer);
@@ -219,6 +227,7 @@
     try {
       const r = await api("POST", "/api/send", composeBody());
       $("compose-form").reset();
+      composeDefaults();
       $("compose-check").textContent = "";
       show("sent");
       say("Sent " + r.id + " (" + r.status + ") to " + r.to.join(", ") + ".", true);
@@ -443,9 +452,9 @@
     const c = session.choices;
     fillSelect($("c-handling"), c.handling, "c-handling-meaning");
     fillSelect($("c-tlp"), c.tlp, "c-tlp-meaning");
-    $("c-tlp").value = "AMBER"; $("c-tlp").dispatchEvent(new Event("change"));
     fillSelect($("c-source"), c.source, "c-source-meaning");
     fillSelect($("c-accuracy"), c.accuracy, "c-accuracy-meaning");
+    composeDefaults();
     fillSelect($("c-precedence"), session.precedences.map((p) => ({ value: p })), null);
     fillSelect($("s-category"), session.signal_categories.map((p) => ({ value: p })), null);
     fillSelect($("s-severity"), session.signal_severities.map((p) => ({ value: p })), null);
