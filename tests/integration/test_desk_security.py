@@ -13,6 +13,7 @@ import pytest
 
 from liaison_net.desk.api import MAX_BODY_BYTES
 from tests.integration.desk_net import DeskNet, RunningDesk, desk_network, running_desk
+from tests.integration.network import audit_rows
 
 
 @dataclass
@@ -173,10 +174,22 @@ async def test_bad_input_is_a_typed_json_error_never_a_500(
     assert (got, error_code(answer)) == (status, code), (case, answer[:200])
 
 
-async def test_the_policy_refuses_before_sending(door: Door) -> None:
-    form: dict[str, Any] = {"to": ["de-nw/kmueller"], "subject": "s", "purpose": "p",
-                            "handling": "H0", "tlp": "AMBER", "share_with": ["be", "nl", "lu"]}
-    status, _, body = await request(door.desk, "POST", "/api/send",
-                                    headers=change_headers(door), body=json.dumps(form).encode())
-    assert status == 403 and error_code(body).startswith("policy"), body
-    assert b"de-nw" in body
+@pytest.mark.parametrize("to, share_with", [
+    ("de-nw/kmueller", ["be", "nl", "lu"]),  # DE-NW: not a node the tag allows
+    ("be/jpeeters", ["nl"]),  # an enrolled colleague on a node the tag leaves out
+])
+async def test_the_policy_refuses_before_sending(door: Door, to: str,
+                                                 share_with: list[str]) -> None:
+    """Refused by the desk itself, naming the recipient: the node never sees it (it would
+    refuse it too, and audit that)."""
+    refusals = len([r for r in audit_rows(door.desks.net, "nl")
+                    if r.event == "envelope.refused"])
+    form: dict[str, Any] = {"to": [to], "subject": "s", "purpose": "p", "handling": "H0",
+                            "tlp": "AMBER", "share_with": share_with}
+    for path in ("/api/check", "/api/send"):
+        status, _, body = await request(door.desk, "POST", path, headers=change_headers(door),
+                                        body=json.dumps(form).encode())
+        assert status == 403 and error_code(body).startswith("policy"), body
+        assert f"not sending to {to}".encode() in body
+    assert len([r for r in audit_rows(door.desks.net, "nl")
+                if r.event == "envelope.refused"]) == refusals
