@@ -143,6 +143,14 @@ def test_an_officer_reads_sends_follows_and_acknowledges_in_a_browser(
             signal_row.get_by_role("button", name="Acknowledge signal").click()
             expect(page.locator("#notice")).to_contain_text("Signal acknowledged")
             expect(page.locator("#signals-incoming li").first).to_contain_text("acknowledged")
+            page.locator("#s-category").select_option("recruitment-activity")
+            page.locator("#s-severity").select_option("medium")
+            page.locator("#s-region").fill("NL-LI")
+            page.locator("#s-share").fill("be")
+            page.locator("#s-text").fill("Leaflets handed out near a school.")
+            page.get_by_role("button", name="Raise").click()
+            expect(page.locator("#notice")).to_contain_text("raised for be/desk")
+            expect(page.locator("#signals-raised")).to_contain_text("(medium)")
 
             # --- forward with consent: H2 needs the owner's, asked for and granted
             page.get_by_role("button", name="Inbox").click()
