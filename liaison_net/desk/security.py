@@ -5,7 +5,8 @@ any web page the officer visits can make the browser send requests to 127.0.0.1,
 hostile DNS name can be re-pointed at 127.0.0.1 (DNS rebinding). So, as Jupyter does:
 
 * **Login token.** ``liaison desk`` prints (and opens) ``/login?token=T``: T is 32 random
-  bytes, compared in constant time, and good for one exchange only. The exchange sets an
+  bytes, compared in constant time, good for one exchange only and for 15 minutes at
+  most (``LOGIN_TTL_S``). The exchange sets an
   ``HttpOnly; SameSite=Strict`` session cookie (another random value, per port) and
   redirects to ``/``, so the token leaves the address bar and the history at once.
 * **Host allowlist.** Every request must name ``127.0.0.1:PORT`` or ``localhost:PORT`` in
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -34,6 +37,7 @@ from aiohttp import web
 from liaison_net import errors
 
 TOKEN_BYTES = 32
+LOGIN_TTL_S = 15 * 60  # an unused login link expires: it may sit in a terminal's scrollback
 CSRF_HEADER = "X-CSRF-Token"
 LOGIN_PATH = "/login"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -56,6 +60,12 @@ class DeskDoor:
     login_token: str | None = field(default_factory=lambda: secrets.token_urlsafe(TOKEN_BYTES))
     session: str = field(default_factory=lambda: secrets.token_urlsafe(TOKEN_BYTES))
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(TOKEN_BYTES))
+    clock: Callable[[], float] = time.monotonic
+    login_ttl_s: float = LOGIN_TTL_S
+    issued: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.issued = self.clock()
 
     @property
     def hosts(self) -> frozenset[str]:
@@ -85,11 +95,13 @@ class DeskDoor:
                 "(Host header refused)")
 
     def exchange(self, token: str | None) -> None:
-        """Spend the login token: good once, compared in constant time."""
+        """Spend the login token: good once, within its time, compared in constant time."""
+        if self.login_token is not None and self.clock() - self.issued > self.login_ttl_s:
+            self.login_token = None  # expired: nothing equals it any more
         if not _equal(token, self.login_token):
             raise errors.Unauthorized(
-                "this login link is not valid (or was already used): run `liaison desk` "
-                "again for a new one")
+                "this login link is not valid (used, expired or mistyped): run `liaison "
+                "desk` again for a new one")
         self.login_token = None
 
     def check_session(self, request: web.Request) -> None:
