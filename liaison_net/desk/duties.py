@@ -83,7 +83,7 @@ async def reply(officer: DeskOfficer, request_id: str, text: str,
         now=now, expires=now + REPLY_TTL_MS, kind=Kind.REPLY, ref=request.id,
         precedence=h.precedence)
     result = await officer.node.submit(envelope.to_bytes())
-    officer.sent.appendleft({"id": result.id, "status": result.status, "to": [h.sender],
+    officer.remember_sent({"id": result.id, "status": result.status, "to": [h.sender],
                              "subject": f"Re: request {h.id_text}", "sent": now,
                              "kind": Kind.REPLY.value})
     return {"id": result.id, "status": result.status, "late": late}

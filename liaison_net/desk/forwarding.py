@@ -87,7 +87,7 @@ async def forward(officer: DeskOfficer, envelope_id: str, to: str) -> dict[str, 
     tagflow.check(envelope.header, layer=tagflow.Layer.ORIGIN, here=ks.node, now=now,
                   lookup=directory.lookup(), officer_key=reading.officer_key(directory))
     result = await officer.node.submit(envelope.to_bytes())
-    officer.sent.appendleft({"id": result.id, "status": result.status, "to": [to],
+    officer.remember_sent({"id": result.id, "status": result.status, "to": [to],
                              "subject": f"Forward of {original.header.id_text}", "sent": now,
                              "kind": Kind.MESSAGE.value})
     return {"id": result.id, "status": result.status, "forwarded": original.header.id_text,

@@ -90,7 +90,10 @@ class DeskOfficer:
         self.node = NodeSession(keystore, cache=self.cache)
         self.warnings: collections.deque[str] = collections.deque(maxlen=50)
         self._summaries: collections.OrderedDict[str, Summary] = collections.OrderedDict()
-        self.sent: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_SENT_SHOWN)
+        # What this officer sent from the desk, kept sealed beside the keystore so the
+        # timelines survive a restart (client.local_cache, "sent").
+        self.sent: collections.deque[dict[str, Any]] = collections.deque(
+            self.cache.load_sent(keystore), maxlen=MAX_SENT_SHOWN)
         self._lock = asyncio.Lock()  # one directory refresh at a time
 
     def _warn(self, text: str) -> None:
@@ -102,6 +105,10 @@ class DeskOfficer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.node.__aexit__(None, None, None)
+
+    def remember_sent(self, record: dict[str, Any]) -> None:
+        self.sent.appendleft(record)
+        self.cache.save_sent(self.ks, list(self.sent))
 
     def now(self) -> int:
         return self.clock.now_ms()
@@ -274,7 +281,7 @@ class DeskOfficer:
             result = await self.node.submit(raw)
         record = {"id": result.id, "status": result.status, "to": resolved.officers,
                   "subject": form.subject, "sent": now, "kind": Kind.MESSAGE.value}
-        self.sent.appendleft(record)
+        self.remember_sent(record)
         return record
 
     # --- following ----------------------------------------------------------------------

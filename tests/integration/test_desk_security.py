@@ -193,3 +193,20 @@ async def test_the_policy_refuses_before_sending(door: Door, to: str,
         assert f"not sending to {to}".encode() in body
     assert len([r for r in audit_rows(door.desks.net, "nl")
                 if r.event == "envelope.refused"]) == refusals
+
+
+async def test_what_was_sent_keeps_its_timeline_after_a_restart(door: Door) -> None:
+    form = {"to": ["be/jpeeters"], "subject": "Kept", "text": "t", "purpose": "p",
+            "handling": "H0", "tlp": "AMBER"}
+    status, _, body = await request(door.desk, "POST", "/api/send",
+                                    headers=change_headers(door), body=json.dumps(form).encode())
+    assert status == 200, body
+    sent = json.loads(body)["id"]
+    with running_desk(door.desks.desk) as fresh:
+        _, headers, _ = await request(fresh, "GET", fresh.login_url.split(str(fresh.port), 1)[1])
+        cookie = headers["Set-Cookie"].split(";", 1)[0]
+        status, _, body = await request(fresh, "GET", "/api/sent", headers={"Cookie": cookie})
+        assert status == 200 and sent in [s["id"] for s in json.loads(body)["sent"]]
+        status, _, body = await request(fresh, "GET", f"/api/envelopes/{sent}/timeline",
+                                        headers={"Cookie": cookie})
+        assert status == 200 and json.loads(body)["recipients"][0]["officer"] == "be/jpeeters"
