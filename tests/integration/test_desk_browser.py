@@ -90,7 +90,14 @@ def test_an_officer_reads_sends_follows_and_acknowledges_in_a_browser(
             expect(row.locator(".badge.tlp")).to_have_text("TLP:AMBER")
             expect(row.locator(".badge.evaluation")).to_have_text("B2")
             shot("inbox")
-            row.get_by_role("button").click()
+            # Every control has a label a screen reader announces.
+            unlabelled = page.evaluate("""() => Array.from(document.querySelectorAll(
+                'input, select, textarea, button')).filter((e) => !(e.labels && e.labels.length)
+                && !e.getAttribute('aria-label') && !e.textContent.trim()).map((e) => e.id)""")
+            assert unlabelled == []
+            # ...and the keyboard alone opens the envelope.
+            row.get_by_role("button").focus()
+            page.keyboard.press("Enter")
             expect(page.locator("#reader-text")).to_have_text(
                 "Grey Audi A6, Belgian plates 1-ABC-234.")
             expect(page.locator("#reader-tag")).to_contain_text("judicial proceedings")
