@@ -196,8 +196,13 @@ async def raise_signal(request: web.Request) -> web.Response:
     category = text(body, "category", max_chars=60)
     if category not in {c.value for c in Category}:
         raise Malformed("category: not one of the signal categories")
+    name = text(body, "subject_name", default="", max_chars=200)
+    subject = None if not name.strip() else duties.Subject(
+        name, text(body, "subject_birth_date", default="", max_chars=20),
+        text(body, "subject_document", default="", max_chars=60),
+        text(body, "justification", default="", max_chars=500))
     return answer(await duties.raise_signal(
-        request.app[OFFICER], category=category,
+        request.app[OFFICER], category=category, subject=subject,
         severity=text(body, "severity", max_chars=20),
         region=text(body, "region", max_chars=10),
         share_with=frozenset(check_node_id(n.lower(), what="share_with entry") for n in share),

@@ -8,11 +8,12 @@ key signed them (``reading.believed_notice``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from liaison_net.client import reading, tagging
 from liaison_net.core import content as content_mod
-from liaison_net.core import sealing
+from liaison_net.core import pseudonym, sealing
 from liaison_net.core.envelope import Kind, Precedence
 from liaison_net.core.ids import id_from_text
 from liaison_net.core.limits import DAY_MS
@@ -22,6 +23,7 @@ from liaison_net.core.signals import (
     NOTICE_MATCH,
     Category,
     Confidence,
+    Pseudonym,
     Severity,
     SignalAnnex,
     SignalPayload,
@@ -103,12 +105,30 @@ SIGNAL_PRECEDENCE = {Severity.LOW: Precedence.ROUTINE, Severity.MEDIUM: Preceden
                      Severity.HIGH: Precedence.IMMEDIATE, Severity.CRITICAL: Precedence.FLASH}
 
 
+@dataclass(frozen=True)
+class Subject:
+    """Who a signal is about, as typed: only its pseudonym leaves this process."""
+
+    name: str
+    birth_date: str
+    document: str
+    justification: str  # why this person is matched: audited by the home node
+
+
 async def raise_signal(officer: DeskOfficer, *, category: str, severity: str, region: str,
-                       share_with: frozenset[str], text: str, valid_days: int = 30,
-                       confidence: str = "medium") -> dict[str, Any]:
-    """A signal to the duty desk of every other node named (the CLI's `signal raise`,
-    without subject identifiers: those stay with the CLI, which blinds them)."""
+                       share_with: frozenset[str], text: str, subject: Subject | None = None,
+                       valid_days: int = 30, confidence: str = "medium") -> dict[str, Any]:
+    """A signal to the duty desk of every other node named (the CLI's `signal raise`).
+    With a subject, the identifiers are normalised and blinded here, the home node
+    evaluates the network OPRF on the blinded point and the result is unblinded here:
+    only the pseudonym, never a name, leaves this machine."""
     ks, now = officer.ks, officer.now()
+    identifiers = None
+    if subject is not None:
+        if not subject.name.strip() or not subject.birth_date.strip() \
+                or not subject.justification.strip():
+            raise Malformed("a subject needs a name, a birth date and a justification")
+        identifiers = pseudonym.normalise(subject.name, subject.birth_date, subject.document)
     sev = Severity.from_label(severity)
     payload = SignalPayload(Category(category), sev, Confidence(confidence), region.upper(),
                             now, now + valid_days * DAY_MS, text).encode()
@@ -124,13 +144,20 @@ async def raise_signal(officer: DeskOfficer, *, category: str, severity: str, re
     missing = [d for d in desks if d not in directory.cards]
     if missing:
         raise NotFound(f"no duty desk enrolled at {', '.join(missing)}")
+    pseudonyms: tuple[Pseudonym, ...] = ()
+    if identifiers is not None and subject is not None:
+        blinded, blinding = pseudonym.blind(identifiers)
+        evaluations = await officer.node.evaluate_pseudonym(blinded, subject.justification)
+        pseudonyms = tuple(Pseudonym(kid, pseudonym.finalize(blinding, point, kid))
+                           for kid, point in evaluations)
     envelope = sealing.seal(
         sender=ks.officer, sender_key=ks.signing,
         recipients=[directory.recipient(d, now=now) for d in desks], tag=tag,
         plaintext=payload, now=now, expires=now + valid_days * DAY_MS, kind=Kind.SIGNAL,
-        precedence=SIGNAL_PRECEDENCE[sev], signal=SignalAnnex(sev, ()))
+        precedence=SIGNAL_PRECEDENCE[sev], signal=SignalAnnex(sev, pseudonyms))
     result = await officer.node.submit(envelope.to_bytes())
-    return {"id": result.id, "status": result.status, "desks": desks}
+    return {"id": result.id, "status": result.status, "desks": desks,
+            "pseudonymised": bool(pseudonyms)}
 
 
 async def signals(officer: DeskOfficer) -> dict[str, Any]:

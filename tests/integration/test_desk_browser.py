@@ -63,7 +63,8 @@ def test_an_officer_reads_sends_follows_and_acknowledges_in_a_browser(
                  "--purpose", "armed robbery investigation").split()[0]
     _cli(peer, "signal", "raise", "--category", "travel-to-conflict-zone", "--severity",
          "high", "--region", "BE-VLI", "--share-with", "nl", "--text",
-         "Booked a one-way flight to a conflict zone.")
+         "Booked a one-way flight to a conflict zone.", "--subject-name", "Jan Janssens",
+         "--subject-birth-date", "1990-04-12", "--justification", "case 2026/117")
 
     with running_desk(desks.desk) as desk, sync_playwright() as play:
         context = play.chromium.launch_persistent_context(
@@ -155,9 +156,16 @@ def test_an_officer_reads_sends_follows_and_acknowledges_in_a_browser(
             page.locator("#s-region").fill("NL-LI")
             page.locator("#s-share").fill("be")
             page.locator("#s-text").fill("Leaflets handed out near a school.")
+            page.get_by_label("Name", exact=True).fill("JANSSENS, jan")
+            page.get_by_label("Birth date").fill("12/04/1990")
+            page.get_by_label("Why you match this person").fill("case 2026/117, Maastricht")
             page.get_by_role("button", name="Raise").click()
-            expect(page.locator("#notice")).to_contain_text("raised for be/desk")
+            expect(page.locator("#notice")).to_contain_text(
+                "raised for be/desk, with the subject's pseudonym")
             expect(page.locator("#signals-raised")).to_contain_text("(medium)")
+            # the same person, signalled by BE and by NL: matched without a name
+            expect(page.locator("#signals-matches")).to_contain_text("concern the same person")
+            expect(page.locator("#signals-matches")).not_to_contain_text("Janssens")
 
             # --- forward with consent: H2 needs the owner's, asked for and granted
             page.get_by_role("button", name="Inbox").click()

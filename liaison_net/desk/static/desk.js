@@ -404,8 +404,11 @@
     try {
       const r = await api("POST", "/api/signals", {
         category: $("s-category").value, severity: $("s-severity").value,
-        region: $("s-region").value, share_with: $("s-share").value, text: $("s-text").value });
-      say("Signal " + r.id + " raised for " + r.desks.join(", ") + ".", true);
+        region: $("s-region").value, share_with: $("s-share").value, text: $("s-text").value,
+        subject_name: $("s-name").value, subject_birth_date: $("s-birth").value,
+        subject_document: $("s-document").value, justification: $("s-justification").value });
+      say("Signal " + r.id + " raised for " + r.desks.join(", ") +
+        (r.pseudonymised ? ", with the subject's pseudonym" : "") + ".", true);
       $("signal-form").reset();
       await loadSignals();
     } catch (err) { failed(err); }
