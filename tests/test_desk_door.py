@@ -58,3 +58,20 @@ def test_every_secret_is_fresh_and_long() -> None:
     assert len({one.login_token, one.session, one.csrf}) == 3
     assert one.cookie_name == "liaison_desk_1"
     assert one.hosts == {"127.0.0.1:1", "localhost:1"}
+
+
+def test_the_session_ends_after_its_time() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from liaison_net.desk.security import SESSION_TTL_S
+
+    clock = Clock()
+    door = DeskDoor(port=8080, clock=clock)
+    door.exchange(door.login_token)
+    request = make_mocked_request("GET", "/api/inbox", headers={
+        "Host": "127.0.0.1:8080", "Cookie": f"{door.cookie_name}={door.session}"})
+    clock.now += SESSION_TTL_S - 1
+    door.check(request)
+    clock.now += 2
+    with pytest.raises(Unauthorized, match="ended"):
+        door.check(request)

@@ -8,7 +8,8 @@ hostile DNS name can be re-pointed at 127.0.0.1 (DNS rebinding). So, as Jupyter 
   bytes, compared in constant time, good for one exchange only and for 15 minutes at
   most (``LOGIN_TTL_S``). The exchange sets an
   ``HttpOnly; SameSite=Strict`` session cookie (another random value, per port) and
-  redirects to ``/``, so the token leaves the address bar and the history at once.
+  redirects to ``/``, so the token leaves the address bar and the history at once. The
+  session lasts while the desk runs, 12 hours at most (``SESSION_TTL_S``).
 * **Host allowlist.** Every request must name ``127.0.0.1:PORT`` or ``localhost:PORT`` in
   its Host header: a rebound name carries its own name, and is refused before anything.
 * **Origin and CSRF.** Every state change (any method but GET/HEAD, and the websocket)
@@ -38,6 +39,7 @@ from liaison_net import errors
 
 TOKEN_BYTES = 32
 LOGIN_TTL_S = 15 * 60  # an unused login link expires: it may sit in a terminal's scrollback
+SESSION_TTL_S = 12 * 3600  # a working day; then `liaison desk` again, and a new link
 CSRF_HEADER = "X-CSRF-Token"
 LOGIN_PATH = "/login"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -62,7 +64,9 @@ class DeskDoor:
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(TOKEN_BYTES))
     clock: Callable[[], float] = time.monotonic
     login_ttl_s: float = LOGIN_TTL_S
+    session_ttl_s: float = SESSION_TTL_S
     issued: float = field(init=False)
+    logged_in: float | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.issued = self.clock()
@@ -103,8 +107,13 @@ class DeskDoor:
                 "this login link is not valid (used, expired or mistyped): run `liaison "
                 "desk` again for a new one")
         self.login_token = None
+        self.logged_in = self.clock()
 
     def check_session(self, request: web.Request) -> None:
+        if (self.logged_in is not None
+                and self.clock() - self.logged_in > self.session_ttl_s):
+            raise errors.Unauthorized(
+                "the desk's session has ended (after 12 hours): run `liaison desk` again")
         if not _equal(request.cookies.get(self.cookie_name), self.session):
             raise errors.Unauthorized(
                 "not logged in: open the link that `liaison desk` printed")
@@ -136,7 +145,7 @@ class DeskDoor:
 
     def set_cookie(self, response: web.StreamResponse) -> None:
         response.set_cookie(self.cookie_name, self.session, httponly=True, samesite="Strict",
-                            path="/")
+                            path="/", max_age=int(self.session_ttl_s))
 
 
 def content_security_policy(door: DeskDoor) -> str:

@@ -124,13 +124,19 @@
     tag.appendChild(el("p", r.tag.handling + ": " + r.tag.handling_meaning + ". TLP:" + r.tag.tlp +
       ": " + r.tag.tlp_meaning + ". Evaluation " + r.tag.evaluation + ": " +
       r.tag.evaluation_meaning + ". Owner " + r.tag.owner + ", purpose: " + r.tag.purpose +
-      (r.tag.conditions ? ". Conditions: " + r.tag.conditions : "") + ".", "meaning"));
+      (r.tag.conditions ? ". Conditions: " + r.tag.conditions : "") +
+      (r.tag.community ? ". Community: " + r.tag.community : "") +
+      ". May reach: " + r.tag.share_with.join(", ") + ". Retained until " +
+      when(r.tag.retain_until) + ".", "meaning"));
     const allows = $("reader-allows"); allows.replaceChildren();
     r.allows.forEach((a) => {
       allows.appendChild(el("li", (a.allowed ? "allowed: " : "not without consent: ") +
         a.action + " to " + a.target + (a.allowed ? "" : " (" + a.reason + ")")));
     });
     $("reader-text").textContent = r.content.text;
+    const files = $("reader-attachments"); files.replaceChildren();
+    r.content.attachments.forEach((a) => files.appendChild(
+      el("li", "attachment: " + a.name + " (" + a.media_type + ", " + a.bytes + " bytes)")));
     $("reply-form").hidden = true;
     $("forward-form").hidden = true;
     const consentAsk = /^Consent request: forward (\S+) to (\S+)$/.exec(r.content.subject);
