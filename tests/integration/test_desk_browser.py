@@ -46,7 +46,11 @@ def test_an_officer_reads_sends_follows_and_acknowledges_in_a_browser(
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium when "
                     "run as root; otherwise run `sudo apt-get install -y chromium`")
-    from playwright.sync_api import expect, sync_playwright
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        pytest.fail("playwright is missing: it is in the dev extras (`make test` installs "
+                    "them; or pip install -e '.[dev]')")
 
     shots = os.environ.get("LIAISON_DESK_SCREENSHOTS")
     peer = desks.peer.path
