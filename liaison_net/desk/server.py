@@ -82,7 +82,7 @@ async def door_middleware(request: web.Request, handler: Handler) -> web.StreamR
         door.check(request)
         response = await handler(request)
     except errors.Unauthorized as exc:
-        if request.path == "/" and request.method == "GET":
+        if request.path in ("/", "/login") and request.method == "GET":  # a person reads it
             response = web.Response(body=_LOGGED_OUT, status=401, content_type="text/html")
         else:
             response = _error(exc)
