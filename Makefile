@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-from-pyproject
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,24 @@ demo: $(STAMP)
 # so that a module's shared network starts once (docs/testing.md says why and how many).
 TEST_WORKERS ?= 4
 
-test: lint
+# The desk's browser test drives Debian's chromium (tests/integration/test_desk_browser.py):
+# installed here when missing and we are root (as CI is, on a clean machine); otherwise a
+# clear message, and that test fails saying the same. Playwright's own browser download
+# (`playwright install`) is never used.
+CHROMIUM := /usr/bin/chromium
+
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's chromium for the desk's browser test"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
+		|| { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }; \
+	else \
+		echo "$(CHROMIUM) is missing and this is not root: run 'sudo apt-get install -y chromium'" \
+		     "(the desk's browser test fails without it)"; \
+	fi
+
+test: lint chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile tests
 
 lint: $(STAMP)

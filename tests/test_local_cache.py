@@ -171,3 +171,27 @@ def test_clear_removes_both_and_a_missing_file_is_no_warning(
     assert c.cache.load_token(ks) is None and c.cache.load_directory(ks) is None
     c.cache.clear()
     assert c.warnings == []
+
+
+def test_the_sent_list_round_trips_sealed_and_0600(c: Cache, ks: keystore.Keystore) -> None:
+    """The desk's sent list (its timelines after a restart): subjects never in clear."""
+    records = [{"id": "01M8ZGVMSX597W5W2G84RTP280", "to": ["be/jpeeters"],
+                "subject": "Suspect vehicle", "sent": NOW, "status": "accepted"}]
+    c.cache.save_sent(ks, records)
+    raw = c.cache.sent_path.read_bytes()
+    assert b"Suspect vehicle" not in raw and b"be/jpeeters" not in raw
+    assert os.stat(c.cache.sent_path).st_mode & 0o777 == 0o600
+    assert c.cache.sent_path.name == "officer.keystore.sent"
+    assert c.cache.load_sent(ks) == records and c.warnings == []
+
+
+def test_a_sent_list_of_another_keystore_is_ignored(c: Cache, ks: keystore.Keystore) -> None:
+    c.cache.save_sent(ks, [{"id": "x"}])
+    other = dataclasses.replace(ks, signing=crypto.generate_signing_key())
+    assert c.cache.load_sent(other) == []
+    assert c.warnings and "does not open" in c.warnings[0]
+
+
+def test_the_sent_list_is_bounded(c: Cache, ks: keystore.Keystore) -> None:
+    c.cache.save_sent(ks, [{"id": str(i)} for i in range(lc.MAX_SENT_KEPT + 10)])
+    assert len(c.cache.load_sent(ks)) == lc.MAX_SENT_KEPT

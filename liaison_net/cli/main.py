@@ -36,6 +36,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
                 "Ask an owner for consent to forward, or grant one as the owner."),
     "demo": ("liaison_net.cli.demo:demo",
              "Run the demo network: four national nodes (be, nl, lu, de-nw), four officers."),
+    "desk": ("liaison_net.cli.desk:desk",
+             "Open your desk: a local web app (inbox, compose, timeline, requests, signals)."),
     "directory": ("liaison_net.cli.main:_officer_command",
                   "The officers you can write to: every card the network CA vouches for."),
     "forward": ("liaison_net.cli.main:_forwarding_command",

@@ -58,9 +58,14 @@ MAX_CLOCK_BACK_MS = 60_000  # a file "written" further in the future was not wri
 MAX_TOKEN_FILE_BYTES = 16 * 1024
 MAX_DIRECTORY_FILE_BYTES = 16 * 1024 * 1024 + 4096  # MAX_DIRECTORY_BYTES and the envelope
 _MAGIC = {"token": b"liaison-net session cache v1\n",
-          "directory": b"liaison-net directory cache v1\n"}
+          "directory": b"liaison-net directory cache v1\n",
+          "sent": b"liaison-net sent list v1\n"}
 _TOKEN_FIELDS = {"token", "expires", "written", "tls"}
 _DIRECTORY_FIELDS = {"directory", "written"}
+SENT_SUFFIX = ".sent"  # what a front end sent (the desk's timelines), newest first
+MAX_SENT_KEPT = 500
+MAX_SENT_FILE_BYTES = 1024 * 1024
+_SENT_FIELDS = {"sent", "written"}
 
 
 @dataclass(frozen=True, repr=False)
@@ -147,6 +152,26 @@ class LocalCache:
 
     def drop_directory(self) -> None:
         self._remove(self.directory_path)
+
+    # --- what was sent (ids, recipients, subjects: sealed like the rest) -----------------
+
+    def load_sent(self, ks: Keystore) -> list[dict[str, Any]]:
+        """The sent list as saved (each record a map of plain values), newest first."""
+        value = self._open("sent", ks, self.sent_path, MAX_SENT_FILE_BYTES, _SENT_FIELDS)
+        records = value["sent"] if value is not None else []
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            self.warn(f"ignoring {self.sent_path}: unexpected content")
+            return []
+        return records[:MAX_SENT_KEPT]
+
+    def save_sent(self, ks: Keystore, records: list[dict[str, Any]]) -> None:
+        self._seal("sent", ks, self.sent_path,
+                   {"sent": records[:MAX_SENT_KEPT], "written": self.now_ms()})
+
+    @property
+    def sent_path(self) -> Path:
+        return self.token_path.with_name(
+            self.token_path.name.removesuffix(TOKEN_SUFFIX) + SENT_SUFFIX)
 
     def clear(self) -> None:
         self.drop_token()

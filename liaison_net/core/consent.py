@@ -40,6 +40,11 @@ class Consent:
                 "owner": self.owner, "issued": self.issued, "expires": self.expires}
 
 
+#: The media type of the attachment that carries a signed consent in the owner's reply
+#: (cli/forwarding.py and desk/forwarding.py read it there).
+CONSENT_MEDIA_TYPE = "application/x-liaison-consent"
+
+
 def sign_consent(consent: Consent, owner_key: crypto.SigningKeyPair) -> bytes:
     _check(consent)
     body = codec.pack(consent.to_wire())
