@@ -220,7 +220,8 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
             batch_bytes=int(_num(delivery, "delivery.batch_bytes", 4 * 1024 * 1024,
                                  64 * 1024, 64 * 1024 * 1024)),
             # A peer admits 8 requests of ours at once by default (its [federation]
-            # in_flight_per_peer): at most 4 transactions leave room for a directory push.
+            # in_flight_per_peer): at most 4 transactions, one more in the slot kept for
+            # urgent ones, and a directory push.
             in_flight=int(_num(delivery, "delivery.in_flight", 3, 1, 4)),
             request_timeout_s=_num(delivery, "delivery.request_timeout_s", 30.0, 0.5, 600),
             expiry_sweep_s=_num(delivery, "delivery.expiry_sweep_s", 5.0, 0.1, 3600),
