@@ -73,6 +73,9 @@ class EffectsConfig:
     batch: int = 256  # effects per pass
     retry_max_s: float = 300.0  # backoff cap for an effect that keeps failing
     drain_delay_s: float = 0.0  # tests only: hold each pass back (a crash before the drain)
+    # After a commit's wake, gather what the next commits owe too: at a light load one seal,
+    # one commit and one transaction then cover several envelopes' evidence.
+    linger_s: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -243,12 +246,14 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
 
 
 def _effects(table: dict[str, Any]) -> EffectsConfig:
-    if unknown := set(table) - {"poll_s", "batch", "retry_max_s", "drain_delay_s"}:
+    if unknown := set(table) - {"poll_s", "batch", "retry_max_s", "drain_delay_s",
+                                "linger_s"}:
         raise ConfigError(f"unknown effects key(s): {', '.join(sorted(unknown))}")
     return EffectsConfig(poll_s=_num(table, "effects.poll_s", 2.0, 0.05, 3600),
                          batch=int(_num(table, "effects.batch", 256, 1, 10_000)),
                          retry_max_s=_num(table, "effects.retry_max_s", 300.0, 0.1, 86_400),
-                         drain_delay_s=_num(table, "effects.drain_delay_s", 0.0, 0, 3600))
+                         drain_delay_s=_num(table, "effects.drain_delay_s", 0.0, 0, 3600),
+                         linger_s=_num(table, "effects.linger_s", 0.25, 0, 5))
 
 
 def _supervision(table: dict[str, Any]) -> RestartPolicy:

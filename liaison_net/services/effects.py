@@ -18,9 +18,15 @@ seal was never stored). An effect that fails (a bug, bad arguments) is kept, aud
 recipient can receive (no card here) is deleted with an audit entry saying so, not
 silently. Storage trouble ends the pass; the next wake or poll tries again.
 
-It runs after each commit that wrote effects (``Database.on_effects``) and at least every
-``[effects] poll_s``. ``drain_delay_s`` holds each pass back, for tests that kill a node
-between a decision and its drain.
+It runs after each commit that wrote effects (``Database.on_effects``), ``[effects]
+linger_s`` (0.25 s) later, and at least every ``poll_s``. The linger is what makes a light
+load cheap: at 20 envelopes/s without it every envelope's evidence was a pass of its own
+(a seal, a commit, and at the destination a federation transaction back and its commits),
+about 40 % of the CPU an envelope cost; with it one pass covers the few envelopes of a
+quarter second. Nothing waits on it but the evidence and notices themselves, which stay
+owed in their rows meanwhile (a crash in between issues them after the restart).
+``drain_delay_s`` holds each pass back, for tests that kill a node between a decision and
+its drain.
 """
 
 from __future__ import annotations
@@ -68,12 +74,15 @@ class EffectDrain:
         self._backoff = BackoffPolicy(initial_s=1.0, maximum_s=config.retry_max_s)
 
     async def run(self) -> None:
-        """Drain on every wake, and at least every ``poll_s``, until cancelled."""
+        """Drain ``linger_s`` after every wake, and at least every ``poll_s``, until
+        cancelled."""
         while True:
             await self._pass()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.poll_s):
                     await self.wake.wait()
+                    if self.config.linger_s:
+                        await asyncio.sleep(min(self.config.linger_s, self.config.poll_s))
 
     async def _pass(self) -> None:
         self.wake.clear()
