@@ -19,12 +19,14 @@ recipient can receive (no card here) is deleted with an audit entry saying so, n
 silently. Storage trouble ends the pass; the next wake or poll tries again.
 
 It runs after each commit that wrote effects (``Database.on_effects``), ``[effects]
-linger_s`` (0.25 s) later, and at least every ``poll_s``. The linger is what makes a light
-load cheap: at 20 envelopes/s without it every envelope's evidence was a pass of its own
-(a seal, a commit, and at the destination a federation transaction back and its commits),
-about 40 % of the CPU an envelope cost; with it one pass covers the few envelopes of a
-quarter second. Nothing waits on it but the evidence and notices themselves, which stay
-owed in their rows meanwhile (a crash in between issues them after the restart).
+linger_s`` later (0 by default), and at least every ``poll_s``. At 20 envelopes/s every
+envelope's evidence is a pass of its own (a seal, a commit, and at the destination a
+federation transaction back and its commits), about 40 % of the CPU an envelope costs; a
+linger of 0.25 s lets one pass cover a quarter second of envelopes and halves that CPU,
+but its bursts land on envelopes that arrive during them and lengthen the latency tail
+(docs/performance.md), so it is off unless a node is short of CPU. Nothing waits on it but
+the evidence and notices themselves, which stay owed in their rows meanwhile (a crash in
+between issues them after the restart).
 ``drain_delay_s`` holds each pass back, for tests that kill a node between a decision and
 its drain.
 """
