@@ -15,6 +15,7 @@ import contextlib
 import errno
 import signal
 from pathlib import Path
+from collections.abc import Hashable
 from typing import Any
 
 import aiohttp
@@ -132,6 +133,12 @@ class Node:
         if sender is not None:
             sender.peer_called_in()
 
+    def _push_state(self) -> Hashable | None:
+        """Moves whenever a card, key or revocation is written or our certificate changes
+        (``PeerSender._pushes`` skips its reads while it stands still)."""
+        stamp = self.store.db.key_cache.stamp()
+        return None if stamp is None else (stamp, self.signing_cert_pem)
+
     async def _directory_push(self, peer: str) -> tuple[int, dict[str, Any]] | None:
         """New cards of this node's officers, and this node's signing certificate whenever
         the peer has not had the current one from us since we started (after a rotation)."""
@@ -191,9 +198,10 @@ class Node:
         await self.store.open(writer=False)  # the writer runs under the supervisor
         self.keys.nodes.update(await self.store.node_keys())
         self.keys.nodes[self.config.id] = self.signing_key.public
-        # Kept-alive connections per peer: one per transaction in flight, one for pushes.
+        # Kept-alive connections per peer: one per transaction in flight, one for the slot
+        # kept for urgent ones (federation/inflight.py), one for pushes.
         connector = aiohttp.TCPConnector(ssl=self._tls_contexts[2],
-                                         limit_per_host=self.config.delivery.in_flight + 1)
+                                         limit_per_host=self.config.delivery.in_flight + 2)
         watcher = KeyWatcher(self.paths, self.ca_cert, self._tls_contexts,
                              self._new_signing_key, lambda: self.signing_key.public,
                              clock=self.clock)
@@ -220,7 +228,7 @@ class Node:
                                         session=session, delivery=self.config.delivery,
                                         metrics=self.metrics,
                                         directory_push=self._directory_push,
-                                        clock=self.clock)
+                                        clock=self.clock, push_state=self._push_state)
                     self.senders[peer.id] = sender
                     sup.add(f"sender-{peer.id}", sender.run)
                 sup.add("expiry", self._expiry_loop)

@@ -16,7 +16,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from liaison_net.federation.inflight import Batch, InFlight, Row
+from liaison_net.federation.inflight import RESERVED, ROUTINE, URGENT, Batch, InFlight, Row
 
 MAX_COUNT = 4
 MAX_BYTES = 100
@@ -38,12 +38,15 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
             self.next_id += 1
             self.queued[self.next_id.to_bytes(16, "big")] = (precedence, size)
 
-    @precondition(lambda self: self.snapshot is None and self.book.has_room())
+    @precondition(lambda self: self.snapshot is None and self.book.has_room(URGENT))
     @rule()
     def begin_read(self) -> None:
+        # Only the slot kept for urgent batches free: the sender reads urgent ones only.
+        least = URGENT if not self.book.has_room() else ROUTINE
         skip = self.book.begin_read()
         # The store's read: queued, not skipped, precedence first, then oldest.
-        order = sorted((eid for eid in self.queued if eid not in skip),
+        order = sorted((eid for eid in self.queued
+                        if eid not in skip and self.queued[eid][0] >= least),
                        key=lambda eid: (-self.queued[eid][0], eid))
         self.snapshot = [(eid, self.queued[eid][0], b"x" * self.queued[eid][1])
                          for eid in order]
@@ -86,7 +89,9 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
         for batch in self.book.batches.values():
             assert not seen & set(batch.ids)
             seen |= set(batch.ids)
-        assert len(self.book.batches) <= self.book.limit
+        routine = [b for b in self.book.batches.values() if b.precedence == ROUTINE]
+        assert len(routine) <= self.book.limit
+        assert len(self.book.batches) <= self.book.limit + RESERVED
 
 
 TestClaimsAgainstOutbox = ClaimsAgainstOutbox.TestCase
@@ -164,3 +169,22 @@ def test_one_read_at_a_time() -> None:
         book.begin_read()
     book.abandon()
     book.begin_read()
+
+
+def test_a_slot_is_kept_for_an_urgent_batch_beside_full_routine_ones() -> None:
+    """Every slot taken by routine transactions: another routine batch may not start, a
+    flash one may (in the kept slot), and after it nothing may."""
+    book = InFlight(limit=2, max_count=10, max_bytes=1000)
+    for i in (1, 2):
+        book.begin_read()
+        routine = book.take(rows((i, 0, 10)))
+        assert routine is not None and book.may_start(routine)
+    assert not book.has_room() and book.has_room(URGENT)
+    book.begin_read()
+    third = book.take(rows((3, 0, 10)))
+    assert third is not None and not book.may_start(third)
+    book.release(third)
+    book.begin_read()
+    flash = book.take(rows((4, 3, 10)))
+    assert flash is not None and book.may_start(flash)
+    assert not book.has_room(URGENT)

@@ -162,3 +162,25 @@ def test_every_key_table_write_in_the_store_is_recognised() -> None:
                 seen += 1
                 assert changes_keys(sql), sql
     assert seen >= 4  # put_card (2), supersede_node_key, add_revocation (2)
+
+
+async def test_the_stamp_moves_with_every_card_and_revocation_and_with_nothing_else(
+        store: NodeStore) -> None:
+    """The federation sender skips its directory and revocation reads while the stamp
+    stands still: a card or a revocation written must move it; an audit entry not."""
+    stamp = store.db.key_cache.stamp()
+    assert stamp is not None
+
+    async def unrelated(txn: WriteTxn) -> None:
+        await txn.audit(NOW, "test.unrelated", "nl", "{}")
+
+    await store.db.write(unrelated)
+    assert store.db.key_cache.stamp() == stamp
+    key = crypto.generate_signing_key()
+    card, raw = _card(key, 1)
+    assert await store.put_card(card, raw, now=NOW, source="nl")
+    after_card = store.db.key_cache.stamp()
+    assert after_card is not None and after_card != stamp
+    await _revoke(store, key.key_id, "laptop stolen")
+    after_revocation = store.db.key_cache.stamp()
+    assert after_revocation is not None and after_revocation != after_card

@@ -177,9 +177,11 @@ class Run:
 
 def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = None,
           keep: bool = False, log_level: str = "info",
-          batch_size: int = 1) -> tuple[dict[str, Any], list[str]]:
+          batch_size: int = 1,
+          light_seconds: float | None = None) -> tuple[dict[str, Any], list[str]]:
     """Run the selection; return (JSON document, errors). Cleans up unless ``keep``.
-    ``batch_size``: envelopes per submit request in our relay (1: single submits)."""
+    ``batch_size``: envelopes per submit request in our relay (1: single submits);
+    ``light_seconds``: the light load's length, if not the plan's."""
     from liaison_net.bench.report import document
 
     selected = selection(names)
@@ -187,8 +189,10 @@ def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = N
     machine = machine_facts()
     root = workdir or Path(tempfile.mkdtemp(prefix="liaison-bench-"))
     root.mkdir(parents=True, exist_ok=True)
-    run = Run(selected, dataclasses.replace(QUICK if quick else FULL, batch_size=batch_size),
-              root, ui, log_level)
+    plan = dataclasses.replace(QUICK if quick else FULL, batch_size=batch_size)
+    if light_seconds is not None:
+        plan = dataclasses.replace(plan, light_seconds=light_seconds)
+    run = Run(selected, plan, root, ui, log_level)
     try:
         results = asyncio.run(run.run())
     finally:

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,9 +58,12 @@ from liaison_net.bench.workload import (
 )
 from liaison_net.client.session import NodeSession, SubmitResult
 from liaison_net.core import crypto
+from liaison_net.core.ids import id_from_text
+from liaison_net.drills.harness import HarnessTimeout
 from liaison_net.store import observe
 
 Figures = dict[str, Any]
+LIVE_MAX = 100_000  # arrivals the live-stream watcher keeps
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,13 @@ class System(abc.ABC):
         """The origin's and the destination's process and state on disk, for ``cost``."""
         return {}
 
+    @contextlib.asynccontextmanager
+    async def live(self) -> AsyncIterator[dict[bytes, int] | None]:
+        """Arrivals (key -> ``time.time_ns``) as the recipient's own client sees them
+        while the block runs, where the system has such a client (ours: the officer's
+        live inbox stream); None elsewhere."""
+        yield None
+
     def counts(self, keys: set[bytes], records: list[tuple[bytes, int]]) -> tuple[int, int]:
         """(distinct keys received, extra copies received), from the sink by default."""
         copies = Counter(key for key, _ in records if key in keys)
@@ -211,13 +221,24 @@ async def light(system: System, batch: Batch, ui: Ui) -> Figures:
     idle = await _idle_cpu(system, 1.0 if plan.quick else 3.0)
     with _sink(system, batch, "light") as sink:
         await asyncio.to_thread(sink.start, 60)
-        with ui.step(f"{label}: {plan.light_rate}/s for {plan.light_seconds:g} s",
-                     len(batch)) as progress:
-            sent = await submit_paced(system.submit, batch, rate=plan.light_rate,
-                                      max_in_flight=64, on_accepted=progress)
-        figures, first = await _finish(system, sink, batch, sent, ui, label)
+        async with system.live() as live:
+            with ui.step(f"{label}: {plan.light_rate}/s for {plan.light_seconds:g} s",
+                         len(batch)) as progress:
+                sent = await submit_paced(system.submit, batch, rate=plan.light_rate,
+                                          max_in_flight=64, on_accepted=progress)
+            figures, first = await _finish(system, sink, batch, sent, ui, label)
+            if live is not None:  # the stream is a few ms behind the sink at most
+                expected = sent.accepted_keys(batch)
+                with contextlib.suppress(HarnessTimeout):  # then figures of what it showed
+                    await asyncio.to_thread(Deadline(plan.stall_s).wait_for,
+                                            lambda: expected <= live.keys(),
+                                            what="the live stream to show every envelope")
     figures["rate_target_per_s"] = plan.light_rate
     _latency(figures, batch, sent, first)
+    if live is not None:
+        at_stream = latencies_ms(batch, sent, dict(live))
+        figures["live_latency_p50_ms"] = rounded(percentile(at_stream, 50), 2)
+        figures["live_latency_p99_ms"] = rounded(percentile(at_stream, 99), 2)
     accepted = [max(0.0, (at - sent.start_ns[i]) / 1e6) for i, at in sent.accepted_ns.items()]
     figures["accept_p50_ms"] = rounded(percentile(accepted, 50), 2)
     figures["accept_p99_ms"] = rounded(percentile(accepted, 99), 2)
@@ -406,6 +427,28 @@ class OurSystem(System):
     def sink_spec(self, keys_file: Path, out_file: Path) -> SinkSpec:
         return SinkSpec("sqlite", str(keys_file), str(out_file),
                         database=str(self.net.database("be")), officer=RECIPIENT)
+
+    @contextlib.asynccontextmanager
+    async def live(self) -> AsyncIterator[dict[bytes, int] | None]:
+        """The recipient logged in at BE, following its live inbox stream (in this
+        process: at a light load it is idle between submits)."""
+        arrivals: dict[bytes, int] = {}
+        async with NodeSession(self.net.officers[RECIPIENT].keystore) as session:
+            after = max((e.seq for e in await session.inbox_all()), default=0)
+
+            async def follow() -> None:
+                async with contextlib.aclosing(session.follow(after)) as entries:
+                    async for entry in entries:
+                        arrivals.setdefault(id_from_text(entry.id), time.time_ns())
+                        if len(arrivals) > LIVE_MAX:
+                            return  # bounded; the light load is far below it
+
+            async with asyncio.TaskGroup() as group:
+                task = group.create_task(follow())
+                try:
+                    yield arrivals
+                finally:
+                    task.cancel()
 
     async def stop_destination(self, *, kill: bool) -> None:
         await asyncio.to_thread(self.net.stop_node, "be", kill=kill)

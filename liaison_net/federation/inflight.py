@@ -23,6 +23,13 @@ in flight (``may_start``). Flash goes out first and alone; routine starts once e
 transaction has been answered, which the peer does after committing it, so what was queued
 as flash is stored at the peer before any routine envelope queued beside it.
 
+A slot kept for what is urgent: routine batches fill at most ``limit`` slots, and one more
+(``RESERVED``) is open only to a batch above routine (``has_room``). A flash envelope
+queued while ``limit`` routine transactions are in flight (a catch-up, a large batch to a
+slow peer) therefore starts at once instead of waiting up to a request timeout for one of
+them to end; the peer's own limit (``[federation] in_flight_per_peer``, 8) leaves room for
+it beside at most 4 transactions and a directory push.
+
 After a crash nothing here survives and nothing needs to: every unanswered hop is still
 ``QUEUED`` and is simply sent again; the receiver deduplicates by envelope id.
 
@@ -40,6 +47,12 @@ from dataclasses import dataclass
 
 #: How the outbox answers a read: (envelope id, precedence, envelope bytes), in order.
 Row = tuple[bytes, int, bytes]
+
+#: Routine precedence (``core.envelope.Precedence.ROUTINE``); anything above is urgent.
+ROUTINE = 0
+URGENT = ROUTINE + 1  # the lowest precedence the kept slot takes
+#: Slots beyond ``limit`` kept for urgent batches.
+RESERVED = 1
 
 
 @dataclass(frozen=True)
@@ -68,8 +81,11 @@ class InFlight:
         self._reading = False
         self._tickets = 0
 
-    def has_room(self) -> bool:
-        return len(self.batches) < self.limit
+    def has_room(self, precedence: int = ROUTINE) -> bool:
+        """Whether a batch of ``precedence`` may start as far as slots go: ``limit`` for
+        any, ``RESERVED`` more for one above routine."""
+        urgent = RESERVED if precedence > ROUTINE else 0
+        return len(self.batches) < self.limit + urgent
 
     def begin_read(self) -> frozenset[bytes]:
         """A read of the outbox starts: the ids it must leave out."""
@@ -112,9 +128,12 @@ class InFlight:
         return batch
 
     def may_start(self, batch: Batch) -> bool:
-        """No batch of a higher precedence is in flight (it goes first, answered first)."""
-        return all(other.precedence <= batch.precedence
-                   for other in self.batches.values() if other.ticket != batch.ticket)
+        """No batch of a higher precedence is in flight (it goes first, answered first),
+        and a slot is free for its precedence (``has_room`` before it was taken)."""
+        others = [other for other in self.batches.values() if other.ticket != batch.ticket]
+        urgent = RESERVED if batch.precedence > ROUTINE else 0
+        return (len(others) < self.limit + urgent
+                and all(other.precedence <= batch.precedence for other in others))
 
     def release(self, batch: Batch) -> None:
         """The batch is over (answered and recorded, failed, or not started): unclaim."""

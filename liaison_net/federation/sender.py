@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +44,7 @@ from liaison_net.core.delivery import BackoffPolicy
 from liaison_net.core.ids import envelope_id_time_ms, id_to_text
 from liaison_net.errors import Malformed, Unavailable
 from liaison_net.federation import protocol
-from liaison_net.federation.inflight import Batch, InFlight
+from liaison_net.federation.inflight import ROUTINE, URGENT, Batch, InFlight
 from liaison_net.http_common import MSGPACK
 from liaison_net.metrics import NodeMetrics
 from liaison_net.pki.certificates import node_hostname
@@ -56,6 +56,9 @@ MAX_ATTEMPTS = 1_000_000  # the count only grows the backoff to its cap; keep it
 
 #: Builds the directory push for a peer: (cursor after this push, request body) or None.
 DirectoryPush = Callable[[str], Awaitable[tuple[int, dict[str, Any]] | None]]
+#: What the pushes before envelopes depend on (cards, keys, revocations, our certificate):
+#: equal values mean nothing to push has appeared since; None means "being written now".
+PushState = Callable[[], Hashable | None]
 
 
 @dataclass
@@ -95,7 +98,7 @@ class PeerSender:
     def __init__(self, *, node_id: str, peer: Peer, store: NodeStore,
                  session: aiohttp.ClientSession, delivery: DeliveryConfig,
                  metrics: NodeMetrics, directory_push: DirectoryPush,
-                 clock: Clock) -> None:
+                 clock: Clock, push_state: PushState | None = None) -> None:
         self.node_id = node_id
         self.clock = clock
         self.peer = peer
@@ -104,11 +107,17 @@ class PeerSender:
         self.delivery = delivery
         self.metrics = metrics
         self.directory_push = directory_push
+        self.push_state = push_state
+        # The push state at the last pass that found nothing to push, and until when that
+        # lets a pass skip the directory and revocation reads (``_pushes``).
+        self._pushed: Hashable | None = None
+        self._pushed_until = 0
         self.wake = asyncio.Event()
         self.called_in = asyncio.Event()
         self.ended = asyncio.Event()  # a transaction ended: room for another
         self.link = PeerLink()
         self.book = self._in_flight()
+        self._drained = False  # the last read left nothing unclaimed in the outbox
 
     def peer_called_in(self) -> None:
         self.called_in.set()
@@ -124,6 +133,7 @@ class PeerSender:
         self.link.attempts, self.link.next_attempt = await self.store.peer_backoff(self.peer.id)
         # A restarted loop starts with nothing in flight: its tasks ended with the group.
         self.book = self._in_flight()
+        self._drained = False
         async with asyncio.TaskGroup() as transactions:
             while True:
                 batch = await self._next()
@@ -138,22 +148,32 @@ class PeerSender:
         if self.link.next_attempt > now and not self.called_in.is_set():
             await self._wait(self.called_in, (self.link.next_attempt - now) / 1000)
             return None
-        if not book.has_room():
+        if not book.has_room(URGENT):
             self.ended.clear()
             await self._wait(self.ended, self.delivery.directory_push_s)
             return None
+        # Only the slot kept for urgent envelopes is free: only something newly queued
+        # (a wake) can be urgent, since the outbox is read most urgent first.
+        urgent_only = not book.has_room()
+        if (urgent_only or self._drained) and not self.wake.is_set():
+            # The last read found the outbox empty (or only the urgent slot is free):
+            # nothing new to read until a wake, or a transaction's end makes room.
+            self._drained = False
+            self.ended.clear()
+            await self._wait_any((self.wake, self.ended) if urgent_only else (self.wake,),
+                                 self.delivery.directory_push_s)
+            return None
         self.called_in.clear()
         self.wake.clear()
+        self.ended.clear()
         spell = book.spell
         try:
-            # The directory (with our node certificate) first, so the peer can verify
-            # our revocations; revocations before envelopes.
-            await self._push_directory()
-            await self._push_revocations()
+            await self._pushes()
             skip = book.begin_read()
             try:
                 rows = await self.store.next_batch_skipping(
-                    self.peer.id, book.max_count, now=self.clock.now_ms(), skip=skip)
+                    self.peer.id, book.max_count, now=self.clock.now_ms(), skip=skip,
+                    min_precedence=URGENT if urgent_only else ROUTINE)
             except BaseException:
                 book.abandon()
                 raise
@@ -168,15 +188,23 @@ class PeerSender:
         if batch is None:
             if not book.batches:
                 await self._succeeded(spell)  # everything answered, nothing left to send
-            await self._wait(self.wake, self.delivery.directory_push_s)
+            # Nothing (urgent) to read: wait for something new, or (routine waiting for the
+            # urgent slot's company to leave) for a transaction to end.
+            await self._wait_any((self.wake, self.ended) if urgent_only else (self.wake,),
+                                 self.delivery.directory_push_s)
             return None
         if not book.may_start(batch):
             # A higher precedence is still in flight: it goes first; read again once a
-            # transaction ends (its ids, unclaimed now, are read again then).
+            # transaction ends (its ids, unclaimed now, are read again then), or once
+            # something new is queued (it may be more urgent still).
             book.release(batch)
             self.ended.clear()
-            await self._wait(self.ended, self.delivery.directory_push_s)
+            await self._wait_any((self.wake, self.ended), self.delivery.directory_push_s)
             return None
+        # Every queued envelope (but those in flight) is in this batch: the next pass has
+        # nothing to read until a wake. Saves an empty read per transaction at light load.
+        self._drained = (not urgent_only and len(rows) < book.max_count
+                         and len(batch.ids) == len(rows))
         return batch
 
     async def _transact(self, batch: Batch) -> None:
@@ -208,8 +236,20 @@ class PeerSender:
             async with asyncio.timeout(max(seconds, 0.0)):
                 await event.wait()
 
+    @staticmethod
+    async def _wait_any(events: tuple[asyncio.Event, ...], seconds: float) -> None:
+        """Until one of ``events`` is set, at most ``seconds``."""
+        waiters = [asyncio.ensure_future(event.wait()) for event in events]
+        try:
+            await asyncio.wait(waiters, timeout=max(seconds, 0.0),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
     async def _failed(self, reason: str, *, malformed: bool, spell: int) -> None:
         now = self.clock.now_ms()
+        self._drained = False  # its envelopes are queued again: read them after the backoff
         self.metrics.retries.labels(peer=self.peer.id).inc()
         if not self.book.counts(spell):
             # Started before the failure that backs the peer off now: the same spell, not
@@ -256,12 +296,32 @@ class PeerSender:
             raise Unavailable(f"cannot reach {self.peer.id}: {type(exc).__name__}") from exc
         return payload
 
-    async def _push_revocations(self) -> None:
+    async def _pushes(self) -> None:
+        """The directory (with our node certificate) first, so the peer can verify our
+        revocations; revocations before envelopes.
+
+        Each costs a read or two, and at a light load every envelope is a pass of its own,
+        so a pass skips both when the last one found nothing to push and no card, key,
+        revocation or certificate of ours has been written since (``push_state``); still at
+        least every ``directory_push_s`` it reads them anyway."""
+        state = self.push_state() if self.push_state is not None else None
+        now = self.clock.now_ms()
+        if state is not None and state == self._pushed and now < self._pushed_until:
+            return
+        self._pushed = None
+        pushed = await self._push_directory()
+        pushed = await self._push_revocations() or pushed
+        if not pushed:
+            self._pushed = state
+            self._pushed_until = now + int(self.delivery.directory_push_s * 1000)
+
+    async def _push_revocations(self) -> bool:
         """A revoked key must stop working everywhere within seconds: pushed on every pass
-        of the loop (at least every ``directory_push_s``) until the peer has answered."""
+        of the loop (at least every ``directory_push_s``) until the peer has answered.
+        False if there was nothing to push."""
         pending = await self.store.keys.pending_revocations(self.peer.id)
         if not pending:
-            return
+            return False
         answer = await self._post(protocol.REVOCATIONS_PATH,
                                   {"origin": self.node_id,
                                    "statements": [raw for _, raw in pending]})
@@ -270,14 +330,17 @@ class PeerSender:
         finished = protocol.decode_revocations_answer(answer, len(pending))
         done = [key_id for (key_id, _), ok in zip(pending, finished, strict=True) if ok]
         await self.store.keys.revocations_acknowledged(self.peer.id, done)
+        return True
 
-    async def _push_directory(self) -> None:
+    async def _push_directory(self) -> bool:
+        """False if there was nothing to push."""
         push = await self.directory_push(self.peer.id)
         if push is None:
-            return
+            return False
         cursor, body = push
         protocol.decode_directory_answer(await self._post(protocol.DIRECTORY_PATH, body))
         await self.store.set_directory_cursor(self.peer.id, cursor)
+        return True
 
     async def _send_batch(self, batch: Batch) -> None:
         body = {"origin": self.node_id, "txn": crypto.random_bytes(16),

@@ -14,6 +14,7 @@ Two listeners share the node's server certificate:
 
 from __future__ import annotations
 
+import functools
 import ssl
 from pathlib import Path
 
@@ -71,6 +72,14 @@ def peer_node_id(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str:
     der = ssl_object.getpeercert(binary_form=True)
     if not der:
         raise errors.Unauthorized("peer presented no certificate")
+    return _node_id_of(der)
+
+
+@functools.lru_cache(maxsize=64)
+def _node_id_of(der: bytes) -> str:
+    """The node id in a certificate the handshake verified. Memoised: every request of a
+    kept-alive connection asks again, and parsing the certificate showed in the light-load
+    profile (bounded: a few peers, a few rotations). The id depends on the bytes alone."""
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:

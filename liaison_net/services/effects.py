@@ -18,9 +18,17 @@ seal was never stored). An effect that fails (a bug, bad arguments) is kept, aud
 recipient can receive (no card here) is deleted with an audit entry saying so, not
 silently. Storage trouble ends the pass; the next wake or poll tries again.
 
-It runs after each commit that wrote effects (``Database.on_effects``) and at least every
-``[effects] poll_s``. ``drain_delay_s`` holds each pass back, for tests that kill a node
-between a decision and its drain.
+It runs after each commit that wrote effects (``Database.on_effects``), ``[effects]
+linger_s`` later (0 by default), and at least every ``poll_s``. At 20 envelopes/s every
+envelope's evidence is a pass of its own (a seal, a commit, and at the destination a
+federation transaction back and its commits), about 40 % of the CPU an envelope costs; a
+linger of 0.25 s lets one pass cover a quarter second of envelopes and halves that CPU,
+but its bursts land on envelopes that arrive during them and lengthen the latency tail
+(docs/performance.md), so it is off unless a node is short of CPU. Nothing waits on it but
+the evidence and notices themselves, which stay owed in their rows meanwhile (a crash in
+between issues them after the restart).
+``drain_delay_s`` holds each pass back, for tests that kill a node between a decision and
+its drain.
 """
 
 from __future__ import annotations
@@ -68,12 +76,15 @@ class EffectDrain:
         self._backoff = BackoffPolicy(initial_s=1.0, maximum_s=config.retry_max_s)
 
     async def run(self) -> None:
-        """Drain on every wake, and at least every ``poll_s``, until cancelled."""
+        """Drain ``linger_s`` after every wake, and at least every ``poll_s``, until
+        cancelled."""
         while True:
             await self._pass()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.poll_s):
                     await self.wake.wait()
+                    if self.config.linger_s:
+                        await asyncio.sleep(min(self.config.linger_s, self.config.poll_s))
 
     async def _pass(self) -> None:
         self.wake.clear()

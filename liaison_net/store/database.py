@@ -380,8 +380,8 @@ class Database:
     async def fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         assert self._reader is not None, "database not open"
         try:
-            cursor = await self._reader.execute(sql, params)
-            return list(await cursor.fetchall())
+            # One hop to the reader thread (execute and fetch together), not two.
+            return list(await self._reader.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise Unavailable(f"database read failed: {exc}") from exc
 

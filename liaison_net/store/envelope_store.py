@@ -286,20 +286,22 @@ class EnvelopeStore:
         return [(bytes(r[0]), bytes(r[1])) for r in rows]
 
     async def next_batch_skipping(self, node: str, limit: int, *, now: int,
-                                  skip: Collection[bytes]) -> list[tuple[bytes, int, bytes]]:
+                                  skip: Collection[bytes],
+                                  min_precedence: int = 0) -> list[tuple[bytes, int, bytes]]:
         """``next_batch`` as (id, precedence, raw), leaving out the ids in ``skip``: those a
-        sender already has in flight (federation/inflight.py). Filtered on the hop's id,
-        before the join, so the envelope bytes of skipped rows are never read."""
+        sender already has in flight (federation/inflight.py), and those below
+        ``min_precedence`` (when only the slot kept for urgent ones is free). Filtered on
+        the hop, before the join, so the envelope bytes of skipped rows are never read."""
         if len(skip) > _MAX_SKIP:
             raise ValueError(f"at most {_MAX_SKIP} ids to skip")  # our bug, not input
         marks = ", ".join("?" * len(skip))
         rows = await self.db.fetchall(
             "SELECT h.envelope_id, h.precedence, e.raw FROM hops h "
             "JOIN envelopes e ON e.id = h.envelope_id "
-            "WHERE h.node = ? AND h.state = ? AND h.expires > ? "
+            "WHERE h.node = ? AND h.state = ? AND h.precedence >= ? AND h.expires > ? "
             f"AND h.envelope_id NOT IN ({marks}) AND e.purged IS NULL "
             "AND e.retain_until > ? ORDER BY h.precedence DESC, h.envelope_id LIMIT ?",
-            (node, HopState.QUEUED.value, now, *skip, now, limit),
+            (node, HopState.QUEUED.value, min_precedence, now, *skip, now, limit),
         )
         return [(bytes(r[0]), int(r[1]), bytes(r[2])) for r in rows]
 

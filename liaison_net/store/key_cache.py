@@ -63,6 +63,13 @@ class KeyCache:
             self._generation += 1
             self._entries.clear()
 
+    def stamp(self) -> int | None:
+        """A token that moves whenever a write group touches keys, None while one is being
+        written: two equal stamps mean no card, key or revocation was written in between
+        (the federation sender skips its directory and revocation reads on that)."""
+        with self._lock:
+            return self._generation if self._changing == 0 else None
+
     async def get(self, key: Hashable, load: Callable[[], Awaitable[T]],
                   keep: Callable[[T], bool] = lambda _: True) -> T:
         """The cached value of ``key``, else ``load()``'s, stored if ``keep`` says so (e.g.

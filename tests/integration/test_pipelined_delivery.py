@@ -193,3 +193,64 @@ async def test_transactions_in_flight_share_nothing_and_go_by_precedence(
     assert max(flash_events) < first_routine, \
         "a routine transaction started while a flash one was unanswered"
     relayed_once(net, "nl", {e.id for e in routine + flash})
+
+
+@dataclass
+class RoutineHoldingPeer(WatchingPeer):
+    """A fake BE that answers flash transactions at once and holds every routine one
+    unanswered until ``release`` is set."""
+
+    async def transaction(self, request: web.Request) -> web.Response:
+        body = codec.unpack(await request.read(), what="request", max_bytes=1 << 26)
+        envelopes = [self.envelopes[raw] for raw in body["envelopes"]]
+        ids = [e.id for e in envelopes]
+        if all(e.header.precedence == Precedence.ROUTINE for e in envelopes):
+            self.held.extend(ids)
+            await self.release.wait()
+        self.answered.update(ids)
+        return web.Response(body=codec.pack({"results": [["accepted", "", ""]] * len(ids)}),
+                            content_type="application/x-msgpack")
+
+
+async def test_a_flash_envelope_never_waits_behind_routine_transactions(
+        make_network: type[Network]) -> None:
+    """With its one in-flight slot taken by a routine transaction the fake BE holds
+    unanswered, NL still sends a flash envelope queued after it, at once, in the slot kept
+    for urgent ones; the routine one is delivered once released."""
+    net = make_network.create(
+        node_ids=("nl", "be"),
+        delivery={**TEST_DELIVERY, "batch_size": 8, "in_flight": 1,
+                  # Beyond every wait below: without the kept slot, the flash envelopes
+                  # would wait for the held routine transaction to time out.
+                  "request_timeout_s": 600.0})
+    jan, marie, directory = await setup_pair(net)
+    net.kill("be", signal.SIGKILL)
+    routine = sealed(jan, directory, marie.id, 8, Precedence.ROUTINE, "routine")
+    flash = sealed(jan, directory, marie.id, 2, Precedence.FLASH, "flash")
+    peer = RoutineHoldingPeer({e.to_bytes(): e for e in routine + flash})
+    app = web.Application(client_max_size=1 << 26)
+    app.router.add_post(protocol.TRANSACTION_PATH, peer.transaction)
+    app.router.add_post(protocol.DIRECTORY_PATH, peer.directory)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", net.nodes["be"].federation_port,
+                       ssl_context=server_context(net.certs / "be", require_client_cert=True))
+    await site.start()
+    try:
+        assert await submit_all(jan, [e.to_bytes() for e in routine]) == set(range(8))
+        await asyncio.to_thread(wait_for, lambda: bool(peer.held),
+                                what="NL's routine transaction held by BE")
+        assert await submit_all(jan, [e.to_bytes() for e in flash]) == {0, 1}
+        await asyncio.to_thread(wait_for, lambda: len(peer.answered) == 2,
+                                what="the flash envelopes answered beside the held routine")
+        assert set(peer.answered) == {e.id for e in flash}
+        await asyncio.to_thread(wait_for, lambda: hop_states(net, "nl", "be") ==
+                                Counter(delivered=2, queued=8), what="NL to record them")
+        peer.release.set()
+        await asyncio.to_thread(wait_for, lambda: hop_states(net, "nl", "be") ==
+                                Counter(delivered=10), what="the routine ones recorded")
+    finally:
+        peer.release.set()
+        await runner.cleanup()
+    assert max(peer.answered.values()) == 1
+    relayed_once(net, "nl", {e.id for e in routine + flash})
