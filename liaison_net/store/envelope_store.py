@@ -31,6 +31,9 @@ log = structlog.get_logger("liaison.store")
 
 _READ_CHUNK = 500  # ids per state read, well under SQLite's bound-parameter limit
 _MAX_SKIP = 8192  # ids a sender may have in flight, under SQLite's 32,766 parameters
+#: The outbox indexes are partial (``WHERE state = 'queued'``, migration 11): SQLite uses
+#: one only when the query names that same literal, never for ``state = ?``.
+_QUEUED = f"h.state = '{HopState.QUEUED.value}'"
 
 
 @dataclass(frozen=True)
@@ -279,9 +282,9 @@ class EnvelopeStore:
         it; checked again so a queued envelope past retention is never relayed)."""
         rows = await self.db.fetchall(
             "SELECT h.envelope_id, e.raw FROM hops h JOIN envelopes e ON e.id = h.envelope_id "
-            "WHERE h.node = ? AND h.state = ? AND h.expires > ? AND e.purged IS NULL "
+            f"WHERE h.node = ? AND {_QUEUED} AND h.expires > ? AND e.purged IS NULL "
             "AND e.retain_until > ? ORDER BY h.precedence DESC, h.envelope_id LIMIT ?",
-            (node, HopState.QUEUED.value, now, now, limit),
+            (node, now, now, limit),
         )
         return [(bytes(r[0]), bytes(r[1])) for r in rows]
 
@@ -296,17 +299,16 @@ class EnvelopeStore:
         rows = await self.db.fetchall(
             "SELECT h.envelope_id, h.precedence, e.raw FROM hops h "
             "JOIN envelopes e ON e.id = h.envelope_id "
-            "WHERE h.node = ? AND h.state = ? AND h.expires > ? "
+            f"WHERE h.node = ? AND {_QUEUED} AND h.expires > ? "
             f"AND h.envelope_id NOT IN ({marks}) AND e.purged IS NULL "
             "AND e.retain_until > ? ORDER BY h.precedence DESC, h.envelope_id LIMIT ?",
-            (node, HopState.QUEUED.value, now, *skip, now, limit),
+            (node, now, *skip, now, limit),
         )
         return [(bytes(r[0]), int(r[1]), bytes(r[2])) for r in rows]
 
     async def queue_depth(self) -> dict[str, int]:
         rows = await self.db.fetchall(
-            "SELECT node, COUNT(*) FROM hops WHERE state = ? GROUP BY node",
-            (HopState.QUEUED.value,))
+            f"SELECT node, COUNT(*) FROM hops h WHERE {_QUEUED} GROUP BY node")
         return {r[0]: r[1] for r in rows}
 
     async def finish_hops(self, node: str, *, now: int, delivered: list[bytes],
@@ -348,8 +350,8 @@ class EnvelopeStore:
         async def op(txn: WriteTxn) -> list[tuple[bytes, str, str]]:
             cur = await txn.execute(
                 "SELECT h.envelope_id, h.node, e.sender FROM hops h JOIN envelopes e "
-                "ON e.id = h.envelope_id WHERE h.state = ? AND h.expires <= ? LIMIT ?",
-                (HopState.QUEUED.value, now, limit))
+                f"ON e.id = h.envelope_id WHERE {_QUEUED} AND h.expires <= ? LIMIT ?",
+                (now, limit))
             rows = [(bytes(r[0]), r[1], r[2]) for r in await cur.fetchall()]
             moved: set[tuple[str, bytes]] = set()
             for node in sorted({node for _eid, node, _sender in rows}):
