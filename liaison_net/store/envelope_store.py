@@ -236,13 +236,18 @@ class EnvelopeStore:
                     cur = await txn.execute("DELETE FROM effects WHERE id = ?", (effect_id,))
                     deleted += cur.rowcount
                 if deleted:
-                    await self._accept_in(
+                    stored = await self._accept_in(
                         txn, item.envelope, now=item.now, actor=self.node_id,
                         event=item.event, local_recipients=item.local,
                         remote_nodes=item.remote, audit_detail=item.audit_detail)
-                    await txn.executemany(
-                        "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
-                        "VALUES (?, ?)", [(eid, item.envelope.id) for eid in item.covers])
+                    if item.local:  # only an inbox here ever looks a carrier up
+                        await txn.executemany(
+                            "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
+                            "VALUES (?, ?)", [(eid, item.envelope.id) for eid in item.covers])
+                    elif item.remote and not stored.duplicate:
+                        await txn.execute(
+                            "INSERT INTO forget_when_delivered (envelope_id, hops) "
+                            "VALUES (?, ?)", (item.envelope.id, len(set(item.remote))))
                 done.append(bool(deleted))
             return done
 
@@ -326,6 +331,7 @@ class EnvelopeStore:
                                                           for eid in delivered], now):
                 await txn.audit(now, "envelope.relayed", self.node_id, detail(peer=node),
                                 move.envelope_id)
+                await self._forget_if_done(txn, node, move.envelope_id)
             for move in await self._move_hops(txn, node, [HopMove(eid, HopEvent.REFUSE, code)
                                                           for eid, code in refused], now):
                 eid, code = move.envelope_id, str(move.reason)
@@ -341,6 +347,25 @@ class EnvelopeStore:
             return newly_refused
 
         return await self.db.write(op)
+
+    @staticmethod
+    async def _forget_if_done(txn: WriteTxn, node: str, envelope_id: bytes) -> None:
+        """An envelope this node issued for officers elsewhere only (evidence, notices:
+        ``forget_when_delivered``, written by ``complete_effects``) is done with once every
+        peer it goes to has taken it: its hop and, after the last one, its row are deleted
+        (their pages are reused). Its ``evidence.issued`` and ``envelope.relayed`` audit
+        entries remain. A hop refused or expired keeps it (the count never reaches 0)."""
+        row = await (await txn.execute(
+            "UPDATE forget_when_delivered SET hops = hops - 1 WHERE envelope_id = ? "
+            "RETURNING hops", (envelope_id,))).fetchone()
+        if row is None:
+            return
+        await txn.execute("DELETE FROM hops WHERE node = ? AND envelope_id = ?",
+                          (node, envelope_id))
+        if row[0] <= 0:
+            await txn.execute("DELETE FROM forget_when_delivered WHERE envelope_id = ?",
+                              (envelope_id,))
+            await txn.execute("DELETE FROM envelopes WHERE id = ?", (envelope_id,))
 
     async def expire_due(self, now: int, limit: int = 500) -> list[tuple[bytes, str, str]]:
         """Mark queued hops past expiry EXPIRED, each with the non-delivery notice it owes

@@ -224,6 +224,9 @@ MIGRATIONS: list[str] = [
     # the hash still covers it, so a deleted, edited or reordered row still breaks the
     # chain. The outbox indexes hold only queued hops: a delivered, refused or expired hop
     # is never looked up by them again, and leaves them (its row stays, for the status).
+    # ``forget_when_delivered``: an envelope this node issued (evidence, a notice) for no
+    # officer of its own, with the number of its hops not yet delivered; at 0 it is done
+    # with and deleted (``EnvelopeStore._forget_if_done``).
     """
     ALTER TABLE audit DROP COLUMN prev;
     DROP INDEX hops_queue;
@@ -231,6 +234,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX hops_queue ON hops (node, precedence DESC, envelope_id)
         WHERE state = 'queued';
     CREATE INDEX hops_expiry ON hops (expires) WHERE state = 'queued';
+
+    CREATE TABLE forget_when_delivered (
+        envelope_id BLOB PRIMARY KEY,
+        hops INTEGER NOT NULL
+    ) WITHOUT ROWID;
     """,
 ]
 
