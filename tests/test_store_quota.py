@@ -19,13 +19,13 @@ from liaison_net.core.limits import HOUR_MS
 from liaison_net.errors import StorageFull, Unavailable
 from liaison_net.federation.protocol import RETRYABLE_CODES
 from liaison_net.store import database
-from liaison_net.store.database import is_out_of_space, quota_pages
+from liaison_net.store.database import PAGE_SIZE, is_out_of_space, quota_pages
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW, Officer, seal_from
 
 ALICE = Officer("nl/jdevries")
 BOB = Officer("be/mpeeters")
-PAGE = 4096
+PAGE = PAGE_SIZE  # a new database's page size
 
 
 def _sqlite_error(message: str, code: int | None) -> sqlite3.OperationalError:

@@ -6,8 +6,29 @@ kept by ``database.WriteTxn.audit``, inside the write that records the decision.
 
 from __future__ import annotations
 
-from liaison_net.core.audit import AuditEntry, first_broken
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from liaison_net.core.audit import GENESIS, AuditEntry, first_broken
 from liaison_net.store.database import Database, WriteTxn
+
+#: What ``linked`` reads, in this order, ``ORDER BY seq``.
+ENTRY_COLUMNS = "seq, at, event, envelope_id, actor, detail, hash"
+
+
+def linked(rows: Iterable[Sequence[Any]]) -> list[AuditEntry]:
+    """Entries from rows of ``ENTRY_COLUMNS`` in seq order, each one's ``prev`` being the
+    hash of the row before it (GENESIS for the first). The table does not store ``prev``
+    (migration 11): the hash covers it, so ``first_broken`` still finds a row deleted,
+    edited or moved, at the first row whose hash no longer matches."""
+    entries: list[AuditEntry] = []
+    prev = GENESIS
+    for r in rows:
+        entry = AuditEntry(r[0], r[1], r[2], bytes(r[3]) if r[3] is not None else None,
+                           r[4], r[5], prev, bytes(r[6]))
+        entries.append(entry)
+        prev = entry.hash
+    return entries
 
 
 class AuditStore:
@@ -25,11 +46,7 @@ class AuditStore:
         await self.db.write(op)
 
     async def audit_entries(self) -> list[AuditEntry]:
-        rows = await self.db.fetchall(
-            "SELECT seq, at, event, envelope_id, actor, detail, prev, hash FROM audit "
-            "ORDER BY seq")
-        return [AuditEntry(r[0], r[1], r[2], bytes(r[3]) if r[3] is not None else None, r[4],
-                           r[5], bytes(r[6]), bytes(r[7])) for r in rows]
+        return linked(await self.db.fetchall(f"SELECT {ENTRY_COLUMNS} FROM audit ORDER BY seq"))
 
     async def verify_audit(self) -> tuple[int, int | None]:
         """(entries checked, first broken seq or None)."""

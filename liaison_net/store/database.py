@@ -62,6 +62,11 @@ log = structlog.get_logger("liaison.store")
 T = TypeVar("T")
 WriteFn = Callable[["WriteTxn"], Awaitable[T]]
 
+#: Page size of a new database. An envelope row (1-2 KiB) fits twice in a 4 KiB page and
+#: leaves a sixth of it unused; in 16 KiB pages the unused tail is spread over ~9 rows
+#: (issue 16: bytes on disk per envelope; docs/performance.md). A commit writes whole
+#: pages to the WAL, so a one-envelope commit writes more bytes; measured, not slower.
+PAGE_SIZE = 16384
 SQLITE_FULL = 13  # primary result code: "database or disk is full" (also max_page_count)
 SQLITE_IOERR = 10
 #: An I/O error with less free space than this on the database's filesystem is taken as
@@ -271,6 +276,8 @@ class Database:
         try:
             # busy_timeout first: another process may be creating this very database.
             conn.execute("PRAGMA busy_timeout=10000")
+            # Only a new, empty file takes it (an existing one keeps its own page size).
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             _set_wal(conn)
             for pragma in ("synchronous=FULL", "foreign_keys=ON"):
                 conn.execute(f"PRAGMA {pragma}")
@@ -559,10 +566,10 @@ class Database:
         seq, prev = self._audit_head
         seq += 1
         digest = entry_hash(prev, seq, at, event, envelope_id, actor, detail)
-        conn.execute(
-            "INSERT INTO audit (seq, at, event, envelope_id, actor, detail, prev, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (seq, at, event, envelope_id, actor, detail, prev, digest),
+        conn.execute(  # no ``prev``: it is the row before's hash (migration 11)
+            "INSERT INTO audit (seq, at, event, envelope_id, actor, detail, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (seq, at, event, envelope_id, actor, detail, digest),
         )
         self._audit_head = (seq, digest)
 

@@ -31,6 +31,9 @@ log = structlog.get_logger("liaison.store")
 
 _READ_CHUNK = 500  # ids per state read, well under SQLite's bound-parameter limit
 _MAX_SKIP = 8192  # ids a sender may have in flight, under SQLite's 32,766 parameters
+#: The outbox indexes are partial (``WHERE state = 'queued'``, migration 11): SQLite uses
+#: one only when the query names that same literal, never for ``state = ?``.
+_QUEUED = f"h.state = '{HopState.QUEUED.value}'"
 
 
 @dataclass(frozen=True)
@@ -233,13 +236,18 @@ class EnvelopeStore:
                     cur = await txn.execute("DELETE FROM effects WHERE id = ?", (effect_id,))
                     deleted += cur.rowcount
                 if deleted:
-                    await self._accept_in(
+                    stored = await self._accept_in(
                         txn, item.envelope, now=item.now, actor=self.node_id,
                         event=item.event, local_recipients=item.local,
                         remote_nodes=item.remote, audit_detail=item.audit_detail)
-                    await txn.executemany(
-                        "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
-                        "VALUES (?, ?)", [(eid, item.envelope.id) for eid in item.covers])
+                    if item.local:  # only an inbox here ever looks a carrier up
+                        await txn.executemany(
+                            "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
+                            "VALUES (?, ?)", [(eid, item.envelope.id) for eid in item.covers])
+                    elif item.remote and not stored.duplicate:
+                        await txn.execute(
+                            "INSERT INTO forget_when_delivered (envelope_id, hops) "
+                            "VALUES (?, ?)", (item.envelope.id, len(set(item.remote))))
                 done.append(bool(deleted))
             return done
 
@@ -279,9 +287,9 @@ class EnvelopeStore:
         it; checked again so a queued envelope past retention is never relayed)."""
         rows = await self.db.fetchall(
             "SELECT h.envelope_id, e.raw FROM hops h JOIN envelopes e ON e.id = h.envelope_id "
-            "WHERE h.node = ? AND h.state = ? AND h.expires > ? AND e.purged IS NULL "
+            f"WHERE h.node = ? AND {_QUEUED} AND h.expires > ? AND e.purged IS NULL "
             "AND e.retain_until > ? ORDER BY h.precedence DESC, h.envelope_id LIMIT ?",
-            (node, HopState.QUEUED.value, now, now, limit),
+            (node, now, now, limit),
         )
         return [(bytes(r[0]), bytes(r[1])) for r in rows]
 
@@ -298,17 +306,16 @@ class EnvelopeStore:
         rows = await self.db.fetchall(
             "SELECT h.envelope_id, h.precedence, e.raw FROM hops h "
             "JOIN envelopes e ON e.id = h.envelope_id "
-            "WHERE h.node = ? AND h.state = ? AND h.precedence >= ? AND h.expires > ? "
+            f"WHERE h.node = ? AND {_QUEUED} AND h.precedence >= ? AND h.expires > ? "
             f"AND h.envelope_id NOT IN ({marks}) AND e.purged IS NULL "
             "AND e.retain_until > ? ORDER BY h.precedence DESC, h.envelope_id LIMIT ?",
-            (node, HopState.QUEUED.value, min_precedence, now, *skip, now, limit),
+            (node, min_precedence, now, *skip, now, limit),
         )
         return [(bytes(r[0]), int(r[1]), bytes(r[2])) for r in rows]
 
     async def queue_depth(self) -> dict[str, int]:
         rows = await self.db.fetchall(
-            "SELECT node, COUNT(*) FROM hops WHERE state = ? GROUP BY node",
-            (HopState.QUEUED.value,))
+            f"SELECT node, COUNT(*) FROM hops h WHERE {_QUEUED} GROUP BY node")
         return {r[0]: r[1] for r in rows}
 
     async def finish_hops(self, node: str, *, now: int, delivered: list[bytes],
@@ -326,6 +333,7 @@ class EnvelopeStore:
                                                           for eid in delivered], now):
                 await txn.audit(now, "envelope.relayed", self.node_id, detail(peer=node),
                                 move.envelope_id)
+                await self._forget_if_done(txn, node, move.envelope_id)
             for move in await self._move_hops(txn, node, [HopMove(eid, HopEvent.REFUSE, code)
                                                           for eid, code in refused], now):
                 eid, code = move.envelope_id, str(move.reason)
@@ -342,6 +350,25 @@ class EnvelopeStore:
 
         return await self.db.write(op)
 
+    @staticmethod
+    async def _forget_if_done(txn: WriteTxn, node: str, envelope_id: bytes) -> None:
+        """An envelope this node issued for officers elsewhere only (evidence, notices:
+        ``forget_when_delivered``, written by ``complete_effects``) is done with once every
+        peer it goes to has taken it: its hop and, after the last one, its row are deleted
+        (their pages are reused). Its ``evidence.issued`` and ``envelope.relayed`` audit
+        entries remain. A hop refused or expired keeps it (the count never reaches 0)."""
+        row = await (await txn.execute(
+            "UPDATE forget_when_delivered SET hops = hops - 1 WHERE envelope_id = ? "
+            "RETURNING hops", (envelope_id,))).fetchone()
+        if row is None:
+            return
+        await txn.execute("DELETE FROM hops WHERE node = ? AND envelope_id = ?",
+                          (node, envelope_id))
+        if row[0] <= 0:
+            await txn.execute("DELETE FROM forget_when_delivered WHERE envelope_id = ?",
+                              (envelope_id,))
+            await txn.execute("DELETE FROM envelopes WHERE id = ?", (envelope_id,))
+
     async def expire_due(self, now: int, limit: int = 500) -> list[tuple[bytes, str, str]]:
         """Mark queued hops past expiry EXPIRED, each with the non-delivery notice it owes
         its sender recorded as an effect in the same write; return (envelope id, node,
@@ -350,8 +377,8 @@ class EnvelopeStore:
         async def op(txn: WriteTxn) -> list[tuple[bytes, str, str]]:
             cur = await txn.execute(
                 "SELECT h.envelope_id, h.node, e.sender FROM hops h JOIN envelopes e "
-                "ON e.id = h.envelope_id WHERE h.state = ? AND h.expires <= ? LIMIT ?",
-                (HopState.QUEUED.value, now, limit))
+                f"ON e.id = h.envelope_id WHERE {_QUEUED} AND h.expires <= ? LIMIT ?",
+                (now, limit))
             rows = [(bytes(r[0]), r[1], r[2]) for r in await cur.fetchall()]
             moved: set[tuple[str, bytes]] = set()
             for node in sorted({node for _eid, node, _sender in rows}):

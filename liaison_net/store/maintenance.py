@@ -15,6 +15,7 @@ from pathlib import Path
 
 from liaison_net.core.audit import AuditEntry, first_broken
 from liaison_net.errors import Conflict, NotFound, Unavailable
+from liaison_net.store.audit_store import ENTRY_COLUMNS, linked
 
 
 def _connect_ro(path: Path) -> sqlite3.Connection:
@@ -52,9 +53,13 @@ def check_copy(path: Path) -> int:
     with closing(_connect_ro(path)) as db:
         if db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
             raise Conflict(f"{path} fails SQLite's integrity check")
-        rows = db.execute("SELECT seq, at, event, envelope_id, actor, detail, prev, hash "
-                          "FROM audit ORDER BY seq").fetchall()
-    entries = [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
+        columns = {r[1] for r in db.execute("PRAGMA table_info(audit)")}
+        if "prev" in columns:  # a copy from before migration 11 stores each link
+            entries = [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7])
+                       for r in db.execute("SELECT seq, at, event, envelope_id, actor, "
+                                           "detail, prev, hash FROM audit ORDER BY seq")]
+        else:
+            entries = linked(db.execute(f"SELECT {ENTRY_COLUMNS} FROM audit ORDER BY seq"))
     broken = first_broken(entries)
     if broken is not None:
         raise Conflict(f"{path}: audit chain broken at entry {broken}")

@@ -219,6 +219,27 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (envelope_id, carrier)
     ) WITHOUT ROWID;
     """,
+    # 11: bytes on disk (issue 16). An audit entry's ``prev`` is the hash of the entry before
+    # it, so it is not stored twice: readers take it from that row (``audit_store.linked``);
+    # the hash still covers it, so a deleted, edited or reordered row still breaks the
+    # chain. The outbox indexes hold only queued hops: a delivered, refused or expired hop
+    # is never looked up by them again, and leaves them (its row stays, for the status).
+    # ``forget_when_delivered``: an envelope this node issued (evidence, a notice) for no
+    # officer of its own, with the number of its hops not yet delivered; at 0 it is done
+    # with and deleted (``EnvelopeStore._forget_if_done``).
+    """
+    ALTER TABLE audit DROP COLUMN prev;
+    DROP INDEX hops_queue;
+    DROP INDEX hops_expiry;
+    CREATE INDEX hops_queue ON hops (node, precedence DESC, envelope_id)
+        WHERE state = 'queued';
+    CREATE INDEX hops_expiry ON hops (expires) WHERE state = 'queued';
+
+    CREATE TABLE forget_when_delivered (
+        envelope_id BLOB PRIMARY KEY,
+        hops INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
