@@ -44,7 +44,7 @@ from liaison_net.core.evidence import (
     decode_body,
     sign_statement,
 )
-from liaison_net.core.evidence_batch import fits, sign_batch
+from liaison_net.core.evidence_batch import cut, sign_batch
 from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.errors import LiaisonError, Malformed, Unavailable
 from liaison_net.metrics import NodeMetrics
@@ -136,7 +136,7 @@ class EffectDrain:
     def _batches(self, due: list[PendingEffect]
                  ) -> tuple[list[list[tuple[PendingEffect, Statement]]], list[PendingEffect]]:
         """This node's "accepted" statements grouped per sender, each group within one
-        batch's bounds (``evidence_batch.fits``); a sender with one alone, and everything
+        batch's bounds (``evidence_batch.cut``); a sender with one alone, and everything
         else, goes the single way (one statement, one envelope)."""
         by_sender: dict[str, list[tuple[PendingEffect, Statement]]] = {}
         singles: list[PendingEffect] = []
@@ -157,13 +157,7 @@ class EffectDrain:
             if len(group) == 1:
                 singles.append(group[0][0])
                 continue
-            chunk: list[tuple[PendingEffect, Statement]] = []
-            for item in group:
-                if chunk and not fits([s for _, s in chunk] + [item[1]]):
-                    batches.append(chunk)
-                    chunk = []
-                chunk.append(item)
-            batches.append(chunk)
+            batches.extend(group[a:b] for a, b in cut([st for _, st in group]))
         singles.sort(key=lambda e: e.id)
         return batches, singles
 
