@@ -229,7 +229,7 @@ class Intake:
         if h.signal is not None and self.desk is not None:
             self.desk.raised(item.envelope)
         self.metrics.accepted.labels(source="officer").inc()
-        log.info("envelope.accepted", envelope_id=h.id_text, sender=item.actor,
+        log.debug("envelope.accepted", envelope_id=h.id_text, sender=item.actor,
                  peers=item.remote_nodes, local=len(item.local_recipients))
         for node in item.remote_nodes:
             self._wake(node)
@@ -282,5 +282,5 @@ class Intake:
             if h.signal is not None and self.desk is not None:
                 self.desk.received(envelope, matches=outcome.matches)
             self.metrics.accepted.labels(source=peer).inc()
-            log.info("envelope.received", envelope_id=h.id_text, peer=peer, recipients=len(local))
+            log.debug("envelope.received", envelope_id=h.id_text, peer=peer, recipients=len(local))
         return outcome
