@@ -21,7 +21,7 @@ for each recipient whose inbox now holds it). The effects drain issues the envel
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -234,8 +234,11 @@ class Intake:
         for node in item.remote_nodes:
             self._wake(node)
 
-    async def receive(self, peer: str, raw: bytes, now: int) -> AcceptOutcome:
-        """A peer relays an envelope to this node (destination node)."""
+    async def receive(self, peer: str, raw: bytes, now: int, *,
+                      covers: Mapping[bytes, Sequence[bytes]] | None = None) -> AcceptOutcome:
+        """A peer relays an envelope to this node (destination node). ``covers``: what the
+        peer says each batch evidence envelope of its transaction covers (a hint: the store
+        indexes it only for the peer node's own evidence, for envelopes its recipient sent)."""
         envelope: Envelope | None = None
         try:
             envelope = await self._verify(raw, now)
@@ -273,7 +276,8 @@ class Intake:
                 audit_detail=detail(layer="destination", peer=peer, recipients=len(local)),
                 signal_deadline=self.desk.deadline(h, now) if self.desk is not None else None,
                 received=True, consent_digest=flow.consent_digest, effects=effects,
-                track_request=self.requests is not None)
+                track_request=self.requests is not None,
+                covers=(covers or {}).get(h.id, ()))
         except PolicyRefused as exc:  # the consent was used by another forward already
             await self._refuse(exc, now=now, actor=peer, layer="destination",
                                envelope_id=envelope.id, peer=peer)
