@@ -14,7 +14,12 @@ from liaison_net.core.audit import detail
 from liaison_net.core.effects import origin_evidence
 from liaison_net.core.envelope import Envelope, Kind
 from liaison_net.core.evidence import Step, check_about
-from liaison_net.core.evidence_batch import evidence_about, is_batch, verify_evidence
+from liaison_net.core.evidence_batch import (
+    evidence_about,
+    is_batch,
+    verify_batch,
+    verify_evidence,
+)
 from liaison_net.core.sealing import SignerKey, open_envelope, verify
 from liaison_net.errors import Conflict, PolicyRefused
 from liaison_net.store.effect_store import Issued
@@ -194,5 +199,17 @@ async def test_relayed_statements_batch_naming_each_envelope_once(tmp_path: Path
                 seen.add((statement.step, statement.recipients))
             assert seen == {(Step.ACCEPTED, tuple(sorted([LOCAL.id, other.id]))),
                             (Step.RELAYED, (LOCAL.id,)), (Step.RELAYED, (other.id,))}
+        # And no statement twice across everything in Alice's inbox.
+        with sqlite3.connect(path) as db:
+            raws = [bytes(r[0]) for r in db.execute(
+                "SELECT e.raw FROM inbox i JOIN envelopes e ON e.id = i.envelope_id "
+                "WHERE i.officer = ? AND e.kind = 'evidence'", (ALICE.id,))]
+        statements = []
+        for raw in raws:
+            content = open_envelope(verify(raw, node.get, now=None), ALICE.id, [ALICE.encryption])
+            statements += (verify_batch(content, node.get) if is_batch(content)
+                           else [verify_evidence(content, node.get).statement])
+        keys = [(st.step, st.envelope, st.recipients) for st in statements]
+        assert len(keys) == len(set(keys)) == 6
     finally:
         await store.close()
