@@ -12,15 +12,22 @@ from pathlib import Path
 from liaison_net.clock import ManualClock
 from liaison_net.core.audit import detail
 from liaison_net.core.effects import origin_evidence
-from liaison_net.core.envelope import Envelope
-from liaison_net.core.evidence import check_about
-from liaison_net.core.evidence_batch import evidence_about, is_batch, verify_evidence
+from liaison_net.core.envelope import Envelope, Kind
+from liaison_net.core.evidence import Step, check_about
+from liaison_net.core.evidence_batch import (
+    evidence_about,
+    is_batch,
+    verify_batch,
+    verify_evidence,
+)
 from liaison_net.core.sealing import SignerKey, open_envelope, verify
 from liaison_net.errors import Conflict, PolicyRefused
 from liaison_net.store.effect_store import Issued
 from liaison_net.store.envelope_store import Acceptance, AcceptOutcome
-from tests.core.factories import NOW, seal_from
-from tests.test_effects import ALICE, BOB, NODE_KEY, _count, _drain, _enrol, _open
+from tests.core.factories import NOW, Officer, seal_from
+from tests.test_effects import ALICE, BOB, LOCAL, NODE_KEY, _count, _drain, _enrol, _open
+
+BE_NODE = Officer("be/node")
 
 
 def _item(env: Envelope, consent: bytes | None = None) -> Acceptance:
@@ -119,5 +126,90 @@ async def test_a_batch_whose_effect_was_completed_already_stores_nothing(tmp_pat
         # The next pass batches the two left.
         assert await _drain(store, ManualClock(NOW + 1000)).drain_once() == 2
         assert _count(path, "SELECT COUNT(*) FROM evidence_covers") == 2
+    finally:
+        await store.close()
+
+
+async def test_a_peers_relayed_batch_is_indexed_only_for_what_its_recipient_sent_here(
+        tmp_path: Path) -> None:
+    """``covers`` from a peer is a hint: indexed only for an evidence envelope made by that
+    peer's own node, and only for envelopes stored here that its one recipient sent."""
+    path = tmp_path / "nl.db"
+    store = await _open(path)
+    try:
+        await _enrol(store, ALICE)
+        mine = [seal_from(ALICE, [BOB], f"alert {i}".encode()) for i in range(2)]
+        others = seal_from(LOCAL, [BOB], b"Piet's")
+        for env in (*mine, others):
+            await store.accept(env, now=NOW, actor=env.header.sender,
+                               event="envelope.accepted", local_recipients=[],
+                               remote_nodes=["be"], audit_detail=detail())
+        claimed = [mine[0].id, mine[1].id, others.id, b"\x07" * 16]
+
+        async def receive(maker: Officer, actor: str, kind: Kind, text: bytes) -> Envelope:
+            carrier = seal_from(maker, [ALICE], text, kind=kind, ref=mine[0].id)
+            await store.accept(carrier, now=NOW, actor=actor, event="envelope.delivered",
+                               local_recipients=[ALICE.id], remote_nodes=[],
+                               audit_detail=detail(), received=True, covers=claimed)
+            return carrier
+
+        await receive(BE_NODE, "lu", Kind.EVIDENCE, b"relayed by another node's name")
+        await receive(BOB, "be", Kind.EVIDENCE, b"an officer's evidence")
+        await receive(BE_NODE, "be", Kind.MESSAGE, b"not evidence")
+        assert _count(path, "SELECT COUNT(*) FROM evidence_covers") == 0
+        carrier = await receive(BE_NODE, "be", Kind.EVIDENCE, b"the relayed batch")
+        with sqlite3.connect(path) as db:
+            assert sorted(bytes(r[0]) for r in db.execute(
+                "SELECT envelope_id FROM evidence_covers WHERE carrier = ?", (carrier.id,))) \
+                == sorted(e.id for e in mine)
+        assert await store.evidence_for(ALICE.id, mine[1].id, limit=10) == [carrier.to_bytes()]
+        assert await store.covers_of([carrier.id, mine[0].id]) == {
+            carrier.id: sorted(e.id for e in mine)}
+    finally:
+        await store.close()
+
+
+async def test_relayed_statements_batch_naming_each_envelope_once(tmp_path: Path) -> None:
+    """Two envelopes, each to two colleagues on the sender's own node: one "accepted" batch,
+    one "relayed" batch (one recipient of each envelope) and the other recipient's
+    "relayed" singly; every (envelope, step, recipient) verifies for the sender."""
+    path = tmp_path / "nl.db"
+    store = await _open(path)
+    other = Officer("nl/kvisser")
+    try:
+        await _enrol(store, ALICE)
+        envs = [seal_from(ALICE, [LOCAL, other], f"alert {i}".encode()) for i in range(2)]
+        for env in envs:
+            await store.accept(env, now=NOW, actor=ALICE.id, event="envelope.accepted",
+                               local_recipients=[LOCAL.id, other.id], remote_nodes=[],
+                               audit_detail=detail(),
+                               effects=origin_evidence(env.header, local=[LOCAL.id, other.id],
+                                                       at=NOW))
+        assert await _drain(store, ManualClock(NOW + 1000)).drain_once() == 6
+        assert _count(path, "SELECT COUNT(*) FROM envelopes WHERE kind = 'evidence'") == 4
+        node = {NODE_KEY.key_id: SignerKey("nl/node", NODE_KEY.public)}
+        for env in envs:
+            seen = set()
+            for raw in await store.evidence_for(ALICE.id, env.id, limit=10):
+                content = open_envelope(verify(raw, node.get, now=None), ALICE.id,
+                                        [ALICE.encryption])
+                statement = verify_evidence(evidence_about(content, env.id), node.get).statement
+                check_about(statement, envelope_id=env.id, sender=ALICE.id,
+                            recipients=[LOCAL.id, other.id], now=NOW + 2000)
+                seen.add((statement.step, statement.recipients))
+            assert seen == {(Step.ACCEPTED, tuple(sorted([LOCAL.id, other.id]))),
+                            (Step.RELAYED, (LOCAL.id,)), (Step.RELAYED, (other.id,))}
+        # And no statement twice across everything in Alice's inbox.
+        with sqlite3.connect(path) as db:
+            raws = [bytes(r[0]) for r in db.execute(
+                "SELECT e.raw FROM inbox i JOIN envelopes e ON e.id = i.envelope_id "
+                "WHERE i.officer = ? AND e.kind = 'evidence'", (ALICE.id,))]
+        statements = []
+        for raw in raws:
+            content = open_envelope(verify(raw, node.get, now=None), ALICE.id, [ALICE.encryption])
+            statements += (verify_batch(content, node.get) if is_batch(content)
+                           else [verify_evidence(content, node.get).statement])
+        keys = [(st.step, st.envelope, st.recipients) for st in statements]
+        assert len(keys) == len(set(keys)) == 6
     finally:
         await store.close()

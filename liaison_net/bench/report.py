@@ -84,6 +84,14 @@ ROWS = (
     Row("relay", "duplicated", "duplicated", "0", ratio=False),
     Row("relay", "envelope_bytes", "average envelope on the wire (bytes)", ratio=False),
     *_cost_rows("relay", disk=True),
+    Row("relay_batched", "relay_per_s", "batch submit: envelopes/s, submit -> inbox",
+        ">= 5,000"),
+    Row("relay_batched", "accept_per_s", "batch submit: accepted/s at the origin"),
+    Row("relay_batched", "latency_p50_ms", "batch submit: latency p50 (ms)"),
+    Row("relay_batched", "latency_p99_ms", "batch submit: latency p99 (ms)"),
+    Row("relay_batched", "lost", "lost", "0", ratio=False),
+    Row("relay_batched", "duplicated", "duplicated", "0", ratio=False),
+    *_cost_rows("relay_batched", disk=False),
     Row("paced", "latency_p50_ms", "latency p50 (ms)"),
     Row("paced", "latency_p99_ms", "latency p99 (ms)", "<= 5"),
     Row("paced", "latency_max_ms", "latency max (ms)"),
@@ -295,6 +303,9 @@ def notes(results: Results) -> list[str]:
         out.append(f"{LABELS.get(name, name)}: not run ({', '.join(scenarios)}): {reason}")
     for scenario, by_system in results.items():
         for name, figures in by_system.items():
+            if figures.get("same_as") == "relay" and scenario == "relay_batched":
+                out.append(f"relay_batched / {LABELS.get(name, name)}: no batch submit; "
+                           "its relay figures (publishes pipelined) are shown and compared")
             if "error" in figures:
                 out.append(f"{scenario} / {LABELS.get(name, name)}: error: {figures['error']}")
             if figures.get("not_accepted"):

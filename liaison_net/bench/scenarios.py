@@ -6,6 +6,8 @@ light   a light load, 20/s for 30 s (what an officer feels on an ordinary day): 
 relay   envelopes offered as fast as the origin takes them (``concurrency`` in flight),
         measured until every accepted one is in the destination inbox: envelopes/s from
         the first offer to the last arrival, and latency offer -> arrival p50/p99.
+        ``relay_batched`` (ours, run beside ``relay``): the same through the batch submit,
+        ``batch_size`` per request, one request in flight per session.
 paced   a fixed rate for a fixed time; latency is counted from when each envelope was
         *due*, so a slow answer cannot hide the ones queued behind it.
 outage  the destination is stopped (orderly), the envelopes queue at the origin, then it
@@ -82,7 +84,9 @@ class Plan:
     sessions: int = 8
     stall_s: float = 30.0
     scenario_timeout_s: float = 900.0
-    batch_size: int = 1  # envelopes per submit request (relay), where a system has a batch
+    # Envelopes per batch submit in ``relay_batched`` (ours only: the baselines have no
+    # batch submit); 1 runs no batched relay.
+    batch_size: int = 32
     light_rate: int = 20
     light_seconds: float = 30.0
 
@@ -264,14 +268,30 @@ async def _idle_cpu(system: System, seconds: float) -> Figures:
 
 
 async def relay(system: System, batch: Batch, ui: Ui) -> Figures:
-    label = f"{system.label} relay"
-    with _sink(system, batch, "relay") as sink:
+    """One envelope per request, ``concurrency`` (32) in flight: the baselines' client
+    shape (32 publishes in flight, each awaiting its PUBACK or publisher confirm)."""
+    return await _relay(system, batch, ui, label=f"{system.label} relay", scenario="relay",
+                        concurrency=system.plan.concurrency, batch_size=1)
+
+
+async def relay_batched(system: System, batch: Batch, ui: Ui) -> Figures:
+    """What a client of our library sending many gets (``NodeSession.submit_many``):
+    ``batch_size`` envelopes per request, one request in flight per session."""
+    plan = system.plan
+    figures = await _relay(system, batch, ui, label=f"{system.label} relay, batched",
+                           scenario="relay_batched", concurrency=plan.sessions,
+                           batch_size=plan.batch_size)
+    figures["batch_size"] = plan.batch_size
+    return figures
+
+
+async def _relay(system: System, batch: Batch, ui: Ui, *, label: str, scenario: str,
+                 concurrency: int, batch_size: int) -> Figures:
+    with _sink(system, batch, scenario) as sink:
         await asyncio.to_thread(sink.start, 60)
         with ui.step(f"{label}: submitting {len(batch)}", len(batch)) as progress:
-            sent = await submit_stream(system.submit, batch,
-                                       concurrency=system.plan.concurrency,
-                                       on_accepted=progress,
-                                       batch_size=system.plan.batch_size,
+            sent = await submit_stream(system.submit, batch, concurrency=concurrency,
+                                       on_accepted=progress, batch_size=batch_size,
                                        submit_many=system.submit_many)
         figures, first = await _finish(system, sink, batch, sent, ui, label)
     start = min(sent.start_ns.values())
@@ -280,9 +300,7 @@ async def relay(system: System, batch: Batch, ui: Ui) -> Figures:
         figures["relay_per_s"] = rounded(len(first) / span if span > 0 else None, 0)
     figures["accept_per_s"] = rounded(sent.accept_rate(), 0)
     _latency(figures, batch, sent, first)
-    figures["concurrency"] = system.plan.concurrency
-    if system.submit_many is not None and system.plan.batch_size > 1:
-        figures["batch_size"] = system.plan.batch_size
+    figures["concurrency"] = concurrency
     return figures
 
 
@@ -563,5 +581,6 @@ async def memory(workdir: Path, plan: Plan, ui: Ui, *, log_level: str = "info") 
 
 
 ScenarioFn = Callable[[System, Batch, Ui], Any]
-SCENARIOS: dict[str, ScenarioFn] = {"light": light, "relay": relay, "paced": paced,
-                                     "outage": outage, "crash": crash}
+SCENARIOS: dict[str, ScenarioFn] = {"light": light, "relay": relay,
+                                    "relay_batched": relay_batched, "paced": paced,
+                                    "outage": outage, "crash": crash}

@@ -256,20 +256,22 @@ def _effects_of(raw: bytes, officer: str, keys: Sequence[crypto.EncryptionKeyPai
 
 def _batch_effects(content: bytes, signer: str, lookup: sealing.KeyLookup,
                    by_id: Mapping[bytes, Owed]) -> list[Key]:
-    """One ``accepted`` per covered envelope the soak sent, after one check of the
-    signature and the Merkle root."""
+    """One ``accepted`` or ``relayed`` per covered envelope the soak sent, after one check
+    of the signature and the Merkle root."""
     out: list[Key] = []
     for statement in verify_batch(content, lookup):
-        if statement.by != signer or statement.step is not Step.ACCEPTED:
+        if statement.by != signer or statement.step not in (Step.ACCEPTED, Step.RELAYED):
             raise ValueError(f"batch evidence by {signer} holds a {statement.step.value} "
                              f"statement by {statement.by}")
         o = by_id.get(statement.envelope)
         if o is None:
             continue
-        if maker(Step.ACCEPTED, sender=o.sender, recipient=o.sender) != signer:
-            raise ValueError(f"accepted evidence of {statement.envelope.hex()} signed by "
-                             f"{signer}, who may not attest it")
-        out.append(("accepted", o.id, node_of(signer)))
+        recipient = o.sender if statement.step is Step.ACCEPTED else statement.recipient
+        if maker(statement.step, sender=o.sender, recipient=recipient) != signer:
+            raise ValueError(f"{statement.step.value} evidence of {statement.envelope.hex()} "
+                             f"signed by {signer}, who may not attest it")
+        out.append(("accepted", o.id, node_of(signer)) if statement.step is Step.ACCEPTED
+                   else ("relayed", o.id, recipient))
     return out
 
 

@@ -77,6 +77,23 @@ def fits(statements: Sequence[Statement]) -> bool:
             and sum(len(leaf_bytes(s)) for s in statements) <= MAX_BATCH_LEAF_BYTES)
 
 
+def cut(statements: Sequence[Statement]) -> list[tuple[int, int]]:
+    """``statements`` in order, cut greedily into runs ``[start, end)`` that each ``fits``
+    (a statement too big for any batch still gets a run of its own, which ``sign_batch``
+    then refuses). Each leaf is sized once: linear, not a ``fits`` per added statement."""
+    runs: list[tuple[int, int]] = []
+    start = size = 0
+    for i, statement in enumerate(statements):
+        leaf = len(leaf_bytes(statement))
+        if i > start and (i - start >= MAX_BATCH_IDS or size + leaf > MAX_BATCH_LEAF_BYTES):
+            runs.append((start, i))
+            start, size = i, 0
+        size += leaf
+    if start < len(statements):
+        runs.append((start, len(statements)))
+    return runs
+
+
 def sign_batch(statements: Sequence[Statement], key: crypto.SigningKeyPair, *,
                at: int) -> bytes:
     """The carrier content: one signature over ``statements`` (one maker, one step, one

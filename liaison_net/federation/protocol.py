@@ -7,10 +7,11 @@ against replays does not depend on it, because every envelope is deduplicated by
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from liaison_net.core import codec
+from liaison_net.core.evidence_batch import MAX_BATCH_IDS
 from liaison_net.core.ids import ENVELOPE_ID_BYTES
 from liaison_net.errors import LimitExceeded, Malformed, Refused, all_error_classes
 
@@ -50,12 +51,18 @@ class Transaction:
     origin: str
     txn: bytes
     envelopes: list[bytes]
+    #: Optional: batch evidence among ``envelopes`` (by its id) -> the envelopes it covers.
+    #: Only a hint for the receiver's index: nothing is believed from it (see
+    #: ``EnvelopeStore.accept``), since the evidence is sealed for the sender alone.
+    covers: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)
 
 
 def decode_transaction(body: bytes, *, max_bytes: int) -> Transaction:
     """The body of a transaction POST; raises only typed ``Refused`` errors (fuzzed)."""
-    fields = codec.exact_map("request", codec.unpack(body, what="request", max_bytes=max_bytes),
-                             TRANSACTION_FIELDS)
+    value = codec.unpack(body, what="request", max_bytes=max_bytes)
+    with_covers = isinstance(value, dict) and "covers" in value
+    fields = codec.exact_map("request", value, TRANSACTION_FIELDS | {"covers"} if with_covers
+                             else TRANSACTION_FIELDS)
     origin, txn, envelopes = fields["origin"], fields["txn"], fields["envelopes"]
     if not isinstance(origin, str):
         raise Malformed("origin must be a node id")
@@ -65,7 +72,32 @@ def decode_transaction(body: bytes, *, max_bytes: int) -> Transaction:
         raise Malformed("envelopes must be a list of byte strings")
     if len(envelopes) > MAX_TRANSACTION_ENVELOPES:
         raise LimitExceeded(f"at most {MAX_TRANSACTION_ENVELOPES} envelopes per transaction")
-    return Transaction(origin, txn, envelopes)
+    return Transaction(origin, txn, envelopes,
+                       _covers(fields["covers"], len(envelopes)) if with_covers else {})
+
+
+def _covers(value: Any, envelopes: int) -> dict[bytes, tuple[bytes, ...]]:
+    """``[[carrier id, [envelope id, ...]], ...]``: at most one entry per envelope of the
+    transaction, each 1 to ``MAX_BATCH_IDS`` ids."""
+    if not isinstance(value, list) or len(value) > envelopes:
+        raise Malformed("covers must be a list of at most one entry per envelope")
+    out: dict[bytes, tuple[bytes, ...]] = {}
+    for entry in value:
+        if (not isinstance(entry, list) or len(entry) != 2 or not _is_id(entry[0])
+                or not isinstance(entry[1], list) or not 0 < len(entry[1]) <= MAX_BATCH_IDS
+                or not all(_is_id(x) for x in entry[1]) or entry[0] in out):
+            raise Malformed(f"covers entries must be [carrier id, [1 to {MAX_BATCH_IDS} "
+                            "envelope ids]], one per carrier")
+        out[entry[0]] = tuple(entry[1])
+    return out
+
+
+def encode_covers(covers: dict[bytes, list[bytes]]) -> list[list[Any]]:
+    return [[carrier, ids] for carrier, ids in covers.items()]
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, bytes) and len(value) == ENVELOPE_ID_BYTES
 
 
 # --- answers to what this node sends ---------------------------------------------------------

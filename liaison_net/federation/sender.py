@@ -343,8 +343,11 @@ class PeerSender:
         return True
 
     async def _send_batch(self, batch: Batch) -> None:
-        body = {"origin": self.node_id, "txn": crypto.random_bytes(16),
-                "envelopes": list(batch.raws)}
+        body: dict[str, Any] = {"origin": self.node_id, "txn": crypto.random_bytes(16),
+                                "envelopes": list(batch.raws)}
+        covers = await self.store.covers_of(list(batch.ids))  # relayed batch evidence
+        if covers:
+            body["covers"] = protocol.encode_covers(covers)
         outcomes = protocol.decode_transaction_answer(
             await self._post(protocol.TRANSACTION_PATH, body), list(batch.ids))
         now = self.clock.now_ms()

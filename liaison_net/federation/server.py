@@ -187,7 +187,8 @@ class FederationServer:
 
         async def one(raw: bytes) -> list[str]:
             try:
-                outcome = await self.intake.receive(peer, raw, self.clock.now_ms())
+                outcome = await self.intake.receive(peer, raw, self.clock.now_ms(),
+                                                    covers=body.covers)
             except LiaisonError as exc:
                 return [protocol.REFUSED, exc.code, exc.detail[:200]]
             return [protocol.DUPLICATE if outcome.duplicate else protocol.ACCEPTED, "", ""]

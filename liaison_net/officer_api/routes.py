@@ -12,6 +12,7 @@ before either is worth nothing.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import secrets
 import time
@@ -80,6 +81,11 @@ def _iso(ms: int | None) -> str | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
+def _token_key(token: str) -> bytes:
+    """What the sessions are kept under: the token's digest, never the token itself."""
+    return hashlib.sha256(token.encode()).digest()
+
+
 async def _read_batch_body(request: web.Request) -> bytes:
     """A batch body, streamed and bounded by ``MAX_BATCH_BYTES``: the app's own body bound
     (``client_max_size``) stays one envelope's for every other route."""
@@ -129,7 +135,7 @@ class ClientApi:
         self.pseudonym_ring = pseudonym_ring
         self.evaluations_per_hour = evaluations_per_hour
         self._challenges: dict[bytes, tuple[str, float]] = {}
-        self._tokens: dict[str, Session] = {}
+        self._tokens: dict[bytes, Session] = {}  # SHA-256 of the token -> its session
         self._lock = asyncio.Lock()
         # Live delivery: the store's on_inbox hook calls inbox_watch.notify after a commit.
         self.inbox_watch = InboxWatch()
@@ -241,7 +247,7 @@ class ClientApi:
             if len(self._tokens) >= MAX_TOKENS:
                 raise RateLimited("too many sessions")
         token = secrets.token_urlsafe(32)
-        self._tokens[token] = Session(officer, time.monotonic() + ttl_ms / 1000)
+        self._tokens[_token_key(token)] = Session(officer, time.monotonic() + ttl_ms / 1000)
         log.info("officer.login", officer=officer)
         return web.json_response({"token": token,
                                   "expires_at": self.clock.now_ms() + ttl_ms})
@@ -281,7 +287,7 @@ class ClientApi:
         """Forget the presented token: the CLI's cached copy is worthless from now on."""
         officer = self._officer(request)
         presented = request.headers["Authorization"][len("Bearer "):]
-        forgotten = self._tokens.pop(presented, None) is not None
+        forgotten = self._tokens.pop(_token_key(presented), None) is not None
         log.info("officer.logout", officer=officer)
         return web.json_response({"forgotten": forgotten})
 
@@ -298,10 +304,10 @@ class ClientApi:
         # tokens are URL-safe ASCII, so anything else is simply not one of them.
         if not presented.isascii():
             raise Unauthorized("unknown or expired token; log in again")
-        found = None
-        for token, session in self._tokens.items():
-            if secrets.compare_digest(token.encode(), presented.encode()):
-                found = session
+        # One lookup by the token's SHA-256, not a constant-time compare against each of up
+        # to MAX_TOKENS sessions per request: what a lookup's timing can tell is about the
+        # digest, which says nothing about any token.
+        found = self._tokens.get(_token_key(presented))
         if found is None or found.expires < time.monotonic():
             raise Unauthorized("unknown or expired token; log in again")
         return found.officer

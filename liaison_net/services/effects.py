@@ -52,7 +52,7 @@ from liaison_net.core.evidence import (
     decode_body,
     sign_statement,
 )
-from liaison_net.core.evidence_batch import fits, sign_batch
+from liaison_net.core.evidence_batch import cut, sign_batch
 from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.errors import LiaisonError, Malformed, Unavailable
 from liaison_net.metrics import NodeMetrics
@@ -61,6 +61,12 @@ from liaison_net.store.effect_store import Issued, PendingEffect
 from liaison_net.store.node_store import NodeStore
 
 log = structlog.get_logger("liaison.effects")
+
+#: The steps a node attests that it batches: "accepted" at the origin, "relayed" at the
+#: destination (and at the origin for its own officers). A relayed batch travels back to
+#: the sender's node with its covered ids beside it (federation ``covers``), so that node
+#: finds it for each of them as this one does.
+BATCHED_STEPS = frozenset({Step.ACCEPTED, Step.RELAYED})
 
 
 class EffectDrain:
@@ -146,10 +152,12 @@ class EffectDrain:
 
     def _batches(self, due: list[PendingEffect]
                  ) -> tuple[list[list[tuple[PendingEffect, Statement]]], list[PendingEffect]]:
-        """This node's "accepted" statements grouped per sender, each group within one
-        batch's bounds (``evidence_batch.fits``); a sender with one alone, and everything
-        else, goes the single way (one statement, one envelope)."""
-        by_sender: dict[str, list[tuple[PendingEffect, Statement]]] = {}
+        """This node's "accepted" and "relayed" statements grouped per sender and step, each
+        group within one batch's bounds (``evidence_batch.cut``) and naming each envelope
+        once (a second recipient's "relayed" on this node goes the single way); a group of
+        one, and everything else, goes the single way (one statement, one envelope)."""
+        groups: dict[tuple[str, Step], list[tuple[PendingEffect, Statement]]] = {}
+        named: dict[tuple[str, Step], set[bytes]] = {}
         singles: list[PendingEffect] = []
         for effect in due:
             try:
@@ -158,36 +166,32 @@ class EffectDrain:
                 sender = str(args.get("sender"))
             except (LiaisonError, KeyError):
                 statement = None
-            if (statement is None or statement.step is not Step.ACCEPTED
-                    or statement.by != node_principal(self.node_id)):
+            if (statement is None or statement.step not in BATCHED_STEPS
+                    or statement.by != node_principal(self.node_id)
+                    or statement.envelope in named.get((sender, statement.step), ())):
                 singles.append(effect)
                 continue
-            by_sender.setdefault(sender, []).append((effect, statement))
+            groups.setdefault((sender, statement.step), []).append((effect, statement))
+            named.setdefault((sender, statement.step), set()).add(statement.envelope)
         batches: list[list[tuple[PendingEffect, Statement]]] = []
-        for group in by_sender.values():
+        for group in groups.values():
             if len(group) == 1:
                 singles.append(group[0][0])
                 continue
-            chunk: list[tuple[PendingEffect, Statement]] = []
-            for item in group:
-                if chunk and not fits([s for _, s in chunk] + [item[1]]):
-                    batches.append(chunk)
-                    chunk = []
-                chunk.append(item)
-            batches.append(chunk)
+            batches.extend(group[a:b] for a, b in cut([st for _, st in group]))
         singles.sort(key=lambda e: e.id)
         return batches, singles
 
     async def _seal_batch(self, group: list[tuple[PendingEffect, Statement]]
                           ) -> list[tuple[Issued, Sealed]]:
-        """One "accepted" envelope for a group: one signature (a Merkle root over the
-        statements), sealed once for their sender; a group of one goes the single way."""
+        """One evidence envelope for a group: one signature (a Merkle root over the
+        statements, all of one step), sealed once for their sender."""
         effects = [e for e, _ in group]
         sender = str(unpack_args(EVIDENCE, effects[0].args)["sender"])
         statements = [s for _, s in group]
         try:
             sealed = await self.notifier.seal(
-                Kind.EVIDENCE, label=Step.ACCEPTED.value, recipients=[sender],
+                Kind.EVIDENCE, label=statements[0].step.value, recipients=[sender],
                 plaintext=sign_batch(statements, self.notifier.signing_key(),
                                      at=self.clock.now_ms()),
                 ref=statements[0].envelope, precedence=Precedence.ROUTINE,

@@ -21,7 +21,7 @@ for each recipient whose inbox now holds it). The effects drain issues the envel
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -229,13 +229,16 @@ class Intake:
         if h.signal is not None and self.desk is not None:
             self.desk.raised(item.envelope)
         self.metrics.accepted.labels(source="officer").inc()
-        log.info("envelope.accepted", envelope_id=h.id_text, sender=item.actor,
+        log.debug("envelope.accepted", envelope_id=h.id_text, sender=item.actor,
                  peers=item.remote_nodes, local=len(item.local_recipients))
         for node in item.remote_nodes:
             self._wake(node)
 
-    async def receive(self, peer: str, raw: bytes, now: int) -> AcceptOutcome:
-        """A peer relays an envelope to this node (destination node)."""
+    async def receive(self, peer: str, raw: bytes, now: int, *,
+                      covers: Mapping[bytes, Sequence[bytes]] | None = None) -> AcceptOutcome:
+        """A peer relays an envelope to this node (destination node). ``covers``: what the
+        peer says each batch evidence envelope of its transaction covers (a hint: the store
+        indexes it only for the peer node's own evidence, for envelopes its recipient sent)."""
         envelope: Envelope | None = None
         try:
             envelope = await self._verify(raw, now)
@@ -273,7 +276,8 @@ class Intake:
                 audit_detail=detail(layer="destination", peer=peer, recipients=len(local)),
                 signal_deadline=self.desk.deadline(h, now) if self.desk is not None else None,
                 received=True, consent_digest=flow.consent_digest, effects=effects,
-                track_request=self.requests is not None)
+                track_request=self.requests is not None,
+                covers=(covers or {}).get(h.id, ()))
         except PolicyRefused as exc:  # the consent was used by another forward already
             await self._refuse(exc, now=now, actor=peer, layer="destination",
                                envelope_id=envelope.id, peer=peer)
@@ -282,5 +286,5 @@ class Intake:
             if h.signal is not None and self.desk is not None:
                 self.desk.received(envelope, matches=outcome.matches)
             self.metrics.accepted.labels(source=peer).inc()
-            log.info("envelope.received", envelope_id=h.id_text, peer=peer, recipients=len(local))
+            log.debug("envelope.received", envelope_id=h.id_text, peer=peer, recipients=len(local))
         return outcome

@@ -18,8 +18,8 @@ import structlog
 from liaison_net.core.audit import detail
 from liaison_net.core.delivery import HopEvent, HopState, next_state
 from liaison_net.core.effects import Effect, match_notice, non_delivery
-from liaison_net.core.envelope import Envelope
-from liaison_net.core.ids import id_to_text
+from liaison_net.core.envelope import Envelope, Kind
+from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.errors import Conflict, LiaisonError, NotFound, PolicyRefused
 from liaison_net.store.database import Database, WriteTxn
 from liaison_net.store.effect_store import Issued, add_effects
@@ -86,7 +86,8 @@ class EnvelopeStore:
                      received: bool = False,
                      consent_digest: bytes | None = None,
                      effects: Sequence[Effect] = (),
-                     track_request: bool = False) -> AcceptOutcome:
+                     track_request: bool = False,
+                     covers: Sequence[bytes] = ()) -> AcceptOutcome:
         """Store a verified envelope once: inbox entries for local recipients, one queued
         hop per remote node; a signal is also indexed (with its desk's acknowledgement
         deadline when this node's desk is addressed). ``received``: from a peer, not from an
@@ -97,7 +98,8 @@ class EnvelopeStore:
         What the acceptance obliges the node to do is written in the same transaction:
         ``effects`` (evidence, receipts: ``core/effects``), a match notice for each earlier
         signal of ours a received signal matches, and with ``track_request`` a request's
-        due time (or the request a reply answers)."""
+        due time (or the request a reply answers). ``covers``: the envelopes a peer's batch
+        evidence says it covers, indexed for those its recipient sent (``evidence_covers``)."""
 
         async def op(txn: WriteTxn) -> AcceptOutcome:
             return await self._accept_in(
@@ -105,7 +107,7 @@ class EnvelopeStore:
                 local_recipients=local_recipients, remote_nodes=remote_nodes,
                 audit_detail=audit_detail, signal_deadline=signal_deadline,
                 received=received, consent_digest=consent_digest, effects=effects,
-                track_request=track_request)
+                track_request=track_request, covers=covers)
 
         outcome = await self.db.write(op)
         if not outcome.duplicate and local_recipients and self.on_inbox is not None:
@@ -154,7 +156,8 @@ class EnvelopeStore:
                          audit_detail: str, signal_deadline: int | None = None,
                          received: bool = False, consent_digest: bytes | None = None,
                          effects: Sequence[Effect] = (),
-                         track_request: bool = False) -> AcceptOutcome:
+                         track_request: bool = False,
+                         covers: Sequence[bytes] = ()) -> AcceptOutcome:
         h = envelope.header
         cur = await txn.execute(
             "INSERT OR IGNORE INTO envelopes (id, raw, sender, kind, precedence, created, "
@@ -210,7 +213,31 @@ class EnvelopeStore:
             await answered_in(txn, envelope, now=now)
         await txn.audit(now, event, actor, audit_detail, h.id)
         await add_effects(txn, [*effects, *matches], now)
+        if (covers and received and h.kind is Kind.EVIDENCE and len(h.recipients) == 1
+                and h.sender == node_principal(actor)):
+            # A peer node's own batch evidence: indexed for the envelopes its one recipient
+            # sent that this node holds, nothing else (what the peer claims is only a hint;
+            # the sender's client verifies the proof for each id).
+            marks = ", ".join("?" * len(covers))
+            await txn.execute(
+                "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
+                f"SELECT id, ? FROM envelopes WHERE id IN ({marks}) AND sender = ?",
+                (h.id, *covers, h.recipients[0].officer))
         return AcceptOutcome(h.id, duplicate=False, matches=len(matches))
+
+    async def covers_of(self, carriers: Sequence[bytes]) -> dict[bytes, list[bytes]]:
+        """The envelopes each of ``carriers`` (batch evidence issued here) covers, for
+        those that are batches: what a transaction carrying them tells the sender's node."""
+        out: dict[bytes, list[bytes]] = {}
+        for start in range(0, len(carriers), _MAX_SKIP):
+            part = carriers[start:start + _MAX_SKIP]
+            rows = await self.db.fetchall(
+                "SELECT carrier, envelope_id FROM evidence_covers "
+                f"WHERE carrier IN ({', '.join('?' * len(part))}) ORDER BY carrier, envelope_id",
+                tuple(part))
+            for carrier, envelope_id in rows:
+                out.setdefault(bytes(carrier), []).append(bytes(envelope_id))
+        return out
 
     async def complete_effects(self, issued: Sequence[Issued]) -> list[bool]:
         """Store what the drain issued and delete the effects that owed it, all in one

@@ -240,6 +240,11 @@ MIGRATIONS: list[str] = [
         hops INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 12: a relayed batch leaves the destination for the sender's node with the ids it
+    # covers beside it (federation ``covers``): read by carrier when it is sent.
+    """
+    CREATE INDEX evidence_covers_carrier ON evidence_covers (carrier);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -15,9 +15,12 @@ from liaison_net.core.evidence import Statement, Step, check_about, sign_stateme
 from liaison_net.core.evidence_batch import (
     BATCH_DOMAIN,
     MAX_BATCH_IDS,
+    MAX_BATCH_LEAF_BYTES,
     claimed,
+    cut,
     evidence_about,
     fits,
+    leaf_bytes,
     proof_for,
     sign_batch,
     verify_batch,
@@ -181,3 +184,36 @@ def test_a_batch_is_bounded_and_of_one_maker_and_step() -> None:
     # A batch signed by be/node claiming nl/node's statements: refused on the maker.
     with pytest.raises(Forbidden, match="signed by be/node"):
         verify_batch(sign_batch(statements(2), BE, at=LATER), lookup)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 1024), min_size=1, max_size=700))
+def test_cut_covers_all_in_order_each_run_fits_and_none_could_take_the_next(
+        widths: list[int]) -> None:
+    """The drain's grouping: every statement once, in order, each run within a batch's
+    count and byte bounds, and no run ended early (greedy, so as few batches as can be)."""
+    made = [Statement(Step.ACCEPTED, new_envelope_id(NOW - 1000 + i),
+                      tuple(f"be/o{i}x{j:04d}" for j in range(w)), "nl/node", NOW)
+            for i, w in enumerate(widths)]
+    runs = cut(made)
+    assert [i for a, b in runs for i in range(a, b)] == list(range(len(made)))
+    for a, b in runs:
+        assert fits(made[a:b])
+    for a, b in runs[:-1]:
+        assert len(made[a:b + 1]) > MAX_BATCH_IDS or \
+            sum(len(leaf_bytes(s)) for s in made[a:b + 1]) > MAX_BATCH_LEAF_BYTES
+
+
+def test_cut_at_the_count_bound() -> None:
+    assert cut(statements(2 * MAX_BATCH_IDS + 44)) == [
+        (0, MAX_BATCH_IDS), (MAX_BATCH_IDS, 2 * MAX_BATCH_IDS),
+        (2 * MAX_BATCH_IDS, 2 * MAX_BATCH_IDS + 44)]
+
+
+def test_cut_at_the_byte_bound() -> None:
+    wide = [Statement(Step.ACCEPTED, new_envelope_id(NOW - 1000 + i),
+                      tuple(f"be/officer{j:04d}" for j in range(1024)), "nl/node", NOW)
+            for i in range(100)]
+    runs = cut(wide)
+    assert len(runs) > 2 and all(fits(wide[a:b]) for a, b in runs)
+    assert [i for a, b in runs for i in range(a, b)] == list(range(100))

@@ -5,7 +5,7 @@ alerts to Marie (BE), a copy of the first, bytes that are no envelope, and an al
 (NL) signed. Each gets its own answer (accepted, duplicate, refused with its code); only the
 five are stored and reach Marie; the audit has one entry per decision, as for single
 submits; and Jan's client verifies an "accepted" for each of the five from the ONE batch
-statement his node issued for them.
+statement his node issued for them, and a "relayed" for each from the one BE issued.
 """
 
 from __future__ import annotations
@@ -90,6 +90,32 @@ async def test_a_batch_answers_each_envelope_stores_only_the_accepted_and_covers
                                            max_bytes=1 << 20), dict)  # a batch's proof
             carriers.add(done[0].carrier)
     assert len(carriers) == 1
+
+    # BE's "relayed" for the five: one batch statement too (they arrived in one
+    # transaction, one commit), issued at BE and found at NL for each through the ids
+    # BE's transaction named beside it (covers); Jan's client verifies each proof.
+    relayed_carriers = set()
+    async with jan.session() as node:
+        for env in good:
+            async with asyncio.timeout(60):
+                while True:
+                    report = await evidence_trail.status_report(
+                        node, jan.keystore, env.header.id_text, now=now_ms())
+                    relayed = [c for c in report.evidence if c.attested is not None
+                               and c.attested.statement.step is Step.RELAYED]
+                    if relayed:
+                        break
+                    await asyncio.sleep(0.2)
+            assert not report.warnings, report.warnings
+            assert relayed[0].attested is not None
+            assert relayed[0].attested.statement.envelope == env.id
+            assert relayed[0].attested.statement.recipients == (marie.id,)
+            assert relayed[0].attested.signer.principal == "be/node"
+            assert relayed[0].statement_bytes is not None
+            assert isinstance(codec.unpack(relayed[0].statement_bytes, what="proof",
+                                           max_bytes=1 << 20), dict)  # a batch's proof
+            relayed_carriers.add(relayed[0].carrier)
+    assert len(relayed_carriers) == 1
     with contextlib.closing(sqlite3.connect(net.database("nl"), timeout=10)) as db:
         assert db.execute("SELECT COUNT(*) FROM envelopes WHERE id = ?",
                           (piets.id,)).fetchone()[0] == 0
