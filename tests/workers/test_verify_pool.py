@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +25,7 @@ from liaison_net.core.limits import DEFAULT_LIMITS
 from liaison_net.core.ownership import OwnershipTag
 from liaison_net.supervisor import RestartPolicy, Supervisor
 from liaison_net.workers import framing
-from liaison_net.workers.verify_pool import WORKER_COMMAND, VerifyPool
+from liaison_net.workers.verify_pool import WORKER_COMMAND, VerifyPool, _answers
 from tests.waits import PATIENCE_S
 
 SENDER = "nl/jdevries"
@@ -153,7 +155,8 @@ async def test_a_worker_killed_under_load_loses_nothing_and_is_replaced(
         load = asyncio.ensure_future(_verify_all(pool, raws * 5, signer))
         await _until(lambda: pool.by_workers > 0, "the first answers")
         os.kill(victim, signal.SIGKILL)
-        _same(await load, _in_process(raws * 5, signer))
+        async with asyncio.timeout(PATIENCE_S):
+            _same(await load, _in_process(raws * 5, signer))
         await _until(lambda: len(pool.pids()) == 2 and victim not in pool.pids(),
                      "a new worker in the killed one's slot")
         assert run.restarts() == 1
@@ -203,6 +206,35 @@ async def test_a_malformed_answer_changes_nothing_and_the_node_goes_on(
         assert pool.by_workers == 0 and pool.here == len(batch)
         await _until(lambda: run.restarts() >= 1,
                      "the bad worker to be dropped")
+
+
+async def test_a_worker_that_does_not_answer_in_time_is_dropped(
+        key: crypto.SigningKeyPair, raws: list[bytes]) -> None:
+    signer = sealing.SignerKey(SENDER, key.public)
+    silent = FAKE_WORKER.replace("out.write(ANSWER(seq, items)); out.flush()", "")
+    pool = _pool(slots=1, command=(sys.executable, "-c", silent), answer_timeout_s=0.5)
+    async with running(pool) as run:
+        async with asyncio.timeout(PATIENCE_S):
+            _same(await _verify_all(pool, raws[:3], signer), _in_process(raws[:3], signer))
+        assert pool.here == 3
+        await _until(lambda: run.restarts() >= 1, "the silent worker to be dropped")
+
+
+class _Touch:
+    """A pickle that, if rebuilt without the core-only rule, creates a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (Path.touch, (self.path,))
+
+
+def test_an_answer_rebuilds_core_classes_only(tmp_path: Path) -> None:
+    planted = tmp_path / "planted"
+    with pytest.raises(errors.BadFrame, match="not a class of the core"):
+        _answers(pickle.dumps([_Touch(planted)]), 1)
+    assert not planted.exists()
 
 
 def _worker(stdin: bytes) -> subprocess.CompletedProcess[bytes]:
