@@ -50,6 +50,7 @@ log = structlog.get_logger("liaison.workers")
 
 MAX_SLOTS = 8
 MAX_CHUNK_RAW_BYTES = 4 * 1024 * 1024  # the answer (header and body, pickled) < 8 MiB
+MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024  # per worker: what may wait in its pipe and buffer
 STOP_GRACE_S = 2.0  # a worker whose stdin closed has this long to exit before SIGKILL
 WATCH_TICK_S = 0.5  # how often a slot checks its oldest unanswered request
 WORKER_COMMAND = (sys.executable, "-m", "liaison_net.workers.verify_worker")
@@ -107,10 +108,21 @@ class _Item:
 class _Worker:
     proc: asyncio.subprocess.Process
     in_flight: dict[int, tuple[list[_Item], float]] = field(default_factory=dict)
+    items: int = 0  # envelopes sent and not answered
+    bytes: int = 0  # their size
 
-    @property
-    def items(self) -> int:
-        return sum(len(items) for items, _ in self.in_flight.values())
+    def sent(self, seq: int, items: list[_Item], size: int) -> None:
+        self.in_flight[seq] = (items, time.monotonic())
+        self.items += len(items)
+        self.bytes += size
+
+    def answered(self, seq: int) -> list[_Item] | None:
+        entry = self.in_flight.pop(seq, None)
+        if entry is None:
+            return None
+        self.items -= len(entry[0])
+        self.bytes -= sum(len(i.raw) for i in entry[0])
+        return entry[0]
 
 
 class VerifyPool:
@@ -153,7 +165,7 @@ class VerifyPool:
 
     def _chunks(self, items: list[_Item], ways: int) -> list[list[_Item]]:
         """Split evenly over ``ways`` workers, each chunk within the frame limits."""
-        per = max(1, min(framing.MAX_ITEMS, -(-len(items) // ways)))
+        per = max(1, min(framing.MAX_ITEMS, self.max_in_flight, -(-len(items) // ways)))
         chunks: list[list[_Item]] = [[]]
         size = 0
         for item in items:
@@ -177,7 +189,9 @@ class VerifyPool:
             return
         for chunk, worker in zip(self._chunks(items, len(workers)), itertools.cycle(workers),
                                  strict=False):
-            if worker.items + len(chunk) > self.max_in_flight or worker.proc.stdin is None:
+            size = sum(len(i.raw) for i in chunk)
+            if (worker.items + len(chunk) > self.max_in_flight or worker.proc.stdin is None
+                    or worker.bytes + size > MAX_IN_FLIGHT_BYTES):
                 self._here(chunk)
                 continue
             seq = next(self._seq)
@@ -188,7 +202,7 @@ class VerifyPool:
             except (BadFrame, OSError, RuntimeError):  # too big, or the pipe is gone
                 self._here(chunk)
                 continue
-            worker.in_flight[seq] = (chunk, time.monotonic())
+            worker.sent(seq, chunk, size)
 
     # --- settling ---------------------------------------------------------------------------
 
@@ -268,10 +282,10 @@ class VerifyPool:
             except asyncio.IncompleteReadError as exc:
                 raise BadFrame(f"verify worker {worker.proc.pid} ended") from exc
             seq, blob = framing.parse_answer(value)
-            entry = worker.in_flight.pop(seq, None)
-            if entry is None:
+            items = worker.answered(seq)
+            if items is None:
                 raise BadFrame("an answer to no request")
-            self._settle(entry[0], blob)
+            self._settle(items, blob)
 
     async def _watch(self, worker: _Worker) -> None:
         while True:

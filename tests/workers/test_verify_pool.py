@@ -165,6 +165,16 @@ async def test_a_worker_killed_under_load_loses_nothing_and_is_replaced(
         assert pool.by_workers == before + 50  # the new worker works
 
 
+async def test_past_its_in_flight_bound_a_worker_is_not_sent_more(
+        key: crypto.SigningKeyPair, raws: list[bytes]) -> None:
+    """What waits for one worker is bounded: the rest is verified here, not queued."""
+    signer = sealing.SignerKey(SENDER, key.public)
+    pool = _pool(slots=1, max_in_flight=10)
+    async with running(pool):
+        _same(await _verify_all(pool, raws[:100], signer), _in_process(raws[:100], signer))
+        assert pool.by_workers == 10 and pool.here == 90
+
+
 #: A worker that answers its first request with ``ANSWER`` (a frame built by the test).
 FAKE_WORKER = textwrap.dedent("""
     import sys
