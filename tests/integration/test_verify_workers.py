@@ -1,7 +1,7 @@
 """Nodes with ``[workers] verify = 2`` as real processes: `liaison send`, `liaison read` and
 `liaison inbox --follow` work end to end, with the envelopes verified in the workers at
 both nodes; a worker SIGKILLed under load loses nothing and is replaced; a node SIGKILLed
-leaves no worker behind."""
+leaves no worker behind, nor does one stopped with SIGTERM."""
 
 from __future__ import annotations
 
@@ -114,5 +114,9 @@ async def test_send_read_and_follow_through_nodes_with_verification_workers(
         net.kill("nl", signal.SIGKILL)
         await until(lambda: not any(alive(p) for p in orphans), timeout=PATIENCE_S,
                     what="nl's workers to exit after nl was killed")
+        # A node that stops (SIGTERM) stops its workers before it exits.
+        be_workers = workers_of(net.nodes["be"].pid)
+        net.kill("be", signal.SIGTERM)
+        assert not any(alive(p) for p in be_workers)
     finally:
         follower.stop()
