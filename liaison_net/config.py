@@ -120,6 +120,7 @@ class NodeConfig:
     clock_offset_ms: int = 0  # [clock] drill_offset_ms: fault drills only, never production
     supervision: RestartPolicy = field(default_factory=RestartPolicy)  # [supervision]
     effects: EffectsConfig = field(default_factory=EffectsConfig)  # [effects]
+    verify_workers: int = 0  # [workers] verify: envelope verification processes (workers/)
 
     @property
     def database(self) -> Path:
@@ -130,7 +131,7 @@ class NodeConfig:
 
 
 _TOP = {"node", "listen", "peers", "delivery", "limits", "auth", "signals", "requests",
-        "store", "federation", "clock", "supervision", "effects"}
+        "store", "federation", "clock", "supervision", "effects", "workers"}
 
 
 def load(path: Path) -> NodeConfig:
@@ -243,7 +244,17 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         clock_offset_ms=_clock_offset(_table(data, "clock", required=False)),
         supervision=_supervision(_table(data, "supervision", required=False)),
         effects=_effects(_table(data, "effects", required=False)),
+        verify_workers=_verify_workers(_table(data, "workers", required=False)),
     )
+
+
+def _verify_workers(table: dict[str, Any]) -> int:
+    """[workers] verify: 0 (verify in the node's process, the default) to 8 processes."""
+    if unknown := set(table) - {"verify"}:
+        raise ConfigError(f"unknown workers key(s): {', '.join(sorted(unknown))}")
+    if not isinstance(table.get("verify", 0), int):
+        raise ConfigError("workers.verify must be a whole number between 0 and 8")
+    return int(_num(table, "workers.verify", 0, 0, 8))
 
 
 def _effects(table: dict[str, Any]) -> EffectsConfig:

@@ -214,6 +214,14 @@ class StorageFull(Unavailable):
     http_status = 503
 
 
+class BadFrame(NodeFault):
+    """A frame between a node's own processes (workers/) broke a size, shape or time limit;
+    the side that read it drops the worker and does the work itself."""
+
+    code = "bad_frame"
+    http_status = 500
+
+
 class ConfigError(NodeFault):
     """The node or client configuration is invalid; the detail names the bad key."""
 

@@ -40,6 +40,11 @@ class NodeMetrics:
         self.loop_up = Gauge("liaison_loop_up", "1 while a background loop runs, 0 while it "
                              "waits to restart or has been given up on", ["loop"],
                              registry=self.registry)
+        # Verification workers ([workers] verify, workers/verify_pool.py).
+        self.verified = Counter(
+            "liaison_verified_total", "Envelopes verified with [workers] verify set, by where: "
+            "a worker process or the node's own (no worker live, a refusal, a failover)",
+            ["where"], registry=self.registry)
         # Effects (issue 15): what decisions owe, waiting for the drain (services/effects).
         self.effects_pending = Gauge(
             "liaison_effects_pending", "Owed evidence, notices and receipts not yet issued "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import signal
 from pathlib import Path
 from collections.abc import Hashable
@@ -51,6 +52,7 @@ from liaison_net.services.signal_desk import SignalDesk
 from liaison_net.services.witness import Witness
 from liaison_net.store.node_store import NodeStore
 from liaison_net.supervisor import Supervisor
+from liaison_net.workers.verify_pool import VerifyPool
 
 log = structlog.get_logger("liaison.node")
 
@@ -92,12 +94,17 @@ class Node:
                                    config=config.effects, metrics=self.metrics,
                                    clock=self.clock)
         self.store.db.on_effects = self.effects.wake.set
+        # [workers] verify: envelope verification in processes beside this one (workers/).
+        self.verify_pool = VerifyPool(
+            slots=config.verify_workers, limits=config.limits,
+            counted=lambda where, n: self.metrics.verified.labels(where=where).inc(n))
         self.intake = Intake(node_id=config.id, peers={p.id for p in config.peers},
                              store=self.store, keys=self.keys, limits=config.limits,
                              metrics=self.metrics, wake=self._wake, desk=self.desk,
                              on_disclosure=self._disclosure_receipt,
                              requests=self.request_desk,
-                             witness=Witness(node_id=config.id))
+                             witness=Witness(node_id=config.id),
+                             verifier=self.verify_pool.verify if config.verify_workers else None)
         self._pseudonym_ring = WatchedKeyRing(paths.dir)
         # Enrolment and revocation, asked by `liaison admin` over the admin socket.
         self.admin = AdminDesk(node_id=config.id, store=self.store,
@@ -237,6 +244,9 @@ class Node:
                 sup.add("key-watch", watcher.run)
                 sup.add("signal-desk", self.desk.run)
                 sup.add("request-desk", self.request_desk.run)
+                for slot in range(self.verify_pool.slots):
+                    sup.add(f"verify-worker-{slot}", functools.partial(self.verify_pool.run_slot,
+                                                                      slot))
                 if self._federation is not None:
                     sup.add("refusal-audit", self._federation.run_reports)
                 async with asyncio.TaskGroup() as tasks:

@@ -53,6 +53,8 @@ def test_the_tree_keeps_every_arrow_rule(tree: Path) -> None:
      "independent doors"),
     ("client/reading.py", "import liaison_net.store.database", "The officer's library"),
     ("node.py", "import liaison_net.demo.runner", "The node never imports the drills"),
+    ("workers/verify_worker.py", "import liaison_net.store.database",
+     "The verification workers run pure core code"),
 ])
 def test_a_planted_violation_breaks_its_rule(tree: Path, module: str, planted: str,
                                             rule: str) -> None:

@@ -21,7 +21,8 @@ for each recipient whose inbox now holds it). The effects drain issues the envel
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -30,7 +31,7 @@ from liaison_net.core import crypto, tagflow
 from liaison_net.core.audit import detail
 from liaison_net.core.consent import Consent, claimed_owner
 from liaison_net.core.effects import Effect
-from liaison_net.core.envelope import Envelope, Header, check_fresh, read_frame
+from liaison_net.core.envelope import Envelope, Header, UnverifiedFrame, check_fresh, read_frame
 from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.core.limits import Limits
 from liaison_net.core.sealing import KeyLookup, SignerKey, verify_frame
@@ -43,6 +44,9 @@ from liaison_net.store.envelope_store import Acceptance
 from liaison_net.store.node_store import AcceptOutcome, NodeStore
 
 log = structlog.get_logger("liaison.intake")
+
+#: ``verify_frame`` run elsewhere: a signer key looked up here, the signature checked there.
+Verifier = Callable[[UnverifiedFrame, SignerKey | None], Awaitable[Envelope]]
 
 
 @dataclass
@@ -66,7 +70,8 @@ class Intake:
                  on_disclosure: Callable[[Envelope, Consent, list[str]],
                                          Effect] | None = None,
                  requests: RequestDesk | None = None,
-                 witness: Witness | None = None) -> None:
+                 witness: Witness | None = None,
+                 verifier: Verifier | None = None) -> None:
         self.node_id = node_id
         self.peers = peers
         self.store = store
@@ -78,6 +83,8 @@ class Intake:
         self.on_disclosure = on_disclosure  # a consented forward arrived: the owner's receipt
         self.requests = requests
         self.witness = witness  # what delivery evidence the sender is owed
+        # Runs verify_frame elsewhere (workers/verify_pool.py, [workers] verify); None: here.
+        self.verifier = verifier
         #: Set by the federation door: counts a peer's envelopes that cannot be verified
         #: (peer, code, raw bytes); it audits them per peer and window, not one by one.
         self.on_unverified: Callable[[str, str, bytes], None] | None = None
@@ -89,7 +96,15 @@ class Intake:
             signer = await self.store.keys.signer(frame.signer_key_id, now=now)
         # Freshness is checked by the caller, once ``envelope`` is bound: a stale or skewed
         # envelope's refusal is then audited under its id.
+        if self.verifier is not None:
+            return await self.verifier(frame, signer)
         return verify_frame(frame, signer, now=None, limits=self.limits)
+
+    async def _verified(self, raw: bytes, now: int) -> Envelope | LiaisonError:
+        try:
+            return await self._verify(raw, now)
+        except LiaisonError as exc:
+            return exc
 
     async def _refuse(self, exc: LiaisonError, *, now: int, actor: str, layer: str,
                       envelope_id: bytes | None, peer: str | None = None) -> None:
@@ -152,9 +167,13 @@ class Intake:
         Storage trouble raises (``Unavailable``): then nothing was stored."""
         results: list[AcceptOutcome | LiaisonError | None] = [None] * len(raws)
         admitted: list[tuple[int, Acceptance]] = []
+        # With verification workers, the batch's envelopes go to them together, not in turn.
+        verified: Sequence[Envelope | LiaisonError | None] = (
+            await asyncio.gather(*(self._verified(raw, now) for raw in raws))
+            if self.verifier is not None else [None] * len(raws))
         for i, raw in enumerate(raws):
             try:
-                admitted.append((i, await self._admit(officer, raw, now)))
+                admitted.append((i, await self._admit(officer, raw, now, verified[i])))
             except LiaisonError as exc:
                 results[i] = exc
         outcomes = (await self.store.accept_many([item for _, item in admitted], now=now)
@@ -168,12 +187,15 @@ class Intake:
             results[i] = outcome
         return [r for r in results if r is not None]
 
-    async def _admit(self, officer: str, raw: bytes, now: int) -> Acceptance:
+    async def _admit(self, officer: str, raw: bytes, now: int,
+                     verified: Envelope | LiaisonError | None = None) -> Acceptance:
         """Every check of a submission, nothing stored: what to store, or the refusal
-        (audited, then raised)."""
+        (audited, then raised). ``verified``: the result of ``_verify`` if already run."""
         envelope: Envelope | None = None
         try:
-            envelope = await self._verify(raw, now)
+            if isinstance(verified, LiaisonError):
+                raise verified
+            envelope = verified if verified is not None else await self._verify(raw, now)
             check_fresh(envelope.header, now, self.limits)
             h = envelope.header
             if h.sender != officer:

@@ -267,11 +267,12 @@ class EnvelopeStore:
                         txn, item.envelope, now=item.now, actor=self.node_id,
                         event=item.event, local_recipients=item.local,
                         remote_nodes=item.remote, audit_detail=item.audit_detail)
-                    if item.local:  # only an inbox here ever looks a carrier up
-                        await txn.executemany(
-                            "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
-                            "VALUES (?, ?)", [(eid, item.envelope.id) for eid in item.covers])
-                    elif item.remote and not stored.duplicate:
+                    # an inbox here looks a carrier up, or the sender reads it to send the
+                    # peer its ``covers``; forgotten with the carrier once it is delivered
+                    await txn.executemany(
+                        "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
+                        "VALUES (?, ?)", [(eid, item.envelope.id) for eid in item.covers])
+                    if not item.local and item.remote and not stored.duplicate:
                         await txn.execute(
                             "INSERT INTO forget_when_delivered (envelope_id, hops) "
                             "VALUES (?, ?)", (item.envelope.id, len(set(item.remote))))
@@ -395,6 +396,7 @@ class EnvelopeStore:
             await txn.execute("DELETE FROM forget_when_delivered WHERE envelope_id = ?",
                               (envelope_id,))
             await txn.execute("DELETE FROM envelopes WHERE id = ?", (envelope_id,))
+            await txn.execute("DELETE FROM evidence_covers WHERE carrier = ?", (envelope_id,))
 
     async def expire_due(self, now: int, limit: int = 500) -> list[tuple[bytes, str, str]]:
         """Mark queued hops past expiry EXPIRED, each with the non-delivery notice it owes
