@@ -15,8 +15,8 @@ import contextlib
 import errno
 import functools
 import signal
-from pathlib import Path
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
