@@ -22,20 +22,13 @@ import click
 from liaison_net.cli import officer_view as view
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.client import keystore as keystore_mod
+from liaison_net.client import tagging
 from liaison_net.client.directory import Directory
 from liaison_net.client.keystore import Keystore
 from liaison_net.core.ids import check_node_id, node_of
 from liaison_net.core.ownership import (
-    Evaluation,
-    Handling,
-    InformationAccuracy,
-    Owner,
     OwnershipTag,
-    PermittedAction,
-    SourceReliability,
-    Tlp,
 )
-from liaison_net.core.policy import Action, Request, require
 from liaison_net.errors import (
     ConfigError,
     LimitExceeded,
@@ -209,17 +202,13 @@ _TAG_HINTS: tuple[tuple[str, str], ...] = (
 def build_tag(*, own: str, unit: str, handling: str, tlp: str, source: str, accuracy: int,
               share_with: frozenset[str], permit: tuple[str, ...], purpose: str,
               retain_until: int, conditions: str, community: str) -> OwnershipTag:
-    """The ownership tag from the officer's options, checked on its own; a refusal names
-    the option to add or change, not the tag field behind it."""
+    """The ownership tag from the officer's options (``client.tagging``, as the desk builds
+    it); a refusal names the option to add or change, not the tag field behind it."""
     try:
-        return OwnershipTag(
-            owner=Owner(own, unit), handling=Handling(handling), tlp=Tlp(tlp.upper()),
-            evaluation=Evaluation(SourceReliability(source), InformationAccuracy(accuracy)),
-            share_with=share_with,
-            permitted_actions=frozenset(PermittedAction(a) for a in permit),
-            purpose=purpose, retain_until=retain_until, conditions=conditions,
-            community=community,
-        ).validate()
+        return tagging.build_tag(own=own, unit=unit, handling=handling, tlp=tlp,
+                                 source=source, accuracy=accuracy, share_with=share_with,
+                                 permit=permit, purpose=purpose, retain_until=retain_until,
+                                 conditions=conditions, community=community)
     except (Malformed, LimitExceeded) as exc:
         for said, option in _TAG_HINTS:
             if exc.detail.startswith(said):
@@ -241,16 +230,16 @@ def check_tag_options(*, handling: str, tlp: str, conditions: str, community: st
 
 
 def check_send(tag: OwnershipTag, recipients: list[str], *, own: str, now: int) -> None:
-    """The sending client's policy check: refuse here, with the reason, before sealing."""
-    for recipient in recipients:
-        try:
-            require(tag, Request(Action.SEND, now, actor_node=own,
-                                 target_node=node_of(recipient)))
-        except PolicyRefused as exc:
+    """The sending client's policy check (``client.tagging``), with the option to change."""
+    try:
+        tagging.check_send(tag, recipients, own=own, now=now)
+    except PolicyRefused as exc:
+        hint = ""
+        if exc.code == "policy.share_with":
+            recipient = exc.detail.removeprefix("not sending to ").split(":", 1)[0]
             hint = (f" (add {node_of(recipient)} to --share-with if the information may go "
-                    "there)" if exc.code == "policy.share_with" else "")
-            raise PolicyRefused(f"not sending to {recipient}: {exc.detail}{hint}",
-                                code=exc.code) from None
+                    "there)")
+        raise PolicyRefused(f"{exc.detail}{hint}", code=exc.code) from None
 
 
 def comma_nodes(value: str | None) -> frozenset[str] | None:
