@@ -18,11 +18,16 @@ from rich.text import Text
 
 from liaison_net.cli import tables
 from liaison_net.client.directory import Directory
+from liaison_net.client.tagging import (
+    ACCURACY_MEANING,
+    HANDLING_MEANING,
+    SOURCE_MEANING,
+    TLP_MEANING,
+)
 from liaison_net.core.almanac import Almanac
 from liaison_net.core.content import Content
 from liaison_net.core.envelope import Envelope, Precedence
 from liaison_net.core.ids import id_to_text
-from liaison_net.core.ownership import Handling, InformationAccuracy, SourceReliability, Tlp
 from liaison_net.core.policy import Action, Request, decide
 
 if TYPE_CHECKING:  # aiohttp: only for the annotations here, not at import
@@ -32,36 +37,6 @@ if TYPE_CHECKING:  # aiohttp: only for the annotations here, not at import
 # bidi embedding/override/isolate controls that can make text read differently.
 _UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
-HANDLING_MEANING = {
-    Handling.H0: "only for preventing and combating crime under the applicable law",
-    Handling.H1: "not to be disclosed in judicial proceedings without the provider's "
-                 "permission",
-    Handling.H2: "not to be disseminated without the provider's permission",
-    Handling.H3: "other restrictions: see the conditions",
-}
-TLP_MEANING = {
-    Tlp.CLEAR: "disclosure is not limited",
-    Tlp.GREEN: "within the named community only",
-    Tlp.AMBER: "the recipients' organisations, on a need-to-know basis",
-    Tlp.AMBER_STRICT: "the recipients' own organisation only",
-    Tlp.RED: "the named recipients only",
-}
-SOURCE_MEANING = {
-    SourceReliability.A: "no doubt about the source's authenticity, trustworthiness and "
-                         "competence",
-    SourceReliability.B: "the source has in most instances proved reliable",
-    SourceReliability.C: "the source has in most instances proved unreliable",
-    SourceReliability.X: "the source's reliability cannot be assessed",
-}
-ACCURACY_MEANING = {
-    InformationAccuracy.KNOWN_TRUE: "known to be true without reservation",
-    InformationAccuracy.KNOWN_TO_SOURCE: "known personally to the source, not to the official "
-                                         "passing it on",
-    InformationAccuracy.NOT_KNOWN_CORROBORATED: "not known personally to the source, "
-                                                "corroborated",
-    InformationAccuracy.NOT_KNOWN: "not known personally to the source, cannot be "
-                                   "corroborated",
-}
 
 
 def safe(text: str) -> str:
