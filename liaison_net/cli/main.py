@@ -108,11 +108,12 @@ def load(name: str) -> click.Command:
 
 
 def _admin(name: str) -> click.Command:
-    from liaison_net.cli import admin, admin_keys, admin_officers, admin_ops
+    from liaison_net.cli import admin, admin_audit_export, admin_keys, admin_officers, admin_ops
 
     admin_ops.register(admin.admin)
     admin_keys.register(admin.admin)
     admin_officers.register(admin.admin)
+    admin_audit_export.register(admin_officers.audit)
     return admin.admin
 
 

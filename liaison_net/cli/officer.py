@@ -40,8 +40,8 @@ from liaison_net.cli.officer_common import (
 from liaison_net.client import addressing, reading
 from liaison_net.client import keystore as keystore_mod
 from liaison_net.client.directory import Directory
+from liaison_net.core import art25, sealing
 from liaison_net.core import content as content_mod
-from liaison_net.core import sealing
 from liaison_net.core.almanac import Almanac
 from liaison_net.core.envelope import Envelope, Kind, Precedence
 from liaison_net.core.ids import check_officer_id, id_from_text, node_of
@@ -339,11 +339,18 @@ def inbox_cmd(show_all: bool, as_json: bool, follow: bool, keystore_path: Path,
 @click.command("read", cls=Command)
 @click.argument("envelope_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print the envelope as JSON.")
+@click.option("--reason", help="Why you consult it (up to 200 characters): your node "
+              "records it with the consultation, for the data protection officer.")
 @keystore_options
-def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
+def read_cmd(envelope_id: str, as_json: bool, reason: str | None, keystore_path: Path,
              passphrase_file: Path | None) -> None:
-    """Verify, check and decrypt envelope ID; show its tag, what it allows, the content."""
+    """Verify, check and decrypt envelope ID; show its tag, what it allows, the content.
+
+    Your node audits every read (LED Art. 25 consultation) with the tag's purpose; give
+    --reason where your service asks for one (docs/ownership.md: H3 and TLP:RED)."""
     wanted = id_from_text(envelope_id.strip())
+    if reason is not None:
+        reason = art25.check_reason(reason)
     ks = load_keystore(keystore_path, passphrase_file)
 
     cache = local_cache(keystore_path)
@@ -367,7 +374,7 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
         from liaison_net.client.local_cache import verified_directory
 
         async with node_session(ks, keystore_path, cache) as node:  # one TLS session
-            raw = await node.fetch(envelope_id)
+            raw = await node.fetch(envelope_id, reason=reason)
             directory, cached = await verified_directory(node, cache, ks,
                                                          now=cli_clock().host_now())
             try:

@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import re
 import ssl
+import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -321,10 +322,14 @@ class NodeSession:
         return await open_socket(self._http, self.base_url, path, token=self._token,
                                  node=self.keystore.node, timeout_s=self._timeout_s)
 
-    async def fetch(self, envelope_id: str) -> bytes:
-        """The raw envelope bytes, unverified: pass them to sealing.verify."""
+    async def fetch(self, envelope_id: str, *, reason: str | None = None) -> bytes:
+        """The raw envelope bytes, unverified: pass them to sealing.verify. The node audits
+        the consultation, with ``reason`` (why you read it) if given."""
+        headers = ({"X-Liaison-Reason": urllib.parse.quote(reason, safe="")}
+                   if reason is not None else None)
         answer = await self._call("GET", f"/api/v1/envelopes/{check_id(envelope_id)}",
-                                     max_bytes=DEFAULT_LIMITS.max_envelope_bytes)
+                                  max_bytes=DEFAULT_LIMITS.max_envelope_bytes,
+                                  headers=headers)
         return answer
 
     async def ack(self, envelope_id: str) -> bool:
@@ -402,13 +407,14 @@ class NodeSession:
 
     async def _call(self, method: str, path: str, *, json_body: Any = None,
                     data: bytes | None = None, content_type: str | None = None,
-                    auth: bool = True, max_bytes: int = MAX_JSON_BYTES) -> bytes:
+                    auth: bool = True, max_bytes: int = MAX_JSON_BYTES,
+                    headers: dict[str, str] | None = None) -> bytes:
         """One request; with ``auth``, log in first if needed and again once on 401."""
         if auth and self._token is None:
             await self.login()
         try:
             return await self._send(method, path, json_body, data, content_type, auth,
-                                    max_bytes)
+                                    max_bytes, headers)
         except errors.Unauthorized:
             if not auth:
                 raise
@@ -416,13 +422,14 @@ class NodeSession:
             self._forget_token()
             await self.login()
             return await self._send(method, path, json_body, data, content_type, auth,
-                                    max_bytes)
+                                    max_bytes, headers)
 
     async def _send(self, method: str, path: str, json_body: Any, data: bytes | None,
-                    content_type: str | None, auth: bool, max_bytes: int) -> bytes:
+                    content_type: str | None, auth: bool, max_bytes: int,
+                    extra: dict[str, str] | None = None) -> bytes:
         if self._http is None:
             raise RuntimeError("NodeSession used outside `async with`")
-        headers = {"Accept": "application/json, application/octet-stream, */*"}
+        headers = {"Accept": "application/json, application/octet-stream, */*", **(extra or {})}
         if auth:
             headers["Authorization"] = f"Bearer {self._token}"
         if content_type is not None:

@@ -16,6 +16,7 @@ import hashlib
 import re
 import secrets
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,13 +25,14 @@ import structlog
 from aiohttp import web
 
 from liaison_net.clock import Clock
-from liaison_net.core import codec, crypto, rotation
+from liaison_net.core import art25, codec, crypto, rotation
 from liaison_net.core.audit import detail
 from liaison_net.core.envelope import decode_header, read_frame
 from liaison_net.core.identity import EnrolmentRequest, renewal, verify_card
 from liaison_net.core.ids import check_officer_id, id_from_text, id_to_text, node_of
 from liaison_net.core.login import CHALLENGE_BYTES, login_message
 from liaison_net.core.pseudonym import KeyRing
+from liaison_net.core.ratelimit import RefusalWindow
 from liaison_net.errors import (
     BadSignature,
     Forbidden,
@@ -41,6 +43,7 @@ from liaison_net.errors import (
     NotFound,
     Purged,
     RateLimited,
+    Refused,
     Unauthorized,
     Unavailable,
     UnsupportedMedia,
@@ -75,6 +78,8 @@ MAX_JUSTIFICATION_CHARS = 200
 MAX_BATCH_ENVELOPES = 256  # envelopes in one batch submit
 MAX_BATCH_BYTES = 16 * 1024 * 1024  # one batch submit's whole body
 _DIGITS = re.compile(r"[0-9]{1,19}")
+REASON_HEADER = "X-Liaison-Reason"
+LOGIN_AUDIT_WINDOW_S = 60.0  # at most one login.failed entry per officer per window
 
 
 def _iso(ms: int | None) -> str | None:
@@ -102,6 +107,21 @@ async def _read_batch_body(request: web.Request) -> bytes:
             raise too_big
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _reason(request: web.Request) -> str | None:
+    """The officer's reason for a consultation, if the client sent one (``X-Liaison-Reason``:
+    UTF-8, percent-encoded, as header values are Latin-1), checked as the audit takes it."""
+    raw = request.headers.get(REASON_HEADER)
+    if raw is None:
+        return None
+    if len(raw) > 12 * art25.MAX_REASON_CHARS:  # every character percent-encoded UTF-8
+        raise Malformed(f"{REASON_HEADER} is longer than {art25.MAX_REASON_CHARS} characters")
+    try:
+        text = urllib.parse.unquote(raw, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise Malformed(f"{REASON_HEADER} must be percent-encoded UTF-8") from exc
+    return art25.check_reason(text)
 
 
 @dataclass
@@ -136,6 +156,7 @@ class ClientApi:
         self.evaluations_per_hour = evaluations_per_hour
         self._challenges: dict[bytes, tuple[str, float]] = {}
         self._tokens: dict[bytes, Session] = {}  # SHA-256 of the token -> its session
+        self._login_windows: dict[str, RefusalWindow] = {}  # whose failed logins, audited
         self._lock = asyncio.Lock()
         # Live delivery: the store's on_inbox hook calls inbox_watch.notify after a commit.
         self.inbox_watch = InboxWatch()
@@ -228,16 +249,24 @@ class ClientApi:
             signature = bytes.fromhex(str(body["signature"]))
         except ValueError as exc:
             raise Malformed("challenge and signature must be hex") from exc
-        pending = self._challenges.pop(challenge, None)
-        if pending is None or pending[0] != officer or pending[1] < time.monotonic():
-            raise Unauthorized("unknown or expired challenge")
-        if node_of(officer) != self.node_id:
-            raise Unauthorized(f"{officer} is not an officer of node {self.node_id}")
-        keys = await self.store.officer_keys(officer)
-        if keys is None:
-            raise Unauthorized(f"{officer} is not enrolled on this node")
-        grace_until = await self._check_login_key(
-            officer, keys[0], login_message(self.node_id, challenge), signature)
+        stage = "challenge"
+        try:
+            pending = self._challenges.pop(challenge, None)
+            if pending is None or pending[0] != officer or pending[1] < time.monotonic():
+                raise Unauthorized("unknown or expired challenge")
+            stage = "node"
+            if node_of(officer) != self.node_id:
+                raise Unauthorized(f"{officer} is not an officer of node {self.node_id}")
+            stage = "enrolment"
+            keys = await self.store.officer_keys(officer)
+            if keys is None:
+                raise Unauthorized(f"{officer} is not enrolled on this node")
+            stage = "signature"
+            grace_until = await self._check_login_key(
+                officer, keys[0], login_message(self.node_id, challenge), signature)
+        except Refused as exc:
+            await self._login_failed(officer, stage, exc.code, enrolled=stage == "signature")
+            raise
         # A session opened with a superseded key ends with its grace, not after it.
         ttl_ms = self.token_ttl_s * 1000
         if grace_until is not None:
@@ -251,6 +280,25 @@ class ClientApi:
         log.info("officer.login", officer=officer)
         return web.json_response({"token": token,
                                   "expires_at": self.clock.now_ms() + ttl_ms})
+
+    async def _login_failed(self, officer: str, stage: str, code: str, *,
+                            enrolled: bool) -> None:
+        """Audit a failed login (who was claimed, at which step, the error code; never the
+        signature or challenge). A flood must not fill the disk: at most one entry per
+        window (``LOGIN_AUDIT_WINDOW_S``) for each enrolled officer of this node and one for
+        every other claimed id together, each counting the failures it stands for."""
+        key = officer if enrolled else "*"
+        window = self._login_windows.get(key)
+        if window is None:
+            if len(self._login_windows) >= MAX_TOKENS:
+                self._login_windows.clear()  # a fresh start of every window, not a bypass
+            window = self._login_windows[key] = RefusalWindow(LOGIN_AUDIT_WINDOW_S)
+        failures = window.refuse(time.monotonic())
+        self.metrics.refused.labels(code=f"login.{code}").inc()
+        if failures is None:
+            return
+        await self.store.audit(now=self.clock.now_ms(), event="login.failed", actor=officer,
+                               audit_detail=detail(stage=stage, code=code, failures=failures))
 
     async def _check_login_key(self, officer: str, current: bytes, message: bytes,
                                signature: bytes) -> int | None:
@@ -374,12 +422,23 @@ class ClientApi:
         })
 
     async def fetch(self, request: web.Request) -> web.Response:
+        """The envelope's bytes for its sender or a recipient: a consultation (LED Art. 25),
+        audited before the bytes leave, with the tag's purpose and the officer's reason
+        (``X-Liaison-Reason``, percent-encoded UTF-8) if given. If the entry cannot be
+        written, nothing is answered (503)."""
         officer = self._officer(request)
         eid = self._id(request)
+        reason = _reason(request)
         if not await self.store.may_read(officer, eid):
             raise NotFound("no such envelope for you")
         # Past its retain_until only the tag skeleton is left: 410 purged, naming it.
-        return web.Response(body=await self.store.envelope_bytes(eid), content_type=ENVELOPE)
+        raw = await self.store.envelope_bytes(eid)
+        fields = art25.justification(decode_header(read_frame(raw).header_bytes))
+        if reason is not None:
+            fields["reason"] = reason
+        await self.store.audit(now=self.clock.now_ms(), event="envelope.consulted",
+                               actor=officer, audit_detail=detail(**fields), envelope_id=eid)
+        return web.Response(body=raw, content_type=ENVELOPE)
 
     async def ack(self, request: web.Request) -> web.Response:
         officer = self._officer(request)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from liaison_net.core import crypto, tagflow
+from liaison_net.core import art25, crypto, tagflow
 from liaison_net.core.audit import detail
 from liaison_net.core.consent import Consent, claimed_owner
 from liaison_net.core.effects import Effect
@@ -239,7 +239,9 @@ class Intake:
         return Acceptance(
             envelope, actor=officer, event="envelope.accepted", local_recipients=local,
             remote_nodes=sorted(remote),
-            audit_detail=detail(layer="origin", to=sorted(remote) + (["local"] if local else [])),
+            audit_detail=detail(layer="origin", to=sorted(remote) + (["local"] if local else []),
+                                **art25.reception(h, local, forward=tagflow.is_forward(h),
+                                                  recipients=True)),
             consent_digest=flow.consent_digest, effects=effects,
             track_request=self.requests is not None)
 
@@ -295,7 +297,8 @@ class Intake:
             outcome = await self.store.accept(
                 envelope, now=now, actor=peer, event="envelope.delivered_to_inbox",
                 local_recipients=local, remote_nodes=[],
-                audit_detail=detail(layer="destination", peer=peer, recipients=len(local)),
+                audit_detail=detail(layer="destination", peer=peer, recipients=len(local),
+                                    **art25.reception(h, local, forward=tagflow.is_forward(h))),
                 signal_deadline=self.desk.deadline(h, now) if self.desk is not None else None,
                 received=True, consent_digest=flow.consent_digest, effects=effects,
                 track_request=self.requests is not None,
