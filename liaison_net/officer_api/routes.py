@@ -433,7 +433,9 @@ class ClientApi:
             raise NotFound("no such envelope for you")
         # Past its retain_until only the tag skeleton is left: 410 purged, naming it.
         raw = await self.store.envelope_bytes(eid)
-        fields = art25.justification(decode_header(read_frame(raw).header_bytes))
+        limits = self.intake.limits  # the node's own: a stored envelope is within them
+        fields = art25.justification(decode_header(read_frame(raw, limits).header_bytes,
+                                                   limits))
         if reason is not None:
             fields["reason"] = reason
         await self.store.audit(now=self.clock.now_ms(), event="envelope.consulted",

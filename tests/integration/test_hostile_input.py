@@ -73,7 +73,7 @@ MSGPACK = "application/x-msgpack"
 ENVELOPE = "application/x-liaison-envelope"
 JSON = "application/json"
 KNOWN_CODES = {cls.code for cls in errors.all_error_classes()}
-REFUSAL_EVENTS = {"envelope.refused", "directory.refused", "peer.refused",
+REFUSAL_EVENTS = {"envelope.refused", "directory.refused", "peer.refused", "login.failed",
                   "peer.envelopes_refused"}
 AUDIT_WINDOW_S = 1.0  # [federation]: refusals of one peer are audited once per window
 
