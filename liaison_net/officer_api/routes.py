@@ -297,8 +297,12 @@ class ClientApi:
         self.metrics.refused.labels(code=f"login.{code}").inc()
         if failures is None:
             return
-        await self.store.audit(now=self.clock.now_ms(), event="login.failed", actor=officer,
-                               audit_detail=detail(stage=stage, code=code, failures=failures))
+        try:
+            await self.store.audit(now=self.clock.now_ms(), event="login.failed",
+                                   actor=officer, audit_detail=detail(stage=stage, code=code,
+                                                                      failures=failures))
+        except LiaisonError as exc:  # storage trouble: the login is refused all the same
+            log.warning("officer.login_failed_not_audited", officer=officer, code=exc.code)
 
     async def _check_login_key(self, officer: str, current: bytes, message: bytes,
                                signature: bytes) -> int | None:

@@ -153,6 +153,10 @@ async def test_h2_forward_refused_at_each_layer_and_allowed_with_consent(
                             timeout=30, what="the consented forward at LU")
     _, shown = cli(claude, "read", forwarded, "--json")
     assert json.loads(shown[shown.index("{"):])["ref"] == oid
+    # LED Art. 25: a disclosure with consent, into Claude's inbox, naming its original.
+    [into_inbox] = [r for r in audit_rows(net, "lu") if r.event == "envelope.delivered_to_inbox"
+                    and r.detail.get("forward_of") == oid]
+    assert into_inbox.detail["consent"] is True and into_inbox.detail["inboxes"] == [claude.id]
 
     # One consent, one forward: a second forward under it is refused by BE (the origin),
     # and by LU when a compromised BE relays one anyway; each audited with its code.
