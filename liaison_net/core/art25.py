@@ -92,8 +92,9 @@ def check_reason(text: str) -> str:
         raise Malformed("the reason is empty")
     if len(reason) > MAX_REASON_CHARS:
         raise Malformed(f"the reason is longer than {MAX_REASON_CHARS} characters")
-    if any(unicodedata.category(c)[0] == "C" for c in reason):
-        raise Malformed("the reason holds control characters")
+    if any(unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp")
+           for c in reason):
+        raise Malformed("the reason holds control characters or line breaks")
     return reason
 
 

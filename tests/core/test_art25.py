@@ -71,7 +71,7 @@ def test_events_of_each_category_cover_what_categories_finds() -> None:
 
 @pytest.mark.parametrize("reason", ["", "   ", "x" * (art25.MAX_REASON_CHARS + 1),
                                     "two\nlines", "tab\there", "bidi \u202e trick",
-                                    "nul \x00"])
+                                    "nul \x00", "line\u2028separator"])
 def test_a_bad_reason_is_refused(reason: str) -> None:
     with pytest.raises(Malformed):
         art25.check_reason(reason)
