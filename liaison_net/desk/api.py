@@ -15,6 +15,7 @@ from aiohttp import web
 
 from liaison_net.client import tagging
 from liaison_net.client.answers import check_id
+from liaison_net.core import art25
 from liaison_net.core.envelope import Precedence
 from liaison_net.core.ids import check_node_id
 from liaison_net.core.limits import DEFAULT_LIMITS
@@ -140,7 +141,11 @@ async def inbox(request: web.Request) -> web.Response:
 
 
 async def read(request: web.Request) -> web.Response:
-    return answer(await request.app[OFFICER].read(envelope_id(request)))
+    """Open an envelope; ``?reason=`` is the officer's reason, audited by the node with the
+    consultation (LED Art. 25; docs/ownership.md §8)."""
+    reason = request.query.get("reason")
+    return answer(await request.app[OFFICER].read(
+        envelope_id(request), reason=art25.check_reason(reason) if reason else None))
 
 
 async def ack(request: web.Request) -> web.Response:

@@ -138,10 +138,12 @@ class DeskOfficer:
         return envelope, sealing.open_envelope(envelope, self.ks.officer,
                                                self.ks.encryption_keys)
 
-    async def opened(self, envelope_id: str) -> tuple[Envelope, bytes, Directory]:
+    async def opened(self, envelope_id: str, *, reason: str | None = None
+                     ) -> tuple[Envelope, bytes, Directory]:
         """Envelope ID, verified and checked here, and its plaintext; with the directory
-        that decided (the cached one, or the node's when the cache did not know a key)."""
-        raw = await self.node.fetch(envelope_id)
+        that decided (the cached one, or the node's when the cache did not know a key).
+        The node audits the read, with ``reason`` if given."""
+        raw = await self.node.fetch(envelope_id, reason=reason)
         directory, cached = await self.directory()
         try:
             envelope, plaintext = self._open(raw, envelope_id, directory)
@@ -194,8 +196,8 @@ class DeskOfficer:
             self._warn(warning)
         return {"items": items, "now": self.now()}
 
-    async def read(self, envelope_id: str) -> dict[str, Any]:
-        envelope, plaintext, directory = await self.opened(envelope_id)
+    async def read(self, envelope_id: str, *, reason: str | None = None) -> dict[str, Any]:
+        envelope, plaintext, directory = await self.opened(envelope_id, reason=reason)
         content = self.readable(envelope, plaintext)
         h = envelope.header
         card = directory.cards.get(h.sender)

@@ -211,3 +211,26 @@ async def test_what_was_sent_keeps_its_timeline_after_a_restart(door: Door) -> N
         status, _, body = await request(fresh, "GET", f"/api/envelopes/{sent}/timeline",
                                         headers={"Cookie": cookie})
         assert status == 200 and json.loads(body)["recipients"][0]["officer"] == "be/jpeeters"
+
+
+async def test_a_desk_read_is_audited_with_the_officer_s_reason(door: Door) -> None:
+    """The desk reads through the officer API: the node audits each read (LED Art. 25
+    consultation) with the reason typed in the desk, and refuses a reason it cannot log."""
+    form = {"to": ["be/jpeeters", "nl/desk"], "subject": "Read me", "text": "t", "purpose": "p",
+            "handling": "H0", "tlp": "AMBER"}
+    status, _, body = await request(door.desk, "POST", "/api/send",
+                                    headers=change_headers(door), body=json.dumps(form).encode())
+    assert status == 200, body
+    sent = json.loads(body)["id"]
+    cookie = {"Cookie": door.cookie}
+    status, _, body = await request(door.desk, "GET",
+                                    f"/api/envelopes/{sent}?reason=case%2042%20%E2%80%93%20Lige",
+                                    headers=cookie)
+    assert status == 200 and json.loads(body)["content"]["subject"] == "Read me", body
+    status, _, body = await request(door.desk, "GET", f"/api/envelopes/{sent}?reason=a%0Ab",
+                                    headers=cookie)
+    assert status == 400 and error_code(body) == "malformed", body
+    reads = [r for r in audit_rows(door.desks.net, "nl") if r.event == "envelope.consulted"
+             and r.detail.get("reason") is not None]
+    assert [(r.detail["reason"], r.detail["purpose"]) for r in reads] == [
+        ("case 42 \u2013 Lige", "p")]

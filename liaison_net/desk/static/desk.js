@@ -111,7 +111,9 @@
   }
 
   async function openEnvelope(id) {
-    const r = await api("GET", "/api/envelopes/" + encodeURIComponent(id));
+    const why = $("read-reason").value.trim();
+    const r = await api("GET", "/api/envelopes/" + encodeURIComponent(id) +
+                        (why ? "?reason=" + encodeURIComponent(why) : ""));
     reading = r;
     $("reader").hidden = false;
     $("reader-subject").textContent = r.content.subject;
