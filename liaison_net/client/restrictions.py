@@ -1,0 +1,105 @@
+"""The owner's side of restriction updates (core/restriction.py), for the CLI and the desk.
+
+An update must reach every node that holds the information: the original's recipients,
+and whoever received a forward of it. The owner learns of the forwards from the signed
+disclosure receipts in their inbox (a forward made with the owner's consent returns one
+from the node that delivered it), so ``addressees`` reads them. Once applied, each node
+answers a signed receipt (``restriction-applied``, or ``erasure`` for a recall);
+``receipts`` collects those for `liaison status ID`: who applied it, and when.
+
+Every notice read here is verified under the CA-vouched directory and believed only for
+what its signing node may say (``reading.believed_notice``), as `liaison read` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from liaison_net.client import reading
+from liaison_net.client.directory import Directory
+from liaison_net.client.keystore import Keystore
+from liaison_net.client.session import NodeSession
+from liaison_net.core import sealing
+from liaison_net.core.envelope import Envelope, Kind
+from liaison_net.core.ids import id_to_text
+from liaison_net.core.restriction import NOTICE_APPLIED, NOTICE_ERASURE
+from liaison_net.core.signers import Signer, signer_of
+from liaison_net.errors import LiaisonError
+
+NOTICE_DISCLOSURE = "disclosure"  # node.py ``_disclosure_receipt``
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A node's signed word that it applied an update to what it holds."""
+
+    node: str
+    action: str  # restrict | recall
+    update: str
+    envelopes: tuple[str, ...]  # what it applied it to there (the original, forwards)
+    applied: int  # ms
+    notice: str  # the receipt's own envelope id
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "action": self.action, "update": self.update,
+                "envelopes": list(self.envelopes), "applied": self.applied,
+                "receipt": self.notice}
+
+
+async def _notices_about(node: NodeSession, ks: Keystore, directory: Directory,
+                         original: bytes, types: frozenset[str],
+                         warnings: list[str]) -> list[tuple[Envelope, dict[str, Any]]]:
+    """The node notices in this officer's inbox about ``original`` of the given types,
+    verified and believed; what fails is a warning, never a result."""
+    out: list[tuple[Envelope, dict[str, Any]]] = []
+    for entry in await node.inbox_all():
+        if entry.kind != Kind.NOTICE.value or entry.purged is not None:
+            continue
+        if signer_of(entry.sender) is not Signer.NODE:
+            continue
+        try:
+            envelope = sealing.verify(await node.fetch(entry.id), directory.lookup(), now=None)
+            if envelope.header.ref != original:
+                continue
+            plaintext = sealing.open_envelope(envelope, ks.officer, ks.encryption_keys)
+            fields = reading.believed_notice(envelope, plaintext, reader_node=ks.node)
+        except LiaisonError as exc:
+            warnings.append(f"notice {entry.id} not believed: {exc.code}: {exc.detail}")
+            continue
+        if fields.get("type") in types and fields.get("original") == id_to_text(original):
+            out.append((envelope, fields))
+    return out
+
+
+async def addressees(node: NodeSession, ks: Keystore, directory: Directory,
+                     original: Envelope, warnings: list[str]) -> list[str]:
+    """Who an update of ``original`` goes to: its recipients, then the recipients of every
+    forward of it that a disclosure receipt told the owner about (sorted, no repeats, not
+    the issuer)."""
+    found = {r.officer for r in original.header.recipients}
+    for _, fields in await _notices_about(node, ks, directory, original.id,
+                                          frozenset({NOTICE_DISCLOSURE}), warnings):
+        recipients = fields.get("recipients")
+        if isinstance(recipients, list):
+            found.update(str(r) for r in recipients if isinstance(r, str))
+    found.discard(ks.officer)
+    return sorted(found)
+
+
+async def receipts(node: NodeSession, ks: Keystore, directory: Directory, original: bytes,
+                   warnings: list[str]) -> list[Receipt]:
+    """The signed receipts of the nodes that applied an update of ``original``, oldest
+    first."""
+    out = []
+    for envelope, f in await _notices_about(node, ks, directory, original,
+                                            frozenset({NOTICE_APPLIED, NOTICE_ERASURE}),
+                                            warnings):
+        envelopes = f.get("envelopes")
+        applied = f.get("applied")
+        out.append(Receipt(
+            node=str(f.get("node")), action=str(f.get("action")), update=str(f.get("update")),
+            envelopes=tuple(str(e) for e in envelopes) if isinstance(envelopes, list) else (),
+            applied=applied if isinstance(applied, int) else envelope.header.created,
+            notice=envelope.header.id_text))
+    return sorted(out, key=lambda r: (r.applied, r.node))
