@@ -381,10 +381,21 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
                                                         now=cli_clock().host_now())
                 envelope, report = opened(raw, directory)
             warn_directory(directory)
+            # The owner's restriction updates of it in this inbox, checked here.
+            from liaison_net.client import restrictions
+            warnings: list[str] = []
+            standing = await restrictions.standing(
+                node, ks, directory, envelope,
+                reading.check_received(envelope, directory, own_node=ks.node, now=now_ms()),
+                warnings)
+            for warning in warnings:
+                click.echo(f"warning: {view.safe(warning)}", err=True)
             if as_json:
-                emit_json(report)
+                emit_json({**report, "restrictions": [s.to_json() for s in standing]})
             else:
                 view.print_envelope(report)
+                for s in standing:
+                    click.echo(view.safe(s.line()))
             # "opened", to the sender, over the same session
             await delivery_status.after_read(ks, keystore_path, envelope, directory,
                                              node=node, cache=cache)

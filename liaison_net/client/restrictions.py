@@ -5,7 +5,9 @@ and whoever received a forward of it. The owner learns of the forwards from the 
 disclosure receipts in their inbox (a forward made with the owner's consent returns one
 from the node that delivered it), so ``addressees`` reads them. Once applied, each node
 answers a signed receipt (``restriction-applied``, or ``erasure`` for a recall);
-``receipts`` collects those for `liaison status ID`: who applied it, and when.
+``receipts`` collects those for `liaison status ID`: who applied it, and when. A reader
+sees the updates in their own inbox that apply to what they read (``standing``), checked
+here, so a node can withhold an update but never forge one.
 
 Every notice read here is verified under the CA-vouched directory and believed only for
 what its signing node may say (``reading.believed_notice``), as `liaison read` does.
@@ -14,6 +16,7 @@ what its signing node may say (``reading.believed_notice``), as `liaison read` d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from liaison_net.client import reading
@@ -23,8 +26,15 @@ from liaison_net.client.session import NodeSession
 from liaison_net.core import sealing
 from liaison_net.core.envelope import Envelope, Kind
 from liaison_net.core.ids import id_to_text
-from liaison_net.core.restriction import NOTICE_APPLIED, NOTICE_ERASURE
+from liaison_net.core.ownership import OwnershipTag
+from liaison_net.core.restriction import (
+    NOTICE_APPLIED,
+    NOTICE_ERASURE,
+    UpdateAction,
+    check_update,
+)
 from liaison_net.core.signers import Signer, signer_of
+from liaison_net.core.tagflow import Flow
 from liaison_net.errors import LiaisonError
 
 NOTICE_DISCLOSURE = "disclosure"  # node.py ``_disclosure_receipt``
@@ -103,3 +113,53 @@ async def receipts(node: NodeSession, ks: Keystore, directory: Directory, origin
             applied=applied if isinstance(applied, int) else envelope.header.created,
             notice=envelope.header.id_text))
     return sorted(out, key=lambda r: (r.applied, r.node))
+
+
+@dataclass(frozen=True)
+class Standing:
+    """An owner's update that applies to an envelope a reader holds: what they see."""
+
+    update: str
+    action: str  # restrict | recall
+    by: str
+    issued: int  # ms
+    tag: OwnershipTag  # from now on
+
+    def line(self) -> str:
+        when = datetime.fromtimestamp(self.issued / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+        if self.action == UpdateAction.RECALL.value:
+            return f"recalled on {when}Z by {self.by} (update {self.update})"
+        t = self.tag
+        return (f"restricted on {when}Z by {self.by} (update {self.update}): now "
+                f"{t.handling.value}, TLP:{t.tlp.value}, share_with "
+                f"{','.join(sorted(t.share_with))}, permitted "
+                f"{','.join(sorted(a.value for a in t.permitted_actions)) or 'none'}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"update": self.update, "action": self.action, "by": self.by,
+                "issued": self.issued, "tag": self.tag.to_wire()}
+
+
+async def standing(node: NodeSession, ks: Keystore, directory: Directory, envelope: Envelope,
+                   flow: Flow, warnings: list[str]) -> list[Standing]:
+    """The owner's updates in this reader's inbox that apply to ``envelope`` (about it, or
+    about the original a forward passes on: ``flow.originals``), each verified and checked
+    here as a node checks it; oldest first."""
+    about = {envelope.id, *(o.id for o in flow.originals)}
+    out = []
+    for entry in await node.inbox_all():
+        if entry.kind not in (Kind.RESTRICT.value, Kind.RECALL.value):
+            continue
+        try:
+            update = sealing.verify(await node.fetch(entry.id), directory.lookup(), now=None)
+            if update.header.ref not in about:
+                continue
+            checked = reading.check_received(update, directory, own_node=ks.node,
+                                             now=update.header.created)
+            applied = check_update(update.header, checked.originals[0])
+        except LiaisonError as exc:
+            warnings.append(f"update {entry.id} not believed: {exc.code}: {exc.detail}")
+            continue
+        out.append(Standing(update.header.id_text, applied.action.value, applied.issuer,
+                            applied.issued, applied.tag))
+    return sorted(out, key=lambda s: s.issued)

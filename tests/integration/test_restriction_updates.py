@@ -127,6 +127,9 @@ async def test_restrict_and_recall_follow_the_information(
     assert json.loads(out[out.index("{"):])["to"] == [marie.id]
     assert (await until_receipts(jan, tip, {"be", "nl"})) == {"be": "restrict",
                                                                "nl": "restrict"}
+    _, shown = cli(marie, "read", tid)  # the reader sees the current restriction
+    assert "restricted on " in shown and "by nl/jdevries" in shown
+    assert "TLP:AMBER+STRICT, share_with be,nl" in shown
     code, out = cli(marie, "forward", tid, "--to", claude.id, check=False)
     assert code == 2 and "policy.tlp_own_organisation" in out, out  # refused by BE's node
     assert "under the restriction nl/jdevries placed" in out
