@@ -33,17 +33,12 @@ from liaison_net.client import reading, restrictions
 from liaison_net.client.keystore import Keystore
 from liaison_net.core import content as content_mod
 from liaison_net.core import sealing, tagflow
-from liaison_net.core.envelope import Envelope, Kind, Precedence
+from liaison_net.core.envelope import Kind
 from liaison_net.core.ids import id_from_text
 from liaison_net.core.limits import DAY_MS
 from liaison_net.core.ownership import Handling, OwnershipTag, PermittedAction, Tlp
 from liaison_net.core.restriction import is_tighter
-from liaison_net.core.retention import make_skeleton
 from liaison_net.errors import Forbidden, Malformed, NotFound, PolicyRefused
-
-#: How long an update travels before it expires undelivered (then the owner is told, as for
-#: any envelope); never past the tag's retention.
-UPDATE_TTL_MS = 7 * DAY_MS
 
 
 def tightened_tag(old: OwnershipTag, *, tlp: str | None, handling: str | None,
@@ -114,9 +109,10 @@ async def _issue(ks: Keystore, keystore_path: Path, envelope_id: str, kind: Kind
                 + ("Its content is purged on every node that holds it; do not use or pass on "
                    "any copy you made." if kind is Kind.RECALL
                    else f"From now on: {_summary(tag)}."))
-        envelope = _seal(ks, original, kind, tag, now, directory.recipient, to,
-                         content_mod.Content(subject=f"{what}: {original.header.id_text}",
-                                             text=text))
+        envelope = restrictions.seal_update(
+            ks, original, kind, tag, recipients=[directory.recipient(o, now=now) for o in to],
+            content=content_mod.Content(subject=f"{what}: {original.header.id_text}",
+                                        text=text), now=now)
         # Every node will check exactly this (tagflow: owner, only tighter): check it first.
         tagflow.check(envelope.header, layer=tagflow.Layer.ORIGIN, here=ks.node, now=now,
                       lookup=directory.lookup(), officer_key=reading.officer_key(directory))
@@ -124,17 +120,6 @@ async def _issue(ks: Keystore, keystore_path: Path, envelope_id: str, kind: Kind
     return {"id": result.id, "status": result.status, "action": kind.value,
             "envelope": original.header.id_text, "to": to, "tag": tag.to_wire(),
             "warnings": warnings}
-
-
-def _seal(ks: Keystore, original: Envelope, kind: Kind, tag: OwnershipTag, now: int,
-          recipient: Any, to: list[str], content: content_mod.Content) -> Envelope:
-    return sealing.seal(
-        sender=ks.officer, sender_key=ks.signing,
-        recipients=[recipient(o, now=now) for o in to], tag=tag,
-        plaintext=content_mod.encode(content), now=now,
-        expires=min(now + UPDATE_TTL_MS, tag.retain_until), kind=kind,
-        precedence=Precedence.IMMEDIATE, ref=original.id,
-        original=make_skeleton(original.to_bytes()))
 
 
 def _report(result: dict[str, Any], as_json: bool) -> None:

@@ -23,9 +23,12 @@ from liaison_net.client import reading
 from liaison_net.client.directory import Directory
 from liaison_net.client.keystore import Keystore
 from liaison_net.client.session import NodeSession
+from liaison_net.core import content as content_mod
 from liaison_net.core import sealing
-from liaison_net.core.envelope import Envelope, Kind
+from liaison_net.core.content import Content
+from liaison_net.core.envelope import Envelope, Kind, Precedence
 from liaison_net.core.ids import id_to_text
+from liaison_net.core.limits import DAY_MS
 from liaison_net.core.ownership import OwnershipTag
 from liaison_net.core.restriction import (
     NOTICE_APPLIED,
@@ -33,6 +36,8 @@ from liaison_net.core.restriction import (
     UpdateAction,
     check_update,
 )
+from liaison_net.core.retention import make_skeleton
+from liaison_net.core.sealing import RecipientKey
 from liaison_net.core.signers import Signer, signer_of
 from liaison_net.core.tagflow import Flow
 from liaison_net.errors import LiaisonError
@@ -163,3 +168,20 @@ async def standing(node: NodeSession, ks: Keystore, directory: Directory, envelo
         out.append(Standing(update.header.id_text, applied.action.value, applied.issuer,
                             applied.issued, applied.tag))
     return sorted(out, key=lambda s: s.issued)
+
+
+#: How long an update travels before it expires undelivered (then the owner is told, as for
+#: any envelope); never past the tag's retention.
+UPDATE_TTL_MS = 7 * DAY_MS
+
+
+def seal_update(ks: Keystore, original: Envelope, kind: Kind, tag: OwnershipTag, *,
+                recipients: list[RecipientKey], content: Content, now: int) -> Envelope:
+    """The owner's update of ``original`` (``restrict`` with the new tag, ``recall`` with
+    the original's), carrying its signed skeleton, sealed for ``recipients``."""
+    return sealing.seal(
+        sender=ks.officer, sender_key=ks.signing, recipients=recipients, tag=tag,
+        plaintext=content_mod.encode(content), now=now,
+        expires=min(now + UPDATE_TTL_MS, tag.retain_until), kind=kind,
+        precedence=Precedence.IMMEDIATE, ref=original.id,
+        original=make_skeleton(original.to_bytes()))
