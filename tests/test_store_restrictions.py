@@ -115,5 +115,13 @@ async def test_an_update_relaxing_one_applied_is_refused_and_changes_nothing(
             (tag,) = db.execute("SELECT tag FROM restrictions").fetchone()
         assert codec.unpack(bytes(tag), what="tag", max_bytes=4096)["share_with"] == ["be", "nl"]
         assert await store.envelope_bytes(ORIGINAL.id) == ORIGINAL.to_bytes()  # not a recall
+        # An earlier retention is the sweep's to apply: the original goes at the new date.
+        sooner = make_tag(share_with=frozenset({"nl", "be"}), retain_until=NOW + 3 * DAY_MS)
+        await _receive(store, _update(Kind.RESTRICT, sooner, at=NOW + 3 * HOUR_MS),
+                       update=True)
+        assert await store.retention.purge_due(NOW + 3 * DAY_MS - 1) == 0
+        assert await store.retention.purge_due(NOW + 3 * DAY_MS) >= 1
+        with pytest.raises(Purged, match="retain_until"):
+            await store.envelope_bytes(ORIGINAL.id)
     finally:
         await store.close()

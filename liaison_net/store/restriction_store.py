@@ -119,6 +119,10 @@ class RestrictionStore:
         await txn.execute("INSERT OR IGNORE INTO restricted (envelope_id, update_id) "
                           "VALUES (?, ?)", (envelope_id, update.id))
         if update.action is not UpdateAction.RECALL:
+            # An earlier retention: the retention sweep purges it at the new date.
+            await txn.execute("UPDATE envelopes SET retain_until = ? WHERE id = ? AND "
+                              "retain_until > ?", (update.tag.retain_until, envelope_id,
+                                                   update.tag.retain_until))
             return
         cur = await txn.execute("SELECT raw FROM envelopes WHERE id = ? AND purged IS NULL",
                                 (envelope_id,))
