@@ -42,10 +42,16 @@ class RestrictionStore:
     def __init__(self, db: Database, node_id: str) -> None:
         self.db = db
         self.node_id = node_id
+        # True while this node has applied no update: then ``about``, asked for every
+        # envelope accepted, answers without a query (100 us each on the 2-core machine).
+        # Only this process writes the table; ``apply_in`` clears it before it writes.
+        self._none: bool | None = None
 
     async def about(self, originals: Sequence[bytes]) -> list[Update]:
         """The updates applied here about any of ``originals``, oldest first."""
-        if not originals:
+        if self._none is None:
+            self._none = await self.db.fetchone("SELECT 1 FROM restrictions LIMIT 1") is None
+        if self._none or not originals:
             return []
         marks = ", ".join("?" * len(originals))
         rows = await self.db.fetchall(
@@ -65,6 +71,7 @@ class RestrictionStore:
         """Apply ``update`` here, in the transaction that accepts its envelope; what the
         node owes for it (the issuer's receipt). Refuses (``PolicyRefused``, rolling the
         whole acceptance back) an update that would relax one applied before it."""
+        self._none = False
         cur = await txn.execute(
             f"SELECT {_COLUMNS} FROM restrictions WHERE original = ?", (update.original,))
         check_after(update, [_update(r) for r in await cur.fetchall()])
