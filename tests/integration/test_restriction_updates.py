@@ -3,8 +3,9 @@
 NL's officer sends to BE; BE forwards to LU with NL's consent (NL gets a disclosure
 receipt). A restriction makes a later forward that the new tag forbids refused at BE; a
 relaxing update is refused by the issuing client and by NL's node; an update by anyone but
-the original's sender (a colleague at NL with a real keystore, a recipient at BE, or a
-certified NL peer relaying the colleague's) is refused at every hop. A recall reaches LU,
+the original's sender (a colleague at NL with a real keystore, a recipient at BE, a
+certified NL peer relaying the colleague's, a compromised BE planting it in an inbox) is
+refused at every hop, the reading client included. A recall reaches LU,
 two hops from the owner: BE and LU purge the content, answer signed erasure receipts that
 `liaison status` shows, and refuse to read or forward it. A SIGKILL of the owner's node
 with a recall in flight loses nothing.
@@ -165,6 +166,14 @@ async def test_restrict_and_recall_follow_the_information(
     assert refused.value.code == "policy.update_not_owner"
     assert (await relay_as(net, "nl", "be", colleague))[:2] == [  # a hostile NL peer
         "refused", "policy.update_not_owner"]
+    with sqlite3.connect(net.database("be")) as db:  # a compromised BE plants it anyway
+        db.execute("INSERT INTO envelopes (id, raw, sender, kind, precedence, created, expires,"
+                   " retain_until, received) VALUES (?, ?, ?, 'recall', 0, 1, 2, 3, 4)",
+                   (colleague.id, colleague.to_bytes(), anna.id))
+        db.execute("INSERT INTO inbox (officer, envelope_id, relayed) VALUES (?, ?, 5)",
+                   (marie.id, colleague.id))
+    code, out = cli(marie, "read", colleague.header.id_text, check=False)  # her client
+    assert code == 2 and "policy.update_not_owner" in out, out
     recipient = await forged_update(marie, alert, Kind.RECALL, [claude.id])
     with pytest.raises(PolicyRefused) as refused:  # a recipient, at her node
         async with marie.session() as node:
