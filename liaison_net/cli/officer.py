@@ -367,7 +367,7 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
         from liaison_net.client.local_cache import verified_directory
 
         async with node_session(ks, keystore_path, cache) as node:  # one TLS session
-            raw = await node.fetch(envelope_id)
+            raw, updated = await node.fetch_noting_updates(envelope_id)
             directory, cached = await verified_directory(node, cache, ks,
                                                          now=cli_clock().host_now())
             try:
@@ -387,7 +387,7 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
             standing = await restrictions.standing(
                 node, ks, directory, envelope,
                 reading.check_received(envelope, directory, own_node=ks.node, now=now_ms()),
-                warnings)
+                warnings) if updated else []
             for warning in warnings:
                 click.echo(f"warning: {view.safe(warning)}", err=True)
             if as_json:

@@ -48,6 +48,7 @@ from liaison_net.errors import (
 from liaison_net.http_common import (
     ENVELOPE,
     MSGPACK,
+    UPDATES_HEADER,
     error_middleware,
     msgpack_response,
     read_body,
@@ -379,7 +380,12 @@ class ClientApi:
         if not await self.store.may_read(officer, eid):
             raise NotFound("no such envelope for you")
         # Past its retain_until only the tag skeleton is left: 410 purged, naming it.
-        return web.Response(body=await self.store.envelope_bytes(eid), content_type=ENVELOPE)
+        body = await self.store.envelope_bytes(eid)
+        # How many owner updates apply to it here (core/restriction.py): a hint, so that a
+        # reader's client looks for them in the inbox (and checks them) only when there are.
+        updates = await self.store.restrictions.count_of(eid)
+        return web.Response(body=body, content_type=ENVELOPE,
+                            headers={UPDATES_HEADER: str(updates)} if updates else None)
 
     async def ack(self, request: web.Request) -> web.Response:
         officer = self._officer(request)

@@ -59,6 +59,17 @@ class RestrictionStore:
             "ORDER BY issued, update_id", tuple(originals))
         return [_update(r) for r in rows]
 
+    async def count_of(self, envelope_id: bytes) -> int:
+        """How many updates were applied here to ``envelope_id`` (a hint for its readers,
+        who check the updates themselves)."""
+        if self._none is None:
+            self._none = await self.db.fetchone("SELECT 1 FROM restrictions LIMIT 1") is None
+        if self._none:
+            return 0
+        row = await self.db.fetchone("SELECT COUNT(*) FROM restricted WHERE envelope_id = ?",
+                                     (envelope_id,))
+        return int(row[0])
+
     async def of_envelope(self, envelope_id: bytes) -> list[tuple[Update, int]]:
         """The updates applied here to ``envelope_id``, with when, oldest first."""
         rows = await self.db.fetchall(
