@@ -28,7 +28,15 @@ from liaison_net.core.ownership import Handling, Tlp
 from liaison_net.core.retention import make_skeleton
 from liaison_net.errors import PolicyRefused
 from liaison_net.pki.certificates import node_hostname
-from tests.integration.network import Network, audit_rows, https, peer_tls, run_cli, wait_for
+from tests.integration.network import (
+    TEST_DELIVERY,
+    Network,
+    audit_rows,
+    https,
+    peer_tls,
+    run_cli,
+    wait_for,
+)
 from tests.integration.officers import PASSPHRASE, OfficerAgent, benelux_tag, enrol
 from tests.integration.test_first_alert import directory_with, inbox_ids
 
@@ -241,3 +249,42 @@ async def test_restrict_and_recall_follow_the_information(
     net.start("be")
     assert (await until_receipts(jan, late, {"be"}))["be"] == "recall"
     assert purged(net, "be", late.id)
+
+
+async def test_a_recall_applied_then_sigkilled_still_owes_its_receipt_once(
+        make_network: type[Network]) -> None:
+    """BE applies a recall (content purged, receipt owed: one commit) and is SIGKILLed before
+    its effects drain issues the receipt; restarted, it issues it, exactly once."""
+    held = {"delivery": TEST_DELIVERY, "effects": {"drain_delay_s": 600}}
+    net = make_network.create(node_ids=("nl", "be"), sections=held)
+    jan, marie = enrol(net, "nl/jdevries"), enrol(net, "be/mpeeters")
+    for nid in ("nl", "be"):
+        net.start(nid)
+    for agent, wanted in ((jan, marie.id), (marie, jan.id)):
+        async with agent.session() as node:
+            await directory_with(node, wanted)
+    async with jan.session() as node:
+        directory = await node.directory(now=datetime.now(UTC))
+        alert = jan.seal(directory, [marie.id], content.encode(content.Content(
+            subject="Wrong person", text="to be recalled")), tag=benelux_tag("nl"))
+        await node.submit(alert.to_bytes())
+    async with marie.session() as node:
+        await inbox_ids(node, 1)
+    cli(jan, "recall", alert.header.id_text, "--reason", "wrong person")
+
+    def owed_at_be() -> bool:
+        with sqlite3.connect(net.database("be")) as db:
+            return db.execute("SELECT COUNT(*) FROM restrictions").fetchone() == (1,)
+
+    await asyncio.to_thread(wait_for, owed_at_be, what="the recall applied at BE")
+    assert purged(net, "be", alert.id)  # in the same commit as the owed receipt
+    net.kill("be")
+    net.kill("nl")
+    net.write_configs(sections={"delivery": TEST_DELIVERY, "effects": {"poll_s": 0.2}})
+    net.start("nl")
+    net.start("be")
+    assert (await until_receipts(jan, alert, {"be"}))["be"] == "recall"
+    async with jan.session() as node:
+        directory = await node.directory(now=datetime.now(UTC))
+        found = await restrictions.receipts(node, jan.keystore, directory, alert.id, [])
+    assert [r.node for r in found].count("be") == 1
