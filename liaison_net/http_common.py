@@ -22,6 +22,9 @@ log = structlog.get_logger("liaison.web")
 
 MSGPACK = "application/x-msgpack"
 ENVELOPE = "application/x-liaison-envelope"
+#: On an envelope fetched by an officer: how many owner restriction updates apply to it on
+#: this node (core/restriction.py); absent when none. A hint: the client checks them.
+UPDATES_HEADER = "Liaison-Updates"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

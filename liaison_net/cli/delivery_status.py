@@ -25,7 +25,7 @@ from rich.text import Text
 from liaison_net.cli import officer_view as view
 from liaison_net.cli import tables
 from liaison_net.cli.edge_clock import cli_clock
-from liaison_net.client import evidence_trail
+from liaison_net.client import evidence_trail, restrictions
 from liaison_net.client.directory import Directory
 from liaison_net.client.evidence_trail import CheckedEvidence, StatusReport
 from liaison_net.client.keystore import Keystore
@@ -34,7 +34,7 @@ from liaison_net.client.session import InboxEntry, NodeSession
 from liaison_net.core.envelope import Envelope
 from liaison_net.core.evidence import Statement, Step
 from liaison_net.core.evidence_batch import claimed
-from liaison_net.core.ids import id_to_text
+from liaison_net.core.ids import id_from_text, id_to_text
 from liaison_net.errors import LiaisonError
 
 
@@ -70,16 +70,40 @@ async def after_read(ks: Keystore, keystore_path: Path, envelope: Envelope,
 
 def show_status(ks: Keystore, envelope_id: str, *, as_json: bool,
                 cache: LocalCache | None = None) -> None:
-    async def go() -> StatusReport:
+    async def go() -> tuple[StatusReport, list[restrictions.Receipt]]:
         async with NodeSession(ks, cache=cache) as node:
-            return await evidence_trail.status_report(node, ks, envelope_id, now=_now_ms())
+            report = await evidence_trail.status_report(node, ks, envelope_id, now=_now_ms())
+            if report.sender not in (ks.officer, None):  # None: recalled, only a skeleton
+                return report, []
+            # The owner's restriction updates: who applied them, and when (signed receipts,
+            # sealed for the issuer alone).
+            directory = await node.directory(now=cli_clock().host_now())
+            return report, await restrictions.receipts(node, ks, directory,
+                                                       id_from_text(envelope_id),
+                                                       report.warnings)
 
-    report = asyncio.run(go())
+    report, applied = asyncio.run(go())
     _warn(report.warnings)
     if as_json:
-        click.echo(json.dumps(status_json(report), indent=2, sort_keys=True, ensure_ascii=True))
+        click.echo(json.dumps({**status_json(report),
+                               "restrictions": [r.to_json() for r in applied]},
+                              indent=2, sort_keys=True, ensure_ascii=True))
     else:
         print_status(report)
+        print_receipts(applied)
+
+
+def print_receipts(applied: Sequence[restrictions.Receipt]) -> None:
+    """Each node's signed receipt of an update of this envelope (`restrict`, `recall`)."""
+    if not applied:
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="restriction updates applied")
+    for column in ("node", "update", "action", "applied", "envelopes there"):
+        table.add_column(column)
+    for r in applied:
+        table.add_row(view.safe(r.node), r.update, r.action, _when(r.applied),
+                      str(len(r.envelopes)))
+    tables.console().print(table)
 
 
 def _statement_json(s: Statement) -> dict[str, Any]:

@@ -374,7 +374,7 @@ def read_cmd(envelope_id: str, as_json: bool, reason: str | None, keystore_path:
         from liaison_net.client.local_cache import verified_directory
 
         async with node_session(ks, keystore_path, cache) as node:  # one TLS session
-            raw = await node.fetch(envelope_id, reason=reason)
+            raw, updated = await node.fetch_noting_updates(envelope_id, reason=reason)
             directory, cached = await verified_directory(node, cache, ks,
                                                          now=cli_clock().host_now())
             try:
@@ -388,10 +388,21 @@ def read_cmd(envelope_id: str, as_json: bool, reason: str | None, keystore_path:
                                                         now=cli_clock().host_now())
                 envelope, report = opened(raw, directory)
             warn_directory(directory)
+            # The owner's restriction updates of it in this inbox, checked here.
+            from liaison_net.client import restrictions
+            warnings: list[str] = []
+            standing = await restrictions.standing(
+                node, ks, directory, envelope,
+                reading.check_received(envelope, directory, own_node=ks.node, now=now_ms()),
+                warnings) if updated else []
+            for warning in warnings:
+                click.echo(f"warning: {view.safe(warning)}", err=True)
             if as_json:
-                emit_json(report)
+                emit_json({**report, "restrictions": [s.to_json() for s in standing]})
             else:
                 view.print_envelope(report)
+                for s in standing:
+                    click.echo(view.safe(s.line()))
             # "opened", to the sender, over the same session
             await delivery_status.after_read(ks, keystore_path, envelope, directory,
                                              node=node, cache=cache)

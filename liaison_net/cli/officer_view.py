@@ -83,13 +83,15 @@ def inbox_json(item: InboxEntry) -> dict[str, Any]:
 
 
 def purged_label(item: InboxEntry) -> str:
-    """How a purged entry shows: the content is gone, the tag's retention passed."""
+    """How a purged entry shows: the content is gone, the tag's retention passed (or,
+    before it, the owner recalled it: core/restriction.py)."""
     if item.purged is None:
         return ""
     tag = item.tag or {}
     handling, tlp = tag.get("handling"), tag.get("tlp")
     kept = f" ({safe(str(handling))}, TLP:{safe(str(tlp))})" if handling and tlp else ""
-    return f"purged {ts_short(item.purged)}{kept}"
+    recalled = item.retain_until is not None and item.purged < item.retain_until
+    return f"{'recalled' if recalled else 'purged'} {ts_short(item.purged)}{kept}"
 
 
 #: What the inbox's content column means, printed under it and in `liaison inbox --help`.

@@ -80,6 +80,7 @@ __all__ = [
 ]
 
 ENVELOPE_MEDIA_TYPE = "application/x-liaison-envelope"
+UPDATES_HEADER = "Liaison-Updates"  # http_common.UPDATES_HEADER, as the node sends it
 MSGPACK_MEDIA_TYPE = "application/x-msgpack"
 MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_INBOX_PAGE = 500
@@ -325,12 +326,19 @@ class NodeSession:
     async def fetch(self, envelope_id: str, *, reason: str | None = None) -> bytes:
         """The raw envelope bytes, unverified: pass them to sealing.verify. The node audits
         the consultation, with ``reason`` (why you read it) if given."""
+        return (await self.fetch_noting_updates(envelope_id, reason=reason))[0]
+
+    async def fetch_noting_updates(self, envelope_id: str, *,
+                                   reason: str | None = None) -> tuple[bytes, bool]:
+        """``fetch``, and whether the node says owner restriction updates apply to it (a
+        hint: ``client.restrictions.standing`` finds and checks them)."""
         headers = ({"X-Liaison-Reason": urllib.parse.quote(reason, safe="")}
                    if reason is not None else None)
+        seen: dict[str, str] = {}
         answer = await self._call("GET", f"/api/v1/envelopes/{check_id(envelope_id)}",
                                   max_bytes=DEFAULT_LIMITS.max_envelope_bytes,
-                                  headers=headers)
-        return answer
+                                  headers=headers, seen=seen)
+        return answer, seen.get(UPDATES_HEADER.lower(), "0") not in ("", "0")
 
     async def ack(self, envelope_id: str) -> bool:
         """Acknowledge; True if this call did it, False if it was acknowledged before."""
@@ -408,13 +416,15 @@ class NodeSession:
     async def _call(self, method: str, path: str, *, json_body: Any = None,
                     data: bytes | None = None, content_type: str | None = None,
                     auth: bool = True, max_bytes: int = MAX_JSON_BYTES,
-                    headers: dict[str, str] | None = None) -> bytes:
-        """One request; with ``auth``, log in first if needed and again once on 401."""
+                    headers: dict[str, str] | None = None,
+                    seen: dict[str, str] | None = None) -> bytes:
+        """One request; with ``auth``, log in first if needed and again once on 401.
+        ``seen``: filled with the answer's headers (names in lower case)."""
         if auth and self._token is None:
             await self.login()
         try:
             return await self._send(method, path, json_body, data, content_type, auth,
-                                    max_bytes, headers)
+                                    max_bytes, headers, seen)
         except errors.Unauthorized:
             if not auth:
                 raise
@@ -422,11 +432,12 @@ class NodeSession:
             self._forget_token()
             await self.login()
             return await self._send(method, path, json_body, data, content_type, auth,
-                                    max_bytes, headers)
+                                    max_bytes, headers, seen)
 
     async def _send(self, method: str, path: str, json_body: Any, data: bytes | None,
                     content_type: str | None, auth: bool, max_bytes: int,
-                    extra: dict[str, str] | None = None) -> bytes:
+                    extra: dict[str, str] | None = None,
+                    seen: dict[str, str] | None = None) -> bytes:
         if self._http is None:
             raise RuntimeError("NodeSession used outside `async with`")
         headers = {"Accept": "application/json, application/octet-stream, */*", **(extra or {})}
@@ -442,6 +453,8 @@ class NodeSession:
                                           ) as resp:
                 body = await _read_limited(resp, max_bytes)
                 status = resp.status
+                if seen is not None:
+                    seen.update((k.lower(), v) for k, v in resp.headers.items())
         except aiohttp.ClientConnectorCertificateError:
             raise errors.Unauthorized(
                 f"the TLS certificate of {self.base_url} is not one the network CA issued "

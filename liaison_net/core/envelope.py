@@ -60,6 +60,8 @@ class Kind(enum.Enum):
     SIGNAL = "signal"  # a radicalisation early-warning signal
     EVIDENCE = "evidence"  # signed delivery evidence sealed for the sender
     NOTICE = "notice"  # non-delivery and other notices from a node
+    RESTRICT = "restrict"  # the owner tightens the tag of an envelope sent (core/restriction)
+    RECALL = "recall"  # the owner withdraws an envelope sent: its content is purged
 
 
 class Urgency(enum.Enum):
@@ -359,8 +361,12 @@ def check_header_shape(header: Header, limits: Limits) -> None:
         raise Malformed("a reply must name the request it answers in ref")
     if header.consent is not None and header.ref is None:
         raise Malformed("a consent comes with a forward, which names the original in ref")
-    if header.original is not None and (header.ref is None or header.kind is not Kind.MESSAGE):
-        raise Malformed("an original comes with a forward: a message naming it in ref")
+    updates = (Kind.RESTRICT, Kind.RECALL)
+    if header.original is not None and (header.ref is None
+                                        or header.kind not in (Kind.MESSAGE, *updates)):
+        raise Malformed("an original comes with a forward or an update, naming it in ref")
+    if header.kind in updates and (header.original is None or header.consent is not None):
+        raise Malformed("an update carries the original it updates, and no consent")
     if not header.recipients or len(header.recipients) > limits.max_recipients:
         raise LimitExceeded(f"recipients must number 1 to {limits.max_recipients}")
     officers = [r.officer for r in header.recipients]

@@ -55,6 +55,8 @@ MAY_SIGN: Mapping[Kind, frozenset[Signer]] = {
     Kind.SIGNAL: _PEOPLE,
     Kind.EVIDENCE: _PEOPLE | _NODE,
     Kind.NOTICE: _NODE,
+    Kind.RESTRICT: _PEOPLE,  # the owner's officer (core/restriction.py names which one)
+    Kind.RECALL: _PEOPLE,
 }
 
 #: Evidence step -> who may attest it. ``evidence.maker`` names the exact maker of each
@@ -86,6 +88,8 @@ NOTICE_CLAIMS: Mapping[str, NoticeClaims] = {
     "request-escalation": NoticeClaims(own_node=("node",), own_people=("addressee",)),
     "disclosure": NoticeClaims(own_node=("node",)),
     "non-delivery": NoticeClaims(home_only=True),
+    "restriction-applied": NoticeClaims(own_node=("node",)),  # core/restriction.py
+    "erasure": NoticeClaims(own_node=("node",)),
 }
 DEFAULT_NOTICE_CLAIMS = NoticeClaims(own_node=("node",), own_people=("by",), home_only=True)
 

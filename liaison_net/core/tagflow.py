@@ -41,7 +41,7 @@ import hashlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from liaison_net.core import codec, crypto
+from liaison_net.core import codec, crypto, restriction
 from liaison_net.core.consent import Consent, verify_consent
 from liaison_net.core.envelope import Header, Kind, decode_header, signed_digest_message
 from liaison_net.core.ids import node_of
@@ -125,6 +125,15 @@ def check(header: Header, *, layer: Layer, here: str, now: int, lookup: KeyLooku
     require_may_sign(header.sender, header.kind)
     originals = provenance(header, lookup, limits)
     consent, digest = None, None
+    if restriction.is_update(header):
+        # The owner's update reaches every node that holds the information, including one
+        # a tighter tag now excludes: no SEND under the new tag, the update's own rule.
+        if header.original is None:
+            raise PolicyRefused(f"update {header.id_text} does not carry its original",
+                                code="policy.original_missing")
+        original = verify_original(header.original, lookup, limits)
+        restriction.check_update(header, original)
+        return Flow((original,), None, None)
     if is_forward(header):
         if header.consent is not None:
             consent = _consent(header, officer_key, now=now if layer is Layer.ORIGIN else None)

@@ -13,6 +13,8 @@
 (f) Early-warning signals, raised as `liaison signal raise` does, fanned out to the BE and
     LU duty desks, refused for DE-NW's, acknowledged, and matched across borders: see
     ``demo.signal_steps``, which tells that part through this story's sessions.
+(g) NL recalls the TLP:GREEN alert once read: BE, LU and DE-NW purge it and answer signed
+    erasure receipts (``demo.recall_step``).
 
 Each step records ``Delivery``/``Refusal`` rows and ``Check`` results in the ``Outcome``;
 nothing here decides the exit code except through those checks.
@@ -38,6 +40,7 @@ from liaison_net.core.limits import HOUR_MS
 from liaison_net.core.ownership import Handling, OwnershipTag, PermittedAction, Tlp
 from liaison_net.core.policy import Action, Request, require
 from liaison_net.core.signals import SignalPayload
+from liaison_net.demo import recall_step
 from liaison_net.demo.forced import force_submit
 from liaison_net.demo.network import Deadline, DemoError, DemoNetwork, DemoTimeout, Officer
 from liaison_net.demo.report import Delivery, Outcome, Progress, Refusal
@@ -181,6 +184,9 @@ class Story:
                 await self.hop_states()
                 rows = self.outcome.deliveries
                 n.append(f"{sum(d.hop == 'delivered' for d in rows)}/{len(rows)} delivered")
+
+            with p.step("(g) NL recalls the TLP:GREEN alert: every holder purges it") as n:
+                n.append(await recall_step.recall(self, sent_a2))
         self.check_story()
     # --- steps ------------------------------------------------------------------------------
 

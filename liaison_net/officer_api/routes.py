@@ -51,6 +51,7 @@ from liaison_net.errors import (
 from liaison_net.http_common import (
     ENVELOPE,
     MSGPACK,
+    UPDATES_HEADER,
     error_middleware,
     msgpack_response,
     read_body,
@@ -444,7 +445,11 @@ class ClientApi:
             fields["reason"] = reason
         await self.store.audit(now=self.clock.now_ms(), event="envelope.consulted",
                                actor=officer, audit_detail=detail(**fields), envelope_id=eid)
-        return web.Response(body=raw, content_type=ENVELOPE)
+        # How many owner updates apply to it here (core/restriction.py): a hint, so that a
+        # reader's client looks for them in the inbox (and checks them) only when there are.
+        updates = await self.store.restrictions.count_of(eid)
+        return web.Response(body=raw, content_type=ENVELOPE,
+                            headers={UPDATES_HEADER: str(updates)} if updates else None)
 
     async def ack(self, request: web.Request) -> web.Response:
         officer = self._officer(request)

@@ -22,17 +22,25 @@ for each recipient whose inbox now holds it). The effects drain issues the envel
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
 
-from liaison_net.core import art25, crypto, tagflow
+from liaison_net.core import art25, crypto, restriction, tagflow
 from liaison_net.core.audit import detail
 from liaison_net.core.consent import Consent, claimed_owner
 from liaison_net.core.effects import Effect
-from liaison_net.core.envelope import Envelope, Header, UnverifiedFrame, check_fresh, read_frame
-from liaison_net.core.ids import id_to_text, node_principal
+from liaison_net.core.envelope import (
+    Envelope,
+    Header,
+    Recipient,
+    UnverifiedFrame,
+    check_fresh,
+    read_frame,
+)
+from liaison_net.core.ids import id_to_text, node_of, node_principal
 from liaison_net.core.limits import Limits
 from liaison_net.core.sealing import KeyLookup, SignerKey, verify_frame
 from liaison_net.errors import Forbidden, LiaisonError, NotFound, PolicyRefused, Refused, Revoked
@@ -40,7 +48,7 @@ from liaison_net.metrics import NodeMetrics
 from liaison_net.services.request_desk import RequestDesk
 from liaison_net.services.signal_desk import SignalDesk
 from liaison_net.services.witness import Witness
-from liaison_net.store.envelope_store import Acceptance
+from liaison_net.store.envelope_store import Acceptance, Then
 from liaison_net.store.node_store import AcceptOutcome, NodeStore
 
 log = structlog.get_logger("liaison.intake")
@@ -143,6 +151,34 @@ class Intake:
                              lookup=await self._original_keys(h),
                              officer_key=await self._consent_keys(h), limits=self.limits)
 
+    async def _restrictions(self, envelope: Envelope, flow: tagflow.Flow, now: int, *,
+                            targets: Sequence[Recipient]) -> Then | None:
+        """The owner's restriction updates, at this node (``core/restriction.py``): an
+        update is applied with its own acceptance; a forward of restricted information is
+        decided under each update too (refused if recalled, or if a tighter tag now forbids
+        it); an envelope carrying information that updates here are about gets them
+        applied on arrival. What to run in the accepting transaction, if anything."""
+        h = envelope.header
+        if restriction.is_update(h):
+            update = restriction.check_update(h, flow.originals[0])
+            return functools.partial(self.store.restrictions.apply_in, update=update, now=now)
+        originals = [o.id for o in flow.originals]
+        updates = await self.store.restrictions.about([h.id, *originals])
+        if not updates:
+            return None
+        if tagflow.is_forward(h):
+            about = [u for u in updates if u.original in originals]
+            latest = max((u.issued for u in about), default=0)
+            consent = flow.consent
+            refusal = restriction.forward_refusal(
+                about, now=now, actor=node_of(h.sender),
+                recipients=[(r.node, consent is not None and consent.covers(r.officer)
+                             and consent.issued > latest) for r in targets])
+            if refusal is not None:
+                raise refusal
+        return functools.partial(self.store.restrictions.catch_up_in, envelope_id=h.id,
+                                 originals=[h.id, *originals], now=now)
+
     async def submit(self, officer: str, raw: bytes, now: int) -> AcceptOutcome:
         """An officer of this node hands over an envelope (origin node)."""
         item = await self._admit(officer, raw, now)
@@ -151,8 +187,8 @@ class Intake:
                 item.envelope, now=now, actor=item.actor, event=item.event,
                 local_recipients=item.local_recipients, remote_nodes=item.remote_nodes,
                 audit_detail=item.audit_detail, consent_digest=item.consent_digest,
-                effects=item.effects, track_request=item.track_request)
-        except PolicyRefused as exc:  # the consent was used by another forward already
+                effects=item.effects, track_request=item.track_request, then=item.then)
+        except PolicyRefused as exc:  # a consent used already, an update relaxing another
             await self._refuse(exc, now=now, actor=officer, layer="origin",
                                envelope_id=item.envelope.id)
             raise
@@ -226,6 +262,7 @@ class Intake:
                     raise NotFound(f"{officer} cannot forward {id_to_text(h.ref)}: "
                                    "not received here")
             flow = await self._flow(envelope, tagflow.Layer.ORIGIN, now)
+            then = await self._restrictions(envelope, flow, now, targets=h.recipients)
         except LiaisonError as exc:
             await self._refuse(exc, now=now, actor=officer, layer="origin",
                                envelope_id=envelope.id if envelope else None)
@@ -243,7 +280,7 @@ class Intake:
                                 **art25.reception(h, local, forward=tagflow.is_forward(h),
                                                   recipients=True)),
             consent_digest=flow.consent_digest, effects=effects,
-            track_request=self.requests is not None)
+            track_request=self.requests is not None, then=then)
 
     def _submitted(self, item: Acceptance, outcome: AcceptOutcome) -> None:
         """After the commit: a first copy raises its signal, is counted, wakes its peers."""
@@ -280,6 +317,8 @@ class Intake:
                 if await self.store.officer_keys(officer) is None:
                     raise NotFound(f"recipient {officer} is not in the directory")
             flow = await self._flow(envelope, tagflow.Layer.DESTINATION, now)
+            then = await self._restrictions(
+                envelope, flow, now, targets=[r for r in h.recipients if r.node == self.node_id])
         except LiaisonError as exc:
             if envelope is None and self.on_unverified is not None:
                 # Bytes no key verifies name no envelope: a decision about garbage, tallied.
@@ -302,8 +341,8 @@ class Intake:
                 signal_deadline=self.desk.deadline(h, now) if self.desk is not None else None,
                 received=True, consent_digest=flow.consent_digest, effects=effects,
                 track_request=self.requests is not None,
-                covers=(covers or {}).get(h.id, ()))
-        except PolicyRefused as exc:  # the consent was used by another forward already
+                covers=(covers or {}).get(h.id, ()), then=then)
+        except PolicyRefused as exc:  # a consent used already, an update relaxing another
             await self._refuse(exc, now=now, actor=peer, layer="destination",
                                envelope_id=envelope.id, peer=peer)
             raise

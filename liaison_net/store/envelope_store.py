@@ -10,7 +10,7 @@ only ever moves from ``queued`` to a final state, and only through the delivery 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -31,6 +31,8 @@ log = structlog.get_logger("liaison.store")
 
 _READ_CHUNK = 500  # ids per state read, well under SQLite's bound-parameter limit
 _MAX_SKIP = 8192  # ids a sender may have in flight, under SQLite's 32,766 parameters
+#: More of an acceptance's decision, run in its transaction (``accept(then=...)``).
+Then = Callable[[WriteTxn], Awaitable[Sequence[Effect]]]
 #: The outbox indexes are partial (``WHERE state = 'queued'``, migration 11): SQLite uses
 #: one only when the query names that same literal, never for ``state = ?``.
 _QUEUED = f"h.state = '{HopState.QUEUED.value}'"
@@ -57,6 +59,7 @@ class Acceptance:
     consent_digest: bytes | None = None
     effects: Sequence[Effect] = ()
     track_request: bool = False
+    then: Then | None = None  # as ``accept(then=...)``
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,8 @@ class EnvelopeStore:
                      consent_digest: bytes | None = None,
                      effects: Sequence[Effect] = (),
                      track_request: bool = False,
-                     covers: Sequence[bytes] = ()) -> AcceptOutcome:
+                     covers: Sequence[bytes] = (),
+                     then: Then | None = None) -> AcceptOutcome:
         """Store a verified envelope once: inbox entries for local recipients, one queued
         hop per remote node; a signal is also indexed (with its desk's acknowledgement
         deadline when this node's desk is addressed). ``received``: from a peer, not from an
@@ -99,15 +103,21 @@ class EnvelopeStore:
         ``effects`` (evidence, receipts: ``core/effects``), a match notice for each earlier
         signal of ours a received signal matches, and with ``track_request`` a request's
         due time (or the request a reply answers). ``covers``: the envelopes a peer's batch
-        evidence says it covers, indexed for those its recipient sent (``evidence_covers``)."""
+        evidence says it covers, indexed for those its recipient sent (``evidence_covers``).
+        ``then``: more of the same decision, in the same transaction, for a first copy only
+        (a restriction update applied: ``restriction_store``); the effects it returns are
+        recorded with the others."""
 
         async def op(txn: WriteTxn) -> AcceptOutcome:
-            return await self._accept_in(
+            outcome = await self._accept_in(
                 txn, envelope, now=now, actor=actor, event=event,
                 local_recipients=local_recipients, remote_nodes=remote_nodes,
                 audit_detail=audit_detail, signal_deadline=signal_deadline,
                 received=received, consent_digest=consent_digest, effects=effects,
                 track_request=track_request, covers=covers)
+            if then is not None and not outcome.duplicate:
+                await add_effects(txn, await then(txn), now)
+            return outcome
 
         outcome = await self.db.write(op)
         if not outcome.duplicate and local_recipients and self.on_inbox is not None:
@@ -130,12 +140,15 @@ class EnvelopeStore:
             for i, item in enumerate(items):
                 await txn.execute(f"SAVEPOINT accept_{i}")
                 try:
-                    out.append(await self._accept_in(
+                    outcome = await self._accept_in(
                         txn, item.envelope, now=now, actor=item.actor, event=item.event,
                         local_recipients=item.local_recipients,
                         remote_nodes=item.remote_nodes, audit_detail=item.audit_detail,
                         consent_digest=item.consent_digest, effects=item.effects,
-                        track_request=item.track_request))
+                        track_request=item.track_request)
+                    if item.then is not None and not outcome.duplicate:
+                        await add_effects(txn, await item.then(txn), now)
+                    out.append(outcome)
                 except (LiaisonError, sqlite3.IntegrityError) as exc:
                     await txn.execute(f"ROLLBACK TO accept_{i}")
                     out.append(exc if isinstance(exc, LiaisonError) else Conflict(

@@ -7,7 +7,7 @@ entry, so a decision and its record are durable together or not at all.
 The work is split by job, one module each, and joined here into the one interface the
 node and the admin CLI use: ``envelope_store`` (envelopes, hops, backoff, cursors,
 expiry), ``inbox_store``, ``directory_store`` (cards, node keys), ``audit_store``; and,
-as attributes, ``keys``, ``signals``, ``requests``, ``retention`` and ``effects``.
+as attributes, ``keys``, ``signals``, ``requests``, ``retention``, ``restrictions`` and ``effects``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from liaison_net.store.envelope_store import AcceptOutcome, EnvelopeStore
 from liaison_net.store.inbox_store import InboxItem, InboxStore
 from liaison_net.store.key_store import KeyStore
 from liaison_net.store.request_store import RequestStore
+from liaison_net.store.restriction_store import RestrictionStore
 from liaison_net.store.retention_store import RetentionStore
 from liaison_net.store.signal_store import SignalStore
 
@@ -58,6 +59,7 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
         self.signals = SignalStore(self.db, node_id)
         self.requests = RequestStore(self.db, node_id)
         self.retention = RetentionStore(self.db, node_id)
+        self.restrictions = RestrictionStore(self.db, node_id)
         self.effects = EffectStore(self.db, node_id)
         # Called with the officers whose inbox got rows, after the commit (live delivery).
         self.on_inbox: Callable[[list[str]], None] | None = None

@@ -35,9 +35,33 @@ def purged_error(envelope_id: bytes, raw: bytes, purged: int, retain_until: int)
     if tag is not None:
         kept = (f" (owner {tag['owner']['node']}/{tag['owner']['unit']}, {tag['handling']}, "
                 f"TLP:{tag['tlp']})")
+    if purged < retain_until:  # only a recall purges before retention (restriction_store)
+        return Purged(f"envelope {id_to_text(envelope_id)} was recalled by its owner and "
+                      f"purged at {_iso(purged)}; only the signed tag skeleton{kept} is kept")
     return Purged(f"envelope {id_to_text(envelope_id)} was purged at {_iso(purged)}: its tag's "
                   f"retain_until {_iso(retain_until)} has passed; only the signed tag "
                   f"skeleton{kept} is kept")
+
+
+async def purge_in(txn: WriteTxn, envelope_id: bytes, raw: bytes, *, now: int, actor: str,
+                   event: str, limits: Limits = DEFAULT_LIMITS, **why: object) -> None:
+    """Purge one envelope's content in ``txn``: the stored frame becomes its signed tag
+    skeleton, ``purged`` is set, and one ``event`` audit entry records the body's SHA-256
+    (and ``why``). Retention calls it at ``retain_until``, a recall (restriction_store) at
+    once."""
+    try:
+        skeleton = skeleton_of(raw, limits)
+        kept, digest, length = (skeleton.to_bytes(), skeleton.body_sha256.hex(),
+                                skeleton.body_length)
+    except LiaisonError:
+        # Not a frame we can split (never expected: it was verified on accept).
+        # The content goes all the same; the audit binds the whole frame's hash.
+        kept, digest, length = b"", hashlib.sha256(raw).hexdigest(), len(raw)
+    await txn.execute("UPDATE envelopes SET raw = ?, purged = ? WHERE id = ?",
+                      (kept, now, envelope_id))
+    await txn.audit(now, event, actor,
+                    detail(body_sha256=digest, body_length=length, **why,
+                           skeleton=bool(kept)), envelope_id)
 
 
 class RetentionStore:
@@ -71,20 +95,9 @@ class RetentionStore:
                 "AND retain_until <= ? ORDER BY retain_until LIMIT ?", (now, limit))
             rows = [(bytes(r[0]), bytes(r[1]), int(r[2])) for r in await cur.fetchall()]
             for eid, raw, retain_until in rows:
-                try:
-                    skeleton = skeleton_of(raw, limits)
-                    kept, digest, length = (skeleton.to_bytes(), skeleton.body_sha256.hex(),
-                                            skeleton.body_length)
-                except LiaisonError:
-                    # Not a frame we can split (never expected: it was verified on accept).
-                    # The content goes all the same; the audit binds the whole frame's hash.
-                    kept, digest, length = b"", hashlib.sha256(raw).hexdigest(), len(raw)
-                await txn.execute("UPDATE envelopes SET raw = ?, purged = ? WHERE id = ?",
-                                  (kept, now, eid))
-                await txn.audit(now, "envelope.purged", self.node_id,
-                                detail(body_sha256=digest, body_length=length,
-                                       retain_until=retain_until,
-                                       skeleton=bool(kept)), eid)
+                await purge_in(txn, eid, raw, now=now, actor=self.node_id,
+                               event="envelope.purged", limits=limits,
+                               retain_until=retain_until)
             return len(rows)
 
         return await self.db.write(op)

@@ -245,6 +245,28 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX evidence_covers_carrier ON evidence_covers (carrier);
     """,
+    # 13: restriction updates (core/restriction.py). ``restrictions``: each owner's update
+    # this node applied, about the owner's ``original``, with the update's tag (a recall:
+    # the original's) in wire form; ``restricted``: which envelopes here it applied to (the
+    # original, forwards of it), so a later forward is checked under it and a reader is
+    # told (forwards of an envelope are found by ``envelopes_ref``, migration 5).
+    """
+    CREATE TABLE restrictions (
+        update_id BLOB PRIMARY KEY,
+        original BLOB NOT NULL,
+        action TEXT NOT NULL,
+        issuer TEXT NOT NULL,
+        issued INTEGER NOT NULL,
+        tag BLOB NOT NULL,
+        applied INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX restrictions_original ON restrictions (original);
+    CREATE TABLE restricted (
+        envelope_id BLOB NOT NULL,
+        update_id BLOB NOT NULL,
+        PRIMARY KEY (envelope_id, update_id)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
