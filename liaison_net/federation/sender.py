@@ -48,6 +48,7 @@ from liaison_net.federation.inflight import ROUTINE, URGENT, Batch, InFlight
 from liaison_net.http_common import MSGPACK
 from liaison_net.metrics import NodeMetrics
 from liaison_net.pki.certificates import node_hostname
+from liaison_net.store.lease_store import Fence
 from liaison_net.store.node_store import NodeStore
 
 log = structlog.get_logger("liaison.sender")
@@ -94,6 +95,10 @@ class PeerLink:
         return was_failing
 
 
+class _WorkerDown(Exception):
+    """One URL of the peer failed (connection, timeout, 5xx): try its next worker."""
+
+
 class PeerSender:
     def __init__(self, *, node_id: str, peer: Peer, store: NodeStore,
                  session: aiohttp.ClientSession, delivery: DeliveryConfig,
@@ -118,6 +123,10 @@ class PeerSender:
         self.link = PeerLink()
         self.book = self._in_flight()
         self._drained = False  # the last read left nothing unclaimed in the outbox
+        self._url_index = 0  # the peer's URL (worker) that last answered
+        # The lease this sender works under when its node runs several workers
+        # (``lease.SenderLease`` sets it): the answers' write checks it.
+        self.fence: Fence | None = None
 
     def peer_called_in(self) -> None:
         self.called_in.set()
@@ -281,19 +290,50 @@ class PeerSender:
             log.warning("peer.backoff_not_persisted", peer=self.peer.id)
 
     async def _post(self, path: str, body: dict[str, Any]) -> bytes:
-        """The peer's answer, undecoded: ``protocol.decode_*`` decode it."""
+        """The peer's answer, undecoded: ``protocol.decode_*`` decode it.
+
+        A peer running several workers lists several URLs (``Peer.urls``): a connection
+        error, a timeout or a 5xx at one moves on to the next, each tried once per request,
+        starting at the one that last answered; only when all failed is it a failure
+        (and the peer backs off as before). Sending the same transaction again to another
+        worker is safe: the peer's node accepts an envelope id once and answers
+        ``duplicate`` after that. Any other answer (a 4xx) is the node's, not the worker's,
+        and is not retried elsewhere."""
+        data = codec.pack(body)
+        urls = self.peer.urls
+        first = self._url_index % len(urls)
+        failure: Unavailable | None = None
+        for step in range(len(urls)):
+            index = (first + step) % len(urls)
+            try:
+                payload = await self._post_to(urls[index], path, data)
+            except _WorkerDown as exc:
+                failure = Unavailable(str(exc))
+                if len(urls) > 1:
+                    log.info("peer.failover", peer=self.peer.id, url=urls[index],
+                             reason=str(exc)[:200])
+                continue
+            if index != self._url_index:
+                self._url_index = index  # remember the worker that answered
+            return payload
+        assert failure is not None
+        raise failure
+
+    async def _post_to(self, url: str, path: str, data: bytes) -> bytes:
         timeout = aiohttp.ClientTimeout(total=self.delivery.request_timeout_s)
         try:
             # server_hostname makes the TLS handshake itself check that the certificate is
             # the peer's own, whatever address the URL names.
-            async with self.session.post(self.peer.url + path, data=codec.pack(body),
+            async with self.session.post(url + path, data=data,
                                          headers={"Content-Type": MSGPACK}, timeout=timeout,
                                          server_hostname=node_hostname(self.peer.id)) as resp:
                 payload = await resp.read()
+                if resp.status >= 500:
+                    raise _WorkerDown(f"peer answered HTTP {resp.status}: {payload[:200]!r}")
                 if resp.status != 200:
                     raise Unavailable(f"peer answered HTTP {resp.status}: {payload[:200]!r}")
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise Unavailable(f"cannot reach {self.peer.id}: {type(exc).__name__}") from exc
+            raise _WorkerDown(f"cannot reach {self.peer.id}: {type(exc).__name__}") from exc
         return payload
 
     async def _pushes(self) -> None:
@@ -372,7 +412,7 @@ class PeerSender:
         # is over, and its sender's signed non-delivery notice (naming the peer's reason)
         # is owed from the same commit (an effect, issued by services/effects.py).
         await self.store.finish_hops(self.peer.id, now=now, delivered=delivered,
-                                     refused=refused, details=details)
+                                     refused=refused, details=details, fence=self.fence)
         self.metrics.delivered.labels(peer=self.peer.id).inc(len(delivered))
         if retry:
             # Named by code, so `admin status` tells a full disk at the peer from a card

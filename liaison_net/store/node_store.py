@@ -6,7 +6,8 @@ entry, so a decision and its record are durable together or not at all.
 
 The work is split by job, one module each, and joined here into the one interface the
 node and the admin CLI use: ``envelope_store`` (envelopes, hops, backoff, cursors,
-expiry), ``inbox_store``, ``directory_store`` (cards, node keys), ``audit_store``; and,
+expiry), ``inbox_store``, ``directory_store`` (cards, node keys), ``audit_store``,
+``lease_store`` (one worker per job when a node runs several); and,
 as attributes, ``keys``, ``signals``, ``requests``, ``retention`` and ``effects``.
 """
 
@@ -24,6 +25,7 @@ from liaison_net.store.effect_store import EffectStore
 from liaison_net.store.envelope_store import AcceptOutcome, EnvelopeStore
 from liaison_net.store.inbox_store import InboxItem, InboxStore
 from liaison_net.store.key_store import KeyStore
+from liaison_net.store.lease_store import LeaseStore
 from liaison_net.store.request_store import RequestStore
 from liaison_net.store.retention_store import RetentionStore
 from liaison_net.store.signal_store import SignalStore
@@ -48,7 +50,7 @@ class Status:
     effects_pending: int = 0  # owed evidence/notices not yet issued (a backlog if it grows)
 
 
-class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
+class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore, LeaseStore):
     def __init__(self, path: Path, node_id: str, *, group_commit_max: int = 512,
                  max_db_mb: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.node_id = node_id

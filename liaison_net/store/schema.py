@@ -245,6 +245,18 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX evidence_covers_carrier ON evidence_covers (carrier);
     """,
+    # 13: several workers for one node (issue 17). A lease names one job that only one
+    # worker may do at a time (``sender:<peer>``): who holds it, until when, and a fencing
+    # token that grows at each takeover; the writes done under a lease check the token
+    # (``lease_store``). Plain SQL, the same on PostgreSQL.
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        token INTEGER NOT NULL,
+        expires INTEGER NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

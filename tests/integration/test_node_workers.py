@@ -1,0 +1,189 @@
+"""Several workers for one national node (issue 17), with real processes on one SQLite
+file: each worker is a `liaison node serve` of the same node config with listeners of its
+own (docs/operations.md, "Several workers for one node").
+
+- A live follower on worker B sees every envelope committed by worker A, once, in order
+  (the issue's report: on one worker per stream it never did).
+- A peer lists both workers of a node; the peer's worker A is SIGKILLed and sending goes
+  on to worker B. The lease holder among our own two workers is SIGKILLed and the other
+  takes the peer's sender lease over (a higher fencing token). Every envelope reaches the
+  recipient's inbox once, nothing stays queued, and each node's audit is one chain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import signal
+import sqlite3
+import tomllib
+from collections.abc import Callable
+from typing import Any
+
+import tomli_w
+
+from liaison_net.client.session import InboxEntry, NodeSession
+from liaison_net.drills.harness import NodeProcess, free_ports
+from liaison_net.store.lease_store import sender_lease
+from tests.integration.network import Network, run_cli
+from tests.integration.officers import OfficerAgent, enrol
+from tests.integration.test_first_alert import directory_with
+from tests.waits import PATIENCE_S
+
+WORKERS = {"delivery": {"lease_s": 1.5, "inbox_poll_s": 0.2}}
+
+#: The one wait here whose bound is the property under test: a follower on the other
+#: worker must see an entry long before the stream's own fallback poll (30 s) could have
+#: found it. Expected well under a second (``inbox_poll_s`` 0.2 s); the bound leaves a
+#: hundredfold headroom for a loaded machine. (The issue waited 21 s and saw nothing.)
+CROSS_WORKER_BOUND_S = 20.0
+
+
+def add_worker(net: Network, nid: str) -> NodeProcess:
+    """A second worker of node ``nid``: its config, with listeners of its own, in the same
+    directory (so the same data and certificates); stopped with the network."""
+    first = net.nodes[nid]
+    config = tomllib.loads(first.config.read_text())
+    federation, client = free_ports(2)
+    config["listen"] = {"federation": f"127.0.0.1:{federation}",
+                        "client": f"127.0.0.1:{client}"}
+    path = first.config.with_name(f"{nid}-2.toml")
+    path.write_text(tomli_w.dumps(config), encoding="utf-8")
+    worker = NodeProcess(nid, path, federation, client,
+                         first.log.with_name(f"{nid}-2.log"), log_level=first.log_level)
+    net.nodes[f"{nid}#2"] = worker
+    return worker
+
+
+def list_peer_urls(net: Network, nid: str, peer: str, urls: list[str]) -> None:
+    """Every worker of ``nid`` reaches ``peer`` at ``urls`` (its workers' listeners)."""
+    for node in [n for n in net.nodes.values() if n.id == nid]:
+        config = tomllib.loads(node.config.read_text())
+        for entry in config["peers"]:
+            if entry["id"] == peer:
+                entry.pop("url", None)
+                entry["urls"] = urls
+        node.config.write_text(tomli_w.dumps(config), encoding="utf-8")
+
+
+def at_worker(agent: OfficerAgent, worker: NodeProcess) -> NodeSession:
+    """The officer's session with one worker of its node (same node, same certificate)."""
+    return NodeSession(dataclasses.replace(agent.keystore, node_url=worker.client_url))
+
+
+def query(net: Network, nid: str, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    with contextlib.closing(sqlite3.connect(net.database(nid), timeout=10)) as db:
+        return db.execute(sql, params).fetchall()
+
+
+async def until(condition: Callable[[], Any], *, what: str,
+                timeout: float = PATIENCE_S) -> Any:
+    try:
+        async with asyncio.timeout(timeout):
+            while not (value := condition()):
+                await asyncio.sleep(0.05)
+            return value
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+
+
+async def test_a_follower_on_one_worker_sees_what_another_worker_committed(
+        make_network: type[Network]) -> None:
+    net = make_network.create(node_ids=("nl",), sections=WORKERS)
+    jan = enrol(net, "nl/jdevries")
+    piet = enrol(net, "nl/pbakker")
+    a, b = net.nodes["nl"], add_worker(net, "nl")
+    net.start("nl")
+    net.start("nl#2")
+    seen: list[InboxEntry] = []
+
+    async def follow(session: NodeSession) -> None:
+        async with contextlib.aclosing(session.follow(0)) as entries:
+            async for entry in entries:
+                seen.append(entry)
+
+    async with at_worker(jan, a) as sender, at_worker(piet, b) as follower:
+        directory = await directory_with(sender, piet.id)
+        sent: list[str] = []
+        async with asyncio.TaskGroup() as tasks:
+            following = tasks.create_task(follow(follower))
+            for i in range(6):
+                envelope = jan.seal(directory, [piet.id], f"alert {i}".encode())
+                assert (await sender.submit(envelope.to_bytes())).status == "accepted"
+                sent.append(envelope.header.id_text)
+                # Committed by worker A; worker B's stream must find it by itself.
+                await until(lambda: len(seen) >= len(sent), timeout=CROSS_WORKER_BOUND_S,
+                            what=f"envelope {i} (committed by worker A) at B's follower")
+            await asyncio.sleep(0.5)  # room for a repeat to show up, if one would
+            following.cancel()
+        inbox = await follower.inbox_all()
+    assert [e.id for e in seen] == sent
+    assert [e.seq for e in seen] == [e.seq for e in inbox], "a gap or a repeat"
+
+
+async def test_failover_between_peer_workers_and_lease_takeover_lose_nothing(
+        make_network: type[Network]) -> None:
+    net = make_network.create(node_ids=("nl", "be"), sections=WORKERS)
+    jan = enrol(net, "nl/jdevries")
+    marie = enrol(net, "be/mpeeters")
+    nl_workers = [net.nodes["nl"], add_worker(net, "nl")]
+    be_a, be_b = net.nodes["be"], add_worker(net, "be")
+    list_peer_urls(net, "nl", "be", [be_a.federation_url, be_b.federation_url])
+    list_peer_urls(net, "be", "nl", [w.federation_url for w in nl_workers])
+    for key in ("nl", "nl#2", "be", "be#2"):
+        net.start(key)
+    lease = sender_lease("be")
+
+    def holder() -> tuple[int, int] | None:
+        """(PID, token) of the nl worker holding the sender lease to be, if valid."""
+        rows = query(net, "nl", "SELECT holder, token FROM leases WHERE name = ?", (lease,))
+        return (int(rows[0][0].split(":")[1]), int(rows[0][1])) if rows else None
+
+    first = await until(holder, what="an nl worker to take the sender lease to be")
+    holding = next(w for w in nl_workers if w.pid == first[0])
+    other = next(w for w in nl_workers if w is not holding)
+    sent: list[str] = []
+
+    def delivered() -> int:
+        return int(query(net, "be", "SELECT COUNT(*) FROM inbox i JOIN envelopes e "
+                                    "ON e.id = i.envelope_id WHERE i.officer = ? "
+                                    "AND e.kind = 'message'", (marie.id,))[0][0])
+
+    async with at_worker(jan, other) as nl:
+        directory = await directory_with(nl, marie.id)
+
+        async def send(n: int) -> None:
+            for _ in range(n):
+                envelope = jan.seal(directory, [marie.id], f"alert {len(sent)}".encode())
+                assert (await nl.submit(envelope.to_bytes())).status == "accepted"
+                sent.append(envelope.header.id_text)
+
+        await send(10)
+        await until(lambda: delivered() == 10, what="the first 10 at be")
+        # The peer's worker A dies: nl's sender fails over to be's worker B.
+        await asyncio.to_thread(be_a.signal, signal.SIGKILL)
+        await send(10)
+        await until(lambda: delivered() == 20, what="10 more through be's worker B")
+        # Our lease holder dies mid-stream: the other nl worker takes the lease over.
+        await send(10)
+        await asyncio.to_thread(holding.signal, signal.SIGKILL)
+        await send(10)
+        await until(lambda: delivered() == 40, what="every envelope after the takeover")
+        taken = holder()
+        assert taken is not None and taken[0] == other.pid and taken[1] > first[1]
+        await asyncio.sleep(1.0)  # room for a duplicate to show up, if one would
+
+    ids = query(net, "be", "SELECT i.envelope_id FROM inbox i JOIN envelopes e "
+                           "ON e.id = i.envelope_id WHERE i.officer = ? AND e.kind = 'message'",
+                (marie.id,))
+    assert len(ids) == len(sent) == 40
+    assert len({row[0] for row in ids}) == 40
+    assert query(net, "nl", "SELECT state, COUNT(*) FROM hops h JOIN envelopes e ON "
+                            "e.id = h.envelope_id WHERE e.kind = 'message' GROUP BY state") \
+        == [("delivered", 40)]
+    assert "peer.failover" in holding.log.read_text() + other.log.read_text()
+    for nid in ("nl", "be"):
+        verdict = json.loads(run_cli("admin", "audit", "verify", "--config",
+                                     str(net.nodes[nid].config), "--json").stdout)
+        assert verdict["ok"] is True, verdict
