@@ -16,6 +16,7 @@ from liaison_net.core.audit import detail
 from liaison_net.core.limits import HOUR_MS
 from liaison_net.errors import LeaseLost
 from liaison_net.officer_api.inbox_stream import InboxTail, InboxWatch
+from liaison_net.store.effect_store import Issued, PendingEffect
 from liaison_net.store.lease_store import sender_lease
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW, Officer, seal_from
@@ -23,6 +24,7 @@ from tests.waits import PATIENCE_S
 
 ALICE = Officer("nl/jdevries")
 BOB = Officer("be/mpeeters")
+NODE = Officer("nl/desk")  # stands in for the node, which seals notices
 LEASE = sender_lease("be")
 TTL = 10_000
 
@@ -144,3 +146,28 @@ async def test_inbox_reads_by_seq_see_the_other_workers_commits(
     assert await b.inbox_officers_after(0, limit=10) == (4, sorted([BOB.id, carol.id]))
     assert await b.inbox_officers_after(4, limit=10) == (4, [])
     assert [item.seq for item in await b.inbox(BOB.id, after=0, limit=10)] == [1, 2, 3]
+
+
+async def test_two_drains_issue_an_effect_once(workers: tuple[NodeStore, NodeStore]) -> None:
+    """Both workers run the effects drain. Each reads the same owed notice and seals its
+    own copy; the write that stores a copy deletes the effect row, so only one is stored
+    (the other is told ``False`` and stores nothing). Plain SQL with no lock of its own:
+on PostgreSQL the second DELETE waits for the first and then finds no row."""
+    a, b = workers
+    ids = await _queue_for_be(a, 1)
+    fence = await a.acquire_lease(LEASE, "worker-a", now=NOW, ttl_ms=TTL)
+    await a.finish_hops("be", now=NOW, delivered=[], refused=[(ids[0], "policy")],
+                        fence=fence)
+    due_a, due_b = await a.effects.due(NOW + HOUR_MS, 10), await b.effects.due(NOW + HOUR_MS, 10)
+    assert len(due_a) == 1 and due_a == due_b
+
+    def issued(effect: PendingEffect, text: bytes) -> Issued:
+        notice = seal_from(NODE, [ALICE], text)
+        return Issued(effect=effect, envelope=notice, now=NOW, event="notice.issued",
+                      local=[ALICE.id], remote=[], audit_detail=detail())
+
+    outcomes = await asyncio.gather(a.complete_effects([issued(due_a[0], b"copy a")]),
+                                    b.complete_effects([issued(due_b[0], b"copy b")]))
+    assert sorted(done for [done] in outcomes) == [False, True]
+    assert await a.effects.pending() == 0
+    assert await a.inbox_count(ALICE.id) == 1

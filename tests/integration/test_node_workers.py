@@ -182,6 +182,11 @@ async def test_failover_between_peer_workers_and_lease_takeover_lose_nothing(
     assert query(net, "nl", "SELECT state, COUNT(*) FROM hops h JOIN envelopes e ON "
                             "e.id = h.envelope_id WHERE e.kind = 'message' GROUP BY state") \
         == [("delivered", 40)]
+    # One sender at a time: each envelope's relay was recorded once, by one worker.
+    relays = query(net, "nl", "SELECT a.envelope_id, COUNT(*) FROM audit a JOIN envelopes e "
+                              "ON e.id = a.envelope_id WHERE a.event = 'envelope.relayed' "
+                              "AND e.kind = 'message' GROUP BY a.envelope_id")
+    assert len(relays) == 40 and all(count == 1 for _, count in relays)
     assert "peer.failover" in holding.log.read_text() + other.log.read_text()
     for nid in ("nl", "be"):
         verdict = json.loads(run_cli("admin", "audit", "verify", "--config",
