@@ -35,7 +35,7 @@ from liaison_net.core.identity import EnrolmentRequest, issue_card, renewal, ver
 from liaison_net.core.ids import node_principal
 from liaison_net.core.limits import DAY_MS
 from liaison_net.errors import ConfigError, LiaisonError, PortInUse, Unavailable
-from liaison_net.federation.lease import SenderLease, worker_id
+from liaison_net.federation.lease import SenderLease, worker_id, worker_prefix
 from liaison_net.federation.sender import PeerSender
 from liaison_net.federation.server import FederationServer
 from liaison_net.federation.tls import client_context, server_context
@@ -84,7 +84,8 @@ class Node:
         self.senders: dict[str, PeerSender] = {}
         self.leases: dict[str, SenderLease] = {}
         self.inbox_tail: InboxTail | None = None  # made with the officer API
-        self.worker_id = worker_id()  # this process, as a holder of leases
+        # This process, as a holder of leases (federation/lease.py).
+        self.worker_id = worker_id(str(config.federation))
         self.keys = Keys(own=self.signing_key, nodes={config.id: self.signing_key.public})
         self.notifier = Notifier(node_id=config.id, store=self.store,
                                  signing_key=lambda: self.signing_key, wake=self._wake,
@@ -246,7 +247,8 @@ class Node:
                     # lease.py): a node may run as several processes on one database.
                     lease = SenderLease(sender=sender, store=self.store,
                                         holder=self.worker_id,
-                                        lease_s=self.config.delivery.lease_s, clock=self.clock)
+                                        lease_s=self.config.delivery.lease_s, clock=self.clock,
+                                        former_self=worker_prefix(str(self.config.federation)))
                     self.leases[peer.id] = lease
                     sup.add(f"sender-{peer.id}", lease.run)
                 sup.add("expiry", self._expiry_loop)

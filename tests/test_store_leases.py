@@ -79,6 +79,22 @@ async def test_one_holder_at_a_time_and_a_takeover_raises_the_token(
     assert await b.leases() == [(LEASE, "worker-a", 3, NOW + 4 + 2 * TTL)]
 
 
+async def test_a_restarted_worker_takes_its_dead_lives_lease_back_at_once(
+        workers: tuple[NodeStore, NodeStore]) -> None:
+    """A single-worker node killed and restarted does not wait out ``lease_s``: a holder
+    under its own prefix (same host and listener) is an earlier life of it. Another
+    worker's prefix changes nothing."""
+    a, b = workers
+    dead = await a.acquire_lease(LEASE, "host/127.0.0.1:7402/100/aa", now=NOW, ttl_ms=TTL)
+    assert dead is not None
+    assert await b.acquire_lease(LEASE, "host/127.0.0.1:7412/200/bb", now=NOW + 1,
+                                 ttl_ms=TTL, former_self="host/127.0.0.1:7412/") is None
+    again = await b.acquire_lease(LEASE, "host/127.0.0.1:7402/300/cc", now=NOW + 1,
+                                  ttl_ms=TTL, former_self="host/127.0.0.1:7402/")
+    assert again is not None and again.token == dead.token + 1
+    assert not await a.renew_lease(dead, now=NOW + 2, ttl_ms=TTL)
+
+
 async def test_a_stale_holders_answers_change_nothing(workers: tuple[NodeStore, NodeStore],
                                                       tmp_path: Path) -> None:
     """Worker A sent a transaction, paused past its lease; B took over. A's record of the

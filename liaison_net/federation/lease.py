@@ -4,7 +4,8 @@ When a node runs as several ``liaison node serve`` processes on one database, ea
 a ``SenderLease`` per peer; only the one that holds the lease ``sender:<peer>``
 (``store/lease_store.py``) runs the ``PeerSender``. The others try to take the lease
 every third of its life, so when the holder dies (SIGKILL, a lost machine) another worker
-sends within ``[delivery] lease_s`` and a bit: the queued hops are in the shared database,
+sends within ``[delivery] lease_s`` and a bit (a restarted worker takes its own dead
+life's leases back at once, ``worker_prefix``): the queued hops are in the shared database,
 nothing of them is lost, and a transaction the dead worker had in flight is simply sent
 again (the peer answers ``duplicate`` for what it already took).
 
@@ -38,18 +39,27 @@ log = structlog.get_logger("liaison.lease")
 RELEASE_TIMEOUT_S = 2.0  # a clean stop waits at most this long to give the lease up
 
 
-def worker_id() -> str:
-    """This process's name as a lease holder: host and PID for the operator, and a random
-    part so a restarted process (same PID after a reboot) is never taken for the old one."""
-    return f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
+def worker_prefix(federation: str) -> str:
+    """What names this worker across restarts: its host and its federation listener. Only
+    one process at a time can listen there, and leases are taken only once the node
+    listens, so a lease held under this prefix by another process is a dead earlier life
+    of this worker (killed, then restarted): taken back at once, not after ``lease_s``."""
+    return f"{socket.gethostname()[:64]}/{federation}/"
+
+
+def worker_id(federation: str) -> str:
+    """This process as a lease holder: the worker's prefix, then the PID for the operator
+    and a random part (a PID is reused after a reboot)."""
+    return f"{worker_prefix(federation)}{os.getpid()}/{secrets.token_hex(4)}"
 
 
 class SenderLease:
     def __init__(self, *, sender: PeerSender, store: NodeStore, holder: str, lease_s: float,
-                 clock: Clock) -> None:
+                 clock: Clock, former_self: str | None = None) -> None:
         self.sender = sender
         self.store = store
         self.holder = holder
+        self.former_self = former_self
         self.ttl_ms = int(lease_s * 1000)
         self.clock = clock
         self.name = sender_lease(sender.peer.id)
@@ -66,7 +76,8 @@ class SenderLease:
             try:
                 fence = await self.store.acquire_lease(self.name, self.holder,
                                                        now=self.clock.now_ms(),
-                                                       ttl_ms=self.ttl_ms)
+                                                       ttl_ms=self.ttl_ms,
+                                                       former_self=self.former_self)
             except Unavailable:
                 fence = None
             if fence is None:

@@ -58,11 +58,17 @@ class LeaseStore:
     # Shared with the other parts of the facade (``node_store.NodeStore``).
     db: Database
 
-    async def acquire_lease(self, name: str, holder: str, *, now: int,
-                            ttl_ms: int) -> Fence | None:
+    async def acquire_lease(self, name: str, holder: str, *, now: int, ttl_ms: int,
+                            former_self: str | None = None) -> Fence | None:
         """Take ``name`` for ``ttl_ms`` if it is free, expired or already ours; the fence
         to act under, or None while another worker holds it. A takeover (a new holder)
-        gets a higher token than any before; our own lease keeps its token."""
+        gets a higher token than any before; our own lease keeps its token.
+
+        ``former_self``: a prefix of holder ids that are earlier lives of this very worker
+        (a process of it that was killed and restarted): its lease is taken over at once,
+        unexpired, with a higher token, instead of waiting out ``ttl_ms``. The caller must
+        know that such a process is gone (``federation/lease.py``: it holds the same
+        listening address on the same host)."""
 
         async def op(txn: WriteTxn) -> Fence | None:
             row = await (await txn.execute(
@@ -75,7 +81,8 @@ class LeaseStore:
                 return Fence(name, holder, 1)
             current, token, expires = str(row[0]), int(row[1]), int(row[2])
             if current != holder:
-                if expires > now:
+                earlier_life = former_self is not None and current.startswith(former_self)
+                if expires > now and not earlier_life:
                     return None
                 token += 1  # a takeover: whatever the last holder still does is fenced off
             await txn.execute(

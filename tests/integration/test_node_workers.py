@@ -138,7 +138,7 @@ async def test_failover_between_peer_workers_and_lease_takeover_lose_nothing(
     def holder() -> tuple[int, int] | None:
         """(PID, token) of the nl worker holding the sender lease to be, if valid."""
         rows = query(net, "nl", "SELECT holder, token FROM leases WHERE name = ?", (lease,))
-        return (int(rows[0][0].split(":")[1]), int(rows[0][1])) if rows else None
+        return (int(rows[0][0].split("/")[2]), int(rows[0][1])) if rows else None
 
     first = await until(holder, what="an nl worker to take the sender lease to be")
     holding = next(w for w in nl_workers if w.pid == first[0])
