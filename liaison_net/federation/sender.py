@@ -22,6 +22,13 @@ count for nothing (they started before the failure). The attempt count and next 
 time are persisted, so a restart resumes the same curve, and there is no separate catch-up
 mode: the outbox in SQLite *is* the catch-up. When the peer calls us (it is evidently
 back), its backoff is cleared and we send at once.
+
+A node of several workers (docs/operations.md). Only the worker holding the peer's
+lease runs its sender (``lease.SenderLease``), so the outbox needs no claim of its own:
+one reader per peer, as with one process (on PostgreSQL the lease plays the part that
+``SELECT ... FOR UPDATE SKIP LOCKED`` would if several workers shared a peer's queue).
+The write of a transaction's answers carries the lease's fencing token (``fence``). A peer
+that runs several workers lists their URLs; ``_post`` fails over between them.
 """
 
 from __future__ import annotations
@@ -303,10 +310,17 @@ class PeerSender:
         urls = self.peer.urls
         first = self._url_index % len(urls)
         failure: Unavailable | None = None
+        # One request_timeout_s for the request, failovers included: the expiry sweep's
+        # margin (docs/architecture.md, 3.5) counts on no transaction living longer.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.delivery.request_timeout_s
         for step in range(len(urls)):
             index = (first + step) % len(urls)
+            left = deadline - loop.time()
+            if left <= 0:
+                break
             try:
-                payload = await self._post_to(urls[index], path, data)
+                payload = await self._post_to(urls[index], path, data, left)
             except _WorkerDown as exc:
                 failure = Unavailable(str(exc))
                 if len(urls) > 1:
@@ -316,11 +330,10 @@ class PeerSender:
             if index != self._url_index:
                 self._url_index = index  # remember the worker that answered
             return payload
-        assert failure is not None
-        raise failure
+        raise failure or Unavailable(f"cannot reach {self.peer.id}: request timed out")
 
-    async def _post_to(self, url: str, path: str, data: bytes) -> bytes:
-        timeout = aiohttp.ClientTimeout(total=self.delivery.request_timeout_s)
+    async def _post_to(self, url: str, path: str, data: bytes, seconds: float) -> bytes:
+        timeout = aiohttp.ClientTimeout(total=seconds)
         try:
             # server_hostname makes the TLS handshake itself check that the certificate is
             # the peer's own, whatever address the URL names.

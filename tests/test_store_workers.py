@@ -1,7 +1,9 @@
 """Several workers of one node on one database (issue 17), at the store: the sender lease
-(takeover, fencing: a stale holder's answers change nothing) and the inbox read by seq
-that lets every worker's live streams see what another worker committed. Two ``NodeStore``
-objects on one real SQLite file stand for two worker processes."""
+(takeover, fencing: a stale holder's answers change nothing), the inbox read by seq that
+lets every worker's live streams see what another worker committed, and the jobs every
+worker runs side by side (effects drain, expiry and retention sweeps) doing each thing
+once. Two ``NodeStore`` objects on one real SQLite file, each with its own connections
+and writer thread, stand for two worker processes."""
 
 from __future__ import annotations
 
@@ -187,3 +189,26 @@ on PostgreSQL the second DELETE waits for the first and then finds no row."""
     assert sorted(done for [done] in outcomes) == [False, True]
     assert await a.effects.pending() == 0
     assert await a.inbox_count(ALICE.id) == 1
+
+
+async def test_two_sweeps_expire_and_purge_each_envelope_once(
+        workers: tuple[NodeStore, NodeStore], tmp_path: Path) -> None:
+    """Both workers run the expiry and the retention sweeps at the same moment: each
+    selects inside its own write transaction, so every hop expires once (one notice owed
+    each) and every envelope is purged once (one audit entry each)."""
+    a, b = workers
+    ids = await _queue_for_be(a, 5)
+    past_expiry = NOW + 2 * HOUR_MS
+    expired = await asyncio.gather(a.expire_due(past_expiry), b.expire_due(past_expiry))
+    assert sorted(eid for batch in expired for eid, _, _ in batch) == sorted(ids)
+    assert _hop_states(tmp_path / "n.sqlite3") == {"expired": 5}
+    assert await a.effects.pending() == 5
+
+    past_retention = NOW + 91 * 24 * HOUR_MS
+    purged = await asyncio.gather(a.retention.purge_due(past_retention),
+                                  b.retention.purge_due(past_retention))
+    assert sum(purged) == 5
+    with sqlite3.connect(tmp_path / "n.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM audit WHERE event = 'envelope.purged'"
+                          ).fetchone()[0] == 5
+    assert (await a.verify_audit())[1] is None
