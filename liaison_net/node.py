@@ -52,6 +52,7 @@ from liaison_net.services.notices import Notifier
 from liaison_net.services.request_desk import RequestDesk
 from liaison_net.services.signal_desk import SignalDesk
 from liaison_net.services.witness import Witness
+from liaison_net.services.worker_sync import KeyEpochWatch
 from liaison_net.store.node_store import NodeStore
 from liaison_net.supervisor import Supervisor
 from liaison_net.workers.verify_pool import VerifyPool
@@ -264,6 +265,9 @@ class Node:
                     sup.add("refusal-audit", self._federation.run_reports)
                 if self.inbox_tail is not None:
                     sup.add("inbox-tail", self.inbox_tail.run)
+                sup.add("key-epoch", KeyEpochWatch(
+                    read_epoch=self.store.key_epoch, reload=self._reload_keys,
+                    interval_s=self.config.delivery.inbox_poll_s).run)
                 async with asyncio.TaskGroup() as tasks:
                     sup.start(tasks)
                     await self._stopping.wait()
@@ -285,6 +289,12 @@ class Node:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _reload_keys(self) -> None:
+        """Another worker of this node changed a key (services/worker_sync.py)."""
+        self.store.forget_cached_keys()
+        self.keys.nodes.update(await self.store.node_keys())
+        self.keys.nodes[self.config.id] = self.signing_key.public
 
     async def _stop_listeners(self) -> None:
         while self._runners:

@@ -1,9 +1,10 @@
 """Several workers of one node on one database (issue 17), at the store: the sender lease
 (takeover, fencing: a stale holder's answers change nothing), the inbox read by seq that
-lets every worker's live streams see what another worker committed, and the jobs every
-worker runs side by side (effects drain, expiry and retention sweeps) doing each thing
-once. Two ``NodeStore`` objects on one real SQLite file, each with its own connections
-and writer thread, stand for two worker processes."""
+lets every worker's live streams see what another worker committed, the jobs every worker
+runs side by side (effects drain, expiry and retention sweeps) doing each thing once, and
+the key epoch that tells a worker its cached keys are stale. Two ``NodeStore`` objects on
+one real SQLite file, each with its own connections and writer thread, stand for two
+worker processes."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from liaison_net.core import crypto
+from liaison_net.core.almanac import Almanac
 from liaison_net.core.audit import detail
-from liaison_net.core.limits import HOUR_MS
+from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
+from liaison_net.core.limits import DAY_MS, HOUR_MS
 from liaison_net.errors import LeaseLost
 from liaison_net.officer_api.inbox_stream import InboxTail, InboxWatch
+from liaison_net.services.worker_sync import KeyEpochWatch
 from liaison_net.store.effect_store import Issued, PendingEffect
 from liaison_net.store.lease_store import sender_lease
 from liaison_net.store.node_store import NodeStore
@@ -212,3 +217,43 @@ async def test_two_sweeps_expire_and_purge_each_envelope_once(
         assert db.execute("SELECT COUNT(*) FROM audit WHERE event = 'envelope.purged'"
                           ).fetchone()[0] == 5
     assert (await a.verify_audit())[1] is None
+
+
+async def test_a_key_change_by_one_worker_reaches_the_others_cache(
+        workers: tuple[NodeStore, NodeStore]) -> None:
+    """Worker B cached an officer's keys; worker A stores the officer's rotated card. The
+    key epoch moves in A's write, and B, seeing it move, drops its cache: its next lookup
+    has the new key (without that, B would keep the old one)."""
+    a, b = workers
+    node_key = crypto.generate_signing_key()
+    old, new = Officer("nl/jdevries"), Officer("nl/jdevries")
+
+    async def enrol(store: NodeStore, officer: Officer, version: int) -> None:
+        raw = issue_card(EnrolmentRequest(officer.id, "N", "r", officer.signing.public,
+                                          officer.encryption.public, Almanac()),
+                         node_id="nl", node_key=node_key, version=version, now=NOW,
+                         valid_for_ms=DAY_MS)
+        card = verify_card(raw, node_public=node_key.public, node_id="nl", now=None)
+        assert await store.put_card(card, raw, now=NOW, source="nl")
+
+    reloads = 0
+    reloaded = asyncio.Event()
+
+    async def reload() -> None:
+        nonlocal reloads
+        reloads += 1
+        b.forget_cached_keys()
+        reloaded.set()
+
+    watch = KeyEpochWatch(read_epoch=b.key_epoch, reload=reload, interval_s=0.01)
+    await enrol(a, old, 1)
+    async with asyncio.TaskGroup() as tasks:
+        watching = tasks.create_task(watch.run())
+        assert (await b.officer_keys(old.id) or (b"",))[0] == old.signing.public  # cached
+        await asyncio.sleep(0.1)  # the watch looks several times: nothing moved
+        assert reloads == 0
+        await enrol(a, new, 2)
+        async with asyncio.timeout(PATIENCE_S):
+            await reloaded.wait()
+        watching.cancel()
+    assert (await b.officer_keys(old.id) or (b"",))[0] == new.signing.public

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from liaison_net.clock import SYSTEM_CLOCK, Clock
+from liaison_net.store import key_epoch
 from liaison_net.store.audit_store import AuditStore
 from liaison_net.store.database import Database
 from liaison_net.store.directory_store import DirectoryStore
@@ -63,6 +64,15 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore, LeaseStor
         self.effects = EffectStore(self.db, node_id)
         # Called with the officers whose inbox got rows, after the commit (live delivery).
         self.on_inbox: Callable[[list[str]], None] | None = None
+
+    async def key_epoch(self) -> int:
+        """Moves whenever any worker changed a key (``store/key_epoch.py``)."""
+        return await key_epoch.read(self.db)
+
+    def forget_cached_keys(self) -> None:
+        """Another worker changed keys: what this process cached may be stale."""
+        self.db.key_cache.begin_change()
+        self.db.key_cache.end_change()
 
     async def open(self, *, writer: bool = True) -> None:
         await self.db.open(writer=writer)
