@@ -7,7 +7,9 @@ own (docs/operations.md, "Several workers for one node").
 - A peer lists both workers of a node; the peer's worker A is SIGKILLed and sending goes
   on to worker B. The lease holder among our own two workers is SIGKILLed and the other
   takes the peer's sender lease over (a higher fencing token). Every envelope reaches the
-  recipient's inbox once, nothing stays queued, and each node's audit is one chain."""
+  recipient's inbox once, nothing stays queued, and each node's audit is one chain.
+- A revocation written through one worker is refused by the other (its cached keys
+  follow the key epoch)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from typing import Any
 
 import tomli_w
 
+from liaison_net import errors
 from liaison_net.client.session import InboxEntry, NodeSession
 from liaison_net.drills.harness import NodeProcess, free_ports
 from liaison_net.store.lease_store import sender_lease
@@ -192,3 +195,39 @@ async def test_failover_between_peer_workers_and_lease_takeover_lose_nothing(
         verdict = json.loads(run_cli("admin", "audit", "verify", "--config",
                                      str(net.nodes[nid].config), "--json").stdout)
         assert verdict["ok"] is True, verdict
+
+
+async def test_a_revocation_through_one_worker_is_refused_by_the_other(
+        make_network: type[Network]) -> None:
+    """Worker A has the officer's keys cached (it accepted his envelope); the revocation is
+    written through worker B (the admin socket is the last-started worker's). A refuses the
+    revoked key from then on: the key epoch tells it its cache is stale."""
+    net = make_network.create(node_ids=("nl",), sections=WORKERS)
+    jan = enrol(net, "nl/jdevries")
+    piet = enrol(net, "nl/pbakker")
+    a, b = net.nodes["nl"], add_worker(net, "nl")
+    net.start("nl")
+    net.start("nl#2")
+    async with at_worker(jan, a) as at_a, at_worker(jan, b) as at_b:
+        directory = await directory_with(at_a, piet.id)
+
+        async def submit(session: NodeSession) -> str:
+            envelope = jan.seal(directory, [piet.id], b"alert")
+            try:
+                return (await session.submit(envelope.to_bytes())).status
+            except errors.Revoked:
+                return "revoked"
+
+        assert await submit(at_a) == "accepted"  # jan's keys are in A's cache now
+        revoked = json.loads(run_cli("admin", "revoke", "officer", jan.id, "--reason",
+                                     "laptop stolen", "--config", str(b.config),
+                                     "--json").stdout)
+        assert revoked["written_by"] == "node"
+        try:
+            async with asyncio.timeout(PATIENCE_S):
+                while (status := await submit(at_a)) == "accepted":
+                    await asyncio.sleep(0.1)  # until A has looked at the key epoch (0.2 s)
+        except TimeoutError:
+            raise AssertionError("worker A still accepts the revoked key") from None
+        assert status == "revoked"
+        assert [await submit(at_a), await submit(at_b)] == ["revoked", "revoked"]
