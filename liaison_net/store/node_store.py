@@ -49,6 +49,8 @@ class Status:
     officers: int = 0
     audit_entries: int = 0
     effects_pending: int = 0  # owed evidence/notices not yet issued (a backlog if it grows)
+    # Per peer, the worker whose lease lets it send there (holder, token, expires ms).
+    senders: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore, LeaseStore):
@@ -106,4 +108,8 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore, LeaseStor
         row = await self.db.fetchone("SELECT COUNT(*) FROM audit")
         out.audit_entries = int(row[0])
         out.effects_pending = await self.effects.pending()
+        for name, holder, token, expires in await self.leases():
+            if name.startswith("sender:"):
+                out.senders[name.removeprefix("sender:")] = {
+                    "holder": holder, "token": token, "expires": expires}
         return out

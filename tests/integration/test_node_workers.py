@@ -80,6 +80,26 @@ def query(net: Network, nid: str, sql: str, params: tuple[Any, ...] = ()) -> lis
         return db.execute(sql, params).fetchall()
 
 
+def freeze_outside_a_write(net: Network, worker: NodeProcess) -> None:
+    """SIGSTOP ``worker`` at a moment it holds no SQLite write lock. One frozen inside a
+    write transaction holds the lock, and every other worker's writes wait for it and then
+    fail (docs/operations.md): what this test is about is the lease, so such a freeze is
+    undone (SIGCONT) and tried again."""
+    assert worker.proc is not None
+    for _ in range(20):
+        worker.proc.send_signal(signal.SIGSTOP)
+        with contextlib.closing(sqlite3.connect(net.database(worker.id), timeout=2.0,
+                                                isolation_level=None)) as db:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("ROLLBACK")
+                return
+            except sqlite3.OperationalError:
+                pass  # locked for 2 s: the frozen worker was writing
+        worker.proc.send_signal(signal.SIGCONT)
+    raise AssertionError(f"could not freeze {worker.id} outside a write in 20 tries")
+
+
 async def until(condition: Callable[[], Any], *, what: str,
                 timeout: float = PATIENCE_S) -> Any:
     try:
@@ -190,6 +210,10 @@ async def test_failover_between_peer_workers_and_lease_takeover_lose_nothing(
                               "ON e.id = a.envelope_id WHERE a.event = 'envelope.relayed' "
                               "AND e.kind = 'message' GROUP BY a.envelope_id")
     assert len(relays) == 40 and all(count == 1 for _, count in relays)
+    status = json.loads(run_cli("admin", "status", "--config", str(other.config),
+                                "--json").stdout)
+    assert status["senders"]["be"]["holder"].split("/")[2] == str(other.pid)
+    assert status["senders"]["be"]["token"] == taken[1]
     assert "peer.failover" in holding.log.read_text() + other.log.read_text()
     for nid in ("nl", "be"):
         verdict = json.loads(run_cli("admin", "audit", "verify", "--config",
@@ -231,3 +255,68 @@ async def test_a_revocation_through_one_worker_is_refused_by_the_other(
             raise AssertionError("worker A still accepts the revoked key") from None
         assert status == "revoked"
         assert [await submit(at_a), await submit(at_b)] == ["revoked", "revoked"]
+
+
+async def test_a_paused_lease_holder_is_fenced_off_when_it_wakes(
+        make_network: type[Network]) -> None:
+    """The lease holder is frozen (SIGSTOP: a stalled VM, a long GC) while envelopes flow;
+    the other worker takes the lease over and delivers them. Woken (SIGCONT), the old
+    holder finds its lease gone (``lease.lost``) and stops sending: whatever it had in
+    flight cannot be recorded under its stale token. Every envelope is delivered and its
+    relay audited once."""
+    net = make_network.create(node_ids=("nl", "be"), sections=WORKERS)
+    jan = enrol(net, "nl/jdevries")
+    marie = enrol(net, "be/mpeeters")
+    nl_workers = [net.nodes["nl"], add_worker(net, "nl")]
+    list_peer_urls(net, "be", "nl", [w.federation_url for w in nl_workers])
+    for key in ("nl", "nl#2", "be"):
+        net.start(key)
+    lease = sender_lease("be")
+
+    def holder() -> tuple[int, int] | None:
+        rows = query(net, "nl", "SELECT holder, token FROM leases WHERE name = ?", (lease,))
+        return (int(rows[0][0].split("/")[2]), int(rows[0][1])) if rows else None
+
+    def delivered() -> int:
+        return int(query(net, "be", "SELECT COUNT(*) FROM inbox i JOIN envelopes e "
+                                    "ON e.id = i.envelope_id WHERE i.officer = ? "
+                                    "AND e.kind = 'message'", (marie.id,))[0][0])
+
+    first = await until(holder, what="an nl worker to take the sender lease to be")
+    frozen = next(w for w in nl_workers if w.pid == first[0])
+    other = next(w for w in nl_workers if w is not frozen)
+    assert frozen.proc is not None
+    async with at_worker(jan, other) as nl:
+        directory = await directory_with(nl, marie.id)
+        sent = 0
+
+        async def send(n: int) -> None:
+            nonlocal sent
+            for _ in range(n):
+                envelope = jan.seal(directory, [marie.id], f"alert {sent}".encode())
+                assert (await nl.submit(envelope.to_bytes())).status == "accepted"
+                sent += 1
+
+        await send(5)
+        await until(lambda: delivered() == 5, what="the first 5 at be")
+        await asyncio.to_thread(freeze_outside_a_write, net, frozen)
+        try:
+            await send(10)
+            await until(lambda: delivered() == 15, what="delivery by the worker that took over")
+            taken = holder()
+            assert taken is not None and taken[0] == other.pid and taken[1] > first[1]
+        finally:
+            frozen.proc.send_signal(signal.SIGCONT)
+        await until(lambda: "lease.lost" in frozen.log.read_text(),
+                    what="the woken worker to find its lease gone")
+        await send(5)
+        await until(lambda: delivered() == 20, what="the last 5 at be")
+        await asyncio.sleep(1.0)  # room for a stale record to show up, if one would
+    assert holder() == taken
+    relays = query(net, "nl", "SELECT a.envelope_id, COUNT(*) FROM audit a JOIN envelopes e "
+                              "ON e.id = a.envelope_id WHERE a.event = 'envelope.relayed' "
+                              "AND e.kind = 'message' GROUP BY a.envelope_id")
+    assert len(relays) == 20 and all(count == 1 for _, count in relays)
+    verdict = json.loads(run_cli("admin", "audit", "verify", "--config",
+                                 str(net.nodes["nl"].config), "--json").stdout)
+    assert verdict["ok"] is True, verdict
