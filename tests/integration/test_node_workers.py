@@ -19,6 +19,7 @@ import dataclasses
 import json
 import signal
 import sqlite3
+import time
 import tomllib
 from collections.abc import Callable
 from typing import Any
@@ -131,13 +132,18 @@ async def test_a_follower_on_one_worker_sees_what_another_worker_committed(
         sent: list[str] = []
         async with asyncio.TaskGroup() as tasks:
             following = tasks.create_task(follow(follower))
+            lags = []
             for i in range(6):
                 envelope = jan.seal(directory, [piet.id], f"alert {i}".encode())
                 assert (await sender.submit(envelope.to_bytes())).status == "accepted"
                 sent.append(envelope.header.id_text)
+                accepted = time.monotonic()
                 # Committed by worker A; worker B's stream must find it by itself.
                 await until(lambda: len(seen) >= len(sent), timeout=CROSS_WORKER_BOUND_S,
                             what=f"envelope {i} (committed by worker A) at B's follower")
+                lags.append(time.monotonic() - accepted)
+            print(f"\ncross-worker live delivery: at most {max(lags):.2f} s after accepted "
+                  f"(inbox_poll_s 0.2)")
             await asyncio.sleep(0.5)  # room for a repeat to show up, if one would
             following.cancel()
         inbox = await follower.inbox_all()
@@ -191,8 +197,14 @@ async def test_failover_between_peer_workers_and_lease_takeover_lose_nothing(
         # Our lease holder dies mid-stream: the other nl worker takes the lease over.
         await send(10)
         await asyncio.to_thread(holding.signal, signal.SIGKILL)
+        killed = time.monotonic()
         await send(10)
+        await until(lambda: (h := holder()) is not None and h[0] == other.pid,
+                    what="the other nl worker to take the lease over")
+        print(f"\nlease taken over {time.monotonic() - killed:.2f} s after the holder's "
+              "SIGKILL (lease_s 1.5)")
         await until(lambda: delivered() == 40, what="every envelope after the takeover")
+        print(f"all 40 delivered {time.monotonic() - killed:.2f} s after the SIGKILL")
         taken = holder()
         assert taken is not None and taken[0] == other.pid and taken[1] > first[1]
         await asyncio.sleep(1.0)  # room for a duplicate to show up, if one would
