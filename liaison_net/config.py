@@ -24,10 +24,22 @@ from liaison_net.supervisor import RestartPolicy
 MAX_CONFIG_BYTES = 64 * 1024
 
 
+MAX_PEER_URLS = 8  # one per worker of the peer's node we may fail over to
+
+
 @dataclass(frozen=True)
 class Peer:
+    """A peer node and where to reach it: ``url`` is the first of ``urls``, the federation
+    listeners of the peer's workers (several when it runs several; the sender fails over
+    between them, ``federation/sender.py``)."""
+
     id: str
     url: str  # https://host:port of the peer's federation listener
+    urls: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.urls:
+            object.__setattr__(self, "urls", (self.url,))
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,11 @@ class DeliveryConfig:
     expiry_sweep_s: float = 5.0
     directory_push_s: float = 2.0
     group_commit_max: int = 512  # writes per commit at most
+    # Several workers for one node (docs/operations.md): how long a peer's sender lease
+    # lasts unrenewed (a dead holder's peer waits that long for another worker), and how
+    # often live inbox streams look for entries another worker committed.
+    lease_s: float = 10.0
+    inbox_poll_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -169,11 +186,8 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         peer_id = _str(p, f"peers[{i}].id", "id")
         if not NODE_ID_RE.fullmatch(peer_id) or peer_id == node_id:
             raise ConfigError(f"peers[{i}].id must be another node's id")
-        url = _str(p, f"peers[{i}].url", "url")
-        parts = urlsplit(url)
-        if parts.scheme != "https" or not parts.hostname or not parts.port:
-            raise ConfigError(f"peers[{i}].url must be https://host:port")
-        peers.append(Peer(peer_id, url.rstrip("/")))
+        urls = _peer_urls(p, f"peers[{i}]")
+        peers.append(Peer(peer_id, urls[0], urls))
     if len({p.id for p in peers}) != len(peers):
         raise ConfigError("peers lists a node twice")
     delivery = _table(data, "delivery", required=False)
@@ -190,7 +204,7 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
     )
     known_delivery = {"backoff_initial_s", "backoff_max_s", "batch_size", "request_timeout_s",
                       "expiry_sweep_s", "directory_push_s", "group_commit_max",
-                      "batch_bytes", "in_flight"}
+                      "batch_bytes", "in_flight", "lease_s", "inbox_poll_s"}
     if unknown := set(delivery) - known_delivery:
         raise ConfigError(f"unknown delivery key(s): {', '.join(sorted(unknown))}")
     sig = _table(data, "signals", required=False)
@@ -232,6 +246,8 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
             expiry_sweep_s=_num(delivery, "delivery.expiry_sweep_s", 5.0, 0.1, 3600),
             directory_push_s=_num(delivery, "delivery.directory_push_s", 2.0, 0.1, 3600),
             group_commit_max=int(_num(delivery, "delivery.group_commit_max", 512, 1, 10_000)),
+            lease_s=_num(delivery, "delivery.lease_s", 10.0, 0.5, 600),
+            inbox_poll_s=_num(delivery, "delivery.inbox_poll_s", 1.0, 0.05, 60),
         ),
         limits=limits,
         token_ttl_s=int(_num(auth, "auth.token_ttl_s", 900, 10, 86_400)),
@@ -246,6 +262,31 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         effects=_effects(_table(data, "effects", required=False)),
         verify_workers=_verify_workers(_table(data, "workers", required=False)),
     )
+
+
+def _peer_urls(peer: dict[str, Any], where: str) -> tuple[str, ...]:
+    """``url``, ``urls = [...]`` or both (``url`` first): each https://host:port, no
+    repeats, at most ``MAX_PEER_URLS``."""
+    if unknown := set(peer) - {"id", "url", "urls"}:
+        raise ConfigError(f"unknown {where} key(s): {', '.join(sorted(unknown))}")
+    listed: list[Any] = [peer["url"]] if "url" in peer else []
+    extra = peer.get("urls", [])
+    if not isinstance(extra, list):
+        raise ConfigError(f"{where}.urls must be an array of https://host:port")
+    listed += extra
+    if not listed:
+        raise ConfigError(f"{where} needs url (or urls)")
+    if len(listed) > MAX_PEER_URLS:
+        raise ConfigError(f"{where} lists more than {MAX_PEER_URLS} urls")
+    urls: list[str] = []
+    for url in listed:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme != "https" or not parts.hostname or not parts.port:
+            raise ConfigError(f"{where}.url(s) must be https://host:port")
+        if url.rstrip("/") in urls:
+            raise ConfigError(f"{where} lists {url} twice")
+        urls.append(url.rstrip("/"))
+    return tuple(urls)
 
 
 def _verify_workers(table: dict[str, Any]) -> int:

@@ -214,6 +214,15 @@ class StorageFull(Unavailable):
     http_status = 503
 
 
+class LeaseLost(NodeFault):
+    """This worker no longer holds the lease it acted under (another worker of the node
+    took it over after it expired): the write that needed it was refused, nothing stored.
+    Never sent to a caller; the worker stops that job and waits to take the lease again."""
+
+    code = "lease_lost"
+    http_status = 503
+
+
 class BadFrame(NodeFault):
     """A frame between a node's own processes (workers/) broke a size, shape or time limit;
     the side that read it drops the worker and does the work itself."""

@@ -35,10 +35,12 @@ from liaison_net.core.identity import EnrolmentRequest, issue_card, renewal, ver
 from liaison_net.core.ids import node_principal
 from liaison_net.core.limits import DAY_MS
 from liaison_net.errors import ConfigError, LiaisonError, PortInUse, Unavailable
+from liaison_net.federation.lease import SenderLease, worker_id, worker_prefix
 from liaison_net.federation.sender import PeerSender
 from liaison_net.federation.server import FederationServer
 from liaison_net.federation.tls import client_context, server_context
 from liaison_net.metrics import NodeMetrics
+from liaison_net.officer_api.inbox_stream import InboxTail
 from liaison_net.officer_api.routes import ClientApi
 from liaison_net.pki import certificates
 from liaison_net.pki.pseudonym_key_files import WatchedKeyRing
@@ -50,6 +52,7 @@ from liaison_net.services.notices import Notifier
 from liaison_net.services.request_desk import RequestDesk
 from liaison_net.services.signal_desk import SignalDesk
 from liaison_net.services.witness import Witness
+from liaison_net.services.worker_sync import KeyEpochWatch
 from liaison_net.store.node_store import NodeStore
 from liaison_net.supervisor import Supervisor
 from liaison_net.workers.verify_pool import VerifyPool
@@ -80,6 +83,10 @@ class Node:
         self.signing_key = crypto.signing_key_from_seed(
             _read_file(paths.signing_key, "node signing key"))
         self.senders: dict[str, PeerSender] = {}
+        self.leases: dict[str, SenderLease] = {}
+        self.inbox_tail: InboxTail | None = None  # made with the officer API
+        # This process, as a holder of leases (federation/lease.py).
+        self.worker_id = worker_id(str(config.federation))
         self.keys = Keys(own=self.signing_key, nodes={config.id: self.signing_key.public})
         self.notifier = Notifier(node_id=config.id, store=self.store,
                                  signing_key=lambda: self.signing_key, wake=self._wake,
@@ -237,7 +244,14 @@ class Node:
                                         directory_push=self._directory_push,
                                         clock=self.clock, push_state=self._push_state)
                     self.senders[peer.id] = sender
-                    sup.add(f"sender-{peer.id}", sender.run)
+                    # Only the worker holding the peer's lease sends to it (federation/
+                    # lease.py): a node may run as several processes on one database.
+                    lease = SenderLease(sender=sender, store=self.store,
+                                        holder=self.worker_id,
+                                        lease_s=self.config.delivery.lease_s, clock=self.clock,
+                                        former_self=worker_prefix(str(self.config.federation)))
+                    self.leases[peer.id] = lease
+                    sup.add(f"sender-{peer.id}", lease.run)
                 sup.add("expiry", self._expiry_loop)
                 sup.add("effects", self.effects.run)
                 sup.add("retention", self._retention_loop)
@@ -249,11 +263,19 @@ class Node:
                                                                       slot))
                 if self._federation is not None:
                     sup.add("refusal-audit", self._federation.run_reports)
+                if self.inbox_tail is not None:
+                    sup.add("inbox-tail", self.inbox_tail.run)
+                sup.add("key-epoch", KeyEpochWatch(
+                    read_epoch=self.store.key_epoch, reload=self._reload_keys,
+                    interval_s=self.config.delivery.inbox_poll_s).run)
                 async with asyncio.TaskGroup() as tasks:
                     sup.start(tasks)
                     await self._stopping.wait()
                     # Requests in flight finish while the writer still runs; then the rest.
                     await self._stop_listeners()
+                    async with asyncio.TaskGroup() as releases:  # another worker sends now
+                        for lease in self.leases.values():
+                            releases.create_task(lease.release())
                     if self._federation is not None:
                         await self._federation.report_unverified(final=True)
                     raise _Stop
@@ -267,6 +289,12 @@ class Node:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _reload_keys(self) -> None:
+        """Another worker of this node changed a key (services/worker_sync.py)."""
+        self.store.forget_cached_keys()
+        self.keys.nodes.update(await self.store.node_keys())
+        self.keys.nodes[self.config.id] = self.signing_key.public
 
     async def _stop_listeners(self) -> None:
         while self._runners:
@@ -300,6 +328,11 @@ class Node:
                            evaluations_per_hour=self.config.signals.evaluations_per_hour,
                            clock=self.clock, failed_loops=self.supervisor.failed)
         self.store.on_inbox = client.inbox_watch.notify  # wakes live inbox streams
+        # ... and so does what the node's other workers commit (one poll per process).
+        self.inbox_tail = InboxTail(
+            head=self.store.inbox_head,
+            after=lambda seq: self.store.inbox_officers_after(seq, limit=InboxTail.PAGE),
+            watch=client.inbox_watch, interval_s=self.config.delivery.inbox_poll_s)
         for name, app, address, ctx, guard in (
             ("federation", federation.app(), self.config.federation, self._tls_contexts[0],
              federation.guard),

@@ -108,7 +108,9 @@ def test_peers_form_a_full_mesh_by_service_name(configs: dict[str, config.NodeCo
 
 
 def test_one_service_per_node_plus_init(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"init", *NODE_IDS}
+    default = {name for name, service in compose["services"].items()
+               if "profiles" not in service}
+    assert default == {"init", *NODE_IDS}
     for nid in NODE_IDS:
         assert compose["services"][nid]["depends_on"]["init"]["condition"] == \
             "service_completed_successfully"
@@ -121,7 +123,8 @@ def test_every_liaison_command_exists(compose: dict[str, Any]) -> None:
             _run_help(args)
             seen += 1
         assert _liaison_args(service["command"]), f"service {name} runs no liaison command"
-    assert seen == 1 + len(NODE_IDS) + len(NODE_IDS)  # init-network, init-node x4, serve x4
+    # init-network, init-node x4, serve x4, and nl's second worker (profile "workers")
+    assert seen == 1 + len(NODE_IDS) + len(NODE_IDS) + 1
 
 
 def test_init_creates_the_ca_and_every_node_idempotently(compose: dict[str, Any]) -> None:
@@ -177,6 +180,23 @@ def test_node_services_serve_their_own_config(compose: dict[str, Any],
         assert volume in compose["volumes"]
         # The officer API is published on the port the config listens on.
         assert f"{cfg.client.port}:{cfg.client.port}" in service["ports"]
+
+
+def test_the_workers_profile_runs_a_second_worker_of_nl(
+        compose: dict[str, Any], configs: dict[str, config.NodeConfig]) -> None:
+    """Issue 17: nl-2 serves nl's own config on nl's data volume (one database, two
+    workers), its officer API on another host port; every peer can fail over to it."""
+    services = compose["services"]
+    worker = services["nl-2"]
+    assert worker["profiles"] == ["workers"]
+    assert _liaison_args(worker["command"]) == _liaison_args(services["nl"]["command"])
+    assert _mounts(worker) == _mounts(services["nl"])
+    assert worker["depends_on"]["nl"]["condition"] == "service_healthy"
+    assert worker["ports"] == [f"7512:{configs['nl'].client.port}"]
+    for cfg in configs.values():
+        for peer in cfg.peers:
+            if peer.id == "nl":
+                assert peer.urls == (peer.url, f"https://nl-2:{configs['nl'].federation.port}")
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------

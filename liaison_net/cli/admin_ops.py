@@ -22,7 +22,8 @@ MAX_ERROR_CHARS = 1000  # a peer's last error, as stored; shown whole up to this
 @config_option
 @json_option
 def status_cmd(config_path: Path, as_json: bool) -> None:
-    """Queues, deliveries, refusals and backoff per peer, read from the node's store.
+    """Queues, deliveries, refusals and backoff per peer, read from the node's store, and
+    which worker of the node sends to each peer (its lease).
 
     Safe while the node runs (read-only).
     """
@@ -33,6 +34,7 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
         return
     table = tables.table(
         "peer", "queued", "delivered", "refused", "expired", "failed attempts", "last error",
+        "sent by (lease holder)",
         title=f"node {cfg.id}: {st.envelopes} envelopes, {st.officers} officers in the "
               f"directory, {st.inbox_unacked} unacknowledged in inboxes, {st.audit_entries} "
               f"audit entries, {st.effects_pending} owed evidence/notices not yet issued",
@@ -42,7 +44,8 @@ def status_cmd(config_path: Path, as_json: bool) -> None:
         table.add_row(peer.id, str(st.queued.get(peer.id, 0)),
                       str(st.delivered.get(peer.id, 0)), str(st.refused.get(peer.id, 0)),
                       str(st.expired.get(peer.id, 0)), str(backoff.get("attempts", 0)),
-                      str(backoff.get("last_error") or "")[:MAX_ERROR_CHARS])
+                      str(backoff.get("last_error") or "")[:MAX_ERROR_CHARS],
+                      str(st.senders.get(peer.id, {}).get("holder", "")))
     tables.console().print(table)
 
 

@@ -22,6 +22,13 @@ count for nothing (they started before the failure). The attempt count and next 
 time are persisted, so a restart resumes the same curve, and there is no separate catch-up
 mode: the outbox in SQLite *is* the catch-up. When the peer calls us (it is evidently
 back), its backoff is cleared and we send at once.
+
+A node of several workers (docs/operations.md). Only the worker holding the peer's
+lease runs its sender (``lease.SenderLease``), so the outbox needs no claim of its own:
+one reader per peer, as with one process (on PostgreSQL the lease plays the part that
+``SELECT ... FOR UPDATE SKIP LOCKED`` would if several workers shared a peer's queue).
+The write of a transaction's answers carries the lease's fencing token (``fence``). A peer
+that runs several workers lists their URLs; ``_post`` fails over between them.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from liaison_net.federation.inflight import ROUTINE, URGENT, Batch, InFlight
 from liaison_net.http_common import MSGPACK
 from liaison_net.metrics import NodeMetrics
 from liaison_net.pki.certificates import node_hostname
+from liaison_net.store.lease_store import Fence
 from liaison_net.store.node_store import NodeStore
 
 log = structlog.get_logger("liaison.sender")
@@ -94,6 +102,10 @@ class PeerLink:
         return was_failing
 
 
+class _WorkerDown(Exception):
+    """One URL of the peer failed (connection, timeout, 5xx): try its next worker."""
+
+
 class PeerSender:
     def __init__(self, *, node_id: str, peer: Peer, store: NodeStore,
                  session: aiohttp.ClientSession, delivery: DeliveryConfig,
@@ -118,6 +130,10 @@ class PeerSender:
         self.link = PeerLink()
         self.book = self._in_flight()
         self._drained = False  # the last read left nothing unclaimed in the outbox
+        self._url_index = 0  # the peer's URL (worker) that last answered
+        # The lease this sender works under when its node runs several workers
+        # (``lease.SenderLease`` sets it): the answers' write checks it.
+        self.fence: Fence | None = None
 
     def peer_called_in(self) -> None:
         self.called_in.set()
@@ -281,19 +297,56 @@ class PeerSender:
             log.warning("peer.backoff_not_persisted", peer=self.peer.id)
 
     async def _post(self, path: str, body: dict[str, Any]) -> bytes:
-        """The peer's answer, undecoded: ``protocol.decode_*`` decode it."""
-        timeout = aiohttp.ClientTimeout(total=self.delivery.request_timeout_s)
+        """The peer's answer, undecoded: ``protocol.decode_*`` decode it.
+
+        A peer running several workers lists several URLs (``Peer.urls``): a connection
+        error, a timeout or a 5xx at one moves on to the next, each tried once per request,
+        starting at the one that last answered; only when all failed is it a failure
+        (and the peer backs off as before). Sending the same transaction again to another
+        worker is safe: the peer's node accepts an envelope id once and answers
+        ``duplicate`` after that. Any other answer (a 4xx) is the node's, not the worker's,
+        and is not retried elsewhere."""
+        data = codec.pack(body)
+        urls = self.peer.urls
+        first = self._url_index % len(urls)
+        failure: Unavailable | None = None
+        # One request_timeout_s for the request, failovers included: the expiry sweep's
+        # margin (docs/architecture.md, 3.5) counts on no transaction living longer.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.delivery.request_timeout_s
+        for step in range(len(urls)):
+            index = (first + step) % len(urls)
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            try:
+                payload = await self._post_to(urls[index], path, data, left)
+            except _WorkerDown as exc:
+                failure = Unavailable(str(exc))
+                if len(urls) > 1:
+                    log.info("peer.failover", peer=self.peer.id, url=urls[index],
+                             reason=str(exc)[:200])
+                continue
+            if index != self._url_index:
+                self._url_index = index  # remember the worker that answered
+            return payload
+        raise failure or Unavailable(f"cannot reach {self.peer.id}: request timed out")
+
+    async def _post_to(self, url: str, path: str, data: bytes, seconds: float) -> bytes:
+        timeout = aiohttp.ClientTimeout(total=seconds)
         try:
             # server_hostname makes the TLS handshake itself check that the certificate is
             # the peer's own, whatever address the URL names.
-            async with self.session.post(self.peer.url + path, data=codec.pack(body),
+            async with self.session.post(url + path, data=data,
                                          headers={"Content-Type": MSGPACK}, timeout=timeout,
                                          server_hostname=node_hostname(self.peer.id)) as resp:
                 payload = await resp.read()
+                if resp.status >= 500:
+                    raise _WorkerDown(f"peer answered HTTP {resp.status}: {payload[:200]!r}")
                 if resp.status != 200:
                     raise Unavailable(f"peer answered HTTP {resp.status}: {payload[:200]!r}")
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise Unavailable(f"cannot reach {self.peer.id}: {type(exc).__name__}") from exc
+            raise _WorkerDown(f"cannot reach {self.peer.id}: {type(exc).__name__}") from exc
         return payload
 
     async def _pushes(self) -> None:
@@ -372,7 +425,7 @@ class PeerSender:
         # is over, and its sender's signed non-delivery notice (naming the peer's reason)
         # is owed from the same commit (an effect, issued by services/effects.py).
         await self.store.finish_hops(self.peer.id, now=now, delivered=delivered,
-                                     refused=refused, details=details)
+                                     refused=refused, details=details, fence=self.fence)
         self.metrics.delivered.labels(peer=self.peer.id).inc(len(delivered))
         if retry:
             # Named by code, so `admin status` tells a full disk at the peer from a card

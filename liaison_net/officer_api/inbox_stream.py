@@ -88,6 +88,48 @@ class InboxWatch:
         self._events.pop(officer, None)
 
 
+InboxOfficersAfter = Callable[[int], Awaitable[tuple[int, list[str]]]]
+
+
+class InboxTail:
+    """Wakes the streams of this process for inbox entries that *another* worker of the
+    node committed (a node of several workers on one database, docs/operations.md).
+
+    The store's ``on_inbox`` hook only fires in the process that committed, so a stream on
+    worker B would otherwise see worker A's entries only at its next ``poll_s``. One loop
+    per process reads the inbox by seq every ``interval_s`` (one indexed query, however
+    many streams are open), from the last seq it has seen, and notifies the officers
+    those entries are for. Like every wake-up it is only a hint: the streams read the
+    store themselves, by their own cursor, so a wake-up late, doubled or for an entry
+    already sent costs a query, never a gap or a repeat. (On PostgreSQL, LISTEN/NOTIFY
+    in the committing transaction would make this quicker; this poll stays as the
+    fallback.)"""
+
+    PAGE = 1000
+
+    def __init__(self, *, head: Callable[[], Awaitable[int]], after: InboxOfficersAfter,
+                 watch: InboxWatch, interval_s: float) -> None:
+        self.head = head
+        self.after = after
+        self.watch = watch
+        self.interval_s = interval_s
+
+    async def run(self) -> None:
+        seen = await self.head()
+        while True:
+            await asyncio.sleep(self.interval_s)
+            while True:
+                try:
+                    last, officers = await self.after(seen)
+                except LiaisonError:
+                    break  # the database is busy or gone for now: look again next time
+                if officers:
+                    self.watch.notify(officers)
+                if last == seen:
+                    break
+                seen = last
+
+
 @dataclass
 class StreamSlots:
     """How many streams are open, per officer and in total; refuses past either limit."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from liaison_net.core.audit import detail
 from liaison_net.core.identity import OfficerCard, decode_stored_card
 from liaison_net.errors import Conflict
+from liaison_net.store import key_epoch
 from liaison_net.store.database import Database, WriteTxn
 
 
@@ -60,6 +61,7 @@ class DirectoryStore:
                 (card.officer, card.node, card.version, card.signing_key_id,
                  card.signing_public, card.encryption_public, card.name, card.role,
                  card.valid_until, raw, seq_row[0]))
+            await key_epoch.bump(txn)
             await txn.audit(now, "directory.card", source,
                             detail(officer=card.officer, version=card.version))
             return True
@@ -89,6 +91,7 @@ class DirectoryStore:
         async def op(txn: WriteTxn) -> None:
             await txn.execute("UPDATE key_history SET card = ? WHERE signing_key_id = ?",
                               (card, key_id))
+            await key_epoch.bump(txn)
 
         await self.db.write(op)
 
@@ -126,6 +129,7 @@ class DirectoryStore:
             await txn.execute(
                 "INSERT OR REPLACE INTO node_keys (node, signing_cert, signing_public) "
                 "VALUES (?, ?, ?)", (node, cert_pem, public))
+            await key_epoch.bump(txn)
 
         await self.db.write(op)
 

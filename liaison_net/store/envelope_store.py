@@ -23,6 +23,7 @@ from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.errors import Conflict, LiaisonError, NotFound, PolicyRefused
 from liaison_net.store.database import Database, WriteTxn
 from liaison_net.store.effect_store import Issued, add_effects
+from liaison_net.store.lease_store import Fence, check_fence
 from liaison_net.store.request_store import answered_in, track_in
 from liaison_net.store.retention_store import purged_error
 from liaison_net.store.signal_store import matches_in
@@ -362,13 +363,18 @@ class EnvelopeStore:
     async def finish_hops(self, node: str, *, now: int, delivered: list[bytes],
                           refused: list[tuple[bytes, str]],
                           details: Mapping[bytes, str] | None = None,
-                          ) -> list[tuple[bytes, str, str]]:
+                          fence: Fence | None = None) -> list[tuple[bytes, str, str]]:
         """Record a transaction's outcome: delivered and refused hops, and their audit.
         Each hop refused just now (not before) owes its sender a non-delivery notice
         (``details``: the peer's words per envelope), recorded as an effect in the same
-        write. Returns (envelope id, code, sender) of each."""
+        write. Returns (envelope id, code, sender) of each.
+
+        ``fence``: the sender's lease on this peer (``lease_store``); if another worker
+        has taken it over since, ``LeaseLost`` and nothing is written."""
 
         async def op(txn: WriteTxn) -> list[tuple[bytes, str, str]]:
+            if fence is not None:
+                await check_fence(txn, fence)
             newly_refused: list[tuple[bytes, str, str]] = []
             for move in await self._move_hops(txn, node, [HopMove(eid, HopEvent.ACK)
                                                           for eid in delivered], now):

@@ -48,6 +48,30 @@ class InboxStore:
                           skeleton_tag(bytes(r[10])) if r[10] is not None else None)
                 for r in rows]
 
+    async def inbox_head(self) -> int:
+        """The highest inbox seq committed so far (0 for none)."""
+        row = await self.db.fetchone("SELECT COALESCE(MAX(seq), 0) FROM inbox")
+        return int(row[0])
+
+    async def inbox_officers_after(self, after: int, *,
+                                   limit: int) -> tuple[int, list[str]]:
+        """Entries committed after seq ``after``, by any process on this database: (the
+        last seq read, the officers they are for). At most ``limit`` rows per call; call
+        again from the returned seq until it stops moving.
+
+        This relies on seqs becoming visible in order (a reader that sees seq N sees every
+        seq below it). On SQLite it holds: rows get their seq under the one write lock and
+        commit under it. On PostgreSQL a sequence does not promise it (a transaction that
+        took seq 7 may commit after one that took seq 8), so there the inbox-writing
+        transaction takes ``pg_advisory_xact_lock`` on the inbox stream before it takes
+        seqs, which makes seq order commit order again."""
+        rows = await self.db.fetchall(
+            "SELECT seq, officer FROM inbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit))
+        if not rows:
+            return after, []
+        return int(rows[-1][0]), sorted({str(r[1]) for r in rows})
+
     async def inbox_count(self, officer: str) -> int:
         row = await self.db.fetchone("SELECT COUNT(*) FROM inbox WHERE officer = ?", (officer,))
         return int(row[0])

@@ -11,6 +11,7 @@ from liaison_net.core.crypto import signing_key_id
 from liaison_net.core.rotation import Revocation
 from liaison_net.core.sealing import SignerKey
 from liaison_net.errors import Revoked
+from liaison_net.store import key_epoch
 from liaison_net.store.database import Database, WriteTxn
 
 #: Superseded keys a login tries, newest first: rotations within one grace period are few.
@@ -154,6 +155,7 @@ class KeyStore:
                 "INSERT OR REPLACE INTO key_history (signing_key_id, principal, signing_public, "
                 "grace_until, cert) VALUES (?, ?, ?, ?, ?)",
                 (key_id, node_principal, old_public, now + grace_ms, cert))
+            await key_epoch.bump(txn)
             await txn.audit(now, "key.superseded", actor,
                             detail(principal=node_principal, key_id=key_id.hex(),
                                    grace_until=now + grace_ms))
@@ -181,6 +183,7 @@ class KeyStore:
                  revocation.effective, revocation.reason, revocation.authority, raw, now))
             if cur.rowcount == 0:
                 return False
+            await key_epoch.bump(txn)
             # Revoking an officer's current key ends the grace of their older keys: no
             # keystore copy of theirs outlives the revocation, even after a re-enrolment.
             await txn.execute(

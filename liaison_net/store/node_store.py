@@ -6,8 +6,9 @@ entry, so a decision and its record are durable together or not at all.
 
 The work is split by job, one module each, and joined here into the one interface the
 node and the admin CLI use: ``envelope_store`` (envelopes, hops, backoff, cursors,
-expiry), ``inbox_store``, ``directory_store`` (cards, node keys), ``audit_store``; and,
-as attributes, ``keys``, ``signals``, ``requests``, ``retention``, ``restrictions`` and ``effects``.
+expiry), ``inbox_store``, ``directory_store`` (cards, node keys), ``audit_store``,
+``lease_store`` (one worker per job when a node runs several); and, as attributes,
+``keys``, ``signals``, ``requests``, ``retention``, ``restrictions`` and ``effects``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from liaison_net.clock import SYSTEM_CLOCK, Clock
+from liaison_net.store import key_epoch
 from liaison_net.store.audit_store import AuditStore
 from liaison_net.store.database import Database
 from liaison_net.store.directory_store import DirectoryStore
@@ -24,6 +26,7 @@ from liaison_net.store.effect_store import EffectStore
 from liaison_net.store.envelope_store import AcceptOutcome, EnvelopeStore
 from liaison_net.store.inbox_store import InboxItem, InboxStore
 from liaison_net.store.key_store import KeyStore
+from liaison_net.store.lease_store import LeaseStore
 from liaison_net.store.request_store import RequestStore
 from liaison_net.store.restriction_store import RestrictionStore
 from liaison_net.store.retention_store import RetentionStore
@@ -47,9 +50,11 @@ class Status:
     officers: int = 0
     audit_entries: int = 0
     effects_pending: int = 0  # owed evidence/notices not yet issued (a backlog if it grows)
+    # Per peer, the worker whose lease lets it send there (holder, token, expires ms).
+    senders: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
-class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
+class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore, LeaseStore):
     def __init__(self, path: Path, node_id: str, *, group_commit_max: int = 512,
                  max_db_mb: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.node_id = node_id
@@ -63,6 +68,15 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
         self.effects = EffectStore(self.db, node_id)
         # Called with the officers whose inbox got rows, after the commit (live delivery).
         self.on_inbox: Callable[[list[str]], None] | None = None
+
+    async def key_epoch(self) -> int:
+        """Moves whenever any worker changed a key (``store/key_epoch.py``)."""
+        return await key_epoch.read(self.db)
+
+    def forget_cached_keys(self) -> None:
+        """Another worker changed keys: what this process cached may be stale."""
+        self.db.key_cache.begin_change()
+        self.db.key_cache.end_change()
 
     async def open(self, *, writer: bool = True) -> None:
         await self.db.open(writer=writer)
@@ -96,4 +110,8 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
         row = await self.db.fetchone("SELECT COUNT(*) FROM audit")
         out.audit_entries = int(row[0])
         out.effects_pending = await self.effects.pending()
+        for name, holder, token, expires in await self.leases():
+            if name.startswith("sender:"):
+                out.senders[name.removeprefix("sender:")] = {
+                    "holder": holder, "token": token, "expires": expires}
         return out

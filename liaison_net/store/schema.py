@@ -267,6 +267,25 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (envelope_id, update_id)
     ) WITHOUT ROWID;
     """,
+    # 14: several workers for one node (issue 17). A lease names one job that only one
+    # worker may do at a time (``sender:<peer>``): who holds it, until when, and a fencing
+    # token that grows at each takeover; the writes done under a lease check the token
+    # (``lease_store``). ``key_epoch`` grows in every write that changes a card, a node
+    # key, a superseded key or a revocation, so every worker knows when to drop the keys
+    # it caches (``key_epoch``). Plain SQL, the same on PostgreSQL.
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        token INTEGER NOT NULL,
+        expires INTEGER NOT NULL
+    );
+    CREATE TABLE key_epoch (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        epoch INTEGER NOT NULL
+    );
+    INSERT INTO key_epoch (one, epoch) VALUES (1, 0);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
