@@ -9,7 +9,6 @@ only ever moves from ``queued`` to a final state, and only through the delivery 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -136,10 +135,9 @@ class EnvelopeStore:
                         remote_nodes=item.remote_nodes, audit_detail=item.audit_detail,
                         consent_digest=item.consent_digest, effects=item.effects,
                         track_request=item.track_request))
-                except (LiaisonError, sqlite3.IntegrityError) as exc:
+                except LiaisonError as exc:
                     await txn.execute(f"ROLLBACK TO accept_{i}")
-                    out.append(exc if isinstance(exc, LiaisonError) else Conflict(
-                        f"refused by a database constraint: {exc}"))
+                    out.append(exc)  # a constraint's refusal is a Conflict (WriteTxn)
                 await txn.execute(f"RELEASE accept_{i}")
             return out
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from liaison_net.clock import SYSTEM_CLOCK, Clock
 from liaison_net.store.audit_store import AuditStore
-from liaison_net.store.database import Database
+from liaison_net.store.database import Backend, Database
 from liaison_net.store.directory_store import DirectoryStore
 from liaison_net.store.effect_store import EffectStore
 from liaison_net.store.envelope_store import AcceptOutcome, EnvelopeStore
@@ -49,11 +49,13 @@ class Status:
 
 
 class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
-    def __init__(self, path: Path, node_id: str, *, group_commit_max: int = 512,
-                 max_db_mb: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, path: Path | None, node_id: str, *, group_commit_max: int = 512,
+                 max_db_mb: float | None = None, clock: Clock = SYSTEM_CLOCK,
+                 backend: Backend | None = None) -> None:
+        """On the SQLite file ``path``, or on ``backend`` (PostgreSQL) when given."""
         self.node_id = node_id
         self.db = Database(path, group_commit_max=group_commit_max, max_db_mb=max_db_mb,
-                           clock=clock)
+                           clock=clock, backend=backend)
         self.keys = KeyStore(self.db)
         self.signals = SignalStore(self.db, node_id)
         self.requests = RequestStore(self.db, node_id)
