@@ -32,6 +32,11 @@ def test_insert_or_replace_is_an_upsert_on_the_primary_key() -> None:
         statement("INSERT OR REPLACE INTO unknown (a) VALUES (?)")
 
 
+def test_an_empty_in_list_is_refused_loudly() -> None:
+    with pytest.raises(DialectError, match="empty IN"):
+        statement("SELECT a FROM t WHERE a NOT IN () AND b = ?")
+
+
 def test_scalar_min_is_least_and_aggregates_stay() -> None:
     assert statement("UPDATE k SET g = MIN(g, ?) WHERE p = ?") == (
         "UPDATE k SET g = LEAST(g, %s) WHERE p = %s")

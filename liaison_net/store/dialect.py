@@ -36,6 +36,7 @@ _OR_REPLACE = re.compile(
     r"^\s*INSERT\s+OR\s+REPLACE\s+INTO\s+(\w+)\s*\(([^)]*)\)", re.IGNORECASE)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 _PAIR_MIN_MAX = re.compile(r"\b(MIN|MAX)\(([^(),]+),([^(),]+)\)", re.IGNORECASE)
+_EMPTY_LIST = re.compile(r"\bIN\s*\(\s*\)", re.IGNORECASE)
 _STRING = re.compile(r"'(?:[^']|'')*'")
 
 
@@ -68,6 +69,8 @@ def _with_conflict_clause(sql: str, clause: str) -> str:
 def statement(sql: str) -> str:
     """One store statement in PostgreSQL's dialect (the store's statements are constants,
     hence the memo)."""
+    if _EMPTY_LIST.search(sql):
+        raise DialectError(f"an empty IN () list (PostgreSQL refuses it): {sql[:120]}")
     if _OR_IGNORE.match(sql):
         sql = _with_conflict_clause(_OR_IGNORE.sub("INSERT INTO", sql, count=1),
                                     "ON CONFLICT DO NOTHING")

@@ -328,12 +328,13 @@ class EnvelopeStore:
         the hop, before the join, so the envelope bytes of skipped rows are never read."""
         if len(skip) > _MAX_SKIP:
             raise ValueError(f"at most {_MAX_SKIP} ids to skip")  # our bug, not input
-        marks = ", ".join("?" * len(skip))
+        # No empty ``NOT IN ()``: SQLite takes it, PostgreSQL refuses it.
+        skipping = f"AND h.envelope_id NOT IN ({', '.join('?' * len(skip))}) " if skip else ""
         rows = await self.db.fetchall(
             "SELECT h.envelope_id, h.precedence, e.raw FROM hops h "
             "JOIN envelopes e ON e.id = h.envelope_id "
             f"WHERE h.node = ? AND {_QUEUED} AND h.precedence >= ? AND h.expires > ? "
-            f"AND h.envelope_id NOT IN ({marks}) AND e.purged IS NULL "
+            f"{skipping}AND e.purged IS NULL "
             "AND e.retain_until > ? ORDER BY h.precedence DESC, h.envelope_id LIMIT ?",
             (node, min_precedence, now, *skip, now, limit),
         )

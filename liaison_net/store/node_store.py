@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from liaison_net.clock import SYSTEM_CLOCK, Clock
+from liaison_net.config import NodeConfig
 from liaison_net.store.audit_store import AuditStore
 from liaison_net.store.database import Backend, Database
 from liaison_net.store.directory_store import DirectoryStore
@@ -63,6 +64,19 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
         self.effects = EffectStore(self.db, node_id)
         # Called with the officers whose inbox got rows, after the commit (live delivery).
         self.on_inbox: Callable[[list[str]], None] | None = None
+
+    @classmethod
+    def for_config(cls, cfg: NodeConfig, *, clock: Clock = SYSTEM_CLOCK) -> NodeStore:
+        """The node's store as its config says: its SQLite file, or PostgreSQL."""
+        backend: Backend | None = None
+        if cfg.store.postgresql:
+            # Imported here: a SQLite node (and `liaison --help`) never loads the driver.
+            from liaison_net.store.postgres import PostgresBackend
+
+            assert cfg.store.dsn is not None  # the config refuses PostgreSQL without one
+            backend = PostgresBackend(cfg.store.dsn, password_file=cfg.store.password_file)
+        return cls(cfg.database, cfg.id, group_commit_max=cfg.delivery.group_commit_max,
+                   max_db_mb=cfg.store.max_db_mb, clock=clock, backend=backend)
 
     async def open(self, *, writer: bool = True) -> None:
         await self.db.open(writer=writer)
