@@ -206,6 +206,39 @@ class InboxPoller:
             self._conn = None
 
 
+class PgInboxPoller:
+    """``InboxPoller`` for a node on PostgreSQL: one kept connection, one indexed query per
+    poll (there is no ``data_version`` to ask first); None while the server or the table
+    is not there (try again)."""
+
+    def __init__(self, database: PgDatabase, officer: str, *, limit: int = 20000) -> None:
+        self.database = database
+        self.officer = officer
+        self.limit = limit
+        self.last = 0
+        self._conn: _PgReads | None = None
+
+    def poll(self) -> list[bytes] | None:
+        try:
+            if self._conn is None:
+                self._conn = _PgReads(self.database, 5)
+            rows = self._conn.execute(
+                "SELECT seq, envelope_id FROM inbox WHERE officer = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?", (self.officer, self.last, self.limit))
+        except PgReadError:
+            self.close()
+            return None
+        if rows:
+            self.last = int(rows[-1][0])
+        return [bytes(r[1]) for r in rows]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
 def database_bytes(database: Path) -> int:
     """The database's size as SQLite counts it, ``page_count x page_size`` (pages still only
     in the WAL included): the bench's bytes on disk per envelope. Read-only, so it never
