@@ -81,3 +81,17 @@ def test_mismatched_store_settings_are_refused(tmp_path: Path, store: str,
                                                message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         _load(tmp_path, store)
+
+
+async def test_an_unreachable_server_is_a_typed_error(tmp_path: Path) -> None:
+    from liaison_net.drills.pg_cluster import free_port
+    from liaison_net.errors import Unavailable
+    from liaison_net.store.node_store import NodeStore
+    from liaison_net.store.postgres import PostgresBackend
+
+    store = NodeStore(None, "nl", backend=PostgresBackend(
+        f"host=127.0.0.1 port={free_port()} dbname=nl user=nl connect_timeout=2",
+        password_file=_secret(tmp_path)))
+    with pytest.raises(Unavailable, match="cannot open database postgresql"):
+        await store.open()
+    await store.close()
