@@ -128,10 +128,16 @@ class Cluster:
 
 
 def make_cluster(parent: Path | None = None) -> Cluster:
-    """initdb a new cluster under ``parent`` (a fresh temporary directory when None) and
-    start it. The caller stops it (``destroy``), even on failure."""
+    """initdb a new cluster in a fresh directory under ``parent`` (the system's temporary
+    directory when None, or when, as root, the ``postgres`` user could not reach
+    ``parent``) and start it. The caller stops it (``destroy``), even on failure."""
     bin_dir = find_bin_dir()
     as_postgres = os.geteuid() == 0
+    if as_postgres and parent is not None and not _searchable(parent):
+        parent = None  # the postgres user could not reach it: the system's temp directory
+    if as_postgres and not _searchable(Path(tempfile.gettempdir())):
+        raise ClusterError(f"the postgres user cannot reach {tempfile.gettempdir()} "
+                           "(no search permission for others): set TMPDIR to one it can")
     root = Path(tempfile.mkdtemp(prefix="liaison-pg-", dir=parent))
     password_file = root / "password"
     password_file.write_text(secrets.token_urlsafe(24) + "\n")
@@ -149,7 +155,6 @@ def make_cluster(parent: Path | None = None) -> Cluster:
         os.chmod(root, 0o700)
         os.chown(root, pg.pw_uid, pg.pw_gid)
         os.chown(pwfile, pg.pw_uid, pg.pw_gid)
-        _allow_traverse(root.parent)
     try:
         cluster._run("initdb", "-D", str(cluster.data), "-U", USER, f"--pwfile={pwfile}",
                      "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync")
@@ -161,14 +166,7 @@ def make_cluster(parent: Path | None = None) -> Cluster:
     return cluster
 
 
-def _allow_traverse(directory: Path) -> None:
-    """The ``postgres`` user must reach its directory through ours: give the parents the
-    search bit (x) only, never read, so nothing in them is listed."""
-    for d in (directory, *directory.parents):
-        mode = stat_mode(d)
-        if mode & 0o001 == 0:
-            os.chmod(d, mode | 0o001)
-
-
-def stat_mode(path: Path) -> int:
-    return path.stat().st_mode & 0o7777
+def _searchable(directory: Path) -> bool:
+    """Whether another user may pass through ``directory`` and all its parents (x for
+    others): we never change the permissions of a directory that is not ours."""
+    return all(d.stat().st_mode & 0o001 for d in (directory, *directory.parents))
