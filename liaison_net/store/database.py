@@ -1,4 +1,8 @@
-"""The SQLite connection of a node: WAL, full fsync, migrations, and group commit.
+"""A node's database: group commit, migrations, the audit head and storage faults, written
+once over a ``Backend``: ``SqliteBackend`` here (WAL, full fsync, a page quota), or
+``postgres.PostgresBackend`` (``[store] backend = "postgresql"``). Store modules write SQL
+in SQLite's dialect; the backend translates it (``dialect``). What follows is said of
+SQLite; PostgreSQL does the same with its own connection (see ``postgres``).
 
 Every write goes through ``Database.write``: the caller hands over an async function of
 a ``WriteTxn``, and a single writer task runs all pending ones in one transaction, each
