@@ -266,6 +266,9 @@ class _GroupOutcome:
     effects_added: bool = False
     space_before: tuple[int, int] | None = None
     space_after: tuple[int, int] | None = None
+    #: COMMIT was sent when the group failed: over a network (PostgreSQL) the server may
+    #: have committed it before the connection was lost, so "nothing stored" is not known.
+    in_commit: bool = False
 
 
 class SqliteBackend:
@@ -639,6 +642,7 @@ class Database:
                 conn.execute(f"RELEASE w{i}")
             if out.space_before is not None:
                 out.space_after = backend.space(conn)
+            out.in_commit = True
             conn.execute("COMMIT")
             out.effects_added = txn.effects_added
         except group_errors as exc:
@@ -665,6 +669,10 @@ class Database:
                 self._storage_full(len(batch), str(exc)[:200])
             else:
                 error = Unavailable(f"storage failed, nothing stored: {exc}")
+                if out.in_commit and self.backend.name == "postgresql":
+                    error = Unavailable(
+                        "storage failed during commit, outcome unknown: send the same "
+                        f"envelope again (a stored one is answered duplicate): {exc}")
             self._fail_batch(batch, error)
             return
         self.commits += 1
