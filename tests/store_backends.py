@@ -5,11 +5,11 @@ database per store; ``liaison_net/drills/pg_cluster.py``).
 The PostgreSQL run is never skipped: if the server is not installed, the test fails and
 says how to install it (`make postgresql`, which `make test` runs).
 
-Import the fixtures into a test module (``from tests.store_backends import make_store,
-pg_cluster``)."""
+A directory's conftest imports the fixtures (tests/postgres/conftest.py)."""
 
 from __future__ import annotations
 
+import atexit
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -34,6 +34,7 @@ def pg_cluster() -> Iterator[Cluster]:
         cluster = make_cluster()
     except ClusterError as exc:
         pytest.fail(f"no PostgreSQL for the store's contract suite: {exc}")
+    atexit.register(cluster.destroy)  # also if the session ends without its teardown
     try:
         yield cluster
     finally:
