@@ -244,3 +244,23 @@ async def test_both_backends_migrate_to_the_same_tables_and_columns(
     with psycopg.connect(backend.dsn, password=pg_cluster.password()) as db:
         row = db.execute("SELECT version FROM schema_version").fetchone()
     assert row is not None and row[0] == SCHEMA_VERSION
+
+
+async def test_two_writers_on_one_database_keep_one_audit_chain(
+        make_store: StoreFactory) -> None:
+    """Two handles on one database (two processes, or two workers of one node) opened at
+    once and appending at once: the schema is migrated once and the audit chain stays one
+    chain, because each writer group holds the database's write lock (SQLite's BEGIN
+    IMMEDIATE, PostgreSQL's advisory lock) and reads the chain head under it."""
+    first, second = await asyncio.gather(make_store("nl"), make_store("nl"))
+
+    async def append(store: NodeStore, who: str) -> None:
+        for i in range(15):
+            await asyncio.gather(*(store.audit(now=NOW + i, event="test.event", actor=who,
+                                               audit_detail=detail(i=i, j=j))
+                                   for j in range(4)))
+
+    await asyncio.gather(append(first, "one"), append(second, "two"))
+    assert await first.verify_audit() == (120, None)
+    seqs = [e.seq for e in await second.audit_entries()]
+    assert seqs == list(range(1, 121))
