@@ -295,7 +295,7 @@ def _clock_offset(table: dict[str, Any]) -> int:
     return check_offset(table.get("drill_offset_ms", 0), "clock.drill_offset_ms")
 
 
-def _store_config(table: dict[str, Any], base: Path) -> StoreConfig:
+def _store_config(table: dict[str, Any], base: Path = Path(".")) -> StoreConfig:
     if unknown := set(table) - {"max_db_mb", "retention_sweep_s", "backend", "dsn",
                                 "password_file"}:
         raise ConfigError(f"unknown store key(s): {', '.join(sorted(unknown))}")
