@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-from-pyproject
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean chromium
+.PHONY: demo test lint clean chromium postgresql
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,23 @@ chromium:
 		     "(the desk's browser test fails without it)"; \
 	fi
 
-test: lint chromium
+# The store's contract suite and the PostgreSQL node tests (tests/postgres/) start a
+# throwaway cluster from Debian's postgresql server binaries: installed here when missing
+# and we are root (as CI is); otherwise a clear message, and those tests fail saying so.
+PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+
+postgresql:
+	@if [ -n "$(PG_INITDB)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's postgresql for the store's PostgreSQL tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql \
+		|| { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }; \
+	else \
+		echo "PostgreSQL's server is missing and this is not root: run" \
+		     "'sudo apt-get install -y postgresql' (tests/postgres fail without it)"; \
+	fi
+
+test: lint chromium postgresql
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile tests
 
 lint: $(STAMP)

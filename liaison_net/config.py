@@ -76,10 +76,18 @@ class RequestConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    """[store]: how the node's database may grow (storage-fault handling, issue 9)."""
+    """[store]: where the node keeps its data and how it may grow (storage faults, issue 9;
+    PostgreSQL, issue 17, docs/operations.md)."""
 
     max_db_mb: float | None = None  # a quota: past it writes are refused 503, nothing acked
     retention_sweep_s: float = 60.0  # how often envelopes past retain_until are purged
+    backend: str = "sqlite"  # or "postgresql"
+    dsn: str | None = None  # postgresql: a libpq connection string or URL, no password
+    password_file: Path | None = None  # postgresql: the password, a 0600 file
+
+    @property
+    def postgresql(self) -> bool:
+        return self.backend == "postgresql"
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,8 @@ class NodeConfig:
     def peer(self, node_id: str) -> Peer | None:
         return next((p for p in self.peers if p.id == node_id), None)
 
+
+STORE_BACKENDS = ("sqlite", "postgresql")
 
 _TOP = {"node", "listen", "peers", "delivery", "limits", "auth", "signals", "requests",
         "store", "federation", "clock", "supervision", "effects", "workers"}
@@ -255,7 +265,7 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         key_grace_s=int(_num(auth, "auth.key_grace_s", 86_400, 0, 30 * 86_400)),
         signals=signals,
         requests=requests,
-        store=_store_config(_table(data, "store", required=False)),
+        store=_store_config(_table(data, "store", required=False), path.parent),
         federation_limits=_federation_limits(_table(data, "federation", required=False)),
         clock_offset_ms=_clock_offset(_table(data, "clock", required=False)),
         supervision=_supervision(_table(data, "supervision", required=False)),
@@ -326,14 +336,36 @@ def _clock_offset(table: dict[str, Any]) -> int:
     return check_offset(table.get("drill_offset_ms", 0), "clock.drill_offset_ms")
 
 
-def _store_config(table: dict[str, Any]) -> StoreConfig:
-    if unknown := set(table) - {"max_db_mb", "retention_sweep_s"}:
+def _store_config(table: dict[str, Any], base: Path = Path(".")) -> StoreConfig:
+    if unknown := set(table) - {"max_db_mb", "retention_sweep_s", "backend", "dsn",
+                                "password_file"}:
         raise ConfigError(f"unknown store key(s): {', '.join(sorted(unknown))}")
     quota = table.get("max_db_mb")
+    backend = table.get("backend", "sqlite")
+    if backend not in STORE_BACKENDS:
+        raise ConfigError(f"store.backend must be one of {', '.join(STORE_BACKENDS)}, "
+                          f"not {str(backend)[:40]!r}")
+    dsn: str | None = None
+    password_file: Path | None = None
+    if backend == "postgresql":
+        # Imported here: only a PostgreSQL node loads the driver.
+        from liaison_net.store.postgres import check_dsn, check_password_file
+
+        if quota is not None:
+            raise ConfigError("store.max_db_mb is for SQLite only: on PostgreSQL, give the "
+                              "database its own volume or tablespace and watch that")
+        dsn = check_dsn(_str(table, "store.dsn", "dsn"))
+        if "password_file" in table:
+            password_file = check_password_file(
+                base / _str(table, "store.password_file", "password_file"))
+    elif "dsn" in table or "password_file" in table:
+        raise ConfigError("store.dsn and store.password_file need store.backend = "
+                          "\"postgresql\"")
     return StoreConfig(max_db_mb=None if quota is None
                        else _num(table, "store.max_db_mb", 0, 0.1, 1_000_000),
                        retention_sweep_s=_num(table, "store.retention_sweep_s", 60.0, 0.1,
-                                              3600))
+                                              3600),
+                       backend=backend, dsn=dsn, password_file=password_file)
 
 
 def _federation_limits(table: dict[str, Any]) -> FederationLimits:

@@ -70,9 +70,7 @@ class Node:
         # The node's one clock, passed to everything that reads time (drill offset in).
         self.clock = clock or Clock(config.clock_offset_ms)
         self.metrics = NodeMetrics()
-        self.store = NodeStore(config.database, config.id,
-                               group_commit_max=config.delivery.group_commit_max,
-                               max_db_mb=config.store.max_db_mb, clock=self.clock)
+        self.store = NodeStore.for_config(config, clock=self.clock)
         # Storage faults: refused writes counted, "full" shown (also on /healthz).
         self.store.db.on_storage_full = self.metrics.storage_refused.inc
         self.metrics.storage_full.set_function(lambda: float(self.store.db.storage.full))

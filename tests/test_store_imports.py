@@ -8,12 +8,15 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "liaison_net"
-DATABASE_LIBRARIES = {"sqlite3", "aiosqlite"}
+DATABASE_LIBRARIES = {"sqlite3", "aiosqlite", "psycopg"}
 #: Modules outside store/ allowed a database library, each with its reason.
 ALLOWED = {
     # Measures SQLite itself (commit rates, aiosqlite's thread hop) on a scratch file of
     # its own, never a node's database: the engine's ceiling, not our data.
     "bench/ceiling.py",
+    # Makes a throwaway PostgreSQL server for tests and drills and creates empty databases
+    # on it; a node's data on it is reached through store/postgres.py only.
+    "drills/pg_cluster.py",
 }
 
 

@@ -157,7 +157,7 @@ def figures(before: dict[str, Snapshot], probes: dict[str, Probe], *, envelopes:
         peak = peak_rss_kib(probe.pid, group=probe.group) if probe.pid is not None else None
         out[f"{role}_peak_rss_mb"] = rounded(peak / 1024 if peak is not None else None, 1)
         disk = files = None
-        if envelopes and start is not None:
+        if envelopes and start is not None and probe.paths:  # none: not its files (PG)
             # Growth below zero is a purge or a WAL deleted at a clean close, not this
             # scenario's envelopes.
             files = max(0, end.disk_bytes - start.disk_bytes) / envelopes

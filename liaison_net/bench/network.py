@@ -38,6 +38,6 @@ class BenchNetwork(DemoNetwork):
     def has_card(self, nid: str, officer: str) -> bool:
         """True once ``officer``'s card has reached node ``nid``'s directory."""
         try:
-            return observe.has_card(self.database(nid), officer)
+            return observe.has_card(self.store(nid), officer)
         except observe.ReadError:
             return False

@@ -27,13 +27,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from liaison_net.bench.scenarios import Ui
+from liaison_net.bench.scenarios import OURS_PG, Ui
 from liaison_net.bench.workload import Progress as ProgressFn
 from liaison_net.store import observe
 
 OURS = "liaison_net"
 BASELINES = ("mosquitto", "rabbitmq")
-LABELS = {OURS: "liaison_net", "mosquitto": "Mosquitto bridge", "rabbitmq": "RabbitMQ shovel",
+LABELS = {OURS: "liaison_net", OURS_PG: "liaison_net (PostgreSQL)",
+          "mosquitto": "Mosquitto bridge", "rabbitmq": "RabbitMQ shovel",
           "machine": "this machine"}
 Results = dict[str, dict[str, dict[str, Any]]]
 
@@ -246,6 +247,8 @@ def rows(results: Results) -> list[dict[str, Any]]:
         ours_figures = by_system.get(OURS) or by_system.get("machine") or {}
         ours = ours_figures.get(row.key)
         entry["liaison_net"] = ours
+        if OURS_PG in by_system:
+            entry[OURS_PG] = (by_system.get(OURS_PG) or {}).get(row.key)
         if row.target:
             entry["ratio_to_target"], entry["target_met"] = versus_target(row, ours)
         for name in BASELINES:
@@ -264,6 +267,9 @@ def table(results: Results) -> Table:
     t.add_column("scenario", style="bold")
     t.add_column("figure")
     t.add_column("liaison_net", justify="right", style="cyan")
+    on_pg = any(OURS_PG in by_system for by_system in results.values())
+    if on_pg:
+        t.add_column("on PostgreSQL", justify="right", style="cyan")
     t.add_column("Mosquitto", justify="right")
     t.add_column("x", justify="right", style="dim")
     t.add_column("RabbitMQ", justify="right")
@@ -277,6 +283,8 @@ def table(results: Results) -> Table:
             continue
         ours_text, ours = _cell(by_system.get(OURS) or by_system.get("machine"), row.key)
         cells = [row.scenario if row.scenario != previous else "", row.label, ours_text]
+        if on_pg:
+            cells.append(_cell(by_system.get(OURS_PG), row.key)[0])
         for name in BASELINES:
             text, theirs = _cell(by_system.get(name), row.key)
             cells += [text, _ratio(ours, theirs) if row.ratio else ""]

@@ -73,6 +73,9 @@ class Run:
     workdir: Path
     ui: Ui
     log_level: str = "info"
+    #: Where our nodes keep their data, each a run of the core scenarios of its own
+    #: ("sqlite" first: the baselines get its envelope bytes).
+    stores: tuple[str, ...] = ("sqlite",)
 
     def __post_init__(self) -> None:
         self.results: Results = {}
@@ -118,7 +121,9 @@ class Run:
                 self._error("ceiling", "machine", exc)
         batches: dict[str, Batch] = {}
         if self.core:
-            batches = await self._ours()
+            for store in self.stores:
+                sealed = await self._ours(store)
+                batches = batches or sealed
         if "memory" in self.selected:
             try:
                 self.results.setdefault("memory", {})[OURS] = await memory(
@@ -130,8 +135,9 @@ class Run:
                 await self._baseline(system, batches)
         return self.results
 
-    async def _ours(self) -> dict[str, Batch]:
-        system = OurSystem(self.workdir, self.plan, log_level=self.log_level)
+    async def _ours(self, store: str = "sqlite") -> dict[str, Batch]:
+        system = OurSystem(self.workdir, self.plan, log_level=self.log_level, store=store)
+        ours = system.name
         batches: dict[str, Batch] = {}
         try:
             await system.open(self.ui)
@@ -144,14 +150,14 @@ class Run:
                         payload_bytes=self.plan.payload_bytes, progress=progress)
             for name in self.core:
                 try:
-                    self.results.setdefault(name, {})[OURS] = await measured(
+                    self.results.setdefault(name, {})[ours] = await measured(
                         name, system, batches[name], self.ui)
                 except Exception as exc:
-                    self._error(name, OURS, exc)
+                    self._error(name, ours, exc)
         except Exception as exc:
             for name in self.core:
-                if OURS not in self.results.get(name, {}):
-                    self._error(name, OURS, exc)
+                if ours not in self.results.get(name, {}):
+                    self._error(name, ours, exc)
         finally:
             await system.close()
         return batches
@@ -190,8 +196,8 @@ class Run:
 
 def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = None,
           keep: bool = False, log_level: str = "info",
-          batch_size: int = 32,
-          light_seconds: float | None = None) -> tuple[dict[str, Any], list[str]]:
+          batch_size: int = 32, light_seconds: float | None = None,
+          stores: Sequence[str] = ("sqlite",)) -> tuple[dict[str, Any], list[str]]:
     """Run the selection; return (JSON document, errors). Cleans up unless ``keep``.
     ``batch_size``: envelopes per request in our batched relay (1: none);
     ``light_seconds``: the light load's length, if not the plan's."""
@@ -205,7 +211,7 @@ def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = N
     plan = dataclasses.replace(QUICK if quick else FULL, batch_size=batch_size)
     if light_seconds is not None:
         plan = dataclasses.replace(plan, light_seconds=light_seconds)
-    run = Run(selected, plan, root, ui, log_level)
+    run = Run(selected, plan, root, ui, log_level, tuple(stores))
     try:
         results = asyncio.run(run.run())
     finally:
@@ -223,6 +229,6 @@ def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = N
                       "client_sessions": plan.sessions, "stall_s": plan.stall_s,
                       "batch_size": plan.batch_size},
              "baselines": baselines.describe_setup(),
-             "node_log_level": log_level}
+             "node_log_level": log_level, "stores": list(stores)}
     return document(results, machine=machine, quick=quick, selected=selected,
                     started=started, extra=extra), run.errors

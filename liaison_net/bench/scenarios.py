@@ -62,6 +62,7 @@ from liaison_net.client.session import NodeSession, SubmitResult
 from liaison_net.core import crypto
 from liaison_net.core.ids import id_from_text
 from liaison_net.drills.harness import HarnessTimeout
+from liaison_net.drills.pg_cluster import Cluster, make_cluster
 from liaison_net.store import observe
 
 Figures = dict[str, Any]
@@ -383,6 +384,10 @@ async def crash(system: System, batch: Batch, ui: Ui) -> Figures:
 # --- our broker ---------------------------------------------------------------------------
 
 
+#: Our two nodes on PostgreSQL, as a system of the results (`--store postgresql`).
+OURS_PG = "liaison_net_pg"
+
+
 class OurSystem(System):
     """Two real `liaison node serve` processes, NL (origin) and BE (destination), over
     mutual TLS, with one sending officer at NL using ``plan.sessions`` client sessions."""
@@ -390,9 +395,15 @@ class OurSystem(System):
     name = "liaison_net"
     label = "liaison_net"
 
-    def __init__(self, workdir: Path, plan: Plan, *, log_level: str = "info") -> None:
+    def __init__(self, workdir: Path, plan: Plan, *, log_level: str = "info",
+                 store: str = "sqlite") -> None:
         super().__init__(workdir, plan)
-        self.net = BenchNetwork(workdir / "liaison", node_ids=("nl", "be"), log_level=log_level)
+        self.store = store
+        if store == "postgresql":  # both nodes on one throwaway cluster, a database each
+            self.name, self.label = OURS_PG, "liaison_net (PostgreSQL)"
+        self.net = BenchNetwork(workdir / ("liaison" if store == "sqlite" else "liaison_pg"),
+                                node_ids=("nl", "be"), log_level=log_level)
+        self.cluster: Cluster | None = None
         self.sessions: list[NodeSession] = []
         self._stack = contextlib.AsyncExitStack()
         self._next = 0
@@ -408,7 +419,9 @@ class OurSystem(System):
 
     async def open(self, ui: Ui) -> None:
         deadline = Deadline(120)
-        ui.note("liaison_net: PKI, two nodes (nl -> be), two officers")
+        ui.note(f"{self.label}: PKI, two nodes (nl -> be), two officers")
+        if self.store == "postgresql":
+            await asyncio.to_thread(self._start_postgresql)
         await asyncio.to_thread(self.net.create)
         await asyncio.to_thread(self.net.enrol, (OfficerSpec(SENDER, "Bench Sender"),
                                                  OfficerSpec(RECIPIENT, "Bench Desk")), deadline)
@@ -428,10 +441,19 @@ class OurSystem(System):
             await session.login()
             self.sessions.append(session)
 
+    def _start_postgresql(self) -> None:
+        self.cluster = make_cluster(self.workdir)
+        for nid in ("nl", "be"):
+            self.net.pg_stores[nid] = observe.PgDatabase(
+                self.cluster.create_database(f"bench_{nid}"), self.cluster.password_file)
+
     async def close(self) -> None:
         await self._stack.aclose()
         self.sessions.clear()
         await asyncio.to_thread(self.net.stop_all)
+        if self.cluster is not None:  # after the nodes: stopped by its PID
+            await asyncio.to_thread(self.cluster.destroy)
+            self.cluster = None
 
     async def submit(self, key: bytes, raw: bytes) -> None:
         self._next = (self._next + 1) % len(self.sessions)
@@ -443,8 +465,12 @@ class OurSystem(System):
                 for r in await self.sessions[self._next].submit_many(raws)]
 
     def sink_spec(self, keys_file: Path, out_file: Path) -> SinkSpec:
+        where = self.net.store("be")
+        if isinstance(where, observe.PgDatabase):
+            return SinkSpec("postgresql", str(keys_file), str(out_file), database=where.dsn,
+                            officer=RECIPIENT, password_file=str(where.password_file))
         return SinkSpec("sqlite", str(keys_file), str(out_file),
-                        database=str(self.net.database("be")), officer=RECIPIENT)
+                        database=str(where), officer=RECIPIENT)
 
     @contextlib.asynccontextmanager
     async def live(self) -> AsyncIterator[dict[bytes, int] | None]:
@@ -480,6 +506,9 @@ class OurSystem(System):
     def probes(self) -> dict[str, Probe]:
         out = {}
         for role, nid in (("origin", "nl"), ("destination", "be")):
+            if self.store == "postgresql":  # the server's files are not the node's
+                out[role] = Probe(self.net.pid(nid), False, ())
+                continue
             db = self.net.database(nid)
             out[role] = Probe(self.net.pid(nid), False, (db, db.with_name(db.name + "-wal")),
                               database=db)
@@ -487,7 +516,7 @@ class OurSystem(System):
 
     def counts(self, keys: set[bytes], records: list[tuple[bytes, int]]) -> tuple[int, int]:
         """From BE's inbox table itself, not from what the sink happened to see."""
-        ids = observe.inbox_envelope_ids(self.net.database("be"), RECIPIENT)
+        ids = observe.inbox_envelope_ids(self.net.store("be"), RECIPIENT)
         copies = Counter(envelope_id for envelope_id in ids if envelope_id in keys)
         return len(copies), sum(copies.values()) - len(copies)
 

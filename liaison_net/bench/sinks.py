@@ -35,8 +35,9 @@ class SinkSpec:
     kind: str  # "sqlite", "mqtt" or "amqp"
     keys_file: str  # the expected keys, 16 bytes each, concatenated
     out_file: str
-    database: str = ""  # sqlite: the destination node's database
-    officer: str = ""  # sqlite: whose inbox
+    database: str = ""  # sqlite: the destination node's database; postgresql: its DSN
+    officer: str = ""  # sqlite, postgresql: whose inbox
+    password_file: str = ""  # postgresql: the database's password file
     port: int = 0  # mqtt, amqp: the destination broker's port
     name: str = ""  # mqtt: topic filter; amqp: queue
 
@@ -74,7 +75,7 @@ def sink_main(spec: SinkSpec, stop: Event, ready: Event, distinct: Any, total: A
     """Entry point of the sink process."""
     recorder = _Recorder(spec, distinct, total)
     try:
-        if spec.kind == "sqlite":
+        if spec.kind in ("sqlite", "postgresql"):
             _sqlite(spec, recorder, stop, ready)
         elif spec.kind == "mqtt":
             _mqtt(spec, recorder, stop, ready)
@@ -88,9 +89,15 @@ def sink_main(spec: SinkSpec, stop: Event, ready: Event, distinct: Any, total: A
 
 
 def _sqlite(spec: SinkSpec, recorder: _Recorder, stop: Event, ready: Event) -> None:
-    from liaison_net.store.observe import InboxPoller  # light: sqlite3 only
+    from liaison_net.store.observe import (  # light: sqlite3 (psycopg only if asked)
+        InboxPoller,
+        PgDatabase,
+        PgInboxPoller,
+    )
 
-    poller = InboxPoller(Path(spec.database), spec.officer)
+    poller: InboxPoller | PgInboxPoller = (
+        PgInboxPoller(PgDatabase(spec.database, Path(spec.password_file)), spec.officer)
+        if spec.kind == "postgresql" else InboxPoller(Path(spec.database), spec.officer))
     ready.set()
     try:
         while not stop.is_set():

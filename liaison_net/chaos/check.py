@@ -22,10 +22,9 @@ import enum
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from liaison_net.chaos.effects import EffectCount, Owed, count, read_effects
+from liaison_net.chaos.effects import EffectCount, Owed, count, exists, read_effects
 from liaison_net.core import crypto
 from liaison_net.core.ids import id_to_text, node_of
 from liaison_net.store import observe
@@ -183,9 +182,9 @@ class NodeFacts:
     outbox: dict[str, int]  # hop state -> count (every envelope, evidence too)
 
 
-def read_node(database: Path, ids: set[bytes]) -> NodeFacts:
+def read_node(database: observe.Where, ids: set[bytes]) -> NodeFacts:
     """Read-only: the inbox rows and stored envelopes among ``ids``, and the outbox."""
-    if not database.is_file():
+    if not exists(database):
         return NodeFacts(Counter(), set(), {})
     return NodeFacts(*observe.node_facts(database, ids))
 
@@ -196,7 +195,7 @@ def pending_hops(outbox: Mapping[str, int]) -> int:
                if state not in ("delivered", "refused", "expired"))
 
 
-def account(ledger: Iterable[Sent], databases: Mapping[str, Path],
+def account(ledger: Iterable[Sent], databases: Mapping[str, observe.Where],
             keys: Mapping[str, Sequence[crypto.EncryptionKeyPair]]) -> Accounting:
     """Compare what every sender was told with what every node's database holds: the
     envelopes, then their effects (``keys`` opens what was sealed for each officer)."""
@@ -208,7 +207,7 @@ def account(ledger: Iterable[Sent], databases: Mapping[str, Path],
     return acc
 
 
-def count_effects(owed: Sequence[Owed], databases: Mapping[str, Path],
+def count_effects(owed: Sequence[Owed], databases: Mapping[str, observe.Where],
                   keys: Mapping[str, Sequence[crypto.EncryptionKeyPair]]) -> EffectCount:
     return count(owed, read_effects(databases, owed), keys)
 
@@ -269,11 +268,17 @@ def account_facts(sent: Sequence[Sent], facts: Mapping[str, NodeFacts]) -> Accou
 # --- the audit chains ----------------------------------------------------------------------
 
 
-async def verify_chain(database: Path, node_id: str) -> Chain:
+async def verify_chain(database: observe.Where, node_id: str) -> Chain:
     """`liaison admin audit verify`'s own code path: every hash and link recomputed."""
-    if not database.is_file():
+    if not exists(database):
         return Chain(0, None, f"no database at {database}")
-    store = NodeStore(database, node_id)
+    if isinstance(database, observe.PgDatabase):
+        from liaison_net.store.postgres import PostgresBackend
+
+        store = NodeStore(None, node_id, backend=PostgresBackend(
+            database.dsn, password_file=database.password_file))
+    else:
+        store = NodeStore(database, node_id)
     try:
         await store.open()
         try:
@@ -285,5 +290,5 @@ async def verify_chain(database: Path, node_id: str) -> Chain:
     return Chain(entries, broken)
 
 
-async def verify_chains(databases: Mapping[str, Path]) -> dict[str, Chain]:
+async def verify_chains(databases: Mapping[str, observe.Where]) -> dict[str, Chain]:
     return {node: await verify_chain(path, node) for node, path in databases.items()}

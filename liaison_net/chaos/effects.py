@@ -31,7 +31,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from liaison_net.core import codec, crypto, sealing
@@ -133,14 +132,15 @@ def _show(item: Any) -> Any:
 # --- reading -------------------------------------------------------------------------------
 
 
-def read_effects(databases: Mapping[str, Path], owed: Sequence[Owed]) -> dict[str, NodeEffects]:
+def read_effects(databases: Mapping[str, observe.Where],
+                 owed: Sequence[Owed]) -> dict[str, NodeEffects]:
     """Read-only, every node: the effects about ``owed`` (empty for a missing file)."""
     officers = {o.sender for o in owed} | {o.consent_owner for o in owed if o.consent_owner}
     ids = {o.id for o in owed}
     out = {}
     for node, path in databases.items():
         out[node] = (NodeEffects(*observe.effect_facts(path, officers, ids))
-                     if path.is_file() else NodeEffects())
+                     if exists(path) else NodeEffects())
     return out
 
 
@@ -307,3 +307,8 @@ def _effect_of(envelope: Envelope, plaintext: bytes, lookup: sealing.KeyLookup,
     if content.get("type") == "disclosure" and isinstance(forward, bytes) and forward in by_id:
         return ("disclosure", forward, str(content.get("node")))
     return None
+
+
+def exists(where: observe.Where) -> bool:
+    """A SQLite file that is there, or a PostgreSQL database (made before the nodes)."""
+    return isinstance(where, observe.PgDatabase) or where.is_file()

@@ -52,7 +52,9 @@ from liaison_net.core import crypto
 from liaison_net.core.envelope import Envelope
 from liaison_net.core.ids import node_of
 from liaison_net.demo.network import DemoError
+from liaison_net.drills.pg_cluster import Cluster, make_cluster
 from liaison_net.store import observe
+from liaison_net.store.observe import PgDatabase
 
 NODE_IDS = ("be", "nl", "lu", "de-nw")
 #: Quick retries, as in the bench (an outage ends in a second), and a transaction timeout
@@ -86,6 +88,7 @@ class SoakOptions:
     rss_limit_mb: float = 400.0
     log_level: str = "info"
     shape: Shape = field(default_factory=Shape)
+    store: str = "sqlite"  # or "postgresql": every node on a throwaway PostgreSQL cluster
 
 
 class Ui(abc.ABC):
@@ -171,6 +174,7 @@ class Soak:
         self._t0 = time.monotonic()
         self._phase = "setup"
         self.timings: dict[str, float] = {}
+        self.cluster: Cluster | None = None  # --store postgresql: the nodes' server
 
     # --- the run ------------------------------------------------------------------------
 
@@ -212,6 +216,17 @@ class Soak:
         await self._stack.aclose()
         await asyncio.to_thread(self.net.stop_all)
         await self.proxy.close()
+        if self.cluster is not None:  # after the nodes: stopped by its PID
+            await asyncio.to_thread(self.cluster.destroy)
+            self.cluster = None
+
+    def _start_postgresql(self) -> None:
+        """A throwaway cluster under the work directory, one database per node."""
+        self.ui.note("setup: a PostgreSQL cluster, one database per node")
+        self.cluster = make_cluster(self.workdir)
+        for nid in NODE_IDS:
+            dsn = self.cluster.create_database(f"node_{nid.replace('-', '_')}")
+            self.net.pg_stores[nid] = PgDatabase(dsn, self.cluster.password_file)
 
     async def _timed(self, name: str, work: Any) -> Any:
         self._phase = name
@@ -221,8 +236,8 @@ class Soak:
         finally:
             self.timings[name] = time.monotonic() - begin
 
-    def databases(self) -> dict[str, Path]:
-        return {nid: self.net.database(nid) for nid in NODE_IDS}
+    def databases(self) -> dict[str, observe.Where]:
+        return {nid: self.net.store(nid) for nid in NODE_IDS}
 
     def keys(self) -> dict[str, Sequence[crypto.EncryptionKeyPair]]:
         """Every officer's decryption keys: the check opens what was sealed for them."""
@@ -236,6 +251,8 @@ class Soak:
                      f"{self.options.officers_per_node * len(NODE_IDS)} officers "
                      f"(seed {self.options.seed})")
         await self.proxy.start()
+        if self.options.store == "postgresql":
+            await asyncio.to_thread(self._start_postgresql)
         self.net.peer_ports = {(s, d): self.proxy.port(s, d)
                                for s in NODE_IDS for d in NODE_IDS if s != d}
         await asyncio.to_thread(self.net.create)
@@ -260,7 +277,7 @@ class Soak:
     def _directories_complete(self, officers: list[str]) -> bool:
         for nid in NODE_IDS:
             try:
-                known = observe.officers(self.net.database(nid))
+                known = observe.officers(self.net.store(nid))
             except observe.ReadError:
                 return False
             if not set(officers) <= known:
@@ -409,7 +426,7 @@ class Soak:
     def _arrived(self, officer: str) -> set[bytes]:
         """The envelopes in ``officer``'s inbox now (none while the file is busy)."""
         try:
-            return set(observe.inbox_envelope_ids(self.net.database(node_of(officer)),
+            return set(observe.inbox_envelope_ids(self.net.store(node_of(officer)),
                                                   officer))
         except observe.ReadError:
             return set()
@@ -618,5 +635,5 @@ async def _sleep_until(at: float) -> None:
         await asyncio.sleep(delay)
 
 
-def _read_all(databases: dict[str, Path], ids: set[bytes]) -> dict[str, NodeFacts]:
+def _read_all(databases: dict[str, observe.Where], ids: set[bytes]) -> dict[str, NodeFacts]:
     return {nid: read_node(path, ids) for nid, path in databases.items()}

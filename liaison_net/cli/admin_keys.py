@@ -85,7 +85,7 @@ def _key_rows(cfg: config_mod.NodeConfig) -> list[dict[str, Any]]:
             rows.append({"kind": "network-pseudonym", "owner": "network",
                          "key_id": key_id.hex(), "age": "",
                          "state": "active" if i == 0 else "grace", "grace_until": None})
-    if not cfg.database.is_file():
+    if not cfg.store.postgresql and not cfg.database.is_file():
         return rows
 
     async def read(store: NodeStore) -> tuple[list[KnownKey], list[KnownRevocation]]:
@@ -205,7 +205,7 @@ def revoke_cmd(subject: str, principal: str, reason: str, key_id_hex: str | None
 def revocations_cmd(config_path: Path, as_json: bool) -> None:
     """Every revocation this node knows: its own and those its peers pushed."""
     cfg = config_mod.load(config_path)
-    if not cfg.database.is_file():
+    if not cfg.store.postgresql and not cfg.database.is_file():
         raise NotFound(f"no node database at {cfg.database}")
     rows: list[dict[str, Any]] = [
         {"key_id": r.key_id.hex(), "principal": r.principal, "subject": r.subject,

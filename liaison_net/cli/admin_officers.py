@@ -103,7 +103,7 @@ def audit() -> None:
 def audit_verify_cmd(config_path: Path, as_json: bool) -> None:
     """Recompute every entry's hash and link; exit 1 naming the first broken entry."""
     cfg = config_mod.load(config_path)
-    if not cfg.database.is_file():
+    if not cfg.store.postgresql and not cfg.database.is_file():
         raise ConfigError(f"no node database at {cfg.database}: has node {cfg.id} run yet?")
     count, broken = read_store(cfg, lambda store: store.verify_audit())
     if as_json:

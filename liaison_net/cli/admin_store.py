@@ -53,7 +53,7 @@ def read_store(cfg: config_mod.NodeConfig, fn: Callable[[NodeStore], Awaitable[T
     """Run ``fn`` on the node's store opened read-only (safe beside the running node)."""
 
     async def run() -> T:
-        store = NodeStore(cfg.database, cfg.id)
+        store = NodeStore.for_config(cfg)
         await store.open_read_only()
         try:
             return await fn(store)
@@ -74,7 +74,7 @@ def write_via_node(cfg: config_mod.NodeConfig, route: str, body: bytes, content_
         if answer is not None:
             return answer, True
         key = node_signing_key(cfg)
-        store = NodeStore(cfg.database, cfg.id)
+        store = NodeStore.for_config(cfg)
         await store.open()
         try:
             desk = AdminDesk(node_id=cfg.id, store=store, signing_key=lambda: key,

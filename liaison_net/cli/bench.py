@@ -37,9 +37,15 @@ SCENARIO_HELP = ("light, relay, paced, outage, crash, baselines, ceiling or memo
 @click.option("--light-seconds", type=click.FloatRange(1.0, 600.0), default=None,
               help="How long the light load runs (default 30 s, 3 s with --quick): a "
                    "longer quick light run gives a p99 of more than 60 envelopes.")
+@click.option("--store", "store_names", default="sqlite", show_default=True,
+              metavar="sqlite,postgresql",
+              help="Where our two nodes keep their data; several (comma-separated) run our "
+                   "scenarios once each and print them side by side. postgresql: a "
+                   "throwaway cluster under the work directory (Debian's server binaries, "
+                   "`make postgresql`), one database per node, one worker each.")
 def bench(scenarios: tuple[str, ...], quick: bool, json_path: Path | None,
           workdir: Path | None, keep: bool, node_log_level: str, batch_size: int,
-          light_seconds: float | None) -> None:
+          light_seconds: float | None, store_names: str) -> None:
     """Measure our broker beside Mosquitto and RabbitMQ, on 127.0.0.1, in one run.
 
     Each scenario is bounded in count and time. Prints a table (our figure, the baseline's,
@@ -79,12 +85,17 @@ def bench(scenarios: tuple[str, ...], quick: bool, json_path: Path | None,
         raise click.BadParameter(str(exc), param_hint="--scenario") from None
     if workdir is not None and workdir.exists() and any(workdir.iterdir()):
         raise click.BadParameter(f"{workdir} is not empty", param_hint="--workdir")
+    stores = [n.strip() for n in store_names.split(",") if n.strip()]
+    if not stores or set(stores) - {"sqlite", "postgresql"} or len(set(stores)) < len(stores):
+        raise click.BadParameter("give sqlite, postgresql or both, once each",
+                                 param_hint="--store")
+    stores.sort(key=lambda n: n != "sqlite")  # SQLite first: the baselines use its bytes
     # A file or pipe gets the full table, not one folded into 80 columns.
     err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
     out = Console() if sys.stdout.isatty() else Console(width=160)
     doc, errors = run_bench(scenarios, quick=quick, ui=ConsoleUi(err), workdir=workdir,
                             keep=keep, log_level=node_log_level, batch_size=batch_size,
-                            light_seconds=light_seconds)
+                            light_seconds=light_seconds, stores=stores)
     out.print(table(doc["results"]))
     for note in doc["notes"]:
         out.print(f"  note: {note}", highlight=False)

@@ -48,21 +48,26 @@ if TYPE_CHECKING:
               help="Where PKI, databases and logs go (default: a new temporary directory, "
                    "removed after a clean run, kept after a failed one).")
 @click.option("--keep", is_flag=True, help="Keep the work directory even after a clean run.")
+@click.option("--store", type=click.Choice(["sqlite", "postgresql"]), default="sqlite",
+              show_default=True,
+              help="Where the nodes keep their data: their SQLite files, or a throwaway "
+                   "PostgreSQL cluster under the work directory (Debian's server binaries, "
+                   "`make postgresql`), one database per node.")
 @click.option("--node-log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def chaos(kills: int, partitions: int, duration: float, seed: int | None, rate: float,
           officers_per_node: int, drain_timeout: float, effects_timeout: float,
           rss_limit_mb: float, as_json: bool,
-          workdir: Path | None, keep: bool, node_log_level: str) -> None:
+          workdir: Path | None, keep: bool, store: str, node_log_level: str) -> None:
     """Soak four real nodes under SIGKILLs and partitions, then count every envelope.
 
     Officers on every node send continuously (mixed tags and precedences, some built to be
     refused). Nodes are killed and restarted and links cut and healed at random times from
-    the seed; then everything is healed, the outboxes drain, and the nodes' SQLite files
-    must show every accepted envelope in each recipient's inbox exactly once, every refused
-    one in none, each effect it owes exactly once (evidence at the sender, non-delivery
-    notices, due times, disclosure receipts), every audit chain intact and every node's
-    memory bounded. Exits 1 if not.
+    the seed; then everything is healed, the outboxes drain, and the nodes' databases
+    (SQLite files, or PostgreSQL with --store postgresql) must show every accepted
+    envelope in each recipient's inbox exactly once, every refused one in none, each
+    effect it owes exactly once (evidence at the sender, non-delivery notices, due times,
+    disclosure receipts), every audit chain intact and every node's memory bounded. Exits 1 if not.
     """
     from liaison_net.chaos.plan import make_plan
     from liaison_net.chaos.report import ConsoleUi, dumps, summary_lines, table
@@ -73,7 +78,7 @@ def chaos(kills: int, partitions: int, duration: float, seed: int | None, rate: 
                           rate=rate, officers_per_node=officers_per_node,
                           drain_timeout_s=drain_timeout, effects_timeout_s=effects_timeout,
                           rss_limit_mb=rss_limit_mb,
-                          log_level=node_log_level)
+                          log_level=node_log_level, store=store)
     try:
         make_plan(seed=seed, nodes=NODE_IDS, kills=kills, partitions=partitions,
                   duration_s=duration, shape=options.shape)

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, TypeVar
 import tomli_w
 
 from liaison_net.pki.certificates import CA_CERT_FILE
+from liaison_net.store.observe import PgDatabase, Where
 
 T = TypeVar("T")
 
@@ -289,6 +290,9 @@ class NodeSet:
     nodes: dict[str, NodeProcess] = field(default_factory=dict)
     extra_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     log_level: str | None = None
+    #: Nodes kept on PostgreSQL instead of their SQLite file (`--store postgresql`): each
+    #: one's config gets a [store] table naming this database.
+    pg_stores: dict[str, PgDatabase] = field(default_factory=dict)
     #: How often a wait for a node to listen looks again.
     READY_POLL_S: ClassVar[float] = POLL_S
 
@@ -323,7 +327,8 @@ class NodeSet:
             peers = {other.id: (peer_urls or {}).get((node.id, other.id), other.federation_url)
                      for other in self.nodes.values() if other.id != node.id}
             write_node_config(node.config, node.id, federation_port=node.federation_port,
-                              client_port=node.client_port, peers=peers, sections=sections,
+                              client_port=node.client_port, peers=peers,
+                              sections=self._sections_of(node.id, sections),
                               comment=comment.replace("{node}", node.id))
 
     def start_node(self, nid: str, deadline: Deadline | None = None) -> int:
@@ -364,3 +369,16 @@ class NodeSet:
 
     def database(self, nid: str) -> Path:
         return self.root / "data" / nid / DATABASE_FILE
+
+    def store(self, nid: str) -> Where:
+        """Node ``nid``'s database, on whichever engine it runs: what ``observe`` reads."""
+        return self.pg_stores.get(nid) or self.database(nid)
+
+    def _sections_of(self, nid: str, sections: Mapping[str, Mapping[str, Any]] | None,
+                     ) -> dict[str, Mapping[str, Any]]:
+        out: dict[str, Mapping[str, Any]] = dict(sections or {})
+        pg = self.pg_stores.get(nid)
+        if pg is not None:
+            out["store"] = {**out.get("store", {}), "backend": "postgresql", "dsn": pg.dsn,
+                            "password_file": str(pg.password_file)}
+        return out

@@ -1,4 +1,8 @@
-"""The SQLite connection of a node: WAL, full fsync, migrations, and group commit.
+"""A node's database: group commit, migrations, the audit head and storage faults, written
+once over a ``Backend``: ``SqliteBackend`` here (WAL, full fsync, a page quota), or
+``postgres.PostgresBackend`` (``[store] backend = "postgresql"``). Store modules write SQL
+in SQLite's dialect; the backend translates it (``dialect``). What follows is said of
+SQLite; PostgreSQL does the same with its own connection (see ``postgres``).
 
 Every write goes through ``Database.write``: the caller hands over an async function of
 a ``WriteTxn``, and a single writer task runs all pending ones in one transaction, each
@@ -39,7 +43,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 import structlog
@@ -54,6 +58,7 @@ from liaison_net.errors import (
     StorageFull,
     Unavailable,
 )
+from liaison_net.store.dialect import split_script
 from liaison_net.store.key_cache import KeyCache
 from liaison_net.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -137,32 +142,71 @@ class Cursor:
 
     __slots__ = ("_cur",)
 
-    def __init__(self, cur: sqlite3.Cursor) -> None:
+    def __init__(self, cur: Any) -> None:
         self._cur = cur
 
     @property
     def rowcount(self) -> int:
-        return self._cur.rowcount
+        return int(self._cur.rowcount)
 
     @property
     def lastrowid(self) -> int | None:
-        return self._cur.lastrowid
+        return getattr(self._cur, "lastrowid", None)  # SQLite only; PostgreSQL: RETURNING
 
     async def fetchone(self) -> Any:
         return self._cur.fetchone()
 
     async def fetchall(self) -> list[Any]:
-        return self._cur.fetchall()
+        return list(self._cur.fetchall())
+
+
+class Backend(Protocol):
+    """What one database engine gives ``Database``: its connections and its dialect. The
+    group commit, the audit chain head, the storage state and the migrations' order are
+    ``Database``'s, written once for both engines (``SqliteBackend`` here,
+    ``postgres.PostgresBackend``).
+
+    The ``*_writer`` methods and ``begin``/``space`` run on the writer thread; the reader's
+    are coroutines on the event loop."""
+
+    name: str  # "sqlite" or "postgresql"
+    where: str  # for messages: the file, or the DSN (it never holds a password)
+    #: Any error of the driver (a group that meets one fails whole, nothing stored).
+    errors: tuple[type[BaseException], ...]
+    #: A constraint refused one statement: that write alone is refused (``Conflict``).
+    integrity_errors: tuple[type[BaseException], ...]
+    #: Storage trouble inside a write function (disk full, I/O, connection lost): not the
+    #: write's fault, so the whole group fails instead of that write alone.
+    storage_errors: tuple[type[BaseException], ...]
+    #: Whether ``space`` measures anything (else "full" ends at the next commit).
+    measures_space: bool
+
+    def prepare(self) -> None: ...
+    def connect_writer(self) -> Any: ...
+    def writer(self) -> Any: ...
+    def close_writer(self) -> None: ...
+    def after_migrate(self, conn: Any) -> None: ...
+    def begin(self, conn: Any) -> None: ...
+    def sql(self, text: str) -> str: ...
+    def ddl(self, text: str) -> str: ...
+    def space(self, conn: Any) -> tuple[int, int] | None: ...
+    def out_of_space(self, exc: BaseException) -> bool: ...
+    async def open_reader(self, *, read_only: bool) -> None: ...
+    async def fetchall(self, sql: str, params: tuple[Any, ...]) -> list[Any]: ...
+    async def close_reader(self) -> None: ...
 
 
 class WriteTxn:
     """What a write function may do: run SQL and append audit entries, in the group's txn.
 
     Every method runs at once, on the writer thread, without suspending (see the module
-    docstring); a statement that touches keys empties the key cache until the group ends."""
+    docstring); a statement that touches keys empties the key cache until the group ends.
+    SQL is written in SQLite's dialect and translated for the backend (``dialect``)."""
 
-    def __init__(self, db: Database, conn: sqlite3.Connection) -> None:
+    def __init__(self, db: Database, conn: Any) -> None:
         self._db = db
+        self._sql = db.backend.sql
+        self._integrity = db.backend.integrity_errors
         self.conn = conn
         self.effects_added = False  # an effect row was written: wake the drain after commit
         self.keys_changed = False  # a card/rotation/revocation statement ran in this group
@@ -173,12 +217,24 @@ class WriteTxn:
             self._db.key_cache.begin_change()
 
     async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Cursor:
+        """Run one statement; a constraint that refuses it raises ``Conflict`` (the
+        caller's savepoint, or the group's per-write one, takes it back)."""
         self._note(sql)
-        return Cursor(self.conn.execute(sql, params))
+        try:
+            return Cursor(self.conn.execute(self._sql(sql), params))
+        except self._integrity as exc:
+            raise Conflict(f"refused by a database constraint: {exc}") from exc
 
     async def executemany(self, sql: str, params: list[tuple[Any, ...]]) -> None:
         self._note(sql)
-        self.conn.executemany(sql, params)
+        try:
+            if hasattr(self.conn, "executemany"):
+                self.conn.executemany(self._sql(sql), params)
+            else:  # psycopg: executemany is a cursor's
+                with self.conn.cursor() as cur:
+                    cur.executemany(self._sql(sql), params)
+        except self._integrity as exc:
+            raise Conflict(f"refused by a database constraint: {exc}") from exc
 
     async def audit(self, at: int, event: str, actor: str, detail: str,
                     envelope_id: bytes | None = None) -> None:
@@ -210,11 +266,126 @@ class _GroupOutcome:
     effects_added: bool = False
     space_before: tuple[int, int] | None = None
     space_after: tuple[int, int] | None = None
+    #: COMMIT was sent when the group failed: over a network (PostgreSQL) the server may
+    #: have committed it before the connection was lost, so "nothing stored" is not known.
+    in_commit: bool = False
+
+
+class SqliteBackend:
+    """One SQLite file: WAL, full fsync, a quota as ``max_page_count``; reads on a second
+    connection (aiosqlite) so they never wait behind a commit."""
+
+    name = "sqlite"
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+    storage_errors: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
+    measures_space = True
+
+    def __init__(self, path: Path, *, max_db_mb: float | None = None) -> None:
+        self.path = path
+        self.where = str(path)
+        self.max_db_mb = max_db_mb
+        self._writer: sqlite3.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+
+    def prepare(self) -> None:
+        private_files(self.path)
+
+    def connect_writer(self) -> sqlite3.Connection:
+        """On the writer thread: connect, set WAL and full fsync (``Database`` migrates)."""
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            # busy_timeout first: another process may be creating this very database.
+            conn.execute("PRAGMA busy_timeout=10000")
+            # Only a new, empty file takes it (an existing one keeps its own page size).
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+            _set_wal(conn)
+            for pragma in ("synchronous=FULL", "foreign_keys=ON"):
+                conn.execute(f"PRAGMA {pragma}")
+        except BaseException:
+            conn.close()
+            raise
+        self._writer = conn
+        return conn
+
+    def writer(self) -> sqlite3.Connection:
+        conn = self._writer
+        assert conn is not None, "database writer not open"
+        if conn.in_transaction:  # left open by a group that died halfway
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        return conn
+
+    def close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def after_migrate(self, conn: sqlite3.Connection) -> None:
+        if self.max_db_mb is not None:
+            self._apply_quota(conn, self.max_db_mb)
+
+    def begin(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")  # the write lock: one writer group at a time
+
+    def sql(self, text: str) -> str:
+        return text
+
+    def ddl(self, text: str) -> str:
+        return text
+
+    def space(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        return _space(conn)
+
+    def out_of_space(self, exc: BaseException) -> bool:
+        return is_out_of_space(exc, self.path.parent)
+
+    def _apply_quota(self, conn: sqlite3.Connection, max_db_mb: float) -> None:
+        """The quota as SQLite's own page limit on the writer: past it, a write fails with
+        SQLITE_FULL, just as on a full disk. Pages freed by deletes (the freelist) are
+        reused first, so freeing space lets writes in again without a restart. SQLite never
+        sets the limit below the current size; a database already over it takes no more."""
+        page_size = (conn.execute("PRAGMA page_size").fetchone() or (4096,))[0]
+        wanted = quota_pages(max_db_mb, int(page_size))
+        row = conn.execute(f"PRAGMA max_page_count = {wanted}").fetchone()
+        granted = int(row[0]) if row else wanted
+        log.info("store.quota", max_db_mb=max_db_mb, page_size=page_size, max_pages=granted)
+        if granted > wanted:
+            log.warning("store.over_quota", max_db_mb=max_db_mb, pages=granted,
+                        reason="the database is already larger than its quota; writes that "
+                               "need new pages are refused until space is freed")
+
+    async def open_reader(self, *, read_only: bool) -> None:
+        """The read connection; ``read_only``: on an existing file opened ``mode=ro``."""
+        if read_only:
+            if not self.path.is_file():
+                raise NotFound(f"no node database at {self.path}: has the node run yet?")
+            self._reader = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True,
+                                                   isolation_level=None)
+        else:
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._reader.execute("PRAGMA busy_timeout=10000")
+
+    async def fetchall(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        assert self._reader is not None, "database not open"
+        # One hop to the reader thread (execute and fetch together), not two.
+        return list(await self._reader.execute_fetchall(sql, params))
+
+    async def close_reader(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await self._reader.close()
+        self._reader = None
 
 
 class Database:
-    def __init__(self, path: Path, *, group_commit_max: int = 512,
-                 max_db_mb: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, path: Path | None = None, *, group_commit_max: int = 512,
+                 max_db_mb: float | None = None, clock: Clock = SYSTEM_CLOCK,
+                 backend: Backend | None = None) -> None:
+        if backend is None:
+            assert path is not None, "a SQLite database needs its path"
+            backend = SqliteBackend(path, max_db_mb=max_db_mb)
+        self.backend: Backend = backend
         self.path = path
         self.clock = clock  # the node's: when a write was refused for space (/healthz)
         self._group_commit_max = group_commit_max
@@ -226,10 +397,9 @@ class Database:
         self.on_storage_full: Callable[[int], None] | None = None
         #: Called after a commit that wrote effect rows (wakes the effect drain).
         self.on_effects: Callable[[], None] | None = None
-        #: The writer's own connection, used only on ``_thread`` (its one worker thread).
-        self._writer: sqlite3.Connection | None = None
+        #: The writer's one worker thread: the backend's writer connection lives there.
         self._thread: ThreadPoolExecutor | None = None
-        self._reader: aiosqlite.Connection | None = None
+        self._reading = False
         self._queue: asyncio.Queue[tuple[WriteFn[Any], asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._opened = False
@@ -250,19 +420,20 @@ class Database:
     async def open(self, *, writer: bool = True) -> None:
         """Connect and migrate. ``writer``: run the group-commit writer in a task of our own
         (CLI, tests); a node passes False and supervises ``run_writer`` itself."""
-        private_files(self.path)
+        where = self.backend.where
         try:
+            self.backend.prepare()
             self._thread = ThreadPoolExecutor(max_workers=1,
                                               thread_name_prefix="liaison-writer")
             await self._in_writer_thread(self._open_writer)
-            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._reader.execute("PRAGMA busy_timeout=10000")
-        except sqlite3.Error as exc:
+            await self.backend.open_reader(read_only=False)
+            self._reading = True
+        except self.backend.errors as exc:
             await self._abandon()
-            if is_out_of_space(exc, self.path.parent):
+            if self.backend.out_of_space(exc):
                 raise StorageFull(FULL_DETAIL.format(
-                    cause=f"cannot open database {self.path}: {exc}")) from exc
-            raise Unavailable(f"cannot open database {self.path}: {exc}") from exc
+                    cause=f"cannot open database {where}: {exc}")) from exc
+            raise Unavailable(f"cannot open database {where}: {exc}") from exc
         except BaseException:
             await self._abandon()
             raise
@@ -271,57 +442,37 @@ class Database:
             self._task = asyncio.create_task(self.run_writer(), name="group-commit")
 
     def _open_writer(self) -> None:
-        """On the writer thread: connect, set WAL and full fsync, migrate, apply the quota."""
-        conn = sqlite3.connect(self.path, isolation_level=None)
+        """On the writer thread: connect, migrate, then the backend's own settings."""
+        conn = self.backend.connect_writer()
         try:
-            # busy_timeout first: another process may be creating this very database.
-            conn.execute("PRAGMA busy_timeout=10000")
-            # Only a new, empty file takes it (an existing one keeps its own page size).
-            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-            _set_wal(conn)
-            for pragma in ("synchronous=FULL", "foreign_keys=ON"):
-                conn.execute(f"PRAGMA {pragma}")
             self._migrate(conn)
-            if self.max_db_mb is not None:
-                self._apply_quota(conn, self.max_db_mb)
+            self.backend.after_migrate(conn)
         except BaseException:
-            conn.close()
+            self.backend.close_writer()
             raise
-        self._writer = conn
-
-    def _close_writer(self) -> None:
-        """On the writer thread (after any group still running there)."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
 
     async def open_read_only(self) -> None:
-        """Only a reader, on an existing file opened ``mode=ro``: for admin commands that
-        look while the node runs. No migration, no writer task (``write`` raises
-        Unavailable), so the node stays the database's one writer."""
-        if not self.path.is_file():
-            raise NotFound(f"no node database at {self.path}: has the node run yet?")
+        """Only a reader (a SQLite file opened ``mode=ro``): for admin commands that look
+        while the node runs. No migration, no writer task (``write`` raises Unavailable),
+        so the node stays the database's one writer."""
         try:
-            self._reader = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True,
-                                                   isolation_level=None)
-            await self._reader.execute("PRAGMA busy_timeout=10000")
-        except sqlite3.Error as exc:
+            await self.backend.open_reader(read_only=True)
+            self._reading = True
+        except self.backend.errors as exc:
             await self._abandon()
-            raise Unavailable(f"cannot open database {self.path}: {exc}") from exc
+            raise Unavailable(f"cannot open database {self.backend.where}: {exc}") from exc
 
     async def _abandon(self) -> None:
         """Close what a failed ``open`` opened: an aiosqlite connection left open keeps its
         non-daemon thread alive, and the process would hang at exit instead of failing."""
-        if self._reader is not None:
-            with contextlib.suppress(Exception):
-                await self._reader.close()
-        self._reader = None
+        await self.backend.close_reader()
+        self._reading = False
         await self._stop_writer_thread()
 
     async def _stop_writer_thread(self) -> None:
         if self._thread is not None:
             with contextlib.suppress(Exception):
-                await self._in_writer_thread(self._close_writer)
+                await self._in_writer_thread(self.backend.close_writer)
             self._thread.shutdown(wait=False)  # idle now: its thread ends at once
             self._thread = None
 
@@ -333,34 +484,20 @@ class Database:
             self._task = None
         self._opened = False
         self._fail_queued(Unavailable("database closed, nothing stored"))
-        if self._reader is not None:
-            await self._reader.close()
-            self._reader = None
+        await self.backend.close_reader()
+        self._reading = False
         await self._stop_writer_thread()
 
-    def _apply_quota(self, conn: sqlite3.Connection, max_db_mb: float) -> None:
-        """The quota as SQLite's own page limit on the writer: past it, a write fails with
-        SQLITE_FULL, just as on a full disk. Pages freed by deletes (the freelist) are
-        reused first, so freeing space lets writes in again without a restart. SQLite never
-        sets the limit below the current size; a database already over it takes no more."""
-        page_size = (conn.execute("PRAGMA page_size").fetchone() or (4096,))[0]
-        wanted = quota_pages(max_db_mb, int(page_size))
-        row = conn.execute(f"PRAGMA max_page_count = {wanted}").fetchone()
-        granted = int(row[0]) if row else wanted
-        log.info("store.quota", max_db_mb=max_db_mb, page_size=page_size, max_pages=granted)
-        if granted > wanted:
-            log.warning("store.over_quota", max_db_mb=max_db_mb, pages=granted,
-                        reason="the database is already larger than its quota; writes that "
-                               "need new pages are refused until space is freed")
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+    def _migrate(self, conn: Any) -> None:
+        backend = self.backend
         while True:
             # The version is read under the write lock, so that two processes opening a new
-            # database at once (a node and `admin enrol-officer`, or two enrolments) never
-            # both run the same migration.
-            conn.execute("BEGIN IMMEDIATE")
+            # database at once (a node and `admin enrol-officer`, two enrolments, two
+            # workers) never both run the same migration.
+            backend.begin(conn)
             try:
+                conn.execute(backend.ddl(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)"))
                 rows = conn.execute("SELECT version FROM schema_version").fetchall()
                 current = rows[0][0] if rows else 0
                 if current > SCHEMA_VERSION:
@@ -369,27 +506,28 @@ class Database:
                 if current == SCHEMA_VERSION:
                     conn.execute("COMMIT")
                     return
-                _run_script(conn, MIGRATIONS[current])
+                for statement in split_script(MIGRATIONS[current]):
+                    conn.execute(backend.ddl(statement))
                 conn.execute("DELETE FROM schema_version")
-                conn.execute("INSERT INTO schema_version VALUES (?)", (current + 1,))
+                conn.execute(backend.sql("INSERT INTO schema_version VALUES (?)"),
+                             (current + 1,))
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(*backend.errors):
+                    conn.execute("ROLLBACK")
                 raise
 
-    @staticmethod
-    def _load_audit_head_in(conn: sqlite3.Connection) -> tuple[int, bytes]:
+    def _load_audit_head_in(self, conn: Any) -> tuple[int, bytes]:
         row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        return (row[0], bytes(row[1])) if row else (0, GENESIS)
+        return (int(row[0]), bytes(row[1])) if row else (0, GENESIS)
 
     # --- reads --------------------------------------------------------------------------
 
     async def fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        assert self._reader is not None, "database not open"
+        assert self._reading, "database not open"
         try:
-            # One hop to the reader thread (execute and fetch together), not two.
-            return list(await self._reader.execute_fetchall(sql, params))
-        except sqlite3.Error as exc:
+            return await self.backend.fetchall(self.backend.sql(sql), params)
+        except self.backend.errors as exc:
             raise Unavailable(f"database read failed: {exc}") from exc
 
     async def fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
@@ -416,7 +554,7 @@ class Database:
         Cancelled while a group runs on the writer thread, it returns at once, and the
         group's callers get its true outcome when the thread finishes it (a group cannot be
         stopped halfway, and "nothing stored" must never be said of a commit)."""
-        if self._writer is None or self._thread is None:
+        if not self._opened or self._thread is None:
             raise Unavailable("database not open")
         while True:
             batch = [await self._queue.get()]
@@ -463,17 +601,21 @@ class Database:
         """On the writer thread: one transaction, each write in its own SAVEPOINT, one
         COMMIT. Storage errors fail the whole group (``failure``); anything else escapes
         (the writer task fails, its supervisor restarts it)."""
-        conn = self._writer
-        assert conn is not None
-        if conn.in_transaction:  # left open by a group that died halfway
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
+        backend = self.backend
         out = _GroupOutcome()
-        txn = WriteTxn(self, conn)
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            # The backend's writer connection, with no transaction left open by a group
+            # that died halfway (PostgreSQL: connected again if the server went away).
+            conn = backend.writer()
+        except backend.errors as exc:
+            out.failure = exc
+            return out
+        txn = WriteTxn(self, conn)
+        group_errors: tuple[type[BaseException], ...] = (*backend.errors, ValueError, OSError)
+        try:
+            backend.begin(conn)
             if check_space:
-                out.space_before = _space(conn)
+                out.space_before = backend.space(conn)
             # Re-read the chain head under the write lock: an admin command in another
             # process (enrolment, rotation) may have appended entries since our last commit.
             self._audit_head = self._load_audit_head_in(conn)
@@ -482,14 +624,14 @@ class Database:
                 conn.execute(f"SAVEPOINT w{i}")
                 try:
                     value = _drive(fn(txn))
-                except sqlite3.OperationalError:
-                    raise  # disk full, I/O error: the whole group fails below
+                except backend.storage_errors:
+                    raise  # disk full, I/O error, connection lost: the whole group fails
                 except Exception as exc:
                     # This write alone is refused (ours, a constraint, or a bug in it); the
                     # rest of the group still commits and the writer keeps running.
                     conn.execute(f"ROLLBACK TO w{i}")
                     self._audit_head = savepoint_head
-                    if isinstance(exc, sqlite3.IntegrityError):
+                    if isinstance(exc, backend.integrity_errors):
                         exc = Conflict(f"refused by a database constraint: {exc}")
                     elif not isinstance(exc, LiaisonError):
                         log.exception("store.write_failed")
@@ -499,12 +641,15 @@ class Database:
                     out.results.append((True, value))
                 conn.execute(f"RELEASE w{i}")
             if out.space_before is not None:
-                out.space_after = _space(conn)
+                out.space_after = backend.space(conn)
+            out.in_commit = True
             conn.execute("COMMIT")
             out.effects_added = txn.effects_added
-        except (sqlite3.Error, ValueError, OSError) as exc:
-            # Disk full, I/O error, locked: nothing of this batch was stored.
-            with contextlib.suppress(sqlite3.Error):  # no transaction may be left to roll back
+        except group_errors as exc:
+            # Disk full, I/O error, locked, connection lost: nothing of this batch was
+            # stored (PostgreSQL: unless COMMIT itself was lost on the way back, see
+            # ``postgres``; a client's retry with the same envelope id is then a duplicate).
+            with contextlib.suppress(*backend.errors):  # may be no transaction to roll back
                 conn.execute("ROLLBACK")
             out.failure = exc
         finally:
@@ -519,19 +664,25 @@ class Database:
         if out.failure is not None:
             exc = out.failure
             error: Unavailable
-            if is_out_of_space(exc, self.path.parent):
+            if self.backend.out_of_space(exc):
                 error = StorageFull(FULL_DETAIL.format(cause=str(exc)[:200]))
                 self._storage_full(len(batch), str(exc)[:200])
             else:
                 error = Unavailable(f"storage failed, nothing stored: {exc}")
+                if out.in_commit and self.backend.name == "postgresql":
+                    error = Unavailable(
+                        "storage failed during commit, outcome unknown: send the same "
+                        f"envelope again (a stored one is answered duplicate): {exc}")
             self._fail_batch(batch, error)
             return
         self.commits += 1
         # "Full" ends only when a write that needed space succeeds (new pages, or pages taken
         # back from the freelist), not when an in-place update happens to fit.
         before, after = out.space_before, out.space_after
-        if (before is not None and after is not None
-                and (after[0] > before[0] or after[1] < before[1])):
+        if self.storage.full and (
+                not self.backend.measures_space
+                or (before is not None and after is not None
+                    and (after[0] > before[0] or after[1] < before[1]))):
             log.warning("storage.resumed", refused_writes=self.storage.refused_writes,
                         full_since_ms=self.storage.since_ms)
             self.storage.full = False
@@ -561,14 +712,14 @@ class Database:
         if self.on_storage_full is not None:
             self.on_storage_full(writes)
 
-    def _append_audit(self, conn: sqlite3.Connection, at: int, event: str, actor: str,
+    def _append_audit(self, conn: Any, at: int, event: str, actor: str,
                       detail: str, envelope_id: bytes | None) -> None:
         seq, prev = self._audit_head
         seq += 1
         digest = entry_hash(prev, seq, at, event, envelope_id, actor, detail)
-        conn.execute(  # no ``prev``: it is the row before's hash (migration 11)
+        conn.execute(self.backend.sql(  # no ``prev``: the row before's hash (migration 11)
             "INSERT INTO audit (seq, at, event, envelope_id, actor, detail, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?)"),
             (seq, at, event, envelope_id, actor, detail, digest),
         )
         self._audit_head = (seq, digest)
@@ -611,10 +762,3 @@ def _set_wal(conn: sqlite3.Connection, *, attempts: int = 200) -> None:
                 raise
             time.sleep(0.05)
     conn.execute("PRAGMA journal_mode=WAL")
-
-
-def _run_script(conn: sqlite3.Connection, script: str) -> None:
-    """executescript() would COMMIT our transaction; run statement by statement instead."""
-    for statement in script.split(";"):
-        if statement.strip():
-            conn.execute(statement)

@@ -9,7 +9,6 @@ only ever moves from ``queued`` to a final state, and only through the delivery 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -150,10 +149,9 @@ class EnvelopeStore:
                     if item.then is not None and not outcome.duplicate:
                         await add_effects(txn, await item.then(txn), now)
                     out.append(outcome)
-                except (LiaisonError, sqlite3.IntegrityError) as exc:
+                except LiaisonError as exc:
                     await txn.execute(f"ROLLBACK TO accept_{i}")
-                    out.append(exc if isinstance(exc, LiaisonError) else Conflict(
-                        f"refused by a database constraint: {exc}"))
+                    out.append(exc)  # a constraint's refusal is a Conflict (WriteTxn)
                 await txn.execute(f"RELEASE accept_{i}")
             return out
 
@@ -344,12 +342,13 @@ class EnvelopeStore:
         the hop, before the join, so the envelope bytes of skipped rows are never read."""
         if len(skip) > _MAX_SKIP:
             raise ValueError(f"at most {_MAX_SKIP} ids to skip")  # our bug, not input
-        marks = ", ".join("?" * len(skip))
+        # No empty ``NOT IN ()``: SQLite takes it, PostgreSQL refuses it.
+        skipping = f"AND h.envelope_id NOT IN ({', '.join('?' * len(skip))}) " if skip else ""
         rows = await self.db.fetchall(
             "SELECT h.envelope_id, h.precedence, e.raw FROM hops h "
             "JOIN envelopes e ON e.id = h.envelope_id "
             f"WHERE h.node = ? AND {_QUEUED} AND h.precedence >= ? AND h.expires > ? "
-            f"AND h.envelope_id NOT IN ({marks}) AND e.purged IS NULL "
+            f"{skipping}AND e.purged IS NULL "
             "AND e.retain_until > ? ORDER BY h.precedence DESC, h.envelope_id LIMIT ?",
             (node, min_precedence, now, *skip, now, limit),
         )

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from liaison_net.clock import SYSTEM_CLOCK, Clock
+from liaison_net.config import NodeConfig
 from liaison_net.store import key_epoch
 from liaison_net.store.audit_store import AuditStore
-from liaison_net.store.database import Database
+from liaison_net.store.database import Backend, Database
 from liaison_net.store.directory_store import DirectoryStore
 from liaison_net.store.effect_store import EffectStore
 from liaison_net.store.envelope_store import AcceptOutcome, EnvelopeStore
@@ -55,11 +56,13 @@ class Status:
 
 
 class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore, LeaseStore):
-    def __init__(self, path: Path, node_id: str, *, group_commit_max: int = 512,
-                 max_db_mb: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, path: Path | None, node_id: str, *, group_commit_max: int = 512,
+                 max_db_mb: float | None = None, clock: Clock = SYSTEM_CLOCK,
+                 backend: Backend | None = None) -> None:
+        """On the SQLite file ``path``, or on ``backend`` (PostgreSQL) when given."""
         self.node_id = node_id
         self.db = Database(path, group_commit_max=group_commit_max, max_db_mb=max_db_mb,
-                           clock=clock)
+                           clock=clock, backend=backend)
         self.keys = KeyStore(self.db)
         self.signals = SignalStore(self.db, node_id)
         self.requests = RequestStore(self.db, node_id)
@@ -77,6 +80,19 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore, LeaseStor
         """Another worker changed keys: what this process cached may be stale."""
         self.db.key_cache.begin_change()
         self.db.key_cache.end_change()
+
+    @classmethod
+    def for_config(cls, cfg: NodeConfig, *, clock: Clock = SYSTEM_CLOCK) -> NodeStore:
+        """The node's store as its config says: its SQLite file, or PostgreSQL."""
+        backend: Backend | None = None
+        if cfg.store.postgresql:
+            # Imported here: a SQLite node (and `liaison --help`) never loads the driver.
+            from liaison_net.store.postgres import PostgresBackend
+
+            assert cfg.store.dsn is not None  # the config refuses PostgreSQL without one
+            backend = PostgresBackend(cfg.store.dsn, password_file=cfg.store.password_file)
+        return cls(cfg.database, cfg.id, group_commit_max=cfg.delivery.group_commit_max,
+                   max_db_mb=cfg.store.max_db_mb, clock=clock, backend=backend)
 
     async def open(self, *, writer: bool = True) -> None:
         await self.db.open(writer=writer)

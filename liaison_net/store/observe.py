@@ -5,6 +5,9 @@ says. This module is the one place they do it, so no SQL and no SQLite import li
 outside ``store/``. It only reads (WAL readers never block the node's writer), and it
 imports nothing heavy: the bench's sink process loads it. ``ReadError`` is any miss of
 such a read (no file yet, not migrated yet, busy during recovery); pollers retry on it.
+
+A node on PostgreSQL is named by a ``PgDatabase`` instead of its file (``Where``); the same
+reads run there, in the store's one SQL dialect (``dialect``), the driver loaded only then.
 """
 
 from __future__ import annotations
@@ -12,20 +15,79 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-ReadError = sqlite3.Error
+
+class PgReadError(Exception):
+    """A read from a node's PostgreSQL database failed (down, restarting, not migrated)."""
+
+
+ReadError = (sqlite3.Error, PgReadError)
 SQLITE_VERSION = sqlite3.sqlite_version  # for the bench report's machine facts
 
 
-def node_facts(database: Path, ids: set[bytes],
+@dataclass(frozen=True)
+class PgDatabase:
+    """A node's database on PostgreSQL: its DSN (no password) and its password file."""
+
+    dsn: str
+    password_file: Path
+
+
+#: A node's database: its SQLite file, or its PostgreSQL database.
+Where = Path | PgDatabase
+
+
+class _PgReads:
+    """A psycopg connection with sqlite3's ``execute`` (store SQL, translated)."""
+
+    def __init__(self, where: PgDatabase, timeout: float) -> None:
+        import psycopg
+
+        from liaison_net.store.dialect import statement
+
+        self._statement = statement
+        self._errors = psycopg.Error
+        try:
+            self._conn = psycopg.connect(
+                where.dsn, password=where.password_file.read_text().strip(),
+                autocommit=True, connect_timeout=max(1, int(timeout)))
+        except (psycopg.Error, OSError) as exc:
+            raise PgReadError(str(exc)) from exc
+
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return list(self._conn.execute(self._statement(sql), params).fetchall())
+        except self._errors as exc:
+            raise PgReadError(str(exc)) from exc
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+@contextlib.contextmanager
+def _connect(where: Where, timeout: float) -> Iterator[Any]:
+    if isinstance(where, PgDatabase):
+        conn: Any = _PgReads(where, timeout)
+    else:
+        conn = sqlite3.connect(where, timeout=timeout)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def node_facts(database: Where, ids: set[bytes],
                ) -> tuple[Counter[tuple[str, bytes]], set[bytes], dict[str, int]]:
     """(inbox rows per (officer, envelope id), envelope ids held, hop state -> count),
     restricted to ``ids`` except the hop counts (every envelope's)."""
     inbox: Counter[tuple[str, bytes]] = Counter()
     held: set[bytes] = set()
     outbox: dict[str, int] = {}
-    with contextlib.closing(sqlite3.connect(database, timeout=30)) as db:
+    with _connect(database, 30) as db:
         for officer, envelope_id in db.execute("SELECT officer, envelope_id FROM inbox"):
             key = bytes(envelope_id)
             if key in ids:
@@ -39,7 +101,7 @@ def node_facts(database: Path, ids: set[bytes],
     return inbox, held, outbox
 
 
-def effect_facts(database: Path, officers: set[str], ids: set[bytes],
+def effect_facts(database: Where, officers: set[str], ids: set[bytes],
                  ) -> tuple[list[tuple[str, bytes]], list[tuple[bytes, str, str]],
                             list[tuple[str, bytes, str]], dict[str, bytes]]:
     """What a node holds of the effects the soak counts (``chaos/effects.py``):
@@ -50,7 +112,7 @@ def effect_facts(database: Path, officers: set[str], ids: set[bytes],
     effects: list[tuple[str, bytes]] = []
     requests: list[tuple[bytes, str, str]] = []
     failed: list[tuple[str, bytes, str]] = []
-    with contextlib.closing(sqlite3.connect(database, timeout=30)) as db:
+    with _connect(database, 30) as db:
         for officer, raw in db.execute(
                 "SELECT i.officer, e.raw FROM inbox i JOIN envelopes e ON e.id = i.envelope_id "
                 "WHERE e.kind IN ('evidence', 'notice') AND e.purged IS NULL"):
@@ -70,28 +132,28 @@ def effect_facts(database: Path, officers: set[str], ids: set[bytes],
     return effects, requests, failed, keys
 
 
-def _query(database: Path, sql: str,
+def _query(database: Where, sql: str,
            params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    with contextlib.closing(sqlite3.connect(database, timeout=10)) as db:
+    with _connect(database, 10) as db:
         return list(db.execute(sql, params))
 
 
-def officers(database: Path) -> set[str]:
+def officers(database: Where) -> set[str]:
     """The officers in the node's directory (any node's, as far as it has heard)."""
     return {str(r[0]) for r in _query(database, "SELECT officer FROM directory")}
 
 
-def has_card(database: Path, officer: str) -> bool:
+def has_card(database: Where, officer: str) -> bool:
     return bool(_query(database, "SELECT 1 FROM directory WHERE officer = ?", (officer,)))
 
 
-def inbox_envelope_ids(database: Path, officer: str) -> list[bytes]:
+def inbox_envelope_ids(database: Where, officer: str) -> list[bytes]:
     """One entry per inbox row of ``officer`` (duplicates, if any, repeated)."""
     rows = _query(database, "SELECT envelope_id FROM inbox WHERE officer = ?", (officer,))
     return [bytes(r[0]) for r in rows if isinstance(r[0], bytes)]
 
 
-def queued_hops(database: Path, peer: str) -> int:
+def queued_hops(database: Where, peer: str) -> int:
     rows = _query(database, "SELECT COUNT(*) FROM hops WHERE node = ? AND state = 'queued'",
                   (peer,))
     count = rows[0][0]
@@ -141,6 +203,39 @@ class InboxPoller:
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
+            self._conn = None
+
+
+class PgInboxPoller:
+    """``InboxPoller`` for a node on PostgreSQL: one kept connection, one indexed query per
+    poll (there is no ``data_version`` to ask first); None while the server or the table
+    is not there (try again)."""
+
+    def __init__(self, database: PgDatabase, officer: str, *, limit: int = 20000) -> None:
+        self.database = database
+        self.officer = officer
+        self.limit = limit
+        self.last = 0
+        self._conn: _PgReads | None = None
+
+    def poll(self) -> list[bytes] | None:
+        try:
+            if self._conn is None:
+                self._conn = _PgReads(self.database, 5)
+            rows = self._conn.execute(
+                "SELECT seq, envelope_id FROM inbox WHERE officer = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?", (self.officer, self.last, self.limit))
+        except PgReadError:
+            self.close()
+            return None
+        if rows:
+            self.last = int(rows[-1][0])
+        return [bytes(r[1]) for r in rows]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
             self._conn = None
 
 

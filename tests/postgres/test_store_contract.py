@@ -1,0 +1,266 @@
+"""The store's contract, run on both backends (SQLite file, real PostgreSQL): accept and
+dedupe, inboxes, hops acked/refused/expired, the effects drain, the audit chain, keys,
+retention, group commit. Whatever one backend does, the other must do too."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from liaison_net.clock import ManualClock
+from liaison_net.core import crypto
+from liaison_net.core.almanac import Almanac
+from liaison_net.core.audit import detail
+from liaison_net.core.envelope import Precedence
+from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
+from liaison_net.core.limits import HOUR_MS
+from liaison_net.core.rotation import Revocation, Subject, sign_revocation
+from liaison_net.drills.pg_cluster import Cluster
+from liaison_net.errors import Conflict, LiaisonError, Purged, Revoked
+from liaison_net.store.envelope_store import Acceptance
+from liaison_net.store.node_store import NodeStore
+from liaison_net.store.schema import SCHEMA_VERSION
+from tests.core.factories import NOW, Officer, make_tag, seal_from
+from tests.store_backends import StoreFactory, pg_backend
+from tests.test_effects import _accept_at_origin, _drain, _enrol
+from tests.test_store_key_grace import NODE, _card
+
+ALICE = Officer("nl/jdevries")
+LOCAL = Officer("nl/pbakker")
+BOB = Officer("be/mpeeters")
+
+
+async def _accept(store: NodeStore, env: object, *, local: list[str] | None = None,
+                  remote: list[str] | None = None) -> bool:
+    outcome = await store.accept(env, now=NOW, actor=ALICE.id,  # type: ignore[arg-type]
+                                 event="envelope.accepted", local_recipients=local or [],
+                                 remote_nodes=["be"] if remote is None else remote,
+                                 audit_detail=detail())
+    return outcome.duplicate
+
+
+async def test_accept_dedupes_and_refuses_other_bytes(make_store: StoreFactory) -> None:
+    store = await make_store("nl")
+    env = seal_from(ALICE, [BOB])
+    assert not await _accept(store, env)
+    assert await _accept(store, env)  # the same bytes again: a duplicate, nothing more
+    status = await store.status()
+    assert (status.envelopes, status.queued, status.audit_entries) == (1, {"be": 1}, 1)
+    assert await store.envelope_bytes(env.id) == env.to_bytes()
+
+
+async def test_accept_many_refuses_one_alone(make_store: StoreFactory) -> None:
+    """A batch: one item refused (its consent already used) rolls back alone, in its own
+    savepoint, and the others commit."""
+    store = await make_store("nl")
+    envs = [seal_from(ALICE, [BOB], now=NOW + i) for i in range(3)]
+    items = [Acceptance(envelope=e, actor=ALICE.id, event="envelope.accepted",
+                        local_recipients=[], remote_nodes=["be"], audit_detail=detail())
+             for e in envs]
+    items[1] = Acceptance(envelope=envs[1], actor=ALICE.id, event="envelope.accepted",
+                          local_recipients=[], remote_nodes=["be"], audit_detail=detail(),
+                          consent_digest=b"d" * 32)
+    first = await store.accept_many(items, now=NOW)
+    assert all(not isinstance(o, Exception) and not o.duplicate for o in first)
+    # Again, with a new envelope that reuses the consent: it alone is refused.
+    again = seal_from(ALICE, [BOB], now=NOW + 10)
+    reuse = Acceptance(envelope=again, actor=ALICE.id, event="envelope.accepted",
+                       local_recipients=[], remote_nodes=["be"], audit_detail=detail(),
+                       consent_digest=b"d" * 32)
+    fresh = seal_from(ALICE, [BOB], now=NOW + 11)
+    ok = Acceptance(envelope=fresh, actor=ALICE.id, event="envelope.accepted",
+                    local_recipients=[], remote_nodes=["be"], audit_detail=detail())
+    outcomes = await store.accept_many([reuse, ok], now=NOW)
+    assert isinstance(outcomes[0], LiaisonError)
+    assert not isinstance(outcomes[1], Exception) and not outcomes[1].duplicate
+    assert (await store.status()).envelopes == 4
+    assert await store.verify_audit() == (4, None)
+
+
+async def test_the_outbox_serves_precedence_then_acks_refuses_expires(
+        make_store: StoreFactory) -> None:
+    store = await make_store("nl")
+    routine = [seal_from(ALICE, [BOB], now=NOW + i, expires=NOW + HOUR_MS) for i in range(3)]
+    flash = seal_from(ALICE, [BOB], now=NOW + 10, precedence=Precedence.FLASH,
+                      expires=NOW + 2 * HOUR_MS)
+    for env in (*routine, flash):
+        await _accept(store, env)
+    batch = [eid for eid, _ in await store.next_batch("be", 2, now=NOW)]
+    assert batch == [flash.id, routine[0].id]
+    await store.finish_hops("be", now=NOW, delivered=[flash.id],
+                            refused=[(routine[0].id, "policy.share_with")],
+                            details={routine[0].id: "not shared with be"})
+    assert (await store.hop_states(flash.id))["be"][0] == "delivered"
+    assert (await store.hop_states(routine[0].id))["be"][0] == "refused"
+    expired = await store.expire_due(NOW + HOUR_MS)
+    assert sorted(e for e, *_ in expired) == sorted(e.id for e in routine[1:])
+    assert await store.expire_due(NOW + HOUR_MS) == []
+    assert await store.queue_depth() == {}
+    # A refusal and two expiries each owe their sender a notice, written with them.
+    assert sorted(e.kind for e in await store.effects.due(NOW + HOUR_MS, 10)) == [
+        "notice"] * 3
+    await store.set_peer_backoff("be", 3, NOW + 5, "refused")
+    assert await store.peer_backoff("be") == (3, NOW + 5)
+    await store.set_directory_cursor("be", 42)
+    assert await store.directory_cursor("be") == 42
+
+
+async def test_inbox_delivery_and_acknowledgement(make_store: StoreFactory) -> None:
+    store = await make_store("be")
+    envs = [seal_from(ALICE, [BOB], now=NOW + i) for i in range(3)]
+    for env in envs:
+        outcome = await store.accept(env, now=NOW, actor="nl", event="envelope.delivered",
+                                     local_recipients=[BOB.id], remote_nodes=[],
+                                     audit_detail=detail(), received=True)
+        assert not outcome.duplicate
+    await store.accept(envs[0], now=NOW, actor="nl", event="envelope.delivered",
+                       local_recipients=[BOB.id], remote_nodes=[], audit_detail=detail())
+    items = await store.inbox(BOB.id, after=0, limit=10)
+    assert [i.envelope_id for i in items] == [e.id for e in envs]  # once each, in order
+    assert [i.envelope_id for i in await store.inbox(BOB.id, after=items[0].seq,
+                                                     limit=10)] == [e.id for e in envs[1:]]
+    assert await store.may_read(BOB.id, envs[0].id)
+    assert not await store.may_read("be/nobody", envs[0].id)
+    assert await store.ack(BOB.id, envs[0].id, now=NOW + 5)
+    assert not await store.ack(BOB.id, envs[0].id, now=NOW + 6)
+    assert (await store.status()).inbox_unacked == 2
+    assert await store.local_deliveries(envs[0].id) == [(BOB.id, NOW, NOW + 5)]
+
+
+async def test_the_effects_drain_issues_each_once(make_store: StoreFactory) -> None:
+    store = await make_store("nl")
+    env = seal_from(ALICE, [BOB, LOCAL])
+    assert not await _accept_at_origin(store, env, [LOCAL.id])
+    assert await store.effects.pending() == 2
+    await _enrol(store, ALICE)
+    drain = _drain(store, ManualClock(NOW + 1000))
+    assert await drain.drain_once() == 2
+    assert await drain.drain_once() == 0
+    assert await store.effects.pending() == 0
+    entries = await store.audit_entries()
+    assert [e.event for e in entries].count("evidence.issued") == 2
+    assert await store.verify_audit() == (len(entries), None)
+
+
+async def test_the_audit_chain_appends_and_verifies_across_reopen(
+        make_store: StoreFactory) -> None:
+    store = await make_store("nl")
+    await asyncio.gather(*(store.audit(now=NOW + i, event="test.event", actor="nl",
+                                       audit_detail=detail(i=i)) for i in range(20)))
+    await store.close()
+    again = await make_store("nl")  # a restart: the head is read back from the table
+    await again.audit(now=NOW + 50, event="test.event", actor="nl", audit_detail=detail())
+    assert await again.verify_audit() == (21, None)
+    seqs = [e.seq for e in await again.audit_entries()]
+    assert seqs == list(range(1, 22))
+
+
+async def test_cards_keys_and_revocations(make_store: StoreFactory) -> None:
+    store = await make_store("nl")
+    old, new = crypto.generate_signing_key(), crypto.generate_signing_key()
+    for key, version in ((old, 1), (new, 2)):
+        card, raw = _card(key, version)
+        assert await store.put_card(card, raw, now=NOW, source="nl", grace_ms=HOUR_MS)
+    assert await store.card_version("nl/jdevries") == 2
+    assert await store.keys.superseded_keys("nl/jdevries") == [(old.public, NOW + HOUR_MS)]
+    assert await store.keys.signer(old.key_id, now=NOW + 1) is not None
+    revocation = Revocation(Subject.OFFICER, "nl/jdevries", old.key_id, "lost", serial=NOW,
+                            effective=NOW, authority="nl")
+    assert await store.keys.add_revocation(revocation, sign_revocation(revocation, NODE),
+                                           now=NOW, forward_to=["be"], source="nl")
+    with pytest.raises(Revoked):
+        await store.keys.signer(old.key_id, now=NOW)
+    assert len(await store.keys.pending_revocations("be")) == 1
+    # Another officer's card cannot take jdevries' current key.
+    raw = issue_card(EnrolmentRequest("nl/thief", "T", "r", new.public,
+                                      crypto.generate_encryption_key().public, Almanac()),
+                     node_id="nl", node_key=NODE, version=1, now=NOW, valid_for_ms=HOUR_MS)
+    thief = verify_card(raw, node_public=NODE.public, node_id="nl", now=None)
+    with pytest.raises(Conflict):
+        await store.put_card(thief, raw, now=NOW, source="be")
+    assert await store.officer_keys("nl/jdevries") is not None
+
+
+async def test_retention_purges_content_keeps_the_skeleton(make_store: StoreFactory) -> None:
+    store = await make_store("nl")
+    retain = NOW + 2 * HOUR_MS
+    env = seal_from(ALICE, [BOB, LOCAL], now=NOW, expires=NOW + HOUR_MS,
+                    tag=make_tag(retain_until=retain))
+    await _accept(store, env, local=[LOCAL.id])
+    assert await store.retention.purge_due(retain - 1) == 0
+    assert await store.retention.purge_due(retain) == 1
+    assert await store.retention.purge_due(retain) == 0
+    with pytest.raises(Purged):
+        await store.envelope_bytes(env.id)
+    assert await _accept(store, env, local=[LOCAL.id])  # a late copy: duplicate, not new
+    assert await store.verify_audit() == (2, None)
+
+
+async def test_concurrent_writes_share_commits(make_store: StoreFactory) -> None:
+    store = await make_store("nl")
+    envs = [seal_from(ALICE, [BOB], now=NOW + i) for i in range(60)]
+    before = store.db.commits
+    await asyncio.gather(*(_accept(store, e) for e in envs))
+    assert store.db.commits - before < 60  # grouped: fewer commits than writes
+    assert (await store.status()).envelopes == 60
+    assert await store.verify_audit() == (60, None)
+
+
+def _sqlite_columns(path: Path) -> dict[str, list[str]]:
+    with sqlite3.connect(path) as db:
+        tables = [r[0] for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        return {t: [r[1] for r in db.execute(f"PRAGMA table_info({t})")] for t in tables}
+
+
+def _pg_columns(dsn: str, password: str) -> dict[str, list[str]]:
+    with psycopg.connect(dsn, password=password) as db:
+        rows = db.execute("SELECT table_name, column_name FROM information_schema.columns "
+                          "WHERE table_schema = 'public' "
+                          "ORDER BY table_name, ordinal_position").fetchall()
+    out: dict[str, list[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, []).append(column)
+    return out
+
+
+async def test_both_backends_migrate_to_the_same_tables_and_columns(
+        tmp_path: Path, pg_cluster: Cluster) -> None:
+    lite = NodeStore(tmp_path / "n.sqlite3", "nl")
+    backend = pg_backend(pg_cluster)
+    pg = NodeStore(None, "nl", backend=backend)
+    for store in (lite, pg):
+        await store.open()
+        await store.close()
+    lite_cols = _sqlite_columns(tmp_path / "n.sqlite3")
+    pg_cols = _pg_columns(backend.dsn, pg_cluster.password())
+    assert lite_cols == pg_cols
+    assert len(lite_cols) > 15
+    with psycopg.connect(backend.dsn, password=pg_cluster.password()) as db:
+        row = db.execute("SELECT version FROM schema_version").fetchone()
+    assert row is not None and row[0] == SCHEMA_VERSION
+
+
+async def test_two_writers_on_one_database_keep_one_audit_chain(
+        make_store: StoreFactory) -> None:
+    """Two handles on one database (two processes, or two workers of one node) opened at
+    once and appending at once: the schema is migrated once and the audit chain stays one
+    chain, because each writer group holds the database's write lock (SQLite's BEGIN
+    IMMEDIATE, PostgreSQL's advisory lock) and reads the chain head under it."""
+    first, second = await asyncio.gather(make_store("nl"), make_store("nl"))
+
+    async def append(store: NodeStore, who: str) -> None:
+        for i in range(15):
+            await asyncio.gather(*(store.audit(now=NOW + i, event="test.event", actor=who,
+                                               audit_detail=detail(i=i, j=j))
+                                   for j in range(4)))
+
+    await asyncio.gather(append(first, "one"), append(second, "two"))
+    assert await first.verify_audit() == (120, None)
+    seqs = [e.seq for e in await second.audit_entries()]
+    assert seqs == list(range(1, 121))
