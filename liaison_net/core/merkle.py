@@ -4,7 +4,10 @@ A tree over n leaves hashes each leaf as SHA-256(0x00 || data) and each inner no
 SHA-256(0x01 || left || right), the split at the largest power of two below n (§2.1.1), so
 a leaf can never pass for an inner node. ``inclusion_proof`` is PATH(m, D[n]) (§2.1.3.1);
 ``verify_inclusion`` is the verifier of §2.1.3.2 and returns False, never raises, for any
-proof that does not lead to the root. Pure: bytes in, bytes out.
+proof that does not lead to the root. ``consistency_proof`` is PROOF(m, D[n]) (§2.1.4.1)
+and ``verify_consistency`` its verifier (§2.1.4.2): a tree of m leaves is a prefix of the
+tree of n leaves, so a log that shows two roots cannot have rewritten what the first one
+covered (the audit log's checkpoints, ``core.checkpoint``). Pure: bytes in, bytes out.
 """
 
 from __future__ import annotations
@@ -71,3 +74,58 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
         fn >>= 1
         sn >>= 1
     return sn == 0 and r == expected_root
+
+
+def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """PROOF(old_size, leaves): what shows the tree of the first ``old_size`` leaves is a
+    prefix of the tree of all of them (empty when the sizes are equal)."""
+    if not 0 < old_size <= len(leaves):
+        raise ValueError("the old size must be between 1 and the tree's size")
+    return _subproof(old_size, leaves, True)
+
+
+def _subproof(m: int, leaves: Sequence[bytes], whole: bool) -> list[bytes]:
+    """SUBPROOF(m, D[n], b) of RFC 9162 §2.1.4.1; ``whole`` is b: the old tree is this
+    whole subtree, whose root the verifier already holds."""
+    n = len(leaves)
+    if m == n:
+        return [] if whole else [root(leaves)]
+    k = _split(n)
+    if m <= k:
+        return [*_subproof(m, leaves[:k], whole), root(leaves[k:])]
+    return [*_subproof(m - k, leaves[k:], False), root(leaves[:k])]
+
+
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes,
+                       proof: Sequence[bytes]) -> bool:
+    """True only if ``proof`` shows the tree of ``old_size`` leaves with root ``old_root``
+    is a prefix of the tree of ``new_size`` leaves with root ``new_root`` (RFC 9162
+    §2.1.4.2). Equal sizes need an empty proof and equal roots. Never raises."""
+    if not 0 < old_size <= new_size or any(len(p) != HASH_BYTES for p in proof):
+        return False
+    if old_size == new_size:
+        return not proof and old_root == new_root
+    if not proof:
+        return False
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:  # an exact power of two: the old root is a node
+        path.insert(0, old_root)
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = _node(c, fr)
+            sr = _node(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = _node(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and fr == old_root and sr == new_root
