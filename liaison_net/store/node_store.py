@@ -18,6 +18,7 @@ from pathlib import Path
 
 from liaison_net.clock import SYSTEM_CLOCK, Clock
 from liaison_net.store.audit_store import AuditStore
+from liaison_net.store.checkpoint_store import CheckpointStore
 from liaison_net.store.database import Database
 from liaison_net.store.directory_store import DirectoryStore
 from liaison_net.store.effect_store import EffectStore
@@ -59,6 +60,7 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
         self.requests = RequestStore(self.db, node_id)
         self.retention = RetentionStore(self.db, node_id)
         self.effects = EffectStore(self.db, node_id)
+        self.checkpoints = CheckpointStore(self.db, node_id)  # audit checkpoints, witnessed
         # Called with the officers whose inbox got rows, after the commit (live delivery).
         self.on_inbox: Callable[[list[str]], None] | None = None
 
