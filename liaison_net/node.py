@@ -248,7 +248,8 @@ class Node:
                 sup.add("audit-checkpoints", CheckpointPublisher(
                     service=self.checkpoints, peers=self.config.peers, session=session,
                     request_timeout_s=self.config.delivery.request_timeout_s,
-                    tick_s=min(1.0, self.config.audit.checkpoint_seconds)).run)
+                    tick_s=min(1.0, self.config.audit.checkpoint_seconds),
+                    heartbeat_s=self.config.audit.checkpoint_seconds).run)
                 sup.add("expiry", self._expiry_loop)
                 sup.add("effects", self.effects.run)
                 sup.add("retention", self._retention_loop)

@@ -20,7 +20,7 @@ Wire forms (canonical msgpack, verify the exact bytes, then decode):
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +121,39 @@ def verify_checkpoint(raw: bytes, public: bytes, *, node: str) -> SignedCheckpoi
         raise Malformed(f"a checkpoint of {checkpoint.node:.20} presented as one of {node}")
     _check_shape(checkpoint)
     return SignedCheckpoint(checkpoint, raw)
+
+
+def decode_unvouched(raw: bytes) -> SignedCheckpoint:
+    """A checkpoint's fields with its origin's signature *not* checked: only for one whose
+    cosignatures are then verified (``witnessed_by``), since they sign the same body."""
+    body, _ = _pair(raw, "checkpoint", MAX_CHECKPOINT_BYTES)
+    fields = codec.exact_map("checkpoint", codec.unpack(body, what="checkpoint body",
+                                                        max_bytes=MAX_CHECKPOINT_BYTES),
+                             CHECKPOINT_FIELDS)
+    checkpoint = Checkpoint(check_node_id(fields["node"]), fields["size"], fields["root"],
+                            fields["at"])
+    _check_shape(checkpoint)
+    if checkpoint.body() != body:
+        raise Malformed("checkpoint body is not in canonical form")
+    return SignedCheckpoint(checkpoint, raw)
+
+
+def witnessed_by(raw: bytes, cosignatures: Mapping[str, bytes],
+                 witness_keys: Mapping[str, bytes]) -> tuple[SignedCheckpoint, list[str]]:
+    """A stored checkpoint and the witnesses whose cosignature of it verifies under the
+    key given for them (the others, and witnesses without a key, are left out)."""
+    signed = decode_unvouched(raw)
+    good = []
+    for witness, cosig in sorted(cosignatures.items()):
+        public = witness_keys.get(witness)
+        if public is None or witness == signed.checkpoint.node:
+            continue
+        try:
+            verify_cosignature(cosig, signed, public, witness=witness)
+        except Refused:
+            continue
+        good.append(witness)
+    return signed, good
 
 
 def _check_shape(c: Checkpoint) -> None:

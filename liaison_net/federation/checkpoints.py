@@ -134,19 +134,23 @@ class CheckpointRoute:
 
 
 class CheckpointPublisher:
-    """Offers this node's latest checkpoint to each peer that has not cosigned it yet; a
-    peer that cannot be reached is tried again after ``retry_s``."""
+    """Offers this node's latest checkpoint to each peer that has not cosigned it yet, and
+    again every ``heartbeat_s`` while the log is quiet: each offer carries what this node
+    witnessed of the others (``seen``), so witnesses compare notes even then. A peer that
+    cannot be reached is tried again after ``retry_s``."""
 
     def __init__(self, *, service: AuditCheckpoints, peers: Sequence[Peer],
                  session: aiohttp.ClientSession, request_timeout_s: float,
-                 tick_s: float) -> None:
+                 tick_s: float, heartbeat_s: float) -> None:
         self.service = service
         self.peers = list(peers)
         self.session = session
         self.request_timeout_s = request_timeout_s
         self.tick_s = tick_s
+        self.heartbeat_s = heartbeat_s
         self.retry_s = min(max(tick_s * 5, 1.0), 30.0)
         self._retry_at: dict[str, float] = {}
+        self._offered_at: dict[str, float] = {}
 
     async def run(self) -> None:
         await self.service.start()
@@ -161,11 +165,14 @@ class CheckpointPublisher:
         loop = asyncio.get_running_loop()
         seen: list[bytes] | None = None
         for peer in self.peers:
-            if (self.service.cosigned.get(peer.id, 0) >= latest.checkpoint.size
-                    or loop.time() < self._retry_at.get(peer.id, 0.0)):
+            now = loop.time()
+            if now < self._retry_at.get(peer.id, 0.0) or (
+                    self.service.cosigned.get(peer.id, 0) >= latest.checkpoint.size
+                    and now < self._offered_at.get(peer.id, 0.0) + self.heartbeat_s):
                 continue
             if seen is None:
                 seen = await self.service.seen()
+            self._offered_at[peer.id] = now
             try:
                 await self._offer(peer, latest, seen)
             except LiaisonError as exc:
