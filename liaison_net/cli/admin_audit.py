@@ -131,10 +131,11 @@ async def verify_log(store: NodeStore, cfg: config_mod.NodeConfig) -> Report:
                                "checked only against itself")
         return report
     local = cp.leaves(entries)
+    tree = merkle.MerkleLog(local)
 
     def holds(i: int) -> bool:
         c = report.witnessed[i].signed.checkpoint
-        return len(local) >= c.size and merkle.root(local[:c.size]) == c.root
+        return len(local) >= c.size and tree.root(c.size) == c.root
 
     # A log that matches a checkpoint matches every earlier one (each leaf is a chain hash,
     # covering all before it): find the first checkpoint it breaks by bisection.
@@ -235,15 +236,15 @@ async def make_proof(store: NodeStore, cfg: config_mod.NodeConfig, envelope_id: 
     if len(entries) < size:
         raise NotFound("the log is shorter than its witnessed checkpoint: run "
                        "`liaison admin audit verify`")
-    leaves = cp.leaves(entries[:size])
-    if merkle.root(leaves) != signed.checkpoint.root:
+    tree = merkle.MerkleLog(cp.leaves(entries[:size]))
+    if tree.root() != signed.checkpoint.root:
         raise NotFound("the log does not match its witnessed checkpoint: run "
                        "`liaison admin audit verify`")
     proved = [
         {"index": i, "seq": e.seq, "at": e.at, "event": e.event,
          "envelope_id": id_to_text(envelope_id), "actor": e.actor, "detail": e.detail,
          "prev": e.prev.hex(), "hash": e.hash.hex(),
-         "proof": [h.hex() for h in merkle.inclusion_proof(i, leaves)]}
+         "proof": [h.hex() for h in tree.inclusion_proof(i, size)]}
         for i, e in enumerate(entries[:size]) if e.envelope_id == envelope_id]
     if not proved:
         raise NotFound(f"no audit entry of envelope {id_to_text(envelope_id)} among the "

@@ -107,3 +107,32 @@ def test_odd_inputs_are_refused_not_raised() -> None:
     assert not merkle.verify_consistency(3, 5, r, r, [b"short"])
     assert merkle.verify_consistency(5, 5, r, r, [])
     assert not merkle.verify_consistency(5, 5, r, r, [r])
+
+
+@given(st.integers(1, 300).flatmap(lambda n: st.tuples(st.integers(1, n), st.just(n))),
+       st.data())
+def test_the_log_gives_the_same_roots_and_proofs_as_the_lists(pair: tuple[int, int],
+                                                                data: st.DataObject) -> None:
+    m, n = pair
+    leaves = _leaves(n)
+    log = merkle.MerkleLog(leaves[:m])
+    assert log.root() == merkle.root(leaves[:m])
+    for leaf in leaves[m:]:
+        log.append(leaf)
+    assert len(log) == n and log.root() == merkle.root(leaves)
+    assert log.root(m) == merkle.root(leaves[:m])
+    assert log.consistency_proof(m, n) == merkle.consistency_proof(m, leaves)
+    index = data.draw(st.integers(0, n - 1))
+    assert log.inclusion_proof(index, n) == merkle.inclusion_proof(index, leaves)
+    assert log.leaves(0, n) == b"".join(leaves)
+
+
+def test_the_log_refuses_sizes_it_does_not_hold() -> None:
+    log = merkle.MerkleLog(_leaves(3))
+    for call in (lambda: log.root(4), lambda: log.root(0), lambda: log.consistency_proof(0, 3),
+                 lambda: log.inclusion_proof(3, 3), lambda: log.append(b"short")):
+        try:
+            call()
+        except ValueError:
+            continue
+        raise AssertionError("accepted")
