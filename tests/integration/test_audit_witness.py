@@ -191,16 +191,41 @@ async def test_two_logs_shown_to_two_peers_raise_the_alarm(make_network: type[Ne
     fork_be = leaves + [merkle.leaf_hash(b"be-%d" % i) for i in range(3)]
     fork_lu = leaves + [merkle.leaf_hash(b"lu-%d" % i) for i in range(3)]
 
-    async def show(witness: str, fork: list[bytes]) -> dict[str, Any]:
+    async def post(witness: str, body: bytes) -> tuple[int, bytes]:
+        return await https(net.nodes[witness].federation_port, peer_tls(net, "nl"),
+                           node_hostname(witness), "POST", CHECKPOINT_PATH, data=body,
+                           headers={"Content-Type": MSGPACK})
+
+    async def show(witness: str, fork: list[bytes], proof_from: int = old,
+                   proof_tree: list[bytes] | None = None) -> dict[str, Any]:
         signed = cp.sign_checkpoint(cp.Checkpoint("nl", len(fork), merkle.root(fork),
                                                   _now_ms()), key)
-        body = {"origin": "nl", "checkpoint": signed.raw, "proof_from": old,
-                "proof": merkle.consistency_proof(old, fork), "seen": []}
-        status, answer = await https(net.nodes[witness].federation_port, peer_tls(net, "nl"),
-                                     node_hostname(witness), "POST", CHECKPOINT_PATH,
-                                     data=codec.pack(body), headers={"Content-Type": MSGPACK})
+        proof = merkle.consistency_proof(proof_from, proof_tree or fork) if (
+            proof_from < len(fork)) else []
+        body = {"origin": "nl", "checkpoint": signed.raw, "proof_from": proof_from,
+                "proof": proof, "seen": []}
+        status, answer = await post(witness, codec.pack(body))
         assert status == 200, answer[:200]
         return dict(codec.unpack(answer, what="answer", max_bytes=4096))
+
+    # Hostile requests are refused with a typed error and store nothing.
+    rows_before = _checkpoint_rows(net, "be")
+    be_key = crypto.signing_key_from_seed(NodePaths.under(net.certs / "be", "be")
+                                          .signing_key.read_bytes())
+    not_nl = cp.sign_checkpoint(cp.Checkpoint("nl", old + 1, merkle.root(leaves), 0), be_key)
+    for body, code in (
+            (b"\xc1 not msgpack", "malformed"),
+            (codec.pack({"origin": "nl", "checkpoint": not_nl.raw, "proof_from": 0,
+                         "proof": [], "seen": []}), "bad_signature"),
+            (codec.pack({"origin": "lu", "checkpoint": not_nl.raw, "proof_from": 0,
+                         "proof": [], "seen": []}), "forbidden"),
+            (codec.pack({"origin": "nl", "checkpoint": not_nl.raw, "proof_from": 1,
+                         "proof": [b"\x00" * 32] * 65, "seen": []}), "malformed"),
+            (codec.pack({"origin": "nl", "checkpoint": not_nl.raw, "proof_from": 0,
+                         "proof": [], "seen": [not_nl.raw] * 17}), "limit_exceeded")):
+        status, answer = await post("be", body)
+        assert 400 <= status < 500 and json.loads(answer)["error"] == code, (status, answer)
+    assert _checkpoint_rows(net, "be") == rows_before
 
     # Each fork alone is consistent with what that witness saw: both are cosigned.
     assert (await show("be", fork_be))["status"] == "witnessed"
@@ -215,9 +240,31 @@ async def test_two_logs_shown_to_two_peers_raise_the_alarm(make_network: type[Ne
         if alarmed(nid):
             rows = [r for r in audit_rows(net, nid) if r.event == "audit.checkpoint_alarm"]
             assert rows and rows[0].actor == "nl" and rows[0].detail["verdict"] == "split_view"
-    # Shown to one witness twice, the second fork is refused at once.
-    again = await show("be", fork_lu)
-    assert again == {"status": "alarm", "verdict": "split_view"}
+    # Shown to one witness twice, the second fork is refused at once; so are a log that
+    # went back (a size below the latest BE holds, never shown to it before), and one grown
+    # from the other fork, which no proof connects to BE's view.
+    assert await show("be", fork_lu) == {"status": "alarm", "verdict": "split_view"}
+    assert await show("be", fork_be[:old + 1], proof_from=old + 1) == {
+        "status": "alarm", "verdict": "rollback"}
+    grown = [*fork_lu, merkle.leaf_hash(b"more")]
+    assert await show("be", grown, proof_from=len(fork_be)) == {
+        "status": "alarm", "verdict": "inconsistent"}
+    # A witness that is not shown a proof asks for one, from the size it holds.
+    assert await show("be", [*fork_be, merkle.leaf_hash(b"x")], proof_from=old) == {
+        "status": "need_proof", "from": len(fork_be)}
+    verdicts = {(r.detail["verdict"], r.detail["size"]) for r in audit_rows(net, "be")
+                if r.event == "audit.checkpoint_alarm"}
+    assert {("split_view", len(fork_be)), ("rollback", old + 1),
+            ("inconsistent", len(grown))} <= verdicts
+
+
+def _checkpoint_rows(net: Network, nid: str, of: str = "nl") -> tuple[int, int]:
+    """Checkpoints of ``of``'s log held at ``nid``, and cosignatures of them."""
+    with contextlib.closing(sqlite3.connect(net.database(nid), timeout=10)) as db:
+        checkpoints, cosignatures = (
+            int(db.execute(f"SELECT COUNT(*) FROM {table} WHERE node = ?", (of,)).fetchone()[0])
+            for table in ("checkpoints", "cosignatures"))
+    return checkpoints, cosignatures
 
 
 def _now_ms() -> int:
