@@ -36,6 +36,8 @@ MAX_COSIGNATURE_BYTES = 256
 MAX_PROOF_HASHES = 64  # a consistency proof is at most about 2 log2(size) hashes
 MAX_LOG_SIZE = 1 << 48
 MAX_SEEN = 16  # other nodes' checkpoints a witness is shown to compare notes
+MAX_HEARD = 16  # checkpoints of one node heard of, not yet proven, kept by a witness
+MAX_PROOFS = MAX_HEARD + 1  # consistency proofs in one offer: from the latest and the heard
 CHECKPOINT_FIELDS = {"node", "size", "root", "at"}
 
 
@@ -206,37 +208,53 @@ def check_proof_hashes(value: object) -> list[bytes]:
 
 class Verdict(enum.Enum):
     WITNESSED = "witnessed"  # consistent with all seen: cosign and keep
-    NEED_PROOF = "need_proof"  # bigger than the last seen: ask for a consistency proof
+    NEED_PROOF = "need_proof"  # bigger than what is held: ask for consistency proofs
     SPLIT_VIEW = "split_view"  # another root for a size already seen
-    ROLLBACK = "rollback"  # smaller than the last seen, and not one seen before
-    INCONSISTENT = "inconsistent"  # the proof does not lead from the last seen to it
+    ROLLBACK = "rollback"  # smaller than a checkpoint seen before, and not one of them
+    INCONSISTENT = "inconsistent"  # a proof does not lead from what is held to it
 
     @property
     def alarm(self) -> bool:
         return self in (Verdict.SPLIT_VIEW, Verdict.ROLLBACK, Verdict.INCONSISTENT)
 
 
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    need_from: tuple[int, ...] = ()  # NEED_PROOF: the sizes to prove consistency from
+    proven: tuple[Checkpoint, ...] = ()  # WITNESSED: heard checkpoints now shown consistent
+
+
 def judge(new: Checkpoint, *, latest: Checkpoint | None, same_size: Checkpoint | None,
-          proof_from: int | None, proof: Sequence[bytes] | None) -> Verdict:
-    """What a witness makes of ``new``, given the latest checkpoint it holds of that node
-    and the one it holds of the same size (if any). The first checkpoint seen of a node is
-    taken on trust (there is nothing to be consistent with); from then on the log may only
-    grow, and only as a proof from the latest one shows."""
-    if same_size is not None:
-        return (Verdict.WITNESSED if crypto.constant_time_equal(same_size.root, new.root)
-                else Verdict.SPLIT_VIEW)
-    if latest is None:
-        return Verdict.WITNESSED
-    if new.size < latest.size:
-        return Verdict.ROLLBACK
-    if new.size == latest.size:  # ``same_size`` should have been given: judge it anyway
-        return (Verdict.WITNESSED if crypto.constant_time_equal(latest.root, new.root)
-                else Verdict.SPLIT_VIEW)
-    if proof is None or proof_from != latest.size:
-        return Verdict.NEED_PROOF
-    if merkle.verify_consistency(latest.size, new.size, latest.root, new.root, proof):
-        return Verdict.WITNESSED
-    return Verdict.INCONSISTENT
+          heard: Sequence[Checkpoint] = (),
+          proofs: Mapping[int, Sequence[bytes]]) -> Judgement:
+    """What a witness makes of ``new`` (a node's checkpoint, its signature verified), given
+    the latest checkpoint of that node it witnessed, the one it holds of the same size (if
+    any), and the ones it only *heard* of: signed by the node, passed on by other witnesses,
+    never yet shown consistent with what this witness holds. ``proofs`` maps an old size to
+    a consistency proof from it to ``new``.
+
+    The first checkpoint seen of a node is taken on trust (there is nothing to compare it
+    with); from then on the log may only grow, and only as proofs from the latest one
+    witnessed *and* from every one heard show. Heard checkpoints are what makes a split
+    view visible even when a node shows each witness different sizes: to be cosigned again,
+    it must prove its log extends the one the other witnesses were shown."""
+    for held in (same_size, latest, *heard):
+        if held is not None and held.size == new.size and not crypto.constant_time_equal(
+                held.root, new.root):
+            return Judgement(Verdict.SPLIT_VIEW)
+    if same_size is not None and not heard:
+        return Judgement(Verdict.WITNESSED)  # a checkpoint held already, offered again
+    anchors = [c for c in (latest, *heard) if c is not None and c.size != new.size]
+    if any(c.size > new.size for c in anchors):
+        return Judgement(Verdict.ROLLBACK)
+    missing = tuple(sorted({c.size for c in anchors} - set(proofs)))
+    if missing:
+        return Judgement(Verdict.NEED_PROOF, need_from=missing)
+    for c in anchors:
+        if not merkle.verify_consistency(c.size, new.size, c.root, new.root, proofs[c.size]):
+            return Judgement(Verdict.INCONSISTENT)
+    return Judgement(Verdict.WITNESSED, proven=tuple(heard))
 
 
 # --- what the log's own administrator checks -------------------------------------------------

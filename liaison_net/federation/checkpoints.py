@@ -4,11 +4,12 @@ this node's checkpoints to its peers (the protocol is in ``services/checkpoints.
 ``POST /fed/v1/audit-checkpoints`` (mutual TLS, a configured peer only, under the peer's
 guard like every federation request), canonical msgpack::
 
-    {"origin": node, "checkpoint": signed checkpoint, "proof_from": size or 0,
-     "proof": [hash, ...], "seen": [signed checkpoint of another node, ...]}
+    {"origin": node, "checkpoint": signed checkpoint,
+     "proofs": [[old size, [hash, ...]], ...], "seen": [signed checkpoint of another node, ...]}
 
 answered ``{"status": "witnessed", "cosignature": bytes}``, ``{"status": "need_proof",
-"from": size}`` or ``{"status": "alarm", "verdict": text}``. Every field is checked for
+"from": [old size, ...]}`` (the witness's latest and the checkpoints it heard of from
+other witnesses) or ``{"status": "alarm", "verdict": text}``. Every field is checked for
 shape and size here; every signature is verified by the service before a body is decoded.
 """
 
@@ -35,7 +36,7 @@ from liaison_net.services.checkpoints import AuditCheckpoints
 log = structlog.get_logger("liaison.checkpoints")
 
 CHECKPOINT_PATH = "/fed/v1/audit-checkpoints"
-REQUEST_FIELDS = {"origin", "checkpoint", "proof_from", "proof", "seen"}
+REQUEST_FIELDS = {"origin", "checkpoint", "proofs", "seen"}
 MAX_REQUEST_BYTES = 32 * 1024
 MAX_ANSWER_BYTES = 4096
 WITNESSED, NEED_PROOF, ALARM = "witnessed", "need_proof", "alarm"
@@ -44,25 +45,43 @@ WITNESSED, NEED_PROOF, ALARM = "witnessed", "need_proof", "alarm"
 @dataclass(frozen=True)
 class CheckpointRequest:
     checkpoint: bytes
-    proof_from: int
-    proof: list[bytes]
+    proofs: dict[int, list[bytes]]
     seen: list[bytes]
 
 
+def _size(value: Any) -> int:
+    if (not isinstance(value, int) or isinstance(value, bool)
+            or not 0 < value <= cp.MAX_LOG_SIZE):
+        raise Malformed("a size must be a positive integer")
+    return value
+
+
+def _proofs(value: Any) -> dict[int, list[bytes]]:
+    if not isinstance(value, list):
+        raise Malformed("proofs must be a list of [size, proof]")
+    if len(value) > cp.MAX_PROOFS:
+        raise LimitExceeded(f"at most {cp.MAX_PROOFS} proofs")
+    out: dict[int, list[bytes]] = {}
+    for item in value:
+        if not isinstance(item, list) or len(item) != 2:
+            raise Malformed("proofs must be a list of [size, proof]")
+        size = _size(item[0])
+        if size in out:
+            raise Malformed("one proof per size")
+        out[size] = cp.check_proof_hashes(item[1])
+    return out
+
+
 def decode_request(fields: dict[str, Any]) -> CheckpointRequest:
-    checkpoint, proof_from, seen = fields["checkpoint"], fields["proof_from"], fields["seen"]
+    checkpoint, seen = fields["checkpoint"], fields["seen"]
     if not isinstance(checkpoint, bytes) or len(checkpoint) > cp.MAX_CHECKPOINT_BYTES:
         raise Malformed(f"checkpoint must be at most {cp.MAX_CHECKPOINT_BYTES} bytes")
-    if (not isinstance(proof_from, int) or isinstance(proof_from, bool)
-            or not 0 <= proof_from <= cp.MAX_LOG_SIZE):
-        raise Malformed("proof_from must be a size")
     if not isinstance(seen, list) or not all(isinstance(x, bytes) and
                                              len(x) <= cp.MAX_CHECKPOINT_BYTES for x in seen):
         raise Malformed("seen must be a list of checkpoints")
     if len(seen) > cp.MAX_SEEN:
         raise LimitExceeded(f"at most {cp.MAX_SEEN} checkpoints seen")
-    return CheckpointRequest(checkpoint, proof_from, cp.check_proof_hashes(fields["proof"]),
-                             seen)
+    return CheckpointRequest(checkpoint, _proofs(fields["proofs"]), seen)
 
 
 @dataclass(frozen=True)
@@ -72,7 +91,7 @@ class Cosigned:
 
 @dataclass(frozen=True)
 class NeedProof:
-    size: int
+    sizes: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -93,10 +112,10 @@ def decode_answer(payload: bytes) -> Cosigned | NeedProof | Alarmed:
             raise Malformed("cosignature must be bytes")
         return Cosigned(fields["cosignature"])
     if status == NEED_PROOF:
-        size = codec.exact_map("answer", value, {"status", "from"})["from"]
-        if not isinstance(size, int) or isinstance(size, bool):
-            raise Malformed("the size to prove from must be an integer")
-        return NeedProof(size)
+        sizes = codec.exact_map("answer", value, {"status", "from"})["from"]
+        if not isinstance(sizes, list) or not 0 < len(sizes) <= cp.MAX_PROOFS:
+            raise Malformed("the sizes to prove from must be a short list")
+        return NeedProof(tuple(_size(x) for x in sizes))
     if status == ALARM:
         verdict = codec.exact_map("answer", value, {"status", "verdict"})["verdict"]
         return Alarmed(str(verdict)[:40])
@@ -124,10 +143,9 @@ class CheckpointRoute:
                 body = decode_request(fields)
                 await server._charged(peer, 1)
                 answer = await self.service.witness(
-                    peer, checkpoint=body.checkpoint, proof_from=body.proof_from,
-                    proof=body.proof, seen=body.seen)
+                    peer, checkpoint=body.checkpoint, proofs=body.proofs, seen=body.seen)
         if answer.verdict is cp.Verdict.NEED_PROOF:
-            return msgpack_response({"status": NEED_PROOF, "from": answer.proof_from})
+            return msgpack_response({"status": NEED_PROOF, "from": list(answer.proof_from)})
         if answer.verdict.alarm:
             return msgpack_response({"status": ALARM, "verdict": answer.verdict.value})
         return msgpack_response({"status": WITNESSED, "cosignature": answer.cosignature})
@@ -182,17 +200,18 @@ class CheckpointPublisher:
 
     async def _offer(self, peer: Peer, signed: cp.SignedCheckpoint, seen: list[bytes]) -> None:
         size = signed.checkpoint.size
-        proof_from = self.service.cosigned.get(peer.id, 0)
-        for _ in range(2):  # our guess of what the peer holds, then the size it names
-            proof = self.service.proof(proof_from, size)
+        # Our guess of what the peer holds (what it last cosigned), then the sizes it names.
+        sizes: tuple[int, ...] = (self.service.cosigned.get(peer.id, 0),)
+        for _ in range(2):
+            proofs = [[s, self.service.proof(s, size)] for s in sizes if 0 < s < size]
             answer = decode_answer(await self._post(peer, {
-                "origin": self.service.node_id, "checkpoint": signed.raw,
-                "proof_from": proof_from if proof else 0, "proof": proof, "seen": seen}))
+                "origin": self.service.node_id, "checkpoint": signed.raw, "proofs": proofs,
+                "seen": seen}))
             if isinstance(answer, NeedProof):
-                if not 0 < answer.size < size:
-                    raise Malformed(f"{peer.id} asked for a proof from size {answer.size}, "
+                if not all(0 < s < size for s in answer.sizes):
+                    raise Malformed(f"{peer.id} asked for proofs from sizes {answer.sizes}, "
                                     f"which a log of {size} entries cannot give")
-                proof_from = answer.size
+                sizes = answer.sizes
                 continue
             if isinstance(answer, Alarmed):
                 log.error("audit.checkpoint_alarm_at_witness", peer=peer.id,

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
@@ -40,6 +39,7 @@ from liaison_net.core.limits import Limits
 from liaison_net.errors import BadTimestamp, LiaisonError, UnknownKey
 from liaison_net.metrics import NodeMetrics
 from liaison_net.services.intake import Keys
+from liaison_net.store.checkpoint_store import StoredCheckpoint
 from liaison_net.store.node_store import NodeStore
 
 log = structlog.get_logger("liaison.checkpoints")
@@ -50,11 +50,12 @@ LOAD_BATCH = 20_000
 
 @dataclass(frozen=True)
 class Witnessed:
-    """The witness's answer: cosigned, a proof wanted from ``proof_from``, or an alarm."""
+    """The witness's answer: cosigned, proofs wanted from the sizes ``proof_from``, or an
+    alarm."""
 
     verdict: cp.Verdict
     cosignature: bytes = b""
-    proof_from: int = 0
+    proof_from: tuple[int, ...] = ()
 
 
 class AuditCheckpoints:
@@ -139,9 +140,9 @@ class AuditCheckpoints:
         """The latest checkpoint this node witnessed of each peer, for the others to compare."""
         out = []
         for peer in self.peers:
-            latest = await self.store.checkpoints.latest(peer)
-            if latest is not None:
-                out.append(latest.signed)
+            latest = await self.store.checkpoints.witnessed_by_us(peer)
+            if latest:
+                out.append(latest[0].signed)
         return out[:cp.MAX_SEEN]
 
     def proof(self, old_size: int, new_size: int) -> list[bytes]:
@@ -165,10 +166,10 @@ class AuditCheckpoints:
 
     # --- the witness: a peer's checkpoint in ----------------------------------------------
 
-    async def witness(self, peer: str, *, checkpoint: bytes, proof_from: int,
-                      proof: list[bytes], seen: list[bytes]) -> Witnessed:
-        """Check ``peer``'s checkpoint (proved consistent from ``proof_from`` by ``proof``,
-        or 0 and none), cosign it or raise the alarm."""
+    async def witness(self, peer: str, *, checkpoint: bytes,
+                      proofs: dict[int, list[bytes]], seen: list[bytes]) -> Witnessed:
+        """Check ``peer``'s checkpoint (``proofs``: old size -> consistency proof from it),
+        cosign it, ask for the proofs it lacks, or raise the alarm."""
         public = self.keys.nodes.get(peer)
         if public is None:
             raise UnknownKey(f"no signing key of {peer} yet: its directory push comes first")
@@ -178,40 +179,57 @@ class AuditCheckpoints:
         if new.at > now + self.limits.max_clock_skew_ms:
             raise BadTimestamp("checkpoint time is in the future")
         await self._compare_notes(peer, seen, now)
-        same = await self.store.checkpoints.of(peer, size=new.size)
-        latest = await self.store.checkpoints.latest(peer)
-        verdict = cp.judge(new, latest=_plain(latest), same_size=_plain(same[0] if same else None),
-                           proof_from=proof_from or None, proof=proof if proof_from else None)
-        if verdict is cp.Verdict.NEED_PROOF:
-            assert latest is not None  # judge asks for a proof only from a checkpoint held
-            return Witnessed(verdict, proof_from=latest.size)
-        if verdict.alarm:
-            await self._alarm(peer, verdict, new.size, now,
-                              f"held size {latest.size if latest else 0}")
-            return Witnessed(verdict)
+        store = self.store.checkpoints
+        same = await store.of(peer, size=new.size)
+        latest = await store.witnessed_by_us(peer)
+        heard = await store.witnessed_by_us(peer, heard=True, limit=cp.MAX_HEARD)
+        judged = cp.judge(new, latest=_plain(latest[0]) if latest else None,
+                          same_size=_plain(same[0]) if same else None,
+                          heard=[_plain(h) for h in heard], proofs=proofs)
+        if judged.verdict is cp.Verdict.NEED_PROOF:
+            return Witnessed(judged.verdict, proof_from=judged.need_from)
+        if judged.verdict.alarm:
+            held = ", ".join(str(c.size) for c in (*latest, *heard))
+            await self._alarm(peer, judged.verdict, new.size, now,
+                              f"sizes held: {held or 'none'}")
+            return Witnessed(judged.verdict)
         cosignature = cp.cosign(signed, witness=self.node_id, key=self.keys.own, at=now)
-        await self.store.checkpoints.put_witnessed(signed, witness=self.node_id,
-                                                   cosignature=cosignature.to_wire(), now=now)
+        await store.put_witnessed(signed, witness=self.node_id,
+                                  cosignature=cosignature.to_wire(), now=now)
+        for h in heard:  # shown consistent with this one: cosigned, no longer pending
+            if h.size != new.size:
+                held_signed = cp.SignedCheckpoint(_plain(h), h.signed)
+                await store.put_cosignature(
+                    peer, h.size, self.node_id,
+                    cp.cosign(held_signed, witness=self.node_id, key=self.keys.own,
+                              at=now).to_wire(), now=now)
         self.metrics.checkpoints_witnessed.labels(node=peer).inc()
-        return Witnessed(verdict, cosignature=cosignature.to_wire())
+        return Witnessed(judged.verdict, cosignature=cosignature.to_wire())
 
     async def _compare_notes(self, peer: str, seen: list[bytes], now: int) -> None:
-        """Checkpoints of third nodes that ``peer`` witnessed: one whose size we hold with
-        another root means that node showed us and ``peer`` two different logs."""
+        """Checkpoints of third nodes that ``peer`` witnessed. One whose size we hold with
+        another root means that node showed us and ``peer`` two different logs: the alarm.
+        Any other is kept as *heard*: that node's next checkpoint offered to us must prove
+        its log extends it (``checkpoint.judge``), so two logs shown at different sizes are
+        caught too."""
         for raw in seen:
             node = cp.claimed_node(raw)
             public = self.keys.nodes.get(node) if node else None
             if node is None or public is None or node in (peer, self.node_id):
                 continue
             try:
-                other = cp.verify_checkpoint(raw, public, node=node).checkpoint
+                other = cp.verify_checkpoint(raw, public, node=node)
             except LiaisonError as exc:  # not that node's signature: not its view either
                 log.info("audit.seen_refused", peer=peer, node=node, code=exc.code)
                 continue
-            held = await self.store.checkpoints.of(node, size=other.size)
-            if held and not crypto.constant_time_equal(held[0].root, other.root):
-                await self._alarm(node, cp.Verdict.SPLIT_VIEW, other.size, now,
+            size = other.checkpoint.size
+            held = await self.store.checkpoints.of(node, size=size)
+            if held and not crypto.constant_time_equal(held[0].root, other.checkpoint.root):
+                await self._alarm(node, cp.Verdict.SPLIT_VIEW, size, now,
                                   f"{peer} witnessed another root for this size")
+            elif not held and not await self.store.checkpoints.put_heard(
+                    other, now=now, limit=cp.MAX_HEARD):
+                log.info("audit.heard_full", node=node, size=size)
 
     async def _alarm(self, node: str, verdict: cp.Verdict, size: int, now: int,
                      why: str) -> None:
@@ -222,8 +240,6 @@ class AuditCheckpoints:
                                            now=now, why=why)
 
 
-def _plain(stored: Any) -> cp.Checkpoint | None:
+def _plain(stored: StoredCheckpoint) -> cp.Checkpoint:
     """A checkpoint this witness stored itself (after verifying it): its columns stand."""
-    if stored is None:
-        return None
     return cp.Checkpoint(stored.node, stored.size, stored.root, stored.at)

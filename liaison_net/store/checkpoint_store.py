@@ -123,6 +123,42 @@ class CheckpointStore:
                                         {w: bytes(c) for w, c in cosigs}))
         return out
 
+    async def put_heard(self, signed: SignedCheckpoint, *, now: int, limit: int) -> bool:
+        """A checkpoint of a peer that another witness saw (no cosignature of ours yet),
+        unless ``limit`` of that node's are already waiting to be proven."""
+        c = signed.checkpoint
+
+        async def op(txn: WriteTxn) -> bool:
+            cur = await txn.execute(
+                "SELECT COUNT(*) FROM checkpoints c WHERE node = ? AND NOT EXISTS (SELECT 1 "
+                "FROM cosignatures s WHERE s.node = c.node AND s.size = c.size AND "
+                "s.witness = ?)", (c.node, self.node_id))
+            row = await cur.fetchone()
+            if row is not None and row[0] >= limit:
+                return False
+            await txn.execute(
+                "INSERT OR IGNORE INTO checkpoints (node, size, root, at, signed, leaves, "
+                "received) VALUES (?, ?, ?, ?, ?, NULL, ?)",
+                (c.node, c.size, c.root, c.at, signed.raw, now))
+            return True
+
+        return await self.db.write(op)
+
+    async def witnessed_by_us(self, node: str, *, heard: bool = False,
+                              limit: int | None = 1) -> list[StoredCheckpoint]:
+        """``node``'s checkpoints this node cosigned (newest first), or with ``heard`` those
+        it holds without its cosignature: heard of from other witnesses, not yet proven."""
+        rows = await self.db.fetchall(
+            "SELECT size FROM checkpoints c WHERE node = ? AND "
+            + ("NOT " if heard else "") + "EXISTS (SELECT 1 FROM cosignatures s WHERE "
+            "s.node = c.node AND s.size = c.size AND s.witness = ?) ORDER BY size DESC"
+            + (" LIMIT ?" if limit is not None else ""),
+            (node, self.node_id, *((limit,) if limit is not None else ())))
+        out = []
+        for (size,) in rows:
+            out.extend(await self.of(node, size=size))
+        return out
+
     async def latest(self, node: str) -> StoredCheckpoint | None:
         rows = await self.of(node, limit=1)
         return rows[0] if rows else None

@@ -61,30 +61,54 @@ def test_judge_witnesses_proven_growth(pair: tuple[int, int]) -> None:
     m, n = pair
     leaves = _leaves(n)
     old, new = _cp(leaves[:m]), _cp(leaves)
-    proof = merkle.consistency_proof(m, leaves) if m < n else []
+    proofs = {m: merkle.consistency_proof(m, leaves)} if m < n else {}
     same = old if m == n else None
-    assert cp.judge(new, latest=old, same_size=same, proof_from=m,
-                    proof=proof) is cp.Verdict.WITNESSED
+    assert cp.judge(new, latest=old, same_size=same, proofs=proofs).verdict is cp.Verdict.WITNESSED
     if m < n:
-        assert cp.judge(new, latest=old, same_size=None, proof_from=None,
-                        proof=None) is cp.Verdict.NEED_PROOF
+        asked = cp.judge(new, latest=old, same_size=None, proofs={})
+        assert (asked.verdict, asked.need_from) == (cp.Verdict.NEED_PROOF, (m,))
         # A history that changed an entry the old checkpoint covered: no proof will do.
         forked = [*leaves[:m - 1], merkle.leaf_hash(b"edited"), *leaves[m:]]
-        assert cp.judge(_cp(forked), latest=old, same_size=None, proof_from=m,
-                        proof=merkle.consistency_proof(m, forked)) is cp.Verdict.INCONSISTENT
-        assert cp.judge(old, latest=new, same_size=None, proof_from=None,
-                        proof=None) is cp.Verdict.ROLLBACK
+        assert cp.judge(_cp(forked), latest=old, same_size=None,
+                        proofs={m: merkle.consistency_proof(m, forked)}
+                        ).verdict is cp.Verdict.INCONSISTENT
+        assert cp.judge(old, latest=new, same_size=None,
+                        proofs={}).verdict is cp.Verdict.ROLLBACK
 
 
 def test_judge_first_sight_and_split_view() -> None:
     a = _cp(_leaves(5))
     b = _cp(_leaves(5, b"other"))
-    assert cp.judge(a, latest=None, same_size=None, proof_from=None,
-                    proof=None) is cp.Verdict.WITNESSED
-    assert cp.judge(b, latest=a, same_size=a, proof_from=None, proof=None) is cp.Verdict.SPLIT_VIEW
-    assert cp.judge(b, latest=a, same_size=None, proof_from=None,
-                    proof=None) is cp.Verdict.SPLIT_VIEW
+    assert cp.judge(a, latest=None, same_size=None, proofs={}).verdict is cp.Verdict.WITNESSED
+    assert cp.judge(b, latest=a, same_size=a, proofs={}).verdict is cp.Verdict.SPLIT_VIEW
+    assert cp.judge(b, latest=a, same_size=None, proofs={}).verdict is cp.Verdict.SPLIT_VIEW
     assert cp.Verdict.SPLIT_VIEW.alarm and not cp.Verdict.NEED_PROOF.alarm
+
+
+def test_a_heard_checkpoint_must_be_proven_too() -> None:
+    """A node shows this witness one log and another witness a longer, different one: the
+    other's checkpoint, heard of here, must be a prefix of the next one offered."""
+    ours = _leaves(10)
+    theirs = [*ours[:6], *_leaves(6, b"fork")]  # 12 entries, parting at entry 7
+    latest, heard = _cp(ours[:8]), _cp(theirs)
+    grown = _leaves(15)[:14]  # the log we were shown, grown honestly: ours[:10] + 4
+    grown[:10] = ours
+    asked = cp.judge(_cp(grown), latest=latest, same_size=None, heard=[heard],
+                     proofs={8: merkle.consistency_proof(8, grown)})
+    assert (asked.verdict, asked.need_from) == (cp.Verdict.NEED_PROOF, (12,))
+    judged = cp.judge(_cp(grown), latest=latest, same_size=None, heard=[heard], proofs={
+        8: merkle.consistency_proof(8, grown), 12: merkle.consistency_proof(12, grown)})
+    assert judged.verdict is cp.Verdict.INCONSISTENT
+    # Offered below what was heard: a rollback; at its size with another root: split view.
+    assert cp.judge(_cp(ours), latest=latest, same_size=None, heard=[heard],
+                    proofs={}).verdict is cp.Verdict.ROLLBACK
+    assert cp.judge(_cp(_leaves(12)), latest=latest, same_size=None, heard=[heard],
+                    proofs={}).verdict is cp.Verdict.SPLIT_VIEW
+    # An honest node's heard checkpoint is a prefix: proven, and reported as such.
+    honest = cp.judge(_cp(grown), latest=latest, same_size=None, heard=[_cp(grown[:12])],
+                      proofs={8: merkle.consistency_proof(8, grown),
+                              12: merkle.consistency_proof(12, grown)})
+    assert honest.verdict is cp.Verdict.WITNESSED and honest.proven == (_cp(grown[:12]),)
 
 
 def test_first_difference_names_the_entry() -> None:

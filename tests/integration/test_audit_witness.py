@@ -200,10 +200,9 @@ async def test_two_logs_shown_to_two_peers_raise_the_alarm(make_network: type[Ne
                    proof_tree: list[bytes] | None = None) -> dict[str, Any]:
         signed = cp.sign_checkpoint(cp.Checkpoint("nl", len(fork), merkle.root(fork),
                                                   _now_ms()), key)
-        proof = merkle.consistency_proof(proof_from, proof_tree or fork) if (
+        proofs = [[proof_from, merkle.consistency_proof(proof_from, proof_tree or fork)]] if (
             proof_from < len(fork)) else []
-        body = {"origin": "nl", "checkpoint": signed.raw, "proof_from": proof_from,
-                "proof": proof, "seen": []}
+        body = {"origin": "nl", "checkpoint": signed.raw, "proofs": proofs, "seen": []}
         status, answer = await post(witness, codec.pack(body))
         assert status == 200, answer[:200]
         return dict(codec.unpack(answer, what="answer", max_bytes=4096))
@@ -215,14 +214,17 @@ async def test_two_logs_shown_to_two_peers_raise_the_alarm(make_network: type[Ne
     not_nl = cp.sign_checkpoint(cp.Checkpoint("nl", old + 1, merkle.root(leaves), 0), be_key)
     for body, code in (
             (b"\xc1 not msgpack", "malformed"),
-            (codec.pack({"origin": "nl", "checkpoint": not_nl.raw, "proof_from": 0,
-                         "proof": [], "seen": []}), "bad_signature"),
-            (codec.pack({"origin": "lu", "checkpoint": not_nl.raw, "proof_from": 0,
-                         "proof": [], "seen": []}), "forbidden"),
-            (codec.pack({"origin": "nl", "checkpoint": not_nl.raw, "proof_from": 1,
-                         "proof": [b"\x00" * 32] * 65, "seen": []}), "malformed"),
-            (codec.pack({"origin": "nl", "checkpoint": not_nl.raw, "proof_from": 0,
-                         "proof": [], "seen": [not_nl.raw] * 17}), "limit_exceeded")):
+            (codec.pack({"origin": "nl", "checkpoint": not_nl.raw, "proofs": [],
+                         "seen": []}), "bad_signature"),
+            (codec.pack({"origin": "lu", "checkpoint": not_nl.raw, "proofs": [],
+                         "seen": []}), "forbidden"),
+            (codec.pack({"origin": "nl", "checkpoint": not_nl.raw,
+                         "proofs": [[1, [b"\x00" * 32] * 65]], "seen": []}), "malformed"),
+            (codec.pack({"origin": "nl", "checkpoint": not_nl.raw,
+                         "proofs": [[i, []] for i in range(1, 19)], "seen": []}),
+             "limit_exceeded"),
+            (codec.pack({"origin": "nl", "checkpoint": not_nl.raw, "proofs": [],
+                         "seen": [not_nl.raw] * 17}), "limit_exceeded")):
         status, answer = await post("be", body)
         assert 400 <= status < 500 and json.loads(answer)["error"] == code, (status, answer)
     assert _checkpoint_rows(net, "be") == rows_before
@@ -251,7 +253,7 @@ async def test_two_logs_shown_to_two_peers_raise_the_alarm(make_network: type[Ne
         "status": "alarm", "verdict": "inconsistent"}
     # A witness that is not shown a proof asks for one, from the size it holds.
     assert await show("be", [*fork_be, merkle.leaf_hash(b"x")], proof_from=old) == {
-        "status": "need_proof", "from": len(fork_be)}
+        "status": "need_proof", "from": [len(fork_be)]}
     verdicts = {(r.detail["verdict"], r.detail["size"]) for r in audit_rows(net, "be")
                 if r.event == "audit.checkpoint_alarm"}
     assert {("split_view", len(fork_be)), ("rollback", old + 1),
