@@ -53,19 +53,20 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
-async def witness_keys(store: NodeStore, cfg: config_mod.NodeConfig) -> dict[str, bytes]:
-    """Each peer's signing key, believed only as its CA-signed certificate says: whoever
-    can write the database cannot slip in a key of their own to forge a cosignature."""
+async def witness_keys(store: NodeStore, cfg: config_mod.NodeConfig) -> dict[str, list[bytes]]:
+    """Each peer's signing keys, believed only as a CA-signed certificate says: its current
+    one, and those a rotation replaced (their certificates are kept with them). Whoever can
+    write the database cannot slip in a key of their own to forge a cosignature."""
     ca = certificates.load_ca_certificate(cfg.cert_dir / certificates.CA_CERT_FILE)
-    keys = {}
-    for node, cert_pem in (await store.node_certs()).items():
+    keys: dict[str, list[bytes]] = {}
+    for node, cert_pem in await store.checkpoints.witness_certificates():
         try:
             node_id, public = certificates.verify_node_signing_certificate(
                 cert_pem, ca, now=cli_clock().host_now())
         except LiaisonError:
             continue
-        if node_id == node and node != cfg.id:
-            keys[node] = public
+        if node_id == node and node != cfg.id and public not in keys.get(node, []):
+            keys.setdefault(node, []).append(public)
     return keys
 
 

@@ -141,20 +141,23 @@ def decode_unvouched(raw: bytes) -> SignedCheckpoint:
 
 
 def witnessed_by(raw: bytes, cosignatures: Mapping[str, bytes],
-                 witness_keys: Mapping[str, bytes]) -> tuple[SignedCheckpoint, list[str]]:
-    """A stored checkpoint and the witnesses whose cosignature of it verifies under the
-    key given for them (the others, and witnesses without a key, are left out)."""
+                 witness_keys: Mapping[str, Sequence[bytes]]
+                 ) -> tuple[SignedCheckpoint, list[str]]:
+    """A stored checkpoint and the witnesses whose cosignature of it verifies under one of
+    the keys given for them (the current one, or one a rotation replaced); the others, and
+    witnesses without a key, are left out."""
     signed = decode_unvouched(raw)
     good = []
     for witness, cosig in sorted(cosignatures.items()):
-        public = witness_keys.get(witness)
-        if public is None or witness == signed.checkpoint.node:
+        if witness == signed.checkpoint.node:
             continue
-        try:
-            verify_cosignature(cosig, signed, public, witness=witness)
-        except Refused:
-            continue
-        good.append(witness)
+        for public in witness_keys.get(witness, ()):
+            try:
+                verify_cosignature(cosig, signed, public, witness=witness)
+            except Refused:
+                continue
+            good.append(witness)
+            break
     return signed, good
 
 

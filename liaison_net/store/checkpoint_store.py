@@ -169,3 +169,12 @@ class CheckpointStore:
             "SELECT MAX(size) FROM cosignatures WHERE node = ? AND witness = ?",
             (node, witness))
         return int(row[0]) if row and row[0] is not None else 0
+
+    async def witness_certificates(self) -> list[tuple[str, bytes]]:
+        """(node, signing certificate PEM) of every peer key held: current ones, then
+        those a rotation replaced. Unverified: the reader checks each against the CA."""
+        rows = await self.db.fetchall("SELECT node, signing_cert FROM node_keys")
+        rows += await self.db.fetchall(
+            "SELECT substr(principal, 1, length(principal) - 5), cert FROM key_history "
+            "WHERE cert IS NOT NULL AND principal LIKE '%/node'")
+        return [(str(node), bytes(pem)) for node, pem in rows]

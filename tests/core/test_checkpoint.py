@@ -125,3 +125,16 @@ def test_first_difference_names_the_entry() -> None:
     diff = cp.first_difference(edited, signed, known_good=10,
                                original=_leaves(50, b"forged"))
     assert diff is not None and (diff.first_index, diff.exact) == (10, False)
+
+
+def test_witnessed_by_counts_cosignatures_under_any_given_key_of_their_witness() -> None:
+    signed = cp.sign_checkpoint(_cp(_leaves(5)), NODE)
+    old_be = cp.cosign(signed, witness="be", key=WITNESS, at=1).to_wire()
+    new_key = crypto.signing_key_from_seed(b"\x03" * 32)
+    lu = cp.cosign(signed, witness="lu", key=new_key, at=1).to_wire()
+    own = cp.cosign(signed, witness="nl", key=NODE, at=1).to_wire()
+    keys = {"be": [new_key.public, WITNESS.public], "lu": [WITNESS.public], "nl": [NODE.public]}
+    got, witnesses = cp.witnessed_by(signed.raw, {"be": old_be, "lu": lu, "nl": own}, keys)
+    # BE under its replaced key counts; LU's under a key not its own does not; nor the
+    # node's own signature on its checkpoint.
+    assert got.checkpoint == signed.checkpoint and witnesses == ["be"]
