@@ -177,7 +177,11 @@ class CheckpointPublisher:
             await asyncio.sleep(self.tick_s)
 
     async def tick(self) -> None:
-        latest = await self.service.current()
+        try:
+            latest = await self.service.current()
+        except LiaisonError as exc:  # storage trouble (a full disk): next tick, not a crash
+            log.warning("audit.checkpoint_failed", code=exc.code, reason=exc.detail[:200])
+            return
         if latest is None:
             return
         loop = asyncio.get_running_loop()
@@ -188,10 +192,10 @@ class CheckpointPublisher:
                     self.service.cosigned.get(peer.id, 0) >= latest.checkpoint.size
                     and now < self._offered_at.get(peer.id, 0.0) + self.heartbeat_s):
                 continue
-            if seen is None:
-                seen = await self.service.seen()
             self._offered_at[peer.id] = now
             try:
+                if seen is None:
+                    seen = await self.service.seen()
                 await self._offer(peer, latest, seen)
             except LiaisonError as exc:
                 self._retry_at[peer.id] = loop.time() + self.retry_s
