@@ -2,25 +2,23 @@
 
 How a checkpoint travels
 ------------------------
-``run`` (supervised, one loop) keeps the leaves of the node's audit log in memory, reading
-only the entries added since its last pass. Once ``[audit] checkpoint_every`` entries were
-added, or ``checkpoint_seconds`` passed with any added, it signs a checkpoint
-(``core.checkpoint``), keeps it with the leaves it added (so `audit verify` can name the
-first entry a rewrite changed) and offers the latest one to every peer that has not
-cosigned it yet: ``POST /fed/v1/audit-checkpoints`` with a consistency proof from the last
-checkpoint that peer cosigned. Its answer is a cosignature (kept, after it verifies), a
-request for a proof from another size (sent at once), or an alarm. The request also carries
-the latest checkpoint this node witnessed of each other node (``seen``): witnesses compare
-notes, so a node that shows two peers two different logs is caught by the third.
+The supervised publisher (``federation/checkpoints.py``) calls ``current`` every tick.
+This service keeps the leaves of the node's audit log in memory (``merkle.MerkleLog``),
+reading only the entries added since its last pass. Once ``[audit] checkpoint_every``
+entries were added, or ``checkpoint_seconds`` passed with any added, it signs a checkpoint
+(``core.checkpoint``) and keeps it with the leaves it added (so `audit verify` can name the
+first entry a rewrite changed). The publisher offers the latest one to every peer that has
+not cosigned it yet, with consistency proofs (``proof``) from the sizes that peer holds,
+and the latest checkpoint this node witnessed of each other node (``seen``); a verified
+cosignature is kept (``cosigned_by``).
 
-The witness (``witness``) verifies the checkpoint under the origin's current key before it
-decodes it, judges it against what it holds of that node (``checkpoint.judge``): the first
-one taken on trust, then only growth that a proof shows is consistent. A split view, a
-rollback or an inconsistent proof is an alarm: an audit entry and an alarm row in one
-commit, a metric, a warning on /healthz. Nothing an alarm concerns is cosigned.
-
-A peer that cannot be reached is offered the checkpoint again after ``retry_s``; nothing
-here blocks the node's other work.
+The witness (``witness``) verifies a peer's checkpoint under the peer's current key
+before it decodes it, and judges it (``checkpoint.judge``) against the latest one of that
+node it witnessed and the ones it *heard* of from the other witnesses' ``seen``: the first
+taken on trust, then only growth that proofs show is consistent with all of them, so a
+node that shows two witnesses two logs is caught once they have compared notes. A split
+view, a rollback or an inconsistent proof is an alarm: an audit entry and an alarm row in
+one commit, a metric, a warning on /healthz. Nothing an alarm concerns is cosigned.
 """
 
 from __future__ import annotations
