@@ -17,4 +17,5 @@ HARNESSES: dict[str, str] = {
     "transaction": "fuzz.fuzz_transaction",
     "signal": "fuzz.fuzz_signal",
     "policy": "fuzz.fuzz_policy",
+    "checkpoint": "fuzz.fuzz_checkpoint",
 }

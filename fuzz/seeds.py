@@ -319,9 +319,42 @@ def policy_seeds() -> dict[str, bytes]:
     return out
 
 
+# Modes of the checkpoint harness (fuzz_checkpoint).
+CHECKPOINT_OFFER = 0
+CHECKPOINT_SIGNED = 1
+CHECKPOINT_ANSWER = 2
+
+
+def checkpoint_seeds() -> dict[str, bytes]:
+    from liaison_net.core import checkpoint as cp  # only this harness needs it
+    from liaison_net.core import merkle
+
+    leaves = [merkle.leaf_hash(bytes([i])) for i in range(9)]
+    signed = [cp.sign_checkpoint(cp.Checkpoint("nl", n, merkle.root(leaves[:n]), NOW), SIGNER)
+              for n in (4, 9)]
+    offer = {"origin": "nl", "checkpoint": signed[1].raw,
+             "proofs": [[4, merkle.consistency_proof(4, leaves)]], "seen": [signed[0].raw]}
+    cosig = cp.cosign(signed[1], witness="be", key=SIGNER, at=NOW).to_wire()
+    return {
+        "offer": bytes([CHECKPOINT_OFFER]) + codec.pack(offer),
+        "offer-no-proof": bytes([CHECKPOINT_OFFER]) + codec.pack(
+            {**offer, "proofs": [], "seen": []}),
+        "signed": bytes([CHECKPOINT_SIGNED]) + signed[0].checkpoint.body(),
+        "edge-signed-extra-field": bytes([CHECKPOINT_SIGNED]) + codec.pack(
+            {"node": "nl", "size": 4, "root": b"\x00" * 32, "at": NOW, "zz": 1}),
+        "answer-witnessed": bytes([CHECKPOINT_ANSWER]) + codec.pack(
+            {"status": "witnessed", "cosignature": cosig}),
+        "answer-need-proof": bytes([CHECKPOINT_ANSWER]) + codec.pack(
+            {"status": "need_proof", "from": [4, 7]}),
+        "answer-alarm": bytes([CHECKPOINT_ANSWER]) + codec.pack(
+            {"status": "alarm", "verdict": "split_view"}),
+    }
+
+
 SEEDS = {
     "envelope": envelope_seeds,
     "transaction": transaction_seeds,
     "signal": signal_seeds,
     "policy": policy_seeds,
+    "checkpoint": checkpoint_seeds,
 }

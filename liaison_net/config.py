@@ -91,6 +91,14 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """[audit]: checkpoints of the audit log, witnessed by the peers (services/checkpoints.py)."""
+
+    checkpoint_every: int = 1000  # a checkpoint once this many entries were added
+    checkpoint_seconds: float = 300.0  # and at least this often while entries are added
+
+
+@dataclass(frozen=True)
 class EffectsConfig:
     """[effects]: the drain that issues what decisions owe (services/effects.py)."""
 
@@ -146,6 +154,7 @@ class NodeConfig:
     supervision: RestartPolicy = field(default_factory=RestartPolicy)  # [supervision]
     effects: EffectsConfig = field(default_factory=EffectsConfig)  # [effects]
     verify_workers: int = 0  # [workers] verify: envelope verification processes (workers/)
+    audit: AuditConfig = field(default_factory=AuditConfig)  # [audit]
 
     @property
     def database(self) -> Path:
@@ -158,7 +167,7 @@ class NodeConfig:
 STORE_BACKENDS = ("sqlite", "postgresql")
 
 _TOP = {"node", "listen", "peers", "delivery", "limits", "auth", "signals", "requests",
-        "store", "federation", "clock", "supervision", "effects", "workers"}
+        "store", "federation", "clock", "supervision", "effects", "workers", "audit"}
 
 
 def load(path: Path) -> NodeConfig:
@@ -271,6 +280,7 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         supervision=_supervision(_table(data, "supervision", required=False)),
         effects=_effects(_table(data, "effects", required=False)),
         verify_workers=_verify_workers(_table(data, "workers", required=False)),
+        audit=_audit(_table(data, "audit", required=False)),
     )
 
 
@@ -297,6 +307,13 @@ def _peer_urls(peer: dict[str, Any], where: str) -> tuple[str, ...]:
             raise ConfigError(f"{where} lists {url} twice")
         urls.append(url.rstrip("/"))
     return tuple(urls)
+
+def _audit(table: dict[str, Any]) -> AuditConfig:
+    if unknown := set(table) - {"checkpoint_every", "checkpoint_seconds"}:
+        raise ConfigError(f"unknown audit key(s): {', '.join(sorted(unknown))}")
+    return AuditConfig(
+        checkpoint_every=int(_num(table, "audit.checkpoint_every", 1000, 1, 1_000_000)),
+        checkpoint_seconds=_num(table, "audit.checkpoint_seconds", 300.0, 0.1, 86_400))
 
 
 def _verify_workers(table: dict[str, Any]) -> int:

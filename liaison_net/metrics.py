@@ -53,5 +53,14 @@ class NodeMetrics:
             "liaison_effects_failed_total", "Attempts to issue an owed envelope that failed "
             "(the effect is kept and retried)", registry=self.registry)
 
+        # Audit checkpoints (issue 18, services/checkpoints.py): this node as a witness.
+        self.checkpoints_witnessed = Counter(
+            "liaison_audit_checkpoints_witnessed_total", "Peers' audit checkpoints this node "
+            "checked and cosigned", ["node"], registry=self.registry)
+        self.checkpoint_alarms = Counter(
+            "liaison_audit_checkpoint_alarms_total", "Peers' audit checkpoints that showed a "
+            "rewritten log: split view, rollback or inconsistent", ["node", "verdict"],
+            registry=self.registry)
+
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

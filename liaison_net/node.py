@@ -35,6 +35,7 @@ from liaison_net.core.identity import EnrolmentRequest, issue_card, renewal, ver
 from liaison_net.core.ids import node_principal
 from liaison_net.core.limits import DAY_MS
 from liaison_net.errors import ConfigError, LiaisonError, PortInUse, Unavailable
+from liaison_net.federation.checkpoints import CheckpointPublisher, CheckpointRoute
 from liaison_net.federation.lease import SenderLease, worker_id, worker_prefix
 from liaison_net.federation.sender import PeerSender
 from liaison_net.federation.server import FederationServer
@@ -45,6 +46,7 @@ from liaison_net.officer_api.routes import ClientApi
 from liaison_net.pki import certificates
 from liaison_net.pki.pseudonym_key_files import WatchedKeyRing
 from liaison_net.services.admin_desk import AdminDesk
+from liaison_net.services.checkpoints import AuditCheckpoints
 from liaison_net.services.effects import EffectDrain
 from liaison_net.services.intake import Intake, Keys
 from liaison_net.services.key_watch import KeyWatcher
@@ -117,6 +119,11 @@ class Node:
                                peers=[p.id for p in config.peers],
                                card_validity_days=config.card_validity_days,
                                clock=self.clock, wake=self._wake_all)
+        # The audit log's checkpoints, signed here and witnessed by the peers (issue 18).
+        self.checkpoints = AuditCheckpoints(
+            node_id=config.id, store=self.store, keys=self.keys, config=config.audit,
+            peers=[p.id for p in config.peers], metrics=self.metrics, limits=config.limits,
+            clock=self.clock)
         self.supervisor = Supervisor(policy=config.supervision, audit=self._audit_loop,
                                      metrics=self.metrics)
         self._runners: list[web.AppRunner] = []
@@ -250,6 +257,11 @@ class Node:
                                         former_self=worker_prefix(str(self.config.federation)))
                     self.leases[peer.id] = lease
                     sup.add(f"sender-{peer.id}", lease.run)
+                sup.add("audit-checkpoints", CheckpointPublisher(
+                    service=self.checkpoints, peers=self.config.peers, session=session,
+                    request_timeout_s=self.config.delivery.request_timeout_s,
+                    tick_s=min(1.0, self.config.audit.checkpoint_seconds),
+                    heartbeat_s=self.config.audit.checkpoint_seconds).run)
                 sup.add("expiry", self._expiry_loop)
                 sup.add("effects", self.effects.run)
                 sup.add("retention", self._retention_loop)
@@ -315,6 +327,8 @@ class Node:
             peer_called_in=self._peer_called_in, key_grace_ms=self.config.key_grace_s * 1000,
             limits=self.config.federation_limits, clock=self.clock)
         self._federation = federation
+        federation_app = federation.app()
+        CheckpointRoute(federation, self.checkpoints).add_to(federation_app)
         client = ClientApi(intake=self.intake, metrics=self.metrics,
                            token_ttl_s=self.config.token_ttl_s,
                            max_envelope_bytes=limits.max_envelope_bytes,
@@ -332,7 +346,7 @@ class Node:
             after=lambda seq: self.store.inbox_officers_after(seq, limit=InboxTail.PAGE),
             watch=client.inbox_watch, interval_s=self.config.delivery.inbox_poll_s)
         for name, app, address, ctx, guard in (
-            ("federation", federation.app(), self.config.federation, self._tls_contexts[0],
+            ("federation", federation_app, self.config.federation, self._tls_contexts[0],
              federation.guard),
             ("client", client.app(), self.config.client, self._tls_contexts[1], None),
         ):

@@ -1,8 +1,8 @@
-"""`liaison admin enrol-officer` and `liaison admin audit verify`: run on the node's machine.
+"""`liaison admin enrol-officer` and the `audit` group: run on the node's machine.
 
 Enrolment is asked of the running node over its admin socket (or, when it is not running,
-done on its store by this command: ``cli.admin_store``); audit verify reads the store
-read-only, beside the running node.
+done on its store by this command: ``cli.admin_store``); the audit commands
+(``cli.admin_audit``) read the store read-only, beside the running node.
 
 Enrolment turns an officer's request into a card signed with the node's signing key. The
 request proves possession of the signing key; the administrator confirms the key ids with
@@ -23,7 +23,8 @@ import click
 
 from liaison_net import config as config_mod
 from liaison_net.admin_api.routes import OCTETS
-from liaison_net.cli.admin_store import read_store, write_via_node
+from liaison_net.cli import admin_audit
+from liaison_net.cli.admin_store import write_via_node
 from liaison_net.cli.commands import Command, Group
 from liaison_net.cli.officer_view import almanac_lines
 from liaison_net.core.identity import MAX_CARD_BYTES, decode_stored_card
@@ -94,30 +95,10 @@ def enrol_officer_cmd(request_file: Path, config_path: Path, as_json: bool) -> N
 
 @click.group("audit", cls=Group)
 def audit() -> None:
-    """Check the node's hash-chained audit log."""
-
-
-@audit.command("verify")
-@config_option
-@json_option
-def audit_verify_cmd(config_path: Path, as_json: bool) -> None:
-    """Recompute every entry's hash and link; exit 1 naming the first broken entry."""
-    cfg = config_mod.load(config_path)
-    if not cfg.store.postgresql and not cfg.database.is_file():
-        raise ConfigError(f"no node database at {cfg.database}: has node {cfg.id} run yet?")
-    count, broken = read_store(cfg, lambda store: store.verify_audit())
-    if as_json:
-        click.echo(json.dumps({"entries": count, "ok": broken is None, "broken_at": broken}))
-    elif broken is None:
-        click.echo(f"audit chain OK: {count} entries")
-    else:
-        click.echo(f"audit chain BROKEN at entry {broken} (of {count})")
-    if broken is not None:
-        # SystemExit, not ctx.exit: `main` runs click with standalone_mode=False, where
-        # ctx.exit's code would be returned and dropped.
-        raise SystemExit(1)
+    """Check the node's audit log: its hash chain, and the checkpoints its peers witnessed."""
 
 
 def register(admin: click.Group) -> None:
     admin.add_command(enrol_officer_cmd)
     admin.add_command(audit)
+    admin_audit.register(audit)  # verify, prove, check-proof

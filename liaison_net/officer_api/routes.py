@@ -205,7 +205,15 @@ class ClientApi:
         # Storage: "full" while writes are refused for lack of space (disk or [store]
         # max_db_mb); the last time that was seen stays shown after it resumed.
         storage = self.store.db.storage
+        # A witness's alarms about a peer's audit log (issue 18): a warning, not a fault
+        # of this node, so they leave "status" alone.
+        try:
+            alarms = [{"node": a.node, "verdict": a.verdict, "size": a.size, "at": _iso(a.at)}
+                      for a in await self.store.checkpoints.alarms()]
+        except Unavailable:
+            alarms = []
         return web.json_response({
+            "audit_alarms": alarms,
             "status": "degraded" if storage.full or failed else "ok", "node": self.node_id,
             "failed_loops": failed,
             "queued": depth, "storage": "full" if storage.full else "ok",

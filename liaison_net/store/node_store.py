@@ -21,6 +21,7 @@ from liaison_net.clock import SYSTEM_CLOCK, Clock
 from liaison_net.config import NodeConfig
 from liaison_net.store import key_epoch
 from liaison_net.store.audit_store import AuditStore
+from liaison_net.store.checkpoint_store import CheckpointStore
 from liaison_net.store.database import Backend, Database
 from liaison_net.store.directory_store import DirectoryStore
 from liaison_net.store.effect_store import EffectStore
@@ -69,6 +70,7 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore, LeaseStor
         self.retention = RetentionStore(self.db, node_id)
         self.restrictions = RestrictionStore(self.db, node_id)
         self.effects = EffectStore(self.db, node_id)
+        self.checkpoints = CheckpointStore(self.db, node_id)  # audit checkpoints, witnessed
         # Called with the officers whose inbox got rows, after the commit (live delivery).
         self.on_inbox: Callable[[list[str]], None] | None = None
 

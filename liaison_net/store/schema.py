@@ -286,6 +286,38 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO key_epoch (one, epoch) VALUES (1, 0);
     """,
+    # 15: the audit log as a witnessed Merkle log (issue 18, core/checkpoint.py). Signed
+    # checkpoints of this node's log (``leaves``: the leaf hashes it added, so `audit
+    # verify` can name the first entry a rewrite changed) and of each peer's log that this
+    # node witnessed; the witnesses' cosignatures of each; and the witness's alarms (a split
+    # view, a rollback, an inconsistent log), shown on /healthz.
+    """
+    CREATE TABLE checkpoints (
+        node TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        root BLOB NOT NULL,
+        at INTEGER NOT NULL,
+        signed BLOB NOT NULL,
+        leaves BLOB,
+        received INTEGER NOT NULL,
+        PRIMARY KEY (node, size)
+    ) WITHOUT ROWID;
+    CREATE TABLE cosignatures (
+        node TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        witness TEXT NOT NULL,
+        cosignature BLOB NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (node, size, witness)
+    ) WITHOUT ROWID;
+    CREATE TABLE checkpoint_alarms (
+        id INTEGER PRIMARY KEY,
+        node TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        at INTEGER NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
