@@ -121,6 +121,9 @@ class NodeConfig:
     supervision: RestartPolicy = field(default_factory=RestartPolicy)  # [supervision]
     effects: EffectsConfig = field(default_factory=EffectsConfig)  # [effects]
     verify_workers: int = 0  # [workers] verify: envelope verification processes (workers/)
+    # [keys] cosign_threshold: co-signatures of the other national nodes a node key change
+    # needs before this node believes it (core/key_change.py)
+    cosign_threshold: int = 2
 
     @property
     def database(self) -> Path:
@@ -131,7 +134,7 @@ class NodeConfig:
 
 
 _TOP = {"node", "listen", "peers", "delivery", "limits", "auth", "signals", "requests",
-        "store", "federation", "clock", "supervision", "effects", "workers"}
+        "store", "federation", "clock", "supervision", "effects", "workers", "keys"}
 
 
 def load(path: Path) -> NodeConfig:
@@ -245,7 +248,18 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         supervision=_supervision(_table(data, "supervision", required=False)),
         effects=_effects(_table(data, "effects", required=False)),
         verify_workers=_verify_workers(_table(data, "workers", required=False)),
+        cosign_threshold=_cosign_threshold(_table(data, "keys", required=False)),
     )
+
+
+def _cosign_threshold(table: dict[str, Any]) -> int:
+    """[keys] cosign_threshold: 1-8 co-signatures of other national nodes (default 2)."""
+    if unknown := set(table) - {"cosign_threshold"}:
+        raise ConfigError(f"unknown keys key(s): {', '.join(sorted(unknown))}")
+    value = table.get("cosign_threshold", 2)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 8:
+        raise ConfigError("keys.cosign_threshold must be a whole number between 1 and 8")
+    return value
 
 
 def _verify_workers(table: dict[str, Any]) -> int:
