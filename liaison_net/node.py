@@ -161,13 +161,18 @@ class Node:
         return self._chain[-1][0] if self._chain else 0
 
     async def _directory_push(self, peer: str) -> tuple[int, dict[str, Any]] | None:
-        """New cards of this node's officers, and this node's signing certificate whenever
-        the peer has not had the current one from us since we started (after a rotation)."""
+        """New cards of this node's officers, and this node's signing certificate with its
+        key changes whenever the peer has not had the current ones from us since we started
+        (after a rotation), or the link to it is failing."""
         cursor = await self.store.directory_cursor(peer)
         cards = await self.store.cards_since(cursor, node=self.config.id, limit=200)
         cert = self.signing_cert_pem
         pushed = (cert, self._chain_serial())
-        if not cards and self._cert_pushed.get(peer) == pushed:
+        # While the link is failing, the last push may not have arrived (the peer was down,
+        # or refused it): send the certificate and key changes again until a pass succeeds.
+        sender = self.senders.get(peer)
+        failing = sender is not None and sender.link.attempts > 0
+        if not cards and not failing and self._cert_pushed.get(peer) == pushed:
             return None
         self._cert_pushed[peer] = pushed
         return (cards[-1][0] if cards else cursor), {
@@ -263,6 +268,7 @@ class Node:
                 continue  # a peer's officer, or signed by an older key still: leave it
             await self.store.replace_previous_card(
                 key_id, self._issue_card(renewal(previous), previous.version))
+        self._chain = self._own_chain()  # the change that introduced it goes with it
         for sender in self.senders.values():
             sender.wake.set()  # push the new certificate now
         log.info("key.rotated", kind="node-signing", key_id=key.key_id.hex())

@@ -65,7 +65,7 @@ class KeyChangeDesk:
                 raise await self._not_current(peer, cert_public)
         except LiaisonError as exc:
             log.warning("key.change_refused", peer=peer, code=exc.code)
-            refused = chain[-1] if chain else b""
+            refused = None
             for raw in chain:
                 if not await self._held(peer, raw):
                     refused = raw

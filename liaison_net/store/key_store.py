@@ -261,15 +261,17 @@ class KeyStore:
 
         await self.db.write(op)
 
-    async def key_change_refused(self, node: str, raw: bytes, *, code: str, reason: str,
-                                 now: int) -> None:
-        """Audit a refused key change of ``node`` and keep it (the latest one per node) for
-        `liaison admin keys pending`."""
+    async def key_change_refused(self, node: str, raw: bytes | None, *, code: str,
+                                 reason: str, now: int) -> None:
+        """Audit a refused key change of ``node`` and keep the statement, if there was one
+        (the latest one per node), for `liaison admin keys pending`."""
 
         async def op(txn: WriteTxn) -> None:
-            await txn.execute(
-                "INSERT OR REPLACE INTO key_changes_refused (node, statement, code, reason, "
-                "received) VALUES (?, ?, ?, ?, ?)", (node, raw, code, reason[:200], now))
+            if raw is not None:
+                await txn.execute(
+                    "INSERT OR REPLACE INTO key_changes_refused (node, statement, code, "
+                    "reason, received) VALUES (?, ?, ?, ?, ?)",
+                    (node, raw, code, reason[:200], now))
             await txn.audit(now, "key.change_refused", node,
                             detail(node=node, code=code, reason=reason[:200]))
 

@@ -129,10 +129,10 @@ def test_a_rotation_needs_the_old_keys_signature() -> None:
                           threshold=2, last_serial=0)
     # Signed by the current key, but naming another key as the one it replaces.
     other = codec.pack(dict(change().to_wire(), old_key_id=b"\x02" * 16))
-    sigs = [[s, crypto.sign(KEYS[s], key_change.COSIGN_DOMAIN + other)] for s in ("be", "lu")]
+    cosigs = [[s, crypto.sign(KEYS[s], key_change.COSIGN_DOMAIN + other)] for s in ("be", "lu")]
     with pytest.raises(Forbidden, match="not the current key"):
         verify(codec.pack(["nl", other, crypto.sign(KEYS["nl"], key_change.DOMAIN + other),
-                           sigs]))
+                           cosigs]))
 
 
 def test_a_replacement_carries_no_signature_of_the_lost_key() -> None:
