@@ -7,7 +7,10 @@ both keys until ``grace_until``, so nothing in flight fails, and only the new on
 
 A *revocation* withdraws a key from ``effective`` on: it is signed by the authority (the
 home node for an officer key; for a node key, the node itself, with its current key) and,
-once verified, makes every node and client refuse what the key signs.
+once verified, makes every node and client refuse what the key signs. A node's own keys
+change (rotation, replacement, revocation) only with co-signatures of the other national
+nodes (``core/key_change.py``); a node key revocation reaches clients as such a statement,
+and ``verify_revocation`` reads it too.
 
 Statements travel as ``[body_bytes, signature]`` (verify exact bytes, then decode), and
 each carries a ``serial`` that only ever grows per subject, so a replayed old statement is
