@@ -18,7 +18,14 @@ import structlog
 from liaison_net.clock import Clock
 from liaison_net.core import crypto, key_change
 from liaison_net.core.ids import node_principal
-from liaison_net.errors import CosignThreshold, Forbidden, LiaisonError, SerialReplayed
+from liaison_net.errors import (
+    CosignThreshold,
+    Forbidden,
+    LiaisonError,
+    LimitExceeded,
+    Malformed,
+    SerialReplayed,
+)
 from liaison_net.services.intake import Keys
 from liaison_net.store.key_store import AppliedChange
 from liaison_net.store.node_store import NodeStore
@@ -42,6 +49,7 @@ class KeyChangeDesk:
         self.threshold = threshold
         self.grace_ms = grace_ms
         self.clock = clock
+        self._last_refused: dict[str, bytes] = {}  # peer -> digest of its last refused push
 
     def cosigner_keys(self, subject: str) -> dict[str, bytes]:
         """The current keys of the national nodes that may co-sign a change of ``subject``:
@@ -64,14 +72,7 @@ class KeyChangeDesk:
             if current != cert_public:
                 raise await self._not_current(peer, cert_public)
         except LiaisonError as exc:
-            log.warning("key.change_refused", peer=peer, code=exc.code)
-            refused = None
-            for raw in chain:
-                if not await self._held(peer, raw):
-                    refused = raw
-                    break
-            await self.store.keys.key_change_refused(peer, refused, code=exc.code,
-                                                     reason=exc.detail, now=now)
+            await self._refused(peer, chain, cert_pem, exc, now)
             raise
         if not steps:
             return
@@ -81,6 +82,26 @@ class KeyChangeDesk:
                                                 old_cert=old_cert)
         self.keys.nodes[peer] = current
         log.info("key.changes_accepted", peer=peer, serial=steps[-1].change.serial)
+
+    async def _refused(self, peer: str, chain: list[bytes], cert_pem: bytes,
+                       exc: LiaisonError, now: int) -> None:
+        """Audit a refused key change once per distinct push: a node retrying the same
+        refused push (its sender backs off and retries) or flooding it adds no row. Bytes
+        that do not even decode are the federation's windowed ``peer.refused``."""
+        if isinstance(exc, Malformed | LimitExceeded):
+            return
+        digest = hashlib.sha256(b"".join([*chain, cert_pem, exc.code.encode()])).digest()
+        if self._last_refused.get(peer) == digest:
+            return
+        self._last_refused[peer] = digest
+        log.warning("key.change_refused", peer=peer, code=exc.code)
+        refused = None
+        for raw in chain:
+            if not await self._held(peer, raw):
+                refused = raw
+                break
+        await self.store.keys.key_change_refused(peer, refused, code=exc.code,
+                                                 reason=exc.detail, now=now)
 
     async def _held(self, peer: str, raw: bytes) -> bool:
         try:
