@@ -111,7 +111,7 @@ def prepare(cfg: config_mod.NodeConfig, change: key_change.KeyChange,
             signer: crypto.SigningKeyPair | None) -> dict[str, Any]:
     """Write the statement for co-signing (``pending.keychange``) and say what comes next."""
     raw = key_change.propose(change, signer)
-    path = cfg.cert_dir / key_change_files.PENDING_FILE
+    path = (cfg.cert_dir / key_change_files.PENDING_FILE).resolve()
     certificates.write_public(path, raw)
     others = sorted(p.id for p in cfg.peers)
     return {"node": cfg.id, "kind": change.kind.value, "serial": change.serial,
