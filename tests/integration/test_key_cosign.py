@@ -6,20 +6,22 @@ audited (`key.change_refused`) and be's administrator sees the statement as pend
 be's and lu's co-signatures every peer takes it. A replayed older statement (with the
 certificate of the key it introduced) and a statement that skips a serial are refused by
 every peer; the emergency path (key lost) also needs the threshold, and leaves no grace to
-the lost key.
+the lost key. And a node whose key files are replaced by hand, without a co-signed change,
+does not switch to the new key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from liaison_net.core import codec, crypto, key_change
-from liaison_net.pki import key_change_files
+from liaison_net.pki import key_change_files, reissue
 from tests.integration.cosign import (
     apply,
     config,
@@ -113,10 +115,13 @@ async def test_node_key_changes_need_two_other_countries_at_every_peer(
     two = copy_of(prepared, tmp_path / "two.keychange")
     before = {p: last_audit_seq(net, p) for p in PEERS}
     cosign(net, two, "be", "lu")
+    started = time.monotonic()
     first = apply(net, "nl", two)
     assert first["cosigned_by"] == ["be", "lu"]
     await asyncio.to_thread(everywhere, net, first["new_key_id"],
                             "every peer to take nl's co-signed new key")
+    print(f"\nco-signed rotation applied and held by all 3 peers within "
+          f"{time.monotonic() - started:.2f} s")
     for peer in PEERS:
         rotated = [r for r in audit_rows(net, peer, after=before[peer])
                    if r.event == "key.rotated" and r.actor == "nl"]
@@ -168,3 +173,22 @@ async def test_node_key_changes_need_two_other_countries_at_every_peer(
         assert row["state"] == "retired", (peer, row)
     for nid in NODES:
         run_cli("admin", "audit", "verify", "--config", config(net, nid))
+
+
+async def test_a_node_does_not_switch_to_a_key_without_a_co_signed_change(
+        make_network: type[Network]) -> None:
+    """New key files certified by the CA but installed by hand (no `keys apply`): the
+    running node keeps signing with its key, audits `key.change_refused`, and its peer
+    keeps the key it holds."""
+    net = make_network.create(node_ids=("nl", "be"))
+    for nid in ("nl", "be"):
+        net.start(nid)
+    old = signing_key(net, "nl").key_id.hex()
+    await asyncio.to_thread(wait_for, lambda: peer_key_of(net, "be", "nl") == old,
+                            timeout=SLOW, what="be to know nl's key")
+    reissue.rotate_signing(net.certs / "nl", "nl", ca_dir=net.certs, now=datetime.now(UTC))
+    await asyncio.to_thread(wait_for, lambda: any(
+        r.event == "key.change_refused" and r.actor == "nl" for r in audit_rows(net, "nl")),
+        timeout=SLOW, what="nl to refuse the key no co-signed change introduces")
+    assert peer_key_of(net, "be", "nl") == old
+    assert not any(r.event == "key.rotated" for r in audit_rows(net, "nl"))
