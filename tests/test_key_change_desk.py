@@ -14,6 +14,7 @@ import pytest
 from liaison_net.clock import Clock
 from liaison_net.core import codec, crypto, key_change
 from liaison_net.core.key_change import KeyChange, Kind
+from liaison_net.core.rotation import Revocation, Subject, sign_revocation
 from liaison_net.errors import CosignThreshold, Revoked, SerialGap, SerialReplayed
 from liaison_net.services.intake import Keys
 from liaison_net.services.key_changes import KeyChangeDesk
@@ -92,3 +93,16 @@ async def test_a_bad_change_refuses_the_whole_push_and_changes_nothing(
     with pytest.raises(SerialReplayed):  # back to the key s1 replaced
         await d.receive("nl", [], CERT, NL[0].public)
     assert await store.keys.refused_key_changes() == []  # cleared by the accepted change
+
+
+async def test_a_co_signer_whose_key_is_revoked_is_not_counted(
+        desk: tuple[KeyChangeDesk, NodeStore]) -> None:
+    d, store = desk
+    await d.receive("nl", [], CERT, NL[0].public)
+    revocation = Revocation(Subject.NODE, "lu", LU.key_id, "stolen", 1, 0, "lu")
+    await store.keys.add_revocation(revocation, sign_revocation(revocation, LU), now=0,
+                                    forward_to=[], source="lu")
+    with pytest.raises(CosignThreshold, match=r"by 1 .*\(be\)"):
+        await d.receive("nl", [change(1, 0, 1)], CERT, NL[1].public)
+    await d.receive("nl", [key_change.cosign(change(1, 0, 1), "de-nw", DE)], CERT,
+                    NL[1].public)

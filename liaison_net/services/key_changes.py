@@ -114,13 +114,18 @@ class KeyChangeDesk:
         """The changes not held yet, each verified against the key the one before left."""
         current = known
         last = await self.store.keys.key_change_serial(peer)
+        cosigners = self.cosigner_keys(peer)
+        revoked = await self.store.keys.revoked_among(
+            [crypto.signing_key_id(k) for k in cosigners.values()], now=self.clock.now_ms())
+        cosigners = {n: k for n, k in cosigners.items()
+                     if crypto.signing_key_id(k) not in revoked}  # a revoked key counts not
         steps: list[AppliedChange] = []
         for raw in chain:
             digest = body_hash(raw)
             if await self.store.keys.key_change_held(peer, digest):
                 continue
             verified = key_change.verify(raw, subject_key=current,
-                                         cosigner_keys=self.cosigner_keys(peer),
+                                         cosigner_keys=cosigners,
                                          threshold=self.threshold, last_serial=last,
                                          expected_node=peer)
             change = verified.change

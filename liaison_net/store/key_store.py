@@ -188,6 +188,15 @@ class KeyStore:
             "SELECT MAX(serial) FROM node_key_changes WHERE node = ?", (node,))
         return int(row[0]) if row is not None and row[0] is not None else 0
 
+    async def revoked_among(self, key_ids: list[bytes], *, now: int) -> set[bytes]:
+        """Which of these key ids are revoked (effective by ``now``)."""
+        if not key_ids:
+            return set()
+        rows = await self.db.fetchall(
+            f"SELECT key_id FROM revocations WHERE effective <= ? AND key_id IN "
+            f"({', '.join('?' * len(key_ids))})", (now, *key_ids))
+        return {bytes(r[0]) for r in rows}
+
     async def key_change_held(self, node: str, body_hash: bytes) -> bool:
         """Whether this change of ``node`` (by the hash of its signed body) is already held:
         a peer pushes its recent chain again, and what is held is not a replay."""
