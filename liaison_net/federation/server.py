@@ -222,7 +222,7 @@ class FederationServer:
             raise Malformed("key_changes must be a list of byte strings")
         if len(chain) > protocol.MAX_KEY_CHANGES:
             raise LimitExceeded(f"at most {protocol.MAX_KEY_CHANGES} key changes per push")
-        await self._charged(peer, len(cards))
+        await self._charged(peer, len(cards) + len(chain))  # a change: up to 9 signatures
         node_id, public = certificates.verify_node_signing_certificate(cert_pem, self.ca_cert,
                                                               now=self.clock.host_now())
         if node_id != peer:
