@@ -155,6 +155,9 @@ class NodeConfig:
     effects: EffectsConfig = field(default_factory=EffectsConfig)  # [effects]
     verify_workers: int = 0  # [workers] verify: envelope verification processes (workers/)
     audit: AuditConfig = field(default_factory=AuditConfig)  # [audit]
+    # [keys] cosign_threshold: co-signatures of the other national nodes a node key change
+    # needs before this node believes it (core/key_change.py)
+    cosign_threshold: int = 2
 
     @property
     def database(self) -> Path:
@@ -167,7 +170,7 @@ class NodeConfig:
 STORE_BACKENDS = ("sqlite", "postgresql")
 
 _TOP = {"node", "listen", "peers", "delivery", "limits", "auth", "signals", "requests",
-        "store", "federation", "clock", "supervision", "effects", "workers", "audit"}
+        "store", "federation", "clock", "supervision", "effects", "workers", "audit", "keys"}
 
 
 def load(path: Path) -> NodeConfig:
@@ -281,6 +284,7 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         effects=_effects(_table(data, "effects", required=False)),
         verify_workers=_verify_workers(_table(data, "workers", required=False)),
         audit=_audit(_table(data, "audit", required=False)),
+        cosign_threshold=_cosign_threshold(_table(data, "keys", required=False)),
     )
 
 
@@ -308,12 +312,23 @@ def _peer_urls(peer: dict[str, Any], where: str) -> tuple[str, ...]:
         urls.append(url.rstrip("/"))
     return tuple(urls)
 
+
 def _audit(table: dict[str, Any]) -> AuditConfig:
     if unknown := set(table) - {"checkpoint_every", "checkpoint_seconds"}:
         raise ConfigError(f"unknown audit key(s): {', '.join(sorted(unknown))}")
     return AuditConfig(
         checkpoint_every=int(_num(table, "audit.checkpoint_every", 1000, 1, 1_000_000)),
         checkpoint_seconds=_num(table, "audit.checkpoint_seconds", 300.0, 0.1, 86_400))
+
+
+def _cosign_threshold(table: dict[str, Any]) -> int:
+    """[keys] cosign_threshold: 1-8 co-signatures of other national nodes (default 2)."""
+    if unknown := set(table) - {"cosign_threshold"}:
+        raise ConfigError(f"unknown keys key(s): {', '.join(sorted(unknown))}")
+    value = table.get("cosign_threshold", 2)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 8:
+        raise ConfigError("keys.cosign_threshold must be a whole number between 1 and 8")
+    return value
 
 
 def _verify_workers(table: dict[str, Any]) -> int:

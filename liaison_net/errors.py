@@ -154,6 +154,15 @@ class SignerNotAllowed(Forbidden):
     http_status = 403
 
 
+class CosignThreshold(Forbidden):
+    """A node key change without co-signatures of the threshold of the other national
+    nodes (each counted once; the node itself, a non-member, an unknown key or a bad
+    signature count for nothing)."""
+
+    code = "cosign_threshold"
+    http_status = 403
+
+
 class NotFound(Refused):
     """No such envelope, officer or route."""
 
@@ -165,6 +174,21 @@ class Conflict(Refused):
     """The request contradicts what is already stored (e.g. a replayed rotation statement)."""
 
     code = "conflict"
+    http_status = 409
+
+
+class SerialReplayed(Conflict):
+    """A node key change whose serial is not above the last one accepted for that node: a
+    replayed or stale statement (core/key_change.py)."""
+
+    code = "serial_replayed"
+    http_status = 409
+
+
+class SerialGap(Conflict):
+    """A node key change whose serial skips one: the changes between are missing."""
+
+    code = "serial_gap"
     http_status = 409
 
 

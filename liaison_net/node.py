@@ -26,7 +26,7 @@ from aiohttp import web
 from liaison_net.admin_api import routes as admin_routes
 from liaison_net.clock import Clock
 from liaison_net.config import NodeConfig
-from liaison_net.core import crypto
+from liaison_net.core import crypto, key_change
 from liaison_net.core.audit import detail
 from liaison_net.core.consent import Consent
 from liaison_net.core.effects import Effect, notice
@@ -34,6 +34,7 @@ from liaison_net.core.envelope import Envelope
 from liaison_net.core.identity import EnrolmentRequest, issue_card, renewal, verify_card
 from liaison_net.core.ids import node_principal
 from liaison_net.core.limits import DAY_MS
+from liaison_net.core.rotation import Revocation, Subject
 from liaison_net.errors import ConfigError, LiaisonError, PortInUse, Unavailable
 from liaison_net.federation.checkpoints import CheckpointPublisher, CheckpointRoute
 from liaison_net.federation.lease import SenderLease, worker_id, worker_prefix
@@ -43,12 +44,13 @@ from liaison_net.federation.tls import client_context, server_context
 from liaison_net.metrics import NodeMetrics
 from liaison_net.officer_api.inbox_stream import InboxTail
 from liaison_net.officer_api.routes import ClientApi
-from liaison_net.pki import certificates
+from liaison_net.pki import certificates, key_change_files
 from liaison_net.pki.pseudonym_key_files import WatchedKeyRing
 from liaison_net.services.admin_desk import AdminDesk
 from liaison_net.services.checkpoints import AuditCheckpoints
 from liaison_net.services.effects import EffectDrain
 from liaison_net.services.intake import Intake, Keys
+from liaison_net.services.key_changes import KeyChangeDesk
 from liaison_net.services.key_watch import KeyWatcher
 from liaison_net.services.notices import Notifier
 from liaison_net.services.request_desk import RequestDesk
@@ -113,6 +115,15 @@ class Node:
                              witness=Witness(node_id=config.id),
                              verifier=self.verify_pool.verify if config.verify_workers else None)
         self._pseudonym_ring = WatchedKeyRing(paths.dir)
+        # Peers' new node keys only through co-signed key changes; ours travel with our
+        # certificate (``_own_chain``: the applied ones in ``key-changes/``).
+        self.key_changes = KeyChangeDesk(node_id=config.id,
+                                         peers=frozenset(p.id for p in config.peers),
+                                         store=self.store, keys=self.keys,
+                                         threshold=config.cosign_threshold,
+                                         grace_ms=config.key_grace_s * 1000, clock=self.clock)
+        self._chain: list[tuple[int, bytes]] = []
+        self._chain_revocations: set[int] = set()  # serials of ours stored as revocations
         # Enrolment and revocation, asked by `liaison admin` over the admin socket.
         self.admin = AdminDesk(node_id=config.id, store=self.store,
                                signing_key=lambda: self.signing_key,
@@ -129,7 +140,7 @@ class Node:
         self._runners: list[web.AppRunner] = []
         self._federation: FederationServer | None = None
         self._stopping = asyncio.Event()
-        self._cert_pushed: dict[str, bytes] = {}
+        self._cert_pushed: dict[str, tuple[bytes, int]] = {}  # certificate, chain serial
         self._tls_contexts = [server_context(paths.dir, require_client_cert=True),
                               server_context(paths.dir, require_client_cert=False),
                               client_context(paths.dir)]
@@ -156,19 +167,66 @@ class Node:
         """Moves whenever a card, key or revocation is written or our certificate changes
         (``PeerSender._pushes`` skips its reads while it stands still)."""
         stamp = self.store.db.key_cache.stamp()
-        return None if stamp is None else (stamp, self.signing_cert_pem)
+        return None if stamp is None else (stamp, self.signing_cert_pem, self._chain_serial())
+
+    def _chain_serial(self) -> int:
+        return self._chain[-1][0] if self._chain else 0
 
     async def _directory_push(self, peer: str) -> tuple[int, dict[str, Any]] | None:
-        """New cards of this node's officers, and this node's signing certificate whenever
-        the peer has not had the current one from us since we started (after a rotation)."""
+        """New cards of this node's officers, and this node's signing certificate with its
+        key changes whenever the peer has not had the current ones from us since we started
+        (after a rotation), or the link to it is failing."""
         cursor = await self.store.directory_cursor(peer)
         cards = await self.store.cards_since(cursor, node=self.config.id, limit=200)
         cert = self.signing_cert_pem
-        if not cards and self._cert_pushed.get(peer) == cert:
+        pushed = (cert, self._chain_serial())
+        # While the link is failing, the last push may not have arrived (the peer was down,
+        # or refused it): send the certificate and key changes again until a pass succeeds.
+        sender = self.senders.get(peer)
+        failing = sender is not None and sender.link.attempts > 0
+        if not cards and not failing and self._cert_pushed.get(peer) == pushed:
             return None
-        self._cert_pushed[peer] = cert
+        self._cert_pushed[peer] = pushed
         return (cards[-1][0] if cards else cursor), {
-            "origin": self.config.id, "node_cert": cert, "cards": [raw for _, raw in cards]}
+            "origin": self.config.id, "node_cert": cert, "cards": [raw for _, raw in cards],
+            "key_changes": [raw for _, raw in self._chain]}
+
+    def _own_chain(self) -> list[tuple[int, bytes]]:
+        """Our applied key changes as far as they are in effect: up to the one that
+        introduced the key we sign with, and the revocations after it (a change whose key
+        is not installed yet waits, or peers would refuse our current certificate)."""
+        entries = key_change_files.chain(self.paths.dir, latest=key_change.MAX_CHAIN)
+        decoded = []
+        for serial, raw in entries:
+            try:
+                decoded.append((serial, raw, key_change.decode(raw).change))
+            except LiaisonError:
+                break
+        own = self.signing_key.key_id
+        last = max((i for i, (_, _, c) in enumerate(decoded) if c.new_key_id == own),
+                   default=-1)
+        cut = next((i for i in range(last + 1, len(decoded))
+                    if decoded[i][2].kind is not key_change.Kind.REVOKE), len(decoded))
+        return [(serial, raw) for serial, raw, _ in decoded[:cut]]
+
+    async def _chain_loop(self) -> None:
+        """Follow ``key-changes/``: `liaison admin keys apply` adds to it."""
+        while True:
+            await self._sync_chain()
+            await asyncio.sleep(1.0)
+
+    async def _sync_chain(self) -> None:
+        self._chain = self._own_chain()
+        for serial, raw in self._chain:
+            if serial in self._chain_revocations:
+                continue
+            change = key_change.decode(raw).change
+            if change.kind is key_change.Kind.REVOKE:
+                await self.store.keys.add_revocation(
+                    Revocation(Subject.NODE, self.config.id, change.old_key_id, change.reason,
+                               change.serial, change.issued, self.config.id),
+                    raw, now=self.clock.now_ms(), forward_to=[], source=self.config.id)
+            self._chain_revocations.add(serial)
 
     def _issue_card(self, request: EnrolmentRequest, version: int) -> bytes:
         return issue_card(request, node_id=self.config.id, node_key=self.signing_key,
@@ -176,15 +234,29 @@ class Node:
                           valid_for_ms=self.config.card_validity_days * DAY_MS)
 
     async def _new_signing_key(self, key: crypto.SigningKeyPair, cert_pem: bytes) -> None:
-        """Switch to a CA-certified new node key; peers accept the old one for the grace."""
+        """Switch to a CA-certified new node key, once a key change co-signed by the other
+        national nodes introduces it; peers accept the old one for the grace (none after a
+        replacement: the old key is lost)."""
         old = self.signing_key
         now = self.clock.now_ms()
+        change = self._change_introducing(key, old)
+        if change is None:
+            log.error("key.change_refused", key_id=key.key_id.hex(),
+                      reason="no applied key change co-signed by the other national nodes "
+                             "introduces the new signing key: `liaison admin keys apply`")
+            await self.store.audit(now=now, event="key.change_refused", actor=self.config.id,
+                                   audit_detail=detail(node=self.config.id, code="cosign_threshold",
+                                                       new=key.key_id.hex()))
+            return
+        grace_ms = (self.config.key_grace_s * 1000
+                    if change.kind is key_change.Kind.ROTATE else 0)
         await self.store.keys.supersede_node_key(
             node_principal(self.config.id), old.public, now=now,
-            grace_ms=self.config.key_grace_s * 1000, actor=self.config.id,
+            grace_ms=grace_ms, actor=self.config.id,
             cert=self.signing_cert_pem)
-        await self.store.audit(now=now, event="key.rotated", actor=self.config.id,
-                               audit_detail=detail(kind="node-signing",
+        await self.store.audit(now=now, event="key.rotated" if grace_ms else "key.replaced",
+                               actor=self.config.id,
+                               audit_detail=detail(kind="node-signing", serial=change.serial,
                                                    old=old.key_id.hex(), new=key.key_id.hex()))
         self.signing_key = key
         self.signing_cert_pem = cert_pem
@@ -208,15 +280,34 @@ class Node:
                 continue  # a peer's officer, or signed by an older key still: leave it
             await self.store.replace_previous_card(
                 key_id, self._issue_card(renewal(previous), previous.version))
+        self._chain = self._own_chain()  # the change that introduced it goes with it
         for sender in self.senders.values():
             sender.wake.set()  # push the new certificate now
         log.info("key.rotated", kind="node-signing", key_id=key.key_id.hex())
+
+    def _change_introducing(self, key: crypto.SigningKeyPair, old: crypto.SigningKeyPair
+                            ) -> key_change.KeyChange | None:
+        """The applied change that replaces ``old`` by ``key``, verified as peers will."""
+        for _, raw in reversed(key_change_files.chain(self.paths.dir,
+                                                      latest=key_change.MAX_CHAIN)):
+            try:
+                verified = key_change.verify(
+                    raw, subject_key=old.public,
+                    cosigner_keys=self.key_changes.cosigner_keys(self.config.id),
+                    threshold=self.config.cosign_threshold, last_serial=None,
+                    expected_node=self.config.id)
+            except LiaisonError:
+                continue
+            if verified.change.new_key_id == key.key_id:
+                return verified.change
+        return None
 
     async def serve(self) -> None:
         """Run until SIGTERM/SIGINT (or ``stop``)."""
         await self.store.open(writer=False)  # the writer runs under the supervisor
         self.keys.nodes.update(await self.store.node_keys())
         self.keys.nodes[self.config.id] = self.signing_key.public
+        self._chain = self._own_chain()  # (revocations in it are stored by the loop)
         # Kept-alive connections per peer: one per transaction in flight, one for the slot
         # kept for urgent ones (federation/inflight.py), one for pushes.
         connector = aiohttp.TCPConnector(ssl=self._tls_contexts[2],
@@ -266,6 +357,7 @@ class Node:
                 sup.add("effects", self.effects.run)
                 sup.add("retention", self._retention_loop)
                 sup.add("key-watch", watcher.run)
+                sup.add("key-changes", self._chain_loop)
                 sup.add("signal-desk", self.desk.run)
                 sup.add("request-desk", self.request_desk.run)
                 for slot in range(self.verify_pool.slots):
@@ -325,7 +417,8 @@ class Node:
             max_body=min(256 * 1024 * 1024,
                          self.config.delivery.batch_size * limits.max_envelope_bytes),
             peer_called_in=self._peer_called_in, key_grace_ms=self.config.key_grace_s * 1000,
-            limits=self.config.federation_limits, clock=self.clock)
+            key_changes=self.key_changes, limits=self.config.federation_limits,
+            clock=self.clock)
         self._federation = federation
         federation_app = federation.app()
         CheckpointRoute(federation, self.checkpoints).add_to(federation_app)

@@ -275,7 +275,8 @@ def test_admin_status_piped_shows_the_whole_last_error(run: Run, network: Networ
 
 LISTINGS = [("inbox",), ("requests",), ("status", "ID"), ("directory",),
             ("directory", "search"), ("signal", "list"), ("signal", "show", "ID"),
-            ("admin", "status"), ("admin", "keys", "list"), ("admin", "revocations"),
+            ("admin", "status"), ("admin", "keys", "list"), ("admin", "keys", "pending"),
+            ("admin", "revocations"),
             ("admin", "audit", "verify")]
 
 

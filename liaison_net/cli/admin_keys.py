@@ -1,5 +1,8 @@
 """`liaison admin keys list | rotate-key | revoke | revocations`: keys under live traffic.
 
+A node signing key change (rotation, replacement, revocation) needs the co-signatures of
+the other national nodes: see ``admin_cosign``.
+
 Rotation writes new files into the node's certificate directory; the running node picks
 them up within a second (see ``key_watch``) and peers accept the old signing key for the
 configured grace period (``[auth] key_grace_s``). A revocation is asked of the running
@@ -20,13 +23,13 @@ from cryptography import x509
 
 from liaison_net import config as config_mod
 from liaison_net.admin_api.routes import parse_key_id, revoke_answer
-from liaison_net.cli import tables
+from liaison_net.cli import admin_cosign, tables
 from liaison_net.cli.admin_officers import config_option, json_option
 from liaison_net.cli.admin_store import read_store, write_via_node
 from liaison_net.cli.commands import Command, Group
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.core import crypto, rotation
-from liaison_net.errors import Malformed, NotFound
+from liaison_net.errors import Forbidden, Malformed, NotFound
 from liaison_net.pki import certificates, pseudonym_key_files, reissue
 from liaison_net.services.admin_desk import AdminDesk
 from liaison_net.store.key_store import KnownKey, KnownRevocation
@@ -43,7 +46,7 @@ def _age_days(ms: int | float) -> str:
 
 @click.group("keys", cls=Group)
 def keys() -> None:
-    """Inspect the keys this node knows."""
+    """Inspect the keys this node knows; review and co-sign node key changes."""
 
 
 @keys.command("list")
@@ -118,34 +121,35 @@ def _key_rows(cfg: config_mod.NodeConfig) -> list[dict[str, Any]]:
 @click.option("--ca", "ca_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory holding the network CA (ca.key, ca.crt): the CA certifies the "
                    "new key. Bring it from offline storage for the operation.")
+@click.option("--key-lost", is_flag=True,
+              help="Emergency (node): the current key is lost or stolen; the new key comes "
+                   "without its signature and the old one gets no grace period.")
+@click.option("--reason", default="scheduled rotation", show_default=True,
+              help="Why (node): shown to the administrators who co-sign, and audited.")
 @json_option
-def rotate_key_cmd(which: str, config_path: Path, ca_dir: Path, as_json: bool) -> None:
+def rotate_key_cmd(which: str, config_path: Path, ca_dir: Path, key_lost: bool, reason: str,
+                   as_json: bool) -> None:
     """Rotate the node's signing key (`node`) or TLS certificate (`tls`) under live traffic.
 
-    The running node switches within a second, without a restart. After `node`, peers
-    accept the old signing key for the grace period ([auth] key_grace_s), then only the new.
+    `tls`: the running node switches within a second, without a restart.
+
+    `node`: prepares the new key and a key change statement that needs the co-signatures
+    of [keys] cosign_threshold other national nodes (`liaison admin keys cosign`); once
+    applied (`liaison admin keys apply`) the running node switches within a second and
+    peers accept the old key for the grace period ([auth] key_grace_s).
     """
     cfg = config_mod.load(config_path)
     now = cli_clock().host_now()
     result: dict[str, Any]
-    if which == "tls":
-        cert = reissue.rotate_tls(cfg.cert_dir, cfg.id, ca_dir=ca_dir, now=now)
-        result = {"rotated": "tls", "node": cfg.id, "serial": format(cert.serial_number, "x"),
-                  "not_after": cert.not_valid_after_utc.isoformat()}
-    else:
-        done = reissue.rotate_signing(cfg.cert_dir, cfg.id, ca_dir=ca_dir, now=now)
-        old = crypto.signing_key_from_seed(done.old_seed)
-        new = crypto.signing_key_from_seed(done.new_seed)
-        # The statement signed by the old key: the holder's own word that the new key is its
-        # successor, kept beside the keys for the audit trail (the CA certificate is what
-        # peers check).
-        issued = _now_ms()
-        statement = rotation.sign_rotation(rotation.Rotation(
-            rotation.Subject.NODE, cfg.id, old.key_id, new.public, None, serial=issued,
-            issued=issued, grace_until=issued + cfg.key_grace_s * 1000), old)
-        certificates.write_public(cfg.cert_dir / "signing.rotation", statement)
-        result = {"rotated": "node", "node": cfg.id, "old_key_id": old.key_id.hex(),
-                  "new_key_id": new.key_id.hex(), "grace_s": cfg.key_grace_s}
+    if which == "node":
+        admin_cosign.echo_prepared(admin_cosign.prepare_rotation(
+            cfg, ca_dir, key_lost=key_lost, reason=reason), as_json)
+        return
+    if key_lost:
+        raise Malformed("--key-lost is for the node signing key")
+    cert = reissue.rotate_tls(cfg.cert_dir, cfg.id, ca_dir=ca_dir, now=now)
+    result = {"rotated": "tls", "node": cfg.id, "serial": format(cert.serial_number, "x"),
+              "not_after": cert.not_valid_after_utc.isoformat()}
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
     else:
@@ -167,7 +171,9 @@ def revoke_cmd(subject: str, principal: str, reason: str, key_id_hex: str | None
     """Revoke an officer's or this node's old signing key, everywhere, from now on.
 
     Run it on the home node of the officer (or on the node itself): only that node is the
-    authority; any other node's revocation is refused by every peer.
+    authority; any other node's revocation is refused by every peer. A node key revocation
+    is a key change: this writes it for the co-signatures of the other national nodes
+    (`liaison admin keys cosign`, then `keys apply`), as `rotate-key node` does.
 
     It asks the running node to do it (over its admin socket, DATA_DIR/admin.sock); when
     the node is not running, it writes the revocation to the node's store itself, and the
@@ -176,6 +182,14 @@ def revoke_cmd(subject: str, principal: str, reason: str, key_id_hex: str | None
     cfg = config_mod.load(config_path)
     kind = rotation.Subject(subject)
     key_id = parse_key_id(key_id_hex)
+    if kind is rotation.Subject.NODE:
+        if principal != cfg.id:
+            raise Forbidden(f"node {cfg.id} has no authority over the keys of {principal}")
+        if key_id is None:
+            raise Malformed("--key-id is required to revoke a node key")
+        admin_cosign.echo_prepared(admin_cosign.prepare_revocation(cfg, key_id, reason),
+                                   as_json)
+        return
     body = json.dumps({"subject": subject, "principal": principal, "reason": reason,
                        "key_id": key_id_hex}).encode()
 
@@ -271,3 +285,4 @@ def pseudonym_install_cmd(config_path: Path, source: Path) -> None:
 def register(admin: click.Group) -> None:
     for command in (keys, rotate_key_cmd, revoke_cmd, revocations_cmd, pseudonym_key):
         admin.add_command(command)
+    admin_cosign.register(keys)

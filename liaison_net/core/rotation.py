@@ -7,7 +7,10 @@ both keys until ``grace_until``, so nothing in flight fails, and only the new on
 
 A *revocation* withdraws a key from ``effective`` on: it is signed by the authority (the
 home node for an officer key; for a node key, the node itself, with its current key) and,
-once verified, makes every node and client refuse what the key signs.
+once verified, makes every node and client refuse what the key signs. A node's own keys
+change (rotation, replacement, revocation) only with co-signatures of the other national
+nodes (``core/key_change.py``); a node key revocation reaches clients as such a statement,
+and ``verify_revocation`` reads it too.
 
 Statements travel as ``[body_bytes, signature]`` (verify exact bytes, then decode), and
 each carries a ``serial`` that only ever grows per subject, so a replayed old statement is
@@ -21,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from liaison_net.core import codec, crypto
+from liaison_net.core import codec, crypto, key_change
 from liaison_net.core.ids import check_node_id, check_officer_id
 from liaison_net.errors import Conflict, Forbidden, Malformed, UnknownKey
 
@@ -138,6 +141,8 @@ def verify_revocation(raw: bytes, node_keys: Mapping[str, bytes]) -> Revocation:
     node revokes a key it has no authority over.
     """
     value = codec.unpack(raw, what="revocation", max_bytes=MAX_STATEMENT_BYTES)
+    if isinstance(value, list) and len(value) == 4:
+        return _node_key_revocation(raw, node_keys)
     if (not isinstance(value, list) or len(value) != 3 or not isinstance(value[0], str)
             or not isinstance(value[1], bytes) or not isinstance(value[2], bytes)):
         raise Malformed("revocation must be [signer node, body bytes, signature]")
@@ -167,6 +172,20 @@ def verify_revocation(raw: bytes, node_keys: Mapping[str, bytes]) -> Revocation:
         raise Malformed("revocation names another authority than its signer")
     _check_revocation(revocation)
     return revocation
+
+
+def _node_key_revocation(raw: bytes, node_keys: Mapping[str, bytes]) -> Revocation:
+    """A node key revoked by a key change (core/key_change.py): signed by the node's
+    current key. Its co-signatures were counted by the node that stored it (the reader's
+    home node, which refuses one without the threshold); here only the node's own
+    signature is checked."""
+    node = key_change.split(raw)[0]
+    change = key_change.verify(raw, subject_key=node_keys.get(node), cosigner_keys={},
+                               threshold=0, last_serial=None).change
+    if change.kind is not key_change.Kind.REVOKE:
+        raise Malformed("a key change that revokes nothing is not a revocation")
+    return Revocation(Subject.NODE, change.node, change.old_key_id, change.reason,
+                      change.serial, change.issued, change.node)
 
 
 def authority_for(subject: Subject, principal: str) -> str:

@@ -21,9 +21,10 @@ REVOCATIONS_PATH = "/fed/v1/revocations"
 MAX_TRANSACTION_ENVELOPES = 1024
 MAX_DIRECTORY_CARDS = 500
 MAX_REVOCATIONS = 100
+MAX_KEY_CHANGES = 16  # the pushing node's latest key changes (services/key_changes.py)
 
 TRANSACTION_FIELDS = {"origin", "txn", "envelopes"}
-DIRECTORY_FIELDS = {"origin", "node_cert", "cards"}
+DIRECTORY_FIELDS = {"origin", "node_cert", "cards"}  # and, optional, "key_changes"
 REVOCATION_FIELDS = {"origin", "statements"}
 
 ACCEPTED = "accepted"

@@ -13,8 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -23,12 +22,11 @@ from cryptography import x509
 
 from liaison_net.clock import Clock
 from liaison_net.config import FederationLimits
-from liaison_net.core import crypto, identity, rotation
+from liaison_net.core import codec, identity, rotation
 from liaison_net.core.audit import detail
-from liaison_net.core.ids import node_principal
 from liaison_net.core.ratelimit import RefusalTally, RefusalWindow
 from liaison_net.errors import (
-    Conflict,
+    CosignThreshold,
     Forbidden,
     LiaisonError,
     LimitExceeded,
@@ -49,6 +47,7 @@ from liaison_net.http_common import (
 )
 from liaison_net.pki import certificates
 from liaison_net.services.intake import Intake
+from liaison_net.services.key_changes import KeyChangeDesk
 
 log = structlog.get_logger("liaison.federation")
 
@@ -59,8 +58,10 @@ MAX_REFUSAL_WINDOWS = 1024
 class FederationServer:
     def __init__(self, *, intake: Intake, ca_cert: x509.Certificate, max_body: int,
                  peer_called_in: Callable[[str], None], key_grace_ms: int,
+                 key_changes: KeyChangeDesk,
                  limits: FederationLimits | None = None, clock: Clock) -> None:
         self.intake = intake
+        self.key_changes = key_changes
         self.clock = clock
         self.ca_cert = ca_cert
         self.max_body = max_body
@@ -199,26 +200,6 @@ class FederationServer:
         await self.report_unverified()  # garbage in this batch: its one entry, if due
         return msgpack_response({"results": list(results)})
 
-    async def _new_node_key(self, peer: str, cert_pem: bytes, public: bytes,
-                            known: bytes | None) -> None:
-        """A peer's newly CA-certified signing key: take it unless it is older than the one
-        we hold (a replayed certificate), and keep the old one valid for the grace period."""
-        store = self.intake.store
-        now = self.clock.now_ms()
-        if known is not None:
-            stored = (await store.node_certs()).get(peer)
-            if stored is not None and _issued(cert_pem) <= _issued(stored):
-                raise Conflict(f"signing certificate of {peer} is not newer than the one "
-                               "already held: a replayed or stale certificate")
-            await store.keys.supersede_node_key(node_principal(peer), known, now=now,
-                                                grace_ms=self.key_grace_ms, actor=peer,
-                                                cert=stored)
-            await store.audit(now=now, event="key.rotated", actor=peer,
-                              audit_detail=detail(kind="node-signing", node=peer,
-                                                  new=crypto.signing_key_id(public).hex()))
-        await store.put_node_key(peer, cert_pem, public)
-        self.intake.keys.nodes[peer] = public
-
     async def directory(self, request: web.Request) -> web.Response:
         async with self._refusal_audited(request):
             peer = self._peer(request)
@@ -227,24 +208,29 @@ class FederationServer:
 
     async def _directory(self, request: web.Request, peer: str) -> web.Response:
         body = await self.guard.body(
-            peer, read_msgpack(request, self.max_body, protocol.DIRECTORY_FIELDS))
+            peer, read_msgpack_optional(request, self.max_body, protocol.DIRECTORY_FIELDS,
+                                        {"key_changes": []}))
         self._claims(peer, body["origin"])
-        cert_pem, cards = body["node_cert"], body["cards"]
+        cert_pem, cards, chain = body["node_cert"], body["cards"], body["key_changes"]
         if not isinstance(cert_pem, bytes):
             raise Malformed("node_cert must be PEM bytes")
         if not isinstance(cards, list) or not all(isinstance(c, bytes) for c in cards):
             raise Malformed("cards must be a list of byte strings")
         if len(cards) > protocol.MAX_DIRECTORY_CARDS:
             raise LimitExceeded(f"at most {protocol.MAX_DIRECTORY_CARDS} cards per push")
-        await self._charged(peer, len(cards))
+        if not isinstance(chain, list) or not all(isinstance(c, bytes) for c in chain):
+            raise Malformed("key_changes must be a list of byte strings")
+        if len(chain) > protocol.MAX_KEY_CHANGES:
+            raise LimitExceeded(f"at most {protocol.MAX_KEY_CHANGES} key changes per push")
+        await self._charged(peer, len(cards) + len(chain))  # a change: up to 9 signatures
         node_id, public = certificates.verify_node_signing_certificate(cert_pem, self.ca_cert,
                                                               now=self.clock.host_now())
         if node_id != peer:
             raise Forbidden(f"peer {peer} presented the signing certificate of {node_id}")
         store = self.intake.store
-        known = self.intake.keys.nodes.get(peer)
-        if known != public:
-            await self._new_node_key(peer, cert_pem, public, known)
+        if chain or self.intake.keys.nodes.get(peer) != public:
+            # A new key only through co-signed key changes (services/key_changes.py).
+            await self.key_changes.receive(peer, chain, cert_pem, public)
         stored = refused = 0
         now = self.clock.now_ms()
         for raw in cards:
@@ -300,19 +286,28 @@ class FederationServer:
 
     async def _check_key_owner(self, revocation: rotation.Revocation) -> None:
         """The authority may revoke only keys of its own principal: a node revoking another
-        node's officer's key by naming one of its own officers is refused."""
+        node's officer's key by naming one of its own officers is refused. A node key is
+        revoked only by a key change co-signed by the other national nodes, which travels
+        with the node's certificate (``services/key_changes.py``), never alone."""
         if revocation.subject is rotation.Subject.NODE:
-            principal = node_principal(revocation.principal)
-            current = self.intake.keys.nodes.get(revocation.principal)
-            if current is not None and crypto.signing_key_id(current) == revocation.key_id:
-                return
-        else:
-            principal = revocation.principal
+            raise CosignThreshold(f"a revocation of a node key of {revocation.principal} "
+                                  "needs a key change co-signed by the other national nodes")
+        principal = revocation.principal
         owner = await self.intake.store.keys.key_owner(revocation.key_id)
         if owner != principal:
             raise Forbidden(f"key {revocation.key_id.hex()} is not a key of "
                             f"{revocation.principal}")
 
 
-def _issued(cert_pem: bytes) -> datetime:
-    return x509.load_pem_x509_certificate(cert_pem).not_valid_before_utc
+def read_msgpack_optional(request: web.Request, max_bytes: int, fields: set[str],
+                          optional: dict[str, Any]) -> Awaitable[dict[str, Any]]:
+    """``read_msgpack`` with some fields that may be left out (their defaults given)."""
+    async def read() -> dict[str, Any]:
+        value = codec.unpack(await read_body(request, MSGPACK, max_bytes), what="request",
+                             max_bytes=max_bytes)
+        if not isinstance(value, dict):
+            raise Malformed("request must be a map")
+        extra = {k: value.pop(k) for k in optional if k in value}
+        return {**codec.exact_map("request", value, fields), **optional, **extra}
+
+    return read()

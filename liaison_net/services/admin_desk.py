@@ -26,7 +26,7 @@ from liaison_net.core.identity import (
 )
 from liaison_net.core.ids import check_node_id, check_officer_id
 from liaison_net.core.limits import DAY_MS
-from liaison_net.errors import Conflict, Forbidden, Malformed, NotFound
+from liaison_net.errors import Conflict, CosignThreshold, Forbidden, NotFound
 from liaison_net.store.node_store import NodeStore
 
 
@@ -77,19 +77,17 @@ class AdminDesk:
             check_officer_id(principal)
         else:
             check_node_id(principal)
+        if subject is rotation.Subject.NODE:
+            raise CosignThreshold("a node key is revoked by a key change co-signed by the other "
+                                  "national nodes: `liaison admin revoke node` prepares it")
         if rotation.authority_for(subject, principal) != self.node_id:
             raise Forbidden(f"node {self.node_id} has no authority over the keys of {principal}")
         node_key = self.signing_key()
         if key_id is None:
-            if subject is not rotation.Subject.OFFICER:
-                raise Malformed("--key-id is required to revoke a node key")
             keys = await self.store.officer_keys(principal)
             if keys is None:
                 raise NotFound(f"{principal} is not in the directory of node {self.node_id}")
             key_id = crypto.signing_key_id(keys[0])
-        if subject is rotation.Subject.NODE and key_id == node_key.key_id:
-            raise Conflict("that is the node's current key: rotate it first "
-                           "(`liaison admin rotate-key node`), then revoke the old one")
         now = self.clock.now_ms()
         statement = rotation.Revocation(subject, principal, key_id, reason, serial=now,
                                         effective=now, authority=self.node_id)

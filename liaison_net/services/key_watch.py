@@ -1,10 +1,12 @@
 """A running node notices new key files and switches to them without a restart.
 
-`liaison admin rotate-key tls|node` writes new files into the node's certificate directory;
-the watcher polls their modification times. A TLS change reloads the certificate chain into
-the live SSL contexts (new connections use it; connections in use finish on the old one,
+`liaison admin rotate-key tls` and `keys apply` write new files into the node's certificate
+directory; the watcher polls their modification times. A TLS change reloads the certificate
+chain into the live SSL contexts (new connections use it; connections in use finish on the old one,
 so no transaction fails). A signing-key change is taken only once key and CA certificate
-match, then handed to the node, which keeps the old key valid at peers for a grace period.
+match, then handed to the node, which switches only when an applied key change co-signed by
+the other national nodes introduces it (``core/key_change.py``, `liaison admin keys apply`)
+and keeps the old key valid at peers for a grace period.
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from liaison_net.core import key_change
 from liaison_net.core.audit import detail
 from liaison_net.core.crypto import signing_key_id
-from liaison_net.core.rotation import Revocation
+from liaison_net.core.ids import node_principal
+from liaison_net.core.rotation import Revocation, Subject
 from liaison_net.core.sealing import SignerKey
 from liaison_net.errors import Revoked
 from liaison_net.store import key_epoch
@@ -41,6 +43,17 @@ class KnownRevocation:
     effective: int
     reason: str
     pending_peers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AppliedChange:
+    """One verified key change of a peer, ready to be stored."""
+
+    change: key_change.KeyChange
+    raw: bytes
+    body_hash: bytes
+    old_public: bytes | None  # the key it replaces (rotate, replace)
+    cosigners: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -169,6 +182,127 @@ class KeyStore:
             "ORDER BY grace_until DESC LIMIT ?", (now, limit))
         return [bytes(r[0]) for r in rows]
 
+    # --- node key changes (co-signed, core/key_change.py) ----------------------------------
+
+    async def key_change_serial(self, node: str) -> int:
+        """The serial of the last key change accepted for ``node`` (0: none yet)."""
+        row = await self.db.fetchone(
+            "SELECT MAX(serial) FROM node_key_changes WHERE node = ?", (node,))
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
+    async def revoked_among(self, key_ids: list[bytes], *, now: int) -> set[bytes]:
+        """Which of these key ids are revoked (effective by ``now``)."""
+        if not key_ids:
+            return set()
+        rows = await self.db.fetchall(
+            f"SELECT key_id FROM revocations WHERE effective <= ? AND key_id IN "
+            f"({', '.join('?' * len(key_ids))})", (now, *key_ids))
+        return {bytes(r[0]) for r in rows}
+
+    async def key_change_held(self, node: str, body_hash: bytes) -> bool:
+        """Whether this change of ``node`` (by the hash of its signed body) is already held:
+        a peer pushes its recent chain again, and what is held is not a replay."""
+        row = await self.db.fetchone(
+            "SELECT 1 FROM node_key_changes WHERE node = ? AND body_hash = ?", (node, body_hash))
+        return row is not None
+
+    async def key_introduced(self, node: str, key_id: bytes) -> int | None:
+        """The serial of the accepted change of ``node`` that introduced ``key_id``, if any:
+        a certificate presenting an older key than the current one is a replay."""
+        rows = await self.db.fetchall(
+            "SELECT serial, statement FROM node_key_changes WHERE node = ? AND kind != ?",
+            (node, key_change.Kind.REVOKE.value))
+        for serial, raw in rows:
+            if key_change.decode(bytes(raw)).change.new_key_id == key_id:
+                return int(serial)
+        return None
+
+    async def apply_key_changes(self, node: str, steps: list[AppliedChange], *, now: int,
+                                grace_ms: int, cert: bytes, public: bytes,
+                                old_cert: bytes | None) -> None:
+        """Accept a peer's verified key changes, in order, in one transaction: each joins the
+        chain; a rotation keeps the old key for the grace period (a replacement: none, the
+        key is lost); a revocation is stored as every revocation is; the node's key becomes
+        ``public`` with its CA certificate."""
+
+        async def op(txn: WriteTxn) -> None:
+            held_cert = old_cert
+            await key_epoch.bump(txn)  # a node key changes: other workers drop their caches
+            await txn.execute("DELETE FROM key_changes_refused WHERE node = ?", (node,))
+            for step in steps:
+                c = step.change
+                await txn.execute(
+                    "INSERT INTO node_key_changes (node, serial, kind, body_hash, statement, "
+                    "received) VALUES (?, ?, ?, ?, ?, ?)",
+                    (node, c.serial, c.kind.value, step.body_hash, step.raw, now))
+                if c.kind is key_change.Kind.REVOKE:
+                    await self._insert_revocation(txn, Revocation(
+                        Subject.NODE, node, c.old_key_id, c.reason, c.serial, c.issued, node),
+                        step.raw, now=now, forward_to=[], source=node)
+                    continue
+                assert step.old_public is not None and c.new_key_id is not None
+                grace = grace_ms if c.kind is key_change.Kind.ROTATE else 0
+                await txn.execute(
+                    "INSERT OR REPLACE INTO key_history (signing_key_id, principal, "
+                    "signing_public, grace_until, cert) VALUES (?, ?, ?, ?, ?)",
+                    (signing_key_id(step.old_public), node_principal(node), step.old_public,
+                     now + grace, held_cert))
+                held_cert = None  # keys between two changes of one push had no certificate
+                await txn.audit(now, "key.rotated" if c.kind is key_change.Kind.ROTATE
+                                else "key.replaced", node,
+                                detail(kind="node-signing", node=node, serial=c.serial,
+                                       old=c.old_key_id.hex(), new=c.new_key_id.hex(),
+                                       cosigners=",".join(step.cosigners),
+                                       grace_until=now + grace, reason=c.reason[:200]))
+            await txn.execute(
+                "INSERT OR REPLACE INTO node_keys (node, signing_cert, signing_public) "
+                "VALUES (?, ?, ?)", (node, cert, public))
+
+        await self.db.write(op)
+
+    async def baseline_key_change(self, node: str, raw: bytes, body_hash: bytes, serial: int,
+                                  kind: str, *, now: int) -> None:
+        """First contact with a peer: its CA-certified key is taken as before, and the
+        change that introduced it sets where its serials continue from."""
+
+        async def op(txn: WriteTxn) -> None:
+            await txn.execute(
+                "INSERT OR IGNORE INTO node_key_changes (node, serial, kind, body_hash, "
+                "statement, received) VALUES (?, ?, ?, ?, ?, ?)",
+                (node, serial, kind, body_hash, raw, now))
+
+        await self.db.write(op)
+
+    async def key_change_refused(self, node: str, raw: bytes | None, *, code: str,
+                                 reason: str, now: int) -> None:
+        """Audit a refused key change of ``node`` and keep the statement, if there was one
+        (the latest one per node), for `liaison admin keys pending`."""
+
+        async def op(txn: WriteTxn) -> None:
+            if raw is not None:
+                await txn.execute(
+                    "INSERT OR REPLACE INTO key_changes_refused (node, statement, code, "
+                    "reason, received) VALUES (?, ?, ?, ?, ?)",
+                    (node, raw, code, reason[:200], now))
+            await txn.audit(now, "key.change_refused", node,
+                            detail(node=node, code=code, reason=reason[:200]))
+
+        await self.db.write(op)
+
+    async def refused_key_changes(self) -> list[tuple[str, bytes, str, str, int]]:
+        """(node, statement, code, reason, received) of the latest change each peer
+        presented that was refused, since its last accepted one."""
+        rows = await self.db.fetchall(
+            "SELECT node, statement, code, reason, received FROM key_changes_refused "
+            "ORDER BY node")
+        return [(str(r[0]), bytes(r[1]), str(r[2]), str(r[3]), int(r[4])) for r in rows]
+
+    async def key_changes_of(self, node: str) -> list[tuple[int, str, bytes]]:
+        rows = await self.db.fetchall(
+            "SELECT serial, kind, statement FROM node_key_changes WHERE node = ? "
+            "ORDER BY serial", (node,))
+        return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]
+
     # --- revocations ----------------------------------------------------------------------
 
     async def add_revocation(self, revocation: Revocation, raw: bytes, *, now: int,
@@ -176,33 +310,39 @@ class KeyStore:
         """Record a verified revocation once, queue it for every peer; True if it was new."""
 
         async def op(txn: WriteTxn) -> bool:
-            cur = await txn.execute(
-                "INSERT OR IGNORE INTO revocations (key_id, principal, subject, effective, "
-                "reason, authority, statement, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (revocation.key_id, revocation.principal, revocation.subject.value,
-                 revocation.effective, revocation.reason, revocation.authority, raw, now))
-            if cur.rowcount == 0:
-                return False
-            await key_epoch.bump(txn)
-            # Revoking an officer's current key ends the grace of their older keys: no
-            # keystore copy of theirs outlives the revocation, even after a re-enrolment.
-            await txn.execute(
-                "UPDATE key_history SET grace_until = MIN(grace_until, ?) WHERE principal = ? "
-                "AND EXISTS (SELECT 1 FROM directory WHERE officer = ? AND signing_key_id = ?)",
-                (revocation.effective, revocation.principal, revocation.principal,
-                 revocation.key_id))
-            await txn.executemany(
-                "INSERT OR IGNORE INTO revocation_outbox (node, key_id) VALUES (?, ?)",
-                [(node, revocation.key_id) for node in forward_to])
-            await txn.audit(now, "key.revoked", source,
-                            detail(principal=revocation.principal,
-                                   key_id=revocation.key_id.hex(),
-                                   effective=revocation.effective,
-                                   authority=revocation.authority,
-                                   reason=revocation.reason[:200]))
-            return True
+            return await self._insert_revocation(txn, revocation, raw, now=now,
+                                                 forward_to=forward_to, source=source)
 
         return await self.db.write(op)
+
+    @staticmethod
+    async def _insert_revocation(txn: WriteTxn, revocation: Revocation, raw: bytes, *,
+                                 now: int, forward_to: list[str], source: str) -> bool:
+        cur = await txn.execute(
+            "INSERT OR IGNORE INTO revocations (key_id, principal, subject, effective, "
+            "reason, authority, statement, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (revocation.key_id, revocation.principal, revocation.subject.value,
+             revocation.effective, revocation.reason, revocation.authority, raw, now))
+        if cur.rowcount == 0:
+            return False
+        await key_epoch.bump(txn)  # other workers drop the keys they cached
+        # Revoking an officer's current key ends the grace of their older keys: no
+        # keystore copy of theirs outlives the revocation, even after a re-enrolment.
+        await txn.execute(
+            "UPDATE key_history SET grace_until = MIN(grace_until, ?) WHERE principal = ? "
+            "AND EXISTS (SELECT 1 FROM directory WHERE officer = ? AND signing_key_id = ?)",
+            (revocation.effective, revocation.principal, revocation.principal,
+             revocation.key_id))
+        await txn.executemany(
+            "INSERT OR IGNORE INTO revocation_outbox (node, key_id) VALUES (?, ?)",
+            [(node, revocation.key_id) for node in forward_to])
+        await txn.audit(now, "key.revoked", source,
+                        detail(principal=revocation.principal,
+                               key_id=revocation.key_id.hex(),
+                               effective=revocation.effective,
+                               authority=revocation.authority,
+                               reason=revocation.reason[:200]))
+        return True
 
     async def pending_revocations(self, node: str, limit: int = 100) -> list[tuple[bytes, bytes]]:
         rows = await self.db.fetchall(

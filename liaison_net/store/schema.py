@@ -318,6 +318,28 @@ MIGRATIONS: list[str] = [
         at INTEGER NOT NULL
     );
     """,
+    # 16: node key changes co-signed by the other national nodes (core/key_change.py): the
+    # chain of each peer's accepted changes (serials strictly sequential; ``body_hash``
+    # recognises a change already held when the peer pushes its chain again), and the
+    # latest change a peer presented that was refused, for `liaison admin keys pending`.
+    """
+    CREATE TABLE node_key_changes (
+        node TEXT NOT NULL,
+        serial INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        body_hash BLOB NOT NULL,
+        statement BLOB NOT NULL,
+        received INTEGER NOT NULL,
+        PRIMARY KEY (node, serial)
+    ) WITHOUT ROWID;
+    CREATE TABLE key_changes_refused (
+        node TEXT PRIMARY KEY,
+        statement BLOB NOT NULL,
+        code TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        received INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -548,6 +548,14 @@ def build_cases() -> list[Case]:
         "cards:strs": (["card"], 400, "malformed"),
         "cards:501 items": ([b""] * (protocol.MAX_DIRECTORY_CARDS + 1), 413, "limit_exceeded"),
     }, MSGPACK)
+    # ``key_changes`` is optional (a node's co-signed key changes, docs/protocol.md §18).
+    for name, (value, status, code) in {
+            "map": ({"x": b""}, 400, "malformed"),
+            "strs": (["change"], 400, "malformed"),
+            "17 items": ([b""] * (protocol.MAX_KEY_CHANGES + 1), 413, "limit_exceeded"),
+            "garbage": ([RANDOM], 400, "malformed")}.items():
+        cases.append(Case(f"fed{dr} wrong key_changes:{name}", "fed", "POST", dr, status, code,
+                          codec.pack({**dir_valid, "key_changes": value}), MSGPACK))
     cases += oversize_cases("fed", dr, MSGPACK, FED_MAX_BODY)
     cases.append(Case("fed unknown route", "fed", "POST", "/fed/v1/nothing", 404, "not_found",
                       codec.pack(fed_body()), MSGPACK))

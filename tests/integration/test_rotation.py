@@ -22,6 +22,7 @@ import socket
 import ssl
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -32,6 +33,7 @@ from liaison_net.client.session import NodeSession
 from liaison_net.core import codec, crypto, sealing
 from liaison_net.errors import KeyRetired, Revoked, Unauthorized
 from liaison_net.pki.certificates import node_hostname
+from tests.integration import cosign
 from tests.integration.network import (
     Network,
     https,
@@ -141,7 +143,7 @@ async def read_all(agent: OfficerAgent, expected: list[bytes]) -> int:
 
 
 async def test_rotations_under_live_traffic_then_revocation(
-        make_network: type[Network]) -> None:
+        make_network: type[Network], tmp_path: Path) -> None:
     net = make_network.create(node_ids=("nl", "be", "lu"))
     officers = {o: enrol(net, o) for o in ROUTES}
     for nid in ("nl", "be", "lu"):
@@ -156,11 +158,10 @@ async def test_rotations_under_live_traffic_then_revocation(
     runner = asyncio.create_task(traffic.run())
     try:
         await asyncio.sleep(1)  # traffic flows before the first rotation
-        # 1. nl's node signing key: the running node switches; peers learn the new key.
+        # 1. nl's node signing key, co-signed by be and lu: the running node switches;
+        # peers learn the new key.
         old_nl = node_signing_key_id(net, "nl")
-        out = json.loads(run_cli("admin", "rotate-key", "node", "--config",
-                                 str(net.nodes["nl"].config), "--ca", str(net.certs),
-                                 "--json").stdout)
+        out = await asyncio.to_thread(cosign.rotate, net, "nl", ("be", "lu"), tmp_path)
         assert out["old_key_id"] == old_nl
         await asyncio.to_thread(wait_for, lambda: all(
             peer_key_of(net, peer, "nl") == out["new_key_id"] for peer in ("be", "lu")),
@@ -294,13 +295,15 @@ def officer_cli(agent: OfficerAgent, *args: str) -> tuple[int, str, str]:
 
 
 async def test_old_keystore_copy_and_revocations_every_client_understands(
-        make_network: type[Network]) -> None:
+        make_network: type[Network], tmp_path: Path) -> None:
     """An old keystore copy logs in during the grace period until its key, or its officer,
-    is revoked; a node-key revocation is believed by clients (no warning) and listed by
-    every node; a revoked officer is marked in the directory and `send` to them is refused
-    as `revoked` by the client and, for a stale directory, by the origin node."""
+    is revoked; a node-key revocation (co-signed by the other node) is believed by clients
+    (no warning) and listed by every node; a revoked officer is marked in the directory
+    and `send` to them is refused as `revoked` by the client and, for a stale directory, by
+    the origin node."""
     net = make_network.create(node_ids=("nl", "be"), sections={
-        "auth": {"key_grace_s": GRACE_S, "token_ttl_s": 4 * GRACE_S}})
+        "auth": {"key_grace_s": GRACE_S, "token_ttl_s": 4 * GRACE_S},
+        "keys": {"cosign_threshold": 1}})  # two nodes: the other one is the threshold
     jan, marie = enrol(net, "nl/jdevries"), enrol(net, "be/mpeeters")
     for nid in ("nl", "be"):
         net.start(nid)
@@ -327,13 +330,16 @@ async def test_old_keystore_copy_and_revocations_every_client_understands(
     # nl replaces its node key, then revokes the old one: every node lists it revoked, and
     # marie's client believes it (no warning) and refuses what the old key signs.
     old_nl = node_signing_key_id(net, "nl")
-    new_nl = json.loads(run_cli("admin", "rotate-key", "node", "--config",
-                                str(net.nodes["nl"].config), "--ca", str(net.certs),
-                                "--json").stdout)["new_key_id"]
+    new_nl = cosign.rotate(net, "nl", ("be",), tmp_path)["new_key_id"]
     await asyncio.to_thread(wait_for, lambda: peer_key_of(net, "be", "nl") == new_nl,
                             timeout=SLOW, what="be to learn nl's new signing key")
-    run_cli("admin", "revoke", "node", "nl", "--key-id", old_nl, "--reason", "key exposed",
-            "--config", str(net.nodes["nl"].config))
+    prepared = json.loads(run_cli("admin", "revoke", "node", "nl", "--key-id", old_nl,
+                                  "--reason", "key exposed", "--json", "--config",
+                                  str(net.nodes["nl"].config)).stdout)
+    assert (prepared["kind"], prepared["serial"]) == ("revoke", 2)
+    statement = cosign.copy_of(prepared, tmp_path / "revoke.keychange")
+    cosign.cosign(net, statement, "be")
+    cosign.apply(net, "nl", statement)
     for nid in ("nl", "be"):
         await asyncio.to_thread(
             wait_for, lambda nid=nid: (key_row(net, nid, old_nl) or {}).get("state")
@@ -416,14 +422,14 @@ def ks_session(agent: OfficerAgent) -> NodeSession:
 
 
 async def test_no_directory_snapshot_loses_a_nodes_officers_while_it_rotates(
-        make_network: type[Network]) -> None:
+        make_network: type[Network], tmp_path: Path) -> None:
     """The drill's "no verified card in the directory" flake: be learns nl's new node
     certificate before nl's re-issued cards, so for a moment be lists cards signed by nl's
     old key; they must verify under that key (kept with its certificate in its grace), or a
     client fetching the directory then finds no card for nl's officers. Every snapshot
     taken while the rotation travels must hold them all (without the fix, about 1 in 30 did
     not, on a quiet machine)."""
-    net = make_network.create(node_ids=("nl", "be"))
+    net = make_network.create(node_ids=("nl", "be"), sections={"keys": {"cosign_threshold": 1}})
     officers = [enrol(net, f"nl/officer{i}").id for i in range(12)]
     marie = enrol(net, "be/mpeeters")
     for nid in ("nl", "be"):
@@ -431,8 +437,7 @@ async def test_no_directory_snapshot_loses_a_nodes_officers_while_it_rotates(
     async with marie.session() as node:
         await directory_with(node, *officers, timeout=SLOW)
         rotation = asyncio.create_task(asyncio.to_thread(
-            run_cli, "admin", "rotate-key", "node", "--config", str(net.nodes["nl"].config),
-            "--ca", str(net.certs)))
+            cosign.rotate, net, "nl", ("be",), tmp_path))
         snapshots, lacking = 0, []
         async with asyncio.timeout(SLOW):
             while True:
