@@ -26,6 +26,12 @@ from liaison_net.errors import LiaisonError
 #: command name -> (loader "module:function" returning the command, its one-line help).
 _COMMANDS: dict[str, tuple[str, str]] = {
     "ack": ("liaison_net.cli.main:_officer_command", "Acknowledge envelope ID in your inbox."),
+    "approvals": ("liaison_net.cli.approvals:approvals_cmd",
+                  "Envelopes held for a second officer: those you sent, and those you may "
+                  "approve."),
+    "approve": ("liaison_net.cli.approvals:approve_cmd",
+                "Approve held envelope ID as the second officer; it leaves with your "
+                "signature."),
     "admin": ("liaison_net.cli.main:_admin",
               "Administer the network: PKI, nodes, officers, keys, audit."),
     "bench": ("liaison_net.cli.bench:bench",
@@ -52,6 +58,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
                 "Set up this machine for an officer: keys, keystore, enrolment request."),
     "read": ("liaison_net.cli.main:_officer_command",
              "Verify, check and decrypt envelope ID; show its tag, what it allows, the content."),
+    "reject": ("liaison_net.cli.approvals:reject_cmd",
+               "Reject held envelope ID: it is never sent, and its sender is told why."),
     "reply": ("liaison_net.cli.main:_requests_command",
               "Answer request ID, under its tag, to the officer who asked."),
     "request": ("liaison_net.cli.main:_requests_command",

@@ -37,7 +37,7 @@ from liaison_net.cli.officer_common import (
     run,
     warn_directory,
 )
-from liaison_net.client import addressing, reading
+from liaison_net.client import addressing, approvals, reading
 from liaison_net.client import keystore as keystore_mod
 from liaison_net.client.directory import Directory
 from liaison_net.core import content as content_mod
@@ -347,6 +347,7 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
     ks = load_keystore(keystore_path, passphrase_file)
 
     cache = local_cache(keystore_path)
+    statement: bytes | None = None
 
     def opened(raw: bytes, directory: Directory) -> tuple[Envelope, dict[str, Any]]:
         # now=None: reading days after delivery is fine; the node applied the clock on receipt.
@@ -359,15 +360,21 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
         reading.check_received(envelope, directory, own_node=ks.node, now=now)
         plaintext = sealing.open_envelope(envelope, ks.officer, ks.encryption_keys)
         content = reading.readable(envelope, plaintext, reader_node=ks.node)
-        return envelope, view.envelope_report(envelope, content, directory, own_node=ks.node,
-                                              now=now)
+        report = view.envelope_report(envelope, content, directory, own_node=ks.node, now=now)
+        released = approvals.released_by(envelope, statement, directory)  # four-eyes
+        if released is not None:
+            report["four_eyes"] = {"sender": released.sender, "approver": released.approver,
+                                   "unit": released.unit, "at": released.at}
+        return envelope, report
 
     async def go() -> None:
         from liaison_net.cli import delivery_status  # aiohttp and rich: on use only
         from liaison_net.client.local_cache import verified_directory
 
+        nonlocal statement
         async with node_session(ks, keystore_path, cache) as node:  # one TLS session
             raw = await node.fetch(envelope_id)
+            statement = await node.approval(envelope_id)
             directory, cached = await verified_directory(node, cache, ks,
                                                          now=cli_clock().host_now())
             try:
@@ -385,6 +392,9 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
                 emit_json(report)
             else:
                 view.print_envelope(report)
+                if "four_eyes" in report:
+                    click.echo(f"four-eyes: sent by {report['four_eyes']['sender']}, "
+                               f"approved by {report['four_eyes']['approver']} (verified)")
             # "opened", to the sender, over the same session
             await delivery_status.after_read(ks, keystore_path, envelope, directory,
                                              node=node, cache=cache)

@@ -72,6 +72,18 @@ class EnvelopeStatus:
     id: str
     hops: dict[str, HopStatus]
     local: list[LocalStatus]
+    hold: HoldStatus | None = None  # four-eyes: held, approved, rejected or expired
+
+
+@dataclass(frozen=True)
+class HoldStatus:
+    """The origin's word on a four-eyes hold (the approval itself is verified apart)."""
+
+    state: str
+    by: str | None
+    decided: str | None
+    until: str | None
+    reason: str | None
 
 
 def error_from_answer(status: int, body: bytes) -> errors.LiaisonError:
@@ -218,4 +230,16 @@ def envelope_status(body: dict[str, Any]) -> EnvelopeStatus:
         local.append(LocalStatus(clean(field(item, "officer", str, "status local")),
                                  count(item.get("relayed"), "status relayed"),
                                  opt_count(item.get("acked"), "status acked")))
-    return EnvelopeStatus(check_id(field(body, "id", str, "status")), hops, local)
+    hold_raw = body.get("hold")
+    hold = None
+    if hold_raw is not None:
+        if not isinstance(hold_raw, dict):
+            raise errors.Malformed("node answered status with a malformed hold")
+
+        def text(key: str) -> str | None:
+            value = hold_raw.get(key)
+            return clean(value)[:500] if isinstance(value, str) else None
+
+        hold = HoldStatus(clean(field(hold_raw, "state", str, "status hold")), text("by"),
+                          text("decided"), text("until"), text("reason"))
+    return EnvelopeStatus(check_id(field(body, "id", str, "status")), hops, local, hold)

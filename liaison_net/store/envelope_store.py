@@ -23,6 +23,7 @@ from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.errors import Conflict, LiaisonError, NotFound, PolicyRefused
 from liaison_net.store.database import Database, WriteTxn
 from liaison_net.store.effect_store import Issued, add_effects
+from liaison_net.store.hold_store import HoldPlan, approval_in, hold_in
 from liaison_net.store.request_store import answered_in, track_in
 from liaison_net.store.retention_store import purged_error
 from liaison_net.store.signal_store import matches_in
@@ -57,6 +58,7 @@ class Acceptance:
     consent_digest: bytes | None = None
     effects: Sequence[Effect] = ()
     track_request: bool = False
+    hold: HoldPlan | None = None  # four-eyes: held until a second officer approves
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,9 @@ class EnvelopeStore:
                      consent_digest: bytes | None = None,
                      effects: Sequence[Effect] = (),
                      track_request: bool = False,
-                     covers: Sequence[bytes] = ()) -> AcceptOutcome:
+                     covers: Sequence[bytes] = (),
+                     hold: HoldPlan | None = None,
+                     approval: tuple[str, bytes] | None = None) -> AcceptOutcome:
         """Store a verified envelope once: inbox entries for local recipients, one queued
         hop per remote node; a signal is also indexed (with its desk's acknowledgement
         deadline when this node's desk is addressed). ``received``: from a peer, not from an
@@ -99,7 +103,9 @@ class EnvelopeStore:
         ``effects`` (evidence, receipts: ``core/effects``), a match notice for each earlier
         signal of ours a received signal matches, and with ``track_request`` a request's
         due time (or the request a reply answers). ``covers``: the envelopes a peer's batch
-        evidence says it covers, indexed for those its recipient sent (``evidence_covers``)."""
+        evidence says it covers, indexed for those its recipient sent (``evidence_covers``).
+        ``hold``: four-eyes, the inbox rows and hops wait in ``holds`` (``hold_store``);
+        ``approval``: (approver, signed statement) that released it, kept beside it."""
 
         async def op(txn: WriteTxn) -> AcceptOutcome:
             return await self._accept_in(
@@ -107,10 +113,11 @@ class EnvelopeStore:
                 local_recipients=local_recipients, remote_nodes=remote_nodes,
                 audit_detail=audit_detail, signal_deadline=signal_deadline,
                 received=received, consent_digest=consent_digest, effects=effects,
-                track_request=track_request, covers=covers)
+                track_request=track_request, covers=covers, hold=hold, approval=approval)
 
         outcome = await self.db.write(op)
-        if not outcome.duplicate and local_recipients and self.on_inbox is not None:
+        if (not outcome.duplicate and local_recipients and hold is None
+                and self.on_inbox is not None):
             self.on_inbox(local_recipients)
         return outcome
 
@@ -135,7 +142,7 @@ class EnvelopeStore:
                         local_recipients=item.local_recipients,
                         remote_nodes=item.remote_nodes, audit_detail=item.audit_detail,
                         consent_digest=item.consent_digest, effects=item.effects,
-                        track_request=item.track_request))
+                        track_request=item.track_request, hold=item.hold))
                 except (LiaisonError, sqlite3.IntegrityError) as exc:
                     await txn.execute(f"ROLLBACK TO accept_{i}")
                     out.append(exc if isinstance(exc, LiaisonError) else Conflict(
@@ -146,7 +153,7 @@ class EnvelopeStore:
         outcomes = await self.db.write(op)
         officers = [o for item, outcome in zip(items, outcomes, strict=True)
                     if isinstance(outcome, AcceptOutcome) and not outcome.duplicate
-                    for o in item.local_recipients]
+                    and item.hold is None for o in item.local_recipients]
         if officers and self.on_inbox is not None:
             self.on_inbox(officers)
         return outcomes
@@ -157,7 +164,9 @@ class EnvelopeStore:
                          received: bool = False, consent_digest: bytes | None = None,
                          effects: Sequence[Effect] = (),
                          track_request: bool = False,
-                         covers: Sequence[bytes] = ()) -> AcceptOutcome:
+                         covers: Sequence[bytes] = (),
+                         hold: HoldPlan | None = None,
+                         approval: tuple[str, bytes] | None = None) -> AcceptOutcome:
         h = envelope.header
         cur = await txn.execute(
             "INSERT OR IGNORE INTO envelopes (id, raw, sender, kind, precedence, created, "
@@ -175,6 +184,11 @@ class EnvelopeStore:
             return AcceptOutcome(h.id, duplicate=True)
         if consent_digest is not None:
             await self._use_consent(txn, consent_digest, h.id, now)
+        if hold is not None:  # four-eyes: written on release (hold_store.approve)
+            await hold_in(txn, h, hold, local=local_recipients, remote=remote_nodes, now=now)
+            local_recipients, remote_nodes = [], []
+        if approval is not None:
+            await approval_in(txn, h.id, *approval)
         if local_recipients:
             await txn.executemany(
                 "INSERT OR IGNORE INTO inbox (officer, envelope_id, relayed) VALUES (?, ?, ?)",

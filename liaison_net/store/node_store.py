@@ -22,6 +22,7 @@ from liaison_net.store.database import Database
 from liaison_net.store.directory_store import DirectoryStore
 from liaison_net.store.effect_store import EffectStore
 from liaison_net.store.envelope_store import AcceptOutcome, EnvelopeStore
+from liaison_net.store.hold_store import HoldStore
 from liaison_net.store.inbox_store import InboxItem, InboxStore
 from liaison_net.store.key_store import KeyStore
 from liaison_net.store.request_store import RequestStore
@@ -59,6 +60,7 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
         self.requests = RequestStore(self.db, node_id)
         self.retention = RetentionStore(self.db, node_id)
         self.effects = EffectStore(self.db, node_id)
+        self.holds = HoldStore(self.db, node_id)
         # Called with the officers whose inbox got rows, after the commit (live delivery).
         self.on_inbox: Callable[[list[str]], None] | None = None
 
