@@ -10,6 +10,8 @@
 (d) Every recipient fetches, verifies the signature, checks the tag (DELIVER), decrypts,
     compares with what was sealed, and acknowledges.
 (e) LU sends a FLASH alert to NL, BE and DE-NW; it is read and acknowledged the same way.
+(g) NL sends a TLP:RED alert to BE: held at NL until the NL duty desk, a second officer of
+    NL's liaison unit, approves it (``demo.four_eyes_step``); BE verifies the approval.
 (f) Early-warning signals, raised as `liaison signal raise` does, fanned out to the BE and
     LU duty desks, refused for DE-NW's, acknowledged, and matched across borders: see
     ``demo.signal_steps``, which tells that part through this story's sessions.
@@ -38,6 +40,7 @@ from liaison_net.core.limits import HOUR_MS
 from liaison_net.core.ownership import Handling, OwnershipTag, PermittedAction, Tlp
 from liaison_net.core.policy import Action, Request, require
 from liaison_net.core.signals import SignalPayload
+from liaison_net.demo import four_eyes_step
 from liaison_net.demo.forced import force_submit
 from liaison_net.demo.network import Deadline, DemoError, DemoNetwork, DemoTimeout, Officer
 from liaison_net.demo.report import Delivery, Outcome, Progress, Refusal
@@ -174,6 +177,10 @@ class Story:
                 worst = max((d.latency_ms or 0) for d in rows)
                 n.append(f"in every inbox within {worst} ms, "
                          f"{sum(d.acked for d in rows)}/{len(rows)} acknowledged")
+
+            with p.step("(g) NL sends a TLP:RED alert: held until a second NL officer approves"
+                        ) as n:
+                n.append(await four_eyes_step.held_red_alert(self))
 
             await self.signal_steps.run()
 
