@@ -14,6 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from liaison_net.clock import check_offset
+from liaison_net.core import crypto
+from liaison_net.core.admin_ops import ADMIN_NAME_RE
 from liaison_net.core.approval import FourEyesPolicy
 from liaison_net.core.delivery import BackoffPolicy
 from liaison_net.core.ids import NODE_ID_RE, check_officer_id, node_of
@@ -123,6 +125,17 @@ class FourEyesConfig:
 
 
 @dataclass(frozen=True)
+class AdminConfig:
+    """[admin]: with ``four_eyes``, enrolment, revocation and node key rotation need two
+    administrators: one proposes (signed with their admin key), another approves (their
+    own key). ``admins``: name -> Ed25519 public key (`liaison admin admin-key init`)."""
+
+    four_eyes: bool = False
+    admins: dict[str, bytes] = field(default_factory=dict)
+    pending_hours: float = 24.0
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     id: str
     path: Path  # the TOML file this came from
@@ -145,6 +158,7 @@ class NodeConfig:
     effects: EffectsConfig = field(default_factory=EffectsConfig)  # [effects]
     verify_workers: int = 0  # [workers] verify: envelope verification processes (workers/)
     four_eyes: FourEyesConfig = field(default_factory=FourEyesConfig)  # [four_eyes]
+    admin: AdminConfig = field(default_factory=AdminConfig)  # [admin]
 
     @property
     def database(self) -> Path:
@@ -156,7 +170,7 @@ class NodeConfig:
 
 _TOP = {"node", "listen", "peers", "delivery", "limits", "auth", "signals", "requests",
         "store", "federation", "clock", "supervision", "effects", "workers",
-        "four_eyes"}
+        "four_eyes", "admin"}
 
 
 def load(path: Path) -> NodeConfig:
@@ -271,6 +285,7 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         effects=_effects(_table(data, "effects", required=False)),
         verify_workers=_verify_workers(_table(data, "workers", required=False)),
         four_eyes=_four_eyes(data, node_id),
+        admin=_admin(_table(data, "admin", required=False)),
     )
 
 
@@ -385,6 +400,31 @@ def _four_eyes(data: dict[str, Any], node_id: str) -> FourEyesConfig:
         approvers=approvers,
         hold_hours=_num(table, "four_eyes.hold_hours", 24.0, 0.0001, 30 * 24),
         sweep_s=_num(table, "four_eyes.sweep_s", 30.0, 0.05, 3600))
+
+
+def _admin(table: dict[str, Any]) -> AdminConfig:
+    if unknown := set(table) - {"four_eyes", "admins", "pending_hours"}:
+        raise ConfigError(f"unknown admin key(s): {', '.join(sorted(unknown))}")
+    four_eyes = table.get("four_eyes", False)
+    if not isinstance(four_eyes, bool):
+        raise ConfigError("admin.four_eyes must be true or false")
+    admins: dict[str, bytes] = {}
+    for name, hex_key in _table(table, "admins", required=False).items():
+        if not ADMIN_NAME_RE.fullmatch(name) or not isinstance(hex_key, str):
+            raise ConfigError(f"admin.admins.{name}: a name ({ADMIN_NAME_RE.pattern}) = the "
+                              "hex public key `liaison admin admin-key init` printed")
+        try:
+            admins[name] = crypto.check_signing_public(bytes.fromhex(hex_key),
+                                                      f"admin key of {name}")
+        except (ValueError, LiaisonError):
+            raise ConfigError(f"admin.admins.{name} is not a valid Ed25519 public key") from None
+    if len(set(admins.values())) != len(admins):
+        raise ConfigError("admin.admins lists one key under two names")
+    if four_eyes and len(admins) < 2:
+        raise ConfigError("admin.four_eyes needs at least two administrators in "
+                          "[admin.admins]")
+    return AdminConfig(four_eyes, admins,
+                       _num(table, "admin.pending_hours", 24.0, 0.01, 30 * 24))
 
 
 def _four_eyes_policy(table: dict[str, Any], name: str) -> FourEyesPolicy:

@@ -116,7 +116,7 @@ class Node:
                                signing_key=lambda: self.signing_key,
                                peers=[p.id for p in config.peers],
                                card_validity_days=config.card_validity_days,
-                               clock=self.clock, wake=self._wake_all)
+                               clock=self.clock, wake=self._wake_all, admin=config.admin)
         self.supervisor = Supervisor(policy=config.supervision, audit=self._audit_loop,
                                      metrics=self.metrics)
         self._runners: list[web.AppRunner] = []

@@ -26,7 +26,7 @@ from liaison_net.cli.admin_store import read_store, write_via_node
 from liaison_net.cli.commands import Command, Group
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.core import crypto, rotation
-from liaison_net.errors import Malformed, NotFound
+from liaison_net.errors import Forbidden, Malformed, NotFound
 from liaison_net.pki import certificates, pseudonym_key_files, reissue
 from liaison_net.services.admin_desk import AdminDesk
 from liaison_net.store.key_store import KnownKey, KnownRevocation
@@ -126,6 +126,20 @@ def rotate_key_cmd(which: str, config_path: Path, ca_dir: Path, as_json: bool) -
     accept the old signing key for the grace period ([auth] key_grace_s), then only the new.
     """
     cfg = config_mod.load(config_path)
+    if which == "node" and cfg.admin.four_eyes:
+        raise Forbidden(f"[admin] four_eyes is on at node {cfg.id}: propose the rotation with "
+                        "`liaison admin propose rotate-key`; a second administrator's "
+                        "`liaison admin approve OP --ca ...` carries it out")
+    result = rotate(cfg, which, ca_dir)
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+    else:
+        click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
+        click.echo("the running node switches within a second; watch `liaison admin keys list`")
+
+
+def rotate(cfg: config_mod.NodeConfig, which: str, ca_dir: Path) -> dict[str, Any]:
+    """Rotate the node's signing key or TLS certificate on disk (the node picks it up)."""
     now = cli_clock().host_now()
     result: dict[str, Any]
     if which == "tls":
@@ -146,11 +160,7 @@ def rotate_key_cmd(which: str, config_path: Path, ca_dir: Path, as_json: bool) -
         certificates.write_public(cfg.cert_dir / "signing.rotation", statement)
         result = {"rotated": "node", "node": cfg.id, "old_key_id": old.key_id.hex(),
                   "new_key_id": new.key_id.hex(), "grace_s": cfg.key_grace_s}
-    if as_json:
-        click.echo(json.dumps(result, sort_keys=True))
-    else:
-        click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
-        click.echo("the running node switches within a second; watch `liaison admin keys list`")
+    return result
 
 
 @click.command("revoke", cls=Command)

@@ -116,8 +116,9 @@ def load(name: str) -> click.Command:
 
 
 def _admin(name: str) -> click.Command:
-    from liaison_net.cli import admin, admin_keys, admin_officers, admin_ops
+    from liaison_net.cli import admin, admin_approve, admin_keys, admin_officers, admin_ops
 
+    admin_approve.register(admin.admin)  # four-eyes administration (issue 19)
     admin_ops.register(admin.admin)
     admin_keys.register(admin.admin)
     admin_officers.register(admin.admin)

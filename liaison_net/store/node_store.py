@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from liaison_net.clock import SYSTEM_CLOCK, Clock
+from liaison_net.store.admin_op_store import AdminOpStore
 from liaison_net.store.audit_store import AuditStore
 from liaison_net.store.database import Database
 from liaison_net.store.directory_store import DirectoryStore
@@ -61,6 +62,7 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore):
         self.retention = RetentionStore(self.db, node_id)
         self.effects = EffectStore(self.db, node_id)
         self.holds = HoldStore(self.db, node_id)
+        self.admin_ops = AdminOpStore(self.db, node_id)
         # Called with the officers whose inbox got rows, after the commit (live delivery).
         self.on_inbox: Callable[[list[str]], None] | None = None
 
