@@ -250,14 +250,7 @@ def hold_json(hold: HoldStatus) -> dict[str, Any]:
 
 
 def hold_line(hold: HoldStatus) -> str:
-    """Four-eyes, in words: "held until ...", "approved by ...", "rejected by ..."."""
-    if hold.state == "held":
-        return f"held: waiting for a second officer's approval until {hold.until}"
-    if hold.state == "approved":
-        return f"approved by {hold.by} at {hold.decided}"
-    if hold.state == "rejected":
-        return f"rejected by {hold.by} at {hold.decided}: {hold.reason or ''}"
-    return f"{hold.state} at {hold.decided}: {hold.reason or ''} (never sent)"
+    return hold.describe()
 
 
 def print_status(status: EnvelopeStatus) -> None:

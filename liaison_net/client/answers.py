@@ -85,6 +85,16 @@ class HoldStatus:
     until: str | None
     reason: str | None
 
+    def describe(self) -> str:
+        """In words: "held ... until", "approved by", "rejected by", "expired"."""
+        if self.state == "held":
+            return f"held: waiting for a second officer's approval until {self.until}"
+        if self.state == "approved":
+            return f"approved by {self.by} at {self.decided}"
+        if self.state == "rejected":
+            return f"rejected by {self.by} at {self.decided}: {self.reason or ''}"
+        return f"{self.state} at {self.decided}: {self.reason or ''} (never sent)"
+
 
 def error_from_answer(status: int, body: bytes) -> errors.LiaisonError:
     """The typed error for a 4xx/5xx answer, by its stable code, else by its status."""
