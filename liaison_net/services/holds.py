@@ -27,7 +27,14 @@ from liaison_net.core.envelope import Envelope, read_frame
 from liaison_net.core.ids import id_to_text
 from liaison_net.core.limits import Limits
 from liaison_net.core.sealing import verify_frame
-from liaison_net.errors import Forbidden, LiaisonError, PolicyRefused, Revoked, Unavailable
+from liaison_net.errors import (
+    Forbidden,
+    LiaisonError,
+    PolicyRefused,
+    Revoked,
+    Unavailable,
+    UnknownKey,
+)
 from liaison_net.store.hold_store import Hold, HoldPlan
 from liaison_net.store.node_store import NodeStore
 
@@ -164,6 +171,8 @@ class HoldDesk:
             return None
         try:
             approval = await self._verified(statement, now)
+        except UnknownKey:
+            raise  # the approver's card may still be on its way: the sender retries
         except LiaisonError as exc:
             raise PolicyRefused(f"four-eyes: the approval does not verify ({exc.code}: "
                                 f"{exc.detail[:100]})", code="policy.four_eyes_invalid") from None

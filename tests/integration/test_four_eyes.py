@@ -128,6 +128,14 @@ async def test_a_held_red_alert_leaves_only_once_a_second_officer_approves(
             await decide(nl, jan, four.nl_dir, eid, approve=True)
         assert err.value.code == "policy.four_eyes_self"
         assert hold_row(net, "nl", alert) == ("held", None, None, 0)
+        # Nor does the approver's signature over another envelope release this one.
+        other = red(four, b"another alert")
+        with pytest.raises(PolicyRefused) as err:
+            await nl2.decide_held(eid, approvals.decision(
+                other, approver=anna.id, key=anna.keystore.signing, approve=True, reason="",
+                now=now_ms()))
+        assert err.value.code == "policy.four_eyes_mismatch"
+        assert hold_row(net, "nl", alert) == ("held", None, None, 0)
 
         # The approver lists it (CLI, JSON) and approves it (CLI).
         listed = json.loads(run_cli("approvals", "--json", "--keystore", str(anna.path),
