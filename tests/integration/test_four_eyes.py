@@ -170,8 +170,10 @@ async def test_rejection_and_expiry_tell_the_sender_and_send_nothing(four: FourE
     async with jan.session() as nl, anna.session() as nl2:
         for env in (rejected, expiring):
             assert (await nl.submit(env.to_bytes())).status == "accepted"
-        await decide(nl2, anna, four.nl_dir, rejected.header.id_text, approve=False,
-                     reason="source not yet evaluated")
+        shown = run_cli("approvals", "--keystore", str(anna.path), env=ENV).stdout
+        assert rejected.header.id_text in shown and "approver" in shown
+        run_cli("reject", rejected.header.id_text, "--reason", "source not yet evaluated",
+                "--keystore", str(anna.path), env=ENV)
         told = await notices(nl, jan, "four-eyes-rejected", rejected)
         assert (told["by"], told["reason"]) == (anna.id, "source not yet evaluated")
         await notices(nl, jan, "four-eyes-expired", expiring)
