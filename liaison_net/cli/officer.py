@@ -43,6 +43,7 @@ from liaison_net.client.directory import Directory
 from liaison_net.core import content as content_mod
 from liaison_net.core import sealing
 from liaison_net.core.almanac import Almanac
+from liaison_net.core.approval import FourEyesPolicy
 from liaison_net.core.envelope import Envelope, Kind, Precedence
 from liaison_net.core.ids import check_officer_id, id_from_text, node_of
 from liaison_net.core.limits import DAY_MS, DEFAULT_LIMITS, HOUR_MS
@@ -68,6 +69,11 @@ from liaison_net.errors import (
 from liaison_net.pki import certificates
 
 # --- officer init ---------------------------------------------------------------------------
+
+#: `read` asks for the approval that released an envelope when the network's default
+#: four-eyes policy covers it (TLP:RED, H3, critical signals): one request more for those
+#: only (a node's own wider policy is its own business; protocol.md §18).
+FOUR_EYES = FourEyesPolicy()
 
 
 @click.group(cls=Group)
@@ -252,7 +258,7 @@ def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
 
     cache = local_cache(keystore_path)
 
-    async def go() -> tuple[str, str, addressing.Resolution, OwnershipTag]:
+    async def go() -> tuple[str, str, addressing.Resolution, OwnershipTag, bool]:
         from liaison_net.client.local_cache import verified_directory
 
         async with node_session(ks, keystore_path, cache) as node:
@@ -273,15 +279,19 @@ def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
                 raw, resolved, tag = sealed(directory)
                 result = await node.submit(raw)
             warn_directory(directory)
-            return result.id, result.status, resolved, tag
+            return result.id, result.status, resolved, tag, result.held
 
-    envelope_id, status, resolved, tag = run(go())
+    envelope_id, status, resolved, tag, held = run(go())
     to = resolved.officers
     if as_json:
         emit_json({"id": envelope_id, "status": status, "recipients": to,
-                    "coverage": resolved.coverage, "share_with": sorted(tag.share_with)})
+                    "coverage": resolved.coverage, "share_with": sorted(tag.share_with),
+                    "held": held})
     else:
         click.echo(f"{envelope_id} {status} for {', '.join(to)}")
+        if held:  # four-eyes: nothing leaves before a second officer approves
+            click.echo("held: a second officer of your unit must approve it "
+                       "(`liaison approvals`; `liaison status ID` shows who did)", err=True)
         for coverage, officers in resolved.coverage.items():
             click.echo(f"  {coverage}: {', '.join(officers)}")
 
@@ -347,7 +357,6 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
     ks = load_keystore(keystore_path, passphrase_file)
 
     cache = local_cache(keystore_path)
-    statement: bytes | None = None
 
     def opened(raw: bytes, directory: Directory) -> tuple[Envelope, dict[str, Any]]:
         # now=None: reading days after delivery is fine; the node applied the clock on receipt.
@@ -360,21 +369,15 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
         reading.check_received(envelope, directory, own_node=ks.node, now=now)
         plaintext = sealing.open_envelope(envelope, ks.officer, ks.encryption_keys)
         content = reading.readable(envelope, plaintext, reader_node=ks.node)
-        report = view.envelope_report(envelope, content, directory, own_node=ks.node, now=now)
-        released = approvals.released_by(envelope, statement, directory)  # four-eyes
-        if released is not None:
-            report["four_eyes"] = {"sender": released.sender, "approver": released.approver,
-                                   "unit": released.unit, "at": released.at}
-        return envelope, report
+        return envelope, view.envelope_report(envelope, content, directory, own_node=ks.node,
+                                              now=now)
 
     async def go() -> None:
         from liaison_net.cli import delivery_status  # aiohttp and rich: on use only
         from liaison_net.client.local_cache import verified_directory
 
-        nonlocal statement
         async with node_session(ks, keystore_path, cache) as node:  # one TLS session
             raw = await node.fetch(envelope_id)
-            statement = await node.approval(envelope_id)
             directory, cached = await verified_directory(node, cache, ks,
                                                          now=cli_clock().host_now())
             try:
@@ -388,6 +391,13 @@ def read_cmd(envelope_id: str, as_json: bool, keystore_path: Path,
                                                         now=cli_clock().host_now())
                 envelope, report = opened(raw, directory)
             warn_directory(directory)
+            if FOUR_EYES.covers(envelope.header):  # the approval that released it
+                released = approvals.released_by(envelope, await node.approval(envelope_id),
+                                                 directory)
+                if released is not None:
+                    report["four_eyes"] = {"sender": released.sender, "at": released.at,
+                                           "approver": released.approver,
+                                           "unit": released.unit}
             if as_json:
                 emit_json(report)
             else:

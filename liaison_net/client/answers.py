@@ -31,6 +31,7 @@ _BY_CODE: dict[str, type[errors.LiaisonError]] = {
 class SubmitResult:
     id: str
     status: str  # "accepted" or "duplicate"
+    held: bool = False  # four-eyes: accepted, waiting for a second officer's approval
 
 
 @dataclass(frozen=True)

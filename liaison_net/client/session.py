@@ -247,7 +247,8 @@ class NodeSession:
         status = field(body, "status", str, "submit")
         if status not in ("accepted", "duplicate"):
             raise errors.Malformed(f"node answered submit with status {clean(status)!r:.40}")
-        return SubmitResult(check_id(field(body, "id", str, "submit")), status)
+        return SubmitResult(check_id(field(body, "id", str, "submit")), status,
+                            held=body.get("held") is True)
 
     async def submit_many(self, envelopes: Sequence[bytes]
                           ) -> list[SubmitResult | errors.LiaisonError]:

@@ -324,7 +324,8 @@ class ClientApi:
         outcome = await self.intake.submit(officer, raw, self.clock.now_ms())
         return web.json_response(
             {"id": id_to_text(outcome.envelope_id),
-             "status": "duplicate" if outcome.duplicate else "accepted"}, status=202)
+             "status": "duplicate" if outcome.duplicate else "accepted",
+             **({"held": True} if outcome.held else {})}, status=202)
 
     async def submit_batch(self, request: web.Request) -> web.Response:
         """Up to ``MAX_BATCH_ENVELOPES`` envelopes in one request, each checked as a single

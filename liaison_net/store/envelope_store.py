@@ -42,6 +42,7 @@ class AcceptOutcome:
     envelope_id: bytes
     duplicate: bool
     matches: int = 0  # match notices owed because of this signal (recorded as effects)
+    held: bool = False  # four-eyes: stored, waiting for a second officer (hold_store)
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,8 @@ class EnvelopeStore:
                 "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
                 f"SELECT id, ? FROM envelopes WHERE id IN ({marks}) AND sender = ?",
                 (h.id, *covers, h.recipients[0].officer))
-        return AcceptOutcome(h.id, duplicate=False, matches=len(matches))
+        return AcceptOutcome(h.id, duplicate=False, matches=len(matches),
+                             held=hold is not None)
 
     async def covers_of(self, carriers: Sequence[bytes]) -> dict[bytes, list[bytes]]:
         """The envelopes each of ``carriers`` (batch evidence issued here) covers, for

@@ -117,7 +117,8 @@ async def test_a_held_red_alert_leaves_only_once_a_second_officer_approves(
     alert = red(four, b"Target moves tonight")
     eid = alert.header.id_text
     async with jan.session() as nl, anna.session() as nl2, marie.session() as be:
-        assert (await nl.submit(alert.to_bytes())).status == "accepted"
+        submitted = await nl.submit(alert.to_bytes())
+        assert (submitted.status, submitted.held) == ("accepted", True)
         assert hold_row(net, "nl", alert) == ("held", None, None, 0)  # no hop: not relayed
         waiting = await notices(nl2, anna, "four-eyes-waiting", alert)
         assert waiting["sender"] == jan.id
