@@ -14,9 +14,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from liaison_net.clock import check_offset
+from liaison_net.core import crypto
+from liaison_net.core.admin_ops import ADMIN_NAME_RE
+from liaison_net.core.approval import FourEyesPolicy
 from liaison_net.core.delivery import BackoffPolicy
-from liaison_net.core.ids import NODE_ID_RE
+from liaison_net.core.ids import NODE_ID_RE, check_officer_id, node_of
 from liaison_net.core.limits import Limits
+from liaison_net.core.ownership import Handling, Tlp
 from liaison_net.core.signals import DEFAULT_ACK_DEADLINE_MS, Severity, SignalConfig
 from liaison_net.errors import ConfigError, LiaisonError
 from liaison_net.supervisor import RestartPolicy
@@ -133,6 +137,38 @@ class FederationLimits:
 
 
 @dataclass(frozen=True)
+class FourEyesConfig:
+    """[four_eyes]: which envelopes need a second officer before they leave this node, who
+    may approve them (per unit: the tag owner's unit), and how long they wait. Off when
+    the section is absent; present, the policy defaults to TLP:RED, H3 and signals of
+    the highest severity (core/approval.py)."""
+
+    enabled: bool = False
+    policy: FourEyesPolicy = field(default_factory=FourEyesPolicy)
+    unit_policies: dict[str, FourEyesPolicy] = field(default_factory=dict)
+    approvers: dict[str, frozenset[str]] = field(default_factory=dict)  # unit -> officers
+    hold_hours: float = 24.0
+    sweep_s: float = 30.0
+
+    def policy_for(self, unit: str) -> FourEyesPolicy:
+        return self.unit_policies.get(unit, self.policy)
+
+    def units_of(self, officer: str) -> list[str]:
+        return sorted(u for u, people in self.approvers.items() if officer in people)
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    """[admin]: with ``four_eyes``, enrolment, revocation and node key rotation need two
+    administrators: one proposes (signed with their admin key), another approves (their
+    own key). ``admins``: name -> Ed25519 public key (`liaison admin admin-key init`)."""
+
+    four_eyes: bool = False
+    admins: dict[str, bytes] = field(default_factory=dict)
+    pending_hours: float = 24.0
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     id: str
     path: Path  # the TOML file this came from
@@ -158,6 +194,8 @@ class NodeConfig:
     # [keys] cosign_threshold: co-signatures of the other national nodes a node key change
     # needs before this node believes it (core/key_change.py)
     cosign_threshold: int = 2
+    four_eyes: FourEyesConfig = field(default_factory=FourEyesConfig)  # [four_eyes]
+    admin: AdminConfig = field(default_factory=AdminConfig)  # [admin]
 
     @property
     def database(self) -> Path:
@@ -170,7 +208,8 @@ class NodeConfig:
 STORE_BACKENDS = ("sqlite", "postgresql")
 
 _TOP = {"node", "listen", "peers", "delivery", "limits", "auth", "signals", "requests",
-        "store", "federation", "clock", "supervision", "effects", "workers", "audit", "keys"}
+        "store", "federation", "clock", "supervision", "effects", "workers", "audit", "keys",
+        "four_eyes", "admin"}
 
 
 def load(path: Path) -> NodeConfig:
@@ -285,6 +324,8 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         verify_workers=_verify_workers(_table(data, "workers", required=False)),
         audit=_audit(_table(data, "audit", required=False)),
         cosign_threshold=_cosign_threshold(_table(data, "keys", required=False)),
+        four_eyes=_four_eyes(data, node_id),
+        admin=_admin(_table(data, "admin", required=False)),
     )
 
 
@@ -429,6 +470,94 @@ def _federation_limits(table: dict[str, Any]) -> FederationLimits:
         handshake_timeout_s=values["handshake_timeout_s"],
         header_timeout_s=values["header_timeout_s"], body_timeout_s=values["body_timeout_s"],
         audit_window_s=values["audit_window_s"])
+
+
+def _four_eyes(data: dict[str, Any], node_id: str) -> FourEyesConfig:
+    """[four_eyes], with [four_eyes.approvers] (unit = [officer ids]: this node's count) and
+    [four_eyes.units.<unit>] (a unit's own tlp / handling / signal_severity lists)."""
+    if "four_eyes" not in data:
+        return FourEyesConfig()
+    table = _table(data, "four_eyes")
+    known = {"enabled", "tlp", "handling", "signal_severity", "hold_hours", "sweep_s",
+             "approvers", "units"}
+    if unknown := set(table) - known:
+        raise ConfigError(f"unknown four_eyes key(s): {', '.join(sorted(unknown))}")
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError("four_eyes.enabled must be true or false")
+    approvers: dict[str, frozenset[str]] = {}
+    for unit, people in _table(table, "approvers", required=False).items():
+        name = f"four_eyes.approvers.{unit}"
+        if not isinstance(people, list) or not people:
+            raise ConfigError(f"{name} must be a non-empty list of officer ids")
+        try:
+            ids = frozenset(check_officer_id(p, what=name) for p in people)
+        except LiaisonError as exc:
+            raise ConfigError(f"{name}: {exc.detail}") from None
+        # One list may serve every node of a network (the demo's, the tests'): each node
+        # takes only its own officers; an approver is always of the sender's node.
+        approvers[unit] = frozenset(p for p in ids if node_of(p) == node_id)
+    units = _table(table, "units", required=False)
+    return FourEyesConfig(
+        enabled=enabled, policy=_four_eyes_policy(table, "four_eyes"),
+        unit_policies={u: _four_eyes_policy(_table(units, u), f"four_eyes.units.{u}")
+                       for u in units},
+        approvers=approvers,
+        hold_hours=_num(table, "four_eyes.hold_hours", 24.0, 0.0001, 30 * 24),
+        sweep_s=_num(table, "four_eyes.sweep_s", 30.0, 0.05, 3600))
+
+
+def _admin(table: dict[str, Any]) -> AdminConfig:
+    if unknown := set(table) - {"four_eyes", "admins", "pending_hours"}:
+        raise ConfigError(f"unknown admin key(s): {', '.join(sorted(unknown))}")
+    four_eyes = table.get("four_eyes", False)
+    if not isinstance(four_eyes, bool):
+        raise ConfigError("admin.four_eyes must be true or false")
+    admins: dict[str, bytes] = {}
+    for name, hex_key in _table(table, "admins", required=False).items():
+        if not ADMIN_NAME_RE.fullmatch(name) or not isinstance(hex_key, str):
+            raise ConfigError(f"admin.admins.{name}: a name ({ADMIN_NAME_RE.pattern}) = the "
+                              "hex public key `liaison admin admin-key init` printed")
+        try:
+            admins[name] = crypto.check_signing_public(bytes.fromhex(hex_key),
+                                                      f"admin key of {name}")
+        except (ValueError, LiaisonError):
+            raise ConfigError(f"admin.admins.{name} is not a valid Ed25519 public key") from None
+    if len(set(admins.values())) != len(admins):
+        raise ConfigError("admin.admins lists one key under two names")
+    if four_eyes and len(admins) < 2:
+        raise ConfigError("admin.four_eyes needs at least two administrators in "
+                          "[admin.admins]")
+    return AdminConfig(four_eyes, admins,
+                       _num(table, "admin.pending_hours", 24.0, 0.01, 30 * 24))
+
+
+def _four_eyes_policy(table: dict[str, Any], name: str) -> FourEyesPolicy:
+    if unknown := set(table) - {"tlp", "handling", "signal_severity", "enabled",
+                                "hold_hours", "sweep_s", "approvers", "units"}:
+        raise ConfigError(f"unknown {name} key(s): {', '.join(sorted(unknown))}")
+    default = FourEyesPolicy()
+
+    def values(key: str) -> list[str] | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name}.{key} must be a list of names")
+        return value
+
+    try:
+        tlp, handling, severity = values("tlp"), values("handling"), values("signal_severity")
+        return FourEyesPolicy(
+            tlp=default.tlp if tlp is None else frozenset(Tlp(v) for v in tlp),
+            handling=(default.handling if handling is None
+                      else frozenset(Handling(v) for v in handling)),
+            signal_severity=(default.signal_severity if severity is None
+                             else frozenset(Severity.from_label(v) for v in severity)))
+    except (ValueError, LiaisonError):
+        raise ConfigError(f"{name}: tlp takes {[t.value for t in Tlp]}, handling "
+                          f"{[h.value for h in Handling]}, signal_severity "
+                          f"{[s.label for s in Severity]}") from None
 
 
 def _table(data: dict[str, Any], key: str, required: bool = True) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from liaison_net.pki.pseudonym_key_files import WatchedKeyRing
 from liaison_net.services.admin_desk import AdminDesk
 from liaison_net.services.checkpoints import AuditCheckpoints
 from liaison_net.services.effects import EffectDrain
+from liaison_net.services.holds import HoldDesk
 from liaison_net.services.intake import Intake, Keys
 from liaison_net.services.key_changes import KeyChangeDesk
 from liaison_net.services.key_watch import KeyWatcher
@@ -107,13 +108,17 @@ class Node:
         self.verify_pool = VerifyPool(
             slots=config.verify_workers, limits=config.limits,
             counted=lambda where, n: self.metrics.verified.labels(where=where).inc(n))
+        # Four-eyes release: what waits for a second officer (services/holds.py).
+        self.holds = HoldDesk(node_id=config.id, store=self.store, config=config.four_eyes,
+                              clock=self.clock, wake=self._wake, limits=config.limits)
         self.intake = Intake(node_id=config.id, peers={p.id for p in config.peers},
                              store=self.store, keys=self.keys, limits=config.limits,
                              metrics=self.metrics, wake=self._wake, desk=self.desk,
                              on_disclosure=self._disclosure_receipt,
                              requests=self.request_desk,
                              witness=Witness(node_id=config.id),
-                             verifier=self.verify_pool.verify if config.verify_workers else None)
+                             verifier=self.verify_pool.verify if config.verify_workers else None,
+                             holds=self.holds)
         self._pseudonym_ring = WatchedKeyRing(paths.dir)
         # Peers' new node keys only through co-signed key changes; ours travel with our
         # certificate (``_own_chain``: the applied ones in ``key-changes/``).
@@ -129,7 +134,7 @@ class Node:
                                signing_key=lambda: self.signing_key,
                                peers=[p.id for p in config.peers],
                                card_validity_days=config.card_validity_days,
-                               clock=self.clock, wake=self._wake_all)
+                               clock=self.clock, wake=self._wake_all, admin=config.admin)
         # The audit log's checkpoints, signed here and witnessed by the peers (issue 18).
         self.checkpoints = AuditCheckpoints(
             node_id=config.id, store=self.store, keys=self.keys, config=config.audit,
@@ -360,6 +365,8 @@ class Node:
                 sup.add("key-changes", self._chain_loop)
                 sup.add("signal-desk", self.desk.run)
                 sup.add("request-desk", self.request_desk.run)
+                if self.config.four_eyes.enabled:
+                    sup.add("four-eyes", self.holds.run)
                 for slot in range(self.verify_pool.slots):
                     sup.add(f"verify-worker-{slot}", functools.partial(self.verify_pool.run_slot,
                                                                       slot))

@@ -94,6 +94,9 @@ def test_demo_tells_the_story_and_leaves_nothing_running(tmp_path: Path) -> None
                              f"{err[-3000:]}") from None
     failed = [c for c in summary["checks"] if not c["ok"]]
     assert code == 0 and summary["ok"] and not failed, (code, summary["error"], failed, err[-2000:])
+    # Four-eyes (issue 19): R1 was held at NL, approved by the NL desk, verified at BE.
+    four_eyes = [c["name"] for c in summary["checks"] if "approv" in c["name"]]
+    assert len(four_eyes) == 2, four_eyes
     # How long it took is the demo's business (README says "under a minute" on a quiet
     # machine); a loaded machine must not fail the test, so it is printed, not asserted.
     print(f"liaison demo took {time.monotonic() - started:.1f} s")

@@ -110,6 +110,8 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
         assert "refused, as it should be" in out
         assert "policy.share_with" in proc.stderr
         assert "audit chain OK" in out
+        assert "four-eyes: held" in out and "approved by nl/desk (verified)" in out
+        assert "held: a second officer of your unit must approve it" in proc.stderr
         assert (tmp_path / "demo-net" / "backups" / "nl.sqlite3").is_file()
     finally:
         pids = tmp_path / "demo-net" / "pids"

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from liaison_net.core import rotation
+from liaison_net.core import admin_ops, rotation
 from liaison_net.core.identity import MAX_CARD_BYTES
 from liaison_net.errors import ConfigError, Malformed
 from liaison_net.http_common import error_middleware, read_body, read_json
@@ -67,7 +67,18 @@ class AdminApi:
         app = web.Application(middlewares=[error_middleware], client_max_size=MAX_CARD_BYTES)
         app.router.add_post("/admin/v1/enrol", self._enrol)
         app.router.add_post("/admin/v1/revoke", self._revoke)
+        # [admin] four_eyes: a proposal, then a second administrator's approval (signed).
+        app.router.add_post("/admin/v1/ops/propose", self._propose)
+        app.router.add_post("/admin/v1/ops/approve", self._approve)
         return app
+
+    async def _propose(self, request: web.Request) -> web.Response:
+        raw = await read_body(request, OCTETS, admin_ops.MAX_OP_BYTES)
+        return web.json_response(await self.desk.propose(raw))
+
+    async def _approve(self, request: web.Request) -> web.Response:
+        raw = await read_body(request, OCTETS, admin_ops.MAX_OP_BYTES)
+        return web.json_response(await self.desk.approve(raw))
 
     async def _enrol(self, request: web.Request) -> web.Response:
         raw = await read_body(request, OCTETS, MAX_CARD_BYTES)

@@ -139,22 +139,37 @@ def rotate_key_cmd(which: str, config_path: Path, ca_dir: Path, key_lost: bool, 
     peers accept the old key for the grace period ([auth] key_grace_s).
     """
     cfg = config_mod.load(config_path)
-    now = cli_clock().host_now()
-    result: dict[str, Any]
+    if which == "node" and cfg.admin.four_eyes:
+        raise Forbidden(f"[admin] four_eyes is on at node {cfg.id}: propose the rotation with "
+                        "`liaison admin propose rotate-key`; a second administrator's "
+                        "`liaison admin approve OP --ca ...` carries it out")
+    result = rotate(cfg, which, ca_dir, key_lost=key_lost, reason=reason)
     if which == "node":
-        admin_cosign.echo_prepared(admin_cosign.prepare_rotation(
-            cfg, ca_dir, key_lost=key_lost, reason=reason), as_json)
+        admin_cosign.echo_prepared(result, as_json)
         return
-    if key_lost:
-        raise Malformed("--key-lost is for the node signing key")
-    cert = reissue.rotate_tls(cfg.cert_dir, cfg.id, ca_dir=ca_dir, now=now)
-    result = {"rotated": "tls", "node": cfg.id, "serial": format(cert.serial_number, "x"),
-              "not_after": cert.not_valid_after_utc.isoformat()}
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
     else:
         click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
         click.echo("the running node switches within a second; watch `liaison admin keys list`")
+
+
+def rotate(cfg: config_mod.NodeConfig, which: str, ca_dir: Path, *, key_lost: bool = False,
+           reason: str = "scheduled rotation") -> dict[str, Any]:
+    """Rotate the node's TLS certificate on disk (the node picks it up), or prepare a new
+    signing key and its key change statement for the co-signatures (`node`)."""
+    now = cli_clock().host_now()
+    result: dict[str, Any]
+    if which == "node":
+        # A node key change takes effect only with the other national nodes' co-signatures:
+        # this prepares the new key and the statement for them (cli/admin_cosign.py).
+        return admin_cosign.prepare_rotation(cfg, ca_dir, key_lost=key_lost, reason=reason)
+    if key_lost:
+        raise Malformed("--key-lost is for the node signing key")
+    cert = reissue.rotate_tls(cfg.cert_dir, cfg.id, ca_dir=ca_dir, now=now)
+    result = {"rotated": "tls", "node": cfg.id, "serial": format(cert.serial_number, "x"),
+              "not_after": cert.not_valid_after_utc.isoformat()}
+    return result
 
 
 @click.command("revoke", cls=Command)

@@ -79,7 +79,8 @@ def write_via_node(cfg: config_mod.NodeConfig, route: str, body: bytes, content_
         try:
             desk = AdminDesk(node_id=cfg.id, store=store, signing_key=lambda: key,
                              peers=[p.id for p in cfg.peers],
-                             card_validity_days=cfg.card_validity_days, clock=cli_clock())
+                             card_validity_days=cfg.card_validity_days, clock=cli_clock(),
+                             admin=cfg.admin)
             return await local(desk), False
         finally:
             await store.close()

@@ -158,6 +158,8 @@ def print_status(report: StatusReport) -> None:
         return
     console = tables.console()
     console.print(Text(f"envelope {report.status.id}", style="bold"))
+    if report.status.hold is not None:  # four-eyes: held, approved by, rejected by
+        console.print(f"four-eyes: {view.safe(view.hold_line(report.status.hold))}")
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("recipient", "state", *(s.value for s in Step), "problem"):
         table.add_column(column)

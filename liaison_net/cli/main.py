@@ -26,6 +26,12 @@ from liaison_net.errors import LiaisonError
 #: command name -> (loader "module:function" returning the command, its one-line help).
 _COMMANDS: dict[str, tuple[str, str]] = {
     "ack": ("liaison_net.cli.main:_officer_command", "Acknowledge envelope ID in your inbox."),
+    "approvals": ("liaison_net.cli.approvals:approvals_cmd",
+                  "Envelopes held for a second officer: those you sent, and those you may "
+                  "approve."),
+    "approve": ("liaison_net.cli.approvals:approve_cmd",
+                "Approve held envelope ID as the second officer; it leaves with your "
+                "signature."),
     "admin": ("liaison_net.cli.main:_admin",
               "Administer the network: PKI, nodes, officers, keys, audit."),
     "bench": ("liaison_net.cli.bench:bench",
@@ -54,6 +60,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
              "Verify, check and decrypt envelope ID; show its tag, what it allows, the content."),
     "recall": ("liaison_net.cli.restrict:recall_cmd",
                "Withdraw envelope ID, which you sent: every node holding it purges the content."),
+    "reject": ("liaison_net.cli.approvals:reject_cmd",
+               "Reject held envelope ID: it is never sent, and its sender is told why."),
     "reply": ("liaison_net.cli.main:_requests_command",
               "Answer request ID, under its tag, to the officer who asked."),
     "request": ("liaison_net.cli.main:_requests_command",
@@ -112,8 +120,16 @@ def load(name: str) -> click.Command:
 
 
 def _admin(name: str) -> click.Command:
-    from liaison_net.cli import admin, admin_audit_export, admin_keys, admin_officers, admin_ops
+    from liaison_net.cli import (
+        admin,
+        admin_approve,
+        admin_audit_export,
+        admin_keys,
+        admin_officers,
+        admin_ops,
+    )
 
+    admin_approve.register(admin.admin)  # four-eyes administration (issue 19)
     admin_ops.register(admin.admin)
     admin_keys.register(admin.admin)
     admin_officers.register(admin.admin)

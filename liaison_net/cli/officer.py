@@ -37,12 +37,13 @@ from liaison_net.cli.officer_common import (
     run,
     warn_directory,
 )
-from liaison_net.client import addressing, reading
+from liaison_net.client import addressing, approvals, reading
 from liaison_net.client import keystore as keystore_mod
 from liaison_net.client.directory import Directory
 from liaison_net.core import art25, sealing
 from liaison_net.core import content as content_mod
 from liaison_net.core.almanac import Almanac
+from liaison_net.core.approval import FourEyesPolicy
 from liaison_net.core.envelope import Envelope, Kind, Precedence
 from liaison_net.core.ids import check_officer_id, id_from_text, node_of
 from liaison_net.core.limits import DAY_MS, DEFAULT_LIMITS, HOUR_MS
@@ -68,6 +69,11 @@ from liaison_net.errors import (
 from liaison_net.pki import certificates
 
 # --- officer init ---------------------------------------------------------------------------
+
+#: `read` asks for the approval that released an envelope when the network's default
+#: four-eyes policy covers it (TLP:RED, H3, critical signals): one request more for those
+#: only (a node's own wider policy is its own business; protocol.md §20).
+FOUR_EYES = FourEyesPolicy()
 
 
 @click.group(cls=Group)
@@ -252,7 +258,7 @@ def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
 
     cache = local_cache(keystore_path)
 
-    async def go() -> tuple[str, str, addressing.Resolution, OwnershipTag]:
+    async def go() -> tuple[str, str, addressing.Resolution, OwnershipTag, bool]:
         from liaison_net.client.local_cache import verified_directory
 
         async with node_session(ks, keystore_path, cache) as node:
@@ -273,15 +279,19 @@ def send_cmd(recipients: tuple[str, ...], subject: str, text: str | None,
                 raw, resolved, tag = sealed(directory)
                 result = await node.submit(raw)
             warn_directory(directory)
-            return result.id, result.status, resolved, tag
+            return result.id, result.status, resolved, tag, result.held
 
-    envelope_id, status, resolved, tag = run(go())
+    envelope_id, status, resolved, tag, held = run(go())
     to = resolved.officers
     if as_json:
         emit_json({"id": envelope_id, "status": status, "recipients": to,
-                    "coverage": resolved.coverage, "share_with": sorted(tag.share_with)})
+                    "coverage": resolved.coverage, "share_with": sorted(tag.share_with),
+                    "held": held})
     else:
         click.echo(f"{envelope_id} {status} for {', '.join(to)}")
+        if held:  # four-eyes: nothing leaves before a second officer approves
+            click.echo("held: a second officer of your unit must approve it "
+                       "(`liaison approvals`; `liaison status ID` shows who did)", err=True)
         for coverage, officers in resolved.coverage.items():
             click.echo(f"  {coverage}: {', '.join(officers)}")
 
@@ -397,12 +407,22 @@ def read_cmd(envelope_id: str, as_json: bool, reason: str | None, keystore_path:
                 warnings) if updated else []
             for warning in warnings:
                 click.echo(f"warning: {view.safe(warning)}", err=True)
+            if FOUR_EYES.covers(envelope.header):  # the approval that released it
+                released = approvals.released_by(envelope, await node.approval(envelope_id),
+                                                 directory)
+                if released is not None:
+                    report["four_eyes"] = {"sender": released.sender, "at": released.at,
+                                           "approver": released.approver,
+                                           "unit": released.unit}
             if as_json:
                 emit_json({**report, "restrictions": [s.to_json() for s in standing]})
             else:
                 view.print_envelope(report)
                 for s in standing:
                     click.echo(view.safe(s.line()))
+                if "four_eyes" in report:
+                    click.echo(f"four-eyes: sent by {report['four_eyes']['sender']}, "
+                               f"approved by {report['four_eyes']['approver']} (verified)")
             # "opened", to the sender, over the same session
             await delivery_status.after_read(ks, keystore_path, envelope, directory,
                                              node=node, cache=cache)

@@ -31,6 +31,7 @@ from liaison_net.core.ids import id_to_text
 from liaison_net.core.policy import Action, Request, decide
 
 if TYPE_CHECKING:  # aiohttp: only for the annotations here, not at import
+    from liaison_net.client.answers import HoldStatus
     from liaison_net.client.session import EnvelopeStatus, InboxEntry
 
 # C0/C1 controls (tab and newline survive where text spans lines), DEL, and the Unicode
@@ -241,12 +242,24 @@ def status_json(status: EnvelopeStatus) -> dict[str, Any]:
             "hops": {node: {"state": h.state, "reason": h.reason}
                      for node, h in status.hops.items()},
             "local": [{"officer": item.officer, "relayed": item.relayed, "acked": item.acked}
-                      for item in status.local]}
+                      for item in status.local],
+            **({"hold": hold_json(status.hold)} if status.hold is not None else {})}
+
+
+def hold_json(hold: HoldStatus) -> dict[str, Any]:
+    return {"state": hold.state, "by": hold.by, "decided": hold.decided,
+            "until": hold.until, "reason": hold.reason}
+
+
+def hold_line(hold: HoldStatus) -> str:
+    return hold.describe()
 
 
 def print_status(status: EnvelopeStatus) -> None:
     console = _console()
     console.print(_bold(f"envelope {status.id}"))
+    if status.hold is not None:
+        console.print(f"four-eyes: {safe(hold_line(status.hold))}")
     if status.hops:
         hops = _table("to node", "state", "reason")
         for node, hop in sorted(status.hops.items()):
@@ -258,7 +271,7 @@ def print_status(status: EnvelopeStatus) -> None:
             local.add_row(safe(item.officer), ts_short(item.relayed),
                           ts_short(item.acked) if item.acked is not None else "no")
         console.print(local)
-    if not status.hops and not status.local:
+    if not status.hops and not status.local and status.hold is None:
         console.print("no hops and no local recipients recorded")
 
 

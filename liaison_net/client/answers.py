@@ -31,6 +31,7 @@ _BY_CODE: dict[str, type[errors.LiaisonError]] = {
 class SubmitResult:
     id: str
     status: str  # "accepted" or "duplicate"
+    held: bool = False  # four-eyes: accepted, waiting for a second officer's approval
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,28 @@ class EnvelopeStatus:
     id: str
     hops: dict[str, HopStatus]
     local: list[LocalStatus]
+    hold: HoldStatus | None = None  # four-eyes: held, approved, rejected or expired
+
+
+@dataclass(frozen=True)
+class HoldStatus:
+    """The origin's word on a four-eyes hold (the approval itself is verified apart)."""
+
+    state: str
+    by: str | None
+    decided: str | None
+    until: str | None
+    reason: str | None
+
+    def describe(self) -> str:
+        """In words: "held ... until", "approved by", "rejected by", "expired"."""
+        if self.state == "held":
+            return f"held: waiting for a second officer's approval until {self.until}"
+        if self.state == "approved":
+            return f"approved by {self.by} at {self.decided}"
+        if self.state == "rejected":
+            return f"rejected by {self.by} at {self.decided}: {self.reason or ''}"
+        return f"{self.state} at {self.decided}: {self.reason or ''} (never sent)"
 
 
 def error_from_answer(status: int, body: bytes) -> errors.LiaisonError:
@@ -218,4 +241,16 @@ def envelope_status(body: dict[str, Any]) -> EnvelopeStatus:
         local.append(LocalStatus(clean(field(item, "officer", str, "status local")),
                                  count(item.get("relayed"), "status relayed"),
                                  opt_count(item.get("acked"), "status acked")))
-    return EnvelopeStatus(check_id(field(body, "id", str, "status")), hops, local)
+    hold_raw = body.get("hold")
+    hold = None
+    if hold_raw is not None:
+        if not isinstance(hold_raw, dict):
+            raise errors.Malformed("node answered status with a malformed hold")
+
+        def text(key: str) -> str | None:
+            value = hold_raw.get(key)
+            return clean(value)[:500] if isinstance(value, str) else None
+
+        hold = HoldStatus(clean(field(hold_raw, "state", str, "status hold")), text("by"),
+                          text("decided"), text("until"), text("reason"))
+    return EnvelopeStatus(check_id(field(body, "id", str, "status")), hops, local, hold)

@@ -249,7 +249,8 @@ class NodeSession:
         status = field(body, "status", str, "submit")
         if status not in ("accepted", "duplicate"):
             raise errors.Malformed(f"node answered submit with status {clean(status)!r:.40}")
-        return SubmitResult(check_id(field(body, "id", str, "submit")), status)
+        return SubmitResult(check_id(field(body, "id", str, "submit")), status,
+                            held=body.get("held") is True)
 
     async def submit_many(self, envelopes: Sequence[bytes]
                           ) -> list[SubmitResult | errors.LiaisonError]:
@@ -401,6 +402,39 @@ class NodeSession:
         if not isinstance(raised, list) or not all(isinstance(r, dict) for r in raised):
             raise errors.Malformed("node answered a malformed signal list")
         return raised
+
+    # --- four-eyes (issue 19; client/approvals.py) ---------------------------------------
+
+    async def approvals(self) -> list[dict[str, Any]]:
+        """Held envelopes you sent or may decide, as the node lists them."""
+        body = json_map(await self._call("GET", "/api/v1/approvals"), "approvals")
+        items = body.get("items")
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise errors.Malformed("node answered a malformed approvals list")
+        return items
+
+    async def held_envelope(self, envelope_id: str) -> bytes:
+        """A held envelope's raw bytes, unverified (the approver's client verifies them)."""
+        answer = await self._call("GET", f"/api/v1/approvals/{check_id(envelope_id)}",
+                                  max_bytes=DEFAULT_LIMITS.max_envelope_bytes)
+        return answer
+
+    async def decide_held(self, envelope_id: str, statement: bytes) -> dict[str, Any]:
+        """Post a signed approval or rejection; the node answers the hold as decided."""
+        answer = await self._call("POST", f"/api/v1/approvals/{check_id(envelope_id)}",
+                                  data=statement, content_type=MSGPACK_MEDIA_TYPE)
+        return json_map(answer, "approval")
+
+    async def approval(self, envelope_id: str) -> bytes | None:
+        """The approval that released ``envelope_id``, as it travelled, unverified."""
+        answer = await self._call("GET",
+                                  f"/api/v1/envelopes/{check_id(envelope_id)}/approval")
+        body = codec.exact_map("approval", codec.unpack(answer, what="approval",
+                                                        max_bytes=8192), {"approval"})
+        value = body["approval"]
+        if value is not None and not isinstance(value, bytes):
+            raise errors.Malformed("node answered an approval that is not bytes")
+        return value
 
     async def directory_bytes(self) -> bytes:
         answer = await self._call("GET", "/api/v1/directory", max_bytes=MAX_DIRECTORY_BYTES)

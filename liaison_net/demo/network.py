@@ -37,6 +37,7 @@ from liaison_net.client import keystore as keystore_mod
 from liaison_net.client.keystore import Keystore
 from liaison_net.core.ids import node_of
 from liaison_net.core.signals import DESK_HANDLE, desk_of
+from liaison_net.demo.four_eyes_step import FOUR_EYES_SECTION
 from liaison_net.drills.harness import (
     LIAISON,
     Deadline,
@@ -117,7 +118,8 @@ class DemoNetwork(NodeSet):
     node_ids: tuple[str, ...] = NODE_IDS
     officers: dict[str, Officer] = field(default_factory=dict)
     #: Config tables beside [node], [listen] and [[peers]]; the bench and the soak set theirs.
-    SECTIONS: ClassVar[Mapping[str, Mapping[str, Any]]] = {"delivery": DEMO_DELIVERY}
+    SECTIONS: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "delivery": DEMO_DELIVERY, "four_eyes": FOUR_EYES_SECTION}
     DRILL: ClassVar[str] = "demo"
 
     @property

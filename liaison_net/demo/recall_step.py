@@ -1,4 +1,4 @@
-"""The demo's recall, step (g), issued as `liaison recall` does (core/restriction.py).
+"""The demo's recall, step (h), issued as `liaison recall` does (core/restriction.py).
 
 Once the TLP:GREEN alert of step (c) has been read everywhere, Jan (who sent it for NL's
 unit) recalls it: the update goes to BE, LU and DE-NW, each node purges the content in the

@@ -10,10 +10,12 @@
 (d) Every recipient fetches, verifies the signature, checks the tag (DELIVER), decrypts,
     compares with what was sealed, and acknowledges.
 (e) LU sends a FLASH alert to NL, BE and DE-NW; it is read and acknowledged the same way.
+(g) NL sends a TLP:RED alert to BE: held at NL until the NL duty desk, a second officer of
+    NL's liaison unit, approves it (``demo.four_eyes_step``); BE verifies the approval.
 (f) Early-warning signals, raised as `liaison signal raise` does, fanned out to the BE and
     LU duty desks, refused for DE-NW's, acknowledged, and matched across borders: see
     ``demo.signal_steps``, which tells that part through this story's sessions.
-(g) NL recalls the TLP:GREEN alert once read: BE, LU and DE-NW purge it and answer signed
+(h) NL recalls the TLP:GREEN alert once read: BE, LU and DE-NW purge it and answer signed
     erasure receipts (``demo.recall_step``).
 
 Each step records ``Delivery``/``Refusal`` rows and ``Check`` results in the ``Outcome``;
@@ -40,7 +42,7 @@ from liaison_net.core.limits import HOUR_MS
 from liaison_net.core.ownership import Handling, OwnershipTag, PermittedAction, Tlp
 from liaison_net.core.policy import Action, Request, require
 from liaison_net.core.signals import SignalPayload
-from liaison_net.demo import recall_step
+from liaison_net.demo import four_eyes_step, recall_step
 from liaison_net.demo.forced import force_submit
 from liaison_net.demo.network import Deadline, DemoError, DemoNetwork, DemoTimeout, Officer
 from liaison_net.demo.report import Delivery, Outcome, Progress, Refusal
@@ -178,6 +180,10 @@ class Story:
                 n.append(f"in every inbox within {worst} ms, "
                          f"{sum(d.acked for d in rows)}/{len(rows)} acknowledged")
 
+            with p.step("(g) NL sends a TLP:RED alert: held until a second NL officer approves"
+                        ) as n:
+                n.append(await four_eyes_step.held_red_alert(self))
+
             await self.signal_steps.run()
 
             with p.step("Origin nodes report every hop delivered") as n:
@@ -185,7 +191,7 @@ class Story:
                 rows = self.outcome.deliveries
                 n.append(f"{sum(d.hop == 'delivered' for d in rows)}/{len(rows)} delivered")
 
-            with p.step("(g) NL recalls the TLP:GREEN alert: every holder purges it") as n:
+            with p.step("(h) NL recalls the TLP:GREEN alert: every holder purges it") as n:
                 n.append(await recall_step.recall(self, sent_a2))
         self.check_story()
     # --- steps ------------------------------------------------------------------------------

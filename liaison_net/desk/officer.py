@@ -304,6 +304,9 @@ class DeskOfficer:
                      for peer, hop in sorted(report.status.hops.items())},
             "evidence": {"verified": verified, "refused": len(report.evidence) - verified},
             "warnings": report.warnings[:20],
+            # four-eyes (issue 19): held, approved by, rejected by, expired
+            "four_eyes": (report.status.hold.describe()
+                          if report.status.hold is not None else None),
         }
 
     # --- the directory --------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from liaison_net.core import codec
+from liaison_net.core.approval import MAX_APPROVAL_BYTES
 from liaison_net.core.evidence_batch import MAX_BATCH_IDS
 from liaison_net.core.ids import ENVELOPE_ID_BYTES
 from liaison_net.errors import LimitExceeded, Malformed, Refused, all_error_classes
@@ -56,14 +57,17 @@ class Transaction:
     #: Only a hint for the receiver's index: nothing is believed from it (see
     #: ``EnvelopeStore.accept``), since the evidence is sealed for the sender alone.
     covers: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)
+    #: Optional: the four-eyes approval that released an envelope among ``envelopes`` (by
+    #: its id), carried beside it (core/approval.py); the receiver verifies each.
+    approvals: dict[bytes, bytes] = field(default_factory=dict)
 
 
 def decode_transaction(body: bytes, *, max_bytes: int) -> Transaction:
     """The body of a transaction POST; raises only typed ``Refused`` errors (fuzzed)."""
     value = codec.unpack(body, what="request", max_bytes=max_bytes)
-    with_covers = isinstance(value, dict) and "covers" in value
-    fields = codec.exact_map("request", value, TRANSACTION_FIELDS | {"covers"} if with_covers
-                             else TRANSACTION_FIELDS)
+    optional = {k for k in ("covers", "approvals") if isinstance(value, dict) and k in value}
+    with_covers = "covers" in optional
+    fields = codec.exact_map("request", value, TRANSACTION_FIELDS | optional)
     origin, txn, envelopes = fields["origin"], fields["txn"], fields["envelopes"]
     if not isinstance(origin, str):
         raise Malformed("origin must be a node id")
@@ -74,7 +78,28 @@ def decode_transaction(body: bytes, *, max_bytes: int) -> Transaction:
     if len(envelopes) > MAX_TRANSACTION_ENVELOPES:
         raise LimitExceeded(f"at most {MAX_TRANSACTION_ENVELOPES} envelopes per transaction")
     return Transaction(origin, txn, envelopes,
-                       _covers(fields["covers"], len(envelopes)) if with_covers else {})
+                       _covers(fields["covers"], len(envelopes)) if with_covers else {},
+                       _approvals(fields["approvals"], len(envelopes))
+                       if "approvals" in optional else {})
+
+
+def _approvals(value: Any, envelopes: int) -> dict[bytes, bytes]:
+    """``[[envelope id, statement], ...]``: at most one per envelope of the transaction."""
+    if not isinstance(value, list) or len(value) > envelopes:
+        raise Malformed("approvals must be a list of at most one entry per envelope")
+    out: dict[bytes, bytes] = {}
+    for entry in value:
+        if (not isinstance(entry, list) or len(entry) != 2 or not _is_id(entry[0])
+                or not isinstance(entry[1], bytes) or len(entry[1]) > MAX_APPROVAL_BYTES
+                or entry[0] in out):
+            raise Malformed(f"approvals entries must be [envelope id, statement of at most "
+                            f"{MAX_APPROVAL_BYTES} bytes], one per envelope")
+        out[entry[0]] = entry[1]
+    return out
+
+
+def encode_approvals(approvals: dict[bytes, bytes]) -> list[list[bytes]]:
+    return [[eid, statement] for eid, statement in approvals.items()]
 
 
 def _covers(value: Any, envelopes: int) -> dict[bytes, tuple[bytes, ...]]:

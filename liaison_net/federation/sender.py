@@ -401,6 +401,9 @@ class PeerSender:
         covers = await self.store.covers_of(list(batch.ids))  # relayed batch evidence
         if covers:
             body["covers"] = protocol.encode_covers(covers)
+        approvals = await self.store.holds.approvals_of(list(batch.ids))  # four-eyes
+        if approvals:
+            body["approvals"] = protocol.encode_approvals(approvals)
         outcomes = protocol.decode_transaction_answer(
             await self._post(protocol.TRANSACTION_PATH, body), list(batch.ids))
         now = self.clock.now_ms()

@@ -189,7 +189,8 @@ class FederationServer:
         async def one(raw: bytes) -> list[str]:
             try:
                 outcome = await self.intake.receive(peer, raw, self.clock.now_ms(),
-                                                    covers=body.covers)
+                                                    covers=body.covers,
+                                                    approvals=body.approvals)
             except LiaisonError as exc:
                 return [protocol.REFUSED, exc.code, exc.detail[:200]]
             return [protocol.DUPLICATE if outcome.duplicate else protocol.ACCEPTED, "", ""]

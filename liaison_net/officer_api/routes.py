@@ -59,6 +59,7 @@ from liaison_net.http_common import (
     read_msgpack,
 )
 from liaison_net.metrics import NodeMetrics
+from liaison_net.officer_api.approvals import ApprovalRoutes, hold_json
 from liaison_net.officer_api.inbox_stream import (
     InboxStreams,
     InboxWatch,
@@ -190,6 +191,9 @@ class ClientApi:
         r.add_post("/api/v1/pseudonym/evaluate", self.evaluate_pseudonym)
         r.add_get("/api/v1/signals", self.signals)
         r.add_get("/api/v1/requests", self.requests)
+        if self.intake.holds is not None:  # four-eyes (issue 19)
+            ApprovalRoutes(holds=self.intake.holds, store=self.store,
+                           officer=self._officer).add(r)
         app.on_shutdown.append(self.streams.close_all)  # live streams: close with 1001
         return app
 
@@ -381,7 +385,8 @@ class ClientApi:
         outcome = await self.intake.submit(officer, raw, self.clock.now_ms())
         return web.json_response(
             {"id": id_to_text(outcome.envelope_id),
-             "status": "duplicate" if outcome.duplicate else "accepted"}, status=202)
+             "status": "duplicate" if outcome.duplicate else "accepted",
+             **({"held": True} if outcome.held else {})}, status=202)
 
     async def submit_batch(self, request: web.Request) -> web.Response:
         """Up to ``MAX_BATCH_ENVELOPES`` envelopes in one request, each checked as a single
@@ -476,10 +481,12 @@ class ClientApi:
             raise NotFound("no such envelope for you")
         hops = await self.store.hop_states(eid)
         local = await self.store.local_deliveries(eid)
+        hold = await self.store.holds.get(eid)
         return web.json_response({
             "id": id_to_text(eid),
             "hops": {node: {"state": s, "reason": r} for node, (s, r) in hops.items()},
             "local": [{"officer": o, "relayed": rel, "acked": ack} for o, rel, ack in local],
+            **({"hold": hold_json(hold)} if hold is not None else {}),
         })
 
     async def evidence(self, request: web.Request) -> web.Response:

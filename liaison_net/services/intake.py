@@ -45,6 +45,7 @@ from liaison_net.core.limits import Limits
 from liaison_net.core.sealing import KeyLookup, SignerKey, verify_frame
 from liaison_net.errors import Forbidden, LiaisonError, NotFound, PolicyRefused, Refused, Revoked
 from liaison_net.metrics import NodeMetrics
+from liaison_net.services.holds import HoldDesk
 from liaison_net.services.request_desk import RequestDesk
 from liaison_net.services.signal_desk import SignalDesk
 from liaison_net.services.witness import Witness
@@ -79,7 +80,8 @@ class Intake:
                                          Effect] | None = None,
                  requests: RequestDesk | None = None,
                  witness: Witness | None = None,
-                 verifier: Verifier | None = None) -> None:
+                 verifier: Verifier | None = None,
+                 holds: HoldDesk | None = None) -> None:
         self.node_id = node_id
         self.peers = peers
         self.store = store
@@ -93,6 +95,7 @@ class Intake:
         self.witness = witness  # what delivery evidence the sender is owed
         # Runs verify_frame elsewhere (workers/verify_pool.py, [workers] verify); None: here.
         self.verifier = verifier
+        self.holds = holds  # four-eyes: what waits for a second officer, approvals checked
         #: Set by the federation door: counts a peer's envelopes that cannot be verified
         #: (peer, code, raw bytes); it audits them per peer and window, not one by one.
         self.on_unverified: Callable[[str, str, bytes], None] | None = None
@@ -187,7 +190,8 @@ class Intake:
                 item.envelope, now=now, actor=item.actor, event=item.event,
                 local_recipients=item.local_recipients, remote_nodes=item.remote_nodes,
                 audit_detail=item.audit_detail, consent_digest=item.consent_digest,
-                effects=item.effects, track_request=item.track_request, then=item.then)
+                effects=item.effects, track_request=item.track_request, then=item.then,
+                hold=item.hold)
         except PolicyRefused as exc:  # a consent used already, an update relaxing another
             await self._refuse(exc, now=now, actor=officer, layer="origin",
                                envelope_id=item.envelope.id)
@@ -263,24 +267,29 @@ class Intake:
                                    "not received here")
             flow = await self._flow(envelope, tagflow.Layer.ORIGIN, now)
             then = await self._restrictions(envelope, flow, now, targets=h.recipients)
+            hold = self.holds.plan(envelope, now) if self.holds is not None else None
         except LiaisonError as exc:
             await self._refuse(exc, now=now, actor=officer, layer="origin",
                                envelope_id=envelope.id if envelope else None)
             raise
-        effects = (self.witness.accepted(envelope, local=local, now=now)
+        # Held (four-eyes): "accepted" now; local inboxes get theirs on release.
+        effects = (self.witness.accepted(envelope, local=[] if hold else local, now=now)
                    if self.witness is not None else [])
+        if hold is not None and self.holds is not None:
+            effects.append(self.holds.held_notice(envelope, hold))
         if flow.consent is not None and local and self.on_disclosure is not None:
             # A consented forward to colleagues on this node discloses the owner's
             # information here: the owner's receipt is owed as for a remote recipient.
             effects.append(self.on_disclosure(envelope, flow.consent, local))
         return Acceptance(
-            envelope, actor=officer, event="envelope.accepted", local_recipients=local,
-            remote_nodes=sorted(remote),
+            envelope, actor=officer, event="envelope.held" if hold else "envelope.accepted",
+            local_recipients=local, remote_nodes=sorted(remote),
             audit_detail=detail(layer="origin", to=sorted(remote) + (["local"] if local else []),
                                 **art25.reception(h, local, forward=tagflow.is_forward(h),
-                                                  recipients=True)),
+                                                  recipients=True),
+                                **({"held_for": hold.unit} if hold else {})),
             consent_digest=flow.consent_digest, effects=effects,
-            track_request=self.requests is not None, then=then)
+            track_request=self.requests is not None, then=then, hold=hold)
 
     def _submitted(self, item: Acceptance, outcome: AcceptOutcome) -> None:
         """After the commit: a first copy raises its signal, is counted, wakes its peers."""
@@ -291,15 +300,21 @@ class Intake:
             self.desk.raised(item.envelope)
         self.metrics.accepted.labels(source="officer").inc()
         log.debug("envelope.accepted", envelope_id=h.id_text, sender=item.actor,
-                 peers=item.remote_nodes, local=len(item.local_recipients))
+                 peers=item.remote_nodes, local=len(item.local_recipients),
+                 held=item.hold is not None)
+        if item.hold is not None:
+            return  # four-eyes: nothing leaves before the approval (services/holds.py)
         for node in item.remote_nodes:
             self._wake(node)
 
     async def receive(self, peer: str, raw: bytes, now: int, *,
-                      covers: Mapping[bytes, Sequence[bytes]] | None = None) -> AcceptOutcome:
+                      covers: Mapping[bytes, Sequence[bytes]] | None = None,
+                      approvals: Mapping[bytes, bytes] | None = None) -> AcceptOutcome:
         """A peer relays an envelope to this node (destination node). ``covers``: what the
         peer says each batch evidence envelope of its transaction covers (a hint: the store
-        indexes it only for the peer node's own evidence, for envelopes its recipient sent)."""
+        indexes it only for the peer node's own evidence, for envelopes its recipient sent).
+        ``approvals``: the four-eyes approvals carried beside the envelopes (by id), each
+        checked here and stored with its envelope (``services/holds.py``)."""
         envelope: Envelope | None = None
         try:
             envelope = await self._verify(raw, now)
@@ -319,6 +334,8 @@ class Intake:
             flow = await self._flow(envelope, tagflow.Layer.DESTINATION, now)
             then = await self._restrictions(
                 envelope, flow, now, targets=[r for r in h.recipients if r.node == self.node_id])
+            approval = (await self.holds.carried(envelope, (approvals or {}).get(h.id), now)
+                        if self.holds is not None else None)
         except LiaisonError as exc:
             if envelope is None and self.on_unverified is not None:
                 # Bytes no key verifies name no envelope: a decision about garbage, tallied.
@@ -341,7 +358,7 @@ class Intake:
                 signal_deadline=self.desk.deadline(h, now) if self.desk is not None else None,
                 received=True, consent_digest=flow.consent_digest, effects=effects,
                 track_request=self.requests is not None,
-                covers=(covers or {}).get(h.id, ()), then=then)
+                covers=(covers or {}).get(h.id, ()), then=then, approval=approval)
         except PolicyRefused as exc:  # a consent used already, an update relaxing another
             await self._refuse(exc, now=now, actor=peer, layer="destination",
                                envelope_id=envelope.id, peer=peer)

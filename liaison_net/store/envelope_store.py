@@ -22,6 +22,7 @@ from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.errors import Conflict, LiaisonError, NotFound, PolicyRefused
 from liaison_net.store.database import Database, WriteTxn
 from liaison_net.store.effect_store import Issued, add_effects
+from liaison_net.store.hold_store import HoldPlan, approval_in, hold_in
 from liaison_net.store.lease_store import Fence, check_fence
 from liaison_net.store.request_store import answered_in, track_in
 from liaison_net.store.retention_store import purged_error
@@ -43,6 +44,7 @@ class AcceptOutcome:
     envelope_id: bytes
     duplicate: bool
     matches: int = 0  # match notices owed because of this signal (recorded as effects)
+    held: bool = False  # four-eyes: stored, waiting for a second officer (hold_store)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Acceptance:
     effects: Sequence[Effect] = ()
     track_request: bool = False
     then: Then | None = None  # as ``accept(then=...)``
+    hold: HoldPlan | None = None  # four-eyes: held until a second officer approves
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,8 @@ class EnvelopeStore:
                      effects: Sequence[Effect] = (),
                      track_request: bool = False,
                      covers: Sequence[bytes] = (),
-                     then: Then | None = None) -> AcceptOutcome:
+                     then: Then | None = None, hold: HoldPlan | None = None,
+                     approval: tuple[str, bytes] | None = None) -> AcceptOutcome:
         """Store a verified envelope once: inbox entries for local recipients, one queued
         hop per remote node; a signal is also indexed (with its desk's acknowledgement
         deadline when this node's desk is addressed). ``received``: from a peer, not from an
@@ -106,7 +110,10 @@ class EnvelopeStore:
         evidence says it covers, indexed for those its recipient sent (``evidence_covers``).
         ``then``: more of the same decision, in the same transaction, for a first copy only
         (a restriction update applied: ``restriction_store``); the effects it returns are
-        recorded with the others."""
+        recorded with the others.
+
+        ``hold``: four-eyes, the inbox rows and hops wait in ``holds`` (``hold_store``);
+        ``approval``: (approver, signed statement) that released it, kept beside it."""
 
         async def op(txn: WriteTxn) -> AcceptOutcome:
             outcome = await self._accept_in(
@@ -114,13 +121,14 @@ class EnvelopeStore:
                 local_recipients=local_recipients, remote_nodes=remote_nodes,
                 audit_detail=audit_detail, signal_deadline=signal_deadline,
                 received=received, consent_digest=consent_digest, effects=effects,
-                track_request=track_request, covers=covers)
+                track_request=track_request, covers=covers, hold=hold, approval=approval)
             if then is not None and not outcome.duplicate:
                 await add_effects(txn, await then(txn), now)
             return outcome
 
         outcome = await self.db.write(op)
-        if not outcome.duplicate and local_recipients and self.on_inbox is not None:
+        if (not outcome.duplicate and local_recipients and hold is None
+                and self.on_inbox is not None):
             self.on_inbox(local_recipients)
         return outcome
 
@@ -145,7 +153,7 @@ class EnvelopeStore:
                         local_recipients=item.local_recipients,
                         remote_nodes=item.remote_nodes, audit_detail=item.audit_detail,
                         consent_digest=item.consent_digest, effects=item.effects,
-                        track_request=item.track_request)
+                        track_request=item.track_request, hold=item.hold)
                     if item.then is not None and not outcome.duplicate:
                         await add_effects(txn, await item.then(txn), now)
                     out.append(outcome)
@@ -158,7 +166,7 @@ class EnvelopeStore:
         outcomes = await self.db.write(op)
         officers = [o for item, outcome in zip(items, outcomes, strict=True)
                     if isinstance(outcome, AcceptOutcome) and not outcome.duplicate
-                    for o in item.local_recipients]
+                    and item.hold is None for o in item.local_recipients]
         if officers and self.on_inbox is not None:
             self.on_inbox(officers)
         return outcomes
@@ -169,7 +177,9 @@ class EnvelopeStore:
                          received: bool = False, consent_digest: bytes | None = None,
                          effects: Sequence[Effect] = (),
                          track_request: bool = False,
-                         covers: Sequence[bytes] = ()) -> AcceptOutcome:
+                         covers: Sequence[bytes] = (),
+                         hold: HoldPlan | None = None,
+                         approval: tuple[str, bytes] | None = None) -> AcceptOutcome:
         h = envelope.header
         cur = await txn.execute(
             "INSERT OR IGNORE INTO envelopes (id, raw, sender, kind, precedence, created, "
@@ -187,6 +197,11 @@ class EnvelopeStore:
             return AcceptOutcome(h.id, duplicate=True)
         if consent_digest is not None:
             await self._use_consent(txn, consent_digest, h.id, now)
+        if hold is not None:  # four-eyes: written on release (hold_store.approve)
+            await hold_in(txn, h, hold, local=local_recipients, remote=remote_nodes, now=now)
+            local_recipients, remote_nodes = [], []
+        if approval is not None:
+            await approval_in(txn, h.id, *approval)
         if local_recipients:
             await txn.executemany(
                 "INSERT OR IGNORE INTO inbox (officer, envelope_id, relayed) VALUES (?, ?, ?)",
@@ -235,7 +250,8 @@ class EnvelopeStore:
                 "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
                 f"SELECT id, ? FROM envelopes WHERE id IN ({marks}) AND sender = ?",
                 (h.id, *covers, h.recipients[0].officer))
-        return AcceptOutcome(h.id, duplicate=False, matches=len(matches))
+        return AcceptOutcome(h.id, duplicate=False, matches=len(matches),
+                             held=hold is not None)
 
     async def covers_of(self, carriers: Sequence[bytes]) -> dict[bytes, list[bytes]]:
         """The envelopes each of ``carriers`` (batch evidence issued here) covers, for

@@ -20,12 +20,14 @@ from pathlib import Path
 from liaison_net.clock import SYSTEM_CLOCK, Clock
 from liaison_net.config import NodeConfig
 from liaison_net.store import key_epoch
+from liaison_net.store.admin_op_store import AdminOpStore
 from liaison_net.store.audit_store import AuditStore
 from liaison_net.store.checkpoint_store import CheckpointStore
 from liaison_net.store.database import Backend, Database
 from liaison_net.store.directory_store import DirectoryStore
 from liaison_net.store.effect_store import EffectStore
 from liaison_net.store.envelope_store import AcceptOutcome, EnvelopeStore
+from liaison_net.store.hold_store import HoldStore
 from liaison_net.store.inbox_store import InboxItem, InboxStore
 from liaison_net.store.key_store import KeyStore
 from liaison_net.store.lease_store import LeaseStore
@@ -71,6 +73,8 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore, LeaseStor
         self.restrictions = RestrictionStore(self.db, node_id)
         self.effects = EffectStore(self.db, node_id)
         self.checkpoints = CheckpointStore(self.db, node_id)  # audit checkpoints, witnessed
+        self.holds = HoldStore(self.db, node_id)
+        self.admin_ops = AdminOpStore(self.db, node_id)
         # Called with the officers whose inbox got rows, after the commit (live delivery).
         self.on_inbox: Callable[[list[str]], None] | None = None
 

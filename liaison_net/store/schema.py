@@ -338,6 +338,47 @@ MIGRATIONS: list[str] = [
         code TEXT NOT NULL,
         reason TEXT NOT NULL,
         received INTEGER NOT NULL
+    """,
+    # 17: four-eyes (issue 19). ``holds``: an envelope accepted at its origin but held until
+    # a second officer of the sender's unit approves it; ``local`` / ``remote`` (JSON lists)
+    # are the inbox rows and hops its release writes. ``approvals``: the approver's signed
+    # statement, stored at the origin on release and at each node that received it, so it
+    # travels with the envelope (federation ``approvals``, the officer API). ``admin_ops``:
+    # an administrator's enrolment, revocation or rotation waiting for a second one
+    # (``[admin] four_eyes``).
+    """
+    CREATE TABLE holds (
+        envelope_id BLOB PRIMARY KEY,
+        sender TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        local TEXT NOT NULL,
+        remote TEXT NOT NULL,
+        held INTEGER NOT NULL,
+        until INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        decided INTEGER,
+        decided_by TEXT,
+        reason TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX holds_waiting ON holds (until) WHERE state = 'held';
+
+    CREATE TABLE approvals (
+        envelope_id BLOB PRIMARY KEY,
+        approver TEXT NOT NULL,
+        statement BLOB NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE admin_ops (
+        op TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        args BLOB NOT NULL,
+        proposer TEXT NOT NULL,
+        proposed INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        decided_by TEXT,
+        decided INTEGER,
+        outcome TEXT
     ) WITHOUT ROWID;
     """,
 ]

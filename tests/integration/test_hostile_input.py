@@ -548,7 +548,7 @@ def build_cases() -> list[Case]:
         "cards:strs": (["card"], 400, "malformed"),
         "cards:501 items": ([b""] * (protocol.MAX_DIRECTORY_CARDS + 1), 413, "limit_exceeded"),
     }, MSGPACK)
-    # ``key_changes`` is optional (a node's co-signed key changes, docs/protocol.md §18).
+    # ``key_changes`` is optional (a node's co-signed key changes, docs/protocol.md §19).
     for name, (value, status, code) in {
             "map": ({"x": b""}, 400, "malformed"),
             "strs": (["change"], 400, "malformed"),

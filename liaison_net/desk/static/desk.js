@@ -264,6 +264,7 @@
     const t = await api("GET", "/api/envelopes/" + encodeURIComponent(id) + "/timeline");
     const box = $("timeline"); box.replaceChildren();
     box.appendChild(el("h3", "Envelope " + t.id));
+    if (t.four_eyes) box.appendChild(el("p", "four-eyes: " + t.four_eyes, "four-eyes"));
     if (!t.recipients.length) box.appendChild(el("p", "Not sent by you: only your node's view is shown."));
     t.recipients.forEach((p) => {
       const block = el("section", null, "recipient");
