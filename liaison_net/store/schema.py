@@ -338,6 +338,7 @@ MIGRATIONS: list[str] = [
         code TEXT NOT NULL,
         reason TEXT NOT NULL,
         received INTEGER NOT NULL
+    ) WITHOUT ROWID;
     """,
     # 17: four-eyes (issue 19). ``holds``: an envelope accepted at its origin but held until
     # a second officer of the sender's unit approves it; ``local`` / ``remote`` (JSON lists)
