@@ -86,7 +86,13 @@ def test_two_administrators_enrol_revoke_and_rotate(make_network: type[Network],
     assert isinstance(proposed, dict)
     rotated = _admin("approve", str(proposed["op"]), "--config", config, "--admin-key",
                      str(bob), "--ca", str(net.certs), "--json")
-    assert isinstance(rotated, dict) and rotated["rotation"]["rotated"] == "node"  # type: ignore[index]
+    # The approved rotation prepares the new key and its key change statement, which the
+    # other national nodes co-sign before it takes effect (issue 18, admin_cosign).
+    assert isinstance(rotated, dict)
+    rotation = rotated["rotation"]
+    assert isinstance(rotation, dict)
+    assert rotation["kind"] == "rotate" and rotation["node"] == "nl"
+    assert Path(str(rotation["statement"])).is_file()
 
     events = [r.event for r in audit_rows(net, "nl") if r.event.startswith("admin.")]
     assert events.count("admin.op_proposed") == 3
