@@ -28,6 +28,7 @@ from liaison_net.core.ownership import (
     SourceReliability,
     Tlp,
 )
+from liaison_net.core.retention import make_skeleton
 from liaison_net.core.signals import (
     Attachment,
     Category,
@@ -181,6 +182,13 @@ def sample_envelopes() -> dict[str, Envelope]:
         "evidence": _seal(("nl/desk",), kind=Kind.EVIDENCE, ref=base.id),
         "notice": _seal(("be/jpeeters",), kind=Kind.NOTICE, ref=base.id,
                         tag=tags["H1-AMBER+STRICT"]),
+        # The owner's updates of ``base`` (core/restriction.py): they carry its skeleton.
+        "restrict": _seal(("be/jpeeters",), kind=Kind.RESTRICT, ref=base.id,
+                          original=make_skeleton(base.to_bytes()), tag=tags["H2-RED"],
+                          precedence=Precedence.IMMEDIATE),
+        "recall": _seal(("be/jpeeters",), kind=Kind.RECALL, ref=base.id,
+                        original=make_skeleton(base.to_bytes()),
+                        precedence=Precedence.IMMEDIATE),
     }
 
 

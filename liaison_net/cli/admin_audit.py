@@ -210,7 +210,7 @@ def _print_report(report: Report) -> None:
                    f"{where}" + (f" (the log now has {report.entries})" if diff.truncated
                                  else ""))
     for warning in report.warnings:
-        click.echo(f"warning: {warning}")
+        click.echo(f"warning: {warning}", err=True)
 
 
 # --- prove -----------------------------------------------------------------------------------

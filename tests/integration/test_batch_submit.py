@@ -24,6 +24,7 @@ from liaison_net.errors import Forbidden, LiaisonError, Malformed
 from tests.integration.network import Network, audit_rows, last_audit_seq
 from tests.integration.officers import enrol, now_ms
 from tests.integration.test_first_alert import directory_with, inbox_ids
+from tests.waits import PATIENCE_S
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +72,7 @@ async def test_a_batch_answers_each_envelope_stores_only_the_accepted_and_covers
     carriers = set()
     async with jan.session() as node:
         for env in good:
-            async with asyncio.timeout(60):
+            async with asyncio.timeout(PATIENCE_S):
                 while True:
                     report = await evidence_trail.status_report(
                         node, jan.keystore, env.header.id_text, now=now_ms())
@@ -97,7 +98,7 @@ async def test_a_batch_answers_each_envelope_stores_only_the_accepted_and_covers
     relayed_carriers = set()
     async with jan.session() as node:
         for env in good:
-            async with asyncio.timeout(60):
+            async with asyncio.timeout(PATIENCE_S):
                 while True:
                     report = await evidence_trail.status_report(
                         node, jan.keystore, env.header.id_text, now=now_ms())
@@ -112,9 +113,12 @@ async def test_a_batch_answers_each_envelope_stores_only_the_accepted_and_covers
             assert relayed[0].attested.statement.recipients == (marie.id,)
             assert relayed[0].attested.signer.principal == "be/node"
             assert relayed[0].statement_bytes is not None
-            assert isinstance(codec.unpack(relayed[0].statement_bytes, what="proof",
-                                           max_bytes=1 << 20), dict)  # a batch's proof
-            relayed_carriers.add(relayed[0].carrier)
+            if isinstance(codec.unpack(relayed[0].statement_bytes, what="proof",
+                                       max_bytes=1 << 20), dict):  # a batch's proof
+                relayed_carriers.add(relayed[0].carrier)
+    # Normally one batch covers all five. On a loaded machine BE's drain may have issued
+    # one of them alone (a pass that found it first, or a batch write retried one by
+    # one): the others still share a batch; with batching gone there would be none.
     assert len(relayed_carriers) == 1
     with contextlib.closing(sqlite3.connect(net.database("nl"), timeout=10)) as db:
         assert db.execute("SELECT COUNT(*) FROM envelopes WHERE id = ?",
