@@ -92,10 +92,13 @@ async def test_a_batch_answers_each_envelope_stores_only_the_accepted_and_covers
             carriers.add(done[0].carrier)
     assert len(carriers) == 1
 
-    # BE's "relayed" for the five: one batch statement too (they arrived in one
-    # transaction, one commit), issued at BE and found at NL for each through the ids
-    # BE's transaction named beside it (covers); Jan's client verifies each proof.
-    relayed_carriers = set()
+    # BE's "relayed" for the five: batch statements too, issued at BE and found at NL for
+    # each through the ids BE's transaction named beside it (covers); Jan's client
+    # verifies each proof. They arrived in one transaction, but BE accepts each envelope of
+    # it in its own write (federation/server.py gathers them): the writes usually share
+    # one commit, so one batch, but a loaded machine may split them over two commits and
+    # two drain passes. So: every one is covered, and batches (not one statement each) do.
+    relayed_carriers: list[str] = []
     async with jan.session() as node:
         for env in good:
             async with asyncio.timeout(PATIENCE_S):
@@ -115,11 +118,9 @@ async def test_a_batch_answers_each_envelope_stores_only_the_accepted_and_covers
             assert relayed[0].statement_bytes is not None
             if isinstance(codec.unpack(relayed[0].statement_bytes, what="proof",
                                        max_bytes=1 << 20), dict):  # a batch's proof
-                relayed_carriers.add(relayed[0].carrier)
-    # Normally one batch covers all five. On a loaded machine BE's drain may have issued
-    # one of them alone (a pass that found it first, or a batch write retried one by
-    # one): the others still share a batch; with batching gone there would be none.
-    assert len(relayed_carriers) == 1
+                relayed_carriers.append(relayed[0].carrier)
+    assert max((relayed_carriers.count(c) for c in relayed_carriers), default=0) >= 2, \
+        relayed_carriers
     with contextlib.closing(sqlite3.connect(net.database("nl"), timeout=10)) as db:
         assert db.execute("SELECT COUNT(*) FROM envelopes WHERE id = ?",
                           (piets.id,)).fetchone()[0] == 0
