@@ -4,6 +4,8 @@ one database of the session's cluster; BE runs on its SQLite file and lists both
 
 - A live follower on worker B sees every envelope committed through worker A, exactly once
   and in order (the stream learns of other workers' commits by polling the inbox).
+- A revocation written through one worker is refused by the other (its cached keys follow
+  the key epoch in PostgreSQL).
 - Under load in both directions, the NL worker holding BE's sender lease is SIGKILLed: the
   other worker takes the lease over (a higher fencing token), BE fails over to it, and every
   client retries with the same envelope bytes until answered `accepted` or `duplicate`.
@@ -40,6 +42,7 @@ from tests.integration.test_node_workers import (
     until,
 )
 from tests.postgres.pg_nodes import on_postgresql
+from tests.waits import PATIENCE_S
 
 COUNT = 120  # each way, during the kill
 
@@ -86,6 +89,40 @@ async def test_a_follower_on_worker_b_sees_every_envelope_committed_through_work
         inbox = await follower.inbox_all()
     assert [e.id for e in seen] == sent
     assert [e.seq for e in seen] == [e.seq for e in inbox], "a gap or a repeat"
+
+
+async def test_a_revocation_through_one_worker_is_refused_by_the_other_on_postgresql(
+        make_network: type[Network], pg_cluster: Cluster) -> None:
+    net = make_network.create(node_ids=("nl",), sections=WORKERS)
+    on_postgresql(net, "nl", pg_cluster)
+    jan = enrol(net, "nl/jdevries")
+    piet = enrol(net, "nl/pbakker")
+    a, b = net.nodes["nl"], add_worker(net, "nl")
+    net.start("nl")
+    net.start("nl#2")
+    async with at_worker(jan, a) as at_a, at_worker(jan, b) as at_b:
+        directory = await directory_with(at_a, piet.id)
+
+        async def submit(session: NodeSession) -> str:
+            envelope = jan.seal(directory, [piet.id], b"alert")
+            try:
+                return (await session.submit(envelope.to_bytes())).status
+            except errors.Revoked:
+                return "revoked"
+
+        assert await submit(at_a) == "accepted"  # jan's keys are in A's cache now
+        revoked = json.loads(run_cli("admin", "revoke", "officer", jan.id, "--reason",
+                                     "laptop stolen", "--config", str(b.config),
+                                     "--json").stdout)
+        assert revoked["written_by"] == "node"
+        try:
+            async with asyncio.timeout(PATIENCE_S):
+                while (status := await submit(at_a)) == "accepted":
+                    await asyncio.sleep(0.1)  # until A has looked at the key epoch (0.2 s)
+        except TimeoutError:
+            raise AssertionError("worker A still accepts the revoked key") from None
+        assert status == "revoked"
+        assert [await submit(at_a), await submit(at_b)] == ["revoked", "revoked"]
 
 
 async def submit_with_retries(agent: OfficerAgent, workers: list[NodeProcess],
