@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from liaison_net.bench import cost
-from liaison_net.bench.report import ROWS, Row, rows, table, unit_of, versus_target
+from liaison_net.bench.report import (
+    ROWS,
+    Row,
+    notes,
+    rows,
+    table,
+    unit_of,
+    versus_target,
+)
 from liaison_net.bench.runner import selection
 from liaison_net.bench.workload import percentile
 
@@ -145,6 +153,8 @@ def test_workers_columns_sit_beside_ours() -> None:
     headings = [c.header for c in table(results).columns]
     assert headings[2:6] == ["liaison_net", "on PostgreSQL", "on PostgreSQL, 2 workers",
                              "on PostgreSQL, 4 workers"]
+    results["paced"] = {"liaison_net_pg_w2": {"error": "boom"}}
+    assert "paced / liaison_net (PostgreSQL, 2 workers): error: boom" in notes(results)
     [entry] = [r for r in rows(results) if r["figure"] == "relay_per_s"]
     assert (entry["liaison_net_pg"], entry["liaison_net_pg_w2"],
             entry["liaison_net_pg_w4"]) == (10.0, 20.0, 40.0)

@@ -246,6 +246,15 @@ def _beside_order(name: str) -> tuple[bool, int]:
     return engine != OURS, int(workers or 1)
 
 
+def _label(name: str) -> str:
+    """A system's name for people: ``liaison_net_pg_w2`` is our PostgreSQL node, 2 workers."""
+    engine, _, workers = name.partition("_w")
+    if workers and engine in (OURS, OURS_PG):
+        return f"liaison_net ({'PostgreSQL' if engine == OURS_PG else 'SQLite'}, " \
+               f"{workers} workers)"
+    return LABELS.get(name, name)
+
+
 def _beside_heading(name: str) -> str:
     engine, _, workers = name.partition("_w")
     where = "on PostgreSQL" if engine == OURS_PG else "on SQLite"
@@ -326,16 +335,16 @@ def notes(results: Results) -> list[str]:
             if "unavailable" in figures:
                 missing.setdefault((name, str(figures["unavailable"])), []).append(scenario)
     for (name, reason), scenarios in missing.items():
-        out.append(f"{LABELS.get(name, name)}: not run ({', '.join(scenarios)}): {reason}")
+        out.append(f"{_label(name)}: not run ({', '.join(scenarios)}): {reason}")
     for scenario, by_system in results.items():
         for name, figures in by_system.items():
             if figures.get("same_as") == "relay" and scenario == "relay_batched":
-                out.append(f"relay_batched / {LABELS.get(name, name)}: no batch submit; "
+                out.append(f"relay_batched / {_label(name)}: no batch submit; "
                            "its relay figures (publishes pipelined) are shown and compared")
             if "error" in figures:
-                out.append(f"{scenario} / {LABELS.get(name, name)}: error: {figures['error']}")
+                out.append(f"{scenario} / {_label(name)}: error: {figures['error']}")
             if figures.get("not_accepted"):
-                out.append(f"{scenario} / {LABELS.get(name, name)}: "
+                out.append(f"{scenario} / {_label(name)}: "
                            f"{figures['not_accepted']} not accepted by the origin "
                            f"(e.g. {figures.get('not_accepted_example', '?')})")
     return out
