@@ -13,12 +13,21 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from liaison_net.bench import cost
-from liaison_net.bench.report import ROWS, Row, unit_of, versus_target
+from liaison_net.bench.report import (
+    ROWS,
+    Row,
+    notes,
+    rows,
+    table,
+    unit_of,
+    versus_target,
+)
 from liaison_net.bench.runner import selection
 from liaison_net.bench.workload import percentile
 
@@ -110,6 +119,45 @@ def test_cost_counts_a_whole_process_group() -> None:
     finally:
         child.kill()
         child.wait(timeout=10)
+
+
+def test_cost_sums_the_workers_of_one_node() -> None:
+    """Several workers of one node: its CPU is theirs together (a child that burns CPU
+    counts), and none when one of them is gone (a partial sum would flatter the node)."""
+    burner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() "
+                               "+ 0.3\nwhile time.process_time() < end: pass\n"
+                               "time.sleep(30)"], stdin=subprocess.DEVNULL)
+    try:
+        deadline = 200
+        while (cost.cpu_seconds(burner.pid) or 0.0) < 0.3 and deadline:
+            deadline -= 1
+            time.sleep(0.05)  # polling, bounded: 10 s at most
+        alone = cost.snapshot(cost.Probe(os.getpid(), False, ()))
+        both = cost.snapshot(cost.Probe(os.getpid(), False, (), workers=(burner.pid,)))
+        assert alone.cpu_s is not None and both.cpu_s is not None
+        assert both.cpu_s >= alone.cpu_s + 0.29
+        with_gone = cost.snapshot(cost.Probe(os.getpid(), False, (), workers=(2**22 + 7,)))
+        assert with_gone.cpu_s is None
+    finally:
+        burner.kill()
+        burner.wait(timeout=10)
+
+
+def test_workers_columns_sit_beside_ours() -> None:
+    """`--workers`: each worker count of the PostgreSQL origin gets a column and a JSON
+    entry per figure, in order after the single-worker column."""
+    figures = {"relay_per_s": 100.0, "lost": 0}
+    results = {"relay": {"liaison_net": figures, "liaison_net_pg_w4": {"relay_per_s": 40.0},
+                         "liaison_net_pg": {"relay_per_s": 10.0},
+                         "liaison_net_pg_w2": {"relay_per_s": 20.0}}}
+    headings = [c.header for c in table(results).columns]
+    assert headings[2:6] == ["liaison_net", "on PostgreSQL", "on PostgreSQL, 2 workers",
+                             "on PostgreSQL, 4 workers"]
+    results["paced"] = {"liaison_net_pg_w2": {"error": "boom"}}
+    assert "paced / liaison_net (PostgreSQL, 2 workers): error: boom" in notes(results)
+    [entry] = [r for r in rows(results) if r["figure"] == "relay_per_s"]
+    assert (entry["liaison_net_pg"], entry["liaison_net_pg_w2"],
+            entry["liaison_net_pg_w4"]) == (10.0, 20.0, 40.0)
 
 
 def test_targets_and_units() -> None:

@@ -11,15 +11,19 @@ where the config says.
 from __future__ import annotations
 
 import shlex
+import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from liaison_net import config
 from liaison_net.cli.main import cli
+from liaison_net.store.postgres import check_dsn
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_IDS = ("be", "nl", "lu", "de-nw")
@@ -52,6 +56,8 @@ def _liaison_args(command: object) -> list[list[str]]:
     for line in script.splitlines():
         for part in line.replace("&&", "||").split("||"):
             words = shlex.split(part, comments=True)
+            if words[:1] == ["exec"]:  # the script's last step: the node replaces the shell
+                words = words[1:]
             if words[:1] == ["liaison"]:
                 found.append(words[1:])
     return found
@@ -119,12 +125,15 @@ def test_one_service_per_node_plus_init(compose: dict[str, Any]) -> None:
 def test_every_liaison_command_exists(compose: dict[str, Any]) -> None:
     seen = 0
     for name, service in compose["services"].items():
+        if service["image"] != "liaison_net:latest":
+            continue  # the postgres service (profile "postgres")
         for args in _liaison_args(service["command"]):
             _run_help(args)
             seen += 1
         assert _liaison_args(service["command"]), f"service {name} runs no liaison command"
-    # init-network, init-node x4, serve x4, and nl's second worker (profile "workers")
-    assert seen == 1 + len(NODE_IDS) + len(NODE_IDS) + 1
+    # init-network, init-node x4, serve x4, nl's second worker (profile "workers") and
+    # nl's two workers on PostgreSQL (profile "postgres")
+    assert seen == 1 + len(NODE_IDS) + len(NODE_IDS) + 1 + 2
 
 
 def test_init_creates_the_ca_and_every_node_idempotently(compose: dict[str, Any]) -> None:
@@ -197,6 +206,74 @@ def test_the_workers_profile_runs_a_second_worker_of_nl(
         for peer in cfg.peers:
             if peer.id == "nl":
                 assert peer.urls == (peer.url, f"https://nl-2:{configs['nl'].federation.port}")
+
+
+def test_the_postgres_profile_runs_nl_as_two_workers_on_a_postgres_service(
+        compose: dict[str, Any], configs: dict[str, config.NodeConfig],
+        tmp_path: Path) -> None:
+    """Issue 17: nl-pg and nl-pg-2 serve one config on the `postgres` service's database,
+    answer to the names the peers list for nl (`nl`, `nl-2`), and get the password from a
+    secret file, never from the TOML or the environment."""
+    services = compose["services"]
+    db, workers = services["postgres"], [services["nl-pg"], services["nl-pg-2"]]
+    for service in (db, *workers):
+        assert service["profiles"] == ["postgres"]
+    secret = db["environment"]["POSTGRES_PASSWORD_FILE"]
+    assert secret == "/run/secrets/nl_pg_password" and db["secrets"] == ["nl_pg_password"]
+    assert compose["secrets"]["nl_pg_password"] == {"file": "./secrets/nl-pg-password"}
+    assert not any("PASSWORD" in key and not key.endswith("_FILE")
+                   for key in db["environment"])
+    assert {_mounts(db)["/var/lib/postgresql/data"][0]} <= set(compose["volumes"])
+    assert db["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+
+    toml_path = ROOT / "node_configs" / "nl-pg.toml"
+    raw = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+    store = raw["store"]
+    assert store["backend"] == "postgresql"
+    dsn = check_dsn(store["dsn"])  # refuses a DSN that holds a password
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    assert params["host"] == "postgres"
+    assert (params["dbname"], params["user"]) == (db["environment"]["POSTGRES_DB"],
+                                                  db["environment"]["POSTGRES_USER"])
+    # The same node as nl.toml: only [store] differs (the workers take nl's names).
+    nl = tomllib.loads((ROOT / "node_configs" / "nl.toml").read_text(encoding="utf-8"))
+    assert {k: v for k, v in raw.items() if k != "store"} == nl
+    # Loads with the real loader once the password file is where the worker puts it.
+    password = tmp_path / "pg-password"
+    password.write_text("x", encoding="utf-8")
+    password.chmod(0o600)
+    loaded = config.parse({**raw, "store": {**store, "password_file": str(password)}},
+                          toml_path)
+    assert loaded.id == "nl" and loaded.store.backend == "postgresql"
+
+    aliases = []
+    for worker in workers:
+        [args] = _liaison_args(worker["command"])
+        assert args[:2] == ["node", "serve"]
+        assert _in_repo(_option(args, "--config")) == toml_path
+        script = worker["command"][2]
+        # The secret copied into the worker's own tmpfs with mode 0600 before the node starts.
+        assert f"install -m 600 /run/secrets/nl_pg_password {store['password_file']}" in script
+        assert script.index("install") < script.index("exec liaison")
+        assert worker["secrets"] == ["nl_pg_password"]
+        assert worker["tmpfs"] == [f"{PurePosixPath(store['password_file']).parent}"
+                                   ":uid=10001,mode=0700"]
+        assert "environment" not in worker
+        mounts = _mounts(worker)
+        assert mounts["/app/certs"] == ("certs", True)
+        volume, read_only = mounts[str(APP / "data" / "nl")]
+        assert volume.startswith("data-nl-pg") and volume in compose["volumes"]
+        assert not read_only
+        assert worker["ports"][0].endswith(f":{configs['nl'].client.port}")
+        aliases += worker["networks"]["default"]["aliases"]
+    assert workers[0]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert workers[1]["depends_on"]["nl-pg"]["condition"] == "service_healthy"
+    assert _mounts(workers[0]) != _mounts(workers[1])  # a data volume each
+    # The peers reach the workers at the names they list for nl.
+    for cfg in configs.values():
+        for peer in cfg.peers:
+            if peer.id == "nl":
+                assert [urlsplit(u).hostname for u in peer.urls] == aliases == ["nl", "nl-2"]
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------

@@ -46,6 +46,9 @@ class Probe:
     group: bool
     paths: tuple[Path, ...]
     database: Path | None = None  # a SQLite database among ``paths``
+    #: The other workers of the same node (several `node serve` on one database): their
+    #: CPU and peak RSS are added to ``pid``'s, so a figure is the node's, not one process's.
+    workers: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,8 +138,14 @@ def database_bytes(path: Path) -> int | None:
         return None
 
 
+def _summed(values: list[float | None]) -> float | None:
+    """The sum, or None if any process is gone (a partial sum would understate it)."""
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+
 def snapshot(probe: Probe) -> Snapshot:
-    cpu = cpu_seconds(probe.pid, group=probe.group) if probe.pid is not None else None
+    cpu = _summed([cpu_seconds(pid, group=probe.group) for pid in (probe.pid, *probe.workers)]
+                  ) if probe.pid is not None else None
     db = database_bytes(probe.database) if probe.database is not None else None
     return Snapshot(probe.pid, cpu, disk_bytes(probe.paths), db)
 
@@ -154,7 +163,9 @@ def figures(before: dict[str, Snapshot], probes: dict[str, Probe], *, envelopes:
                 and start.cpu_s is not None and end.cpu_s is not None:
             cpu = max(0.0, end.cpu_s - start.cpu_s) * 1e6 / envelopes
         out[f"{role}_cpu_us_per_envelope"] = rounded(cpu, 0)
-        peak = peak_rss_kib(probe.pid, group=probe.group) if probe.pid is not None else None
+        peak = _summed([peak_rss_kib(pid, group=probe.group)
+                        for pid in (probe.pid, *probe.workers)]) \
+            if probe.pid is not None else None
         out[f"{role}_peak_rss_mb"] = rounded(peak / 1024 if peak is not None else None, 1)
         disk = files = None
         if envelopes and start is not None and probe.paths:  # none: not its files (PG)

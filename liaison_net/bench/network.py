@@ -9,11 +9,15 @@ database. The bench adds its delivery timings and a look at a node's directory.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import tomli_w
+
 from liaison_net.demo.network import Deadline, DemoNetwork, OfficerSpec
+from liaison_net.drills.harness import NodeProcess, free_ports
 from liaison_net.store import observe
 
 __all__ = ["BENCH_DELIVERY", "BenchNetwork", "Deadline", "OfficerSpec"]
@@ -41,3 +45,20 @@ class BenchNetwork(DemoNetwork):
             return observe.has_card(self.store(nid), officer)
         except observe.ReadError:
             return False
+
+    def add_worker(self, nid: str, number: int) -> str:
+        """Worker ``number`` (2, 3, ...) of node ``nid``: the node's own config with
+        listeners of its own, beside it (same data and certificates, so the same database);
+        its key in ``nodes``. Started and stopped like any node of the set."""
+        first = self.nodes[nid]
+        config = tomllib.loads(first.config.read_text(encoding="utf-8"))
+        federation, client = free_ports(2)
+        config["listen"] = {"federation": f"127.0.0.1:{federation}",
+                            "client": f"127.0.0.1:{client}"}
+        path = first.config.with_name(f"{nid}-{number}.toml")
+        path.write_text(tomli_w.dumps(config), encoding="utf-8")
+        key = f"{nid}#{number}"
+        self.nodes[key] = NodeProcess(nid, path, federation, client,
+                                      first.log.with_name(f"{nid}-{number}.log"),
+                                      log_level=first.log_level)
+        return key

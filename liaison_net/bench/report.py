@@ -234,6 +234,33 @@ def _ratio(ours: float | None, theirs: float | None) -> str:
     return f"{ratio:.1f}x" if ratio >= 10 else f"{ratio:.2f}x"
 
 
+def _ours_beside(by_system: dict[str, dict[str, Any]]) -> list[str]:
+    """Our other runs in a scenario, printed beside the SQLite node: on PostgreSQL, and
+    with several workers (``liaison_net_w2``, ``liaison_net_pg_w4``: issue 17)."""
+    return [name for name in by_system
+            if name == OURS_PG or name.startswith((f"{OURS}_w", f"{OURS_PG}_w"))]
+
+
+def _beside_order(name: str) -> tuple[bool, int]:
+    engine, _, workers = name.partition("_w")
+    return engine != OURS, int(workers or 1)
+
+
+def _label(name: str) -> str:
+    """A system's name for people: ``liaison_net_pg_w2`` is our PostgreSQL node, 2 workers."""
+    engine, _, workers = name.partition("_w")
+    if workers and engine in (OURS, OURS_PG):
+        return f"liaison_net ({'PostgreSQL' if engine == OURS_PG else 'SQLite'}, " \
+               f"{workers} workers)"
+    return LABELS.get(name, name)
+
+
+def _beside_heading(name: str) -> str:
+    engine, _, workers = name.partition("_w")
+    where = "on PostgreSQL" if engine == OURS_PG else "on SQLite"
+    return f"{where}, {workers} workers" if workers else where
+
+
 def rows(results: Results) -> list[dict[str, Any]]:
     """The table as data: one entry per figure, for the JSON file."""
     out = []
@@ -247,8 +274,8 @@ def rows(results: Results) -> list[dict[str, Any]]:
         ours_figures = by_system.get(OURS) or by_system.get("machine") or {}
         ours = ours_figures.get(row.key)
         entry["liaison_net"] = ours
-        if OURS_PG in by_system:
-            entry[OURS_PG] = (by_system.get(OURS_PG) or {}).get(row.key)
+        for name in _ours_beside(by_system):
+            entry[name] = (by_system.get(name) or {}).get(row.key)
         if row.target:
             entry["ratio_to_target"], entry["target_met"] = versus_target(row, ours)
         for name in BASELINES:
@@ -267,9 +294,10 @@ def table(results: Results) -> Table:
     t.add_column("scenario", style="bold")
     t.add_column("figure")
     t.add_column("liaison_net", justify="right", style="cyan")
-    on_pg = any(OURS_PG in by_system for by_system in results.values())
-    if on_pg:
-        t.add_column("on PostgreSQL", justify="right", style="cyan")
+    beside = sorted({name for by_system in results.values()
+                     for name in _ours_beside(by_system)}, key=_beside_order)
+    for name in beside:
+        t.add_column(_beside_heading(name), justify="right", style="cyan")
     t.add_column("Mosquitto", justify="right")
     t.add_column("x", justify="right", style="dim")
     t.add_column("RabbitMQ", justify="right")
@@ -283,8 +311,7 @@ def table(results: Results) -> Table:
             continue
         ours_text, ours = _cell(by_system.get(OURS) or by_system.get("machine"), row.key)
         cells = [row.scenario if row.scenario != previous else "", row.label, ours_text]
-        if on_pg:
-            cells.append(_cell(by_system.get(OURS_PG), row.key)[0])
+        cells += [_cell(by_system.get(name), row.key)[0] for name in beside]
         for name in BASELINES:
             text, theirs = _cell(by_system.get(name), row.key)
             cells += [text, _ratio(ours, theirs) if row.ratio else ""]
@@ -308,16 +335,16 @@ def notes(results: Results) -> list[str]:
             if "unavailable" in figures:
                 missing.setdefault((name, str(figures["unavailable"])), []).append(scenario)
     for (name, reason), scenarios in missing.items():
-        out.append(f"{LABELS.get(name, name)}: not run ({', '.join(scenarios)}): {reason}")
+        out.append(f"{_label(name)}: not run ({', '.join(scenarios)}): {reason}")
     for scenario, by_system in results.items():
         for name, figures in by_system.items():
             if figures.get("same_as") == "relay" and scenario == "relay_batched":
-                out.append(f"relay_batched / {LABELS.get(name, name)}: no batch submit; "
+                out.append(f"relay_batched / {_label(name)}: no batch submit; "
                            "its relay figures (publishes pipelined) are shown and compared")
             if "error" in figures:
-                out.append(f"{scenario} / {LABELS.get(name, name)}: error: {figures['error']}")
+                out.append(f"{scenario} / {_label(name)}: error: {figures['error']}")
             if figures.get("not_accepted"):
-                out.append(f"{scenario} / {LABELS.get(name, name)}: "
+                out.append(f"{scenario} / {_label(name)}: "
                            f"{figures['not_accepted']} not accepted by the origin "
                            f"(e.g. {figures.get('not_accepted_example', '?')})")
     return out

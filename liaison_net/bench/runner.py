@@ -39,6 +39,7 @@ from liaison_net.bench.workload import Batch, describe, seal_batch
 
 CORE = ("light", "relay", "paced", "outage", "crash")
 ALL = (*CORE, "baselines", "ceiling", "memory")
+WORKER_SCENARIOS = ("relay", "relay_batched", "paced")
 
 
 def selection(names: Sequence[str]) -> list[str]:
@@ -76,6 +77,9 @@ class Run:
     #: Where our nodes keep their data, each a run of the core scenarios of its own
     #: ("sqlite" first: the baselines get its envelope bytes).
     stores: tuple[str, ...] = ("sqlite",)
+    #: Worker counts of the PostgreSQL origin (issue 17): each a run of its own of the
+    #: relay and paced scenarios (all the core ones with one worker).
+    workers: tuple[int, ...] = (1,)
 
     def __post_init__(self) -> None:
         self.results: Results = {}
@@ -122,8 +126,9 @@ class Run:
         batches: dict[str, Batch] = {}
         if self.core:
             for store in self.stores:
-                sealed = await self._ours(store)
-                batches = batches or sealed
+                for workers in self.workers if store == "postgresql" else (1,):
+                    sealed = await self._ours(store, workers)
+                    batches = batches or sealed
         if "memory" in self.selected:
             try:
                 self.results.setdefault("memory", {})[OURS] = await memory(
@@ -135,27 +140,31 @@ class Run:
                 await self._baseline(system, batches)
         return self.results
 
-    async def _ours(self, store: str = "sqlite") -> dict[str, Batch]:
-        system = OurSystem(self.workdir, self.plan, log_level=self.log_level, store=store)
+    async def _ours(self, store: str = "sqlite", workers: int = 1) -> dict[str, Batch]:
+        system = OurSystem(self.workdir, self.plan, log_level=self.log_level, store=store,
+                           workers=workers)
         ours = system.name
+        # Several workers scale the throughput: relay and paced measure it (light, outage
+        # and crash are about one node's latency and the destination, run once).
+        core = self.core if workers == 1 else [n for n in self.core if n in WORKER_SCENARIOS]
         batches: dict[str, Batch] = {}
         try:
             await system.open(self.ui)
-            for name in self.core:
+            for name in core:
                 n = self.counts()[name]
                 with self.ui.step(f"sealing and signing {n} envelopes for {name}",
                                   n) as progress:
                     batches[name] = await asyncio.to_thread(
                         seal_batch, system.sender_key, system.recipient_public, n,
                         payload_bytes=self.plan.payload_bytes, progress=progress)
-            for name in self.core:
+            for name in core:
                 try:
                     self.results.setdefault(name, {})[ours] = await measured(
                         name, system, batches[name], self.ui)
                 except Exception as exc:
                     self._error(name, ours, exc)
         except Exception as exc:
-            for name in self.core:
+            for name in core:
                 if ours not in self.results.get(name, {}):
                     self._error(name, ours, exc)
         finally:
@@ -197,7 +206,8 @@ class Run:
 def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = None,
           keep: bool = False, log_level: str = "info",
           batch_size: int = 32, light_seconds: float | None = None,
-          stores: Sequence[str] = ("sqlite",)) -> tuple[dict[str, Any], list[str]]:
+          stores: Sequence[str] = ("sqlite",),
+          workers: Sequence[int] = (1,)) -> tuple[dict[str, Any], list[str]]:
     """Run the selection; return (JSON document, errors). Cleans up unless ``keep``.
     ``batch_size``: envelopes per request in our batched relay (1: none);
     ``light_seconds``: the light load's length, if not the plan's."""
@@ -211,7 +221,7 @@ def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = N
     plan = dataclasses.replace(QUICK if quick else FULL, batch_size=batch_size)
     if light_seconds is not None:
         plan = dataclasses.replace(plan, light_seconds=light_seconds)
-    run = Run(selected, plan, root, ui, log_level, tuple(stores))
+    run = Run(selected, plan, root, ui, log_level, tuple(stores), tuple(workers))
     try:
         results = asyncio.run(run.run())
     finally:
@@ -229,6 +239,7 @@ def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = N
                       "client_sessions": plan.sessions, "stall_s": plan.stall_s,
                       "batch_size": plan.batch_size},
              "baselines": baselines.describe_setup(),
-             "node_log_level": log_level, "stores": list(stores)}
+             "node_log_level": log_level, "stores": list(stores),
+             "workers": list(workers)}
     return document(results, machine=machine, quick=quick, selected=selected,
                     started=started, extra=extra), run.errors

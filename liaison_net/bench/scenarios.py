@@ -30,6 +30,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -396,13 +397,22 @@ class OurSystem(System):
     label = "liaison_net"
 
     def __init__(self, workdir: Path, plan: Plan, *, log_level: str = "info",
-                 store: str = "sqlite") -> None:
+                 store: str = "sqlite", workers: int = 1) -> None:
         super().__init__(workdir, plan)
         self.store = store
+        #: `node serve` processes of the origin NL on its one database (BE runs one):
+        #: the client sessions are spread over them, their CPU is summed.
+        self.workers = workers
         if store == "postgresql":  # both nodes on one throwaway cluster, a database each
             self.name, self.label = OURS_PG, "liaison_net (PostgreSQL)"
-        self.net = BenchNetwork(workdir / ("liaison" if store == "sqlite" else "liaison_pg"),
+        if workers > 1:
+            engine = "PostgreSQL" if store == "postgresql" else "SQLite"
+            self.name = f"{self.name}_w{workers}"
+            self.label = f"liaison_net ({engine}, {workers} workers)"
+        base = "liaison" if store == "sqlite" else "liaison_pg"
+        self.net = BenchNetwork(workdir / (base if workers == 1 else f"{base}_w{workers}"),
                                 node_ids=("nl", "be"), log_level=log_level)
+        self.origin_workers = ["nl"]
         self.cluster: Cluster | None = None
         self.sessions: list[NodeSession] = []
         self._stack = contextlib.AsyncExitStack()
@@ -429,6 +439,12 @@ class OurSystem(System):
             self.net.start_node(nid)
         for nid in ("be", "nl"):
             await asyncio.to_thread(self.net.wait_node, nid, deadline)
+        # The other workers once the first has migrated the database.
+        self.origin_workers += [self.net.add_worker("nl", n) for n in range(2, self.workers + 1)]
+        for key in self.origin_workers[1:]:
+            self.net.start_node(key)
+        for key in self.origin_workers[1:]:
+            await asyncio.to_thread(self.net.wait_node, key, deadline)
         # Each node must know the other's officer before the first envelope: BE verifies
         # the sender's signature, NL checks that the recipient is in its directory.
         await asyncio.to_thread(deadline.wait_for, lambda: self.net.has_card("be", SENDER),
@@ -436,8 +452,10 @@ class OurSystem(System):
         await asyncio.to_thread(deadline.wait_for, lambda: self.net.has_card("nl", RECIPIENT),
                                 what="the recipient's card to reach nl")
         keystore = self.net.officers[SENDER].keystore
-        for _ in range(self.plan.sessions):
-            session = await self._stack.enter_async_context(NodeSession(keystore))
+        for i in range(self.plan.sessions):  # spread over the origin's workers
+            worker = self.net.nodes[self.origin_workers[i % len(self.origin_workers)]]
+            session = await self._stack.enter_async_context(NodeSession(
+                dataclasses.replace(keystore, node_url=worker.client_url)))
             await session.login()
             self.sessions.append(session)
 
@@ -506,12 +524,14 @@ class OurSystem(System):
     def probes(self) -> dict[str, Probe]:
         out = {}
         for role, nid in (("origin", "nl"), ("destination", "be")):
+            workers = tuple(pid for key in self.origin_workers[1:]
+                            if (pid := self.net.pid(key)) is not None) if nid == "nl" else ()
             if self.store == "postgresql":  # the server's files are not the node's
-                out[role] = Probe(self.net.pid(nid), False, ())
+                out[role] = Probe(self.net.pid(nid), False, (), workers=workers)
                 continue
             db = self.net.database(nid)
             out[role] = Probe(self.net.pid(nid), False, (db, db.with_name(db.name + "-wal")),
-                              database=db)
+                              database=db, workers=workers)
         return out
 
     def counts(self, keys: set[bytes], records: list[tuple[bytes, int]]) -> tuple[int, int]:

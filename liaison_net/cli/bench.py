@@ -43,9 +43,16 @@ SCENARIO_HELP = ("light, relay, paced, outage, crash, baselines, ceiling or memo
                    "scenarios once each and print them side by side. postgresql: a "
                    "throwaway cluster under the work directory (Debian's server binaries, "
                    "`make postgresql`), one database per node, one worker each.")
+@click.option("--workers", "worker_counts", default="1", show_default=True,
+              metavar="N,N,...",
+              help="With --store postgresql: run the origin node as N `node serve` workers "
+                   "on its one database, for each N given (1 to 8, comma-separated), the "
+                   "client sessions spread over their officer URLs; relay and paced per "
+                   "count, beside the other columns, with CPU per envelope summed over the "
+                   "workers.")
 def bench(scenarios: tuple[str, ...], quick: bool, json_path: Path | None,
           workdir: Path | None, keep: bool, node_log_level: str, batch_size: int,
-          light_seconds: float | None, store_names: str) -> None:
+          light_seconds: float | None, store_names: str, worker_counts: str) -> None:
     """Measure our broker beside Mosquitto and RabbitMQ, on 127.0.0.1, in one run.
 
     Each scenario is bounded in count and time. Prints a table (our figure, the baseline's,
@@ -90,12 +97,22 @@ def bench(scenarios: tuple[str, ...], quick: bool, json_path: Path | None,
         raise click.BadParameter("give sqlite, postgresql or both, once each",
                                  param_hint="--store")
     stores.sort(key=lambda n: n != "sqlite")  # SQLite first: the baselines use its bytes
+    try:
+        workers = sorted({int(n) for n in worker_counts.split(",") if n.strip()})
+    except ValueError:
+        workers = []
+    if not workers or not all(1 <= n <= 8 for n in workers):
+        raise click.BadParameter("give worker counts from 1 to 8, e.g. 1,2,4",
+                                 param_hint="--workers")
+    if workers != [1] and "postgresql" not in stores:
+        raise click.BadParameter("several workers need --store postgresql",
+                                 param_hint="--workers")
     # A file or pipe gets the full table, not one folded into 80 columns.
     err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
     out = Console() if sys.stdout.isatty() else Console(width=160)
     doc, errors = run_bench(scenarios, quick=quick, ui=ConsoleUi(err), workdir=workdir,
                             keep=keep, log_level=node_log_level, batch_size=batch_size,
-                            light_seconds=light_seconds, stores=stores)
+                            light_seconds=light_seconds, stores=stores, workers=workers)
     out.print(table(doc["results"]))
     for note in doc["notes"]:
         out.print(f"  note: {note}", highlight=False)
