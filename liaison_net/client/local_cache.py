@@ -59,13 +59,17 @@ MAX_TOKEN_FILE_BYTES = 16 * 1024
 MAX_DIRECTORY_FILE_BYTES = 16 * 1024 * 1024 + 4096  # MAX_DIRECTORY_BYTES and the envelope
 _MAGIC = {"token": b"liaison-net session cache v1\n",
           "directory": b"liaison-net directory cache v1\n",
-          "sent": b"liaison-net sent list v1\n"}
+          "sent": b"liaison-net sent list v1\n",
+          "node_keys": b"liaison-net held node keys v1\n"}
 _TOKEN_FIELDS = {"token", "expires", "written", "tls"}
 _DIRECTORY_FIELDS = {"directory", "written"}
 SENT_SUFFIX = ".sent"  # what a front end sent (the desk's timelines), newest first
 MAX_SENT_KEPT = 500
 MAX_SENT_FILE_BYTES = 1024 * 1024
 _SENT_FIELDS = {"sent", "written"}
+NODE_KEYS_SUFFIX = ".nodekeys"  # the node keys the client holds (client/directory.py)
+MAX_NODE_KEYS_FILE_BYTES = 16 * 1024
+_NODE_KEYS_FIELDS = {"keys", "written"}
 
 
 @dataclass(frozen=True, repr=False)
@@ -152,6 +156,30 @@ class LocalCache:
 
     def drop_directory(self) -> None:
         self._remove(self.directory_path)
+
+    # --- the node keys the client holds -------------------------------------------------
+
+    def load_node_keys(self, ks: Keystore) -> dict[str, bytes]:
+        """The node signing keys believed last time: a new one is believed only through
+        co-signed key changes from these. None kept (or a file refused): first contact."""
+        value = self._open("node_keys", ks, self.node_keys_path, MAX_NODE_KEYS_FILE_BYTES,
+                           _NODE_KEYS_FIELDS)
+        keys = {} if value is None else value["keys"]
+        if not isinstance(keys, dict) or not all(
+                isinstance(n, str) and isinstance(k, bytes)
+                and len(k) == crypto.PUBLIC_KEY_BYTES for n, k in keys.items()):
+            self.warn(f"ignoring {self.node_keys_path}: unexpected content")
+            return {}
+        return keys
+
+    def save_node_keys(self, ks: Keystore, keys: dict[str, bytes]) -> None:
+        self._seal("node_keys", ks, self.node_keys_path,
+                   {"keys": keys, "written": self.now_ms()})
+
+    @property
+    def node_keys_path(self) -> Path:
+        return self.token_path.with_name(
+            self.token_path.name.removesuffix(TOKEN_SUFFIX) + NODE_KEYS_SUFFIX)
 
     # --- what was sent (ids, recipients, subjects: sealed like the rest) -----------------
 
@@ -287,11 +315,12 @@ async def verified_directory(node: DirectorySource, cache: LocalCache | None, ks
     the node's (kept for next time). ``refresh`` skips the cache: the caller found it
     wanting (a signer it does not know, a recipient the node refused)."""
     ca = check_ca_pem(ks.ca_cert_pem)
+    held = cache.load_node_keys(ks) if cache is not None else {}
     if cache is not None and not refresh:
         raw = cache.load_directory(ks)
         if raw is not None:
             try:
-                directory = verify_directory(raw, ca, now=now)
+                directory = verify_directory(raw, ca, now=now, held=held)
             except LiaisonError as exc:
                 cache.warn(f"ignoring {cache.directory_path}: {exc.detail}")
             else:
@@ -304,7 +333,9 @@ async def verified_directory(node: DirectorySource, cache: LocalCache | None, ks
                 else:
                     return directory, True
     raw = await node.directory_bytes()
-    directory = verify_directory(raw, ca, now=now)
+    directory = verify_directory(raw, ca, now=now, held=held)
     if cache is not None:
         cache.save_directory(ks, raw)
+        if directory.held != held:
+            cache.save_node_keys(ks, directory.held)
     return directory, False

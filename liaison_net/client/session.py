@@ -407,9 +407,16 @@ class NodeSession:
         return answer
 
     async def directory(self, *, now: datetime) -> Directory:
-        """The directory, keeping only what the network CA vouches for at ``now``."""
+        """The directory, keeping only what the network CA vouches for at ``now`` and, for
+        node keys, what co-signed key changes lead to from the keys held beside the
+        keystore (``client.directory``)."""
         raw = await self.directory_bytes()
-        return verify_directory(raw, check_ca_pem(self.keystore.ca_cert_pem), now=now)
+        held = {} if self._cache is None else self._cache.load_node_keys(self.keystore)
+        directory = verify_directory(raw, check_ca_pem(self.keystore.ca_cert_pem), now=now,
+                                     held=held)
+        if self._cache is not None and directory.held != held:
+            self._cache.save_node_keys(self.keystore, directory.held)
+        return directory
 
     # --- transport ----------------------------------------------------------------------
 
