@@ -103,6 +103,9 @@ def test_a_co_signed_rotation_moves_the_held_key(pki: Pki) -> None:
     assert d.node_keys["nl"] == d.held["nl"] == pki.key("nl").public
     assert set(d.cards) == {"nl/jdevries"}
     assert d.lookup()(old.key_id) is not None  # evidence signed before still verifies
+    again = directory(pki, cards=[card(pki, "nl/jdevries")], previous=[old_cert],
+                      chains={"nl": [rotation(pki, old, "be", "lu")]}, held=d.held)
+    assert again.warnings == [] and again.lookup()(old.key_id) is not None  # still in grace
 
 
 @pytest.mark.parametrize("cosigners", [(), ("be",), ("be", "be"), ("nl", "be")])

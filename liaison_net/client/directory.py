@@ -156,7 +156,8 @@ def verify_directory(raw: bytes, ca_cert: x509.Certificate, *, now: datetime,
             if not isinstance(pem, bytes):
                 raise Malformed("certificate must be bytes")
             node, public = certificates.verify_node_signing_certificate(pem, ca_cert, now=now)
-            if node in held_keys and public not in moved_from.get(node, ()):
+            if (node in held_keys and public not in moved_from.get(node, ())
+                    and not _left_by_rotation(node, public, chains.get(node, []), node_keys)):
                 raise CosignThreshold(f"key {crypto.signing_key_id(public).hex()} of {node} "
                                       "is neither held by this client nor replaced by a "
                                       "co-signed key change")
@@ -291,6 +292,27 @@ def _rotated_away(held: bytes, applied: list[key_change.Verified]) -> set[bytes]
             keys.add(current)
         current = new
     return keys
+
+
+def _left_by_rotation(node: str, public: bytes, chain: list[bytes],
+                      node_keys: Mapping[str, bytes]) -> bool:
+    """Whether ``public`` was ``node``'s key by the other national nodes' word: a rotation
+    away from it, signed by it and co-signed with the client's threshold (a client that
+    already moved past it, fetching again, still sees it in its grace)."""
+    others = {n: k for n, k in node_keys.items() if n != node}
+    key_id = crypto.signing_key_id(public)
+    for raw in chain:
+        try:
+            if key_change.decode(raw).change.old_key_id != key_id:
+                continue
+            change = key_change.verify(raw, subject_key=public, cosigner_keys=others,
+                                       threshold=key_change.reader_threshold(len(others)),
+                                       last_serial=None, expected_node=node).change
+        except LiaisonError:
+            continue
+        if change.kind is key_change.Kind.ROTATE:
+            return True
+    return False
 
 
 def _check_node_revocation(raw: bytes, revocation: Revocation,

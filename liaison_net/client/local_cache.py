@@ -29,6 +29,10 @@ The directory file (``<keystore>.directory``) holds the node's answer exactly as
 signed cards, node certificates, revocations. It is verified against the network CA on
 every load as when it was fetched, used while younger than ``DIRECTORY_MAX_AGE_MS`` and
 while it has a usable card for every officer the command names, else fetched again.
+
+The node keys file (``<keystore>.nodekeys``) holds the node signing keys the client
+believes: what ``verify_directory`` moves only along co-signed key changes (its ``held``).
+Unlike the others it is not a cache but a trust anchor: `liaison logout` keeps it.
 """
 
 from __future__ import annotations

@@ -101,6 +101,7 @@ async def test_clients_follow_a_co_signed_node_key_and_refuse_a_node_alone_revoc
     [relayed] = [e for e in report["evidence"] if e["step"] == "relayed"]
     assert relayed["verified"] and relayed["signer"] == "nl/node", relayed
     assert not any("kept the key" in w for w in report["warnings"]), report["warnings"]
+    assert status(marie, eid)["warnings"] == []  # fetched again, holding the new key
     held = LocalCache(marie.path, now_ms=now_ms).load_node_keys(marie.keystore)
     assert held["nl"] == new.public
 
