@@ -186,3 +186,18 @@ def test_a_directory_from_a_node_without_key_changes_still_verifies(pki: Pki) ->
     raw = codec.pack({"node_certs": pki.certs(), "cards": [], "previous_cards": [],
                       "previous_node_certs": [], "revocations": []})
     assert verify_directory(raw, pki.ca, now=NOW, held=pki.held()).warnings == []
+
+
+def test_a_key_declared_lost_keeps_no_grace_certificate(pki: Pki) -> None:
+    """After a co-signed replacement (key lost), the lost key's certificate no longer
+    vouches for anything at the client: the thief holds that key."""
+    held = pki.held()
+    lost, lost_cert = pki.rotate("nl")
+    change = KeyChange(Kind.REPLACE, "nl", lost.key_id, pki.key("nl").public, 1, NOW_MS,
+                       "signing key lost")
+    chain = [cosigned(key_change.propose(change, None), pki, "be", "de-nw")]
+    d = directory(pki, previous=[lost_cert], chains={"nl": chain}, held=held)
+    assert d.node_keys["nl"] == pki.key("nl").public
+    assert d.lookup()(lost.key_id) is None
+    again = directory(pki, previous=[lost_cert], chains={"nl": chain}, held=d.held)
+    assert again.lookup()(lost.key_id) is None
