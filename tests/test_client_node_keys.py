@@ -74,11 +74,14 @@ def revocation(pki: Pki, key_id: bytes, *cosigners: str, serial: int = 2) -> byt
 def directory(pki: Pki, *, cards: list[bytes] | None = None,
               revocations: list[bytes] | None = None, previous: list[bytes] | None = None,
               chains: dict[str, list[bytes]] | None = None,
-              held: dict[str, bytes] | None = None) -> Directory:
-    raw = codec.pack({"node_certs": pki.certs(), "cards": cards or [], "previous_cards": [],
+              held: dict[str, bytes] | None = None,
+              cosigners: frozenset[str] | None = None,
+              certs: dict[str, bytes] | None = None) -> Directory:
+    raw = codec.pack({"node_certs": certs or pki.certs(), "cards": cards or [],
+                      "previous_cards": [],
                       "previous_node_certs": previous or [], "revocations": revocations or [],
                       "key_changes": chains or {}})
-    return verify_directory(raw, pki.ca, now=NOW, held=held)
+    return verify_directory(raw, pki.ca, now=NOW, held=held, cosigners=cosigners)
 
 
 def card(pki: Pki, officer: str) -> bytes:
@@ -92,6 +95,7 @@ def card(pki: Pki, officer: str) -> bytes:
 def test_first_contact_takes_the_certified_keys_and_holds_them(pki: Pki) -> None:
     d = directory(pki)
     assert d.warnings == [] and d.node_keys == pki.held() and d.held == pki.held()
+    assert d.cosigners == frozenset(NODES)
 
 
 def test_a_co_signed_rotation_moves_the_held_key(pki: Pki) -> None:
@@ -201,3 +205,27 @@ def test_a_key_declared_lost_keeps_no_grace_certificate(pki: Pki) -> None:
     assert d.lookup()(lost.key_id) is None
     again = directory(pki, previous=[lost_cert], chains={"nl": chain}, held=d.held)
     assert again.lookup()(lost.key_id) is None
+
+
+def test_nodes_met_after_the_first_directory_never_co_sign(pki: Pki, tmp_path: Path) -> None:
+    """Whoever serves the directory (and holds the CA) lists two invented nodes: the client
+    takes their keys (first contact) but never counts their co-signatures, now or later."""
+    first = directory(pki, certs={n: pki.cert(n) for n in ("nl", "be")})
+    assert first.cosigners == frozenset({"nl", "be"})
+    invented = {n: certificates.init_node(tmp_path / "x", n, ca_dir=pki.root, now=NOW)
+                for n in ("fr", "es")}
+    old, _ = pki.rotate("nl")
+    certs = {**pki.certs(), **{n: p.signing_cert.read_bytes() for n, p in invented.items()}}
+    change = KeyChange(Kind.ROTATE, "nl", old.key_id, pki.key("nl").public, 1, NOW_MS, "x")
+    raw = key_change.propose(change, old)
+    for n, p in invented.items():
+        raw = key_change.cosign(raw, n, crypto.signing_key_from_seed(
+            p.signing_key.read_bytes()))
+    for _ in range(2):  # the invented nodes are held after the first fetch: still no count
+        d = directory(pki, certs=certs, chains={"nl": [raw]}, held=first.held,
+                      cosigners=first.cosigners)
+        assert d.node_keys["nl"] == old.public and d.cosigners == first.cosigners
+        assert {"fr", "es"} <= set(d.held)
+        assert any(w.startswith("kept the key this client holds for node nl")
+                   for w in d.warnings)
+        first = d

@@ -40,23 +40,23 @@ def test_held_keys_round_trip_0600_and_survive_logout(tmp_path: Path,
                                                       ks: keystore.Keystore) -> None:
     warnings: list[str] = []
     c = cache(tmp_path, warnings)
-    assert c.load_node_keys(ks) == {}  # first contact
-    c.save_node_keys(ks, KEYS)
+    assert c.load_node_keys(ks) == ({}, frozenset())  # first contact
+    c.save_node_keys(ks, KEYS, frozenset(KEYS))
     assert c.node_keys_path == tmp_path / "officer.keystore.nodekeys"
     assert os.stat(c.node_keys_path).st_mode & 0o777 == 0o600
     c.clear()  # what `liaison logout` does: the held keys are a trust anchor, not a cache
-    assert c.load_node_keys(ks) == KEYS and warnings == []
+    assert c.load_node_keys(ks) == (KEYS, frozenset(KEYS)) and warnings == []
 
 
 def test_a_changed_or_foreign_file_is_ignored_with_a_warning(tmp_path: Path,
                                                              ks: keystore.Keystore) -> None:
     warnings: list[str] = []
     c = cache(tmp_path, warnings)
-    c.save_node_keys(ks, KEYS)
+    c.save_node_keys(ks, KEYS, frozenset(KEYS))
     other = dataclasses.replace(ks, signing=crypto.generate_signing_key())
-    assert c.load_node_keys(other) == {}
+    assert c.load_node_keys(other) == ({}, frozenset())
     raw = bytearray(c.node_keys_path.read_bytes())
     raw[-1] ^= 1
     c.node_keys_path.write_bytes(bytes(raw))
-    assert c.load_node_keys(ks) == {}
+    assert c.load_node_keys(ks) == ({}, frozenset())
     assert len(warnings) == 2 and all("does not open" in w for w in warnings)

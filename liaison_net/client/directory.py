@@ -11,7 +11,8 @@ A node's signing key is believed on the CA's word only at first contact. Once th
 holds a key for a node (``held``, kept beside the keystore), a different key is believed only
 through that node's co-signed key changes (``core/key_change.follow``), with
 ``key_change.reader_threshold`` co-signatures of the other national nodes under the keys
-the client holds for them; a node key revocation only as a co-signed key change too. The
+the client holds for them (only the nodes of its first directory co-sign: ``cosigners``);
+a node key revocation only as a co-signed key change too. The
 old revocation signed by the node alone is refused (``CosignThreshold``) and reported as a
 warning: whoever holds one node's key and the CA's cannot move what the client believes.
 """
@@ -58,6 +59,10 @@ class Directory:
     #: The node keys the client holds after this directory: what it held, moved only by
     #: co-signed key changes, plus nodes met for the first time. Kept for next time.
     held: dict[str, bytes] = field(default_factory=dict)
+    #: The nodes whose co-signatures this client counts: those of its first directory. A
+    #: node met later is believed for what it signs, never as a co-signer (else whoever
+    #: serves the directory could list invented nodes, certified by the CA, to co-sign).
+    cosigners: frozenset[str] = frozenset()
 
     def card(self, officer: str, *, now: int) -> OfficerCard:
         """The card to seal for: it must exist, be valid at ``now`` and its key unrevoked."""
@@ -115,9 +120,12 @@ class Directory:
 
 
 def verify_directory(raw: bytes, ca_cert: x509.Certificate, *, now: datetime,
-                     held: Mapping[str, bytes] | None = None) -> Directory:
+                     held: Mapping[str, bytes] | None = None,
+                     cosigners: frozenset[str] | None = None) -> Directory:
     """Decode the node's answer and keep only what verifies under the CA at ``now`` and,
-    for node keys, under the keys the client already ``held`` (module docstring)."""
+    for node keys, under the keys the client already ``held`` (module docstring), counting
+    co-signatures of ``cosigners`` only (default: the nodes held; at the first directory,
+    every node in it)."""
     value = codec.unpack(raw, what="directory", max_bytes=MAX_DIRECTORY_BYTES)
     if isinstance(value, dict) and "key_changes" not in value:
         value = {**value, "key_changes": {}}  # a node from before §19's client rule
@@ -146,7 +154,10 @@ def verify_directory(raw: bytes, ca_cert: x509.Certificate, *, now: datetime,
             continue
         node_keys[node] = public
     held_keys = dict(held or {})
-    node_keys, moved_from = _believe_node_keys(node_keys, held_keys, chains, warnings)
+    counted = (frozenset(node_keys) if not held_keys
+               else frozenset(held_keys) if cosigners is None else cosigners)
+    node_keys, moved_from = _believe_node_keys(node_keys, held_keys, chains, counted,
+                                               warnings)
     # A node's replaced signing keys, each CA-certified like the current one: a peer's
     # re-issued cards reach its node after its new certificate, so for a moment the cards
     # listed are still signed by the old key; they verify under it instead of vanishing.
@@ -157,7 +168,8 @@ def verify_directory(raw: bytes, ca_cert: x509.Certificate, *, now: datetime,
                 raise Malformed("certificate must be bytes")
             node, public = certificates.verify_node_signing_certificate(pem, ca_cert, now=now)
             if (node in held_keys and public not in moved_from.get(node, ())
-                    and not _left_by_rotation(node, public, chains.get(node, []), node_keys)):
+                    and not _left_by_rotation(node, public, chains.get(node, []),
+                                              _cosigning(node_keys, counted, node))):
                 raise CosignThreshold(f"key {crypto.signing_key_id(public).hex()} of {node} "
                                       "is neither held by this client nor replaced by a "
                                       "co-signed key change")
@@ -198,7 +210,9 @@ def verify_directory(raw: bytes, ca_cert: x509.Certificate, *, now: datetime,
                 raise Malformed("revocation must be bytes")
             revocation = verify_revocation(statement, node_keys)
             if revocation.subject is Subject.NODE:
-                _check_node_revocation(statement, revocation, node_keys)
+                _check_node_revocation(statement, revocation,
+                                       node_keys.get(revocation.principal),
+                                       _cosigning(node_keys, counted, revocation.principal))
             owner = owners.get(revocation.key_id)
             # The authority (checked above) revokes its own keys: often one a rotation
             # replaced, which no current certificate or card names any more (a node's old
@@ -218,7 +232,13 @@ def verify_directory(raw: bytes, ca_cert: x509.Certificate, *, now: datetime,
                             f"{node_key_id.hex()}")
             del verified[officer]
     return Directory(node_keys, verified, warnings, revoked, previous, previous_node_keys,
-                     {**held_keys, **node_keys})
+                     {**held_keys, **node_keys}, counted)
+
+
+def _cosigning(keys: Mapping[str, bytes], counted: frozenset[str], subject: str
+               ) -> dict[str, bytes]:
+    """The keys whose co-signatures count for a change of ``subject``'s key."""
+    return {n: k for n, k in keys.items() if n in counted and n != subject}
 
 
 def _chains(value: object) -> dict[str, list[bytes]]:
@@ -237,7 +257,8 @@ def _chains(value: object) -> dict[str, list[bytes]]:
 
 
 def _believe_node_keys(certified: dict[str, bytes], held: dict[str, bytes],
-                       chains: dict[str, list[bytes]], warnings: list[str]
+                       chains: dict[str, list[bytes]], counted: frozenset[str],
+                       warnings: list[str]
                        ) -> tuple[dict[str, bytes], dict[str, set[bytes]]]:
     """The node keys to believe, and per node the keys a believed change moved it from.
 
@@ -254,7 +275,7 @@ def _believe_node_keys(certified: dict[str, bytes], held: dict[str, bytes],
     while pending:
         settled = []
         for node in pending:
-            others = {n: k for n, k in {**held, **believed}.items() if n != node}
+            others = _cosigning({**held, **believed}, counted, node)
             try:
                 end, applied = key_change.follow(node, chains.get(node, []), held[node],
                                                  others, key_change.reader_threshold(
@@ -295,11 +316,10 @@ def _rotated_away(held: bytes, applied: list[key_change.Verified]) -> set[bytes]
 
 
 def _left_by_rotation(node: str, public: bytes, chain: list[bytes],
-                      node_keys: Mapping[str, bytes]) -> bool:
+                      others: Mapping[str, bytes]) -> bool:
     """Whether ``public`` was ``node``'s key by the other national nodes' word: a rotation
     away from it, signed by it and co-signed with the client's threshold (a client that
     already moved past it, fetching again, still sees it in its grace)."""
-    others = {n: k for n, k in node_keys.items() if n != node}
     key_id = crypto.signing_key_id(public)
     for raw in chain:
         try:
@@ -315,16 +335,15 @@ def _left_by_rotation(node: str, public: bytes, chain: list[bytes],
     return False
 
 
-def _check_node_revocation(raw: bytes, revocation: Revocation,
-                           node_keys: Mapping[str, bytes]) -> None:
+def _check_node_revocation(raw: bytes, revocation: Revocation, subject_key: bytes | None,
+                           others: Mapping[str, bytes]) -> None:
     """A node key revocation counts only as a co-signed key change, with the client's
     threshold under the keys it holds for the other national nodes."""
     if not key_change.is_key_change(raw):
         raise CosignThreshold(f"a revocation of a key of node {revocation.principal} signed "
                               "by the node alone is not believed: it needs the co-signatures "
                               "of the other national nodes (docs/protocol.md §19)")
-    others = {n: k for n, k in node_keys.items() if n != revocation.principal}
-    key_change.verify(raw, subject_key=node_keys.get(revocation.principal),
+    key_change.verify(raw, subject_key=subject_key,
                       cosigner_keys=others,
                       threshold=key_change.reader_threshold(len(others)), last_serial=None,
                       expected_node=revocation.principal)

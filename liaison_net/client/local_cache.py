@@ -47,6 +47,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from cryptography import x509
+
 from liaison_net.client.directory import Directory, verify_directory
 from liaison_net.client.keystore import Keystore, check_ca_pem
 from liaison_net.core import codec, crypto
@@ -73,7 +75,7 @@ MAX_SENT_FILE_BYTES = 1024 * 1024
 _SENT_FIELDS = {"sent", "written"}
 NODE_KEYS_SUFFIX = ".nodekeys"  # the node keys the client holds (client/directory.py)
 MAX_NODE_KEYS_FILE_BYTES = 16 * 1024
-_NODE_KEYS_FIELDS = {"keys", "written"}
+_NODE_KEYS_FIELDS = {"keys", "cosigners", "written"}
 
 
 @dataclass(frozen=True, repr=False)
@@ -163,22 +165,27 @@ class LocalCache:
 
     # --- the node keys the client holds -------------------------------------------------
 
-    def load_node_keys(self, ks: Keystore) -> dict[str, bytes]:
-        """The node signing keys believed last time: a new one is believed only through
-        co-signed key changes from these. None kept (or a file refused): first contact."""
+    def load_node_keys(self, ks: Keystore) -> tuple[dict[str, bytes], frozenset[str]]:
+        """The node signing keys believed last time, and the nodes whose co-signatures
+        count: a new key is believed only through co-signed key changes from these. None
+        kept (or a file refused): first contact."""
         value = self._open("node_keys", ks, self.node_keys_path, MAX_NODE_KEYS_FILE_BYTES,
                            _NODE_KEYS_FIELDS)
-        keys = {} if value is None else value["keys"]
-        if not isinstance(keys, dict) or not all(
-                isinstance(n, str) and isinstance(k, bytes)
-                and len(k) == crypto.PUBLIC_KEY_BYTES for n, k in keys.items()):
+        if value is None:
+            return {}, frozenset()
+        keys, cosigners = value["keys"], value["cosigners"]
+        if (not isinstance(keys, dict) or not isinstance(cosigners, list)
+                or not all(isinstance(n, str) for n in cosigners)
+                or not all(isinstance(n, str) and isinstance(k, bytes)
+                           and len(k) == crypto.PUBLIC_KEY_BYTES for n, k in keys.items())):
             self.warn(f"ignoring {self.node_keys_path}: unexpected content")
-            return {}
-        return keys
+            return {}, frozenset()
+        return keys, frozenset(cosigners)
 
-    def save_node_keys(self, ks: Keystore, keys: dict[str, bytes]) -> None:
+    def save_node_keys(self, ks: Keystore, keys: dict[str, bytes],
+                       cosigners: frozenset[str]) -> None:
         self._seal("node_keys", ks, self.node_keys_path,
-                   {"keys": keys, "written": self.now_ms()})
+                   {"keys": keys, "cosigners": sorted(cosigners), "written": self.now_ms()})
 
     @property
     def node_keys_path(self) -> Path:
@@ -319,12 +326,11 @@ async def verified_directory(node: DirectorySource, cache: LocalCache | None, ks
     the node's (kept for next time). ``refresh`` skips the cache: the caller found it
     wanting (a signer it does not know, a recipient the node refused)."""
     ca = check_ca_pem(ks.ca_cert_pem)
-    held = cache.load_node_keys(ks) if cache is not None else {}
     if cache is not None and not refresh:
         raw = cache.load_directory(ks)
         if raw is not None:
             try:
-                directory = verify_directory(raw, ca, now=now, held=held)
+                directory = holding(cache, ks, raw, ca, now=now)
             except LiaisonError as exc:
                 cache.warn(f"ignoring {cache.directory_path}: {exc.detail}")
             else:
@@ -337,9 +343,19 @@ async def verified_directory(node: DirectorySource, cache: LocalCache | None, ks
                 else:
                     return directory, True
     raw = await node.directory_bytes()
-    directory = verify_directory(raw, ca, now=now, held=held)
+    directory = holding(cache, ks, raw, ca, now=now)
     if cache is not None:
         cache.save_directory(ks, raw)
-        if directory.held != held:
-            cache.save_node_keys(ks, directory.held)
     return directory, False
+
+
+def holding(cache: LocalCache | None, ks: Keystore, raw: bytes, ca: x509.Certificate, *,
+            now: datetime) -> Directory:
+    """``raw`` verified under the node keys the client holds (none without a cache), and
+    what it then holds kept for next time."""
+    held, cosigners = cache.load_node_keys(ks) if cache is not None else ({}, frozenset())
+    directory = verify_directory(raw, ca, now=now, held=held,
+                                 cosigners=cosigners if held else None)
+    if cache is not None and (directory.held, directory.cosigners) != (held, cosigners):
+        cache.save_node_keys(ks, directory.held, directory.cosigners)
+    return directory

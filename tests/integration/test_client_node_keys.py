@@ -84,8 +84,9 @@ async def test_clients_follow_a_co_signed_node_key_and_refuse_a_node_alone_revoc
     async with session(marie) as node:
         first = await directory_with(node, jan.id, marie.id)
     assert first.node_keys["nl"] == old.public
-    held = LocalCache(marie.path, now_ms=now_ms).load_node_keys(marie.keystore)
+    held, cosigners = LocalCache(marie.path, now_ms=now_ms).load_node_keys(marie.keystore)
     assert held["nl"] == old.public  # what her client holds from now on
+    assert cosigners == frozenset(NODES)
 
     # NL rotates with BE's and LU's co-signatures; BE takes the new key.
     rotated = rotate(net, "nl", ("be", "lu"), tmp_path)
@@ -102,7 +103,7 @@ async def test_clients_follow_a_co_signed_node_key_and_refuse_a_node_alone_revoc
     assert relayed["verified"] and relayed["signer"] == "nl/node", relayed
     assert not any("kept the key" in w for w in report["warnings"]), report["warnings"]
     assert status(marie, eid)["warnings"] == []  # fetched again, holding the new key
-    held = LocalCache(marie.path, now_ms=now_ms).load_node_keys(marie.keystore)
+    held, _ = LocalCache(marie.path, now_ms=now_ms).load_node_keys(marie.keystore)
     assert held["nl"] == new.public
 
     # A node key revocation signed by NL's key alone, in the old format, reaches BE's
