@@ -7,7 +7,8 @@ holds NL's new key, and the "relayed" evidence NL's node signs with it verifies 
 `liaison status`. Then a node key revocation in the old format, signed by NL's key alone
 (as stored before §19, or planted by whoever holds NL's key), sits in BE's database: her
 client refuses it with a warning in the status view, and NL's card and evidence still
-verify.
+verify. Last, `liaison admin keys apply` at NL does not count LU's co-signature once NL
+holds LU's key as revoked, as the peers do.
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ from liaison_net.client.session import NodeSession
 from liaison_net.core import content, crypto
 from liaison_net.core.rotation import Revocation, Subject, sign_revocation
 from liaison_net.store.node_store import NodeStore
-from tests.integration.cosign import peer_key_of, rotate
+from tests.integration.cosign import (
+    apply,
+    config,
+    copy_of,
+    cosign,
+    peer_key_of,
+    prepare_rotation,
+    rotate,
+)
 from tests.integration.network import Network, run_cli, wait_for
 from tests.integration.officers import PASSPHRASE, OfficerAgent, enrol, now_ms
 from tests.integration.test_first_alert import directory_with
@@ -131,3 +140,26 @@ async def test_clients_follow_a_co_signed_node_key_and_refuse_a_node_alone_revoc
         directory = await node.directory(now=datetime.now(UTC))
     assert jan.id in directory.cards and new.key_id not in directory.revoked
     assert directory.lookup()(new.key_id) is not None
+
+    # `liaison admin keys apply` leaves out a co-signer whose key nl holds as revoked, as
+    # the peers do: be and lu co-sign, lu's key is revoked at nl, so one counts of two.
+    net.kill("nl")
+    lu = crypto.signing_key_from_seed((net.certs / "lu" / "signing.key").read_bytes())
+    lu_revoked = Revocation(Subject.NODE, "lu", lu.key_id, "seen in a breach", serial=1,
+                            effective=now_ms() - 1000, authority="lu")
+    store = NodeStore(net.database("nl"), "nl")
+    await store.open()
+    try:
+        await store.keys.add_revocation(lu_revoked, sign_revocation(lu_revoked, lu),
+                                        now=now_ms(), forward_to=[], source="lu")
+    finally:
+        await store.close()
+    net.start("nl")
+    statement = copy_of(prepare_rotation(net, "nl"), tmp_path / "second.keychange")
+    cosign(net, statement, "be", "lu")
+    refused = run_cli("admin", "keys", "apply", str(statement), "--config", config(net, "nl"),
+                      check=False)
+    assert refused.returncode != 0 and "cosign_threshold" in refused.stderr, refused.stderr
+    assert "(be)" in refused.stderr, refused.stderr
+    cosign(net, statement, "de-nw")
+    assert apply(net, "nl", statement)["cosigned_by"] == ["be", "de-nw"]  # lu not counted
