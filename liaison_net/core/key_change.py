@@ -296,8 +296,8 @@ def reader_threshold(other_nodes_held: int) -> int:
     """The co-signatures an officer's client requires for a node key change: the network's
     default (2), or fewer only when the client holds keys for fewer other national nodes
     (a two-node network). A client does not learn a node's configured threshold: a number
-    served by the node could be lowered by whoever forges for it, and the default is the
-    floor every node is configured at or above (docs/protocol.md §19)."""
+    served by the node could be lowered by whoever forges for it; a network run below the
+    default has clients stricter than its peers (docs/protocol.md §19)."""
     return max(1, min(DEFAULT_THRESHOLD, other_nodes_held))
 
 
