@@ -438,7 +438,8 @@ class Node:
                            on_ack=self.desk.acknowledged,
                            pseudonym_ring=self._pseudonym_ring.get,
                            evaluations_per_hour=self.config.signals.evaluations_per_hour,
-                           clock=self.clock, failed_loops=self.supervisor.failed)
+                           clock=self.clock, failed_loops=self.supervisor.failed,
+                           own_chain=lambda: [raw for _, raw in self._chain])
         self.store.on_inbox = client.inbox_watch.notify  # wakes live inbox streams
         # ... and so does what the node's other workers commit (one poll per process).
         self.inbox_tail = InboxTail(

@@ -9,7 +9,7 @@ import pytest
 
 from liaison_net import errors
 from liaison_net.client.directory import verify_directory
-from liaison_net.core import codec, crypto
+from liaison_net.core import codec, crypto, key_change
 from liaison_net.core.almanac import Almanac
 from liaison_net.core.identity import EnrolmentRequest, issue_card
 from liaison_net.core.limits import DAY_MS
@@ -165,13 +165,23 @@ def rotated(tmp_path: Path) -> tuple[Pki, bytes, crypto.SigningKeyPair]:
     return pki, old_cert, old_key
 
 
+def _cosigned_revoke(pki: Pki, key_id: bytes) -> bytes:
+    """A node key revocation as clients believe it (protocol §19): a key change signed by
+    the node's current key and co-signed by the other national node (be: two nodes here)."""
+    raw = key_change.propose(key_change.KeyChange(key_change.Kind.REVOKE, "nl", key_id, None,
+                                                  1, NOW_MS, "key exposed"), pki.key("nl"))
+    return key_change.cosign(raw, "be", pki.key("be"))
+
+
 def test_a_node_revoking_its_replaced_key_is_believed(
         rotated: tuple[Pki, bytes, crypto.SigningKeyPair]) -> None:
     """The old node key is in no current certificate: the revocation, signed by the node's
-    current key, is kept (no warning) and what the old key signs is refused as revoked."""
+    current key and co-signed, is kept (no warning) and what the old key signs is refused
+    as revoked."""
     pki, _, old_key = rotated
-    statement = _revoke(pki.key("nl"), Subject.NODE, "nl", old_key.key_id, "nl")
-    d = verify_directory(_directory({"nl": pki.cert("nl")}, [], [statement]), pki.ca, now=NOW)
+    statement = _cosigned_revoke(pki, old_key.key_id)
+    d = verify_directory(_directory({"nl": pki.cert("nl"), "be": pki.cert("be")}, [],
+                                    [statement]), pki.ca, now=NOW)
     assert d.warnings == []
     assert old_key.key_id in d.revoked
     with pytest.raises(errors.Revoked):
@@ -205,8 +215,9 @@ def test_cards_still_signed_by_a_replaced_node_key_verify_in_its_grace(
                          now=NOW)
     assert set(d.cards) == {"nl/jdevries"} and d.warnings == []
     assert d.lookup()(old_key.key_id) is not None  # its evidence verifies in the grace too
-    statement = _revoke(pki.key("nl"), Subject.NODE, "nl", old_key.key_id, "nl")
-    revoked = verify_directory(_directory({"nl": pki.cert("nl")}, [raw], [statement],
+    statement = _cosigned_revoke(pki, old_key.key_id)
+    revoked = verify_directory(_directory({"nl": pki.cert("nl"), "be": pki.cert("be")},
+                                          [raw], [statement],
                                           [old_cert]), pki.ca, now=NOW)
     assert revoked.cards == {}
     assert "signed by revoked node key" in revoked.warnings[0]

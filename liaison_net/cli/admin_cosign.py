@@ -31,6 +31,7 @@ from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.core import crypto, key_change
 from liaison_net.errors import ConfigError, Forbidden, LiaisonError, Malformed, NotFound
 from liaison_net.pki import certificates, key_change_files
+from liaison_net.services.key_changes import unrevoked_cosigners
 from liaison_net.store.node_store import NodeStore
 
 yes_option = click.option("--yes", is_flag=True,
@@ -82,6 +83,18 @@ def _cosigner_keys(cfg: config_mod.NodeConfig, subject: str,
     keys = {n: k for n, k in known.items() if n in members}
     keys[cfg.id] = _own_public(cfg)
     return {n: k for n, k in keys.items() if n != subject}
+
+
+def _unrevoked(cfg: config_mod.NodeConfig, cosigners: dict[str, bytes]) -> dict[str, bytes]:
+    """Leave out co-signers whose key this node holds as revoked, as its peers do."""
+    if not cfg.database.is_file():
+        return cosigners
+    now = cli_clock().now_ms()
+
+    async def read(store: NodeStore) -> dict[str, bytes]:
+        return await unrevoked_cosigners(store.keys, cosigners, now=now)
+
+    return read_store(cfg, read)
 
 
 def describe(statement: key_change.Statement) -> dict[str, Any]:
@@ -218,7 +231,8 @@ def apply_cmd(statement_file: Path, config_path: Path, as_json: bool) -> None:
     raw = _read_statement(statement_file)
     known, _ = _node_view(cfg)
     verified = key_change.verify(
-        raw, subject_key=_own_public(cfg), cosigner_keys=_cosigner_keys(cfg, cfg.id, known),
+        raw, subject_key=_own_public(cfg),
+        cosigner_keys=_unrevoked(cfg, _cosigner_keys(cfg, cfg.id, known)),
         threshold=cfg.cosign_threshold, last_serial=key_change_files.last_serial(cfg.cert_dir),
         expected_node=cfg.id)
     change = verified.change

@@ -29,6 +29,10 @@ The directory file (``<keystore>.directory``) holds the node's answer exactly as
 signed cards, node certificates, revocations. It is verified against the network CA on
 every load as when it was fetched, used while younger than ``DIRECTORY_MAX_AGE_MS`` and
 while it has a usable card for every officer the command names, else fetched again.
+
+The node keys file (``<keystore>.nodekeys``) holds the node signing keys the client
+believes: what ``verify_directory`` moves only along co-signed key changes (its ``held``).
+Unlike the others it is not a cache but a trust anchor: `liaison logout` keeps it.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+from cryptography import x509
 
 from liaison_net.client.directory import Directory, verify_directory
 from liaison_net.client.keystore import Keystore, check_ca_pem
@@ -59,13 +65,17 @@ MAX_TOKEN_FILE_BYTES = 16 * 1024
 MAX_DIRECTORY_FILE_BYTES = 16 * 1024 * 1024 + 4096  # MAX_DIRECTORY_BYTES and the envelope
 _MAGIC = {"token": b"liaison-net session cache v1\n",
           "directory": b"liaison-net directory cache v1\n",
-          "sent": b"liaison-net sent list v1\n"}
+          "sent": b"liaison-net sent list v1\n",
+          "node_keys": b"liaison-net held node keys v1\n"}
 _TOKEN_FIELDS = {"token", "expires", "written", "tls"}
 _DIRECTORY_FIELDS = {"directory", "written"}
 SENT_SUFFIX = ".sent"  # what a front end sent (the desk's timelines), newest first
 MAX_SENT_KEPT = 500
 MAX_SENT_FILE_BYTES = 1024 * 1024
 _SENT_FIELDS = {"sent", "written"}
+NODE_KEYS_SUFFIX = ".nodekeys"  # the node keys the client holds (client/directory.py)
+MAX_NODE_KEYS_FILE_BYTES = 16 * 1024
+_NODE_KEYS_FIELDS = {"keys", "cosigners", "written"}
 
 
 @dataclass(frozen=True, repr=False)
@@ -152,6 +162,35 @@ class LocalCache:
 
     def drop_directory(self) -> None:
         self._remove(self.directory_path)
+
+    # --- the node keys the client holds -------------------------------------------------
+
+    def load_node_keys(self, ks: Keystore) -> tuple[dict[str, bytes], frozenset[str]]:
+        """The node signing keys believed last time, and the nodes whose co-signatures
+        count: a new key is believed only through co-signed key changes from these. None
+        kept (or a file refused): first contact."""
+        value = self._open("node_keys", ks, self.node_keys_path, MAX_NODE_KEYS_FILE_BYTES,
+                           _NODE_KEYS_FIELDS)
+        if value is None:
+            return {}, frozenset()
+        keys, cosigners = value["keys"], value["cosigners"]
+        if (not isinstance(keys, dict) or not isinstance(cosigners, list)
+                or not all(isinstance(n, str) for n in cosigners)
+                or not all(isinstance(n, str) and isinstance(k, bytes)
+                           and len(k) == crypto.PUBLIC_KEY_BYTES for n, k in keys.items())):
+            self.warn(f"ignoring {self.node_keys_path}: unexpected content")
+            return {}, frozenset()
+        return keys, frozenset(cosigners)
+
+    def save_node_keys(self, ks: Keystore, keys: dict[str, bytes],
+                       cosigners: frozenset[str]) -> None:
+        self._seal("node_keys", ks, self.node_keys_path,
+                   {"keys": keys, "cosigners": sorted(cosigners), "written": self.now_ms()})
+
+    @property
+    def node_keys_path(self) -> Path:
+        return self.token_path.with_name(
+            self.token_path.name.removesuffix(TOKEN_SUFFIX) + NODE_KEYS_SUFFIX)
 
     # --- what was sent (ids, recipients, subjects: sealed like the rest) -----------------
 
@@ -291,7 +330,7 @@ async def verified_directory(node: DirectorySource, cache: LocalCache | None, ks
         raw = cache.load_directory(ks)
         if raw is not None:
             try:
-                directory = verify_directory(raw, ca, now=now)
+                directory = holding(cache, ks, raw, ca, now=now)
             except LiaisonError as exc:
                 cache.warn(f"ignoring {cache.directory_path}: {exc.detail}")
             else:
@@ -304,7 +343,19 @@ async def verified_directory(node: DirectorySource, cache: LocalCache | None, ks
                 else:
                     return directory, True
     raw = await node.directory_bytes()
-    directory = verify_directory(raw, ca, now=now)
+    directory = holding(cache, ks, raw, ca, now=now)
     if cache is not None:
         cache.save_directory(ks, raw)
     return directory, False
+
+
+def holding(cache: LocalCache | None, ks: Keystore, raw: bytes, ca: x509.Certificate, *,
+            now: datetime) -> Directory:
+    """``raw`` verified under the node keys the client holds (none without a cache), and
+    what it then holds kept for next time."""
+    held, cosigners = cache.load_node_keys(ks) if cache is not None else ({}, frozenset())
+    directory = verify_directory(raw, ca, now=now, held=held,
+                                 cosigners=cosigners if held else None)
+    if cache is not None and (directory.held, directory.cosigners) != (held, cosigners):
+        cache.save_node_keys(ks, directory.held, directory.cosigners)
+    return directory

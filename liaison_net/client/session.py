@@ -58,9 +58,9 @@ from liaison_net.client.answers import (
     inbox_entry,
     json_map,
 )
-from liaison_net.client.directory import MAX_DIRECTORY_BYTES, Directory, verify_directory
+from liaison_net.client.directory import MAX_DIRECTORY_BYTES, Directory
 from liaison_net.client.keystore import Keystore, check_ca_pem
-from liaison_net.client.local_cache import LocalCache
+from liaison_net.client.local_cache import LocalCache, holding
 from liaison_net.client.stream import (
     MAX_STREAM_MESSAGE,
     STREAM_HEARTBEAT_S,
@@ -441,9 +441,12 @@ class NodeSession:
         return answer
 
     async def directory(self, *, now: datetime) -> Directory:
-        """The directory, keeping only what the network CA vouches for at ``now``."""
+        """The directory, keeping only what the network CA vouches for at ``now`` and, for
+        node keys, what co-signed key changes lead to from the keys held beside the
+        keystore (``client.directory``)."""
         raw = await self.directory_bytes()
-        return verify_directory(raw, check_ca_pem(self.keystore.ca_cert_pem), now=now)
+        return holding(self._cache, self.keystore, raw,
+                       check_ca_pem(self.keystore.ca_cert_pem), now=now)
 
     # --- transport ----------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from liaison_net.errors import (
     BadSignature,
     CosignThreshold,
     Forbidden,
+    LiaisonError,
     Malformed,
     SerialGap,
     SerialReplayed,
@@ -286,3 +287,54 @@ def _int(value: object, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 53:
         raise Malformed(f"{name} must be a non-negative integer")
     return value
+
+
+# --- what an officer's client believes ---------------------------------------------------
+
+
+def reader_threshold(other_nodes_held: int) -> int:
+    """The co-signatures an officer's client requires for a node key change: the network's
+    default (2), or fewer only when the client holds keys for fewer other national nodes
+    (a two-node network). A client does not learn a node's configured threshold: a number
+    served by the node could be lowered by whoever forges for it; a network run below the
+    default has clients stricter than its peers (docs/protocol.md §19)."""
+    return max(1, min(DEFAULT_THRESHOLD, other_nodes_held))
+
+
+def follow(node: str, chain: list[bytes], held: bytes,
+           cosigner_keys: Mapping[str, bytes], threshold: int) -> tuple[bytes, list[Verified]]:
+    """From the key a reader already holds for ``node``, the key its co-signed changes
+    lead to, and the changes applied on the way.
+
+    The chain may start before the held key (a reader who learnt the key late): changes
+    until the first rotation or replacement of ``held`` are history and skipped. From
+    there on every change must verify (``verify``: threshold under ``cosigner_keys``, the
+    node's own signature, the next serial); a bad one raises and nothing is believed.
+    """
+    if len(chain) > MAX_CHAIN:
+        raise Malformed(f"at most {MAX_CHAIN} key changes per node")
+    decoded = sorted((decode(raw).change.serial, raw) for raw in chain)
+    current, last, applied = held, None, []
+    for serial, raw in decoded:
+        if last is None:
+            change = decode(raw).change
+            if change.kind is Kind.REVOKE or change.old_key_id != crypto.signing_key_id(
+                    current):
+                continue  # before the key the reader holds
+        verified = verify(raw, subject_key=current, cosigner_keys=cosigner_keys,
+                          threshold=threshold, last_serial=last, expected_node=node)
+        if verified.change.new_signing_public is not None:
+            current = verified.change.new_signing_public
+        applied.append(verified)
+        last = serial
+    return current, applied
+
+
+def is_key_change(raw: bytes) -> bool:
+    """A node key revocation in the co-signed format (four elements), as opposed to the
+    three-element revocation a home node signs for its officers."""
+    try:
+        split(raw)
+    except LiaisonError:
+        return False
+    return True

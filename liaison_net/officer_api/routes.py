@@ -25,7 +25,7 @@ import structlog
 from aiohttp import web
 
 from liaison_net.clock import Clock
-from liaison_net.core import art25, codec, crypto, rotation
+from liaison_net.core import art25, codec, crypto, key_change, rotation
 from liaison_net.core.audit import detail
 from liaison_net.core.envelope import decode_header, read_frame
 from liaison_net.core.identity import EnrolmentRequest, renewal, verify_card
@@ -141,8 +141,10 @@ class ClientApi:
                  pseudonym_ring: Callable[[], KeyRing] | None = None,
                  evaluations_per_hour: int = 30,
                  stream_settings: StreamSettings | None = None, clock: Clock,
-                 failed_loops: Callable[[], list[str]] = list) -> None:
+                 failed_loops: Callable[[], list[str]] = list,
+                 own_chain: Callable[[], list[bytes]] = list) -> None:
         self.intake = intake
+        self.own_chain = own_chain  # this node's applied key changes in effect (§19)
         self.clock = clock
         self.failed_loops = failed_loops  # background loops the supervisor gave up on
         self.store = intake.store
@@ -511,10 +513,17 @@ class ClientApi:
         # Replaced node keys in their grace: cards they signed still verify at the client
         # while a peer's re-issued cards are on their way (they follow its new certificate).
         previous_certs = await self.store.keys.previous_node_certs(now=now)
+        # Each node's co-signed key changes: a client believes a node key other than the
+        # one it holds only through them (docs/protocol.md §19), never on a CA certificate.
+        chains = {node: [raw for *_, raw in
+                         (await self.store.keys.key_changes_of(node))[-key_change.MAX_CHAIN:]]
+                  for node in certs if node != self.node_id}
+        chains[self.node_id] = self.own_chain()[-key_change.MAX_CHAIN:]
         return msgpack_response({"node_certs": certs, "cards": cards,
                                  "previous_cards": previous,
                                  "previous_node_certs": previous_certs,
-                                 "revocations": revocations})
+                                 "revocations": revocations,
+                                 "key_changes": {n: c for n, c in chains.items() if c}})
 
     async def rotate(self, request: web.Request) -> web.Response:
         """An officer replaces both keys: the statement is signed by the current key and

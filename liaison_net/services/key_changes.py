@@ -27,7 +27,7 @@ from liaison_net.errors import (
     SerialReplayed,
 )
 from liaison_net.services.intake import Keys
-from liaison_net.store.key_store import AppliedChange
+from liaison_net.store.key_store import AppliedChange, KeyStore
 from liaison_net.store.node_store import NodeStore
 
 log = structlog.get_logger("liaison.keys")
@@ -37,6 +37,16 @@ MAX_CHAIN = key_change.MAX_CHAIN  # a push carries at most the peer's latest 16 
 
 def body_hash(raw: bytes) -> bytes:
     return hashlib.sha256(key_change.split(raw)[1]).digest()
+
+
+async def unrevoked_cosigners(keys: KeyStore, cosigners: dict[str, bytes], *, now: int
+                              ) -> dict[str, bytes]:
+    """``cosigners`` without the nodes whose key this node holds as revoked: a revoked key
+    co-signs nothing. One rule for the peers (``KeyChangeDesk``) and for `liaison admin keys
+    apply`, so a node never installs a change its peers would refuse."""
+    revoked = await keys.revoked_among([crypto.signing_key_id(k) for k in cosigners.values()],
+                                       now=now)
+    return {n: k for n, k in cosigners.items() if crypto.signing_key_id(k) not in revoked}
 
 
 class KeyChangeDesk:
@@ -114,11 +124,8 @@ class KeyChangeDesk:
         """The changes not held yet, each verified against the key the one before left."""
         current = known
         last = await self.store.keys.key_change_serial(peer)
-        cosigners = self.cosigner_keys(peer)
-        revoked = await self.store.keys.revoked_among(
-            [crypto.signing_key_id(k) for k in cosigners.values()], now=self.clock.now_ms())
-        cosigners = {n: k for n, k in cosigners.items()
-                     if crypto.signing_key_id(k) not in revoked}  # a revoked key counts not
+        cosigners = await unrevoked_cosigners(self.store.keys, self.cosigner_keys(peer),
+                                              now=self.clock.now_ms())
         steps: list[AppliedChange] = []
         for raw in chain:
             digest = body_hash(raw)
