@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from liaison_net.cli.admin_keys import rotate
 from liaison_net.cli.admin_officers import config_option, json_option
 from liaison_net.cli.admin_store import read_store, write_via_node
 from liaison_net.cli.commands import Command, Group
+from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.core import admin_ops, codec, crypto
 from liaison_net.errors import ConfigError, Forbidden, Malformed
 from liaison_net.pki import certificates
@@ -100,7 +100,7 @@ def propose() -> None:
 def _propose(cfg: config_mod.NodeConfig, kind: str, args: bytes, admin_key_path: Path,
              as_json: bool) -> None:
     name, key = load_admin_key(admin_key_path)
-    now = int(datetime.now(UTC).timestamp() * 1000)
+    now = cli_clock().now_ms()
     raw = admin_ops.sign_op(admin_ops.AdminOp(kind, cfg.id, args, name, now), key)
 
     async def local(desk: AdminDesk) -> dict[str, Any]:
@@ -176,7 +176,7 @@ def approve_cmd(op: str, config_path: Path, admin_key_path: Path, ca_dir: Path |
     if cfg.admin.four_eyes is False:
         raise Forbidden(f"[admin] four_eyes is off at node {cfg.id}: nothing needs approval")
     name, key = load_admin_key(admin_key_path)
-    now = int(datetime.now(UTC).timestamp() * 1000)
+    now = cli_clock().now_ms()
     raw = admin_ops.sign_approval(admin_ops.OpApproval(op, name, now), key)
 
     async def kind_of(store: NodeStore) -> str | None:
