@@ -177,3 +177,17 @@ def exact_map(what: str, value: object, expected: set[str]) -> dict[str, Any]:
         names = ", ".join(sorted(map(str, extra)))
         raise Malformed(f"{what} has unknown field(s): {names:.160}")
     return value
+
+
+def exact_bytes(value: object, size: int, name: str) -> bytes:
+    """A decoded field that must be bytes of exactly ``size`` (a key, an id, a hash)."""
+    if not isinstance(value, bytes) or len(value) != size:
+        raise Malformed(f"{name} must be {size} bytes")
+    return value
+
+
+def small_int(value: object, name: str) -> int:
+    """A decoded field that must be an integer in [0, 2**53) (a serial, a time in ms)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 53:
+        raise Malformed(f"{name} must be a non-negative integer")
+    return value

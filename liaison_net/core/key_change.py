@@ -240,7 +240,7 @@ def check_serial(node: str, serial: int, last_serial: int) -> None:
 
 def check_change(c: KeyChange) -> None:
     check_node_id(c.node, what="key change node")
-    _bytes(c.old_key_id, crypto.KEY_ID_BYTES, "old_key_id")
+    codec.exact_bytes(c.old_key_id, crypto.KEY_ID_BYTES, "old_key_id")
     if (c.kind is Kind.REVOKE) != (c.new_signing_public is None):
         raise Malformed("rotations and replacements name a new key; revocations none")
     if c.new_signing_public is not None:
@@ -266,27 +266,15 @@ def _change(body: bytes) -> KeyChange:
     change = KeyChange(
         kind=kind,
         node=check_node_id(d["node"], what="key change node"),
-        old_key_id=_bytes(d["old_key_id"], crypto.KEY_ID_BYTES, "old_key_id"),
-        new_signing_public=None if new is None else _bytes(new, crypto.PUBLIC_KEY_BYTES,
-                                                          "new_signing_public"),
-        serial=_int(d["serial"], "serial"),
-        issued=_int(d["issued"], "issued"),
+        old_key_id=codec.exact_bytes(d["old_key_id"], crypto.KEY_ID_BYTES, "old_key_id"),
+        new_signing_public=None if new is None else codec.exact_bytes(
+            new, crypto.PUBLIC_KEY_BYTES, "new_signing_public"),
+        serial=codec.small_int(d["serial"], "serial"),
+        issued=codec.small_int(d["issued"], "issued"),
         reason=d["reason"] if isinstance(d["reason"], str) else "",
     )
     check_change(change)
     return change
-
-
-def _bytes(value: object, size: int, name: str) -> bytes:
-    if not isinstance(value, bytes) or len(value) != size:
-        raise Malformed(f"{name} must be {size} bytes")
-    return value
-
-
-def _int(value: object, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 53:
-        raise Malformed(f"{name} must be a non-negative integer")
-    return value
 
 
 # --- what an officer's client believes ---------------------------------------------------

@@ -108,14 +108,14 @@ def verify_rotation(raw: bytes, *, old_public: bytes, last_serial: int) -> Rotat
     rotation = Rotation(
         subject=subject,
         principal=_principal(subject, d["principal"]),
-        old_key_id=_bytes(d["old_key_id"], crypto.KEY_ID_BYTES, "old_key_id"),
-        new_signing_public=_bytes(d["new_signing_public"], crypto.PUBLIC_KEY_BYTES,
-                                  "new_signing_public"),
-        new_encryption_public=(None if d["new_encryption_public"] is None else _bytes(
+        old_key_id=codec.exact_bytes(d["old_key_id"], crypto.KEY_ID_BYTES, "old_key_id"),
+        new_signing_public=codec.exact_bytes(d["new_signing_public"],
+                                             crypto.PUBLIC_KEY_BYTES, "new_signing_public"),
+        new_encryption_public=(None if d["new_encryption_public"] is None else codec.exact_bytes(
             d["new_encryption_public"], crypto.PUBLIC_KEY_BYTES, "new_encryption_public")),
-        serial=_int(d["serial"], "serial"),
-        issued=_int(d["issued"], "issued"),
-        grace_until=_int(d["grace_until"], "grace_until"),
+        serial=codec.small_int(d["serial"], "serial"),
+        issued=codec.small_int(d["issued"], "issued"),
+        grace_until=codec.small_int(d["grace_until"], "grace_until"),
     )
     if rotation.old_key_id != crypto.signing_key_id(old_public):
         raise Malformed("rotation names another old key than the one that signed it")
@@ -162,10 +162,10 @@ def verify_revocation(raw: bytes, node_keys: Mapping[str, bytes]) -> Revocation:
     revocation = Revocation(
         subject=subject,
         principal=_principal(subject, d["principal"]),
-        key_id=_bytes(d["key_id"], crypto.KEY_ID_BYTES, "key_id"),
+        key_id=codec.exact_bytes(d["key_id"], crypto.KEY_ID_BYTES, "key_id"),
         reason=reason,
-        serial=_int(d["serial"], "serial"),
-        effective=_int(d["effective"], "effective"),
+        serial=codec.small_int(d["serial"], "serial"),
+        effective=codec.small_int(d["effective"], "effective"),
         authority=check_node_id(d["authority"], what="revocation authority"),
     )
     if revocation.authority != signer:
@@ -230,13 +230,3 @@ def _principal(subject: Subject, value: object) -> str:
     return check_node_id(value)
 
 
-def _bytes(value: object, size: int, name: str) -> bytes:
-    if not isinstance(value, bytes) or len(value) != size:
-        raise Malformed(f"{name} must be {size} bytes")
-    return value
-
-
-def _int(value: object, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 53:
-        raise Malformed(f"{name} must be a non-negative integer")
-    return value
