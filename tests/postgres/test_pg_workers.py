@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 from liaison_net import errors
-from liaison_net.client.session import InboxEntry, NodeSession
+from liaison_net.client.session import NodeSession
 from liaison_net.drills.harness import NodeProcess
 from liaison_net.drills.pg_cluster import Cluster
 from liaison_net.store.lease_store import sender_lease
@@ -34,10 +34,10 @@ from tests.integration.officers import OfficerAgent, enrol
 from tests.integration.test_faults import assert_exactly_once, sealed
 from tests.integration.test_first_alert import directory_with
 from tests.integration.test_node_workers import (
-    CROSS_WORKER_BOUND_S,
     WORKERS,
     add_worker,
     at_worker,
+    follower_sees_the_other_workers_commits,
     list_peer_urls,
     until,
 )
@@ -61,34 +61,8 @@ async def test_a_follower_on_worker_b_sees_every_envelope_committed_through_work
     a, b = net.nodes["nl"], add_worker(net, "nl")
     net.start("nl")
     net.start("nl#2")
-    seen: list[InboxEntry] = []
-
-    async def follow(session: NodeSession) -> None:
-        async with contextlib.aclosing(session.follow(0)) as entries:
-            async for entry in entries:
-                seen.append(entry)
-
-    async with at_worker(jan, a) as sender, at_worker(piet, b) as follower:
-        directory = await directory_with(sender, piet.id)
-        sent: list[str] = []
-        async with asyncio.TaskGroup() as tasks:
-            following = tasks.create_task(follow(follower))
-            lags = []
-            for i in range(8):
-                envelope = jan.seal(directory, [piet.id], f"alert {i}".encode())
-                assert (await sender.submit(envelope.to_bytes())).status == "accepted"
-                sent.append(envelope.header.id_text)
-                accepted = time.monotonic()
-                await until(lambda: len(seen) >= len(sent), timeout=CROSS_WORKER_BOUND_S,
-                            what=f"envelope {i} (committed through A) at B's follower")
-                lags.append(time.monotonic() - accepted)
-            print(f"\ncross-worker live delivery on PostgreSQL: at most {max(lags):.2f} s "
-                  "after accepted (inbox_poll_s 0.2)")
-            await asyncio.sleep(0.5)  # room for a repeat to show up, if one would
-            following.cancel()
-        inbox = await follower.inbox_all()
-    assert [e.id for e in seen] == sent
-    assert [e.seq for e in seen] == [e.seq for e in inbox], "a gap or a repeat"
+    await follower_sees_the_other_workers_commits(jan, a, piet, b, count=8,
+                                                  engine="PostgreSQL")
 
 
 async def test_a_revocation_through_one_worker_is_refused_by_the_other_on_postgresql(
