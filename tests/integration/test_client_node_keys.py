@@ -83,6 +83,13 @@ async def send(agent: OfficerAgent, to: str) -> str:
     return envelope.header.id_text
 
 
+def node_keys_at(net: Network, nid: str) -> set[str]:
+    """The nodes whose signing key ``nid`` serves to its officers: its own and its peers'."""
+    rows = json.loads(run_cli("admin", "keys", "list", "--config", config(net, nid),
+                              "--json").stdout)
+    return {nid} | {r["owner"] for r in rows if r["kind"] == "peer-signing"}
+
+
 async def test_clients_follow_a_co_signed_node_key_and_refuse_a_node_alone_revocation(
         make_network: type[Network], tmp_path: Path) -> None:
     net = make_network.create(node_ids=NODES)
@@ -90,6 +97,10 @@ async def test_clients_follow_a_co_signed_node_key_and_refuse_a_node_alone_revoc
     for nid in NODES:
         net.start(nid)
     old = nl_key(net)
+    # BE learns each peer's node key when that peer first reaches it: wait until it holds
+    # all four before Marie's client fetches the directory whose keys it will hold.
+    await asyncio.to_thread(wait_for, lambda: node_keys_at(net, "be") == set(NODES),
+                            timeout=SLOW, what="be to know every node's key")
     async with session(marie) as node:
         first = await directory_with(node, jan.id, marie.id)
     assert first.node_keys["nl"] == old.public
