@@ -100,6 +100,12 @@ def test_an_officer_reads_sends_follows_and_acknowledges_in_a_browser(
                 'input, select, textarea, button')).filter((e) => !(e.labels && e.labels.length)
                 && !e.getAttribute('aria-label') && !e.textContent.trim()).map((e) => e.id)""")
             assert unlabelled == []
+            # A refresh (every live update makes one) keeps each listed row's element, so a
+            # click that lands during one is not lost.
+            kept = page.locator(f"#inbox-table tr[data-id='{secret}'] button").element_handle()
+            page.locator("#inbox-refresh").click()
+            expect(page.locator("#inbox-table")).to_have_attribute("aria-busy", "false")
+            assert kept.evaluate("(e) => e.isConnected")
             # ...and the keyboard alone opens the envelope.
             row.get_by_role("button").focus()
             page.keyboard.press("Enter")

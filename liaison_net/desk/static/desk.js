@@ -81,33 +81,63 @@
 
   // --- inbox and reader ------------------------------------------------------------------
 
+  // The table is refreshed whenever anything arrives: a row that is still listed keeps its
+  // element (and its Read button), so a click that lands during a refresh is never lost.
+  let inboxLoads = 0;
   async function loadInbox() {
-    const data = await api("GET", "/api/inbox" + ($("inbox-all").checked ? "?all=1" : ""));
+    const table = $("inbox-table");
+    inboxLoads += 1;
+    table.setAttribute("aria-busy", "true");
+    try {
+      renderInbox(await api("GET", "/api/inbox" + ($("inbox-all").checked ? "?all=1" : "")));
+    } finally {
+      inboxLoads -= 1;
+      if (!inboxLoads) table.setAttribute("aria-busy", "false");
+    }
+  }
+
+  function renderInbox(data) {
     const body = document.querySelector("#inbox-table tbody");
-    body.replaceChildren();
-    data.items.forEach((item) => {
-      const row = el("tr");
-      row.dataset.id = item.id;
-      row.dataset.kind = item.kind;
-      row.className = "prec-" + item.precedence + (item.acked ? " acked" : "");
-      row.appendChild(el("td", item.precedence + (item.kind !== "message" ? " · " + item.kind : "")));
-      row.appendChild(el("td", item.sender));
-      row.appendChild(el("td", item.subject || item.problem || "(not readable)"));
-      const tags = el("td"); tags.appendChild(badges(item.tag)); row.appendChild(tags);
-      row.appendChild(el("td", when(item.received)));
-      const cell = el("td");
+    const kept = new Map();
+    body.querySelectorAll("tr[data-id]").forEach((row) => kept.set(row.dataset.id, row));
+    const rows = data.items.map((item) => inboxRow(item, kept.get(item.id)));
+    if (!rows.length) {
+      const row = el("tr"); const cell = el("td", "Nothing waiting."); cell.colSpan = 6;
+      row.appendChild(cell); rows.push(row);
+    }
+    const current = Array.from(body.children);
+    if (current.length !== rows.length || rows.some((row, i) => current[i] !== row)) {
+      body.replaceChildren(...rows);
+    }
+  }
+
+  function inboxRow(item, row) {
+    const signature = JSON.stringify(item);
+    if (row && row.dataset.signature === signature) return row;
+    const cells = [
+      el("td", item.precedence + (item.kind !== "message" ? " · " + item.kind : "")),
+      el("td", item.sender),
+      el("td", item.subject || item.problem || "(not readable)"),
+      el("td"),
+      el("td", when(item.received)),
+    ];
+    cells[3].appendChild(badges(item.tag));
+    let action = row ? row.lastElementChild : null;
+    if (!action) {
+      action = el("td");
       const button = el("button", "Read");
       button.type = "button";
-      button.setAttribute("aria-label", "Read " + (item.subject || item.id));
       button.addEventListener("click", () => openEnvelope(item.id).catch(failed));
-      cell.appendChild(button);
-      row.appendChild(cell);
-      body.appendChild(row);
-    });
-    if (!data.items.length) {
-      const row = el("tr"); const cell = el("td", "Nothing waiting."); cell.colSpan = 6;
-      row.appendChild(cell); body.appendChild(row);
+      action.appendChild(button);
+      row = el("tr");
+      row.dataset.id = item.id;
     }
+    action.firstElementChild.setAttribute("aria-label", "Read " + (item.subject || item.id));
+    row.dataset.kind = item.kind;
+    row.dataset.signature = signature;
+    row.className = "prec-" + item.precedence + (item.acked ? " acked" : "");
+    row.replaceChildren(...cells, action);
+    return row;
   }
 
   async function openEnvelope(id) {
