@@ -357,7 +357,8 @@ class Node:
                     service=self.checkpoints, peers=self.config.peers, session=session,
                     request_timeout_s=self.config.delivery.request_timeout_s,
                     tick_s=min(1.0, self.config.audit.checkpoint_seconds),
-                    heartbeat_s=self.config.audit.checkpoint_seconds).run)
+                    heartbeat_s=self.config.audit.checkpoint_seconds,
+                    offers_to=lambda peer: self.leases[peer].held.is_set()).run)
                 sup.add("expiry", self._expiry_loop)
                 sup.add("effects", self.effects.run)
                 sup.add("retention", self._retention_loop)

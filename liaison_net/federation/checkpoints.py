@@ -16,7 +16,7 @@ shape and size here; every signature is verified by the service before a body is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,12 +155,16 @@ class CheckpointPublisher:
     """Offers this node's latest checkpoint to each peer that has not cosigned it yet, and
     again every ``heartbeat_s`` while the log is quiet: each offer carries what this node
     witnessed of the others (``seen``), so witnesses compare notes even then. A peer that
-    cannot be reached is tried again after ``retry_s``."""
+    cannot be reached is tried again after ``retry_s``. Of a node's several workers, only
+    the one that sends to a peer (``offers_to``: it holds that peer's lease) offers it
+    checkpoints: two workers' offers crossing on the wire would look like a rollback."""
 
     def __init__(self, *, service: AuditCheckpoints, peers: Sequence[Peer],
                  session: aiohttp.ClientSession, request_timeout_s: float,
-                 tick_s: float, heartbeat_s: float) -> None:
+                 tick_s: float, heartbeat_s: float,
+                 offers_to: Callable[[str], bool] = lambda peer: True) -> None:
         self.service = service
+        self.offers_to = offers_to
         self.peers = list(peers)
         self.session = session
         self.request_timeout_s = request_timeout_s
@@ -169,6 +173,7 @@ class CheckpointPublisher:
         self.retry_s = min(max(tick_s * 5, 1.0), 30.0)
         self._retry_at: dict[str, float] = {}
         self._offered_at: dict[str, float] = {}
+        self._url_index: dict[str, int] = {}
 
     async def run(self) -> None:
         await self.service.start()
@@ -177,6 +182,8 @@ class CheckpointPublisher:
             await asyncio.sleep(self.tick_s)
 
     async def tick(self) -> None:
+        if not any(self.offers_to(peer.id) for peer in self.peers):
+            return  # another worker of this node sends to every peer: it checkpoints
         try:
             latest = await self.service.current()
         except LiaisonError as exc:  # storage trouble (a full disk): next tick, not a crash
@@ -188,7 +195,7 @@ class CheckpointPublisher:
         seen: list[bytes] | None = None
         for peer in self.peers:
             now = loop.time()
-            if now < self._retry_at.get(peer.id, 0.0) or (
+            if not self.offers_to(peer.id) or now < self._retry_at.get(peer.id, 0.0) or (
                     self.service.cosigned.get(peer.id, 0) >= latest.checkpoint.size
                     and now < self._offered_at.get(peer.id, 0.0) + self.heartbeat_s):
                 continue
@@ -226,10 +233,29 @@ class CheckpointPublisher:
         raise Malformed(f"{peer.id} asked for a consistency proof twice")
 
     async def _post(self, peer: Peer, body: dict[str, Any]) -> bytes:
+        """POST to the peer's URL that answered last; one that cannot be reached passes the
+        offer to the next (a peer running several workers lists them all, as for envelopes)."""
+        data = codec.pack(body)
+        first = self._url_index.get(peer.id, 0) % len(peer.urls)
+        unreachable: Unavailable | None = None
+        for step in range(len(peer.urls)):
+            index = (first + step) % len(peer.urls)
+            try:
+                payload = await self._post_to(peer, peer.urls[index], data)
+            except _Unreachable as exc:
+                unreachable = Unavailable(f"cannot reach {peer.id} at {peer.urls[index]}: "
+                                          f"{exc}")
+                continue
+            self._url_index[peer.id] = index
+            return payload
+        assert unreachable is not None
+        raise unreachable
+
+    async def _post_to(self, peer: Peer, url: str, data: bytes) -> bytes:
         timeout = aiohttp.ClientTimeout(total=self.request_timeout_s)
         try:
             async with self.session.post(
-                    peer.url + CHECKPOINT_PATH, data=codec.pack(body),
+                    url + CHECKPOINT_PATH, data=data,
                     headers={"Content-Type": MSGPACK}, timeout=timeout,
                     server_hostname=node_hostname(peer.id)) as resp:
                 payload = await resp.content.read(MAX_ANSWER_BYTES + 1)
@@ -237,5 +263,9 @@ class CheckpointPublisher:
                     raise Unavailable(f"{peer.id} answered HTTP {resp.status}: "
                                       f"{payload[:200]!r}")
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise Unavailable(f"cannot reach {peer.id}: {type(exc).__name__}") from exc
+            raise _Unreachable(type(exc).__name__) from exc
         return payload
+
+
+class _Unreachable(Exception):
+    """No answer from one of a peer's URLs: the next one may answer."""

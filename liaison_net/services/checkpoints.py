@@ -78,12 +78,21 @@ class AuditCheckpoints:
     async def start(self) -> None:
         """What the store holds: the latest own checkpoint, what each peer cosigned."""
         self._log, self._seq = merkle.MerkleLog(), 0
-        latest = await self.store.checkpoints.latest(self.node_id)
-        self._latest = (cp.SignedCheckpoint(cp.Checkpoint(self.node_id, latest.size,
-                                                          latest.root, latest.at),
-                                            latest.signed) if latest else None)
+        self._latest = None
+        await self._catch_up_with_other_workers()
+
+    async def _catch_up_with_other_workers(self) -> None:
+        """Another worker of this node may have signed a later checkpoint, or had one
+        cosigned, since: start from those, so no witness is ever offered less than it holds
+        (it would be a rollback)."""
+        stored = await self.store.checkpoints.latest(self.node_id)
+        if stored is not None and (self._latest is None
+                                   or stored.size > self._latest.checkpoint.size):
+            self._latest = cp.SignedCheckpoint(
+                cp.Checkpoint(self.node_id, stored.size, stored.root, stored.at), stored.signed)
         for peer in self.peers:
-            self.cosigned[peer] = await self.store.checkpoints.cosigned_by(self.node_id, peer)
+            self.cosigned[peer] = max(self.cosigned.get(peer, 0), await
+                                      self.store.checkpoints.cosigned_by(self.node_id, peer))
 
     async def _load(self) -> None:
         while True:
@@ -110,6 +119,7 @@ class AuditCheckpoints:
 
     async def current(self) -> cp.SignedCheckpoint | None:
         """The latest checkpoint, after signing a new one if one is due."""
+        await self._catch_up_with_other_workers()
         await self._load()
         if self._due(self.clock.now_ms()):
             await self.checkpoint_now()

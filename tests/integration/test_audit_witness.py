@@ -12,8 +12,11 @@ import shutil
 import signal
 import sqlite3
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomli_w
 
 from liaison_net.core import checkpoint as cp
 from liaison_net.core import codec, crypto, merkle
@@ -24,6 +27,7 @@ from liaison_net.pki.certificates import NodePaths, node_hostname
 from tests.integration.network import (
     Network,
     audit_rows,
+    free_port,
     healthz,
     https,
     last_audit_seq,
@@ -73,11 +77,22 @@ def _rechain(db: sqlite3.Connection) -> None:
                    "VALUES (?, ?, ?, ?, ?, ?, ?)", (seq, at, event, eid, actor, detail, prev))
 
 
+def _nobody_first(net: Network, nid: str, peer: str) -> None:
+    """``nid`` lists a URL where nothing listens before ``peer``'s own (a worker that is
+    down): envelopes and checkpoints alike must fail over to the next."""
+    config = tomllib.loads(net.nodes[nid].config.read_text())
+    for entry in config["peers"]:
+        if entry["id"] == peer:
+            entry["urls"] = [f"https://127.0.0.1:{free_port()}", entry.pop("url")]
+    net.nodes[nid].config.write_text(tomli_w.dumps(config), encoding="utf-8")
+
+
 async def test_rewrites_are_caught_and_proofs_check_at_a_partner(
         make_network: type[Network], tmp_path: Path) -> None:
     net = make_network.create(node_ids=NODES, sections=AUDIT)
     jan = enrol(net, "nl/jdevries")
     marie = enrol(net, "be/mpeeters")
+    _nobody_first(net, "nl", "be")
     for nid in NODES:
         net.start(nid)
     async with jan.session() as nl:

@@ -37,6 +37,9 @@ from tests.waits import PATIENCE_S
 
 WORKERS = {"delivery": {"lease_s": 1.5, "inbox_poll_s": 0.2}}
 
+#: Checkpoints often, so that both workers would offer them if both could.
+CHECKPOINTS = {"audit": {"checkpoint_every": 5, "checkpoint_seconds": 0.3}}
+
 #: The one wait here whose bound is the property under test: a follower on the other
 #: worker must see an entry long before the stream's own fallback poll (30 s) could have
 #: found it. Expected well under a second (``inbox_poll_s`` 0.2 s); the bound leaves a
@@ -162,7 +165,7 @@ async def test_a_follower_on_one_worker_sees_what_another_worker_committed(
 
 async def test_failover_between_peer_workers_and_lease_takeover_lose_nothing(
         make_network: type[Network]) -> None:
-    net = make_network.create(node_ids=("nl", "be"), sections=WORKERS)
+    net = make_network.create(node_ids=("nl", "be"), sections={**WORKERS, **CHECKPOINTS})
     jan = enrol(net, "nl/jdevries")
     marie = enrol(net, "be/mpeeters")
     nl_workers = [net.nodes["nl"], add_worker(net, "nl")]
@@ -236,6 +239,14 @@ async def test_failover_between_peer_workers_and_lease_takeover_lose_nothing(
     assert status["senders"]["be"]["holder"].split("/")[2] == str(other.pid)
     assert status["senders"]["be"]["token"] == taken[1]
     assert "peer.failover" in holding.log.read_text() + other.log.read_text()
+    # Checkpoints too: only the worker sending to BE offers them (two workers' offers
+    # crossing would look like a rollback to the witness), and BE saw no alarm.
+    other_log = other.log.read_text()
+    assert "audit.checkpoint" not in other_log[:other_log.index("lease.taken")]
+    await until(lambda: query(net, "nl", "SELECT COUNT(*) FROM cosignatures WHERE node = 'nl' "
+                                         "AND witness = 'be'")[0][0] > 0,
+                what="be to witness nl's checkpoints")
+    assert query(net, "be", "SELECT COUNT(*) FROM checkpoint_alarms")[0][0] == 0
     for nid in ("nl", "be"):
         verdict = json.loads(run_cli("admin", "audit", "verify", "--config",
                                      str(net.nodes[nid].config), "--json").stdout)
@@ -285,7 +296,7 @@ async def test_a_paused_lease_holder_is_fenced_off_when_it_wakes(
     holder finds its lease gone (``lease.lost``) and stops sending: whatever it had in
     flight cannot be recorded under its stale token. Every envelope is delivered and its
     relay audited once."""
-    net = make_network.create(node_ids=("nl", "be"), sections=WORKERS)
+    net = make_network.create(node_ids=("nl", "be"), sections={**WORKERS, **CHECKPOINTS})
     jan = enrol(net, "nl/jdevries")
     marie = enrol(net, "be/mpeeters")
     nl_workers = [net.nodes["nl"], add_worker(net, "nl")]
