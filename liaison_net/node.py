@@ -26,9 +26,8 @@ from aiohttp import web
 from liaison_net.admin_api import routes as admin_routes
 from liaison_net.clock import Clock
 from liaison_net.config import NodeConfig
-from liaison_net.core import crypto, key_change
+from liaison_net.core import crypto, key_change, tagflow
 from liaison_net.core.audit import detail
-from liaison_net.core.consent import Consent
 from liaison_net.core.effects import Effect, notice
 from liaison_net.core.envelope import Envelope
 from liaison_net.core.identity import EnrolmentRequest, issue_card, renewal, verify_card
@@ -502,16 +501,17 @@ class Node:
             log.info("retention.purged", envelopes=total)
         return total
 
-    def _disclosure_receipt(self, forward: Envelope, consent: Consent,
+    def _disclosure_receipt(self, forward: Envelope, owed: tagflow.Disclosure,
                             recipients: list[str]) -> Effect:
-        """A forward made with a consent reached its recipients here: the owner who granted
-        it is owed a signed receipt of what was done with their information (recorded
-        with the forward's acceptance, issued by the effects drain)."""
+        """A forward reached its recipients here: the owner is owed a signed receipt of
+        what was done with their information (recorded with the forward's acceptance,
+        issued by the effects drain); their restrictions and recalls follow it."""
         return notice(
-            "disclosure", recipients=[consent.owner], ref=consent.original,
-            content={"original": consent.original, "forward": forward.id,
+            "disclosure", recipients=[owed.owner], ref=owed.original,
+            content={"original": owed.original, "forward": forward.id,
                      "forwarder": forward.header.sender, "recipients": recipients,
-                     "node": self.config.id, "consent_for": consent.target})
+                     "node": self.config.id,
+                     **({"consent_for": owed.consent_for} if owed.consent_for else {})})
 
 
 class _Stop(Exception):

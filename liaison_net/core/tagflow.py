@@ -50,7 +50,7 @@ from liaison_net.core.ownership import at_least_as_strict
 from liaison_net.core.policy import Action, Request, decide
 from liaison_net.core.retention import decode_skeleton
 from liaison_net.core.sealing import KeyLookup
-from liaison_net.core.signers import require_may_sign
+from liaison_net.core.signers import Signer, require_may_sign, signer_of
 from liaison_net.errors import (
     BadTimestamp,
     Forbidden,
@@ -116,6 +116,34 @@ class Flow:
 def is_forward(header: Header) -> bool:
     """A message that names an original in ``ref`` passes that original on."""
     return header.kind is Kind.MESSAGE and header.ref is not None
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    """Whom the node delivering a forward owes a disclosure receipt, and about what."""
+
+    owner: str  # the officer told
+    original: bytes  # the envelope the receipt is about (its ``ref``)
+    consent_for: str | None  # the consent's target, for a consented forward
+
+
+def disclosure_owed(header: Header, flow: Flow) -> Disclosure | None:
+    """A forward discloses the owner's information to new recipients, with the owner's
+    consent or because the tag allows it: either way the owner is told, since a later
+    restriction or recall reaches a forward only through these receipts (docs/ownership.md
+    §9). With a consent: the officer who granted it, about what it named. Without: the
+    sender of the owner's own envelope (the root of the chain of originals), about that
+    envelope, unless that officer is the forwarder."""
+    if not is_forward(header):
+        return None
+    if flow.consent is not None:
+        return Disclosure(flow.consent.owner, flow.consent.original, flow.consent.target)
+    if not flow.originals:
+        return None
+    root = flow.originals[-1]
+    if root.sender == header.sender or signer_of(root.sender) is Signer.NODE:
+        return None
+    return Disclosure(root.sender, root.id, None)
 
 
 def check(header: Header, *, layer: Layer, here: str, now: int, lookup: KeyLookup,

@@ -14,7 +14,7 @@ ownership policy for this layer, then store (durably, with its audit entry) or r
 
 What a first copy obliges the node to do is written in the transaction that stores it
 (``core/effects``, a transactional outbox): the request's due time (or the request a reply
-answers), signal match notices, a consented forward's disclosure receipt to the owner, and
+answers), signal match notices, a forward's disclosure receipt to the owner, and
 the delivery evidence the ``Witness`` owes the sender ("accepted" at the origin, "relayed"
 for each recipient whose inbox now holds it). The effects drain issues the envelopes.
 """
@@ -30,7 +30,7 @@ import structlog
 
 from liaison_net.core import art25, crypto, restriction, tagflow
 from liaison_net.core.audit import detail
-from liaison_net.core.consent import Consent, claimed_owner
+from liaison_net.core.consent import claimed_owner
 from liaison_net.core.effects import Effect
 from liaison_net.core.envelope import (
     Envelope,
@@ -76,7 +76,7 @@ class Intake:
     def __init__(self, *, node_id: str, peers: set[str], store: NodeStore, keys: Keys,
                  limits: Limits, metrics: NodeMetrics, wake: Callable[[str], None],
                  desk: SignalDesk | None = None,
-                 on_disclosure: Callable[[Envelope, Consent, list[str]],
+                 on_disclosure: Callable[[Envelope, tagflow.Disclosure, list[str]],
                                          Effect] | None = None,
                  requests: RequestDesk | None = None,
                  witness: Witness | None = None,
@@ -90,7 +90,7 @@ class Intake:
         self.metrics = metrics
         self._wake = wake
         self.desk = desk
-        self.on_disclosure = on_disclosure  # a consented forward arrived: the owner's receipt
+        self.on_disclosure = on_disclosure  # a forward arrived: the owner's receipt
         self.requests = requests
         self.witness = witness  # what delivery evidence the sender is owed
         # Runs verify_frame elsewhere (workers/verify_pool.py, [workers] verify); None: here.
@@ -277,10 +277,11 @@ class Intake:
                    if self.witness is not None else [])
         if hold is not None and self.holds is not None:
             effects.append(self.holds.held_notice(envelope, hold))
-        if flow.consent is not None and local and self.on_disclosure is not None:
-            # A consented forward to colleagues on this node discloses the owner's
-            # information here: the owner's receipt is owed as for a remote recipient.
-            effects.append(self.on_disclosure(envelope, flow.consent, local))
+        owed = tagflow.disclosure_owed(h, flow)
+        if owed is not None and local and self.on_disclosure is not None:
+            # A forward to colleagues on this node discloses the owner's information
+            # here: the owner's receipt is owed as for a remote recipient.
+            effects.append(self.on_disclosure(envelope, owed, local))
         return Acceptance(
             envelope, actor=officer, event="envelope.held" if hold else "envelope.accepted",
             local_recipients=local, remote_nodes=sorted(remote),
@@ -347,8 +348,9 @@ class Intake:
             raise
         effects = (self.witness.relayed(envelope, local=local, now=now)
                    if self.witness is not None else [])
-        if flow.consent is not None and self.on_disclosure is not None:
-            effects.append(self.on_disclosure(envelope, flow.consent, local))
+        owed = tagflow.disclosure_owed(envelope.header, flow)
+        if owed is not None and self.on_disclosure is not None:
+            effects.append(self.on_disclosure(envelope, owed, local))
         try:
             outcome = await self.store.accept(
                 envelope, now=now, actor=peer, event="envelope.delivered_to_inbox",

@@ -28,9 +28,11 @@ from liaison_net.core.tagflow import (
     FORWARD_TARGETS,
     LAYER_ACTIONS,
     MAX_FORWARD_DEPTH,
+    Disclosure,
     Layer,
     check,
     claimed_keys,
+    disclosure_owed,
     verify_original,
 )
 from liaison_net.errors import (
@@ -207,6 +209,25 @@ def test_a_forward_of_a_forward_cannot_relax_the_middle_tightening() -> None:
     with pytest.raises(PolicyRefused) as refused:
         run(loose)
     assert refused.value.code == "policy.relax_by_non_owner"
+
+
+# --- who is told of a forward -------------------------------------------------------------------
+
+
+def test_every_forward_owes_the_owner_a_disclosure_receipt_about_the_owners_envelope() -> None:
+    """With or without consent: the owner's later restriction or recall follows them."""
+    original = alert(make_tag())
+    assert disclosure_owed(original.header, run(original)) is None  # not a forward
+    fwd = forward(CLAUDE, original, MARIE)
+    assert disclosure_owed(fwd.header, run(fwd)) == Disclosure(JAN.id, original.id, None)
+    again = forward(MARIE, fwd, CLAUDE)  # a forward of the forward: still the root's owner
+    assert disclosure_owed(again.header, run(again)) == Disclosure(JAN.id, original.id, None)
+    own = forward(JAN, original, MARIE)  # the owner passing on their own: nobody to tell
+    assert disclosure_owed(own.header, run(own)) is None
+    h2 = alert()
+    consented = forward(CLAUDE, h2, MARIE, consent=consent(original=h2))
+    assert disclosure_owed(consented.header, run(consented)) == Disclosure(
+        JAN.id, h2.id, MARIE.id)
 
 
 # --- consent ----------------------------------------------------------------------------------

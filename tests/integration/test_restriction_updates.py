@@ -1,14 +1,14 @@
 """Restriction updates and recalls across three real nodes (core/restriction.py).
 
-NL's officer sends to BE; BE forwards to LU with NL's consent (NL gets a disclosure
-receipt). A restriction makes a later forward that the new tag forbids refused at BE; a
-relaxing update is refused by the issuing client and by NL's node; an update by anyone but
-the original's sender (a colleague at NL with a real keystore, a recipient at BE, a
-certified NL peer relaying the colleague's, a compromised BE planting it in an inbox) is
-refused at every hop, the reading client included. A recall reaches LU,
-two hops from the owner: BE and LU purge the content, answer signed erasure receipts that
-`liaison status` shows, and refuse to read or forward it. A SIGKILL of the owner's node
-with a recall in flight loses nothing.
+NL's officer sends to BE; BE forwards to LU, once as the tag allows and once with NL's
+consent (NL gets a disclosure receipt for each, and its updates follow both). A restriction
+makes a later forward that the new tag forbids refused at BE; a relaxing update is refused
+by the issuing client and by NL's node; an update by anyone but the original's sender (a
+colleague at NL with a real keystore, a recipient at BE, a certified NL peer relaying the
+colleague's, a compromised BE planting it in an inbox) is refused at every hop, the reading
+client included. A recall reaches LU, two hops from the owner: BE and LU purge the content,
+answer signed erasure receipts that `liaison status` shows, and refuse to read or forward
+it. A SIGKILL of the owner's node with a recall in flight loses nothing.
 """
 
 from __future__ import annotations
@@ -94,6 +94,15 @@ async def receipts_from(agent: OfficerAgent, original: Envelope) -> dict[str, st
     return {r.node: r.action for r in found}
 
 
+def told_of_forward(owner: OfficerAgent, original: Envelope, to: OfficerAgent) -> bool:
+    """A disclosure receipt in the owner's inbox names ``to`` as a forward's recipient."""
+    async def go() -> list[str]:
+        async with owner.session() as node:
+            directory = await node.directory(now=datetime.now(UTC))
+            return await restrictions.addressees(node, owner.keystore, directory, original, [])
+    return to.id in asyncio.run(go())
+
+
 async def until_receipts(agent: OfficerAgent, original: Envelope,
                          nodes: set[str]) -> dict[str, str]:
     async def poll() -> dict[str, str]:
@@ -129,13 +138,23 @@ async def test_restrict_and_recall_follow_the_information(
         await inbox_ids(node, 2)
     aid, tid = alert.header.id_text, tip.header.id_text
 
-    # --- a restriction: a later forward the new tag forbids is refused --------------------
+    # --- a forward the tag allows without consent: NL is told of it all the same ----------
+    _, out = cli(marie, "forward", tid, "--to", claude.id, "--json")
+    tip_forward = json.loads(out[out.index("{"):])["id"]
+    async with claude.session() as node:
+        await inbox_ids(node, 1)
+    await asyncio.to_thread(wait_for, lambda: told_of_forward(jan, tip, claude), timeout=120,
+                            interval=0.5, what="the disclosure receipt of the tip's forward")
+
+    # --- a restriction reaches the forward too; a later forward it forbids is refused -----
     code, out = cli(jan, "restrict", tid, "--share-with", "nl,be", "--tlp", "AMBER+STRICT",
                     "--reason", "the LU case was closed", "--json")
     assert code == 0, out
-    assert json.loads(out[out.index("{"):])["to"] == [marie.id]
-    assert (await until_receipts(jan, tip, {"be", "nl"})) == {"be": "restrict",
-                                                               "nl": "restrict"}
+    assert json.loads(out[out.index("{"):])["to"] == sorted([marie.id, claude.id])
+    assert (await until_receipts(jan, tip, {"be", "nl", "lu"})) == {
+        "be": "restrict", "nl": "restrict", "lu": "restrict"}
+    _, shown = cli(claude, "read", tip_forward)
+    assert "restricted on " in shown and "by nl/jdevries" in shown
     _, shown = cli(marie, "read", tid)  # the reader sees the current restriction
     assert "restricted on " in shown and "by nl/jdevries" in shown
     assert "TLP:AMBER+STRICT, share_with be,nl" in shown
@@ -199,17 +218,9 @@ async def test_restrict_and_recall_follow_the_information(
                  "--json")
     forwarded = json.loads(out[out.index("{"):])["id"]
     async with claude.session() as node:
-        await inbox_ids(node, 1)
-
-    def told_of_forward() -> bool:  # the disclosure receipt at NL names LU's officer
-        async def go() -> list[str]:
-            async with jan.session() as node:
-                directory = await node.directory(now=datetime.now(UTC))
-                return await restrictions.addressees(node, jan.keystore, directory, alert, [])
-        return claude.id in asyncio.run(go())
-
-    await asyncio.to_thread(wait_for, told_of_forward, timeout=120, interval=0.5,
-                            what="the disclosure receipt at NL")
+        await inbox_ids(node, 2)
+    await asyncio.to_thread(wait_for, lambda: told_of_forward(jan, alert, claude), timeout=120,
+                            interval=0.5, what="the disclosure receipt at NL")
     code, out = cli(jan, "recall", aid, "--reason", "the source withdrew it", "--json")
     assert json.loads(out[out.index("{"):])["to"] == sorted([marie.id, claude.id])
     got = await until_receipts(jan, alert, {"be", "lu"})
