@@ -117,6 +117,8 @@ class InFlight:
         self.spell = 0
         self._claimed: set[bytes] = set()
         self._offers: dict[bytes, Offer] = {}
+        #: Batches released unanswered so far (``release``).
+        self.returned = 0
         self._reading = False
         self._tickets = 0
 
@@ -149,6 +151,10 @@ class InFlight:
     @property
     def offered(self) -> int:
         return len(self._offers)
+
+    @property
+    def offered_ids(self) -> frozenset[bytes]:
+        return frozenset(self._offers)
 
     def drop_offers(self) -> None:
         """Forget every offer (the outbox will be read: it holds them all)."""
@@ -221,11 +227,15 @@ class InFlight:
         return (len(others) < self.limit + urgent
                 and all(other.precedence <= batch.precedence for other in others))
 
-    def release(self, batch: Batch) -> None:
-        """The batch is over (answered and recorded, failed, or not started): unclaim."""
+    def release(self, batch: Batch, *, answered: bool = True) -> None:
+        """The batch is over (answered and recorded, failed, or not started): unclaim.
+        ``answered=False``: its hops are still queued, so the outbox holds them unclaimed
+        again (``returned`` counts it: a read under way meanwhile did not see them)."""
         if self.batches.pop(batch.ticket, None) is None:
             return
         self._claimed.difference_update(batch.ids)
+        if not answered:
+            self.returned += 1
 
     def counts(self, batch_spell: int) -> bool:
         """Whether an outcome of a batch started in ``batch_spell`` speaks for the peer now."""

@@ -199,7 +199,10 @@ class PeerSender:
         if self._drained and now - self._read_at >= self.delivery.directory_push_s * 1000:
             self._drained = False  # read anyway now and then: another worker's commits
         handed = self._drained and not self.wake.is_set() and book.offered > 0
-        if (urgent_only or self._drained) and not self.wake.is_set() and not handed:
+        # Something to read: a wake, or an offer while the outbox holds more than offers
+        # (the read takes it, most urgent first).
+        news = self.wake.is_set() or (self.handed.is_set() and not self._drained)
+        if (urgent_only or self._drained) and not news and not handed:
             # The last read found the outbox empty (or only the urgent slot is free):
             # nothing new to read until a wake, or a transaction's end makes room; an
             # offer (``offer``) is taken without a read.
@@ -224,6 +227,7 @@ class PeerSender:
                 batch = book.take_offered(now=self.clock.now_ms(), min_precedence=least)
             else:
                 self._read_at = self.clock.now_ms()
+                returned = book.returned
                 skip = book.begin_read()
                 try:
                     rows = await self.store.next_batch_skipping(
@@ -244,8 +248,10 @@ class PeerSender:
             # Every queued envelope (but those in flight) is in this batch, or there is
             # none: the next pass has nothing to read until a wake, and may take offers.
             # Saves an empty read per transaction at light load.
+            # A batch that failed meanwhile is queued again, unseen by this read.
             self._drained = (not urgent_only and len(rows) < book.max_count
-                             and len(batch.ids if batch is not None else ()) == len(rows))
+                             and len(batch.ids if batch is not None else ()) == len(rows)
+                             and book.returned == returned)
         if batch is None:
             if not book.batches:
                 await self._succeeded(spell)  # everything answered, nothing left to send
@@ -259,7 +265,7 @@ class PeerSender:
             # A higher precedence is still in flight: it goes first; read again once a
             # transaction ends (its ids, unclaimed now, are read again then), or once
             # something new is queued (it may be more urgent still).
-            book.release(batch)
+            book.release(batch, answered=False)
             self._drained = False  # the released ids are in the outbox only
             self.ended.clear()
             await self._wait_any((self.wake, self.ended), self.delivery.directory_push_s)
@@ -268,8 +274,10 @@ class PeerSender:
 
     async def _transact(self, batch: Batch) -> None:
         """One transaction, answered and recorded (or failed); its ids unclaimed after."""
+        answered = False
         try:
             await self._send_batch(batch)
+            answered = True
         except Malformed as exc:
             await self._failed(str(exc), malformed=True, spell=batch.spell)
         except Unavailable as exc:
@@ -277,7 +285,7 @@ class PeerSender:
         else:
             await self._succeeded(batch.spell)
         finally:
-            self.book.release(batch)
+            self.book.release(batch, answered=answered)
             self.ended.set()
 
     async def _succeeded(self, spell: int) -> None:
