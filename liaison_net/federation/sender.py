@@ -450,7 +450,9 @@ class PeerSender:
         body: dict[str, Any] = {"origin": self.node_id, "txn": crypto.random_bytes(16),
                                 "envelopes": list(batch.raws)}
         # Officers' envelopes handed over at their commit carry neither (two reads saved).
-        if not batch.handed:
+        if batch.handed:
+            self.metrics.handed.labels(peer=self.peer.id).inc(len(batch.ids))
+        else:
             covers = await self.store.covers_of(list(batch.ids))  # relayed batch evidence
             if covers:
                 body["covers"] = protocol.encode_covers(covers)
