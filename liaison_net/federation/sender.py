@@ -142,6 +142,12 @@ class PeerSender:
         self.fence: Fence | None = None
 
     def peer_called_in(self) -> None:
+        """The peer called us: it is evidently up, so a backoff from it ends now. Only
+        then is there anything to do (at a light load the peer calls once per envelope
+        with its evidence; waking a sender that is not failing would read the outbox
+        for nothing)."""
+        if self.link.attempts == 0 and self.link.next_attempt == 0:
+            return
         self.called_in.set()
         self.wake.set()
 
