@@ -1,8 +1,11 @@
 """One sender per peer: how queued envelopes leave this node.
 
 How do envelopes get sent? ``intake.submit`` stores an envelope with one QUEUED hop per
-destination node and wakes that node's sender. The sender reads the next batch from the
-outbox in the database (flash first, then oldest), posts it as one transaction, and records
+destination node; the commit hands each hop to that node's sender in memory (``offer``;
+anything else queued, evidence or a release, wakes it instead). The sender takes the next
+batch from those offers while the outbox holds nothing else (inflight.py says why that is
+safe), or else reads it from the outbox in the database (flash first, then oldest), posts
+it as one transaction, and records
 each answer with one write (``store.finish_hops``): accepted or duplicate -> DELIVERED,
 refused -> REFUSED with the peer's code (and the sender gets a signed non-delivery notice
 naming it), except codes that only mean "not yet" (a card still on its way, a full disk),
