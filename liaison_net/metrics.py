@@ -18,6 +18,10 @@ class NodeMetrics:
                                registry=self.registry)
         self.retries = Counter("liaison_retries_total", "Failed transactions, retried later",
                                ["peer"], registry=self.registry)
+        self.handed = Counter(
+            "liaison_handed_total", "Envelopes sent to a peer as handed over at their "
+            "commit, without reading the outbox (federation/inflight.py)", ["peer"],
+            registry=self.registry)
         self.latency = Histogram(
             "liaison_relay_latency_seconds", "Envelope created -> acknowledged by peer",
             ["peer"], registry=self.registry,

@@ -57,6 +57,7 @@ from liaison_net.services.request_desk import RequestDesk
 from liaison_net.services.signal_desk import SignalDesk
 from liaison_net.services.witness import Witness
 from liaison_net.services.worker_sync import KeyEpochWatch
+from liaison_net.store.envelope_store import QueuedHop
 from liaison_net.store.node_store import NodeStore
 from liaison_net.supervisor import Supervisor
 from liaison_net.workers.verify_pool import VerifyPool
@@ -110,9 +111,11 @@ class Node:
         # Four-eyes release: what waits for a second officer (services/holds.py).
         self.holds = HoldDesk(node_id=config.id, store=self.store, config=config.four_eyes,
                               clock=self.clock, wake=self._wake, limits=config.limits)
+        # An officer's envelope reaches its peers' senders at its commit, in memory.
+        self.store.on_queued = self._hand_over
         self.intake = Intake(node_id=config.id, peers={p.id for p in config.peers},
                              store=self.store, keys=self.keys, limits=config.limits,
-                             metrics=self.metrics, wake=self._wake, desk=self.desk,
+                             metrics=self.metrics, desk=self.desk,
                              on_disclosure=self._disclosure_receipt,
                              requests=self.request_desk,
                              witness=Witness(node_id=config.id),
@@ -157,6 +160,14 @@ class Node:
         sender = self.senders.get(peer)
         if sender is not None:
             sender.wake.set()
+
+    def _hand_over(self, hops: list[QueuedHop]) -> None:
+        """At the commit of an officer's envelope: its hops to their peers' senders, in
+        memory (``store.on_queued``; ``federation/inflight.py``)."""
+        for hop in hops:
+            sender = self.senders.get(hop.node)
+            if sender is not None:
+                sender.offer(hop)
 
     def _wake_all(self) -> None:
         for sender in self.senders.values():

@@ -6,7 +6,11 @@ precedence each, within their count and byte bounds.
 A Hypothesis state machine plays the sender against a model outbox: reads that take their
 snapshot when they begin (the oldest a real read can see) and end later, with transactions
 answered (delivered: their hops leave the queue, then their claims are released), failed
-(released, still queued) and new envelopes queued in between.
+(released, still queued) and new envelopes queued in between. An envelope queued by an
+officer's submission is also offered in memory at its commit (``InFlight.offer``); one
+committed while a read is under way may or may not be in its snapshot. The sender takes
+offers only while the outbox holds nothing unclaimed besides them (``drained``, as
+``PeerSender._drained``), and the machine checks that this is then exactly true.
 """
 
 from __future__ import annotations
@@ -16,7 +20,15 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from liaison_net.federation.inflight import RESERVED, ROUTINE, URGENT, Batch, InFlight, Row
+from liaison_net.federation.inflight import (
+    RESERVED,
+    ROUTINE,
+    URGENT,
+    Batch,
+    InFlight,
+    Offer,
+    Row,
+)
 
 MAX_COUNT = 4
 MAX_BYTES = 100
@@ -29,21 +41,42 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
         self.queued: dict[bytes, tuple[int, int]] = {}  # id -> (precedence, size)
         self.done: set[bytes] = set()
         self.snapshot: list[Row] | None = None
+        self.least = ROUTINE  # of the read under way
+        self.returned = 0  # ``book.returned`` when it began
         self.next_id = 0
+        # What the sender knows (``PeerSender._drained``): its last read took everything it
+        # found; and whether a wake (not an offer) came since (its ``wake`` event).
+        self.drained = False
+        self.woken = False
 
     @rule(precedence=st.sampled_from([0, 0, 1, 3]), size=st.integers(1, 60),
-          count=st.integers(1, 6))
-    def queue(self, precedence: int, size: int, count: int) -> None:
+          count=st.integers(1, 6), offered=st.booleans(), data=st.data())
+    def queue(self, precedence: int, size: int, count: int, offered: bool,
+              data: st.DataObject) -> None:
+        """Envelopes committed: a submission's offered at the commit, others (evidence, a
+        release) only wake the sender. During a read, a commit may land before or after
+        its snapshot."""
         for _ in range(count):
             self.next_id += 1
-            self.queued[self.next_id.to_bytes(16, "big")] = (precedence, size)
+            eid = self.next_id.to_bytes(16, "big")
+            self.queued[eid] = (precedence, size)
+            if (self.snapshot is not None and precedence >= self.least
+                    and data.draw(st.booleans(), label="in the snapshot")):
+                self.snapshot.append((eid, precedence, b"x" * size))
+                self.snapshot.sort(key=lambda row: (-row[1], row[0]))
+            if not offered or not self.book.offer(
+                    Offer(eid, precedence, b"x" * size, 10**12, 10**12)):
+                self.woken = True  # a wake (or the offers were full): the sender must read
 
     @precondition(lambda self: self.snapshot is None and self.book.has_room(URGENT))
     @rule()
     def begin_read(self) -> None:
         # Only the slot kept for urgent batches free: the sender reads urgent ones only.
         least = URGENT if not self.book.has_room() else ROUTINE
+        self.returned = self.book.returned
         skip = self.book.begin_read()
+        self.least = least
+        self.woken = False
         # The store's read: queued, not skipped, precedence first, then oldest.
         order = sorted((eid for eid in self.queued
                         if eid not in skip and self.queued[eid][0] >= least),
@@ -55,9 +88,31 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
     @rule()
     def take(self) -> None:
         rows, self.snapshot = self.snapshot or [], None
+        # The store's LIMIT: at most ``max_count`` rows.
+        rows = rows[:MAX_COUNT]
         batch = self.book.take(rows)
+        self.drained = (self.least == ROUTINE and len(rows) < MAX_COUNT
+                        and len(batch.ids if batch is not None else ()) == len(rows)
+                        and self.book.returned == self.returned)
         if batch is None:
             return
+        self.started(batch, rows)
+
+    @precondition(lambda self: self.snapshot is None and self.drained and not self.woken
+                  and self.book.offered > 0 and self.book.has_room(URGENT))
+    @rule()
+    def take_offered(self) -> None:
+        least = URGENT if not self.book.has_room() else ROUTINE
+        batch = self.book.take_offered(now=0, min_precedence=least)
+        if batch is None:
+            return
+        assert batch.handed
+        assert set(batch.ids) <= set(self.queued), "an offer of a hop no longer queued"
+        rows = [(eid, self.queued[eid][0], b"") for eid in self.queued
+                if self.queued[eid][0] >= least]
+        self.started(batch, sorted(rows, key=lambda row: (-row[1], row[0])))
+
+    def started(self, batch: Batch, rows: list[Row]) -> None:
         others = [b for b in self.book.batches.values() if b.ticket != batch.ticket]
         for other in others:
             assert not set(batch.ids) & set(other.ids), "an envelope in two batches in flight"
@@ -70,7 +125,8 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
         assert batch.precedence == max(offered), "a lower precedence went first"
         if not self.book.may_start(batch):
             assert any(b.precedence > batch.precedence for b in others)
-            self.book.release(batch)
+            self.book.release(batch, answered=False)
+            self.drained = False  # its ids are in the outbox only now
 
     @precondition(lambda self: bool(self.book.batches))
     @rule(data=st.data(), delivered=st.booleans())
@@ -81,7 +137,9 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
             for eid in batch.ids:
                 self.queued.pop(eid)
                 self.done.add(eid)
-        self.book.release(batch)
+        else:
+            self.drained = False  # a failure: the sender reads again (after its backoff)
+        self.book.release(batch, answered=delivered)
 
     @invariant()
     def batches_in_flight_are_disjoint(self) -> None:
@@ -92,6 +150,16 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
         routine = [b for b in self.book.batches.values() if b.precedence == ROUTINE]
         assert len(routine) <= self.book.limit
         assert len(self.book.batches) <= self.book.limit + RESERVED
+
+    @invariant()
+    def offers_name_queued_unclaimed_hops(self) -> None:
+        claimed = {eid for b in self.book.batches.values() for eid in b.ids}
+        offered = self.book.offered_ids
+        if self.snapshot is None:
+            assert offered <= set(self.queued) - claimed, "an offer of a hop taken or answered"
+            if self.drained and not self.woken:
+                # What lets the sender take offers without reading: nothing else waits.
+                assert offered == set(self.queued) - claimed, "a queued hop no offer names"
 
 
 TestClaimsAgainstOutbox = ClaimsAgainstOutbox.TestCase

@@ -33,6 +33,27 @@ it beside at most 4 transactions and a directory push.
 After a crash nothing here survives and nothing needs to: every unanswered hop is still
 ``QUEUED`` and is simply sent again; the receiver deduplicates by envelope id.
 
+Envelopes handed over in memory (``offer``, ``take_offered``). The hop of an envelope an
+officer submits is handed to the sender at the commit that queues it, so at a light load
+the sender starts its transaction without reading the outbox back (one thread hop and a
+query per envelope). The outbox stays the truth: an offer only *names* a hop known to be
+committed and queued, and the sender takes offers only while the outbox holds nothing
+unclaimed besides them (its last read took everything, nothing but offers woke it since:
+``PeerSender._drained``). Every offer is made on the event loop at the commit itself
+(``Database`` runs the commit's callbacks before anything else of the loop), which makes
+two rules enough to never send one envelope twice nor skip one:
+
+- a read covers every offer made before it began (its snapshot starts later): those are
+  dropped (``begin_read``); an offer made while a read is under way may or may not be in
+  its snapshot: dropped if the read found it (``take``), kept if not (committed after);
+- an offer for an id already claimed (in a batch in flight) is ignored; an id whose
+  answer was recorded cannot be offered after it (its commit came first, and the read that
+  found it was after that commit).
+
+Dropping offers is always safe: what was offered is still queued in the outbox and the
+next read finds it. So offers past ``max_offers``, past their expiry, or left when a read
+was cut short simply go, and the sender reads instead.
+
 Failure spells: a failure of one batch backs the peer off; the other batches in flight
 started before it and will most likely fail the same way, so each batch carries the
 ``spell`` it started in, and only an outcome from the current spell counts
@@ -64,20 +85,40 @@ class Batch:
     raws: tuple[bytes, ...]
     precedence: int
     spell: int
+    #: Built from offers (``take_offered``): officers' envelopes just submitted, which carry
+    #: nothing beside them (no batch evidence covers, no four-eyes approval) to read.
+    handed: bool = False
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A hop committed just now, handed over in memory instead of read back."""
+
+    id: bytes
+    precedence: int
+    raw: bytes
+    expires: int  # ms; at or past it (or ``retain_until``) the offer goes, the outbox decides
+    retain_until: int
 
 
 class InFlight:
     """The claims of one peer's sender; one instance per run of its loop."""
 
-    def __init__(self, *, limit: int, max_count: int, max_bytes: int) -> None:
+    def __init__(self, *, limit: int, max_count: int, max_bytes: int,
+                 max_offers: int | None = None) -> None:
         if limit < 1 or max_count < 1 or max_bytes < 1:
             raise ValueError("in-flight limit, batch count and bytes must be positive")
         self.limit = limit
         self.max_count = max_count
         self.max_bytes = max_bytes
+        #: Offers kept at most; more means a burst, which one read serves better anyway.
+        self.max_offers = max_offers if max_offers is not None else 4 * max_count
         self.batches: dict[int, Batch] = {}
         self.spell = 0
         self._claimed: set[bytes] = set()
+        self._offers: dict[bytes, Offer] = {}
+        #: Batches released unanswered so far (``release``).
+        self.returned = 0
         self._reading = False
         self._tickets = 0
 
@@ -88,11 +129,56 @@ class InFlight:
         return len(self.batches) < self.limit + urgent
 
     def begin_read(self) -> frozenset[bytes]:
-        """A read of the outbox starts: the ids it must leave out."""
+        """A read of the outbox starts: the ids it must leave out. Every offer made so far
+        was committed before the read's snapshot: the read covers it, so it goes."""
         if self._reading:
             raise RuntimeError("one outbox read at a time")  # our bug
         self._reading = True
+        self._offers.clear()
         return frozenset(self._claimed)
+
+    def offer(self, offer: Offer) -> bool:
+        """A hop just committed, handed over; False if the offers are full (all dropped:
+        read the outbox instead). One already claimed is on its way: nothing to do."""
+        if offer.id in self._claimed or offer.id in self._offers:
+            return True
+        if len(self._offers) >= self.max_offers:
+            self._offers.clear()
+            return False
+        self._offers[offer.id] = offer
+        return True
+
+    @property
+    def offered(self) -> int:
+        return len(self._offers)
+
+    @property
+    def offered_ids(self) -> frozenset[bytes]:
+        return frozenset(self._offers)
+
+    def drop_offers(self) -> None:
+        """Forget every offer (the outbox will be read: it holds them all)."""
+        self._offers.clear()
+
+    def take_offered(self, *, now: int, min_precedence: int = ROUTINE) -> Batch | None:
+        """The next batch from the offers, as a read would have made it from the same rows
+        (precedence first, then oldest; the same cuts), its ids claimed; None if no offer
+        (of ``min_precedence`` or above) is left. Only while the outbox holds nothing
+        unclaimed besides the offers (the caller knows: ``PeerSender._drained``).
+        Offers at or past their expiry or retention go: the outbox decides those."""
+        if self._reading:
+            raise RuntimeError("take_offered during a read")  # our bug
+        for eid in [o.id for o in self._offers.values()
+                    if o.expires <= now or o.retain_until <= now]:
+            del self._offers[eid]
+        rows = [(o.id, o.precedence, o.raw)
+                for o in sorted(self._offers.values(), key=lambda o: (-o.precedence, o.id))
+                if o.precedence >= min_precedence]
+        batch = self._cut(rows, handed=True)
+        if batch is not None:
+            for eid in batch.ids:
+                del self._offers[eid]
+        return batch
 
     def abandon(self) -> None:
         """The read failed: nothing taken."""
@@ -103,6 +189,11 @@ class InFlight:
         if not self._reading:
             raise RuntimeError("take without begin_read")  # our bug
         self._reading = False
+        for eid, _, _ in rows:  # offered during the read, and found by it
+            self._offers.pop(eid, None)
+        return self._cut(rows, handed=False)
+
+    def _cut(self, rows: Sequence[Row], *, handed: bool) -> Batch | None:
         ids: list[bytes] = []
         raws: list[bytes] = []
         seen: set[bytes] = set()
@@ -122,7 +213,8 @@ class InFlight:
         if not ids:
             return None
         self._tickets += 1
-        batch = Batch(self._tickets, tuple(ids), tuple(raws), precedence, self.spell)
+        batch = Batch(self._tickets, tuple(ids), tuple(raws), precedence, self.spell,
+                      handed=handed)
         self._claimed.update(ids)
         self.batches[batch.ticket] = batch
         return batch
@@ -135,11 +227,15 @@ class InFlight:
         return (len(others) < self.limit + urgent
                 and all(other.precedence <= batch.precedence for other in others))
 
-    def release(self, batch: Batch) -> None:
-        """The batch is over (answered and recorded, failed, or not started): unclaim."""
+    def release(self, batch: Batch, *, answered: bool = True) -> None:
+        """The batch is over (answered and recorded, failed, or not started): unclaim.
+        ``answered=False``: its hops are still queued, so the outbox holds them unclaimed
+        again (``returned`` counts it: a read under way meanwhile did not see them)."""
         if self.batches.pop(batch.ticket, None) is None:
             return
         self._claimed.difference_update(batch.ids)
+        if not answered:
+            self.returned += 1
 
     def counts(self, batch_spell: int) -> bool:
         """Whether an outcome of a batch started in ``batch_spell`` speaks for the peer now."""

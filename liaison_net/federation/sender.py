@@ -1,8 +1,11 @@
 """One sender per peer: how queued envelopes leave this node.
 
 How do envelopes get sent? ``intake.submit`` stores an envelope with one QUEUED hop per
-destination node and wakes that node's sender. The sender reads the next batch from the
-outbox in the database (flash first, then oldest), posts it as one transaction, and records
+destination node; the commit hands each hop to that node's sender in memory (``offer``;
+anything else queued, evidence or a release, wakes it instead). The sender takes the next
+batch from those offers while the outbox holds nothing else (inflight.py says why that is
+safe), or else reads it from the outbox in the database (flash first, then oldest), posts
+it as one transaction, and records
 each answer with one write (``store.finish_hops``): accepted or duplicate -> DELIVERED,
 refused -> REFUSED with the peer's code (and the sender gets a signed non-delivery notice
 naming it), except codes that only mean "not yet" (a card still on its way, a full disk),
@@ -51,10 +54,11 @@ from liaison_net.core.delivery import BackoffPolicy
 from liaison_net.core.ids import envelope_id_time_ms, id_to_text
 from liaison_net.errors import Malformed, Unavailable
 from liaison_net.federation import protocol
-from liaison_net.federation.inflight import ROUTINE, URGENT, Batch, InFlight
+from liaison_net.federation.inflight import ROUTINE, URGENT, Batch, InFlight, Offer
 from liaison_net.http_common import MSGPACK
 from liaison_net.metrics import NodeMetrics
 from liaison_net.pki.certificates import node_hostname
+from liaison_net.store.envelope_store import QueuedHop
 from liaison_net.store.lease_store import Fence
 from liaison_net.store.node_store import NodeStore
 
@@ -124,20 +128,44 @@ class PeerSender:
         # lets a pass skip the directory and revocation reads (``_pushes``).
         self._pushed: Hashable | None = None
         self._pushed_until = 0
-        self.wake = asyncio.Event()
+        self.wake = asyncio.Event()  # look in the outbox: something was queued, or may be
+        self.handed = asyncio.Event()  # an offer came (``offer``): no read needed for it
         self.called_in = asyncio.Event()
         self.ended = asyncio.Event()  # a transaction ended: room for another
         self.link = PeerLink()
         self.book = self._in_flight()
-        self._drained = False  # the last read left nothing unclaimed in the outbox
+        # The outbox holds nothing unclaimed but the offers: the last read took all it
+        # found, and only offers came since. Offers are taken only then.
+        self._drained = False
+        self._read_at = 0  # ms, when the outbox was last read
+        self._running = False  # offers are kept only while the loop runs
         self._url_index = 0  # the peer's URL (worker) that last answered
         # The lease this sender works under when its node runs several workers
         # (``lease.SenderLease`` sets it): the answers' write checks it.
         self.fence: Fence | None = None
 
     def peer_called_in(self) -> None:
+        """The peer called us: it is evidently up, so a backoff from it ends now. Only
+        then is there anything to do (at a light load the peer calls once per envelope
+        with its evidence; waking a sender that is not failing would read the outbox
+        for nothing)."""
+        if self.link.attempts == 0 and self.link.next_attempt == 0:
+            return
         self.called_in.set()
         self.wake.set()
+
+    def offer(self, hop: QueuedHop) -> None:
+        """A hop to this peer was just committed (``NodeStore.on_queued``, run at the
+        commit): handed over in memory, so the loop need not read it back. Only a hint: if
+        the loop does not run here (another worker holds the lease) it is dropped, and if
+        the offers are full the loop reads the outbox instead."""
+        if not self._running:
+            return
+        if self.book.offer(Offer(hop.envelope_id, hop.precedence, hop.raw, hop.expires,
+                                 hop.retain_until)):
+            self.handed.set()
+        else:
+            self.wake.set()
 
     def _in_flight(self) -> InFlight:
         return InFlight(limit=self.delivery.in_flight,
@@ -150,15 +178,20 @@ class PeerSender:
         # A restarted loop starts with nothing in flight: its tasks ended with the group.
         self.book = self._in_flight()
         self._drained = False
-        async with asyncio.TaskGroup() as transactions:
-            while True:
-                batch = await self._next()
-                if batch is not None:
-                    transactions.create_task(self._transact(batch))
+        self._running = True
+        try:
+            async with asyncio.TaskGroup() as transactions:
+                while True:
+                    batch = await self._next()
+                    if batch is not None:
+                        transactions.create_task(self._transact(batch))
+        finally:
+            self._running = False
 
     async def _next(self) -> Batch | None:
         """One pass: wait until a transaction may start, push what must go before envelopes,
-        and read the next batch (claimed); None when there is nothing to start now."""
+        and take the next batch (claimed): from the offers while the outbox holds nothing
+        else, else read from the outbox; None when there is nothing to start now."""
         book = self.book
         now = self.clock.now_ms()
         if self.link.next_attempt > now and not self.called_in.is_set():
@@ -171,29 +204,48 @@ class PeerSender:
         # Only the slot kept for urgent envelopes is free: only something newly queued
         # (a wake) can be urgent, since the outbox is read most urgent first.
         urgent_only = not book.has_room()
-        if (urgent_only or self._drained) and not self.wake.is_set():
+        least = URGENT if urgent_only else ROUTINE
+        if self._drained and now - self._read_at >= self.delivery.directory_push_s * 1000:
+            self._drained = False  # read anyway now and then: another worker's commits
+        handed = self._drained and not self.wake.is_set() and book.offered > 0
+        # Something to read: a wake, or an offer while the outbox holds more than offers
+        # (the read takes it, most urgent first).
+        news = self.wake.is_set() or (self.handed.is_set() and not self._drained)
+        if (urgent_only or self._drained) and not news and not handed:
             # The last read found the outbox empty (or only the urgent slot is free):
-            # nothing new to read until a wake, or a transaction's end makes room.
-            self._drained = False
+            # nothing new to read until a wake, or a transaction's end makes room; an
+            # offer (``offer``) is taken without a read.
             self.ended.clear()
-            await self._wait_any((self.wake, self.ended) if urgent_only else (self.wake,),
+            self.handed.clear()
+            await self._wait_any((self.wake, self.handed, self.ended) if urgent_only
+                                 else (self.wake, self.handed),
                                  self.delivery.directory_push_s)
+            # Still drained only if nothing but offers came (a timeout reads again).
+            self._drained = (self._drained and self.handed.is_set()
+                             and not self.wake.is_set())
             return None
         self.called_in.clear()
         self.wake.clear()
         self.ended.clear()
+        self.handed.clear()
         spell = book.spell
+        rows: list[tuple[bytes, int, bytes]] | None = None
         try:
             await self._pushes()
-            skip = book.begin_read()
-            try:
-                rows = await self.store.next_batch_skipping(
-                    self.peer.id, book.max_count, now=self.clock.now_ms(), skip=skip,
-                    min_precedence=URGENT if urgent_only else ROUTINE)
-            except BaseException:
-                book.abandon()
-                raise
-            batch = book.take(rows)
+            if handed and not self.wake.is_set():
+                batch = book.take_offered(now=self.clock.now_ms(), min_precedence=least)
+            else:
+                self._read_at = self.clock.now_ms()
+                returned = book.returned
+                skip = book.begin_read()
+                try:
+                    rows = await self.store.next_batch_skipping(
+                        self.peer.id, book.max_count, now=self._read_at, skip=skip,
+                        min_precedence=least)
+                except BaseException:
+                    book.abandon()
+                    raise
+                batch = book.take(rows)
         except Malformed as exc:
             # The peer's answer made no sense: that request failed, nothing else.
             await self._failed(str(exc), malformed=True, spell=spell)
@@ -201,32 +253,40 @@ class PeerSender:
         except Unavailable as exc:
             await self._failed(str(exc), malformed=False, spell=spell)
             return None
+        if rows is not None:
+            # Every queued envelope (but those in flight) is in this batch, or there is
+            # none: the next pass has nothing to read until a wake, and may take offers.
+            # Saves an empty read per transaction at light load.
+            # A batch that failed meanwhile is queued again, unseen by this read.
+            self._drained = (not urgent_only and len(rows) < book.max_count
+                             and len(batch.ids if batch is not None else ()) == len(rows)
+                             and book.returned == returned)
         if batch is None:
             if not book.batches:
                 await self._succeeded(spell)  # everything answered, nothing left to send
-            # Nothing (urgent) to read: wait for something new, or (routine waiting for the
+            # Nothing (urgent) to take: wait for something new, or (routine waiting for the
             # urgent slot's company to leave) for a transaction to end.
-            await self._wait_any((self.wake, self.ended) if urgent_only else (self.wake,),
+            await self._wait_any((self.wake, self.handed, self.ended) if urgent_only
+                                 else (self.wake, self.handed),
                                  self.delivery.directory_push_s)
             return None
         if not book.may_start(batch):
             # A higher precedence is still in flight: it goes first; read again once a
             # transaction ends (its ids, unclaimed now, are read again then), or once
             # something new is queued (it may be more urgent still).
-            book.release(batch)
+            book.release(batch, answered=False)
+            self._drained = False  # the released ids are in the outbox only
             self.ended.clear()
             await self._wait_any((self.wake, self.ended), self.delivery.directory_push_s)
             return None
-        # Every queued envelope (but those in flight) is in this batch: the next pass has
-        # nothing to read until a wake. Saves an empty read per transaction at light load.
-        self._drained = (not urgent_only and len(rows) < book.max_count
-                         and len(batch.ids) == len(rows))
         return batch
 
     async def _transact(self, batch: Batch) -> None:
         """One transaction, answered and recorded (or failed); its ids unclaimed after."""
+        answered = False
         try:
             await self._send_batch(batch)
+            answered = True
         except Malformed as exc:
             await self._failed(str(exc), malformed=True, spell=batch.spell)
         except Unavailable as exc:
@@ -234,7 +294,7 @@ class PeerSender:
         else:
             await self._succeeded(batch.spell)
         finally:
-            self.book.release(batch)
+            self.book.release(batch, answered=answered)
             self.ended.set()
 
     async def _succeeded(self, spell: int) -> None:
@@ -398,12 +458,16 @@ class PeerSender:
     async def _send_batch(self, batch: Batch) -> None:
         body: dict[str, Any] = {"origin": self.node_id, "txn": crypto.random_bytes(16),
                                 "envelopes": list(batch.raws)}
-        covers = await self.store.covers_of(list(batch.ids))  # relayed batch evidence
-        if covers:
-            body["covers"] = protocol.encode_covers(covers)
-        approvals = await self.store.holds.approvals_of(list(batch.ids))  # four-eyes
-        if approvals:
-            body["approvals"] = protocol.encode_approvals(approvals)
+        # Officers' envelopes handed over at their commit carry neither (two reads saved).
+        if batch.handed:
+            self.metrics.handed.labels(peer=self.peer.id).inc(len(batch.ids))
+        else:
+            covers = await self.store.covers_of(list(batch.ids))  # relayed batch evidence
+            if covers:
+                body["covers"] = protocol.encode_covers(covers)
+            approvals = await self.store.holds.approvals_of(list(batch.ids))  # four-eyes
+            if approvals:
+                body["approvals"] = protocol.encode_approvals(approvals)
         outcomes = protocol.decode_transaction_answer(
             await self._post(protocol.TRANSACTION_PATH, body), list(batch.ids))
         now = self.clock.now_ms()

@@ -74,7 +74,7 @@ class Keys:
 
 class Intake:
     def __init__(self, *, node_id: str, peers: set[str], store: NodeStore, keys: Keys,
-                 limits: Limits, metrics: NodeMetrics, wake: Callable[[str], None],
+                 limits: Limits, metrics: NodeMetrics,
                  desk: SignalDesk | None = None,
                  on_disclosure: Callable[[Envelope, tagflow.Disclosure, list[str]],
                                          Effect] | None = None,
@@ -88,7 +88,6 @@ class Intake:
         self.keys = keys
         self.limits = limits
         self.metrics = metrics
-        self._wake = wake
         self.desk = desk
         self.on_disclosure = on_disclosure  # a forward arrived: the owner's receipt
         self.requests = requests
@@ -293,7 +292,8 @@ class Intake:
             track_request=self.requests is not None, then=then, hold=hold)
 
     def _submitted(self, item: Acceptance, outcome: AcceptOutcome) -> None:
-        """After the commit: a first copy raises its signal, is counted, wakes its peers."""
+        """After the commit: a first copy raises its signal, is counted. Its peers' senders
+        had its hops at the commit already (``NodeStore.on_queued``)."""
         if outcome.duplicate:
             return
         h = item.envelope.header
@@ -303,10 +303,6 @@ class Intake:
         log.debug("envelope.accepted", envelope_id=h.id_text, sender=item.actor,
                  peers=item.remote_nodes, local=len(item.local_recipients),
                  held=item.hold is not None)
-        if item.hold is not None:
-            return  # four-eyes: nothing leaves before the approval (services/holds.py)
-        for node in item.remote_nodes:
-            self._wake(node)
 
     async def receive(self, peer: str, raw: bytes, now: int, *,
                       covers: Mapping[bytes, Sequence[bytes]] | None = None,

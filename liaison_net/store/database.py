@@ -210,6 +210,7 @@ class WriteTxn:
         self.conn = conn
         self.effects_added = False  # an effect row was written: wake the drain after commit
         self.keys_changed = False  # a card/rotation/revocation statement ran in this group
+        self.on_commit: list[Callable[[], None]] = []  # the current write's (``after_commit``)
 
     def _note(self, sql: str) -> None:
         if not self.keys_changed and changes_keys(sql):
@@ -240,6 +241,14 @@ class WriteTxn:
                     envelope_id: bytes | None = None) -> None:
         self._db._append_audit(self.conn, at, event, actor, detail, envelope_id)
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the event loop once this write is committed (never if it is
+        refused or the group fails), before its caller's await returns and before the
+        effect drain is woken: how a commit hands what it queued to whoever sends it
+        without that reader reading it back (``federation/inflight.py``). Quick and
+        non-blocking, like any callback on the loop."""
+        self.on_commit.append(callback)
+
 
 class SuspendedWrite(RuntimeError):
     """A write function awaited something other than its ``WriteTxn`` (a bug in it)."""
@@ -264,6 +273,7 @@ class _GroupOutcome:
     results: list[tuple[bool, Any]] = field(default_factory=list)  # (ok, value or error)
     failure: BaseException | None = None  # the whole group failed: nothing stored
     effects_added: bool = False
+    after_commit: list[Callable[[], None]] = field(default_factory=list)  # of the writes kept
     space_before: tuple[int, int] | None = None
     space_after: tuple[int, int] | None = None
     #: COMMIT was sent when the group failed: over a network (PostgreSQL) the server may
@@ -622,6 +632,7 @@ class Database:
             for i, fn in enumerate(fns):
                 savepoint_head = self._audit_head
                 conn.execute(f"SAVEPOINT w{i}")
+                txn.on_commit = []
                 try:
                     value = _drive(fn(txn))
                 except backend.storage_errors:
@@ -639,6 +650,7 @@ class Database:
                     out.results.append((False, exc))
                 else:
                     out.results.append((True, value))
+                    out.after_commit.extend(txn.on_commit)
                 conn.execute(f"RELEASE w{i}")
             if out.space_before is not None:
                 out.space_after = backend.space(conn)
@@ -687,8 +699,14 @@ class Database:
                         full_since_ms=self.storage.since_ms)
             self.storage.full = False
             self.storage.since_ms = None
-        if out.effects_added and self.on_effects is not None:
-            self.on_effects()
+        # First what the commit hands over (the sender's offers, the live inbox's wake-up),
+        # then the callers, and only then the effect drain: its evidence work (a read, a
+        # seal) must not go before the envelope's own path.
+        for callback in out.after_commit:
+            try:
+                callback()
+            except Exception:  # a hint's bug must not keep the answers from the callers
+                log.exception("store.after_commit_failed")
         for (_, future), (ok, value) in zip(batch, out.results, strict=True):
             if future.done():
                 continue
@@ -696,6 +714,8 @@ class Database:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+        if out.effects_added and self.on_effects is not None:
+            self.on_effects()
 
     def _storage_full(self, writes: int, cause: str) -> None:
         state = self.storage

@@ -66,6 +66,19 @@ class Acceptance:
 
 
 @dataclass(frozen=True)
+class QueuedHop:
+    """A hop an officer's submission queued, as its commit hands it to the peer's sender
+    (``on_queued``): what the outbox read would have returned for it, and its bounds."""
+
+    node: str
+    envelope_id: bytes
+    precedence: int
+    raw: bytes
+    expires: int
+    retain_until: int
+
+
+@dataclass(frozen=True)
 class HopMove:
     """One event for one hop to a given node; ``reason`` is stored with the new state."""
 
@@ -78,8 +91,12 @@ class EnvelopeStore:
     # Shared with the other parts of the facade (``node_store.NodeStore``).
     db: Database
     node_id: str
-    # Called with the officers whose inbox got rows, after the commit (live delivery).
+    # Called with the officers whose inbox got rows, at the commit (live delivery).
     on_inbox: Callable[[list[str]], None] | None
+    # Called at the commit with the hops an officer's submission queued (``accept``,
+    # ``accept_many``; ``federation/inflight.py``): the peers' senders take them from
+    # memory. A hint only: the hops are in the outbox whatever becomes of it.
+    on_queued: Callable[[list[QueuedHop]], None] | None
     # Events the delivery table refused since start (``_move_hops``): each left its hop as
     # it was. An int on the class, so the first ``+= 1`` makes it the instance's own.
     illegal_hop_events: int = 0
@@ -124,13 +141,30 @@ class EnvelopeStore:
                 track_request=track_request, covers=covers, hold=hold, approval=approval)
             if then is not None and not outcome.duplicate:
                 await add_effects(txn, await then(txn), now)
+            if not outcome.duplicate and hold is None:
+                self._at_commit(txn, local_recipients)
+                if not received and approval is None:
+                    self._hand_over(txn, envelope, remote_nodes)
             return outcome
 
-        outcome = await self.db.write(op)
-        if (not outcome.duplicate and local_recipients and hold is None
-                and self.on_inbox is not None):
-            self.on_inbox(local_recipients)
-        return outcome
+        return await self.db.write(op)
+
+    def _at_commit(self, txn: WriteTxn, officers: list[str]) -> None:
+        """Wake the officers' live streams at the commit that filled their inboxes."""
+        if officers:
+            txn.after_commit(lambda: self.on_inbox(officers) if self.on_inbox else None)
+
+    def _hand_over(self, txn: WriteTxn, envelope: Envelope, nodes: Sequence[str]) -> None:
+        """Hand an officer's envelope, just queued for ``nodes``, to their senders at the
+        commit. Only what a sender would read with nothing beside it: a submission's
+        hops (no batch evidence covers, no four-eyes approval are stored with it)."""
+        if not nodes:
+            return
+        h = envelope.header
+        raw = envelope.to_bytes()
+        hops = [QueuedHop(node, h.id, int(h.precedence), raw, h.expires, h.tag.retain_until)
+                for node in nodes]
+        txn.after_commit(lambda: self.on_queued(hops) if self.on_queued else None)
 
     async def accept_many(self, items: Sequence[Acceptance], *,
                           now: int) -> list[AcceptOutcome | LiaisonError]:
@@ -161,15 +195,15 @@ class EnvelopeStore:
                     await txn.execute(f"ROLLBACK TO accept_{i}")
                     out.append(exc)  # a constraint's refusal is a Conflict (WriteTxn)
                 await txn.execute(f"RELEASE accept_{i}")
+            kept = [item for item, outcome in zip(items, out, strict=True)
+                    if isinstance(outcome, AcceptOutcome) and not outcome.duplicate
+                    and item.hold is None]
+            self._at_commit(txn, [o for item in kept for o in item.local_recipients])
+            for item in kept:
+                self._hand_over(txn, item.envelope, item.remote_nodes)
             return out
 
-        outcomes = await self.db.write(op)
-        officers = [o for item, outcome in zip(items, outcomes, strict=True)
-                    if isinstance(outcome, AcceptOutcome) and not outcome.duplicate
-                    and item.hold is None for o in item.local_recipients]
-        if officers and self.on_inbox is not None:
-            self.on_inbox(officers)
-        return outcomes
+        return await self.db.write(op)
 
     async def _accept_in(self, txn: WriteTxn, envelope: Envelope, *, now: int, actor: str,
                          event: str, local_recipients: list[str], remote_nodes: list[str],
@@ -305,13 +339,11 @@ class EnvelopeStore:
                             "INSERT INTO forget_when_delivered (envelope_id, hops) "
                             "VALUES (?, ?)", (item.envelope.id, len(set(item.remote))))
                 done.append(bool(deleted))
+            self._at_commit(txn, [o for item, ok in zip(issued, done, strict=True) if ok
+                                  for o in item.local])
             return done
 
-        done = await self.db.write(op)
-        officers = [o for item, ok in zip(issued, done, strict=True) if ok for o in item.local]
-        if officers and self.on_inbox is not None:
-            self.on_inbox(officers)
-        return done
+        return await self.db.write(op)
 
     @staticmethod
     async def _use_consent(txn: WriteTxn, digest: bytes, envelope_id: bytes, now: int) -> None:

@@ -26,7 +26,7 @@ from liaison_net.store.checkpoint_store import CheckpointStore
 from liaison_net.store.database import Backend, Database
 from liaison_net.store.directory_store import DirectoryStore
 from liaison_net.store.effect_store import EffectStore
-from liaison_net.store.envelope_store import AcceptOutcome, EnvelopeStore
+from liaison_net.store.envelope_store import AcceptOutcome, EnvelopeStore, QueuedHop
 from liaison_net.store.hold_store import HoldStore
 from liaison_net.store.inbox_store import InboxItem, InboxStore
 from liaison_net.store.key_store import KeyStore
@@ -77,6 +77,7 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore, LeaseStor
         self.admin_ops = AdminOpStore(self.db, node_id)
         # Called with the officers whose inbox got rows, after the commit (live delivery).
         self.on_inbox: Callable[[list[str]], None] | None = None
+        self.on_queued: Callable[[list[QueuedHop]], None] | None = None
 
     async def key_epoch(self) -> int:
         """Moves whenever any worker changed a key (``store/key_epoch.py``)."""

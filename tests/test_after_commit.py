@@ -1,0 +1,135 @@
+"""What a commit hands over (issue 16, light-load latency): ``WriteTxn.after_commit``
+callbacks run on the event loop once their write is committed, never for a write refused
+alone, before the writers' callers get their answers and before the effect drain runs;
+``NodeStore.accept`` hands an officer's queued hops to ``on_queued`` that way, and nothing
+else (a duplicate, a received envelope). A sender keeps offers only while its loop runs,
+reads the outbox when they overflow, and is woken by its peer's call only while it backs
+off from that peer."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from liaison_net.clock import Clock
+from liaison_net.config import DeliveryConfig, Peer
+from liaison_net.core.audit import detail
+from liaison_net.errors import Conflict
+from liaison_net.federation.sender import PeerSender
+from liaison_net.metrics import NodeMetrics
+from liaison_net.store.database import WriteTxn
+from liaison_net.store.envelope_store import QueuedHop
+from liaison_net.store.node_store import NodeStore
+from tests.core.factories import NOW, Officer, seal_from
+
+ALICE = Officer("nl/jdevries")
+BOB = Officer("be/mpeeters")
+LUC = Officer("lu/lschmit")
+
+
+async def test_callbacks_run_at_the_commit_before_the_callers_and_the_drain(
+        tmp_path: Path) -> None:
+    store = NodeStore(tmp_path / "n.sqlite3", "nl")
+    await store.open()
+    order: list[str] = []
+    loop_thread = threading.current_thread()
+    woken = asyncio.Event()  # as the effect drain waits for its wake
+    store.db.on_effects = woken.set
+
+    async def drain() -> None:
+        await woken.wait()
+        order.append("drain ran")
+
+    def at_commit(name: str) -> None:
+        assert threading.current_thread() is loop_thread  # on the loop, not the writer
+        order.append(f"{name} handed")
+
+    async def kept(txn: WriteTxn) -> str:
+        txn.after_commit(lambda: at_commit("kept"))
+        txn.effects_added = True  # as add_effects marks it
+        return "kept"
+
+    async def refused(txn: WriteTxn) -> str:
+        txn.after_commit(lambda: at_commit("refused"))
+        raise Conflict("refused alone")
+
+    async def call(fn: object) -> None:
+        try:
+            order.append(f"{await store.db.write(fn)} answered")  # type: ignore[arg-type]
+        except Conflict:
+            order.append("refused answered")
+
+    try:
+        drained = asyncio.create_task(drain())
+        await asyncio.gather(call(kept), call(refused))
+        await drained
+        assert order[0] == "kept handed"
+        assert "refused handed" not in order
+        assert order.index("drain ran") > order.index("kept answered")
+    finally:
+        await store.close()
+
+
+async def test_accept_hands_over_an_officers_hops_and_nothing_else(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path / "n.sqlite3", "nl")
+    await store.open()
+    handed: list[QueuedHop] = []
+    store.on_queued = handed.extend
+    try:
+        sent = seal_from(ALICE, [BOB, LUC])
+        await store.accept(sent, now=NOW, actor=ALICE.id, event="envelope.accepted",
+                           local_recipients=[], remote_nodes=["be", "lu"],
+                           audit_detail=detail())
+        assert sorted((h.node, h.envelope_id) for h in handed) == [
+            ("be", sent.id), ("lu", sent.id)]
+        assert {h.raw for h in handed} == {sent.to_bytes()}
+        assert {(h.precedence, h.expires, h.retain_until) for h in handed} == {
+            (int(sent.header.precedence), sent.header.expires, sent.header.tag.retain_until)}
+        # The same hops are what the outbox read returns.
+        rows = await store.next_batch_skipping("be", 10, now=NOW, skip=())
+        assert rows == [(sent.id, int(sent.header.precedence), sent.to_bytes())]
+
+        handed.clear()
+        await store.accept(sent, now=NOW, actor=ALICE.id, event="envelope.accepted",
+                           local_recipients=[], remote_nodes=["be", "lu"],
+                           audit_detail=detail())
+        received = seal_from(BOB, [ALICE])
+        await store.accept(received, now=NOW, actor="be", event="envelope.delivered_to_inbox",
+                           local_recipients=[ALICE.id], remote_nodes=[],
+                           audit_detail=detail(), received=True)
+        assert handed == []  # a duplicate, a received envelope: nothing to hand over
+    finally:
+        await store.close()
+
+
+def _sender() -> PeerSender:
+    async def no_push(_peer: str) -> None:
+        return None
+
+    return PeerSender(node_id="nl", peer=Peer(id="be", url="https://127.0.0.1:1"),
+                      store=None, session=None, delivery=DeliveryConfig(),  # type: ignore[arg-type]
+                      metrics=NodeMetrics(), directory_push=no_push, clock=Clock())
+
+
+async def test_an_offer_is_kept_only_while_the_sender_runs_and_a_full_book_wakes_a_read(
+) -> None:
+    sender = _sender()
+    hop = QueuedHop("be", b"\x01" * 16, 0, b"raw", expires=2**62, retain_until=2**62)
+    sender.offer(hop)  # not running here (another worker holds the lease): dropped
+    assert sender.book.offered == 0 and not sender.handed.is_set()
+    sender._running = True
+    sender.offer(hop)
+    assert sender.book.offered == 1 and sender.handed.is_set() and not sender.wake.is_set()
+    for i in range(sender.book.max_offers):
+        sender.offer(QueuedHop("be", i.to_bytes(16, "big"), 0, b"raw", 2**62, 2**62))
+    assert sender.book.offered == 0 and sender.wake.is_set()  # full: dropped, read instead
+
+
+async def test_a_peer_calling_in_wakes_only_a_sender_that_backs_off() -> None:
+    sender = _sender()
+    sender.peer_called_in()
+    assert not sender.wake.is_set() and not sender.called_in.is_set()
+    sender.link.failed(sender.delivery.backoff, now=0, rand=0.5, malformed=False)
+    sender.peer_called_in()
+    assert sender.wake.is_set() and sender.called_in.is_set()
