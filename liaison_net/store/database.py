@@ -619,9 +619,13 @@ class Database:
             # Re-read the chain head under the write lock: an admin command in another
             # process (enrolment, rotation) may have appended entries since our last commit.
             self._audit_head = self._load_audit_head_in(conn)
-            for i, fn in enumerate(fns):
+            for fn in fns:
                 savepoint_head = self._audit_head
-                conn.execute(f"SAVEPOINT w{i}")
+                # One name for every write's savepoint (each is released before the next
+                # begins): a name per position made up to ``group_commit_max`` distinct
+                # statements, which pushed the writes' own out of the connection's
+                # statement cache (128), so they were compiled again in every group.
+                conn.execute("SAVEPOINT w")
                 try:
                     value = _drive(fn(txn))
                 except backend.storage_errors:
@@ -629,7 +633,7 @@ class Database:
                 except Exception as exc:
                     # This write alone is refused (ours, a constraint, or a bug in it); the
                     # rest of the group still commits and the writer keeps running.
-                    conn.execute(f"ROLLBACK TO w{i}")
+                    conn.execute("ROLLBACK TO w")
                     self._audit_head = savepoint_head
                     if isinstance(exc, backend.integrity_errors):
                         exc = Conflict(f"refused by a database constraint: {exc}")
@@ -639,7 +643,7 @@ class Database:
                     out.results.append((False, exc))
                 else:
                     out.results.append((True, value))
-                conn.execute(f"RELEASE w{i}")
+                conn.execute("RELEASE w")
             if out.space_before is not None:
                 out.space_after = backend.space(conn)
             out.in_commit = True

@@ -145,8 +145,11 @@ class EnvelopeStore:
 
         async def op(txn: WriteTxn) -> list[AcceptOutcome | LiaisonError]:
             out: list[AcceptOutcome | LiaisonError] = []
-            for i, item in enumerate(items):
-                await txn.execute(f"SAVEPOINT accept_{i}")
+            for item in items:
+                # One savepoint name, as the writer's own (database._run_group): each is
+                # released before the next, and distinct names would crowd the writes'
+                # statements out of the connection's statement cache.
+                await txn.execute("SAVEPOINT accept")
                 try:
                     outcome = await self._accept_in(
                         txn, item.envelope, now=now, actor=item.actor, event=item.event,
@@ -158,9 +161,9 @@ class EnvelopeStore:
                         await add_effects(txn, await item.then(txn), now)
                     out.append(outcome)
                 except LiaisonError as exc:
-                    await txn.execute(f"ROLLBACK TO accept_{i}")
+                    await txn.execute("ROLLBACK TO accept")
                     out.append(exc)  # a constraint's refusal is a Conflict (WriteTxn)
-                await txn.execute(f"RELEASE accept_{i}")
+                await txn.execute("RELEASE accept")
             return out
 
         outcomes = await self.db.write(op)
@@ -391,11 +394,15 @@ class EnvelopeStore:
             if fence is not None:
                 await check_fence(txn, fence)
             newly_refused: list[tuple[bytes, str, str]] = []
-            for move in await self._move_hops(txn, node, [HopMove(eid, HopEvent.ACK)
-                                                          for eid in delivered], now):
-                await txn.audit(now, "envelope.relayed", self.node_id, detail(peer=node),
+            acked = await self._move_hops(txn, node, [HopMove(eid, HopEvent.ACK)
+                                                      for eid in delivered], now)
+            forgettable = await self._forgettable(txn, [m.envelope_id for m in acked])
+            relayed = detail(peer=node)
+            for move in acked:
+                await txn.audit(now, "envelope.relayed", self.node_id, relayed,
                                 move.envelope_id)
-                await self._forget_if_done(txn, node, move.envelope_id)
+                if move.envelope_id in forgettable:
+                    await self._forget_if_done(txn, node, move.envelope_id)
             for move in await self._move_hops(txn, node, [HopMove(eid, HopEvent.REFUSE, code)
                                                           for eid, code in refused], now):
                 eid, code = move.envelope_id, str(move.reason)
@@ -411,6 +418,20 @@ class EnvelopeStore:
             return newly_refused
 
         return await self.db.write(op)
+
+    @staticmethod
+    async def _forgettable(txn: WriteTxn, ids: Sequence[bytes]) -> set[bytes]:
+        """Which of ``ids`` this node issued for officers elsewhere only (evidence, notices:
+        ``forget_when_delivered``): read per chunk, so a transaction of officers' envelopes,
+        none of them such, costs one statement here, not one per envelope."""
+        found: set[bytes] = set()
+        for start in range(0, len(ids), _READ_CHUNK):
+            chunk = ids[start:start + _READ_CHUNK]
+            cur = await txn.execute(
+                "SELECT envelope_id FROM forget_when_delivered WHERE envelope_id IN "
+                f"({', '.join('?' * len(chunk))})", tuple(chunk))
+            found.update(bytes(r[0]) for r in await cur.fetchall())
+        return found
 
     @staticmethod
     async def _forget_if_done(txn: WriteTxn, node: str, envelope_id: bytes) -> None:
