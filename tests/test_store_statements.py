@@ -13,7 +13,6 @@ from liaison_net.core.audit import detail
 from liaison_net.core.effects import origin_evidence
 from liaison_net.core.envelope import Envelope
 from liaison_net.store.database import WriteTxn
-from liaison_net.store.envelope_store import Acceptance
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW, Officer, seal_from
 
@@ -64,23 +63,6 @@ async def test_every_write_of_a_group_uses_the_same_savepoint_name(tmp_path: Pat
         assert store.db.commits < MANY  # grouped: the count below is about a group
         savepoints = {sql for sql in seen if "SAVEPOINT" in sql or "RELEASE" in sql}
         assert savepoints == {"SAVEPOINT w", "RELEASE w"}
-    finally:
-        await store.close()
-
-
-async def test_a_batch_submit_uses_one_savepoint_name_too(tmp_path: Path) -> None:
-    store = NodeStore(tmp_path / "nl.sqlite3", "nl")
-    await store.open()
-    try:
-        seen = await _traced(store)
-        items = [Acceptance(env, actor=ALICE.id, event="envelope.accepted",
-                            local_recipients=[], remote_nodes=["be"],
-                            audit_detail=detail(layer="origin"))
-                 for env in _envelopes(MANY)]
-        await store.accept_many(items, now=NOW)
-        savepoints = {sql for sql in seen if sql.startswith(("SAVEPOINT", "RELEASE"))}
-        assert savepoints == {"SAVEPOINT w", "RELEASE w", "SAVEPOINT accept",
-                              "RELEASE accept"}
     finally:
         await store.close()
 

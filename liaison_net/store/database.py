@@ -599,8 +599,12 @@ class Database:
 
     def _run_group(self, fns: list[WriteFn[Any]], check_space: bool) -> _GroupOutcome:
         """On the writer thread: one transaction, each write in its own SAVEPOINT, one
-        COMMIT. Storage errors fail the whole group (``failure``); anything else escapes
-        (the writer task fails, its supervisor restarts it)."""
+        COMMIT. Every write's savepoint has the same name (each is released before the
+        next begins): a name per position made up to ``group_commit_max`` distinct
+        statements, which pushed the writes' own out of the connection's statement cache
+        (128), so a large group compiled them again. Storage errors fail the whole group
+        (``failure``); anything else escapes (the writer task fails, its supervisor
+        restarts it)."""
         backend = self.backend
         out = _GroupOutcome()
         try:
@@ -621,10 +625,6 @@ class Database:
             self._audit_head = self._load_audit_head_in(conn)
             for fn in fns:
                 savepoint_head = self._audit_head
-                # One name for every write's savepoint (each is released before the next
-                # begins): a name per position made up to ``group_commit_max`` distinct
-                # statements, which pushed the writes' own out of the connection's
-                # statement cache (128), so they were compiled again in every group.
                 conn.execute("SAVEPOINT w")
                 try:
                     value = _drive(fn(txn))

@@ -145,11 +145,8 @@ class EnvelopeStore:
 
         async def op(txn: WriteTxn) -> list[AcceptOutcome | LiaisonError]:
             out: list[AcceptOutcome | LiaisonError] = []
-            for item in items:
-                # One savepoint name, as the writer's own (database._run_group): each is
-                # released before the next, and distinct names would crowd the writes'
-                # statements out of the connection's statement cache.
-                await txn.execute("SAVEPOINT accept")
+            for i, item in enumerate(items):
+                await txn.execute(f"SAVEPOINT accept_{i}")
                 try:
                     outcome = await self._accept_in(
                         txn, item.envelope, now=now, actor=item.actor, event=item.event,
@@ -161,9 +158,9 @@ class EnvelopeStore:
                         await add_effects(txn, await item.then(txn), now)
                     out.append(outcome)
                 except LiaisonError as exc:
-                    await txn.execute("ROLLBACK TO accept")
+                    await txn.execute(f"ROLLBACK TO accept_{i}")
                     out.append(exc)  # a constraint's refusal is a Conflict (WriteTxn)
-                await txn.execute("RELEASE accept")
+                await txn.execute(f"RELEASE accept_{i}")
             return out
 
         outcomes = await self.db.write(op)
