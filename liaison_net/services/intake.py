@@ -88,9 +88,6 @@ class Intake:
         self.keys = keys
         self.limits = limits
         self.metrics = metrics
-        # The counter's child, looked up once: ``labels()`` takes a lock and a dict lookup
-        # on every call, and every submit counts.
-        self._accepted_from_officers = metrics.accepted.labels(source="officer")
         self._wake = wake
         self.desk = desk
         self.on_disclosure = on_disclosure  # a consented forward arrived: the owner's receipt
@@ -102,6 +99,9 @@ class Intake:
         #: Set by the federation door: counts a peer's envelopes that cannot be verified
         #: (peer, code, raw bytes); it audits them per peer and window, not one by one.
         self.on_unverified: Callable[[str, str, bytes], None] | None = None
+        # The counter's child, looked up once: ``labels()`` takes a lock and a dict lookup
+        # on every call, and every submit counts.
+        self._accepted_from_officers = metrics.accepted.labels(source="officer")
 
     async def _verify(self, raw: bytes, now: int) -> Envelope:
         frame = read_frame(raw, self.limits)
