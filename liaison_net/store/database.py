@@ -609,8 +609,12 @@ class Database:
 
     def _run_group(self, fns: list[WriteFn[Any]], check_space: bool) -> _GroupOutcome:
         """On the writer thread: one transaction, each write in its own SAVEPOINT, one
-        COMMIT. Storage errors fail the whole group (``failure``); anything else escapes
-        (the writer task fails, its supervisor restarts it)."""
+        COMMIT. Every write's savepoint has the same name (each is released before the
+        next begins): a name per position made up to ``group_commit_max`` distinct
+        statements, which pushed the writes' own out of the connection's statement cache
+        (128), so a large group compiled them again. Storage errors fail the whole group
+        (``failure``); anything else escapes (the writer task fails, its supervisor
+        restarts it)."""
         backend = self.backend
         out = _GroupOutcome()
         try:
@@ -629,9 +633,9 @@ class Database:
             # Re-read the chain head under the write lock: an admin command in another
             # process (enrolment, rotation) may have appended entries since our last commit.
             self._audit_head = self._load_audit_head_in(conn)
-            for i, fn in enumerate(fns):
+            for fn in fns:
                 savepoint_head = self._audit_head
-                conn.execute(f"SAVEPOINT w{i}")
+                conn.execute("SAVEPOINT w")
                 txn.on_commit = []
                 try:
                     value = _drive(fn(txn))
@@ -640,7 +644,7 @@ class Database:
                 except Exception as exc:
                     # This write alone is refused (ours, a constraint, or a bug in it); the
                     # rest of the group still commits and the writer keeps running.
-                    conn.execute(f"ROLLBACK TO w{i}")
+                    conn.execute("ROLLBACK TO w")
                     self._audit_head = savepoint_head
                     if isinstance(exc, backend.integrity_errors):
                         exc = Conflict(f"refused by a database constraint: {exc}")
@@ -651,7 +655,7 @@ class Database:
                 else:
                     out.results.append((True, value))
                     out.after_commit.extend(txn.on_commit)
-                conn.execute(f"RELEASE w{i}")
+                conn.execute("RELEASE w")
             if out.space_before is not None:
                 out.space_after = backend.space(conn)
             out.in_commit = True

@@ -423,11 +423,15 @@ class EnvelopeStore:
             if fence is not None:
                 await check_fence(txn, fence)
             newly_refused: list[tuple[bytes, str, str]] = []
-            for move in await self._move_hops(txn, node, [HopMove(eid, HopEvent.ACK)
-                                                          for eid in delivered], now):
-                await txn.audit(now, "envelope.relayed", self.node_id, detail(peer=node),
+            acked = await self._move_hops(txn, node, [HopMove(eid, HopEvent.ACK)
+                                                      for eid in delivered], now)
+            forgettable = await self._forgettable(txn, [m.envelope_id for m in acked])
+            relayed = detail(peer=node)
+            for move in acked:
+                await txn.audit(now, "envelope.relayed", self.node_id, relayed,
                                 move.envelope_id)
-                await self._forget_if_done(txn, node, move.envelope_id)
+                if move.envelope_id in forgettable:
+                    await self._forget_if_done(txn, node, move.envelope_id)
             for move in await self._move_hops(txn, node, [HopMove(eid, HopEvent.REFUSE, code)
                                                           for eid, code in refused], now):
                 eid, code = move.envelope_id, str(move.reason)
@@ -443,6 +447,20 @@ class EnvelopeStore:
             return newly_refused
 
         return await self.db.write(op)
+
+    @staticmethod
+    async def _forgettable(txn: WriteTxn, ids: Sequence[bytes]) -> set[bytes]:
+        """Which of ``ids`` this node issued for officers elsewhere only (evidence, notices:
+        ``forget_when_delivered``): read per chunk, so a transaction of officers' envelopes,
+        none of them such, costs one statement here, not one per envelope."""
+        found: set[bytes] = set()
+        for start in range(0, len(ids), _READ_CHUNK):
+            chunk = ids[start:start + _READ_CHUNK]
+            cur = await txn.execute(
+                "SELECT envelope_id FROM forget_when_delivered WHERE envelope_id IN "
+                f"({', '.join('?' * len(chunk))})", tuple(chunk))
+            found.update(bytes(r[0]) for r in await cur.fetchall())
+        return found
 
     @staticmethod
     async def _forget_if_done(txn: WriteTxn, node: str, envelope_id: bytes) -> None:
