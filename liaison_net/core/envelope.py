@@ -36,7 +36,9 @@ from liaison_net.core.crypto import (
     SIGNATURE_BYTES,
     WRAPPED_KEY_BYTES,
 )
+from liaison_net.core.frozen import build
 from liaison_net.core.ids import (
+    ENVELOPE_ID_BYTES,
     check_envelope_id,
     check_officer_id,
     envelope_id_time_ms,
@@ -288,10 +290,13 @@ def read_frame(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> UnverifiedFrame:
         raise Malformed("signer key id must be 16 bytes")
     if len(signature) != SIGNATURE_BYTES:
         raise Malformed("signature must be 64 bytes")
-    return UnverifiedFrame(header_bytes, body_bytes, key_id, signature, raw)
+    return build(UnverifiedFrame, header_bytes=header_bytes, body_bytes=body_bytes,
+                 signer_key_id=key_id, signature=signature, raw=raw)
 
 
 _KINDS = {k.value: k for k in Kind}  # Kind(value) without Enum.__call__ (decode_header)
+_PRECEDENCES = {p.label: p for p in Precedence}  # what ``Precedence.from_label`` accepts
+_MAX_TIME = 1 << 48  # ``_time``'s bound
 _HEADER_FIELDS = {
     "version", "id", "kind", "precedence", "sender", "sender_key", "recipients",
     "created", "expires", "tag", "ref", "signal", "urgency", "consent", "original",
@@ -319,21 +324,40 @@ def decode_header(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
     sender_key = d["sender_key"]
     if not isinstance(sender_key, bytes) or len(sender_key) != KEY_ID_BYTES:
         raise Malformed("sender_key must be a 16-byte key id")
-    header = Header(
-        id=check_envelope_id(d["id"]),
+    # Each field's check inline for the usual value (a type test, a lookup); anything
+    # else goes through the helper, which names the fault, in the same order as before.
+    envelope_id = d["id"]
+    if type(envelope_id) is not bytes or len(envelope_id) != ENVELOPE_ID_BYTES:
+        envelope_id = check_envelope_id(envelope_id)
+    label = d["precedence"]
+    precedence = _PRECEDENCES.get(label) if type(label) is str else None
+    if precedence is None:
+        precedence = Precedence.from_label(label)
+    sender = check_officer_id(d["sender"], what="sender")
+    created, expires = d["created"], d["expires"]
+    if type(created) is not int or not 0 < created < _MAX_TIME:
+        created = _time("created", created)
+    if type(expires) is not int or not 0 < expires < _MAX_TIME:
+        expires = _time("expires", expires)
+    tag = OwnershipTag.from_wire(d["tag"], limits)
+    signal = d["signal"]
+    urgency, consent, original = d["urgency"], d["consent"], d["original"]
+    header = build(
+        Header,
+        id=envelope_id,
         kind=kind,
-        precedence=Precedence.from_label(d["precedence"]),
-        sender=check_officer_id(d["sender"], what="sender"),
+        precedence=precedence,
+        sender=sender,
         sender_key=sender_key,
         recipients=recipients,
-        created=_time("created", d["created"]),
-        expires=_time("expires", d["expires"]),
-        tag=OwnershipTag.from_wire(d["tag"], limits),
+        created=created,
+        expires=expires,
+        tag=tag,
         ref=ref,
-        signal=SignalAnnex.from_wire(d["signal"]) if d["signal"] is not None else None,
-        urgency=_urgency(d["urgency"]),
-        consent=_consent(d["consent"]),
-        original=_original(d["original"], limits),
+        signal=SignalAnnex.from_wire(signal) if signal is not None else None,
+        urgency=_urgency(urgency) if urgency is not None else None,
+        consent=_consent(consent) if consent is not None else None,
+        original=_original(original, limits) if original is not None else None,
     )
     check_header_shape(header, limits)
     return header
@@ -417,7 +441,7 @@ def decode_body(raw: bytes, recipients: int, limits: Limits = DEFAULT_LIMITS) ->
         raise Malformed("ciphertext must be bytes holding at least the AEAD tag")
     if len(ciphertext) > limits.max_body_bytes + AEAD_TAG_BYTES:
         raise LimitExceeded(f"ciphertext exceeds {limits.max_body_bytes} bytes")
-    return Body(nonce=nonce, wraps=tuple(wraps), ciphertext=ciphertext)
+    return build(Body, nonce=nonce, wraps=tuple(wraps), ciphertext=ciphertext)
 
 
 def _split_canonical_body(raw: bytes, recipients: int) -> tuple[bytes, list[bytes], bytes] | None:
@@ -460,7 +484,8 @@ def _recipients(value: object, limits: Limits) -> tuple[Recipient, ...]:
         if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], bytes)
                 or len(item[1]) != KEY_ID_BYTES):
             raise Malformed("each recipient must be [officer id, 16-byte key id]")
-        out.append(Recipient(check_officer_id(item[0], what="recipient"), item[1]))
+        out.append(build(Recipient, officer=check_officer_id(item[0], what="recipient"),
+                         key_id=item[1]))
     return tuple(out)
 
 
