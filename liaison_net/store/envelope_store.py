@@ -260,7 +260,7 @@ class EnvelopeStore:
         for start in range(0, len(carriers), _MAX_SKIP):
             part = carriers[start:start + _MAX_SKIP]
             rows = await self.db.fetchall(
-                "SELECT carrier, envelope_id FROM evidence_covers "
+                "SELECT carrier, envelope_id FROM outgoing_covers "
                 f"WHERE carrier IN ({', '.join('?' * len(part))}) ORDER BY carrier, envelope_id",
                 tuple(part))
             for carrier, envelope_id in rows:
@@ -295,11 +295,16 @@ class EnvelopeStore:
                         txn, item.envelope, now=item.now, actor=self.node_id,
                         event=item.event, local_recipients=item.local,
                         remote_nodes=item.remote, audit_detail=item.audit_detail)
-                    # an inbox here looks a carrier up, or the sender reads it to send the
-                    # peer its ``covers``; forgotten with the carrier once it is delivered
-                    await txn.executemany(
-                        "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
-                        "VALUES (?, ?)", [(eid, item.envelope.id) for eid in item.covers])
+                    # an inbox here looks a carrier up by envelope; a carrier sent to a
+                    # peer is read by carrier (its ``covers``), and forgotten with it
+                    if item.local:
+                        await txn.executemany(
+                            "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
+                            "VALUES (?, ?)", [(eid, item.envelope.id) for eid in item.covers])
+                    if item.remote:
+                        await txn.executemany(
+                            "INSERT OR IGNORE INTO outgoing_covers (carrier, envelope_id) "
+                            "VALUES (?, ?)", [(item.envelope.id, eid) for eid in item.covers])
                     if not item.local and item.remote and not stored.duplicate:
                         await txn.execute(
                             "INSERT INTO forget_when_delivered (envelope_id, hops) "
@@ -430,7 +435,7 @@ class EnvelopeStore:
             await txn.execute("DELETE FROM forget_when_delivered WHERE envelope_id = ?",
                               (envelope_id,))
             await txn.execute("DELETE FROM envelopes WHERE id = ?", (envelope_id,))
-            await txn.execute("DELETE FROM evidence_covers WHERE carrier = ?", (envelope_id,))
+            await txn.execute("DELETE FROM outgoing_covers WHERE carrier = ?", (envelope_id,))
 
     async def expire_due(self, now: int, limit: int = 500) -> list[tuple[bytes, str, str]]:
         """Mark queued hops past expiry EXPIRED, each with the non-delivery notice it owes

@@ -382,6 +382,25 @@ MIGRATIONS: list[str] = [
         outcome TEXT
     ) WITHOUT ROWID;
     """,
+    # 18: bytes on disk at the origin (issue 16). ``evidence_covers`` is read by envelope
+    # (an inbox's carriers for it, ``evidence_for``); the carriers this node sends to a
+    # peer are read by carrier (their ``covers``, sent beside them, and forgotten with
+    # them): those rows move to ``outgoing_covers``, keyed that way, and the index that
+    # kept every cover row a second time by carrier goes. A carrier no inbox here holds
+    # is never read by envelope, so its rows leave ``evidence_covers``.
+    """
+    CREATE TABLE outgoing_covers (
+        carrier BLOB NOT NULL,
+        envelope_id BLOB NOT NULL,
+        PRIMARY KEY (carrier, envelope_id)
+    ) WITHOUT ROWID;
+    INSERT INTO outgoing_covers (carrier, envelope_id)
+        SELECT carrier, envelope_id FROM evidence_covers
+        WHERE carrier IN (SELECT envelope_id FROM forget_when_delivered)
+           OR carrier IN (SELECT envelope_id FROM hops WHERE state = 'queued');
+    DELETE FROM evidence_covers WHERE carrier NOT IN (SELECT envelope_id FROM inbox);
+    DROP INDEX evidence_covers_carrier;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
