@@ -41,7 +41,6 @@ from liaison_net.core.ids import (
     ENVELOPE_ID_BYTES,
     check_envelope_id,
     check_officer_id,
-    envelope_id_time_ms,
     id_to_text,
     node_of,
 )
@@ -271,6 +270,11 @@ def read_frame(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> UnverifiedFrame:
     """Split the outer frame; check only its shape and sizes."""
     frame = (_split_canonical_frame(raw)
              if type(raw) is bytes and len(raw) <= limits.max_envelope_bytes else None)
+    if frame is not None and len(frame[1]) <= limits.max_header_bytes:
+        # The split made version 1, four byte strings, a 16-byte key id and a 64-byte
+        # signature: of the checks below, only the header's size is left.
+        return build(UnverifiedFrame, header_bytes=frame[1], body_bytes=frame[2],
+                     signer_key_id=frame[3], signature=frame[4], raw=raw)
     if frame is None:
         frame = codec.unpack(raw, what="envelope", max_bytes=limits.max_envelope_bytes)
         raw = bytes(raw)  # accepted below only if canonical: then it is the frame's encoding
@@ -365,7 +369,7 @@ def decode_header(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
 
 def check_header_shape(header: Header, limits: Limits) -> None:
     """Rules about a header that do not depend on the clock."""
-    if envelope_id_time_ms(header.id) != header.created:
+    if int.from_bytes(check_envelope_id(header.id)[:6], "big") != header.created:
         raise Malformed("envelope id time does not match created")
     if header.expires <= header.created:
         raise BadTimestamp("expires must be after created")
@@ -425,6 +429,11 @@ def decode_body(raw: bytes, recipients: int, limits: Limits = DEFAULT_LIMITS) ->
                  + _FRAME_OVERHEAD)
     parts = (_split_canonical_body(raw, recipients)
              if type(raw) is bytes and len(raw) <= max_bytes else None)
+    if parts is not None and (AEAD_TAG_BYTES <= len(parts[2])
+                              <= limits.max_body_bytes + AEAD_TAG_BYTES):
+        # The split made a 24-byte nonce and one 80-byte wrap per recipient: of the checks
+        # below, only the ciphertext's size is left.
+        return build(Body, nonce=parts[0], wraps=tuple(parts[1]), ciphertext=parts[2])
     if parts is None:
         d = codec.exact_map("body", codec.unpack(raw, what="body", max_bytes=max_bytes),
                             _BODY_FIELDS)

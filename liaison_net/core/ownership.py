@@ -160,8 +160,11 @@ class OwnershipTag:
     def from_wire(cls, value: object, limits: Limits = DEFAULT_LIMITS) -> OwnershipTag:
         """Strict: exact field set, exact types, sorted unique lists, valid enums."""
         d = codec.exact_map("tag", value, _TAG_FIELDS)
-        owner = codec.exact_map("tag owner", d["owner"], {"node", "unit"})
-        evaluation = codec.exact_map("tag evaluation", d["evaluation"], {"source", "accuracy"})
+        owner, evaluation = d["owner"], d["evaluation"]
+        if type(owner) is not dict or owner.keys() != _OWNER_FIELDS:
+            owner = codec.exact_map("tag owner", owner, _OWNER_FIELDS)
+        if type(evaluation) is not dict or evaluation.keys() != _EVALUATION_FIELDS:
+            evaluation = codec.exact_map("tag evaluation", evaluation, _EVALUATION_FIELDS)
         share = _sorted_unique_strs("tag share_with", d["share_with"])
         actions = _sorted_unique_strs("tag permitted_actions", d["permitted_actions"])
         accuracy = evaluation["accuracy"]
@@ -214,6 +217,8 @@ _EVALUATIONS = {(s, int(a)): Evaluation(s, a) for s in SourceReliability
                 for a in InformationAccuracy}
 _NO_ACTIONS: frozenset[PermittedAction] = frozenset()
 
+_OWNER_FIELDS = {"node", "unit"}
+_EVALUATION_FIELDS = {"source", "accuracy"}
 _TAG_FIELDS = {
     "owner", "handling", "tlp", "evaluation", "share_with", "permitted_actions",
     "purpose", "retain_until", "conditions", "community",
