@@ -312,7 +312,8 @@ _BODY_FIELDS = {"nonce", "wraps", "ciphertext"}
 def decode_header(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
     """Strictly decode header bytes (call only on bytes whose signature has verified)."""
     value = codec.unpack(raw, what="header", max_bytes=limits.max_header_bytes)
-    d = codec.exact_map("header", value, _HEADER_FIELDS)
+    d = (value if type(value) is dict and value.keys() == _HEADER_FIELDS
+         else codec.exact_map("header", value, _HEADER_FIELDS))
     if d["version"] != VERSION or isinstance(d["version"], bool):
         raise Malformed(f"unsupported header version {d['version']!r:.20}")
     try:

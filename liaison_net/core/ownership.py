@@ -159,7 +159,8 @@ class OwnershipTag:
     @classmethod
     def from_wire(cls, value: object, limits: Limits = DEFAULT_LIMITS) -> OwnershipTag:
         """Strict: exact field set, exact types, sorted unique lists, valid enums."""
-        d = codec.exact_map("tag", value, _TAG_FIELDS)
+        d = (value if type(value) is dict and value.keys() == _TAG_FIELDS
+             else codec.exact_map("tag", value, _TAG_FIELDS))
         owner, evaluation = d["owner"], d["evaluation"]
         if type(owner) is not dict or owner.keys() != _OWNER_FIELDS:
             owner = codec.exact_map("tag owner", owner, _OWNER_FIELDS)
