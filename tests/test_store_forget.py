@@ -28,7 +28,9 @@ def _rows(path: Path, sql: str, args: tuple[object, ...] = ()) -> list[tuple[obj
 
 
 def _carriers(path: Path, table: str) -> set[bytes]:
-    return {bytes(r[0]) for r in _rows(path, f"SELECT carrier FROM {table}")}  # type: ignore[arg-type]
+    sql = ("SELECT i.envelope_id FROM evidence_covers c JOIN inbox i ON i.seq = c.inbox_seq"
+           if table == "evidence_covers" else f"SELECT carrier FROM {table}")
+    return {bytes(r[0]) for r in _rows(path, sql)}  # type: ignore[arg-type]
 
 
 async def _issue(store: NodeStore, items: list[tuple[Envelope, list[str], list[str]]],

@@ -1,6 +1,7 @@
 """Migration 18 (bytes on disk at the origin, issue 16) on a real v17 database: the covers
-an inbox reads stay in ``evidence_covers``, those of a carrier still to be sent to a peer
-move to ``outgoing_covers`` (read by carrier), and the index by carrier is gone."""
+an inbox reads stay in ``evidence_covers`` (naming the carrier by its inbox row), those of
+a carrier still to be sent to a peer move to ``outgoing_covers`` (read by carrier), and
+the index by carrier is gone."""
 
 from __future__ import annotations
 
@@ -75,7 +76,9 @@ async def test_covers_are_split_by_who_reads_them(tmp_path: Path) -> None:
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
-        assert {bytes(r[0]) for r in db.execute("SELECT carrier FROM evidence_covers")} == {
-            carriers[0].id}
+        assert {bytes(r[0]) for r in db.execute(
+            "SELECT i.envelope_id FROM evidence_covers c JOIN inbox i ON i.seq = c.inbox_seq")
+            } == {carriers[0].id}
+        assert "carrier" not in {r[1] for r in db.execute("PRAGMA table_info(evidence_covers)")}
         assert db.execute("SELECT name FROM sqlite_schema WHERE name = "
                           "'evidence_covers_carrier'").fetchall() == []

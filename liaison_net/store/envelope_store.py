@@ -247,8 +247,9 @@ class EnvelopeStore:
             # the sender's client verifies the proof for each id).
             marks = ", ".join("?" * len(covers))
             await txn.execute(
-                "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
-                f"SELECT id, ? FROM envelopes WHERE id IN ({marks}) AND sender = ?",
+                "INSERT OR IGNORE INTO evidence_covers (envelope_id, inbox_seq) "
+                "SELECT e.id, i.seq FROM envelopes e JOIN inbox i ON i.envelope_id = ? "
+                f"WHERE e.id IN ({marks}) AND e.sender = ?",
                 (h.id, *covers, h.recipients[0].officer))
         return AcceptOutcome(h.id, duplicate=False, matches=len(matches),
                              held=hold is not None)
@@ -297,10 +298,11 @@ class EnvelopeStore:
                         remote_nodes=item.remote, audit_detail=item.audit_detail)
                     # an inbox here looks a carrier up by envelope; a carrier sent to a
                     # peer is read by carrier (its ``covers``), and forgotten with it
-                    if item.local:
+                    if item.local and item.covers:
                         await txn.executemany(
-                            "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
-                            "VALUES (?, ?)", [(eid, item.envelope.id) for eid in item.covers])
+                            "INSERT OR IGNORE INTO evidence_covers (envelope_id, inbox_seq) "
+                            "SELECT ?, seq FROM inbox WHERE envelope_id = ?",
+                            [(eid, item.envelope.id) for eid in item.covers])
                     if item.remote:
                         await txn.executemany(
                             "INSERT OR IGNORE INTO outgoing_covers (carrier, envelope_id) "
