@@ -160,11 +160,13 @@ async def test_a_peers_relayed_batch_is_indexed_only_for_what_its_recipient_sent
         carrier = await receive(BE_NODE, "be", Kind.EVIDENCE, b"the relayed batch")
         with sqlite3.connect(path) as db:
             assert sorted(bytes(r[0]) for r in db.execute(
-                "SELECT envelope_id FROM evidence_covers WHERE carrier = ?", (carrier.id,))) \
+                "SELECT c.envelope_id FROM evidence_covers c JOIN inbox i "
+                "ON i.seq = c.inbox_seq WHERE i.envelope_id = ?", (carrier.id,))) \
                 == sorted(e.id for e in mine)
         assert await store.evidence_for(ALICE.id, mine[1].id, limit=10) == [carrier.to_bytes()]
-        assert await store.covers_of([carrier.id, mine[0].id]) == {
-            carrier.id: sorted(e.id for e in mine)}
+        # Received, not to be sent on: nothing to read by carrier.
+        assert await store.covers_of([carrier.id, mine[0].id]) == {}
+        assert _count(path, "SELECT COUNT(*) FROM outgoing_covers") == 0
     finally:
         await store.close()
 

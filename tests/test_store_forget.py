@@ -27,6 +27,12 @@ def _rows(path: Path, sql: str, args: tuple[object, ...] = ()) -> list[tuple[obj
         return list(db.execute(sql, args).fetchall())
 
 
+def _carriers(path: Path, table: str) -> set[bytes]:
+    sql = ("SELECT i.envelope_id FROM evidence_covers c JOIN inbox i ON i.seq = c.inbox_seq"
+           if table == "evidence_covers" else f"SELECT carrier FROM {table}")
+    return {bytes(r[0]) for r in _rows(path, sql)}  # type: ignore[arg-type]
+
+
 async def _issue(store: NodeStore, items: list[tuple[Envelope, list[str], list[str]]],
                  covers: tuple[bytes, ...]) -> None:
     """Store ``items`` (envelope, local officers, remote nodes) as the effects drain does."""
@@ -55,10 +61,13 @@ async def test_an_issued_envelope_is_forgotten_once_every_peer_took_it(
         await _issue(store, [(one_peer, [], ["be"]), (two_peers, [], ["be", "lu"]),
                              (refused, [], ["lu"]), (ours, [ALICE.id], ["be"])],
                      covers=(about,))
-        # Covers are kept while the carrier is: an inbox here, or the sender sending the
-        # peer its ``covers``, reads them.
-        carriers = {bytes(r[0]) for r in _rows(path, "SELECT carrier FROM evidence_covers")}  # type: ignore[arg-type]
-        assert carriers == {one_peer.id, two_peers.id, refused.id, ours.id}
+        # Covers are kept while the carrier is: an inbox here reads them by envelope
+        # (``evidence_covers``), the sender sending the peer its ``covers`` by carrier.
+        assert _carriers(path, "evidence_covers") == {ours.id}
+        assert _carriers(path, "outgoing_covers") == {one_peer.id, two_peers.id, refused.id,
+                                                      ours.id}
+        assert await store.covers_of([one_peer.id, ours.id]) == {one_peer.id: [about],
+                                                                  ours.id: [about]}
         await store.finish_hops("be", now=NOW + 1, delivered=[one_peer.id, two_peers.id,
                                                               ours.id], refused=[])
         with pytest.raises(NotFound):
@@ -73,8 +82,9 @@ async def test_an_issued_envelope_is_forgotten_once_every_peer_took_it(
                                 refused=[(refused.id, "policy.share_with")])
         left = {bytes(r[0]) for r in _rows(path, "SELECT id FROM envelopes")}  # type: ignore[arg-type]
         assert left == {refused.id, ours.id}
-        carriers = {bytes(r[0]) for r in _rows(path, "SELECT carrier FROM evidence_covers")}  # type: ignore[arg-type]
-        assert carriers == left  # forgotten with their carriers
+        assert _carriers(path, "outgoing_covers") == left  # forgotten with their carriers
+        assert await store.covers_of([one_peer.id, two_peers.id]) == {}
+        assert _carriers(path, "evidence_covers") == {ours.id}
         assert _rows(path, "SELECT COUNT(*) FROM forget_when_delivered") == [(1,)]  # refused
         relayed = _rows(path, "SELECT envelope_id FROM audit WHERE event = 'envelope.relayed'")
         assert sorted(bytes(r[0]) for r in relayed) == sorted(  # type: ignore[arg-type]

@@ -120,7 +120,8 @@ async def test_a_v10_database_keeps_all_its_data_at_v11(tmp_path: Path) -> None:
         assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
         columns = {r[1] for r in db.execute("PRAGMA table_info(audit)")}
         assert "prev" not in columns
-        assert db.execute("SELECT envelope_id, carrier FROM evidence_covers").fetchall() == [
+        assert db.execute("SELECT c.envelope_id, i.envelope_id FROM evidence_covers c "
+                          "JOIN inbox i ON i.seq = c.inbox_seq").fetchall() == [
             (envelopes[0].id, envelopes[1].id)]
 
 

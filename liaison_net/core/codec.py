@@ -5,16 +5,17 @@ str for text and bin for bytes, no floats, no extension types, no trailing bytes
 than trust an unpacker's leniency, decoding re-encodes what it read and refuses the input
 unless the bytes are identical: any second encoding of the same value is refused.
 
-The check is done in two steps so that the common, valid input costs two C calls, not a
-walk in Python (docs/performance.md): while unpacking, a map hook notes any map whose keys
-are not in sorted order, and a count of containers bounds the nesting; if
-neither tripped, re-encoding the decoded value as it is (dicts keep the wire's key order)
-must give the input back, and, when a float's type byte (0xca, 0xcb) occurs anywhere in
-the input, re-encoding with single-precision floats must give the same bytes again (any
-float changes length). Input that fails any of these goes through
-the original checks (float walk, sort and re-encode), which name the problem: the fast
-step only ever accepts, so what is refused, and with which error, is unchanged
-(tests/core/test_codec_fastpath.py holds the two to agreement).
+The check is done in two steps so that the common, valid input costs a few C calls, not a
+walk in Python (docs/performance.md): the number of bytes that could open a container
+bounds the containers (at most 64 cannot nest deeper than 64); while unpacking, a map hook
+gives up at the first map whose keys are not in sorted order (key orders seen sorted before
+are looked up, not sorted again); then re-encoding the decoded value as it is (dicts keep
+the wire's key order) with single-precision floats must give the input back (a double
+changes length), and, when a float32 type byte (0xca) occurs anywhere in the input,
+re-encoding in double precision must too (a float32 changes length). Input that fails any
+of these goes through the original checks (float walk, sort and re-encode), which name the
+problem: the fast step only ever accepts, so what is refused, and with which error, is
+unchanged (tests/core/test_codec_fastpath.py holds the two to agreement).
 """
 
 from __future__ import annotations
@@ -60,40 +61,29 @@ def unpack(raw: bytes, *, what: str, max_bytes: int) -> Any:
         raise LimitExceeded(f"{what} is {len(raw)} bytes, limit {max_bytes}")
     if not raw:
         raise Malformed(f"{what} is empty")
-    irregular = False  # a map whose keys are not in sorted order (or not comparable)
-    containers = 0
-
-    def object_hook(value: dict[Any, Any]) -> dict[Any, Any]:
-        nonlocal irregular, containers
-        containers += 1
+    if len(raw) - len(raw.translate(None, _CONTAINER_BYTES)) <= _MAX_DEPTH:
+        # At most 64 bytes that could open a container (fixmap, fixarray, map and array
+        # 16/32; bytes inside strings count too), so at most 64 containers: the nesting
+        # cannot exceed the limit. Then the fast step: maps in sorted key order
+        # (``_sorted_map`` stops at the first that is not), and one re-encoding of the
+        # value as decoded (dicts keep the wire's order) that gives the input back.
         try:
-            # A repeated key leaves the dict shorter than the wire: the re-encoding catches it.
-            if [*value] != sorted(value):
-                irregular = True
-        except TypeError:  # str and bytes keys in one map
-            irregular = True
-        return value
-
-    def list_hook(items: list[Any]) -> list[Any]:
-        nonlocal containers
-        containers += 1
-        return items
-
+            value = msgpack.unpackb(
+                raw, raw=False, use_list=True, strict_map_key=True, ext_hook=_refuse_ext,
+                object_hook=_sorted_map, max_bin_len=max_bytes, max_str_len=max_bytes,
+                max_array_len=MAX_CONTAINER_ITEMS, max_map_len=MAX_CONTAINER_ITEMS,
+                max_ext_len=0)
+        except Exception:  # the checks below decode it again, and name the fault
+            pass
+        else:
+            if _packs_back_without_floats(value, raw):
+                return value
+    # Something is off (or merely unusual): the original checks, which name it.
     try:
         value = msgpack.unpackb(
-            raw,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            ext_hook=_refuse_ext,
-            object_hook=object_hook,
-            list_hook=list_hook,
-            max_bin_len=max_bytes,
-            max_str_len=max_bytes,
-            max_array_len=MAX_CONTAINER_ITEMS,
-            max_map_len=MAX_CONTAINER_ITEMS,
-            max_ext_len=0,
-        )
+            raw, raw=False, use_list=True, strict_map_key=True, ext_hook=_refuse_ext,
+            max_bin_len=max_bytes, max_str_len=max_bytes, max_array_len=MAX_CONTAINER_ITEMS,
+            max_map_len=MAX_CONTAINER_ITEMS, max_ext_len=0)
     except Malformed as exc:
         raise Malformed(f"{what}: {exc.detail}") from exc
     except msgpack.ExtraData as exc:
@@ -102,13 +92,6 @@ def unpack(raw: bytes, *, what: str, max_bytes: int) -> Any:
         # msgpack signals truncation, bad UTF-8, bad formats and over-limit containers with
         # ValueError subclasses (FormatError, StackError, OutOfData ...).
         raise Malformed(f"{what} is not valid msgpack ({type(exc).__name__})") from exc
-    if not irregular and containers <= _MAX_DEPTH:
-        # Fewer containers than the depth limit: nesting cannot exceed it. Sorted keys: the
-        # decoded dicts are already in canonical order, so no re-sorting copy is needed.
-        encoded = msgpack.packb(value, use_bin_type=True)
-        if encoded == raw and not _may_hold_float(value, raw):
-            return value
-    # Something is off (or merely unusual): the original checks, which name it.
     if _contains_float(value, depth=0):
         raise Malformed(f"{what} contains a float")
     if pack(value) != raw:
@@ -116,15 +99,46 @@ def unpack(raw: bytes, *, what: str, max_bytes: int) -> Any:
     return value
 
 
-def _may_hold_float(value: Any, encoded: bytes) -> bool:
-    """False only when ``value`` (which packs to ``encoded``) holds no float: no float type
-    byte anywhere, or the same bytes again with floats packed in single precision."""
-    if b"\xca" not in encoded and b"\xcb" not in encoded:
-        return False
+# The type bytes that open a map or an array (fixmap, fixarray, array 16/32, map 16/32).
+_CONTAINER_BYTES = bytes(range(0x80, 0xA0)) + b"\xdc\xdd\xde\xdf"
+
+
+class _Unsorted(Exception):
+    """A map whose keys are not in sorted order: the fast step gives up on it."""
+
+
+def _sorted_map(value: dict[Any, Any]) -> dict[Any, Any]:
+    # A repeated key leaves the dict shorter than the wire: the re-encoding catches it. Keys
+    # of mixed types (str and bytes) make ``sorted`` raise TypeError: a give-up too. The key
+    # orders seen sorted before (a header's, a tag's: a few shapes) are looked up instead.
+    keys = tuple(value)
+    if keys in _SORTED_KEYS:
+        return value
+    if list(keys) != sorted(keys):
+        raise _Unsorted
+    if (len(_SORTED_KEYS) < _MAX_SORTED_KEYS and len(keys) <= 16
+            and sum(map(len, keys)) <= 512):
+        _SORTED_KEYS.add(keys)
+    return value
+
+
+# Key tuples known to be in sorted order (a pure fact about them), bounded in number and in
+# size: only those of at most 16 keys and 512 characters (or bytes) in all are remembered.
+_SORTED_KEYS: set[tuple[Any, ...]] = set()
+_MAX_SORTED_KEYS = 256
+
+
+def _packs_back_without_floats(value: Any, raw: bytes) -> bool:
+    """True only when ``value`` packs back to ``raw`` exactly and holds no float. Packed in
+    single precision, a double changes length; when no float32 type byte (0xca) occurs
+    anywhere in ``raw`` none can hide there either, so one encoding decides; otherwise the
+    double-precision encoding must give ``raw`` too (a float32 changes length in it)."""
     try:
-        return bool(msgpack.packb(value, use_bin_type=True, use_single_float=True) != encoded)
+        if msgpack.packb(value, use_bin_type=True, use_single_float=True) != raw:
+            return False
     except (OverflowError, ValueError, TypeError):
-        return True  # only a float can fail to pack in single precision (1e300)
+        return False  # only a float can fail to pack in single precision (1e300)
+    return b"\xca" not in raw or bool(msgpack.packb(value, use_bin_type=True) == raw)
 
 
 def bin_span(raw: bytes, pos: int) -> tuple[int, int] | None:

@@ -36,10 +36,11 @@ from liaison_net.core.crypto import (
     SIGNATURE_BYTES,
     WRAPPED_KEY_BYTES,
 )
+from liaison_net.core.frozen import build
 from liaison_net.core.ids import (
+    ENVELOPE_ID_BYTES,
     check_envelope_id,
     check_officer_id,
-    envelope_id_time_ms,
     id_to_text,
     node_of,
 )
@@ -269,6 +270,11 @@ def read_frame(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> UnverifiedFrame:
     """Split the outer frame; check only its shape and sizes."""
     frame = (_split_canonical_frame(raw)
              if type(raw) is bytes and len(raw) <= limits.max_envelope_bytes else None)
+    if frame is not None and len(frame[1]) <= limits.max_header_bytes:
+        # The split made version 1, four byte strings, a 16-byte key id and a 64-byte
+        # signature: of the checks below, only the header's size is left.
+        return build(UnverifiedFrame, header_bytes=frame[1], body_bytes=frame[2],
+                     signer_key_id=frame[3], signature=frame[4], raw=raw)
     if frame is None:
         frame = codec.unpack(raw, what="envelope", max_bytes=limits.max_envelope_bytes)
         raw = bytes(raw)  # accepted below only if canonical: then it is the frame's encoding
@@ -288,10 +294,13 @@ def read_frame(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> UnverifiedFrame:
         raise Malformed("signer key id must be 16 bytes")
     if len(signature) != SIGNATURE_BYTES:
         raise Malformed("signature must be 64 bytes")
-    return UnverifiedFrame(header_bytes, body_bytes, key_id, signature, raw)
+    return build(UnverifiedFrame, header_bytes=header_bytes, body_bytes=body_bytes,
+                 signer_key_id=key_id, signature=signature, raw=raw)
 
 
 _KINDS = {k.value: k for k in Kind}  # Kind(value) without Enum.__call__ (decode_header)
+_PRECEDENCES = {p.label: p for p in Precedence}  # what ``Precedence.from_label`` accepts
+_MAX_TIME = 1 << 48  # ``_time``'s bound
 _HEADER_FIELDS = {
     "version", "id", "kind", "precedence", "sender", "sender_key", "recipients",
     "created", "expires", "tag", "ref", "signal", "urgency", "consent", "original",
@@ -303,7 +312,8 @@ _BODY_FIELDS = {"nonce", "wraps", "ciphertext"}
 def decode_header(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
     """Strictly decode header bytes (call only on bytes whose signature has verified)."""
     value = codec.unpack(raw, what="header", max_bytes=limits.max_header_bytes)
-    d = codec.exact_map("header", value, _HEADER_FIELDS)
+    d = (value if type(value) is dict and value.keys() == _HEADER_FIELDS
+         else codec.exact_map("header", value, _HEADER_FIELDS))
     if d["version"] != VERSION or isinstance(d["version"], bool):
         raise Malformed(f"unsupported header version {d['version']!r:.20}")
     try:
@@ -319,21 +329,40 @@ def decode_header(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
     sender_key = d["sender_key"]
     if not isinstance(sender_key, bytes) or len(sender_key) != KEY_ID_BYTES:
         raise Malformed("sender_key must be a 16-byte key id")
-    header = Header(
-        id=check_envelope_id(d["id"]),
+    # Each field's check inline for the usual value (a type test, a lookup); anything
+    # else goes through the helper, which names the fault, in the same order as before.
+    envelope_id = d["id"]
+    if type(envelope_id) is not bytes or len(envelope_id) != ENVELOPE_ID_BYTES:
+        envelope_id = check_envelope_id(envelope_id)
+    label = d["precedence"]
+    precedence = _PRECEDENCES.get(label) if type(label) is str else None
+    if precedence is None:
+        precedence = Precedence.from_label(label)
+    sender = check_officer_id(d["sender"], what="sender")
+    created, expires = d["created"], d["expires"]
+    if type(created) is not int or not 0 < created < _MAX_TIME:
+        created = _time("created", created)
+    if type(expires) is not int or not 0 < expires < _MAX_TIME:
+        expires = _time("expires", expires)
+    tag = OwnershipTag.from_wire(d["tag"], limits)
+    signal = d["signal"]
+    urgency, consent, original = d["urgency"], d["consent"], d["original"]
+    header = build(
+        Header,
+        id=envelope_id,
         kind=kind,
-        precedence=Precedence.from_label(d["precedence"]),
-        sender=check_officer_id(d["sender"], what="sender"),
+        precedence=precedence,
+        sender=sender,
         sender_key=sender_key,
         recipients=recipients,
-        created=_time("created", d["created"]),
-        expires=_time("expires", d["expires"]),
-        tag=OwnershipTag.from_wire(d["tag"], limits),
+        created=created,
+        expires=expires,
+        tag=tag,
         ref=ref,
-        signal=SignalAnnex.from_wire(d["signal"]) if d["signal"] is not None else None,
-        urgency=_urgency(d["urgency"]),
-        consent=_consent(d["consent"]),
-        original=_original(d["original"], limits),
+        signal=SignalAnnex.from_wire(signal) if signal is not None else None,
+        urgency=_urgency(urgency) if urgency is not None else None,
+        consent=_consent(consent) if consent is not None else None,
+        original=_original(original, limits) if original is not None else None,
     )
     check_header_shape(header, limits)
     return header
@@ -341,7 +370,7 @@ def decode_header(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
 
 def check_header_shape(header: Header, limits: Limits) -> None:
     """Rules about a header that do not depend on the clock."""
-    if envelope_id_time_ms(header.id) != header.created:
+    if int.from_bytes(check_envelope_id(header.id)[:6], "big") != header.created:
         raise Malformed("envelope id time does not match created")
     if header.expires <= header.created:
         raise BadTimestamp("expires must be after created")
@@ -401,6 +430,11 @@ def decode_body(raw: bytes, recipients: int, limits: Limits = DEFAULT_LIMITS) ->
                  + _FRAME_OVERHEAD)
     parts = (_split_canonical_body(raw, recipients)
              if type(raw) is bytes and len(raw) <= max_bytes else None)
+    if parts is not None and (AEAD_TAG_BYTES <= len(parts[2])
+                              <= limits.max_body_bytes + AEAD_TAG_BYTES):
+        # The split made a 24-byte nonce and one 80-byte wrap per recipient: of the checks
+        # below, only the ciphertext's size is left.
+        return build(Body, nonce=parts[0], wraps=tuple(parts[1]), ciphertext=parts[2])
     if parts is None:
         d = codec.exact_map("body", codec.unpack(raw, what="body", max_bytes=max_bytes),
                             _BODY_FIELDS)
@@ -417,7 +451,7 @@ def decode_body(raw: bytes, recipients: int, limits: Limits = DEFAULT_LIMITS) ->
         raise Malformed("ciphertext must be bytes holding at least the AEAD tag")
     if len(ciphertext) > limits.max_body_bytes + AEAD_TAG_BYTES:
         raise LimitExceeded(f"ciphertext exceeds {limits.max_body_bytes} bytes")
-    return Body(nonce=nonce, wraps=tuple(wraps), ciphertext=ciphertext)
+    return build(Body, nonce=nonce, wraps=tuple(wraps), ciphertext=ciphertext)
 
 
 def _split_canonical_body(raw: bytes, recipients: int) -> tuple[bytes, list[bytes], bytes] | None:
@@ -460,7 +494,8 @@ def _recipients(value: object, limits: Limits) -> tuple[Recipient, ...]:
         if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], bytes)
                 or len(item[1]) != KEY_ID_BYTES):
             raise Malformed("each recipient must be [officer id, 16-byte key id]")
-        out.append(Recipient(check_officer_id(item[0], what="recipient"), item[1]))
+        out.append(build(Recipient, officer=check_officer_id(item[0], what="recipient"),
+                         key_id=item[1]))
     return tuple(out)
 
 

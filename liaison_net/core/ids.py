@@ -72,20 +72,40 @@ def id_from_text(text: str) -> bytes:
 
 
 def check_node_id(value: object, *, what: str = "node id") -> str:
+    if type(value) is str and value in _VALID_NODE_IDS:
+        return value
     if not isinstance(value, str) or not NODE_ID_RE.fullmatch(value):
         raise Malformed(f"{what} must match {NODE_ID_RE.pattern}, got {value!r:.40}")
+    _remember(_VALID_NODE_IDS, value)
     return value
 
 
 def check_officer_id(value: object, *, what: str = "officer id") -> str:
     """An officer (or role address such as a duty desk) is ``<node>/<handle>``."""
+    if type(value) is str and value in _VALID_OFFICER_IDS:
+        return value
     if not isinstance(value, str) or len(value) > MAX_OFFICER_ID_CHARS or value.count("/") != 1:
         raise Malformed(f"{what} must be '<node>/<handle>', got {value!r:.60}")
     node, handle = value.split("/")
     check_node_id(node, what=f"{what} node part")
     if not HANDLE_RE.fullmatch(handle):
         raise Malformed(f"{what} handle must match {HANDLE_RE.pattern}, got {handle!r:.40}")
+    _remember(_VALID_OFFICER_IDS, value)
     return value
+
+
+# Node and officer ids that passed their check (a pure fact about the string): every
+# header names several (sender, recipients, the tag's owner and share_with), and a network
+# has a few nodes and a directory of officers. Bounded: once full, the others are checked
+# every time, as before.
+_VALID_NODE_IDS: set[str] = set()
+_VALID_OFFICER_IDS: set[str] = set()
+_MAX_VALID_IDS = 4096
+
+
+def _remember(valid: set[str], value: str) -> None:
+    if len(valid) < _MAX_VALID_IDS and type(value) is str:  # not a subclass with its own ==
+        valid.add(value)
 
 
 def node_of(officer_id: str) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from liaison_net.core import codec
+from liaison_net.core.frozen import build
 from liaison_net.core.ids import check_node_id
 from liaison_net.core.limits import DEFAULT_LIMITS, Limits
 from liaison_net.errors import LimitExceeded, Malformed
@@ -158,27 +159,44 @@ class OwnershipTag:
     @classmethod
     def from_wire(cls, value: object, limits: Limits = DEFAULT_LIMITS) -> OwnershipTag:
         """Strict: exact field set, exact types, sorted unique lists, valid enums."""
-        d = codec.exact_map("tag", value, _TAG_FIELDS)
-        owner = codec.exact_map("tag owner", d["owner"], {"node", "unit"})
-        evaluation = codec.exact_map("tag evaluation", d["evaluation"], {"source", "accuracy"})
+        d = (value if type(value) is dict and value.keys() == _TAG_FIELDS
+             else codec.exact_map("tag", value, _TAG_FIELDS))
+        owner, evaluation = d["owner"], d["evaluation"]
+        if type(owner) is not dict or owner.keys() != _OWNER_FIELDS:
+            owner = codec.exact_map("tag owner", owner, _OWNER_FIELDS)
+        if type(evaluation) is not dict or evaluation.keys() != _EVALUATION_FIELDS:
+            evaluation = codec.exact_map("tag evaluation", evaluation, _EVALUATION_FIELDS)
         share = _sorted_unique_strs("tag share_with", d["share_with"])
         actions = _sorted_unique_strs("tag permitted_actions", d["permitted_actions"])
         accuracy = evaluation["accuracy"]
         if not isinstance(accuracy, int) or isinstance(accuracy, bool):
             raise Malformed("tag evaluation accuracy must be an integer 1-4")
-        tag = cls(
-            owner=Owner(node=_str("tag owner node", owner["node"]),
-                        unit=_str("tag owner unit", owner["unit"])),
-            handling=_enum("tag handling", Handling, d["handling"]),
-            tlp=_enum("tag tlp", Tlp, d["tlp"]),
-            evaluation=Evaluation(
-                source=_enum("tag evaluation source", SourceReliability, evaluation["source"]),
-                accuracy=_enum("tag evaluation accuracy", InformationAccuracy, accuracy),
-            ),
+        # The checks of ``_str``, ``_enum`` and ``_int``, in the same order, inline: the
+        # usual field costs a type test and a dict lookup (a miss names the fault there).
+        node, unit = owner["node"], owner["unit"]
+        if type(node) is not str or type(unit) is not str:
+            _str("tag owner node", node)
+            _str("tag owner unit", unit)
+        handling = _HANDLINGS.get(d["handling"]) if type(d["handling"]) is str else None
+        if handling is None:
+            handling = _enum("tag handling", Handling, d["handling"])
+        tlp = _TLPS.get(d["tlp"]) if type(d["tlp"]) is str else None
+        if tlp is None:
+            tlp = _enum("tag tlp", Tlp, d["tlp"])
+        source = (_SOURCES.get(evaluation["source"]) if type(evaluation["source"]) is str
+                  else None)
+        if source is None:
+            source = _enum("tag evaluation source", SourceReliability, evaluation["source"])
+        tag = build(
+            cls,
+            owner=build(Owner, node=node, unit=unit),
+            handling=handling,
+            tlp=tlp,
+            evaluation=_evaluation(source, accuracy),
             share_with=frozenset(share),
             permitted_actions=frozenset(
                 _enum("tag permitted action", PermittedAction, a) for a in actions
-            ),
+            ) if actions else _NO_ACTIONS,
             purpose=_str("tag purpose", d["purpose"]),
             retain_until=_int("tag retain_until", d["retain_until"]),
             conditions=_str("tag conditions", d["conditions"]),
@@ -193,6 +211,15 @@ _MEMBERS: dict[type[enum.Enum], dict[object, enum.Enum]] = {
     for cls in (Handling, Tlp, SourceReliability, InformationAccuracy, PermittedAction)
 }
 
+_HANDLINGS = {m.value: m for m in Handling}
+_TLPS = {m.value: m for m in Tlp}
+_SOURCES = {m.value: m for m in SourceReliability}
+_EVALUATIONS = {(s, int(a)): Evaluation(s, a) for s in SourceReliability
+                for a in InformationAccuracy}
+_NO_ACTIONS: frozenset[PermittedAction] = frozenset()
+
+_OWNER_FIELDS = {"node", "unit"}
+_EVALUATION_FIELDS = {"source", "accuracy"}
 _TAG_FIELDS = {
     "owner", "handling", "tlp", "evaluation", "share_with", "permitted_actions",
     "purpose", "retain_until", "conditions", "community",
@@ -254,11 +281,24 @@ def _check_text(what: str, value: object, max_chars: int, required: bool) -> Non
 
 
 def _sorted_unique_strs(what: str, value: object) -> list[str]:
+    if type(value) is list and _STR.issuperset(map(type, value)) and value == sorted(set(value)):
+        return value  # the usual list, checked in C; anything else is named below
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise Malformed(f"{what} must be a list of strings")
     if value != sorted(set(value)):
         raise Malformed(f"{what} must be sorted and without duplicates")
     return value
+
+
+_STR = frozenset({str})
+
+
+def _evaluation(source: SourceReliability, accuracy: int) -> Evaluation:
+    """The 16 evaluations are made once; a 17th accuracy goes through ``_enum``'s error."""
+    found = _EVALUATIONS.get((source, accuracy)) if type(accuracy) is int else None
+    if found is not None:
+        return found
+    return Evaluation(source, _enum("tag evaluation accuracy", InformationAccuracy, accuracy))
 
 
 def _enum(what: str, cls: type[E], value: object) -> E:

@@ -32,9 +32,9 @@ from liaison_net.core.envelope import (
     decode_body,
     decode_header,
     read_frame,
-    received,
     signed_message,
 )
+from liaison_net.core.frozen import build
 from liaison_net.core.ids import check_officer_id, new_envelope_id
 from liaison_net.core.limits import DEFAULT_LIMITS, Limits
 from liaison_net.core.ownership import OwnershipTag
@@ -159,8 +159,8 @@ def verify_frame(
     body = decode_body(frame.body_bytes, len(header.recipients), limits)
     if now is not None:
         check_fresh(header, now, limits)
-    return received(Envelope(header, body, frame.header_bytes, frame.body_bytes,
-                             frame.signature), frame.raw)
+    return build(Envelope, header=header, body=body, header_bytes=frame.header_bytes,
+                 body_bytes=frame.body_bytes, signature=frame.signature, raw=frame.raw)
 
 
 def open_envelope(

@@ -40,7 +40,8 @@ class Issued:
     remote: list[str]
     audit_detail: str
     #: Batch evidence: the other effects this one envelope discharges, and every envelope
-    #: it covers (``evidence_covers``, so the sender's client finds it for each of them).
+    #: it covers (``evidence_covers`` when an inbox here holds it, so the sender's client
+    #: finds it for each of them; ``outgoing_covers`` when it is sent to a peer).
     also: tuple[PendingEffect, ...] = ()
     covers: tuple[bytes, ...] = ()
 

@@ -281,8 +281,9 @@ class EnvelopeStore:
             # the sender's client verifies the proof for each id).
             marks = ", ".join("?" * len(covers))
             await txn.execute(
-                "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
-                f"SELECT id, ? FROM envelopes WHERE id IN ({marks}) AND sender = ?",
+                "INSERT OR IGNORE INTO evidence_covers (envelope_id, inbox_seq) "
+                "SELECT e.id, i.seq FROM envelopes e JOIN inbox i ON i.envelope_id = ? "
+                f"WHERE e.id IN ({marks}) AND e.sender = ?",
                 (h.id, *covers, h.recipients[0].officer))
         return AcceptOutcome(h.id, duplicate=False, matches=len(matches),
                              held=hold is not None)
@@ -294,7 +295,7 @@ class EnvelopeStore:
         for start in range(0, len(carriers), _MAX_SKIP):
             part = carriers[start:start + _MAX_SKIP]
             rows = await self.db.fetchall(
-                "SELECT carrier, envelope_id FROM evidence_covers "
+                "SELECT carrier, envelope_id FROM outgoing_covers "
                 f"WHERE carrier IN ({', '.join('?' * len(part))}) ORDER BY carrier, envelope_id",
                 tuple(part))
             for carrier, envelope_id in rows:
@@ -329,11 +330,17 @@ class EnvelopeStore:
                         txn, item.envelope, now=item.now, actor=self.node_id,
                         event=item.event, local_recipients=item.local,
                         remote_nodes=item.remote, audit_detail=item.audit_detail)
-                    # an inbox here looks a carrier up, or the sender reads it to send the
-                    # peer its ``covers``; forgotten with the carrier once it is delivered
-                    await txn.executemany(
-                        "INSERT OR IGNORE INTO evidence_covers (envelope_id, carrier) "
-                        "VALUES (?, ?)", [(eid, item.envelope.id) for eid in item.covers])
+                    # an inbox here looks a carrier up by envelope; a carrier sent to a
+                    # peer is read by carrier (its ``covers``), and forgotten with it
+                    if item.local and item.covers:
+                        await txn.executemany(
+                            "INSERT OR IGNORE INTO evidence_covers (envelope_id, inbox_seq) "
+                            "SELECT ?, seq FROM inbox WHERE envelope_id = ?",
+                            [(eid, item.envelope.id) for eid in item.covers])
+                    if item.remote:
+                        await txn.executemany(
+                            "INSERT OR IGNORE INTO outgoing_covers (carrier, envelope_id) "
+                            "VALUES (?, ?)", [(item.envelope.id, eid) for eid in item.covers])
                     if not item.local and item.remote and not stored.duplicate:
                         await txn.execute(
                             "INSERT INTO forget_when_delivered (envelope_id, hops) "
@@ -480,7 +487,7 @@ class EnvelopeStore:
             await txn.execute("DELETE FROM forget_when_delivered WHERE envelope_id = ?",
                               (envelope_id,))
             await txn.execute("DELETE FROM envelopes WHERE id = ?", (envelope_id,))
-            await txn.execute("DELETE FROM evidence_covers WHERE carrier = ?", (envelope_id,))
+            await txn.execute("DELETE FROM outgoing_covers WHERE carrier = ?", (envelope_id,))
 
     async def expire_due(self, now: int, limit: int = 500) -> list[tuple[bytes, str, str]]:
         """Mark queued hops past expiry EXPIRED, each with the non-delivery notice it owes

@@ -85,14 +85,16 @@ class InboxStore:
     async def evidence_for(self, officer: str, envelope_id: bytes, *,
                            limit: int) -> list[bytes]:
         """The evidence envelopes in ``officer``'s inbox that report on ``envelope_id``:
-        those naming it (``ref``) and the batches covering it (``evidence_covers``)."""
+        those naming it (``ref``) and the batches covering it (``evidence_covers``, which
+        names each by its inbox row)."""
         rows = await self.db.fetchall(
-            "SELECT e.raw FROM envelopes e JOIN inbox i ON i.envelope_id = e.id "
-            "WHERE e.id IN (SELECT id FROM envelopes WHERE ref = ? AND kind = 'evidence' "
-            "UNION SELECT carrier FROM evidence_covers WHERE envelope_id = ?) "
+            "SELECT e.raw FROM inbox i JOIN envelopes e ON e.id = i.envelope_id "
+            "WHERE i.seq IN (SELECT seq FROM inbox WHERE officer = ? AND envelope_id IN "
+            "(SELECT id FROM envelopes WHERE ref = ? AND kind = 'evidence') "
+            "UNION SELECT inbox_seq FROM evidence_covers WHERE envelope_id = ?) "
             "AND e.kind = 'evidence' AND i.officer = ? AND e.purged IS NULL "
             "ORDER BY i.seq LIMIT ?",
-            (envelope_id, envelope_id, officer, limit))
+            (officer, envelope_id, envelope_id, officer, limit))
         return [bytes(r[0]) for r in rows]
 
     async def may_read(self, officer: str, envelope_id: bytes) -> bool:

@@ -382,6 +382,35 @@ MIGRATIONS: list[str] = [
         outcome TEXT
     ) WITHOUT ROWID;
     """,
+    # 18: bytes on disk at the origin (issue 16). ``evidence_covers`` is read by envelope
+    # (an inbox's carriers for it, ``evidence_for``); the carriers this node sends to a
+    # peer are read by carrier (their ``covers``, sent beside them, and forgotten with
+    # them): those rows move to ``outgoing_covers``, keyed that way, and the index that
+    # kept every cover row a second time by carrier goes. A carrier no inbox here holds
+    # is never read by envelope, so its rows leave ``evidence_covers``; the others name
+    # their carrier by its row in the inbox that holds it (``inbox_seq``, AUTOINCREMENT:
+    # never reused) instead of its 16-byte id, the row ``evidence_for`` reads anyway.
+    """
+    CREATE TABLE outgoing_covers (
+        carrier BLOB NOT NULL,
+        envelope_id BLOB NOT NULL,
+        PRIMARY KEY (carrier, envelope_id)
+    ) WITHOUT ROWID;
+    INSERT INTO outgoing_covers (carrier, envelope_id)
+        SELECT carrier, envelope_id FROM evidence_covers
+        WHERE carrier IN (SELECT envelope_id FROM forget_when_delivered)
+           OR carrier IN (SELECT envelope_id FROM hops WHERE state = 'queued');
+    CREATE TABLE inbox_covers (
+        envelope_id BLOB NOT NULL,
+        inbox_seq INTEGER NOT NULL,
+        PRIMARY KEY (envelope_id, inbox_seq)
+    ) WITHOUT ROWID;
+    INSERT INTO inbox_covers (envelope_id, inbox_seq)
+        SELECT c.envelope_id, i.seq FROM evidence_covers c JOIN inbox i
+        ON i.envelope_id = c.carrier;
+    DROP TABLE evidence_covers;
+    ALTER TABLE inbox_covers RENAME TO evidence_covers;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

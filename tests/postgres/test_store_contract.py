@@ -15,12 +15,14 @@ from liaison_net.clock import ManualClock
 from liaison_net.core import crypto
 from liaison_net.core.almanac import Almanac
 from liaison_net.core.audit import detail
-from liaison_net.core.envelope import Precedence
+from liaison_net.core.effects import notice
+from liaison_net.core.envelope import Kind, Precedence
 from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
 from liaison_net.core.limits import HOUR_MS
 from liaison_net.core.rotation import Revocation, Subject, sign_revocation
 from liaison_net.drills.pg_cluster import Cluster
 from liaison_net.errors import Conflict, LiaisonError, Purged, Revoked
+from liaison_net.store.effect_store import Issued, add_effects
 from liaison_net.store.envelope_store import Acceptance
 from liaison_net.store.node_store import NodeStore
 from liaison_net.store.schema import SCHEMA_VERSION
@@ -264,3 +266,41 @@ async def test_two_writers_on_one_database_keep_one_audit_chain(
     assert await first.verify_audit() == (120, None)
     seqs = [e.seq for e in await second.audit_entries()]
     assert seqs == list(range(1, 121))
+
+
+async def test_evidence_covers_by_inbox_row_and_outgoing_by_carrier(
+        make_store: StoreFactory) -> None:
+    """Batch evidence (migration 18): a carrier in an inbox here is found for each envelope
+    it covers (issued here, or a peer's batch with its ``covers`` hint); one sent to a
+    peer gives its covers by carrier until it is delivered and forgotten."""
+    store = await make_store("nl")
+    mine = [seal_from(ALICE, [BOB], now=NOW + i) for i in range(2)]
+    for env in mine:
+        await _accept(store, env)
+    ours, theirs = (seal_from(ALICE, [ALICE], text, now=NOW + 5, kind=Kind.EVIDENCE)
+                    for text in (b"ours", b"for be"))
+
+    async def owe(txn: object) -> None:
+        await add_effects(txn, [notice("non-delivery", recipients=[BOB.id], ref=env.id,  # type: ignore[arg-type]
+                                       content={}) for env in (ours, theirs)], NOW)
+
+    await store.db.write(owe)
+    due = await store.effects.due(NOW, 10)
+    covers = tuple(e.id for e in mine)
+    assert await store.complete_effects([
+        Issued(due[0], ours, NOW, "evidence.issued", [ALICE.id], [], detail(), covers=covers),
+        Issued(due[1], theirs, NOW, "evidence.issued", [], ["be"], detail(), covers=covers),
+    ]) == [True, True]
+    relayed = seal_from(Officer("be/node"), [ALICE], b"relayed", now=NOW + 6,
+                        kind=Kind.EVIDENCE)
+    await store.accept(relayed, now=NOW, actor="be", event="envelope.delivered",
+                       local_recipients=[ALICE.id], remote_nodes=[], audit_detail=detail(),
+                       received=True, covers=[*covers, b"\x07" * 16])
+    for env in mine:
+        assert await store.evidence_for(ALICE.id, env.id, limit=10) == [
+            ours.to_bytes(), relayed.to_bytes()]
+    assert await store.evidence_for(LOCAL.id, mine[0].id, limit=10) == []
+    assert await store.covers_of([ours.id, theirs.id, relayed.id]) == {
+        theirs.id: sorted(covers)}
+    await store.finish_hops("be", now=NOW + 1, delivered=[theirs.id], refused=[])
+    assert await store.covers_of([theirs.id]) == {}
