@@ -49,8 +49,8 @@ class AcceptOutcome:
 
 @dataclass(frozen=True)
 class Acceptance:
-    """One envelope of a batch submit, decided and ready to store (``accept_many``): the
-    arguments ``accept`` takes for an officer's envelope at its origin."""
+    """One envelope of a batch submit or of a peer's transaction, decided and ready to
+    store (``accept_many``): the arguments ``accept`` takes for it."""
 
     envelope: Envelope
     actor: str
