@@ -91,6 +91,8 @@ async def test_a_transaction_is_one_write_each_envelope_decided_alone(tmp_path: 
         assert _count(path, "SELECT COUNT(*) FROM audit WHERE event = 'envelope.refused' "
                             "AND detail LIKE '%forbidden%'") == 1  # named, so audited
         assert (await store.verify_audit())[1] is None
+        accepted = metrics.registry.get_sample_value
+        assert accepted("liaison_accepted_total", {"source": "nl"}) == 4  # first copies
         # Their "relayed" evidence: all four in the one commit, so one drain pass signs
         # them as one batch, one envelope back to Alice's node.
         drain = EffectDrain(node_id="be", store=store, notifier=Notifier(

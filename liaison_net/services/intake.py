@@ -362,14 +362,18 @@ class Intake:
                                                         now=now)
             except LiaisonError as exc:  # storage trouble: none of them was stored
                 outcomes = [exc] * len(admitted)
+        fresh = 0
         for (i, item), outcome in zip(admitted, outcomes, strict=True):
             if isinstance(outcome, PolicyRefused):  # a consent used already, an update
                 await self._refuse(outcome, now=now, actor=peer,  # relaxing another
                                    layer="destination", envelope_id=item.envelope.id,
                                    peer=peer)
-            elif isinstance(outcome, AcceptOutcome):
+            elif isinstance(outcome, AcceptOutcome) and not outcome.duplicate:
                 self._received(peer, item, outcome)
+                fresh += 1
             results[i] = outcome
+        if fresh:  # one labelled counter update per transaction (~20 µs each), not per copy
+            self.metrics.accepted.labels(source=peer).inc(fresh)
         return [r for r in results if not isinstance(r, Acceptance)]
 
     async def _admit_received(self, peer: str, raw: bytes, now: int,
@@ -425,12 +429,9 @@ class Intake:
             covers=(covers or {}).get(h.id, ()), then=then, approval=approval)
 
     def _received(self, peer: str, item: Acceptance, outcome: AcceptOutcome) -> None:
-        """After the commit: a first copy is handed to the signal desk and counted."""
-        if outcome.duplicate:
-            return
+        """After the commit: a first copy's signal is handed to the signal desk."""
         h = item.envelope.header
         if h.signal is not None and self.desk is not None:
             self.desk.received(item.envelope, matches=outcome.matches)
-        self.metrics.accepted.labels(source=peer).inc()
         log.debug("envelope.received", envelope_id=h.id_text, peer=peer,
                   recipients=len(item.local_recipients))
