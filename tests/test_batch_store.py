@@ -11,7 +11,7 @@ from pathlib import Path
 
 from liaison_net.clock import ManualClock
 from liaison_net.core.audit import detail
-from liaison_net.core.effects import origin_evidence
+from liaison_net.core.effects import Effect, origin_evidence
 from liaison_net.core.envelope import Envelope, Kind
 from liaison_net.core.evidence import Step, check_about
 from liaison_net.core.evidence_batch import (
@@ -22,6 +22,7 @@ from liaison_net.core.evidence_batch import (
 )
 from liaison_net.core.sealing import SignerKey, open_envelope, verify
 from liaison_net.errors import Conflict, PolicyRefused
+from liaison_net.store.database import WriteTxn
 from liaison_net.store.effect_store import Issued
 from liaison_net.store.envelope_store import Acceptance, AcceptOutcome
 from tests.core.factories import NOW, Officer, seal_from
@@ -213,5 +214,67 @@ async def test_relayed_statements_batch_naming_each_envelope_once(tmp_path: Path
                            else [verify_evidence(content, node.get).statement])
         keys = [(st.step, st.envelope, st.recipients) for st in statements]
         assert len(keys) == len(set(keys)) == 6
+    finally:
+        await store.close()
+
+
+async def test_an_item_refused_after_its_audit_entry_leaves_the_chain_whole(
+        tmp_path: Path) -> None:
+    """An item whose ``then`` refuses (an update relaxing another: after the item's audit
+    entry was appended) is rolled back with that entry: the next item's entry follows the
+    last one kept, so the chain still verifies."""
+    path = tmp_path / "nl.db"
+    store = await _open(path)
+    try:
+        await _enrol(store, ALICE)
+        envs = [seal_from(ALICE, [BOB], f"alert {i}".encode()) for i in range(3)]
+
+        async def refuses(txn: WriteTxn) -> list[Effect]:
+            await txn.execute("SELECT 1")
+            raise PolicyRefused("this update would relax another", code="policy.relaxes")
+
+        outcomes = await store.accept_many(
+            [_item(envs[0]), dataclasses.replace(_item(envs[1]), then=refuses),
+             _item(envs[2])], now=NOW)
+        assert [type(o) for o in outcomes] == [AcceptOutcome, PolicyRefused, AcceptOutcome]
+        assert _count(path, "SELECT COUNT(*) FROM envelopes") == 2
+        assert _count(path, "SELECT COUNT(*) FROM audit WHERE event = 'envelope.accepted'") == 2
+        assert (await store.verify_audit())[1] is None
+        await store.audit(now=NOW, event="test.after", actor="nl", audit_detail=detail())
+        assert (await store.verify_audit())[1] is None  # and the next write's entry too
+    finally:
+        await store.close()
+
+
+async def test_a_peers_transaction_is_stored_in_one_write_as_received(tmp_path: Path) -> None:
+    """Received items (``received``, ``covers``) go through ``accept_many`` as through
+    ``accept``: inbox rows, no hops, the covers hint indexed, one commit for all."""
+    path = tmp_path / "nl.db"
+    store = await _open(path)
+    try:
+        await _enrol(store, ALICE)
+        mine = seal_from(ALICE, [BOB], b"an alert")
+        await store.accept(mine, now=NOW, actor=ALICE.id, event="envelope.accepted",
+                           local_recipients=[], remote_nodes=["be"], audit_detail=detail())
+        carrier = seal_from(BE_NODE, [ALICE], b"the relayed batch", kind=Kind.EVIDENCE,
+                            ref=mine.id)
+        message = seal_from(BOB, [ALICE], b"a reply from Belgium")
+        commits = store.db.commits
+
+        def received(env: Envelope, covers: tuple[bytes, ...] = ()) -> Acceptance:
+            return Acceptance(env, actor="be", event="envelope.delivered_to_inbox",
+                              local_recipients=[ALICE.id], remote_nodes=[],
+                              audit_detail=detail(layer="destination"), received=True,
+                              covers=covers)
+
+        outcomes = await store.accept_many(
+            [received(carrier, (mine.id,)), received(message), received(message)], now=NOW)
+        assert store.db.commits == commits + 1
+        assert [o.duplicate for o in outcomes if isinstance(o, AcceptOutcome)] \
+            == [False, False, True]
+        assert _count(path, "SELECT COUNT(*) FROM inbox WHERE officer = 'nl/jdevries'") == 2
+        assert _count(path, "SELECT COUNT(*) FROM hops") == 1  # mine's, none received
+        assert await store.evidence_for(ALICE.id, mine.id, limit=10) == [carrier.to_bytes()]
+        assert (await store.verify_audit())[1] is None
     finally:
         await store.close()

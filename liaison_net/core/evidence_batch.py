@@ -71,48 +71,79 @@ def leaf_bytes(statement: Statement) -> bytes:
     return codec.pack(statement.to_wire())
 
 
-def fits(statements: Sequence[Statement]) -> bool:
-    """Whether one batch may cover ``statements`` (count and bytes)."""
-    return (0 < len(statements) <= MAX_BATCH_IDS
-            and sum(len(leaf_bytes(s)) for s in statements) <= MAX_BATCH_LEAF_BYTES)
+@dataclass(frozen=True)
+class Leaf:
+    """A statement with its canonical bytes, the Merkle leaf: encoded (or read) once, so
+    that cutting a sender's statements into batches and signing them never packs a
+    statement again (the drain keeps each statement's bytes in its effect row)."""
+
+    statement: Statement
+    raw: bytes
+
+    @classmethod
+    def of(cls, statement: Statement) -> Leaf:
+        return cls(statement, leaf_bytes(statement))
+
+    @classmethod
+    def read(cls, raw: bytes) -> Leaf:
+        """Stored statement bytes, decoded and checked. ``codec.unpack`` accepts canonical
+        bytes only, so ``raw`` is exactly ``leaf_bytes`` of the statement it decodes to."""
+        return cls(decode_body(raw), raw)
 
 
-def cut(statements: Sequence[Statement]) -> list[tuple[int, int]]:
-    """``statements`` in order, cut greedily into runs ``[start, end)`` that each ``fits``
+def _leaves(items: Sequence[Statement] | Sequence[Leaf]) -> list[Leaf]:
+    return [x if isinstance(x, Leaf) else Leaf.of(x) for x in items]
+
+
+def _fits_leaves(leaves: Sequence[Leaf]) -> bool:
+    return (0 < len(leaves) <= MAX_BATCH_IDS
+            and sum(len(x.raw) for x in leaves) <= MAX_BATCH_LEAF_BYTES)
+
+
+def fits(items: Sequence[Statement] | Sequence[Leaf]) -> bool:
+    """Whether one batch may cover ``items`` (count and bytes)."""
+    return _fits_leaves(_leaves(items))
+
+
+def cut(items: Sequence[Statement] | Sequence[Leaf]) -> list[tuple[int, int]]:
+    """``items`` in order, cut greedily into runs ``[start, end)`` that each ``fits``
     (a statement too big for any batch still gets a run of its own, which ``sign_batch``
-    then refuses). Each leaf is sized once: linear, not a ``fits`` per added statement."""
+    then refuses). Each leaf is sized once (none is encoded for a ``Leaf``): linear, not
+    a ``fits`` per added statement."""
     runs: list[tuple[int, int]] = []
     start = size = 0
-    for i, statement in enumerate(statements):
-        leaf = len(leaf_bytes(statement))
-        if i > start and (i - start >= MAX_BATCH_IDS or size + leaf > MAX_BATCH_LEAF_BYTES):
+    for i, leaf in enumerate(_leaves(items)):
+        width = len(leaf.raw)
+        if i > start and (i - start >= MAX_BATCH_IDS or size + width > MAX_BATCH_LEAF_BYTES):
             runs.append((start, i))
             start, size = i, 0
-        size += leaf
-    if start < len(statements):
-        runs.append((start, len(statements)))
+        size += width
+    if start < len(items):
+        runs.append((start, len(items)))
     return runs
 
 
-def sign_batch(statements: Sequence[Statement], key: crypto.SigningKeyPair, *,
+def sign_batch(items: Sequence[Statement] | Sequence[Leaf], key: crypto.SigningKeyPair, *,
                at: int) -> bytes:
-    """The carrier content: one signature over ``statements`` (one maker, one step, one
-    envelope each, at most ``MAX_BATCH_IDS`` and ``MAX_BATCH_LEAF_BYTES``)."""
-    if not fits(statements):
+    """The carrier content: one signature over ``items`` (one maker, one step, one
+    envelope each, at most ``MAX_BATCH_IDS`` and ``MAX_BATCH_LEAF_BYTES``). Given as
+    ``Leaf``s, their bytes are the leaves as they are; the signed content is the same."""
+    leaves = _leaves(items)
+    if not _fits_leaves(leaves):
         raise LimitExceeded(f"a batch covers 1 to {MAX_BATCH_IDS} statements of at most "
                             f"{MAX_BATCH_LEAF_BYTES} bytes in all")
-    first = statements[0]
-    if any(s.step is not first.step or s.by != first.by for s in statements):
+    first = leaves[0].statement
+    if any(x.statement.step is not first.step or x.statement.by != first.by for x in leaves):
         raise Malformed("a batch covers statements of one step by one maker")
-    if len({s.envelope for s in statements}) != len(statements):
+    if len({x.statement.envelope for x in leaves}) != len(leaves):
         raise Malformed("a batch covers each envelope once")
-    leaves = [leaf_bytes(s) for s in statements]
-    batch = BatchStatement(first.step, merkle.root([merkle.leaf_hash(x) for x in leaves]),
-                           len(leaves), first.by, at)
+    raws = [x.raw for x in leaves]
+    batch = BatchStatement(first.step, merkle.root([merkle.leaf_hash(x) for x in raws]),
+                           len(raws), first.by, at)
     _check_batch(batch)
     body = codec.pack(batch.to_wire())
     signed = codec.pack([key.key_id, body, crypto.sign(key, BATCH_DOMAIN + body)])
-    return codec.pack({"v": VERSION, "batch": signed, "leaves": leaves})
+    return codec.pack({"v": VERSION, "batch": signed, "leaves": raws})
 
 
 def is_batch(content: bytes) -> bool:

@@ -2,9 +2,10 @@
 
 The peer's node id is read from its verified client certificate, never from the body;
 a body that claims another origin is refused. Each envelope of a transaction is decided on
-its own (see ``intake.receive``) and answered in order, after its commit. What one peer may
-cost (rate, requests in flight, connections, slow requests) is bounded by ``guard.PeerGuard``
-before anything of its request is decoded.
+its own, all admitted ones are stored in one write (``intake.receive_many``), and each is
+answered in order after that commit. What one peer may cost (rate, requests in flight,
+connections, slow requests) is bounded by ``guard.PeerGuard`` before anything of its
+request is decoded.
 """
 
 from __future__ import annotations
@@ -184,20 +185,14 @@ class FederationServer:
             max_bytes=self.max_body)
         self._claims(peer, body.origin)
         await self._charged(peer, len(body.envelopes))
-        envelopes = body.envelopes
-
-        async def one(raw: bytes) -> list[str]:
-            try:
-                outcome = await self.intake.receive(peer, raw, self.clock.now_ms(),
-                                                    covers=body.covers,
-                                                    approvals=body.approvals)
-            except LiaisonError as exc:
-                return [protocol.REFUSED, exc.code, exc.detail[:200]]
-            return [protocol.DUPLICATE if outcome.duplicate else protocol.ACCEPTED, "", ""]
-
-        # All at once: their writes share group commits (one fsync for the batch, not one
-        # per envelope); gather keeps the answers in the envelopes' order.
-        results = await asyncio.gather(*(one(raw) for raw in envelopes))
+        # Each envelope decided on its own, all admitted ones stored in ONE write (one
+        # commit, one drain pass for their evidence); the answers in the envelopes' order.
+        outcomes = await self.intake.receive_many(peer, body.envelopes, self.clock.now_ms(),
+                                                  covers=body.covers,
+                                                  approvals=body.approvals)
+        results = [[protocol.REFUSED, o.code, o.detail[:200]] if isinstance(o, LiaisonError)
+                   else [protocol.DUPLICATE if o.duplicate else protocol.ACCEPTED, "", ""]
+                   for o in outcomes]
         await self.report_unverified()  # garbage in this batch: its one entry, if due
         return msgpack_response({"results": list(results)})
 

@@ -47,12 +47,11 @@ from liaison_net.core.effects import EVIDENCE, NOTICE, unpack_args
 from liaison_net.core.envelope import Kind, Precedence
 from liaison_net.core.evidence import (
     EVIDENCE_RETENTION_MS,
-    Statement,
     Step,
     decode_body,
     sign_statement,
 )
-from liaison_net.core.evidence_batch import cut, sign_batch
+from liaison_net.core.evidence_batch import Leaf, cut, sign_batch
 from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.errors import LiaisonError, Malformed, Unavailable
 from liaison_net.metrics import NodeMetrics
@@ -151,48 +150,56 @@ class EffectDrain:
             return False
 
     def _batches(self, due: list[PendingEffect]
-                 ) -> tuple[list[list[tuple[PendingEffect, Statement]]], list[PendingEffect]]:
+                 ) -> tuple[list[list[tuple[PendingEffect, Leaf]]], list[PendingEffect]]:
         """This node's "accepted" and "relayed" statements grouped per sender and step, each
         group within one batch's bounds (``evidence_batch.cut``) and naming each envelope
         once (a second recipient's "relayed" on this node goes the single way); a group of
-        one, and everything else, goes the single way (one statement, one envelope)."""
-        groups: dict[tuple[str, Step], list[tuple[PendingEffect, Statement]]] = {}
+        one, and everything else, goes the single way (one statement, one envelope). Each
+        statement's stored bytes are its leaf (``Leaf.read``): none is encoded again."""
+        groups: dict[tuple[str, Step], list[tuple[PendingEffect, Leaf]]] = {}
         named: dict[tuple[str, Step], set[bytes]] = {}
         singles: list[PendingEffect] = []
+        me = node_principal(self.node_id)
         for effect in due:
+            leaf: Leaf | None = None
             try:
                 args = unpack_args(effect.kind, effect.args)
-                statement = decode_body(args["statement"]) if effect.kind == EVIDENCE else None
+                if effect.kind == EVIDENCE and isinstance(args["statement"], bytes):
+                    leaf = Leaf.read(args["statement"])
                 sender = str(args.get("sender"))
             except (LiaisonError, KeyError):
-                statement = None
-            if (statement is None or statement.step not in BATCHED_STEPS
-                    or statement.by != node_principal(self.node_id)
+                leaf = None
+            if leaf is None:
+                singles.append(effect)
+                continue
+            statement = leaf.statement
+            if (statement.step not in BATCHED_STEPS or statement.by != me
                     or statement.envelope in named.get((sender, statement.step), ())):
                 singles.append(effect)
                 continue
-            groups.setdefault((sender, statement.step), []).append((effect, statement))
+            groups.setdefault((sender, statement.step), []).append((effect, leaf))
             named.setdefault((sender, statement.step), set()).add(statement.envelope)
-        batches: list[list[tuple[PendingEffect, Statement]]] = []
+        batches: list[list[tuple[PendingEffect, Leaf]]] = []
         for group in groups.values():
             if len(group) == 1:
                 singles.append(group[0][0])
                 continue
-            batches.extend(group[a:b] for a, b in cut([st for _, st in group]))
+            batches.extend(group[a:b] for a, b in cut([leaf for _, leaf in group]))
         singles.sort(key=lambda e: e.id)
         return batches, singles
 
-    async def _seal_batch(self, group: list[tuple[PendingEffect, Statement]]
+    async def _seal_batch(self, group: list[tuple[PendingEffect, Leaf]]
                           ) -> list[tuple[Issued, Sealed]]:
         """One evidence envelope for a group: one signature (a Merkle root over the
         statements, all of one step), sealed once for their sender."""
         effects = [e for e, _ in group]
         sender = str(unpack_args(EVIDENCE, effects[0].args)["sender"])
-        statements = [s for _, s in group]
+        leaves = [leaf for _, leaf in group]
+        statements = [leaf.statement for leaf in leaves]
         try:
             sealed = await self.notifier.seal(
                 Kind.EVIDENCE, label=statements[0].step.value, recipients=[sender],
-                plaintext=sign_batch(statements, self.notifier.signing_key(),
+                plaintext=sign_batch(leaves, self.notifier.signing_key(),
                                      at=self.clock.now_ms()),
                 ref=statements[0].envelope, precedence=Precedence.ROUTINE,
                 retention_ms=EVIDENCE_RETENTION_MS)

@@ -249,6 +249,20 @@ class WriteTxn:
         non-blocking, like any callback on the loop."""
         self.on_commit.append(callback)
 
+    async def savepoint(self, name: str) -> tuple[int, bytes]:
+        """A nested savepoint inside this write; the audit head to restore with it."""
+        self.conn.execute(f"SAVEPOINT {name}")
+        return self._db._audit_head
+
+    async def rollback_to(self, name: str, head: tuple[int, bytes]) -> None:
+        """Undo everything since ``savepoint(name)``, audit entries included: the chain
+        continues from ``head`` (the entry rolled back must not become a ``prev``)."""
+        self.conn.execute(f"ROLLBACK TO {name}")
+        self._db._audit_head = head
+
+    async def release(self, name: str) -> None:
+        self.conn.execute(f"RELEASE {name}")
+
 
 class SuspendedWrite(RuntimeError):
     """A write function awaited something other than its ``WriteTxn`` (a bug in it)."""

@@ -49,8 +49,8 @@ class AcceptOutcome:
 
 @dataclass(frozen=True)
 class Acceptance:
-    """One envelope of a batch submit, decided and ready to store (``accept_many``): the
-    arguments ``accept`` takes for an officer's envelope at its origin."""
+    """One envelope of a batch submit or of a peer's transaction, decided and ready to
+    store (``accept_many``): the arguments ``accept`` takes for it."""
 
     envelope: Envelope
     actor: str
@@ -63,6 +63,11 @@ class Acceptance:
     track_request: bool = False
     then: Then | None = None  # as ``accept(then=...)``
     hold: HoldPlan | None = None  # four-eyes: held until a second officer approves
+    # From a peer (the envelopes of one federation transaction): as ``accept``'s arguments.
+    received: bool = False
+    signal_deadline: int | None = None
+    covers: Sequence[bytes] = ()
+    approval: tuple[str, bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -170,37 +175,38 @@ class EnvelopeStore:
                           now: int) -> list[AcceptOutcome | LiaisonError]:
         """Store a batch of decided envelopes in ONE write (one commit, one fsync), each as
         ``accept`` would, each in its own savepoint: one refused (its id taken by other
-        bytes, its consent already used) changes nothing and does not stop the others. One
-        outcome or error per item, in order. Storage trouble fails the whole write
-        (``Unavailable``, nothing stored).
-
-        The rollback of one item is safe for the audit chain because ``_accept_in`` appends
-        its audit entry after every step that can refuse (only ``add_effects`` follows)."""
+        bytes, its consent already used, its ``then`` refusing) changes nothing, its audit
+        entry included, and does not stop the others. One outcome or error per item, in
+        order. Storage trouble fails the whole write (``Unavailable``, nothing stored).
+        An officer's batch submit and a peer's federation transaction both come here."""
 
         async def op(txn: WriteTxn) -> list[AcceptOutcome | LiaisonError]:
             out: list[AcceptOutcome | LiaisonError] = []
-            for i, item in enumerate(items):
-                await txn.execute(f"SAVEPOINT accept_{i}")
+            for item in items:  # one savepoint name: each is released before the next
+                head = await txn.savepoint("accept")
                 try:
                     outcome = await self._accept_in(
                         txn, item.envelope, now=now, actor=item.actor, event=item.event,
                         local_recipients=item.local_recipients,
                         remote_nodes=item.remote_nodes, audit_detail=item.audit_detail,
+                        signal_deadline=item.signal_deadline, received=item.received,
                         consent_digest=item.consent_digest, effects=item.effects,
-                        track_request=item.track_request, hold=item.hold)
+                        track_request=item.track_request, covers=item.covers,
+                        hold=item.hold, approval=item.approval)
                     if item.then is not None and not outcome.duplicate:
                         await add_effects(txn, await item.then(txn), now)
                     out.append(outcome)
                 except LiaisonError as exc:
-                    await txn.execute(f"ROLLBACK TO accept_{i}")
+                    await txn.rollback_to("accept", head)
                     out.append(exc)  # a constraint's refusal is a Conflict (WriteTxn)
-                await txn.execute(f"RELEASE accept_{i}")
+                await txn.release("accept")
             kept = [item for item, outcome in zip(items, out, strict=True)
                     if isinstance(outcome, AcceptOutcome) and not outcome.duplicate
                     and item.hold is None]
             self._at_commit(txn, [o for item in kept for o in item.local_recipients])
             for item in kept:
-                self._hand_over(txn, item.envelope, item.remote_nodes)
+                if not item.received and item.approval is None:
+                    self._hand_over(txn, item.envelope, item.remote_nodes)
             return out
 
         return await self.db.write(op)
@@ -311,20 +317,19 @@ class EnvelopeStore:
             done = []
             for item in issued:
                 ids = [item.effect.id, *(e.id for e in item.also)]
+                marks = ", ".join("?" * len(ids))
                 if item.also:
                     # A batch discharges all its effects or none: one already completed
                     # stores nothing now, and the rest are batched again on the next pass.
                     cur = await txn.execute(
-                        f"SELECT COUNT(*) FROM effects WHERE id IN ({', '.join('?' * len(ids))})",
-                        tuple(ids))
+                        f"SELECT COUNT(*) FROM effects WHERE id IN ({marks})", tuple(ids))
                     row = await cur.fetchone()
                     if row is None or row[0] != len(ids):
                         done.append(False)
                         continue
-                deleted = 0
-                for effect_id in ids:
-                    cur = await txn.execute("DELETE FROM effects WHERE id = ?", (effect_id,))
-                    deleted += cur.rowcount
+                cur = await txn.execute(f"DELETE FROM effects WHERE id IN ({marks})",
+                                        tuple(ids))  # one statement: a batch names <= 256
+                deleted = cur.rowcount
                 if deleted:
                     stored = await self._accept_in(
                         txn, item.envelope, now=item.now, actor=self.node_id,

@@ -94,10 +94,10 @@ async def test_a_batch_answers_each_envelope_stores_only_the_accepted_and_covers
 
     # BE's "relayed" for the five: batch statements too, issued at BE and found at NL for
     # each through the ids BE's transaction named beside it (covers); Jan's client
-    # verifies each proof. They arrived in one transaction, but BE accepts each envelope of
-    # it in its own write (federation/server.py gathers them): the writes usually share
-    # one commit, so one batch, but a loaded machine may split them over two commits and
-    # two drain passes. So: every one is covered, and batches (not one statement each) do.
+    # verifies each proof. BE stores a transaction in one write (intake.receive_many), so
+    # one transaction's five are one drain pass and one batch; but NL's sender may have
+    # split them over two transactions (a read before the batch's commit was seen). So:
+    # every one is covered, and batches (not one statement each) do.
     relayed_carriers: list[str] = []
     async with jan.session() as node:
         for env in good:
