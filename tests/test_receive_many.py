@@ -58,7 +58,7 @@ async def test_a_transaction_is_one_write_each_envelope_decided_alone(tmp_path: 
         intake = Intake(
             node_id="be", peers={"nl", "lu"}, store=store,
             keys=Keys(own=BE, nodes={"be": BE.public, "nl": NL.public, "lu": LU.public}),
-            limits=DEFAULT_LIMITS, metrics=metrics, wake=lambda _peer: None,
+            limits=DEFAULT_LIMITS, metrics=metrics,
             desk=SignalDesk(node_id="be", store=store, config=SignalConfig.default(),
                             metrics=metrics, clock=clock),
             requests=RequestDesk(node_id="be", store=store, config=RequestConfig(),
