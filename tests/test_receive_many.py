@@ -100,7 +100,7 @@ async def test_a_transaction_is_one_write_each_envelope_decided_alone(tmp_path: 
             clock=clock), config=EffectsConfig(), metrics=metrics, clock=clock)
         assert await drain.drain_once() == 4
         assert _count(path, "SELECT COUNT(*) FROM envelopes WHERE kind = 'evidence'") == 1
-        assert _count(path, "SELECT COUNT(*) FROM evidence_covers") == 4
+        assert _count(path, "SELECT COUNT(*) FROM outgoing_covers") == 4  # sent to nl
         # One of one: ``receive`` answers alone, and raises its refusal.
         again = await intake.receive("nl", good[3].to_bytes(), NOW + 1000)
         assert isinstance(again, AcceptOutcome) and again.duplicate
