@@ -5,6 +5,7 @@
   connection, never pick the same port;
 - a drill's long form (marked ``long``) runs only with ``--long``; `make test` runs each
   drill's short form;
+- the test files reach the xdist workers longest first (tests/schedule.py);
 - hypothesis never judges by the wall clock (no per-example deadline, no "too slow" health
   check): on a loaded machine both failed properties that were correct."""
 
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from liaison_net.drills import harness
+from tests import schedule
 
 settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("suite")
@@ -40,15 +42,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--long"):
-        return
-    long = [item for item in items if item.get_closest_marker("long") is not None]
-    if long:
-        config.hook.pytest_deselected(items=long)
-        items[:] = [item for item in items if item.get_closest_marker("long") is None]
+    if not config.getoption("--long"):
+        long = [item for item in items if item.get_closest_marker("long") is not None]
+        if long:
+            config.hook.pytest_deselected(items=long)
+            items[:] = [item for item in items if item.get_closest_marker("long") is None]
+    items[:] = schedule.longest_first(items)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # xdist hands out files in the order collected (longest first, tests/schedule.py), not
+    # reordered by their number of tests.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
     harness.use_port_range(worker_ports(os.environ.get("PYTEST_XDIST_WORKER"),
                                         int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")),
                                         harness.ephemeral_port_floor()))

@@ -192,7 +192,7 @@ def test_quick_bench_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "tmp" / "out.json"
     proc = subprocess.run(
         [sys.executable, "-m", "liaison_net.cli", "bench", "--quick", "--json", str(out)],
-        capture_output=True, text=True, timeout=280, cwd=tmp_path, stdin=subprocess.DEVNULL)
+        capture_output=True, text=True, timeout=540, cwd=tmp_path, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert "liaison bench" in proc.stdout  # the table's title
     doc = json.loads(out.read_text())

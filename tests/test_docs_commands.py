@@ -102,7 +102,7 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     env.pop("LIAISON_KEYSTORE", None)
     try:
         proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, text=True,
-                              capture_output=True, timeout=240)
+                              capture_output=True, timeout=540)  # a hang backstop: 228 s at load 20
         assert proc.returncode == 0, f"README walkthrough failed:\n{proc.stdout[-4000:]}\n" \
                                      f"{proc.stderr[-4000:]}"
         out = proc.stdout

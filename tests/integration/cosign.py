@@ -5,12 +5,14 @@ push made by hand with a peer's real TLS certificate."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
-from liaison_net.core import codec
+from liaison_net.core import codec, crypto
 from liaison_net.pki.certificates import node_hostname
 from tests.integration.network import Network, https, peer_tls, run_cli
 
@@ -53,10 +55,14 @@ def rotate(net: Network, nid: str, cosigners: tuple[str, ...], work: Path) -> di
 
 
 def peer_key_of(net: Network, at: str, peer: str) -> str | None:
-    rows = json.loads(run_cli("admin", "keys", "list", "--config", config(net, at),
-                              "--json").stdout)
-    return next((r["key_id"] for r in rows if r["kind"] == "peer-signing"
-                 and r["owner"] == peer), None)
+    """The id of the signing key ``at`` holds for node ``peer``: the `peer-signing` row of
+    `admin keys list`, read from ``at``'s database. Tests poll it; a CLI call per poll is a
+    Python start and about a second of CPU for its imports, several on a loaded machine
+    (the state each key ends in is still checked through `admin keys list`)."""
+    with contextlib.closing(sqlite3.connect(net.database(at), timeout=10)) as db:
+        row = db.execute("SELECT signing_public FROM node_keys WHERE node = ?",
+                         (peer,)).fetchone()
+    return None if row is None else crypto.signing_key_id(bytes(row[0])).hex()
 
 
 async def push_directory(net: Network, as_node: str, to: str, cert_pem: bytes,

@@ -119,13 +119,6 @@ def node_signing_key_id(net: Network, nid: str) -> str:
     return next(r["key_id"] for r in rows if r["kind"] == "node-signing")
 
 
-def peer_key_of(net: Network, at: str, peer: str) -> str | None:
-    rows = json.loads(run_cli("admin", "keys", "list", "--config",
-                              str(net.nodes[at].config), "--json").stdout)
-    return next((r["key_id"] for r in rows if r["kind"] == "peer-signing"
-                 and r["owner"] == peer), None)
-
-
 async def read_all(agent: OfficerAgent, expected: list[bytes]) -> int:
     """Open every envelope in the inbox with a fresh directory and the keystore on disk."""
     keystore = ks.load(agent.path, PASSPHRASE)
@@ -164,7 +157,7 @@ async def test_rotations_under_live_traffic_then_revocation(
         out = await asyncio.to_thread(cosign.rotate, net, "nl", ("be", "lu"), tmp_path)
         assert out["old_key_id"] == old_nl
         await asyncio.to_thread(wait_for, lambda: all(
-            peer_key_of(net, peer, "nl") == out["new_key_id"] for peer in ("be", "lu")),
+            cosign.peer_key_of(net, peer, "nl") == out["new_key_id"] for peer in ("be", "lu")),
             timeout=SLOW, what="be and lu to learn nl's new signing key")
         # 2. be's TLS certificate: new connections get the new one, without a restart.
         before = served_tls_serial(net, "be")
@@ -331,7 +324,7 @@ async def test_old_keystore_copy_and_revocations_every_client_understands(
     # marie's client believes it (no warning) and refuses what the old key signs.
     old_nl = node_signing_key_id(net, "nl")
     new_nl = cosign.rotate(net, "nl", ("be",), tmp_path)["new_key_id"]
-    await asyncio.to_thread(wait_for, lambda: peer_key_of(net, "be", "nl") == new_nl,
+    await asyncio.to_thread(wait_for, lambda: cosign.peer_key_of(net, "be", "nl") == new_nl,
                             timeout=SLOW, what="be to learn nl's new signing key")
     prepared = json.loads(run_cli("admin", "revoke", "node", "nl", "--key-id", old_nl,
                                   "--reason", "key exposed", "--json", "--config",
