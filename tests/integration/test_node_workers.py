@@ -253,17 +253,10 @@ async def test_failover_between_peer_workers_and_lease_takeover_lose_nothing(
         assert verdict["ok"] is True, verdict
 
 
-async def test_a_revocation_through_one_worker_is_refused_by_the_other(
-        make_network: type[Network]) -> None:
-    """Worker A has the officer's keys cached (it accepted his envelope); the revocation is
-    written through worker B (the admin socket is the last-started worker's). A refuses the
-    revoked key from then on: the key epoch tells it its cache is stale."""
-    net = make_network.create(node_ids=("nl",), sections=WORKERS)
-    jan = enrol(net, "nl/jdevries")
-    piet = enrol(net, "nl/pbakker")
-    a, b = net.nodes["nl"], add_worker(net, "nl")
-    net.start("nl")
-    net.start("nl#2")
+async def revocation_through_the_other_worker(jan: OfficerAgent, piet: OfficerAgent,
+                                             a: NodeProcess, b: NodeProcess) -> None:
+    """Jan's keys cached at worker A (it accepts his envelope), his revocation written
+    through worker B: from then on both workers refuse him (A follows the key epoch)."""
     async with at_worker(jan, a) as at_a, at_worker(jan, b) as at_b:
         directory = await directory_with(at_a, piet.id)
 
@@ -287,6 +280,20 @@ async def test_a_revocation_through_one_worker_is_refused_by_the_other(
             raise AssertionError("worker A still accepts the revoked key") from None
         assert status == "revoked"
         assert [await submit(at_a), await submit(at_b)] == ["revoked", "revoked"]
+
+
+async def test_a_revocation_through_one_worker_is_refused_by_the_other(
+        make_network: type[Network]) -> None:
+    """Worker A has the officer's keys cached (it accepted his envelope); the revocation is
+    written through worker B (the admin socket is the last-started worker's). A refuses the
+    revoked key from then on: the key epoch tells it its cache is stale."""
+    net = make_network.create(node_ids=("nl",), sections=WORKERS)
+    jan = enrol(net, "nl/jdevries")
+    piet = enrol(net, "nl/pbakker")
+    a, b = net.nodes["nl"], add_worker(net, "nl")
+    net.start("nl")
+    net.start("nl#2")
+    await revocation_through_the_other_worker(jan, piet, a, b)
 
 
 async def test_a_paused_lease_holder_is_fenced_off_when_it_wakes(

@@ -25,7 +25,6 @@ import psycopg
 import pytest
 
 from liaison_net import errors
-from liaison_net.client.session import NodeSession
 from liaison_net.drills.harness import NodeProcess
 from liaison_net.drills.pg_cluster import Cluster
 from liaison_net.store.lease_store import sender_lease
@@ -39,10 +38,10 @@ from tests.integration.test_node_workers import (
     at_worker,
     follower_sees_the_other_workers_commits,
     list_peer_urls,
+    revocation_through_the_other_worker,
     until,
 )
 from tests.postgres.pg_nodes import on_postgresql
-from tests.waits import PATIENCE_S
 
 COUNT = 120  # each way, during the kill
 
@@ -74,29 +73,7 @@ async def test_a_revocation_through_one_worker_is_refused_by_the_other_on_postgr
     a, b = net.nodes["nl"], add_worker(net, "nl")
     net.start("nl")
     net.start("nl#2")
-    async with at_worker(jan, a) as at_a, at_worker(jan, b) as at_b:
-        directory = await directory_with(at_a, piet.id)
-
-        async def submit(session: NodeSession) -> str:
-            envelope = jan.seal(directory, [piet.id], b"alert")
-            try:
-                return (await session.submit(envelope.to_bytes())).status
-            except errors.Revoked:
-                return "revoked"
-
-        assert await submit(at_a) == "accepted"  # jan's keys are in A's cache now
-        revoked = json.loads(run_cli("admin", "revoke", "officer", jan.id, "--reason",
-                                     "laptop stolen", "--config", str(b.config),
-                                     "--json").stdout)
-        assert revoked["written_by"] == "node"
-        try:
-            async with asyncio.timeout(PATIENCE_S):
-                while (status := await submit(at_a)) == "accepted":
-                    await asyncio.sleep(0.1)  # until A has looked at the key epoch (0.2 s)
-        except TimeoutError:
-            raise AssertionError("worker A still accepts the revoked key") from None
-        assert status == "revoked"
-        assert [await submit(at_a), await submit(at_b)] == ["revoked", "revoked"]
+    await revocation_through_the_other_worker(jan, piet, a, b)
 
 
 async def submit_with_retries(agent: OfficerAgent, workers: list[NodeProcess],
