@@ -21,9 +21,9 @@ from liaison_net.core.delivery import BackoffPolicy
 from liaison_net.core.ids import NODE_ID_RE, check_officer_id, node_of
 from liaison_net.core.limits import Limits
 from liaison_net.core.ownership import Handling, Tlp
+from liaison_net.core.restart import RestartPolicy
 from liaison_net.core.signals import DEFAULT_ACK_DEADLINE_MS, Severity, SignalConfig
 from liaison_net.errors import ConfigError, LiaisonError
-from liaison_net.supervisor import RestartPolicy
 
 MAX_CONFIG_BYTES = 64 * 1024
 

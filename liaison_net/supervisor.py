@@ -15,7 +15,8 @@ within ``period_s`` is given up on: it is marked FAILED (``loop.failed`` in the 
 every other loop keeps running. Only ``Exception`` is caught: cancellation and
 ``KeyboardInterrupt``/``SystemExit`` propagate, as they must.
 
-The restart decision is a pure function of the crash times (``RestartPolicy``), so it is
+The restart decision is a pure function of the crash times (``RestartPolicy``, in
+``core.restart`` so that reading a config does not import the supervisor), so it is
 tested without an event loop.
 """
 
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from liaison_net.core.restart import RestartPolicy
 from liaison_net.metrics import NodeMetrics
 
 log = structlog.get_logger("liaison.supervisor")
@@ -42,32 +44,6 @@ AuditHook = Callable[[str, dict[str, object]], Awaitable[None]]
 #: very writer the audit entry waits for (its write stays queued and lands after restart).
 AUDIT_TIMEOUT_S = 2.0
 MAX_REASON = 200
-
-
-@dataclass(frozen=True)
-class RestartPolicy:
-    """Backoff ``base_s * 2**(n-1)`` capped at ``max_s``, jittered to 50-100 %; at most
-    ``intensity`` crashes within ``period_s`` before the child is given up on."""
-
-    base_s: float = 0.5
-    max_s: float = 30.0
-    intensity: int = 5
-    period_s: float = 60.0
-
-    def __post_init__(self) -> None:
-        if not (0 < self.base_s <= self.max_s <= 3600 and 1 <= self.intensity <= 1000
-                and 0 < self.period_s <= 86_400):
-            raise ValueError("restart policy out of bounds")
-
-    def decide(self, crashes: deque[float], now: float, rand: float) -> float | None:
-        """Record a crash at ``now``: the delay before the restart, or None to give up."""
-        crashes.append(now)
-        while crashes and crashes[0] <= now - self.period_s:
-            crashes.popleft()
-        if len(crashes) > self.intensity:
-            return None
-        base: float = min(self.max_s, self.base_s * 2.0 ** min(len(crashes) - 1, 30))
-        return base * (0.5 + 0.5 * min(max(rand, 0.0), 1.0))
 
 
 class ChildState(enum.Enum):
