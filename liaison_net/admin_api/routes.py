@@ -17,26 +17,20 @@ import base64
 import os
 import socket
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
+from liaison_net.admin_api.wire import OCTETS, parse_key_id, revoke_answer
+from liaison_net.admin_api.wire import socket_path as socket_path  # the node asks routes
 from liaison_net.core import admin_ops, rotation
 from liaison_net.core.identity import MAX_CARD_BYTES
 from liaison_net.errors import ConfigError, Malformed
 from liaison_net.http_common import error_middleware, read_body, read_json
 from liaison_net.services.admin_desk import AdminDesk
 
-SOCKET_NAME = "admin.sock"
 #: A unix socket path is at most 107 bytes on Linux (sun_path); refuse longer at start.
 MAX_SOCKET_PATH = 107
 MAX_REVOKE_BYTES = 4096
-OCTETS = "application/octet-stream"
-
-
-def socket_path(data_dir: Path) -> Path:
-    """Where the node listens and the CLI asks (resolved: a unix socket path is short)."""
-    return data_dir.resolve() / SOCKET_NAME
 
 
 def bind(path: Path) -> socket.socket:
@@ -99,20 +93,3 @@ class AdminApi:
         done = await self.desk.revoke(rotation.Subject(subject), principal, reason, key_id)
         return web.json_response(revoke_answer(done.key_id, done.principal, done.effective,
                                                done.pushed_to))
-
-
-def parse_key_id(value: Any) -> bytes | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > 128:
-        raise Malformed("--key-id must be hex")
-    try:
-        return bytes.fromhex(value)
-    except ValueError as exc:
-        raise Malformed("--key-id must be hex") from exc
-
-
-def revoke_answer(key_id: bytes, principal: str, effective: int,
-                  pushed_to: list[str]) -> dict[str, Any]:
-    return {"key_id": key_id.hex(), "principal": principal, "effective": effective,
-            "pushed_to": pushed_to}
