@@ -17,23 +17,23 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from liaison_net import config as config_mod
-from liaison_net.admin_api.routes import OCTETS, parse_key_id
+from liaison_net.admin_api.wire import OCTETS, parse_key_id
 from liaison_net.cli import tables
-from liaison_net.cli.admin_keys import rotate
 from liaison_net.cli.admin_officers import config_option, json_option
 from liaison_net.cli.admin_store import read_store, write_via_node
 from liaison_net.cli.commands import Command, Group
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.core import admin_ops, codec, crypto
 from liaison_net.errors import ConfigError, Forbidden, Malformed
-from liaison_net.pki import certificates
-from liaison_net.services.admin_desk import AdminDesk
-from liaison_net.store.node_store import NodeStore
+
+if TYPE_CHECKING:
+    from liaison_net.services.admin_desk import AdminDesk
+    from liaison_net.store.node_store import NodeStore
 
 ADMIN_PASSPHRASE_ENV = "LIAISON_ADMIN_PASSPHRASE"
 MAX_KEY_FILE_BYTES = 4096
@@ -86,6 +86,8 @@ def admin_key_init_cmd(name: str, out: Path) -> None:
         raise ConfigError(f"{out} exists: an admin key is never overwritten")
     key = crypto.generate_signing_key()
     sealed = crypto.seal_with_passphrase(key.seed, _passphrase(new=True))
+    from liaison_net.pki import certificates
+
     certificates.write_secret(out, codec.pack({"name": name, "sealed": sealed}))
     click.echo(f"admin key of {name} written to {out} (0600). Add to every node's config:")
     click.echo("[admin.admins]")
@@ -191,6 +193,8 @@ def approve_cmd(op: str, config_path: Path, admin_key_path: Path, ca_dir: Path |
 
     result, _by_node = write_via_node(cfg, "/admin/v1/ops/approve", raw, OCTETS, local)
     if result.get("kind") == "rotate-key" and ca_dir is not None:
+        from liaison_net.cli.admin_keys import rotate
+
         result["rotation"] = rotate(cfg, "node", ca_dir)
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
@@ -223,8 +227,3 @@ def pending_cmd(config_path: Path, show_all: bool, as_json: bool) -> None:
         table.add_row(r["op"], r["kind"], r["proposer"], r["state"], r["decided_by"] or "",
                       r["outcome"] or "")
     tables.console().print(table)
-
-
-def register(admin: click.Group) -> None:
-    for command in (admin_key, propose, approve_cmd, pending_cmd):
-        admin.add_command(command)

@@ -1,12 +1,14 @@
-"""The CLI's side of the admin socket: ask the running node, or learn that none runs."""
+"""The CLI's side of the admin socket: ask the running node, or learn that none runs.
+
+aiohttp is imported only when a socket file is there to ask: most admin commands run
+beside no node, and its client costs a start-up that they would pay for nothing.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
-
-import aiohttp
 
 from liaison_net.client.answers import error_from_answer
 from liaison_net.errors import Malformed, Unavailable
@@ -22,6 +24,8 @@ async def ask_node(path: Path, route: str, body: bytes, content_type: str, *,
     must not then do the write a second time itself."""
     if not path.exists():
         return None
+    import aiohttp  # here, not at the top: see the docstring
+
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path)),
                                      timeout=timeout) as session:

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -29,8 +29,9 @@ from liaison_net.core import codec, merkle
 from liaison_net.core.audit import AuditEntry, entry_hash, first_broken
 from liaison_net.core.ids import id_from_text, id_to_text
 from liaison_net.errors import ConfigError, LiaisonError, LimitExceeded, Malformed, NotFound
-from liaison_net.pki import certificates
-from liaison_net.store.node_store import NodeStore
+
+if TYPE_CHECKING:
+    from liaison_net.store.node_store import NodeStore
 
 PROOF_FORMAT = "liaison-net/audit-inclusion-proof/v1"
 MAX_PROOF_FILE_BYTES = 4 * 1024 * 1024
@@ -57,6 +58,8 @@ async def witness_keys(store: NodeStore, cfg: config_mod.NodeConfig) -> dict[str
     """Each peer's signing keys, believed only as a CA-signed certificate says: its current
     one, and those a rotation replaced (their certificates are kept with them). Whoever can
     write the database cannot slip in a key of their own to forge a cosignature."""
+    from liaison_net.pki import certificates  # cryptography, when a log is checked
+
     ca = certificates.load_ca_certificate(cfg.cert_dir / certificates.CA_CERT_FILE)
     keys: dict[str, list[bytes]] = {}
     for node, cert_pem in await store.checkpoints.witness_certificates():
@@ -392,8 +395,3 @@ def audit_check_proof_cmd(proof_file: Path, config_path: Path, as_json: bool) ->
                    f"{result['node']}'s log of {result['size']} entries, as witnessed here")
         for e in result["entries"]:
             click.echo(f"  {e['seq']}  {e['at']}  {e['event']}  {e['actor']}")
-
-
-def register(audit: click.Group) -> None:
-    for command in (audit_verify_cmd, audit_prove_cmd, audit_check_proof_cmd):
-        audit.add_command(command)

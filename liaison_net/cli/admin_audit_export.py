@@ -16,7 +16,7 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -28,8 +28,9 @@ from liaison_net.core import art25
 from liaison_net.core.audit import AuditEntry
 from liaison_net.core.ids import check_officer_id, id_from_text, id_to_text
 from liaison_net.errors import ConfigError, LimitExceeded, Malformed
-from liaison_net.store.audit_query import AuditQuery, audit_head, matching
-from liaison_net.store.node_store import NodeStore
+
+if TYPE_CHECKING:
+    from liaison_net.store.node_store import NodeStore
 
 MAX_RANGE_DAYS = 366  # one export: a year and a day at most; ask again for the next
 MAX_EVENTS = 32  # --event given at most this many times
@@ -158,6 +159,8 @@ def export_cmd(config_path: Path, since: str, until: str | None, officer: str | 
         raise ConfigError(f"no node database at {cfg.database}: has node {cfg.id} run yet?")
     start, end = export_range(since, until, cli_clock().host_now())
     wanted = frozenset(categories)
+    from liaison_net.store.audit_query import AuditQuery, audit_head, matching  # the store
+
     query = AuditQuery(
         since=start, until=end,
         officer=check_officer_id(officer) if officer is not None else None,
@@ -181,7 +184,3 @@ def export_cmd(config_path: Path, since: str, until: str | None, officer: str | 
         writer.end()
 
     read_store(cfg, run)
-
-
-def register(audit: click.Group) -> None:
-    audit.add_command(export_cmd)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from cryptography import x509
@@ -31,8 +31,9 @@ from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.core import crypto, key_change
 from liaison_net.errors import ConfigError, Forbidden, LiaisonError, Malformed, NotFound
 from liaison_net.pki import certificates, key_change_files
-from liaison_net.services.key_changes import unrevoked_cosigners
-from liaison_net.store.node_store import NodeStore
+
+if TYPE_CHECKING:
+    from liaison_net.store.node_store import NodeStore
 
 yes_option = click.option("--yes", is_flag=True,
                           help="Sign without asking (you reviewed the statement already).")
@@ -90,6 +91,7 @@ def _unrevoked(cfg: config_mod.NodeConfig, cosigners: dict[str, bytes]) -> dict[
     if not cfg.database.is_file():
         return cosigners
     now = cli_clock().now_ms()
+    from liaison_net.services.key_changes import unrevoked_cosigners  # structlog
 
     async def read(store: NodeStore) -> dict[str, bytes]:
         return await unrevoked_cosigners(store.keys, cosigners, now=now)
@@ -308,8 +310,3 @@ def pending_cmd(config_path: Path, as_json: bool) -> None:
                       f"({len(r.get('cosigned_by') or [])}/{r.get('needed', '?')})",
                       str(r["refused"] or ""))
     tables.console().print(table)
-
-
-def register(keys: click.Group) -> None:
-    for command in (pending_cmd, cosign_cmd, apply_cmd):
-        keys.add_command(command)

@@ -9,6 +9,9 @@ configured grace period (``[auth] key_grace_s``). A revocation is asked of the r
 node (``cli.admin_store``): it signs it with its key, stores it and pushes it to every
 peer until each has answered; from its effective time on, the key is refused everywhere.
 Listings read the node's store read-only.
+
+The certificates (cryptography), the store and the desk are imported in the commands that
+use them: `revoke officer` beside a running node needs none of them.
 """
 
 from __future__ import annotations
@@ -16,24 +19,24 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from cryptography import x509
 
 from liaison_net import config as config_mod
-from liaison_net.admin_api.routes import parse_key_id, revoke_answer
-from liaison_net.cli import admin_cosign, tables
+from liaison_net.admin_api.wire import parse_key_id, revoke_answer
+from liaison_net.cli import tables
 from liaison_net.cli.admin_officers import config_option, json_option
 from liaison_net.cli.admin_store import read_store, write_via_node
-from liaison_net.cli.commands import Command, Group
+from liaison_net.cli.commands import Command, Group, LazyGroup, LazyTable
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.core import crypto, rotation
 from liaison_net.errors import Forbidden, Malformed, NotFound
-from liaison_net.pki import certificates, pseudonym_key_files, reissue
-from liaison_net.services.admin_desk import AdminDesk
-from liaison_net.store.key_store import KnownKey, KnownRevocation
-from liaison_net.store.node_store import NodeStore
+
+if TYPE_CHECKING:
+    from liaison_net.services.admin_desk import AdminDesk
+    from liaison_net.store.key_store import KnownKey, KnownRevocation
+    from liaison_net.store.node_store import NodeStore
 
 
 def _now_ms() -> int:
@@ -44,7 +47,23 @@ def _age_days(ms: int | float) -> str:
     return f"{max(0.0, (_now_ms() - ms) / 86_400_000):.1f}d"
 
 
-@click.group("keys", cls=Group)
+#: `liaison admin keys` sub-commands of ``admin_cosign`` -> (its "module:attribute", help).
+_COSIGN_COMMANDS: LazyTable = {
+    "apply": ("liaison_net.cli.admin_cosign:apply_cmd",
+              "Apply this node's co-signed key change: install the new key (the running node "
+              "switches within a second) or record the revocation; it then travels to every "
+              "peer."),
+    "cosign": ("liaison_net.cli.admin_cosign:cosign_cmd",
+               "Review another national node's key change and co-sign it with this node's "
+               "key."),
+    "pending": ("liaison_net.cli.admin_cosign:pending_cmd",
+                "Key changes waiting for co-signatures: this node's own (prepared, not "
+                "applied) and those peers presented that this node refused (without the "
+                "threshold, out of order)."),
+}
+
+
+@click.group("keys", cls=LazyGroup, lazy=_COSIGN_COMMANDS)
 def keys() -> None:
     """Inspect the keys this node knows; review and co-sign node key changes."""
 
@@ -69,6 +88,10 @@ def keys_list_cmd(config_path: Path, as_json: bool) -> None:
 
 
 def _key_rows(cfg: config_mod.NodeConfig) -> list[dict[str, Any]]:
+    from cryptography import x509
+
+    from liaison_net.pki import certificates, pseudonym_key_files
+
     paths = certificates.NodePaths.under(cfg.cert_dir, cfg.id)
     now = _now_ms()
     rows: list[dict[str, Any]] = []
@@ -145,6 +168,8 @@ def rotate_key_cmd(which: str, config_path: Path, ca_dir: Path, key_lost: bool, 
                         "`liaison admin approve OP --ca ...` carries it out")
     result = rotate(cfg, which, ca_dir, key_lost=key_lost, reason=reason)
     if which == "node":
+        from liaison_net.cli import admin_cosign
+
         admin_cosign.echo_prepared(result, as_json)
         return
     if as_json:
@@ -163,9 +188,13 @@ def rotate(cfg: config_mod.NodeConfig, which: str, ca_dir: Path, *, key_lost: bo
     if which == "node":
         # A node key change takes effect only with the other national nodes' co-signatures:
         # this prepares the new key and the statement for them (cli/admin_cosign.py).
+        from liaison_net.cli import admin_cosign
+
         return admin_cosign.prepare_rotation(cfg, ca_dir, key_lost=key_lost, reason=reason)
     if key_lost:
         raise Malformed("--key-lost is for the node signing key")
+    from liaison_net.pki import reissue
+
     cert = reissue.rotate_tls(cfg.cert_dir, cfg.id, ca_dir=ca_dir, now=now)
     result = {"rotated": "tls", "node": cfg.id, "serial": format(cert.serial_number, "x"),
               "not_after": cert.not_valid_after_utc.isoformat()}
@@ -202,6 +231,8 @@ def revoke_cmd(subject: str, principal: str, reason: str, key_id_hex: str | None
             raise Forbidden(f"node {cfg.id} has no authority over the keys of {principal}")
         if key_id is None:
             raise Malformed("--key-id is required to revoke a node key")
+        from liaison_net.cli import admin_cosign
+
         admin_cosign.echo_prepared(admin_cosign.prepare_revocation(cfg, key_id, reason),
                                    as_json)
         return
@@ -269,6 +300,8 @@ def pseudonym_key() -> None:
               help="The network CA directory (offline), e.g. certs.")
 def pseudonym_rotate_cmd(directory: Path) -> None:
     """Make a new network pseudonym key; the current one becomes the previous."""
+    from liaison_net.pki import pseudonym_key_files
+
     old, new = pseudonym_key_files.rotate(directory)
     click.echo(f"new pseudonym key {new.hex()} (previous {old.hex()}); install it on every "
                "node with `liaison admin pseudonym-key install`")
@@ -279,6 +312,8 @@ def pseudonym_rotate_cmd(directory: Path) -> None:
               type=click.Path(file_okay=False, path_type=Path))
 def pseudonym_retire_cmd(directory: Path) -> None:
     """End a rotation window: drop the previous key (then install on every node)."""
+    from liaison_net.pki import pseudonym_key_files
+
     pseudonym_key_files.retire_previous(directory)
     click.echo("previous pseudonym key removed; install on every node")
 
@@ -291,13 +326,9 @@ def pseudonym_retire_cmd(directory: Path) -> None:
 def pseudonym_install_cmd(config_path: Path, source: Path) -> None:
     """Copy the network pseudonym keys into this node (0600); a running node uses them at
     its next evaluation, no restart."""
+    from liaison_net.pki import pseudonym_key_files
+
     cfg = config_mod.load(config_path)
     ring = pseudonym_key_files.install(source, cfg.cert_dir)
     click.echo(f"node {cfg.id}: pseudonym keys {', '.join(k.hex() for k in ring.key_ids)} "
                "(newest first)")
-
-
-def register(admin: click.Group) -> None:
-    for command in (keys, rotate_key_cmd, revoke_cmd, revocations_cmd, pseudonym_key):
-        admin.add_command(command)
-    admin_cosign.register(keys)

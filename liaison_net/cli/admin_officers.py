@@ -17,19 +17,19 @@ import base64
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from liaison_net import config as config_mod
-from liaison_net.admin_api.routes import OCTETS
-from liaison_net.cli import admin_audit
+from liaison_net.admin_api.wire import OCTETS
 from liaison_net.cli.admin_store import write_via_node
-from liaison_net.cli.commands import Command, Group
-from liaison_net.cli.officer_view import almanac_lines
+from liaison_net.cli.commands import Command, LazyGroup, LazyTable
 from liaison_net.core.identity import MAX_CARD_BYTES, decode_stored_card
 from liaison_net.errors import ConfigError, LimitExceeded, Malformed
-from liaison_net.services.admin_desk import AdminDesk
+
+if TYPE_CHECKING:
+    from liaison_net.services.admin_desk import AdminDesk
 
 config_option = click.option(
     "--config", "config_path", required=True,
@@ -84,6 +84,8 @@ def enrol_officer_cmd(request_file: Path, config_path: Path, as_json: bool) -> N
                f"card version {card.version}, valid until {until}")
     click.echo(f"  signing key id:    {result['signing_key_id']}")
     click.echo(f"  encryption key id: {result['encryption_key_id']}")
+    from liaison_net.cli.officer_view import almanac_lines  # rich and the officer's client
+
     for line in almanac_lines(card.almanac):
         click.echo(f"  {line}")
     click.echo("confirm both key ids, and what the card says the officer covers, with the "
@@ -93,12 +95,26 @@ def enrol_officer_cmd(request_file: Path, config_path: Path, as_json: bool) -> N
                    "when the node starts")
 
 
-@click.group("audit", cls=Group)
+#: `liaison admin audit` sub-command -> ("module:attribute", its one-line help).
+_AUDIT_COMMANDS: LazyTable = {
+    "check-proof": ("liaison_net.cli.admin_audit:audit_check_proof_cmd",
+                    "Check PROOF_FILE (from `audit prove` at another node) against the "
+                    "checkpoint of that node's log that this node witnessed; exit 1 if it "
+                    "does not hold."),
+    "export": ("liaison_net.cli.admin_audit_export:export_cmd",
+               "Export audit entries of a time range for the data protection officer (LED "
+               "Art. 25)."),
+    "prove": ("liaison_net.cli.admin_audit:audit_prove_cmd",
+              "An inclusion proof of ENVELOPE_ID's audit entries against a checkpoint the "
+              "peers witnessed, for a partner to check with `liaison admin audit "
+              "check-proof`."),
+    "verify": ("liaison_net.cli.admin_audit:audit_verify_cmd",
+               "Recompute every entry's hash and link, and check the log against the "
+               "checkpoints its peers witnessed; exit 1 naming the first entry broken, "
+               "changed or missing."),
+}
+
+
+@click.group("audit", cls=LazyGroup, lazy=_AUDIT_COMMANDS)
 def audit() -> None:
     """Check the node's audit log: its hash chain, and the checkpoints its peers witnessed."""
-
-
-def register(admin: click.Group) -> None:
-    admin.add_command(enrol_officer_cmd)
-    admin.add_command(audit)
-    admin_audit.register(audit)  # verify, prove, check-proof

@@ -14,7 +14,6 @@ from liaison_net.cli.admin_officers import config_option, json_option
 from liaison_net.cli.admin_store import read_store
 from liaison_net.cli.commands import Command
 from liaison_net.errors import ConfigError
-from liaison_net.store import maintenance
 
 MAX_ERROR_CHARS = 1000  # a peer's last error, as stored; shown whole up to this
 
@@ -58,6 +57,8 @@ def backup_cmd(config_path: Path, out: Path) -> None:
     """Take a consistent snapshot of the node's database while it runs."""
     cfg = config_mod.load(config_path)
     _sqlite_only(cfg, "pg_dump")
+    from liaison_net.store import maintenance
+
     size = maintenance.backup(cfg.database, out)
     entries = maintenance.check_copy(out)
     click.echo(f"backup of node {cfg.id} written to {out} ({size} bytes, "
@@ -74,14 +75,11 @@ def restore_cmd(config_path: Path, source: Path, replace: bool) -> None:
     """Restore a checked backup into a STOPPED node's data directory."""
     cfg = config_mod.load(config_path)
     _sqlite_only(cfg, "pg_restore")
+    from liaison_net.store import maintenance
+
     entries = maintenance.restore(source, cfg.database, replace=replace)
     click.echo(f"restored node {cfg.id} from {source} ({entries} audit entries verified); "
                "start the node: queued envelopes resume, peers dedupe anything resent")
-
-
-def register(admin: click.Group) -> None:
-    for command in (status_cmd, backup_cmd, restore_cmd):
-        admin.add_command(command)
 
 
 def _sqlite_only(cfg: config_mod.NodeConfig, tool: str) -> None:

@@ -8,29 +8,35 @@
   the same work (``services.admin_desk``); the node pushes it on its next start.
 - Key and certificate files (rotate-key, pseudonym-key) are files the running node
   watches (``services.key_watch``, ``pki.pseudonym_key_files``), not database rows.
+
+The store, the desk and the certificates are imported by the function that uses them:
+every admin command imports this module, and most need one of them, or none.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from liaison_net import config as config_mod
-from liaison_net.admin_api.routes import socket_path
+from liaison_net.admin_api.wire import socket_path
 from liaison_net.cli.admin_ask import ask_node
 from liaison_net.cli.edge_clock import cli_clock
 from liaison_net.core import crypto
 from liaison_net.errors import ConfigError
-from liaison_net.pki import certificates
-from liaison_net.services.admin_desk import AdminDesk
-from liaison_net.store.node_store import NodeStore
+
+if TYPE_CHECKING:
+    from liaison_net.services.admin_desk import AdminDesk
+    from liaison_net.store.node_store import NodeStore
 
 T = TypeVar("T")
 
 def node_signing_key(cfg: config_mod.NodeConfig) -> crypto.SigningKeyPair:
     """The node's Ed25519 key, checked against its CA-issued signing certificate, so a card
     issued here verifies at every peer (and a misplaced key file is caught now)."""
+    from liaison_net.pki import certificates
+
     seed_path = cfg.cert_dir / certificates.SIGNING_KEY_FILE
     try:
         seed = seed_path.read_bytes()
@@ -51,6 +57,7 @@ def node_signing_key(cfg: config_mod.NodeConfig) -> crypto.SigningKeyPair:
 
 def read_store(cfg: config_mod.NodeConfig, fn: Callable[[NodeStore], Awaitable[T]]) -> T:
     """Run ``fn`` on the node's store opened read-only (safe beside the running node)."""
+    from liaison_net.store.node_store import NodeStore
 
     async def run() -> T:
         store = NodeStore.for_config(cfg)
@@ -73,6 +80,9 @@ def write_via_node(cfg: config_mod.NodeConfig, route: str, body: bytes, content_
         answer = await ask_node(socket_path(cfg.data_dir), route, body, content_type)
         if answer is not None:
             return answer, True
+        from liaison_net.services.admin_desk import AdminDesk
+        from liaison_net.store.node_store import NodeStore
+
         key = node_signing_key(cfg)
         store = NodeStore.for_config(cfg)
         await store.open()

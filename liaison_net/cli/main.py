@@ -13,13 +13,12 @@ to the commands' own docstrings (tests/test_cli_startup.py).
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Any
 
 import click
 
-from liaison_net.cli.commands import Group
+from liaison_net.cli import commands
 from liaison_net.cli.edge_clock import clock_offset_option, install
 from liaison_net.errors import LiaisonError
 
@@ -32,7 +31,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "approve": ("liaison_net.cli.approvals:approve_cmd",
                 "Approve held envelope ID as the second officer; it leaves with your "
                 "signature."),
-    "admin": ("liaison_net.cli.main:_admin",
+    "admin": ("liaison_net.cli.admin:admin",
               "Administer the network: PKI, nodes, officers, keys, audit."),
     "bench": ("liaison_net.cli.bench:bench",
               "Measure our broker beside Mosquitto and RabbitMQ, on 127.0.0.1, in one run."),
@@ -81,60 +80,16 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class LazyGroup(Group):
-    """A group that lists its commands from ``_COMMANDS`` and imports one only on use."""
+class LazyGroup(commands.LazyGroup):
+    """The top-level group: its commands are ``_COMMANDS``."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*self.commands, *_COMMANDS})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands and cmd_name in _COMMANDS:
-            self.add_command(load(cmd_name), cmd_name)
-        return self.commands.get(cmd_name)
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """click's own layout, with the help from the table: nothing is imported."""
-        names = self.list_commands(ctx)
-        if not names:
-            return
-        limit = formatter.width - 6 - max(len(name) for name in names)
-        rows = []
-        for name in names:
-            loaded = self.commands.get(name)
-            # Shortened by click's own rule: a stand-in command carrying the table's text.
-            shown = loaded if loaded is not None else click.Command(name, help=_COMMANDS[name][1])
-            text = shown.get_short_help_str(limit)
-            rows.append((name, text))
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, lazy=_COMMANDS, **kwargs)
 
 
 def load(name: str) -> click.Command:
     """Import and return the command ``name`` (tests call it to compare with the table)."""
-    module_name, attribute = _COMMANDS[name][0].split(":")
-    target: Any = getattr(importlib.import_module(module_name), attribute)
-    command = target(name) if attribute.startswith("_") else target
-    if not isinstance(command, click.Command):
-        raise TypeError(f"{_COMMANDS[name][0]} is not a click command")
-    return command
-
-
-def _admin(name: str) -> click.Command:
-    from liaison_net.cli import (
-        admin,
-        admin_approve,
-        admin_audit_export,
-        admin_keys,
-        admin_officers,
-        admin_ops,
-    )
-
-    admin_approve.register(admin.admin)  # four-eyes administration (issue 19)
-    admin_ops.register(admin.admin)
-    admin_keys.register(admin.admin)
-    admin_officers.register(admin.admin)
-    admin_audit_export.register(admin_officers.audit)
-    return admin.admin
+    return commands.load_lazy(_COMMANDS, name)
 
 
 def _officer_command(name: str) -> click.Command:

@@ -8,13 +8,17 @@ folds onto the next line rather than losing its end). Scripts should prefer ``--
 which every listing command has.
 
 Markup, highlighting and emoji are off: cells carry text from the network or the database.
+rich is imported when a table is made, not with this module: `--json` and `--help` print
+none, and a `liaison admin` start-up should not pay for it.
 """
 
 from __future__ import annotations
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 #: The width a piped table may take: wide enough for any row we print, still a limit.
 PIPED_WIDTH = 4096
@@ -22,6 +26,8 @@ ID_WIDTH = 26  # an envelope id in Crockford base32
 
 
 def console() -> Console:
+    from rich.console import Console
+
     out = Console(markup=False, highlight=False, emoji=False, soft_wrap=False)
     if not out.is_terminal:
         out.width = PIPED_WIDTH
@@ -32,6 +38,9 @@ def table(*columns: str, title: str | None = None, ids: tuple[str, ...] = ("id",
           compact: bool = False) -> Table:
     """A table whose ``ids`` columns never wrap or shrink and whose other columns fold
     (never cut) when the window is narrow; ``compact``: the officer views' light frame."""
+    from rich import box
+    from rich.table import Table
+
     out = (Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False) if compact
            else Table(title=title))
     for name in columns:
