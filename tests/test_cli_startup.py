@@ -1,8 +1,11 @@
 """`liaison --help` imports no command module (structural, not timed), and the help it
-prints from main.py's table is what the commands themselves say."""
+prints from main.py's table is what the commands themselves say. The same for `liaison
+admin`: its groups list from their tables, and a command imports only what it uses (the
+suite starts admin commands by the hundred; docs/testing.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -13,10 +16,14 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from liaison_net import config as config_mod
+from liaison_net.cli import admin as admin_cli
+from liaison_net.cli import admin_keys, admin_officers, commands
 from liaison_net.cli import main as cli_main
 from liaison_net.client import keystore
-from liaison_net.drills.harness import free_ports
+from liaison_net.drills.harness import free_ports, write_node_config
 from liaison_net.pki import certificates
+from liaison_net.store.node_store import NodeStore
 
 HEAVY = ("aiohttp", "nacl", "aiosqlite", "cryptography", "rich", "msgpack")
 
@@ -113,3 +120,121 @@ def test_officer_commands_import_no_server_stack(tmp_path: Path,
     assert "unavailable" in done.stderr or command == ("logout",), done.stderr
     line = next(x for x in done.stdout.splitlines() if x.startswith("LOADED"))
     assert line.split()[1:] == []
+
+
+# --- `liaison admin`: one sub-command's module, and only what that command uses ----------
+
+#: The node's side, which no admin command below needs: aiohttp (its server and client),
+#: the services, the doors (the admin door's routes; its wire.py is the CLI's too), the
+#: node, its supervisor and metrics, and the drills.
+NODE_SIDE = ("aiohttp", "liaison_net.services", "liaison_net.node", "liaison_net.supervisor",
+             "liaison_net.federation", "liaison_net.officer_api", "liaison_net.admin_api.routes",
+             "liaison_net.drills", "liaison_net.metrics", "prometheus_client")
+#: And the store (aiosqlite, structlog, which the store's modules log with).
+NODE_AND_STORE = (*NODE_SIDE, "aiosqlite", "structlog", "liaison_net.store")
+
+ADMIN_TABLES = {("admin",): admin_cli._ADMIN_COMMANDS,
+                ("admin", "keys"): admin_keys._COSIGN_COMMANDS,
+                ("admin", "audit"): admin_officers._AUDIT_COMMANDS}
+
+
+def _loaded(stack: tuple[str, ...], *args: str, cwd: Path | None = None) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", SERVER_PROBE.format(stack=stack), *args],
+                          capture_output=True, text=True, timeout=120, cwd=cwd, check=True)
+    line = next(x for x in done.stdout.splitlines() if x.startswith("LOADED"))
+    return line.split()[1:]
+
+
+def test_admin_help_imports_no_heavy_module() -> None:
+    """`liaison admin --help` lists the sub-commands from admin.py's table: no other admin
+    module, hence none of aiohttp, PyNaCl, aiosqlite, cryptography, rich or msgpack."""
+    assert _loaded_after("admin", "--help") == set()
+    assert _loaded(("liaison_net.cli.admin_",), "admin", "--help") == []
+
+
+@pytest.mark.parametrize(("group", "listed"), [
+    ("keys", ("liaison_net.cli.admin_cosign",)),
+    ("audit", ("liaison_net.cli.admin_audit", "liaison_net.cli.admin_audit_export"))])
+def test_admin_subgroup_help_imports_its_own_module_only(group: str,
+                                                         listed: tuple[str, ...]) -> None:
+    """`admin keys --help` and `admin audit --help` import the module that defines the
+    group, not those of its lazily listed sub-commands, and nothing of the node's side."""
+    assert _loaded(listed, "admin", group, "--help") == []
+    assert _loaded(NODE_AND_STORE, "admin", group, "--help") == []
+
+
+@pytest.mark.parametrize("args", [("admin", "revoke", "--help"),
+                                  ("admin", "audit", "verify", "--help"),
+                                  ("admin", "keys", "cosign", "--help")])
+def test_admin_command_help_imports_no_node_side(args: tuple[str, ...]) -> None:
+    """A sub-command's --help imports its module, which imports neither the store nor the
+    node's side: those come in the command's body, when it runs."""
+    assert _loaded(NODE_AND_STORE, *args) == []
+
+
+def test_admin_pki_commands_import_no_store_or_node_side(tmp_path: Path) -> None:
+    """`init-network` and `init-node`, which every test network runs (network.py), load
+    cryptography to sign and nothing of the store or the node's side."""
+    certs = str(tmp_path / "certs")
+    assert _loaded(NODE_AND_STORE, "admin", "init-network", "--dir", certs) == []
+    assert _loaded(NODE_AND_STORE, "admin", "init-node", "nl", "--dir", certs,
+                   "--ca-dir", certs) == []
+    assert (tmp_path / "certs" / "nl" / certificates.SIGNING_CERT_FILE).is_file()
+
+
+def test_admin_store_reads_import_no_node_side(tmp_path: Path) -> None:
+    """`admin status` and `admin keys list` read the node's store (aiosqlite and the store
+    are theirs to load) without aiohttp, the services, the doors or the supervisor: the
+    node is not running here, so nothing is asked over its admin socket."""
+    certs = tmp_path / "certs"
+    certificates.init_network(certs, now=datetime.now(UTC))
+    certificates.init_node(certs, "nl", ca_dir=certs, now=datetime.now(UTC))
+    config = tmp_path / "node_configs" / "nl.toml"
+    write_node_config(config, "nl", federation_port=free_ports(1)[0],
+                      client_port=free_ports(1)[0], peers={})
+    cfg = config_mod.load(config)
+
+    async def create() -> None:
+        store = NodeStore.for_config(cfg)
+        await store.open()
+        await store.close()
+
+    asyncio.run(create())
+    for args in (("status",), ("keys", "list"), ("revocations",), ("audit", "verify")):
+        loaded = _loaded((*NODE_SIDE, "liaison_net.store"), "admin", *args, "--config",
+                         str(config))
+        assert "liaison_net.store.node_store" in loaded, args  # it did read the store
+        assert [m for m in loaded if not m.startswith("liaison_net.store")] == [], args
+
+
+@pytest.mark.parametrize("path", sorted(ADMIN_TABLES))
+def test_admin_tables_list_each_command_with_its_own_help(path: tuple[str, ...]) -> None:
+    """Each admin table's help is the first paragraph of the command's docstring, and the
+    group's lazy listing equals the one with every command imported."""
+    table = ADMIN_TABLES[path]
+    group = cli_main.load("admin")
+    for name in path[1:]:
+        found = group.get_command(click.Context(group), name)
+        assert isinstance(found, commands.LazyGroup)
+        group = found
+    assert isinstance(group, commands.LazyGroup) and group.lazy == table
+    fresh = commands.LazyGroup(name=group.name, lazy=table)
+    for name, command in group.commands.items():
+        if name not in table:
+            fresh.add_command(command, name)
+    lazy = fresh.get_help(click.Context(fresh, info_name=" ".join(path)))
+    for name in table:
+        command = commands.load_lazy(table, name)
+        first = " ".join((command.short_help or command.help or "").split("\n\n")[0].split())
+        assert table[name][1] == first, name
+        fresh.add_command(command, name)
+    assert fresh.get_help(click.Context(fresh, info_name=" ".join(path))) == lazy
+    assert all(name in lazy for name in table)
+
+
+@pytest.mark.parametrize("args", [(*path, name) for path, table in sorted(ADMIN_TABLES.items())
+                                  for name in sorted(table)])
+def test_each_admin_command_resolves_and_shows_its_help(args: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli_main.cli, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Usage: ")
