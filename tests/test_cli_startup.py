@@ -184,8 +184,9 @@ def test_admin_pki_commands_import_no_store_or_node_side(tmp_path: Path) -> None
 
 def test_admin_store_reads_import_no_node_side(tmp_path: Path) -> None:
     """`admin status` and `admin keys list` read the node's store (aiosqlite and the store
-    are theirs to load) without aiohttp, the services, the doors or the supervisor: the
-    node is not running here, so nothing is asked over its admin socket."""
+    are theirs to load) without aiohttp, the services, the doors or the supervisor, nor
+    structlog, which the store imports when it first logs (lazy_log.py): the node is not
+    running here, so nothing is asked over its admin socket."""
     certs = tmp_path / "certs"
     certificates.init_network(certs, now=datetime.now(UTC))
     certificates.init_node(certs, "nl", ca_dir=certs, now=datetime.now(UTC))
@@ -201,8 +202,8 @@ def test_admin_store_reads_import_no_node_side(tmp_path: Path) -> None:
 
     asyncio.run(create())
     for args in (("status",), ("keys", "list"), ("revocations",), ("audit", "verify")):
-        loaded = _loaded((*NODE_SIDE, "liaison_net.store"), "admin", *args, "--config",
-                         str(config))
+        loaded = _loaded((*NODE_SIDE, "structlog", "liaison_net.store"), "admin", *args,
+                         "--config", str(config))
         assert "liaison_net.store.node_store" in loaded, args  # it did read the store
         assert [m for m in loaded if not m.startswith("liaison_net.store")] == [], args
 

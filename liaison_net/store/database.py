@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import aiosqlite
-import structlog
 
 from liaison_net.clock import SYSTEM_CLOCK, Clock
 from liaison_net.core.audit import GENESIS, entry_hash
@@ -58,11 +57,12 @@ from liaison_net.errors import (
     StorageFull,
     Unavailable,
 )
+from liaison_net.lazy_log import LazyLogger
 from liaison_net.store.dialect import split_script
 from liaison_net.store.key_cache import KeyCache
 from liaison_net.store.schema import MIGRATIONS, SCHEMA_VERSION
 
-log = structlog.get_logger("liaison.store")
+log = LazyLogger("liaison.store")  # structlog when it first logs (lazy_log.py)
 
 T = TypeVar("T")
 WriteFn = Callable[["WriteTxn"], Awaitable[T]]

@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-import structlog
-
 from liaison_net.core.audit import detail
 from liaison_net.core.delivery import HopEvent, HopState, next_state
 from liaison_net.core.effects import Effect, match_notice, non_delivery
 from liaison_net.core.envelope import Envelope, Kind
 from liaison_net.core.ids import id_to_text, node_principal
 from liaison_net.errors import Conflict, LiaisonError, NotFound, PolicyRefused
+from liaison_net.lazy_log import LazyLogger
 from liaison_net.store.database import Database, WriteTxn
 from liaison_net.store.effect_store import Issued, add_effects
 from liaison_net.store.hold_store import HoldPlan, approval_in, hold_in
@@ -28,7 +27,7 @@ from liaison_net.store.request_store import answered_in, track_in
 from liaison_net.store.retention_store import purged_error
 from liaison_net.store.signal_store import matches_in
 
-log = structlog.get_logger("liaison.store")
+log = LazyLogger("liaison.store")  # structlog when it first logs (lazy_log.py)
 
 _READ_CHUNK = 500  # ids per state read, well under SQLite's bound-parameter limit
 _MAX_SKIP = 8192  # ids a sender may have in flight, under SQLite's 32,766 parameters
