@@ -30,6 +30,45 @@ class AuditEntry:
     hash: bytes
 
 
+#: Audit events stored as a short code instead of their name (bytes on disk, issue 16:
+#: ``envelope.accepted`` is 17 bytes in every row, its code 1 or 2). The hash still covers
+#: the name, so the code is only how the row spells it. Append only: a code names its event
+#: forever, and migration 19 wrote these into the ``audit_events`` table (a later one adds
+#: new codes there too). Codes are digits and no event name is, so an event not listed
+#: here is simply stored by its name, and a row from before migration 19 reads the same.
+EVENT_CODES: dict[str, str] = {
+    "envelope.accepted": "1",
+    "envelope.relayed": "2",
+    "envelope.delivered_to_inbox": "3",
+    "evidence.issued": "4",
+    "notice.issued": "5",
+    "envelope.refused": "6",
+    "envelope.refused_by_peer": "7",
+    "envelope.expired": "8",
+    "envelope.purged": "9",
+    "envelope.consulted": "10",
+    "envelope.acknowledged": "11",
+    "envelope.held": "12",
+    "envelope.approved": "13",
+    "envelope.recalled": "14",
+    "envelope.rejected": "15",
+    "signal.matched": "16",
+    "request.answered": "17",
+    "login.failed": "18",
+}
+EVENT_NAMES: dict[str, str] = {code: name for name, code in EVENT_CODES.items()}
+
+
+def stored_event(name: str) -> str:
+    """How the audit table spells ``name``: its code, or the name itself."""
+    return EVENT_CODES.get(name, name)
+
+
+def event_name(stored: str) -> str:
+    """The event a row's ``event`` column names (a code, or a name as stored before)."""
+    return EVENT_NAMES.get(stored, stored)
+
+
 def detail(**fields: Any) -> str:
     """An entry's detail as compact, sorted JSON: reason codes, peers, key ids, counts;
     never content, keys or passphrases."""

@@ -15,7 +15,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from liaison_net.core.audit import AuditEntry
+from liaison_net.core.audit import AuditEntry, event_name, stored_event
 from liaison_net.store.audit_store import ENTRY_COLUMNS
 from liaison_net.store.database import Database
 
@@ -43,8 +43,10 @@ def _where(query: AuditQuery) -> tuple[str, list[object]]:
         clauses.append("(envelope_id = ? OR instr(detail, ?) > 0)")
         params += [query.envelope_id, json.dumps(query.envelope_text)]
     if query.events:
-        clauses.append(f"event IN ({', '.join('?' * len(query.events))})")
-        params += list(query.events)
+        # Each by its code and by its name (a row stored before its code was given).
+        spelled = sorted({s for e in query.events for s in (e, stored_event(e))})
+        clauses.append(f"event IN ({', '.join('?' * len(spelled))})")
+        params += spelled
     return " AND ".join(clauses), params
 
 
@@ -64,7 +66,8 @@ async def matching(db: Database, query: AuditQuery, *, head: int) -> AsyncIterat
             f"SELECT {ENTRY_COLUMNS} FROM audit WHERE seq > ? AND seq <= ? AND {where} "
             "ORDER BY seq LIMIT ?", (after, head, *params, PAGE))
         for r in rows:
-            yield AuditEntry(r[0], r[1], r[2], bytes(r[3]) if r[3] is not None else None,
+            yield AuditEntry(r[0], r[1], event_name(r[2]),
+                             bytes(r[3]) if r[3] is not None else None,
                              r[4], r[5], b"", bytes(r[6]))
         if len(rows) < PAGE:
             return

@@ -411,6 +411,34 @@ MIGRATIONS: list[str] = [
     DROP TABLE evidence_covers;
     ALTER TABLE inbox_covers RENAME TO evidence_covers;
     """,
+    # 19: bytes on disk at the origin (issue 16). The audit table spells its most frequent
+    # events by a short code (``core/audit.py`` ``EVENT_CODES``, append only) instead of a
+    # name of 15-27 characters in every row; the hash covers the name, so rows written
+    # before read and verify as they did. ``audit_events`` says which name each code
+    # stands for, and ``audit_named`` is the table as it reads, for whoever queries it
+    # with SQL (an auditor, the tests). An event with no code is stored by its name.
+    """
+    CREATE TABLE audit_events (
+        code TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    INSERT INTO audit_events (code, name) VALUES
+        ('1', 'envelope.accepted'), ('2', 'envelope.relayed'),
+        ('3', 'envelope.delivered_to_inbox'), ('4', 'evidence.issued'),
+        ('5', 'notice.issued'), ('6', 'envelope.refused'),
+        ('7', 'envelope.refused_by_peer'), ('8', 'envelope.expired'),
+        ('9', 'envelope.purged'), ('10', 'envelope.consulted'),
+        ('11', 'envelope.acknowledged'), ('12', 'envelope.held'),
+        ('13', 'envelope.approved'), ('14', 'envelope.recalled'),
+        ('15', 'envelope.rejected'), ('16', 'signal.matched'),
+        ('17', 'request.answered'), ('18', 'login.failed');
+    UPDATE audit SET event = (SELECT code FROM audit_events WHERE name = audit.event)
+        WHERE event IN (SELECT name FROM audit_events);
+    CREATE VIEW audit_named AS
+        SELECT a.seq, a.at, COALESCE(n.name, a.event) AS event, a.envelope_id, a.actor,
+               a.detail, a.hash
+        FROM audit a LEFT JOIN audit_events n ON n.code = a.event;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
