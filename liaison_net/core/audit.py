@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,47 @@ def stored_event(name: str) -> str:
 def event_name(stored: str) -> str:
     """The event a row's ``event`` column names (a code, or a name as stored before)."""
     return EVENT_NAMES.get(stored, stored)
+
+
+#: The most frequent pieces of an entry's detail (JSON keys, and a key with its usual
+#: value), each stored as one control character: the ``i``-th as ``chr(i + 1)``. A JSON
+#: text holds no control character (``json.dumps`` escapes them), so the stored form reads
+#: back to exactly the text the hash covers. Append only (at most 30): a code names its
+#: piece forever. Ordered so that a key with its usual value goes before the key alone.
+DETAIL_TOKENS: tuple[str, ...] = (
+    '"handling":"H0"', '"handling":', '"inboxes":[]', '"inboxes":', '"layer":"origin"',
+    '"layer":"destination"', '"layer":', '"purpose":"relayed evidence"', '"purpose":',
+    '"recipients":', '"tlp":"AMBER"', '"tlp":"GREEN"', '"tlp":"RED"', '"tlp":"CLEAR"',
+    '"tlp":', '"to":', '"peer":', '"kind":"accepted"', '"kind":"relayed"', '"kind":',
+    '"ref":', '"code":',
+)
+#: Starts a stored detail that uses the codes (two of them: a text stored as it is that
+#: happened to start with one).
+DETAIL_MARK = "\x1f"
+_DETAIL_CODES = tuple((token, chr(i + 1)) for i, token in enumerate(DETAIL_TOKENS))
+_DETAIL_READ = {ord(code): token for token, code in _DETAIL_CODES}
+_CONTROL = re.compile("[\x00-\x1f]")
+
+
+def stored_detail(text: str) -> str:
+    """How the audit table stores ``text``: its pieces by their codes after the mark, or,
+    if that saves nothing or ``text`` holds a control character already, as it is."""
+    if _CONTROL.search(text):
+        return DETAIL_MARK * 2 + text if text.startswith(DETAIL_MARK) else text
+    coded = text
+    for token, code in _DETAIL_CODES:
+        if token in coded:
+            coded = coded.replace(token, code)
+    return DETAIL_MARK + coded if len(coded) + 1 < len(text) else text
+
+
+def detail_text(stored: str) -> str:
+    """The detail a row's ``detail`` column holds (``stored_detail`` undone)."""
+    if not stored.startswith(DETAIL_MARK):
+        return stored
+    if stored.startswith(DETAIL_MARK * 2):
+        return stored[2:]
+    return stored[1:].translate(_DETAIL_READ)
 
 
 def detail(**fields: Any) -> str:
