@@ -86,7 +86,7 @@ DETAIL_TOKENS: tuple[str, ...] = (
 #: happened to start with one).
 DETAIL_MARK = "\x1f"
 _DETAIL_CODES = tuple((token, chr(i + 1)) for i, token in enumerate(DETAIL_TOKENS))
-_DETAIL_READ = {ord(code): token for token, code in _DETAIL_CODES}
+_DETAIL_READ = tuple((code, token) for token, code in _DETAIL_CODES)
 _CONTROL = re.compile("[\x00-\x1f]")
 
 
@@ -108,7 +108,11 @@ def detail_text(stored: str) -> str:
         return stored
     if stored.startswith(DETAIL_MARK * 2):
         return stored[2:]
-    return stored[1:].translate(_DETAIL_READ)
+    text = stored[1:]
+    for code, token in _DETAIL_READ:  # a test per code is cheaper than a translate map
+        if code in text:
+            text = text.replace(code, token)
+    return text
 
 
 def detail(**fields: Any) -> str:
