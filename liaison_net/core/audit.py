@@ -61,8 +61,14 @@ EVENT_NAMES: dict[str, str] = {code: name for name, code in EVENT_CODES.items()}
 
 
 def stored_event(name: str) -> str:
-    """How the audit table spells ``name``: its code, or the name itself."""
-    return EVENT_CODES.get(name, name)
+    """How the audit table spells ``name``: its code, or the name itself. A name that
+    looks like a code would read back as another event: refused (a bug in the caller)."""
+    code = EVENT_CODES.get(name)
+    if code is not None:
+        return code
+    if name.isdigit():
+        raise ValueError(f"an audit event name may not be digits alone: {name!r}")
+    return name
 
 
 def event_name(stored: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -58,6 +59,8 @@ def test_the_frequent_detail_is_stored_in_less_than_half() -> None:
 def test_events_by_code_and_any_other_by_name() -> None:
     assert stored_event("envelope.accepted") == "1"
     assert stored_event("test.event") == "test.event"
+    with pytest.raises(ValueError):
+        stored_event("25")  # would read back as whatever code 25 comes to name
     assert event_name("1") == "envelope.accepted"
     assert event_name("envelope.accepted") == "envelope.accepted"  # a row from before
     assert len(set(EVENT_CODES.values())) == len(EVENT_CODES)
