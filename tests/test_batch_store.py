@@ -61,7 +61,8 @@ async def test_a_batch_is_one_write_a_refused_one_changes_nothing_and_evidence_i
             == [False, True, Conflict, False, PolicyRefused, False]
         assert _count(path, "SELECT COUNT(*) FROM envelopes") == 4
         assert _count(path, "SELECT COUNT(*) FROM hops") == 4
-        assert _count(path, "SELECT COUNT(*) FROM audit WHERE event = 'envelope.accepted'") == 4
+        assert _count(
+            path, "SELECT COUNT(*) FROM audit_named WHERE event = 'envelope.accepted'") == 4
         assert _count(path, "SELECT COUNT(*) FROM effects") == 3  # the duplicate owes none
         assert (await store.verify_audit())[1] is None  # the rolled-back item left no gap
 
@@ -238,7 +239,8 @@ async def test_an_item_refused_after_its_audit_entry_leaves_the_chain_whole(
              _item(envs[2])], now=NOW)
         assert [type(o) for o in outcomes] == [AcceptOutcome, PolicyRefused, AcceptOutcome]
         assert _count(path, "SELECT COUNT(*) FROM envelopes") == 2
-        assert _count(path, "SELECT COUNT(*) FROM audit WHERE event = 'envelope.accepted'") == 2
+        assert _count(
+            path, "SELECT COUNT(*) FROM audit_named WHERE event = 'envelope.accepted'") == 2
         assert (await store.verify_audit())[1] is None
         await store.audit(now=NOW, event="test.after", actor="nl", audit_detail=detail())
         assert (await store.verify_audit())[1] is None  # and the next write's entry too

@@ -105,7 +105,7 @@ async def test_an_acceptance_and_its_evidence_commit_together(tmp_path: Path) ->
         assert await store.verify_audit() == (4, None)  # card, accept, 2 x evidence.issued
     finally:
         await store.close()
-    assert _count(path, "SELECT COUNT(*) FROM audit WHERE event = 'evidence.issued'") == 2
+    assert _count(path, "SELECT COUNT(*) FROM audit_named WHERE event = 'evidence.issued'") == 2
     assert _evidence_steps(path, env.id, ALICE) == [Step.ACCEPTED.value, Step.RELAYED.value]
 
 
@@ -234,9 +234,9 @@ async def test_a_failing_effect_is_kept_audited_and_blocks_no_other(tmp_path: Pa
         assert (await store.effects.due(NOW + 20 * HOUR_MS, 10))[0].attempts == 2
     finally:
         await store.close()
-    assert _count(path, "SELECT COUNT(*) FROM audit WHERE event = 'effect.failed'") == 2
-    assert _count(path, "SELECT COUNT(*) FROM audit WHERE event = 'effect.no_recipient'") == 1
-    assert _count(path, "SELECT COUNT(*) FROM audit WHERE event = 'notice.issued'") == 1
+    assert _count(path, "SELECT COUNT(*) FROM audit_named WHERE event = 'effect.failed'") == 2
+    assert _count(path, "SELECT COUNT(*) FROM audit_named WHERE event = 'effect.no_recipient'") == 1
+    assert _count(path, "SELECT COUNT(*) FROM audit_named WHERE event = 'notice.issued'") == 1
 
 
 async def test_signal_and_request_notices_are_owed_by_their_decisions(tmp_path: Path) -> None:
@@ -317,4 +317,4 @@ async def test_one_effect_the_store_refuses_does_not_hold_back_its_batch(
     finally:
         await store.close()
     assert _count(path, "SELECT COUNT(*) FROM envelopes WHERE kind = 'notice'") == 1
-    assert _count(path, "SELECT COUNT(*) FROM audit WHERE event = 'effect.failed'") == 1
+    assert _count(path, "SELECT COUNT(*) FROM audit_named WHERE event = 'effect.failed'") == 1

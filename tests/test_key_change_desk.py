@@ -46,7 +46,7 @@ async def desk(tmp_path: Path) -> AsyncIterator[tuple[KeyChangeDesk, NodeStore]]
 
 def audit_events(store: NodeStore) -> list[str]:
     with contextlib.closing(sqlite3.connect(store.db.path)) as db:
-        return [r[0] for r in db.execute("SELECT event FROM audit ORDER BY seq")]
+        return [r[0] for r in db.execute("SELECT event FROM audit_named ORDER BY seq")]
 
 
 async def test_first_contact_then_changes_in_order(

@@ -86,9 +86,9 @@ async def test_a_transaction_is_one_write_each_envelope_decided_alone(tmp_path: 
         kinds = [type(r) if isinstance(r, LiaisonError) else r.duplicate for r in results]
         assert kinds == [False, BadSignature, False, Forbidden, False, True, False]
         assert _count(path, "SELECT COUNT(*) FROM inbox WHERE officer = 'be/mpeeters'") == 4
-        assert _count(path, "SELECT COUNT(*) FROM audit WHERE event = "
+        assert _count(path, "SELECT COUNT(*) FROM audit_named WHERE event = "
                             "'envelope.delivered_to_inbox'") == 4
-        assert _count(path, "SELECT COUNT(*) FROM audit WHERE event = 'envelope.refused' "
+        assert _count(path, "SELECT COUNT(*) FROM audit_named WHERE event = 'envelope.refused' "
                             "AND detail LIKE '%forbidden%'") == 1  # named, so audited
         assert (await store.verify_audit())[1] is None
         accepted = metrics.registry.get_sample_value

@@ -86,7 +86,8 @@ async def test_an_issued_envelope_is_forgotten_once_every_peer_took_it(
         assert await store.covers_of([one_peer.id, two_peers.id]) == {}
         assert _carriers(path, "evidence_covers") == {ours.id}
         assert _rows(path, "SELECT COUNT(*) FROM forget_when_delivered") == [(1,)]  # refused
-        relayed = _rows(path, "SELECT envelope_id FROM audit WHERE event = 'envelope.relayed'")
+        relayed = _rows(path, "SELECT envelope_id FROM audit_named "
+                              "WHERE event = 'envelope.relayed'")
         assert sorted(bytes(r[0]) for r in relayed) == sorted(  # type: ignore[arg-type]
             [one_peer.id, two_peers.id, ours.id, two_peers.id])
         assert (await store.verify_audit())[1] is None

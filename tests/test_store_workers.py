@@ -214,7 +214,7 @@ async def test_two_sweeps_expire_and_purge_each_envelope_once(
                                   b.retention.purge_due(past_retention))
     assert sum(purged) == 5
     with sqlite3.connect(tmp_path / "n.sqlite3") as db:
-        assert db.execute("SELECT COUNT(*) FROM audit WHERE event = 'envelope.purged'"
+        assert db.execute("SELECT COUNT(*) FROM audit_named WHERE event = 'envelope.purged'"
                           ).fetchone()[0] == 5
     assert (await a.verify_audit())[1] is None
 

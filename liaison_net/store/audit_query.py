@@ -15,7 +15,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from liaison_net.core.audit import AuditEntry
+from liaison_net.core.audit import AuditEntry, detail_text, event_name, stored_event
 from liaison_net.store.audit_store import ENTRY_COLUMNS
 from liaison_net.store.database import Database
 
@@ -37,14 +37,18 @@ def _where(query: AuditQuery) -> tuple[str, list[object]]:
     params: list[object] = [query.since, query.until]
     if query.officer is not None:
         # Ids are checked (``check_officer_id``): quoted as JSON, they match whole values.
+        # A stored detail codes only keys and fixed values (``core.audit.DETAIL_TOKENS``),
+        # never an id, so the id is found in it as it is.
         clauses.append("(actor = ? OR instr(detail, ?) > 0)")
         params += [query.officer, json.dumps(query.officer)]
     if query.envelope_id is not None:
         clauses.append("(envelope_id = ? OR instr(detail, ?) > 0)")
         params += [query.envelope_id, json.dumps(query.envelope_text)]
     if query.events:
-        clauses.append(f"event IN ({', '.join('?' * len(query.events))})")
-        params += list(query.events)
+        # Each by its code and by its name (a row stored before its code was given).
+        spelled = sorted({s for e in query.events for s in (e, stored_event(e))})
+        clauses.append(f"event IN ({', '.join('?' * len(spelled))})")
+        params += spelled
     return " AND ".join(clauses), params
 
 
@@ -64,8 +68,9 @@ async def matching(db: Database, query: AuditQuery, *, head: int) -> AsyncIterat
             f"SELECT {ENTRY_COLUMNS} FROM audit WHERE seq > ? AND seq <= ? AND {where} "
             "ORDER BY seq LIMIT ?", (after, head, *params, PAGE))
         for r in rows:
-            yield AuditEntry(r[0], r[1], r[2], bytes(r[3]) if r[3] is not None else None,
-                             r[4], r[5], b"", bytes(r[6]))
+            yield AuditEntry(r[0], r[1], event_name(r[2]),
+                             bytes(r[3]) if r[3] is not None else None,
+                             r[4], detail_text(r[5]), b"", bytes(r[6]))
         if len(rows) < PAGE:
             return
         after = int(rows[-1][0])

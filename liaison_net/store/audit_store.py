@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from liaison_net.core.audit import GENESIS, AuditEntry, first_broken
+from liaison_net.core.audit import GENESIS, AuditEntry, detail_text, event_name, first_broken
 from liaison_net.store.database import Database, WriteTxn
 
 #: What ``linked`` reads, in this order, ``ORDER BY seq``.
@@ -20,12 +20,14 @@ def linked(rows: Iterable[Sequence[Any]]) -> list[AuditEntry]:
     """Entries from rows of ``ENTRY_COLUMNS`` in seq order, each one's ``prev`` being the
     hash of the row before it (GENESIS for the first). The table does not store ``prev``
     (migration 11): the hash covers it, so ``first_broken`` still finds a row deleted,
-    edited or moved, at the first row whose hash no longer matches."""
+    edited or moved, at the first row whose hash no longer matches. The event and the
+    detail are read back from their codes (migration 19): the hash covers what they stand
+    for, so a code changed to another still breaks the chain."""
     entries: list[AuditEntry] = []
     prev = GENESIS
     for r in rows:
-        entry = AuditEntry(r[0], r[1], r[2], bytes(r[3]) if r[3] is not None else None,
-                           r[4], r[5], prev, bytes(r[6]))
+        entry = AuditEntry(r[0], r[1], event_name(r[2]), bytes(r[3]) if r[3] is not None else None,
+                           r[4], detail_text(r[5]), prev, bytes(r[6]))
         entries.append(entry)
         prev = entry.hash
     return entries

@@ -48,7 +48,7 @@ from typing import Any, Protocol, TypeVar
 import aiosqlite
 
 from liaison_net.clock import SYSTEM_CLOCK, Clock
-from liaison_net.core.audit import GENESIS, entry_hash
+from liaison_net.core.audit import GENESIS, entry_hash, stored_detail, stored_event
 from liaison_net.errors import (
     Conflict,
     LiaisonError,
@@ -755,10 +755,12 @@ class Database:
         seq, prev = self._audit_head
         seq += 1
         digest = entry_hash(prev, seq, at, event, envelope_id, actor, detail)
-        conn.execute(self.backend.sql(  # no ``prev``: the row before's hash (migration 11)
+        # No ``prev``: the row before's hash (migration 11); the event by its code and the
+        # detail's frequent pieces by theirs (19).
+        conn.execute(self.backend.sql(
             "INSERT INTO audit (seq, at, event, envelope_id, actor, detail, hash) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)"),
-            (seq, at, event, envelope_id, actor, detail, digest),
+            (seq, at, stored_event(event), envelope_id, actor, stored_detail(detail), digest),
         )
         self._audit_head = (seq, digest)
 

@@ -7,6 +7,58 @@ edit a released migration: append a new one.
 
 from __future__ import annotations
 
+#: Migration 19's codes, frozen here as it was released (``core/audit.py`` holds the
+#: registries, which may only grow: a test checks they start with these).
+EVENT_CODES_19: tuple[tuple[str, str], ...] = (
+    ("1", "envelope.accepted"), ("2", "envelope.relayed"),
+    ("3", "envelope.delivered_to_inbox"), ("4", "evidence.issued"), ("5", "notice.issued"),
+    ("6", "envelope.refused"), ("7", "envelope.refused_by_peer"), ("8", "envelope.expired"),
+    ("9", "envelope.purged"), ("10", "envelope.consulted"), ("11", "envelope.acknowledged"),
+    ("12", "envelope.held"), ("13", "envelope.approved"), ("14", "envelope.recalled"),
+    ("15", "envelope.rejected"), ("16", "signal.matched"), ("17", "request.answered"),
+    ("18", "login.failed"),
+)
+DETAIL_TOKENS_19: tuple[str, ...] = (
+    '"handling":"H0"', '"handling":', '"inboxes":[]', '"inboxes":', '"layer":"origin"',
+    '"layer":"destination"', '"layer":', '"purpose":"relayed evidence"', '"purpose":',
+    '"recipients":', '"tlp":"AMBER"', '"tlp":"GREEN"', '"tlp":"RED"', '"tlp":"CLEAR"',
+    '"tlp":', '"to":', '"peer":', '"kind":"accepted"', '"kind":"relayed"', '"kind":',
+    '"ref":', '"code":',
+)
+_MARK = "\x1f"
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _read_detail_19(column: str) -> str:
+    """SQL reading a stored detail back (``core.audit.detail_text``): the codes replaced
+    by their pieces after the mark; a doubled mark removed. Control characters appear in
+    the statement as they are (SQLite and PostgreSQL take them in a literal)."""
+    coded = f"substr({column}, 2)"
+    for i, token in enumerate(DETAIL_TOKENS_19):
+        coded = f"replace({coded}, {_sql_text(chr(i + 1))}, {_sql_text(token)})"
+    return (f"CASE WHEN substr({column}, 1, 2) = {_sql_text(_MARK * 2)} "
+            f"THEN substr({column}, 3) WHEN substr({column}, 1, 1) = {_sql_text(_MARK)} "
+            f"THEN {coded} ELSE {column} END")
+
+
+_MIGRATION_19 = f"""
+    CREATE TABLE audit_events (
+        code TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    INSERT INTO audit_events (code, name) VALUES
+        {", ".join(f"({_sql_text(c)}, {_sql_text(n)})" for c, n in EVENT_CODES_19)};
+    UPDATE audit SET event = (SELECT code FROM audit_events WHERE name = audit.event)
+        WHERE event IN (SELECT name FROM audit_events);
+    CREATE VIEW audit_named AS
+        SELECT a.seq, a.at, COALESCE(n.name, a.event) AS event, a.envelope_id, a.actor,
+               {_read_detail_19("a.detail")} AS detail, a.hash
+        FROM audit a LEFT JOIN audit_events n ON n.code = a.event
+"""
+
 MIGRATIONS: list[str] = [
     # 1: envelopes, hops (per-destination outbox), inboxes, peers, directory, audit chain.
     """
@@ -411,6 +463,15 @@ MIGRATIONS: list[str] = [
     DROP TABLE evidence_covers;
     ALTER TABLE inbox_covers RENAME TO evidence_covers;
     """,
+    # 19: bytes on disk at the origin (issue 16). The audit table spells its most frequent
+    # events by a short code (``core/audit.py`` ``EVENT_CODES``, append only) instead of a
+    # name of 15-27 characters in every row, and a new row's detail its most frequent
+    # pieces (``DETAIL_TOKENS``: JSON keys, a key with its usual value) by one control
+    # character each, after a mark; the hash covers the name and the text, so rows read
+    # back and verify as before, and older rows (details stored as they are) still do.
+    # ``audit_events`` says which name each code stands for; ``audit_named`` is the table
+    # as it reads (names, details in full), for whoever queries it with SQL.
+    _MIGRATION_19,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -177,7 +177,7 @@ _SETTLED = {
     "hops": "SELECT COUNT(*) FROM hops WHERE envelope_id NOT IN "
             "(SELECT envelope_id FROM forget_when_delivered)",
 }
-_ISSUED = "SELECT COUNT(*) FROM audit WHERE event IN ('evidence.issued', 'notice.issued')"
+_ISSUED = "SELECT COUNT(*) FROM audit_named WHERE event IN ('evidence.issued', 'notice.issued')"
 
 
 def drained_row_counts(net: Network, nid: str,
@@ -204,7 +204,7 @@ class AuditRow:
 def audit_rows(net: Network, nid: str, *, after: int = 0) -> list[AuditRow]:
     """The node's audit entries with seq > ``after``, detail decoded from its JSON."""
     with contextlib.closing(sqlite3.connect(net.database(nid), timeout=10)) as db:
-        rows = db.execute("SELECT seq, event, actor, detail, envelope_id FROM audit "
+        rows = db.execute("SELECT seq, event, actor, detail, envelope_id FROM audit_named "
                           "WHERE seq > ? ORDER BY seq", (after,)).fetchall()
     return [AuditRow(r[0], r[1], r[2], json.loads(r[3]),
                      bytes(r[4]) if r[4] is not None else None) for r in rows]

@@ -66,7 +66,7 @@ def _verify(net: Network, nid: str) -> dict[str, Any]:
 def _rechain(db: sqlite3.Connection) -> None:
     """What an operator with the database does to hide an edit: renumber the rows and
     recompute every hash, so the chain holds again."""
-    rows = db.execute("SELECT seq, at, event, envelope_id, actor, detail FROM audit "
+    rows = db.execute("SELECT seq, at, event, envelope_id, actor, detail FROM audit_named "
                       "ORDER BY seq").fetchall()
     db.execute("DELETE FROM audit")
     prev = GENESIS
@@ -142,9 +142,9 @@ async def test_rewrites_are_caught_and_proofs_check_at_a_partner(
     shutil.copy2(database, pristine)
     size = _cosigned(net, "nl", "be")  # what BE witnessed: the rewrites are measured to it
     with contextlib.closing(sqlite3.connect(pristine)) as db:
-        relayed = [r[0] for r in db.execute("SELECT seq FROM audit WHERE event = "
+        relayed = [r[0] for r in db.execute("SELECT seq FROM audit_named WHERE event = "
                                             "'envelope.relayed' ORDER BY seq")]
-        accepted = [r[0] for r in db.execute("SELECT seq FROM audit WHERE event = "
+        accepted = [r[0] for r in db.execute("SELECT seq FROM audit_named WHERE event = "
                                              "'envelope.accepted' ORDER BY seq")]
 
     def rewrite(sql: list[tuple[str, tuple[Any, ...]]], rechain: bool) -> dict[str, Any]:

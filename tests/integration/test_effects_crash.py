@@ -100,9 +100,9 @@ async def test_evidence_owed_at_accept_survives_a_crash_before_the_drain(
              timeout=60, what="the evidence owed before the crash, issued")
     assert _steps(net, jan, _issued(net, "nl", "evidence", env.id)) == [
         ("accepted", f"{marie.id},{piet.id}"), ("relayed", marie.id), ("relayed", piet.id)]
-    assert _query(net.database("nl"), "SELECT COUNT(*) FROM audit WHERE event = "
+    assert _query(net.database("nl"), "SELECT COUNT(*) FROM audit_named WHERE event = "
                   "'evidence.issued'")[0][0] == 2
-    assert _query(net.database("be"), "SELECT COUNT(*) FROM audit WHERE event = "
+    assert _query(net.database("be"), "SELECT COUNT(*) FROM audit_named WHERE event = "
                   "'evidence.issued'")[0][0] == 1
 
 

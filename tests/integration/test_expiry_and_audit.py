@@ -66,7 +66,7 @@ async def test_audit_chain_verifies_then_names_the_edited_entry(
 
     def relayed() -> int:
         with sqlite3.connect(net.database("nl")) as db:
-            return int(db.execute("SELECT COUNT(*) FROM audit WHERE event = "
+            return int(db.execute("SELECT COUNT(*) FROM audit_named WHERE event = "
                                   "'envelope.relayed'").fetchone()[0])
 
     wait_for(lambda: relayed() == 5, timeout=30, what="5 relays audited")
@@ -74,7 +74,7 @@ async def test_audit_chain_verifies_then_names_the_edited_entry(
     ok = json.loads(run_cli("admin", "audit", "verify", "--config", config, "--json").stdout)
     assert ok["ok"] is True and ok["entries"] >= 11  # card, 5 accepted, 5 relayed
     with sqlite3.connect(net.database("nl")) as db:
-        seq = db.execute("SELECT seq FROM audit WHERE event = 'envelope.accepted' "
+        seq = db.execute("SELECT seq FROM audit_named WHERE event = 'envelope.accepted' "
                          "ORDER BY seq LIMIT 1 OFFSET 2").fetchone()[0]
         db.execute("UPDATE audit SET actor = 'nl/someone-else' WHERE seq = ?", (seq,))
     broken = run_cli("admin", "audit", "verify", "--config", config, check=False)

@@ -230,7 +230,7 @@ async def test_failover_between_peer_workers_and_lease_takeover_lose_nothing(
                             "e.id = h.envelope_id WHERE e.kind = 'message' GROUP BY state") \
         == [("delivered", 40)]
     # One sender at a time: each envelope's relay was recorded once, by one worker.
-    relays = query(net, "nl", "SELECT a.envelope_id, COUNT(*) FROM audit a JOIN envelopes e "
+    relays = query(net, "nl", "SELECT a.envelope_id, COUNT(*) FROM audit_named a JOIN envelopes e "
                               "ON e.id = a.envelope_id WHERE a.event = 'envelope.relayed' "
                               "AND e.kind = 'message' GROUP BY a.envelope_id")
     assert len(relays) == 40 and all(count == 1 for _, count in relays)
@@ -352,7 +352,7 @@ async def test_a_paused_lease_holder_is_fenced_off_when_it_wakes(
         await until(lambda: delivered() == 20, what="the last 5 at be")
         await asyncio.sleep(1.0)  # room for a stale record to show up, if one would
     assert holder() == taken
-    relays = query(net, "nl", "SELECT a.envelope_id, COUNT(*) FROM audit a JOIN envelopes e "
+    relays = query(net, "nl", "SELECT a.envelope_id, COUNT(*) FROM audit_named a JOIN envelopes e "
                               "ON e.id = a.envelope_id WHERE a.event = 'envelope.relayed' "
                               "AND e.kind = 'message' GROUP BY a.envelope_id")
     assert len(relays) == 20 and all(count == 1 for _, count in relays)

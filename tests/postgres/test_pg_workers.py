@@ -175,7 +175,7 @@ async def test_sigkill_of_the_lease_holder_under_load_loses_and_duplicates_nothi
 
     await until(lambda: states() == [("delivered", COUNT)],
                 what="every outgoing hop delivered in NL's database")
-    relays = pg_query(dsn, pg_cluster, "SELECT a.envelope_id, COUNT(*) FROM audit a JOIN "
+    relays = pg_query(dsn, pg_cluster, "SELECT a.envelope_id, COUNT(*) FROM audit_named a JOIN "
                       "envelopes e ON e.id = a.envelope_id WHERE a.event = 'envelope.relayed' "
                       "AND e.kind = 'message' GROUP BY a.envelope_id")
     assert len(relays) == COUNT and all(count == 1 for _, count in relays)

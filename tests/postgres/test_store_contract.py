@@ -215,7 +215,7 @@ async def test_concurrent_writes_share_commits(make_store: StoreFactory) -> None
 def _sqlite_columns(path: Path) -> dict[str, list[str]]:
     with sqlite3.connect(path) as db:
         tables = [r[0] for r in db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
             "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
         return {t: [r[1] for r in db.execute(f"PRAGMA table_info({t})")] for t in tables}
 
