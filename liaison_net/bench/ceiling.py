@@ -1,12 +1,15 @@
 """This machine's limits for a node: crypto and disk rates on one core, nothing else running.
 
 Each figure is one tight loop of the exact operation a node performs per envelope, run for
-a bounded time (the crypto figures: the best of three windows, as the machine may be
-shared): verifying an Ed25519 signature over a 1 KiB envelope (raw libsodium, and through
-our decode + verify, and the ratio of the two), opening a sealed box (what an officer's
-client does per envelope), committing to SQLite in WAL with synchronous=FULL (the node's
-settings), one row per commit and in batches, and one SQL statement's round trip with and
-without aiosqlite's thread hop (the node's store issues every statement through aiosqlite).
+a bounded time. The crypto figures are per second of this thread's CPU time, not of the
+wall clock, so the time spent waiting for a core does not count (on a shared machine the
+neighbours still slow the Python part more than libsodium's, through the caches):
+verifying an Ed25519 signature over a 1 KiB envelope (raw libsodium, and through our
+decode + verify, and the ratio of the two, measured in alternating slices and taken as
+the median slice's), opening a sealed box (what an officer's client does per envelope).
+The disk figures are wall-clock rates (a commit's cost is its wait for fsync): committing
+to SQLite in WAL with synchronous=FULL (the node's settings), one row per commit and in
+batches, and one SQL statement's round trip with and without aiosqlite's thread hop.
 """
 
 from __future__ import annotations
@@ -43,10 +46,40 @@ def _rate(op: Callable[[int], int], seconds: float) -> float:
             return done / elapsed
 
 
-def _best_rate(op: Callable[[int], int], seconds: float, tries: int = 3) -> float:
-    """The best of ``tries`` windows sharing ``seconds``: on a shared machine the best
-    window is the one least disturbed by other work, the closest to the code's own cost."""
-    return max(_rate(op, seconds / tries) for _ in range(tries))
+def _cpu_slice(op: Callable[[int], int], seconds: float) -> tuple[int, float]:
+    """Call ``op(i)`` for about ``seconds`` of this thread's CPU time (bounded by four times
+    that in wall time, for a starved thread); how many units it did and the CPU it took.
+    Thread CPU time counts only what this thread ran: neither other processes nor the time
+    this thread waited for a core, which is what made wall-clock figures move 20 % between
+    runs minutes apart on a shared machine."""
+    done, i = 0, 0
+    wall_end = time.perf_counter() + 4 * seconds
+    start = time.thread_time()
+    while True:
+        done += op(i)
+        i += 1
+        used = time.thread_time() - start
+        if used >= seconds or time.perf_counter() >= wall_end:
+            return done, max(used, 1e-9)
+
+
+def cpu_rate(op: Callable[[int], int], seconds: float) -> float:
+    """Units of ``op`` per second of CPU time: one core's rate with that core to itself."""
+    done, used = _cpu_slice(op, seconds)
+    return done / used
+
+
+def cpu_cost_x(base: Callable[[int], int], other: Callable[[int], int], seconds: float,
+               slices: int = 9) -> float:
+    """How many times ``base``'s CPU per unit ``other`` takes: ``slices`` alternating pairs
+    sharing ``seconds``, the median pair's ratio (caches, clock frequency and the
+    neighbours' memory traffic then weigh on both sides alike)."""
+    ratios = []
+    for _ in range(slices):
+        base_done, base_used = _cpu_slice(base, seconds / (2 * slices))
+        other_done, other_used = _cpu_slice(other, seconds / (2 * slices))
+        ratios.append((other_used / max(other_done, 1)) / (base_used / max(base_done, 1)))
+    return sorted(ratios)[len(ratios) // 2]
 
 
 def _sqlite(path: Path) -> sqlite3.Connection:
@@ -99,15 +132,19 @@ def measure(workdir: Path, *, seconds: float) -> dict[str, Any]:
     signer_key = sealing.SignerKey(SENDER, signer.public)
     wrapped = [e.body.wraps[0] for e in envelopes]
 
+    def raw_verify(i: int) -> int:
+        return bool(verify_key.verify(messages[i % 64], signatures[i % 64]))
+
+    def envelope_verify(i: int) -> int:
+        return bool(sealing.verify(raws[i % 64], lambda _k: signer_key, now=now))
+
     figures: dict[str, Any] = {"seconds_per_figure": seconds}
-    figures["ed25519_verify_per_s"] = round(_best_rate(
-        lambda i: bool(verify_key.verify(messages[i % 64], signatures[i % 64])), seconds))
-    figures["envelope_verify_per_s"] = round(_best_rate(
-        lambda i: bool(sealing.verify(raws[i % 64], lambda _k: signer_key, now=now)), seconds))
+    figures["ed25519_verify_per_s"] = round(cpu_rate(raw_verify, seconds))
+    figures["envelope_verify_per_s"] = round(cpu_rate(envelope_verify, seconds))
     # What decoding adds to the signature check: 1.0 would be a free decode (issue 16).
     figures["envelope_verify_cost_x"] = round(
-        figures["ed25519_verify_per_s"] / max(figures["envelope_verify_per_s"], 1), 2)
-    figures["sealed_box_open_per_s"] = round(_best_rate(
+        cpu_cost_x(raw_verify, envelope_verify, seconds), 2)
+    figures["sealed_box_open_per_s"] = round(cpu_rate(
         lambda i: bool(crypto.unwrap_key(recipient, wrapped[i % 64])), seconds))
     path = workdir / "ceiling.sqlite3"
     db = _sqlite(path)

@@ -58,8 +58,9 @@ from liaison_net.store.observe import PgDatabase
 
 NODE_IDS = ("be", "nl", "lu", "de-nw")
 #: Quick retries, as in the bench (an outage ends in a second), and a transaction timeout
-#: short enough that a link the proxy leaves hanging is noticed within the run.
-CHAOS_DELIVERY = {**BENCH_DELIVERY, "request_timeout_s": 10.0}
+#: short enough that a link the proxy leaves hanging is noticed within the run; outbox
+#: reads and directory pushes every 0.3 s, as the soak has always run.
+CHAOS_DELIVERY = {**BENCH_DELIVERY, "directory_push_s": 0.3, "request_timeout_s": 10.0}
 #: Late faults are dropped once the chaos phase overruns its duration by this much.
 OVERRUN_S = 60.0
 SAMPLE_S = 0.5
