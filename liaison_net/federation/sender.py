@@ -458,6 +458,9 @@ class PeerSender:
     async def _send_batch(self, batch: Batch) -> None:
         body: dict[str, Any] = {"origin": self.node_id, "txn": crypto.random_bytes(16),
                                 "envelopes": list(batch.raws)}
+        self.metrics.transaction_envelopes.labels(
+            peer=self.peer.id, source="handed" if batch.handed else "read").observe(
+                len(batch.ids))
         # Officers' envelopes handed over at their commit carry neither (two reads saved).
         if batch.handed:
             self.metrics.handed.labels(peer=self.peer.id).inc(len(batch.ids))
