@@ -163,7 +163,8 @@ class PeerSender:
             return
         if self.book.offer(Offer(hop.envelope_id, hop.precedence, hop.raw, hop.expires,
                                  hop.retain_until)):
-            self.handed.set()
+            if self.book.offers_ready():  # else they wait for more, or for ``ended``
+                self.handed.set()
         else:
             self.wake.set()
 
@@ -207,7 +208,9 @@ class PeerSender:
         least = URGENT if urgent_only else ROUTINE
         if self._drained and now - self._read_at >= self.delivery.directory_push_s * 1000:
             self._drained = False  # read anyway now and then: another worker's commits
-        handed = self._drained and not self.wake.is_set() and book.offered > 0
+        # Offers start a transaction at once while nothing is in flight; while something
+        # is, once they make a full batch (``InFlight.offers_ready``, the batching rule).
+        handed = self._drained and not self.wake.is_set() and book.offers_ready()
         # Something to read: a wake, or an offer while the outbox holds more than offers
         # (the read takes it, most urgent first).
         news = self.wake.is_set() or (self.handed.is_set() and not self._drained)
@@ -217,12 +220,11 @@ class PeerSender:
             # offer (``offer``) is taken without a read.
             self.ended.clear()
             self.handed.clear()
-            await self._wait_any((self.wake, self.handed, self.ended) if urgent_only
-                                 else (self.wake, self.handed),
-                                 self.delivery.directory_push_s)
-            # Still drained only if nothing but offers came (a timeout reads again).
-            self._drained = (self._drained and self.handed.is_set()
-                             and not self.wake.is_set())
+            await self._wait_any(self._news(urgent_only), self.delivery.directory_push_s)
+            # Still drained only if nothing but offers or a transaction's end came (a
+            # timeout reads again; a failed transaction ends drained in ``_failed``).
+            self._drained = (self._drained and not self.wake.is_set()
+                             and (self.handed.is_set() or self.ended.is_set()))
             return None
         self.called_in.clear()
         self.wake.clear()
@@ -266,9 +268,7 @@ class PeerSender:
                 await self._succeeded(spell)  # everything answered, nothing left to send
             # Nothing (urgent) to take: wait for something new, or (routine waiting for the
             # urgent slot's company to leave) for a transaction to end.
-            await self._wait_any((self.wake, self.handed, self.ended) if urgent_only
-                                 else (self.wake, self.handed),
-                                 self.delivery.directory_push_s)
+            await self._wait_any(self._news(urgent_only), self.delivery.directory_push_s)
             return None
         if not book.may_start(batch):
             # A higher precedence is still in flight: it goes first; read again once a
@@ -280,6 +280,14 @@ class PeerSender:
             await self._wait_any((self.wake, self.ended), self.delivery.directory_push_s)
             return None
         return batch
+
+    def _news(self, urgent_only: bool) -> tuple[asyncio.Event, ...]:
+        """What a pass with nothing to start waits for: a wake or ready offers, and a
+        transaction's end too when that may let something start (only the urgent slot was
+        free, or offers wait for the transactions in flight: the batching rule)."""
+        if urgent_only or (self.book.offered > 0 and self.book.batches):
+            return (self.wake, self.handed, self.ended)
+        return (self.wake, self.handed)
 
     async def _transact(self, batch: Batch) -> None:
         """One transaction, answered and recorded (or failed); its ids unclaimed after."""
