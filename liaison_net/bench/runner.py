@@ -66,18 +66,24 @@ async def _sender_counts(system: System) -> dict[str, float] | None:
 def _transactions(before: dict[str, float] | None,
                   after: dict[str, float] | None) -> Figures:
     """The origin's federation transactions during the scenario: how many, envelopes per
-    transaction, and the share of envelopes handed over at their commit (not read)."""
+    transaction, and the share of envelopes handed over at their commit (not read); and
+    (``back_``) the destination's to the origin (its evidence)."""
     if before is None or after is None or not after:
         return {}
 
     def delta(key: str) -> float:
         return after.get(key, 0.0) - before.get(key, 0.0)
 
-    txns = delta("handed_count") + delta("read_count")
-    envelopes = delta("handed_sum") + delta("read_sum")
-    return {"transactions": int(txns),
-            "envelopes_per_transaction": rounded(envelopes / txns if txns else None, 1),
-            "handed_share": rounded(delta("handed_sum") / envelopes if envelopes else None, 2)}
+    out: Figures = {}
+    for prefix in ("", "back_"):
+        txns = delta(f"{prefix}handed_count") + delta(f"{prefix}read_count")
+        envelopes = delta(f"{prefix}handed_sum") + delta(f"{prefix}read_sum")
+        out[f"{prefix}transactions"] = int(txns)
+        out[f"{prefix}envelopes_per_transaction"] = rounded(envelopes / txns if txns else None,
+                                                            1)
+        out[f"{prefix}handed_share"] = rounded(
+            delta(f"{prefix}handed_sum") / envelopes if envelopes else None, 2)
+    return out
 
 
 async def measured(name: str, system: System, batch: Batch, ui: Ui) -> Figures:

@@ -521,22 +521,25 @@ class OurSystem(System):
                     task.cancel()
 
     async def sender_counts(self) -> dict[str, float]:
-        """From the origin's /metrics (its first worker): transactions to BE and their
-        envelopes, by source (handed over at the commit, or read from the outbox)."""
+        """From the nodes' /metrics: the origin's transactions to BE (the envelopes) and,
+        prefixed ``back_``, BE's to the origin (the evidence), their envelopes, by source
+        (handed over at the commit, or read from the outbox)."""
         keystore = self.net.officers[SENDER].keystore
-        url = self.net.nodes[self.origin_workers[0]].client_url
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(
-                ssl=officer_ssl_context(keystore.ca_cert_pem))) as http, http.get(
-                url + "/metrics", server_hostname=node_hostname("nl"),
-                timeout=aiohttp.ClientTimeout(total=10)) as resp:
-            text = await resp.text()
         out: dict[str, float] = {}
-        for line in text.splitlines():
-            for part in ("count", "sum"):
-                name = f"liaison_transaction_envelopes_{part}{{"
-                if line.startswith(name) and 'peer="be"' in line:
-                    source = line.split('source="', 1)[1].split('"', 1)[0]
-                    out[f"{source}_{part}"] = float(line.rsplit(" ", 1)[1])
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+                ssl=officer_ssl_context(keystore.ca_cert_pem))) as http:
+            for node, key, peer, prefix in (("nl", self.origin_workers[0], "be", ""),
+                                            ("be", "be", "nl", "back_")):
+                async with http.get(self.net.nodes[key].client_url + "/metrics",
+                                    server_hostname=node_hostname(node),
+                                    timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                    text = await resp.text()
+                for line in text.splitlines():
+                    for part in ("count", "sum"):
+                        name = f"liaison_transaction_envelopes_{part}{{"
+                        if line.startswith(name) and f'peer="{peer}"' in line:
+                            source = line.split('source="', 1)[1].split('"', 1)[0]
+                            out[f"{prefix}{source}_{part}"] = float(line.rsplit(" ", 1)[1])
         return out
 
     async def stop_destination(self, *, kill: bool) -> None:
