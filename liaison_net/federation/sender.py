@@ -17,6 +17,9 @@ kept-alive TLS connections. The ids each one carries are claimed in memory
 batch carries one precedence, and a lower one starts only once no higher one is in flight.
 The loop (``run``) reads and starts batches; each transaction runs as its own task
 (``_transact``) in the loop's task group, which owns them.
+Offers start a transaction at once while none is in flight; while one is, they wait
+until they make a full batch, an urgent one comes or the transactions end
+(``InFlight.offers_ready``), so a saturated sender sends full transactions.
 
 A note on failures and back-offs. A connection error, timeout or 5xx leaves every hop of
 that transaction QUEUED and backs the peer off (``BackoffPolicy``: ~1 s doubling to ~60 s,
