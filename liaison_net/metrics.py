@@ -22,6 +22,14 @@ class NodeMetrics:
             "liaison_handed_total", "Envelopes sent to a peer as handed over at their "
             "commit, without reading the outbox (federation/inflight.py)", ["peer"],
             registry=self.registry)
+        # Envelopes per federation transaction, by where the batch came from ("handed":
+        # offers taken at their commit; "read": the outbox): its _count is the transactions
+        # sent, its _sum their envelopes (federation/inflight.py, the batching rule).
+        self.transaction_envelopes = Histogram(
+            "liaison_transaction_envelopes", "Envelopes per federation transaction sent to a "
+            "peer, by the batch's source (handed over or read from the outbox)",
+            ["peer", "source"], registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096))
         self.latency = Histogram(
             "liaison_relay_latency_seconds", "Envelope created -> acknowledged by peer",
             ["peer"], registry=self.registry,

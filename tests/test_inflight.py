@@ -10,7 +10,10 @@ answered (delivered: their hops leave the queue, then their claims are released)
 officer's submission is also offered in memory at its commit (``InFlight.offer``); one
 committed while a read is under way may or may not be in its snapshot. The sender takes
 offers only while the outbox holds nothing unclaimed besides them (``drained``, as
-``PeerSender._drained``), and the machine checks that this is then exactly true.
+``PeerSender._drained``), and the machine checks that this is then exactly true. It takes
+them only when ``offers_ready`` says so (the batching rule: at once while nothing is in
+flight, else a full batch or an urgent offer), and checks that offers never wait with
+nothing in flight (they would wait for an end that never comes).
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
         self.started(batch, rows)
 
     @precondition(lambda self: self.snapshot is None and self.drained and not self.woken
-                  and self.book.offered > 0 and self.book.has_room(URGENT))
+                  and self.book.offers_ready() and self.book.has_room(URGENT))
     @rule()
     def take_offered(self) -> None:
         least = URGENT if not self.book.has_room() else ROUTINE
@@ -160,6 +163,23 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
             if self.drained and not self.woken:
                 # What lets the sender take offers without reading: nothing else waits.
                 assert offered == set(self.queued) - claimed, "a queued hop no offer names"
+
+
+    @invariant()
+    def offers_wait_only_for_something_in_flight(self) -> None:
+        """The batching rule: ready at once with nothing in flight; with something in
+        flight, ready exactly when the offers make a full batch or one is urgent."""
+        offers = self.book.offered_ids
+        if not offers:
+            assert not self.book.offers_ready()
+            return
+        if not self.book.batches:
+            assert self.book.offers_ready(), "offers waiting for an end that never comes"
+            return
+        size = sum(self.queued[eid][1] for eid in offers)
+        urgent = any(self.queued[eid][0] > ROUTINE for eid in offers)
+        assert self.book.offers_ready() == (urgent or len(offers) >= MAX_COUNT
+                                            or size >= MAX_BYTES)
 
 
 TestClaimsAgainstOutbox = ClaimsAgainstOutbox.TestCase
@@ -256,3 +276,69 @@ def test_a_slot_is_kept_for_an_urgent_batch_beside_full_routine_ones() -> None:
     flash = book.take(rows((4, 3, 10)))
     assert flash is not None and book.may_start(flash)
     assert not book.has_room(URGENT)
+
+
+def offer(book: InFlight, i: int, precedence: int = ROUTINE, size: int = 10) -> None:
+    assert book.offer(Offer(eid(i), precedence, b"x" * size, 10**12, 10**12))
+
+
+def test_offers_go_at_once_when_idle_and_wait_for_a_full_batch_while_one_is_in_flight(
+        ) -> None:
+    book = InFlight(limit=3, max_count=4, max_bytes=1000)
+    offer(book, 1)
+    assert book.offers_ready()  # nothing in flight: a light load waits for nothing
+    first = book.take_offered(now=0)
+    assert first is not None and first.ids == (eid(1),)
+    for i in (2, 3, 4):
+        offer(book, i)
+        assert not book.offers_ready()  # a slot is free, but the batch is not full
+    offer(book, 5)
+    assert book.offers_ready()  # a full batch's worth goes beside the one in flight
+    full = book.take_offered(now=0)
+    assert full is not None and len(full.ids) == 4
+    offer(book, 6)
+    assert not book.offers_ready()
+    offer(book, 7, precedence=3)
+    assert book.offers_ready()  # an urgent offer never waits
+    flash = book.take_offered(now=0)
+    assert flash is not None and flash.ids == (eid(7),)
+    book.release(first)
+    book.release(full)
+    assert not book.offers_ready()  # flash still in flight
+    book.release(flash)
+    assert book.offers_ready()  # every transaction ended: what waited goes
+
+
+def test_offers_of_a_full_batch_by_bytes_do_not_wait() -> None:
+    book = InFlight(limit=3, max_count=100, max_bytes=50)
+    offer(book, 1)
+    assert book.take_offered(now=0) is not None
+    offer(book, 2, size=30)
+    assert not book.offers_ready()
+    offer(book, 3, size=30)
+    assert book.offers_ready()
+
+
+def test_a_saturated_sender_sends_full_transactions() -> None:
+    """A sustained load, simulated in steps: an envelope offered every step, a transaction
+    answered ``steps`` after it started, each taken as the sender does when
+    ``offers_ready``. The rule makes the transactions fill up to about the envelopes
+    offered while one is in flight (and whole batches once they are more than that);
+    starting one whenever a slot is free and an offer waits (the rule before) sent the
+    same envelopes in transactions of 1 to 3."""
+    book = InFlight(limit=3, max_count=32, max_bytes=10**6)
+    started: list[Batch] = []
+    ends: dict[int, list[Batch]] = {}
+    steps = 10  # a transaction's time, in offers
+    for step in range(2000):
+        for batch in ends.pop(step, []):
+            book.release(batch)
+        offer(book, step)
+        while book.has_room() and book.offers_ready():
+            batch = book.take_offered(now=0)
+            assert batch is not None and book.may_start(batch)
+            started.append(batch)
+            ends.setdefault(step + steps, []).append(batch)
+    sent = sum(len(b.ids) for b in started)
+    assert sent >= 1900
+    assert sent / len(started) >= steps - 1, [len(b.ids) for b in started[-10:]]

@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from liaison_net.bench import baselines, ceiling, cost
 from liaison_net.bench.report import OURS, Results, machine_facts
 from liaison_net.bench.scenarios import (
@@ -35,7 +37,7 @@ from liaison_net.bench.scenarios import (
     Ui,
     memory,
 )
-from liaison_net.bench.workload import Batch, describe, seal_batch
+from liaison_net.bench.workload import Batch, describe, rounded, seal_batch
 
 CORE = ("light", "relay", "paced", "outage", "crash")
 ALL = (*CORE, "baselines", "ceiling", "memory")
@@ -54,12 +56,44 @@ def selection(names: Sequence[str]) -> list[str]:
     return [n for n in ALL if n in chosen]
 
 
+async def _sender_counts(system: System) -> dict[str, float] | None:
+    try:
+        return await system.sender_counts()
+    except (OSError, aiohttp.ClientError, TimeoutError):
+        return None  # a node down at that moment (outage, crash): no figure
+
+
+def _transactions(before: dict[str, float] | None,
+                  after: dict[str, float] | None) -> Figures:
+    """The origin's federation transactions during the scenario: how many, envelopes per
+    transaction, and the share of envelopes handed over at their commit (not read); and
+    (``back_``) the destination's to the origin (its evidence)."""
+    if before is None or after is None or not after:
+        return {}
+
+    def delta(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    out: Figures = {}
+    for prefix in ("", "back_"):
+        txns = delta(f"{prefix}handed_count") + delta(f"{prefix}read_count")
+        envelopes = delta(f"{prefix}handed_sum") + delta(f"{prefix}read_sum")
+        out[f"{prefix}transactions"] = int(txns)
+        out[f"{prefix}envelopes_per_transaction"] = rounded(envelopes / txns if txns else None,
+                                                            1)
+        out[f"{prefix}handed_share"] = rounded(
+            delta(f"{prefix}handed_sum") / envelopes if envelopes else None, 2)
+    return out
+
+
 async def measured(name: str, system: System, batch: Batch, ui: Ui) -> Figures:
     """One scenario, with each broker's CPU, peak RSS and disk growth around it (``cost``)."""
     probes = system.probes()
     before = {role: await asyncio.to_thread(cost.snapshot, probe)
               for role, probe in probes.items()}
+    sent_before = await _sender_counts(system)
     figures: Figures = await SCENARIOS[name](system, batch, ui)
+    figures.update(_transactions(sent_before, await _sender_counts(system)))
     # Asked again: a destination restarted by the scenario runs under a new PID.
     figures.update(await asyncio.to_thread(
         cost.figures, before, system.probes(), envelopes=int(figures.get("accepted", 0)),

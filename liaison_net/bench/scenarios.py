@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from liaison_net.bench import cost
 from liaison_net.bench.cost import Probe
 from liaison_net.bench.network import BenchNetwork, Deadline, OfficerSpec
@@ -59,11 +61,12 @@ from liaison_net.bench.workload import (
     submit_stream,
     wait_arrivals,
 )
-from liaison_net.client.session import NodeSession, SubmitResult
+from liaison_net.client.session import NodeSession, SubmitResult, officer_ssl_context
 from liaison_net.core import crypto
 from liaison_net.core.ids import id_from_text
 from liaison_net.drills.harness import HarnessTimeout
 from liaison_net.drills.pg_cluster import Cluster, make_cluster
+from liaison_net.pki.certificates import node_hostname
 from liaison_net.store import observe
 
 Figures = dict[str, Any]
@@ -170,6 +173,11 @@ class System(abc.ABC):
         while the block runs, where the system has such a client (ours: the officer's
         live inbox stream); None elsewhere."""
         yield None
+
+    async def sender_counts(self) -> dict[str, float]:
+        """The origin's federation transactions so far, where the system reports them
+        (ours: ``liaison_transaction_envelopes`` count and sum by source); {} elsewhere."""
+        return {}
 
     def counts(self, keys: set[bytes], records: list[tuple[bytes, int]]) -> tuple[int, int]:
         """(distinct keys received, extra copies received), from the sink by default."""
@@ -511,6 +519,28 @@ class OurSystem(System):
                     yield arrivals
                 finally:
                     task.cancel()
+
+    async def sender_counts(self) -> dict[str, float]:
+        """From the nodes' /metrics: the origin's transactions to BE (the envelopes) and,
+        prefixed ``back_``, BE's to the origin (the evidence), their envelopes, by source
+        (handed over at the commit, or read from the outbox)."""
+        keystore = self.net.officers[SENDER].keystore
+        out: dict[str, float] = {}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+                ssl=officer_ssl_context(keystore.ca_cert_pem))) as http:
+            for node, key, peer, prefix in (("nl", self.origin_workers[0], "be", ""),
+                                            ("be", "be", "nl", "back_")):
+                async with http.get(self.net.nodes[key].client_url + "/metrics",
+                                    server_hostname=node_hostname(node),
+                                    timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                    text = await resp.text()
+                for line in text.splitlines():
+                    for part in ("count", "sum"):
+                        name = f"liaison_transaction_envelopes_{part}{{"
+                        if line.startswith(name) and f'peer="{peer}"' in line:
+                            source = line.split('source="', 1)[1].split('"', 1)[0]
+                            out[f"{prefix}{source}_{part}"] = float(line.rsplit(" ", 1)[1])
+        return out
 
     async def stop_destination(self, *, kill: bool) -> None:
         await asyncio.to_thread(self.net.stop_node, "be", kill=kill)

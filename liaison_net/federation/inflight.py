@@ -54,6 +54,17 @@ Dropping offers is always safe: what was offered is still queued in the outbox a
 next read finds it. So offers past ``max_offers``, past their expiry, or left when a read
 was cut short simply go, and the sender reads instead.
 
+When offers start a transaction (``offers_ready``, the batching rule). At once while no
+transaction is in flight: a light load adds no wait. While one is, offers wait until they
+make a full batch (``max_count`` envelopes or ``max_bytes``), an urgent one comes, or the
+transactions in flight have ended. Without the rule a saturated sender started a
+transaction for each offer as soon as a slot was free (one to a few envelopes each, where
+an outbox read takes up to the batch size): more requests, commits and evidence per
+envelope at both ends, on the CPU the envelopes need. With it, the offers made while a
+transaction is in flight go together when it ends, and a sender that cannot keep up sends
+full batches, ``limit`` at a time. Waiting changes nothing of the rules above: offers kept
+longer are still only names of queued hops, and a read still drops them.
+
 Failure spells: a failure of one batch backs the peer off; the other batches in flight
 started before it and will most likely fail the same way, so each batch carries the
 ``spell`` it started in, and only an outcome from the current spell counts
@@ -117,6 +128,8 @@ class InFlight:
         self.spell = 0
         self._claimed: set[bytes] = set()
         self._offers: dict[bytes, Offer] = {}
+        self._offered_bytes = 0  # of the offers, and how many of them are above routine:
+        self._offered_urgent = 0  # what ``offers_ready`` weighs, kept as offers come and go
         #: Batches released unanswered so far (``release``).
         self.returned = 0
         self._reading = False
@@ -134,7 +147,7 @@ class InFlight:
         if self._reading:
             raise RuntimeError("one outbox read at a time")  # our bug
         self._reading = True
-        self._offers.clear()
+        self.drop_offers()
         return frozenset(self._claimed)
 
     def offer(self, offer: Offer) -> bool:
@@ -143,10 +156,22 @@ class InFlight:
         if offer.id in self._claimed or offer.id in self._offers:
             return True
         if len(self._offers) >= self.max_offers:
-            self._offers.clear()
+            self.drop_offers()
             return False
         self._offers[offer.id] = offer
+        self._offered_bytes += len(offer.raw)
+        self._offered_urgent += offer.precedence > ROUTINE
         return True
+
+    def offers_ready(self) -> bool:
+        """Whether the offers should start a transaction now (the batching rule above): at
+        once while nothing is in flight; while something is, only an urgent offer or a full
+        batch's worth; else they wait for more offers or for the transactions to end."""
+        if not self._offers:
+            return False
+        return (not self.batches or self._offered_urgent > 0
+                or len(self._offers) >= self.max_count
+                or self._offered_bytes >= self.max_bytes)
 
     @property
     def offered(self) -> int:
@@ -159,6 +184,13 @@ class InFlight:
     def drop_offers(self) -> None:
         """Forget every offer (the outbox will be read: it holds them all)."""
         self._offers.clear()
+        self._offered_bytes = self._offered_urgent = 0
+
+    def _forget(self, eid: bytes) -> None:
+        offer = self._offers.pop(eid, None)
+        if offer is not None:
+            self._offered_bytes -= len(offer.raw)
+            self._offered_urgent -= offer.precedence > ROUTINE
 
     def take_offered(self, *, now: int, min_precedence: int = ROUTINE) -> Batch | None:
         """The next batch from the offers, as a read would have made it from the same rows
@@ -170,14 +202,14 @@ class InFlight:
             raise RuntimeError("take_offered during a read")  # our bug
         for eid in [o.id for o in self._offers.values()
                     if o.expires <= now or o.retain_until <= now]:
-            del self._offers[eid]
+            self._forget(eid)
         rows = [(o.id, o.precedence, o.raw)
                 for o in sorted(self._offers.values(), key=lambda o: (-o.precedence, o.id))
                 if o.precedence >= min_precedence]
         batch = self._cut(rows, handed=True)
         if batch is not None:
             for eid in batch.ids:
-                del self._offers[eid]
+                self._forget(eid)
         return batch
 
     def abandon(self) -> None:
@@ -190,7 +222,7 @@ class InFlight:
             raise RuntimeError("take without begin_read")  # our bug
         self._reading = False
         for eid, _, _ in rows:  # offered during the read, and found by it
-            self._offers.pop(eid, None)
+            self._forget(eid)
         return self._cut(rows, handed=False)
 
     def _cut(self, rows: Sequence[Row], *, handed: bool) -> Batch | None:

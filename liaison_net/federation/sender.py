@@ -17,6 +17,9 @@ kept-alive TLS connections. The ids each one carries are claimed in memory
 batch carries one precedence, and a lower one starts only once no higher one is in flight.
 The loop (``run``) reads and starts batches; each transaction runs as its own task
 (``_transact``) in the loop's task group, which owns them.
+Offers start a transaction at once while none is in flight; while one is, they wait
+until they make a full batch, an urgent one comes or the transactions end
+(``InFlight.offers_ready``), so a saturated sender sends full transactions.
 
 A note on failures and back-offs. A connection error, timeout or 5xx leaves every hop of
 that transaction QUEUED and backs the peer off (``BackoffPolicy``: ~1 s doubling to ~60 s,
@@ -163,7 +166,8 @@ class PeerSender:
             return
         if self.book.offer(Offer(hop.envelope_id, hop.precedence, hop.raw, hop.expires,
                                  hop.retain_until)):
-            self.handed.set()
+            if self.book.offers_ready():  # else they wait for more, or for ``ended``
+                self.handed.set()
         else:
             self.wake.set()
 
@@ -207,7 +211,9 @@ class PeerSender:
         least = URGENT if urgent_only else ROUTINE
         if self._drained and now - self._read_at >= self.delivery.directory_push_s * 1000:
             self._drained = False  # read anyway now and then: another worker's commits
-        handed = self._drained and not self.wake.is_set() and book.offered > 0
+        # Offers start a transaction at once while nothing is in flight; while something
+        # is, once they make a full batch (``InFlight.offers_ready``, the batching rule).
+        handed = self._drained and not self.wake.is_set() and book.offers_ready()
         # Something to read: a wake, or an offer while the outbox holds more than offers
         # (the read takes it, most urgent first).
         news = self.wake.is_set() or (self.handed.is_set() and not self._drained)
@@ -217,12 +223,11 @@ class PeerSender:
             # offer (``offer``) is taken without a read.
             self.ended.clear()
             self.handed.clear()
-            await self._wait_any((self.wake, self.handed, self.ended) if urgent_only
-                                 else (self.wake, self.handed),
-                                 self.delivery.directory_push_s)
-            # Still drained only if nothing but offers came (a timeout reads again).
-            self._drained = (self._drained and self.handed.is_set()
-                             and not self.wake.is_set())
+            await self._wait_any(self._news(urgent_only), self.delivery.directory_push_s)
+            # Still drained only if nothing but offers or a transaction's end came (a
+            # timeout reads again; a failed transaction ends drained in ``_failed``).
+            self._drained = (self._drained and not self.wake.is_set()
+                             and (self.handed.is_set() or self.ended.is_set()))
             return None
         self.called_in.clear()
         self.wake.clear()
@@ -266,9 +271,7 @@ class PeerSender:
                 await self._succeeded(spell)  # everything answered, nothing left to send
             # Nothing (urgent) to take: wait for something new, or (routine waiting for the
             # urgent slot's company to leave) for a transaction to end.
-            await self._wait_any((self.wake, self.handed, self.ended) if urgent_only
-                                 else (self.wake, self.handed),
-                                 self.delivery.directory_push_s)
+            await self._wait_any(self._news(urgent_only), self.delivery.directory_push_s)
             return None
         if not book.may_start(batch):
             # A higher precedence is still in flight: it goes first; read again once a
@@ -280,6 +283,14 @@ class PeerSender:
             await self._wait_any((self.wake, self.ended), self.delivery.directory_push_s)
             return None
         return batch
+
+    def _news(self, urgent_only: bool) -> tuple[asyncio.Event, ...]:
+        """What a pass with nothing to start waits for: a wake or ready offers, and a
+        transaction's end too when that may let something start (only the urgent slot was
+        free, or offers wait for the transactions in flight: the batching rule)."""
+        if urgent_only or (self.book.offered > 0 and self.book.batches):
+            return (self.wake, self.handed, self.ended)
+        return (self.wake, self.handed)
 
     async def _transact(self, batch: Batch) -> None:
         """One transaction, answered and recorded (or failed); its ids unclaimed after."""
@@ -458,6 +469,9 @@ class PeerSender:
     async def _send_batch(self, batch: Batch) -> None:
         body: dict[str, Any] = {"origin": self.node_id, "txn": crypto.random_bytes(16),
                                 "envelopes": list(batch.raws)}
+        self.metrics.transaction_envelopes.labels(
+            peer=self.peer.id, source="handed" if batch.handed else "read").observe(
+                len(batch.ids))
         # Officers' envelopes handed over at their commit carry neither (two reads saved).
         if batch.handed:
             self.metrics.handed.labels(peer=self.peer.id).inc(len(batch.ids))
