@@ -12,7 +12,7 @@ import asyncio
 import threading
 from pathlib import Path
 
-from liaison_net.clock import Clock
+from liaison_net.clock import Clock, ManualClock
 from liaison_net.config import DeliveryConfig, Peer
 from liaison_net.core.audit import detail
 from liaison_net.errors import Conflict
@@ -133,3 +133,54 @@ async def test_a_peer_calling_in_wakes_only_a_sender_that_backs_off() -> None:
     sender.link.failed(sender.delivery.backoff, now=0, rand=0.5, malformed=False)
     sender.peer_called_in()
     assert sender.wake.is_set() and sender.called_in.is_set()
+
+
+async def test_an_offer_ready_when_the_periodic_read_falls_due_goes_before_the_read(
+        tmp_path: Path) -> None:
+    """The sender reads its outbox at least every ``directory_push_s`` (another worker's
+    commits). At a steady light load that read used to fall due just as the next offer
+    came, and took that envelope from the outbox instead (it then waited for the query:
+    about 1 envelope in 40 at 20/s, inside the light load's p99). The offer goes first; the
+    read follows at the next pass, and no later than twice the period under constant offers."""
+    store = NodeStore(tmp_path / "n.sqlite3", "nl")
+    await store.open()
+    clock = ManualClock(NOW)
+    delivery = DeliveryConfig(directory_push_s=0.05)
+
+    async def no_push(_peer: str) -> None:
+        return None
+
+    sender = PeerSender(node_id="nl", peer=Peer(id="be", url="https://127.0.0.1:1"),
+                        store=store, session=None,  # type: ignore[arg-type]
+                        delivery=delivery, metrics=NodeMetrics(), directory_push=no_push,
+                        clock=clock)
+    store.on_queued = lambda hops: [sender.offer(h) for h in hops if h.node == "be"]
+    sender._running = True
+    sender.book = sender._in_flight()
+    push_ms = int(delivery.directory_push_s * 1000)
+    try:
+        first = seal_from(ALICE, [BOB])
+        sender._drained, sender._read_at = True, clock.now_ms() - push_ms  # the read is due
+        await store.accept(first, now=NOW, actor=ALICE.id, event="envelope.accepted",
+                           local_recipients=[], remote_nodes=["be"], audit_detail=detail())
+        batch = await sender._next()
+        assert batch is not None and batch.handed and batch.ids == (first.id,)
+        assert sender._read_at == NOW - push_ms  # not read yet: at the next pass
+        sender.book.release(batch, answered=False)
+        again = await sender._next()  # nothing offered now: the read that was due
+        assert sender._read_at == NOW
+        assert again is not None and not again.handed and again.ids == (first.id,)
+        sender.book.release(again, answered=False)
+
+        # Offers all the time: the read is put off once, never twice the period.
+        second = seal_from(ALICE, [BOB])
+        sender.book.drop_offers()
+        clock.advance(2 * push_ms)
+        sender._drained = True
+        await store.accept(second, now=NOW, actor=ALICE.id, event="envelope.accepted",
+                           local_recipients=[], remote_nodes=["be"], audit_detail=detail())
+        late = await sender._next()
+        assert late is not None and not late.handed
+        assert set(late.ids) == {first.id, second.id} and sender._read_at == clock.now_ms()
+    finally:
+        await store.close()

@@ -209,8 +209,14 @@ class PeerSender:
         # (a wake) can be urgent, since the outbox is read most urgent first.
         urgent_only = not book.has_room()
         least = URGENT if urgent_only else ROUTINE
-        if self._drained and now - self._read_at >= self.delivery.directory_push_s * 1000:
-            self._drained = False  # read anyway now and then: another worker's commits
+        push_ms = self.delivery.directory_push_s * 1000
+        since_read = now - self._read_at
+        if self._drained and since_read >= push_ms and (
+                not book.offers_ready() or since_read >= 2 * push_ms):
+            # Read anyway now and then: another worker's commits. Offers ready now go
+            # first (the read follows at the next pass, its wait ends at once): a read
+            # taking them would hold them for its query; overdue twice, read regardless.
+            self._drained = False
         # Offers start a transaction at once while nothing is in flight; while something
         # is, once they make a full batch (``InFlight.offers_ready``, the batching rule).
         handed = self._drained and not self.wake.is_set() and book.offers_ready()
@@ -223,7 +229,11 @@ class PeerSender:
             # offer (``offer``) is taken without a read.
             self.ended.clear()
             self.handed.clear()
-            await self._wait_any(self._news(urgent_only), self.delivery.directory_push_s)
+            # Until the periodic read falls due, so it runs in a gap between offers rather
+            # than when the next offer comes (which it would then read, not hand over).
+            due_s = (push_ms - since_read) / 1000 if self._drained else push_ms / 1000
+            await self._wait_any(self._news(urgent_only),
+                                 min(self.delivery.directory_push_s, max(due_s, 0.0)))
             # Still drained only if nothing but offers or a transaction's end came (a
             # timeout reads again; a failed transaction ends drained in ``_failed``).
             self._drained = (self._drained and not self.wake.is_set()
