@@ -70,3 +70,26 @@ async def test_a_lookup_out_while_the_first_update_is_applied_does_not_hide_it(
         assert [u.id for u in await store.restrictions.about([ORIGINAL.id])] == [recall.id]
     finally:
         await store.close()
+
+
+async def test_a_transactions_worth_of_first_lookups_reads_once(tmp_path: Path) -> None:
+    """On a start, a transaction's envelopes all ask at once: one read answers them all
+    (it was one per envelope: 256 reads for a restarted node's first transaction)."""
+    store = NodeStore(tmp_path / "be.sqlite3", "be")
+    await store.open()
+    try:
+        backend = store.db.backend
+        assert isinstance(backend, SqliteBackend)
+        reader = backend._reader
+        assert reader is not None
+        reads: list[str] = []
+        await reader.set_trace_callback(
+            lambda sql: reads.append(sql) if "FROM restrictions" in sql else None)
+        answers = await asyncio.gather(*(store.restrictions.about([ORIGINAL.id])
+                                         for _ in range(64)))
+        assert answers == [[]] * 64
+        assert len(reads) == 1, reads
+        assert await store.restrictions.count_of(ORIGINAL.id) == 0
+        assert len(reads) == 1  # known from then on
+    finally:
+        await store.close()

@@ -12,6 +12,7 @@ it (the update outran it, or came back after a crash) gets it applied on its own
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Sequence
 
@@ -48,20 +49,27 @@ class RestrictionStore:
         # Only this process writes the table; ``apply_in`` clears it before it writes.
         self._none: bool | None = None
         self._lock = threading.Lock()
+        self._reading: asyncio.Future[bool] | None = None  # the read under way, if any
 
     async def _none_applied(self) -> bool:
-        """Whether this node has applied no update, read once and then known. What a read
-        says is kept only if no update was applied while it was out (``apply_in`` sets
-        False): a read whose snapshot came before the first update's commit must not
-        turn the checks off after it (the caller's own answer stays that snapshot's, as
-        for any envelope decided before an update commits)."""
-        if self._none is None:
-            none = await self.db.fetchone("SELECT 1 FROM restrictions LIMIT 1") is None
-            with self._lock:  # ``apply_in`` sets it on the writer thread
-                if self._none is None:
-                    self._none = none
-            return none
-        return self._none
+        """Whether this node has applied no update, read once and then known; lookups made
+        while that read is out share it (on a start, a transaction's envelopes all ask at
+        once). What the read says is kept only if no update was applied while it was out
+        (``apply_in`` sets False): a read whose snapshot came before the first update's
+        commit must not turn the checks off after it (its callers' answer stays that
+        snapshot's, as for any envelope decided before an update commits)."""
+        if self._none is not None:
+            return self._none
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._read_none())
+        return await asyncio.shield(self._reading)
+
+    async def _read_none(self) -> bool:
+        none = await self.db.fetchone("SELECT 1 FROM restrictions LIMIT 1") is None
+        with self._lock:  # ``apply_in`` sets it on the writer thread
+            if self._none is None:
+                self._none = none
+        return none
 
     async def about(self, originals: Sequence[bytes]) -> list[Update]:
         """The updates applied here about any of ``originals``, oldest first."""
