@@ -284,12 +284,16 @@ class EnvelopeStore:
             # A peer node's own batch evidence: indexed for the envelopes its one recipient
             # sent that this node holds, nothing else (what the peer claims is only a hint;
             # the sender's client verifies the proof for each id).
+            # The carrier's inbox row is found by (officer, envelope), the inbox's unique
+            # index: by envelope alone SQLite scans the whole inbox, once per covered id.
+            officer = h.recipients[0].officer
             marks = ", ".join("?" * len(covers))
             await txn.execute(
                 "INSERT OR IGNORE INTO evidence_covers (envelope_id, inbox_seq) "
-                "SELECT e.id, i.seq FROM envelopes e JOIN inbox i ON i.envelope_id = ? "
-                f"WHERE e.id IN ({marks}) AND e.sender = ?",
-                (h.id, *covers, h.recipients[0].officer))
+                "SELECT e.id, i.seq FROM inbox i JOIN envelopes e "
+                f"ON e.id IN ({marks}) AND e.sender = ? "
+                "WHERE i.officer = ? AND i.envelope_id = ?",
+                (*covers, officer, officer, h.id))
         return AcceptOutcome(h.id, duplicate=False, matches=len(matches),
                              held=hold is not None)
 
@@ -337,10 +341,8 @@ class EnvelopeStore:
                     # an inbox here looks a carrier up by envelope; a carrier sent to a
                     # peer is read by carrier (its ``covers``), and forgotten with it
                     if item.local and item.covers:
-                        await txn.executemany(
-                            "INSERT OR IGNORE INTO evidence_covers (envelope_id, inbox_seq) "
-                            "SELECT ?, seq FROM inbox WHERE envelope_id = ?",
-                            [(eid, item.envelope.id) for eid in item.covers])
+                        await self._index_covers(txn, item.envelope.id, item.local,
+                                                 item.covers)
                     if item.remote:
                         await txn.executemany(
                             "INSERT OR IGNORE INTO outgoing_covers (carrier, envelope_id) "
@@ -355,6 +357,26 @@ class EnvelopeStore:
             return done
 
         return await self.db.write(op)
+
+    @staticmethod
+    async def _index_covers(txn: WriteTxn, carrier: bytes, officers: Sequence[str],
+                            covers: Sequence[bytes]) -> None:
+        """Index the envelopes a batch carrier covers under each inbox row that holds it
+        here. The rows are looked up once per carrier by (officer, envelope), the inbox's
+        unique index; the covered ids are then plain inserts. (Looked up by envelope alone,
+        per covered id, each was a scan of the whole inbox: a cost per envelope that grew
+        with every envelope the node's officers ever received.)"""
+        seqs: list[int] = []
+        for officer in dict.fromkeys(officers):
+            row = await (await txn.execute(
+                "SELECT seq FROM inbox WHERE officer = ? AND envelope_id = ?",
+                (officer, carrier))).fetchone()
+            if row is not None:
+                seqs.append(int(row[0]))
+        if seqs:
+            await txn.executemany(
+                "INSERT OR IGNORE INTO evidence_covers (envelope_id, inbox_seq) VALUES (?, ?)",
+                [(eid, seq) for seq in seqs for eid in covers])
 
     @staticmethod
     async def _use_consent(txn: WriteTxn, digest: bytes, envelope_id: bytes, now: int) -> None:

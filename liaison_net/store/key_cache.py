@@ -13,6 +13,13 @@ fills, so a lookup made while a revocation is being committed reads the database
 first lookup after the commit sees it. A lookup that read the database before a change and
 finishes after it does not store what it read (the generation moved on).
 
+Concurrent misses of one key share one read (``get``): a federation transaction's
+envelopes are decided concurrently, so on a cold cache (a node just started, as when it
+comes back to a backlog) every envelope of the first transaction missed at once and each
+read the same rows, several reads per envelope. A lookup joins a read only if both started
+in the same generation with no change being written, the same rule that lets it use a
+stored entry: a change that begins meanwhile makes later lookups read for themselves.
+
 Writes by another process (an admin command while no node runs, which is how the CLI
 works: with a node running it asks the node over its admin socket) happen before the node
 opens the file, when the cache is empty.
@@ -20,6 +27,7 @@ opens the file, when the cache is empty.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
@@ -43,6 +51,9 @@ class KeyCache:
         self._entries: OrderedDict[Hashable, Any] = OrderedDict()
         self._generation = 0
         self._changing = 0  # write groups that touched keys and have not ended yet
+        # Reads under way, by key: (the generation they started in, their result). Touched
+        # on the event loop only (``get``), so not under the lock.
+        self._loading: dict[Hashable, tuple[int, asyncio.Future[Any]]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -62,6 +73,18 @@ class KeyCache:
             self._changing -= 1
             self._generation += 1
             self._entries.clear()
+
+    @staticmethod
+    async def _join(read: asyncio.Future[Any], load: Callable[[], Awaitable[T]]) -> T:
+        """The result of a read already under way for the same key; a read whose caller
+        was cancelled is done again here. Shielded: cancelling one waiter must not cancel
+        the read the others wait for."""
+        try:
+            return await asyncio.shield(read)
+        except asyncio.CancelledError:
+            if not read.cancelled():
+                raise  # this waiter was cancelled
+        return await load()
 
     def stamp(self) -> int | None:
         """A token that moves whenever a write group touches keys, None while one is being
@@ -83,8 +106,28 @@ class KeyCache:
                 return self._entries[key]  # type: ignore[no-any-return]  # stored by load
             self.misses += 1
             generation = self._generation if self._changing == 0 else None
-        value = await load()
-        if generation is not None and keep(value):
+        if generation is None:  # a change is being written: read for yourself, keep nothing
+            return await load()
+        under_way = self._loading.get(key)
+        if under_way is not None and under_way[0] == generation:
+            return await self._join(under_way[1], load)
+        result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._loading[key] = (generation, result)
+        try:
+            value = await load()
+        except asyncio.CancelledError:
+            result.cancel()  # those waiting read for themselves (``_join``)
+            raise
+        except BaseException as exc:
+            result.set_exception(exc)
+            result.exception()  # marked retrieved: no warning when nobody waited
+            raise
+        else:
+            result.set_result(value)
+        finally:
+            if key in self._loading and self._loading[key][1] is result:
+                del self._loading[key]
+        if keep(value):
             with self._lock:
                 if self._generation == generation:  # no change began since the read did
                     self._entries[key] = value

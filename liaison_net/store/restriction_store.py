@@ -12,6 +12,8 @@ it (the update outran it, or came back after a crash) gets it applied on its own
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Sequence
 
 from liaison_net.core import codec
@@ -46,12 +48,32 @@ class RestrictionStore:
         # envelope accepted, answers without a query (100 us each on the 2-core machine).
         # Only this process writes the table; ``apply_in`` clears it before it writes.
         self._none: bool | None = None
+        self._lock = threading.Lock()
+        self._reading: asyncio.Future[bool] | None = None  # the read under way, if any
+
+    async def _none_applied(self) -> bool:
+        """Whether this node has applied no update, read once and then known; lookups made
+        while that read is out share it (on a start, a transaction's envelopes all ask at
+        once). What the read says is kept only if no update was applied while it was out
+        (``apply_in`` sets False): a read whose snapshot came before the first update's
+        commit must not turn the checks off after it (its callers' answer stays that
+        snapshot's, as for any envelope decided before an update commits)."""
+        if self._none is not None:
+            return self._none
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._read_none())
+        return await asyncio.shield(self._reading)
+
+    async def _read_none(self) -> bool:
+        none = await self.db.fetchone("SELECT 1 FROM restrictions LIMIT 1") is None
+        with self._lock:  # ``apply_in`` sets it on the writer thread
+            if self._none is None:
+                self._none = none
+        return none
 
     async def about(self, originals: Sequence[bytes]) -> list[Update]:
         """The updates applied here about any of ``originals``, oldest first."""
-        if self._none is None:
-            self._none = await self.db.fetchone("SELECT 1 FROM restrictions LIMIT 1") is None
-        if self._none or not originals:
+        if await self._none_applied() or not originals:
             return []
         marks = ", ".join("?" * len(originals))
         rows = await self.db.fetchall(
@@ -62,9 +84,7 @@ class RestrictionStore:
     async def count_of(self, envelope_id: bytes) -> int:
         """How many updates were applied here to ``envelope_id`` (a hint for its readers,
         who check the updates themselves)."""
-        if self._none is None:
-            self._none = await self.db.fetchone("SELECT 1 FROM restrictions LIMIT 1") is None
-        if self._none:
+        if await self._none_applied():
             return 0
         row = await self.db.fetchone("SELECT COUNT(*) FROM restricted WHERE envelope_id = ?",
                                      (envelope_id,))
@@ -82,7 +102,8 @@ class RestrictionStore:
         """Apply ``update`` here, in the transaction that accepts its envelope; what the
         node owes for it (the issuer's receipt). Refuses (``PolicyRefused``, rolling the
         whole acceptance back) an update that would relax one applied before it."""
-        self._none = False
+        with self._lock:
+            self._none = False
         cur = await txn.execute(
             f"SELECT {_COLUMNS} FROM restrictions WHERE original = ?", (update.original,))
         check_after(update, [_update(r) for r in await cur.fetchall()])
