@@ -36,6 +36,13 @@ Then = Callable[[WriteTxn], Awaitable[Sequence[Effect]]]
 #: The outbox indexes are partial (``WHERE state = 'queued'``, migration 11): SQLite uses
 #: one only when the query names that same literal, never for ``state = ?``.
 _QUEUED = f"h.state = '{HopState.QUEUED.value}'"
+#: A hop's move. Its precedence and expiry order and end the outbox, which holds only
+#: queued hops: a hop moving to a final state keeps neither (0 is stored in no byte, the
+#: expiry in six; issue 16, bytes on disk), nor does anything read them there again.
+_MOVE_HOP = ("UPDATE hops SET state = ?, updated = ?, reason = ? WHERE node = ? AND "
+             "envelope_id = ? AND state = ?")
+_FINISH_HOP = ("UPDATE hops SET state = ?, updated = ?, reason = ?, precedence = 0, "
+               "expires = 0 WHERE node = ? AND envelope_id = ? AND state = ?")
 
 
 @dataclass(frozen=True)
@@ -574,8 +581,7 @@ class EnvelopeStore:
                             envelope_id=id_to_text(move.envelope_id), reason=exc.detail)
                 continue
             cur = await txn.execute(
-                "UPDATE hops SET state = ?, updated = ?, reason = ? WHERE node = ? AND "
-                "envelope_id = ? AND state = ?",
+                _FINISH_HOP if after.final else _MOVE_HOP,
                 (after.value, now, move.reason, node, move.envelope_id, state.value))
             if cur.rowcount:
                 states[move.envelope_id] = after
