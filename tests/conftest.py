@@ -55,6 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # reordered by their number of tests.
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
-    harness.use_port_range(worker_ports(os.environ.get("PYTEST_XDIST_WORKER"),
+    # Exported: a bench or drill a test runs as a subprocess picks from the same range.
+    harness.export_port_range(worker_ports(os.environ.get("PYTEST_XDIST_WORKER"),
                                         int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")),
                                         harness.ephemeral_port_floor()))

@@ -138,3 +138,28 @@ def test_ports_come_in_turn_from_the_range_in_use_skipping_taken_ones() -> None:
     finally:
         taken.close()
         harness._port_range, harness._port_cursor = saved
+
+
+def test_a_process_started_by_a_worker_picks_from_the_workers_range() -> None:
+    """A bench a test runs as a subprocess starts PostgreSQL nodes, which connect out (to
+    their store) before they listen: a port the kernel handed out and took back may go to
+    that very connection (a node once exited at start, its port taken). So a subprocess
+    picks from its parent's exported range, and a bench run alone below the ephemeral
+    range (``avoid_ephemeral_ports``)."""
+    import os
+
+    from liaison_net.drills import harness
+
+    probe = ("from liaison_net.drills import harness\n"
+             "harness.avoid_ephemeral_ports()\n"
+             "print(*harness.free_ports(3))\n")
+    env = {**os.environ, harness.PORT_RANGE_ENV: "21000-21100"}
+    picked = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                            text=True, check=True).stdout.split()
+    assert len(picked) == 3 and all(21_000 <= int(p) < 21_100 for p in picked)
+    alone = {k: v for k, v in os.environ.items() if k != harness.PORT_RANGE_ENV}
+    picked = subprocess.run([sys.executable, "-c", probe], env=alone, capture_output=True,
+                            text=True, check=True).stdout.split()
+    floor = harness.ephemeral_port_floor()
+    assert all(1024 <= int(p) < floor for p in picked)
+    assert os.environ[harness.PORT_RANGE_ENV]  # this worker exported its own range

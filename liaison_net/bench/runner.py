@@ -38,6 +38,7 @@ from liaison_net.bench.scenarios import (
     memory,
 )
 from liaison_net.bench.workload import Batch, describe, rounded, seal_batch
+from liaison_net.drills.harness import avoid_ephemeral_ports
 
 CORE = ("light", "relay", "paced", "outage", "crash")
 ALL = (*CORE, "baselines", "ceiling", "memory")
@@ -248,6 +249,8 @@ def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = N
     from liaison_net.bench.report import document
 
     selected = selection(names)
+    # Our PostgreSQL nodes connect out before they listen: no ports the kernel hands out.
+    avoid_ephemeral_ports()
     started = datetime.now(UTC)
     machine = machine_facts()
     root = workdir or Path(tempfile.mkdtemp(prefix="liaison-bench-"))

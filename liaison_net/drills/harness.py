@@ -26,6 +26,7 @@ their own directory, as node_configs/ does)::
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import signal
 import socket
@@ -119,9 +120,42 @@ def ephemeral_port_floor(default: int = 32768) -> int:
         return default
 
 
+#: Where a process started by another (the bench or a drill run by a test worker) picks
+#: its ports: "LOW-HIGH", the parent's own range (``export_port_range``).
+PORT_RANGE_ENV = "LIAISON_PORT_RANGE"
+
+
+def export_port_range(ports: range) -> None:
+    """Pick from ``ports`` here and in every process started from now on."""
+    use_port_range(ports)
+    os.environ[PORT_RANGE_ENV] = f"{ports.start}-{ports.stop}"
+
+
+def _range_from_env() -> range | None:
+    text = os.environ.get(PORT_RANGE_ENV, "")
+    low, sep, high = text.partition("-")
+    if not sep or not low.isdigit() or not high.isdigit():
+        return None
+    ports = range(int(low), int(high))
+    return ports if ports.start >= 1024 and ports.stop <= 65536 and len(ports) >= 16 else None
+
+
+def avoid_ephemeral_ports(span: int = 8000) -> None:
+    """Unless a range was set (here or by the parent, ``PORT_RANGE_ENV``), pick below the
+    kernel's ephemeral range from now on. For a node that connects out before it listens
+    (on PostgreSQL: its store first), a port the kernel handed out and took back may be
+    given to that very connection before the node binds it."""
+    if _port_range is not None or _range_from_env() is not None:
+        return
+    floor = ephemeral_port_floor()
+    use_port_range(range(max(1024, floor - span), floor))
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct free TCP ports on 127.0.0.1 (all held open until all are picked)."""
     global _port_cursor
+    if _port_range is None and (inherited := _range_from_env()) is not None:
+        use_port_range(inherited)
     with contextlib.ExitStack() as stack:
         ports: list[int] = []
         tries = 0
