@@ -1,5 +1,5 @@
 """Riders (issue 16, lane commits16): a write no one is answered on (``rides=True``: the
-drain storing what it issued, the sender recording a small transaction's outcome) joins the
+effect drain storing the few envelopes it issued) joins the
 next group a plain write starts instead of paying a commit (an fsync) of its own; alone, it
 commits after ``ride_s``; it is as durable as any write once its await returns; a writer
 closed while it waits answers it "nothing stored". Counted in commits, never in time."""
@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from liaison_net.clock import ManualClock
 from liaison_net.errors import Unavailable
-from liaison_net.store.database import RIDE_MAX_ENVELOPES, WriteTxn
+from liaison_net.store.database import WriteTxn
 from liaison_net.store.node_store import NodeStore
+from tests.core.factories import NOW, seal_from
+from tests.test_effects import ALICE, BOB, _accept_at_origin, _count, _drain, _enrol
 from tests.waits import PATIENCE_S
 
 
@@ -82,23 +85,35 @@ async def test_a_rider_held_at_close_is_told_nothing_was_stored(tmp_path: Path) 
         await again.close()
 
 
-async def test_a_small_transactions_outcome_rides_a_large_ones_does_not(
-        tmp_path: Path) -> None:
+async def test_the_drains_write_rides_on_the_next_accept(tmp_path: Path) -> None:
+    """At a light load the drain's write (the "accepted" evidence issued, its effect row
+    deleted) paid a commit of its own; now it is stored by the next accept's commit."""
+    store = await _open(tmp_path, ride_s=PATIENCE_S)
+    try:
+        await _enrol(store, ALICE)
+        assert not await _accept_at_origin(store, seal_from(ALICE, [BOB]), [])
+        before = store.db.commits
+        drain = asyncio.create_task(_drain(store, ManualClock(NOW + 1000)).drain_once())
+        await _until_held(store)
+        assert not drain.done() and await store.effects.pending() == 1
+        assert not await _accept_at_origin(store, seal_from(ALICE, [BOB], b"next"), [])
+        assert await drain == 1
+        assert store.db.commits == before + 1  # the accept's commit stored the evidence too
+        assert _count(tmp_path / "n.sqlite3",
+                      "SELECT COUNT(*) FROM audit_named WHERE event = 'evidence.issued'") == 1
+        assert store.db.commits_by["EnvelopeStore.accept"] == 2
+        assert store.db.writes_by["EnvelopeStore.complete_effects"] == 1
+    finally:
+        await store.close()
+
+
+async def test_an_outcome_the_sender_waits_on_does_not_ride(tmp_path: Path) -> None:
+    """``finish_hops`` commits at once: until it does the sender holds its transaction in
+    flight, and the next offer would wait for the next accept (the latency doubled)."""
     store = await _open(tmp_path, ride_s=PATIENCE_S)
     try:
         before = store.db.commits
-        small = asyncio.create_task(store.finish_hops(
-            "be", now=1, delivered=[bytes([i]) * 16 for i in range(RIDE_MAX_ENVELOPES)],
-            refused=[]))
-        await _until_held(store)
-        assert not small.done()
-        # A large one does not wait: it starts a group, and the small one rides in it.
-        await store.finish_hops(
-            "be", now=1, delivered=[bytes([i]) * 16 for i in range(RIDE_MAX_ENVELOPES + 1)],
-            refused=[])
-        assert await small == []
-        assert store.db.commits == before + 1
-        assert store.db.commits_by == {"EnvelopeStore.finish_hops": 1}
-        assert store.db.writes_by == {"EnvelopeStore.finish_hops": 2}
+        await store.finish_hops("be", now=1, delivered=[b"x" * 16], refused=[])
+        assert store.db.commits == before + 1 and store.db.rider_commits == 0
     finally:
         await store.close()

@@ -26,13 +26,15 @@ after the cause is gone simply succeeds. No space (a full disk, or the operator'
 connection so it fails exactly as a full disk does) is told apart as ``StorageFull``, and
 ``storage`` records it for /healthz and the metrics until a group commits again.
 
-Riders. A write nobody answers a peer or an officer on (the effect drain storing what it
-issued, the sender recording a transaction's outcome) may be queued with ``rides=True``: it
-does not start a group of its own but joins the next one a plain write starts, or, if none
-comes, commits alone ``ride_s`` after it was queued. At 20 envelopes/s that took the
-origin from 3.9 commits (fsyncs) per envelope to about 2 (docs/performance.md, lane
-commits16). A rider is just as durable once its await returns; what it owes meanwhile stays
-in its rows (an effect row is sealed again, a hop is sent again and answered duplicate).
+Riders. A write that nothing waits on (the effect drain storing the few envelopes it
+issued) may be queued with ``rides=True``: it does not start a group of its own but joins
+the next one a plain write starts, or, if none comes, commits alone ``ride_s`` after it was
+queued. At 20 envelopes/s that took the origin from 3.9 commits (fsyncs) per envelope to
+2.9, the destination from 3.0 to 2.1 (docs/performance.md, lane commits16). A rider is just
+as durable once its await returns; what it owes stays in its rows meanwhile (an effect row
+is sealed again after a crash). A write someone waits on must not ride: the sender's
+``finish_hops`` did, and its transaction stayed in flight until the next accept, holding
+that envelope's offer back (the light load's latency doubled).
 """
 
 from __future__ import annotations
@@ -78,8 +80,8 @@ WriteFn = Callable[["WriteTxn"], Awaitable[T]]
 #: How long a rider (``Database.write(rides=True)``) waits for a plain write's group before
 #: it commits alone: about the gap between two envelopes at the light load's 20/s.
 RIDE_S = 0.05
-#: A write for more envelopes than this does not ride: its commit is already spread over
-#: them, and waiting would only slow a catch-up (an outbox drained after an outage).
+#: A drain's write for more envelopes than this does not ride: its commit is already spread
+#: over them, and waiting would only slow a catch-up (effects owed after an outage).
 RIDE_MAX_ENVELOPES = 4
 
 
