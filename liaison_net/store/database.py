@@ -466,7 +466,7 @@ class Database:
         self.rider_commits = 0
         #: Writes committed or refused per kind (the write function's qualified name) and
         #: commits per the kind of the group's first plain write ("rides" if none): what
-        #: a node commits per envelope and why (logged at close, ``store.commit_counts``).
+        #: a node commits per envelope and why (the node logs them at ``node.stopped``).
         self.writes_by: dict[str, int] = {}
         self.commits_by: dict[str, int] = {}
 
@@ -547,7 +547,6 @@ class Database:
             self._task = None
         self._opened = False
         self._fail_queued(Unavailable("database closed, nothing stored"))
-
         await self.backend.close_reader()
         self._reading = False
         await self._stop_writer_thread()
