@@ -1,0 +1,149 @@
+"""Riders (issue 16, lane commits16): a write no one is answered on (``rides=True``: the
+effect drain storing the few envelopes it issued) joins the
+next group a plain write starts instead of paying a commit (an fsync) of its own; alone, it
+commits after ``ride_s``; it is as durable as any write once its await returns; a writer
+closed while it waits answers it "nothing stored". Counted in commits, never in time."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from liaison_net.clock import ManualClock
+from liaison_net.errors import Unavailable
+from liaison_net.store.database import WriteTxn
+from liaison_net.store.node_store import NodeStore
+from tests.core.factories import NOW, seal_from
+from tests.test_effects import ALICE, BOB, _accept_at_origin, _count, _drain, _enrol
+from tests.waits import PATIENCE_S
+
+
+async def _open(tmp_path: Path, ride_s: float) -> NodeStore:
+    store = NodeStore(tmp_path / "n.sqlite3", "nl")
+    await store.open()
+    store.db.ride_s = ride_s
+    return store
+
+
+def _audits(event: str):  # type: ignore[no-untyped-def]
+    async def op(txn: WriteTxn) -> str:
+        await txn.audit(1, event, "nl", "{}")
+        return event
+    return op
+
+
+async def _until_held(store: NodeStore, count: int = 1) -> None:
+    """Bounded polling: the writer holds ``count`` riders, waiting for a plain write."""
+    async with asyncio.timeout(PATIENCE_S):
+        while len(store.db._held) < count:
+            await asyncio.sleep(0.001)
+
+
+async def test_a_rider_joins_the_next_plain_writes_commit(tmp_path: Path) -> None:
+    store = await _open(tmp_path, ride_s=PATIENCE_S)
+    try:
+        before = store.db.commits
+        rider = asyncio.create_task(store.db.write(_audits("test.rider"), rides=True))
+        await _until_held(store)
+        assert not rider.done() and store.db.commits == before  # waiting, not committed
+        assert await store.db.write(_audits("test.plain")) == "test.plain"
+        assert await rider == "test.rider"
+        assert store.db.commits == before + 1  # one fsync for both
+        assert store.db.rider_commits == 0
+        assert sorted(e.event for e in await store.audit_entries()) == [
+            "test.plain", "test.rider"]
+    finally:
+        await store.close()
+
+
+async def test_a_rider_alone_commits_after_its_wait(tmp_path: Path) -> None:
+    store = await _open(tmp_path, ride_s=0.01)
+    try:
+        before = store.db.commits
+        results = await asyncio.gather(*(store.db.write(_audits(f"test.r{i}"), rides=True)
+                                         for i in range(3)))
+        assert results == ["test.r0", "test.r1", "test.r2"]
+        assert store.db.commits == before + 1 and store.db.rider_commits == 1
+        assert len(await store.audit_entries()) == 3
+    finally:
+        await store.close()
+
+
+async def test_a_rider_held_at_close_is_told_nothing_was_stored(tmp_path: Path) -> None:
+    store = await _open(tmp_path, ride_s=PATIENCE_S)
+    rider = asyncio.create_task(store.db.write(_audits("test.rider"), rides=True))
+    await _until_held(store)
+    await store.close()
+    with pytest.raises(Unavailable):
+        await rider
+    again = await _open(tmp_path, ride_s=0.01)
+    try:
+        assert await again.audit_entries() == []
+    finally:
+        await again.close()
+
+
+async def test_the_drains_write_rides_on_the_next_accept(tmp_path: Path) -> None:
+    """At a light load the drain's write (the "accepted" evidence issued, its effect row
+    deleted) paid a commit of its own; now it is stored by the next accept's commit."""
+    store = await _open(tmp_path, ride_s=PATIENCE_S)
+    try:
+        await _enrol(store, ALICE)
+        assert not await _accept_at_origin(store, seal_from(ALICE, [BOB]), [])
+        before = store.db.commits
+        drain = asyncio.create_task(_drain(store, ManualClock(NOW + 1000)).drain_once())
+        await _until_held(store)
+        assert not drain.done() and await store.effects.pending() == 1
+        assert not await _accept_at_origin(store, seal_from(ALICE, [BOB], b"next"), [])
+        assert await drain == 1
+        assert store.db.commits == before + 1  # the accept's commit stored the evidence too
+        assert _count(tmp_path / "n.sqlite3",
+                      "SELECT COUNT(*) FROM audit_named WHERE event = 'evidence.issued'") == 1
+        assert store.db.commits_by["EnvelopeStore.accept"] == 2
+        assert store.db.writes_by["EnvelopeStore.complete_effects"] == 1
+    finally:
+        await store.close()
+
+
+async def test_an_outcome_the_sender_waits_on_does_not_ride(tmp_path: Path) -> None:
+    """``finish_hops`` commits at once: until it does the sender holds its transaction in
+    flight, and the next offer would wait for the next accept (the latency doubled)."""
+    store = await _open(tmp_path, ride_s=PATIENCE_S)
+    try:
+        before = store.db.commits
+        await store.finish_hops("be", now=1, delivered=[b"x" * 16], refused=[])
+        assert store.db.commits == before + 1 and store.db.rider_commits == 0
+    finally:
+        await store.close()
+
+
+async def test_one_hand_off_to_the_writer_thread_per_group(tmp_path: Path) -> None:
+    """Issue 16 item 1: a group's SQL (BEGIN, every write, COMMIT) runs in the writer
+    thread in one call, so a commit costs one hand-off there and one back (the future's
+    result), however many writes and statements it holds."""
+    store = await _open(tmp_path, ride_s=PATIENCE_S)
+    pool = store.db._thread
+    assert pool is not None
+    calls: list[object] = []
+    submit = pool.submit
+
+    def counted(fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(fn)
+        return submit(fn, *args, **kwargs)
+
+    pool.submit = counted  # type: ignore[method-assign]
+    try:
+        before = store.db.commits
+        riders = [asyncio.create_task(store.db.write(_audits(f"test.r{i}"), rides=True))
+                  for i in range(3)]
+        await _until_held(store, 3)
+        await asyncio.gather(*(store.db.write(_audits(f"test.p{i}")) for i in range(5)))
+        await asyncio.gather(*riders)
+        commits = store.db.commits - before
+        assert commits >= 1 and len(calls) == commits
+        assert len(await store.audit_entries()) == 8
+    finally:
+        pool.submit = submit  # type: ignore[method-assign]
+        await store.close()
