@@ -39,6 +39,17 @@ _QUEUED = f"h.state = '{HopState.QUEUED.value}'"
 #: A hop's move. Its precedence and expiry order and end the outbox, which holds only
 #: queued hops: a hop moving to a final state keeps neither (0 is stored in no byte, the
 #: expiry in six; issue 16, bytes on disk), nor does anything read them there again.
+#: One envelope's hops, by node. The hops' key is (node, envelope id): asked by envelope id
+#: alone, both engines scan every hop ever kept (an officer's status call, a node's life of
+#: envelopes). The few nodes are walked one index seek at a time (a loose index scan), and
+#: each one's hop for the envelope is a key lookup.
+HOP_STATES = (
+    "WITH RECURSIVE nodes(node) AS ("
+    " SELECT MIN(node) FROM hops"
+    " UNION ALL SELECT (SELECT MIN(h.node) FROM hops h WHERE h.node > nodes.node)"
+    " FROM nodes WHERE nodes.node IS NOT NULL) "
+    "SELECT h.node, h.state, h.reason FROM nodes JOIN hops h"
+    " ON h.node = nodes.node AND h.envelope_id = ?")
 _MOVE_HOP = ("UPDATE hops SET state = ?, updated = ?, reason = ? WHERE node = ? AND "
              "envelope_id = ? AND state = ?")
 _FINISH_HOP = ("UPDATE hops SET state = ?, updated = ?, reason = ?, precedence = 0, "
@@ -594,8 +605,7 @@ class EnvelopeStore:
         return moved
 
     async def hop_states(self, envelope_id: bytes) -> dict[str, tuple[str, str | None]]:
-        rows = await self.db.fetchall(
-            "SELECT node, state, reason FROM hops WHERE envelope_id = ?", (envelope_id,))
+        rows = await self.db.fetchall(HOP_STATES, (envelope_id,))
         return {r[0]: (r[1], r[2]) for r in rows}
 
     # --- peers ----------------------------------------------------------------------------

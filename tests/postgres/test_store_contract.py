@@ -22,6 +22,7 @@ from liaison_net.core.limits import HOUR_MS
 from liaison_net.core.rotation import Revocation, Subject, sign_revocation
 from liaison_net.drills.pg_cluster import Cluster
 from liaison_net.errors import Conflict, LiaisonError, Purged, Revoked
+from liaison_net.store.database import WriteTxn
 from liaison_net.store.effect_store import Issued, add_effects
 from liaison_net.store.envelope_store import Acceptance
 from liaison_net.store.node_store import NodeStore
@@ -304,3 +305,26 @@ async def test_evidence_covers_by_inbox_row_and_outgoing_by_carrier(
         theirs.id: sorted(covers)}
     await store.finish_hops("be", now=NOW + 1, delivered=[theirs.id], refused=[])
     assert await store.covers_of([theirs.id]) == {}
+
+
+async def test_an_envelopes_hops_by_node(make_store: StoreFactory) -> None:
+    """``hop_states`` walks the nodes and looks each hop up (a recursive query both engines
+    run; tests/test_hop_states_lookup.py checks SQLite's plan)."""
+    store = await make_store("nl")
+    wanted = bytes(range(16))
+
+    async def op(txn: WriteTxn) -> None:
+        rows = [(node, i.to_bytes(16, "big"), "delivered", 0, 0, NOW, None)
+                for node in ("be", "de-nw", "lu") for i in range(20)]
+        rows += [("be", wanted, "queued", 1, NOW + 1, NOW, None),
+                 ("lu", wanted, "refused", 0, 0, NOW, "no such officer")]
+        await txn.executemany("INSERT INTO hops (node, envelope_id, state, precedence, "
+                              "expires, updated, reason) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    await store.db.write(op)
+    assert await store.hop_states(wanted) == {"be": ("queued", None),
+                                              "lu": ("refused", "no such officer")}
+    assert await store.hop_states(bytes(16)) == {"be": ("delivered", None),
+                                                 "de-nw": ("delivered", None),
+                                                 "lu": ("delivered", None)}
+    assert await store.hop_states(b"\xff" * 16) == {}
