@@ -12,8 +12,8 @@ committed while a read is under way may or may not be in its snapshot. The sende
 offers only while the outbox holds nothing unclaimed besides them (``drained``, as
 ``PeerSender._drained``), and the machine checks that this is then exactly true. It takes
 them only when ``offers_ready`` says so (the batching rule: at once while nothing is in
-flight or one light transaction is, else a full batch or an urgent offer), and checks that
-offers never wait with nothing in flight (they would wait for an end that never comes).
+flight, else a full batch or an urgent offer), and checks that offers never wait with
+nothing in flight (they would wait for an end that never comes).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from liaison_net.federation.inflight import (
-    LIGHT_SHARE,
     RESERVED,
     ROUTINE,
     URGENT,
@@ -168,19 +167,14 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
 
     @invariant()
     def offers_wait_only_for_something_in_flight(self) -> None:
-        """The batching rule: ready at once with nothing in flight or beside one light
-        transaction; else ready exactly when the offers make a full batch or one is
-        urgent."""
+        """The batching rule: ready at once with nothing in flight; with something in
+        flight, ready exactly when the offers make a full batch or one is urgent."""
         offers = self.book.offered_ids
         if not offers:
             assert not self.book.offers_ready()
             return
         if not self.book.batches:
             assert self.book.offers_ready(), "offers waiting for an end that never comes"
-            return
-        in_flight = list(self.book.batches.values())
-        if len(in_flight) == 1 and len(in_flight[0].ids) <= self.book.light:
-            assert self.book.offers_ready(), "offers waiting beside a light transaction"
             return
         size = sum(self.queued[eid][1] for eid in offers)
         urgent = any(self.queued[eid][0] > ROUTINE for eid in offers)
@@ -295,56 +289,30 @@ def test_offers_go_at_once_when_idle_and_wait_for_a_full_batch_while_one_is_in_f
     assert book.offers_ready()  # nothing in flight: a light load waits for nothing
     first = book.take_offered(now=0)
     assert first is not None and first.ids == (eid(1),)
-    offer(book, 2)
-    assert book.offers_ready()  # beside one light transaction (1 <= book.light): at once
-    second = book.take_offered(now=0)
-    assert second is not None and second.ids == (eid(2),)
-    for i in (3, 4, 5):
+    for i in (2, 3, 4):
         offer(book, i)
-        assert not book.offers_ready()  # two in flight: a slot is free, the batch not full
-    offer(book, 6)
-    assert book.offers_ready()  # a full batch's worth goes beside those in flight
+        assert not book.offers_ready()  # a slot is free, but the batch is not full
+    offer(book, 5)
+    assert book.offers_ready()  # a full batch's worth goes beside the one in flight
     full = book.take_offered(now=0)
     assert full is not None and len(full.ids) == 4
-    book.release(first)
-    book.release(second)
-    offer(book, 7)
-    assert not book.offers_ready()  # alone, but not light: a saturated sender's batch
-    offer(book, 8, precedence=3)
+    offer(book, 6)
+    assert not book.offers_ready()
+    offer(book, 7, precedence=3)
     assert book.offers_ready()  # an urgent offer never waits
     flash = book.take_offered(now=0)
-    assert flash is not None and flash.ids == (eid(8),)
+    assert flash is not None and flash.ids == (eid(7),)
+    book.release(first)
     book.release(full)
-    assert book.offers_ready()  # the one left in flight is light (flash, 1 envelope)
+    assert not book.offers_ready()  # flash still in flight
     book.release(flash)
     assert book.offers_ready()  # every transaction ended: what waited goes
 
 
-def test_offers_start_beside_one_light_transaction_only() -> None:
-    """``light`` is ``max_count // LIGHT_SHARE``: what a moderate load puts in a
-    transaction, far below what a saturated sender does."""
-    book = InFlight(limit=3, max_count=8 * LIGHT_SHARE, max_bytes=10**6)
-    assert book.light == 8
-    book.begin_read()
-    light = book.take(rows(*[(i, ROUTINE, 10) for i in range(1, 9)]))
-    assert light is not None and len(light.ids) == 8
-    offer(book, 100)
-    assert book.offers_ready()  # 8 in flight, alone: light
-    book.release(light)
-    book.begin_read()
-    heavy = book.take(rows(*[(i, ROUTINE, 10) for i in range(1, 10)]))
-    assert heavy is not None and len(heavy.ids) == 9
-    offer(book, 101)
-    assert not book.offers_ready()  # 9 in flight: it waits for the end, or a full batch
-    book.release(heavy)
-    assert book.offers_ready()
-
-
 def test_offers_of_a_full_batch_by_bytes_do_not_wait() -> None:
     book = InFlight(limit=3, max_count=100, max_bytes=50)
-    book.begin_read()
-    in_flight = book.take(rows(*[(i, ROUTINE, 10) for i in range(10, 14)]))
-    assert in_flight is not None and len(in_flight.ids) > book.light
+    offer(book, 1)
+    assert book.take_offered(now=0) is not None
     offer(book, 2, size=30)
     assert not book.offers_ready()
     offer(book, 3, size=30)
@@ -380,7 +348,8 @@ def test_a_saturated_sender_sends_full_transactions(steps: int, max_count: int) 
     fill up to about the envelopes offered while one is in flight (and whole batches once
     they are more than that). Starting one whenever a slot is free and an offer waits (the
     rule before paced16) sent the same envelopes in transactions of 1 to 3; starting one
-    whenever fewer than two are in flight splits them in two for good (half the batch)."""
+    whenever fewer than two are in flight (a candidate for moderate loads, lane moderate16)
+    splits them in two for good: half the batch."""
     started, _ = sustain(InFlight(limit=3, max_count=max_count, max_bytes=10**6),
                          every=1, steps=steps)
     sent = sum(len(b.ids) for b in started)
@@ -389,16 +358,15 @@ def test_a_saturated_sender_sends_full_transactions(steps: int, max_count: int) 
 
 
 @pytest.mark.parametrize("every", [2, 5])
-def test_a_moderate_load_waits_for_nothing(every: int) -> None:
-    """A moderate load: an offer every ``every`` steps, a transaction lasting 10, so a
-    transaction carries 2 to 5 envelopes, at most ``light`` (8 of the default 256). Offers
-    start beside the one in flight: only two in flight make one wait, for the older to
-    end. Waiting for every transaction in flight to end (paced16's rule) held each offer
-    made beside one for the rest of it: up to 5 and 8 steps, and the p50 of 11 -> 35 ms of
-    the paced bench at 200/s."""
+def test_a_moderate_load_waits_at_most_for_the_transaction_in_flight(every: int) -> None:
+    """A moderate load: an offer every ``every`` steps, a transaction lasting 10 (2 to 5
+    envelopes each). An offer made beside a transaction in flight waits for it to end,
+    never longer: the bound the rule keeps at a moderate load (a second transaction
+    started beside the first, measured by lane moderate16 in docs/performance.md, did not
+    deliver sooner on the bench and cost the destination CPU)."""
+    steps = 10
     started, waits = sustain(InFlight(limit=3, max_count=256, max_bytes=10**6),
-                             every=every, steps=10)
+                             every=every, steps=steps)
     assert len(started) > 100
-    waits.sort()
-    assert waits[len(waits) // 2] <= 10 // every // 2, waits[len(waits) // 2]
-    assert max(waits) < 10 - every, max(waits)
+    assert max(waits) < steps, max(waits)
+    assert sum(len(b.ids) for b in started) / len(started) <= steps / every + 1

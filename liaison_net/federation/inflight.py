@@ -55,24 +55,21 @@ next read finds it. So offers past ``max_offers``, past their expiry, or left wh
 was cut short simply go, and the sender reads instead.
 
 When offers start a transaction (``offers_ready``, the batching rule). At once while no
-transaction is in flight: a light load adds no wait. At once too beside a single *light*
-transaction in flight (one that carries at most ``light`` envelopes, ``max_count // 32``:
-8 of the default 256): a moderate load, where few envelopes came while the last
-transaction was in flight, waits for nothing either. Otherwise (two or more in flight, or
-one that carries more) offers wait until they make a full batch (``max_count`` envelopes
-or ``max_bytes``), an urgent one comes, or the transactions in flight end to at most one
-light one. Without the rule a saturated sender started a transaction for each offer as
-soon as a slot was free (one to a few envelopes each, where an outbox read takes up to the
-batch size): more requests, commits and evidence per envelope at both ends, on the CPU
-the envelopes need. With it, the offers made while a large transaction is in flight go
-together when it ends, and a sender that cannot keep up sends full batches, ``limit`` at a
-time. Why the size of the one in flight tells the loads apart: it holds what came during
-the transaction before it, so it is small at a moderate load and large at saturation; a
-batch of at most ``light`` started beside it ends the split at once, since the next
-offers then find a large one alone and wait for it (a rule by the number in flight alone,
-"fewer than two", splits a saturated sender's envelopes between two transactions for
-good: half the batch). Waiting changes nothing of the rules above: offers kept longer
-are still only names of queued hops, and a read still drops them.
+transaction is in flight: a light load adds no wait. While one is, offers wait until they
+make a full batch (``max_count`` envelopes or ``max_bytes``), an urgent one comes, or the
+transactions in flight have ended. Without the rule a saturated sender started a
+transaction for each offer as soon as a slot was free (one to a few envelopes each, where
+an outbox read takes up to the batch size): more requests, commits and evidence per
+envelope at both ends, on the CPU the envelopes need. With it, the offers made while a
+transaction is in flight go together when it ends, and a sender that cannot keep up sends
+full batches, ``limit`` at a time. At a moderate load an offer made beside a transaction
+waits at most for its end. Letting a second, partial one start beside it (at once beside
+one carrying a few envelopes, or whenever fewer than two are in flight) was measured and
+not kept (docs/performance.md, lane moderate16): it delivered no sooner at 200/s (the
+destination commits in groups, one at a time) but cost it CPU per envelope, and "fewer
+than two" halved a saturated sender's batches. Waiting changes nothing of the rules
+above: offers kept longer are still only names of queued hops, and a read still drops
+them.
 
 Failure spells: a failure of one batch backs the peer off; the other batches in flight
 started before it and will most likely fail the same way, so each batch carries the
@@ -94,9 +91,6 @@ ROUTINE = 0
 URGENT = ROUTINE + 1  # the lowest precedence the kept slot takes
 #: Slots beyond ``limit`` kept for urgent batches.
 RESERVED = 1
-#: A transaction in flight of at most ``max_count // LIGHT_SHARE`` envelopes is light:
-#: offers start beside it at once (``InFlight.offers_ready``).
-LIGHT_SHARE = 32
 
 
 @dataclass(frozen=True)
@@ -134,8 +128,6 @@ class InFlight:
         self.limit = limit
         self.max_count = max_count
         self.max_bytes = max_bytes
-        #: At most this many envelopes in the one transaction in flight: offers go beside it.
-        self.light = max(1, max_count // LIGHT_SHARE)
         #: Offers kept at most; more means a burst, which one read serves better anyway.
         self.max_offers = max_offers if max_offers is not None else 4 * max_count
         self.batches: dict[int, Batch] = {}
@@ -179,14 +171,12 @@ class InFlight:
 
     def offers_ready(self) -> bool:
         """Whether the offers should start a transaction now (the batching rule above): at
-        once while nothing is in flight or one light transaction is; else only an urgent
-        offer or a full batch's worth; else they wait for more offers or for an end."""
+        once while nothing is in flight; while something is, only an urgent offer or a full
+        batch's worth; else they wait for more offers or for the transactions to end."""
         if not self._offers:
             return False
-        if len(self.batches) <= 1 and all(len(b.ids) <= self.light
-                                          for b in self.batches.values()):
-            return True
-        return (self._offered_urgent > 0 or len(self._offers) >= self.max_count
+        return (not self.batches or self._offered_urgent > 0
+                or len(self._offers) >= self.max_count
                 or self._offered_bytes >= self.max_bytes)
 
     @property

@@ -17,10 +17,9 @@ kept-alive TLS connections. The ids each one carries are claimed in memory
 batch carries one precedence, and a lower one starts only once no higher one is in flight.
 The loop (``run``) reads and starts batches; each transaction runs as its own task
 (``_transact``) in the loop's task group, which owns them.
-Offers start a transaction at once while none is in flight, or one light one (a few
-envelopes: a moderate load); else they wait until they make a full batch, an urgent one
-comes or the transactions end (``InFlight.offers_ready``), so a saturated sender sends
-full transactions.
+Offers start a transaction at once while none is in flight; while one is, they wait
+until they make a full batch, an urgent one comes or the transactions end
+(``InFlight.offers_ready``), so a saturated sender sends full transactions.
 
 A note on failures and back-offs. A connection error, timeout or 5xx leaves every hop of
 that transaction QUEUED and backs the peer off (``BackoffPolicy``: ~1 s doubling to ~60 s,
@@ -218,8 +217,8 @@ class PeerSender:
             # first (the read follows at the next pass, its wait ends at once): a read
             # taking them would hold them for its query; overdue twice, read regardless.
             self._drained = False
-        # Offers start a transaction at once while nothing (or one light transaction) is
-        # in flight; else once they make a full batch (``InFlight.offers_ready``).
+        # Offers start a transaction at once while nothing is in flight; while something
+        # is, once they make a full batch (``InFlight.offers_ready``, the batching rule).
         handed = self._drained and not self.wake.is_set() and book.offers_ready()
         # Something to read: a wake, or an offer while the outbox holds more than offers
         # (the read takes it, most urgent first).
