@@ -65,8 +65,8 @@ transaction is in flight go together when it ends, and a sender that cannot keep
 full batches, ``limit`` at a time. At a moderate load an offer made beside a transaction
 waits at most for its end. Letting a second, partial one start beside it (at once beside
 one carrying a few envelopes, or whenever fewer than two are in flight) was measured and
-not kept (docs/performance.md, lane moderate16): it delivered no sooner at 200/s (the
-destination commits in groups, one at a time) but cost it CPU per envelope, and "fewer
+not kept (docs/performance.md, lane moderate16): it delivered no sooner at 200/s (most
+likely: the destination commits in groups, one at a time) but cost it CPU per envelope, and "fewer
 than two" halved a saturated sender's batches. Waiting changes nothing of the rules
 above: offers kept longer are still only names of queued hops, and a read still drops
 them.
