@@ -62,8 +62,14 @@ transaction for each offer as soon as a slot was free (one to a few envelopes ea
 an outbox read takes up to the batch size): more requests, commits and evidence per
 envelope at both ends, on the CPU the envelopes need. With it, the offers made while a
 transaction is in flight go together when it ends, and a sender that cannot keep up sends
-full batches, ``limit`` at a time. Waiting changes nothing of the rules above: offers kept
-longer are still only names of queued hops, and a read still drops them.
+full batches, ``limit`` at a time. At a moderate load an offer made beside a transaction
+waits at most for its end. Letting a second, partial one start beside it (at once beside
+one carrying a few envelopes, or whenever fewer than two are in flight) was measured and
+not kept (docs/performance.md, lane moderate16): it delivered no sooner at 200/s (most
+likely: the destination commits in groups, one at a time) but cost it CPU per envelope, and "fewer
+than two" halved a saturated sender's batches. Waiting changes nothing of the rules
+above: offers kept longer are still only names of queued hops, and a read still drops
+them.
 
 Failure spells: a failure of one batch backs the peer off; the other batches in flight
 started before it and will most likely fail the same way, so each batch carries the
