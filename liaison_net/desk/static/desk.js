@@ -50,7 +50,19 @@
 
   // --- screens -------------------------------------------------------------------------
 
-  function show(name) {
+  // A screen is loaded before it is shown: shown first, its rows from the last visit would
+  // move under the officer's pointer as the fresh ones came in (a click on "Read" landing
+  // on empty space or on another row).
+  let showing = 0;
+  async function show(name) {
+    const turn = ++showing;
+    say("");
+    const loaders = { inbox: loadInbox, sent: loadSent, requests: loadRequests,
+                      signals: loadSignals, directory: () => search("") };
+    if (loaders[name]) {
+      try { await loaders[name](); } catch (e) { failed(e); }
+    }
+    if (turn !== showing) return;  // another screen was asked for meanwhile
     document.querySelectorAll("main > section").forEach((s) => {
       s.hidden = s.id !== "screen-" + name;
     });
@@ -58,10 +70,6 @@
       if (b.dataset.screen === name) b.setAttribute("aria-current", "page");
       else b.removeAttribute("aria-current");
     });
-    say("");
-    const loaders = { inbox: loadInbox, sent: loadSent, requests: loadRequests,
-                      signals: loadSignals, directory: () => search("") };
-    if (loaders[name]) loaders[name]().catch(failed);
     const heading = document.querySelector("#screen-" + name + " h2");
     if (heading) { heading.tabIndex = -1; heading.focus(); }
   }
@@ -341,8 +349,8 @@
       const b = el("button", r.direction === "incoming" ? "Open and reply" : "Timeline");
       b.type = "button";
       b.addEventListener("click", () => {
-        if (r.direction === "incoming") { show("inbox"); openEnvelope(r.id).catch(failed); }
-        else { show("sent"); showTimeline(r.id).catch(failed); }
+        if (r.direction === "incoming") { show("inbox").then(() => openEnvelope(r.id)).catch(failed); }
+        else { show("sent").then(() => showTimeline(r.id)).catch(failed); }
       });
       cell.appendChild(b); row.appendChild(cell); body.appendChild(row);
     });
@@ -508,7 +516,7 @@
       permit.appendChild(label);
     });
     document.querySelectorAll("nav button").forEach((b) =>
-      b.addEventListener("click", () => show(b.dataset.screen)));
+      b.addEventListener("click", () => { show(b.dataset.screen).catch(failed); }));
     $("inbox-refresh").addEventListener("click", () => loadInbox().catch(failed));
     $("inbox-all").addEventListener("change", () => loadInbox().catch(failed));
     $("reader-ack").addEventListener("click", () => ackReading().catch(failed));
