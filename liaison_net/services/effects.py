@@ -20,9 +20,11 @@ silently. Storage trouble ends the pass; the next wake or poll tries again.
 
 It runs after each commit that wrote effects (``Database.on_effects``), ``[effects]
 linger_s`` later (0 by default), and at least every ``poll_s``. At 20 envelopes/s every
-envelope's evidence is a pass of its own (a seal, a commit, and at the destination a
-federation transaction back and its commits), about 40 % of the CPU an envelope costs; a
-linger of 0.25 s lets one pass cover a quarter second of envelopes and halves that CPU,
+envelope's evidence is a pass of its own (a seal, and at the destination a federation
+transaction back and its commits); a pass's write for a few envelopes rides on the next
+commit the node makes for another reason, at most ``RIDE_S`` later, instead of an fsync of
+its own (``Database.write(rides=True)``, durable when it returns). A
+linger of 0.25 s lets one pass cover a quarter second of envelopes and halves the drain's CPU,
 but its bursts land on envelopes that arrive during them and lengthen the latency tail
 (docs/performance.md), so it is off unless a node is short of CPU. Nothing waits on it but
 the evidence and notices themselves, which stay owed in their rows meanwhile (a crash in
