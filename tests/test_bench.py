@@ -29,7 +29,7 @@ from liaison_net.bench.report import (
     unit_of,
     versus_target,
 )
-from liaison_net.bench.runner import selection
+from liaison_net.bench.runner import _transactions, selection
 from liaison_net.bench.workload import percentile
 from liaison_net.config import DeliveryConfig
 
@@ -108,6 +108,19 @@ def test_cost_has_no_cpu_figure_for_a_restarted_process(tmp_path: Path) -> None:
                            envelope_bytes=1.0)
     assert figures["origin_cpu_us_per_envelope"] is None
     assert figures["origin_peak_rss_mb"] is None
+
+
+def test_transaction_figures_leave_out_a_node_that_restarted() -> None:
+    """The destination is restarted in the outage and crash scenarios: its sender counters
+    begin again, and the difference would be negative (it once printed -1,141)."""
+    before = {"handed_count": 10.0, "handed_sum": 100.0, "read_count": 0.0, "read_sum": 0.0,
+              "back_handed_count": 0.0, "back_handed_sum": 0.0,
+              "back_read_count": 1200.0, "back_read_sum": 1200.0}
+    after = {**before, "handed_count": 20.0, "handed_sum": 300.0,
+             "back_read_count": 59.0, "back_read_sum": 59.0}
+    figures = _transactions(before, after)
+    assert figures == {"transactions": 10, "envelopes_per_transaction": 20.0,
+                       "handed_share": 1.0}
 
 
 def test_cost_counts_a_whole_process_group() -> None:

@@ -77,6 +77,11 @@ def _transactions(before: dict[str, float] | None,
 
     out: Figures = {}
     for prefix in ("", "back_"):
+        counts = [delta(f"{prefix}{k}") for k in ("handed_count", "read_count",
+                                                   "handed_sum", "read_sum")]
+        if any(c < 0 for c in counts):
+            continue  # that node restarted during the scenario (outage, crash): its
+            # counters began again, so no figure rather than a negative one
         txns = delta(f"{prefix}handed_count") + delta(f"{prefix}read_count")
         envelopes = delta(f"{prefix}handed_sum") + delta(f"{prefix}read_sum")
         out[f"{prefix}transactions"] = int(txns)
