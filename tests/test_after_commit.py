@@ -15,6 +15,7 @@ from pathlib import Path
 from liaison_net.clock import Clock, ManualClock
 from liaison_net.config import DeliveryConfig, Peer
 from liaison_net.core.audit import detail
+from liaison_net.core.envelope import Precedence
 from liaison_net.errors import Conflict
 from liaison_net.federation.sender import PeerSender
 from liaison_net.metrics import NodeMetrics
@@ -22,6 +23,7 @@ from liaison_net.store.database import WriteTxn
 from liaison_net.store.envelope_store import QueuedHop
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW, Officer, seal_from
+from tests.waits import PATIENCE_S
 
 ALICE = Officer("nl/jdevries")
 BOB = Officer("be/mpeeters")
@@ -182,5 +184,48 @@ async def test_an_offer_ready_when_the_periodic_read_falls_due_goes_before_the_r
         late = await sender._next()
         assert late is not None and not late.handed
         assert set(late.ids) == {first.id, second.id} and sender._read_at == clock.now_ms()
+    finally:
+        await store.close()
+
+
+async def test_an_offer_made_while_a_transaction_is_in_flight_goes_when_it_ends(
+        tmp_path: Path) -> None:
+    """The batching rule keeps an offer made while a transaction is in flight until that
+    transaction ends (or the offers fill a batch). A pass that began waiting with nothing
+    offered must then wake at that end: it once slept until the periodic read (2 s by
+    default), so an officer's second envelope sent just after the first could wait that
+    long (found in review). The period here is an hour: only the end can wake it."""
+    store = NodeStore(tmp_path / "n.sqlite3", "nl")
+    await store.open()
+    clock = ManualClock(NOW)
+
+    async def no_push(_peer: str) -> None:
+        return None
+
+    sender = PeerSender(node_id="nl", peer=Peer(id="be", url="https://127.0.0.1:1"),
+                        store=store, session=None,  # type: ignore[arg-type]
+                        delivery=DeliveryConfig(directory_push_s=3600.0),
+                        metrics=NodeMetrics(), directory_push=no_push, clock=clock)
+    store.on_queued = lambda hops: [sender.offer(h) for h in hops if h.node == "be"]
+    sender._running = True
+    sender.book = sender._in_flight()
+    try:
+        first = seal_from(ALICE, [BOB], precedence=Precedence.ROUTINE)
+        sender._drained, sender._read_at = True, clock.now_ms()
+        await store.accept(first, now=NOW, actor=ALICE.id, event="envelope.accepted",
+                           local_recipients=[], remote_nodes=["be"], audit_detail=detail())
+        in_flight = await sender._next()
+        assert in_flight is not None and in_flight.handed
+        waiting = asyncio.create_task(sender._next())  # nothing offered: it waits
+        await asyncio.sleep(0)
+        second = seal_from(ALICE, [BOB], precedence=Precedence.ROUTINE)
+        await store.accept(second, now=NOW, actor=ALICE.id, event="envelope.accepted",
+                           local_recipients=[], remote_nodes=["be"], audit_detail=detail())
+        assert sender.book.offered == 1 and not sender.book.offers_ready()
+        sender.book.release(in_flight, answered=True)  # as ``_transact`` ends
+        sender.ended.set()
+        assert await asyncio.wait_for(waiting, PATIENCE_S) is None
+        batch = await sender._next()
+        assert batch is not None and batch.handed and batch.ids == (second.id,)
     finally:
         await store.close()

@@ -298,7 +298,9 @@ class PeerSender:
         """What a pass with nothing to start waits for: a wake or ready offers, and a
         transaction's end too when that may let something start (only the urgent slot was
         free, or offers wait for the transactions in flight: the batching rule)."""
-        if urgent_only or (self.book.offered > 0 and self.book.batches):
+        if urgent_only or self.book.batches:
+            # Offers made during the wait, while a transaction is in flight, do not set
+            # ``handed`` (not ready yet): its end must wake the pass that takes them.
             return (self.wake, self.handed, self.ended)
         return (self.wake, self.handed)
 
