@@ -125,3 +125,29 @@ async def test_an_update_relaxing_one_applied_is_refused_and_changes_nothing(
             await store.envelope_bytes(ORIGINAL.id)
     finally:
         await store.close()
+
+
+async def test_a_recall_applied_by_one_worker_reaches_the_others_shortcut(
+        tmp_path: Path) -> None:
+    """Several workers serve one node's database (docs/operations.md). A worker that has
+    answered "no update applied here" keeps that answer without a query; an update another
+    worker applies moves ``key_epoch`` in its transaction, and the watch that follows the
+    epoch (``forget_cached_keys``) makes the first worker ask again: else a recalled
+    envelope would still be forwarded and delivered through it until its restart."""
+    a = NodeStore(tmp_path / "be.sqlite3", "be")
+    b = NodeStore(tmp_path / "be.sqlite3", "be")
+    await a.open()
+    await b.open()
+    try:
+        await _receive(a, ORIGINAL)
+        assert await b.restrictions.about([ORIGINAL.id]) == []  # kept: none applied
+        epoch = await b.key_epoch()
+        await _receive(a, _update(Kind.RECALL), update=True)
+        assert await b.key_epoch() > epoch  # what worker B's watch reads
+        b.forget_cached_keys()  # what the watch does when the epoch moved
+        applied = [u.id for u in await a.restrictions.about([ORIGINAL.id])]
+        assert applied and [u.id for u in await b.restrictions.about([ORIGINAL.id])] == applied
+        assert await b.restrictions.count_of(ORIGINAL.id) == 1
+    finally:
+        await a.close()
+        await b.close()

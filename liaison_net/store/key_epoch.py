@@ -5,7 +5,8 @@ keys in its intake; its own writes empty the cache as they commit. When a node r
 several workers on one database (docs/operations.md), a revocation, a rotation or a new
 card committed by worker A must also reach worker B's memory: otherwise B would go on
 accepting a key the node has revoked. So every write that changes a card, a node key, a
-superseded key or a revocation also adds one to ``key_epoch`` in the same transaction
+superseded key or a revocation (and a restriction or recall applied, which the others'
+``RestrictionStore`` shortcut must learn of) also adds one to ``key_epoch`` in the same transaction
 (``bump``), and every worker reads the epoch every ``[delivery] inbox_poll_s``
 (``services/worker_sync.py``); when it moved, the worker drops its cached keys and
 reloads its peers' node keys. A revocation committed by one worker is thus refused by the

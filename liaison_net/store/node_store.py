@@ -84,9 +84,11 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore, LeaseStor
         return await key_epoch.read(self.db)
 
     def forget_cached_keys(self) -> None:
-        """Another worker changed keys: what this process cached may be stale."""
+        """Another worker changed keys or applied a restriction or recall (both move
+        ``key_epoch``): what this process cached of them may be stale."""
         self.db.key_cache.begin_change()
         self.db.key_cache.end_change()
+        self.restrictions.forget()
 
     @classmethod
     def for_config(cls, cfg: NodeConfig, *, clock: Clock = SYSTEM_CLOCK) -> NodeStore:

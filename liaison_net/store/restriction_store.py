@@ -25,6 +25,7 @@ from liaison_net.core.limits import DEFAULT_LIMITS, Limits
 from liaison_net.core.ownership import OwnershipTag
 from liaison_net.core.restriction import Update, UpdateAction, check_after
 from liaison_net.core.tagflow import MAX_FORWARD_DEPTH
+from liaison_net.store import key_epoch
 from liaison_net.store.database import Database, WriteTxn
 from liaison_net.store.retention_store import purge_in
 
@@ -46,8 +47,11 @@ class RestrictionStore:
         self.node_id = node_id
         # True while this node has applied no update: then ``about``, asked for every
         # envelope accepted, answers without a query (100 us each on the 2-core machine).
-        # Only this process writes the table; ``apply_in`` clears it before it writes.
+        # ``apply_in`` clears it before it writes; an update another worker of this node
+        # applied moves ``key_epoch`` (same transaction), and that worker's watch then
+        # calls ``forget`` here (services/worker_sync.py), within its interval.
         self._none: bool | None = None
+        self._generation = 0  # moves at ``forget``: a read begun before it is not kept
         self._lock = threading.Lock()
         self._reading: asyncio.Future[bool] | None = None  # the read under way, if any
 
@@ -65,11 +69,20 @@ class RestrictionStore:
         return await asyncio.shield(self._reading)
 
     async def _read_none(self) -> bool:
+        generation = self._generation
         none = await self.db.fetchone("SELECT 1 FROM restrictions LIMIT 1") is None
         with self._lock:  # ``apply_in`` sets it on the writer thread
-            if self._none is None:
+            if self._none is None and self._generation == generation:
                 self._none = none
         return none
+
+    def forget(self) -> None:
+        """Another worker of this node may have applied an update: ask the table again."""
+        with self._lock:
+            self._generation += 1
+            if self._none:
+                self._none = None
+            self._reading = None
 
     async def about(self, originals: Sequence[bytes]) -> list[Update]:
         """The updates applied here about any of ``originals``, oldest first."""
@@ -104,6 +117,7 @@ class RestrictionStore:
         whole acceptance back) an update that would relax one applied before it."""
         with self._lock:
             self._none = False
+        await key_epoch.bump(txn)  # the node's other workers drop their "none applied"
         cur = await txn.execute(
             f"SELECT {_COLUMNS} FROM restrictions WHERE original = ?", (update.original,))
         check_after(update, [_update(r) for r in await cur.fetchall()])

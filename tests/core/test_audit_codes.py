@@ -73,3 +73,12 @@ def test_the_registries_only_grow_from_what_migration_19_wrote() -> None:
     assert DETAIL_TOKENS[:len(DETAIL_TOKENS_19)] == DETAIL_TOKENS_19
     assert len(DETAIL_TOKENS) <= 30  # codes 1-30; 31 is the mark
     assert all(not any(ch < " " for ch in t) for t in DETAIL_TOKENS)
+
+
+def test_every_code_in_use_was_written_by_a_migration() -> None:
+    """A code the binary writes must be known to every binary that can open the database:
+    one added without a migration would pass the schema-version check of an older node on
+    the same database, which would read it literally and report a broken chain. So a new
+    code comes with a migration whose frozen list holds it (as migration 19's does)."""
+    assert list(EVENT_CODES.items()) == [(n, c) for c, n in EVENT_CODES_19]
+    assert DETAIL_TOKENS == DETAIL_TOKENS_19
