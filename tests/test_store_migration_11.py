@@ -15,8 +15,9 @@ from liaison_net.core.limits import HOUR_MS
 from liaison_net.errors import Conflict
 from liaison_net.store import maintenance
 from liaison_net.store.node_store import NodeStore
-from liaison_net.store.schema import MIGRATIONS, SCHEMA_VERSION
+from liaison_net.store.schema import SCHEMA_VERSION
 from tests.core.factories import NOW, Officer, seal_from
+from tests.old_schema import database_at
 
 ALICE = Officer("nl/jdevries")
 BOB = Officer("be/mpeeters")
@@ -28,17 +29,8 @@ def _v10_database(path: Path, envelopes: list[Envelope]) -> int:
     """A database at schema 10 (4 KiB pages, as before), filled as the v10 store wrote it:
     envelopes, inbox rows, hops in every state, an effect, an evidence cover and an audit
     chain storing each ``prev``. Returns the number of audit entries."""
-    db = sqlite3.connect(path, isolation_level=None)
+    db = database_at(path, V10, page_size=4096)
     try:
-        db.execute("PRAGMA page_size=4096")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("CREATE TABLE schema_version (version INTEGER)")
-        db.execute("BEGIN")
-        for script in MIGRATIONS[:V10]:
-            for statement in script.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-        db.execute("INSERT INTO schema_version VALUES (?)", (V10,))
         prev, seq = GENESIS, 0
         states = ["queued", "delivered", "refused", "expired"]
         for i, env in enumerate(envelopes):

@@ -11,8 +11,8 @@ from pathlib import Path
 from liaison_net.core.envelope import Envelope, Kind
 from liaison_net.core.limits import HOUR_MS
 from liaison_net.store.node_store import NodeStore
-from liaison_net.store.schema import MIGRATIONS
 from tests.core.factories import NOW, Officer, seal_from
+from tests.old_schema import database_at
 
 ALICE = Officer("nl/jdevries")
 BOB = Officer("be/mpeeters")
@@ -23,16 +23,8 @@ def _v17_database(path: Path, envelopes: list[Envelope], covered: list[bytes]) -
     """``envelopes`` 0: a carrier in ALICE's inbox here; 1: a carrier queued for be (to be
     forgotten once delivered); 2: one queued for be from before forgetting existed; 3: one
     delivered to be long ago (nothing reads its covers any more). Each covers ``covered``."""
-    db = sqlite3.connect(path, isolation_level=None)
+    db = database_at(path, V17)
     try:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("CREATE TABLE schema_version (version INTEGER)")
-        db.execute("BEGIN")
-        for script in MIGRATIONS[:V17]:
-            for statement in script.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-        db.execute("INSERT INTO schema_version VALUES (?)", (V17,))
         for i, env in enumerate(envelopes):
             h = env.header
             db.execute(

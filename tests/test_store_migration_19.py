@@ -11,8 +11,8 @@ from pathlib import Path
 from liaison_net.core.audit import DETAIL_MARK, EVENT_CODES, GENESIS, detail, entry_hash
 from liaison_net.store.maintenance import check_copy
 from liaison_net.store.node_store import NodeStore
-from liaison_net.store.schema import MIGRATIONS
 from tests.core.factories import NOW
+from tests.old_schema import database_at
 
 V18 = 18
 EID = b"\x01" * 16
@@ -24,16 +24,8 @@ ROWS = [("envelope.accepted", EID), ("peer.backoff", None), ("envelope.relayed",
 
 
 def _v18_database(path: Path) -> None:
-    db = sqlite3.connect(path, isolation_level=None)
+    db = database_at(path, V18)
     try:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("CREATE TABLE schema_version (version INTEGER)")
-        db.execute("BEGIN")
-        for script in MIGRATIONS[:V18]:
-            for statement in script.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-        db.execute("INSERT INTO schema_version VALUES (?)", (V18,))
         prev = GENESIS
         for seq, (event, eid) in enumerate(ROWS, start=1):
             text = detail(n=seq)
