@@ -123,6 +123,18 @@ def test_transaction_figures_leave_out_a_node_that_restarted() -> None:
                        "handed_share": 1.0}
 
 
+def test_catch_up_is_a_rate_even_when_the_backlog_arrives_at_one_instant() -> None:
+    """The quick outage (300 envelopes) can arrive in one read of the sink: every arrival
+    stamped alike. The rate is then taken from the destination's return (it once came out
+    as no figure, and the quick bench's check failed)."""
+    from liaison_net.bench.scenarios import catch_up_rate
+
+    back = 1_000_000_000
+    assert catch_up_rate([back + 500_000_000, back + 1_500_000_000], back) == 2.0
+    assert catch_up_rate([back + 250_000_000] * 300, back) == 1200.0
+    assert catch_up_rate([], back) is None
+
+
 def test_cost_counts_a_whole_process_group() -> None:
     """A baseline broker's start script and its children are one process group."""
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
