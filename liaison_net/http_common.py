@@ -64,13 +64,17 @@ async def read_body(request: web.Request, content_type: str, max_bytes: int) -> 
     if request.content_type != content_type:
         raise UnsupportedMedia(f"expected Content-Type {content_type}, "
                                f"got {request.content_type or 'none'}")
-    too_big = LimitExceeded(f"request body exceeds {max_bytes} bytes")
+    # The refusal is built when it is raised, not on every request that passes.
     if request.content_length is not None and request.content_length > max_bytes:
-        raise too_big
+        raise _too_big(max_bytes)
     body = await request.read()
     if len(body) > max_bytes:
-        raise too_big
+        raise _too_big(max_bytes)
     return body
+
+
+def _too_big(max_bytes: int) -> LimitExceeded:
+    return LimitExceeded(f"request body exceeds {max_bytes} bytes")
 
 
 async def read_msgpack(request: web.Request, max_bytes: int, fields: set[str]) -> dict[str, Any]:

@@ -32,6 +32,25 @@ def test_id_text_round_trip(t: int, e: bytes) -> None:
     assert envelope_id_time_ms(eid) == t
 
 
+def _text_digit_by_digit(eid: bytes) -> str:
+    """The definition: 26 base32 digits of the 128-bit number, most significant first."""
+    n = int.from_bytes(eid, "big")
+    return "".join("0123456789ABCDEFGHJKMNPQRSTVWXYZ"[(n >> (5 * i)) & 31]
+                   for i in reversed(range(26)))
+
+
+@given(eid=st.binary(min_size=16, max_size=16))
+def test_id_text_is_the_base32_digits_of_the_id(eid: bytes) -> None:
+    # id_to_text writes two digits per table lookup: the same text as one digit at a time.
+    assert id_to_text(eid) == _text_digit_by_digit(eid)
+
+
+def test_id_text_of_the_extreme_ids() -> None:
+    assert id_to_text(bytes(16)) == "0" * 26
+    assert id_to_text(b"\xff" * 16) == "7" + "Z" * 25
+    assert id_to_text(bytes(15) + b"\x21") == "0" * 24 + "11"
+
+
 @given(a=TIMES, b=TIMES, ea=ENTROPY, eb=ENTROPY)
 def test_ids_sort_by_time_as_bytes_and_text(a: int, b: int, ea: bytes, eb: bytes) -> None:
     ia, ib = new_envelope_id(a, ea), new_envelope_id(b, eb)
