@@ -28,6 +28,7 @@ from liaison_net.core import checkpoint as cp
 from liaison_net.core import codec, merkle
 from liaison_net.core.audit import AuditEntry, entry_hash, first_broken
 from liaison_net.core.ids import id_from_text, id_to_text
+from liaison_net.core.kept_leaves import KeptLeaves
 from liaison_net.errors import ConfigError, LiaisonError, LimitExceeded, Malformed, NotFound
 
 if TYPE_CHECKING:
@@ -80,7 +81,6 @@ async def witness_keys(store: NodeStore, cfg: config_mod.NodeConfig) -> dict[str
 class Witnessed:
     signed: cp.SignedCheckpoint
     witnesses: list[str]
-    leaves: bytes | None
 
 
 @dataclass
@@ -129,7 +129,7 @@ async def verify_log(store: NodeStore, cfg: config_mod.NodeConfig) -> Report:
             report.warnings.append(f"checkpoint row of size {row.size} names another log")
             continue
         if witnesses:
-            report.witnessed.append(Witnessed(signed, witnesses, row.leaves))
+            report.witnessed.append(Witnessed(signed, witnesses))
     if not report.witnessed:
         report.warnings.append("no checkpoint of this log is witnessed by a peer: it is "
                                "checked only against itself")
@@ -151,15 +151,13 @@ async def verify_log(store: NodeStore, cfg: config_mod.NodeConfig) -> Report:
         else:
             hi = mid
     if lo < len(report.witnessed):
-        # The leaves the node kept beside its checkpoints, in order: if they hash to the
-        # signed root they are the original log's, and name the very entry that changed.
-        original: list[bytes] = []
+        # What the node kept of its leaves beside its checkpoints, in order: if it hashes
+        # to the signed root it is the original log's, and names the entry that changed.
+        broken_size = report.witnessed[lo].signed.checkpoint.size
+        original = KeptLeaves()
         for row in reversed(await store.checkpoints.of(cfg.id)):
-            blob = row.leaves or b""
-            if row.size != len(original) + len(blob) // merkle.HASH_BYTES:
+            if row.size > broken_size or not original.add(row.size, row.leaves, row.kept):
                 break
-            original.extend(blob[i:i + merkle.HASH_BYTES]
-                            for i in range(0, len(blob), merkle.HASH_BYTES))
         broken = report.witnessed[lo]
         known_good = report.witnessed[lo - 1].signed.checkpoint.size if lo else 0
         report.difference = cp.first_difference(local, broken.signed.checkpoint,

@@ -27,6 +27,7 @@ from typing import Any
 from liaison_net.core import codec, crypto, merkle
 from liaison_net.core.audit import AuditEntry
 from liaison_net.core.ids import check_node_id
+from liaison_net.core.kept_leaves import KeptLeaves
 from liaison_net.errors import Malformed, Refused
 
 CHECKPOINT_DOMAIN = b"liaison-net/audit-checkpoint/v1\x00"
@@ -275,21 +276,23 @@ class Difference:
 
 def first_difference(local: Sequence[bytes], checkpoint: Checkpoint, *,
                      known_good: int = 0,
-                     original: Sequence[bytes] | None = None) -> Difference | None:
+                     original: KeptLeaves | None = None) -> Difference | None:
     """None if the first ``checkpoint.size`` local leaves have the checkpoint's root.
     Otherwise the first position that differs: exact when the log is only cut short (its
-    prefix still matching), or when ``original`` leaves are given that hash to the signed
-    root (the node keeps them beside its checkpoints; a rewrite of them shows here as a
-    mismatch, and only the range is reported). ``known_good``: a prefix already shown to
-    match by an earlier checkpoint."""
+    prefix still matching), or when the ``original`` leaves the node kept up to this
+    checkpoint (``core.kept_leaves``) hash to the signed root and a mark names it (a
+    rewrite of what was kept shows here as a mismatch, and only the range is reported).
+    ``known_good``: a prefix already shown to match by an earlier checkpoint."""
     n = checkpoint.size
     if len(local) >= n and merkle.root(local[:n]) == checkpoint.root:
         return None
-    if (original is not None and len(original) >= n
-            and merkle.root(original[:n]) == checkpoint.root):
-        for i in range(n):
-            if i >= len(local) or local[i] != original[i]:
-                return Difference(checkpoint, i, True, len(local) < n)
+    if original is not None and original.size == n and original.root() == checkpoint.root:
+        found = original.first_difference(local)
+        if found is not None:
+            index, exact = found  # not exact: in the kept block that differs, at or after
+            if not exact:
+                index = max(index, min(known_good, len(local)))
+            return Difference(checkpoint, index, exact, len(local) < n)
     if len(local) < n and len(local) > 0 and known_good >= len(local):
         return Difference(checkpoint, len(local), True, True)
     return Difference(checkpoint, min(known_good, len(local)), False, len(local) < n)
