@@ -109,6 +109,11 @@ class Report:
             "differs": None if diff is None else {
                 "first_entry": diff.first_index + 1, "exact": diff.exact,
                 "truncated": diff.truncated, "checkpoint_size": diff.checkpoint.size,
+                # Entries (1-based, inclusive) that the kept subtree roots, under the signed
+                # root, show hold the first change; an exact first_entry in it rests on the
+                # mark the node kept of it (core/kept_leaves.py).
+                "kept_range": None if diff.kept_range is None else [
+                    diff.kept_range[0] + 1, diff.kept_range[1]],
                 "checkpoint_at": _iso(diff.checkpoint.at),
                 "witnesses": self.difference_witnesses},
             "warnings": self.warnings,
@@ -202,9 +207,14 @@ def _print_report(report: Report) -> None:
                    f"{', '.join(latest.witnesses)}")
     if diff is not None:
         what = "missing" if diff.truncated and diff.first_index >= report.entries else "differs"
+        last = diff.kept_range[1] if diff.kept_range else diff.checkpoint.size
         where = (f"entry {diff.first_index + 1} {what}" if diff.exact else
                  f"the first entry that differs is between {diff.first_index + 1} and "
-                 f"{diff.checkpoint.size}")
+                 f"{last}")
+        if diff.exact and diff.kept_range:
+            where += (f" (the witnessed root places the change in entries "
+                      f"{diff.kept_range[0] + 1} to {last}; the entry is named by the mark "
+                      f"kept of it)")
         click.echo(f"audit log REWRITTEN: it does not match the checkpoint of "
                    f"{diff.checkpoint.size} entries witnessed by "
                    f"{', '.join(report.difference_witnesses)} at {_iso(diff.checkpoint.at)}; "

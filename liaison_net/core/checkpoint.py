@@ -272,6 +272,9 @@ class Difference:
     first_index: int  # 0-based position of the first entry that differs (or is missing)
     exact: bool  # False: only known to lie in [first_index, checkpoint.size)
     truncated: bool  # the log is shorter than the checkpoint
+    #: [start, end): where the kept subtree roots, under the signed root, place the first
+    #: change (``core.kept_leaves``); an exact ``first_index`` in it rests on a kept mark.
+    kept_range: tuple[int, int] | None = None
 
 
 def first_difference(local: Sequence[bytes], checkpoint: Checkpoint, *,
@@ -281,7 +284,8 @@ def first_difference(local: Sequence[bytes], checkpoint: Checkpoint, *,
     Otherwise the first position that differs: exact when the log is only cut short (its
     prefix still matching), or when the ``original`` leaves the node kept up to this
     checkpoint (``core.kept_leaves``) hash to the signed root and a mark names it (a
-    rewrite of what was kept shows here as a mismatch, and only the range is reported).
+    rewrite of the kept roots shows here as a mismatch, and only the range is reported;
+    one of the marks can move the name only within ``kept_range``).
     ``known_good``: a prefix already shown to match by an earlier checkpoint."""
     n = checkpoint.size
     if len(local) >= n and merkle.root(local[:n]) == checkpoint.root:
@@ -289,10 +293,10 @@ def first_difference(local: Sequence[bytes], checkpoint: Checkpoint, *,
     if original is not None and original.size == n and original.root() == checkpoint.root:
         found = original.first_difference(local)
         if found is not None:
-            index, exact = found  # not exact: in the kept block that differs, at or after
-            if not exact:
-                index = max(index, min(known_good, len(local)))
-            return Difference(checkpoint, index, exact, len(local) < n)
+            start, end, named = found
+            index = named if named is not None else max(start, min(known_good, len(local)))
+            return Difference(checkpoint, index, named is not None, len(local) < n,
+                              kept_range=(start, end))
     if len(local) < n and len(local) > 0 and known_good >= len(local):
         return Difference(checkpoint, len(local), True, True)
     return Difference(checkpoint, min(known_good, len(local)), False, len(local) < n)

@@ -142,16 +142,17 @@ class KeptLeaves:
 
         return over(0, self.size)
 
-    def first_difference(self, local: Sequence[bytes]) -> tuple[int, bool] | None:
-        """The first position where ``local`` leaves differ from the kept ones: (index,
-        True), or (the start of the subtree that differs, False) when no mark there
-        differs; None if every kept subtree's root matches. Believe it only once
-        ``root`` matched a signed checkpoint."""
+    def first_difference(self, local: Sequence[bytes]) -> tuple[int, int, int | None] | None:
+        """Where ``local`` leaves part from the kept ones: (start, end, named), the first
+        kept subtree [start, end) whose root they no longer give (the first change is in
+        it), and in it the first leaf whose mark differs (None if no mark does). None if
+        every kept root matches. Believe the subtree only once ``root`` matched a signed
+        checkpoint; ``named`` rests on the marks, which no signature covers."""
         for start, n, kept_root in self._subtrees():
             if len(local) < start + n or merkle.root(local[start:start + n]) != kept_root:
                 for i in range(start, start + n):
                     if i >= len(local) or mark(local[i]) != self._marks[
                             i * MARK_BYTES:(i + 1) * MARK_BYTES]:
-                        return i, True
-                return start, False
+                        return start, start + n, i
+                return start, start + n, None
         return None

@@ -130,15 +130,20 @@ def test_first_difference_names_the_entry() -> None:
     cut = original[:25]
     diff = cp.first_difference(cut, signed, original=kept)
     assert diff is not None and (diff.first_index, diff.exact, diff.truncated) == (25, True, True)
-    for at in (12, 70, 199, 200, 229):  # in a block, the tail's first and last subtree
+    assert diff.kept_range == (0, 64)
+    # 230 = 3 blocks of 64, then subtrees of 32, 4 and 2.
+    for at, kept_range in {12: (0, 64), 70: (64, 128), 199: (192, 224), 224: (224, 228),
+                           229: (228, 230)}.items():
         edited = [*original[:at], *_leaves(250 - at, b"recomputed")]
         diff = cp.first_difference(edited, signed, original=kept)
         assert diff is not None and (diff.first_index, diff.exact) == (at, True), at
+        assert diff.kept_range == kept_range
     # Without the kept leaves (or with forged ones), only the range is known.
     edited = [*original[:12], *_leaves(238, b"recomputed")]
     diff = cp.first_difference(edited, signed, known_good=10,
                                original=_kept(_leaves(250, b"forged"), sizes))
-    assert diff is not None and (diff.first_index, diff.exact) == (10, False)
+    assert diff is not None and (diff.first_index, diff.exact, diff.kept_range) == (
+        10, False, None)
     diff = cp.first_difference(edited, signed, known_good=10, original=None)
     assert diff is not None and (diff.first_index, diff.exact) == (10, False)
 

@@ -61,11 +61,14 @@ def test_a_rewrite_is_named_at_its_first_entry_across_old_and_new_rows() -> None
     assert kept.add(130, log.leaves(0, 130), None)  # before schema 20
     assert kept.add(500, None, keep(log, 130, 500))
     assert kept.add(700, None, keep(log, 500, 700))
-    for at in (0, 63, 64, 129, 130, 131, 499, 640, 699):
+    # 700 = 10 blocks of 64, then subtrees of 32, 16, 8 and 4 (the tail).
+    for at, (start, end) in {0: (0, 64), 63: (0, 64), 64: (64, 128), 129: (128, 192),
+                             130: (128, 192), 131: (128, 192), 499: (448, 512),
+                             640: (640, 672), 699: (696, 700)}.items():
         local = [*original[:at], *_leaves(700 - at, b"rewritten")]
-        assert kept.first_difference(local) == (at, True), at
+        assert kept.first_difference(local) == (start, end, at), at
     # Cut short: the first missing entry.
-    assert kept.first_difference(original[:333]) == (333, True)
+    assert kept.first_difference(original[:333]) == (320, 384, 333)
 
 
 def test_what_was_kept_rewritten_is_not_believed() -> None:
@@ -79,7 +82,7 @@ def test_what_was_kept_rewritten_is_not_believed() -> None:
     kept = KeptLeaves()
     assert kept.add_kept(300, bytes(forged)) and kept.root() != root
     # A mark changed: the root still holds, so the name can move, but only within the
-    # block the roots show differs; a mark that matches nothing gives the block, inexact.
+    # block the roots show differs.
     local = [*original[:100], *_leaves(200, b"rewritten")]
     for i in range(64, 128):
         off = 8 + i * MARK_BYTES
@@ -88,7 +91,14 @@ def test_what_was_kept_rewritten_is_not_believed() -> None:
         kept = KeptLeaves()
         assert kept.add_kept(300, bytes(forged)) and kept.root() == root
         found = kept.first_difference(local)
-        assert found is not None and 64 <= found[0] < 128
+        assert found is not None and found[:2] == (64, 128)
+        assert found[2] is not None and 64 <= found[2] < 128
+    # Every mark of that block rewritten to match: no name, only the block.
+    forged = bytearray(blob)
+    for i in range(64, 128):
+        forged[8 + i * MARK_BYTES:8 + (i + 1) * MARK_BYTES] = local[i][:MARK_BYTES]
+    kept = KeptLeaves()
+    assert kept.add_kept(300, bytes(forged)) and kept.first_difference(local) == (64, 128, None)
     # Rows that do not continue the log, or are cut, end what is known; nothing raises.
     kept = KeptLeaves()
     assert not kept.add_kept(300, bytes(blob[:-1]))
