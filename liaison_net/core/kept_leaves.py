@@ -59,11 +59,13 @@ def keep(log: merkle.MerkleLog, since: int, size: int) -> bytes:
     if not 0 <= since < size <= len(log):
         raise ValueError("a checkpoint keeps the leaves it added: since < size <= the log")
     leaves = log.leaves(since, size)
-    marks = b"".join(leaves[i:i + MARK_BYTES] for i in range(0, len(leaves), _H))
+    marks = bytearray((size - since) * MARK_BYTES)
+    for b in range(MARK_BYTES):  # byte b of every mark at once (strided slices, in C)
+        marks[b::MARK_BYTES] = leaves[b::_H]
     blocks = b"".join(log.subtree_root(j * BLOCK, (j + 1) * BLOCK)
                       for j in range(since // BLOCK, size // BLOCK))
     tail = b"".join(log.subtree_root(s, s + n) for s, n in _tail_subtrees(size))
-    return since.to_bytes(_SINCE_BYTES, "big") + marks + blocks + tail
+    return since.to_bytes(_SINCE_BYTES, "big") + bytes(marks) + blocks + tail
 
 
 class KeptLeaves:
