@@ -108,3 +108,18 @@ def test_what_was_kept_rewritten_is_not_believed() -> None:
     assert kept.add_kept(300, bytes(blob))
     assert not kept.add_kept(400, keep(merkle.MerkleLog(_leaves(400)), 200, 400))
     assert not kept.add_full(301, original[0])  # an old row after a new one
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(-5, 400), st.binary(max_size=700), st.booleans()),
+                     max_size=6))
+def test_any_rows_read_without_raising(rows: list[tuple[int, bytes, bool]]) -> None:
+    """The rows are as whoever can write the database left them: never a crash."""
+    kept = KeptLeaves()
+    log = merkle.MerkleLog(_leaves(400))
+    for size, blob, new in rows:
+        if new and kept.size < size <= 400 and blob[:1] == b"\x00":  # now and then valid
+            blob = keep(log, kept.size, size)
+        if kept.add(size, None if new else blob, blob if new else None):
+            assert kept.size == size and kept.root() is not None
+            kept.first_difference(_leaves(size, b"other"))
