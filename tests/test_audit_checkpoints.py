@@ -14,6 +14,7 @@ from liaison_net.config import AuditConfig
 from liaison_net.core import checkpoint as cp
 from liaison_net.core import crypto, merkle
 from liaison_net.core.audit import detail
+from liaison_net.core.kept_leaves import KeptLeaves
 from liaison_net.core.limits import DEFAULT_LIMITS
 from liaison_net.errors import BadSignature, ConfigError, UnknownKey
 from liaison_net.metrics import NodeMetrics
@@ -94,10 +95,14 @@ async def test_checkpoints_are_witnessed_as_the_log_grows(tmp_path: Path) -> Non
         assert nl.cosigned["be"] == 16
         held = await be.store.checkpoints.latest("nl")
         assert held is not None and held.size == 16 and "be" in held.cosignatures
-        # The origin keeps every checkpoint with the leaves it added: 4 + 5 + 7 = 16.
+        # The origin keeps every checkpoint with what it keeps of the leaves it added (4 + 5
+        # + 7 = 16): read back in order, it hashes to each signed root.
         own = await nl.store.checkpoints.of("nl")
         assert [c.size for c in own] == [16, 9, 4]
-        assert sum(len(c.leaves or b"") for c in own) == 16 * 32
+        assert all(c.leaves is None and c.kept is not None for c in own)
+        kept = KeptLeaves()
+        for c in reversed(own):
+            assert kept.add(c.size, c.leaves, c.kept) and kept.root() == c.root
         # A restart finds its latest checkpoint and what BE cosigned.
         await nl.store.close()
         nl = await _service(tmp_path, "nl", clock)

@@ -28,6 +28,7 @@ from liaison_net.core import checkpoint as cp
 from liaison_net.core import codec, merkle
 from liaison_net.core.audit import AuditEntry, entry_hash, first_broken
 from liaison_net.core.ids import id_from_text, id_to_text
+from liaison_net.core.kept_leaves import KeptLeaves
 from liaison_net.errors import ConfigError, LiaisonError, LimitExceeded, Malformed, NotFound
 
 if TYPE_CHECKING:
@@ -80,7 +81,6 @@ async def witness_keys(store: NodeStore, cfg: config_mod.NodeConfig) -> dict[str
 class Witnessed:
     signed: cp.SignedCheckpoint
     witnesses: list[str]
-    leaves: bytes | None
 
 
 @dataclass
@@ -109,6 +109,11 @@ class Report:
             "differs": None if diff is None else {
                 "first_entry": diff.first_index + 1, "exact": diff.exact,
                 "truncated": diff.truncated, "checkpoint_size": diff.checkpoint.size,
+                # Entries (1-based, inclusive) that the kept subtree roots, under the signed
+                # root, show hold the first change; an exact first_entry in it rests on the
+                # mark the node kept of it (core/kept_leaves.py).
+                "kept_range": None if diff.kept_range is None else [
+                    diff.kept_range[0] + 1, diff.kept_range[1]],
                 "checkpoint_at": _iso(diff.checkpoint.at),
                 "witnesses": self.difference_witnesses},
             "warnings": self.warnings,
@@ -129,7 +134,7 @@ async def verify_log(store: NodeStore, cfg: config_mod.NodeConfig) -> Report:
             report.warnings.append(f"checkpoint row of size {row.size} names another log")
             continue
         if witnesses:
-            report.witnessed.append(Witnessed(signed, witnesses, row.leaves))
+            report.witnessed.append(Witnessed(signed, witnesses))
     if not report.witnessed:
         report.warnings.append("no checkpoint of this log is witnessed by a peer: it is "
                                "checked only against itself")
@@ -151,15 +156,13 @@ async def verify_log(store: NodeStore, cfg: config_mod.NodeConfig) -> Report:
         else:
             hi = mid
     if lo < len(report.witnessed):
-        # The leaves the node kept beside its checkpoints, in order: if they hash to the
-        # signed root they are the original log's, and name the very entry that changed.
-        original: list[bytes] = []
+        # What the node kept of its leaves beside its checkpoints, in order: if it hashes
+        # to the signed root it is the original log's, and names the entry that changed.
+        broken_size = report.witnessed[lo].signed.checkpoint.size
+        original = KeptLeaves()
         for row in reversed(await store.checkpoints.of(cfg.id)):
-            blob = row.leaves or b""
-            if row.size != len(original) + len(blob) // merkle.HASH_BYTES:
+            if row.size > broken_size or not original.add(row.size, row.leaves, row.kept):
                 break
-            original.extend(blob[i:i + merkle.HASH_BYTES]
-                            for i in range(0, len(blob), merkle.HASH_BYTES))
         broken = report.witnessed[lo]
         known_good = report.witnessed[lo - 1].signed.checkpoint.size if lo else 0
         report.difference = cp.first_difference(local, broken.signed.checkpoint,
@@ -204,9 +207,14 @@ def _print_report(report: Report) -> None:
                    f"{', '.join(latest.witnesses)}")
     if diff is not None:
         what = "missing" if diff.truncated and diff.first_index >= report.entries else "differs"
+        last = diff.kept_range[1] if diff.kept_range else diff.checkpoint.size
         where = (f"entry {diff.first_index + 1} {what}" if diff.exact else
                  f"the first entry that differs is between {diff.first_index + 1} and "
-                 f"{diff.checkpoint.size}")
+                 f"{last}")
+        if diff.exact and diff.kept_range:
+            where += (f" (the witnessed root places the change in entries "
+                      f"{diff.kept_range[0] + 1} to {last}; the entry is named by the mark "
+                      f"kept of it)")
         click.echo(f"audit log REWRITTEN: it does not match the checkpoint of "
                    f"{diff.checkpoint.size} entries witnessed by "
                    f"{', '.join(report.difference_witnesses)} at {_iso(diff.checkpoint.at)}; "

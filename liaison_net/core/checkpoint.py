@@ -27,6 +27,7 @@ from typing import Any
 from liaison_net.core import codec, crypto, merkle
 from liaison_net.core.audit import AuditEntry
 from liaison_net.core.ids import check_node_id
+from liaison_net.core.kept_leaves import KeptLeaves
 from liaison_net.errors import Malformed, Refused
 
 CHECKPOINT_DOMAIN = b"liaison-net/audit-checkpoint/v1\x00"
@@ -271,25 +272,31 @@ class Difference:
     first_index: int  # 0-based position of the first entry that differs (or is missing)
     exact: bool  # False: only known to lie in [first_index, checkpoint.size)
     truncated: bool  # the log is shorter than the checkpoint
+    #: [start, end): where the kept subtree roots, under the signed root, place the first
+    #: change (``core.kept_leaves``); an exact ``first_index`` in it rests on a kept mark.
+    kept_range: tuple[int, int] | None = None
 
 
 def first_difference(local: Sequence[bytes], checkpoint: Checkpoint, *,
                      known_good: int = 0,
-                     original: Sequence[bytes] | None = None) -> Difference | None:
+                     original: KeptLeaves | None = None) -> Difference | None:
     """None if the first ``checkpoint.size`` local leaves have the checkpoint's root.
     Otherwise the first position that differs: exact when the log is only cut short (its
-    prefix still matching), or when ``original`` leaves are given that hash to the signed
-    root (the node keeps them beside its checkpoints; a rewrite of them shows here as a
-    mismatch, and only the range is reported). ``known_good``: a prefix already shown to
-    match by an earlier checkpoint."""
+    prefix still matching), or when the ``original`` leaves the node kept up to this
+    checkpoint (``core.kept_leaves``) hash to the signed root and a mark names it (a
+    rewrite of the kept roots shows here as a mismatch, and only the range is reported;
+    one of the marks can move the name only within ``kept_range``).
+    ``known_good``: a prefix already shown to match by an earlier checkpoint."""
     n = checkpoint.size
     if len(local) >= n and merkle.root(local[:n]) == checkpoint.root:
         return None
-    if (original is not None and len(original) >= n
-            and merkle.root(original[:n]) == checkpoint.root):
-        for i in range(n):
-            if i >= len(local) or local[i] != original[i]:
-                return Difference(checkpoint, i, True, len(local) < n)
+    if original is not None and original.size == n and original.root() == checkpoint.root:
+        found = original.first_difference(local)
+        if found is not None:
+            start, end, named = found
+            index = named if named is not None else max(start, min(known_good, len(local)))
+            return Difference(checkpoint, index, named is not None, len(local) < n,
+                              kept_range=(start, end))
     if len(local) < n and len(local) > 0 and known_good >= len(local):
         return Difference(checkpoint, len(local), True, True)
     return Difference(checkpoint, min(known_good, len(local)), False, len(local) < n)

@@ -31,6 +31,16 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
+def inner_hash(left: bytes, right: bytes) -> bytes:
+    """An inner node over two subtree roots (for trees rebuilt from kept subtrees)."""
+    return _node(left, right)
+
+
+def split_point(n: int) -> int:
+    """Where the tree over ``n`` leaves (n > 1) splits: the largest power of two below n."""
+    return _split(n)
+
+
 def root(leaves: Sequence[bytes]) -> bytes:
     """MTH over the leaf hashes ``leaves`` (at least one)."""
     if not leaves:
@@ -164,6 +174,13 @@ class MerkleLog:
     def leaves(self, start: int, end: int) -> bytes:
         """Leaves ``start`` to ``end`` (exclusive), concatenated."""
         return bytes(self._data[start * HASH_BYTES:end * HASH_BYTES])
+
+    def subtree_root(self, start: int, end: int) -> bytes:
+        """MTH of leaves [start, end), a subtree of the log's tree: ``start`` a multiple of
+        the largest power of two in ``end - start`` (what a checkpoint keeps of its tree)."""
+        if not 0 <= start < end <= len(self):
+            raise ValueError("subtree outside the log")
+        return self._range(start, end)
 
     def _range(self, start: int, end: int) -> bytes:
         """MTH of leaves [start, end); ``start`` is a multiple of the subtree's largest

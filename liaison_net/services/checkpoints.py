@@ -6,11 +6,13 @@ The supervised publisher (``federation/checkpoints.py``) calls ``current`` every
 This service keeps the leaves of the node's audit log in memory (``merkle.MerkleLog``),
 reading only the entries added since its last pass. Once ``[audit] checkpoint_every``
 entries were added, or ``checkpoint_seconds`` passed with any added, it signs a checkpoint
-(``core.checkpoint``) and keeps it with the leaves it added (so `audit verify` can name the
-first entry a rewrite changed). The publisher offers the latest one to every peer that has
-not cosigned it yet, with consistency proofs (``proof``) from the sizes that peer holds,
-and the latest checkpoint this node witnessed of each other node (``seen``); a verified
-cosignature is kept (``cosigned_by``).
+(``core.checkpoint``) and keeps it with a digest of the leaves it added
+(``core.kept_leaves``: subtree roots and a 2-byte mark per leaf, so `audit verify` can name
+the first entry a rewrite changed; the leaves themselves are the audit rows' hashes). The
+publisher offers the latest one to every peer that has not cosigned it yet, with
+consistency proofs (``proof``) from the sizes that peer holds, and the latest checkpoint
+this node witnessed of each other node (``seen``); a verified cosignature is kept
+(``cosigned_by``).
 
 The witness (``witness``) verifies a peer's checkpoint under the peer's current key
 before it decodes it, and judges it (``checkpoint.judge``) against the latest one of that
@@ -32,7 +34,7 @@ import structlog
 from liaison_net.clock import Clock
 from liaison_net.config import AuditConfig
 from liaison_net.core import checkpoint as cp
-from liaison_net.core import crypto, merkle
+from liaison_net.core import crypto, kept_leaves, merkle
 from liaison_net.core.limits import Limits
 from liaison_net.errors import BadTimestamp, LiaisonError, UnknownKey
 from liaison_net.metrics import NodeMetrics
@@ -139,7 +141,8 @@ class AuditCheckpoints:
         signed = cp.sign_checkpoint(cp.Checkpoint(self.node_id, size, root, now),
                                     self.keys.own)
         since = self._latest.checkpoint.size if self._latest else 0
-        await self.store.checkpoints.put_own(signed, self._log.leaves(since, size), now=now)
+        await self.store.checkpoints.put_own(signed, kept_leaves.keep(self._log, since, size),
+                                             now=now)
         self._latest = signed
         log.info("audit.checkpoint", size=size)
         return signed

@@ -22,7 +22,8 @@ class StoredCheckpoint:
     root: bytes  # as the row says: only this node's own witness rows may be believed as is
     at: int
     signed: bytes  # wire form: verify before use
-    leaves: bytes | None  # own only: the leaf hashes added since the previous own one
+    leaves: bytes | None  # own, before schema 20: the leaf hashes added since the last one
+    kept: bytes | None  # own, schema 20 on: what ``core.kept_leaves.keep`` keeps of them
     cosignatures: dict[str, bytes]  # witness -> cosignature wire form: verify before use
 
 
@@ -39,14 +40,15 @@ class CheckpointStore:
         self.db = db
         self.node_id = node_id
 
-    async def put_own(self, signed: SignedCheckpoint, leaves: bytes, *, now: int) -> None:
+    async def put_own(self, signed: SignedCheckpoint, kept: bytes, *, now: int) -> None:
+        """This node's checkpoint, with what it keeps of the leaves it added (``kept``)."""
         c = signed.checkpoint
 
         async def op(txn: WriteTxn) -> None:
             await txn.execute(
-                "INSERT OR IGNORE INTO checkpoints (node, size, root, at, signed, leaves, "
+                "INSERT OR IGNORE INTO checkpoints (node, size, root, at, signed, kept, "
                 "received) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (c.node, c.size, c.root, c.at, signed.raw, leaves, now))
+                (c.node, c.size, c.root, c.at, signed.raw, kept, now))
 
         await self.db.write(op)
 
@@ -103,7 +105,8 @@ class CheckpointStore:
     async def of(self, node: str, *, size: int | None = None,
                  limit: int | None = None) -> list[StoredCheckpoint]:
         """Checkpoints of ``node``, newest (largest) first, with their cosignatures."""
-        sql = "SELECT node, size, root, at, signed, leaves FROM checkpoints WHERE node = ?"
+        sql = ("SELECT node, size, root, at, signed, leaves, kept FROM checkpoints "
+               "WHERE node = ?")
         params: tuple[object, ...] = (node,)
         if size is not None:
             sql += " AND size = ?"
@@ -114,12 +117,13 @@ class CheckpointStore:
             params += (limit,)
         rows = await self.db.fetchall(sql, params)
         out = []
-        for n, s, root, at, signed, leaves in rows:
+        for n, s, root, at, signed, leaves, kept in rows:
             cosigs = await self.db.fetchall(
                 "SELECT witness, cosignature FROM cosignatures WHERE node = ? AND size = ?",
                 (n, s))
             out.append(StoredCheckpoint(n, s, bytes(root), at, bytes(signed),
                                         bytes(leaves) if leaves is not None else None,
+                                        bytes(kept) if kept is not None else None,
                                         {w: bytes(c) for w, c in cosigs}))
         return out
 

@@ -472,6 +472,16 @@ MIGRATIONS: list[str] = [
     # ``audit_events`` says which name each code stands for; ``audit_named`` is the table
     # as it reads (names, details in full), for whoever queries it with SQL.
     _MIGRATION_19,
+    # 20: bytes on disk at the origin (issue 16). An own checkpoint no longer keeps every
+    # leaf it added (each an audit row's hash again, 32 bytes per entry) but ``kept``:
+    # the roots of its complete blocks of 64 leaves, of its tail subtrees and a 2-byte mark
+    # per leaf (``core/kept_leaves.py``), about 3 bytes per entry, which still hash to the
+    # signed root and name the first entry a rewrite changed. Rows written before keep
+    # their ``leaves``: they are the only record of what those entries were, and read on
+    # as the same log.
+    """
+    ALTER TABLE checkpoints ADD COLUMN kept BLOB;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

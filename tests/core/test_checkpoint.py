@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from liaison_net.core import checkpoint as cp
 from liaison_net.core import codec, crypto, merkle
+from liaison_net.core.kept_leaves import KeptLeaves, keep
 from liaison_net.errors import BadSignature, Malformed
 
 NODE = crypto.signing_key_from_seed(b"\x01" * 32)
@@ -111,19 +112,39 @@ def test_a_heard_checkpoint_must_be_proven_too() -> None:
     assert honest.verdict is cp.Verdict.WITNESSED and honest.proven == (_cp(grown[:12]),)
 
 
+def _kept(original: list[bytes], sizes: list[int]) -> KeptLeaves:
+    """What a node keeps with own checkpoints at ``sizes`` of the log ``original``."""
+    log, kept, since = merkle.MerkleLog(original), KeptLeaves(), 0
+    for size in sizes:
+        assert kept.add_kept(size, keep(log, since, size))
+        since = size
+    return kept
+
+
 def test_first_difference_names_the_entry() -> None:
-    original = _leaves(50)
-    signed = _cp(original[:40])
-    assert cp.first_difference(original, signed, original=original) is None
+    original = _leaves(250)
+    sizes = [40, 100, 230]
+    signed = _cp(original[:230])
+    kept = _kept(original, sizes)
+    assert cp.first_difference(original, signed, original=kept) is None
     cut = original[:25]
-    diff = cp.first_difference(cut, signed, original=original)
+    diff = cp.first_difference(cut, signed, original=kept)
     assert diff is not None and (diff.first_index, diff.exact, diff.truncated) == (25, True, True)
-    edited = [*original[:12], *_leaves(38, b"recomputed")]
-    diff = cp.first_difference(edited, signed, original=original)
-    assert diff is not None and (diff.first_index, diff.exact) == (12, True)
-    # Without the original leaves (or with forged ones), only the range is known.
+    assert diff.kept_range == (0, 64)
+    # 230 = 3 blocks of 64, then subtrees of 32, 4 and 2.
+    for at, kept_range in {12: (0, 64), 70: (64, 128), 199: (192, 224), 224: (224, 228),
+                           229: (228, 230)}.items():
+        edited = [*original[:at], *_leaves(250 - at, b"recomputed")]
+        diff = cp.first_difference(edited, signed, original=kept)
+        assert diff is not None and (diff.first_index, diff.exact) == (at, True), at
+        assert diff.kept_range == kept_range
+    # Without the kept leaves (or with forged ones), only the range is known.
+    edited = [*original[:12], *_leaves(238, b"recomputed")]
     diff = cp.first_difference(edited, signed, known_good=10,
-                               original=_leaves(50, b"forged"))
+                               original=_kept(_leaves(250, b"forged"), sizes))
+    assert diff is not None and (diff.first_index, diff.exact, diff.kept_range) == (
+        10, False, None)
+    diff = cp.first_difference(edited, signed, known_good=10, original=None)
     assert diff is not None and (diff.first_index, diff.exact) == (10, False)
 
 

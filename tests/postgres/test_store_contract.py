@@ -12,12 +12,14 @@ import psycopg
 import pytest
 
 from liaison_net.clock import ManualClock
-from liaison_net.core import crypto
+from liaison_net.core import checkpoint as cp
+from liaison_net.core import crypto, merkle
 from liaison_net.core.almanac import Almanac
 from liaison_net.core.audit import detail
 from liaison_net.core.effects import notice
 from liaison_net.core.envelope import Kind, Precedence
 from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
+from liaison_net.core.kept_leaves import KeptLeaves, keep
 from liaison_net.core.limits import HOUR_MS
 from liaison_net.core.rotation import Revocation, Subject, sign_revocation
 from liaison_net.drills.pg_cluster import Cluster
@@ -35,6 +37,7 @@ from tests.test_store_key_grace import NODE, _card
 ALICE = Officer("nl/jdevries")
 LOCAL = Officer("nl/pbakker")
 BOB = Officer("be/mpeeters")
+NODE_KEY = crypto.signing_key_from_seed(b"\x11" * 32)
 
 
 async def _accept(store: NodeStore, env: object, *, local: list[str] | None = None,
@@ -160,6 +163,24 @@ async def test_the_audit_chain_appends_and_verifies_across_reopen(
     assert await again.verify_audit() == (21, None)
     seqs = [e.seq for e in await again.audit_entries()]
     assert seqs == list(range(1, 22))
+
+
+async def test_own_checkpoints_keep_a_digest_of_their_leaves(make_store: StoreFactory) -> None:
+    """What an own checkpoint keeps of its leaves (``core/kept_leaves.py``, schema 20)
+    reads back byte for byte, and hashes to each signed root."""
+    store = await make_store("nl")
+    leaves = [merkle.leaf_hash(b"%d" % i) for i in range(150)]
+    log, since = merkle.MerkleLog(leaves), 0
+    for size in (70, 150):
+        signed = cp.sign_checkpoint(cp.Checkpoint("nl", size, log.root(size), NOW), NODE_KEY)
+        await store.checkpoints.put_own(signed, keep(log, since, size), now=NOW)
+        since = size
+    rows = list(reversed(await store.checkpoints.of("nl")))
+    assert [(r.size, r.leaves, r.kept) for r in rows] == [
+        (70, None, keep(log, 0, 70)), (150, None, keep(log, 70, 150))]
+    kept = KeptLeaves()
+    for row in rows:
+        assert kept.add(row.size, row.leaves, row.kept) and kept.root() == row.root
 
 
 async def test_cards_keys_and_revocations(make_store: StoreFactory) -> None:

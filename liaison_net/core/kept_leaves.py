@@ -1,0 +1,160 @@
+"""What a node keeps of its own audit log's Merkle leaves beside each checkpoint, so that
+`audit verify` can name the first entry a rewrite changed: about 3 bytes per entry.
+
+The leaves are the audit rows' chain hashes (``checkpoint.leaf``), so the running node
+derives them from the rows. What the rows cannot give is what they *were*, and that is what
+is wanted once someone rewrote them. Until schema 20 each own checkpoint kept every leaf it
+added (32 bytes per entry, the audit hash a second time). Now its row keeps (``keep``):
+
+    since   8 bytes, big-endian: the size of the previous own checkpoint, p
+    marks   the first MARK_BYTES of each leaf added, p to n
+    blocks  the root of each aligned block of BLOCK leaves completed in (p, n]
+    tail    the roots of the perfect subtrees the leaves after the last complete block
+            make at n, largest first (one for each bit set in n % BLOCK)
+
+Blocks and tail are inner nodes of the RFC 9162 tree of size n, so they hash to the signed
+root (``KeptLeaves.root``): that is how `verify` knows they are the original log's, not a
+rewrite's. The first block (or tail subtree) whose root the rows no longer give holds the
+first change, and in it the first leaf whose mark differs is named. The marks are not under
+the root: a rewrite of them can move the name only within that block (at most BLOCK
+entries), and a changed leaf keeps its 2-byte mark by chance once in 65,536 (then a later
+entry of the block is named). Rows written before schema 20 keep their full leaves; the
+two kinds read as one log (``KeptLeaves.add_full``, ``add_kept``).
+
+Rows are as an operator with write access left them: nothing here raises on what it reads;
+a row that does not continue the log ends what is known (``add_*`` return False).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from liaison_net.core import merkle
+
+BLOCK = 64  # = merkle.MerkleLog's cached subtrees: keeping a block costs no hashing
+MARK_BYTES = 2
+_SINCE_BYTES = 8
+_H = merkle.HASH_BYTES
+
+
+def mark(leaf: bytes) -> bytes:
+    return leaf[:MARK_BYTES]
+
+
+def _tail_subtrees(size: int) -> list[tuple[int, int]]:
+    """(start, length) of the perfect subtrees after the last complete block, largest
+    first: the tree's own decomposition of its size into powers of two, below BLOCK."""
+    start, rest, out = size - size % BLOCK, size % BLOCK, []
+    bit = BLOCK >> 1
+    while bit:
+        if rest & bit:
+            out.append((start, bit))
+            start += bit
+        bit >>= 1
+    return out
+
+
+def keep(log: merkle.MerkleLog, since: int, size: int) -> bytes:
+    """The row's blob for an own checkpoint of ``size`` entries, the previous at ``since``."""
+    if not 0 <= since < size <= len(log):
+        raise ValueError("a checkpoint keeps the leaves it added: since < size <= the log")
+    leaves = log.leaves(since, size)
+    marks = bytearray((size - since) * MARK_BYTES)
+    for b in range(MARK_BYTES):  # byte b of every mark at once (strided slices, in C)
+        marks[b::MARK_BYTES] = leaves[b::_H]
+    blocks = b"".join(log.subtree_root(j * BLOCK, (j + 1) * BLOCK)
+                      for j in range(since // BLOCK, size // BLOCK))
+    tail = b"".join(log.subtree_root(s, s + n) for s, n in _tail_subtrees(size))
+    return since.to_bytes(_SINCE_BYTES, "big") + bytes(marks) + blocks + tail
+
+
+class KeptLeaves:
+    """A log's kept leaves read back, own checkpoint rows in order of size: what they say
+    of the original log up to ``size``."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._marks = bytearray()
+        self._blocks: list[bytes] = []
+        self._tail: list[bytes] = []  # roots of _tail_subtrees(size)
+        self._partial: list[bytes] | None = []  # full leaves after the last block, if held
+
+    def add(self, size: int, leaves: bytes | None, kept: bytes | None) -> bool:
+        """One own checkpoint row (``kept`` since schema 20, else full ``leaves``)."""
+        if kept is not None:
+            return self.add_kept(size, kept)
+        return leaves is not None and self.add_full(size, leaves)
+
+    def add_full(self, size: int, leaves: bytes) -> bool:
+        """A row written before schema 20: every leaf it added, in full."""
+        if (size - self.size) * _H != len(leaves) or size <= self.size or self._partial is None:
+            return False
+        partial = self._partial
+        for i in range(0, len(leaves), _H):
+            leaf = leaves[i:i + _H]
+            self._marks += mark(leaf)
+            partial.append(leaf)
+            if len(partial) == BLOCK:
+                self._blocks.append(merkle.root(partial))
+                partial.clear()
+        self.size = size
+        self._tail = []
+        offset = 0
+        for _, n in _tail_subtrees(size):
+            self._tail.append(merkle.root(partial[offset:offset + n]))
+            offset += n
+        return True
+
+    def add_kept(self, size: int, kept: bytes) -> bool:
+        """A row of schema 20 or later (``keep``)."""
+        since = int.from_bytes(kept[:_SINCE_BYTES], "big")
+        if since != self.size or size <= since:
+            return False
+        blocks = size // BLOCK - since // BLOCK
+        tail = _tail_subtrees(size)
+        marks_end = _SINCE_BYTES + (size - since) * MARK_BYTES
+        blocks_end = marks_end + blocks * _H
+        if len(kept) != blocks_end + len(tail) * _H:
+            return False
+        self._marks += kept[_SINCE_BYTES:marks_end]
+        self._blocks += [kept[i:i + _H] for i in range(marks_end, blocks_end, _H)]
+        self._tail = [kept[i:i + _H] for i in range(blocks_end, len(kept), _H)]
+        self._partial = None  # the leaves themselves are no longer all here
+        self.size = size
+        return True
+
+    def _subtrees(self) -> list[tuple[int, int, bytes]]:
+        """(start, length, root) of every kept subtree, in order: blocks, then the tail."""
+        out = [(j * BLOCK, BLOCK, r) for j, r in enumerate(self._blocks)]
+        return out + [(s, n, r) for (s, n), r in zip(_tail_subtrees(self.size), self._tail,
+                                                       strict=True)]
+
+    def root(self) -> bytes | None:
+        """The root of the tree of ``size`` leaves, from the kept subtrees alone."""
+        if self.size == 0:
+            return None
+        known = {(s, n): r for s, n, r in self._subtrees()}
+
+        def over(start: int, end: int) -> bytes:
+            got = known.get((start, end - start))
+            if got is not None:
+                return got
+            k = merkle.split_point(end - start)  # a tree's subtrees >= BLOCK are blocks
+            return merkle.inner_hash(over(start, start + k), over(start + k, end))
+
+        return over(0, self.size)
+
+    def first_difference(self, local: Sequence[bytes]) -> tuple[int, int, int | None] | None:
+        """Where ``local`` leaves part from the kept ones: (start, end, named), the first
+        kept subtree [start, end) whose root they no longer give (the first change is in
+        it), and in it the first leaf whose mark differs (None if no mark does). None if
+        every kept root matches. Believe the subtree only once ``root`` matched a signed
+        checkpoint; ``named`` rests on the marks, which no signature covers."""
+        for start, n, kept_root in self._subtrees():
+            if len(local) < start + n or merkle.root(local[start:start + n]) != kept_root:
+                for i in range(start, start + n):
+                    if i >= len(local) or mark(local[i]) != self._marks[
+                            i * MARK_BYTES:(i + 1) * MARK_BYTES]:
+                        return start, start + n, i
+                return start, start + n, None
+        return None
