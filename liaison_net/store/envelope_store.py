@@ -425,8 +425,8 @@ class EnvelopeStore:
                     if item.local and item.covers:
                         await self._index_covers(txn, item.envelope.id, item.local,
                                                  item.covers)
-                    if item.remote:
-                        await txn.executemany(
+                    if item.remote and item.covers:  # rows of few statements (many_rows)
+                        await txn.insert_rows(
                             "INSERT OR IGNORE INTO outgoing_covers (carrier, envelope_id) "
                             "VALUES (?, ?)", [(item.envelope.id, eid) for eid in item.covers])
                     if not item.local and item.remote and not stored.duplicate:
@@ -457,8 +457,8 @@ class EnvelopeStore:
                 (officer, carrier))).fetchone()
             if row is not None:
                 seqs.append(int(row[0]))
-        if seqs:
-            await txn.executemany(
+        if seqs and covers:
+            await txn.insert_rows(
                 "INSERT OR IGNORE INTO evidence_covers (envelope_id, inbox_seq) VALUES (?, ?)",
                 [(eid, seq) for seq in seqs for eid in covers])
 
