@@ -846,28 +846,33 @@ class Database:
 
     def _append_audit(self, conn: Any, at: int, event: str, actor: str,
                       detail: str, envelope_id: bytes | None) -> None:
-        conn.execute(self.backend.sql(_INSERT_AUDIT),
-                     self._audit_row(at, event, actor, detail, envelope_id))
+        rows, head = self._audit_rows(at, [(event, actor, detail, envelope_id)])
+        conn.execute(self.backend.sql(_INSERT_AUDIT), rows[0])
+        self._audit_head = head
 
     def _append_audits(self, conn: Any, at: int,
                        entries: list[tuple[str, str, str, bytes | None]]) -> None:
-        """``_append_audit`` for each of ``entries`` in turn, the rows in one statement."""
+        """``_append_audit`` for each of ``entries`` in turn, the rows in few statements."""
         if not entries:
             return
-        rows = [self._audit_row(at, event, actor, detail, envelope_id)
-                for event, actor, detail, envelope_id in entries]
+        rows, head = self._audit_rows(at, entries)
         insert_rows(conn, self.backend.sql, _INSERT_AUDIT, rows)
+        self._audit_head = head
 
-    def _audit_row(self, at: int, event: str, actor: str, detail: str,
-                   envelope_id: bytes | None) -> tuple[Any, ...]:
-        """The next entry's row; the chain head moves to it."""
-        seq, prev = self._audit_head
-        seq += 1
-        digest = entry_hash(prev, seq, at, event, envelope_id, actor, detail)
-        self._audit_head = (seq, digest)
-        # No ``prev``: the row before's hash (migration 11); the event by its code and the
-        # detail's frequent pieces by theirs (19).
-        return (seq, at, stored_event(event), envelope_id, actor, stored_detail(detail), digest)
+    def _audit_rows(self, at: int, entries: list[tuple[str, str, str, bytes | None]]
+                    ) -> tuple[list[tuple[Any, ...]], tuple[int, bytes]]:
+        """The rows of ``entries`` (event, actor, detail, envelope id), chained on from the
+        head, and the head after them (moved by the caller once they are inserted)."""
+        seq, digest = self._audit_head
+        rows: list[tuple[Any, ...]] = []
+        for event, actor, detail, envelope_id in entries:
+            seq += 1
+            digest = entry_hash(digest, seq, at, event, envelope_id, actor, detail)
+            # No ``prev``: the row before's hash (migration 11); the event by its code and
+            # the detail's frequent pieces by theirs (19).
+            rows.append((seq, at, stored_event(event), envelope_id, actor,
+                         stored_detail(detail), digest))
+        return rows, (seq, digest)
 
 
 _INSERT_AUDIT = ("INSERT INTO audit (seq, at, event, envelope_id, actor, detail, hash) "
