@@ -280,3 +280,34 @@ async def test_a_peers_transaction_is_stored_in_one_write_as_received(tmp_path: 
         assert (await store.verify_audit())[1] is None
     finally:
         await store.close()
+
+
+async def test_a_row_refused_as_the_batch_is_written_sends_each_item_alone(
+        tmp_path: Path) -> None:
+    """The plain items' rows are written table by table (``EnvelopeStore._accept_rows``).
+    A constraint refusing one of them there (on PostgreSQL: another worker stored the same
+    id since the batch read which ids are stored) takes the whole batch back, and each item
+    is then accepted alone in its own savepoint: that one is refused, nothing of it kept,
+    the others stored in the same one commit, the audit chain whole. The refusal here is a
+    real constraint: a trigger on the real file refusing one id."""
+    path = tmp_path / "nl.db"
+    store = await _open(path)
+    try:
+        envs = [seal_from(ALICE, [BOB], f"alert {i}".encode()) for i in range(5)]
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TRIGGER refuse_one BEFORE INSERT ON envelopes "
+                       f"WHEN NEW.id = x'{envs[2].id.hex()}' "
+                       "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+        commits = store.db.commits
+        outcomes = await store.accept_many([_item(e) for e in envs], now=NOW)
+        assert store.db.commits == commits + 1
+        assert [o.duplicate if isinstance(o, AcceptOutcome) else type(o) for o in outcomes] \
+            == [False, False, Conflict, False, False]
+        assert _count(path, "SELECT COUNT(*) FROM envelopes") == 4
+        assert _count(path, "SELECT COUNT(*) FROM hops") == 4
+        assert _count(path, "SELECT COUNT(*) FROM effects") == 4
+        assert _count(path, "SELECT COUNT(*) FROM effects WHERE envelope_id = "
+                            f"x'{envs[2].id.hex()}'") == 0
+        assert await store.verify_audit() == (4, None)
+    finally:
+        await store.close()

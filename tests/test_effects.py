@@ -18,7 +18,7 @@ from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
 from liaison_net.core.limits import DAY_MS, HOUR_MS
 from liaison_net.core.sealing import SignerKey, open_envelope, verify
 from liaison_net.metrics import NodeMetrics
-from liaison_net.services.effects import EffectDrain
+from liaison_net.services.effects import PENDING_EVERY_MS, EffectDrain
 from liaison_net.services.notices import Notifier
 from liaison_net.store.effect_store import Issued
 from liaison_net.store.node_store import NodeStore
@@ -318,3 +318,32 @@ async def test_one_effect_the_store_refuses_does_not_hold_back_its_batch(
         await store.close()
     assert _count(path, "SELECT COUNT(*) FROM envelopes WHERE kind = 'notice'") == 1
     assert _count(path, "SELECT COUNT(*) FROM audit_named WHERE event = 'effect.failed'") == 1
+
+
+async def test_the_pending_gauge_is_counted_at_most_once_a_second(tmp_path: Path) -> None:
+    """The gauge is a COUNT(*) of the effects table: after a pass, read again only once a
+    second has passed (at a catch-up a pass runs per peer transaction), and then right."""
+    store = await _open(tmp_path / "n.sqlite3")
+    try:
+        await _enrol(store, ALICE)
+        clock = ManualClock(NOW + 1000)
+        drain = _drain(store, clock)
+        counted: list[int] = []
+        pending = store.effects.pending
+
+        async def counting() -> int:
+            counted.append(await pending())
+            return counted[-1]
+
+        store.effects.pending = counting  # type: ignore[method-assign]
+        for i in range(3):
+            assert not await _accept_at_origin(store, seal_from(ALICE, [BOB], now=NOW + i), [])
+            await drain._pass()
+        assert counted == [0]  # the first pass's count, none for the two within a second
+        assert not await _accept_at_origin(store, seal_from(ALICE, [BOB], now=NOW + 5), [])
+        clock.advance(PENDING_EVERY_MS)
+        await drain._pass()
+        assert counted == [0, 0]
+        assert drain.metrics.registry.get_sample_value("liaison_effects_pending") == 0
+    finally:
+        await store.close()

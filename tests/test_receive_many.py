@@ -28,6 +28,7 @@ from liaison_net.services.witness import Witness
 from liaison_net.store.envelope_store import AcceptOutcome
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW, Officer, seal_from
+from tests.test_store_statements import _traced
 
 ALICE, BOB, PIET = Officer("nl/jdevries"), Officer("be/mpeeters"), Officer("lu/cschmit")
 NL, BE, LU = (crypto.generate_signing_key() for _ in range(3))
@@ -98,9 +99,12 @@ async def test_a_transaction_is_one_write_each_envelope_decided_alone(tmp_path: 
         drain = EffectDrain(node_id="be", store=store, notifier=Notifier(
             node_id="be", store=store, signing_key=lambda: BE, wake=lambda _peer: None,
             clock=clock), config=EffectsConfig(), metrics=metrics, clock=clock)
+        seen = await _traced(store)
         assert await drain.drain_once() == 4
         assert _count(path, "SELECT COUNT(*) FROM envelopes WHERE kind = 'evidence'") == 1
         assert _count(path, "SELECT COUNT(*) FROM outgoing_covers") == 4  # sent to nl
+        # Its covered ids in one statement of four rows, not one statement each.
+        assert sum(n for sql, n in seen.items() if "INTO outgoing_covers" in sql) == 1
         # One of one: ``receive`` answers alone, and raises its refusal.
         again = await intake.receive("nl", good[3].to_bytes(), NOW + 1000)
         assert isinstance(again, AcceptOutcome) and again.duplicate

@@ -68,6 +68,10 @@ log = structlog.get_logger("liaison.effects")
 #: the sender's node with its covered ids beside it (federation ``covers``), so that node
 #: finds it for each of them as this one does.
 BATCHED_STEPS = frozenset({Step.ACCEPTED, Step.RELAYED})
+#: The pending gauge (``liaison_effects_pending``) is a COUNT(*) of the effects table: read
+#: after a pass at most this often (ms), not after every pass (at a catch-up, a pass per
+#: peer transaction; the count a scan of every row owed meanwhile). A gauge, never a check.
+PENDING_EVERY_MS = 1000
 
 
 class EffectDrain:
@@ -81,6 +85,7 @@ class EffectDrain:
         self.clock = clock
         self.wake = asyncio.Event()
         self._backoff = BackoffPolicy(initial_s=1.0, maximum_s=config.retry_max_s)
+        self._counted_at = -PENDING_EVERY_MS  # when the pending gauge was last read (ms)
 
     async def run(self) -> None:
         """Drain ``linger_s`` after every wake, and at least every ``poll_s``, until
@@ -100,7 +105,10 @@ class EffectDrain:
         try:
             while await self.drain_once() >= self.config.batch:
                 pass
-            self.metrics.effects_pending.set(await self.store.effects.pending())
+            now = self.clock.now_ms()
+            if now - self._counted_at >= PENDING_EVERY_MS:
+                self._counted_at = now
+                self.metrics.effects_pending.set(await self.store.effects.pending())
         except Unavailable as exc:  # storage trouble: the rows wait, the next pass retries
             log.warning("effects.drain_failed", code=exc.code, reason=exc.detail[:200])
 

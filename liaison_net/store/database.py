@@ -49,7 +49,7 @@ import re
 import shutil
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +70,7 @@ from liaison_net.errors import (
 from liaison_net.lazy_log import LazyLogger
 from liaison_net.store.dialect import split_script
 from liaison_net.store.key_cache import KeyCache
+from liaison_net.store.many_rows import insert_rows
 from liaison_net.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = LazyLogger("liaison.store")  # structlog when it first logs (lazy_log.py)
@@ -265,9 +266,25 @@ class WriteTxn:
         except self._integrity as exc:
             raise Conflict(f"refused by a database constraint: {exc}") from exc
 
+    async def insert_rows(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """``sql`` (an INSERT of one row) for each of ``rows`` in order, in a few
+        statements of many rows (``many_rows``); a constraint refusing any row raises
+        ``Conflict``, as ``execute``."""
+        self._note(sql)
+        try:
+            insert_rows(self.conn, self._sql, sql, rows)
+        except self._integrity as exc:
+            raise Conflict(f"refused by a database constraint: {exc}") from exc
+
     async def audit(self, at: int, event: str, actor: str, detail: str,
                     envelope_id: bytes | None = None) -> None:
         self._db._append_audit(self.conn, at, event, actor, detail, envelope_id)
+
+    async def audit_many(self, at: int,
+                         entries: list[tuple[str, str, str, bytes | None]]) -> None:
+        """Several audit entries (event, actor, detail, envelope id) at ``at``, chained in
+        order exactly as ``audit`` one by one would chain them, in one statement."""
+        self._db._append_audits(self.conn, at, entries)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the event loop once this write is committed (never if it is
@@ -829,17 +846,37 @@ class Database:
 
     def _append_audit(self, conn: Any, at: int, event: str, actor: str,
                       detail: str, envelope_id: bytes | None) -> None:
-        seq, prev = self._audit_head
-        seq += 1
-        digest = entry_hash(prev, seq, at, event, envelope_id, actor, detail)
-        # No ``prev``: the row before's hash (migration 11); the event by its code and the
-        # detail's frequent pieces by theirs (19).
-        conn.execute(self.backend.sql(
-            "INSERT INTO audit (seq, at, event, envelope_id, actor, detail, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)"),
-            (seq, at, stored_event(event), envelope_id, actor, stored_detail(detail), digest),
-        )
-        self._audit_head = (seq, digest)
+        rows, head = self._audit_rows(at, [(event, actor, detail, envelope_id)])
+        conn.execute(self.backend.sql(_INSERT_AUDIT), rows[0])
+        self._audit_head = head
+
+    def _append_audits(self, conn: Any, at: int,
+                       entries: list[tuple[str, str, str, bytes | None]]) -> None:
+        """``_append_audit`` for each of ``entries`` in turn, the rows in few statements."""
+        if not entries:
+            return
+        rows, head = self._audit_rows(at, entries)
+        insert_rows(conn, self.backend.sql, _INSERT_AUDIT, rows)
+        self._audit_head = head
+
+    def _audit_rows(self, at: int, entries: list[tuple[str, str, str, bytes | None]]
+                    ) -> tuple[list[tuple[Any, ...]], tuple[int, bytes]]:
+        """The rows of ``entries`` (event, actor, detail, envelope id), chained on from the
+        head, and the head after them (moved by the caller once they are inserted)."""
+        seq, digest = self._audit_head
+        rows: list[tuple[Any, ...]] = []
+        for event, actor, detail, envelope_id in entries:
+            seq += 1
+            digest = entry_hash(digest, seq, at, event, envelope_id, actor, detail)
+            # No ``prev``: the row before's hash (migration 11); the event by its code and
+            # the detail's frequent pieces by theirs (19).
+            rows.append((seq, at, stored_event(event), envelope_id, actor,
+                         stored_detail(detail), digest))
+        return rows, (seq, digest)
+
+
+_INSERT_AUDIT = ("INSERT INTO audit (seq, at, event, envelope_id, actor, detail, hash) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 
 def _space(conn: sqlite3.Connection) -> tuple[int, int]:

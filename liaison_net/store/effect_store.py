@@ -47,10 +47,11 @@ class Issued:
 
 
 async def add_effects(txn: WriteTxn, effects: Sequence[Effect], now: int) -> None:
-    """Record ``effects`` in the deciding transaction (one INSERT each)."""
+    """Record ``effects`` in the deciding transaction (a few statements of many rows:
+    ``many_rows``), their ids in the order given."""
     if not effects:
         return
-    await txn.executemany(
+    await txn.insert_rows(
         "INSERT INTO effects (kind, envelope_id, args, created, next_attempt) "
         "VALUES (?, ?, ?, ?, ?)",
         [(e.kind, e.ref, e.pack_args(), now, now) for e in effects])

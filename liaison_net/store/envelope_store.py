@@ -52,6 +52,13 @@ HOP_STATES = (
     " ON h.node = nodes.node AND h.envelope_id = ?")
 _MOVE_HOP = ("UPDATE hops SET state = ?, updated = ?, reason = ? WHERE node = ? AND "
              "envelope_id = ? AND state = ?")
+#: A batch's rows (``_Rows``). The envelope is a plain INSERT there: its id was read as
+#: not stored, so a row in its way is another writer's (``_accept_batch``).
+_INSERT_ENVELOPE = ("INSERT INTO envelopes (id, raw, sender, kind, precedence, created, "
+                    "expires, retain_until, received, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT_INBOX = "INSERT OR IGNORE INTO inbox (officer, envelope_id, relayed) VALUES (?, ?, ?)"
+_INSERT_HOP = ("INSERT INTO hops (node, envelope_id, state, precedence, expires, updated) "
+               "VALUES (?, ?, ?, ?, ?, ?)")
 _FINISH_HOP = ("UPDATE hops SET state = ?, updated = ?, reason = ?, precedence = 0, "
                "expires = 0 WHERE node = ? AND envelope_id = ? AND state = ?")
 
@@ -191,32 +198,24 @@ class EnvelopeStore:
     async def accept_many(self, items: Sequence[Acceptance], *,
                           now: int) -> list[AcceptOutcome | LiaisonError]:
         """Store a batch of decided envelopes in ONE write (one commit, one fsync), each as
-        ``accept`` would, each in its own savepoint: one refused (its id taken by other
-        bytes, its consent already used, its ``then`` refusing) changes nothing, its audit
-        entry included, and does not stop the others. One outcome or error per item, in
-        order. Storage trouble fails the whole write (``Unavailable``, nothing stored).
-        An officer's batch submit and a peer's federation transaction both come here."""
+        ``accept`` would: one refused (its id taken by other bytes, its consent already
+        used, its ``then`` refusing) changes nothing, its audit entry included, and does
+        not stop the others. One outcome or error per item, in order. Storage trouble
+        fails the whole write (``Unavailable``, nothing stored). An officer's batch
+        submit and a peer's federation transaction both come here.
+
+        The plain items (``_plain``: nothing but the envelope, its inbox rows, hops, audit
+        entry and effects), when there are several, are written table by table, a few
+        statements for all of them (``_accept_rows``); the others each in a savepoint of
+        its own (``_accept_one``)."""
 
         async def op(txn: WriteTxn) -> list[AcceptOutcome | LiaisonError]:
-            out: list[AcceptOutcome | LiaisonError] = []
-            for item in items:  # one savepoint name: each is released before the next
-                head = await txn.savepoint("accept")
-                try:
-                    outcome = await self._accept_in(
-                        txn, item.envelope, now=now, actor=item.actor, event=item.event,
-                        local_recipients=item.local_recipients,
-                        remote_nodes=item.remote_nodes, audit_detail=item.audit_detail,
-                        signal_deadline=item.signal_deadline, received=item.received,
-                        consent_digest=item.consent_digest, effects=item.effects,
-                        track_request=item.track_request, covers=item.covers,
-                        hold=item.hold, approval=item.approval)
-                    if item.then is not None and not outcome.duplicate:
-                        await add_effects(txn, await item.then(txn), now)
-                    out.append(outcome)
-                except LiaisonError as exc:
-                    await txn.rollback_to("accept", head)
-                    out.append(exc)  # a constraint's refusal is a Conflict (WriteTxn)
-                await txn.release("accept")
+            # One plain item alone: its own savepoint costs no more than the batch's and
+            # spares the read of stored ids (its INSERT OR IGNORE tells).
+            out = (await self._accept_batch(txn, items, now)
+                   if sum(map(_plain, items)) > 1 else None)
+            if out is None:
+                out = [await self._accept_one(txn, item, now) for item in items]
             kept = [item for item, outcome in zip(items, out, strict=True)
                     if isinstance(outcome, AcceptOutcome) and not outcome.duplicate
                     and item.hold is None]
@@ -227,6 +226,76 @@ class EnvelopeStore:
             return out
 
         return await self.db.write(op)
+
+    async def _accept_one(self, txn: WriteTxn, item: Acceptance,
+                          now: int) -> AcceptOutcome | LiaisonError:
+        """``accept`` of one item in its own savepoint: refused, it leaves nothing."""
+        head = await txn.savepoint("accept")
+        try:
+            outcome = await self._accept_in(
+                txn, item.envelope, now=now, actor=item.actor, event=item.event,
+                local_recipients=item.local_recipients,
+                remote_nodes=item.remote_nodes, audit_detail=item.audit_detail,
+                signal_deadline=item.signal_deadline, received=item.received,
+                consent_digest=item.consent_digest, effects=item.effects,
+                track_request=item.track_request, covers=item.covers,
+                hold=item.hold, approval=item.approval)
+            if item.then is not None and not outcome.duplicate:
+                await add_effects(txn, await item.then(txn), now)
+        except LiaisonError as exc:
+            await txn.rollback_to("accept", head)
+            await txn.release("accept")
+            return exc  # a constraint's refusal is a Conflict (WriteTxn)
+        await txn.release("accept")
+        return outcome
+
+    async def _accept_batch(self, txn: WriteTxn, items: Sequence[Acceptance],
+                            now: int) -> list[AcceptOutcome | LiaisonError] | None:
+        """``_accept_rows`` in one savepoint. A row a constraint refuses there (another
+        writer stored one of the ids since they were read: PostgreSQL with several
+        workers) takes the whole batch back: None, and the caller stores each alone."""
+        head = await txn.savepoint("batch")
+        try:
+            out = await self._accept_rows(txn, items, now)
+        except Conflict:
+            await txn.rollback_to("batch", head)
+            await txn.release("batch")
+            return None
+        await txn.release("batch")
+        return out
+
+    async def _accept_rows(self, txn: WriteTxn, items: Sequence[Acceptance],
+                           now: int) -> list[AcceptOutcome | LiaisonError]:
+        """The batch with the plain items' rows gathered and written table by table
+        (``_Rows``). Which ids are stored already is read once, for all items; a plain
+        item's id stored already is a duplicate (or, other bytes, refused: nothing is
+        written for it), as in ``_accept_in``. The rows gathered so far are written
+        before each other item, which is accepted alone as before: it finds everything
+        the items before it stored, and its audit entries follow theirs in the chain."""
+        stored = await _stored(txn, [item.envelope.id for item in items])
+        rows = _Rows(now)
+        out: list[AcceptOutcome | LiaisonError] = []
+        for item in items:
+            h = item.envelope.header
+            if not _plain(item):
+                await rows.write(txn)
+                outcome = await self._accept_one(txn, item, now)
+                if isinstance(outcome, AcceptOutcome) and h.id not in stored:
+                    stored[h.id] = (item.envelope.to_bytes(), None)
+                out.append(outcome)
+                continue
+            raw = item.envelope.to_bytes()
+            earlier = stored.get(h.id)
+            if earlier is None:
+                stored[h.id] = (raw, None)
+                rows.add(item, raw)
+                out.append(AcceptOutcome(h.id, duplicate=False))
+            elif earlier[1] is None and earlier[0] != raw:
+                out.append(Conflict(f"envelope id {h.id_text} is already taken by other bytes"))
+            else:  # the same bytes, or purged (only a skeleton left): a duplicate
+                out.append(AcceptOutcome(h.id, duplicate=True))
+        await rows.write(txn)
+        return out
 
     async def _accept_in(self, txn: WriteTxn, envelope: Envelope, *, now: int, actor: str,
                          event: str, local_recipients: list[str], remote_nodes: list[str],
@@ -260,17 +329,12 @@ class EnvelopeStore:
         if approval is not None:
             await approval_in(txn, h.id, *approval)
         if local_recipients:
-            await txn.executemany(
-                "INSERT OR IGNORE INTO inbox (officer, envelope_id, relayed) VALUES (?, ?, ?)",
-                [(officer, h.id, now) for officer in local_recipients],
-            )
+            await txn.executemany(_INSERT_INBOX,
+                                  [(officer, h.id, now) for officer in local_recipients])
         if remote_nodes:
             await txn.executemany(
-                "INSERT INTO hops (node, envelope_id, state, precedence, expires, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(node, h.id, HopState.QUEUED.value, int(h.precedence), h.expires, now)
-                 for node in remote_nodes],
-            )
+                _INSERT_HOP, [(node, h.id, HopState.QUEUED.value, int(h.precedence),
+                               h.expires, now) for node in remote_nodes])
         matches: list[Effect] = []
         if h.signal is not None:
             await txn.execute(
@@ -361,8 +425,8 @@ class EnvelopeStore:
                     if item.local and item.covers:
                         await self._index_covers(txn, item.envelope.id, item.local,
                                                  item.covers)
-                    if item.remote:
-                        await txn.executemany(
+                    if item.remote and item.covers:  # rows of few statements (many_rows)
+                        await txn.insert_rows(
                             "INSERT OR IGNORE INTO outgoing_covers (carrier, envelope_id) "
                             "VALUES (?, ?)", [(item.envelope.id, eid) for eid in item.covers])
                     if not item.local and item.remote and not stored.duplicate:
@@ -393,8 +457,8 @@ class EnvelopeStore:
                 (officer, carrier))).fetchone()
             if row is not None:
                 seqs.append(int(row[0]))
-        if seqs:
-            await txn.executemany(
+        if seqs and covers:
+            await txn.insert_rows(
                 "INSERT OR IGNORE INTO evidence_covers (envelope_id, inbox_seq) VALUES (?, ?)",
                 [(eid, seq) for seq in seqs for eid in covers])
 
@@ -637,3 +701,67 @@ class EnvelopeStore:
                 "DO UPDATE SET directory_cursor = excluded.directory_cursor", (node, cursor))
 
         await self.db.write(op)
+
+
+def _plain(item: Acceptance) -> bool:
+    """An acceptance that writes nothing but its envelope, inbox rows, hops, audit entry
+    and effects (``_Rows``): no consent, four-eyes hold or approval, ``then``, signal,
+    batch evidence covers, nor a request or reply to track."""
+    h = item.envelope.header
+    return (item.consent_digest is None and item.hold is None and item.approval is None
+            and item.then is None and h.signal is None and not item.covers
+            and not (item.track_request and h.kind in (Kind.REQUEST, Kind.REPLY)))
+
+
+async def _stored(txn: WriteTxn, ids: Sequence[bytes]) -> dict[bytes, tuple[bytes, int | None]]:
+    """(raw, purged) of those of ``ids`` stored already, read per chunk."""
+    found: dict[bytes, tuple[bytes, int | None]] = {}
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), _READ_CHUNK):
+        chunk = unique[start:start + _READ_CHUNK]
+        cur = await txn.execute(
+            "SELECT id, raw, purged FROM envelopes WHERE id IN "
+            f"({', '.join('?' * len(chunk))})", tuple(chunk))
+        found.update((bytes(r[0]), (bytes(r[1]), r[2])) for r in await cur.fetchall())
+    return found
+
+
+class _Rows:
+    """The rows of a batch's plain acceptances, gathered in order and written table by
+    table (``WriteTxn.insert_rows``): for N envelopes a few statements per table instead
+    of N, and the audit entries chained in the order the items came."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+        self.envelopes: list[tuple[object, ...]] = []
+        self.inbox: list[tuple[object, ...]] = []
+        self.hops: list[tuple[object, ...]] = []
+        self.audit: list[tuple[str, str, str, bytes | None]] = []
+        self.effects: list[Effect] = []
+
+    def clear(self) -> None:
+        for rows in (self.envelopes, self.inbox, self.hops, self.audit, self.effects):
+            rows.clear()
+
+    def add(self, item: Acceptance, raw: bytes) -> None:
+        h, now = item.envelope.header, self.now
+        self.envelopes.append((h.id, raw, h.sender, h.kind.value, int(h.precedence),
+                               h.created, h.expires, h.tag.retain_until, now, h.ref))
+        self.inbox.extend((officer, h.id, now) for officer in item.local_recipients)
+        self.hops.extend((node, h.id, HopState.QUEUED.value, int(h.precedence), h.expires,
+                          now) for node in item.remote_nodes)
+        self.audit.append((item.event, item.actor, item.audit_detail, h.id))
+        self.effects.extend(item.effects)
+
+    async def write(self, txn: WriteTxn) -> None:
+        """Write what was gathered (the envelopes first), and start again empty."""
+        if not self.envelopes:
+            return
+        await txn.insert_rows(_INSERT_ENVELOPE, self.envelopes)
+        if self.inbox:
+            await txn.insert_rows(_INSERT_INBOX, self.inbox)
+        if self.hops:
+            await txn.insert_rows(_INSERT_HOP, self.hops)
+        await txn.audit_many(self.now, self.audit)
+        await add_effects(txn, self.effects, self.now)
+        self.clear()

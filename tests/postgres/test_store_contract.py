@@ -5,6 +5,7 @@ retention, group commit. Whatever one backend does, the other must do too."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from liaison_net.core import crypto, merkle
 from liaison_net.core.almanac import Almanac
 from liaison_net.core.audit import detail
 from liaison_net.core.effects import notice
-from liaison_net.core.envelope import Kind, Precedence
+from liaison_net.core.envelope import Envelope, Kind, Precedence
 from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
 from liaison_net.core.kept_leaves import KeptLeaves, keep
 from liaison_net.core.limits import HOUR_MS
@@ -85,6 +86,33 @@ async def test_accept_many_refuses_one_alone(make_store: StoreFactory) -> None:
     assert not isinstance(outcomes[1], Exception) and not outcomes[1].duplicate
     assert (await store.status()).envelopes == 4
     assert await store.verify_audit() == (4, None)
+
+
+async def test_accept_many_dedupes_within_the_batch_and_against_the_store(
+        make_store: StoreFactory) -> None:
+    """A peer's transaction (plain received items, written table by table): an id stored
+    already is a duplicate, the same id twice in the batch is stored once, an id taken by
+    other bytes is refused; nothing is written for any of those three."""
+    store = await make_store("be")
+    envs = [seal_from(ALICE, [BOB], now=NOW + i) for i in range(3)]
+    assert not await _accept(store, envs[0], local=[BOB.id], remote=[])
+    other = dataclasses.replace(envs[1], signature=bytes(64))  # envs[1]'s id, other bytes
+
+    def received(env: Envelope) -> Acceptance:
+        return Acceptance(envelope=env, actor="nl", event="envelope.delivered_to_inbox",
+                          local_recipients=[BOB.id], remote_nodes=[], audit_detail=detail(),
+                          received=True, effects=[notice("test", recipients=[ALICE.id],
+                                                         ref=env.id, content={})])
+
+    outcomes = await store.accept_many(
+        [received(e) for e in (envs[1], envs[0], other, envs[1], envs[2])], now=NOW)
+    assert [o.duplicate if not isinstance(o, LiaisonError) else type(o)
+            for o in outcomes] == [False, True, Conflict, True, False]
+    assert (await store.status()).envelopes == 3
+    assert await store.effects.pending() == 2
+    assert len(await store.inbox(BOB.id, after=0, limit=10)) == 3
+    assert await store.verify_audit() == (3, None)
+    assert await store.envelope_bytes(envs[1].id) == envs[1].to_bytes()
 
 
 async def test_the_outbox_serves_precedence_then_acks_refuses_expires(
