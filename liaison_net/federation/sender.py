@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ from liaison_net.federation.inflight import ROUTINE, URGENT, Batch, InFlight, Of
 from liaison_net.http_common import MSGPACK
 from liaison_net.metrics import NodeMetrics
 from liaison_net.pki.certificates import node_hostname
+from liaison_net.store.database import RIDE_MAX_ENVELOPES
 from liaison_net.store.envelope_store import QueuedHop
 from liaison_net.store.lease_store import Fence
 from liaison_net.store.node_store import NodeStore
@@ -180,7 +182,8 @@ class PeerSender:
     async def run(self) -> None:
         self.link.attempts, self.link.next_attempt = await self.store.peer_backoff(self.peer.id)
         # A restarted loop starts with nothing in flight: its tasks ended with the group.
-        self.book = self._in_flight()
+        # Answers the last run was still writing keep their ids claimed until written.
+        self.book.restart()
         self._drained = False
         self._running = True
         try:
@@ -305,11 +308,22 @@ class PeerSender:
         return (self.wake, self.handed)
 
     async def _transact(self, batch: Batch) -> None:
-        """One transaction, answered and recorded (or failed); its ids unclaimed after."""
-        answered = False
+        """One transaction: posted; answered (its slot free from then on: ``answered``);
+        its answer recorded (its ids unclaimed only then), or failed."""
+        recorded = False
+        record: asyncio.Task[None] | None = None
         try:
-            await self._send_batch(batch)
-            answered = True
+            outcomes = await self._ask(batch)
+            now = self.clock.now_ms()
+            # Over: the next transaction may start now (the batching rule sees nothing in
+            # flight), while the ids stay claimed until the write below has committed.
+            self.book.answered(batch)
+            self.ended.set()
+            record = asyncio.ensure_future(self._record(batch, outcomes, now))
+            # Shielded: if the loop stops meanwhile, the write still ends, and the ids stay
+            # claimed until it has (``_recorded_late``): no later run sends them again.
+            await asyncio.shield(record)
+            recorded = True
         except Malformed as exc:
             await self._failed(str(exc), malformed=True, spell=batch.spell)
         except Unavailable as exc:
@@ -317,8 +331,24 @@ class PeerSender:
         else:
             await self._succeeded(batch.spell)
         finally:
-            self.book.release(batch, answered=answered)
-            self.ended.set()
+            if record is not None and not record.done():
+                record.add_done_callback(functools.partial(self._recorded_late, batch))
+            else:
+                self.book.release(batch, answered=recorded)
+                self.ended.set()
+
+    def _recorded_late(self, batch: Batch, record: asyncio.Task[None]) -> None:
+        """The write of an answer ended after its run of the loop: unclaim its ids. Failed
+        (a lease lost, storage), its hops are still queued: the next read sends them."""
+        failure = None if record.cancelled() else record.exception()
+        ok = not record.cancelled() and failure is None
+        if not ok:
+            log.info("peer.answer_not_recorded", peer=self.peer.id,
+                     reason=str(failure or "cancelled")[:200])
+            self._drained = False
+            self.wake.set()
+        self.book.release(batch, answered=ok)
+        self.ended.set()
 
     async def _succeeded(self, spell: int) -> None:
         if not self.book.counts(spell):
@@ -478,7 +508,8 @@ class PeerSender:
         await self.store.set_directory_cursor(self.peer.id, cursor)
         return True
 
-    async def _send_batch(self, batch: Batch) -> None:
+    async def _ask(self, batch: Batch) -> list[protocol.Outcome]:
+        """The transaction posted, and the peer's answer decoded: one outcome per envelope."""
         body: dict[str, Any] = {"origin": self.node_id, "txn": crypto.random_bytes(16),
                                 "envelopes": list(batch.raws)}
         self.metrics.transaction_envelopes.labels(
@@ -494,9 +525,12 @@ class PeerSender:
             approvals = await self.store.holds.approvals_of(list(batch.ids))  # four-eyes
             if approvals:
                 body["approvals"] = protocol.encode_approvals(approvals)
-        outcomes = protocol.decode_transaction_answer(
+        return protocol.decode_transaction_answer(
             await self._post(protocol.TRANSACTION_PATH, body), list(batch.ids))
-        now = self.clock.now_ms()
+
+    async def _record(self, batch: Batch, outcomes: list[protocol.Outcome], now: int) -> None:
+        """The answer's one write; ``Unavailable`` after it if some envelopes were refused
+        only for now (they stay queued, and the peer backs off)."""
         delivered: list[bytes] = []
         refused: list[tuple[bytes, str]] = []
         details: dict[bytes, str] = {}
@@ -517,8 +551,12 @@ class PeerSender:
         # A final refusal (bad_timestamp from a skewed clock, a policy rule, ...): the hop
         # is over, and its sender's signed non-delivery notice (naming the peer's reason)
         # is owed from the same commit (an effect, issued by services/effects.py).
+        # A small transaction's write rides on the next group (an accept's, most often)
+        # instead of paying a commit: nothing waits on it but the claims (``_transact``).
+        # One with "not yet" refusals does not: the peer's back-off follows it.
         await self.store.finish_hops(self.peer.id, now=now, delivered=delivered,
-                                     refused=refused, details=details, fence=self.fence)
+                                     refused=refused, details=details, fence=self.fence,
+                                     rides=not retry and len(batch.ids) <= RIDE_MAX_ENVELOPES)
         self.metrics.delivered.labels(peer=self.peer.id).inc(len(delivered))
         if retry:
             # Named by code, so `admin status` tells a full disk at the peer from a card
