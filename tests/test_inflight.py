@@ -53,6 +53,8 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
         # found; and whether a wake (not an offer) came since (its ``wake`` event).
         self.drained = False
         self.woken = False
+        # Answered batches whose answer is being written (the model's, not the book's).
+        self.writing: dict[int, Batch] = {}
 
     @rule(precedence=st.sampled_from([0, 0, 1, 3]), size=st.integers(1, 60),
           count=st.integers(1, 6), offered=st.booleans(), data=st.data())
@@ -121,14 +123,14 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
         others = [b for b in self.book.batches.values() if b.ticket != batch.ticket]
         for other in others:
             assert not set(batch.ids) & set(other.ids), "an envelope in two batches in flight"
-        for answered in self.book.recording.values():
+        for answered in self.writing.values():
             assert not set(batch.ids) & set(answered.ids), \
                 "an envelope sent again while its answer was being written"
         assert not set(batch.ids) & self.done, "an envelope offered again after its answer"
         assert {self.queued[eid][0] for eid in batch.ids} == {batch.precedence}
         assert len(batch.ids) <= MAX_COUNT
         assert len(batch.ids) == 1 or sum(len(r) for r in batch.raws) <= MAX_BYTES
-        claimed = {eid for b in [*others, *self.book.recording.values()] for eid in b.ids}
+        claimed = {eid for b in [*others, *self.writing.values()] for eid in b.ids}
         # What the read found, still due.
         offered = [prec for eid, prec, _ in rows if eid in self.queued and eid not in claimed]
         assert batch.precedence == max(offered), "a lower precedence went first"
@@ -145,15 +147,16 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
         if delivered:  # over: its slot is free, its answer still to be written
             self.book.answered(batch)
             assert batch.ticket not in self.book.batches
+            self.writing[batch.ticket] = batch
         else:
             self.drained = False  # a failure: the sender reads again (after its backoff)
             self.book.release(batch, answered=False)
 
-    @precondition(lambda self: bool(self.book.recording))
+    @precondition(lambda self: bool(self.writing))
     @rule(data=st.data(), committed=st.booleans())
     def record(self, data: st.DataObject, committed: bool) -> None:
-        batch: Batch = data.draw(st.sampled_from(sorted(self.book.recording.values(),
-                                                        key=lambda b: b.ticket)))
+        ticket = data.draw(st.sampled_from(sorted(self.writing)))
+        batch = self.writing.pop(ticket)
         if committed:  # the answer's commit, then the claims go
             for eid in batch.ids:
                 self.queued.pop(eid)
@@ -184,13 +187,14 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
 
     @invariant()
     def answers_being_written_are_bounded_and_apart(self) -> None:
-        assert len(self.book.recording) <= self.book.limit + RESERVED
-        recording = {eid for b in self.book.recording.values() for eid in b.ids}
+        assert len(self.writing) <= self.book.limit + RESERVED
+        assert self.book.recording == self.writing
+        recording = {eid for b in self.writing.values() for eid in b.ids}
         assert not recording & {eid for b in self.book.batches.values() for eid in b.ids}
 
     @invariant()
     def offers_name_queued_unclaimed_hops(self) -> None:
-        claimed = {eid for b in [*self.book.batches.values(), *self.book.recording.values()]
+        claimed = {eid for b in [*self.book.batches.values(), *self.writing.values()]
                    for eid in b.ids}
         offered = self.book.offered_ids
         if self.snapshot is None:
