@@ -32,7 +32,7 @@ from liaison_net.federation.sender import PeerSender
 from liaison_net.federation.tls import client_context, server_context
 from liaison_net.metrics import NodeMetrics
 from liaison_net.pki import certificates
-from liaison_net.store.database import WriteTxn
+from liaison_net.store.database import RIDE_MAX_ENVELOPES, WriteTxn
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW, Officer, seal_from
 from tests.waits import PATIENCE_S
@@ -212,3 +212,25 @@ async def test_a_loop_stopped_while_an_answer_rides_restarts_without_sending_it_
         second_run.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await second_run
+
+
+async def test_a_larger_transaction_keeps_its_slot_until_its_answer_is_written(
+        origin: Origin) -> None:
+    """More than ``RIDE_MAX_ENVELOPES`` envelopes: the answer's write commits at once (its
+    commit is spread over them), and the slot is held until then (at saturation that wait
+    gathers the next full batch)."""
+    store, sender = origin.store, origin.sender
+    sender._running = True
+    sender.book = sender._in_flight()
+    sent = [await origin.submit() for _ in range(RIDE_MAX_ENVELOPES + 1)]
+    sender._drained = False  # read them from the outbox, all in one batch
+    batch = await sender._next()
+    assert batch is not None and set(batch.ids) == {e.id for e in sent}
+    own = store.db.commits_by.get("EnvelopeStore.finish_hops", 0)
+    sending = asyncio.create_task(sender._transact(batch))
+    await until(lambda: sending.done() or len(store.db._held) == 1)
+    assert sending.done(), "a larger transaction's answer rode"
+    await sending
+    assert store.db.commits_by["EnvelopeStore.finish_hops"] == own + 1
+    assert not sender.book.batches and not sender.book.recording
+    assert await queued(store) == set()

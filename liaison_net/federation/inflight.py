@@ -30,15 +30,17 @@ slow peer) therefore starts at once instead of waiting up to a request timeout f
 them to end; the peer's own limit (``[federation] in_flight_per_peer``, 8) leaves room for
 it beside at most 4 transactions and a directory push.
 
-The transaction is over before its ids are recorded. When the peer answers, the batch
-leaves ``batches`` (``answered``): its slot is free, and the batching and precedence rules
-below see nothing of it in flight (the peer stored what it accepted before answering). Its
-ids stay claimed until the answer's write has committed (``release``), so no read and no
-offer can take them again meanwhile; the sender lets that write ride on the next group
-(``Database.write(rides=True)``, up to ``RIDE_S``) without holding the next envelope back.
-At most ``limit`` + ``RESERVED`` answers wait to be recorded (``has_room``): a writer that
-cannot keep up stops new transactions, as their slots did before the split. The claims
-outlive a run of the sender's loop (``restart``), since its writes do.
+A transaction can be over before its ids are recorded. Once the peer has answered, the
+batch may leave ``batches`` (``answered``): its slot is free, and the batching and
+precedence rules below see nothing of it in flight (the peer stored what it accepted before
+answering). Its ids stay claimed until the answer's write has committed (``release``), so no
+read and no offer can take them again meanwhile. The sender does this for a small
+transaction, whose write rides on the next group (``Database.write(rides=True)``, up to
+``RIDE_S``): the next envelope does not wait for that write. A larger one keeps its slot
+until its write commits (at saturation that wait gathers the next full batch). At most
+``limit`` + ``RESERVED`` answers wait to be recorded (``has_room``): a writer that cannot
+keep up stops new transactions, as their slots did before the split. The claims outlive a
+run of the sender's loop (``restart``), since its writes do.
 
 After a crash nothing here survives and nothing needs to: every unanswered hop is still
 ``QUEUED`` and is simply sent again; the receiver deduplicates by envelope id.

@@ -308,18 +308,29 @@ class PeerSender:
         return (self.wake, self.handed)
 
     async def _transact(self, batch: Batch) -> None:
-        """One transaction: posted; answered (its slot free from then on: ``answered``);
-        its answer recorded (its ids unclaimed only then), or failed."""
+        """One transaction: posted; answered (a small one's slot free from then on:
+        ``InFlight.answered``); its answer recorded (its ids unclaimed only then), or
+        failed."""
         recorded = False
         record: asyncio.Task[None] | None = None
         try:
             outcomes = await self._ask(batch)
             now = self.clock.now_ms()
-            # Over: the next transaction may start now (the batching rule sees nothing in
-            # flight), while the ids stay claimed until the write below has committed.
-            self.book.answered(batch)
-            self.ended.set()
-            record = asyncio.ensure_future(self._record(batch, outcomes, now))
+            # A small transaction's write rides on the next group (an accept's, most often)
+            # instead of paying a commit; the transaction is over now: the next may start
+            # at once (the batching rule sees nothing in flight), while the ids stay
+            # claimed until the write has committed. A larger one's write commits at once,
+            # its commit spread over its envelopes, and keeps its slot until then: at
+            # saturation that wait gathers the next full batch (freed at the answer, the
+            # relay's transactions carried half as many envelopes: docs/performance.md,
+            # lane release16). One with "not yet" refusals does not ride either: the
+            # peer's back-off follows its write.
+            rides = (len(batch.ids) <= RIDE_MAX_ENVELOPES
+                     and not any(isinstance(o, protocol.NotYet) for o in outcomes))
+            if rides:
+                self.book.answered(batch)
+                self.ended.set()
+            record = asyncio.ensure_future(self._record(batch, outcomes, now, rides=rides))
             # Shielded: if the loop stops meanwhile, the write still ends, and the ids stay
             # claimed until it has (``_recorded_late``): no later run sends them again.
             await asyncio.shield(record)
@@ -332,6 +343,7 @@ class PeerSender:
             await self._succeeded(batch.spell)
         finally:
             if record is not None and not record.done():
+                self.book.answered(batch)  # over for this run; claimed until written
                 record.add_done_callback(functools.partial(self._recorded_late, batch))
             else:
                 self.book.release(batch, answered=recorded)
@@ -528,7 +540,8 @@ class PeerSender:
         return protocol.decode_transaction_answer(
             await self._post(protocol.TRANSACTION_PATH, body), list(batch.ids))
 
-    async def _record(self, batch: Batch, outcomes: list[protocol.Outcome], now: int) -> None:
+    async def _record(self, batch: Batch, outcomes: list[protocol.Outcome], now: int, *,
+                      rides: bool) -> None:
         """The answer's one write; ``Unavailable`` after it if some envelopes were refused
         only for now (they stay queued, and the peer backs off)."""
         delivered: list[bytes] = []
@@ -551,12 +564,10 @@ class PeerSender:
         # A final refusal (bad_timestamp from a skewed clock, a policy rule, ...): the hop
         # is over, and its sender's signed non-delivery notice (naming the peer's reason)
         # is owed from the same commit (an effect, issued by services/effects.py).
-        # A small transaction's write rides on the next group (an accept's, most often)
-        # instead of paying a commit: nothing waits on it but the claims (``_transact``).
-        # One with "not yet" refusals does not: the peer's back-off follows it.
+        # ``rides``: nothing waits on it but the claims (``_transact``).
         await self.store.finish_hops(self.peer.id, now=now, delivered=delivered,
                                      refused=refused, details=details, fence=self.fence,
-                                     rides=not retry and len(batch.ids) <= RIDE_MAX_ENVELOPES)
+                                     rides=rides)
         self.metrics.delivered.labels(peer=self.peer.id).inc(len(delivered))
         if retry:
             # Named by code, so `admin status` tells a full disk at the peer from a card
