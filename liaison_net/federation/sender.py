@@ -20,6 +20,10 @@ The loop (``run``) reads and starts batches; each transaction runs as its own ta
 Offers start a transaction at once while none is in flight; while one is, they wait
 until they make a full batch, an urgent one comes or the transactions end
 (``InFlight.offers_ready``), so a saturated sender sends full transactions.
+A small transaction (at most ``RIDE_MAX_ENVELOPES``) is over at the peer's answer: its
+slot is free then, and its answer's write rides on the next group (``Database.write``)
+while its ids stay claimed until that write commits (``InFlight.answered``); a larger one
+keeps its slot until its write, which commits at once (``_transact`` says why).
 
 A note on failures and back-offs. A connection error, timeout or 5xx leaves every hop of
 that transaction QUEUED and backs the peer off (``BackoffPolicy``: ~1 s doubling to ~60 s,
@@ -321,10 +325,10 @@ class PeerSender:
             # at once (the batching rule sees nothing in flight), while the ids stay
             # claimed until the write has committed. A larger one's write commits at once,
             # its commit spread over its envelopes, and keeps its slot until then: at
-            # saturation that wait gathers the next full batch (freed at the answer, the
-            # relay's transactions carried half as many envelopes: docs/performance.md,
-            # lane release16). One with "not yet" refusals does not ride either: the
-            # peer's back-off follows its write.
+            # saturation that wait gathers the next full batch (freed at the answer too,
+            # the quick relay's transactions carried 22-29 envelopes instead of 42-50:
+            # docs/performance.md, lane release16). One with "not yet" refusals does not
+            # ride either: the peer's back-off follows its write.
             rides = (len(batch.ids) <= RIDE_MAX_ENVELOPES
                      and not any(isinstance(o, protocol.NotYet) for o in outcomes))
             if rides:
