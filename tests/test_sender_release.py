@@ -234,3 +234,36 @@ async def test_a_larger_transaction_keeps_its_slot_until_its_answer_is_written(
     assert store.db.commits_by["EnvelopeStore.finish_hops"] == own + 1
     assert not sender.book.batches and not sender.book.recording
     assert await queued(store) == set()
+
+
+async def test_a_pass_waiting_out_a_backoff_goes_when_a_transaction_succeeds(
+        tmp_path: Path) -> None:
+    """A catch-up: the peer is back, its call woke the sender and the first transaction
+    went; the next pass waited out the rest of the back-off (up to a minute; 0.2-0.9 s in
+    the bench's outage, the span of its catch-up). The first transaction's success ends
+    the back-off: the waiting pass goes then. A failure after a call-in backs off again."""
+    store = NodeStore(tmp_path / "n.sqlite3", "nl")
+    await store.open()
+    clock = ManualClock(NOW)
+
+    async def no_push(_peer: str) -> None:
+        return None
+
+    sender = PeerSender(node_id="nl", peer=Peer(id="be", url="https://127.0.0.1:1"),
+                        store=store, session=None,  # type: ignore[arg-type]
+                        delivery=DeliveryConfig(), metrics=NodeMetrics(),
+                        directory_push=no_push, clock=clock)
+    try:
+        sender.link.attempts, sender.link.next_attempt = 3, NOW + 3_600_000
+        waiting = asyncio.create_task(sender._next())  # waits out the back-off
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        await sender._succeeded(sender.book.spell)
+        assert await asyncio.wait_for(waiting, PATIENCE_S) is None
+        assert sender.link.next_attempt == 0
+
+        sender.called_in.set()  # the peer called, then a transaction failed
+        await sender._failed("cannot reach be", malformed=False, spell=sender.book.spell)
+        assert not sender.called_in.is_set() and sender.link.next_attempt > NOW
+    finally:
+        await store.close()

@@ -372,6 +372,9 @@ class PeerSender:
         attempts = self.link.attempts
         if self.link.recovered():
             log.info("peer.recovered", peer=self.peer.id, after_attempts=attempts)
+            # A pass waiting out the back-off goes now (a catch-up's next transaction
+            # waited up to the back-off's remainder, whose start this success cut short).
+            self.called_in.set()
             with contextlib.suppress(Unavailable):  # in memory already; disk next time
                 await self.store.set_peer_backoff(self.peer.id, 0, 0, None)
 
@@ -409,6 +412,7 @@ class PeerSender:
                                                                reason=reason[:200]))
             return
         self.book.new_spell()
+        self.called_in.clear()  # a call-in before this failure does not end its back-off
         delay, audit = self.link.failed(self.delivery.backoff, now, random.random(),
                                         malformed=malformed)
         log.info("peer.backoff", peer=self.peer.id, attempts=self.link.attempts,
