@@ -241,7 +241,7 @@ async def test_a_pass_waiting_out_a_backoff_goes_when_a_transaction_succeeds(
     """A catch-up: the peer is back, its call woke the sender and the first transaction
     went; the next pass waited out the rest of the back-off (up to a minute; 0.2-0.9 s in
     the bench's outage, the span of its catch-up). The first transaction's success ends
-    the back-off: the waiting pass goes then. A failure after a call-in backs off again."""
+    the back-off: the waiting pass goes then. A failure after it backs off again."""
     store = NodeStore(tmp_path / "n.sqlite3", "nl")
     await store.open()
     clock = ManualClock(NOW)
@@ -262,8 +262,14 @@ async def test_a_pass_waiting_out_a_backoff_goes_when_a_transaction_succeeds(
         assert await asyncio.wait_for(waiting, PATIENCE_S) is None
         assert sender.link.next_attempt == 0
 
-        sender.called_in.set()  # the peer called, then a transaction failed
+        # A failure after it starts a back-off that the recovery before does not end.
+        sender.link.attempts = 20  # a long one: 30-60 s
         await sender._failed("cannot reach be", malformed=False, spell=sender.book.spell)
-        assert not sender.called_in.is_set() and sender.link.next_attempt > NOW
+        assert sender.link.next_attempt > NOW and not sender.recovered.is_set()
+        waiting = asyncio.create_task(sender._next())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        sender.peer_called_in()  # the peer calls: the back-off ends, as before
+        assert await asyncio.wait_for(waiting, PATIENCE_S) is None
     finally:
         await store.close()

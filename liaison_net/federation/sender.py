@@ -140,6 +140,9 @@ class PeerSender:
         self.wake = asyncio.Event()  # look in the outbox: something was queued, or may be
         self.handed = asyncio.Event()  # an offer came (``offer``): no read needed for it
         self.called_in = asyncio.Event()
+        # The link recovered (a transaction succeeded after failures): a pass waiting out
+        # the back-off goes now. Cleared when a failure starts the next back-off.
+        self.recovered = asyncio.Event()
         self.ended = asyncio.Event()  # a transaction ended: room for another
         self.link = PeerLink()
         self.book = self._in_flight()
@@ -206,7 +209,8 @@ class PeerSender:
         book = self.book
         now = self.clock.now_ms()
         if self.link.next_attempt > now and not self.called_in.is_set():
-            await self._wait(self.called_in, (self.link.next_attempt - now) / 1000)
+            await self._wait_any((self.called_in, self.recovered),
+                                 (self.link.next_attempt - now) / 1000)
             return None
         if not book.has_room(URGENT):
             self.ended.clear()
@@ -373,8 +377,8 @@ class PeerSender:
         if self.link.recovered():
             log.info("peer.recovered", peer=self.peer.id, after_attempts=attempts)
             # A pass waiting out the back-off goes now (a catch-up's next transaction
-            # waited up to the back-off's remainder, whose start this success cut short).
-            self.called_in.set()
+            # waited the back-off's remainder: docs/performance.md, lane release16).
+            self.recovered.set()
             with contextlib.suppress(Unavailable):  # in memory already; disk next time
                 await self.store.set_peer_backoff(self.peer.id, 0, 0, None)
 
@@ -412,7 +416,7 @@ class PeerSender:
                                                                reason=reason[:200]))
             return
         self.book.new_spell()
-        self.called_in.clear()  # a call-in before this failure does not end its back-off
+        self.recovered.clear()
         delay, audit = self.link.failed(self.delivery.backoff, now, random.random(),
                                         malformed=malformed)
         log.info("peer.backoff", peer=self.peer.id, attempts=self.link.attempts,
