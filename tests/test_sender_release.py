@@ -27,6 +27,7 @@ from liaison_net.config import DeliveryConfig, Peer
 from liaison_net.core import codec
 from liaison_net.core.audit import detail
 from liaison_net.core.envelope import Envelope, Precedence
+from liaison_net.errors import LeaseLost
 from liaison_net.federation import protocol
 from liaison_net.federation.sender import PeerSender
 from liaison_net.federation.tls import client_context, server_context
@@ -273,3 +274,25 @@ async def test_a_pass_waiting_out_a_backoff_goes_when_a_transaction_succeeds(
         assert await asyncio.wait_for(waiting, PATIENCE_S) is None
     finally:
         await store.close()
+
+
+async def test_an_answer_whose_write_failed_after_the_loop_stopped_is_read_again(
+        origin: Origin) -> None:
+    """The write outliving its run failed (the lease was taken over, the disk is full):
+    its hops are still queued, so its claims go and the next pass reads the outbox."""
+    sender = origin.sender
+    a = await origin.submit()
+    sender._drained = False
+    sender.book.begin_read()
+    batch = sender.book.take([(a.id, 0, b"raw")])
+    assert batch is not None
+    sender.book.answered(batch)
+    sender._drained = True
+    sender.wake.clear()
+    failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    failed.set_exception(LeaseLost("lease sender:be was taken over"))
+    sender._recorded_late(batch, failed)
+    assert not sender.book.recording and sender.book.returned == 1
+    assert sender.wake.is_set() and not sender._drained
+    assert a.id not in sender.book.begin_read()
+    sender.book.abandon()

@@ -357,7 +357,7 @@ class PeerSender:
                 self.book.release(batch, answered=recorded)
                 self.ended.set()
 
-    def _recorded_late(self, batch: Batch, record: asyncio.Task[None]) -> None:
+    def _recorded_late(self, batch: Batch, record: asyncio.Future[None]) -> None:
         """The write of an answer ended after its run of the loop: unclaim its ids. Failed
         (a lease lost, storage), its hops are still queued: the next read sends them."""
         failure = None if record.cancelled() else record.exception()
