@@ -289,8 +289,9 @@ class InFlight:
 
     def release(self, batch: Batch, *, answered: bool = True) -> None:
         """The batch is done with (its answer recorded, failed, or not started): unclaim.
-        ``answered=False``: its hops are still queued, so the outbox holds them unclaimed
-        again (``returned`` counts it: a read under way meanwhile did not see them)."""
+        ``answered=False``: its hops are still queued (no answer, or its write failed), so
+        the outbox holds them unclaimed again (``returned`` counts it: a read under way
+        meanwhile did not see them)."""
         if (self.batches.pop(batch.ticket, None) is None
                 and self.recording.pop(batch.ticket, None) is None):
             return
