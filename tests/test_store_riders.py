@@ -127,3 +127,33 @@ async def test_an_outcome_rides_only_when_the_sender_asks(tmp_path: Path) -> Non
         assert store.db.commits == before + 2
     finally:
         await store.close()
+
+
+async def test_one_hand_off_to_the_writer_thread_per_group(tmp_path: Path) -> None:
+    """Issue 16 item 1: a group's SQL (BEGIN, every write, COMMIT) runs in the writer
+    thread in one call, so a commit costs one hand-off there and one back (the future's
+    result), however many writes and statements it holds."""
+    store = await _open(tmp_path, ride_s=PATIENCE_S)
+    pool = store.db._thread
+    assert pool is not None
+    calls: list[object] = []
+    submit = pool.submit
+
+    def counted(fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(fn)
+        return submit(fn, *args, **kwargs)
+
+    pool.submit = counted  # type: ignore[method-assign]
+    try:
+        before = store.db.commits
+        riders = [asyncio.create_task(store.db.write(_audits(f"test.r{i}"), rides=True))
+                  for i in range(3)]
+        await _until_held(store, 3)
+        await asyncio.gather(*(store.db.write(_audits(f"test.p{i}")) for i in range(5)))
+        await asyncio.gather(*riders)
+        commits = store.db.commits - before
+        assert commits >= 1 and len(calls) == commits
+        assert len(await store.audit_entries()) == 8
+    finally:
+        pool.submit = submit  # type: ignore[method-assign]
+        await store.close()
