@@ -5,8 +5,10 @@ precedence each, within their count and byte bounds.
 
 A Hypothesis state machine plays the sender against a model outbox: reads that take their
 snapshot when they begin (the oldest a real read can see) and end later, with transactions
-answered (delivered: their hops leave the queue, then their claims are released), failed
-(released, still queued) and new envelopes queued in between. An envelope queued by an
+answered (their slot free at once, their ids claimed while the answer is written), recorded
+(delivered: their hops leave the queue, then their claims are released; or the write
+failed: released, still queued), failed (released, still queued) and new envelopes queued
+in between. An envelope queued by an
 officer's submission is also offered in memory at its commit (``InFlight.offer``); one
 committed while a read is under way may or may not be in its snapshot. The sender takes
 offers only while the outbox holds nothing unclaimed besides them (``drained``, as
@@ -51,6 +53,8 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
         # found; and whether a wake (not an offer) came since (its ``wake`` event).
         self.drained = False
         self.woken = False
+        # Answered batches whose answer is being written (the model's, not the book's).
+        self.writing: dict[int, Batch] = {}
 
     @rule(precedence=st.sampled_from([0, 0, 1, 3]), size=st.integers(1, 60),
           count=st.integers(1, 6), offered=st.booleans(), data=st.data())
@@ -119,12 +123,16 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
         others = [b for b in self.book.batches.values() if b.ticket != batch.ticket]
         for other in others:
             assert not set(batch.ids) & set(other.ids), "an envelope in two batches in flight"
+        for answered in self.writing.values():
+            assert not set(batch.ids) & set(answered.ids), \
+                "an envelope sent again while its answer was being written"
         assert not set(batch.ids) & self.done, "an envelope offered again after its answer"
         assert {self.queued[eid][0] for eid in batch.ids} == {batch.precedence}
         assert len(batch.ids) <= MAX_COUNT
         assert len(batch.ids) == 1 or sum(len(r) for r in batch.raws) <= MAX_BYTES
-        offered = [prec for eid, prec, _ in rows if eid in self.queued
-                   and not any(eid in b.ids for b in others)]  # what the read found, still due
+        claimed = {eid for b in [*others, *self.writing.values()] for eid in b.ids}
+        # What the read found, still due.
+        offered = [prec for eid, prec, _ in rows if eid in self.queued and eid not in claimed]
         assert batch.precedence == max(offered), "a lower precedence went first"
         if not self.book.may_start(batch):
             assert any(b.precedence > batch.precedence for b in others)
@@ -136,13 +144,36 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
     def answer(self, data: st.DataObject, delivered: bool) -> None:
         batch: Batch = data.draw(st.sampled_from(sorted(self.book.batches.values(),
                                                         key=lambda b: b.ticket)))
-        if delivered:  # the answer's commit, then the claims go
+        if delivered:  # over: its slot is free, its answer still to be written
+            self.book.answered(batch)
+            assert batch.ticket not in self.book.batches
+            self.writing[batch.ticket] = batch
+        else:
+            self.drained = False  # a failure: the sender reads again (after its backoff)
+            self.book.release(batch, answered=False)
+
+    @precondition(lambda self: bool(self.writing))
+    @rule(data=st.data(), committed=st.booleans())
+    def record(self, data: st.DataObject, committed: bool) -> None:
+        ticket = data.draw(st.sampled_from(sorted(self.writing)))
+        batch = self.writing.pop(ticket)
+        if committed:  # the answer's commit, then the claims go
             for eid in batch.ids:
                 self.queued.pop(eid)
                 self.done.add(eid)
         else:
-            self.drained = False  # a failure: the sender reads again (after its backoff)
-        self.book.release(batch, answered=delivered)
+            self.drained = False  # the write failed: still queued, read again
+        self.book.release(batch, answered=committed)
+
+    @precondition(lambda self: self.snapshot is None)
+    @rule()
+    def restart(self) -> None:
+        """The sender's loop stops and runs again: its batches in flight were released
+        (unanswered) by their tasks; the answers being written keep their claims."""
+        for batch in list(self.book.batches.values()):
+            self.book.release(batch, answered=False)
+        self.book.restart()
+        self.drained = False  # a new run reads first
 
     @invariant()
     def batches_in_flight_are_disjoint(self) -> None:
@@ -155,8 +186,16 @@ class ClaimsAgainstOutbox(RuleBasedStateMachine):
         assert len(self.book.batches) <= self.book.limit + RESERVED
 
     @invariant()
+    def answers_being_written_are_bounded_and_apart(self) -> None:
+        assert len(self.writing) <= self.book.limit + RESERVED
+        assert self.book.recording == self.writing
+        recording = {eid for b in self.writing.values() for eid in b.ids}
+        assert not recording & {eid for b in self.book.batches.values() for eid in b.ids}
+
+    @invariant()
     def offers_name_queued_unclaimed_hops(self) -> None:
-        claimed = {eid for b in self.book.batches.values() for eid in b.ids}
+        claimed = {eid for b in [*self.book.batches.values(), *self.writing.values()]
+                   for eid in b.ids}
         offered = self.book.offered_ids
         if self.snapshot is None:
             assert offered <= set(self.queued) - claimed, "an offer of a hop taken or answered"
@@ -370,3 +409,62 @@ def test_a_moderate_load_waits_at_most_for_the_transaction_in_flight(every: int)
     assert len(started) > 100
     assert max(waits) < steps, max(waits)
     assert sum(len(b.ids) for b in started) / len(started) <= steps / every + 1
+
+
+def test_an_answered_batch_frees_its_slot_but_keeps_its_ids_until_recorded() -> None:
+    """Lane release16: at the peer's answer the transaction is over (its slot free, the
+    batching rule sees nothing in flight, so the next offer goes at once), but its ids stay
+    claimed until the answer's write commits: a read or an offer under way meanwhile
+    cannot take them again (the outbox still holds them queued)."""
+    book = InFlight(limit=1, max_count=4, max_bytes=1000)
+    offer(book, 1)
+    first = book.take_offered(now=0)
+    assert first is not None
+    offer(book, 2)
+    assert not book.has_room() and not book.offers_ready()  # the batching rule waits
+    book.answered(first)
+    assert book.has_room() and book.offers_ready()  # over: the next goes at once
+    assert book.recording == {first.ticket: first}
+    # The first's hop is still queued in the outbox until its write commits: skipped.
+    assert eid(1) in book.begin_read()
+    second = book.take(rows((1, 0, 10), (2, 0, 10)))
+    assert second is not None and second.ids == (eid(2),)
+    assert book.offer(Offer(eid(1), ROUTINE, b"x", 10**12, 10**12))  # on its way: ignored
+    assert book.offered == 0
+    book.release(first)  # written: unclaimed
+    assert not book.recording and eid(1) not in book.begin_read()
+    book.abandon()
+
+
+def test_a_failed_write_returns_the_ids_and_answers_being_written_are_bounded() -> None:
+    book = InFlight(limit=1, max_count=1, max_bytes=1000)
+    answered = []
+    for i in (1, 2):
+        offer(book, i)
+        batch = book.take_offered(now=0)
+        assert batch is not None
+        book.answered(batch)
+        answered.append(batch)
+    # limit + RESERVED answers waiting for a writer that does not keep up: no more start.
+    assert not book.has_room(URGENT)
+    returned = book.returned
+    book.release(answered[0], answered=False)  # its write failed: still queued
+    assert book.returned == returned + 1 and eid(1) not in book.begin_read()
+    book.abandon()
+    assert book.has_room(URGENT)
+
+
+def test_a_restarted_loop_keeps_the_claims_of_answers_being_written() -> None:
+    book = InFlight(limit=2, max_count=1, max_bytes=1000)
+    batches = []
+    for i in (1, 2):
+        book.begin_read()
+        batch = book.take(rows((i, 0, 10)))
+        assert batch is not None
+        batches.append(batch)
+    book.answered(batches[0])
+    offer(book, 3)
+    book.restart()  # the loop stopped: batch 2 ended unanswered with it, its offers went
+    assert book.offered == 0 and not book.batches
+    assert book.begin_read() == {eid(1)}  # only the answer still being written
+    book.abandon()

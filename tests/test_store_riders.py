@@ -1,5 +1,6 @@
 """Riders (issue 16, lane commits16): a write no one is answered on (``rides=True``: the
-effect drain storing the few envelopes it issued) joins the
+effect drain storing the few envelopes it issued, the sender recording a small
+transaction's outcome once it is over, lane release16) joins the
 next group a plain write starts instead of paying a commit (an fsync) of its own; alone, it
 commits after ``ride_s``; it is as durable as any write once its await returns; a writer
 closed while it waits answers it "nothing stored". Counted in commits, never in time."""
@@ -107,14 +108,23 @@ async def test_the_drains_write_rides_on_the_next_accept(tmp_path: Path) -> None
         await store.close()
 
 
-async def test_an_outcome_the_sender_waits_on_does_not_ride(tmp_path: Path) -> None:
-    """``finish_hops`` commits at once: until it does the sender holds its transaction in
-    flight, and the next offer would wait for the next accept (the latency doubled)."""
+async def test_an_outcome_rides_only_when_the_sender_asks(tmp_path: Path) -> None:
+    """``finish_hops`` commits at once unless the sender asks it to ride (lane release16: a
+    small transaction's outcome, whose ids the sender keeps claimed until it is written;
+    tests/test_sender_release.py). A large one, or one the peer's back-off follows, does
+    not ride."""
     store = await _open(tmp_path, ride_s=PATIENCE_S)
     try:
         before = store.db.commits
         await store.finish_hops("be", now=1, delivered=[b"x" * 16], refused=[])
         assert store.db.commits == before + 1 and store.db.rider_commits == 0
+        riding = asyncio.create_task(store.finish_hops("be", now=1, delivered=[b"y" * 16],
+                                                       refused=[], rides=True))
+        await _until_held(store)
+        assert not riding.done() and store.db.commits == before + 1
+        assert await store.db.write(_audits("test.plain")) == "test.plain"
+        assert await riding == []
+        assert store.db.commits == before + 2
     finally:
         await store.close()
 

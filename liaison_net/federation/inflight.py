@@ -30,6 +30,18 @@ slow peer) therefore starts at once instead of waiting up to a request timeout f
 them to end; the peer's own limit (``[federation] in_flight_per_peer``, 8) leaves room for
 it beside at most 4 transactions and a directory push.
 
+A transaction can be over before its ids are recorded. Once the peer has answered, the
+batch may leave ``batches`` (``answered``): its slot is free, and the batching and
+precedence rules below see nothing of it in flight (the peer stored what it accepted before
+answering). Its ids stay claimed until the answer's write has committed (``release``), so no
+read and no offer can take them again meanwhile. The sender does this for a small
+transaction, whose write rides on the next group (``Database.write(rides=True)``, up to
+``RIDE_S``): the next envelope does not wait for that write. A larger one keeps its slot
+until its write commits (at saturation that wait gathers the next full batch). At most
+``limit`` + ``RESERVED`` answers wait to be recorded (``has_room``): a writer that cannot
+keep up stops new transactions, as their slots did before the split. The claims outlive a
+run of the sender's loop (``restart``), since its writes do.
+
 After a crash nothing here survives and nothing needs to: every unanswered hop is still
 ``QUEUED`` and is simply sent again; the receiver deduplicates by envelope id.
 
@@ -95,7 +107,8 @@ RESERVED = 1
 
 @dataclass(frozen=True)
 class Batch:
-    """One transaction's envelopes, claimed until ``InFlight.release``."""
+    """One transaction's envelopes, claimed until ``InFlight.release`` (after its answer's
+    write, not at the answer: ``InFlight.answered``)."""
 
     ticket: int
     ids: tuple[bytes, ...]
@@ -119,7 +132,7 @@ class Offer:
 
 
 class InFlight:
-    """The claims of one peer's sender; one instance per run of its loop."""
+    """The claims of one peer's sender, kept across runs of its loop (``restart``)."""
 
     def __init__(self, *, limit: int, max_count: int, max_bytes: int,
                  max_offers: int | None = None) -> None:
@@ -131,6 +144,8 @@ class InFlight:
         #: Offers kept at most; more means a burst, which one read serves better anyway.
         self.max_offers = max_offers if max_offers is not None else 4 * max_count
         self.batches: dict[int, Batch] = {}
+        #: Answered batches whose outcome is being written: ids still claimed (``answered``).
+        self.recording: dict[int, Batch] = {}
         self.spell = 0
         self._claimed: set[bytes] = set()
         self._offers: dict[bytes, Offer] = {}
@@ -145,7 +160,8 @@ class InFlight:
         """Whether a batch of ``precedence`` may start as far as slots go: ``limit`` for
         any, ``RESERVED`` more for one above routine."""
         urgent = RESERVED if precedence > ROUTINE else 0
-        return len(self.batches) < self.limit + urgent
+        return (len(self.batches) < self.limit + urgent
+                and len(self.recording) < self.limit + RESERVED)
 
     def begin_read(self) -> frozenset[bytes]:
         """A read of the outbox starts: the ids it must leave out. Every offer made so far
@@ -265,15 +281,32 @@ class InFlight:
         return (len(others) < self.limit + urgent
                 and all(other.precedence <= batch.precedence for other in others))
 
+    def answered(self, batch: Batch) -> None:
+        """The peer answered: the transaction is over (its slot free, nothing of it in
+        flight for the rules above), its ids claimed until ``release`` after their write."""
+        if self.batches.pop(batch.ticket, None) is not None:
+            self.recording[batch.ticket] = batch
+
     def release(self, batch: Batch, *, answered: bool = True) -> None:
-        """The batch is over (answered and recorded, failed, or not started): unclaim.
-        ``answered=False``: its hops are still queued, so the outbox holds them unclaimed
-        again (``returned`` counts it: a read under way meanwhile did not see them)."""
-        if self.batches.pop(batch.ticket, None) is None:
+        """The batch is done with (its answer recorded, failed, or not started): unclaim.
+        ``answered=False``: its hops are still queued (no answer, or its write failed), so
+        the outbox holds them unclaimed again (``returned`` counts it: a read under way
+        meanwhile did not see them)."""
+        if (self.batches.pop(batch.ticket, None) is None
+                and self.recording.pop(batch.ticket, None) is None):
             return
         self._claimed.difference_update(batch.ids)
         if not answered:
             self.returned += 1
+
+    def restart(self) -> None:
+        """A new run of the sender's loop: what the last run had in flight ended with it
+        (its tasks released it), its offers go; answers still being written keep their
+        ids claimed until their write ends (``release``)."""
+        for batch in list(self.batches.values()):
+            self.release(batch, answered=False)
+        self.drop_offers()
+        self._reading = False
 
     def counts(self, batch_spell: int) -> bool:
         """Whether an outcome of a batch started in ``batch_spell`` speaks for the peer now."""

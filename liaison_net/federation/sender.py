@@ -20,6 +20,10 @@ The loop (``run``) reads and starts batches; each transaction runs as its own ta
 Offers start a transaction at once while none is in flight; while one is, they wait
 until they make a full batch, an urgent one comes or the transactions end
 (``InFlight.offers_ready``), so a saturated sender sends full transactions.
+A small transaction (at most ``RIDE_MAX_ENVELOPES``) is over at the peer's answer: its
+slot is free then, and its answer's write rides on the next group (``Database.write``)
+while its ids stay claimed until that write commits (``InFlight.answered``); a larger one
+keeps its slot until its write, which commits at once (``_transact`` says why).
 
 A note on failures and back-offs. A connection error, timeout or 5xx leaves every hop of
 that transaction QUEUED and backs the peer off (``BackoffPolicy``: ~1 s doubling to ~60 s,
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -61,6 +66,7 @@ from liaison_net.federation.inflight import ROUTINE, URGENT, Batch, InFlight, Of
 from liaison_net.http_common import MSGPACK
 from liaison_net.metrics import NodeMetrics
 from liaison_net.pki.certificates import node_hostname
+from liaison_net.store.database import RIDE_MAX_ENVELOPES
 from liaison_net.store.envelope_store import QueuedHop
 from liaison_net.store.lease_store import Fence
 from liaison_net.store.node_store import NodeStore
@@ -134,6 +140,9 @@ class PeerSender:
         self.wake = asyncio.Event()  # look in the outbox: something was queued, or may be
         self.handed = asyncio.Event()  # an offer came (``offer``): no read needed for it
         self.called_in = asyncio.Event()
+        # The link recovered (a transaction succeeded after failures): a pass waiting out
+        # the back-off goes now. Cleared when a failure starts the next back-off.
+        self.recovered = asyncio.Event()
         self.ended = asyncio.Event()  # a transaction ended: room for another
         self.link = PeerLink()
         self.book = self._in_flight()
@@ -180,7 +189,8 @@ class PeerSender:
     async def run(self) -> None:
         self.link.attempts, self.link.next_attempt = await self.store.peer_backoff(self.peer.id)
         # A restarted loop starts with nothing in flight: its tasks ended with the group.
-        self.book = self._in_flight()
+        # Answers the last run was still writing keep their ids claimed until written.
+        self.book.restart()
         self._drained = False
         self._running = True
         try:
@@ -199,7 +209,8 @@ class PeerSender:
         book = self.book
         now = self.clock.now_ms()
         if self.link.next_attempt > now and not self.called_in.is_set():
-            await self._wait(self.called_in, (self.link.next_attempt - now) / 1000)
+            await self._wait_any((self.called_in, self.recovered),
+                                 (self.link.next_attempt - now) / 1000)
             return None
         if not book.has_room(URGENT):
             self.ended.clear()
@@ -305,11 +316,33 @@ class PeerSender:
         return (self.wake, self.handed)
 
     async def _transact(self, batch: Batch) -> None:
-        """One transaction, answered and recorded (or failed); its ids unclaimed after."""
-        answered = False
+        """One transaction: posted; answered (a small one's slot free from then on:
+        ``InFlight.answered``); its answer recorded (its ids unclaimed only then), or
+        failed."""
+        recorded = False
+        record: asyncio.Task[None] | None = None
         try:
-            await self._send_batch(batch)
-            answered = True
+            outcomes = await self._ask(batch)
+            now = self.clock.now_ms()
+            # A small transaction's write rides on the next group (an accept's, most often)
+            # instead of paying a commit; the transaction is over now: the next may start
+            # at once (the batching rule sees nothing in flight), while the ids stay
+            # claimed until the write has committed. A larger one's write commits at once,
+            # its commit spread over its envelopes, and keeps its slot until then: at
+            # saturation that wait gathers the next full batch (freed at the answer too,
+            # the quick relay's transactions carried 22-29 envelopes instead of 42-50:
+            # docs/performance.md, lane release16). One with "not yet" refusals does not
+            # ride either: the peer's back-off follows its write.
+            rides = (len(batch.ids) <= RIDE_MAX_ENVELOPES
+                     and not any(isinstance(o, protocol.NotYet) for o in outcomes))
+            if rides:
+                self.book.answered(batch)
+                self.ended.set()
+            record = asyncio.ensure_future(self._record(batch, outcomes, now, rides=rides))
+            # Shielded: if the loop stops meanwhile, the write still ends, and the ids stay
+            # claimed until it has (``_recorded_late``): no later run sends them again.
+            await asyncio.shield(record)
+            recorded = True
         except Malformed as exc:
             await self._failed(str(exc), malformed=True, spell=batch.spell)
         except Unavailable as exc:
@@ -317,8 +350,25 @@ class PeerSender:
         else:
             await self._succeeded(batch.spell)
         finally:
-            self.book.release(batch, answered=answered)
-            self.ended.set()
+            if record is not None and not record.done():
+                self.book.answered(batch)  # over for this run; claimed until written
+                record.add_done_callback(functools.partial(self._recorded_late, batch))
+            else:
+                self.book.release(batch, answered=recorded)
+                self.ended.set()
+
+    def _recorded_late(self, batch: Batch, record: asyncio.Future[None]) -> None:
+        """The write of an answer ended after its run of the loop: unclaim its ids. Failed
+        (a lease lost, storage), its hops are still queued: the next read sends them."""
+        failure = None if record.cancelled() else record.exception()
+        ok = not record.cancelled() and failure is None
+        if not ok:
+            log.info("peer.answer_not_recorded", peer=self.peer.id,
+                     reason=str(failure or "cancelled")[:200])
+            self._drained = False
+            self.wake.set()
+        self.book.release(batch, answered=ok)
+        self.ended.set()
 
     async def _succeeded(self, spell: int) -> None:
         if not self.book.counts(spell):
@@ -326,6 +376,9 @@ class PeerSender:
         attempts = self.link.attempts
         if self.link.recovered():
             log.info("peer.recovered", peer=self.peer.id, after_attempts=attempts)
+            # A pass waiting out the back-off goes now (a catch-up's next transaction
+            # waited the back-off's remainder: docs/performance.md, lane release16).
+            self.recovered.set()
             with contextlib.suppress(Unavailable):  # in memory already; disk next time
                 await self.store.set_peer_backoff(self.peer.id, 0, 0, None)
 
@@ -363,6 +416,7 @@ class PeerSender:
                                                                reason=reason[:200]))
             return
         self.book.new_spell()
+        self.recovered.clear()
         delay, audit = self.link.failed(self.delivery.backoff, now, random.random(),
                                         malformed=malformed)
         log.info("peer.backoff", peer=self.peer.id, attempts=self.link.attempts,
@@ -478,7 +532,8 @@ class PeerSender:
         await self.store.set_directory_cursor(self.peer.id, cursor)
         return True
 
-    async def _send_batch(self, batch: Batch) -> None:
+    async def _ask(self, batch: Batch) -> list[protocol.Outcome]:
+        """The transaction posted, and the peer's answer decoded: one outcome per envelope."""
         body: dict[str, Any] = {"origin": self.node_id, "txn": crypto.random_bytes(16),
                                 "envelopes": list(batch.raws)}
         self.metrics.transaction_envelopes.labels(
@@ -494,9 +549,13 @@ class PeerSender:
             approvals = await self.store.holds.approvals_of(list(batch.ids))  # four-eyes
             if approvals:
                 body["approvals"] = protocol.encode_approvals(approvals)
-        outcomes = protocol.decode_transaction_answer(
+        return protocol.decode_transaction_answer(
             await self._post(protocol.TRANSACTION_PATH, body), list(batch.ids))
-        now = self.clock.now_ms()
+
+    async def _record(self, batch: Batch, outcomes: list[protocol.Outcome], now: int, *,
+                      rides: bool) -> None:
+        """The answer's one write; ``Unavailable`` after it if some envelopes were refused
+        only for now (they stay queued, and the peer backs off)."""
         delivered: list[bytes] = []
         refused: list[tuple[bytes, str]] = []
         details: dict[bytes, str] = {}
@@ -517,8 +576,10 @@ class PeerSender:
         # A final refusal (bad_timestamp from a skewed clock, a policy rule, ...): the hop
         # is over, and its sender's signed non-delivery notice (naming the peer's reason)
         # is owed from the same commit (an effect, issued by services/effects.py).
+        # ``rides``: nothing waits on it but the claims (``_transact``).
         await self.store.finish_hops(self.peer.id, now=now, delivered=delivered,
-                                     refused=refused, details=details, fence=self.fence)
+                                     refused=refused, details=details, fence=self.fence,
+                                     rides=rides)
         self.metrics.delivered.labels(peer=self.peer.id).inc(len(delivered))
         if retry:
             # Named by code, so `admin status` tells a full disk at the peer from a card

@@ -32,9 +32,11 @@ the next one a plain write starts, or, if none comes, commits alone ``ride_s`` a
 queued. At 20 envelopes/s that took the origin from 3.9 commits (fsyncs) per envelope to
 2.9, the destination from 3.0 to 2.1 (docs/performance.md, lane commits16). A rider is just
 as durable once its await returns; what it owes stays in its rows meanwhile (an effect row
-is sealed again after a crash). A write someone waits on must not ride: the sender's
-``finish_hops`` did, and its transaction stayed in flight until the next accept, holding
-that envelope's offer back (the light load's latency doubled).
+is sealed again after a crash). A write someone waits on must not ride. The sender's
+``finish_hops`` rides (lane release16) because nothing waits on it any more: the
+transaction is over at the peer's answer, and only its envelopes' claims wait for the write
+(federation/inflight.py). When it held the transaction in flight until the next accept, the
+light load's latency doubled (lane commits16).
 """
 
 from __future__ import annotations

@@ -527,14 +527,18 @@ class EnvelopeStore:
     async def finish_hops(self, node: str, *, now: int, delivered: list[bytes],
                           refused: list[tuple[bytes, str]],
                           details: Mapping[bytes, str] | None = None,
-                          fence: Fence | None = None) -> list[tuple[bytes, str, str]]:
+                          fence: Fence | None = None,
+                          rides: bool = False) -> list[tuple[bytes, str, str]]:
         """Record a transaction's outcome: delivered and refused hops, and their audit.
         Each hop refused just now (not before) owes its sender a non-delivery notice
         (``details``: the peer's words per envelope), recorded as an effect in the same
         write. Returns (envelope id, code, sender) of each.
 
         ``fence``: the sender's lease on this peer (``lease_store``); if another worker
-        has taken it over since, ``LeaseLost`` and nothing is written."""
+        has taken it over since, ``LeaseLost`` and nothing is written.
+
+        ``rides``: joins the next group instead of a commit of its own (``Database.write``);
+        the sender asks for it only while it keeps the hops claimed until then."""
 
         async def op(txn: WriteTxn) -> list[tuple[bytes, str, str]]:
             if fence is not None:
@@ -563,10 +567,8 @@ class EnvelopeStore:
                         why=(details or {}).get(eid, ""))], now)
             return newly_refused
 
-        # Not a rider (``Database.write``): until it commits, the sender holds the
-        # transaction in flight, and the next offer would wait for it (docs/performance.md,
-        # lane commits16: the light load's latency doubled).
-        return await self.db.write(op)
+        # A crash before it commits only sends the hops again (answered duplicate).
+        return await self.db.write(op, rides=rides)
 
     @staticmethod
     async def _forgettable(txn: WriteTxn, ids: Sequence[bytes]) -> set[bytes]:
