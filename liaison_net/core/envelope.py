@@ -45,9 +45,9 @@ from liaison_net.core.ids import (
     node_of,
 )
 from liaison_net.core.limits import DEFAULT_LIMITS, Limits
-from liaison_net.core.ownership import OwnershipTag
+from liaison_net.core.ownership import OwnershipTag, usual_tag
 from liaison_net.core.signals import SignalAnnex
-from liaison_net.errors import BadTimestamp, Expired, LimitExceeded, Malformed
+from liaison_net.errors import BadTimestamp, Expired, LiaisonError, LimitExceeded, Malformed
 
 VERSION = 1
 SIGNATURE_DOMAIN = b"liaison-net/envelope/v1\x00"
@@ -311,6 +311,9 @@ _BODY_FIELDS = {"nonce", "wraps", "ciphertext"}
 
 def decode_header(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
     """Strictly decode header bytes (call only on bytes whose signature has verified)."""
+    header = _decode_usual_header(raw, limits)
+    if header is not None:
+        return header
     value = codec.unpack(raw, what="header", max_bytes=limits.max_header_bytes)
     d = (value if type(value) is dict and value.keys() == _HEADER_FIELDS
          else codec.exact_map("header", value, _HEADER_FIELDS))
@@ -366,6 +369,88 @@ def decode_header(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
     )
     check_header_shape(header, limits)
     return header
+
+
+_HEADER_ORDER = tuple(sorted(_HEADER_FIELDS))  # the canonical (sorted) order of its keys
+_URGENCIES = {u.value: u for u in Urgency}
+
+
+def _decode_usual_header(raw: bytes, limits: Limits) -> Header | None:
+    """The usual header, decoded, else None (then ``decode_header``'s checks decide and name
+    the fault). Usual: canonical, no signal annex, every field of its exact type and a
+    known value. Accepts nothing the checks refuse and gives the same header
+    (tests/core/test_header_fastpath.py), at a third of their cost: one C unpack, the
+    four maps' key orders compared with the sorted ones and one C re-encoding equal to
+    ``raw`` prove the canonical form (``codec.unpack`` ran a hook per map and a float
+    check: here every leaf has its exact type, so none is a float, and the shape bounds
+    the nesting), and the fields are checked without a call each."""
+    if type(raw) is not bytes or len(raw) > limits.max_header_bytes:
+        return None
+    try:
+        d = codec.unpack_lenient(raw)
+    except Exception:  # anything at all: the checks name it
+        return None
+    if type(d) is not dict or tuple(d) != _HEADER_ORDER or d["signal"] is not None:
+        return None
+    version, envelope_id, sender_key, ref = d["version"], d["id"], d["sender_key"], d["ref"]
+    created, expires, consent, original = d["created"], d["expires"], d["consent"], \
+        d["original"]
+    recipients, urgency = d["recipients"], d["urgency"]
+    if (type(version) is not int or version != VERSION or type(envelope_id) is not bytes
+            or len(envelope_id) != ENVELOPE_ID_BYTES or type(sender_key) is not bytes
+            or len(sender_key) != KEY_ID_BYTES
+            or (ref is not None and (type(ref) is not bytes or len(ref) != ENVELOPE_ID_BYTES))
+            or type(created) is not int or type(expires) is not int
+            or not 0 < created < expires < _MAX_TIME
+            or (consent is not None and (type(consent) is not bytes or not consent
+                                        or len(consent) > MAX_CONSENT_BYTES))
+            or (original is not None and (type(original) is not bytes or not original
+                                         or len(original) > limits.max_header_bytes))
+            or type(recipients) is not list
+            or not 0 < len(recipients) <= limits.max_recipients):
+        return None
+    tag = usual_tag(d["tag"], limits)
+    try:  # a miss (KeyError), an unhashable value (TypeError), a bad id (Malformed)
+        kind, precedence = _KINDS[d["kind"]], _PRECEDENCES[d["precedence"]]
+        urgency = _URGENCIES[urgency] if urgency is not None else None
+        sender = check_officer_id(d["sender"], what="sender")
+        people = []
+        for item in recipients:
+            if (type(item) is not list or len(item) != 2 or type(item[1]) is not bytes
+                    or len(item[1]) != KEY_ID_BYTES):
+                return None
+            people.append(build(Recipient, officer=check_officer_id(item[0]),
+                                key_id=item[1]))
+    except (KeyError, TypeError, Malformed):
+        return None
+    if tag is None or codec.pack_plain(d) != raw:
+        return None
+    header = build(Header, id=envelope_id, kind=kind, precedence=precedence, sender=sender,
+                   sender_key=sender_key, recipients=tuple(people), created=created,
+                   expires=expires, tag=tag, ref=ref, signal=None, urgency=urgency,
+                   consent=consent, original=original)
+    if consent is not None or original is not None or kind not in _PLAIN_KINDS:
+        try:  # a forward or an update: every rule of the shape
+            check_header_shape(header, limits)
+        except LiaisonError:
+            return None
+        return header
+    # ``check_header_shape``'s rules left for a plain header (no signal, consent or
+    # original; id, ref, times and recipients' count checked above).
+    retain_until = tag.retain_until
+    if (int.from_bytes(envelope_id[:6], "big") != created
+            or expires - created > limits.max_ttl_ms or retain_until < expires
+            or retain_until - created > limits.max_retention_ms
+            or (kind is Kind.REQUEST) != (urgency is not None)
+            or (kind is Kind.REPLY and ref is None)
+            or (len(people) > 1 and len({r.officer for r in people}) != len(people))):
+        return None
+    return header
+
+
+# The kinds whose rules ``_decode_usual_header`` checks inline: not a signal (its annex
+# takes the full path) nor an update (it carries an original).
+_PLAIN_KINDS = frozenset({Kind.MESSAGE, Kind.REQUEST, Kind.REPLY, Kind.EVIDENCE, Kind.NOTICE})
 
 
 def check_header_shape(header: Header, limits: Limits) -> None:

@@ -9,6 +9,7 @@ phone line. The core never reads the clock or the random source for ids: both ar
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from liaison_net.errors import Malformed
 
@@ -78,6 +79,18 @@ def check_node_id(value: object, *, what: str = "node id") -> str:
         raise Malformed(f"{what} must match {NODE_ID_RE.pattern}, got {value!r:.40}")
     _remember(_VALID_NODE_IDS, value)
     return value
+
+
+def are_node_ids(values: Iterable[object]) -> bool:
+    """True when ``check_node_id`` accepts every one of ``values``: for fast paths that
+    hand anything else to the checks that name the fault."""
+    for value in values:
+        if not (type(value) is str and value in _VALID_NODE_IDS):
+            try:
+                check_node_id(value)
+            except Malformed:
+                return False
+    return True
 
 
 def check_officer_id(value: object, *, what: str = "officer id") -> str:
