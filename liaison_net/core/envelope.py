@@ -429,7 +429,7 @@ def _decode_usual_header(raw: bytes, limits: Limits) -> Header | None:
                    sender_key=sender_key, recipients=tuple(people), created=created,
                    expires=expires, tag=tag, ref=ref, signal=None, urgency=urgency,
                    consent=consent, original=original)
-    if consent is not None or original is not None or kind not in _PLAIN_KINDS:
+    if consent is not None or original is not None or d["kind"] not in _PLAIN_KINDS:
         try:  # a forward or an update: every rule of the shape
             check_header_shape(header, limits)
         except LiaisonError:
@@ -450,7 +450,9 @@ def _decode_usual_header(raw: bytes, limits: Limits) -> Header | None:
 
 # The kinds whose rules ``_decode_usual_header`` checks inline: not a signal (its annex
 # takes the full path) nor an update (it carries an original).
-_PLAIN_KINDS = frozenset({Kind.MESSAGE, Kind.REQUEST, Kind.REPLY, Kind.EVIDENCE, Kind.NOTICE})
+# By their wire labels: an enum member's hash is a Python call.
+_PLAIN_KINDS = frozenset(k.value for k in (Kind.MESSAGE, Kind.REQUEST, Kind.REPLY,
+                                           Kind.EVIDENCE, Kind.NOTICE))
 
 
 def check_header_shape(header: Header, limits: Limits) -> None:
@@ -550,23 +552,21 @@ def _split_canonical_body(raw: bytes, recipients: int) -> tuple[bytes, list[byte
     if ciphertext is None:
         return None
     pos = ciphertext[1]
-    if raw[pos:pos + 8] != _NONCE_FIELD:
-        return None
-    nonce = raw[pos + 8:pos + 32]
-    pos += 32
     array = (bytes([0x90 | recipients]) if recipients < 16
              else b"\xdc" + recipients.to_bytes(2, "big"))
-    if raw[pos:pos + 6] != b"\xa5wraps" or raw[pos + 6:pos + 6 + len(array)] != array:
+    wraps_at = pos + 38 + len(array)  # the nonce's field (8 + 24), the wraps' key (6)
+    step = 2 + WRAPPED_KEY_BYTES
+    # Each wrap's two prefix bytes, taken every ``step`` bytes: one comparison for all.
+    if (raw[pos:pos + 8] != _NONCE_FIELD or raw[pos + 32:wraps_at] != b"\xa5wraps" + array
+            or len(raw) != wraps_at + recipients * step
+            or raw[wraps_at::step] != _WRAP_TYPE * recipients
+            or raw[wraps_at + 1::step] != _WRAP_LENGTH * recipients):
         return None
-    pos += 6 + len(array)
-    if len(raw) != pos + recipients * (2 + WRAPPED_KEY_BYTES):
-        return None
-    wraps = []
-    for start in range(pos, len(raw), 2 + WRAPPED_KEY_BYTES):
-        if raw[start:start + 2] != _WRAP_PREFIX:
-            return None
-        wraps.append(raw[start + 2:start + 2 + WRAPPED_KEY_BYTES])
-    return nonce, wraps, raw[ciphertext[0]:ciphertext[1]]
+    wraps = [raw[start:start + WRAPPED_KEY_BYTES] for start in range(wraps_at + 2, len(raw), step)]
+    return raw[pos + 8:pos + 32], wraps, raw[ciphertext[0]:pos]
+
+
+_WRAP_TYPE, _WRAP_LENGTH = _WRAP_PREFIX[:1], _WRAP_PREFIX[1:]
 
 
 def _recipients(value: object, limits: Limits) -> tuple[Recipient, ...]:

@@ -10,6 +10,7 @@ What the tag *allows* is decided in ``policy``, from tables.
 from __future__ import annotations
 
 import enum
+import itertools
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -222,26 +223,26 @@ def usual_tag(value: object, limits: Limits = DEFAULT_LIMITS) -> OwnershipTag | 
         value["permitted_actions"]
     purpose, retain_until = value["purpose"], value["retain_until"]
     conditions, community = value["conditions"], value["community"]
+    accuracy, max_chars = evaluation["accuracy"], limits.max_text_chars
+    # Required text (``_check_text``): printable ASCII here, not only spaces; and the
+    # share list (``_sorted_unique_strs`` and ``validate``): sorted, unique, known node ids.
     if (type(node) is not str or type(retain_until) is not int
-            or not 0 < retain_until < 1 << 53 or type(share) is not list
-            or not 0 < len(share) <= limits.max_share_with or type(actions) is not list
+            or not 0 < retain_until < 1 << 53 or type(accuracy) is not int
             or type(conditions) is not str or type(community) is not str
-            or not _usual_text(unit, limits.max_text_chars)
-            or not _usual_text(purpose, limits.max_text_chars)):
+            or type(unit) is not str or len(unit) > max_chars or not unit.isascii()
+            or not unit.isprintable() or unit.isspace() or not unit
+            or type(purpose) is not str or len(purpose) > max_chars
+            or not purpose.isascii() or not purpose.isprintable() or purpose.isspace()
+            or not purpose or type(share) is not list
+            or not 0 < len(share) <= limits.max_share_with
+            or not _STR.issuperset(map(type, share)) or share != sorted(set(share))
+            or node not in share or not are_node_ids(share) or type(actions) is not list):
         return None
     try:  # a miss (KeyError) or an unhashable value (TypeError): not the usual tag
         handling, tlp = _HANDLINGS[value["handling"]], _TLPS[value["tlp"]]
-        source = _SOURCES[evaluation["source"]]
-        accuracy = evaluation["accuracy"]
-        found = _EVALUATIONS[source, accuracy] if type(accuracy) is int else None
-        permitted = (frozenset([_ACTIONS[a] for a in actions]) if actions
-                     else _NO_ACTIONS)
+        found = _EVALUATIONS_ON_WIRE[evaluation["source"], accuracy]
+        permitted = _ACTION_SETS[tuple(actions)]  # only sorted, unique, known actions
     except (KeyError, TypeError):
-        return None
-    if (found is None or not _STR.issuperset(map(type, share))
-            or not _STR.issuperset(map(type, actions)) or share != sorted(set(share))
-            or actions != sorted(set(actions)) or node not in share
-            or not are_node_ids(share)):
         return None
     if handling is Handling.H3:
         if not _usual_text(conditions, limits.max_conditions_chars):
@@ -249,7 +250,7 @@ def usual_tag(value: object, limits: Limits = DEFAULT_LIMITS) -> OwnershipTag | 
     elif conditions:
         return None
     if tlp is Tlp.GREEN:
-        if not _usual_text(community, limits.max_text_chars):
+        if not _usual_text(community, max_chars):
             return None
     elif community:
         return None
@@ -278,6 +279,13 @@ _ACTIONS = {m.value: m for m in PermittedAction}
 _EVALUATIONS = {(s, int(a)): Evaluation(s, a) for s in SourceReliability
                 for a in InformationAccuracy}
 _NO_ACTIONS: frozenset[PermittedAction] = frozenset()
+# For ``usual_tag``: the evaluations by their wire values (no enum hashed per tag), and
+# every sorted list of distinct actions to its set.
+_EVALUATIONS_ON_WIRE = {(s.value, a): e for (s, a), e in _EVALUATIONS.items()}
+_ACTION_SETS = {tuple(sorted(a.value for a in subset)): frozenset(subset)
+                for subset in ({a for a, bit in zip(PermittedAction, bits, strict=True) if bit}
+                               for bits in itertools.product((0, 1),
+                                                             repeat=len(PermittedAction)))}
 
 _OWNER_FIELDS = {"node", "unit"}
 _EVALUATION_FIELDS = {"source", "accuracy"}
