@@ -225,7 +225,11 @@ def signed_digest_message(header_bytes: bytes, body_sha256: bytes) -> bytes:
     SHA-256, so header, digest and signature verify without the body (a forward's original)."""
     if len(body_sha256) != BODY_DIGEST_BYTES:
         raise Malformed(f"body digest must be {BODY_DIGEST_BYTES} bytes")
-    return SIGNATURE_DOMAIN + struct.pack(">I", len(header_bytes)) + header_bytes + body_sha256
+    return b"".join((SIGNATURE_DOMAIN, _LENGTH.pack(len(header_bytes)), header_bytes,
+                     body_sha256))
+
+
+_LENGTH = struct.Struct(">I")
 
 
 BODY_DIGEST_BYTES = 32
@@ -268,8 +272,11 @@ def _split_canonical_frame(raw: bytes) -> list[Any] | None:
 
 def read_frame(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> UnverifiedFrame:
     """Split the outer frame; check only its shape and sizes."""
+    # The cheap bound first: header and body limits alone are under the envelope's.
     frame = (_split_canonical_frame(raw)
-             if type(raw) is bytes and len(raw) <= limits.max_envelope_bytes else None)
+             if type(raw) is bytes and (len(raw) <= limits.max_header_bytes
+                                        + limits.max_body_bytes
+                                        or len(raw) <= limits.max_envelope_bytes) else None)
     if frame is not None and len(frame[1]) <= limits.max_header_bytes:
         # The split made version 1, four byte strings, a 16-byte key id and a 64-byte
         # signature: of the checks below, only the header's size is left.
@@ -513,12 +520,11 @@ def _span(ms: int) -> str:
 def decode_body(raw: bytes, recipients: int, limits: Limits = DEFAULT_LIMITS) -> Body:
     # ciphertext (content + AEAD tag + bin32 prefix), the wraps (bin8 prefix each, array
     # prefix), the nonce and the map's keys: generous by a few bytes, never short.
-    max_bytes = (limits.max_body_bytes + AEAD_TAG_BYTES + recipients * (WRAPPED_KEY_BYTES + 2)
-                 + _FRAME_OVERHEAD)
+    max_ciphertext = limits.max_body_bytes + AEAD_TAG_BYTES
+    max_bytes = max_ciphertext + recipients * (WRAPPED_KEY_BYTES + 2) + _FRAME_OVERHEAD
     parts = (_split_canonical_body(raw, recipients)
              if type(raw) is bytes and len(raw) <= max_bytes else None)
-    if parts is not None and (AEAD_TAG_BYTES <= len(parts[2])
-                              <= limits.max_body_bytes + AEAD_TAG_BYTES):
+    if parts is not None and AEAD_TAG_BYTES <= len(parts[2]) <= max_ciphertext:
         # The split made a 24-byte nonce and one 80-byte wrap per recipient: of the checks
         # below, only the ciphertext's size is left.
         return build(Body, nonce=parts[0], wraps=tuple(parts[1]), ciphertext=parts[2])
