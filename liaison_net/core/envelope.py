@@ -448,13 +448,16 @@ def _decode_usual_header(raw: bytes, limits: Limits) -> Header | None:
     if (int.from_bytes(envelope_id[:6], "big") != created
             or expires - created > limits.max_ttl_ms or retain_until < expires
             or retain_until - created > limits.max_retention_ms
-            or (kind is Kind.REQUEST) != (urgency is not None)
-            or (kind is Kind.REPLY and ref is None)
+            or (kind is _REQUEST) != (urgency is not None)
+            or (kind is _REPLY and ref is None)
             or (len(people) > 1 and len({r.officer for r in people}) != len(people))):
         return None
     return header
 
 
+# Members as module globals: ``Kind.REQUEST`` goes through the enum class's ``__getattr__``
+# hook (Python 3.11), ten times the cost of a global's lookup, on every header.
+_REQUEST, _REPLY = Kind.REQUEST, Kind.REPLY
 # The kinds whose rules ``_decode_usual_header`` checks inline: not a signal (its annex
 # takes the full path) nor an update (it carries an original).
 # By their wire labels: an enum member's hash is a Python call.

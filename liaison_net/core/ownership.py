@@ -235,8 +235,9 @@ def usual_tag(value: object, limits: Limits = DEFAULT_LIMITS) -> OwnershipTag | 
             or not purpose.isascii() or not purpose.isprintable() or purpose.isspace()
             or not purpose or type(share) is not list
             or not 0 < len(share) <= limits.max_share_with
-            or not _STR.issuperset(map(type, share)) or share != sorted(set(share))
-            or node not in share or not are_node_ids(share) or type(actions) is not list):
+            or not are_node_ids(share)  # exact str each, so they sort
+            or share != sorted(set(share)) or node not in share
+            or type(actions) is not list):
         return None
     try:  # a miss (KeyError) or an unhashable value (TypeError): not the usual tag
         handling, tlp = _HANDLINGS[value["handling"]], _TLPS[value["tlp"]]
@@ -244,12 +245,12 @@ def usual_tag(value: object, limits: Limits = DEFAULT_LIMITS) -> OwnershipTag | 
         permitted = _ACTION_SETS[tuple(actions)]  # only sorted, unique, known actions
     except (KeyError, TypeError):
         return None
-    if handling is Handling.H3:
+    if handling is _H3:
         if not _usual_text(conditions, limits.max_conditions_chars):
             return None
     elif conditions:
         return None
-    if tlp is Tlp.GREEN:
+    if tlp is _GREEN:
         if not _usual_text(community, max_chars):
             return None
     elif community:
@@ -297,6 +298,9 @@ _TAG_FIELDS = {
 _TAG_ORDER = tuple(sorted(_TAG_FIELDS))
 _OWNER_ORDER = tuple(sorted(_OWNER_FIELDS))
 _EVALUATION_ORDER = tuple(sorted(_EVALUATION_FIELDS))
+# Members as globals for ``usual_tag``: ``Tlp.GREEN`` goes through the enum class's
+# ``__getattr__`` hook (Python 3.11), ten times a global's cost.
+_H3, _GREEN = Handling.H3, Tlp.GREEN
 
 
 def at_least_as_strict(new: OwnershipTag, old: OwnershipTag) -> bool:
