@@ -83,7 +83,7 @@ def check_node_id(value: object, *, what: str = "node id") -> str:
 def are_node_ids(values: list[object]) -> bool:
     """True when ``check_node_id`` accepts every one of ``values``: for fast paths that
     hand anything else to the checks that name the fault."""
-    if _VALID_NODE_IDS.issuperset(values) and _STR.issuperset(map(type, values)):
+    if _STR.issuperset(map(type, values)) and _VALID_NODE_IDS.issuperset(values):
         return True  # all remembered, and exact str (as the memo's own test requires)
     for value in values:
         if not (type(value) is str and value in _VALID_NODE_IDS):

@@ -102,9 +102,9 @@ def _non_canonical_variants() -> list[bytes]:
     g["tag"]["evaluation"]["accuracy"] = 2.0
     out.append(_repacked(g))
     canonical = _repacked(_fields())
-    created = _fields()["created"]
-    out.append(canonical.replace(b"\xa7created\xcf" + created.to_bytes(8, "big"),
-                                 b"\xa7created\xcf" + created.to_bytes(8, "big")))
+    # The same width, another type byte: expires as a signed int64 (a length check would
+    # not see it).
+    out.append(canonical.replace(b"\xa7expires\xcf", b"\xa7expires\xd3"))
     wide = b"\xa7version\x01"
     out.append(canonical.replace(wide, b"\xa7version\xcc\x01"))
     out.append(canonical.replace(wide, b"\xa7version\xd0\x01"))
@@ -112,9 +112,11 @@ def _non_canonical_variants() -> list[bytes]:
     g["id"] = g["id"].decode("latin-1")
     out.append(_repacked(g))
     # A repeated key (the dict keeps the last: the wire has one more entry than the map).
-    out.append(b"\x8f" + canonical[1:] if canonical[0] == 0x8F else canonical)
+    assert canonical[0] == 0x8F  # fixmap of 15
+    out.append(b"\xde\x00\x10" + canonical[1:] + b"\xa7version\x01")
     out.append(canonical + b"\xc0")  # trailing bytes
     out.append(canonical[:-1])  # truncated
+    assert len(set(out)) == len(out) and canonical not in out
     return out
 
 
@@ -158,6 +160,10 @@ def _rule_breakers() -> list[bytes]:
         changed(tag_share_with=["be", "lu"]),
         changed(tag_share_with=["be", "nl", "nl"]),
         changed(tag_share_with=["nl", "be"]),
+        changed(tag_share_with=[["nl"]]),  # unhashable: a set operation must not raise
+        changed(tag_share_with=[{"nl": 1}]),
+        changed(tag_permitted_actions=[["forward"]]),
+        changed(recipients=[[["be/mpeeters"], b"\x01" * 16]]),
         changed(tag_permitted_actions=["forward", "evidence"]),
         changed(tag_conditions="only with H3"),
         changed(tag_community="only with GREEN"),
