@@ -99,6 +99,22 @@ def unpack(raw: bytes, *, what: str, max_bytes: int) -> Any:
     return value
 
 
+def unpack_lenient(raw: bytes) -> Any:
+    """msgpack's decoding of ``raw`` with ``unpack``'s limits but none of its canonical
+    checks: for a fast path that proves the canonical form itself, from a shape it knows
+    (``envelope._decode_usual_header``), and hands anything else to ``unpack``. Raises
+    whatever msgpack raises."""
+    return msgpack.unpackb(raw, max_array_len=MAX_CONTAINER_ITEMS,
+                           max_map_len=MAX_CONTAINER_ITEMS)
+
+
+def pack_plain(value: Any) -> bytes:
+    """msgpack's encoding of ``value`` as it is (dict keys in their order): equal to the
+    bytes it was decoded from only when those were canonical, once the maps' key orders are
+    known sorted and no float can be in it (``unpack_lenient``'s callers check both)."""
+    return bytes(msgpack.packb(value, use_bin_type=True))
+
+
 # The type bytes that open a map or an array (fixmap, fixarray, array 16/32, map 16/32).
 _CONTAINER_BYTES = bytes(range(0x80, 0xA0)) + b"\xdc\xdd\xde\xdf"
 
@@ -145,25 +161,23 @@ def bin_span(raw: bytes, pos: int) -> tuple[int, int] | None:
     """Where the bytes of a canonically encoded bin at ``raw[pos]`` start and end, or None
     when there is none: the shortest length prefix only (bin8, bin16 over 255, bin32 over
     65535), and all its bytes present. Lets fixed-shape readers skip ``unpack``."""
-    if pos >= len(raw):
+    try:  # an IndexError: the type or length bytes are missing
+        tag = raw[pos]
+        if tag == 0xC5:  # bin16 first: a header's and a 1 KiB body's
+            start, n = pos + 3, raw[pos + 1] << 8 | raw[pos + 2]
+            shortest = n > 0xFF
+        elif tag == 0xC4:
+            start, n, shortest = pos + 2, raw[pos + 1], True
+        elif tag == 0xC6:
+            start = pos + 5
+            n = int.from_bytes(raw[pos + 1:start], "big")
+            shortest = n > 0xFFFF and start <= len(raw)
+        else:
+            return None
+    except IndexError:
         return None
-    tag = raw[pos]
-    if tag == 0xC4:
-        start = pos + 2
-        n = raw[pos + 1] if start <= len(raw) else -1
-    elif tag == 0xC5:
-        start = pos + 3
-        n = int.from_bytes(raw[pos + 1:start], "big") if start <= len(raw) else -1
-        n = n if n > 0xFF else -1
-    elif tag == 0xC6:
-        start = pos + 5
-        n = int.from_bytes(raw[pos + 1:start], "big") if start <= len(raw) else -1
-        n = n if n > 0xFFFF else -1
-    else:
-        return None
-    if n < 0 or start + n > len(raw):
-        return None
-    return start, start + n
+    end = start + n
+    return (start, end) if shortest and end <= len(raw) else None
 
 
 def _contains_float(value: Any, depth: int) -> bool:

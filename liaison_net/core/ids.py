@@ -80,6 +80,20 @@ def check_node_id(value: object, *, what: str = "node id") -> str:
     return value
 
 
+def are_node_ids(values: list[object]) -> bool:
+    """True when ``check_node_id`` accepts every one of ``values``: for fast paths that
+    hand anything else to the checks that name the fault."""
+    if _STR.issuperset(map(type, values)) and _VALID_NODE_IDS.issuperset(values):
+        return True  # all remembered, and exact str (as the memo's own test requires)
+    for value in values:
+        if not (type(value) is str and value in _VALID_NODE_IDS):
+            try:
+                check_node_id(value)
+            except Malformed:
+                return False
+    return True
+
+
 def check_officer_id(value: object, *, what: str = "officer id") -> str:
     """An officer (or role address such as a duty desk) is ``<node>/<handle>``."""
     if type(value) is str and value in _VALID_OFFICER_IDS:
@@ -101,6 +115,7 @@ def check_officer_id(value: object, *, what: str = "officer id") -> str:
 _VALID_NODE_IDS: set[str] = set()
 _VALID_OFFICER_IDS: set[str] = set()
 _MAX_VALID_IDS = 4096
+_STR = frozenset({str})
 
 
 def _remember(valid: set[str], value: str) -> None:

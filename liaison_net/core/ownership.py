@@ -10,13 +10,14 @@ What the tag *allows* is decided in ``policy``, from tables.
 from __future__ import annotations
 
 import enum
+import itertools
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from liaison_net.core import codec
 from liaison_net.core.frozen import build
-from liaison_net.core.ids import check_node_id
+from liaison_net.core.ids import are_node_ids, check_node_id
 from liaison_net.core.limits import DEFAULT_LIMITS, Limits
 from liaison_net.errors import LimitExceeded, Malformed
 
@@ -205,6 +206,67 @@ class OwnershipTag:
         return tag.validate(limits)
 
 
+def usual_tag(value: object, limits: Limits = DEFAULT_LIMITS) -> OwnershipTag | None:
+    """``OwnershipTag.from_wire(value, limits)`` for the usual tag, else None (then
+    ``from_wire`` decides and names the fault). Usual: the maps' keys in canonical (sorted)
+    order, every field of its exact type and a known value, the node ids checked before,
+    text printable. For a header's fast decoding (``envelope._decode_usual_header``), which
+    also proves the maps' key order canonical from it: it accepts nothing ``from_wire``
+    refuses and gives the same tag (tests/core/test_header_fastpath.py)."""
+    if type(value) is not dict or tuple(value) != _TAG_ORDER:
+        return None
+    owner, evaluation = value["owner"], value["evaluation"]
+    if (type(owner) is not dict or tuple(owner) != _OWNER_ORDER
+            or type(evaluation) is not dict or tuple(evaluation) != _EVALUATION_ORDER):
+        return None
+    node, unit, share, actions = owner["node"], owner["unit"], value["share_with"], \
+        value["permitted_actions"]
+    purpose, retain_until = value["purpose"], value["retain_until"]
+    conditions, community = value["conditions"], value["community"]
+    accuracy, max_chars = evaluation["accuracy"], limits.max_text_chars
+    # Required text (``_check_text``): printable ASCII here, not only spaces; and the
+    # share list (``_sorted_unique_strs`` and ``validate``): sorted, unique, known node ids.
+    if (type(node) is not str or type(retain_until) is not int
+            or not 0 < retain_until < 1 << 53 or type(accuracy) is not int
+            or type(conditions) is not str or type(community) is not str
+            or type(unit) is not str or len(unit) > max_chars or not unit.isascii()
+            or not unit.isprintable() or unit.isspace() or not unit
+            or type(purpose) is not str or len(purpose) > max_chars
+            or not purpose.isascii() or not purpose.isprintable() or purpose.isspace()
+            or not purpose or type(share) is not list
+            or not 0 < len(share) <= limits.max_share_with
+            or not are_node_ids(share)  # exact str each, so they sort
+            or share != sorted(set(share)) or node not in share
+            or type(actions) is not list):
+        return None
+    try:  # a miss (KeyError) or an unhashable value (TypeError): not the usual tag
+        handling, tlp = _HANDLINGS[value["handling"]], _TLPS[value["tlp"]]
+        found = _EVALUATIONS_ON_WIRE[evaluation["source"], accuracy]
+        permitted = _ACTION_SETS[tuple(actions)]  # only sorted, unique, known actions
+    except (KeyError, TypeError):
+        return None
+    if handling is _H3:
+        if not _usual_text(conditions, limits.max_conditions_chars):
+            return None
+    elif conditions:
+        return None
+    if tlp is _GREEN:
+        if not _usual_text(community, max_chars):
+            return None
+    elif community:
+        return None
+    return build(OwnershipTag, owner=build(Owner, node=node, unit=unit), handling=handling,
+                 tlp=tlp, evaluation=found, share_with=frozenset(share),
+                 permitted_actions=permitted, purpose=purpose, retain_until=retain_until,
+                 conditions=conditions, community=community)
+
+
+def _usual_text(value: object, max_chars: int) -> bool:
+    """What ``_check_text`` accepts as required text, when it is printable ASCII."""
+    return (type(value) is str and len(value) <= max_chars and value.isascii()
+            and value.isprintable() and not value.isspace() and value != "")
+
+
 # Each tag enum's values to its members, for ``_enum``'s lookup without ``Enum.__call__``.
 _MEMBERS: dict[type[enum.Enum], dict[object, enum.Enum]] = {
     cls: {m.value: m for m in cls}
@@ -214,9 +276,17 @@ _MEMBERS: dict[type[enum.Enum], dict[object, enum.Enum]] = {
 _HANDLINGS = {m.value: m for m in Handling}
 _TLPS = {m.value: m for m in Tlp}
 _SOURCES = {m.value: m for m in SourceReliability}
+_ACTIONS = {m.value: m for m in PermittedAction}
 _EVALUATIONS = {(s, int(a)): Evaluation(s, a) for s in SourceReliability
                 for a in InformationAccuracy}
 _NO_ACTIONS: frozenset[PermittedAction] = frozenset()
+# For ``usual_tag``: the evaluations by their wire values (no enum hashed per tag), and
+# every sorted list of distinct actions to its set.
+_EVALUATIONS_ON_WIRE = {(s.value, a): e for (s, a), e in _EVALUATIONS.items()}
+_ACTION_SETS = {tuple(sorted(a.value for a in subset)): frozenset(subset)
+                for subset in ({a for a, bit in zip(PermittedAction, bits, strict=True) if bit}
+                               for bits in itertools.product((0, 1),
+                                                             repeat=len(PermittedAction)))}
 
 _OWNER_FIELDS = {"node", "unit"}
 _EVALUATION_FIELDS = {"source", "accuracy"}
@@ -224,6 +294,13 @@ _TAG_FIELDS = {
     "owner", "handling", "tlp", "evaluation", "share_with", "permitted_actions",
     "purpose", "retain_until", "conditions", "community",
 }
+# The maps' key orders in canonical (sorted) form, for ``usual_tag``.
+_TAG_ORDER = tuple(sorted(_TAG_FIELDS))
+_OWNER_ORDER = tuple(sorted(_OWNER_FIELDS))
+_EVALUATION_ORDER = tuple(sorted(_EVALUATION_FIELDS))
+# Members as globals for ``usual_tag``: ``Tlp.GREEN`` goes through the enum class's
+# ``__getattr__`` hook (Python 3.11), ten times a global's cost.
+_H3, _GREEN = Handling.H3, Tlp.GREEN
 
 
 def at_least_as_strict(new: OwnershipTag, old: OwnershipTag) -> bool:
