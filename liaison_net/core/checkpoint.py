@@ -273,7 +273,8 @@ class Difference:
     exact: bool  # False: only known to lie in [first_index, checkpoint.size)
     truncated: bool  # the log is shorter than the checkpoint
     #: [start, end): where the kept subtree roots, under the signed root, place the first
-    #: change (``core.kept_leaves``); an exact ``first_index`` in it rests on a kept mark.
+    #: change (``core.kept_leaves``), from ``known_good`` on if that is later; an exact
+    #: ``first_index`` in it rests on a kept mark, which no signature covers.
     kept_range: tuple[int, int] | None = None
 
 
@@ -291,10 +292,10 @@ def first_difference(local: Sequence[bytes], checkpoint: Checkpoint, *,
     if len(local) >= n and merkle.root(local[:n]) == checkpoint.root:
         return None
     if original is not None and original.size == n and original.root() == checkpoint.root:
-        found = original.first_difference(local)
+        found = original.first_difference(local, known_good=min(known_good, len(local)))
         if found is not None:
             start, end, named = found
-            index = named if named is not None else max(start, min(known_good, len(local)))
+            index = named if named is not None else start
             return Difference(checkpoint, index, named is not None, len(local) < n,
                               kept_range=(start, end))
     if len(local) < n and len(local) > 0 and known_good >= len(local):

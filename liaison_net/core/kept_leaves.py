@@ -144,17 +144,22 @@ class KeptLeaves:
 
         return over(0, self.size)
 
-    def first_difference(self, local: Sequence[bytes]) -> tuple[int, int, int | None] | None:
+    def first_difference(self, local: Sequence[bytes], *,
+                         known_good: int = 0) -> tuple[int, int, int | None] | None:
         """Where ``local`` leaves part from the kept ones: (start, end, named), the first
-        kept subtree [start, end) whose root they no longer give (the first change is in
-        it), and in it the first leaf whose mark differs (None if no mark does). None if
-        every kept root matches. Believe the subtree only once ``root`` matched a signed
-        checkpoint; ``named`` rests on the marks, which no signature covers."""
+        kept subtree whose root they no longer give (the first change is in it), cut to
+        begin at ``known_good`` (a prefix a witnessed root already showed unchanged), and
+        in it the first leaf whose mark differs (None if no mark does). None if every kept
+        root matches. Believe the subtree only once ``root`` matched a signed checkpoint;
+        ``named`` rests on the marks, which no signature covers: a rewritten mark must not
+        name an entry a signed root shows unchanged."""
         for start, n, kept_root in self._subtrees():
             if len(local) < start + n or merkle.root(local[start:start + n]) != kept_root:
-                for i in range(start, start + n):
+                end = start + n
+                start = max(start, min(known_good, end - 1))
+                for i in range(start, end):
                     if i >= len(local) or mark(local[i]) != self._marks[
                             i * MARK_BYTES:(i + 1) * MARK_BYTES]:
-                        return start, start + n, i
-                return start, start + n, None
+                        return start, end, i
+                return start, end, None
         return None
