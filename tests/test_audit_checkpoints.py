@@ -175,3 +175,33 @@ async def test_two_logs_shown_at_different_sizes_are_caught(tmp_path: Path) -> N
     finally:
         await be.store.close()
         await lu.store.close()
+
+
+async def test_two_workers_signing_from_the_same_checkpoint_leave_the_log_nameable(
+        tmp_path: Path) -> None:
+    """Two workers of NL on one database: each caught up with the checkpoint of 10, then
+    both signed (20 and 25, each from 10). Every later checkpoint still reads back, with
+    what it keeps, to its signed root (so `audit verify` can name a changed entry)."""
+    clock = ManualClock(NOW)
+    one = await _service(tmp_path, "nl", clock, every=10)
+    two = await _service(tmp_path, "nl", clock, every=10)
+    try:
+        await _entries(one, 10, clock)
+        assert (await one.current()) is not None and (await two.current()) is not None
+        await _entries(one, 10, clock)
+        await one._catch_up_with_other_workers()
+        await two._catch_up_with_other_workers()  # both: the latest is 10
+        await one.checkpoint_now()
+        await _entries(one, 5, clock)
+        await two.checkpoint_now()
+        for service in (one, two, one):
+            await _entries(service, 10, clock)
+            await service.current()
+        rows = [(c.size, c.leaves, c.kept) for c in await one.store.checkpoints.of("nl")]
+        assert sorted(r[0] for r in rows) == [10, 20, 25, 35, 45, 55]
+        for stored in await one.store.checkpoints.of("nl"):
+            kept = KeptLeaves.up_to(rows, stored.size)
+            assert kept.size == stored.size and kept.root() == stored.root, stored.size
+    finally:
+        await one.store.close()
+        await two.store.close()

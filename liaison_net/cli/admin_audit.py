@@ -158,11 +158,9 @@ async def verify_log(store: NodeStore, cfg: config_mod.NodeConfig) -> Report:
     if lo < len(report.witnessed):
         # What the node kept of its leaves beside its checkpoints, in order: if it hashes
         # to the signed root it is the original log's, and names the entry that changed.
-        broken_size = report.witnessed[lo].signed.checkpoint.size
-        original = KeptLeaves()
-        for row in reversed(await store.checkpoints.of(cfg.id)):
-            if row.size > broken_size or not original.add(row.size, row.leaves, row.kept):
-                break
+        original = KeptLeaves.up_to(
+            [(row.size, row.leaves, row.kept) for row in await store.checkpoints.of(cfg.id)],
+            report.witnessed[lo].signed.checkpoint.size)
         broken = report.witnessed[lo]
         known_good = report.witnessed[lo - 1].signed.checkpoint.size if lo else 0
         report.difference = cp.first_difference(local, broken.signed.checkpoint,

@@ -22,7 +22,10 @@ entry of the block is named). Rows written before schema 20 keep their full leav
 two kinds read as one log (``KeptLeaves.add_full``, ``add_kept``).
 
 Rows are as an operator with write access left them: nothing here raises on what it reads;
-a row that does not continue the log ends what is known (``add_*`` return False).
+a row that does not continue the log ends what is known (``add_*`` return False). They are
+chained back from the checkpoint checked (``KeptLeaves.up_to``), each to the size it says it
+follows: two workers may both have signed from the same one, and only one of those rows
+leads on.
 """
 
 from __future__ import annotations
@@ -54,6 +57,15 @@ def _tail_subtrees(size: int) -> list[tuple[int, int]]:
     return out
 
 
+def _since(size: int, leaves: bytes | None, kept: bytes | None) -> int | None:
+    """The size of the checkpoint a row says it follows (None: it says none)."""
+    if kept is not None:
+        return int.from_bytes(kept[:_SINCE_BYTES], "big") if len(kept) >= _SINCE_BYTES else None
+    if leaves is not None and len(leaves) % _H == 0:
+        return size - len(leaves) // _H
+    return None
+
+
 def keep(log: merkle.MerkleLog, since: int, size: int) -> bytes:
     """The row's blob for an own checkpoint of ``size`` entries, the previous at ``since``."""
     if not 0 <= since < size <= len(log):
@@ -78,6 +90,32 @@ class KeptLeaves:
         self._blocks: list[bytes] = []
         self._tail: list[bytes] = []  # roots of _tail_subtrees(size)
         self._partial: list[bytes] | None = []  # full leaves after the last block, if held
+
+    @classmethod
+    def up_to(cls, rows: Sequence[tuple[int, bytes | None, bytes | None]],
+              size: int) -> KeptLeaves:
+        """What the own checkpoint rows ``(size, leaves, kept)`` keep of the log up to
+        ``size``: the rows read back from the one of that size, each to the one its
+        previous size names. Two workers of a node may both sign from the same previous
+        checkpoint: of the two rows only the one the later rows continue is read, the other
+        is left out. Nothing that does not reach 0 is believed (an empty one then)."""
+        by_size = {row[0]: row for row in rows}
+        chain: list[tuple[int, bytes | None, bytes | None]] = []
+        at = size
+        while at > 0 and at in by_size and len(chain) < len(by_size):
+            row = by_size[at]
+            since = _since(*row)
+            if since is None or not 0 <= since < at:
+                break
+            chain.append(row)
+            at = since
+        kept = cls()
+        if at != 0:
+            return kept
+        for row in reversed(chain):
+            if not kept.add(*row):
+                return cls()
+        return kept
 
     def add(self, size: int, leaves: bytes | None, kept: bytes | None) -> bool:
         """One own checkpoint row (``kept`` since schema 20, else full ``leaves``)."""
