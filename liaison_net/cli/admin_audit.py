@@ -114,6 +114,9 @@ class Report:
                 # mark the node kept of it (core/kept_leaves.py).
                 "kept_range": None if diff.kept_range is None else [
                     diff.kept_range[0] + 1, diff.kept_range[1]],
+                # True: "exact" is the kept mark's word, which no signature covers; only
+                # kept_range is under the witnessed root.
+                "named_by_mark": diff.exact and diff.kept_range is not None,
                 "checkpoint_at": _iso(diff.checkpoint.at),
                 "witnesses": self.difference_witnesses},
             "warnings": self.warnings,

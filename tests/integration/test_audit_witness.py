@@ -176,6 +176,7 @@ async def test_rewrites_are_caught_and_proofs_check_at_a_partner(
     # The kept subtree roots (under the witnessed root) place it in at most 64 entries.
     first, last = edited["differs"]["kept_range"]
     assert first <= edited_seq <= last and last - first < 64
+    assert edited["differs"]["named_by_mark"]  # the name itself is under no signature
     # 4. Truncate after a checkpoint, then append entries anew: the same size again.
     regrown = rewrite([("DELETE FROM audit WHERE seq > ?", (size - 10,)),
                        *[("INSERT INTO audit (seq, at, event, envelope_id, actor, detail, hash) "
