@@ -4,6 +4,7 @@ the cosignatures and finds them again after a restart; `[audit]` in the config."
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,36 @@ async def test_two_workers_signing_from_the_same_checkpoint_leave_the_log_nameab
     finally:
         await one.store.close()
         await two.store.close()
+
+
+async def test_cells_of_any_type_read_as_no_blob_never_a_crash(tmp_path: Path) -> None:
+    """SQLite keeps whatever type is written to a cell: someone who rewrote the file may
+    leave a text, a real or a huge integer where a blob belongs (``bytes(10**12)`` would
+    try to allocate a terabyte). `audit verify` reads such rows as holding nothing."""
+    path = tmp_path / "nl.sqlite3"
+    store = NodeStore(path, "nl")
+    await store.open()
+    await store.close()
+    odd: list[object] = ["text", 10**12, 3.5, -1]
+    with sqlite3.connect(path) as db:
+        for size, value in enumerate(odd, start=1):
+            db.execute("INSERT INTO checkpoints (node, size, root, at, signed, leaves, kept, "
+                       "received) VALUES ('nl', ?, ?, 0, ?, ?, ?, 0)",
+                       (size, value, value, value, value))
+            db.execute("INSERT INTO cosignatures (node, size, witness, cosignature, at) "
+                       "VALUES ('nl', ?, 'be', ?, 0)", (size, value))
+        db.execute("INSERT INTO checkpoints (node, size, root, at, signed, kept, received) "
+                   "VALUES ('nl', 'five', x'00', 0, x'00', x'00', 0)")
+    store = NodeStore(path, "nl")
+    await store.open()
+    try:
+        rows = await store.checkpoints.of("nl")
+    finally:
+        await store.close()
+    assert len(rows) == len(odd) + 1
+    for row in rows:
+        if row.size != "five":
+            assert (row.root, row.signed, row.leaves, row.kept, row.cosignatures) == (
+                b"", b"", None, None, {"be": b""})
+    for size in range(len(odd) + 2):
+        assert KeptLeaves.up_to([(r.size, r.leaves, r.kept) for r in rows], size).size == 0

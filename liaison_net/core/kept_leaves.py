@@ -99,7 +99,7 @@ class KeptLeaves:
         previous size names. Two workers of a node may both sign from the same previous
         checkpoint: of the two rows only the one the later rows continue is read, the other
         is left out. Nothing that does not reach 0 is believed (an empty one then)."""
-        by_size = {row[0]: row for row in rows}
+        by_size = {row[0]: row for row in rows if type(row[0]) is int}
         chain: list[tuple[int, bytes | None, bytes | None]] = []
         at = size
         while at > 0 and at in by_size and len(chain) < len(by_size):
