@@ -19,7 +19,8 @@ first change, and in it the first leaf whose mark differs is named. The marks ar
 the root: a rewrite of them can move the name only within that block (at most BLOCK
 entries), and a changed leaf keeps its 2-byte mark by chance once in 65,536 (then a later
 entry of the block is named). Rows written before schema 20 keep their full leaves; the
-two kinds read as one log (``KeptLeaves.add_full``, ``add_kept``).
+two kinds read as one log (``KeptLeaves.add_full``, ``add_kept``), and where the full leaf
+is there it, not its mark, tells the changed entry.
 
 Rows are as an operator with write access left them: nothing here raises on what it reads;
 a row that does not continue the log ends what is known (``add_*`` return False). They are
@@ -90,6 +91,7 @@ class KeptLeaves:
         self._blocks: list[bytes] = []
         self._tail: list[bytes] = []  # roots of _tail_subtrees(size)
         self._partial: list[bytes] | None = []  # full leaves after the last block, if held
+        self._full = bytearray()  # every leaf the rows before schema 20 kept, in full
 
     @classmethod
     def up_to(cls, rows: Sequence[tuple[int, bytes | None, bytes | None]],
@@ -128,6 +130,7 @@ class KeptLeaves:
         if (size - self.size) * _H != len(leaves) or size <= self.size or self._partial is None:
             return False
         partial = self._partial
+        self._full += leaves
         for i in range(0, len(leaves), _H):
             leaf = leaves[i:i + _H]
             self._marks += mark(leaf)
@@ -196,8 +199,14 @@ class KeptLeaves:
                 end = start + n
                 start = max(start, min(known_good, end - 1))
                 for i in range(start, end):
-                    if i >= len(local) or mark(local[i]) != self._marks[
-                            i * MARK_BYTES:(i + 1) * MARK_BYTES]:
+                    if i >= len(local) or self._differs(i, local[i]):
                         return start, end, i
                 return start, end, None
         return None
+
+    def _differs(self, i: int, leaf: bytes) -> bool:
+        """Leaf ``i`` is not the original: the full leaf where a row before schema 20 kept
+        it (a leaf that keeps its mark is still told apart there), else its mark."""
+        if (i + 1) * _H <= len(self._full):
+            return leaf != self._full[i * _H:(i + 1) * _H]
+        return mark(leaf) != self._marks[i * MARK_BYTES:(i + 1) * MARK_BYTES]

@@ -145,3 +145,18 @@ def test_two_rows_signed_from_the_same_previous_size_leave_the_later_ones_readab
         assert KeptLeaves.up_to(hostile, size).size == 0
     assert KeptLeaves.up_to([*rows[:3], (170, None, keep(log, 150, 170))], 170).size == 170
     assert KeptLeaves.up_to(rows[1:], 400).size == 0  # the first row gone: nothing reaches 0
+
+
+def test_where_a_row_before_schema_20_kept_full_leaves_a_kept_mark_does_not_hide_a_change() -> None:
+    """Entry 40 rewritten so that its leaf keeps the original's 2-byte mark (65,536 tries
+    of its text): where the full leaf was kept (rows before schema 20) it is still named,
+    not the entry after; past them only the marks are there."""
+    original = _leaves(300)
+    log, kept = merkle.MerkleLog(original), KeptLeaves()
+    assert kept.add(100, log.leaves(0, 100), None)
+    assert kept.add(300, None, keep(log, 100, 300))
+    for at, named in ((40, 40), (99, 99), (150, 151)):
+        local = [*original[:at], original[at][:MARK_BYTES] + b"\xee" * 30,
+                 *_leaves(300 - at - 1, b"rewritten")]
+        found = kept.first_difference(local)
+        assert found is not None and found[2] == named, at
