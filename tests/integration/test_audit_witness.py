@@ -187,6 +187,14 @@ async def test_rewrites_are_caught_and_proofs_check_at_a_partner(
     shown = run_cli("admin", "audit", "verify", "--config", str(net.nodes["nl"].config),
                     check=False)
     assert shown.returncode == 1 and f"entry {size - 9} differs" in shown.stdout
+    # 5. What was kept beside the checkpoints rewritten too, as cells of another type:
+    # verify still answers (no traceback), with the range only.
+    junk = rewrite([("UPDATE audit SET actor = 'nl/someone-else' WHERE seq = ?",
+                     (edited_seq,)),
+                    ("UPDATE checkpoints SET kept = 'junk', leaves = 7 WHERE node = 'nl'", ())],
+                   rechain=True)
+    assert not junk["ok"] and not junk["differs"]["exact"]
+    assert junk["differs"]["kept_range"] is None and not junk["differs"]["named_by_mark"]
     # And the untouched log still verifies.
     assert rewrite([], rechain=False)["ok"]
 
