@@ -239,3 +239,29 @@ async def test_cells_of_any_type_read_as_no_blob_never_a_crash(tmp_path: Path) -
                 b"", b"", None, None, {"be": b""})
     for size in range(len(odd) + 2):
         assert KeptLeaves.up_to([(r.size, r.leaves, r.kept) for r in rows], size).size == 0
+
+
+async def test_two_workers_signing_the_same_size_offer_the_one_the_store_kept(
+        tmp_path: Path) -> None:
+    """Both workers of NL signed the size 5 (at other times): the store keeps the first
+    row and ignores the second. Each worker offers the kept one, so BE's cosignature,
+    whichever worker asked last, verifies against the row `audit verify` reads."""
+    clock = ManualClock(NOW)
+    one = await _service(tmp_path, "nl", clock, every=5)
+    two = await _service(tmp_path, "nl", clock, every=5)
+    be = await _service(tmp_path, "be", clock, every=5)
+    try:
+        await _entries(one, 5, clock)
+        first = await one.checkpoint_now()
+        clock.advance(1000)
+        second = await two.checkpoint_now()  # it had not caught up with one's
+        assert first is not None and second is not None and second.raw == first.raw
+        assert await _offer(one, be) is cp.Verdict.WITNESSED
+        assert await _offer(two, be) is cp.Verdict.WITNESSED
+        row = await one.store.checkpoints.latest("nl")
+        assert row is not None and row.size == 5
+        _, witnesses = cp.witnessed_by(row.signed, row.cosignatures, {"be": [BE_KEY.public]})
+        assert witnesses == ["be"]
+    finally:
+        for service in (one, two, be):
+            await service.store.close()
