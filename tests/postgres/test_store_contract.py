@@ -384,3 +384,32 @@ async def test_a_schema_19_database_on_postgresql_migrates_and_reads_old_and_new
     with psycopg.connect(backend.dsn, password=pg_cluster.password()) as db:
         row = db.execute("SELECT version FROM schema_version").fetchone()
     assert row is not None and row[0] == SCHEMA_VERSION == 20
+
+
+async def test_cosignatures_are_kept_and_replaced(make_store: StoreFactory) -> None:
+    """A checkpoint witnessed here and a peer's cosignature of an own one, on both engines
+    (the PostgreSQL dialect needs the cosignatures' conflict key for INSERT OR REPLACE)."""
+    store = await make_store("nl")
+    log = merkle.MerkleLog([merkle.leaf_hash(b"%d" % i) for i in range(10)])
+    ours = cp.sign_checkpoint(cp.Checkpoint("nl", 10, log.root(10), NOW), NODE_KEY)
+    await store.checkpoints.put_own(ours, keep(log, 0, 10), now=NOW)
+    await store.checkpoints.put_cosignature("nl", 10, "be", b"first", now=NOW)
+    await store.checkpoints.put_cosignature("nl", 10, "be", b"second", now=NOW + 1)
+    theirs = cp.sign_checkpoint(cp.Checkpoint("be", 4, log.root(4), NOW), NODE_KEY)
+    await store.checkpoints.put_witnessed(theirs, witness="nl", cosignature=b"mine", now=NOW)
+    await store.checkpoints.put_witnessed(theirs, witness="nl", cosignature=b"again", now=NOW)
+    [own] = await store.checkpoints.of("nl")
+    assert own.cosignatures == {"be": b"second"}
+    assert await store.checkpoints.cosigned_by("nl", "be") == 10
+    [witnessed] = await store.checkpoints.of("be")
+    assert witnessed.signed == theirs.raw and witnessed.cosignatures == {"nl": b"again"}
+
+
+async def test_a_refused_key_change_is_kept_latest_first(make_store: StoreFactory) -> None:
+    """The latest refused key change per peer, on both engines (the PostgreSQL dialect
+    needs key_changes_refused's conflict key for INSERT OR REPLACE)."""
+    store = await make_store("nl")
+    await store.keys.key_change_refused("be", b"one", code="bad_signature", reason="x",
+                                        now=NOW)
+    await store.keys.key_change_refused("be", b"two", code="stale", reason="y", now=NOW + 1)
+    assert await store.keys.refused_key_changes() == [("be", b"two", "stale", "y", NOW + 1)]
