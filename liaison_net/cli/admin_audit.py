@@ -110,13 +110,12 @@ class Report:
                 "first_entry": diff.first_index + 1, "exact": diff.exact,
                 "truncated": diff.truncated, "checkpoint_size": diff.checkpoint.size,
                 # Entries (1-based, inclusive) that the kept subtree roots, under the signed
-                # root, show hold the first change; an exact first_entry in it rests on the
-                # mark the node kept of it (core/kept_leaves.py).
+                # root, show hold the first change (core/kept_leaves.py).
                 "kept_range": None if diff.kept_range is None else [
                     diff.kept_range[0] + 1, diff.kept_range[1]],
-                # True: "exact" is the kept mark's word, which no signature covers; only
-                # kept_range is under the witnessed root.
-                "named_by_mark": diff.exact and diff.kept_range is not None,
+                # True: the exact first_entry is the word of the 2-byte mark kept of it,
+                # which no signature covers; only kept_range is under the witnessed root.
+                "named_by_mark": diff.named_by_mark,
                 "checkpoint_at": _iso(diff.checkpoint.at),
                 "witnesses": self.difference_witnesses},
             "warnings": self.warnings,
@@ -212,7 +211,7 @@ def _print_report(report: Report) -> None:
         where = (f"entry {diff.first_index + 1} {what}" if diff.exact else
                  f"the first entry that differs is between {diff.first_index + 1} and "
                  f"{last}")
-        if diff.exact and diff.kept_range:
+        if diff.named_by_mark and diff.kept_range:
             where += (f" (the witnessed root places the change in entries "
                       f"{diff.kept_range[0] + 1} to {last}; the entry is named by the mark "
                       f"kept of it)")

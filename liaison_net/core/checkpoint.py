@@ -276,6 +276,9 @@ class Difference:
     #: change (``core.kept_leaves``), from ``known_good`` on if that is later; an exact
     #: ``first_index`` in it rests on a kept mark, which no signature covers.
     kept_range: tuple[int, int] | None = None
+    #: An exact ``first_index`` that only a kept 2-byte mark names (no full leaf under the
+    #: signed root): whoever rewrote the database may have moved it within ``kept_range``.
+    named_by_mark: bool = False
 
 
 def first_difference(local: Sequence[bytes], checkpoint: Checkpoint, *,
@@ -297,7 +300,9 @@ def first_difference(local: Sequence[bytes], checkpoint: Checkpoint, *,
             start, end, named = found
             index = named if named is not None else start
             return Difference(checkpoint, index, named is not None, len(local) < n,
-                              kept_range=(start, end))
+                              kept_range=(start, end),
+                              named_by_mark=named is not None and not original.holds_leaf(
+                                  named))
     if len(local) < n and len(local) > 0 and known_good >= len(local):
         return Difference(checkpoint, len(local), True, True)
     return Difference(checkpoint, min(known_good, len(local)), False, len(local) < n)

@@ -19,8 +19,9 @@ first change, and in it the first leaf whose mark differs is named. The marks ar
 the root: a rewrite of them can move the name only within that block (at most BLOCK
 entries), and a changed leaf keeps its 2-byte mark by chance once in 65,536 (then a later
 entry of the block is named). Rows written before schema 20 keep their full leaves; the
-two kinds read as one log (``KeptLeaves.add_full``, ``add_kept``), and where the full leaf
-is there it, not its mark, tells the changed entry.
+two kinds read as one log (``KeptLeaves.add_full``, ``add_kept``), and where a full leaf is
+under a root kept from it (``holds_leaf``) it, not its mark, tells the changed entry: that
+name is then as authenticated as the root.
 
 Rows are as an operator with write access left them: nothing here raises on what it reads;
 a row that does not continue the log ends what is known (``add_*`` return False). They are
@@ -91,7 +92,9 @@ class KeptLeaves:
         self._blocks: list[bytes] = []
         self._tail: list[bytes] = []  # roots of _tail_subtrees(size)
         self._partial: list[bytes] | None = []  # full leaves after the last block, if held
-        self._full = bytearray()  # every leaf the rows before schema 20 kept, in full
+        #: The leaves rows before schema 20 kept in full, as far as the roots kept are
+        #: computed from them (so they are the original's once ``root`` matched).
+        self._full = bytearray()
 
     @classmethod
     def up_to(cls, rows: Sequence[tuple[int, bytes | None, bytes | None]],
@@ -161,6 +164,8 @@ class KeptLeaves:
         self._blocks += [kept[i:i + _H] for i in range(marks_end, blocks_end, _H)]
         self._tail = [kept[i:i + _H] for i in range(blocks_end, len(kept), _H)]
         self._partial = None  # the leaves themselves are no longer all here
+        # The open block's root comes from this row now, not from the full leaves in it.
+        del self._full[since // BLOCK * BLOCK * _H:]
         self.size = size
         return True
 
@@ -204,9 +209,14 @@ class KeptLeaves:
                 return start, end, None
         return None
 
+    def holds_leaf(self, i: int) -> bool:
+        """Leaf ``i`` is kept in full under the kept roots: once ``root`` matched a signed
+        checkpoint, a name there is as authenticated as the root (not a mark's word)."""
+        return i >= 0 and (i + 1) * _H <= len(self._full)
+
     def _differs(self, i: int, leaf: bytes) -> bool:
         """Leaf ``i`` is not the original: the full leaf where a row before schema 20 kept
         it (a leaf that keeps its mark is still told apart there), else its mark."""
-        if (i + 1) * _H <= len(self._full):
+        if self.holds_leaf(i):
             return leaf != self._full[i * _H:(i + 1) * _H]
         return mark(leaf) != self._marks[i * MARK_BYTES:(i + 1) * MARK_BYTES]

@@ -165,6 +165,13 @@ def test_a_rewritten_mark_never_names_an_entry_a_witnessed_root_shows_unchanged(
     diff = cp.first_difference(edited, signed, known_good=96, original=kept)
     assert diff is not None and (diff.first_index, diff.exact, diff.kept_range) == (
         100, True, (96, 128))
+    assert diff.named_by_mark
+    # Rows before schema 20 kept the full leaves: the name is under the root.
+    full = KeptLeaves()
+    assert full.add_full(96, log.leaves(0, 96)) and full.add_full(200, log.leaves(96, 200))
+    diff = cp.first_difference(edited, signed, known_good=96, original=full)
+    assert diff is not None and (diff.first_index, diff.exact, diff.named_by_mark) == (
+        100, True, False)
     # Every mark from 96 on rewritten to match: no name, the range from the known prefix.
     for i in range(96, 128):
         off = 8 + (i - 96) * MARK_BYTES

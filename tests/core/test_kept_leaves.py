@@ -149,14 +149,21 @@ def test_two_rows_signed_from_the_same_previous_size_leave_the_later_ones_readab
 
 def test_where_a_row_before_schema_20_kept_full_leaves_a_kept_mark_does_not_hide_a_change() -> None:
     """Entry 40 rewritten so that its leaf keeps the original's 2-byte mark (65,536 tries
-    of its text): where the full leaf was kept (rows before schema 20) it is still named,
-    not the entry after; past them only the marks are there."""
+    of its text): where the full leaf was kept (rows before schema 20) under a root kept
+    from it, it is still named, not the entry after. Entries 64 to 99 were kept in full
+    too, but their block's root is the next row's: there, as past them, only the marks
+    count (the full leaves could be rewritten unseen)."""
     original = _leaves(300)
     log, kept = merkle.MerkleLog(original), KeptLeaves()
     assert kept.add(100, log.leaves(0, 100), None)
     assert kept.add(300, None, keep(log, 100, 300))
-    for at, named in ((40, 40), (99, 99), (150, 151)):
+    assert [kept.holds_leaf(i) for i in (-1, 0, 63, 64, 99, 299)] == [
+        False, True, True, False, False, False]
+    for at, named in ((40, 40), (63, 63), (64, 65), (99, 100), (150, 151)):
         local = [*original[:at], original[at][:MARK_BYTES] + b"\xee" * 30,
                  *_leaves(300 - at - 1, b"rewritten")]
         found = kept.first_difference(local)
         assert found is not None and found[2] == named, at
+    # Rows before schema 20 alone: every leaf is under the roots kept from them.
+    only_full = KeptLeaves()
+    assert only_full.add(100, log.leaves(0, 100), None) and only_full.holds_leaf(99)
