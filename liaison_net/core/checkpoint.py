@@ -273,8 +273,7 @@ class Difference:
     exact: bool  # False: only known to lie in [first_index, checkpoint.size)
     truncated: bool  # the log is shorter than the checkpoint
     #: [start, end): where the kept subtree roots, under the signed root, place the first
-    #: change (``core.kept_leaves``), from ``known_good`` on if that is later; an exact
-    #: ``first_index`` in it rests on a kept mark, which no signature covers.
+    #: change (``core.kept_leaves``), from ``known_good`` on if that is later.
     kept_range: tuple[int, int] | None = None
     #: An exact ``first_index`` that only a kept 2-byte mark names (no full leaf under the
     #: signed root): whoever rewrote the database may have moved it within ``kept_range``.
