@@ -4,6 +4,7 @@ the cosignatures and finds them again after a restart; `[audit]` in the config."
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,92 @@ async def test_two_logs_shown_at_different_sizes_are_caught(tmp_path: Path) -> N
     finally:
         await be.store.close()
         await lu.store.close()
+
+
+async def test_two_workers_signing_from_the_same_checkpoint_leave_the_log_nameable(
+        tmp_path: Path) -> None:
+    """Two workers of NL on one database: each caught up with the checkpoint of 10, then
+    both signed (20 and 25, each from 10). Every later checkpoint still reads back, with
+    what it keeps, to its signed root (so `audit verify` can name a changed entry)."""
+    clock = ManualClock(NOW)
+    one = await _service(tmp_path, "nl", clock, every=10)
+    two = await _service(tmp_path, "nl", clock, every=10)
+    try:
+        await _entries(one, 10, clock)
+        assert (await one.current()) is not None and (await two.current()) is not None
+        await _entries(one, 10, clock)
+        await one._catch_up_with_other_workers()
+        await two._catch_up_with_other_workers()  # both: the latest is 10
+        await one.checkpoint_now()
+        await _entries(one, 5, clock)
+        await two.checkpoint_now()
+        for service in (one, two, one):
+            await _entries(service, 10, clock)
+            await service.current()
+        rows = [(c.size, c.leaves, c.kept) for c in await one.store.checkpoints.of("nl")]
+        assert sorted(r[0] for r in rows) == [10, 20, 25, 35, 45, 55]
+        for stored in await one.store.checkpoints.of("nl"):
+            kept = KeptLeaves.up_to(rows, stored.size)
+            assert kept.size == stored.size and kept.root() == stored.root, stored.size
+    finally:
+        await one.store.close()
+        await two.store.close()
+
+
+async def test_cells_of_any_type_read_as_no_blob_never_a_crash(tmp_path: Path) -> None:
+    """SQLite keeps whatever type is written to a cell: someone who rewrote the file may
+    leave a text, a real or a huge integer where a blob belongs (``bytes(10**12)`` would
+    try to allocate a terabyte). `audit verify` reads such rows as holding nothing."""
+    path = tmp_path / "nl.sqlite3"
+    store = NodeStore(path, "nl")
+    await store.open()
+    await store.close()
+    odd: list[object] = ["text", 10**12, 3.5, -1]
+    with sqlite3.connect(path) as db:
+        for size, value in enumerate(odd, start=1):
+            db.execute("INSERT INTO checkpoints (node, size, root, at, signed, leaves, kept, "
+                       "received) VALUES ('nl', ?, ?, 0, ?, ?, ?, 0)",
+                       (size, value, value, value, value))
+            db.execute("INSERT INTO cosignatures (node, size, witness, cosignature, at) "
+                       "VALUES ('nl', ?, 'be', ?, 0)", (size, value))
+        db.execute("INSERT INTO checkpoints (node, size, root, at, signed, kept, received) "
+                   "VALUES ('nl', 'five', x'00', 0, x'00', x'00', 0)")
+    store = NodeStore(path, "nl")
+    await store.open()
+    try:
+        rows = await store.checkpoints.of("nl")
+    finally:
+        await store.close()
+    assert len(rows) == len(odd) + 1
+    for row in rows:
+        if row.size != "five":
+            assert (row.root, row.signed, row.leaves, row.kept, row.cosignatures) == (
+                b"", b"", None, None, {"be": b""})
+    for size in range(len(odd) + 2):
+        assert KeptLeaves.up_to([(r.size, r.leaves, r.kept) for r in rows], size).size == 0
+
+
+async def test_two_workers_signing_the_same_size_offer_the_one_the_store_kept(
+        tmp_path: Path) -> None:
+    """Both workers of NL signed the size 5 (at other times): the store keeps the first
+    row and ignores the second. Each worker offers the kept one, so BE's cosignature,
+    whichever worker asked last, verifies against the row `audit verify` reads."""
+    clock = ManualClock(NOW)
+    one = await _service(tmp_path, "nl", clock, every=5)
+    two = await _service(tmp_path, "nl", clock, every=5)
+    be = await _service(tmp_path, "be", clock, every=5)
+    try:
+        await _entries(one, 5, clock)
+        first = await one.checkpoint_now()
+        clock.advance(1000)
+        second = await two.checkpoint_now()  # it had not caught up with one's
+        assert first is not None and second is not None and second.raw == first.raw
+        assert await _offer(one, be) is cp.Verdict.WITNESSED
+        assert await _offer(two, be) is cp.Verdict.WITNESSED
+        row = await one.store.checkpoints.latest("nl")
+        assert row is not None and row.size == 5
+        _, witnesses = cp.witnessed_by(row.signed, row.cosignatures, {"be": [BE_KEY.public]})
+        assert witnesses == ["be"]
+    finally:
+        for service in (one, two, be):
+            await service.store.close()

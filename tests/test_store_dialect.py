@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
-from liaison_net.store.dialect import DialectError, ddl, split_script, statement
+from liaison_net.store.dialect import REPLACE_KEYS, DialectError, ddl, split_script, statement
 from liaison_net.store.schema import MIGRATIONS
 
 
@@ -30,6 +31,28 @@ def test_insert_or_replace_is_an_upsert_on_the_primary_key() -> None:
         "signing_public = excluded.signing_public")
     with pytest.raises(DialectError, match="REPLACE_KEYS"):
         statement("INSERT OR REPLACE INTO unknown (a) VALUES (?)")
+
+
+def test_every_insert_or_replace_the_store_writes_has_its_conflict_key() -> None:
+    """The rule above refuses a table it has no key of, on PostgreSQL only, when the
+    statement first runs: every such statement in the package is known here, each with the
+    table's primary key (cosignatures and key_changes_refused were not: on PostgreSQL no
+    cosignature was ever kept, no refused key change recorded)."""
+    package = Path(__file__).resolve().parent.parent / "liaison_net"  # not dialect.py's "t"
+    tables = {m.group(1) for path in package.rglob("*.py") if path.name != "dialect.py"
+              for m in re.finditer(r"INSERT\s+OR\s+REPLACE\s+INTO\s+(\w+)\s*\(",
+                                   path.read_text(encoding="utf-8"))}
+    assert {"cosignatures", "node_keys"} <= tables
+    schema = "".join(MIGRATIONS)
+    for table in tables:
+        assert table in REPLACE_KEYS, table
+        created = re.search(rf"CREATE TABLE {table} \((.*?)\n\s*\)", schema, re.DOTALL)
+        assert created is not None, table
+        body = created.group(1)
+        key = re.search(r"PRIMARY KEY \(([^)]*)\)", body)
+        columns = (tuple(c.strip() for c in key.group(1).split(",")) if key else
+                   tuple(re.findall(r"^\s*(\w+) \w+ PRIMARY KEY", body, re.MULTILINE)))
+        assert REPLACE_KEYS[table] == columns, table
 
 
 def test_an_empty_in_list_is_refused_loudly() -> None:

@@ -110,10 +110,12 @@ class Report:
                 "first_entry": diff.first_index + 1, "exact": diff.exact,
                 "truncated": diff.truncated, "checkpoint_size": diff.checkpoint.size,
                 # Entries (1-based, inclusive) that the kept subtree roots, under the signed
-                # root, show hold the first change; an exact first_entry in it rests on the
-                # mark the node kept of it (core/kept_leaves.py).
+                # root, show hold the first change (core/kept_leaves.py).
                 "kept_range": None if diff.kept_range is None else [
                     diff.kept_range[0] + 1, diff.kept_range[1]],
+                # True: the exact first_entry is the word of the 2-byte mark kept of it,
+                # which no signature covers; only kept_range is under the witnessed root.
+                "named_by_mark": diff.named_by_mark,
                 "checkpoint_at": _iso(diff.checkpoint.at),
                 "witnesses": self.difference_witnesses},
             "warnings": self.warnings,
@@ -158,11 +160,9 @@ async def verify_log(store: NodeStore, cfg: config_mod.NodeConfig) -> Report:
     if lo < len(report.witnessed):
         # What the node kept of its leaves beside its checkpoints, in order: if it hashes
         # to the signed root it is the original log's, and names the entry that changed.
-        broken_size = report.witnessed[lo].signed.checkpoint.size
-        original = KeptLeaves()
-        for row in reversed(await store.checkpoints.of(cfg.id)):
-            if row.size > broken_size or not original.add(row.size, row.leaves, row.kept):
-                break
+        original = KeptLeaves.up_to(
+            [(row.size, row.leaves, row.kept) for row in await store.checkpoints.of(cfg.id)],
+            report.witnessed[lo].signed.checkpoint.size)
         broken = report.witnessed[lo]
         known_good = report.witnessed[lo - 1].signed.checkpoint.size if lo else 0
         report.difference = cp.first_difference(local, broken.signed.checkpoint,
@@ -211,7 +211,7 @@ def _print_report(report: Report) -> None:
         where = (f"entry {diff.first_index + 1} {what}" if diff.exact else
                  f"the first entry that differs is between {diff.first_index + 1} and "
                  f"{last}")
-        if diff.exact and diff.kept_range:
+        if diff.named_by_mark and diff.kept_range:
             where += (f" (the witnessed root places the change in entries "
                       f"{diff.kept_range[0] + 1} to {last}; the entry is named by the mark "
                       f"kept of it)")

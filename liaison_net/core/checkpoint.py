@@ -273,8 +273,11 @@ class Difference:
     exact: bool  # False: only known to lie in [first_index, checkpoint.size)
     truncated: bool  # the log is shorter than the checkpoint
     #: [start, end): where the kept subtree roots, under the signed root, place the first
-    #: change (``core.kept_leaves``); an exact ``first_index`` in it rests on a kept mark.
+    #: change (``core.kept_leaves``), from ``known_good`` on if that is later.
     kept_range: tuple[int, int] | None = None
+    #: An exact ``first_index`` that only a kept 2-byte mark names (no full leaf under the
+    #: signed root): whoever rewrote the database may have moved it within ``kept_range``.
+    named_by_mark: bool = False
 
 
 def first_difference(local: Sequence[bytes], checkpoint: Checkpoint, *,
@@ -291,12 +294,14 @@ def first_difference(local: Sequence[bytes], checkpoint: Checkpoint, *,
     if len(local) >= n and merkle.root(local[:n]) == checkpoint.root:
         return None
     if original is not None and original.size == n and original.root() == checkpoint.root:
-        found = original.first_difference(local)
+        found = original.first_difference(local, known_good=min(known_good, len(local)))
         if found is not None:
             start, end, named = found
-            index = named if named is not None else max(start, min(known_good, len(local)))
+            index = named if named is not None else start
             return Difference(checkpoint, index, named is not None, len(local) < n,
-                              kept_range=(start, end))
+                              kept_range=(start, end),
+                              named_by_mark=named is not None and not original.holds_leaf(
+                                  named))
     if len(local) < n and len(local) > 0 and known_good >= len(local):
         return Difference(checkpoint, len(local), True, True)
     return Difference(checkpoint, min(known_good, len(local)), False, len(local) < n)

@@ -19,10 +19,15 @@ first change, and in it the first leaf whose mark differs is named. The marks ar
 the root: a rewrite of them can move the name only within that block (at most BLOCK
 entries), and a changed leaf keeps its 2-byte mark by chance once in 65,536 (then a later
 entry of the block is named). Rows written before schema 20 keep their full leaves; the
-two kinds read as one log (``KeptLeaves.add_full``, ``add_kept``).
+two kinds read as one log (``KeptLeaves.add_full``, ``add_kept``), and where a full leaf is
+under a root kept from it (``holds_leaf``) it, not its mark, tells the changed entry: that
+name is then as authenticated as the root.
 
 Rows are as an operator with write access left them: nothing here raises on what it reads;
-a row that does not continue the log ends what is known (``add_*`` return False).
+a row that does not continue the log ends what is known (``add_*`` return False). They are
+chained back from the checkpoint checked (``KeptLeaves.up_to``), each to the size it says it
+follows: two workers may both have signed from the same one, and only one of those rows
+leads on.
 """
 
 from __future__ import annotations
@@ -54,6 +59,15 @@ def _tail_subtrees(size: int) -> list[tuple[int, int]]:
     return out
 
 
+def _since(size: int, leaves: bytes | None, kept: bytes | None) -> int | None:
+    """The size of the checkpoint a row says it follows (None: it says none)."""
+    if kept is not None:
+        return int.from_bytes(kept[:_SINCE_BYTES], "big") if len(kept) >= _SINCE_BYTES else None
+    if leaves is not None and len(leaves) % _H == 0:
+        return size - len(leaves) // _H
+    return None
+
+
 def keep(log: merkle.MerkleLog, since: int, size: int) -> bytes:
     """The row's blob for an own checkpoint of ``size`` entries, the previous at ``since``."""
     if not 0 <= since < size <= len(log):
@@ -78,6 +92,35 @@ class KeptLeaves:
         self._blocks: list[bytes] = []
         self._tail: list[bytes] = []  # roots of _tail_subtrees(size)
         self._partial: list[bytes] | None = []  # full leaves after the last block, if held
+        #: The leaves rows before schema 20 kept in full, as far as the roots kept are
+        #: computed from them (so they are the original's once ``root`` matched).
+        self._full = bytearray()
+
+    @classmethod
+    def up_to(cls, rows: Sequence[tuple[int, bytes | None, bytes | None]],
+              size: int) -> KeptLeaves:
+        """What the own checkpoint rows ``(size, leaves, kept)`` keep of the log up to
+        ``size``: the rows read back from the one of that size, each to the one its
+        previous size names. Two workers of a node may both sign from the same previous
+        checkpoint: of the two rows only the one the later rows continue is read, the other
+        is left out. Nothing that does not reach 0 is believed (an empty one then)."""
+        by_size = {row[0]: row for row in rows if type(row[0]) is int}
+        chain: list[tuple[int, bytes | None, bytes | None]] = []
+        at = size
+        while at > 0 and at in by_size and len(chain) < len(by_size):
+            row = by_size[at]
+            since = _since(*row)
+            if since is None or not 0 <= since < at:
+                break
+            chain.append(row)
+            at = since
+        kept = cls()
+        if at != 0:
+            return kept
+        for row in reversed(chain):
+            if not kept.add(*row):
+                return cls()
+        return kept
 
     def add(self, size: int, leaves: bytes | None, kept: bytes | None) -> bool:
         """One own checkpoint row (``kept`` since schema 20, else full ``leaves``)."""
@@ -90,6 +133,7 @@ class KeptLeaves:
         if (size - self.size) * _H != len(leaves) or size <= self.size or self._partial is None:
             return False
         partial = self._partial
+        self._full += leaves
         for i in range(0, len(leaves), _H):
             leaf = leaves[i:i + _H]
             self._marks += mark(leaf)
@@ -120,6 +164,8 @@ class KeptLeaves:
         self._blocks += [kept[i:i + _H] for i in range(marks_end, blocks_end, _H)]
         self._tail = [kept[i:i + _H] for i in range(blocks_end, len(kept), _H)]
         self._partial = None  # the leaves themselves are no longer all here
+        # The open block's root comes from this row now, not from the full leaves in it.
+        del self._full[since // BLOCK * BLOCK * _H:]
         self.size = size
         return True
 
@@ -144,17 +190,33 @@ class KeptLeaves:
 
         return over(0, self.size)
 
-    def first_difference(self, local: Sequence[bytes]) -> tuple[int, int, int | None] | None:
+    def first_difference(self, local: Sequence[bytes], *,
+                         known_good: int = 0) -> tuple[int, int, int | None] | None:
         """Where ``local`` leaves part from the kept ones: (start, end, named), the first
-        kept subtree [start, end) whose root they no longer give (the first change is in
-        it), and in it the first leaf whose mark differs (None if no mark does). None if
-        every kept root matches. Believe the subtree only once ``root`` matched a signed
-        checkpoint; ``named`` rests on the marks, which no signature covers."""
+        kept subtree whose root they no longer give (the first change is in it), cut to
+        begin at ``known_good`` (a prefix a witnessed root already showed unchanged), and
+        in it the first leaf whose mark differs (None if no mark does). None if every kept
+        root matches. Believe the subtree only once ``root`` matched a signed checkpoint;
+        ``named`` rests on the marks, which no signature covers: a rewritten mark must not
+        name an entry a signed root shows unchanged."""
         for start, n, kept_root in self._subtrees():
             if len(local) < start + n or merkle.root(local[start:start + n]) != kept_root:
-                for i in range(start, start + n):
-                    if i >= len(local) or mark(local[i]) != self._marks[
-                            i * MARK_BYTES:(i + 1) * MARK_BYTES]:
-                        return start, start + n, i
-                return start, start + n, None
+                end = start + n
+                start = max(start, min(known_good, end - 1))
+                for i in range(start, end):
+                    if i >= len(local) or self._differs(i, local[i]):
+                        return start, end, i
+                return start, end, None
         return None
+
+    def holds_leaf(self, i: int) -> bool:
+        """Leaf ``i`` is kept in full under the kept roots: once ``root`` matched a signed
+        checkpoint, a name there is as authenticated as the root (not a mark's word)."""
+        return i >= 0 and (i + 1) * _H <= len(self._full)
+
+    def _differs(self, i: int, leaf: bytes) -> bool:
+        """Leaf ``i`` is not the original: the full leaf where a row before schema 20 kept
+        it (a leaf that keeps its mark is still told apart there), else its mark."""
+        if self.holds_leaf(i):
+            return leaf != self._full[i * _H:(i + 1) * _H]
+        return mark(leaf) != self._marks[i * MARK_BYTES:(i + 1) * MARK_BYTES]

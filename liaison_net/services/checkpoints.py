@@ -143,9 +143,24 @@ class AuditCheckpoints:
         since = self._latest.checkpoint.size if self._latest else 0
         await self.store.checkpoints.put_own(signed, kept_leaves.keep(self._log, since, size),
                                              now=now)
+        signed = await self._as_kept(signed)
         self._latest = signed
         log.info("audit.checkpoint", size=size)
         return signed
+
+    async def _as_kept(self, signed: cp.SignedCheckpoint) -> cp.SignedCheckpoint:
+        """The checkpoint of this size the store kept: another worker may have signed the
+        same size first (another ``at``), and then ours was ignored. Peers must cosign the
+        kept one, or their cosignatures would not verify against the row `audit verify`
+        reads."""
+        rows = await self.store.checkpoints.of(self.node_id, size=signed.checkpoint.size)
+        if not rows or rows[0].signed == signed.raw:
+            return signed
+        try:
+            kept = cp.verify_checkpoint(rows[0].signed, self.keys.own.public, node=self.node_id)
+        except LiaisonError:
+            return signed
+        return kept if kept.checkpoint.root == signed.checkpoint.root else signed
 
     async def seen(self) -> list[bytes]:
         """The latest checkpoint this node witnessed of each peer, for the others to compare."""

@@ -121,10 +121,9 @@ class CheckpointStore:
             cosigs = await self.db.fetchall(
                 "SELECT witness, cosignature FROM cosignatures WHERE node = ? AND size = ?",
                 (n, s))
-            out.append(StoredCheckpoint(n, s, bytes(root), at, bytes(signed),
-                                        bytes(leaves) if leaves is not None else None,
-                                        bytes(kept) if kept is not None else None,
-                                        {w: bytes(c) for w, c in cosigs}))
+            out.append(StoredCheckpoint(n, s, _blob(root) or b"", at, _blob(signed) or b"",
+                                        _blob(leaves), _blob(kept),
+                                        {w: _blob(c) or b"" for w, c in cosigs}))
         return out
 
     async def put_heard(self, signed: SignedCheckpoint, *, now: int, limit: int) -> bool:
@@ -182,3 +181,10 @@ class CheckpointStore:
             "SELECT substr(principal, 1, length(principal) - 5), cert FROM key_history "
             "WHERE cert IS NOT NULL AND principal LIKE '%/node'")
         return [(str(node), bytes(pem)) for node, pem in rows]
+
+
+def _blob(value: object) -> bytes | None:
+    """A BLOB cell as bytes; None for any other value. SQLite keeps whatever type was
+    written to a cell: a text, a number (``bytes(10**12)`` would try to allocate a
+    terabyte) left by someone who rewrote the file reads as no blob, never as a crash."""
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None

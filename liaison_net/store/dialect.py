@@ -26,7 +26,9 @@ import re
 
 #: The conflict target of each table the store writes with ``INSERT OR REPLACE``.
 REPLACE_KEYS: dict[str, tuple[str, ...]] = {
+    "cosignatures": ("node", "size", "witness"),
     "directory": ("officer",),
+    "key_changes_refused": ("node",),
     "key_history": ("signing_key_id",),
     "node_keys": ("node",),
 }

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from liaison_net.core import checkpoint as cp
 from liaison_net.core import codec, crypto, merkle
-from liaison_net.core.kept_leaves import KeptLeaves, keep
+from liaison_net.core.kept_leaves import MARK_BYTES, KeptLeaves, keep
 from liaison_net.errors import BadSignature, Malformed
 
 NODE = crypto.signing_key_from_seed(b"\x01" * 32)
@@ -147,6 +147,41 @@ def test_first_difference_names_the_entry() -> None:
     diff = cp.first_difference(edited, signed, known_good=10, original=None)
     assert diff is not None and (diff.first_index, diff.exact) == (10, False)
 
+
+
+def test_a_rewritten_mark_never_names_an_entry_a_witnessed_root_shows_unchanged() -> None:
+    """Entry 100 rewritten (block [64, 128)); a checkpoint of 96 witnessed, which the log
+    still matches; the operator also rewrote the mark kept of entry 70. The name may move
+    only among the entries no signed root vouches for: 96 to 127."""
+    original = _leaves(200)
+    log = merkle.MerkleLog(original)
+    first, second = bytearray(keep(log, 0, 96)), keep(log, 96, 200)
+    first[8 + 70 * MARK_BYTES] ^= 0xFF
+    kept = KeptLeaves()
+    assert kept.add_kept(96, bytes(first)) and kept.add_kept(200, second)
+    signed = _cp(original)
+    assert kept.root() == signed.root  # the marks are under no root
+    edited = [*original[:100], *_leaves(100, b"rewritten")]
+    diff = cp.first_difference(edited, signed, known_good=96, original=kept)
+    assert diff is not None and (diff.first_index, diff.exact, diff.kept_range) == (
+        100, True, (96, 128))
+    assert diff.named_by_mark
+    # Rows before schema 20 kept the full leaves: the name is under the root.
+    full = KeptLeaves()
+    assert full.add_full(96, log.leaves(0, 96)) and full.add_full(200, log.leaves(96, 200))
+    diff = cp.first_difference(edited, signed, known_good=96, original=full)
+    assert diff is not None and (diff.first_index, diff.exact, diff.named_by_mark) == (
+        100, True, False)
+    # Every mark from 96 on rewritten to match: no name, the range from the known prefix.
+    for i in range(96, 128):
+        off = 8 + (i - 96) * MARK_BYTES
+        second = second[:off] + edited[i][:MARK_BYTES] + second[
+            off + MARK_BYTES:]
+    kept = KeptLeaves()
+    assert kept.add_kept(96, bytes(first)) and kept.add_kept(200, second)
+    diff = cp.first_difference(edited, signed, known_good=96, original=kept)
+    assert diff is not None and (diff.first_index, diff.exact, diff.kept_range) == (
+        96, False, (96, 128))
 
 def test_witnessed_by_counts_cosignatures_under_any_given_key_of_their_witness() -> None:
     signed = cp.sign_checkpoint(_cp(_leaves(5)), NODE)

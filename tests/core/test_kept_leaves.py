@@ -123,3 +123,47 @@ def test_any_rows_read_without_raising(rows: list[tuple[int, bytes, bool]]) -> N
         if kept.add(size, None if new else blob, blob if new else None):
             assert kept.size == size and kept.root() is not None
             kept.first_difference(_leaves(size, b"other"))
+
+
+def test_two_rows_signed_from_the_same_previous_size_leave_the_later_ones_readable() -> None:
+    """Two workers of a node both signed from the checkpoint of 100 (one 150, one 170);
+    the later rows continue from 170: those are read, 150 is left out."""
+    original = _leaves(400)
+    log = merkle.MerkleLog(original)
+    rows: list[tuple[int, bytes | None, bytes | None]] = [
+        (64, log.leaves(0, 64), None), (100, None, keep(log, 64, 100)),
+        (150, None, keep(log, 100, 150)), (170, None, keep(log, 100, 170)),
+        (300, None, keep(log, 170, 300)), (400, None, keep(log, 300, 400))]
+    for size in (64, 100, 150, 170, 300, 400):
+        kept = KeptLeaves.up_to(rows, size)
+        assert kept.size == size and kept.root() == log.root(size), size
+    # Rows that lead nowhere, back to themselves or forward are never believed; no raise.
+    hostile: list[tuple[int, bytes | None, bytes | None]] = [
+        (400, None, (400).to_bytes(8, "big")), (300, None, (500).to_bytes(8, "big")),
+        (200, None, b"\x00"), (100, b"\x00" * 31, None), (50, None, None)]
+    for size in (400, 300, 200, 100, 50, 0, -1, 10**30):
+        assert KeptLeaves.up_to(hostile, size).size == 0
+    assert KeptLeaves.up_to([*rows[:3], (170, None, keep(log, 150, 170))], 170).size == 170
+    assert KeptLeaves.up_to(rows[1:], 400).size == 0  # the first row gone: nothing reaches 0
+
+
+def test_where_a_row_before_schema_20_kept_full_leaves_a_kept_mark_does_not_hide_a_change() -> None:
+    """Entry 40 rewritten so that its leaf keeps the original's 2-byte mark (65,536 tries
+    of its text): where the full leaf was kept (rows before schema 20) under a root kept
+    from it, it is still named, not the entry after. Entries 64 to 99 were kept in full
+    too, but their block's root is the next row's: there, as past them, only the marks
+    count (the full leaves could be rewritten unseen)."""
+    original = _leaves(300)
+    log, kept = merkle.MerkleLog(original), KeptLeaves()
+    assert kept.add(100, log.leaves(0, 100), None)
+    assert kept.add(300, None, keep(log, 100, 300))
+    assert [kept.holds_leaf(i) for i in (-1, 0, 63, 64, 99, 299)] == [
+        False, True, True, False, False, False]
+    for at, named in ((40, 40), (63, 63), (64, 65), (99, 100), (150, 151)):
+        local = [*original[:at], original[at][:MARK_BYTES] + b"\xee" * 30,
+                 *_leaves(300 - at - 1, b"rewritten")]
+        found = kept.first_difference(local)
+        assert found is not None and found[2] == named, at
+    # Rows before schema 20 alone: every leaf is under the roots kept from them.
+    only_full = KeptLeaves()
+    assert only_full.add(100, log.leaves(0, 100), None) and only_full.holds_leaf(99)

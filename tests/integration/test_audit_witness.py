@@ -176,6 +176,7 @@ async def test_rewrites_are_caught_and_proofs_check_at_a_partner(
     # The kept subtree roots (under the witnessed root) place it in at most 64 entries.
     first, last = edited["differs"]["kept_range"]
     assert first <= edited_seq <= last and last - first < 64
+    assert edited["differs"]["named_by_mark"]  # the name itself is under no signature
     # 4. Truncate after a checkpoint, then append entries anew: the same size again.
     regrown = rewrite([("DELETE FROM audit WHERE seq > ?", (size - 10,)),
                        *[("INSERT INTO audit (seq, at, event, envelope_id, actor, detail, hash) "
@@ -186,6 +187,14 @@ async def test_rewrites_are_caught_and_proofs_check_at_a_partner(
     shown = run_cli("admin", "audit", "verify", "--config", str(net.nodes["nl"].config),
                     check=False)
     assert shown.returncode == 1 and f"entry {size - 9} differs" in shown.stdout
+    # 5. What was kept beside the checkpoints rewritten too, as cells of another type:
+    # verify still answers (no traceback), with the range only.
+    junk = rewrite([("UPDATE audit SET actor = 'nl/someone-else' WHERE seq = ?",
+                     (edited_seq,)),
+                    ("UPDATE checkpoints SET kept = 'junk', leaves = 7 WHERE node = 'nl'", ())],
+                   rechain=True)
+    assert not junk["ok"] and not junk["differs"]["exact"]
+    assert junk["differs"]["kept_range"] is None and not junk["differs"]["named_by_mark"]
     # And the untouched log still verifies.
     assert rewrite([], rechain=False)["ok"]
 

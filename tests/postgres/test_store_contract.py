@@ -26,10 +26,11 @@ from liaison_net.core.rotation import Revocation, Subject, sign_revocation
 from liaison_net.drills.pg_cluster import Cluster
 from liaison_net.errors import Conflict, LiaisonError, Purged, Revoked
 from liaison_net.store.database import WriteTxn
+from liaison_net.store.dialect import ddl, split_script
 from liaison_net.store.effect_store import Issued, add_effects
 from liaison_net.store.envelope_store import Acceptance
 from liaison_net.store.node_store import NodeStore
-from liaison_net.store.schema import SCHEMA_VERSION
+from liaison_net.store.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.core.factories import NOW, Officer, make_tag, seal_from
 from tests.store_backends import StoreFactory, pg_backend
 from tests.test_effects import _accept_at_origin, _drain, _enrol
@@ -377,3 +378,66 @@ async def test_an_envelopes_hops_by_node(make_store: StoreFactory) -> None:
                                                  "de-nw": ("delivered", None),
                                                  "lu": ("delivered", None)}
     assert await store.hop_states(b"\xff" * 16) == {}
+
+
+async def test_a_schema_19_database_on_postgresql_migrates_and_reads_old_and_new_rows(
+        pg_cluster: Cluster) -> None:
+    """Migration 20 on a real schema-19 PostgreSQL database (built from the migrations
+    themselves): the own checkpoint kept in full before reads on with those written after,
+    as one log."""
+    backend = pg_backend(pg_cluster)
+    leaves = [merkle.leaf_hash(b"%d" % i) for i in range(150)]
+    log = merkle.MerkleLog(leaves)
+    old = cp.sign_checkpoint(cp.Checkpoint("nl", 70, log.root(70), NOW), NODE_KEY)
+    with psycopg.connect(backend.dsn, password=pg_cluster.password()) as db:
+        db.execute("CREATE TABLE schema_version (version BIGINT)")
+        for script in MIGRATIONS[:19]:
+            for statement in split_script(script):
+                db.execute(ddl(statement))  # type: ignore[arg-type]  # our own DDL
+        db.execute("INSERT INTO schema_version VALUES (19)")
+        db.execute("INSERT INTO checkpoints (node, size, root, at, signed, leaves, received) "
+                   "VALUES ('nl', 70, %s, %s, %s, %s, %s)",
+                   (old.checkpoint.root, NOW, old.raw, log.leaves(0, 70), NOW))
+    store = NodeStore(None, "nl", backend=backend)
+    await store.open()
+    try:
+        new = cp.sign_checkpoint(cp.Checkpoint("nl", 150, log.root(150), NOW), NODE_KEY)
+        await store.checkpoints.put_own(new, keep(log, 70, 150), now=NOW)
+        rows = [(r.size, r.leaves, r.kept) for r in await store.checkpoints.of("nl")]
+    finally:
+        await store.close()
+    assert rows == [(150, None, keep(log, 70, 150)), (70, log.leaves(0, 70), None)]
+    kept = KeptLeaves.up_to(rows, 150)
+    assert kept.size == 150 and kept.root() == log.root(150)
+    with psycopg.connect(backend.dsn, password=pg_cluster.password()) as db:
+        row = db.execute("SELECT version FROM schema_version").fetchone()
+    assert row is not None and row[0] == SCHEMA_VERSION == 20
+
+
+async def test_cosignatures_are_kept_and_replaced(make_store: StoreFactory) -> None:
+    """A checkpoint witnessed here and a peer's cosignature of an own one, on both engines
+    (the PostgreSQL dialect needs the cosignatures' conflict key for INSERT OR REPLACE)."""
+    store = await make_store("nl")
+    log = merkle.MerkleLog([merkle.leaf_hash(b"%d" % i) for i in range(10)])
+    ours = cp.sign_checkpoint(cp.Checkpoint("nl", 10, log.root(10), NOW), NODE_KEY)
+    await store.checkpoints.put_own(ours, keep(log, 0, 10), now=NOW)
+    await store.checkpoints.put_cosignature("nl", 10, "be", b"first", now=NOW)
+    await store.checkpoints.put_cosignature("nl", 10, "be", b"second", now=NOW + 1)
+    theirs = cp.sign_checkpoint(cp.Checkpoint("be", 4, log.root(4), NOW), NODE_KEY)
+    await store.checkpoints.put_witnessed(theirs, witness="nl", cosignature=b"mine", now=NOW)
+    await store.checkpoints.put_witnessed(theirs, witness="nl", cosignature=b"again", now=NOW)
+    [own] = await store.checkpoints.of("nl")
+    assert own.cosignatures == {"be": b"second"}
+    assert await store.checkpoints.cosigned_by("nl", "be") == 10
+    [witnessed] = await store.checkpoints.of("be")
+    assert witnessed.signed == theirs.raw and witnessed.cosignatures == {"nl": b"again"}
+
+
+async def test_a_refused_key_change_is_kept_latest_first(make_store: StoreFactory) -> None:
+    """The latest refused key change per peer, on both engines (the PostgreSQL dialect
+    needs key_changes_refused's conflict key for INSERT OR REPLACE)."""
+    store = await make_store("nl")
+    await store.keys.key_change_refused("be", b"one", code="bad_signature", reason="x",
+                                        now=NOW)
+    await store.keys.key_change_refused("be", b"two", code="stale", reason="y", now=NOW + 1)
+    assert await store.keys.refused_key_changes() == [("be", b"two", "stale", "y", NOW + 1)]
