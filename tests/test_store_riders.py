@@ -72,16 +72,42 @@ async def test_a_rider_alone_commits_after_its_wait(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_a_rider_held_at_close_is_told_nothing_was_stored(tmp_path: Path) -> None:
+async def test_a_rider_held_at_close_is_committed_then(tmp_path: Path) -> None:
+    """A clean stop must not leave a rider's record to be redone after the restart (a
+    sender's answered hops would be sent again); a plain write still queued is failed."""
     store = await _open(tmp_path, ride_s=PATIENCE_S)
     rider = asyncio.create_task(store.db.write(_audits("test.rider"), rides=True))
     await _until_held(store)
+    commits = store.db.commits
     await store.close()
-    with pytest.raises(Unavailable):
-        await rider
+    assert await rider == "test.rider"
+    assert store.db.commits == commits + 1
     again = await _open(tmp_path, ride_s=0.01)
     try:
-        assert await again.audit_entries() == []
+        assert [e.event for e in await again.audit_entries()] == ["test.rider"]
+    finally:
+        await again.close()
+
+
+async def test_at_a_nodes_stop_riders_commit_and_plain_writes_are_refused(
+        tmp_path: Path) -> None:
+    """As in a node: its supervised writer is cancelled before the store closes, so
+    whatever is still queued then was never run. The rider commits; the plain write, whose
+    caller was answered nothing, is told nothing was stored."""
+    store = NodeStore(tmp_path / "n.sqlite3", "nl")
+    await store.open(writer=False)
+    plain = asyncio.create_task(store.db.write(_audits("test.plain")))
+    rider = asyncio.create_task(store.db.write(_audits("test.rider"), rides=True))
+    async with asyncio.timeout(PATIENCE_S):
+        while store.db._queue.qsize() < 2:
+            await asyncio.sleep(0.001)
+    await store.close()
+    assert await rider == "test.rider"
+    with pytest.raises(Unavailable):
+        await plain
+    again = await _open(tmp_path, ride_s=0.01)
+    try:
+        assert [e.event for e in await again.audit_entries()] == ["test.rider"]
     finally:
         await again.close()
 

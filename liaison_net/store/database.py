@@ -36,7 +36,8 @@ is sealed again after a crash). A write someone waits on must not ride. The send
 ``finish_hops`` rides (lane release16) because nothing waits on it any more: the
 transaction is over at the peer's answer, and only its envelopes' claims wait for the write
 (federation/inflight.py). When it held the transaction in flight until the next accept, the
-light load's latency doubled (lane commits16).
+light load's latency doubled (lane commits16). Riders still waiting when the database
+closes are committed then, in one last group, so a clean stop leaves nothing to redo.
 """
 
 from __future__ import annotations
@@ -565,10 +566,38 @@ class Database:
                 await self._task
             self._task = None
         self._opened = False
+        await self._commit_riders()
         self._fail_queued(Unavailable("database closed, nothing stored"))
         await self.backend.close_reader()
         self._reading = False
         await self._stop_writer_thread()
+
+    async def _commit_riders(self) -> None:
+        """Riders still waiting for a plain write at close are committed in one last group
+        rather than failed: no one waits for their answer, but what they record (a sender's
+        answered hops, the drain's evidence issued) would otherwise be redone after the
+        restart (those envelopes sent again, answered duplicate). Plain writes still queued
+        are failed ("nothing stored"): their callers were cancelled and were answered
+        nothing."""
+        queued, self._held = self._held, []
+        while not self._queue.empty():
+            queued.append(self._queue.get_nowait())
+        riders = [q for q in queued if q.rides and not q.future.done()]
+        self._held = [q for q in queued if not q.rides]
+        if not riders or self._thread is None or self._writer_failed:
+            self._held.extend(riders)
+            return
+        work = self._to_writer_thread(self._run_group, [q.fn for q in riders],
+                                      self.storage.full)
+        try:
+            outcome = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            work.add_done_callback(functools.partial(self._settle_later, riders))
+            raise
+        except BaseException:
+            self._fail_batch(riders, Unavailable("database writer failed, nothing stored"))
+            raise
+        self._settle(riders, outcome)
 
     def _migrate(self, conn: Any) -> None:
         backend = self.backend
