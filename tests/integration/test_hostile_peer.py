@@ -48,6 +48,7 @@ from tests.integration.network import (
     healthz,
     last_audit_seq,
     peer_tls,
+    pending_effects,
     wait_for,
 )
 from tests.integration.officers import OfficerAgent, enrol, now_ms
@@ -319,6 +320,14 @@ async def test_a_transaction_reusing_ids_is_answered_item_by_item(hostile: Hosti
     with contextlib.closing(sqlite3.connect(h.net.database(TARGET), timeout=10)) as db:
         (raw,) = db.execute("SELECT raw FROM envelopes WHERE id = ?", (a.id,)).fetchone()
     assert bytes(raw) == a.to_bytes()
+    # The evidence BE owes NL for them relayed (audited) here, not in the next test.
+    wait_for(lambda: pending_effects(h.net, TARGET) == 0 and not queued_at(h, TARGET),
+             timeout=30, what="BE's evidence for NL to leave")
+
+
+def queued_at(h: Hostile, nid: str) -> int:
+    with contextlib.closing(sqlite3.connect(h.net.database(nid), timeout=10)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM hops WHERE state = 'queued'").fetchone()[0])
 
 
 async def test_oversized_and_deeply_nested_batches_are_refused(hostile: Hostile) -> None:
