@@ -296,3 +296,38 @@ async def test_an_answer_whose_write_failed_after_the_loop_stopped_is_read_again
     assert sender.wake.is_set() and not sender._drained
     assert a.id not in sender.book.begin_read()
     sender.book.abandon()
+
+
+async def test_a_loop_run_again_waits_out_a_backoff_persisted_since_the_link_recovered(
+        tmp_path: Path) -> None:
+    """The link recovered once (its wake, ``recovered``, stays set until a failure); the
+    loop stops (a lease lost) and, run again, finds a back-off persisted meanwhile (by the
+    worker that held the peer's lease since). The pass waits it out: with the old recovery
+    still set, its wait ended at once, pass after pass, until the back-off was over (a
+    loop spinning for up to a minute; review16b)."""
+    store = NodeStore(tmp_path / "n.sqlite3", "nl")
+    await store.open()
+    clock = ManualClock(NOW)
+
+    async def no_push(_peer: str) -> None:
+        return None
+
+    sender = PeerSender(node_id="nl", peer=Peer(id="be", url="https://127.0.0.1:1"),
+                        store=store, session=None,  # type: ignore[arg-type]
+                        delivery=DeliveryConfig(), metrics=NodeMetrics(),
+                        directory_push=no_push, clock=clock)
+    try:
+        sender.link.attempts = 2
+        await sender._succeeded(sender.book.spell)  # a spell of failures ended
+        assert sender.recovered.is_set()
+        await store.set_peer_backoff("be", 5, NOW + 3_600_000, "cannot reach be")
+        await sender._resume()  # what ``run`` does first
+        assert sender.link.next_attempt == NOW + 3_600_000
+        waiting = asyncio.create_task(sender._next())
+        for _ in range(50):  # loop iterations, not time: the spin ended a pass in a few
+            await asyncio.sleep(0)
+        assert not waiting.done(), "a pass under the back-off ended at once"
+        sender.peer_called_in()  # the peer calls: the back-off ends, as before
+        assert await asyncio.wait_for(waiting, PATIENCE_S) is None
+    finally:
+        await store.close()

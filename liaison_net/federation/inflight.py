@@ -37,9 +37,11 @@ answering). Its ids stay claimed until the answer's write has committed (``relea
 read and no offer can take them again meanwhile. The sender does this for a small
 transaction, whose write rides on the next group (``Database.write(rides=True)``, up to
 ``RIDE_S``): the next envelope does not wait for that write. A larger one keeps its slot
-until its write commits (at saturation that wait gathers the next full batch). At most
-``limit`` + ``RESERVED`` answers wait to be recorded (``has_room``): a writer that cannot
-keep up stops new transactions, as their slots did before the split. The claims outlive a
+until its write commits (at saturation that wait gathers the next full batch). A
+transaction starts only while fewer than ``limit`` + ``RESERVED`` answers wait to be
+recorded (``has_room``); those in flight may still answer, so at most twice that, less one,
+wait (6 seen with ``limit`` 3, review16b): a writer that cannot keep up stops new
+transactions, as their slots did before the split. The claims outlive a
 run of the sender's loop (``restart``), since its writes do.
 
 After a crash nothing here survives and nothing needs to: every unanswered hop is still

@@ -187,11 +187,7 @@ class PeerSender:
                         max_bytes=self.delivery.batch_bytes)
 
     async def run(self) -> None:
-        self.link.attempts, self.link.next_attempt = await self.store.peer_backoff(self.peer.id)
-        # A restarted loop starts with nothing in flight: its tasks ended with the group.
-        # Answers the last run was still writing keep their ids claimed until written.
-        self.book.restart()
-        self._drained = False
+        await self._resume()
         self._running = True
         try:
             async with asyncio.TaskGroup() as transactions:
@@ -201,6 +197,17 @@ class PeerSender:
                         transactions.create_task(self._transact(batch))
         finally:
             self._running = False
+
+    async def _resume(self) -> None:
+        """A run of the loop starts: the back-off as persisted (this worker's own, or
+        another's that held the peer's lease meanwhile), nothing in flight (the last run's
+        tasks ended with its group; answers it was still writing keep their ids claimed
+        until written). A recovery seen before is no news for this back-off: left set,
+        ``recovered`` ended its wait at once, and the loop spun until it was over."""
+        self.link.attempts, self.link.next_attempt = await self.store.peer_backoff(self.peer.id)
+        self.recovered.clear()
+        self.book.restart()
+        self._drained = False
 
     async def _next(self) -> Batch | None:
         """One pass: wait until a transaction may start, push what must go before envelopes,

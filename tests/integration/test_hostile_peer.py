@@ -32,7 +32,13 @@ import pytest
 
 from liaison_net.client.directory import Directory
 from liaison_net.core import codec, crypto
-from liaison_net.core.envelope import Envelope, encode_frame, signed_message
+from liaison_net.core.envelope import (
+    Envelope,
+    decode_header,
+    encode_frame,
+    read_frame,
+    signed_message,
+)
 from liaison_net.federation import protocol
 from liaison_net.pki.certificates import SIGNING_KEY_FILE, node_hostname
 from tests.integration.network import (
@@ -42,6 +48,7 @@ from tests.integration.network import (
     healthz,
     last_audit_seq,
     peer_tls,
+    pending_effects,
     wait_for,
 )
 from tests.integration.officers import OfficerAgent, enrol, now_ms
@@ -278,6 +285,49 @@ async def test_replay_of_an_old_real_transaction_changes_nothing(hostile: Hostil
     assert drained_row_counts(h.net, TARGET) == before
     assert not [r for r in audit_rows(h.net, TARGET, after=seq)
                 if r.envelope_id == env.id and r.event == "envelope.delivered_to_inbox"]
+
+
+async def test_a_transaction_reusing_ids_is_answered_item_by_item(hostile: Hostile) -> None:
+    """NL's transaction (written table by table at BE, store/envelope_store.py) carries an
+    envelope twice, an envelope BE already holds, and twice an envelope of Jan's with the
+    same id and other bytes (a header field changed, signed again with Jan's own key: it
+    verifies). Each is answered as it would be alone: accepted once, then duplicate; the
+    other bytes `conflict`, then and later; nothing stored or audited twice (review16b)."""
+    h = hostile
+    held = h.jan.seal(h.nl_directory, [h.marie.id], b"already at BE")
+    async with h.jan.session() as nl:
+        await nl.submit(held.to_bytes())
+    wait_for(lambda: inbox_relayed(h, [held.id]), timeout=30, what="the real relay")
+    a, b = (h.jan.seal(h.nl_directory, [h.marie.id], text) for text in (b"a", b"b"))
+    other = resign(a, h.jan.keystore.signing, header={"expires": a.header.expires - 1000},
+                   frame_key_id=a.header.sender_key)
+    assert decode_header(read_frame(other).header_bytes).id == a.id and other != a.to_bytes()
+    seq = last_audit_seq(h.net, TARGET)
+    status, answer = await post_until_admitted(h, txn(
+        "nl", a.to_bytes(), a.to_bytes(), other, b.to_bytes(), held.to_bytes(), other,
+        b.to_bytes()))
+    assert status == 200, answer
+    assert [tuple(r[:2]) for r in answer["results"]] == [
+        (protocol.ACCEPTED, ""), (protocol.DUPLICATE, ""), (protocol.REFUSED, "conflict"),
+        (protocol.ACCEPTED, ""), (protocol.DUPLICATE, ""), (protocol.REFUSED, "conflict"),
+        (protocol.DUPLICATE, "")], answer
+    status, answer = await post_until_admitted(h, txn("nl", other))
+    assert [tuple(r[:2]) for r in answer["results"]] == [(protocol.REFUSED, "conflict")]
+    assert set(inbox_relayed(h, [a.id, b.id])) == {a.id, b.id}
+    delivered = [r.envelope_id for r in audit_rows(h.net, TARGET, after=seq)
+                 if r.event == "envelope.delivered_to_inbox"]
+    assert sorted(delivered) == sorted([a.id, b.id])
+    with contextlib.closing(sqlite3.connect(h.net.database(TARGET), timeout=10)) as db:
+        (raw,) = db.execute("SELECT raw FROM envelopes WHERE id = ?", (a.id,)).fetchone()
+    assert bytes(raw) == a.to_bytes()
+    # The evidence BE owes NL for them relayed (audited) here, not in the next test.
+    wait_for(lambda: pending_effects(h.net, TARGET) == 0 and not queued_at(h, TARGET),
+             timeout=30, what="BE's evidence for NL to leave")
+
+
+def queued_at(h: Hostile, nid: str) -> int:
+    with contextlib.closing(sqlite3.connect(h.net.database(nid), timeout=10)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM hops WHERE state = 'queued'").fetchone()[0])
 
 
 async def test_oversized_and_deeply_nested_batches_are_refused(hostile: Hostile) -> None:
