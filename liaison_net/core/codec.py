@@ -99,22 +99,6 @@ def unpack(raw: bytes, *, what: str, max_bytes: int) -> Any:
     return value
 
 
-def unpack_lenient(raw: bytes) -> Any:
-    """msgpack's decoding of ``raw`` with ``unpack``'s limits but none of its canonical
-    checks: for a fast path that proves the canonical form itself, from a shape it knows
-    (``envelope._decode_usual_header``), and hands anything else to ``unpack``. Raises
-    whatever msgpack raises."""
-    return msgpack.unpackb(raw, max_array_len=MAX_CONTAINER_ITEMS,
-                           max_map_len=MAX_CONTAINER_ITEMS)
-
-
-def pack_plain(value: Any) -> bytes:
-    """msgpack's encoding of ``value`` as it is (dict keys in their order): equal to the
-    bytes it was decoded from only when those were canonical, once the maps' key orders are
-    known sorted and no float can be in it (``unpack_lenient``'s callers check both)."""
-    return bytes(msgpack.packb(value, use_bin_type=True))
-
-
 # The type bytes that open a map or an array (fixmap, fixarray, array 16/32, map 16/32).
 _CONTAINER_BYTES = bytes(range(0x80, 0xA0)) + b"\xdc\xdd\xde\xdf"
 

@@ -9,6 +9,7 @@ phone line. The core never reads the clock or the random source for ids: both ar
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from liaison_net.errors import Malformed
 
@@ -80,7 +81,7 @@ def check_node_id(value: object, *, what: str = "node id") -> str:
     return value
 
 
-def are_node_ids(values: list[object]) -> bool:
+def are_node_ids(values: Sequence[object]) -> bool:
     """True when ``check_node_id`` accepts every one of ``values``: for fast paths that
     hand anything else to the checks that name the fault."""
     if _STR.issuperset(map(type, values)) and _VALID_NODE_IDS.issuperset(values):

@@ -13,7 +13,10 @@ import enum
 import itertools
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from msgspec import Meta
 
 from liaison_net.core import codec
 from liaison_net.core.frozen import build
@@ -206,44 +209,56 @@ class OwnershipTag:
         return tag.validate(limits)
 
 
-def usual_tag(value: object, limits: Limits = DEFAULT_LIMITS) -> OwnershipTag | None:
-    """``OwnershipTag.from_wire(value, limits)`` for the usual tag, else None (then
-    ``from_wire`` decides and names the fault). Usual: the maps' keys in canonical (sorted)
-    order, every field of its exact type and a known value, the node ids checked before,
-    text printable. For a header's fast decoding (``envelope._decode_usual_header``), which
-    also proves the maps' key order canonical from it: it accepts nothing ``from_wire``
-    refuses and gives the same tag (tests/core/test_header_fastpath.py)."""
-    if type(value) is not dict or tuple(value) != _TAG_ORDER:
-        return None
-    owner, evaluation = value["owner"], value["evaluation"]
-    if (type(owner) is not dict or tuple(owner) != _OWNER_ORDER
-            or type(evaluation) is not dict or tuple(evaluation) != _EVALUATION_ORDER):
-        return None
-    node, unit, share, actions = owner["node"], owner["unit"], value["share_with"], \
-        value["permitted_actions"]
-    purpose, retain_until = value["purpose"], value["retain_until"]
-    conditions, community = value["conditions"], value["community"]
-    accuracy, max_chars = evaluation["accuracy"], limits.max_text_chars
+class _OwnerWire(msgspec.Struct, forbid_unknown_fields=True):
+    node: str
+    unit: str
+
+
+class _EvaluationWire(msgspec.Struct, forbid_unknown_fields=True):
+    accuracy: int
+    source: str
+
+
+class UsualTagWire(msgspec.Struct, forbid_unknown_fields=True):
+    """The usual tag's wire schema for msgspec's typed C decoder (a header's fast decoding,
+    ``envelope._decode_usual_header``): each map's fields in canonical (sorted) order, so
+    that its encoder writes them as ``codec.pack`` does, each of its exact type (``strict``:
+    no int for a float, no str for bytes); ``usual_tag`` checks the values."""
+
+    community: str
+    conditions: str
+    evaluation: _EvaluationWire
+    handling: Handling
+    owner: _OwnerWire
+    permitted_actions: list[str]
+    purpose: str
+    retain_until: Annotated[int, Meta(gt=0, lt=1 << 53)]
+    share_with: Annotated[list[str], Meta(min_length=1)]
+    tlp: Tlp
+
+
+def usual_tag(wire: UsualTagWire, limits: Limits = DEFAULT_LIMITS) -> OwnershipTag | None:
+    """``OwnershipTag.from_wire`` of the same map for the usual tag, else None (then
+    ``from_wire`` decides and names the fault). Usual: every field of its exact type and a
+    known value (``UsualTagWire``, checked by msgspec), the node ids checked before, text
+    printable ASCII. It accepts nothing ``from_wire`` refuses and gives the same tag
+    (tests/core/test_header_fastpath.py)."""
+    owner, share, handling, tlp = wire.owner, wire.share_with, wire.handling, wire.tlp
+    node, unit, purpose = owner.node, owner.unit, wire.purpose
+    conditions, community, max_chars = wire.conditions, wire.community, limits.max_text_chars
     # Required text (``_check_text``): printable ASCII here, not only spaces; and the
     # share list (``_sorted_unique_strs`` and ``validate``): sorted, unique, known node ids.
-    if (type(node) is not str or type(retain_until) is not int
-            or not 0 < retain_until < 1 << 53 or type(accuracy) is not int
-            or type(conditions) is not str or type(community) is not str
-            or type(unit) is not str or len(unit) > max_chars or not unit.isascii()
-            or not unit.isprintable() or unit.isspace() or not unit
-            or type(purpose) is not str or len(purpose) > max_chars
+    if (len(unit) > max_chars or not unit.isascii() or not unit.isprintable()
+            or unit.isspace() or not unit or len(purpose) > max_chars
             or not purpose.isascii() or not purpose.isprintable() or purpose.isspace()
-            or not purpose or type(share) is not list
-            or not 0 < len(share) <= limits.max_share_with
-            or not are_node_ids(share)  # exact str each, so they sort
-            or share != sorted(set(share)) or node not in share
-            or type(actions) is not list):
+            or not purpose or len(share) > limits.max_share_with
+            or not are_node_ids(share) or share != sorted(set(share)) or node not in share):
         return None
-    try:  # a miss (KeyError) or an unhashable value (TypeError): not the usual tag
-        handling, tlp = _HANDLINGS[value["handling"]], _TLPS[value["tlp"]]
-        found = _EVALUATIONS_ON_WIRE[evaluation["source"], accuracy]
-        permitted = _ACTION_SETS[tuple(actions)]  # only sorted, unique, known actions
-    except (KeyError, TypeError):
+    evaluation = wire.evaluation
+    try:  # a miss: not the usual tag
+        found = _EVALUATIONS_ON_WIRE[evaluation.source, evaluation.accuracy]
+        permitted = _ACTION_SETS[tuple(wire.permitted_actions)]  # sorted, unique, known
+    except KeyError:
         return None
     if handling is _H3:
         if not _usual_text(conditions, limits.max_conditions_chars):
@@ -257,8 +272,9 @@ def usual_tag(value: object, limits: Limits = DEFAULT_LIMITS) -> OwnershipTag | 
         return None
     return build(OwnershipTag, owner=build(Owner, node=node, unit=unit), handling=handling,
                  tlp=tlp, evaluation=found, share_with=frozenset(share),
-                 permitted_actions=permitted, purpose=purpose, retain_until=retain_until,
-                 conditions=conditions, community=community)
+                 permitted_actions=permitted, purpose=purpose,
+                 retain_until=wire.retain_until, conditions=conditions,
+                 community=community)
 
 
 def _usual_text(value: object, max_chars: int) -> bool:
@@ -294,10 +310,6 @@ _TAG_FIELDS = {
     "owner", "handling", "tlp", "evaluation", "share_with", "permitted_actions",
     "purpose", "retain_until", "conditions", "community",
 }
-# The maps' key orders in canonical (sorted) form, for ``usual_tag``.
-_TAG_ORDER = tuple(sorted(_TAG_FIELDS))
-_OWNER_ORDER = tuple(sorted(_OWNER_FIELDS))
-_EVALUATION_ORDER = tuple(sorted(_EVALUATION_FIELDS))
 # Members as globals for ``usual_tag``: ``Tlp.GREEN`` goes through the enum class's
 # ``__getattr__`` hook (Python 3.11), ten times a global's cost.
 _H3, _GREEN = Handling.H3, Tlp.GREEN

@@ -186,7 +186,7 @@ FIELD_VALUES = [None, True, 0, 1, -1, 1.0, 2.0, 1 << 48, "", "x", "message", "re
                 ["be", "nl"], ["nl", "nl"], ["forward"], ["evidence", "forward"], {},
                 {"a": 1}, [["be/mpeeters", b"\x01" * 16]],
                 [["be/mpeeters", b"\x01" * 16], ["be/mpeeters", b"\x02" * 16]]]
-PATHS = ([(k,) for k in envelope._HEADER_ORDER]
+PATHS = ([(k,) for k in sorted(_fields())]
          + [("tag", k) for k in _fields()["tag"]]
          + [("tag", "owner", "node"), ("tag", "owner", "unit"),
             ("tag", "evaluation", "source"), ("tag", "evaluation", "accuracy")])
