@@ -25,7 +25,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -65,12 +65,24 @@ class Keys:
 
     own: crypto.SigningKeyPair
     nodes: dict[str, bytes]  # node id -> certified Ed25519 public key
+    # public key -> its key id: asked for every received envelope (a hash per node key
+    # each time was 1.4 % of a destination's event loop at catch-up, docs/performance.md,
+    # lane catchup16). By the key itself, so a key written into ``nodes`` is never stale.
+    _ids: dict[bytes, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     def node_signer(self, key_id: bytes) -> SignerKey | None:
         for node, public in self.nodes.items():
-            if crypto.signing_key_id(public) == key_id:
+            if self._key_id(public) == key_id:
                 return SignerKey(node_principal(node), public)
         return None
+
+    def _key_id(self, public: bytes) -> bytes:
+        known = self._ids.get(public)
+        if known is None:
+            if len(self._ids) >= 4 * len(self.nodes) + 16:  # rotations: keep it bounded
+                self._ids.clear()
+            known = self._ids[public] = crypto.signing_key_id(public)
+        return known
 
 
 class Intake:
