@@ -31,6 +31,7 @@ from typing import Any
 from liaison_net.core import codec
 from liaison_net.core.envelope import Header, Precedence
 from liaison_net.core.evidence import Statement, Step, make, wants_evidence
+from liaison_net.core.evidence_batch import made_leaf
 from liaison_net.core.ids import node_of
 from liaison_net.core.signals import NOTICE_MATCH
 from liaison_net.errors import Malformed
@@ -59,7 +60,7 @@ def notice(label: str, *, recipients: Sequence[str], ref: bytes, content: dict[s
 
 def evidence(statement: Statement, *, sender: str) -> Effect:
     """Delivery evidence for ``sender`` (the statement is signed when it is sealed)."""
-    return Effect(EVIDENCE, statement.envelope, {"statement": codec.pack(statement.to_wire()),
+    return Effect(EVIDENCE, statement.envelope, {"statement": made_leaf(statement),
                                                  "sender": sender})
 
 

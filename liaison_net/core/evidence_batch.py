@@ -71,6 +71,27 @@ def leaf_bytes(statement: Statement) -> bytes:
     return codec.pack(statement.to_wire())
 
 
+# Statements this process made and packed for its effects (``made_leaf``), by their bytes:
+# the effects drain reads each one back from its effect row in the same process moments
+# later (``Leaf.read``), and decoding and checking it again was 6 % of a destination's event
+# loop at a catch-up (docs/performance.md, lane catchup16). Taken out when read; bounded,
+# the oldest dropped first (an effect never stored, a duplicate's, is never read). After a
+# restart it is empty: the rows are decoded as before.
+_MADE: dict[bytes, Statement] = {}
+MAX_MADE = 4096
+
+
+def made_leaf(statement: Statement) -> bytes:
+    """``leaf_bytes`` of a statement this node made itself (``evidence.make`` checked its
+    shape), remembered so that ``Leaf.read`` of exactly these bytes need not decode them:
+    they are what decoding them would give back (canonical bytes decode to one statement)."""
+    raw = leaf_bytes(statement)
+    if len(_MADE) >= MAX_MADE:
+        del _MADE[next(iter(_MADE))]
+    _MADE[raw] = statement
+    return raw
+
+
 @dataclass(frozen=True)
 class Leaf:
     """A statement with its canonical bytes, the Merkle leaf: encoded (or read) once, so
@@ -87,8 +108,10 @@ class Leaf:
     @classmethod
     def read(cls, raw: bytes) -> Leaf:
         """Stored statement bytes, decoded and checked. ``codec.unpack`` accepts canonical
-        bytes only, so ``raw`` is exactly ``leaf_bytes`` of the statement it decodes to."""
-        return cls(decode_body(raw), raw)
+        bytes only, so ``raw`` is exactly ``leaf_bytes`` of the statement it decodes to; bytes
+        this process made (``made_leaf``) are that statement already."""
+        made = _MADE.pop(raw, None)
+        return cls(made if made is not None else decode_body(raw), raw)
 
 
 def _leaves(items: Sequence[Statement] | Sequence[Leaf]) -> list[Leaf]:

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -64,12 +65,24 @@ class Keys:
 
     own: crypto.SigningKeyPair
     nodes: dict[str, bytes]  # node id -> certified Ed25519 public key
+    # public key -> its key id: asked for every received envelope (a hash per node key
+    # each time was 1.4 % of a destination's event loop at catch-up, docs/performance.md,
+    # lane catchup16). By the key itself, so a key written into ``nodes`` is never stale.
+    _ids: dict[bytes, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     def node_signer(self, key_id: bytes) -> SignerKey | None:
         for node, public in self.nodes.items():
-            if crypto.signing_key_id(public) == key_id:
+            if self._key_id(public) == key_id:
                 return SignerKey(node_principal(node), public)
         return None
+
+    def _key_id(self, public: bytes) -> bytes:
+        known = self._ids.get(public)
+        if known is None:
+            if len(self._ids) >= 4 * len(self.nodes) + 16:  # rotations: keep it bounded
+                self._ids.clear()
+            known = self._ids[public] = crypto.signing_key_id(public)
+        return known
 
 
 class Intake:
@@ -364,13 +377,16 @@ class Intake:
             except LiaisonError as exc:  # storage trouble: none of them was stored
                 outcomes = [exc] * len(admitted)
         fresh = 0
+        # The debug line's envelope id is text made per envelope (1 % of a destination's
+        # event loop at catch-up, docs/performance.md, lane catchup16): made only if logged.
+        traced = log.is_enabled_for(logging.DEBUG)
         for (i, item), outcome in zip(admitted, outcomes, strict=True):
             if isinstance(outcome, PolicyRefused):  # a consent used already, an update
                 await self._refuse(outcome, now=now, actor=peer,  # relaxing another
                                    layer="destination", envelope_id=item.envelope.id,
                                    peer=peer)
             elif isinstance(outcome, AcceptOutcome) and not outcome.duplicate:
-                self._received(peer, item, outcome)
+                self._received(peer, item, outcome, traced=traced)
                 fresh += 1
             results[i] = outcome
         if fresh:  # one labelled counter update per transaction (~20 µs each), not per copy
@@ -430,10 +446,13 @@ class Intake:
             track_request=self.requests is not None,
             covers=(covers or {}).get(h.id, ()), then=then, approval=approval)
 
-    def _received(self, peer: str, item: Acceptance, outcome: AcceptOutcome) -> None:
-        """After the commit: a first copy's signal is handed to the signal desk."""
+    def _received(self, peer: str, item: Acceptance, outcome: AcceptOutcome, *,
+                  traced: bool) -> None:
+        """After the commit: a first copy's signal is handed to the signal desk.
+        ``traced``: whether the debug level is logged (its line costs an id's text)."""
         h = item.envelope.header
         if h.signal is not None and self.desk is not None:
             self.desk.received(item.envelope, matches=outcome.matches)
-        log.debug("envelope.received", envelope_id=h.id_text, peer=peer,
-                  recipients=len(item.local_recipients))
+        if traced:
+            log.debug("envelope.received", envelope_id=h.id_text, peer=peer,
+                      recipients=len(item.local_recipients))

@@ -10,18 +10,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from liaison_net.core import codec, crypto, merkle
-from liaison_net.core.evidence import Statement, Step, check_about, sign_statement
+from liaison_net.core import codec, crypto, evidence_batch, merkle
+from liaison_net.core.effects import EVIDENCE, destination_evidence, unpack_args
+from liaison_net.core.evidence import (
+    Statement,
+    Step,
+    check_about,
+    decode_body,
+    make,
+    sign_statement,
+)
 from liaison_net.core.evidence_batch import (
     BATCH_DOMAIN,
     MAX_BATCH_IDS,
     MAX_BATCH_LEAF_BYTES,
+    MAX_MADE,
     Leaf,
     claimed,
     cut,
     evidence_about,
     fits,
     leaf_bytes,
+    made_leaf,
     proof_for,
     sign_batch,
     verify_batch,
@@ -30,7 +40,7 @@ from liaison_net.core.evidence_batch import (
 from liaison_net.core.ids import new_envelope_id as _new_id
 from liaison_net.core.sealing import SignerKey
 from liaison_net.errors import BadSignature, Forbidden, LiaisonError, LimitExceeded, Malformed
-from tests.core.factories import NOW
+from tests.core.factories import NOW, Officer, seal_from
 
 NL = crypto.generate_signing_key()
 BE = crypto.generate_signing_key()
@@ -250,3 +260,41 @@ def test_a_leaf_is_read_only_from_canonical_bytes() -> None:
     with pytest.raises(Malformed):
         Leaf.read(raw + b"\x00")
     assert Leaf.read(raw).raw == raw
+
+
+
+def test_a_statement_made_here_is_read_back_without_decoding() -> None:
+    """The drain reads back the statements its own witness just made (``made_leaf``, in
+    ``effects.evidence``): ``Leaf.read`` of exactly those bytes gives the statement made,
+    decoded by no one (the very object: a decode builds an equal, new one), once; read
+    again, or made elsewhere, they are decoded and checked as before."""
+    header = seal_from(Officer("nl/jdevries"), [Officer("be/mpeeters"), Officer("be/jjanssens")],
+                       b"x").header
+    effects = destination_evidence(header, local=["be/mpeeters", "be/jjanssens"], at=LATER)
+    made = [unpack_args(EVIDENCE, e.pack_args())["statement"] for e in effects]
+    relayed = make(Step.RELAYED, header, recipient="be/mpeeters", at=LATER + 1)
+    raw = made_leaf(relayed)
+    assert Leaf.read(raw).statement is relayed  # not decoded
+    again = Leaf.read(raw)  # taken out at the first read: decoded now
+    assert again.statement == relayed and again.statement is not relayed
+    for raw in made:
+        leaf = Leaf.read(raw)
+        assert leaf.raw == raw and leaf.statement == decode_body(raw)
+        assert raw not in evidence_batch._MADE
+    elsewhere = statements(1)[0]
+    assert Leaf.read(leaf_bytes(elsewhere)).statement == elsewhere
+
+
+def test_the_statements_made_here_are_remembered_within_a_bound() -> None:
+    """A statement made for an effect that is never stored (a duplicate's) is never read
+    back: the oldest are dropped, so the memory stays bounded, and a dropped one is decoded
+    when read."""
+    header = seal_from(Officer("nl/jdevries"), [Officer("be/mpeeters")], b"x").header
+    made = [make(Step.RELAYED, header, recipient="be/mpeeters", at=LATER + i)
+            for i in range(MAX_MADE + 10)]
+    raws = [made_leaf(s) for s in made]
+    assert len(evidence_batch._MADE) == MAX_MADE
+    assert Leaf.read(raws[0]).statement == made[0]  # dropped: decoded
+    assert Leaf.read(raws[0]).statement is not made[0]
+    assert Leaf.read(raws[-1]).statement is made[-1]
+    evidence_batch._MADE.clear()
