@@ -394,6 +394,13 @@ class SqliteBackend:
             self._writer = None
 
     def after_migrate(self, conn: sqlite3.Connection) -> None:
+        # Each write of a group runs in its own savepoint, whose journal (the pages
+        # ROLLBACK TO restores) spilled past 64 KiB to a temporary file: created, written
+        # page by page and unlinked at every commit, never synced. In memory it is at
+        # most the pages one write changes (it is emptied at each RELEASE). Set after the
+        # migrations: it also keeps sorts in memory, and a migration's CREATE INDEX on a
+        # large table should still spill to disk.
+        conn.execute("PRAGMA temp_store=MEMORY")
         if self.max_db_mb is not None:
             self._apply_quota(conn, self.max_db_mb)
 
