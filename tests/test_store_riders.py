@@ -8,6 +8,7 @@ closed while it waits answers it "nothing stored". Counted in commits, never in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from pathlib import Path
 
@@ -253,3 +254,43 @@ async def test_close_during_a_group_commits_it_and_then_the_riders(tmp_path: Pat
         assert [e.event for e in await again.audit_entries()] == ["test.plain", "test.rider"]
     finally:
         await again.close()
+
+
+async def test_a_close_cancelled_while_riders_commit_still_answers_and_stops(
+        tmp_path: Path) -> None:
+    """Review16c: close cancelled while its last group of riders runs (a second stop, a
+    test's timeout): the plain writes still queued are answered "nothing stored" all the
+    same, the riders get their true outcome, and the writer thread is stopped."""
+    store = await _open(tmp_path, ride_s=PATIENCE_S)
+    running, release = threading.Event(), threading.Event()
+
+    async def slow_rider(txn: WriteTxn) -> str:
+        running.set()
+        release.wait(PATIENCE_S)  # on the writer thread: holds close's group open
+        await txn.audit(1, "test.rider", "nl", "{}")
+        return "test.rider"
+
+    rider = asyncio.create_task(store.db.write(slow_rider, rides=True))
+    await _until_held(store)
+    store.db._task.cancel()  # the writer stops first (as a node's supervisor does) ...
+    with contextlib.suppress(asyncio.CancelledError):
+        await store.db._task
+    store.db._task = None
+    plain = asyncio.create_task(store.db.write(_audits("test.plain")))  # ... a write waits
+    async with asyncio.timeout(PATIENCE_S):
+        while store.db._queue.empty():
+            await asyncio.sleep(0.001)
+    closing = asyncio.create_task(store.close())
+    async with asyncio.timeout(PATIENCE_S):
+        while not running.is_set():
+            await asyncio.sleep(0.001)
+    closing.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    async with asyncio.timeout(PATIENCE_S):
+        with pytest.raises(Unavailable):
+            await plain
+        assert await rider == "test.rider"
+        while store.db._thread is not None:
+            await asyncio.sleep(0.001)

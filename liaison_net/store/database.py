@@ -566,11 +566,13 @@ class Database:
                 await self._task
             self._task = None
         self._opened = False
-        await self._commit_riders()
-        self._fail_queued(Unavailable("database closed, nothing stored"))
-        await self.backend.close_reader()
-        self._reading = False
-        await self._stop_writer_thread()
+        try:
+            await self._commit_riders()
+        finally:  # cancelled meanwhile, still: no write left unanswered, nothing left open
+            self._fail_queued(Unavailable("database closed, nothing stored"))
+            await self.backend.close_reader()
+            self._reading = False
+            await self._stop_writer_thread()
 
     async def _commit_riders(self) -> None:
         """Riders still waiting for a plain write at close are committed in one last group
