@@ -577,10 +577,12 @@ class Database:
     async def _commit_riders(self) -> None:
         """Riders still waiting for a plain write at close are committed in one last group
         rather than failed: no one waits for their answer, but what they record (a sender's
-        answered hops, the drain's evidence issued) would otherwise be redone after the
-        restart (those envelopes sent again, answered duplicate). Plain writes still queued
-        are failed ("nothing stored"): their callers were cancelled and were answered
-        nothing."""
+        answered hops: its record task is shielded, it outlives the sender's) would
+        otherwise be redone after the restart (those envelopes sent again, answered
+        duplicate). A rider whose caller was cancelled is not committed: at a node's stop
+        the effect drain's is, and the drain issues those envelopes again after the
+        restart, as before. Plain writes still queued are failed ("nothing stored"): their
+        callers were cancelled and were answered nothing."""
         queued, self._held = self._held, []
         while not self._queue.empty():
             queued.append(self._queue.get_nowait())
