@@ -580,9 +580,10 @@ class Database:
         answered hops: its record task is shielded, it outlives the sender's) would
         otherwise be redone after the restart (those envelopes sent again, answered
         duplicate). A rider whose caller was cancelled is not committed: at a node's stop
-        the effect drain's is, and the drain issues those envelopes again after the
-        restart, as before. Plain writes still queued are failed ("nothing stored"): their
-        callers were cancelled and were answered nothing."""
+        the effect drain's caller is (its task is cancelled first), and the drain issues
+        those envelopes again after the restart, as before. Plain writes still queued are
+        failed ("nothing stored"): their callers were cancelled and were answered
+        nothing."""
         queued, self._held = self._held, []
         while not self._queue.empty():
             queued.append(self._queue.get_nowait())
