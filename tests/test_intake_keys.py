@@ -32,3 +32,18 @@ def test_the_remembered_ids_stay_bounded_through_many_rotations() -> None:
         keys.nodes["nl"] = key.public
         assert keys.node_signer(key.key_id) is not None
         assert len(keys._ids) <= 4 * len(keys.nodes) + 16
+
+
+def test_a_removed_node_key_is_forgotten_at_once_and_unknown_ids_add_nothing() -> None:
+    """Review16c: a node taken out of ``nodes`` (revoked, left the federation) signs
+    nothing from the next envelope on, though its id is remembered; a peer naming key ids
+    by the thousand makes the memo no larger (it is keyed by the keys we hold)."""
+    own, lu = crypto.generate_signing_key(), crypto.generate_signing_key()
+    keys = Keys(own=own, nodes={"be": own.public, "lu": lu.public})
+    assert keys.node_signer(lu.key_id) is not None
+    del keys.nodes["lu"]
+    assert keys.node_signer(lu.key_id) is None
+    remembered = len(keys._ids)
+    for n in range(2000):
+        assert keys.node_signer(n.to_bytes(16, "big")) is None
+    assert len(keys._ids) == remembered

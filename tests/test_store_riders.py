@@ -8,6 +8,8 @@ closed while it waits answers it "nothing stored". Counted in commits, never in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,112 @@ async def test_one_hand_off_to_the_writer_thread_per_group(tmp_path: Path) -> No
     finally:
         pool.submit = submit  # type: ignore[method-assign]
         await store.close()
+
+
+async def test_a_rider_whose_caller_was_cancelled_is_not_committed_at_close(
+        tmp_path: Path) -> None:
+    """Review16c: close commits the riders someone still stands behind, not the write of a
+    caller that was cancelled while it waited (its caller will redo what it records)."""
+    store = await _open(tmp_path, ride_s=PATIENCE_S)
+    gone = asyncio.create_task(store.db.write(_audits("test.cancelled"), rides=True))
+    kept = asyncio.create_task(store.db.write(_audits("test.rider"), rides=True))
+    await _until_held(store, 2)
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    await store.close()
+    assert await kept == "test.rider"
+    again = await _open(tmp_path, ride_s=0.01)
+    try:
+        assert [e.event for e in await again.audit_entries()] == ["test.rider"]
+    finally:
+        await again.close()
+
+
+async def test_a_second_close_finds_nothing_to_commit(tmp_path: Path) -> None:
+    """Review16c: riders queued after a close are refused at ``write``; a second close
+    does not reach for the writer thread it stopped."""
+    store = await _open(tmp_path, ride_s=PATIENCE_S)
+    rider = asyncio.create_task(store.db.write(_audits("test.rider"), rides=True))
+    await _until_held(store)
+    await store.close()
+    assert await rider == "test.rider"
+    with pytest.raises(Unavailable):
+        await store.db.write(_audits("test.late"), rides=True)
+    await store.close()
+    assert store.db._held == [] and store.db._queue.empty()
+
+
+async def test_close_during_a_group_commits_it_and_then_the_riders(tmp_path: Path) -> None:
+    """Review16c: the writer cancelled while a group runs on its thread: that group's caller
+    gets its true outcome, and a rider queued meanwhile commits after it, once each."""
+    store = await _open(tmp_path, ride_s=PATIENCE_S)
+    running, release = threading.Event(), threading.Event()
+
+    async def slow(txn: WriteTxn) -> str:
+        running.set()
+        release.wait(PATIENCE_S)  # on the writer thread: holds the group open
+        await txn.audit(1, "test.plain", "nl", "{}")
+        return "test.plain"
+
+    plain = asyncio.create_task(store.db.write(slow))
+    async with asyncio.timeout(PATIENCE_S):
+        while not running.is_set():
+            await asyncio.sleep(0.001)
+    rider = asyncio.create_task(store.db.write(_audits("test.rider"), rides=True))
+    async with asyncio.timeout(PATIENCE_S):
+        while store.db._queue.empty():
+            await asyncio.sleep(0.001)
+    closing = asyncio.create_task(store.close())
+    async with asyncio.timeout(PATIENCE_S):  # the writer task stopped, its group running
+        while store.db._task is not None:
+            await asyncio.sleep(0.001)
+    assert not plain.done()
+    release.set()
+    await closing
+    assert (await plain, await rider) == ("test.plain", "test.rider")
+    again = await _open(tmp_path, ride_s=0.01)
+    try:
+        assert [e.event for e in await again.audit_entries()] == ["test.plain", "test.rider"]
+    finally:
+        await again.close()
+
+
+async def test_a_close_cancelled_while_riders_commit_still_answers_and_stops(
+        tmp_path: Path) -> None:
+    """Review16c: close cancelled while its last group of riders runs (a second stop, a
+    test's timeout): the plain writes still queued are answered "nothing stored" all the
+    same, the riders get their true outcome, and the writer thread is stopped."""
+    store = await _open(tmp_path, ride_s=PATIENCE_S)
+    running, release = threading.Event(), threading.Event()
+
+    async def slow_rider(txn: WriteTxn) -> str:
+        running.set()
+        release.wait(PATIENCE_S)  # on the writer thread: holds close's group open
+        await txn.audit(1, "test.rider", "nl", "{}")
+        return "test.rider"
+
+    rider = asyncio.create_task(store.db.write(slow_rider, rides=True))
+    await _until_held(store)
+    store.db._task.cancel()  # the writer stops first (as a node's supervisor does) ...
+    with contextlib.suppress(asyncio.CancelledError):
+        await store.db._task
+    store.db._task = None
+    plain = asyncio.create_task(store.db.write(_audits("test.plain")))  # ... a write waits
+    async with asyncio.timeout(PATIENCE_S):
+        while store.db._queue.empty():
+            await asyncio.sleep(0.001)
+    closing = asyncio.create_task(store.close())
+    async with asyncio.timeout(PATIENCE_S):
+        while not running.is_set():
+            await asyncio.sleep(0.001)
+    closing.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    async with asyncio.timeout(PATIENCE_S):
+        with pytest.raises(Unavailable):
+            await plain
+        assert await rider == "test.rider"
+        while store.db._thread is not None:
+            await asyncio.sleep(0.001)

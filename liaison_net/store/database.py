@@ -573,18 +573,23 @@ class Database:
                 await self._task
             self._task = None
         self._opened = False
-        await self._commit_riders()
-        self._fail_queued(Unavailable("database closed, nothing stored"))
-        await self.backend.close_reader()
-        self._reading = False
-        await self._stop_writer_thread()
+        try:
+            await self._commit_riders()
+        finally:  # cancelled meanwhile, still: no write left unanswered, nothing left open
+            self._fail_queued(Unavailable("database closed, nothing stored"))
+            await self.backend.close_reader()
+            self._reading = False
+            await self._stop_writer_thread()
 
     async def _commit_riders(self) -> None:
         """Riders still waiting for a plain write at close are committed in one last group
         rather than failed: no one waits for their answer, but what they record (a sender's
-        answered hops, the drain's evidence issued) would otherwise be redone after the
-        restart (those envelopes sent again, answered duplicate). Plain writes still queued
-        are failed ("nothing stored"): their callers were cancelled and were answered
+        answered hops: its record task is shielded, it outlives the sender's) would
+        otherwise be redone after the restart (those envelopes sent again, answered
+        duplicate). A rider whose caller was cancelled is not committed: at a node's stop
+        the effect drain's caller is (its task is cancelled first), and the drain issues
+        those envelopes again after the restart, as before. Plain writes still queued are
+        failed ("nothing stored"): their callers were cancelled and were answered
         nothing."""
         queued, self._held = self._held, []
         while not self._queue.empty():

@@ -35,6 +35,7 @@ from tests.core.factories import NOW, Officer, make_tag, seal_from
 from tests.store_backends import StoreFactory, pg_backend
 from tests.test_effects import _accept_at_origin, _drain, _enrol
 from tests.test_store_key_grace import NODE, _card
+from tests.waits import PATIENCE_S
 
 ALICE = Officer("nl/jdevries")
 LOCAL = Officer("nl/pbakker")
@@ -441,3 +442,27 @@ async def test_a_refused_key_change_is_kept_latest_first(make_store: StoreFactor
                                         now=NOW)
     await store.keys.key_change_refused("be", b"two", code="stale", reason="y", now=NOW + 1)
     assert await store.keys.refused_key_changes() == [("be", b"two", "stale", "y", NOW + 1)]
+
+
+async def test_close_commits_the_riders_still_held_and_not_a_cancelled_callers(
+        make_store: StoreFactory) -> None:
+    """Review16c: at close, the riders still waiting for a plain write commit in one last
+    group (on PostgreSQL too); a rider whose caller was cancelled does not."""
+    def audits(event: str):  # type: ignore[no-untyped-def]
+        async def op(txn: WriteTxn) -> str:
+            await txn.audit(1, event, "nl", "{}")
+            return event
+        return op
+
+    store = await make_store("nl")
+    store.db.ride_s = PATIENCE_S
+    gone = asyncio.create_task(store.db.write(audits("test.cancelled"), rides=True))
+    kept = asyncio.create_task(store.db.write(audits("test.rider"), rides=True))
+    async with asyncio.timeout(PATIENCE_S):
+        while len(store.db._held) < 2:
+            await asyncio.sleep(0.001)
+    gone.cancel()
+    await store.close()
+    assert await kept == "test.rider"
+    again = await make_store("nl")
+    assert [e.event for e in await again.audit_entries()] == ["test.rider"]
