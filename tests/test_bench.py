@@ -8,6 +8,7 @@ way each of their rows is figures or a stated reason.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from liaison_net import config
 from liaison_net.bench import cost
 from liaison_net.bench.network import BENCH_DELIVERY
 from liaison_net.bench.report import (
@@ -30,6 +32,7 @@ from liaison_net.bench.report import (
     versus_target,
 )
 from liaison_net.bench.runner import _transactions, selection
+from liaison_net.bench.scenarios import QUICK, OurSystem
 from liaison_net.bench.workload import percentile
 from liaison_net.config import DeliveryConfig
 
@@ -312,3 +315,40 @@ def test_quick_bench_end_to_end(tmp_path: Path) -> None:
     for broker in ("mosquitto", "rabbitmq"):
         if isinstance(results["light"][broker].get("unavailable"), str):
             assert any("not run" in note for note in doc["notes"]), doc["notes"]
+
+
+@pytest.mark.parametrize("verify", [0, 2])
+def test_verify_workers_reach_both_nodes_configs(tmp_path: Path, verify: int) -> None:
+    """`--verify-workers N` (the plan's ``verify_workers``): both our nodes' configs, as the
+    node itself loads them, say ``[workers] verify = N``; 0 leaves the node's default."""
+    plan = dataclasses.replace(QUICK, verify_workers=verify)
+    system = OurSystem(tmp_path, plan)
+    system.net.create()
+    for nid in ("nl", "be"):
+        assert config.load(system.net.nodes[nid].config).verify_workers == verify
+    # Each node's CPU and RSS are its process group's: its verify workers' too.
+    assert all(probe.group for probe in system.probes().values())
+
+
+def test_cost_counts_a_nodes_children() -> None:
+    """A node's verify workers are its children in its process group: its CPU with
+    ``group`` is theirs too (a child that burns CPU counts), as the bench's probes ask."""
+    leader = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time\n"
+         "subprocess.Popen([sys.executable, '-c', 'import time\\nend = time.process_time() "
+         "+ 0.3\\nwhile time.process_time() < end: pass\\ntime.sleep(30)'])\n"
+         "time.sleep(30)"], start_new_session=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline = 200
+        while (cost.cpu_seconds(leader.pid, group=True) or 0.0) < 0.3 and deadline:
+            deadline -= 1
+            time.sleep(0.05)  # polling, bounded: 10 s at most
+        alone = cost.cpu_seconds(leader.pid)
+        group = cost.cpu_seconds(leader.pid, group=True)
+        assert alone is not None and group is not None
+        assert group >= alone + 0.29
+        members = cost._group(leader.pid)
+        assert len(members) == 2
+    finally:
+        os.killpg(leader.pid, 9)
+        leader.wait(timeout=10)

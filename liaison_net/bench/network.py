@@ -40,6 +40,15 @@ class BenchNetwork(DemoNetwork):
     SECTIONS: ClassVar[Mapping[str, Mapping[str, Any]]] = {"delivery": BENCH_DELIVERY}
     DRILL: ClassVar[str] = "bench"
     READY_POLL_S: ClassVar[float] = 0.02  # restart-to-listen is one of the bench's figures
+    #: ``[workers] verify`` of every node (0: the node's default, verify in its process).
+    verify_workers: int = 0
+
+    def _sections_of(self, nid: str, sections: Mapping[str, Mapping[str, Any]] | None,
+                     ) -> dict[str, Mapping[str, Any]]:
+        out = super()._sections_of(nid, sections)
+        if self.verify_workers:
+            out["workers"] = {**out.get("workers", {}), "verify": self.verify_workers}
+        return out
 
     def has_card(self, nid: str, officer: str) -> bool:
         """True once ``officer``'s card has reached node ``nid``'s directory."""

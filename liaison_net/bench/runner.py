@@ -247,10 +247,12 @@ def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = N
           keep: bool = False, log_level: str = "info",
           batch_size: int = 32, light_seconds: float | None = None,
           stores: Sequence[str] = ("sqlite",),
-          workers: Sequence[int] = (1,)) -> tuple[dict[str, Any], list[str]]:
+          workers: Sequence[int] = (1,),
+          verify_workers: int = 0) -> tuple[dict[str, Any], list[str]]:
     """Run the selection; return (JSON document, errors). Cleans up unless ``keep``.
     ``batch_size``: envelopes per request in our batched relay (1: none);
-    ``light_seconds``: the light load's length, if not the plan's."""
+    ``light_seconds``: the light load's length, if not the plan's; ``verify_workers``:
+    ``[workers] verify`` of our nodes."""
     from liaison_net.bench.report import document
 
     selected = selection(names)
@@ -260,7 +262,8 @@ def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = N
     machine = machine_facts()
     root = workdir or Path(tempfile.mkdtemp(prefix="liaison-bench-"))
     root.mkdir(parents=True, exist_ok=True)
-    plan = dataclasses.replace(QUICK if quick else FULL, batch_size=batch_size)
+    plan = dataclasses.replace(QUICK if quick else FULL, batch_size=batch_size,
+                               verify_workers=verify_workers)
     if light_seconds is not None:
         plan = dataclasses.replace(plan, light_seconds=light_seconds)
     run = Run(selected, plan, root, ui, log_level, tuple(stores), tuple(workers))
@@ -279,7 +282,8 @@ def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = N
                       "crash": plan.crash, "memory": plan.memory,
                       "payload_bytes": plan.payload_bytes, "concurrency": plan.concurrency,
                       "client_sessions": plan.sessions, "stall_s": plan.stall_s,
-                      "batch_size": plan.batch_size},
+                      "batch_size": plan.batch_size,
+                      "verify_workers": plan.verify_workers},
              "baselines": baselines.describe_setup(),
              "node_log_level": log_level, "stores": list(stores),
              "workers": list(workers)}

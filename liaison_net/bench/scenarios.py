@@ -94,6 +94,9 @@ class Plan:
     batch_size: int = 32
     light_rate: int = 20
     light_seconds: float = 30.0
+    # ``[workers] verify`` of both our nodes (0: verify in the node's process, the node's
+    # default); the worker processes' CPU and RSS count in their node's figures.
+    verify_workers: int = 0
 
     @property
     def paced(self) -> int:
@@ -260,17 +263,22 @@ async def light(system: System, batch: Batch, ui: Ui) -> Figures:
     return figures
 
 
+def _cpu_now(probes: dict[str, Probe]) -> dict[str, float | None]:
+    """CPU seconds so far of each role's process (or group); None for one that is down."""
+    return {role: cost.cpu_seconds(p.pid, group=p.group) if p.pid is not None else None
+            for role, p in probes.items()}
+
+
 async def _idle_cpu(system: System, seconds: float) -> Figures:
     """CPU ms per second each broker spends with nothing to do (its background loops): the
     part of a light load's CPU per envelope that is not the envelopes' own."""
     probes = system.probes()
-    before = {role: cost.cpu_seconds(p.pid, group=p.group) if p.pid is not None else None
-              for role, p in probes.items()}
+    before = _cpu_now(probes)
     await asyncio.sleep(seconds)
+    after = _cpu_now(probes)
     out: Figures = {}
-    for role, probe in probes.items():
-        start = before[role]
-        end = cost.cpu_seconds(probe.pid, group=probe.group) if probe.pid is not None else None
+    for role in probes:
+        start, end = before[role], after[role]
         out[f"{role}_idle_cpu_ms_per_s"] = rounded(
             max(0.0, end - start) * 1e3 / seconds
             if start is not None and end is not None else None, 1)
@@ -344,9 +352,19 @@ async def outage(system: System, batch: Batch, ui: Ui) -> Figures:
                                        on_accepted=progress)
         await system.start_destination(wait=True)
         back = time.time_ns()
+        probes = system.probes()
+        at_back = _cpu_now(probes)
         ui.note(f"{label}: destination back, catching up")
         figures, first = await _finish(system, sink, batch, sent, ui, label)
+        at_end = _cpu_now(probes)
     figures["accept_per_s_while_down"] = rounded(sent.accept_rate(), 0)
+    # The catch-up's own CPU per envelope at each node, from the destination's return (it
+    # restarted, so the scenario-long figures have none for it) to the last arrival.
+    for role, start in at_back.items():
+        end = at_end.get(role)
+        figures[f"catch_up_{role}_cpu_us_per_envelope"] = rounded(
+            max(0.0, end - start) * 1e6 / len(first)
+            if start is not None and end is not None and first else None, 0)
     if first:
         t_first, t_last = min(first.values()), max(first.values())
         figures["catch_up_per_s"] = rounded(catch_up_rate(list(first.values()), back), 0)
@@ -432,7 +450,8 @@ class OurSystem(System):
             self.label = f"liaison_net ({engine}, {workers} workers)"
         base = "liaison" if store == "sqlite" else "liaison_pg"
         self.net = BenchNetwork(workdir / (base if workers == 1 else f"{base}_w{workers}"),
-                                node_ids=("nl", "be"), log_level=log_level)
+                                node_ids=("nl", "be"), log_level=log_level,
+                                verify_workers=plan.verify_workers)
         self.origin_workers = ["nl"]
         self.cluster: Cluster | None = None
         self.sessions: list[NodeSession] = []
@@ -570,10 +589,13 @@ class OurSystem(System):
             workers = tuple(pid for key in self.origin_workers[1:]
                             if (pid := self.net.pid(key)) is not None) if nid == "nl" else ()
             if self.store == "postgresql":  # the server's files are not the node's
-                out[role] = Probe(self.net.pid(nid), False, (), workers=workers)
+                out[role] = Probe(self.net.pid(nid), True, (), workers=workers)
                 continue
             db = self.net.database(nid)
-            out[role] = Probe(self.net.pid(nid), False, (db, db.with_name(db.name + "-wal")),
+            # group: a node is the leader of its own session (the harness starts it so), and
+            # its verify workers ([workers] verify) are its children in that group: their CPU
+            # and RSS are the node's, or its CPU per envelope would look lower than it is.
+            out[role] = Probe(self.net.pid(nid), True, (db, db.with_name(db.name + "-wal")),
                               database=db, workers=workers)
         return out
 

@@ -50,9 +50,15 @@ SCENARIO_HELP = ("light, relay, paced, outage, crash, baselines, ceiling or memo
                    "client sessions spread over their officer URLs; relay and paced per "
                    "count, beside the other columns, with CPU per envelope summed over the "
                    "workers.")
+@click.option("--verify-workers", type=click.IntRange(0, 8), default=0, show_default=True,
+              metavar="N",
+              help="`[workers] verify = N` in both our nodes' configs: N processes verify "
+                   "envelopes beside each node (0: in the node's process, the node's "
+                   "default). Their CPU and peak RSS count in their node's figures.")
 def bench(scenarios: tuple[str, ...], quick: bool, json_path: Path | None,
           workdir: Path | None, keep: bool, node_log_level: str, batch_size: int,
-          light_seconds: float | None, store_names: str, worker_counts: str) -> None:
+          light_seconds: float | None, store_names: str, worker_counts: str,
+          verify_workers: int) -> None:
     """Measure our broker beside Mosquitto and RabbitMQ, on 127.0.0.1, in one run.
 
     Each scenario is bounded in count and time. Prints a table (our figure, the baseline's,
@@ -112,7 +118,8 @@ def bench(scenarios: tuple[str, ...], quick: bool, json_path: Path | None,
     out = Console() if sys.stdout.isatty() else Console(width=160)
     doc, errors = run_bench(scenarios, quick=quick, ui=ConsoleUi(err), workdir=workdir,
                             keep=keep, log_level=node_log_level, batch_size=batch_size,
-                            light_seconds=light_seconds, stores=stores, workers=workers)
+                            light_seconds=light_seconds, stores=stores, workers=workers,
+                            verify_workers=verify_workers)
     out.print(table(doc["results"]))
     for note in doc["notes"]:
         out.print(f"  note: {note}", highlight=False)
