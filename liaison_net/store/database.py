@@ -599,17 +599,7 @@ class Database:
         if not riders or self._thread is None or self._writer_failed:
             self._held.extend(riders)
             return
-        work = self._to_writer_thread(self._run_group, [q.fn for q in riders],
-                                      self.storage.full)
-        try:
-            outcome = await asyncio.shield(work)
-        except asyncio.CancelledError:
-            work.add_done_callback(functools.partial(self._settle_later, riders))
-            raise
-        except BaseException:
-            self._fail_batch(riders, Unavailable("database writer failed, nothing stored"))
-            raise
-        self._settle(riders, outcome)
+        await self._commit_group(riders)
 
     def _migrate(self, conn: Any) -> None:
         backend = self.backend
@@ -684,18 +674,24 @@ class Database:
         if not self._opened or self._thread is None:
             raise Unavailable("database not open")
         while True:
-            batch = await self._next_group()
-            work = self._to_writer_thread(self._run_group, [q.fn for q in batch],
-                                          self.storage.full)
-            try:
-                outcome = await asyncio.shield(work)
-            except asyncio.CancelledError:
-                work.add_done_callback(functools.partial(self._settle_later, batch))
-                raise
-            except BaseException:
-                self._fail_batch(batch, Unavailable("database writer failed, nothing stored"))
-                raise
-            self._settle(batch, outcome)
+            await self._commit_group(await self._next_group())
+
+    async def _commit_group(self, batch: list[_Queued]) -> None:
+        """Run one group on the writer thread and answer its writes. Cancelled meanwhile,
+        it returns at once and the callers get the group's true outcome when the thread
+        finishes it; a failure of the writer itself fails them "nothing stored" and
+        goes on to whoever runs the writer."""
+        work = self._to_writer_thread(self._run_group, [q.fn for q in batch],
+                                      self.storage.full)
+        try:
+            outcome = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            work.add_done_callback(functools.partial(self._settle_later, batch))
+            raise
+        except BaseException:
+            self._fail_batch(batch, Unavailable("database writer failed, nothing stored"))
+            raise
+        self._settle(batch, outcome)
 
     async def _next_group(self) -> list[_Queued]:
         """The writes of the next group: all that are queued (up to ``group_commit_max``);
