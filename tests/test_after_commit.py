@@ -13,16 +13,16 @@ import threading
 from pathlib import Path
 
 from liaison_net.clock import Clock, ManualClock
-from liaison_net.config import DeliveryConfig, Peer
+from liaison_net.config import DeliveryConfig
 from liaison_net.core.audit import detail
 from liaison_net.core.envelope import Precedence
 from liaison_net.errors import Conflict
 from liaison_net.federation.sender import PeerSender
-from liaison_net.metrics import NodeMetrics
 from liaison_net.store.database import WriteTxn
 from liaison_net.store.envelope_store import QueuedHop
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW, Officer, seal_from
+from tests.offline_sender import offline_sender
 from tests.waits import PATIENCE_S
 
 ALICE = Officer("nl/jdevries")
@@ -106,12 +106,7 @@ async def test_accept_hands_over_an_officers_hops_and_nothing_else(tmp_path: Pat
 
 
 def _sender() -> PeerSender:
-    async def no_push(_peer: str) -> None:
-        return None
-
-    return PeerSender(node_id="nl", peer=Peer(id="be", url="https://127.0.0.1:1"),
-                      store=None, session=None, delivery=DeliveryConfig(),  # type: ignore[arg-type]
-                      metrics=NodeMetrics(), directory_push=no_push, clock=Clock())
+    return offline_sender(None, Clock())
 
 
 async def test_an_offer_is_kept_only_while_the_sender_runs_and_a_full_book_wakes_a_read(
@@ -149,13 +144,7 @@ async def test_an_offer_ready_when_the_periodic_read_falls_due_goes_before_the_r
     clock = ManualClock(NOW)
     delivery = DeliveryConfig(directory_push_s=0.05)
 
-    async def no_push(_peer: str) -> None:
-        return None
-
-    sender = PeerSender(node_id="nl", peer=Peer(id="be", url="https://127.0.0.1:1"),
-                        store=store, session=None,  # type: ignore[arg-type]
-                        delivery=delivery, metrics=NodeMetrics(), directory_push=no_push,
-                        clock=clock)
+    sender = offline_sender(store, clock, delivery)
     store.on_queued = lambda hops: [sender.offer(h) for h in hops if h.node == "be"]
     sender._running = True
     sender.book = sender._in_flight()
@@ -199,13 +188,7 @@ async def test_an_offer_made_while_a_transaction_is_in_flight_goes_when_it_ends(
     await store.open()
     clock = ManualClock(NOW)
 
-    async def no_push(_peer: str) -> None:
-        return None
-
-    sender = PeerSender(node_id="nl", peer=Peer(id="be", url="https://127.0.0.1:1"),
-                        store=store, session=None,  # type: ignore[arg-type]
-                        delivery=DeliveryConfig(directory_push_s=3600.0),
-                        metrics=NodeMetrics(), directory_push=no_push, clock=clock)
+    sender = offline_sender(store, clock, DeliveryConfig(directory_push_s=3600.0))
     store.on_queued = lambda hops: [sender.offer(h) for h in hops if h.node == "be"]
     sender._running = True
     sender.book = sender._in_flight()

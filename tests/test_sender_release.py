@@ -36,6 +36,7 @@ from liaison_net.pki import certificates
 from liaison_net.store.database import RIDE_MAX_ENVELOPES, WriteTxn
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW, Officer, seal_from
+from tests.offline_sender import offline_sender
 from tests.waits import PATIENCE_S
 
 ALICE = Officer("nl/jdevries")
@@ -247,13 +248,7 @@ async def test_a_pass_waiting_out_a_backoff_goes_when_a_transaction_succeeds(
     await store.open()
     clock = ManualClock(NOW)
 
-    async def no_push(_peer: str) -> None:
-        return None
-
-    sender = PeerSender(node_id="nl", peer=Peer(id="be", url="https://127.0.0.1:1"),
-                        store=store, session=None,  # type: ignore[arg-type]
-                        delivery=DeliveryConfig(), metrics=NodeMetrics(),
-                        directory_push=no_push, clock=clock)
+    sender = offline_sender(store, clock)
     try:
         sender.link.attempts, sender.link.next_attempt = 3, NOW + 3_600_000
         waiting = asyncio.create_task(sender._next())  # waits out the back-off
@@ -309,13 +304,7 @@ async def test_a_loop_run_again_waits_out_a_backoff_persisted_since_the_link_rec
     await store.open()
     clock = ManualClock(NOW)
 
-    async def no_push(_peer: str) -> None:
-        return None
-
-    sender = PeerSender(node_id="nl", peer=Peer(id="be", url="https://127.0.0.1:1"),
-                        store=store, session=None,  # type: ignore[arg-type]
-                        delivery=DeliveryConfig(), metrics=NodeMetrics(),
-                        directory_push=no_push, clock=clock)
+    sender = offline_sender(store, clock)
     try:
         sender.link.attempts = 2
         await sender._succeeded(sender.book.spell)  # a spell of failures ended
