@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from liaison_net.core import crypto
-from liaison_net.store.database import SqliteBackend
 from liaison_net.store.key_cache import KeyCache
 from liaison_net.store.node_store import NodeStore
+from liaison_net.store.sqlite import SqliteBackend
 from tests.core.factories import NOW
 from tests.test_store_key_grace import JAN, _card
 

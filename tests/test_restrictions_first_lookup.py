@@ -19,8 +19,9 @@ from pathlib import Path
 from liaison_net.core.effects import Effect
 from liaison_net.core.envelope import Kind
 from liaison_net.core.restriction import Update, check_update
-from liaison_net.store.database import SqliteBackend, WriteTxn
+from liaison_net.store.database import WriteTxn
 from liaison_net.store.node_store import NodeStore
+from liaison_net.store.sqlite import SqliteBackend
 from tests.test_store_restrictions import MARIE, ORIGINAL, _receive, _update
 from tests.waits import PATIENCE_S
 

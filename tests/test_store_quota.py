@@ -18,9 +18,9 @@ from liaison_net.core.audit import detail
 from liaison_net.core.limits import HOUR_MS
 from liaison_net.errors import StorageFull, Unavailable
 from liaison_net.federation.protocol import RETRYABLE_CODES
-from liaison_net.store import database
-from liaison_net.store.database import PAGE_SIZE, is_out_of_space, quota_pages
+from liaison_net.store import sqlite
 from liaison_net.store.node_store import NodeStore
+from liaison_net.store.sqlite import PAGE_SIZE, is_out_of_space, quota_pages
 from tests.core.factories import NOW, Officer, seal_from
 
 ALICE = Officer("nl/jdevries")
@@ -53,7 +53,7 @@ def test_out_of_space_is_told_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     io_error = _sqlite_error("disk I/O error", 10 | (3 << 8))  # SQLITE_IOERR_WRITE
     assert not is_out_of_space(io_error, tmp_path)  # plenty of room here
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(database.shutil, "disk_usage",
+    monkeypatch.setattr(sqlite.shutil, "disk_usage",
                         lambda _p: usage._replace(free=4096))
     assert is_out_of_space(io_error, tmp_path)  # the same error on a full filesystem
     assert not is_out_of_space(io_error)  # no directory to look at: not claimed
