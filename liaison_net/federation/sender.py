@@ -567,12 +567,12 @@ class PeerSender:
         refused: list[tuple[bytes, str]] = []
         details: dict[bytes, str] = {}
         retry: dict[str, int] = {}  # code -> envelopes, "not yet" refusals
+        latency = self.metrics.latency.labels(peer=self.peer.id)  # one lookup per answer
         for outcome in outcomes:
             match outcome:
                 case protocol.Delivered(eid):
                     delivered.append(eid)
-                    self.metrics.latency.labels(peer=self.peer.id).observe(
-                        max(0, now - envelope_id_time_ms(eid)) / 1000)
+                    latency.observe(max(0, now - envelope_id_time_ms(eid)) / 1000)
                 case protocol.NotYet(_, code):
                     retry[code] = retry.get(code, 0) + 1
                 case protocol.RefusedForGood(eid, code, why):
