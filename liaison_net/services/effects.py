@@ -41,6 +41,7 @@ import random
 
 import structlog
 
+from liaison_net import timeline
 from liaison_net.clock import Clock
 from liaison_net.config import EffectsConfig
 from liaison_net.core import codec
@@ -115,6 +116,8 @@ class EffectDrain:
     async def drain_once(self) -> int:
         """Issue every effect due now (one batch, stored in one write); the number taken."""
         due = await self.store.effects.due(self.clock.now_ms(), self.config.batch)
+        if due:
+            timeline.mark("e.due")
         ready: list[tuple[Issued, Sealed]] = []
         batches, singles = self._batches(due)
         for group in batches:
@@ -136,6 +139,7 @@ class EffectDrain:
                                  sealed.local, sealed.remote, sealed.audit_detail), sealed))
         if not ready:
             return len(due)
+        timeline.mark("e.sealed")
         try:
             done = await self.store.complete_effects([item for item, _ in ready])
         except Unavailable:
@@ -147,6 +151,7 @@ class EffectDrain:
         for ok, (_, sealed) in zip(done, ready, strict=True):
             if ok:
                 self.notifier.issued(sealed)
+        timeline.mark("e.stored")
         return len(due)
 
     async def _complete_alone(self, item: Issued) -> bool:

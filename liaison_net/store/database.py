@@ -60,6 +60,7 @@ from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
+from liaison_net import timeline
 from liaison_net.clock import SYSTEM_CLOCK, Clock
 from liaison_net.core.audit import GENESIS, entry_hash, stored_detail, stored_event
 from liaison_net.errors import (
@@ -226,6 +227,18 @@ class Backend(Protocol):
     async def open_reader(self, *, read_only: bool) -> None: ...
     async def fetchall(self, sql: str, params: tuple[Any, ...]) -> list[Any]: ...
     async def close_reader(self) -> None: ...
+
+
+def _file_stamp(backend: Backend) -> tuple[int, int] | None:
+    """The database file's (mtime, size), for the timeline only: only a WAL checkpoint
+    writes that file, so a change across a COMMIT says the commit ran one."""
+    path = getattr(backend, "path", None)
+    if not isinstance(path, Path):
+        return None
+    with contextlib.suppress(OSError):
+        stat = path.stat()
+        return stat.st_mtime_ns, stat.st_size
+    return None
 
 
 class WriteTxn:
@@ -681,6 +694,8 @@ class Database:
         it returns at once and the callers get the group's true outcome when the thread
         finishes it; a failure of the writer itself fails them "nothing stored" and
         goes on to whoever runs the writer."""
+        if timeline.enabled():  # "w.group3r": three writes, all riders
+            timeline.mark(f"w.group{len(batch)}{'r' if all(q.rides for q in batch) else ''}")
         work = self._to_writer_thread(self._run_group, [q.fn for q in batch],
                                       self.storage.full)
         try:
@@ -692,6 +707,7 @@ class Database:
             self._fail_batch(batch, Unavailable("database writer failed, nothing stored"))
             raise
         self._settle(batch, outcome)
+        timeline.mark("w.settled")
 
     async def _next_group(self) -> list[_Queued]:
         """The writes of the next group: all that are queued (up to ``group_commit_max``);
@@ -805,7 +821,12 @@ class Database:
             if out.space_before is not None:
                 out.space_after = backend.space(conn)
             out.in_commit = True
+            timeline.mark("w.commit")
+            file_before = _file_stamp(backend) if timeline.enabled() else None
             conn.execute("COMMIT")
+            timeline.mark("w.durable")
+            if file_before is not None and _file_stamp(backend) != file_before:
+                timeline.mark("w.checkpointed")  # the database file itself was written
             out.effects_added = txn.effects_added
         except group_errors as exc:
             # Disk full, I/O error, locked, connection lost: nothing of this batch was
