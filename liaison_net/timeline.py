@@ -1,7 +1,8 @@
 """A per-envelope wall-clock timeline, for measurement only (issue 16: the light load's tail).
 
-Off unless the environment variable ``LIAISON_TIMELINE`` names a directory (the bench's
-``--timeline DIR`` sets it for its nodes, its sink and itself). Then each process keeps,
+Off unless the environment variable ``LIAISON_TIMELINE`` names a directory (set it for
+``liaison bench``: its nodes and its sink inherit it, and each process started with it
+calls ``start``). Then each process keeps,
 in memory, up to ``MAX_MARKS`` marks ``(CLOCK_MONOTONIC ns, step, key)`` and writes them to
 ``DIR/<label>-<pid>.tsv`` when it exits (``flush``). CLOCK_MONOTONIC is one clock for
 every process of a host, so the marks of the origin, the destination and the bench client
@@ -10,7 +11,7 @@ commit, a drain pass, a GC pause). Nothing else is recorded: no plaintext, no ke
 material, no officer name.
 
 Off, ``mark`` is one global read and a return; nothing is allocated or written.
-``python -m liaison_net.bench.timeline DIR`` reads the files and compares the envelopes of
+``python -m liaison_net.bench.timeline_report DIR`` reads the files and compares the envelopes of
 the median with the slowest ones.
 """
 
