@@ -3,6 +3,8 @@ what a decision owes is durable with the decision, and the drain issues it exact
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from liaison_net.services.notices import Notifier
 from liaison_net.store.effect_store import Issued
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW, Officer, seal_from
+from tests.test_inbox_stream import until
 
 ALICE = Officer("nl/jdevries")
 LOCAL = Officer("nl/pbakker")
@@ -346,4 +349,37 @@ async def test_the_pending_gauge_is_counted_at_most_once_a_second(tmp_path: Path
         assert counted == [0, 0]
         assert drain.metrics.registry.get_sample_value("liaison_effects_pending") == 0
     finally:
+        await store.close()
+
+
+class _PassesCounted(EffectDrain):
+    """The drain, counting the passes it starts (what the test below watches)."""
+
+    passes = 0
+
+    async def _pass(self) -> None:
+        self.passes += 1
+        await super()._pass()
+
+
+async def test_a_wake_lets_what_the_commit_readied_run_before_the_pass(tmp_path: Path) -> None:
+    """Woken by a commit, the drain does not start its pass (its seal is a millisecond of
+    the event loop) before the tasks that commit readied (the sender's POST, an answer)
+    had their turns: ten turns of another task go first. Order, not time."""
+    store = await _open(tmp_path / "n.sqlite3")
+    drain = _PassesCounted(node_id="nl", store=store, notifier=_drain(store, ManualClock(NOW))
+                           .notifier, config=EffectsConfig(), metrics=NodeMetrics(),
+                           clock=ManualClock(NOW))
+    task = asyncio.create_task(drain.run())
+    try:
+        await until(lambda: drain.passes == 1, "the first pass, at start")
+        drain.wake.set()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert drain.passes == 1
+        await until(lambda: drain.passes == 2, "the pass after the wake")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         await store.close()
