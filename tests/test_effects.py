@@ -8,6 +8,8 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from liaison_net.clock import ManualClock
 from liaison_net.config import EffectsConfig
 from liaison_net.core import codec, crypto
@@ -20,6 +22,7 @@ from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
 from liaison_net.core.limits import DAY_MS, HOUR_MS
 from liaison_net.core.sealing import SignerKey, open_envelope, verify
 from liaison_net.metrics import NodeMetrics
+from liaison_net.services import effects as effects_service
 from liaison_net.services.effects import PENDING_EVERY_MS, EffectDrain
 from liaison_net.services.notices import Notifier
 from liaison_net.store.effect_store import Issued
@@ -362,10 +365,13 @@ class _PassesCounted(EffectDrain):
         await super()._pass()
 
 
-async def test_a_wake_lets_what_the_commit_readied_run_before_the_pass(tmp_path: Path) -> None:
+async def test_a_wake_lets_what_the_commit_readied_run_before_the_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Woken by a commit, the drain does not start its pass (its seal is a millisecond of
     the event loop) before the tasks that commit readied (the sender's POST, an answer)
-    had their turns: ten turns of another task go first. Order, not time."""
+    had their turns: ten turns of another task go first. Order, not time: the wait is
+    made long here (0.5 s) so that no loaded machine can stall those ten turns past it."""
+    monkeypatch.setattr(effects_service, "AFTER_WAKE_S", 0.5)
     store = await _open(tmp_path / "n.sqlite3")
     drain = _PassesCounted(node_id="nl", store=store, notifier=_drain(store, ManualClock(NOW))
                            .notifier, config=EffectsConfig(), metrics=NodeMetrics(),
