@@ -85,9 +85,9 @@ WriteFn = Callable[["WriteTxn"], Awaitable[T]]
 #: How long a rider (``Database.write(rides=True)``) waits for a plain write's group before
 #: it commits alone. Well above the gap between two envelopes at the light load's 20/s: at
 #: 0.05 s (that gap) the riders a received envelope left (its "relayed" evidence, the
-#: answer of the evidence's transaction) timed out just as the next envelope came, in about
-#: 6 % of the gaps at the destination, and that envelope's write waited for their commit (a
-#: fourth of the light load's slowest 5 %: docs/performance.md, lane lightp16).
+#: answer of the evidence's transaction) timed out just as the next envelope came, in 6-13 %
+#: of the gaps at the destination, and that envelope's write waited for their commit (6-9
+#: of the light load's slowest 20 of 400: docs/performance.md, lane lightp16).
 RIDE_S = 0.25
 #: A drain's write for more envelopes than this does not ride: its commit is already spread
 #: over them, and waiting would only slow a catch-up (effects owed after an outage).
