@@ -23,6 +23,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from liaison_net import timeline
 from liaison_net.admin_api import routes as admin_routes
 from liaison_net.clock import Clock
 from liaison_net.config import NodeConfig
@@ -167,6 +168,7 @@ class Node:
         for hop in hops:
             sender = self.senders.get(hop.node)
             if sender is not None:
+                timeline.mark("o.handed", hop.envelope_id)
                 sender.offer(hop)
 
     def _wake_all(self) -> None:
@@ -319,6 +321,7 @@ class Node:
 
     async def serve(self) -> None:
         """Run until SIGTERM/SIGINT (or ``stop``)."""
+        timeline.start(self.config.id)  # off unless LIAISON_TIMELINE is set (measuring)
         await self.store.open(writer=False)  # the writer runs under the supervisor
         self.keys.nodes.update(await self.store.node_keys())
         self.keys.nodes[self.config.id] = self.signing_key.public

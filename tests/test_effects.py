@@ -3,8 +3,12 @@ what a decision owes is durable with the decision, and the drain issues it exact
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from liaison_net.clock import ManualClock
 from liaison_net.config import EffectsConfig
@@ -18,11 +22,13 @@ from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
 from liaison_net.core.limits import DAY_MS, HOUR_MS
 from liaison_net.core.sealing import SignerKey, open_envelope, verify
 from liaison_net.metrics import NodeMetrics
+from liaison_net.services import effects as effects_service
 from liaison_net.services.effects import PENDING_EVERY_MS, EffectDrain
 from liaison_net.services.notices import Notifier
 from liaison_net.store.effect_store import Issued
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW, Officer, seal_from
+from tests.test_inbox_stream import until
 
 ALICE = Officer("nl/jdevries")
 LOCAL = Officer("nl/pbakker")
@@ -346,4 +352,40 @@ async def test_the_pending_gauge_is_counted_at_most_once_a_second(tmp_path: Path
         assert counted == [0, 0]
         assert drain.metrics.registry.get_sample_value("liaison_effects_pending") == 0
     finally:
+        await store.close()
+
+
+class _PassesCounted(EffectDrain):
+    """The drain, counting the passes it starts (what the test below watches)."""
+
+    passes = 0
+
+    async def _pass(self) -> None:
+        self.passes += 1
+        await super()._pass()
+
+
+async def test_a_wake_lets_what_the_commit_readied_run_before_the_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Woken by a commit, the drain does not start its pass (its seal is a millisecond of
+    the event loop) before the tasks that commit readied (the sender's POST, an answer)
+    had their turns: ten turns of another task go first. Order, not time: the wait is
+    made long here (0.5 s) so that no loaded machine can stall those ten turns past it."""
+    monkeypatch.setattr(effects_service, "AFTER_WAKE_S", 0.5)
+    store = await _open(tmp_path / "n.sqlite3")
+    drain = _PassesCounted(node_id="nl", store=store, notifier=_drain(store, ManualClock(NOW))
+                           .notifier, config=EffectsConfig(), metrics=NodeMetrics(),
+                           clock=ManualClock(NOW))
+    task = asyncio.create_task(drain.run())
+    try:
+        await until(lambda: drain.passes == 1, "the first pass, at start")
+        drain.wake.set()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert drain.passes == 1
+        await until(lambda: drain.passes == 2, "the pass after the wake")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         await store.close()

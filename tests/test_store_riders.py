@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from liaison_net.bench.scenarios import QUICK
 from liaison_net.clock import ManualClock
 from liaison_net.errors import Unavailable
-from liaison_net.store.database import WriteTxn
+from liaison_net.store.database import RIDE_S, WriteTxn
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW, seal_from
 from tests.test_effects import ALICE, BOB, _accept_at_origin, _count, _drain, _enrol
@@ -294,3 +295,11 @@ async def test_a_close_cancelled_while_riders_commit_still_answers_and_stops(
         assert await rider == "test.rider"
         while store.db._thread is not None:
             await asyncio.sleep(0.001)
+
+
+def test_a_rider_waits_well_beyond_the_light_loads_gap_between_envelopes() -> None:
+    """At 20/s a rider that waited one gap (0.05 s) timed out just as the next envelope
+    came, and that envelope's write waited for the riders' own commit (docs/performance.md,
+    lane lightp16): the wait must stay several gaps long."""
+    assert 4 / QUICK.light_rate <= RIDE_S
+    assert NodeStore(Path("unused.sqlite3"), "nl").db.ride_s == RIDE_S

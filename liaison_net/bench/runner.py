@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 
+from liaison_net import timeline
 from liaison_net.bench import baselines, ceiling, cost
 from liaison_net.bench.report import OURS, Results, machine_facts
 from liaison_net.bench.scenarios import (
@@ -149,6 +150,7 @@ class Run:
                 "outage": p.outage, "crash": p.crash}
 
     async def run(self) -> Results:
+        timeline.start("bench")  # off unless LIAISON_TIMELINE is set (measuring)
         # SIGTERM (and SIGINT, which asyncio.run already handles) cancel the run, so that
         # every `finally` stops the processes the bench started before it exits.
         task = asyncio.current_task()

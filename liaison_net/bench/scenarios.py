@@ -40,6 +40,7 @@ from typing import Any
 
 import aiohttp
 
+from liaison_net import timeline
 from liaison_net.bench import cost
 from liaison_net.bench.cost import Probe
 from liaison_net.bench.network import BenchNetwork, Deadline, OfficerSpec
@@ -542,6 +543,7 @@ class OurSystem(System):
                 async with contextlib.aclosing(session.follow(after)) as entries:
                     async for entry in entries:
                         arrivals.setdefault(id_from_text(entry.id), time.time_ns())
+                        timeline.mark("b.stream", id_from_text(entry.id))
                         if len(arrivals) > LIVE_MAX:
                             return  # bounded; the light load is far below it
 

@@ -73,6 +73,9 @@ def read_records(path: Path) -> list[tuple[bytes, int]]:
 
 def sink_main(spec: SinkSpec, stop: Event, ready: Event, distinct: Any, total: Any) -> None:
     """Entry point of the sink process."""
+    from liaison_net import timeline
+
+    timeline.start("sink")  # off unless LIAISON_TIMELINE is set (measuring)
     recorder = _Recorder(spec, distinct, total)
     try:
         if spec.kind in ("sqlite", "postgresql"):
@@ -86,9 +89,11 @@ def sink_main(spec: SinkSpec, stop: Event, ready: Event, distinct: Any, total: A
     finally:
         recorder.publish()
         recorder.write(spec.out_file)
+        timeline.flush()
 
 
 def _sqlite(spec: SinkSpec, recorder: _Recorder, stop: Event, ready: Event) -> None:
+    from liaison_net import timeline
     from liaison_net.store.observe import (  # light: sqlite3 (psycopg only if asked)
         InboxPoller,
         PgDatabase,
@@ -108,6 +113,7 @@ def _sqlite(spec: SinkSpec, recorder: _Recorder, stop: Event, ready: Event) -> N
             at = time.time_ns()
             for envelope_id in ids:
                 recorder.arrived(envelope_id, at)
+                timeline.mark("sink.seen", envelope_id)
             recorder.publish()
             if not ids:
                 time.sleep(POLL_S)

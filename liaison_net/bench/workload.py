@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from liaison_net import timeline
 from liaison_net.bench.sinks import SinkSpec, read_records, sink_main
 from liaison_net.core import crypto, sealing
 from liaison_net.core.envelope import Kind, Precedence
@@ -124,6 +125,7 @@ class Submitted:
 
 async def _offer(submit: Submit, batch: Batch, i: int, out: Submitted, retries: int) -> None:
     for attempt in range(retries + 1):
+        timeline.mark("b.submit", batch.keys[i])
         try:
             await submit(batch.keys[i], batch.raws[i])
         except Exception as exc:  # any failure: the envelope was not accepted (yet)
@@ -133,6 +135,7 @@ async def _offer(submit: Submit, batch: Batch, i: int, out: Submitted, retries: 
             await asyncio.sleep(0.2)
         else:
             out.accepted_ns[i] = time.time_ns()
+            timeline.mark("b.accepted", batch.keys[i])
             out.failed.pop(i, None)
             return
 
@@ -215,6 +218,7 @@ async def submit_paced(submit: Submit, batch: Batch, *, rate: float, max_in_flig
         now = time.time_ns()
         while i < len(batch) and t0 + i * interval <= now:
             out.start_ns[i] = int(t0 + i * interval)
+            timeline.mark_at(timeline.now() - (now - out.start_ns[i]), "b.due", batch.keys[i])
             task = asyncio.create_task(one(i))
             tasks.add(task)
             task.add_done_callback(tasks.discard)

@@ -54,6 +54,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from liaison_net import timeline
 from liaison_net.clock import Clock
 from liaison_net.config import DeliveryConfig, Peer
 from liaison_net.core import codec, crypto
@@ -556,8 +557,13 @@ class PeerSender:
             approvals = await self.store.holds.approvals_of(list(batch.ids))  # four-eyes
             if approvals:
                 body["approvals"] = protocol.encode_approvals(approvals)
-        return protocol.decode_transaction_answer(
-            await self._post(protocol.TRANSACTION_PATH, body), list(batch.ids))
+        traced = timeline.enabled()  # measuring only (LIAISON_TIMELINE): off, no loop
+        for envelope_id in batch.ids if traced else ():
+            timeline.mark("s.sent" if batch.handed else "s.sent_read", envelope_id)
+        answer = await self._post(protocol.TRANSACTION_PATH, body)
+        for envelope_id in batch.ids if traced else ():
+            timeline.mark("s.answer", envelope_id)
+        return protocol.decode_transaction_answer(answer, list(batch.ids))
 
     async def _record(self, batch: Batch, outcomes: list[protocol.Outcome], now: int, *,
                       rides: bool) -> None:

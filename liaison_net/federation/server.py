@@ -21,6 +21,7 @@ import structlog
 from aiohttp import web
 from cryptography import x509
 
+from liaison_net import timeline
 from liaison_net.clock import Clock
 from liaison_net.config import FederationLimits
 from liaison_net.core import codec, identity, rotation
@@ -183,6 +184,7 @@ class FederationServer:
         body = protocol.decode_transaction(
             await self.guard.body(peer, read_body(request, MSGPACK, self.max_body)),
             max_bytes=self.max_body)
+        read = timeline.now()
         self._claims(peer, body.origin)
         await self._charged(peer, len(body.envelopes))
         # Each envelope decided on its own, all admitted ones stored in ONE write (one
@@ -194,6 +196,11 @@ class FederationServer:
                    else [protocol.DUPLICATE if o.duplicate else protocol.ACCEPTED, "", ""]
                    for o in outcomes]
         await self.report_unverified()  # garbage in this batch: its one entry, if due
+        if timeline.enabled():
+            for o in outcomes:
+                if not isinstance(o, LiaisonError):
+                    timeline.mark_at(read, "d.read", o.envelope_id)
+                    timeline.mark("d.answer", o.envelope_id)
         return msgpack_response({"results": list(results)})
 
     async def directory(self, request: web.Request) -> web.Response:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import structlog
 from aiohttp import web
 
+from liaison_net import timeline
 from liaison_net.clock import Clock
 from liaison_net.core import art25, codec, crypto, key_change, rotation
 from liaison_net.core.audit import detail
@@ -395,7 +396,10 @@ class ClientApi:
     async def submit(self, request: web.Request) -> web.Response:
         officer = self._officer(request)
         raw = await read_body(request, ENVELOPE, self.max_envelope_bytes)
+        read = timeline.now()
         outcome = await self.intake.submit(officer, raw, self.clock.now_ms())
+        timeline.mark_at(read, "o.read", outcome.envelope_id)
+        timeline.mark("o.answer", outcome.envelope_id)
         return submit_answer(outcome.envelope_id, duplicate=outcome.duplicate,
                              held=outcome.held)
 

@@ -19,7 +19,8 @@ recipient can receive (no card here) is deleted with an audit entry saying so, n
 silently. Storage trouble ends the pass; the next wake or poll tries again.
 
 It runs after each commit that wrote effects (``Database.on_effects``), ``[effects]
-linger_s`` later (0 by default), and at least every ``poll_s``. At 20 envelopes/s every
+linger_s`` later (0 by default; at least ``AFTER_WAKE_S``, 5 ms, so that the envelope's
+own next steps go first), and at least every ``poll_s``. At 20 envelopes/s every
 envelope's evidence is a pass of its own (a seal, and at the destination a federation
 transaction back and its commits); a pass's write for a few envelopes rides on the next
 commit the node makes for another reason, at most ``RIDE_S`` later, instead of an fsync of
@@ -41,6 +42,7 @@ import random
 
 import structlog
 
+from liaison_net import timeline
 from liaison_net.clock import Clock
 from liaison_net.config import EffectsConfig
 from liaison_net.core import codec
@@ -72,6 +74,13 @@ BATCHED_STEPS = frozenset({Step.ACCEPTED, Step.RELAYED})
 #: after a pass at most this often (ms), not after every pass (at a catch-up, a pass per
 #: peer transaction; the count a scan of every row owed meanwhile). A gauge, never a check.
 PENDING_EVERY_MS = 1000
+#: After a commit's wake, the pass starts this much later (s), so the steps the commit
+#: readied run first on the event loop: at the origin, the sender posts the envelope it was
+#: just handed; at the destination, the answer and the live inbox go out. Started at once,
+#: the pass's seal ran before the sender's POST for a third of a light load's envelopes
+#: (+1.4 ms at the median, +3-5 ms at p95: docs/performance.md, lane lightp16). Bounded,
+#: and far below ``poll_s``; what the pass issues waits in its rows meanwhile.
+AFTER_WAKE_S = 0.005
 
 
 class EffectDrain:
@@ -88,15 +97,15 @@ class EffectDrain:
         self._counted_at = -PENDING_EVERY_MS  # when the pending gauge was last read (ms)
 
     async def run(self) -> None:
-        """Drain ``linger_s`` after every wake, and at least every ``poll_s``, until
-        cancelled."""
+        """Drain ``linger_s`` (at least ``AFTER_WAKE_S``) after every wake, and at least
+        every ``poll_s``, until cancelled."""
         while True:
             await self._pass()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.poll_s):
                     await self.wake.wait()
-                    if self.config.linger_s:
-                        await asyncio.sleep(min(self.config.linger_s, self.config.poll_s))
+                    await asyncio.sleep(max(AFTER_WAKE_S,
+                                            min(self.config.linger_s, self.config.poll_s)))
 
     async def _pass(self) -> None:
         self.wake.clear()
@@ -115,6 +124,8 @@ class EffectDrain:
     async def drain_once(self) -> int:
         """Issue every effect due now (one batch, stored in one write); the number taken."""
         due = await self.store.effects.due(self.clock.now_ms(), self.config.batch)
+        if due:
+            timeline.mark("e.due")
         ready: list[tuple[Issued, Sealed]] = []
         batches, singles = self._batches(due)
         for group in batches:
@@ -136,6 +147,7 @@ class EffectDrain:
                                  sealed.local, sealed.remote, sealed.audit_detail), sealed))
         if not ready:
             return len(due)
+        timeline.mark("e.sealed")
         try:
             done = await self.store.complete_effects([item for item, _ in ready])
         except Unavailable:
@@ -147,6 +159,7 @@ class EffectDrain:
         for ok, (_, sealed) in zip(done, ready, strict=True):
             if ok:
                 self.notifier.issued(sealed)
+        timeline.mark("e.stored")
         return len(due)
 
     async def _complete_alone(self, item: Issued) -> bool:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from liaison_net import timeline
 from liaison_net.core import art25, crypto, restriction, tagflow
 from liaison_net.core.audit import detail
 from liaison_net.core.consent import claimed_owner
@@ -200,6 +201,7 @@ class Intake:
     async def submit(self, officer: str, raw: bytes, now: int) -> AcceptOutcome:
         """An officer of this node hands over an envelope (origin node)."""
         item = await self._admit(officer, raw, now)
+        timeline.mark("o.verified", item.envelope.id)
         try:
             outcome = await self.store.accept(
                 item.envelope, now=now, actor=item.actor, event=item.event,
@@ -211,6 +213,7 @@ class Intake:
             await self._refuse(exc, now=now, actor=officer, layer="origin",
                                envelope_id=item.envelope.id)
             raise
+        timeline.mark("o.committed", item.envelope.id)
         self._submitted(item, outcome)
         return outcome
 

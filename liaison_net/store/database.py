@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from liaison_net import timeline
 from liaison_net.clock import SYSTEM_CLOCK, Clock
 from liaison_net.core.audit import GENESIS, entry_hash, stored_detail, stored_event
 from liaison_net.errors import (
@@ -75,8 +76,12 @@ T = TypeVar("T")
 WriteFn = Callable[["WriteTxn"], Awaitable[T]]
 
 #: How long a rider (``Database.write(rides=True)``) waits for a plain write's group before
-#: it commits alone: about the gap between two envelopes at the light load's 20/s.
-RIDE_S = 0.05
+#: it commits alone. Well above the gap between two envelopes at the light load's 20/s: at
+#: 0.05 s (that gap) the riders a received envelope left (its "relayed" evidence, the
+#: answer of the evidence's transaction) timed out just as the next envelope came, in 6-13 %
+#: of the gaps at the destination, and that envelope's write waited for their commit (6-9
+#: of the light load's slowest 20 of 400: docs/performance.md, lane lightp16).
+RIDE_S = 0.25
 #: A drain's write for more envelopes than this does not ride: its commit is already spread
 #: over them, and waiting would only slow a catch-up (effects owed after an outage).
 RIDE_MAX_ENVELOPES = 4
@@ -185,6 +190,18 @@ class Backend(Protocol):
     async def open_reader(self, *, read_only: bool) -> None: ...
     async def fetchall(self, sql: str, params: tuple[Any, ...]) -> list[Any]: ...
     async def close_reader(self) -> None: ...
+
+
+def _file_stamp(backend: Backend) -> tuple[int, int] | None:
+    """The database file's (mtime, size), for the timeline only: only a WAL checkpoint
+    writes that file, so a change across a COMMIT says the commit ran one."""
+    path = getattr(backend, "path", None)
+    if not isinstance(path, Path):
+        return None
+    with contextlib.suppress(OSError):
+        stat = path.stat()
+        return stat.st_mtime_ns, stat.st_size
+    return None
 
 
 class WriteTxn:
@@ -526,6 +543,8 @@ class Database:
         it returns at once and the callers get the group's true outcome when the thread
         finishes it; a failure of the writer itself fails them "nothing stored" and
         goes on to whoever runs the writer."""
+        if timeline.enabled():  # "w.group3r": three writes, all riders
+            timeline.mark(f"w.group{len(batch)}{'r' if all(q.rides for q in batch) else ''}")
         work = self._to_writer_thread(self._run_group, [q.fn for q in batch],
                                       self.storage.full)
         try:
@@ -537,6 +556,7 @@ class Database:
             self._fail_batch(batch, Unavailable("database writer failed, nothing stored"))
             raise
         self._settle(batch, outcome)
+        timeline.mark("w.settled")
 
     async def _next_group(self) -> list[_Queued]:
         """The writes of the next group: all that are queued (up to ``group_commit_max``);
@@ -650,7 +670,12 @@ class Database:
             if out.space_before is not None:
                 out.space_after = backend.space(conn)
             out.in_commit = True
+            timeline.mark("w.commit")
+            file_before = _file_stamp(backend) if timeline.enabled() else None
             conn.execute("COMMIT")
+            timeline.mark("w.durable")
+            if file_before is not None and _file_stamp(backend) != file_before:
+                timeline.mark("w.checkpointed")  # the database file itself was written
             out.effects_added = txn.effects_added
         except group_errors as exc:
             # Disk full, I/O error, locked, connection lost: nothing of this batch was
