@@ -317,15 +317,17 @@ def test_quick_bench_end_to_end(tmp_path: Path) -> None:
             assert any("not run" in note for note in doc["notes"]), doc["notes"]
 
 
-@pytest.mark.parametrize("verify", [0, 2])
-def test_verify_workers_reach_both_nodes_configs(tmp_path: Path, verify: int) -> None:
+@pytest.mark.parametrize("verify", [None, 0, 2])
+def test_verify_workers_reach_both_nodes_configs(tmp_path: Path, verify: int | None) -> None:
     """`--verify-workers N` (the plan's ``verify_workers``): both our nodes' configs, as the
-    node itself loads them, say ``[workers] verify = N``; 0 leaves the node's default."""
+    node itself loads them, say ``[workers] verify = N``; unset leaves the node's default
+    (what operators run)."""
     plan = dataclasses.replace(QUICK, verify_workers=verify)
     system = OurSystem(tmp_path, plan)
     system.net.create()
+    expected = config.auto_verify_workers(os.cpu_count()) if verify is None else verify
     for nid in ("nl", "be"):
-        assert config.load(system.net.nodes[nid].config).verify_workers == verify
+        assert config.load(system.net.nodes[nid].config).verify_workers == expected
     # Each node's CPU and RSS are its process group's: its verify workers' too.
     assert all(probe.group for probe in system.probes().values())
 
