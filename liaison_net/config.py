@@ -7,6 +7,7 @@ Every problem is a ConfigError naming the bad key.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ MAX_CONFIG_BYTES = 64 * 1024
 
 
 MAX_PEER_URLS = 8  # one per worker of the peer's node we may fail over to
+#: [workers] verify when unset: "auto" (docs/operations.md; docs/performance.md, lane bulkv16).
+DEFAULT_VERIFY: int | str = "auto"
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,9 @@ class NodeConfig:
     supervision: RestartPolicy = field(default_factory=RestartPolicy)  # [supervision]
     effects: EffectsConfig = field(default_factory=EffectsConfig)  # [effects]
     verify_workers: int = 0  # [workers] verify: envelope verification processes (workers/)
+    # [workers] verify_timeout_s: a worker silent this long on a batch is killed, the batch
+    # verified in the node's process
+    verify_timeout_s: float = 10.0
     audit: AuditConfig = field(default_factory=AuditConfig)  # [audit]
     # [keys] cosign_threshold: co-signatures of the other national nodes a node key change
     # needs before this node believes it (core/key_change.py)
@@ -322,6 +328,8 @@ def parse(data: dict[str, Any], path: Path) -> NodeConfig:
         supervision=_supervision(_table(data, "supervision", required=False)),
         effects=_effects(_table(data, "effects", required=False)),
         verify_workers=_verify_workers(_table(data, "workers", required=False)),
+        verify_timeout_s=_num(_table(data, "workers", required=False),
+                              "workers.verify_timeout_s", 10.0, 0.5, 120.0),
         audit=_audit(_table(data, "audit", required=False)),
         cosign_threshold=_cosign_threshold(_table(data, "keys", required=False)),
         four_eyes=_four_eyes(data, node_id),
@@ -372,12 +380,22 @@ def _cosign_threshold(table: dict[str, Any]) -> int:
     return value
 
 
+def auto_verify_workers(cpus: int | None) -> int:
+    """``[workers] verify = "auto"`` (the default): one worker when the machine has a
+    second core for it, else none (on one core a worker only adds its round trips)."""
+    return 1 if (cpus or 1) >= 2 else 0
+
+
 def _verify_workers(table: dict[str, Any]) -> int:
-    """[workers] verify: 0 (verify in the node's process, the default) to 8 processes."""
-    if unknown := set(table) - {"verify"}:
+    """[workers] verify: "auto" (the default, ``auto_verify_workers``) or 0 (verify in the
+    node's process) to 8 processes, started at the node's first bulk batch."""
+    if unknown := set(table) - {"verify", "verify_timeout_s"}:
         raise ConfigError(f"unknown workers key(s): {', '.join(sorted(unknown))}")
-    if not isinstance(table.get("verify", 0), int):
-        raise ConfigError("workers.verify must be a whole number between 0 and 8")
+    value = table.get("verify", DEFAULT_VERIFY)
+    if value == "auto":
+        return auto_verify_workers(os.cpu_count())
+    if not isinstance(value, int):
+        raise ConfigError('workers.verify must be "auto" or a whole number between 0 and 8')
     return int(_num(table, "workers.verify", 0, 0, 8))
 
 

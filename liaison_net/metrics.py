@@ -54,8 +54,9 @@ class NodeMetrics:
                              registry=self.registry)
         # Verification workers ([workers] verify, workers/verify_pool.py).
         self.verified = Counter(
-            "liaison_verified_total", "Envelopes verified with [workers] verify set, by where: "
-            "a worker process or the node's own (no worker live, a refusal, a failover)",
+            "liaison_verified_total", "Envelopes of batches verified with [workers] verify "
+            "set, by where: a worker process or the node's own (a batch too small for a "
+            "worker, no worker live, a refusal, a failover); single submits are not counted",
             ["where"], registry=self.registry)
         # Effects (issue 15): what decisions owe, waiting for the drain (services/effects).
         self.effects_pending = Gauge(

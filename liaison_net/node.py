@@ -106,9 +106,12 @@ class Node:
                                    clock=self.clock)
         self.store.db.on_effects = self.effects.wake.set
         # [workers] verify: envelope verification in processes beside this one (workers/).
+        # Only bulk batches go to them; the workers start at the first one.
         self.verify_pool = VerifyPool(
             slots=config.verify_workers, limits=config.limits,
+            answer_timeout_s=config.verify_timeout_s,
             counted=lambda where, n: self.metrics.verified.labels(where=where).inc(n))
+        verifier = self.verify_pool.verify_many if config.verify_workers else None
         # Four-eyes release: what waits for a second officer (services/holds.py).
         self.holds = HoldDesk(node_id=config.id, store=self.store, config=config.four_eyes,
                               clock=self.clock, wake=self._wake, limits=config.limits)
@@ -120,7 +123,7 @@ class Node:
                              on_disclosure=self._disclosure_receipt,
                              requests=self.request_desk,
                              witness=Witness(node_id=config.id),
-                             verifier=self.verify_pool.verify if config.verify_workers else None,
+                             verifier=verifier,
                              holds=self.holds)
         self._pseudonym_ring = WatchedKeyRing(paths.dir)
         # Peers' new node keys only through co-signed key changes; ours travel with our

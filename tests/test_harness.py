@@ -18,6 +18,7 @@ from liaison_net.drills.harness import (
     HarnessTimeout,
     NodeProcess,
     NodeSet,
+    free_ports,
     stop_processes,
     write_node_config,
 )
@@ -73,6 +74,39 @@ def test_waiting_for_a_node_that_exits_fails_at_once_with_its_log(tmp_path: Path
     assert not isinstance(caught.value, HarnessTimeout)
     assert "cannot read config" in str(caught.value)  # the log's tail
     assert not node.running()
+
+
+#: A process that listens on the ports it is given (0: any), then prints them.
+LISTENER = ("import socket, sys, time\n"
+            "socks = [socket.create_server(('127.0.0.1', int(p))) for p in sys.argv[1:]]\n"
+            "print(*[s.getsockname()[1] for s in socks], flush=True)\n"
+            "time.sleep(60)\n")
+
+
+def test_a_port_another_process_listens_on_is_not_the_node_listening(tmp_path: Path) -> None:
+    """A restarted node whose port another process took meanwhile cannot bind it and
+    exits, while a connect to the port succeeds: the wait must not call that node ready
+    (the bench's outage once counted 0 of 10,000 so). Ready only with its own listeners."""
+    squatter = subprocess.Popen([sys.executable, "-c", LISTENER, "0", "0"],
+                                stdout=subprocess.PIPE)
+    ours = None
+    try:
+        assert squatter.stdout is not None
+        taken = [int(p) for p in squatter.stdout.readline().split()]
+        node = NodeProcess("nl", tmp_path / "nl.toml", taken[0], taken[1], tmp_path / "nl.log")
+        node.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        assert not node.listening()  # the ports accept, but not this process's
+        node.proc.kill()
+        node.proc.wait()
+        ports = free_ports(2)
+        ours = subprocess.Popen([sys.executable, "-c", LISTENER, *map(str, ports)],
+                                stdout=subprocess.PIPE)
+        assert ours.stdout is not None and ours.stdout.readline().split()
+        node = NodeProcess("nl", tmp_path / "nl.toml", ports[0], ports[1], tmp_path / "nl.log")
+        node.proc = ours
+        assert node.listening()
+    finally:
+        stop_processes([p for p in (squatter, ours) if p is not None], first=signal.SIGKILL)
 
 
 def test_a_process_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:

@@ -40,13 +40,13 @@ class BenchNetwork(DemoNetwork):
     SECTIONS: ClassVar[Mapping[str, Mapping[str, Any]]] = {"delivery": BENCH_DELIVERY}
     DRILL: ClassVar[str] = "bench"
     READY_POLL_S: ClassVar[float] = 0.02  # restart-to-listen is one of the bench's figures
-    #: ``[workers] verify`` of every node (0: the node's default, verify in its process).
-    verify_workers: int = 0
+    #: ``[workers] verify`` of every node (None: the node's default, what operators run).
+    verify_workers: int | None = None
 
     def _sections_of(self, nid: str, sections: Mapping[str, Mapping[str, Any]] | None,
                      ) -> dict[str, Mapping[str, Any]]:
         out = super()._sections_of(nid, sections)
-        if self.verify_workers:
+        if self.verify_workers is not None:
             out["workers"] = {**out.get("workers", {}), "verify": self.verify_workers}
         return out
 

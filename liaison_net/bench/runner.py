@@ -250,11 +250,11 @@ def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = N
           batch_size: int = 32, light_seconds: float | None = None,
           stores: Sequence[str] = ("sqlite",),
           workers: Sequence[int] = (1,),
-          verify_workers: int = 0) -> tuple[dict[str, Any], list[str]]:
+          verify_workers: int | None = None) -> tuple[dict[str, Any], list[str]]:
     """Run the selection; return (JSON document, errors). Cleans up unless ``keep``.
     ``batch_size``: envelopes per request in our batched relay (1: none);
     ``light_seconds``: the light load's length, if not the plan's; ``verify_workers``:
-    ``[workers] verify`` of our nodes."""
+    ``[workers] verify`` of our nodes (None: the node's default)."""
     from liaison_net.bench.report import document
 
     selected = selection(names)
@@ -285,7 +285,8 @@ def bench(names: Sequence[str], *, quick: bool, ui: Ui, workdir: Path | None = N
                       "payload_bytes": plan.payload_bytes, "concurrency": plan.concurrency,
                       "client_sessions": plan.sessions, "stall_s": plan.stall_s,
                       "batch_size": plan.batch_size,
-                      "verify_workers": plan.verify_workers},
+                      "verify_workers": ("default" if plan.verify_workers is None
+                                         else plan.verify_workers)},
              "baselines": baselines.describe_setup(),
              "node_log_level": log_level, "stores": list(stores),
              "workers": list(workers)}

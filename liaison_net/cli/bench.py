@@ -50,15 +50,15 @@ SCENARIO_HELP = ("light, relay, paced, outage, crash, baselines, ceiling or memo
                    "client sessions spread over their officer URLs; relay and paced per "
                    "count, beside the other columns, with CPU per envelope summed over the "
                    "workers.")
-@click.option("--verify-workers", type=click.IntRange(0, 8), default=0, show_default=True,
-              metavar="N",
+@click.option("--verify-workers", type=click.IntRange(0, 8), default=None, metavar="N",
               help="`[workers] verify = N` in both our nodes' configs: N processes verify "
-                   "envelopes beside each node (0: in the node's process, the node's "
-                   "default). Their CPU and peak RSS count in their node's figures.")
+                   "bulk batches beside each node (0: all in the node's process). Unset: "
+                   "the node's default (\"auto\": 1 on 2+ cores), what operators run. "
+                   "Their CPU and peak RSS count in their node's figures.")
 def bench(scenarios: tuple[str, ...], quick: bool, json_path: Path | None,
           workdir: Path | None, keep: bool, node_log_level: str, batch_size: int,
           light_seconds: float | None, store_names: str, worker_counts: str,
-          verify_workers: int) -> None:
+          verify_workers: int | None) -> None:
     """Measure our broker beside Mosquitto and RabbitMQ, on 127.0.0.1, in one run.
 
     Each scenario is bounded in count and time. Prints a table (our figure, the baseline's,

@@ -184,6 +184,33 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def listens_on(pid: int, ports: Iterable[int]) -> bool | None:
+    """True if process ``pid`` holds a listening TCP socket on each of ``ports``; None where
+    /proc cannot tell (not Linux). Why: a port our node had (a restart after an outage) may
+    be taken meanwhile by another process on a shared machine; then the node cannot bind
+    and exits, while a bare connect to the port succeeds (the bench once saw 0 of 10,000
+    delivered that way, docs/performance.md, lane bulkv16)."""
+    wanted = set(ports)
+    listening: dict[str, int] = {}  # socket inode -> port
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                port = int(fields[1].rsplit(":", 1)[1], 16)
+                if fields[3] == "0A" and port in wanted:  # 0A: LISTEN
+                    listening[fields[9]] = port
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except (OSError, ValueError, IndexError):
+        return None
+    held = set()
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            link = os.readlink(fd)
+            if link.startswith("socket:[") and link[8:-1] in listening:
+                held.add(listening[link[8:-1]])
+    return held == wanted
+
+
 # --- configs -----------------------------------------------------------------------------
 
 
@@ -265,13 +292,15 @@ class NodeProcess:
         return self.proc.pid
 
     def listening(self) -> bool:
-        """True once both listeners accept; HarnessError if the process has exited."""
+        """True once both listeners accept and are this process's (not another's that took
+        a port meanwhile); HarnessError if the process has exited."""
         if self.proc is None:
             raise HarnessError(f"node {self.id} was never started")
         if self.proc.poll() is not None:
             raise HarnessError(f"node {self.id} exited with code {self.proc.returncode}; "
                                f"its log {self.log} ends:\n{self.log_tail()}")
-        return port_open(self.federation_port) and port_open(self.client_port)
+        ports = (self.federation_port, self.client_port)
+        return all(port_open(p) for p in ports) and listens_on(self.proc.pid, ports) is not False
 
     def wait_ready(self, deadline: Deadline, *, interval: float = POLL_S) -> None:
         deadline.wait_for(self.listening, what=f"waiting for node {self.id} to listen",

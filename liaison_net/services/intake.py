@@ -56,8 +56,10 @@ from liaison_net.store.node_store import AcceptOutcome, NodeStore
 
 log = structlog.get_logger("liaison.intake")
 
-#: ``verify_frame`` run elsewhere: a signer key looked up here, the signature checked there.
-Verifier = Callable[[UnverifiedFrame, SignerKey | None], Awaitable[Envelope]]
+#: ``verify_frame`` of a batch run elsewhere (workers/verify_pool.py): the signer keys
+#: looked up here, the signatures checked there; one envelope or refusal per frame, in order.
+Verifier = Callable[[Sequence[tuple[UnverifiedFrame, SignerKey | None]]],
+                    Awaitable[list[Envelope | LiaisonError]]]
 
 
 @dataclass
@@ -116,22 +118,40 @@ class Intake:
         # on every call, and every submit counts.
         self._accepted_from_officers = metrics.accepted.labels(source="officer")
 
-    async def _verify(self, raw: bytes, now: int) -> Envelope:
+    async def _signed(self, raw: bytes, now: int) -> tuple[UnverifiedFrame, SignerKey | None]:
         frame = read_frame(raw, self.limits)
         signer = self.keys.node_signer(frame.signer_key_id)
         if signer is None:
             signer = await self.store.keys.signer(frame.signer_key_id, now=now)
+        return frame, signer
+
+    async def _verify(self, raw: bytes, now: int) -> Envelope:
         # Freshness is checked by the caller, once ``envelope`` is bound: a stale or skewed
         # envelope's refusal is then audited under its id.
-        if self.verifier is not None:
-            return await self.verifier(frame, signer)
+        frame, signer = await self._signed(raw, now)
         return verify_frame(frame, signer, now=None, limits=self.limits)
 
-    async def _verified(self, raw: bytes, now: int) -> Envelope | LiaisonError:
-        try:
-            return await self._verify(raw, now)
-        except LiaisonError as exc:
-            return exc
+    async def _verified_many(self, raws: Sequence[bytes],
+                             now: int) -> Sequence[Envelope | LiaisonError | None]:
+        """A batch's envelopes verified together by the ``verifier`` (which sends only bulk
+        to its workers), or None each: then ``_admit*`` verifies each in turn, here."""
+        if self.verifier is None or len(raws) < 2:
+            return [None] * len(raws)
+
+        async def signed(raw: bytes) -> tuple[UnverifiedFrame, SignerKey | None] | LiaisonError:
+            try:
+                return await self._signed(raw, now)
+            except LiaisonError as exc:
+                return exc
+
+        works = await asyncio.gather(*(signed(raw) for raw in raws))
+        out: list[Envelope | LiaisonError | None] = [
+            w if isinstance(w, LiaisonError) else None for w in works]
+        ready = [(i, w) for i, w in enumerate(works) if not isinstance(w, LiaisonError)]
+        for (i, _), result in zip(ready, await self.verifier([w for _, w in ready]),
+                                  strict=True):
+            out[i] = result
+        return out
 
     async def _refuse(self, exc: LiaisonError, *, now: int, actor: str, layer: str,
                       envelope_id: bytes | None, peer: str | None = None) -> None:
@@ -225,10 +245,7 @@ class Intake:
         Storage trouble raises (``Unavailable``): then nothing was stored."""
         results: list[AcceptOutcome | LiaisonError | None] = [None] * len(raws)
         admitted: list[tuple[int, Acceptance]] = []
-        # With verification workers, the batch's envelopes go to them together, not in turn.
-        verified: Sequence[Envelope | LiaisonError | None] = (
-            await asyncio.gather(*(self._verified(raw, now) for raw in raws))
-            if self.verifier is not None else [None] * len(raws))
+        verified = await self._verified_many(raws, now)
         for i, raw in enumerate(raws):
             try:
                 admitted.append((i, await self._admit(officer, raw, now, verified[i])))
@@ -353,10 +370,7 @@ class Intake:
         envelopes its recipient sent). ``approvals``: the four-eyes approvals carried beside
         the envelopes (by id), each checked here and stored with its envelope
         (``services/holds.py``)."""
-        # With verification workers, the transaction's envelopes go to them together.
-        verified: Sequence[Envelope | LiaisonError | None] = (
-            await asyncio.gather(*(self._verified(raw, now) for raw in raws))
-            if self.verifier is not None else [None] * len(raws))
+        verified = await self._verified_many(raws, now)
 
         async def admit(raw: bytes, done: Envelope | LiaisonError | None
                         ) -> Acceptance | LiaisonError:

@@ -8,12 +8,15 @@ without moving any decision: the node still looks every signer key up (revocatio
 runs every check that needs the store, commits with ``synchronous=FULL`` and only then
 answers "accepted". Verification still happens at every node, in its own processes.
 
-How: ``[workers] verify = N`` slots, each a supervised loop (``run_slot``) that starts one
-``python -m liaison_net.workers.verify_worker`` with pipes as stdin/stdout (private to the
-two processes: no path another user could open), sends it the node's limits, then answers.
-``verify`` queues a (frame, signer) pair; everything queued in one event-loop turn goes out
-as one frame per worker (at most 64 envelopes, 2 MiB of them), so a federation transaction
-or a batch submit costs a few frames, not one per envelope.
+How: ``[workers] verify = N`` slots, each a supervised loop (``run_slot``) that, at the
+first bulk batch (not at the node's start: a node that never sees one pays nothing), starts
+one ``python -m liaison_net.workers.verify_worker`` with pipes as stdin/stdout (private to
+the two processes: no path another user could open), sends it the node's limits, then
+answers. Only bulk work goes to a worker: ``verify_many`` of a federation transaction or a
+batch submit of ``BULK_MIN`` envelopes or more is one frame (at most 64 envelopes, 4 MiB of
+them, spread over the workers), answered in one frame. A single envelope, or a few, is
+verified in the node's process: a round trip to a worker costs more than it saves there
+(docs/performance.md, lanes verifyw16 and bulkv16).
 
 On failure nothing is lost: a worker that dies, sends a bad frame or does not answer within
 ``answer_timeout_s`` is killed by its PID, every envelope it held is verified in the node's
@@ -49,6 +52,12 @@ from liaison_net.workers import framing
 log = structlog.get_logger("liaison.workers")
 
 MAX_SLOTS = 8
+#: The smallest batch a worker is sent. A frame to a worker and its answer cost the node's
+#: process ~85 µs of CPU (pipe write, wake-up, read, one unpickle) plus ~9 µs per envelope,
+#: against ~62 µs to verify one here: at 8 the node spends ~60 % less on the batch (at 4
+#: ~20-45 %, at 16 ~70 %: little more), and a transaction of a few envelopes, the light
+#: load's, never waits for a worker's round trip (docs/performance.md, lane bulkv16).
+BULK_MIN = 8
 MAX_CHUNK_RAW_BYTES = 4 * 1024 * 1024  # the answer (header and body, pickled) < 8 MiB
 MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024  # per worker: what may wait in its pipe and buffer
 STOP_GRACE_S = 2.0  # a worker whose stdin closed has this long to exit before SIGKILL
@@ -128,7 +137,8 @@ class _Worker:
 class VerifyPool:
     def __init__(self, *, slots: int, limits: Limits, answer_timeout_s: float = 10.0,
                  max_in_flight: int = 1024, command: Sequence[str] = WORKER_COMMAND,
-                 counted: Callable[[str, int], None] | None = None) -> None:
+                 counted: Callable[[str, int], None] | None = None,
+                 bulk_min: int = BULK_MIN) -> None:
         if not 0 <= slots <= MAX_SLOTS:
             raise ValueError(f"verify workers: 0 to {MAX_SLOTS}")
         self.slots = slots
@@ -136,36 +146,73 @@ class VerifyPool:
         self.answer_timeout_s = answer_timeout_s
         self.max_in_flight = max_in_flight  # per worker; beyond it, verify here
         self.command = tuple(command)
+        self.bulk_min = bulk_min
         self._live: dict[int, _Worker] = {}
-        self._pending: list[_Item] = []
-        self._flush_due = False
+        self._wanted = asyncio.Event()
         self._seq = itertools.count(1)
         self.by_workers = 0  # envelopes verified by a worker
         self.here = 0  # envelopes verified in this process (no worker, refusal, failover)
+        self.frames = 0  # requests sent to workers
         self._counted = counted or (lambda where, n: None)  # metrics: "worker" or "node"
 
     def pids(self) -> list[int]:
         """The live workers' PIDs (tests, ``liaison admin status``)."""
         return [w.proc.pid for w in self._live.values()]
 
-    async def verify(self, frame: UnverifiedFrame, signer: SignerKey | None) -> Envelope:
-        """``verify_frame(frame, signer)`` in a worker when one is live, else here."""
-        if signer is None or frame.raw is None or not self._live:
-            self.here += 1
-            self._counted("node", 1)
+    def wanted(self) -> None:
+        """Let the slots start their workers (lazily: at the first bulk batch, so a node
+        that never sees one, and every test node that sends a few envelopes, pays
+        nothing)."""
+        self._wanted.set()
+
+    async def verify_many(self, work: Sequence[tuple[UnverifiedFrame, SignerKey | None]]
+                          ) -> list[Envelope | LiaisonError]:
+        """``verify_frame(frame, signer)`` of each, in order: the envelope or its refusal.
+        A batch of ``bulk_min`` or more goes to a live worker as one frame (or a few: at
+        most 64 envelopes each, spread over the workers); fewer, or none live, are
+        verified here, where one envelope costs less than a frame to a worker and back."""
+        if self.slots and len(work) >= self.bulk_min:
+            self.wanted()
+        if len(work) < self.bulk_min or not self._live:
+            return [self._one_here(frame, signer) for frame, signer in work]
+        loop = asyncio.get_running_loop()
+        out: list[Envelope | LiaisonError | asyncio.Future[Envelope]] = []
+        items: list[_Item] = []
+        for frame, signer in work:
+            if signer is None or frame.raw is None:  # refused here, exactly as here
+                out.append(self._one_here(frame, signer))
+                continue
+            done: asyncio.Future[Envelope] = loop.create_future()
+            items.append(_Item(frame.raw, frame, signer, done))
+            out.append(done)
+        self._send(items)
+        results: list[Envelope | LiaisonError] = []
+        for entry in out:
+            if isinstance(entry, asyncio.Future):
+                try:
+                    results.append(await entry)
+                except LiaisonError as exc:
+                    results.append(exc)
+            else:
+                results.append(entry)
+        return results
+
+    def _one_here(self, frame: UnverifiedFrame,
+                  signer: SignerKey | None) -> Envelope | LiaisonError:
+        self.here += 1
+        self._counted("node", 1)
+        try:
             return verify_frame(frame, signer, now=None, limits=self.limits)
-        done: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Item(frame.raw, frame, signer, done))
-        if not self._flush_due:
-            self._flush_due = True
-            asyncio.get_running_loop().call_soon(self._flush)
-        return await done
+        except LiaisonError as exc:
+            return exc
 
     # --- sending ----------------------------------------------------------------------------
 
     def _chunks(self, items: list[_Item], ways: int) -> list[list[_Item]]:
-        """Split evenly over ``ways`` workers, each chunk within the frame limits."""
-        per = max(1, min(framing.MAX_ITEMS, self.max_in_flight, -(-len(items) // ways)))
+        """Split evenly over ``ways`` workers, but never below ``bulk_min`` a chunk (a
+        frame costs the same for 8 envelopes as for 1), each within the frame limits."""
+        per = max(1, min(framing.MAX_ITEMS, self.max_in_flight,
+                         max(self.bulk_min, -(-len(items) // ways))))
         chunks: list[list[_Item]] = [[]]
         size = 0
         for item in items:
@@ -177,10 +224,8 @@ class VerifyPool:
             size += n
         return chunks
 
-    def _flush(self) -> None:
-        self._flush_due = False
-        items, self._pending = self._pending, []
-        items = [i for i in items if not i.done.done()]  # a caller gave up meanwhile
+    def _send(self, items: list[_Item]) -> None:
+        """One batch's frames to the least busy workers; what none can take, here."""
         workers = sorted(self._live.values(), key=lambda w: w.items)
         if not items:
             return
@@ -203,6 +248,7 @@ class VerifyPool:
                 self._here(chunk)
                 continue
             worker.sent(seq, chunk, size)
+            self.frames += 1
 
     # --- settling ---------------------------------------------------------------------------
 
@@ -247,8 +293,10 @@ class VerifyPool:
     # --- one worker slot, run by the node's supervisor --------------------------------------
 
     async def run_slot(self, slot: int) -> None:
-        """Start a worker and serve its answers until it fails; then raise, so the
-        supervisor restarts it (with backoff) or, failing too often, gives up."""
+        """Once bulk work is wanted (``wanted``), start a worker and serve its answers
+        until it fails; then raise, so the supervisor restarts it (with backoff) or,
+        failing too often, gives up."""
+        await self._wanted.wait()
         proc = await asyncio.create_subprocess_exec(
             *self.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         worker = _Worker(proc)

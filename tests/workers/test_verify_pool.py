@@ -25,7 +25,7 @@ from liaison_net.core.limits import DEFAULT_LIMITS
 from liaison_net.core.ownership import OwnershipTag
 from liaison_net.supervisor import RestartPolicy, Supervisor
 from liaison_net.workers import framing
-from liaison_net.workers.verify_pool import WORKER_COMMAND, VerifyPool, _answers
+from liaison_net.workers.verify_pool import BULK_MIN, WORKER_COMMAND, VerifyPool, _answers
 from tests.waits import PATIENCE_S
 
 SENDER = "nl/jdevries"
@@ -71,13 +71,16 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(pool: VerifyPool) -> AsyncIterator[Running]:
-    """The pool's slots supervised for the block, stopped (workers and all) after it."""
+async def running(pool: VerifyPool, *, started: bool = True) -> AsyncIterator[Running]:
+    """The pool's slots supervised for the block, stopped (workers and all) after it;
+    ``started``: their workers started first, as after a node's first bulk batch."""
     run = Running(pool)
     tasks = [asyncio.ensure_future(run.supervisor.supervise(child))
              for child in run.supervisor.children.values()]
     try:
-        await _until(lambda: len(pool.pids()) == pool.slots, "the workers to start")
+        if started:
+            pool.wanted()
+            await _until(lambda: len(pool.pids()) == pool.slots, "the workers to start")
         yield run
     finally:
         for task in tasks:
@@ -87,19 +90,15 @@ async def running(pool: VerifyPool) -> AsyncIterator[Running]:
 
 
 def _pool(slots: int = 2, command: Sequence[str] = WORKER_COMMAND,
-          **kwargs: float) -> VerifyPool:
+          **kwargs: float | int) -> VerifyPool:
     return VerifyPool(slots=slots, limits=DEFAULT_LIMITS, command=command,
                       **kwargs)  # type: ignore[arg-type]
 
 
 async def _verify_all(pool: VerifyPool, raws: list[bytes],
                       signer: sealing.SignerKey) -> list[object]:
-    async def one(raw: bytes) -> object:
-        try:
-            return await pool.verify(read_frame(raw), signer)
-        except errors.LiaisonError as exc:
-            return exc
-    return list(await asyncio.gather(*(one(raw) for raw in raws)))
+    """One batch, as a federation transaction or a batch submit hands it over."""
+    return list(await pool.verify_many([(read_frame(raw), signer) for raw in raws]))
 
 
 def _in_process(raws: list[bytes], signer: sealing.SignerKey) -> list[object]:
@@ -140,8 +139,8 @@ async def test_workers_verify_exactly_as_the_node_does(key: crypto.SigningKeyPai
     async with running(pool) as run:
         _same(await _verify_all(pool, mixed, signer), _in_process(mixed, signer))
         # A key that belongs to someone else: refused as the node refuses it, here.
-        _same(await _verify_all(pool, raws[:5], wrong_owner),
-              _in_process(raws[:5], wrong_owner))
+        _same(await _verify_all(pool, raws[:BULK_MIN], wrong_owner),
+              _in_process(raws[:BULK_MIN], wrong_owner))
         assert pool.by_workers == len(mixed) - len(mixed[3::7])
         assert run.restarts() == 0
 
@@ -163,6 +162,56 @@ async def test_a_worker_killed_under_load_loses_nothing_and_is_replaced(
         before = pool.by_workers
         _same(await _verify_all(pool, raws[:50], signer), _in_process(raws[:50], signer))
         assert pool.by_workers == before + 50  # the new worker works
+
+
+async def test_only_bulk_goes_to_a_worker_one_frame_a_batch_started_at_the_first(
+        key: crypto.SigningKeyPair, raws: list[bytes]) -> None:
+    """Fewer than BULK_MIN envelopes are verified here, and start no worker; the first
+    bulk batch starts one (verified here meanwhile); later ones are one frame each."""
+    signer = sealing.SignerKey(SENDER, key.public)
+    pool = _pool(slots=1)
+    async with running(pool, started=False):
+        small = raws[:BULK_MIN - 1]
+        _same(await _verify_all(pool, small, signer), _in_process(small, signer))
+        await asyncio.sleep(0)
+        assert pool.pids() == [] and pool.here == len(small) and pool.frames == 0
+        bulk = raws[:BULK_MIN]
+        _same(await _verify_all(pool, bulk, signer), _in_process(bulk, signer))
+        await _until(lambda: len(pool.pids()) == 1, "the worker the first bulk batch wants")
+        for n in (BULK_MIN, 40, framing.MAX_ITEMS):
+            frames, by_workers = pool.frames, pool.by_workers
+            _same(await _verify_all(pool, raws[:n], signer), _in_process(raws[:n], signer))
+            assert (pool.frames - frames, pool.by_workers - by_workers) == (1, n)
+        # A single envelope stays here even with a worker live.
+        _same(await _verify_all(pool, raws[:1], signer), _in_process(raws[:1], signer))
+        assert pool.by_workers == BULK_MIN + 40 + framing.MAX_ITEMS
+
+
+async def test_a_mixed_batch_answers_as_in_process_item_by_item(
+        key: crypto.SigningKeyPair, raws: list[bytes]) -> None:
+    """Tampered, signed by another key, another owner's key, good: each item's envelope or
+    typed refusal is the node's own, whether the batch went to a worker or not."""
+    signer = sealing.SignerKey(SENDER, key.public)
+    other = _envelopes(crypto.generate_signing_key(), 2)
+    work = [(read_frame(raws[0]), signer), (read_frame(_tampered(raws[1])), signer),
+            (read_frame(other[0]), signer), (read_frame(raws[2]), signer),
+            (read_frame(raws[3]), sealing.SignerKey("nl/other", key.public)),
+            (read_frame(raws[4]), None)]
+    work += [(read_frame(_tampered(r)), signer) for r in raws[5:8]] + [
+        (read_frame(r), signer) for r in raws[8:12]]
+    expected = []
+    for frame, who in work:
+        try:
+            expected.append(sealing.verify_frame(frame, who, now=None))
+        except errors.LiaisonError as exc:
+            expected.append(exc)
+    assert sum(isinstance(e, errors.LiaisonError) for e in expected) == 7
+    without = _pool(slots=0)
+    _same(list(await without.verify_many(work)), expected)
+    pool = _pool(slots=1)
+    async with running(pool):
+        _same(list(await pool.verify_many(work)), expected)
+        assert pool.frames == 1 and pool.by_workers == 6  # the refused verified again here
 
 
 async def test_past_its_in_flight_bound_a_worker_is_not_sent_more(
@@ -209,7 +258,7 @@ async def test_a_malformed_answer_changes_nothing_and_the_node_goes_on(
     script = FAKE_WORKER.replace("ANSWER(", f"({BAD_ANSWERS[answer]})(")
     if answer == "the stream ends mid-frame":
         script = script.replace("sys.stdin.buffer.read()", "sys.exit(0)")
-    pool = _pool(slots=1, command=(sys.executable, "-c", script))
+    pool = _pool(slots=1, command=(sys.executable, "-c", script), bulk_min=2)
     async with running(pool) as run:
         batch = raws[:2]  # two different envelopes: swapped answers do not match
         _same(await _verify_all(pool, batch, signer), _in_process(batch, signer))
@@ -222,7 +271,8 @@ async def test_a_worker_that_does_not_answer_in_time_is_dropped(
         key: crypto.SigningKeyPair, raws: list[bytes]) -> None:
     signer = sealing.SignerKey(SENDER, key.public)
     silent = FAKE_WORKER.replace("out.write(ANSWER(seq, items)); out.flush()", "")
-    pool = _pool(slots=1, command=(sys.executable, "-c", silent), answer_timeout_s=0.5)
+    pool = _pool(slots=1, command=(sys.executable, "-c", silent), answer_timeout_s=0.5,
+                 bulk_min=3)
     async with running(pool) as run:
         async with asyncio.timeout(PATIENCE_S):
             _same(await _verify_all(pool, raws[:3], signer), _in_process(raws[:3], signer))
