@@ -244,8 +244,9 @@ class SubmitStreams:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         officer = self.authenticate(request)
-        # No per-message deflate: an envelope is ciphertext, which does not shrink, and
-        # deflating every frame both ways costs more CPU than the envelope's frame itself.
+        # No per-message deflate: an envelope is ciphertext, which does not shrink (on the
+        # bench, deflate on or off made no difference to the origin's CPU that the noise
+        # did not hide: docs/performance.md, lane stream16).
         ws = web.WebSocketResponse(
             heartbeat=self.settings.heartbeat_s, timeout=CLOSE_TIMEOUT_S, compress=False,
             max_msg_size=NUMBER_BYTES + self.max_envelope_bytes + BODY_SLACK)
