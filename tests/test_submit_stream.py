@@ -246,3 +246,15 @@ async def test_the_stop_answers_what_is_in_flight_then_closes_1001(quick: Harnes
         await stopping
     assert close_code == aiohttp.WSCloseCode.GOING_AWAY
     assert [a["n"] for a in seen] == [1]  # type: ignore[index]
+
+
+async def test_a_stream_quiet_for_a_while_under_its_limits_still_takes_frames() -> None:
+    # Quiet past several token checks (each a receive that timed out), within idle_s.
+    async for h in _harness(SubmitStreamSettings(token_check_s=0.05, idle_s=60.0,
+                                                 heartbeat_s=60.0)):
+        h.intake.gate.set()
+        async with h.http.ws_connect(h.url) as ws:
+            with pytest.raises(TimeoutError):
+                await ws.receive(timeout=0.3)
+            await ws.send_bytes(frame(5, b"q" * 16))
+            assert [a["n"] for a in await answers(ws, 1)] == [5]
