@@ -93,6 +93,14 @@ ROWS = (
     Row("relay_batched", "lost", "lost", "0", ratio=False),
     Row("relay_batched", "duplicated", "duplicated", "0", ratio=False),
     *_cost_rows("relay_batched", disk=False),
+    Row("relay_stream", "relay_per_s", "submit stream: envelopes/s, submit -> inbox",
+        ">= 5,000"),
+    Row("relay_stream", "accept_per_s", "submit stream: accepted/s at the origin"),
+    Row("relay_stream", "latency_p50_ms", "submit stream: latency p50 (ms)"),
+    Row("relay_stream", "latency_p99_ms", "submit stream: latency p99 (ms)"),
+    Row("relay_stream", "lost", "lost", "0", ratio=False),
+    Row("relay_stream", "duplicated", "duplicated", "0", ratio=False),
+    *_cost_rows("relay_stream", disk=False),
     Row("paced", "latency_p50_ms", "latency p50 (ms)"),
     Row("paced", "latency_p99_ms", "latency p99 (ms)", "<= 5"),
     Row("paced", "latency_max_ms", "latency max (ms)"),
@@ -341,6 +349,10 @@ def notes(results: Results) -> list[str]:
             if figures.get("same_as") == "relay" and scenario == "relay_batched":
                 out.append(f"relay_batched / {_label(name)}: no batch submit; "
                            "its relay figures (publishes pipelined) are shown and compared")
+            if figures.get("same_as") == "relay" and scenario == "relay_stream":
+                out.append(f"relay_stream / {_label(name)}: its relay is already a stream "
+                           "(publishes pipelined on one connection); those figures are "
+                           "shown and compared")
             if "error" in figures:
                 out.append(f"{scenario} / {_label(name)}: error: {figures['error']}")
             if figures.get("not_accepted"):

@@ -43,7 +43,9 @@ from liaison_net.drills.harness import avoid_ephemeral_ports
 
 CORE = ("light", "relay", "paced", "outage", "crash")
 ALL = (*CORE, "baselines", "ceiling", "memory")
-WORKER_SCENARIOS = ("relay", "relay_batched", "paced")
+WORKER_SCENARIOS = ("relay", "relay_batched", "relay_stream", "paced")
+#: Ours only, run after ``relay``; a baseline shows its relay figures in their rows.
+OURS_ONLY = ("relay_batched", "relay_stream")
 
 
 def selection(names: Sequence[str]) -> list[str]:
@@ -138,15 +140,18 @@ class Run:
     @property
     def core(self) -> list[str]:
         """The selected core scenarios; ``relay`` brings ``relay_batched`` (our batch
-        submit) after it unless ``batch_size`` is 1."""
+        submit, unless ``batch_size`` is 1) and ``relay_stream`` (our submit stream)
+        after it."""
         out = [n for n in CORE if n in self.selected]
-        if "relay" in out and self.plan.batch_size > 1:
-            out.insert(out.index("relay") + 1, "relay_batched")
+        if "relay" in out:
+            extra = ["relay_batched"] if self.plan.batch_size > 1 else []
+            out[out.index("relay") + 1:out.index("relay") + 1] = [*extra, "relay_stream"]
         return out
 
     def counts(self) -> dict[str, int]:
         p = self.plan
-        return {"light": p.light, "relay": p.relay, "relay_batched": p.relay, "paced": p.paced,
+        return {"light": p.light, "relay": p.relay, "relay_batched": p.relay,
+                "relay_stream": p.relay, "paced": p.paced,
                 "outage": p.outage, "crash": p.crash}
 
     async def run(self) -> Results:
@@ -224,9 +229,10 @@ class Run:
         try:
             await system.open(self.ui)
             for name in self.core:
-                if name == "relay_batched":
-                    # No batch submit: their relay client (publishes pipelined) is their
-                    # best, so the batched row is compared with it (report.notes says so).
+                if name in OURS_ONLY:
+                    # No batch submit nor submit stream: their relay client (publishes
+                    # pipelined) is their best, so these rows are compared with it
+                    # (report.notes says so).
                     relay = self.results.get("relay", {}).get(system.name)
                     if relay is not None:
                         self.results.setdefault(name, {})[system.name] = {

@@ -7,7 +7,10 @@ relay   envelopes offered as fast as the origin takes them (``concurrency`` in f
         measured until every accepted one is in the destination inbox: envelopes/s from
         the first offer to the last arrival, and latency offer -> arrival p50/p99.
         ``relay_batched`` (ours, run beside ``relay``): the same through the batch submit,
-        ``batch_size`` per request, one request in flight per session.
+        ``batch_size`` per request, one request in flight per session. ``relay_stream``
+        (ours, likewise): one envelope per frame on the submit stream, ``concurrency`` in
+        flight over one websocket per session, each awaiting its own answer (what the
+        baselines' publisher confirms are).
 paced   a fixed rate for a fixed time; latency is counted from when each envelope was
         *due*, so a slow answer cannot hide the ones queued behind it.
 outage  the destination is stopped (orderly), the envelopes queue at the origin, then it
@@ -51,6 +54,7 @@ from liaison_net.bench.workload import (
     Batch,
     Progress,
     Sink,
+    Submit,
     SubmitMany,
     Submitted,
     first_arrivals,
@@ -150,6 +154,12 @@ class System(abc.ABC):
 
     # Several envelopes in one request, for systems that have a batch submit (ours).
     submit_many: SubmitMany | None = None
+
+    @contextlib.asynccontextmanager
+    async def streamed(self) -> AsyncIterator[Submit | None]:
+        """A submit over the system's submit streams (ours: one websocket per client
+        session), open while the block runs; None where the system has none."""
+        yield None
 
     @abc.abstractmethod
     def sink_spec(self, keys_file: Path, out_file: Path) -> SinkSpec:
@@ -304,12 +314,26 @@ async def relay_batched(system: System, batch: Batch, ui: Ui) -> Figures:
     return figures
 
 
+async def relay_stream(system: System, batch: Batch, ui: Ui) -> Figures:
+    """One envelope per frame on the submit stream (``NodeSession.submit_stream``, one
+    websocket per session), ``concurrency`` (32) in flight, each awaiting its own answer:
+    the baselines' client shape on our node's own stream."""
+    async with system.streamed() as submit:
+        if submit is None:
+            raise RuntimeError(f"{system.label} has no submit stream")
+        figures = await _relay(system, batch, ui, label=f"{system.label} relay, stream",
+                               scenario="relay_stream", concurrency=system.plan.concurrency,
+                               batch_size=1, submit=submit)
+    figures["streams"] = system.plan.sessions
+    return figures
+
+
 async def _relay(system: System, batch: Batch, ui: Ui, *, label: str, scenario: str,
-                 concurrency: int, batch_size: int) -> Figures:
+                 concurrency: int, batch_size: int, submit: Submit | None = None) -> Figures:
     with _sink(system, batch, scenario) as sink:
         await asyncio.to_thread(sink.start, 60)
         with ui.step(f"{label}: submitting {len(batch)}", len(batch)) as progress:
-            sent = await submit_stream(system.submit, batch, concurrency=concurrency,
+            sent = await submit_stream(submit or system.submit, batch, concurrency=concurrency,
                                        on_accepted=progress, batch_size=batch_size,
                                        submit_many=system.submit_many)
         figures, first = await _finish(system, sink, batch, sent, ui, label)
@@ -518,6 +542,20 @@ class OurSystem(System):
         self._next = (self._next + 1) % len(self.sessions)
         await self.sessions[self._next].submit(raw)
 
+    @contextlib.asynccontextmanager
+    async def streamed(self) -> AsyncIterator[Submit | None]:
+        async with contextlib.AsyncExitStack() as stack:
+            streams = [await stack.enter_async_context(session.submit_stream())
+                       for session in self.sessions]
+            turn = 0
+
+            async def submit(_key: bytes, raw: bytes) -> None:
+                nonlocal turn
+                turn = (turn + 1) % len(streams)
+                await streams[turn].submit(raw)
+
+            yield submit
+
     async def _submit_many(self, raws: list[bytes]) -> list[str | None]:
         self._next = (self._next + 1) % len(self.sessions)
         return [None if isinstance(r, SubmitResult) else str(r)[:200]
@@ -698,5 +736,6 @@ async def memory(workdir: Path, plan: Plan, ui: Ui, *, log_level: str = "info") 
 
 ScenarioFn = Callable[[System, Batch, Ui], Any]
 SCENARIOS: dict[str, ScenarioFn] = {"light": light, "relay": relay,
-                                    "relay_batched": relay_batched, "paced": paced,
+                                    "relay_batched": relay_batched,
+                                    "relay_stream": relay_stream, "paced": paced,
                                     "outage": outage, "crash": crash}

@@ -72,7 +72,10 @@ def bench(scenarios: tuple[str, ...], quick: bool, json_path: Path | None,
               submit -> destination inbox, latency p50/p99; one envelope per
               request, 32 in flight (as the baselines' clients), then again
               through our batch submit (--batch-size per request, one request
-              in flight per session), which is what our client library does
+              in flight per session), which is what our client library does,
+              then through the submit stream (one envelope per websocket frame,
+              each answered after its own commit, 32 in flight: what a system
+              feeding the node uses, as AMQP publisher confirms)
     paced     1,000/s for 10 s: latency counted from when each envelope was due
     outage    destination stopped, 10,000 queued, destination back: catch-up rate
     crash     10,000 streamed, destination SIGKILLed twice: lost and duplicated

@@ -67,6 +67,8 @@ from liaison_net.client.stream import (
     open_socket,
     stream_entries,
 )
+from liaison_net.client.submit_stream import MAX_IN_FLIGHT as SUBMIT_STREAM_IN_FLIGHT
+from liaison_net.client.submit_stream import SubmitStream
 from liaison_net.core import codec, crypto
 from liaison_net.core.limits import DEFAULT_LIMITS
 from liaison_net.core.login import CHALLENGE_BYTES, login_message
@@ -76,7 +78,7 @@ __all__ = [
     "ENVELOPE_MEDIA_TYPE", "MAX_EVIDENCE_BYTES", "MAX_INBOX_PAGE", "MAX_JSON_BYTES",
     "MAX_STREAM_MESSAGE", "MAX_TOKEN_CHARS", "MSGPACK_MEDIA_TYPE", "STREAM_HEARTBEAT_S",
     "EnvelopeStatus", "HopStatus", "InboxEntry", "InboxPage", "LocalStatus", "NodeSession",
-    "SubmitResult", "error_from_answer", "officer_ssl_context",
+    "SubmitResult", "SubmitStream", "error_from_answer", "officer_ssl_context",
 ]
 
 ENVELOPE_MEDIA_TYPE = "application/x-liaison-envelope"
@@ -318,11 +320,34 @@ class NodeSession:
             await entries.aclose()
             await ws.close()
 
-    async def _ws_open(self, path: str) -> aiohttp.ClientWebSocketResponse:
+    @contextlib.asynccontextmanager
+    async def submit_stream(self, *, max_in_flight: int = SUBMIT_STREAM_IN_FLIGHT
+                            ) -> AsyncIterator[SubmitStream]:
+        """Many envelopes in flight on one websocket (``client.submit_stream``):
+        ``async with node.submit_stream() as s: result = await s.submit(envelope)``, each
+        answered after its own commit, as ``submit`` is."""
+        path = "/api/v1/envelopes/stream"
+        if self._token is None:
+            await self.login()
+        try:
+            ws = await self._ws_open(path, what="submit stream")
+        except errors.Unauthorized:
+            self._forget_token()  # expired between calls: one fresh login, one retry
+            await self.login()
+            ws = await self._ws_open(path, what="submit stream")
+        stream = SubmitStream(ws, self.base_url, max_in_flight=max_in_flight)
+        try:
+            yield stream
+        finally:
+            await stream.close()
+
+    async def _ws_open(self, path: str, *, what: str = "inbox stream"
+                       ) -> aiohttp.ClientWebSocketResponse:
         if self._http is None:
             raise RuntimeError("NodeSession used outside `async with`")
         return await open_socket(self._http, self.base_url, path, token=self._token,
-                                 node=self.keystore.node, timeout_s=self._timeout_s)
+                                 node=self.keystore.node, timeout_s=self._timeout_s,
+                                 what=what)
 
     async def fetch(self, envelope_id: str, *, reason: str | None = None) -> bytes:
         """The raw envelope bytes, unverified: pass them to sealing.verify. The node audits

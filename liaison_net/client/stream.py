@@ -23,9 +23,11 @@ STREAM_HEARTBEAT_S = 20.0  # ping the node; no pong within half of it: the strea
 
 async def open_socket(http: aiohttp.ClientSession, base_url: str, path: str, *,
                       token: str | None, node: str,
-                      timeout_s: float) -> aiohttp.ClientWebSocketResponse:
+                      timeout_s: float,
+                      what: str = "inbox stream") -> aiohttp.ClientWebSocketResponse:
     """Open the websocket at ``path`` of the home ``node`` with the bearer ``token``,
-    translating every failure (``timeout_s`` is the session's, named in the error)."""
+    translating every failure (``timeout_s`` is the session's, named in the error;
+    ``what`` names the stream in a refusal)."""
     try:
         return await http.ws_connect(
             base_url + path, headers={"Authorization": f"Bearer {token}"},
@@ -33,7 +35,7 @@ async def open_socket(http: aiohttp.ClientSession, base_url: str, path: str, *,
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
             server_hostname=node_hostname(node))
     except aiohttp.WSServerHandshakeError as exc:
-        raise stream_refused(exc.status) from None
+        raise stream_refused(exc.status, what) from None
     except aiohttp.ClientConnectorCertificateError:
         raise errors.Unauthorized(
             f"the TLS certificate of {base_url} is not one the network CA issued "
@@ -65,9 +67,12 @@ async def stream_entries(ws: aiohttp.ClientWebSocketResponse,
                                      f"({ws.close_code}{': ' + reason if reason else ''})")
 
 
-def stream_refused(status: int) -> errors.LiaisonError:
+def stream_refused(status: int, what: str = "inbox stream") -> errors.LiaisonError:
     """A refused stream handshake, by status (its JSON body does not reach us)."""
-    detail = f"the node refused the inbox stream (HTTP {status})"
+    detail = f"the node refused the {what} (HTTP {status})"
+    if status == 429 and what != "inbox stream":
+        return errors.RateLimited(f"{detail}: too many {what}s are open for you or on the "
+                                  "node; close one and try again")
     if status == 429:
         return errors.RateLimited(f"{detail}: too many live inbox streams are open for you "
                                   "or on the node; close one (another `liaison inbox "

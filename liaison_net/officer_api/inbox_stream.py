@@ -136,6 +136,7 @@ class StreamSlots:
 
     per_officer: int
     total: int
+    what: str = "live inbox streams"  # named in the refusals
     _open: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -144,10 +145,10 @@ class StreamSlots:
 
     def take(self, officer: str) -> None:
         if self.open_total >= self.total:
-            raise RateLimited(f"this node serves at most {self.total} live inbox streams; "
+            raise RateLimited(f"this node serves at most {self.total} {self.what}; "
                               "try again later")
         if self._open.get(officer, 0) >= self.per_officer:
-            raise RateLimited(f"at most {self.per_officer} live inbox streams per officer; "
+            raise RateLimited(f"at most {self.per_officer} {self.what} per officer; "
                               "close one first")
         self._open[officer] = self._open.get(officer, 0) + 1
 

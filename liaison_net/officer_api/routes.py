@@ -67,6 +67,7 @@ from liaison_net.officer_api.inbox_stream import (
     StreamSettings,
     inbox_item_json,
 )
+from liaison_net.officer_api.submit_stream import SubmitStreams, SubmitStreamSettings
 from liaison_net.services.intake import Intake
 
 log = structlog.get_logger("liaison.client_api")
@@ -153,6 +154,7 @@ class ClientApi:
                  pseudonym_ring: Callable[[], KeyRing] | None = None,
                  evaluations_per_hour: int = 30,
                  stream_settings: StreamSettings | None = None, clock: Clock,
+                 submit_stream_settings: SubmitStreamSettings | None = None,
                  failed_loops: Callable[[], list[str]] = list,
                  own_chain: Callable[[], list[bytes]] = list) -> None:
         self.intake = intake
@@ -182,6 +184,11 @@ class ClientApi:
             authenticate=self._officer,
             parse_after=lambda request: self._int(request, "after", 0, 0, 1 << 62),
             watch=self.inbox_watch, settings=stream_settings)
+        # Many submits on one websocket, each answered after its own commit.
+        self.submit_streams = SubmitStreams(
+            submit=lambda officer, raw: self.intake.submit(officer, raw, self.clock.now_ms()),
+            authenticate=self._officer, max_envelope_bytes=max_envelope_bytes,
+            settings=submit_stream_settings)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[error_middleware],
@@ -194,6 +201,7 @@ class ClientApi:
         r.add_post("/api/v1/logout", self.logout)
         r.add_post("/api/v1/envelopes", self.submit)
         r.add_post("/api/v1/envelopes/batch", self.submit_batch)
+        r.add_get("/api/v1/envelopes/stream", self.submit_streams.handle)  # before {id}
         r.add_get("/api/v1/inbox", self.inbox)
         r.add_get("/api/v1/inbox/stream", self.streams.handle)
         r.add_get("/api/v1/envelopes/{id}", self.fetch)
@@ -209,6 +217,7 @@ class ClientApi:
             ApprovalRoutes(holds=self.intake.holds, store=self.store,
                            officer=self._officer).add(r)
         app.on_shutdown.append(self.streams.close_all)  # live streams: close with 1001
+        app.on_shutdown.append(self.submit_streams.close_all)  # answer in flight, then 1001
         return app
 
     # --- health and metrics ---------------------------------------------------------------
