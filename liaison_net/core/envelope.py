@@ -450,16 +450,16 @@ def _decode_usual_header(raw: bytes, limits: Limits) -> Header | None:
     try:  # a miss (KeyError), an unhashable value (TypeError), a bad id (Malformed)
         precedence = _PRECEDENCES[h.precedence]
         sender = check_officer_id(h.sender, what="sender")
-        people = [build(Recipient, officer=check_officer_id(officer), key_id=key_id)
-                  for officer, key_id in recipients]
+        people = tuple([_RECIPIENTS.get(item) or _recipient(item) for item in recipients])
     except (KeyError, Malformed):
         return None
     if tag is None or _encode_usual(h) != raw:
         return None
-    header = build(Header, id=envelope_id, kind=kind, precedence=precedence, sender=sender,
-                   sender_key=sender_key, recipients=tuple(people), created=created,
-                   expires=expires, tag=tag, ref=ref, signal=None, urgency=urgency,
-                   consent=consent, original=original)
+    header = _new(Header)  # ``build`` inline: one call less per header
+    header.__dict__.update(id=envelope_id, kind=kind, precedence=precedence, sender=sender,
+                           sender_key=sender_key, recipients=people, created=created,
+                           expires=expires, tag=tag, ref=ref, signal=None, urgency=urgency,
+                           consent=consent, original=original)
     if consent is not None or original is not None or kind in _UNPLAIN_KINDS:
         try:  # a forward or an update: every rule of the shape
             check_header_shape(header, limits)
@@ -477,6 +477,23 @@ def _decode_usual_header(raw: bytes, limits: Limits) -> Header | None:
             or (len(people) > 1 and len({r.officer for r in people}) != len(people))):
         return None
     return header
+
+
+def _recipient(item: tuple[str, bytes]) -> Recipient:
+    """The recipient of a usual header's ``[officer, key id]`` (msgspec checked the types
+    and the key id's size); its officer id checked, and remembered with the recipient
+    object: an office writes to the same officers under the same keys, so the next header
+    naming them looks the pair up (``_RECIPIENTS``: a pure fact about the pair, bounded)."""
+    officer, key_id = item
+    recipient = build(Recipient, officer=check_officer_id(officer), key_id=key_id)
+    if len(_RECIPIENTS) < _MAX_RECIPIENTS:
+        _RECIPIENTS[item] = recipient  # the officer id is bounded by its own rule
+    return recipient
+
+
+_RECIPIENTS: dict[tuple[str, bytes], Recipient] = {}
+_MAX_RECIPIENTS = 4096
+_new = object.__new__
 
 
 # Members as module globals: ``Kind.REQUEST`` goes through the enum class's ``__getattr__``
@@ -578,24 +595,46 @@ def _split_canonical_body(raw: bytes, recipients: int) -> tuple[bytes, list[byte
     with a 24-byte nonce and ``recipients`` 80-byte wraps, else None (``codec.unpack`` then
     decides and names the fault). Like ``_split_canonical_frame``: byte for byte what
     ``Body.to_wire`` packs to, so it accepts only what ``codec.unpack`` accepts."""
-    if not 0 < recipients <= codec.MAX_CONTAINER_ITEMS or raw[:12] != b"\x83\xaaciphertext":
+    if raw[:12] != b"\x83\xaaciphertext":
         return None
+    shape = _BODY_SHAPES.get(recipients)
+    if shape is None:
+        if not 0 < recipients <= codec.MAX_CONTAINER_ITEMS:
+            return None
+        shape = _body_shape(recipients)
     ciphertext = codec.bin_span(raw, 12)
     if ciphertext is None:
         return None
     pos = ciphertext[1]
-    array = (bytes([0x90 | recipients]) if recipients < 16
-             else b"\xdc" + recipients.to_bytes(2, "big"))
-    wraps_at = pos + 38 + len(array)  # the nonce's field (8 + 24), the wraps' key (6)
+    wraps_key, types, lengths = shape
+    wraps_at = pos + 32 + len(wraps_key)  # the nonce's field (8 + 24), the wraps' key
     step = 2 + WRAPPED_KEY_BYTES
     # Each wrap's two prefix bytes, taken every ``step`` bytes: one comparison for all.
-    if (raw[pos:pos + 8] != _NONCE_FIELD or raw[pos + 32:wraps_at] != b"\xa5wraps" + array
+    if (raw[pos:pos + 8] != _NONCE_FIELD or raw[pos + 32:wraps_at] != wraps_key
             or len(raw) != wraps_at + recipients * step
-            or raw[wraps_at::step] != _WRAP_TYPE * recipients
-            or raw[wraps_at + 1::step] != _WRAP_LENGTH * recipients):
+            or raw[wraps_at::step] != types or raw[wraps_at + 1::step] != lengths):
         return None
-    wraps = [raw[start:start + WRAPPED_KEY_BYTES] for start in range(wraps_at + 2, len(raw), step)]
+    if recipients == 1:  # the length check above made it the last 80 bytes
+        wraps = [raw[wraps_at + 2:]]
+    else:
+        wraps = [raw[start:start + WRAPPED_KEY_BYTES]
+                 for start in range(wraps_at + 2, len(raw), step)]
     return raw[pos + 8:pos + 32], wraps, raw[ciphertext[0]:pos]
+
+
+def _body_shape(recipients: int) -> tuple[bytes, bytes, bytes]:
+    """For ``recipients`` wraps: the wraps' key and array prefix as written, and each wrap's
+    type and length byte repeated (``_split_canonical_body``); the usual counts kept."""
+    array = (bytes([0x90 | recipients]) if recipients < 16
+             else b"\xdc" + recipients.to_bytes(2, "big"))
+    shape = (b"\xa5wraps" + array, _WRAP_TYPE * recipients, _WRAP_LENGTH * recipients)
+    if recipients <= _MAX_REMEMBERED_SHAPE:
+        _BODY_SHAPES[recipients] = shape
+    return shape
+
+
+_BODY_SHAPES: dict[int, tuple[bytes, bytes, bytes]] = {}
+_MAX_REMEMBERED_SHAPE = 64  # the usual recipient counts; 64 entries of at most 200 bytes
 
 
 _WRAP_TYPE, _WRAP_LENGTH = _WRAP_PREFIX[:1], _WRAP_PREFIX[1:]

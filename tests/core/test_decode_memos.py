@@ -1,8 +1,11 @@
-"""The usual tag's remembered facts (``ownership._TAG_FACTS``, docs/performance.md, "The
-tag's facts remembered"): what the checks found about a tag's fields but ``retain_until``
-is reused for the next header with the same values, and nothing else is: the limits are
-checked on every header, the handling and TLP rules too, and every header decodes as the
-reference decodes it (tests/core/test_header_fastpath.py)."""
+"""What the usual header's and body's decoding remember (docs/performance.md, "Decode +
+verify, fourth round"): the tag's facts (``ownership._TAG_FACTS``: what the checks found
+about a tag's fields but ``retain_until``) are reused for the next header with the same
+values, and nothing else is: the limits are checked on every header, the handling and TLP
+rules too; the recipients (``envelope._RECIPIENTS``: a checked officer id with its key id)
+and the body's shapes by recipient count (``envelope._BODY_SHAPES``). Every input decodes
+as the reference decodes it (tests/core/test_header_fastpath.py,
+tests/core/test_codec_fastpath.py), and each memo is bounded."""
 
 from __future__ import annotations
 
@@ -10,12 +13,14 @@ import hashlib
 from typing import Any
 
 import msgpack
+import pytest
 
 from liaison_net.core import codec, envelope, ownership
-from liaison_net.core.envelope import decode_header
+from liaison_net.core.envelope import Body, decode_body, decode_header
 from liaison_net.core.limits import DEFAULT_LIMITS, Limits
-from liaison_net.errors import LimitExceeded
+from liaison_net.errors import LimitExceeded, Malformed
 from tests.core.factories import Officer, make_tag, seal_from
+from tests.core.test_codec_fastpath import reference_decode_body
 from tests.core.test_header_fastpath import outcome, reference_decode_header
 
 ALICE = Officer("nl/jdevries")
@@ -101,3 +106,41 @@ def test_a_frames_signed_message_is_the_one_signed() -> None:
                                                            sealed.body_bytes)
     assert frame.signed_message == envelope.signed_digest_message(
         sealed.header_bytes, hashlib.sha256(sealed.body_bytes).digest())
+
+
+def test_a_remembered_recipient_is_the_pair_checked_and_a_bad_one_is_not_remembered() -> None:
+    raw = seal_from(ALICE, [BOB]).header_bytes
+    assert _decided_as_the_reference(raw)[0] == "ok"
+    key_id = _fields(raw)["recipients"][0][1]
+    assert envelope._RECIPIENTS[("be/mpeeters", key_id)] == envelope.Recipient(
+        "be/mpeeters", key_id)
+    fields = _fields(raw)
+    for bad in ("be/MPeeters", "be", "xx/", "be/mpeeters/x"):
+        fields["recipients"] = [[bad, key_id]]
+        changed = codec.pack(fields)
+        assert _decided_as_the_reference(changed)[:2] == ("refused", Malformed)
+        assert (bad, key_id) not in envelope._RECIPIENTS
+    other_key = bytes(16)
+    fields["recipients"] = [["be/mpeeters", other_key]]  # the same officer, another key
+    fast = envelope._decode_usual_header(codec.pack(fields), DEFAULT_LIMITS)
+    assert fast is not None and fast.recipients[0].key_id == other_key
+
+
+def test_the_remembered_recipients_are_bounded() -> None:
+    for i in range(envelope._MAX_RECIPIENTS + 10):
+        envelope._recipient((f"be/officer{i}", bytes(16)))
+    assert len(envelope._RECIPIENTS) <= envelope._MAX_RECIPIENTS
+
+
+@pytest.mark.parametrize("recipients", [1, 2, 15, 16, 64, 65, 300])
+def test_bodies_of_any_count_split_as_the_reference_reads_them(recipients: int) -> None:
+    """Counts past ``_MAX_REMEMBERED_SHAPE`` too (a node's own larger limits)."""
+    wraps = tuple(bytes([i % 256]) * 80 for i in range(recipients))
+    raw = codec.pack(Body(nonce=b"n" * 24, wraps=wraps, ciphertext=b"c" * 40).to_wire())
+    assert envelope._split_canonical_body(raw, recipients) == (
+        b"n" * 24, list(wraps), b"c" * 40)
+    nonce, reference_wraps, ciphertext = reference_decode_body(raw, recipients)
+    assert decode_body(raw, recipients) == Body(nonce, reference_wraps, ciphertext)
+    for wrong in (recipients - 1, recipients + 1):
+        assert envelope._split_canonical_body(raw, wrong) is None
+    assert len(envelope._BODY_SHAPES) <= envelope._MAX_REMEMBERED_SHAPE
