@@ -2,8 +2,8 @@
 verify, fourth round"): the tag's facts (``ownership._TAG_FACTS``: what the checks found
 about a tag's fields but ``retain_until``) are reused for the next header with the same
 values, and nothing else is: the limits are checked on every header, the handling and TLP
-rules too; the recipients (``envelope._RECIPIENTS``: a checked officer id with its key id)
-and the body's shapes by recipient count (``envelope._BODY_SHAPES``). Every input decodes
+rules too; and the recipients (``envelope._RECIPIENTS``: a checked officer id with its key
+id). Bodies of any recipient count split as the reference reads them. Every input decodes
 as the reference decodes it (tests/core/test_header_fastpath.py,
 tests/core/test_codec_fastpath.py), and each memo is bounded."""
 
@@ -134,13 +134,11 @@ def test_the_remembered_recipients_are_bounded() -> None:
 
 @pytest.mark.parametrize("recipients", [1, 2, 15, 16, 64, 65, 300])
 def test_bodies_of_any_count_split_as_the_reference_reads_them(recipients: int) -> None:
-    """Counts past ``_MAX_REMEMBERED_SHAPE`` too (a node's own larger limits)."""
+    """Counts past the default limit too (a node's own larger limits)."""
     wraps = tuple(bytes([i % 256]) * 80 for i in range(recipients))
     raw = codec.pack(Body(nonce=b"n" * 24, wraps=wraps, ciphertext=b"c" * 40).to_wire())
-    assert envelope._split_canonical_body(raw, recipients) == (
-        b"n" * 24, list(wraps), b"c" * 40)
+    assert envelope._split_canonical_body(raw, recipients) == (b"n" * 24, wraps, b"c" * 40)
     nonce, reference_wraps, ciphertext = reference_decode_body(raw, recipients)
     assert decode_body(raw, recipients) == Body(nonce, reference_wraps, ciphertext)
     for wrong in (recipients - 1, recipients + 1):
         assert envelope._split_canonical_body(raw, wrong) is None
-    assert len(envelope._BODY_SHAPES) <= envelope._MAX_REMEMBERED_SHAPE
