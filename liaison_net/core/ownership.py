@@ -263,41 +263,38 @@ def usual_tag(wire: UsualTagWire, limits: Limits = DEFAULT_LIMITS) -> OwnershipT
         facts = _tag_facts(wire)
         if facts is None:
             return None
-        if len(_TAG_FACTS) < _MAX_TAG_FACTS and len(key) <= 32 and sum(
-                map(len, (unit, purpose, conditions, community))) <= _MAX_REMEMBERED_TEXT:
+        if (len(_TAG_FACTS) < _MAX_TAG_FACTS and len(key) <= 32
+                and len(unit) + len(purpose) + len(conditions) + len(community)
+                <= _MAX_REMEMBERED_TEXT):
             _TAG_FACTS[key] = facts
+    owner_, evaluation_, share_with, permitted, conditions_ok, community_ok = facts
     max_chars, handling, tlp = limits.max_text_chars, wire.handling, wire.tlp
     if (len(unit) > max_chars or len(purpose) > max_chars
             or len(share) > limits.max_share_with):
         return None
     # H3 and GREEN: their text required (and printable: facts), else empty.
     if handling is _H3:
-        if not facts.conditions_ok or len(conditions) > limits.max_conditions_chars:
+        if not conditions_ok or len(conditions) > limits.max_conditions_chars:
             return None
     elif conditions:
         return None
     if tlp is _GREEN:
-        if not facts.community_ok or len(community) > max_chars:
+        if not community_ok or len(community) > max_chars:
             return None
     elif community:
         return None
-    return build(OwnershipTag, owner=facts.owner, handling=handling, tlp=tlp,
-                 evaluation=facts.evaluation, share_with=facts.share_with,
-                 permitted_actions=facts.permitted_actions, purpose=purpose,
+    return build(OwnershipTag, owner=owner_, handling=handling, tlp=tlp,
+                 evaluation=evaluation_, share_with=share_with,
+                 permitted_actions=permitted, purpose=purpose,
                  retain_until=wire.retain_until, conditions=conditions,
                  community=community)
 
 
-@dataclass(frozen=True, slots=True)
-class _TagFacts:
-    """What ``usual_tag`` found about a tag's fields but ``retain_until``, limits aside."""
-
-    owner: Owner
-    evaluation: Evaluation
-    share_with: frozenset[str]
-    permitted_actions: frozenset[PermittedAction]
-    conditions_ok: bool  # printable, not blank (required with H3)
-    community_ok: bool  # the same (required with TLP:GREEN)
+# What ``usual_tag`` found about a tag's fields but ``retain_until``, limits aside: the
+# owner, the evaluation, the share list's set and the actions' set built from them, and
+# whether the conditions and the community are printable and not blank (required with H3
+# and TLP:GREEN). A plain tuple: built on every miss, unpacked on every hit.
+_TagFacts = tuple[Owner, Evaluation, frozenset[str], frozenset[PermittedAction], bool, bool]
 
 
 def _tag_facts(wire: UsualTagWire) -> _TagFacts | None:
@@ -317,10 +314,10 @@ def _tag_facts(wire: UsualTagWire) -> _TagFacts | None:
         permitted = _ACTION_SETS[tuple(wire.permitted_actions)]  # sorted, unique, known
     except KeyError:
         return None
-    return _TagFacts(owner=Owner(node, unit), evaluation=found, share_with=frozenset(share),
-                     permitted_actions=permitted,
-                     conditions_ok=_usual_text(wire.conditions, 1 << 62),
-                     community_ok=_usual_text(wire.community, 1 << 62))
+    conditions, community = wire.conditions, wire.community
+    return (build(Owner, node=node, unit=unit), found, frozenset(share), permitted,
+            conditions != "" and _usual_text(conditions, _NO_BOUND),
+            community != "" and _usual_text(community, _NO_BOUND))
 
 
 # Bounded: a network's desks use a few tags; past the bound the others are checked each
@@ -329,6 +326,7 @@ def _tag_facts(wire: UsualTagWire) -> _TagFacts | None:
 _TAG_FACTS: dict[tuple[object, ...], _TagFacts] = {}
 _MAX_TAG_FACTS = 512
 _MAX_REMEMBERED_TEXT = 1024
+_NO_BOUND = 1 << 62  # the text's length is checked against the limits on every call
 
 
 def _usual_text(value: object, max_chars: int) -> bool:
