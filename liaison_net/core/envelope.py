@@ -250,8 +250,6 @@ def encode_frame(header_bytes: bytes, body_bytes: bytes, signer_key_id: bytes,
     return codec.pack([VERSION, header_bytes, body_bytes, signer_key_id, signature])
 
 
-
-
 def _split_canonical_frame(raw: bytes) -> tuple[int, bytes, bytes, bytes, bytes] | None:
     """The frame's items when ``raw`` is exactly the canonical encoding of a version-1 frame
     with a 16-byte key id and a 64-byte signature, else None (then ``codec.unpack`` decides
@@ -613,8 +611,6 @@ class _UsualBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _decode_body = msgspec.msgpack.Decoder(_UsualBody).decode
-
-
 
 
 def _recipients(value: object, limits: Limits) -> tuple[Recipient, ...]:

@@ -252,8 +252,8 @@ def usual_tag(wire: UsualTagWire, limits: Limits = DEFAULT_LIMITS) -> OwnershipT
     depend on the node's ``Limits``, are checked on every call."""
     owner, evaluation, share, actions = (wire.owner, wire.evaluation, wire.share_with,
                                          wire.permitted_actions)
-    unit, purpose, conditions, community = owner.unit, wire.purpose, wire.conditions, \
-        wire.community
+    unit, purpose, conditions, community = (owner.unit, wire.purpose, wire.conditions,
+                                            wire.community)
     # Every item is an exact str or int (msgspec's typed decoding): hashable, and equal
     # only to the same value. None separates the two lists (no node id or action is None).
     key = (owner.node, unit, purpose, conditions, community, evaluation.source,
