@@ -141,29 +141,6 @@ def _packs_back_without_floats(value: Any, raw: bytes) -> bool:
     return b"\xca" not in raw or bool(msgpack.packb(value, use_bin_type=True) == raw)
 
 
-def bin_span(raw: bytes, pos: int) -> tuple[int, int] | None:
-    """Where the bytes of a canonically encoded bin at ``raw[pos]`` start and end, or None
-    when there is none: the shortest length prefix only (bin8, bin16 over 255, bin32 over
-    65535), and all its bytes present. Lets fixed-shape readers skip ``unpack``."""
-    try:  # an IndexError: the type or length bytes are missing
-        tag = raw[pos]
-        if tag == 0xC5:  # bin16 first: a header's and a 1 KiB body's
-            start, n = pos + 3, raw[pos + 1] << 8 | raw[pos + 2]
-            shortest = n > 0xFF
-        elif tag == 0xC4:
-            start, n, shortest = pos + 2, raw[pos + 1], True
-        elif tag == 0xC6:
-            start = pos + 5
-            n = int.from_bytes(raw[pos + 1:start], "big")
-            shortest = n > 0xFFFF and start <= len(raw)
-        else:
-            return None
-    except IndexError:
-        return None
-    end = start + n
-    return (start, end) if shortest and end <= len(raw) else None
-
-
 def _contains_float(value: Any, depth: int) -> bool:
     if depth > _MAX_DEPTH:
         raise Malformed("nesting is too deep")

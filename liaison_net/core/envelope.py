@@ -185,7 +185,11 @@ class UnverifiedFrame:
 
     @property
     def signed_message(self) -> bytes:
-        return signed_message(self.header_bytes, self.body_bytes)
+        # ``signed_message`` inline (one call, not three, per envelope verified): the body's
+        # digest is 32 bytes by construction, so ``signed_digest_message``'s check is moot.
+        header_bytes = self.header_bytes
+        return b"".join((SIGNATURE_DOMAIN, _LENGTH.pack(len(header_bytes)), header_bytes,
+                         _sha256(self.body_bytes).digest()))
 
 
 @dataclass(frozen=True)
@@ -220,7 +224,10 @@ def received(envelope: Envelope, raw: bytes | None) -> Envelope:
 
 
 def signed_message(header_bytes: bytes, body_bytes: bytes) -> bytes:
-    return signed_digest_message(header_bytes, hashlib.sha256(body_bytes).digest())
+    return signed_digest_message(header_bytes, _sha256(body_bytes).digest())
+
+
+_sha256 = hashlib.sha256
 
 
 def signed_digest_message(header_bytes: bytes, body_sha256: bytes) -> bytes:
@@ -243,34 +250,28 @@ def encode_frame(header_bytes: bytes, body_bytes: bytes, signer_key_id: bytes,
     return codec.pack([VERSION, header_bytes, body_bytes, signer_key_id, signature])
 
 
-# bin8 prefixes of the fixed-size byte strings, as the canonical encoding writes them.
-_KEY_ID_PREFIX = bytes([0xC4, KEY_ID_BYTES])
-_SIGNATURE_PREFIX = bytes([0xC4, SIGNATURE_BYTES])
-_NONCE_FIELD = b"\xa5nonce" + bytes([0xC4, NONCE_BYTES])
-_WRAP_PREFIX = bytes([0xC4, WRAPPED_KEY_BYTES])
-
-
-def _split_canonical_frame(raw: bytes) -> list[Any] | None:
+def _split_canonical_frame(raw: bytes) -> tuple[int, bytes, bytes, bytes, bytes] | None:
     """The frame's items when ``raw`` is exactly the canonical encoding of a version-1 frame
     with a 16-byte key id and a 64-byte signature, else None (then ``codec.unpack`` decides
-    and names the fault). Byte for byte what ``encode_frame`` writes, so it accepts nothing
-    that ``codec.unpack`` refuses and returns the same items, without decoding and
-    re-encoding 1-2 KB per envelope (tests/core/test_codec_fastpath.py)."""
-    if raw[:2] != b"\x95\x01":  # fixarray of 5, then the positive fixint 1
+    and names the fault). msgspec's typed C decoder (``_UsualFrame``) reads the five items
+    with their exact types and sizes, and its re-encoding must give ``raw`` back byte for
+    byte: then ``raw`` is what ``encode_frame`` writes for them (its encoder writes the
+    shortest forms, as ``codec.pack`` does: tests/core/test_msgspec_canonical.py), so it
+    accepts nothing that ``codec.unpack`` refuses and returns the same items
+    (tests/core/test_codec_fastpath.py)."""
+    try:
+        frame = _decode_frame(raw)
+    except Exception:  # anything at all (DecodeError, ValidationError): the checks name it
         return None
-    header = codec.bin_span(raw, 2)
-    if header is None:
-        return None
-    body = codec.bin_span(raw, header[1])
-    if body is None:
-        return None
-    end = body[1]
-    key_end = end + 2 + KEY_ID_BYTES
-    if (len(raw) != key_end + 2 + SIGNATURE_BYTES or raw[end:end + 2] != _KEY_ID_PREFIX
-            or raw[key_end:key_end + 2] != _SIGNATURE_PREFIX):
-        return None
-    return [VERSION, raw[header[0]:header[1]], raw[body[0]:end], raw[end + 2:key_end],
-            raw[key_end + 2:]]
+    return frame if _encode_plain(frame) == raw else None
+
+
+_UsualFrame = tuple[Literal[1], bytes, bytes,
+                    Annotated[bytes, Meta(min_length=KEY_ID_BYTES, max_length=KEY_ID_BYTES)],
+                    Annotated[bytes, Meta(min_length=SIGNATURE_BYTES,
+                                          max_length=SIGNATURE_BYTES)]]
+_decode_frame = msgspec.msgpack.Decoder(_UsualFrame).decode
+_encode_plain = msgspec.msgpack.Encoder().encode  # frames and bodies: no struct to sort
 
 
 def read_frame(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> UnverifiedFrame:
@@ -288,7 +289,7 @@ def read_frame(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> UnverifiedFrame:
     if frame is None:
         frame = codec.unpack(raw, what="envelope", max_bytes=limits.max_envelope_bytes)
         raw = bytes(raw)  # accepted below only if canonical: then it is the frame's encoding
-    if not isinstance(frame, list) or len(frame) != 5:
+    if not isinstance(frame, list | tuple) or len(frame) != 5:  # a tuple: the split's
         raise Malformed("envelope must be an array of 5 items")
     version, header_bytes, body_bytes, key_id, signature = frame
     if version != VERSION or isinstance(version, bool):
@@ -443,16 +444,16 @@ def _decode_usual_header(raw: bytes, limits: Limits) -> Header | None:
     try:  # a miss (KeyError), an unhashable value (TypeError), a bad id (Malformed)
         precedence = _PRECEDENCES[h.precedence]
         sender = check_officer_id(h.sender, what="sender")
-        people = [build(Recipient, officer=check_officer_id(officer), key_id=key_id)
-                  for officer, key_id in recipients]
+        people = tuple([_RECIPIENTS.get(item) or _recipient(item) for item in recipients])
     except (KeyError, Malformed):
         return None
     if tag is None or _encode_usual(h) != raw:
         return None
-    header = build(Header, id=envelope_id, kind=kind, precedence=precedence, sender=sender,
-                   sender_key=sender_key, recipients=tuple(people), created=created,
-                   expires=expires, tag=tag, ref=ref, signal=None, urgency=urgency,
-                   consent=consent, original=original)
+    header = _new(Header)  # ``build`` inline: one call less per header
+    header.__dict__.update(id=envelope_id, kind=kind, precedence=precedence, sender=sender,
+                           sender_key=sender_key, recipients=people, created=created,
+                           expires=expires, tag=tag, ref=ref, signal=None, urgency=urgency,
+                           consent=consent, original=original)
     if consent is not None or original is not None or kind in _UNPLAIN_KINDS:
         try:  # a forward or an update: every rule of the shape
             check_header_shape(header, limits)
@@ -470,6 +471,23 @@ def _decode_usual_header(raw: bytes, limits: Limits) -> Header | None:
             or (len(people) > 1 and len({r.officer for r in people}) != len(people))):
         return None
     return header
+
+
+def _recipient(item: tuple[str, bytes]) -> Recipient:
+    """The recipient of a usual header's ``[officer, key id]`` (msgspec checked the types
+    and the key id's size); its officer id checked, and remembered with the recipient
+    object: an office writes to the same officers under the same keys, so the next header
+    naming them looks the pair up (``_RECIPIENTS``: a pure fact about the pair, bounded)."""
+    officer, key_id = item
+    recipient = build(Recipient, officer=check_officer_id(officer), key_id=key_id)
+    if len(_RECIPIENTS) < _MAX_RECIPIENTS:
+        _RECIPIENTS[item] = recipient  # the officer id is bounded by its own rule
+    return recipient
+
+
+_RECIPIENTS: dict[tuple[str, bytes], Recipient] = {}
+_MAX_RECIPIENTS = 4096
+_new = object.__new__
 
 
 # Members as module globals: ``Kind.REQUEST`` goes through the enum class's ``__getattr__``
@@ -546,7 +564,7 @@ def decode_body(raw: bytes, recipients: int, limits: Limits = DEFAULT_LIMITS) ->
     if parts is not None and AEAD_TAG_BYTES <= len(parts[2]) <= max_ciphertext:
         # The split made a 24-byte nonce and one 80-byte wrap per recipient: of the checks
         # below, only the ciphertext's size is left.
-        return build(Body, nonce=parts[0], wraps=tuple(parts[1]), ciphertext=parts[2])
+        return build(Body, nonce=parts[0], wraps=parts[1], ciphertext=parts[2])
     if parts is None:
         d = codec.exact_map("body", codec.unpack(raw, what="body", max_bytes=max_bytes),
                             _BODY_FIELDS)
@@ -554,7 +572,7 @@ def decode_body(raw: bytes, recipients: int, limits: Limits = DEFAULT_LIMITS) ->
     nonce, wraps, ciphertext = parts
     if not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
         raise Malformed(f"nonce must be {NONCE_BYTES} bytes")
-    if not isinstance(wraps, list) or len(wraps) != recipients:
+    if not isinstance(wraps, list | tuple) or len(wraps) != recipients:  # tuple: the split's
         raise Malformed("wraps must hold exactly one wrapped key per recipient")
     for w in wraps:
         if not isinstance(w, bytes) or len(w) != WRAPPED_KEY_BYTES:
@@ -566,32 +584,33 @@ def decode_body(raw: bytes, recipients: int, limits: Limits = DEFAULT_LIMITS) ->
     return build(Body, nonce=nonce, wraps=tuple(wraps), ciphertext=ciphertext)
 
 
-def _split_canonical_body(raw: bytes, recipients: int) -> tuple[bytes, list[bytes], bytes] | None:
+def _split_canonical_body(raw: bytes, recipients: int) -> tuple[bytes, tuple[bytes, ...],
+                                                                 bytes] | None:
     """Nonce, wraps and ciphertext when ``raw`` is exactly the canonical encoding of a body
     with a 24-byte nonce and ``recipients`` 80-byte wraps, else None (``codec.unpack`` then
-    decides and names the fault). Like ``_split_canonical_frame``: byte for byte what
-    ``Body.to_wire`` packs to, so it accepts only what ``codec.unpack`` accepts."""
-    if not 0 < recipients <= codec.MAX_CONTAINER_ITEMS or raw[:12] != b"\x83\xaaciphertext":
+    decides and names the fault). Like ``_split_canonical_frame``: msgspec's typed decoder
+    (``_UsualBody``: the map's three fields, declared in their sorted order) and its
+    re-encoding equal to ``raw``, so it accepts only what ``codec.unpack`` accepts."""
+    try:
+        body = _decode_body(raw)
+    except Exception:  # anything at all: the checks name it
         return None
-    ciphertext = codec.bin_span(raw, 12)
-    if ciphertext is None:
+    wraps = body.wraps
+    if len(wraps) != recipients or _encode_plain(body) != raw:
         return None
-    pos = ciphertext[1]
-    array = (bytes([0x90 | recipients]) if recipients < 16
-             else b"\xdc" + recipients.to_bytes(2, "big"))
-    wraps_at = pos + 38 + len(array)  # the nonce's field (8 + 24), the wraps' key (6)
-    step = 2 + WRAPPED_KEY_BYTES
-    # Each wrap's two prefix bytes, taken every ``step`` bytes: one comparison for all.
-    if (raw[pos:pos + 8] != _NONCE_FIELD or raw[pos + 32:wraps_at] != b"\xa5wraps" + array
-            or len(raw) != wraps_at + recipients * step
-            or raw[wraps_at::step] != _WRAP_TYPE * recipients
-            or raw[wraps_at + 1::step] != _WRAP_LENGTH * recipients):
-        return None
-    wraps = [raw[start:start + WRAPPED_KEY_BYTES] for start in range(wraps_at + 2, len(raw), step)]
-    return raw[pos + 8:pos + 32], wraps, raw[ciphertext[0]:pos]
+    return body.nonce, wraps, body.ciphertext
 
 
-_WRAP_TYPE, _WRAP_LENGTH = _WRAP_PREFIX[:1], _WRAP_PREFIX[1:]
+class _UsualBody(msgspec.Struct, forbid_unknown_fields=True):
+    """The body's wire schema for msgspec's typed C decoder, fields in sorted order."""
+
+    ciphertext: bytes
+    nonce: Annotated[bytes, Meta(min_length=NONCE_BYTES, max_length=NONCE_BYTES)]
+    wraps: tuple[Annotated[bytes, Meta(min_length=WRAPPED_KEY_BYTES,
+                                       max_length=WRAPPED_KEY_BYTES)], ...]
+
+
+_decode_body = msgspec.msgpack.Decoder(_UsualBody).decode
 
 
 def _recipients(value: object, limits: Limits) -> tuple[Recipient, ...]:

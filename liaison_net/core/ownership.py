@@ -242,17 +242,71 @@ def usual_tag(wire: UsualTagWire, limits: Limits = DEFAULT_LIMITS) -> OwnershipT
     ``from_wire`` decides and names the fault). Usual: every field of its exact type and a
     known value (``UsualTagWire``, checked by msgspec), the node ids checked before, text
     printable ASCII. It accepts nothing ``from_wire`` refuses and gives the same tag
-    (tests/core/test_header_fastpath.py)."""
-    owner, share, handling, tlp = wire.owner, wire.share_with, wire.handling, wire.tlp
+    (tests/core/test_header_fastpath.py, tests/core/test_decode_fastpath.py).
+
+    A desk sends many envelopes under one tag but for ``retain_until`` (now + its retention
+    period), so what the checks found about the rest is remembered (``_TAG_FACTS``, keyed by
+    those fields' values): the text printable, the share list sorted, unique and known,
+    the evaluation and the actions known, and the objects built from them (immutable,
+    shared by the tags that name them). Pure facts about the values; the limits, which
+    depend on the node's ``Limits``, are checked on every call."""
+    owner, evaluation, share, actions = (wire.owner, wire.evaluation, wire.share_with,
+                                         wire.permitted_actions)
+    unit, purpose, conditions, community = (owner.unit, wire.purpose, wire.conditions,
+                                            wire.community)
+    # Every item is an exact str or int (msgspec's typed decoding): hashable, and equal
+    # only to the same value. None separates the two lists (no node id or action is None).
+    key = (owner.node, unit, purpose, conditions, community, evaluation.source,
+           evaluation.accuracy, *share, None, *actions)
+    facts = _TAG_FACTS.get(key)
+    if facts is None:
+        facts = _tag_facts(wire)
+        if facts is None:
+            return None
+        if (len(_TAG_FACTS) < _MAX_TAG_FACTS and len(key) <= 32
+                and len(unit) + len(purpose) + len(conditions) + len(community)
+                <= _MAX_REMEMBERED_TEXT):
+            _TAG_FACTS[key] = facts
+    owner_, evaluation_, share_with, permitted, conditions_ok, community_ok = facts
+    max_chars, handling, tlp = limits.max_text_chars, wire.handling, wire.tlp
+    if (len(unit) > max_chars or len(purpose) > max_chars
+            or len(share) > limits.max_share_with):
+        return None
+    # H3 and GREEN: their text required (and printable: facts), else empty.
+    if handling is _H3:
+        if not conditions_ok or len(conditions) > limits.max_conditions_chars:
+            return None
+    elif conditions:
+        return None
+    if tlp is _GREEN:
+        if not community_ok or len(community) > max_chars:
+            return None
+    elif community:
+        return None
+    return build(OwnershipTag, owner=owner_, handling=handling, tlp=tlp,
+                 evaluation=evaluation_, share_with=share_with,
+                 permitted_actions=permitted, purpose=purpose,
+                 retain_until=wire.retain_until, conditions=conditions,
+                 community=community)
+
+
+# What ``usual_tag`` found about a tag's fields but ``retain_until``, limits aside: the
+# owner, the evaluation, the share list's set and the actions' set built from them, and
+# whether the conditions and the community are printable and not blank (required with H3
+# and TLP:GREEN). A plain tuple: built on every miss, unpacked on every hit.
+_TagFacts = tuple[Owner, Evaluation, frozenset[str], frozenset[PermittedAction], bool, bool]
+
+
+def _tag_facts(wire: UsualTagWire) -> _TagFacts | None:
+    """The checks of the usual tag that do not depend on ``Limits``, else None."""
+    owner, share = wire.owner, wire.share_with
     node, unit, purpose = owner.node, owner.unit, wire.purpose
-    conditions, community, max_chars = wire.conditions, wire.community, limits.max_text_chars
     # Required text (``_check_text``): printable ASCII here, not only spaces; and the
     # share list (``_sorted_unique_strs`` and ``validate``): sorted, unique, known node ids.
-    if (len(unit) > max_chars or not unit.isascii() or not unit.isprintable()
-            or unit.isspace() or not unit or len(purpose) > max_chars
+    if (not unit.isascii() or not unit.isprintable() or unit.isspace() or not unit
             or not purpose.isascii() or not purpose.isprintable() or purpose.isspace()
-            or not purpose or len(share) > limits.max_share_with
-            or not are_node_ids(share) or share != sorted(set(share)) or node not in share):
+            or not purpose or not are_node_ids(share) or share != sorted(set(share))
+            or node not in share):
         return None
     evaluation = wire.evaluation
     try:  # a miss: not the usual tag
@@ -260,21 +314,19 @@ def usual_tag(wire: UsualTagWire, limits: Limits = DEFAULT_LIMITS) -> OwnershipT
         permitted = _ACTION_SETS[tuple(wire.permitted_actions)]  # sorted, unique, known
     except KeyError:
         return None
-    if handling is _H3:
-        if not _usual_text(conditions, limits.max_conditions_chars):
-            return None
-    elif conditions:
-        return None
-    if tlp is _GREEN:
-        if not _usual_text(community, max_chars):
-            return None
-    elif community:
-        return None
-    return build(OwnershipTag, owner=build(Owner, node=node, unit=unit), handling=handling,
-                 tlp=tlp, evaluation=found, share_with=frozenset(share),
-                 permitted_actions=permitted, purpose=purpose,
-                 retain_until=wire.retain_until, conditions=conditions,
-                 community=community)
+    conditions, community = wire.conditions, wire.community
+    return (build(Owner, node=node, unit=unit), found, frozenset(share), permitted,
+            conditions != "" and _usual_text(conditions, _NO_BOUND),
+            community != "" and _usual_text(community, _NO_BOUND))
+
+
+# Bounded: a network's desks use a few tags; past the bound the others are checked each
+# time. Only keys of bounded size: at most 32 items and _MAX_REMEMBERED_TEXT characters of
+# text (node ids and actions are short by their own rules).
+_TAG_FACTS: dict[tuple[object, ...], _TagFacts] = {}
+_MAX_TAG_FACTS = 512
+_MAX_REMEMBERED_TEXT = 1024
+_NO_BOUND = 1 << 62  # the text's length is checked against the limits on every call
 
 
 def _usual_text(value: object, max_chars: int) -> bool:

@@ -240,11 +240,12 @@ def test_frames_and_bodies_of_every_array_size_take_the_fast_path(recipients: in
     officers = [dataclasses.replace(BOB, id=f"be/officer{i}") for i in range(recipients)]
     raw = seal_from(ALICE, officers).to_bytes()
     frame = _split_canonical_frame(raw)
-    assert frame is not None and frame == reference_unpack(raw, what="e", max_bytes=1 << 20)
+    assert frame is not None
+    assert list(frame) == reference_unpack(raw, what="e", max_bytes=1 << 20)
     parts = _split_canonical_body(frame[2], recipients)
     assert parts is not None
     nonce, wraps, ciphertext = reference_decode_body(frame[2], recipients)
-    assert parts == (nonce, list(wraps), ciphertext)
+    assert parts == (nonce, wraps, ciphertext)
 
 
 def test_a_verified_envelope_hands_back_the_bytes_it_was_read_from() -> None:

@@ -283,52 +283,6 @@ def test_sealed_envelopes_verify_to_what_was_sealed(raw: bytes) -> None:
     assert read_frame(raw).header_bytes == sealed.header_bytes
 
 
-def reference_bin_span(raw: bytes, pos: int) -> tuple[int, int] | None:
-    """``codec.bin_span`` before this round, verbatim."""
-    if pos >= len(raw):
-        return None
-    tag = raw[pos]
-    if tag == 0xC4:
-        start = pos + 2
-        n = raw[pos + 1] if start <= len(raw) else -1
-    elif tag == 0xC5:
-        start = pos + 3
-        n = int.from_bytes(raw[pos + 1:start], "big") if start <= len(raw) else -1
-        n = n if n > 0xFF else -1
-    elif tag == 0xC6:
-        start = pos + 5
-        n = int.from_bytes(raw[pos + 1:start], "big") if start <= len(raw) else -1
-        n = n if n > 0xFFFF else -1
-    else:
-        return None
-    if n < 0 or start + n > len(raw):
-        return None
-    return start, start + n
-
-
-_BIN_STARTS = [b"\xc4", b"\xc5", b"\xc6", b"\xc4\x00", b"\xc5\x00\xff", b"\xc5\x01\x00",
-               b"\xc6\x00\x00\xff\xff", b"\xc6\x00\x01\x00\x00", b"\xc5\x00\x05"]
-
-
-@settings(max_examples=1000)
-@given(head=st.binary(max_size=3),
-       body=st.sampled_from(_BIN_STARTS).flatmap(
-           lambda start: st.binary(max_size=600).map(lambda rest: start + rest))
-       | st.binary(max_size=12))
-def test_bin_span_agrees_with_the_previous_one(head: bytes, body: bytes) -> None:
-    raw = head + body
-    for pos in range(len(head) + 2):
-        assert codec.bin_span(raw, pos) == reference_bin_span(raw, pos)
-
-
-def test_valid_bins_of_each_width_are_found() -> None:
-    for size in (0, 255, 256, 65535, 65536):
-        raw = b"x" + msgpack.packb(b"\x07" * size, use_bin_type=True) + b"y"
-        start, end = codec.bin_span(raw, 1) or (0, 0)
-        assert raw[start:end] == b"\x07" * size
-        assert codec.bin_span(raw[:-2], 1) is None  # one byte short
-
-
 def test_verifying_a_usual_envelope_never_reaches_the_generic_decoder(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The node's receive path (``read_frame`` then ``verify_frame``: services/intake.py,
