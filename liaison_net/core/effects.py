@@ -48,7 +48,12 @@ class Effect:
     args: dict[str, Any]
 
     def pack_args(self) -> bytes:
-        return codec.pack(self.args)
+        args = self.args
+        if (self.kind == EVIDENCE and len(args) == 2 and type(args.get("sender")) is str
+                and type(args.get("statement")) is bytes):
+            # ``evidence``'s shape, one per envelope received: keys in sorted order.
+            return codec.pack_built({"sender": args["sender"], "statement": args["statement"]})
+        return codec.pack(args)
 
 
 def notice(label: str, *, recipients: Sequence[str], ref: bytes, content: dict[str, Any],
