@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 
 from liaison_net.core import codec
 from liaison_net.core.audit import detail
-from liaison_net.core.effects import EVIDENCE, Effect, destination_evidence, evidence
+from liaison_net.core.effects import (
+    EVIDENCE,
+    Effect,
+    destination_evidence,
+    evidence,
+    unpack_args,
+)
 from liaison_net.core.evidence import Statement, Step, make
 from liaison_net.core.evidence_batch import leaf_bytes
 from liaison_net.errors import Malformed
@@ -101,3 +107,36 @@ def test_other_evidence_arguments_take_the_general_way(args: dict[str, Any]) -> 
 ])
 def test_detail_is_the_sorted_compact_json_of_dumps(fields: dict[str, Any]) -> None:
     assert detail(**fields) == json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+
+def _general_unpack_args(kind: str, raw: bytes) -> dict[str, Any] | str:
+    """What ``unpack_args`` answered before its evidence shortcut: ``codec.unpack``'s."""
+    try:
+        value = codec.unpack(raw, what="effect", max_bytes=256 * 1024)
+    except Malformed as exc:
+        return exc.code
+    return value if isinstance(value, dict) else "malformed"
+
+
+def _answer(kind: str, raw: bytes) -> dict[str, Any] | str:
+    try:
+        return unpack_args(kind, raw)
+    except Malformed as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("raw", [
+    codec.pack({"sender": "nl/alice", "statement": b"s" * 90}),  # the usual shape
+    codec.pack({"sender": "nl/alice", "statement": b""}),
+    codec.pack({"sender": "nl/alice", "statement": b"s", "x": 1}),  # another shape
+    codec.pack({"sender": "nl/alice"}),
+    codec.pack({"sender": "nl/alice", "statement": "text"}),
+    # Not canonical: keys unsorted; a short str as str8; a repeated key; trailing bytes.
+    msgpack.packb({"statement": b"s", "sender": "nl/alice"}, use_bin_type=True),
+    b"\x82\xa6sender\xd9\x08nl/alice\xa9statement\xc4\x01s",
+    b"\x82\xa6sender\xa8nl/alice\xa6sender\xa8nl/alice",
+    codec.pack({"sender": "nl/alice", "statement": b"s"}) + b"\x00",
+    msgpack.packb({"sender": 1.5, "statement": b"s"}, use_bin_type=True),
+])
+def test_evidence_arguments_read_back_exactly_as_codec_unpack_reads_them(raw: bytes) -> None:
+    assert _answer(EVIDENCE, raw) == _general_unpack_args(EVIDENCE, raw)
