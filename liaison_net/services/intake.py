@@ -46,6 +46,7 @@ from liaison_net.core.limits import Limits
 from liaison_net.core.sealing import KeyLookup, SignerKey, verify_frame
 from liaison_net.errors import Forbidden, LiaisonError, NotFound, PolicyRefused, Refused, Revoked
 from liaison_net.metrics import NodeMetrics
+from liaison_net.services.asked import Asked
 from liaison_net.services.holds import HoldDesk
 from liaison_net.services.request_desk import RequestDesk
 from liaison_net.services.signal_desk import SignalDesk
@@ -115,20 +116,22 @@ class Intake:
         # on every call, and every submit counts.
         self._accepted_from_officers = metrics.accepted.labels(source="officer")
 
-    async def _verify(self, raw: bytes, now: int) -> Envelope:
+    async def _verify(self, raw: bytes, now: int, asked: Asked | None = None) -> Envelope:
         frame = read_frame(raw, self.limits)
         signer = self.keys.node_signer(frame.signer_key_id)
         if signer is None:
-            signer = await self.store.keys.signer(frame.signer_key_id, now=now)
+            signer = (await asked.signer(frame.signer_key_id) if asked is not None
+                      else await self.store.keys.signer(frame.signer_key_id, now=now))
         # Freshness is checked by the caller, once ``envelope`` is bound: a stale or skewed
         # envelope's refusal is then audited under its id.
         if self.verifier is not None:
             return await self.verifier(frame, signer)
         return verify_frame(frame, signer, now=None, limits=self.limits)
 
-    async def _verified(self, raw: bytes, now: int) -> Envelope | LiaisonError:
+    async def _verified(self, raw: bytes, now: int,
+                        asked: Asked | None = None) -> Envelope | LiaisonError:
         try:
-            return await self._verify(raw, now)
+            return await self._verify(raw, now, asked)
         except LiaisonError as exc:
             return exc
 
@@ -350,16 +353,18 @@ class Intake:
         envelopes its recipient sent). ``approvals``: the four-eyes approvals carried beside
         the envelopes (by id), each checked here and stored with its envelope
         (``services/holds.py``)."""
+        # The signer and recipient lookups its envelopes share, each asked once.
+        asked = Asked(self.store, now)
         # With verification workers, the transaction's envelopes go to them together.
         verified: Sequence[Envelope | LiaisonError | None] = (
-            await asyncio.gather(*(self._verified(raw, now) for raw in raws))
+            await asyncio.gather(*(self._verified(raw, now, asked) for raw in raws))
             if self.verifier is not None else [None] * len(raws))
 
         async def admit(raw: bytes, done: Envelope | LiaisonError | None
                         ) -> Acceptance | LiaisonError:
             try:
-                return await self._admit_received(peer, raw, now, done, covers=covers,
-                                                  approvals=approvals)
+                return await self._admit_received(peer, raw, now, done, asked,
+                                                  covers=covers, approvals=approvals)
             except LiaisonError as exc:
                 return exc
 
@@ -394,7 +399,7 @@ class Intake:
         return [r for r in results if not isinstance(r, Acceptance)]
 
     async def _admit_received(self, peer: str, raw: bytes, now: int,
-                              verified: Envelope | LiaisonError | None, *,
+                              verified: Envelope | LiaisonError | None, asked: Asked, *,
                               covers: Mapping[bytes, Sequence[bytes]] | None,
                               approvals: Mapping[bytes, bytes] | None) -> Acceptance:
         """Every check of a received envelope, nothing stored: what to store, or the
@@ -403,7 +408,8 @@ class Intake:
         try:
             if isinstance(verified, LiaisonError):
                 raise verified
-            envelope = verified if verified is not None else await self._verify(raw, now)
+            envelope = (verified if verified is not None
+                        else await self._verify(raw, now, asked))
             check_fresh(envelope.header, now, self.limits)
             h = envelope.header
             sender_node = h.sender.split("/")[0]
@@ -415,7 +421,7 @@ class Intake:
                 raise Refused("no recipient of this envelope is on this node",
                               code="not_for_this_node")
             for officer in local:
-                if await self.store.officer_keys(officer) is None:
+                if await asked.officer_keys(officer) is None:
                     raise NotFound(f"recipient {officer} is not in the directory")
             flow = await self._flow(envelope, tagflow.Layer.DESTINATION, now)
             then = await self._restrictions(
