@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from liaison_net.core import art25
+from liaison_net.core.audit import detail
 from liaison_net.core.limits import DEFAULT_LIMITS
+from liaison_net.core.ownership import Tlp
 from liaison_net.errors import LiaisonError, NotFound
 from liaison_net.metrics import NodeMetrics
+from liaison_net.services.asked import Asked
 from liaison_net.services.intake import Intake, Keys
 from liaison_net.store.node_store import NodeStore
-from tests.core.factories import NOW, Officer, seal_from
+from tests.core.factories import NOW, Officer, make_tag, seal_from
 from tests.test_receive_many import ALICE, BE, BOB, LU, NL, PIET, _card
 
 
@@ -55,5 +59,27 @@ async def test_what_was_not_found_is_asked_again_and_refused_each_time(tmp_path:
         results = await _intake(store).receive_many("nl", raws, NOW + 1000)
         assert [type(r) for r in results[:3]] == [NotFound] * 3
         assert not isinstance(results[3], LiaisonError) and not results[3].duplicate
+    finally:
+        await store.close()
+
+
+async def test_a_delivery_detail_is_made_as_alone(tmp_path: Path) -> None:
+    """The detail made once per transaction is the one each envelope would have had."""
+    store = NodeStore(tmp_path / "be.db", "be")
+    await store.open()
+    try:
+        asked = Asked(store, NOW + 1000)
+        carol = Officer("be/carol")
+        cases = [(seal_from(ALICE, [BOB], b"a"), ["be/mpeeters"]),
+                 (seal_from(ALICE, [BOB, carol], b"b"), ["be/mpeeters", "be/carol"]),
+                 (seal_from(ALICE, [BOB], b"c", tag=make_tag(purpose="Other purpose",
+                                                            tlp=Tlp.GREEN,
+                                                            community="benelux")),
+                  ["be/mpeeters"])]
+        for peer in ("nl", "lu"):
+            for envelope, local in cases * 2:  # each twice: the second from the memo
+                assert asked.delivery_detail(peer, envelope.header, local) == detail(
+                    layer="destination", peer=peer, recipients=len(local),
+                    **art25.reception(envelope.header, local, forward=False))
     finally:
         await store.close()

@@ -445,8 +445,9 @@ class Intake:
         return Acceptance(
             envelope, actor=peer, event="envelope.delivered_to_inbox",
             local_recipients=local, remote_nodes=[],
-            audit_detail=detail(layer="destination", peer=peer, recipients=len(local),
-                                **art25.reception(h, local, forward=tagflow.is_forward(h))),
+            audit_detail=(detail(layer="destination", peer=peer, recipients=len(local),
+                                 **art25.reception(h, local, forward=True))
+                          if tagflow.is_forward(h) else asked.delivery_detail(peer, h, local)),
             signal_deadline=self.desk.deadline(h, now) if self.desk is not None else None,
             received=True, consent_digest=flow.consent_digest, effects=effects,
             track_request=self.requests is not None,
