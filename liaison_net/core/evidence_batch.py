@@ -38,6 +38,7 @@ from liaison_net.core.evidence import (
     read_statement,
     verify_statement,
 )
+from liaison_net.core.evidence import VERSION as EVIDENCE_VERSION
 from liaison_net.core.ids import check_officer_id
 from liaison_net.core.sealing import KeyLookup, SignerKey
 from liaison_net.errors import Forbidden, LimitExceeded, Malformed, UnknownKey
@@ -68,7 +69,16 @@ class BatchStatement:
 
 
 def leaf_bytes(statement: Statement) -> bytes:
-    return codec.pack(statement.to_wire())
+    """``codec.pack(statement.to_wire())``: the map written in its sorted key order and
+    packed as it is (``codec.pack_built``) when its values are of the types a statement
+    holds (``make`` and ``decode_body`` give no other); any other goes through ``pack``."""
+    s = statement
+    if type(s.at) is int and type(s.by) is str and type(s.envelope) is bytes and all(
+            type(r) is str for r in s.recipients):
+        return codec.pack_built({"at": s.at, "by": s.by, "envelope": s.envelope,
+                                 "recipients": list(s.recipients), "step": s.step.value,
+                                 "v": EVIDENCE_VERSION})
+    return codec.pack(s.to_wire())
 
 
 # Statements this process made and packed for its effects (``made_leaf``), by their bytes:

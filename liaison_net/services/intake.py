@@ -47,6 +47,7 @@ from liaison_net.core.limits import Limits
 from liaison_net.core.sealing import KeyLookup, SignerKey, verify_frame
 from liaison_net.errors import Forbidden, LiaisonError, NotFound, PolicyRefused, Refused, Revoked
 from liaison_net.metrics import NodeMetrics
+from liaison_net.services.asked import Asked
 from liaison_net.services.holds import HoldDesk
 from liaison_net.services.request_desk import RequestDesk
 from liaison_net.services.signal_desk import SignalDesk
@@ -118,21 +119,24 @@ class Intake:
         # on every call, and every submit counts.
         self._accepted_from_officers = metrics.accepted.labels(source="officer")
 
-    async def _signed(self, raw: bytes, now: int) -> tuple[UnverifiedFrame, SignerKey | None]:
+    async def _signed(self, raw: bytes, now: int, asked: Asked | None = None
+                      ) -> tuple[UnverifiedFrame, SignerKey | None]:
         frame = read_frame(raw, self.limits)
         signer = self.keys.node_signer(frame.signer_key_id)
         if signer is None:
-            signer = await self.store.keys.signer(frame.signer_key_id, now=now)
+            signer = (await asked.signer(frame.signer_key_id) if asked is not None
+                      else await self.store.keys.signer(frame.signer_key_id, now=now))
         return frame, signer
 
-    async def _verify(self, raw: bytes, now: int) -> Envelope:
+    async def _verify(self, raw: bytes, now: int, asked: Asked | None = None) -> Envelope:
         # Freshness is checked by the caller, once ``envelope`` is bound: a stale or skewed
         # envelope's refusal is then audited under its id.
-        frame, signer = await self._signed(raw, now)
+        frame, signer = await self._signed(raw, now, asked)
         return verify_frame(frame, signer, now=None, limits=self.limits)
 
-    async def _verified_many(self, raws: Sequence[bytes],
-                             now: int) -> Sequence[Envelope | LiaisonError | None]:
+    async def _verified_many(self, raws: Sequence[bytes], now: int,
+                             asked: Asked | None = None
+                             ) -> Sequence[Envelope | LiaisonError | None]:
         """A batch's envelopes verified together by the ``verifier`` (which sends only bulk
         to its workers), or None each: then ``_admit*`` verifies each in turn, here."""
         if self.verifier is None or len(raws) < 2:
@@ -140,7 +144,7 @@ class Intake:
 
         async def signed(raw: bytes) -> tuple[UnverifiedFrame, SignerKey | None] | LiaisonError:
             try:
-                return await self._signed(raw, now)
+                return await self._signed(raw, now, asked)
             except LiaisonError as exc:
                 return exc
 
@@ -370,13 +374,15 @@ class Intake:
         envelopes its recipient sent). ``approvals``: the four-eyes approvals carried beside
         the envelopes (by id), each checked here and stored with its envelope
         (``services/holds.py``)."""
-        verified = await self._verified_many(raws, now)
+        # The signer and recipient lookups its envelopes share, each asked once.
+        asked = Asked(self.store, now)
+        verified = await self._verified_many(raws, now, asked)
 
         async def admit(raw: bytes, done: Envelope | LiaisonError | None
                         ) -> Acceptance | LiaisonError:
             try:
-                return await self._admit_received(peer, raw, now, done, covers=covers,
-                                                  approvals=approvals)
+                return await self._admit_received(peer, raw, now, done, asked,
+                                                  covers=covers, approvals=approvals)
             except LiaisonError as exc:
                 return exc
 
@@ -411,7 +417,7 @@ class Intake:
         return [r for r in results if not isinstance(r, Acceptance)]
 
     async def _admit_received(self, peer: str, raw: bytes, now: int,
-                              verified: Envelope | LiaisonError | None, *,
+                              verified: Envelope | LiaisonError | None, asked: Asked, *,
                               covers: Mapping[bytes, Sequence[bytes]] | None,
                               approvals: Mapping[bytes, bytes] | None) -> Acceptance:
         """Every check of a received envelope, nothing stored: what to store, or the
@@ -420,7 +426,8 @@ class Intake:
         try:
             if isinstance(verified, LiaisonError):
                 raise verified
-            envelope = verified if verified is not None else await self._verify(raw, now)
+            envelope = (verified if verified is not None
+                        else await self._verify(raw, now, asked))
             check_fresh(envelope.header, now, self.limits)
             h = envelope.header
             sender_node = h.sender.split("/")[0]
@@ -432,7 +439,7 @@ class Intake:
                 raise Refused("no recipient of this envelope is on this node",
                               code="not_for_this_node")
             for officer in local:
-                if await self.store.officer_keys(officer) is None:
+                if await asked.officer_keys(officer) is None:
                     raise NotFound(f"recipient {officer} is not in the directory")
             flow = await self._flow(envelope, tagflow.Layer.DESTINATION, now)
             then = await self._restrictions(
@@ -456,8 +463,9 @@ class Intake:
         return Acceptance(
             envelope, actor=peer, event="envelope.delivered_to_inbox",
             local_recipients=local, remote_nodes=[],
-            audit_detail=detail(layer="destination", peer=peer, recipients=len(local),
-                                **art25.reception(h, local, forward=tagflow.is_forward(h))),
+            audit_detail=(detail(layer="destination", peer=peer, recipients=len(local),
+                                 **art25.reception(h, local, forward=True))
+                          if tagflow.is_forward(h) else asked.delivery_detail(peer, h, local)),
             signal_deadline=self.desk.deadline(h, now) if self.desk is not None else None,
             received=True, consent_digest=flow.consent_digest, effects=effects,
             track_request=self.requests is not None,

@@ -136,3 +136,17 @@ def test_the_log_refuses_sizes_it_does_not_hold() -> None:
         except ValueError:
             continue
         raise AssertionError("accepted")
+
+
+def _recursive_root(leaves: list[bytes]) -> bytes:
+    """MTH as RFC 9162 §2.1.1 defines it: split at the largest power of two below n."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = merkle.split_point(len(leaves))
+    return merkle.inner_hash(_recursive_root(leaves[:k]), _recursive_root(leaves[k:]))
+
+
+def test_the_level_by_level_root_is_the_recursive_definition() -> None:
+    for n in range(1, 1100):  # every size up to past a batch's and a checkpoint's
+        leaves = _leaves(n)
+        assert merkle.root(leaves) == _recursive_root(leaves), n
