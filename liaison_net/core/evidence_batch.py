@@ -38,6 +38,9 @@ from liaison_net.core.evidence import (
     read_statement,
     verify_statement,
 )
+from liaison_net.core.evidence import (
+    VERSION as EVIDENCE_VERSION,
+)
 from liaison_net.core.ids import check_officer_id
 from liaison_net.core.sealing import KeyLookup, SignerKey
 from liaison_net.errors import Forbidden, LimitExceeded, Malformed, UnknownKey
@@ -68,7 +71,15 @@ class BatchStatement:
 
 
 def leaf_bytes(statement: Statement) -> bytes:
-    return codec.pack(statement.to_wire())
+    """``codec.pack(statement.to_wire())``: the same map written in sorted key order, the
+    fields' types being what ``evidence.make`` and ``decode_body`` give (a time that is not
+    an int takes ``pack``, which refuses a float)."""
+    s = statement
+    if type(s.at) is not int:
+        return codec.pack(s.to_wire())
+    return codec.pack_ordered({"at": s.at, "by": s.by, "envelope": s.envelope,
+                               "recipients": list(s.recipients), "step": s.step.value,
+                               "v": EVIDENCE_VERSION})
 
 
 # Statements this process made and packed for its effects (``made_leaf``), by their bytes:
