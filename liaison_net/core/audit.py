@@ -121,10 +121,15 @@ def detail_text(stored: str) -> str:
     return text
 
 
+# What ``json.dumps(fields, sort_keys=True, separators=(",", ":"))`` builds on every call
+# (its arguments are not the defaults, so it makes a new encoder each time), made once.
+_DETAIL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def detail(**fields: Any) -> str:
     """An entry's detail as compact, sorted JSON: reason codes, peers, key ids, counts;
     never content, keys or passphrases."""
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return _DETAIL_JSON.encode(fields)
 
 
 def entry_hash(prev: bytes, seq: int, at: int, event: str, envelope_id: bytes | None,
