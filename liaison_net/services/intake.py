@@ -341,9 +341,10 @@ class Intake:
         if h.signal is not None and self.desk is not None:
             self.desk.raised(item.envelope)
         self._accepted_from_officers.inc()
-        log.debug("envelope.accepted", envelope_id=h.id_text, sender=item.actor,
-                 peers=item.remote_nodes, local=len(item.local_recipients),
-                 held=item.hold is not None)
+        if log.is_enabled_for(logging.DEBUG):  # its id's text is made only if logged
+            log.debug("envelope.accepted", envelope_id=h.id_text, sender=item.actor,
+                      peers=item.remote_nodes, local=len(item.local_recipients),
+                      held=item.hold is not None)
 
     async def receive(self, peer: str, raw: bytes, now: int, *,
                       covers: Mapping[bytes, Sequence[bytes]] | None = None,

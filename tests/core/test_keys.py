@@ -9,6 +9,7 @@ from typing import Any
 
 import nacl.bindings as nacl_b  # tests may build hostile points; the core may not
 import nacl.exceptions as nacl_exc
+import nacl.signing
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -292,3 +293,24 @@ def test_cards_with_random_keys_are_believed_or_refused_typed(signing: bytes,
     except WeakKey:
         return
     assert (card.signing_public, card.encryption_public) == (signing, encryption)
+
+
+@settings(max_examples=30)
+@given(st.binary(min_size=32, max_size=32), st.binary(max_size=2048))
+def test_a_signature_is_pynacls_of_the_seed(seed: bytes, message: bytes) -> None:
+    """``sign`` uses the seed's expanded secret key, derived once per key (``secret_key``):
+    the signature is PyNaCl's ``SigningKey(seed)``'s, twice in a row (the cached key)."""
+    key = crypto.signing_key_from_seed(seed)
+    expected = bytes(nacl.signing.SigningKey(seed).sign(message).signature)
+    assert crypto.sign(key, message) == expected
+    assert crypto.sign(key, message) == expected
+    crypto.verify(key.public, message, expected)
+
+
+def test_a_signature_is_the_seeds_whatever_public_key_the_pair_holds() -> None:
+    """The expanded key comes from the seed alone: a pair whose public half is another
+    key's signs under its seed, as before (a signature that verifies under neither would
+    be a damaged key's, silently)."""
+    a, b = crypto.generate_signing_key(), crypto.generate_signing_key()
+    mixed = crypto.SigningKeyPair(seed=a.seed, public=b.public)
+    crypto.verify(a.public, b"m", crypto.sign(mixed, b"m"))
