@@ -70,7 +70,7 @@ async def test_answers_are_matched_by_number_in_whatever_order_they_come() -> No
     assert isinstance(results[1], Forbidden) and results[1].detail == "not yours"
 
 
-@pytest.mark.parametrize("odd", ["not json", "[1, 2]", '{"http": 202}',
+@pytest.mark.parametrize("odd", ["not json", "[1, 2]", '{"http": 202}', "[" * 20_000,
                                  '{"n": 1, "http": 202, "id": "x", "status": "accepted"}'])
 async def test_an_answer_it_cannot_read_ends_the_submits_waiting(odd: str) -> None:
     app = _node(lambda number, raw: [odd])
@@ -102,5 +102,27 @@ async def test_a_close_before_the_answer_ends_the_submit_unavailable() -> None:
                     await stream.submit(b"envelope")
                 with pytest.raises(Unavailable):  # and every later submit at once
                     await stream.submit(b"another")
+        finally:
+            await stream.close()
+
+
+async def test_a_node_that_never_answers_ends_the_submit_unavailable_in_its_time() -> None:
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for _ in ws:  # takes every frame, answers none, keeps the socket open
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/s", handle)
+    async with TestServer(app) as server, aiohttp.ClientSession() as http:
+        stream = SubmitStream(await http.ws_connect(server.make_url("/s")), "test node",
+                              answer_timeout_s=0.2)
+        try:
+            async with asyncio.timeout(PATIENCE_S):
+                with pytest.raises(Unavailable, match="did not answer a submit within"):
+                    await stream.submit(b"envelope")
+            assert stream._waiting == {}  # nothing left for a late answer to find
         finally:
             await stream.close()

@@ -258,3 +258,29 @@ async def test_a_stream_quiet_for_a_while_under_its_limits_still_takes_frames() 
                 await ws.receive(timeout=0.3)
             await ws.send_bytes(frame(5, b"q" * 16))
             assert [a["n"] for a in await answers(ws, 1)] == [5]
+
+
+async def test_pongs_and_pings_do_not_keep_an_idle_stream_or_an_expired_token_open() -> None:
+    # The heartbeat's pongs arrive more often than idle_s and token_check_s: a deadline
+    # restarted by every control frame would never pass.
+    async for h in _harness(SubmitStreamSettings(idle_s=0.5, heartbeat_s=0.1)):
+        async with h.http.ws_connect(h.url) as ws:
+            assert (await closed(ws))[0] == CLOSE_IDLE
+    async for h in _harness(SubmitStreamSettings(token_check_s=0.3, heartbeat_s=0.1)):
+        async with h.http.ws_connect(h.url) as ws:
+            h.token_valid[0] = False
+            assert (await closed(ws))[0] == CLOSE_TOKEN_EXPIRED
+    # A client's own pings, without any heartbeat from the node.
+    async for h in _harness(SubmitStreamSettings(idle_s=0.5, heartbeat_s=60.0)):
+        async with h.http.ws_connect(h.url, autoping=True) as ws:
+            pinger = asyncio.create_task(_ping_until_closed(ws))
+            try:
+                assert (await closed(ws))[0] == CLOSE_IDLE
+            finally:
+                pinger.cancel()
+
+
+async def _ping_until_closed(ws: aiohttp.ClientWebSocketResponse) -> None:
+    while not ws.closed:
+        await ws.ping()
+        await asyncio.sleep(0.05)

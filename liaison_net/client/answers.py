@@ -106,7 +106,7 @@ def error_from_answer(status: int, body: bytes) -> errors.LiaisonError:
             raw_code, raw_detail = value.get("error"), value.get("detail")
             code = raw_code if isinstance(raw_code, str) else ""
             detail = raw_detail if isinstance(raw_detail, str) else ""
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         pass
     detail = clean(detail) or f"the node answered HTTP {status}"
     if not _CODE.fullmatch(code or ""):
@@ -161,7 +161,7 @@ def check_id(envelope_id: str) -> str:
 def json_map(body: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         raise errors.Malformed(f"node answered {what} with invalid JSON") from None
     if not isinstance(value, dict):
         raise errors.Malformed(f"node answered {what} with JSON that is not an object")

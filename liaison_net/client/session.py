@@ -335,7 +335,8 @@ class NodeSession:
             self._forget_token()  # expired between calls: one fresh login, one retry
             await self.login()
             ws = await self._ws_open(path, what="submit stream")
-        stream = SubmitStream(ws, self.base_url, max_in_flight=max_in_flight)
+        stream = SubmitStream(ws, self.base_url, max_in_flight=max_in_flight,
+                              answer_timeout_s=self._timeout_s)
         try:
             yield stream
         finally:

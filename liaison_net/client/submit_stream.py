@@ -6,7 +6,9 @@ may run concurrently, answers are matched by the correlation number this module 
 frame. A submit ends as ``NodeSession.submit`` ends: a ``SubmitResult``, or the typed error
 of the node's refusal. If the stream closes before an envelope's answer, that submit raises
 ``Unavailable`` (``Unauthorized`` for an expired token): the envelope may or may not be
-stored, and submitting it again is safe (the node answers ``duplicate``).
+stored, and submitting it again is safe (the node answers ``duplicate``). So does a submit
+whose answer has not come within ``answer_timeout_s`` of its frame (the session's request
+timeout, as a single submit's): a node that never answers holds no caller for ever.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from liaison_net.client.answers import SubmitResult, check_id, clean, error_from
 
 NUMBER_BYTES = 8
 MAX_IN_FLIGHT = 64  # the node's default bound; more would wait in its socket buffer
+ANSWER_TIMEOUT_S = 30.0  # NodeSession's default request timeout
 CLOSE_TOKEN_EXPIRED = 4401
 
 
@@ -29,8 +32,10 @@ class SubmitStream:
     """One open submit stream (``NodeSession.submit_stream`` opens and closes it)."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, base_url: str, *,
-                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
+                 max_in_flight: int = MAX_IN_FLIGHT,
+                 answer_timeout_s: float = ANSWER_TIMEOUT_S) -> None:
         self._ws = ws
+        self._answer_timeout_s = answer_timeout_s
         self._base_url = base_url
         self._room = asyncio.Semaphore(max_in_flight)
         self._waiting: dict[int, asyncio.Future[SubmitResult]] = {}
@@ -53,7 +58,16 @@ class SubmitStream:
                 self._waiting.pop(number, None)
                 raise errors.Unavailable(f"submit stream to {self._base_url} broke: "
                                          f"{clean(str(exc) or type(exc).__name__)}") from None
-            return await answer
+            try:
+                async with asyncio.timeout(self._answer_timeout_s):
+                    return await answer
+            except TimeoutError:
+                raise errors.Unavailable(
+                    f"node at {self._base_url} did not answer a submit within "
+                    f"{self._answer_timeout_s:g} s; it may or may not be stored, submitting "
+                    "it again is safe") from None
+            finally:
+                self._waiting.pop(number, None)  # a late answer finds nothing waiting
 
     async def close(self) -> None:
         await self._ws.close()
@@ -84,7 +98,7 @@ class SubmitStream:
     def _answer(self, text: str) -> None:
         try:
             body = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # nesting deeper than the parser's stack
             raise errors.Malformed("node sent a submit answer that is not JSON") from None
         if not isinstance(body, dict):
             raise errors.Malformed("node sent a submit answer that is not an object")

@@ -166,7 +166,12 @@ class _Stream:
                 if wait <= 0:
                     raise _Close(CLOSE_IDLE, "no frame for too long")
                 try:
-                    message = await self.ws.receive(timeout=wait)
+                    # Our own deadline, not ``receive(timeout=)``: aiohttp restarts that
+                    # timeout at every ping or pong it answers inside ``receive``, so the
+                    # heartbeat's pongs (or a client's pings) would keep an idle stream,
+                    # and an expired token, open for ever.
+                    async with asyncio.timeout(wait):
+                        message = await self.ws.receive()
                 except TimeoutError:
                     continue
                 break

@@ -67,12 +67,20 @@ _BUILTINS = {"frozenset", "set", "tuple", "list", "dict", "bytes", "int", "str"}
 
 
 class _CoreOnly(pickle.Unpickler):
-    """Answers are envelopes: only classes of the sans-I/O core may be rebuilt."""
+    """Answers are envelopes: only classes of the sans-I/O core may be rebuilt.
+
+    A name is one plain attribute of its module and must be a class: from protocol 4 on,
+    pickle follows a dotted name attribute by attribute, so ``__builtins__.get`` of any
+    core module would reach ``eval``, and a core function would be called with whatever
+    arguments the answer holds."""
 
     def find_class(self, module: str, name: str) -> Any:
-        if module.startswith("liaison_net.core.") or (module == "builtins"
-                                                      and name in _BUILTINS):
-            return super().find_class(module, name)
+        if ("." not in name and not name.startswith("_")
+                and (module.startswith("liaison_net.core.")
+                     or (module == "builtins" and name in _BUILTINS))):
+            found = super().find_class(module, name)
+            if isinstance(found, type):
+                return found
         raise BadFrame(f"an answer names {module}.{name}, not a class of the core")
 
 

@@ -297,6 +297,29 @@ def test_an_answer_rebuilds_core_classes_only(tmp_path: Path) -> None:
     assert not planted.exists()
 
 
+def _global(module: str, name: str) -> bytes:
+    """Protocol-4 opcodes that push ``module.name`` (as find_class resolves it)."""
+    return b"".join(b"\x8c" + bytes([len(s)]) + s for s in (module.encode(), name.encode())) \
+        + b"\x93"
+
+
+@pytest.mark.parametrize(("module", "name"), [
+    ("liaison_net.core.envelope", "__builtins__.get"),  # the builtins' dict: eval
+    ("liaison_net.core.envelope", "Header.__init__"),  # a dotted path to a function
+    ("liaison_net.core.envelope", "read_frame"),  # a core function, not a class
+])
+def test_an_answer_reaches_no_callable_through_a_core_module(
+        tmp_path: Path, module: str, name: str) -> None:
+    planted = tmp_path / "planted"
+    text = f"open({str(planted)!r}, 'w').close()"
+    # find_class(module, name)("eval")(text): eval of ``text``, if ``name`` reached eval.
+    blob = (b"\x80\x04" + _global(module, name) + b"\x8c\x04eval\x85R"
+            + b"\x8c" + bytes([len(text)]) + text.encode() + b"\x85R.")
+    with pytest.raises(errors.BadFrame, match="not a class of the core"):
+        _answers(blob, 1)
+    assert not planted.exists()
+
+
 def _worker(stdin: bytes) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(WORKER_COMMAND, input=stdin, capture_output=True, timeout=PATIENCE_S)
 
