@@ -143,6 +143,27 @@ async def test_past_the_in_flight_bound_the_node_reads_no_frame(quick: Harness) 
     assert quick.intake.most == 3
 
 
+async def test_past_the_nodes_bytes_in_flight_no_stream_reads_a_frame() -> None:
+    """The node-wide budget of envelope bytes in flight over every stream: a stream checks
+    it before each read, so one frame at most goes past it; answered, the bytes come back."""
+    size = len(frame(0, b"\0" * 16))
+    settings = SubmitStreamSettings(max_in_flight=64, heartbeat_s=60.0,
+                                    max_bytes_in_flight=2 * size + 1)
+    async for h in _harness(settings):
+        async with h.http.ws_connect(h.url) as ws:
+            for n in range(10):
+                await ws.send_bytes(frame(n, bytes([n]) * 16))
+            await until(lambda h=h: h.intake.holding == 3, "three envelopes in flight")
+            await asyncio.sleep(0.2)  # room for a fourth, were the budget not kept
+            assert h.intake.most == 3
+            assert h.streams.budget.used == 3 * size
+            h.intake.gate.set()
+            got = await answers(ws, 10)
+        assert sorted(a["n"] for a in got) == list(range(10))
+        assert h.intake.most == 3
+        assert h.streams.budget.used == 0
+
+
 async def test_an_envelope_over_the_limit_is_answered_as_the_post_answers_it(
         quick: Harness) -> None:
     quick.intake.gate.set()

@@ -26,8 +26,9 @@ What is bounded, and who closes what.
     as the inbox stream's); a frame's size (an envelope's limit plus the same slack as the
     POST's body; an envelope over the limit but within the slack is answered
     ``limit_exceeded`` as the POST answers it, a bigger frame closes the stream 1009);
-    envelopes in flight (``max_in_flight``: past it the node stops reading the socket, so
-    TCP pushes back on the client); how long an answer may wait for a client that does not
+    envelopes in flight (``max_in_flight`` per stream, and ``max_bytes_in_flight`` of
+    envelope bytes over all streams: past either the node stops reading, so TCP pushes
+    back on the client); how long an answer may wait for a client that does not
     read (``slow_consumer_s``, then close 4008); idle time (``idle_s`` without a frame, then
     close 4408); the token (checked on every frame and at least every ``token_check_s``:
     close 4401, after answering what was taken); a text frame (close 1003) or a frame too
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -72,8 +74,13 @@ Submit = Callable[[str, bytes], Awaitable[AcceptOutcome]]
 @dataclass(frozen=True)
 class SubmitStreamSettings:
     per_officer: int = 8
-    total: int = 512
+    total: int = 64
     max_in_flight: int = 64
+    #: Envelope bytes held in flight by all submit streams together: past it no stream
+    #: reads another frame until some are answered. Each stream checks before it reads,
+    #: so at most ``total`` frames (one per stream) go past it: with the defaults and a 1
+    #: MiB envelope limit, at most 64 + 64 MiB held, whatever the streams send.
+    max_bytes_in_flight: int = 64 * 1024 * 1024
     heartbeat_s: float = 20.0
     slow_consumer_s: float = 30.0
     idle_s: float = 300.0
@@ -99,6 +106,28 @@ def fault_answer(number: int) -> str:
     """What the POST answers for a fault nobody foresaw (http_common's middleware)."""
     return json.dumps({"n": number, "http": 500, "error": "node_fault",
                        "detail": "internal error"}, separators=(",", ":"))
+
+
+class ByteBudget:
+    """Bytes held by every submit stream's frames in flight, against one limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._freed = asyncio.Event()
+
+    async def room(self) -> None:
+        """Return once the streams hold less than the limit."""
+        while self.used >= self.limit:
+            self._freed.clear()
+            await self._freed.wait()
+
+    def take(self, size: int) -> None:
+        self.used += size
+
+    def give(self, size: int) -> None:
+        self.used -= size
+        self._freed.set()
 
 
 class _Close(Exception):
@@ -156,6 +185,7 @@ class _Stream:
         last_frame = last_check = time.monotonic()
         while True:
             await self.room.acquire()  # backpressure: no frame read past the bound
+            await self.streams.budget.room()  # nor past the node's bytes in flight
             while True:
                 now = time.monotonic()
                 if now - last_check >= settings.token_check_s:
@@ -198,13 +228,16 @@ class _Stream:
             raise _Close(WSCloseCode.INVALID_TEXT,
                          f"a frame is a {NUMBER_BYTES}-byte number, then an envelope")
         number = int.from_bytes(frame[:NUMBER_BYTES], "big")
+        size = len(frame)
+        self.streams.budget.take(size)
         task = asyncio.create_task(self._one(number, frame[NUMBER_BYTES:]))
         self.in_flight.add(task)
-        task.add_done_callback(self._finished)
+        task.add_done_callback(functools.partial(self._finished, size))
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, size: int, task: asyncio.Task[None]) -> None:
         self.in_flight.discard(task)
         self.room.release()
+        self.streams.budget.give(size)
 
     async def _one(self, number: int, raw: bytes) -> None:
         limit = self.streams.max_envelope_bytes
@@ -245,6 +278,7 @@ class SubmitStreams:
         self.settings = settings or SubmitStreamSettings()
         self.slots = StreamSlots(self.settings.per_officer, self.settings.total,
                                  what="submit streams")
+        self.budget = ByteBudget(self.settings.max_bytes_in_flight)
         self._streams: set[_Stream] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
