@@ -59,3 +59,22 @@ def test_the_report_joins_processes_by_envelope_id_on_one_clock(tmp_path: Path) 
     assert 0 < totals[ID_A] < totals[ID_B]
     assert [name for _, name in background] == ["sink:gc.stop"]
     assert "2 envelopes" in report(tmp_path)
+
+
+def test_a_link_planted_at_its_file_is_not_followed(tmp_path: Path) -> None:
+    """The file's name is predictable (label and pid): a link planted there by whoever can
+    write in the directory must not make the node append to the file it points at, and a
+    directory the timeline creates is its user's alone."""
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    directory = tmp_path / "timeline"
+    code = ("import os\nfrom liaison_net import timeline\n"
+            "timeline.start('nl')\n"
+            f"timeline.mark('o.read', {ID_A!r}); timeline.flush()\n"  # creates the directory
+            f"link = os.path.join({str(directory)!r}, f'nl-{{os.getpid()}}.tsv')\n"
+            f"os.unlink(link); os.symlink({str(victim)!r}, link)\n"
+            f"timeline.mark('o.read', {ID_A!r})\n"
+            "try:\n    timeline.flush()\nexcept OSError:\n    pass\n")
+    _run(code, {"LIAISON_TIMELINE": str(directory)})
+    assert victim.read_text() == "untouched\n"
+    assert directory.stat().st_mode & 0o777 == 0o700

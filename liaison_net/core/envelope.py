@@ -480,8 +480,9 @@ def _recipient(item: tuple[str, bytes]) -> Recipient:
     naming them looks the pair up (``_RECIPIENTS``: a pure fact about the pair, bounded)."""
     officer, key_id = item
     recipient = build(Recipient, officer=check_officer_id(officer), key_id=key_id)
-    if len(_RECIPIENTS) < _MAX_RECIPIENTS:
-        _RECIPIENTS[item] = recipient  # the officer id is bounded by its own rule
+    if len(_RECIPIENTS) >= _MAX_RECIPIENTS:
+        _RECIPIENTS.clear()  # full: start again with the pairs in use (as ``_TAG_FACTS``)
+    _RECIPIENTS[item] = recipient  # the officer id is bounded by its own rule
     return recipient
 
 

@@ -263,9 +263,10 @@ def usual_tag(wire: UsualTagWire, limits: Limits = DEFAULT_LIMITS) -> OwnershipT
         facts = _tag_facts(wire)
         if facts is None:
             return None
-        if (len(_TAG_FACTS) < _MAX_TAG_FACTS and len(key) <= 32
-                and len(unit) + len(purpose) + len(conditions) + len(community)
+        if (len(key) <= 32 and len(unit) + len(purpose) + len(conditions) + len(community)
                 <= _MAX_REMEMBERED_TEXT):
+            if len(_TAG_FACTS) >= _MAX_TAG_FACTS:
+                _TAG_FACTS.clear()  # full: start again, so that no past tags keep it
             _TAG_FACTS[key] = facts
     owner_, evaluation_, share_with, permitted, conditions_ok, community_ok = facts
     max_chars, handling, tlp = limits.max_text_chars, wire.handling, wire.tlp
@@ -320,9 +321,11 @@ def _tag_facts(wire: UsualTagWire) -> _TagFacts | None:
             community != "" and _usual_text(community, _NO_BOUND))
 
 
-# Bounded: a network's desks use a few tags; past the bound the others are checked each
-# time. Only keys of bounded size: at most 32 items and _MAX_REMEMBERED_TEXT characters of
-# text (node ids and actions are short by their own rules).
+# Bounded: a network's desks use a few tags; when full it is emptied and fills again with
+# the tags in use (kept full, the first 512 tags seen, a year's cases or a peer's junk,
+# would keep every later tag out until a restart: review16e). Only keys of bounded size:
+# at most 32 items and _MAX_REMEMBERED_TEXT characters of text (node ids and actions are
+# short by their own rules).
 _TAG_FACTS: dict[tuple[object, ...], _TagFacts] = {}
 _MAX_TAG_FACTS = 512
 _MAX_REMEMBERED_TEXT = 1024

@@ -393,10 +393,13 @@ class EnvelopeStore:
                 out.setdefault(bytes(carrier), []).append(bytes(envelope_id))
         return out
 
-    async def complete_effects(self, issued: Sequence[Issued]) -> list[bool]:
+    async def complete_effects(self, issued: Sequence[Issued], *,
+                               may_ride: bool = True) -> list[bool]:
         """Store what the drain issued and delete the effects that owed it, all in one
         write: exactly once each. False for one already completed (nothing stored for
-        it). If any of them is refused, nothing is stored (the caller retries alone)."""
+        it). If any of them is refused, nothing is stored (the caller retries alone).
+        ``may_ride``: False for writes awaited one after another (the drain's retries
+        alone), each of which would otherwise wait up to ``RIDE_S`` on a quiet node."""
 
         async def op(txn: WriteTxn) -> list[bool]:
             done = []
@@ -440,7 +443,7 @@ class EnvelopeStore:
 
         # Nobody waits on this commit but the issued envelopes themselves: a few ride.
         covered = sum(1 + len(item.also) for item in issued)
-        return await self.db.write(op, rides=covered <= RIDE_MAX_ENVELOPES)
+        return await self.db.write(op, rides=may_ride and covered <= RIDE_MAX_ENVELOPES)
 
     @staticmethod
     async def _index_covers(txn: WriteTxn, carrier: bytes, officers: Sequence[str],

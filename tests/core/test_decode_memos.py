@@ -142,3 +142,27 @@ def test_bodies_of_any_count_split_as_the_reference_reads_them(recipients: int) 
     assert decode_body(raw, recipients) == Body(nonce, reference_wraps, ciphertext)
     for wrong in (recipients - 1, recipients + 1):
         assert envelope._split_canonical_body(raw, wrong) is None
+
+
+def test_a_full_tag_memo_starts_again_so_a_tag_in_use_is_remembered() -> None:
+    """Kept full, the first ``_MAX_TAG_FACTS`` tags seen (a peer's junk, a year's cases)
+    would keep every later tag out of the memo until a restart (review16e)."""
+    raw = seal_from(ALICE, [BOB], tag=make_tag(purpose="facts: in use")).header_bytes
+    ownership._TAG_FACTS.clear()
+    for i in range(ownership._MAX_TAG_FACTS):
+        assert envelope._decode_usual_header(_changed(raw, purpose=f"facts: junk {i}"),
+                                             DEFAULT_LIMITS) is not None
+    assert len(ownership._TAG_FACTS) == ownership._MAX_TAG_FACTS
+    assert _decided_as_the_reference(raw)[0] == "ok"
+    assert len(ownership._TAG_FACTS) == 1
+    assert [key[2] for key in ownership._TAG_FACTS] == ["facts: in use"]
+
+
+def test_a_full_recipient_memo_starts_again_so_a_pair_in_use_is_remembered() -> None:
+    envelope._RECIPIENTS.clear()
+    for i in range(envelope._MAX_RECIPIENTS):
+        envelope._recipient((f"be/junk{i}", bytes(16)))
+    raw = seal_from(ALICE, [BOB]).header_bytes
+    assert _decided_as_the_reference(raw)[0] == "ok"
+    key_id = _fields(raw)["recipients"][0][1]
+    assert list(envelope._RECIPIENTS) == [("be/mpeeters", key_id)]
