@@ -10,7 +10,8 @@ from liaison_net.core import art25
 from liaison_net.core.audit import detail
 from liaison_net.core.limits import DEFAULT_LIMITS
 from liaison_net.core.ownership import Tlp
-from liaison_net.errors import LiaisonError, NotFound
+from liaison_net.core.rotation import Revocation, Subject, sign_revocation
+from liaison_net.errors import LiaisonError, NotFound, Revoked
 from liaison_net.metrics import NodeMetrics
 from liaison_net.services.asked import Asked
 from liaison_net.services.intake import Intake, Keys
@@ -81,5 +82,55 @@ async def test_a_delivery_detail_is_made_as_alone(tmp_path: Path) -> None:
                 assert asked.delivery_detail(peer, envelope.header, local) == detail(
                     layer="destination", peer=peer, recipients=len(local),
                     **art25.reception(envelope.header, local, forward=False))
+    finally:
+        await store.close()
+
+
+def _revocation_of(officer: Officer) -> tuple[Revocation, bytes]:
+    revocation = Revocation(Subject.OFFICER, officer.id, officer.signing.key_id, "stolen",
+                            serial=NOW, effective=NOW, authority="nl")
+    return revocation, sign_revocation(revocation, NL)
+
+
+async def test_a_revoked_sender_is_refused_as_revoked_at_each_envelope(tmp_path: Path) -> None:
+    """A refusal is never kept: every envelope of a revoked key raises ``Revoked`` (not an
+    unknown signer's refusal after the first), and so does the next transaction."""
+    store = NodeStore(tmp_path / "be.db", "be")
+    await store.open()
+    try:
+        for officer, node, key in ((ALICE, "nl", NL), (BOB, "be", BE)):
+            await _card(store, officer, node, key)
+        revocation, raw = _revocation_of(ALICE)
+        assert await store.keys.add_revocation(revocation, raw, now=NOW, forward_to=[],
+                                               source="nl")
+        intake = _intake(store)
+        for _ in range(2):
+            raws = [seal_from(ALICE, [BOB], f"late {i}".encode()).to_bytes() for i in range(5)]
+            results = await intake.receive_many("nl", raws, NOW + 1000)
+            assert [type(r) for r in results] == [Revoked] * 5
+    finally:
+        await store.close()
+
+
+async def test_what_one_transaction_found_is_asked_again_by_the_next(tmp_path: Path) -> None:
+    """The lookups live for one transaction: a revocation committed after one is honoured
+    by the next (a memo kept on the intake would still accept the stolen key)."""
+    store = NodeStore(tmp_path / "be.db", "be")
+    await store.open()
+    try:
+        for officer, node, key in ((ALICE, "nl", NL), (BOB, "be", BE)):
+            await _card(store, officer, node, key)
+        intake = _intake(store)
+        first = await intake.receive_many(
+            "nl", [seal_from(ALICE, [BOB], f"before {i}".encode()).to_bytes()
+                   for i in range(3)], NOW + 1000)
+        assert not any(isinstance(r, LiaisonError) for r in first)
+        revocation, raw = _revocation_of(ALICE)
+        assert await store.keys.add_revocation(revocation, raw, now=NOW + 1000,
+                                               forward_to=[], source="nl")
+        after = await intake.receive_many(
+            "nl", [seal_from(ALICE, [BOB], f"after {i}".encode()).to_bytes()
+                   for i in range(3)], NOW + 1000)
+        assert [type(r) for r in after] == [Revoked] * 3
     finally:
         await store.close()

@@ -56,8 +56,14 @@ def pack_built(value: dict[str, Any]) -> bytes:
 
     Only for fixed shapes: str keys written in sorted order, values str, bytes, int, bool,
     None or lists of those, never a float: the caller checks the types it cannot vouch
-    for (tests compare with ``pack`` for each caller's shape)."""
-    return _BUILT.encode(value)
+    for (tests compare with ``pack`` for each caller's shape). What it cannot encode is
+    ``Malformed``, never an untyped error out of a caller's loop: an int past 64 bits or a
+    lone surrogate, as ``pack`` refuses them, and a str or int subclass (``pack`` packs
+    those; the callers hand over exact types)."""
+    try:
+        return _BUILT.encode(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise Malformed(f"value cannot be encoded: {exc}") from exc
 
 
 # msgspec writes maps in insertion order, ints in their shortest form, str as str and bytes

@@ -140,3 +140,29 @@ def _answer(kind: str, raw: bytes) -> dict[str, Any] | str:
 ])
 def test_evidence_arguments_read_back_exactly_as_codec_unpack_reads_them(raw: bytes) -> None:
     assert _answer(EVIDENCE, raw) == _general_unpack_args(EVIDENCE, raw)
+
+
+class _Text(str):
+    """A str subclass: ``pack`` packs it as str; the built way does not know it."""
+
+
+@pytest.mark.parametrize("value", [
+    {"a": 1 << 64}, {"a": -(1 << 63) - 1},  # past msgpack's integers: pack refuses them too
+    {"a": "\ud800"},  # a lone surrogate (HTTP header text can hold one): not UTF-8
+    {"a": _Text("x")}, {"a": [b"x", object()]},
+])
+def test_what_cannot_be_built_is_malformed_not_an_untyped_error(value: dict[str, Any]) -> None:
+    with pytest.raises(Malformed, match="cannot be encoded"):
+        codec.pack_built(value)
+
+
+def test_a_statement_past_64_bit_time_is_refused_as_pack_refuses_it() -> None:
+    """``leaf_bytes`` takes the built way for an exact int of any size: a time past 2**64
+    is ``Malformed`` there as in ``codec.pack`` (it was an OverflowError)."""
+    statement = _statements()[0]
+    huge = Statement(statement.step, statement.envelope, statement.recipients,
+                     statement.by, 1 << 64)
+    with pytest.raises(Malformed):
+        codec.pack(huge.to_wire())
+    with pytest.raises(Malformed):
+        leaf_bytes(huge)
