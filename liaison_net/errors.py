@@ -230,6 +230,15 @@ class Unavailable(NodeFault):
     http_status = 503
 
 
+class KeysChanged(Unavailable):
+    """A card, a key or a revocation was written while envelopes were being decided, so the
+    decision may rest on a key that no longer holds: nothing was stored. The node decides
+    them again by itself; this reaches a caller only if keys kept changing."""
+
+    code = "keys_changed"
+    http_status = 503
+
+
 class StorageFull(Unavailable):
     """The database cannot grow (disk full, or its ``[store] max_db_mb`` quota reached):
     nothing of the request was stored; the node resumes by itself when space returns."""

@@ -35,6 +35,7 @@ REFUSED = "refused"
 #: Refusals a sender should retry rather than record as final: the receiver may simply not
 #: know yet what the sender knows (a card still on its way, a storage hiccup, a full disk).
 RETRYABLE_CODES = frozenset({"unknown_key", "not_found", "unavailable", "storage_full",
+                             "keys_changed",
                              "node_fault", "rate_limited"})
 #: Codes a peer may give for one envelope: our error codes, intake's own, and
 #: ``policy.<rule>``. Anything else is a malformed answer, not a refusal to record.

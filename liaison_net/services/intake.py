@@ -45,7 +45,15 @@ from liaison_net.core.envelope import (
 from liaison_net.core.ids import id_to_text, node_of, node_principal
 from liaison_net.core.limits import Limits
 from liaison_net.core.sealing import KeyLookup, SignerKey, verify_frame
-from liaison_net.errors import Forbidden, LiaisonError, NotFound, PolicyRefused, Refused, Revoked
+from liaison_net.errors import (
+    Forbidden,
+    KeysChanged,
+    LiaisonError,
+    NotFound,
+    PolicyRefused,
+    Refused,
+    Revoked,
+)
 from liaison_net.metrics import NodeMetrics
 from liaison_net.services.asked import Asked
 from liaison_net.services.holds import HoldDesk
@@ -56,6 +64,21 @@ from liaison_net.store.envelope_store import Acceptance, Then
 from liaison_net.store.node_store import AcceptOutcome, NodeStore
 
 log = structlog.get_logger("liaison.intake")
+
+#: Decisions made again when a card, key or revocation was written between an envelope's
+#: decision and its write (``KeysChanged``): past this, the caller hears ``keys_changed``
+#: (retryable). Key changes are rare; three in a row under one envelope, rarer still.
+KEYS_TRIES = 3
+
+
+class _Redecide(Exception):
+    """Keys changed before a transaction's write: its refusals (by position, already
+    audited) stand, and its admitted envelopes (positions) are to be decided again."""
+
+    def __init__(self, refused: dict[int, LiaisonError], admitted: list[int]) -> None:
+        super().__init__("keys changed")
+        self.refused = refused
+        self.admitted = admitted
 
 #: ``verify_frame`` of a batch run elsewhere (workers/verify_pool.py): the signer keys
 #: looked up here, the signatures checked there; one envelope or refusal per frame, in order.
@@ -224,19 +247,26 @@ class Intake:
 
     async def submit(self, officer: str, raw: bytes, now: int) -> AcceptOutcome:
         """An officer of this node hands over an envelope (origin node)."""
-        item = await self._admit(officer, raw, now)
-        timeline.mark("o.verified", item.envelope.id)
-        try:
-            outcome = await self.store.accept(
-                item.envelope, now=now, actor=item.actor, event=item.event,
-                local_recipients=item.local_recipients, remote_nodes=item.remote_nodes,
-                audit_detail=item.audit_detail, consent_digest=item.consent_digest,
-                effects=item.effects, track_request=item.track_request, then=item.then,
-                hold=item.hold)
-        except PolicyRefused as exc:  # a consent used already, an update relaxing another
-            await self._refuse(exc, now=now, actor=officer, layer="origin",
-                               envelope_id=item.envelope.id)
-            raise
+        for attempt in range(1, KEYS_TRIES + 1):
+            keys = self.store.keys_stamp()  # the keys this decision reads (_admit)
+            item = await self._admit(officer, raw, now)
+            timeline.mark("o.verified", item.envelope.id)
+            try:
+                outcome = await self.store.accept(
+                    item.envelope, now=now, actor=item.actor, event=item.event,
+                    local_recipients=item.local_recipients,
+                    remote_nodes=item.remote_nodes, audit_detail=item.audit_detail,
+                    consent_digest=item.consent_digest, effects=item.effects,
+                    track_request=item.track_request, then=item.then, hold=item.hold,
+                    keys_as_of=keys)
+                break
+            except KeysChanged:  # a card, key or revocation written meanwhile: again
+                if attempt == KEYS_TRIES:
+                    raise
+            except PolicyRefused as exc:  # a consent used already, an update relaxing
+                await self._refuse(exc, now=now, actor=officer, layer="origin",  # another
+                                   envelope_id=item.envelope.id)
+                raise
         timeline.mark("o.committed", item.envelope.id)
         self._submitted(item, outcome)
         return outcome
@@ -248,15 +278,25 @@ class Intake:
         write (``NodeStore.accept_many``); one outcome or error per envelope, in order.
         Storage trouble raises (``Unavailable``): then nothing was stored."""
         results: list[AcceptOutcome | LiaisonError | None] = [None] * len(raws)
-        admitted: list[tuple[int, Acceptance]] = []
-        verified = await self._verified_many(raws, now)
-        for i, raw in enumerate(raws):
+        todo = list(range(len(raws)))  # decided again only if keys changed meanwhile
+        for attempt in range(1, KEYS_TRIES + 1):
+            keys = self.store.keys_stamp()  # the keys these decisions read (_admit)
+            admitted: list[tuple[int, Acceptance]] = []
+            verified = await self._verified_many([raws[i] for i in todo], now)
+            for i, done in zip(todo, verified, strict=True):
+                try:  # a refusal is audited here, once: it stays the answer
+                    admitted.append((i, await self._admit(officer, raws[i], now, done)))
+                except LiaisonError as exc:
+                    results[i] = exc
             try:
-                admitted.append((i, await self._admit(officer, raw, now, verified[i])))
-            except LiaisonError as exc:
-                results[i] = exc
-        outcomes = (await self.store.accept_many([item for _, item in admitted], now=now)
+                outcomes = (await self.store.accept_many(
+                    [item for _, item in admitted], now=now, keys_as_of=keys)
                     if admitted else [])
+                break
+            except KeysChanged:  # a card, key or revocation written meanwhile: the
+                if attempt == KEYS_TRIES:  # admitted ones are decided again
+                    raise
+                todo = [i for i, _ in admitted]
         for (i, item), outcome in zip(admitted, outcomes, strict=True):
             if isinstance(outcome, PolicyRefused):
                 await self._refuse(outcome, now=now, actor=officer, layer="origin",
@@ -375,6 +415,32 @@ class Intake:
         envelopes its recipient sent). ``approvals``: the four-eyes approvals carried beside
         the envelopes (by id), each checked here and stored with its envelope
         (``services/holds.py``)."""
+        results: list[AcceptOutcome | LiaisonError] = [
+            KeysChanged("keys kept changing while the transaction was decided; nothing "
+                        "stored")] * len(raws)
+        todo = list(range(len(raws)))  # decided again only if keys changed meanwhile
+        for _ in range(KEYS_TRIES):
+            try:
+                got = await self._receive_many(peer, [raws[i] for i in todo], now,
+                                               covers=covers, approvals=approvals,
+                                               keys=self.store.keys_stamp())
+            except _Redecide as again:  # its refusals are audited, and stay the answers
+                for j, refusal in again.refused.items():
+                    results[todo[j]] = refusal
+                todo = [todo[j] for j in again.admitted]
+                continue
+            for i, outcome in zip(todo, got, strict=True):
+                results[i] = outcome
+            break
+        return results
+
+    async def _receive_many(self, peer: str, raws: Sequence[bytes], now: int, *,
+                            covers: Mapping[bytes, Sequence[bytes]] | None,
+                            approvals: Mapping[bytes, bytes] | None,
+                            keys: int | None) -> list[AcceptOutcome | LiaisonError]:
+        """``receive_many`` decided against the keys of stamp ``keys``; ``_Redecide`` if
+        they moved before the write (nothing stored; the refusals made, audited, are in
+        it, and the admitted ones are to be decided again)."""
         # The signer and recipient lookups its envelopes share, each asked once.
         asked = Asked(self.store, now)
         verified = await self._verified_many(raws, now, asked)
@@ -397,7 +463,11 @@ class Intake:
         if admitted:
             try:
                 outcomes = await self.store.accept_many([item for _, item in admitted],
-                                                        now=now)
+                                                        now=now, keys_as_of=keys)
+            except KeysChanged:  # decided again (receive_many)
+                raise _Redecide(
+                    {i: r for i, r in enumerate(results) if isinstance(r, LiaisonError)},
+                    [i for i, _ in admitted]) from None
             except LiaisonError as exc:  # storage trouble: none of them was stored
                 outcomes = [exc] * len(admitted)
         fresh = 0

@@ -17,7 +17,7 @@ from liaison_net.core.delivery import HopEvent, HopState, next_state
 from liaison_net.core.effects import Effect, match_notice, non_delivery
 from liaison_net.core.envelope import Envelope, Kind
 from liaison_net.core.ids import id_to_text, node_principal
-from liaison_net.errors import Conflict, LiaisonError, NotFound, PolicyRefused
+from liaison_net.errors import Conflict, KeysChanged, LiaisonError, NotFound, PolicyRefused
 from liaison_net.lazy_log import LazyLogger
 from liaison_net.store.database import RIDE_MAX_ENVELOPES, Database, WriteTxn
 from liaison_net.store.effect_store import Issued, add_effects
@@ -28,6 +28,10 @@ from liaison_net.store.retention_store import purged_error
 from liaison_net.store.signal_store import matches_in
 
 log = LazyLogger("liaison.store")  # structlog when it first logs (lazy_log.py)
+
+#: ``keys_as_of`` for a write that does not check the key cache's stamp (a stamp is a
+#: generation count, never negative).
+ANY_KEYS = -1
 
 _READ_CHUNK = 500  # ids per state read, well under SQLite's bound-parameter limit
 _MAX_SKIP = 8192  # ids a sender may have in flight, under SQLite's 32,766 parameters
@@ -141,7 +145,8 @@ class EnvelopeStore:
                      track_request: bool = False,
                      covers: Sequence[bytes] = (),
                      then: Then | None = None, hold: HoldPlan | None = None,
-                     approval: tuple[str, bytes] | None = None) -> AcceptOutcome:
+                     approval: tuple[str, bytes] | None = None,
+                     keys_as_of: int | None = ANY_KEYS) -> AcceptOutcome:
         """Store a verified envelope once: inbox entries for local recipients, one queued
         hop per remote node; a signal is also indexed (with its desk's acknowledgement
         deadline when this node's desk is addressed). ``received``: from a peer, not from an
@@ -159,9 +164,13 @@ class EnvelopeStore:
         recorded with the others.
 
         ``hold``: four-eyes, the inbox rows and hops wait in ``holds`` (``hold_store``);
-        ``approval``: (approver, signed statement) that released it, kept beside it."""
+        ``approval``: (approver, signed statement) that released it, kept beside it.
+        ``keys_as_of``: the key cache's stamp when the envelope was decided (``KeyCache.
+        stamp``): if a card, key or revocation was written since, nothing is stored and
+        ``KeysChanged`` is raised (``ANY_KEYS``: not checked)."""
 
         async def op(txn: WriteTxn) -> AcceptOutcome:
+            self._keys_unchanged(keys_as_of)
             outcome = await self._accept_in(
                 txn, envelope, now=now, actor=actor, event=event,
                 local_recipients=local_recipients, remote_nodes=remote_nodes,
@@ -177,6 +186,21 @@ class EnvelopeStore:
             return outcome
 
         return await self.db.write(op)
+
+    def keys_stamp(self) -> int | None:
+        """Taken before deciding envelopes, handed to ``accept`` as ``keys_as_of``."""
+        return self.db.key_cache.stamp()
+
+    def _keys_unchanged(self, keys_as_of: int | None) -> None:
+        """In the write, on the writer thread: the decision's keys still hold. Writes run
+        one at a time there, so a card, key or revocation written since the stamp was
+        taken (committed, or earlier in this very group: then the stamp is None) has moved
+        it; an accept that passes is ordered before any key change still to come."""
+        if keys_as_of == ANY_KEYS:
+            return
+        now = self.db.key_cache.stamp()
+        if keys_as_of is None or now != keys_as_of:
+            raise KeysChanged("keys changed while the envelopes were decided; nothing stored")
 
     def _at_commit(self, txn: WriteTxn, officers: list[str]) -> None:
         """Wake the officers' live streams at the commit that filled their inboxes."""
@@ -195,8 +219,9 @@ class EnvelopeStore:
                 for node in nodes]
         txn.after_commit(lambda: self.on_queued(hops) if self.on_queued else None)
 
-    async def accept_many(self, items: Sequence[Acceptance], *,
-                          now: int) -> list[AcceptOutcome | LiaisonError]:
+    async def accept_many(self, items: Sequence[Acceptance], *, now: int,
+                          keys_as_of: int | None = ANY_KEYS
+                          ) -> list[AcceptOutcome | LiaisonError]:
         """Store a batch of decided envelopes in ONE write (one commit, one fsync), each as
         ``accept`` would: one refused (its id taken by other bytes, its consent already
         used, its ``then`` refusing) changes nothing, its audit entry included, and does
@@ -207,9 +232,10 @@ class EnvelopeStore:
         The plain items (``_plain``: nothing but the envelope, its inbox rows, hops, audit
         entry and effects), when there are several, are written table by table, a few
         statements for all of them (``_accept_rows``); the others each in a savepoint of
-        its own (``_accept_one``)."""
+        its own (``_accept_one``). ``keys_as_of``: as ``accept``'s, for all of them."""
 
         async def op(txn: WriteTxn) -> list[AcceptOutcome | LiaisonError]:
+            self._keys_unchanged(keys_as_of)
             # One plain item alone: its own savepoint costs no more than the batch's and
             # spares the read of stored ids (its INSERT OR IGNORE tells).
             out = (await self._accept_batch(txn, items, now)
