@@ -30,8 +30,11 @@ MAX_CONFIG_BYTES = 64 * 1024
 
 
 MAX_PEER_URLS = 8  # one per worker of the peer's node we may fail over to
-#: [workers] verify when unset: "auto" (docs/operations.md; docs/performance.md, lane bulkv16).
-DEFAULT_VERIFY: int | str = "auto"
+#: [workers] verify when unset: 0, verification in the node's process. "auto" (a worker on
+#: 2+ cores) gained 3-4 % at catch-up on the merged tree and cost the destination 10-20 %
+#: more CPU per envelope and a longer single-submit p99 (docs/performance.md, "Full bench
+#: after the issue-16 lanes of 4 December (fifth round)"): an operator's choice, not a default.
+DEFAULT_VERIFY: int | str = 0
 
 
 @dataclass(frozen=True)
@@ -387,8 +390,8 @@ def auto_verify_workers(cpus: int | None) -> int:
 
 
 def _verify_workers(table: dict[str, Any]) -> int:
-    """[workers] verify: "auto" (the default, ``auto_verify_workers``) or 0 (verify in the
-    node's process) to 8 processes, started at the node's first bulk batch."""
+    """[workers] verify: 0 (the default: verify in the node's process) to 8 processes,
+    started at the node's first bulk batch, or "auto" (``auto_verify_workers``)."""
     if unknown := set(table) - {"verify", "verify_timeout_s"}:
         raise ConfigError(f"unknown workers key(s): {', '.join(sorted(unknown))}")
     value = table.get("verify", DEFAULT_VERIFY)

@@ -326,7 +326,10 @@ def test_verify_workers_reach_both_nodes_configs(tmp_path: Path, verify: int | N
     plan = dataclasses.replace(QUICK, verify_workers=verify)
     system = OurSystem(tmp_path, plan)
     system.net.create()
-    expected = config.auto_verify_workers(os.cpu_count()) if verify is None else verify
+    expected = config.parse(  # unset: whatever the node's own default is
+        {"node": {"id": "nl", "data_dir": "d", "cert_dir": "c"},
+         "listen": {"federation": "127.0.0.1:1", "client": "127.0.0.1:2"}},
+        tmp_path / "x.toml").verify_workers if verify is None else verify
     for nid in ("nl", "be"):
         assert config.load(system.net.nodes[nid].config).verify_workers == expected
     # Each node's CPU and RSS are its process group's: its verify workers' too.
