@@ -55,7 +55,6 @@ class Asked:
                 self._keys[officer] = found
         return found
 
-
     def delivery_detail(self, peer: str, header: Header, local: list[str]) -> str:
         """The audit detail of delivering ``header`` (not a forward) from ``peer`` into the
         inboxes of ``local``: ``detail(layer, peer, recipients, **art25.reception(...))``."""
