@@ -20,7 +20,7 @@ from liaison_net.core.rotation import Revocation, Subject, sign_revocation
 from liaison_net.core.sealing import verify_frame
 from liaison_net.errors import KeysChanged, LiaisonError
 from liaison_net.services.holds import HoldDesk
-from liaison_net.store.hold_store import APPROVED, HELD, HoldPlan
+from liaison_net.store.hold_store import APPROVED, HELD, REJECTED, HoldPlan
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW, Officer, seal_from
 from tests.test_receive_many import ALICE, BOB, NL, _card
@@ -40,12 +40,13 @@ async def _held(store: NodeStore) -> bytes:
     return envelope.to_bytes()
 
 
-def _statement(raw: bytes) -> bytes:
+def _statement(raw: bytes,
+               decision: four_eyes.Decision = four_eyes.Decision.APPROVE) -> bytes:
     envelope = verify_frame(read_frame(raw, DEFAULT_LIMITS), ALICE.signer, now=None,
                             limits=DEFAULT_LIMITS)
-    return four_eyes.sign(four_eyes.make(envelope, approver=APPROVER.id,
-                                         decision=four_eyes.Decision.APPROVE, at=NOW + 1),
-                          APPROVER.signing)
+    reason = "not needed" if decision is four_eyes.Decision.REJECT else ""
+    return four_eyes.sign(four_eyes.make(envelope, approver=APPROVER.id, decision=decision,
+                                         at=NOW + 1, reason=reason), APPROVER.signing)
 
 
 def _desk(store: NodeStore) -> HoldDesk:
@@ -81,19 +82,21 @@ async def test_a_release_decided_before_a_key_change_releases_nothing(
         await store.close()
 
 
+@pytest.mark.parametrize("decision", list(four_eyes.Decision))
 @pytest.mark.parametrize("who", ["approver", "sender"])
 @pytest.mark.parametrize("turns", [0, 1, 2, 3, 4, 5, 6, 8, 10])
-async def test_a_release_never_outruns_a_revocation_committed_before_it(
-        tmp_path: Path, turns: int, who: str) -> None:
-    """The approver's (or sender's) revocation is written while the approval is checked
-    (after ``turns`` turns of the loop): if the release had not committed when the
-    revocation did, nothing is released and the refusal names the revocation."""
+async def test_a_decision_never_outruns_a_revocation_committed_before_it(
+        tmp_path: Path, turns: int, who: str, decision: four_eyes.Decision) -> None:
+    """The approver's (or sender's) revocation is written while the approval (or
+    rejection) is checked (after ``turns`` turns of the loop): if the decision had not
+    committed when the revocation did, nothing is done and the refusal names the
+    revocation."""
     store = NodeStore(tmp_path / "nl.db", "nl")
     await store.open()
     try:
         raw = await _held(store)
         envelope_id = (await store.holds.waiting(units=[UNIT], sender=ALICE.id))[0].envelope_id
-        statement = _statement(raw)
+        statement = _statement(raw, decision)
         desk = _desk(store)
         task = asyncio.create_task(desk.decide(APPROVER.id, envelope_id, statement))
         for _ in range(turns):
@@ -107,8 +110,10 @@ async def test_a_release_never_outruns_a_revocation_committed_before_it(
             refused = exc
         hold = await store.holds.get(envelope_id)
         assert hold is not None
-        if outran:  # released before the revocation: ordered before it, rightly taken
-            assert refused is None and hold.state == APPROVED
+        if outran:  # decided before the revocation: ordered before it, rightly taken
+            assert refused is None
+            assert hold.state == (APPROVED if decision is four_eyes.Decision.APPROVE
+                                  else REJECTED)
         else:
             assert refused is not None and refused.code == "revoked"
             assert hold.state == HELD

@@ -156,7 +156,8 @@ class HoldDesk:
                 raise PolicyRefused("the rejection is for another envelope",
                                     code="policy.four_eyes_mismatch")
             decided = await self.store.holds.reject(envelope_id, approver=officer,
-                                                    reason=approval.reason, now=now)
+                                                    reason=approval.reason, now=now,
+                                                    keys_as_of=keys)
             log.info("four_eyes.rejected", envelope_id=id_to_text(envelope_id), by=officer)
             return decided, False
         four_eyes.check_release(approval, envelope, raw)
