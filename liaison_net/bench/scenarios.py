@@ -99,8 +99,9 @@ class Plan:
     batch_size: int = 32
     light_rate: int = 20
     light_seconds: float = 30.0
-    # ``[workers] verify`` of both our nodes (None: the node's default, "auto"; 0: verify
-    # in the node's process); the worker processes' CPU and RSS count in their node's figures.
+    # ``[workers] verify`` of both our nodes (None: the node's default, which is 0; 0:
+    # verify in the node's process); the worker processes' CPU and RSS count in their
+    # node's figures.
     verify_workers: int | None = None
 
     @property

@@ -53,7 +53,7 @@ SCENARIO_HELP = ("light, relay, paced, outage, crash, baselines, ceiling or memo
 @click.option("--verify-workers", type=click.IntRange(0, 8), default=None, metavar="N",
               help="`[workers] verify = N` in both our nodes' configs: N processes verify "
                    "bulk batches beside each node (0: all in the node's process). Unset: "
-                   "the node's default (\"auto\": 1 on 2+ cores), what operators run. "
+                   "the node's default (0), what operators run. "
                    "Their CPU and peak RSS count in their node's figures.")
 def bench(scenarios: tuple[str, ...], quick: bool, json_path: Path | None,
           workdir: Path | None, keep: bool, node_log_level: str, batch_size: int,

@@ -237,18 +237,23 @@ class FederationServer:
             await self.key_changes.receive(peer, chain, cert_pem, public)
         stored = refused = 0
         now = self.clock.now_ms()
+        verified: list[tuple[identity.OfficerCard, bytes]] = []
         for raw in cards:
             try:
-                card = identity.verify_card(raw, node_public=public, node_id=peer, now=now)
+                verified.append((identity.verify_card(raw, node_public=public,
+                                                      node_id=peer, now=now), raw))
             except LiaisonError as exc:
                 refused += 1
                 await store.audit(now=now, event="directory.refused", actor=peer,
                                   audit_detail=detail(code=exc.code, reason=exc.detail[:200]))
                 log.warning("directory.card_refused", peer=peer, code=exc.code)
-                continue
-            if await store.put_card(card, raw, now=now, source=peer,
-                                    grace_ms=self.key_grace_ms):
-                stored += 1
+        # All in one write: the key cache's stamp moves once for the push, not once per
+        # card (each move sends the envelopes being decided back to be decided again).
+        for put in (await store.put_cards(verified, now=now, source=peer,
+                                          grace_ms=self.key_grace_ms) if verified else []):
+            if isinstance(put, LiaisonError):
+                raise put  # as put_card's refusal did: the push's answer
+            stored += put
         log.info("directory.received", peer=peer, cards=len(cards), stored=stored,
                  refused=refused)
         return msgpack_response({"stored": stored, "refused": refused})

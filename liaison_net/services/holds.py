@@ -29,6 +29,7 @@ from liaison_net.core.limits import Limits
 from liaison_net.core.sealing import verify_frame
 from liaison_net.errors import (
     Forbidden,
+    KeysChanged,
     LiaisonError,
     PolicyRefused,
     Revoked,
@@ -41,6 +42,8 @@ from liaison_net.store.node_store import NodeStore
 log = structlog.get_logger("liaison.four_eyes")
 
 HOUR_MS = 3_600_000
+#: Checks made again when keys changed before the release's write (as intake's).
+KEYS_TRIES = 3
 
 
 class HoldDesk:
@@ -102,47 +105,67 @@ class HoldDesk:
 
     async def decide(self, officer: str, envelope_id: bytes, statement: bytes) -> Hold:
         """An approver's signed decision about a held envelope: verified, checked against
-        this node's approver list, then carried out in one write (audited, notices owed)."""
+        this node's approver list, then carried out in one write (audited, notices owed).
+        A card, key or revocation written between the checks and the release's write: the
+        checks are made again (at most ``KEYS_TRIES`` times, then ``keys_changed``)."""
         now = self.clock.now_ms()
         try:
-            hold = await self._hold_for(officer, envelope_id)
-            approval = await self._verified(statement, now)
-            if approval.approver != officer:
-                raise Forbidden(f"logged in as {officer}, statement signed by "
-                                f"{approval.approver}")
-            if approval.sender == officer or hold.sender == officer:
-                raise PolicyRefused("an envelope cannot be approved or rejected by its own "
-                                    "sender", code="policy.four_eyes_self")
-            if hold.unit not in self.config.units_of(officer):
-                raise PolicyRefused(f"{officer} is not an approver of unit {hold.unit!r:.40}",
-                                    code="policy.four_eyes_not_approver")
-            raw = await self.store.envelope_bytes(envelope_id)
-            frame = read_frame(raw, self.limits)  # verified again: the sender not revoked
-            envelope = verify_frame(frame, await self.store.keys.signer(
-                frame.signer_key_id, now=None), now=None, limits=self.limits)
-            if approval.decision is four_eyes.Decision.REJECT:
-                if approval.envelope != envelope_id:
-                    raise PolicyRefused("the rejection is for another envelope",
-                                        code="policy.four_eyes_mismatch")
-                decided = await self.store.holds.reject(envelope_id, approver=officer,
-                                                        reason=approval.reason, now=now)
-                log.info("four_eyes.rejected", envelope_id=id_to_text(envelope_id), by=officer)
-                return decided
-            four_eyes.check_release(approval, envelope, raw)
-            decided = await self.store.holds.approve(
-                envelope_id, approver=officer, statement=statement, now=now,
-                effects=destination_evidence(envelope.header, local=hold.local, at=now))
+            for attempt in range(1, KEYS_TRIES + 1):
+                try:
+                    decided, released = await self._decide(
+                        officer, envelope_id, statement, now, keys=self.store.keys_stamp())
+                    break
+                except KeysChanged:
+                    if attempt == KEYS_TRIES:
+                        raise
         except LiaisonError as exc:
             await self.store.audit(now=now, event="envelope.approval_refused", actor=officer,
                                    audit_detail=detail(code=exc.code, reason=exc.detail[:200]),
                                    envelope_id=envelope_id)
             raise
+        if not released:
+            return decided
         if decided.local and self.store.on_inbox is not None:
             self.store.on_inbox(decided.local)
         for node in decided.remote:
             self._wake(node)
         log.info("four_eyes.approved", envelope_id=id_to_text(envelope_id), by=officer)
         return decided
+
+    async def _decide(self, officer: str, envelope_id: bytes, statement: bytes, now: int,
+                      *, keys: int | None) -> tuple[Hold, bool]:
+        """``decide``'s checks and write, against the keys of stamp ``keys``: the hold, and
+        whether it was released (approved) rather than rejected."""
+        hold = await self._hold_for(officer, envelope_id)
+        approval = await self._verified(statement, now)
+        if approval.approver != officer:
+            raise Forbidden(f"logged in as {officer}, statement signed by "
+                            f"{approval.approver}")
+        if approval.sender == officer or hold.sender == officer:
+            raise PolicyRefused("an envelope cannot be approved or rejected by its own "
+                                "sender", code="policy.four_eyes_self")
+        if hold.unit not in self.config.units_of(officer):
+            raise PolicyRefused(f"{officer} is not an approver of unit {hold.unit!r:.40}",
+                                code="policy.four_eyes_not_approver")
+        raw = await self.store.envelope_bytes(envelope_id)
+        frame = read_frame(raw, self.limits)  # verified again: the sender not revoked
+        envelope = verify_frame(frame, await self.store.keys.signer(
+            frame.signer_key_id, now=None), now=None, limits=self.limits)
+        if approval.decision is four_eyes.Decision.REJECT:
+            if approval.envelope != envelope_id:
+                raise PolicyRefused("the rejection is for another envelope",
+                                    code="policy.four_eyes_mismatch")
+            decided = await self.store.holds.reject(envelope_id, approver=officer,
+                                                    reason=approval.reason, now=now,
+                                                    keys_as_of=keys)
+            log.info("four_eyes.rejected", envelope_id=id_to_text(envelope_id), by=officer)
+            return decided, False
+        four_eyes.check_release(approval, envelope, raw)
+        released = await self.store.holds.approve(
+            envelope_id, approver=officer, statement=statement, now=now,
+            effects=destination_evidence(envelope.header, local=hold.local, at=now),
+            keys_as_of=keys)
+        return released, True
 
     async def _verified(self, statement: bytes, now: int) -> four_eyes.Approval:
         """The statement under the approver's current card key, not revoked."""

@@ -6,9 +6,11 @@ One part of the ``NodeStore`` facade (``node_store``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from liaison_net.core.audit import detail
 from liaison_net.core.identity import OfficerCard, decode_stored_card
-from liaison_net.errors import Conflict
+from liaison_net.errors import Conflict, LiaisonError
 from liaison_net.store import key_epoch
 from liaison_net.store.database import Database, WriteTxn
 
@@ -29,44 +31,72 @@ class DirectoryStore:
         are accepted, then refused."""
 
         async def op(txn: WriteTxn) -> bool:
-            row = await (await txn.execute(
-                "SELECT version, signing_key_id, signing_public, card FROM directory "
-                "WHERE officer = ?", (card.officer,))).fetchone()
-            if row is not None and row[0] >= card.version:
-                return False
-            owner = await (await txn.execute(
-                "SELECT officer FROM directory WHERE signing_key_id = ? AND officer != ?",
-                (card.signing_key_id, card.officer))).fetchone()
-            if owner is not None:
-                raise Conflict(f"card for {card.officer} carries the signing key of "
-                               f"{owner[0]}; refused")
-            if row is not None and bytes(row[1]) != card.signing_key_id:
-                # The old card goes along: readers verify envelopes signed in the grace
-                # period against it.
-                await txn.execute(
-                    "INSERT OR REPLACE INTO key_history (signing_key_id, principal, "
-                    "signing_public, grace_until, card) VALUES (?, ?, ?, ?, ?)",
-                    (bytes(row[1]), card.officer, bytes(row[2]), now + grace_ms,
-                     bytes(row[3])))
-                await txn.audit(now, "key.superseded", source,
-                                detail(principal=card.officer, key_id=bytes(row[1]).hex(),
-                                       grace_until=now + grace_ms))
-            seq_row = await (await txn.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM directory")).fetchone()
-            assert seq_row is not None  # an aggregate always yields one row
-            await txn.execute(
-                "INSERT OR REPLACE INTO directory (officer, node, version, signing_key_id, "
-                "signing_public, encryption_public, name, role, valid_until, card, seq) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (card.officer, card.node, card.version, card.signing_key_id,
-                 card.signing_public, card.encryption_public, card.name, card.role,
-                 card.valid_until, raw, seq_row[0]))
-            await key_epoch.bump(txn)
-            await txn.audit(now, "directory.card", source,
-                            detail(officer=card.officer, version=card.version))
-            return True
+            return await self._put_card_in(txn, card, raw, now=now, source=source,
+                                           grace_ms=grace_ms)
 
         return await self.db.write(op)
+
+    async def put_cards(self, cards: Sequence[tuple[OfficerCard, bytes]], *, now: int,
+                        source: str, grace_ms: int = 0) -> list[bool | LiaisonError]:
+        """``put_card`` of each, in ONE write: a peer's push of many cards moves the key
+        cache's stamp once, not once per card (each move sends every envelope being
+        decided on the node back to be decided again, ``KeysChanged``). One refused
+        (``Conflict``) changes nothing of the others; True/False/the refusal, in order."""
+
+        async def op(txn: WriteTxn) -> list[bool | LiaisonError]:
+            out: list[bool | LiaisonError] = []
+            for card, raw in cards:
+                head = await txn.savepoint("card")
+                try:
+                    out.append(await self._put_card_in(txn, card, raw, now=now,
+                                                       source=source, grace_ms=grace_ms))
+                except Conflict as exc:
+                    await txn.rollback_to("card", head)
+                    out.append(exc)
+                await txn.release("card")
+            return out
+
+        return await self.db.write(op)
+
+    async def _put_card_in(self, txn: WriteTxn, card: OfficerCard, raw: bytes, *, now: int,
+                           source: str, grace_ms: int) -> bool:
+        """``put_card``'s write, in ``txn``."""
+        row = await (await txn.execute(
+            "SELECT version, signing_key_id, signing_public, card FROM directory "
+            "WHERE officer = ?", (card.officer,))).fetchone()
+        if row is not None and row[0] >= card.version:
+            return False
+        owner = await (await txn.execute(
+            "SELECT officer FROM directory WHERE signing_key_id = ? AND officer != ?",
+            (card.signing_key_id, card.officer))).fetchone()
+        if owner is not None:
+            raise Conflict(f"card for {card.officer} carries the signing key of "
+                           f"{owner[0]}; refused")
+        if row is not None and bytes(row[1]) != card.signing_key_id:
+            # The old card goes along: readers verify envelopes signed in the grace
+            # period against it.
+            await txn.execute(
+                "INSERT OR REPLACE INTO key_history (signing_key_id, principal, "
+                "signing_public, grace_until, card) VALUES (?, ?, ?, ?, ?)",
+                (bytes(row[1]), card.officer, bytes(row[2]), now + grace_ms,
+                 bytes(row[3])))
+            await txn.audit(now, "key.superseded", source,
+                            detail(principal=card.officer, key_id=bytes(row[1]).hex(),
+                                   grace_until=now + grace_ms))
+        seq_row = await (await txn.execute(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM directory")).fetchone()
+        assert seq_row is not None  # an aggregate always yields one row
+        await txn.execute(
+            "INSERT OR REPLACE INTO directory (officer, node, version, signing_key_id, "
+            "signing_public, encryption_public, name, role, valid_until, card, seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (card.officer, card.node, card.version, card.signing_key_id,
+             card.signing_public, card.encryption_public, card.name, card.role,
+             card.valid_until, raw, seq_row[0]))
+        await key_epoch.bump(txn)
+        await txn.audit(now, "directory.card", source,
+                        detail(officer=card.officer, version=card.version))
+        return True
 
     async def cards_since(self, seq: int, *, node: str | None = None,
                           limit: int = 500) -> list[tuple[int, bytes]]:

@@ -21,7 +21,7 @@ from liaison_net.core.delivery import HopState
 from liaison_net.core.effects import Effect, notice
 from liaison_net.core.envelope import Header
 from liaison_net.core.ids import id_to_text
-from liaison_net.errors import Conflict, Expired, NotFound
+from liaison_net.errors import Conflict, Expired, KeysChanged, NotFound
 from liaison_net.store.database import Database, WriteTxn
 from liaison_net.store.effect_store import add_effects
 
@@ -136,12 +136,22 @@ class HoldStore:
                           (state, now, by, reason, envelope_id))
         return hold
 
+    def _keys_unchanged(self, keys_as_of: int | None) -> None:
+        """In the write: no card, key or revocation written since the decision's checks
+        read them at stamp ``keys_as_of`` (``EnvelopeStore._keys_unchanged``'s rule)."""
+        if keys_as_of is None or self.db.key_cache.stamp() != keys_as_of:
+            raise KeysChanged("keys changed while the decision was checked; nothing done")
+
     async def approve(self, envelope_id: bytes, *, approver: str, statement: bytes,
-                      now: int, effects: Sequence[Effect]) -> Hold:
+                      now: int, effects: Sequence[Effect], keys_as_of: int | None) -> Hold:
         """Release: the approval stored, the inbox rows and hops written, audited, and
-        ``effects`` (the relayed evidence, the sender's notice) owed, in one write."""
+        ``effects`` (the relayed evidence, the sender's notice) owed, in one write.
+        ``keys_as_of``: the key cache's stamp when the approval and the held envelope's
+        signer were checked: if a card, key or revocation was written since, nothing is
+        released (``KeysChanged``), as ``EnvelopeStore.accept``."""
 
         async def op(txn: WriteTxn) -> Hold:
+            self._keys_unchanged(keys_as_of)
             hold = await self._decide(txn, envelope_id, APPROVED, by=approver, reason=None,
                                       now=now)
             await approval_in(txn, envelope_id, approver, statement)
@@ -164,8 +174,11 @@ class HoldStore:
         return await self.db.write(op)
 
     async def reject(self, envelope_id: bytes, *, approver: str, reason: str,
-                     now: int) -> Hold:
+                     now: int, keys_as_of: int | None) -> Hold:
+        """End the hold: audited, the sender told. ``keys_as_of``: as ``approve``'s."""
+
         async def op(txn: WriteTxn) -> Hold:
+            self._keys_unchanged(keys_as_of)
             hold = await self._decide(txn, envelope_id, REJECTED, by=approver,
                                       reason=reason, now=now)
             await txn.audit(now, "envelope.rejected", approver,

@@ -318,6 +318,14 @@ class KeyStore:
     @staticmethod
     async def _insert_revocation(txn: WriteTxn, revocation: Revocation, raw: bytes, *,
                                  now: int, forward_to: list[str], source: str) -> bool:
+        # Known already: nothing to write. Asked first with a SELECT because any other
+        # statement on this table, even one that changes nothing, moves the key cache's
+        # stamp (``database.changes_keys``), which sends every envelope being decided
+        # back to be decided again: a revocation pushed again must cost the node nothing.
+        known = await (await txn.execute("SELECT 1 FROM revocations WHERE key_id = ?",
+                                         (revocation.key_id,))).fetchone()
+        if known is not None:
+            return False
         cur = await txn.execute(
             "INSERT OR IGNORE INTO revocations (key_id, principal, subject, effective, "
             "reason, authority, statement, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
