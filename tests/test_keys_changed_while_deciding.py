@@ -11,14 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from liaison_net.core.limits import DEFAULT_LIMITS
+from liaison_net.core import crypto
+from liaison_net.core.almanac import Almanac
+from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
+from liaison_net.core.limits import DAY_MS, DEFAULT_LIMITS
 from liaison_net.core.rotation import Revocation, Subject, sign_revocation
 from liaison_net.errors import KeysChanged, LiaisonError, NotFound
 from liaison_net.metrics import NodeMetrics
 from liaison_net.services.intake import Intake, Keys
 from liaison_net.store.node_store import NodeStore
-from tests.core.factories import NOW, seal_from
-from tests.test_receive_many import ALICE, BE, BOB, LU, NL, _card
+from tests.core.factories import NOW, Officer, seal_from
+from tests.test_receive_many import ALICE, BE, BOB, LU, NL, PIET, _card
 
 
 def _intake(store: NodeStore) -> Intake:
@@ -88,3 +91,44 @@ async def test_a_transaction_never_outruns_a_revocation_committed_before_it(
             assert {r.code for r in results if isinstance(r, LiaisonError)} == {"revoked"}
     finally:
         await store.close()
+
+
+async def test_another_officers_key_writes_send_no_decision_back(tmp_path: Path) -> None:
+    """The check is per sender: a peer churning its own officers' cards (a new key each
+    time, the old one superseded at once) does not send back the decisions about anyone
+    else's envelopes (review16g: ~90 card writes/s had every transaction on the node
+    answered keys_changed). The churned officer's own envelopes are sent back."""
+    store = NodeStore(tmp_path / "be.db", "be")
+    await store.open()
+    try:
+        await _card(store, ALICE, "nl", NL)
+        await _card(store, BOB, "be", BE)
+        await _card(store, PIET, "lu", LU)
+        alices = seal_from(ALICE, [BOB], b"decided while PIET's card churns")
+        piets = seal_from(PIET, [BOB], b"decided before PIET's new card")
+        stamp = store.keys_stamp()
+        for version in (2, 3, 4):  # PIET's node pushes new cards, each with a new key
+            await _card_version(store, PIET, "lu", LU, version)
+        assert store.keys_stamp() != stamp  # keys were written meanwhile
+        await store.accept(alices, now=NOW + 1000, actor="nl", event="envelope.received",
+                           local_recipients=[BOB.id], remote_nodes=[], audit_detail="{}",
+                           received=True, keys_as_of=stamp)
+        assert await store.envelope_bytes(alices.header.id) == alices.to_bytes()
+        with pytest.raises(KeysChanged):
+            await store.accept(piets, now=NOW + 1000, actor="lu",
+                               event="envelope.received", local_recipients=[BOB.id],
+                               remote_nodes=[], audit_detail="{}", received=True,
+                               keys_as_of=stamp)
+    finally:
+        await store.close()
+
+
+async def _card_version(store: NodeStore, officer: Officer, node: str,
+                        key: crypto.SigningKeyPair, version: int) -> None:
+    fresh = Officer(officer.id)  # the same officer, a new key pair
+    raw = issue_card(EnrolmentRequest(officer.id, "N", "r", fresh.signing.public,
+                                      fresh.encryption.public, Almanac()),
+                     node_id=node, node_key=key, version=version, now=NOW,
+                     valid_for_ms=DAY_MS)
+    card = verify_card(raw, node_public=key.public, node_id=node, now=None)
+    assert await store.put_card(card, raw, now=NOW, source=node)

@@ -13,7 +13,7 @@ import pytest
 from liaison_net.core import crypto
 from liaison_net.errors import Conflict, Revoked
 from liaison_net.store.database import WriteTxn, changes_keys
-from liaison_net.store.key_cache import KeyCache
+from liaison_net.store.key_cache import MAX_WEAKENED, KeyCache
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW
 from tests.test_store_key_grace import GRACE, JAN, _card, _revoke
@@ -184,3 +184,23 @@ async def test_the_stamp_moves_with_every_card_and_revocation_and_with_nothing_e
     await _revoke(store, key.key_id, "laptop stolen")
     after_revocation = store.db.key_cache.stamp()
     assert after_revocation is not None and after_revocation != after_card
+
+
+def test_weakenings_are_told_per_principal_and_an_old_decision_is_never_called_fresh() -> None:
+    """``weakened_since``: a revocation or superseded key of one principal sends back only
+    decisions about that principal; once the record no longer reaches back to a decision's
+    generation, the decision is taken as stale."""
+    cache = KeyCache()
+    decided = cache.generation()
+    cache.begin_change()
+    cache.note_weakened("nl/jdevries")
+    assert cache.weakened_since(decided, {"nl/jdevries"})  # in the group under way
+    cache.end_change()
+    assert cache.weakened_since(decided, {"nl/jdevries", "be/mpeeters"})
+    assert not cache.weakened_since(decided, {"be/mpeeters"})
+    assert not cache.weakened_since(cache.generation(), {"nl/jdevries"})  # decided after
+    for i in range(MAX_WEAKENED):
+        cache.begin_change()
+        cache.note_weakened(f"lu/o{i}")
+        cache.end_change()
+    assert cache.weakened_since(decided, {"be/mpeeters"})  # too old to tell: stale

@@ -133,7 +133,7 @@ class HoldDesk:
         return decided
 
     async def _decide(self, officer: str, envelope_id: bytes, statement: bytes, now: int,
-                      *, keys: int | None) -> tuple[Hold, bool]:
+                      *, keys: int) -> tuple[Hold, bool]:
         """``decide``'s checks and write, against the keys of stamp ``keys``: the hold, and
         whether it was released (approved) rather than rejected."""
         hold = await self._hold_for(officer, envelope_id)

@@ -437,7 +437,7 @@ class Intake:
     async def _receive_many(self, peer: str, raws: Sequence[bytes], now: int, *,
                             covers: Mapping[bytes, Sequence[bytes]] | None,
                             approvals: Mapping[bytes, bytes] | None,
-                            keys: int | None) -> list[AcceptOutcome | LiaisonError]:
+                            keys: int) -> list[AcceptOutcome | LiaisonError]:
         """``receive_many`` decided against the keys of stamp ``keys``; ``_Redecide`` if
         they moved before the write (nothing stored; the refusals made, audited, are in
         it, and the admitted ones are to be decided again)."""

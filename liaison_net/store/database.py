@@ -220,6 +220,12 @@ class WriteTxn:
         self.keys_changed = False  # a card/rotation/revocation statement ran in this group
         self.on_commit: list[Callable[[], None]] = []  # the current write's (``after_commit``)
 
+    def weakened(self, principal: str) -> None:
+        """After a statement that may make ``principal``'s key invalid (a revocation, a
+        superseded key, a new card): decisions made on it before are decided again
+        (``KeyCache.weakened_since``, ``EnvelopeStore._keys_unchanged``)."""
+        self._db.key_cache.note_weakened(principal)
+
     def _note(self, sql: str) -> None:
         if not self.keys_changed and changes_keys(sql):
             self.keys_changed = True

@@ -93,6 +93,7 @@ class DirectoryStore:
             (card.officer, card.node, card.version, card.signing_key_id,
              card.signing_public, card.encryption_public, card.name, card.role,
              card.valid_until, raw, seq_row[0]))
+        txn.weakened(card.officer)  # an old key superseded, a shorter validity
         await key_epoch.bump(txn)
         await txn.audit(now, "directory.card", source,
                         detail(officer=card.officer, version=card.version))

@@ -146,7 +146,7 @@ class EnvelopeStore:
                      covers: Sequence[bytes] = (),
                      then: Then | None = None, hold: HoldPlan | None = None,
                      approval: tuple[str, bytes] | None = None,
-                     keys_as_of: int | None = ANY_KEYS) -> AcceptOutcome:
+                     keys_as_of: int = ANY_KEYS) -> AcceptOutcome:
         """Store a verified envelope once: inbox entries for local recipients, one queued
         hop per remote node; a signal is also indexed (with its desk's acknowledgement
         deadline when this node's desk is addressed). ``received``: from a peer, not from an
@@ -165,12 +165,12 @@ class EnvelopeStore:
 
         ``hold``: four-eyes, the inbox rows and hops wait in ``holds`` (``hold_store``);
         ``approval``: (approver, signed statement) that released it, kept beside it.
-        ``keys_as_of``: the key cache's stamp when the envelope was decided (``KeyCache.
-        stamp``): if a card, key or revocation was written since, nothing is stored and
-        ``KeysChanged`` is raised (``ANY_KEYS``: not checked)."""
+        ``keys_as_of``: the key cache's generation when the envelope was decided
+        (``keys_stamp``): if its sender's keys were revoked, superseded or re-carded since,
+        nothing is stored and ``KeysChanged`` is raised (``ANY_KEYS``: not checked)."""
 
         async def op(txn: WriteTxn) -> AcceptOutcome:
-            self._keys_unchanged(keys_as_of)
+            self._keys_unchanged(keys_as_of, (envelope.header.sender,))
             outcome = await self._accept_in(
                 txn, envelope, now=now, actor=actor, event=event,
                 local_recipients=local_recipients, remote_nodes=remote_nodes,
@@ -187,20 +187,21 @@ class EnvelopeStore:
 
         return await self.db.write(op)
 
-    def keys_stamp(self) -> int | None:
+    def keys_stamp(self) -> int:
         """Taken before deciding envelopes, handed to ``accept`` as ``keys_as_of``."""
-        return self.db.key_cache.stamp()
+        return self.db.key_cache.generation()
 
-    def _keys_unchanged(self, keys_as_of: int | None) -> None:
-        """In the write, on the writer thread: the decision's keys still hold. Writes run
-        one at a time there, so a card, key or revocation written since the stamp was
-        taken (committed, or earlier in this very group: then the stamp is None) has moved
-        it; an accept that passes is ordered before any key change still to come."""
-        if keys_as_of == ANY_KEYS:
-            return
-        now = self.db.key_cache.stamp()
-        if keys_as_of is None or now != keys_as_of:
-            raise KeysChanged("keys changed while the envelopes were decided; nothing stored")
+    def _keys_unchanged(self, keys_as_of: int, signers: Collection[str]) -> None:
+        """In the write, on the writer thread: the keys of ``signers`` (the envelopes'
+        senders) still hold. Writes run one at a time there, so a revocation, a superseded
+        key or a new card of one of them written since the decision read their keys
+        (committed, or earlier in this very group) is noted at a generation not below
+        ``keys_as_of`` (``KeyCache.weakened_since``); an accept that passes is ordered
+        before any key change still to come. Per sender: another principal's key writes
+        (a peer churning its own officers' cards) send nothing back (review16g)."""
+        if keys_as_of != ANY_KEYS and self.db.key_cache.weakened_since(keys_as_of, signers):
+            raise KeysChanged("the sender's keys changed while the envelopes were decided; "
+                              "nothing stored")
 
     def _at_commit(self, txn: WriteTxn, officers: list[str]) -> None:
         """Wake the officers' live streams at the commit that filled their inboxes."""
@@ -220,7 +221,7 @@ class EnvelopeStore:
         txn.after_commit(lambda: self.on_queued(hops) if self.on_queued else None)
 
     async def accept_many(self, items: Sequence[Acceptance], *, now: int,
-                          keys_as_of: int | None = ANY_KEYS
+                          keys_as_of: int = ANY_KEYS
                           ) -> list[AcceptOutcome | LiaisonError]:
         """Store a batch of decided envelopes in ONE write (one commit, one fsync), each as
         ``accept`` would: one refused (its id taken by other bytes, its consent already
@@ -235,7 +236,7 @@ class EnvelopeStore:
         its own (``_accept_one``). ``keys_as_of``: as ``accept``'s, for all of them."""
 
         async def op(txn: WriteTxn) -> list[AcceptOutcome | LiaisonError]:
-            self._keys_unchanged(keys_as_of)
+            self._keys_unchanged(keys_as_of, {item.envelope.header.sender for item in items})
             # One plain item alone: its own savepoint costs no more than the batch's and
             # spares the read of stored ids (its INSERT OR IGNORE tells).
             out = (await self._accept_batch(txn, items, now)

@@ -12,7 +12,7 @@ sender's notice. A hold is decided once: the state moves only from ``held``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,24 +136,27 @@ class HoldStore:
                           (state, now, by, reason, envelope_id))
         return hold
 
-    def _keys_unchanged(self, keys_as_of: int | None) -> None:
-        """In the write: no card, key or revocation written since the decision's checks
-        read them at stamp ``keys_as_of`` (``EnvelopeStore._keys_unchanged``'s rule)."""
-        if keys_as_of is None or self.db.key_cache.stamp() != keys_as_of:
+    def _keys_unchanged(self, keys_as_of: int, principals: Collection[str]) -> None:
+        """In the write: the keys of ``principals`` (the approver, the held envelope's
+        sender) not revoked, superseded or re-carded since the decision's checks read them
+        at generation ``keys_as_of`` (``EnvelopeStore._keys_unchanged``'s rule)."""
+        if self.db.key_cache.weakened_since(keys_as_of, principals):
             raise KeysChanged("keys changed while the decision was checked; nothing done")
 
     async def approve(self, envelope_id: bytes, *, approver: str, statement: bytes,
-                      now: int, effects: Sequence[Effect], keys_as_of: int | None) -> Hold:
+                      now: int, effects: Sequence[Effect], keys_as_of: int) -> Hold:
         """Release: the approval stored, the inbox rows and hops written, audited, and
         ``effects`` (the relayed evidence, the sender's notice) owed, in one write.
-        ``keys_as_of``: the key cache's stamp when the approval and the held envelope's
-        signer were checked: if a card, key or revocation was written since, nothing is
-        released (``KeysChanged``), as ``EnvelopeStore.accept``."""
+        ``keys_as_of``: the key cache's generation when the approval and the held
+        envelope's signer were checked: if the approver's or the sender's keys were
+        revoked, superseded or re-carded since, nothing is released (``KeysChanged``), as
+        ``EnvelopeStore.accept``."""
 
         async def op(txn: WriteTxn) -> Hold:
-            self._keys_unchanged(keys_as_of)
             hold = await self._decide(txn, envelope_id, APPROVED, by=approver, reason=None,
                                       now=now)
+            # Raised here, the write's savepoint undoes the decision above: nothing done.
+            self._keys_unchanged(keys_as_of, (approver, hold.sender))
             await approval_in(txn, envelope_id, approver, statement)
             await txn.executemany(
                 "INSERT OR IGNORE INTO inbox (officer, envelope_id, relayed) VALUES (?, ?, ?)",
@@ -174,13 +177,13 @@ class HoldStore:
         return await self.db.write(op)
 
     async def reject(self, envelope_id: bytes, *, approver: str, reason: str,
-                     now: int, keys_as_of: int | None) -> Hold:
+                     now: int, keys_as_of: int) -> Hold:
         """End the hold: audited, the sender told. ``keys_as_of``: as ``approve``'s."""
 
         async def op(txn: WriteTxn) -> Hold:
-            self._keys_unchanged(keys_as_of)
             hold = await self._decide(txn, envelope_id, REJECTED, by=approver,
                                       reason=reason, now=now)
+            self._keys_unchanged(keys_as_of, (approver, hold.sender))  # as approve's
             await txn.audit(now, "envelope.rejected", approver,
                             detail(sender=hold.sender, unit=hold.unit, reason=reason[:200]),
                             envelope_id)

@@ -29,14 +29,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Collection, Hashable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 #: Entries kept (least recently used first out): a few per officer and peer key.
 MAX_ENTRIES = 8192
+#: Key weakenings remembered (``note_weakened``): past this, a decision older than the
+#: oldest one kept is taken as stale (decided again), never as fresh.
+MAX_WEAKENED = 4096
 
 
 class KeyCache:
@@ -54,6 +57,9 @@ class KeyCache:
         # Reads under way, by key: (the generation they started in, their result). Touched
         # on the event loop only (``get``), so not under the lock.
         self._loading: dict[Hashable, tuple[int, asyncio.Future[Any]]] = {}
+        # (generation, principal) of each write that may have made a principal's key
+        # invalid (a revocation, a superseded key, a new card), in generation order.
+        self._weakened: deque[tuple[int, str]] = deque(maxlen=MAX_WEAKENED)
         self.hits = 0
         self.misses = 0
 
@@ -85,6 +91,32 @@ class KeyCache:
             if not read.cancelled():
                 raise  # this waiter was cancelled
         return await load()
+
+    def generation(self) -> int:
+        """Taken before a decision reads keys; ``weakened_since`` asks about it later."""
+        with self._lock:
+            return self._generation
+
+    def note_weakened(self, principal: str) -> None:
+        """On the writer thread, in a group that changes keys (after ``begin_change``):
+        ``principal``'s keys may no longer sign as they did."""
+        with self._lock:
+            self._weakened.append((self._generation, principal))
+
+    def weakened_since(self, generation: int, principals: Collection[str]) -> bool:
+        """Whether a write since ``generation`` (or in the group under way) may have made
+        a key of one of ``principals`` invalid. Per principal, so one peer's churn of its
+        own officers' cards sends back only decisions about those officers."""
+        with self._lock:
+            weakened = self._weakened
+            if len(weakened) == MAX_WEAKENED and weakened[0][0] >= generation:
+                return True  # the record no longer reaches back that far: assume so
+            for noted, principal in reversed(weakened):
+                if noted < generation:
+                    return False
+                if principal in principals:
+                    return True
+            return False
 
     def stamp(self) -> int | None:
         """A token that moves whenever a write group touches keys, None while one is being

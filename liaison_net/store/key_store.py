@@ -168,6 +168,7 @@ class KeyStore:
                 "INSERT OR REPLACE INTO key_history (signing_key_id, principal, signing_public, "
                 "grace_until, cert) VALUES (?, ?, ?, ?, ?)",
                 (key_id, node_principal, old_public, now + grace_ms, cert))
+            txn.weakened(node_principal)
             await key_epoch.bump(txn)
             await txn.audit(now, "key.superseded", actor,
                             detail(principal=node_principal, key_id=key_id.hex(),
@@ -247,6 +248,7 @@ class KeyStore:
                     "signing_public, grace_until, cert) VALUES (?, ?, ?, ?, ?)",
                     (signing_key_id(step.old_public), node_principal(node), step.old_public,
                      now + grace, held_cert))
+                txn.weakened(node_principal(node))
                 held_cert = None  # keys between two changes of one push had no certificate
                 await txn.audit(now, "key.rotated" if c.kind is key_change.Kind.ROTATE
                                 else "key.replaced", node,
@@ -333,6 +335,7 @@ class KeyStore:
              revocation.effective, revocation.reason, revocation.authority, raw, now))
         if cur.rowcount == 0:
             return False
+        txn.weakened(revocation.principal)
         await key_epoch.bump(txn)  # other workers drop the keys they cached
         # Revoking an officer's current key ends the grace of their older keys: no
         # keystore copy of theirs outlives the revocation, even after a re-enrolment.
