@@ -162,20 +162,30 @@ _REFUSED = {rule: Decision(False, rule) for rule in REASONS if rule != "allowed"
 # a plain attribute and a str hashes in C. Built from the tables at import, so they cannot
 # drift apart; tests/core/test_policy_fast.py decides every combination both ways.
 _SEND = Action.SEND.value
-#: An action's own rules: how far it reaches per TLP value, the handling values that need a
+#: Per action value: how far it reaches per TLP value, the handling values that need a
 #: consent, the permission it needs (or None).
-_BY_ACTION: dict[str, tuple[dict[str, Reach], frozenset[str], PermittedAction | None]] = {
-    action.value: ({tlp.value: reach for tlp, reach in TLP_REACH[action].items()},
-                   frozenset(h.value for h, need in HANDLING_NEED[action].items()
-                             if need is Need.CONSENT),
-                   NEEDS_PERMISSION[action])
-    for action in Action
-}
-#: Actions no TLP, handling code or permission restricts beyond share_with (SEND, RELAY,
-#: DELIVER, RETAIN today): only retention, ownership and share_with are left to ask.
-_PLAIN = frozenset(value for value, (reach, consent, permission) in _BY_ACTION.items()
-                   if not consent and permission is None
-                   and all(r is Reach.SHARE_WITH for r in reach.values()))
+_ActionRules = tuple[dict[str, Reach], frozenset[str], PermittedAction | None]
+
+
+def compile_tables() -> tuple[dict[str, _ActionRules], frozenset[str]]:
+    """The tables above keyed by value, and the actions no TLP, handling code or permission
+    restricts beyond share_with (SEND, RELAY, DELIVER, RETAIN today: only retention,
+    ownership and share_with are left to ask). Built once at import; a test that plants a
+    bug in a table compiles them again (tests/fuzz/test_fuzz_bounded.py)."""
+    by_action = {
+        action.value: ({tlp.value: reach for tlp, reach in TLP_REACH[action].items()},
+                       frozenset(h.value for h, need in HANDLING_NEED[action].items()
+                                 if need is Need.CONSENT),
+                       NEEDS_PERMISSION[action])
+        for action in Action
+    }
+    plain = frozenset(value for value, (reach, consent, permission) in by_action.items()
+                      if not consent and permission is None
+                      and all(r is Reach.SHARE_WITH for r in reach.values()))
+    return by_action, plain
+
+
+_BY_ACTION, _PLAIN = compile_tables()
 
 
 def decide(tag: OwnershipTag, request: Request) -> Decision:
