@@ -154,31 +154,72 @@ class Decision:
 
 
 _ALLOWED = Decision(True, "allowed")
+_REFUSED = {rule: Decision(False, rule) for rule in REASONS if rule != "allowed"}
+
+# The tables above are the policy; what follows is them again, keyed by the members' values,
+# for ``decide_for``, which every party runs per envelope and per target: ``Enum.__hash__``
+# is Python-level in 3.11 (a dict lookup by member costs a frame), a member's ``_value_`` is
+# a plain attribute and a str hashes in C. Built from the tables at import, so they cannot
+# drift apart; tests/core/test_policy_fast.py decides every combination both ways.
+_SEND = Action.SEND.value
+#: Per action value: how far it reaches per TLP value, the handling values that need a
+#: consent, the permission it needs (or None).
+_ActionRules = tuple[dict[str, Reach], frozenset[str], PermittedAction | None]
+
+
+def compile_tables() -> tuple[dict[str, _ActionRules], frozenset[str]]:
+    """The tables above keyed by value, and the actions no TLP, handling code or permission
+    restricts beyond share_with (SEND, RELAY, DELIVER, RETAIN today: only retention,
+    ownership and share_with are left to ask). Built once at import; a test that plants a
+    bug in a table compiles them again (tests/fuzz/test_fuzz_bounded.py)."""
+    by_action = {
+        action.value: ({tlp.value: reach for tlp, reach in TLP_REACH[action].items()},
+                       frozenset(h.value for h, need in HANDLING_NEED[action].items()
+                                 if need is Need.CONSENT),
+                       NEEDS_PERMISSION[action])
+        for action in Action
+    }
+    plain = frozenset(value for value, (reach, consent, permission) in by_action.items()
+                      if not consent and permission is None
+                      and all(r is Reach.SHARE_WITH for r in reach.values()))
+    return by_action, plain
+
+
+_BY_ACTION, _PLAIN = compile_tables()
 
 
 def decide(tag: OwnershipTag, request: Request) -> Decision:
     """Allow or refuse ``request`` under ``tag``; pure, total, and the only place rules live."""
-    action = request.action
-    if request.now >= tag.retain_until:
-        return Decision(False, "retention_expired")
-    if action is Action.SEND and request.actor_node != tag.owner.node:
-        return Decision(False, "not_owner")
-    if request.consent:
+    return decide_for(tag, request.action, now=request.now, actor_node=request.actor_node,
+                      target_node=request.target_node, consent=request.consent)
+
+
+def decide_for(tag: OwnershipTag, action: Action, *, now: int, actor_node: str,
+               target_node: str, consent: bool = False) -> Decision:
+    """``decide`` without building a ``Request``: the per-envelope callers' form."""
+    if now >= tag.retain_until:
+        return _REFUSED["retention_expired"]
+    value = action._value_
+    if value == _SEND and actor_node != tag.owner.node:
+        return _REFUSED["not_owner"]
+    if consent:
         # The owner has signed off on exactly this action: its own decision overrides the
         # tag's restrictions (but never retention, checked above).
         return _ALLOWED
-    reach = TLP_REACH[action][tag.tlp]
+    if value in _PLAIN:
+        return _ALLOWED if target_node in tag.share_with else _REFUSED["share_with"]
+    reach_by_tlp, consent_handling, permission = _BY_ACTION[value]
+    reach = reach_by_tlp[tag.tlp._value_]
     if reach is Reach.NOBODY:
-        return Decision(False, "tlp_red")
-    if reach is Reach.OWN_ORGANISATION and request.target_node != request.actor_node:
-        return Decision(False, "tlp_own_organisation")
-    if request.target_node not in tag.share_with:
-        return Decision(False, "share_with")
-    if HANDLING_NEED[action][tag.handling] is Need.CONSENT:
-        return Decision(False, "handling_consent")
-    permission = NEEDS_PERMISSION[action]
+        return _REFUSED["tlp_red"]
+    if reach is Reach.OWN_ORGANISATION and target_node != actor_node:
+        return _REFUSED["tlp_own_organisation"]
+    if target_node not in tag.share_with:
+        return _REFUSED["share_with"]
+    if tag.handling._value_ in consent_handling:
+        return _REFUSED["handling_consent"]
     if permission is not None and permission not in tag.permitted_actions:
-        return Decision(False, "not_permitted")
+        return _REFUSED["not_permitted"]
     return _ALLOWED
 
 

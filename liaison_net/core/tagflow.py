@@ -47,10 +47,10 @@ from liaison_net.core.envelope import Header, Kind, decode_header, signed_digest
 from liaison_net.core.ids import node_of
 from liaison_net.core.limits import DEFAULT_LIMITS, Limits
 from liaison_net.core.ownership import at_least_as_strict
-from liaison_net.core.policy import Action, Request, decide
+from liaison_net.core.policy import Action, decide_for
 from liaison_net.core.retention import decode_skeleton
 from liaison_net.core.sealing import KeyLookup
-from liaison_net.core.signers import Signer, require_may_sign, signer_of
+from liaison_net.core.signers import MAY_SIGN, Signer, require_may_sign, signer_of
 from liaison_net.errors import (
     BadTimestamp,
     Forbidden,
@@ -99,6 +99,18 @@ FORWARD_TARGETS: dict[Layer, _Targets] = {
     Layer.DESTINATION: _Targets.HERE,
     Layer.CLIENT: _Targets.HERE,
 }
+
+# The tables above again, keyed by the members' values, for ``check``, which every party
+# runs per envelope: ``Enum.__hash__`` is Python-level in 3.11, a member's ``_value_`` is a
+# plain attribute whose str hashes in C. Built from the tables at import, never by hand.
+_LAYER_ACTIONS = {layer.value: plan for layer, plan in LAYER_ACTIONS.items()}
+_FORWARD_TARGETS = {layer.value: which for layer, which in FORWARD_TARGETS.items()}
+_ORIGIN = Layer.ORIGIN.value
+_MESSAGE = Kind.MESSAGE.value
+_UPDATE_KINDS = frozenset(kind.value for kind in restriction.UPDATE_KINDS)
+_MAY_SIGN = {kind.value: frozenset(s.value for s in signers)
+             for kind, signers in MAY_SIGN.items()}
+_SENDER, _RECIPIENTS, _REMOTE = _Actor.SENDER, _Targets.RECIPIENTS, _Targets.REMOTE
 
 #: An officer id -> its Ed25519 public key (for the consent's signer), or None.
 OfficerKey = Callable[[str], bytes | None]
@@ -150,10 +162,12 @@ def check(header: Header, *, layer: Layer, here: str, now: int, lookup: KeyLooku
           officer_key: OfficerKey, limits: Limits = DEFAULT_LIMITS) -> Flow:
     """Decide, for the party at node ``here``, whether the verified ``header`` keeps its
     owner's tag (module docstring, steps 1-5). Raises a typed refusal naming the rule."""
-    require_may_sign(header.sender, header.kind)
+    kind = header.kind._value_
+    if signer_of(header.sender)._value_ not in _MAY_SIGN[kind]:
+        require_may_sign(header.sender, header.kind)  # raises, naming who may sign
     originals = provenance(header, lookup, limits)
     consent, digest = None, None
-    if restriction.is_update(header):
+    if kind in _UPDATE_KINDS:
         # The owner's update reaches every node that holds the information, including one
         # a tighter tag now excludes: no SEND under the new tag, the update's own rule.
         if header.original is None:
@@ -162,22 +176,25 @@ def check(header: Header, *, layer: Layer, here: str, now: int, lookup: KeyLooku
         original = verify_original(header.original, lookup, limits)
         restriction.check_update(header, original)
         return Flow((original,), None, None)
-    if is_forward(header):
+    nodes = header.recipient_nodes
+    if kind == _MESSAGE and header.ref is not None:  # a forward (``is_forward``)
         if header.consent is not None:
-            consent = _consent(header, officer_key, now=now if layer is Layer.ORIGIN else None)
+            consent = _consent(header, officer_key,
+                               now=now if layer._value_ == _ORIGIN else None)
             digest = hashlib.sha256(header.consent).digest()
         actor = node_of(header.sender)
+        targets = _targets(nodes, _FORWARD_TARGETS[layer._value_], here)
         for recipient in header.recipients:
-            if recipient.node not in _targets(header, FORWARD_TARGETS[layer], here):
+            if recipient.node not in targets:
                 continue
             covered = consent is not None and consent.covers(recipient.officer)
-            _require(header, Request(Action.FORWARD, now, actor, recipient.node, covered),
+            _require(header, Action.FORWARD, now, actor, recipient.node, covered,
                      recipient.officer)
     else:
-        for action, who, which in LAYER_ACTIONS[layer]:
-            actor = node_of(header.sender) if who is _Actor.SENDER else here
-            for node in sorted(_targets(header, which, here)):
-                _require(header, Request(action, now, actor, node), node)
+        for action, who, which in _LAYER_ACTIONS[layer._value_]:
+            actor = node_of(header.sender) if who is _SENDER else here
+            for node in sorted(_targets(nodes, which, here)):
+                _require(header, action, now, actor, node, False, node)
     return Flow(originals, consent, digest)
 
 
@@ -261,17 +278,19 @@ def _consent(header: Header, officer_key: OfficerKey, *, now: int | None) -> Con
     return consent
 
 
-def _targets(header: Header, which: _Targets, here: str) -> Collection[str]:
-    nodes = header.recipient_nodes
-    if which is _Targets.RECIPIENTS:
+def _targets(nodes: frozenset[str], which: _Targets, here: str) -> Collection[str]:
+    """The nodes ``which`` names, from the envelope's recipient nodes (computed once)."""
+    if which is _RECIPIENTS:
         return nodes
-    if which is _Targets.REMOTE:
+    if which is _REMOTE:
         return nodes - {here}
-    return {here}
+    return (here,)
 
 
-def _require(header: Header, request: Request, target: str) -> None:
-    decision = decide(header.tag, request)
+def _require(header: Header, action: Action, now: int, actor: str, node: str,
+             consent: bool, target: str) -> None:
+    decision = decide_for(header.tag, action, now=now, actor_node=actor, target_node=node,
+                          consent=consent)
     if not decision.allowed:
-        raise PolicyRefused(f"{request.action.value} of {header.id_text} to {target} "
+        raise PolicyRefused(f"{action.value} of {header.id_text} to {target} "
                             f"refused: {decision.reason}", code=decision.code)

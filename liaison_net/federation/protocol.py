@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
 
 from liaison_net.core import codec
 from liaison_net.core.approval import MAX_APPROVAL_BYTES
@@ -63,9 +66,60 @@ class Transaction:
     approvals: dict[bytes, bytes] = field(default_factory=dict)
 
 
+_Items = Meta(max_length=codec.MAX_CONTAINER_ITEMS)  # codec.unpack's bound on a container
+
+
+class _UsualTransaction(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True,
+                        kw_only=True):
+    """A transaction body's wire schema for msgspec's typed C decoder: the fields in
+    canonical (sorted) order, the optional ones omitted when absent, every leaf a byte
+    string or the origin's str (so no float can hide in it), no container longer than
+    ``codec.unpack`` allows. What the leaves mean is checked as before, in Python."""
+
+    approvals: Annotated[list[Annotated[list[bytes], _Items]], _Items] | UnsetType = UNSET
+    covers: Annotated[list[Annotated[list[bytes | Annotated[list[bytes], _Items]], _Items]],
+                      _Items] | UnsetType = UNSET
+    envelopes: Annotated[list[bytes], _Items]
+    origin: str
+    txn: bytes
+
+
+_decode_usual = msgspec.msgpack.Decoder(_UsualTransaction).decode
+_encode_usual = msgspec.msgpack.Encoder().encode
+
+
+def _usual_transaction(body: bytes, max_bytes: int) -> dict[str, Any] | None:
+    """The body as ``codec.unpack`` would return it, when it has the usual shape and is
+    canonical; else None (then ``codec.unpack`` decides and names the fault). A body of
+    envelopes is ciphertext, which is full of bytes that could open a container, so
+    ``codec.unpack`` always takes its slow path on it (a walk and a re-encoding in Python).
+    Here msgspec's typed decoder checks the field set and the leaf types in C, and its
+    re-encoding must give ``body`` back byte for byte (keys in the struct's field order,
+    which is the sorted one; a repeated key shortens it; its encoder writes the shortest
+    forms as ``codec.pack`` does: tests/core/test_msgspec_canonical.py), so it accepts
+    nothing ``codec.unpack`` refuses and returns the same value
+    (tests/federation/test_transaction_fastpath.py)."""
+    if type(body) is not bytes or len(body) > max_bytes:
+        return None
+    try:
+        txn = _decode_usual(body)
+        if _encode_usual(txn) != body:
+            return None
+    except Exception:  # anything at all (DecodeError, ValidationError): the checks name it
+        return None
+    value: dict[str, Any] = {"envelopes": txn.envelopes, "origin": txn.origin, "txn": txn.txn}
+    if txn.approvals is not UNSET:
+        value["approvals"] = txn.approvals
+    if txn.covers is not UNSET:
+        value["covers"] = txn.covers
+    return value
+
+
 def decode_transaction(body: bytes, *, max_bytes: int) -> Transaction:
     """The body of a transaction POST; raises only typed ``Refused`` errors (fuzzed)."""
-    value = codec.unpack(body, what="request", max_bytes=max_bytes)
+    value = _usual_transaction(body, max_bytes)
+    if value is None:
+        value = codec.unpack(body, what="request", max_bytes=max_bytes)
     optional = {k for k in ("covers", "approvals") if isinstance(value, dict) and k in value}
     with_covers = "covers" in optional
     fields = codec.exact_map("request", value, TRANSACTION_FIELDS | optional)

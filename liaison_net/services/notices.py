@@ -38,6 +38,8 @@ log = structlog.get_logger("liaison.notices")
 
 NOTICE_TTL_MS = 30 * DAY_MS
 NOTICE_RETENTION_MS = 90 * DAY_MS
+#: How many recipients' encryption keys a notifier remembers as checked (32 bytes each).
+MAX_CHECKED_KEYS = 4096
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,13 @@ class Notifier:
         self.store = store
         self.signing_key = signing_key
         self.wake = wake
+        # Encryption keys that passed ``check_encryption_public`` here: the check is a pure
+        # function of the key's bytes (canonical, not of low order), so a key that passed
+        # once passes forever and is not checked again when it enters ``seal``; ``wrap_key``
+        # still checks it where it is used, so each notice pays one scalar multiplication
+        # per recipient, not two. A weak key never enters: it is checked (and its recipient
+        # skipped, audited) every time. Bounded: emptied when full.
+        self._checked_keys: set[bytes] = set()
 
     async def seal(self, envelope_kind: Kind, *, label: str, recipients: list[str],
                    plaintext: bytes, ref: bytes | None, precedence: Precedence,
@@ -77,13 +86,17 @@ class Notifier:
             if keys is None:
                 log.warning(f"{envelope_kind.value}.no_card", kind=label, recipient=officer)
                 continue
-            try:
-                # A card stored before keys were checked at entry may hold a weak key:
-                # that recipient is skipped (logged, audited), the others still get it.
-                crypto.check_encryption_public(keys[1], f"encryption key of {officer}")
-            except WeakKey as exc:
-                await self._weak_recipient(envelope_kind, label, officer, exc)
-                continue
+            if keys[1] not in self._checked_keys:
+                try:
+                    # A card stored before keys were checked at entry may hold a weak key:
+                    # that recipient is skipped (logged, audited), the others still get it.
+                    crypto.check_encryption_public(keys[1], f"encryption key of {officer}")
+                except WeakKey as exc:
+                    await self._weak_recipient(envelope_kind, label, officer, exc)
+                    continue
+                if len(self._checked_keys) >= MAX_CHECKED_KEYS:
+                    self._checked_keys.clear()
+                self._checked_keys.add(keys[1])
             keyed.append(sealing.RecipientKey(officer, keys[1]))
         if not keyed:
             return None

@@ -204,6 +204,9 @@ def test_the_policy_harness_catches_a_relaxed_table(
     key = Tlp[column] if column in Tlp.__members__ else Handling[column]
     value = (policy.Reach if table == "TLP_REACH" else policy.Need)[relaxed]
     monkeypatch.setitem(cells, key, value)
+    by_action, plain = policy.compile_tables()  # the value-keyed copies decide_for reads
+    monkeypatch.setattr(policy, "_BY_ACTION", by_action)
+    monkeypatch.setattr(policy, "_PLAIN", plain)
     harness = _harness("policy")
     inputs = [*seeds.policy_seeds().values(),
               *(random.Random(i).randbytes(200) for i in range(3000))]
