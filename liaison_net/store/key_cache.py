@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Hashable
 from typing import Any, TypeVar
 
@@ -37,8 +37,11 @@ T = TypeVar("T")
 
 #: Entries kept (least recently used first out): a few per officer and peer key.
 MAX_ENTRIES = 8192
-#: Key weakenings remembered (``note_weakened``): past this, a decision older than the
-#: oldest one kept is taken as stale (decided again), never as fresh.
+#: Principals whose latest key weakening is remembered (``note_weakened``): past this, a
+#: decision older than the weakening forgotten is taken as stale (decided again), never as
+#: fresh. One per principal, however often it is noted: a peer re-carding one officer of
+#: its own in pushes of 500 cards filled a record of notes and made every decision on the
+#: node stale (review16h).
 MAX_WEAKENED = 4096
 
 
@@ -57,9 +60,11 @@ class KeyCache:
         # Reads under way, by key: (the generation they started in, their result). Touched
         # on the event loop only (``get``), so not under the lock.
         self._loading: dict[Hashable, tuple[int, asyncio.Future[Any]]] = {}
-        # (generation, principal) of each write that may have made a principal's key
-        # invalid (a revocation, a superseded key, a new card), in generation order.
-        self._weakened: deque[tuple[int, str]] = deque(maxlen=MAX_WEAKENED)
+        # principal -> the generation of the latest write that may have made one of its
+        # keys invalid (a revocation, a superseded key, a new card), oldest first; and the
+        # generation of the latest one forgotten to keep it bounded (-1: none).
+        self._weakened: OrderedDict[str, int] = OrderedDict()
+        self._forgotten = -1
         self.hits = 0
         self.misses = 0
 
@@ -101,22 +106,21 @@ class KeyCache:
         """On the writer thread, in a group that changes keys (after ``begin_change``):
         ``principal``'s keys may no longer sign as they did."""
         with self._lock:
-            self._weakened.append((self._generation, principal))
+            weakened = self._weakened
+            weakened[principal] = self._generation
+            weakened.move_to_end(principal)
+            if len(weakened) > MAX_WEAKENED:
+                self._forgotten = max(self._forgotten, weakened.popitem(last=False)[1])
 
     def weakened_since(self, generation: int, principals: Collection[str]) -> bool:
         """Whether a write since ``generation`` (or in the group under way) may have made
         a key of one of ``principals`` invalid. Per principal, so one peer's churn of its
         own officers' cards sends back only decisions about those officers."""
         with self._lock:
-            weakened = self._weakened
-            if len(weakened) == MAX_WEAKENED and weakened[0][0] >= generation:
+            if self._forgotten >= generation:
                 return True  # the record no longer reaches back that far: assume so
-            for noted, principal in reversed(weakened):
-                if noted < generation:
-                    return False
-                if principal in principals:
-                    return True
-            return False
+            weakened = self._weakened
+            return any(weakened.get(principal, -1) >= generation for principal in principals)
 
     def stamp(self) -> int | None:
         """A token that moves whenever a write group touches keys, None while one is being

@@ -335,7 +335,10 @@ class KeyStore:
              revocation.effective, revocation.reason, revocation.authority, raw, now))
         if cur.rowcount == 0:
             return False
-        txn.weakened(revocation.principal)
+        # A node key's revocation names the node (``lu``); what it signed names its sender
+        # ``lu/node``: that is whose decisions are sent back (review16h).
+        txn.weakened(node_principal(revocation.principal)
+                     if revocation.subject is Subject.NODE else revocation.principal)
         await key_epoch.bump(txn)  # other workers drop the keys they cached
         # Revoking an officer's current key ends the grace of their older keys: no
         # keystore copy of theirs outlives the revocation, even after a re-enrolment.

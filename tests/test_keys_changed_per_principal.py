@@ -1,0 +1,91 @@
+"""The per-principal key-change check under attack (review16h): a node key revoked while
+an envelope its node signed is being decided, and a certified peer's flood of card writes
+for its own officer, which must not make every other decision on the node look stale.
+Real SQLite files, the store's own write paths (those the federation server calls)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from liaison_net.core import crypto
+from liaison_net.core.almanac import Almanac
+from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
+from liaison_net.core.ids import node_principal
+from liaison_net.core.limits import DAY_MS, HOUR_MS
+from liaison_net.core.rotation import Revocation, Subject, sign_revocation
+from liaison_net.errors import KeysChanged, Revoked
+from liaison_net.federation.protocol import MAX_DIRECTORY_CARDS
+from liaison_net.store.key_cache import MAX_WEAKENED
+from liaison_net.store.node_store import NodeStore
+from tests.core.factories import NOW, Officer, seal_from
+from tests.test_receive_many import ALICE, BOB, LU, NL, PIET, _card
+
+BE_KEY = crypto.generate_signing_key()
+
+
+async def _accept(store: NodeStore, envelope: object, actor: str, stamp: int) -> None:
+    await store.accept(envelope, now=NOW + 1000, actor=actor,  # type: ignore[arg-type]
+                       event="envelope.received", local_recipients=[BOB.id], remote_nodes=[],
+                       audit_detail="{}", received=True, keys_as_of=stamp)
+
+
+async def test_a_node_key_revoked_while_its_notice_is_decided_sends_it_back(
+        tmp_path: Path) -> None:
+    """A node signs as ``<node>/node`` (``node_principal``), but a node key's revocation
+    names the node (``lu``): noted under ``lu`` only, the notice signed by the revoked key
+    and decided before the revocation committed was stored after it."""
+    store = NodeStore(tmp_path / "be.db", "be")
+    await store.open()
+    try:
+        await _card(store, BOB, "be", BE_KEY)
+        old = crypto.generate_signing_key()  # LU's node key before a rotation, in grace
+        await store.keys.supersede_node_key(node_principal("lu"), old.public, now=NOW,
+                                            grace_ms=HOUR_MS, actor="lu")
+        notice = seal_from(Officer(node_principal("lu"), signing=old), [BOB], b"notice")
+        stamp = store.keys_stamp()
+        signer = await store.keys.signer(old.key_id, now=NOW)  # the decision's lookup
+        assert signer is not None and signer.principal == notice.header.sender
+        revocation = Revocation(Subject.NODE, "lu", old.key_id, "compromised", 2, NOW, "lu")
+        assert await store.keys.add_revocation(revocation, sign_revocation(revocation, old),
+                                               now=NOW, forward_to=[], source="lu")
+        with pytest.raises(Revoked):
+            await store.keys.signer(old.key_id, now=NOW)
+        with pytest.raises(KeysChanged):
+            await _accept(store, notice, "lu", stamp)
+    finally:
+        await store.close()
+
+
+async def test_a_peer_re_carding_its_own_officer_cannot_make_others_decisions_stale(
+        tmp_path: Path) -> None:
+    """Pushes of new versions of ONE officer's card, within the push limit (500 cards) and
+    a peer's burst: each used to take one of the 4,096 notes, so nine pushes overflowed
+    the record and every decision on the node was taken as stale (sent back; three in a
+    row answered ``keys_changed``). Noted once per principal, they take one."""
+    store = NodeStore(tmp_path / "be.db", "be")
+    await store.open()
+    try:
+        await _card(store, ALICE, "nl", NL)
+        await _card(store, BOB, "be", BE_KEY)
+        await _card(store, PIET, "lu", LU)
+        alices = seal_from(ALICE, [BOB], b"decided while PIET's card churns")
+        stamp = store.keys_stamp()
+        version = 1
+        pushes = MAX_WEAKENED // MAX_DIRECTORY_CARDS + 1
+        for _ in range(pushes):
+            cards = []
+            for _ in range(MAX_DIRECTORY_CARDS):
+                version += 1
+                raw = issue_card(EnrolmentRequest(PIET.id, "N", "r", PIET.signing.public,
+                                                  PIET.encryption.public, Almanac()),
+                                 node_id="lu", node_key=LU, version=version, now=NOW,
+                                 valid_for_ms=DAY_MS)
+                cards.append((verify_card(raw, node_public=LU.public, node_id="lu",
+                                          now=None), raw))
+            assert all(r is True for r in await store.put_cards(cards, now=NOW, source="lu"))
+        await _accept(store, alices, "nl", stamp)  # ALICE's keys never changed
+        assert await store.envelope_bytes(alices.header.id) == alices.to_bytes()
+    finally:
+        await store.close()
