@@ -89,3 +89,28 @@ async def test_a_peer_re_carding_its_own_officer_cannot_make_others_decisions_st
         assert await store.envelope_bytes(alices.header.id) == alices.to_bytes()
     finally:
         await store.close()
+
+
+async def test_a_revocation_naming_another_principal_sends_back_the_keys_owner(
+        tmp_path: Path) -> None:
+    """Peers' revocations are refused unless the key is the named principal's
+    (``_check_key_owner``), but a local administrator's names the principal and the key id
+    apart (`liaison admin revoke officer lu/x --key-id ...`): the key's owner, whose
+    envelopes it signed, is noted too, not only the principal the statement names."""
+    store = NodeStore(tmp_path / "be.db", "be")
+    await store.open()
+    try:
+        await _card(store, BOB, "be", BE_KEY)
+        await _card(store, PIET, "lu", LU)
+        piets = seal_from(PIET, [BOB], b"decided before the revocation")
+        stamp = store.keys_stamp()
+        revocation = Revocation(Subject.OFFICER, "lu/someone", PIET.signing.key_id, "typo",
+                                2, NOW, "lu")
+        assert await store.keys.add_revocation(revocation, sign_revocation(revocation, LU),
+                                               now=NOW, forward_to=[], source="lu")
+        with pytest.raises(Revoked):
+            await store.keys.signer(PIET.signing.key_id, now=NOW)
+        with pytest.raises(KeysChanged):
+            await _accept(store, piets, "lu", stamp)
+    finally:
+        await store.close()
