@@ -5,21 +5,26 @@ Real SQLite files, the store's own write paths (those the federation server call
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from liaison_net.core import crypto
 from liaison_net.core.almanac import Almanac
+from liaison_net.core.envelope import Envelope
 from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
 from liaison_net.core.ids import node_principal
-from liaison_net.core.limits import DAY_MS, HOUR_MS
+from liaison_net.core.limits import DAY_MS, DEFAULT_LIMITS, HOUR_MS
+from liaison_net.core.retention import make_skeleton
 from liaison_net.core.rotation import Revocation, Subject, sign_revocation
-from liaison_net.errors import KeysChanged, Revoked
+from liaison_net.errors import KeysChanged, LiaisonError, Revoked
 from liaison_net.federation.protocol import MAX_DIRECTORY_CARDS
+from liaison_net.metrics import NodeMetrics
+from liaison_net.services.intake import Intake, Keys
 from liaison_net.store.key_cache import MAX_WEAKENED
 from liaison_net.store.node_store import NodeStore
-from tests.core.factories import NOW, Officer, seal_from
+from tests.core.factories import NOW, Officer, make_tag, seal_from
 from tests.test_receive_many import ALICE, BOB, LU, NL, PIET, _card
 
 BE_KEY = crypto.generate_signing_key()
@@ -112,5 +117,77 @@ async def test_a_revocation_naming_another_principal_sends_back_the_keys_owner(
             await store.keys.signer(PIET.signing.key_id, now=NOW)
         with pytest.raises(KeysChanged):
             await _accept(store, piets, "lu", stamp)
+    finally:
+        await store.close()
+
+
+def _forward_of_alices(text: bytes) -> Envelope:
+    """PIET (lu) forwards to BOB (be) an original ALICE (nl) signed: deciding it reads
+    ALICE's key as well as PIET's (``tagflow.verify_original``)."""
+    original = seal_from(ALICE, [PIET], b"original", tag=make_tag())
+    return seal_from(PIET, [BOB], text, tag=original.header.tag, ref=original.id,
+                     original=make_skeleton(original.to_bytes()))
+
+
+async def _revoke_alice(store: NodeStore) -> None:
+    rev = Revocation(Subject.OFFICER, ALICE.id, ALICE.signing.key_id, "stolen", NOW, NOW,
+                     "nl")
+    assert await store.keys.add_revocation(rev, sign_revocation(rev, NL), now=NOW,
+                                           forward_to=[], source="nl")
+
+
+async def test_a_forwards_original_signer_revoked_while_deciding_sends_it_back(
+        tmp_path: Path) -> None:
+    """The sender is not the only principal a decision reads: a forward's originals were
+    verified under their signers' keys. Noted for ALICE, her revocation must send back a
+    forward of her envelope decided before it, as the global stamp did."""
+    store = NodeStore(tmp_path / "be.db", "be")
+    await store.open()
+    try:
+        await _card(store, ALICE, "nl", NL)
+        await _card(store, PIET, "lu", LU)
+        await _card(store, BOB, "be", BE_KEY)
+        fwd = _forward_of_alices(b"decided before ALICE's revocation")
+        stamp = store.keys_stamp()
+        assert await store.keys.signer(ALICE.signing.key_id, now=None) is not None
+        await _revoke_alice(store)
+        with pytest.raises(KeysChanged):
+            await _accept(store, fwd, "lu", stamp)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3, 5, 10])
+async def test_a_transaction_of_forwards_never_outruns_the_originals_revocation(
+        tmp_path: Path, turns: int) -> None:
+    """End to end through the intake: ALICE's revocation written while PIET's forwards of
+    her envelope are being decided; unless the transaction committed first, none of them
+    is accepted (all refused ``revoked`` when decided again)."""
+    store = NodeStore(tmp_path / "be.db", "be")
+    await store.open()
+    try:
+        await _card(store, ALICE, "nl", NL)
+        await _card(store, PIET, "lu", LU)
+        await _card(store, BOB, "be", BE_KEY)
+        intake = Intake(node_id="be", peers={"nl", "lu"}, store=store,
+                        keys=Keys(own=BE_KEY, nodes={"be": BE_KEY.public, "nl": NL.public,
+                                                     "lu": LU.public}),
+                        limits=DEFAULT_LIMITS, metrics=NodeMetrics())
+        warm = await intake.receive_many("lu", [_forward_of_alices(b"warm").to_bytes()],
+                                         NOW + 1000)
+        assert not isinstance(warm[0], LiaisonError)  # a forward the node takes
+        raws = [_forward_of_alices(f"f{i}".encode()).to_bytes() for i in range(50)]
+        task = asyncio.create_task(intake.receive_many("lu", raws, NOW + 1000))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await _revoke_alice(store)
+        outran = task.done()
+        results = await task
+        accepted = sum(not isinstance(r, LiaisonError) for r in results)
+        if outran:
+            assert accepted == 50
+        else:
+            assert accepted == 0
+            assert {r.code for r in results if isinstance(r, LiaisonError)} == {"revoked"}
     finally:
         await store.close()
