@@ -191,3 +191,32 @@ async def test_a_transaction_of_forwards_never_outruns_the_originals_revocation(
             assert {r.code for r in results if isinstance(r, LiaisonError)} == {"revoked"}
     finally:
         await store.close()
+
+
+async def test_another_workers_key_change_sends_back_what_was_being_decided(
+        tmp_path: Path) -> None:
+    """Two workers on one database: B revokes ALICE's key; A learns of it only as a moved
+    key epoch (``KeyEpochWatch`` then ``forget_cached_keys``), with no principal named. An
+    accept A decided before must then be sent back, as the global stamp did, not stored
+    after A knew the keys had changed."""
+    a = NodeStore(tmp_path / "be.db", "be")
+    await a.open()
+    b = NodeStore(tmp_path / "be.db", "be")
+    await b.open()
+    try:
+        await _card(a, ALICE, "nl", NL)
+        await _card(a, BOB, "be", BE_KEY)
+        alices = seal_from(ALICE, [BOB], b"decided by worker A")
+        epoch = await a.key_epoch()
+        stamp = a.keys_stamp()
+        assert await a.keys.signer(ALICE.signing.key_id, now=NOW) is not None
+        await _revoke_alice(b)
+        assert await a.key_epoch() != epoch  # what A's watch reads
+        a.forget_cached_keys()
+        with pytest.raises(KeysChanged):
+            await _accept(a, alices, "nl", stamp)
+        with pytest.raises(Revoked):
+            await a.keys.signer(ALICE.signing.key_id, now=NOW)
+    finally:
+        await b.close()
+        await a.close()

@@ -112,6 +112,13 @@ class KeyCache:
             if len(weakened) > MAX_WEAKENED:
                 self._forgotten = max(self._forgotten, weakened.popitem(last=False)[1])
 
+    def note_all_weakened(self) -> None:
+        """Keys changed and whose is not known (another worker's write, seen as a moved key
+        epoch): every decision made before now is decided again, as the old global stamp
+        had it (review16h)."""
+        with self._lock:
+            self._forgotten = max(self._forgotten, self._generation)
+
     def weakened_since(self, generation: int, principals: Collection[str]) -> bool:
         """Whether a write since ``generation`` (or in the group under way) may have made
         a key of one of ``principals`` invalid. Per principal, so one peer's churn of its
