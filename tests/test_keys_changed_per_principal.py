@@ -12,6 +12,7 @@ import pytest
 
 from liaison_net.core import crypto
 from liaison_net.core.almanac import Almanac
+from liaison_net.core.consent import Consent, sign_consent
 from liaison_net.core.envelope import Envelope
 from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
 from liaison_net.core.ids import node_principal
@@ -220,3 +221,52 @@ async def test_another_workers_key_change_sends_back_what_was_being_decided(
     finally:
         await b.close()
         await a.close()
+
+
+async def test_an_approvers_revocation_sends_back_the_envelope_it_approved(
+        tmp_path: Path) -> None:
+    """A peer's envelope carrying a four-eyes approval (``HoldDesk.carried``): the decision
+    read the approver's key too, so the approver's revocation sends it back."""
+    store = NodeStore(tmp_path / "be.db", "be")
+    await store.open()
+    try:
+        await _card(store, ALICE, "nl", NL)  # the approver
+        await _card(store, PIET, "lu", LU)
+        await _card(store, BOB, "be", BE_KEY)
+        piets = seal_from(PIET, [BOB], b"approved by ALICE")
+        stamp = store.keys_stamp()
+        await _revoke_alice(store)
+        with pytest.raises(KeysChanged):
+            await store.accept(piets, now=NOW + 1000, actor="lu", event="envelope.received",
+                               local_recipients=[BOB.id], remote_nodes=[],
+                               audit_detail="{}", received=True,
+                               approval=(ALICE.id, b"statement"), keys_as_of=stamp)
+    finally:
+        await store.close()
+
+
+async def test_the_consenting_owners_revocation_sends_back_the_forward_it_allowed(
+        tmp_path: Path) -> None:
+    """A forward carrying the owner's consent: the decision read the owner's key (the
+    consent's signature), so the owner's revocation sends it back."""
+    owner = Officer("nl/hvisser")
+    store = NodeStore(tmp_path / "be.db", "be")
+    await store.open()
+    try:
+        for officer, node, key in ((ALICE, "nl", NL), (owner, "nl", NL), (PIET, "lu", LU),
+                                   (BOB, "be", BE_KEY)):
+            await _card(store, officer, node, key)
+        original = seal_from(ALICE, [PIET], b"original", tag=make_tag())
+        consent = sign_consent(Consent(original.id, PIET.id, BOB.id, owner.id,
+                                       NOW - HOUR_MS, NOW + HOUR_MS), owner.signing)
+        fwd = seal_from(PIET, [BOB], b"fwd", tag=original.header.tag, ref=original.id,
+                        original=make_skeleton(original.to_bytes()), consent=consent)
+        stamp = store.keys_stamp()
+        rev = Revocation(Subject.OFFICER, owner.id, owner.signing.key_id, "left", NOW, NOW,
+                         "nl")
+        assert await store.keys.add_revocation(rev, sign_revocation(rev, NL), now=NOW,
+                                               forward_to=[], source="nl")
+        with pytest.raises(KeysChanged):
+            await _accept(store, fwd, "lu", stamp)
+    finally:
+        await store.close()

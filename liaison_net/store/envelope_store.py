@@ -171,7 +171,7 @@ class EnvelopeStore:
         nothing is stored and ``KeysChanged`` is raised (``ANY_KEYS``: not checked)."""
 
         async def op(txn: WriteTxn) -> AcceptOutcome:
-            self._keys_unchanged(keys_as_of, (envelope,))
+            self._keys_unchanged(keys_as_of, ((envelope, approval),))
             outcome = await self._accept_in(
                 txn, envelope, now=now, actor=actor, event=event,
                 local_recipients=local_recipients, remote_nodes=remote_nodes,
@@ -192,10 +192,12 @@ class EnvelopeStore:
         """Taken before deciding envelopes, handed to ``accept`` as ``keys_as_of``."""
         return self.db.key_cache.generation()
 
-    def _keys_unchanged(self, keys_as_of: int, envelopes: Sequence[Envelope]) -> None:
+    def _keys_unchanged(self, keys_as_of: int,
+                        decided: Sequence[tuple[Envelope, tuple[str, bytes] | None]]) -> None:
         """In the write, on the writer thread: the keys the envelopes' decisions read (their
         senders', their originals' signers', their consenting owners', ``tagflow.
-        principals_read``) still hold. Writes run one at a time there, so a revocation, a
+        principals_read``, and the approvers' of the four-eyes approvals they carry) still
+        hold. Writes run one at a time there, so a revocation, a
         superseded key or a new card of one of them written since the decision read their
         keys (committed, or earlier in this very group) is noted at a generation not below
         ``keys_as_of`` (``KeyCache.weakened_since``); an accept that passes is ordered
@@ -204,8 +206,10 @@ class EnvelopeStore:
         if keys_as_of == ANY_KEYS:
             return
         principals: set[str] = set()
-        for envelope in envelopes:
+        for envelope, approval in decided:
             principals |= tagflow.principals_read(envelope.header)
+            if approval is not None:
+                principals.add(approval[0])
         if self.db.key_cache.weakened_since(keys_as_of, principals):
             raise KeysChanged("a key the envelopes were decided on changed meanwhile; "
                               "nothing stored")
@@ -243,7 +247,7 @@ class EnvelopeStore:
         its own (``_accept_one``). ``keys_as_of``: as ``accept``'s, for all of them."""
 
         async def op(txn: WriteTxn) -> list[AcceptOutcome | LiaisonError]:
-            self._keys_unchanged(keys_as_of, [item.envelope for item in items])
+            self._keys_unchanged(keys_as_of, [(item.envelope, item.approval) for item in items])
             # One plain item alone: its own savepoint costs no more than the batch's and
             # spares the read of stored ids (its INSERT OR IGNORE tells).
             out = (await self._accept_batch(txn, items, now)
