@@ -270,3 +270,29 @@ async def test_the_consenting_owners_revocation_sends_back_the_forward_it_allowe
             await _accept(store, fwd, "lu", stamp)
     finally:
         await store.close()
+
+
+async def test_a_recipients_revocation_sends_back_a_submit_decided_before_it(
+        tmp_path: Path) -> None:
+    """At the origin a decision reads the recipients' revocations too (a revoked recipient
+    is refused, never sealed for): BOB revoked while ALICE's envelope to him was decided
+    sends it back, as the global stamp did."""
+    store = NodeStore(tmp_path / "nl.db", "nl")
+    await store.open()
+    try:
+        await _card(store, ALICE, "nl", NL)
+        await _card(store, BOB, "be", BE_KEY)
+        alices = seal_from(ALICE, [BOB], b"decided before BOB's revocation")
+        stamp = store.keys_stamp()
+        assert await store.keys.officer_revocation(BOB.id, now=NOW) is None
+        rev = Revocation(Subject.OFFICER, BOB.id, BOB.signing.key_id, "stolen", NOW, NOW,
+                         "be")
+        assert await store.keys.add_revocation(rev, sign_revocation(rev, BE_KEY), now=NOW,
+                                               forward_to=[], source="be")
+        assert await store.keys.officer_revocation(BOB.id, now=NOW) is not None
+        with pytest.raises(KeysChanged):
+            await store.accept(alices, now=NOW + 1000, actor=ALICE.id,
+                               event="envelope.submitted", local_recipients=[],
+                               remote_nodes=["be"], audit_detail="{}", keys_as_of=stamp)
+    finally:
+        await store.close()
