@@ -203,7 +203,7 @@ class EnvelopeStore:
         ``keys_as_of`` (``KeyCache.weakened_since``); an accept that passes is ordered
         before any key change still to come. Per principal: another principal's key writes
         (a peer churning its own officers' cards) send nothing back (review16g)."""
-        if keys_as_of == ANY_KEYS:
+        if keys_as_of == ANY_KEYS or self.db.key_cache.quiet_since(keys_as_of):
             return
         principals: set[str] = set()
         for envelope, approval in decided:

@@ -65,6 +65,7 @@ class KeyCache:
         # generation of the latest one forgotten to keep it bounded (-1: none).
         self._weakened: OrderedDict[str, int] = OrderedDict()
         self._forgotten = -1
+        self._latest = -1  # the generation of the latest weakening noted (-1: none)
         self.hits = 0
         self.misses = 0
 
@@ -107,7 +108,7 @@ class KeyCache:
         ``principal``'s keys may no longer sign as they did."""
         with self._lock:
             weakened = self._weakened
-            weakened[principal] = self._generation
+            weakened[principal] = self._latest = self._generation
             weakened.move_to_end(principal)
             if len(weakened) > MAX_WEAKENED:
                 self._forgotten = max(self._forgotten, weakened.popitem(last=False)[1])
@@ -118,6 +119,13 @@ class KeyCache:
         had it (review16h)."""
         with self._lock:
             self._forgotten = max(self._forgotten, self._generation)
+            self._latest = max(self._latest, self._generation)
+
+    def quiet_since(self, generation: int) -> bool:
+        """No key of anyone weakened since ``generation``: the usual case, answered before
+        the principals a decision read are worked out (a forward's originals decoded)."""
+        with self._lock:
+            return self._latest < generation
 
     def weakened_since(self, generation: int, principals: Collection[str]) -> bool:
         """Whether a write since ``generation`` (or in the group under way) may have made
