@@ -41,8 +41,10 @@ MAX_ENTRIES = 8192
 #: decision older than the weakening forgotten is taken as stale (decided again), never as
 #: fresh. One per principal, however often it is noted: a peer re-carding one officer of
 #: its own in pushes of 500 cards filled a record of notes and made every decision on the
-#: node stale (review16h).
-MAX_WEAKENED = 4096
+#: node stale (review16h). Above a peer's default burst (``[federation] burst``, 10,000
+#: items): one peer re-carding that many distinct officers of its own fills it at most once
+#: per burst, and then sends back only the decisions in flight, once (decided again).
+MAX_WEAKENED = 16_384
 
 
 class KeyCache:
