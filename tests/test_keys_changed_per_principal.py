@@ -19,7 +19,7 @@ from liaison_net.core.ids import node_principal
 from liaison_net.core.limits import DAY_MS, DEFAULT_LIMITS, HOUR_MS
 from liaison_net.core.retention import make_skeleton
 from liaison_net.core.rotation import Revocation, Subject, sign_revocation
-from liaison_net.errors import KeysChanged, LiaisonError, Revoked
+from liaison_net.errors import KeysChanged, LiaisonError, Malformed, Revoked
 from liaison_net.federation.protocol import MAX_DIRECTORY_CARDS
 from liaison_net.metrics import NodeMetrics
 from liaison_net.services.intake import Intake, Keys
@@ -297,3 +297,15 @@ async def test_a_recipients_revocation_sends_back_a_submit_decided_before_it(
                                remote_nodes=["be"], audit_detail="{}", keys_as_of=stamp)
     finally:
         await store.close()
+
+
+def test_a_peer_cannot_card_an_officer_under_its_own_node_principal() -> None:
+    """A certified peer signs its own cards: one for ``lu/node`` (which enrolment refuses)
+    would make a card key speak as the node (its envelopes' sender is the node's principal,
+    ``verify_frame``) and outlive a co-signed revocation of the node key."""
+    impostor = Officer(node_principal("lu"))
+    raw = issue_card(EnrolmentRequest(impostor.id, "N", "r", impostor.signing.public,
+                                      impostor.encryption.public, Almanac()),
+                     node_id="lu", node_key=LU, version=1, now=NOW, valid_for_ms=DAY_MS)
+    with pytest.raises(Malformed):
+        verify_card(raw, node_public=LU.public, node_id="lu", now=None)
