@@ -309,3 +309,28 @@ def test_a_peer_cannot_card_an_officer_under_its_own_node_principal() -> None:
                      node_id="lu", node_key=LU, version=1, now=NOW, valid_for_ms=DAY_MS)
     with pytest.raises(Malformed):
         verify_card(raw, node_public=LU.public, node_id="lu", now=None)
+
+
+async def test_a_peer_re_carding_a_co_recipient_sends_no_received_envelope_back(
+        tmp_path: Path) -> None:
+    """A destination reads of its recipients only that its own are carded, which no card
+    or revocation undoes: LU re-carding PIET does not send back NL's envelope to BOB and
+    PIET (only the origin, which refuses revoked recipients, checks them)."""
+    store = NodeStore(tmp_path / "be.db", "be")
+    await store.open()
+    try:
+        await _card(store, ALICE, "nl", NL)
+        await _card(store, PIET, "lu", LU)
+        await _card(store, BOB, "be", BE_KEY)
+        alices = seal_from(ALICE, [BOB, PIET], b"to BOB and PIET")
+        stamp = store.keys_stamp()
+        fresh = Officer(PIET.id)
+        raw = issue_card(EnrolmentRequest(PIET.id, "N", "r", fresh.signing.public,
+                                          fresh.encryption.public, Almanac()),
+                         node_id="lu", node_key=LU, version=2, now=NOW, valid_for_ms=DAY_MS)
+        assert await store.put_card(verify_card(raw, node_public=LU.public, node_id="lu",
+                                                now=None), raw, now=NOW, source="lu")
+        await _accept(store, alices, "nl", stamp)
+        assert await store.envelope_bytes(alices.header.id) == alices.to_bytes()
+    finally:
+        await store.close()

@@ -250,13 +250,17 @@ def claimed_keys(header: Header, limits: Limits = DEFAULT_LIMITS) -> list[bytes]
     return ids
 
 
-def principals_read(header: Header, limits: Limits = DEFAULT_LIMITS) -> set[str]:
-    """Whose keys deciding ``header`` read: its sender, its recipients (the origin refuses a
-    revoked one), the signers its originals name (``verify_original`` holds each to its
+def principals_read(header: Header, *, recipients: bool,
+                    limits: Limits = DEFAULT_LIMITS) -> set[str]:
+    """Whose keys deciding ``header`` read: its sender, with ``recipients`` (at the origin,
+    which refuses a revoked one; a destination asks only that its own are carded) its
+    recipients, the signers its originals name (``verify_original`` holds each to its
     key's principal) and the owner whose consent it carries. A write that weakens any of
     them sends the decision back (``EnvelopeStore._keys_unchanged``), not only one that
     weakens the sender's (review16h)."""
-    principals = {header.sender, *(r.officer for r in header.recipients)}
+    principals = {header.sender}
+    if recipients:
+        principals.update(r.officer for r in header.recipients)
     raw = header.original
     depth = 0
     while raw is not None and depth < MAX_FORWARD_DEPTH:

@@ -171,7 +171,7 @@ class EnvelopeStore:
         nothing is stored and ``KeysChanged`` is raised (``ANY_KEYS``: not checked)."""
 
         async def op(txn: WriteTxn) -> AcceptOutcome:
-            self._keys_unchanged(keys_as_of, ((envelope, approval),))
+            self._keys_unchanged(keys_as_of, ((envelope, approval, received),))
             outcome = await self._accept_in(
                 txn, envelope, now=now, actor=actor, event=event,
                 local_recipients=local_recipients, remote_nodes=remote_nodes,
@@ -193,7 +193,8 @@ class EnvelopeStore:
         return self.db.key_cache.generation()
 
     def _keys_unchanged(self, keys_as_of: int,
-                        decided: Sequence[tuple[Envelope, tuple[str, bytes] | None]]) -> None:
+                        decided: Sequence[tuple[Envelope, tuple[str, bytes] | None, bool]]
+                        ) -> None:
         """In the write, on the writer thread: the keys the envelopes' decisions read (their
         senders', their originals' signers', their consenting owners', ``tagflow.
         principals_read``, and the approvers' of the four-eyes approvals they carry) still
@@ -206,8 +207,8 @@ class EnvelopeStore:
         if keys_as_of == ANY_KEYS or self.db.key_cache.quiet_since(keys_as_of):
             return
         principals: set[str] = set()
-        for envelope, approval in decided:
-            principals |= tagflow.principals_read(envelope.header)
+        for envelope, approval, received in decided:
+            principals |= tagflow.principals_read(envelope.header, recipients=not received)
             if approval is not None:
                 principals.add(approval[0])
         if self.db.key_cache.weakened_since(keys_as_of, principals):
@@ -247,7 +248,8 @@ class EnvelopeStore:
         its own (``_accept_one``). ``keys_as_of``: as ``accept``'s, for all of them."""
 
         async def op(txn: WriteTxn) -> list[AcceptOutcome | LiaisonError]:
-            self._keys_unchanged(keys_as_of, [(item.envelope, item.approval) for item in items])
+            self._keys_unchanged(keys_as_of, [(item.envelope, item.approval, item.received)
+                                              for item in items])
             # One plain item alone: its own savepoint costs no more than the batch's and
             # spares the read of stored ids (its INSERT OR IGNORE tells).
             out = (await self._accept_batch(txn, items, now)
