@@ -181,6 +181,10 @@ def verify_card(raw: bytes, *, node_public: bytes, node_id: str, now: int | None
     card = _decode_card(body)
     if card.node != node_id:
         raise Malformed(f"card for {card.officer} is not signed by its home node")
+    if card.officer.split("/")[1] == NODE_HANDLE:
+        # As enrolment refuses it: a card key signing as ``<node>/node`` would speak as
+        # the node itself, and outlive the node key's revocation (review16h).
+        raise Malformed(f"the handle '{NODE_HANDLE}' is reserved for the node itself")
     _check_keys(f"officer card of {card.officer}", card.signing_public, card.encryption_public)
     if card.valid_until <= card.valid_from:
         raise BadTimestamp("officer card validity is empty")

@@ -36,13 +36,14 @@ Theory of operation (docs/ownership.md §6 is the same table in words):
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from liaison_net.core import codec, crypto, restriction
-from liaison_net.core.consent import Consent, verify_consent
+from liaison_net.core.consent import Consent, claimed_owner, verify_consent
 from liaison_net.core.envelope import Header, Kind, decode_header, signed_digest_message
 from liaison_net.core.ids import node_of
 from liaison_net.core.limits import DEFAULT_LIMITS, Limits
@@ -264,6 +265,39 @@ def claimed_keys(header: Header, limits: Limits = DEFAULT_LIMITS) -> list[bytes]
         value = nested.get("original") if isinstance(nested, dict) else None
         raw = value if isinstance(value, bytes) else None
     return ids
+
+
+def principals_read(header: Header, *, recipients: bool,
+                    limits: Limits = DEFAULT_LIMITS) -> set[str]:
+    """Whose keys deciding ``header`` read: its sender, with ``recipients`` (at the origin,
+    which refuses a revoked one; a destination asks only that its own are carded) its
+    recipients, the signers its originals name (``verify_original`` holds each to its
+    key's principal) and the owner whose consent it carries. A write that weakens any of
+    them sends the decision back (``EnvelopeStore._keys_unchanged``), not only one that
+    weakens the sender's (review16h)."""
+    principals = {header.sender}
+    if recipients:
+        principals.update(r.officer for r in header.recipients)
+    raw = header.original
+    depth = 0
+    while raw is not None and depth < MAX_FORWARD_DEPTH:
+        depth += 1
+        try:
+            nested = codec.unpack(decode_skeleton(raw, limits).header_bytes, what="header",
+                                  max_bytes=limits.max_header_bytes)
+        except LiaisonError:
+            break  # ``check`` refused it
+        if not isinstance(nested, dict):
+            break
+        sender = nested.get("sender")
+        if isinstance(sender, str):
+            principals.add(sender)
+        value = nested.get("original")
+        raw = value if isinstance(value, bytes) else None
+    if header.consent is not None:
+        with contextlib.suppress(LiaisonError):  # ``check`` refused it
+            principals.add(claimed_owner(header.consent))
+    return principals
 
 
 def _consent(header: Header, officer_key: OfficerKey, *, now: int | None) -> Consent:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from liaison_net.core import tagflow
 from liaison_net.core.audit import detail
 from liaison_net.core.delivery import HopEvent, HopState, next_state
 from liaison_net.core.effects import Effect, match_notice, non_delivery
@@ -170,7 +171,7 @@ class EnvelopeStore:
         nothing is stored and ``KeysChanged`` is raised (``ANY_KEYS``: not checked)."""
 
         async def op(txn: WriteTxn) -> AcceptOutcome:
-            self._keys_unchanged(keys_as_of, (envelope.header.sender,))
+            self._keys_unchanged(keys_as_of, ((envelope, approval, received),))
             outcome = await self._accept_in(
                 txn, envelope, now=now, actor=actor, event=event,
                 local_recipients=local_recipients, remote_nodes=remote_nodes,
@@ -191,16 +192,27 @@ class EnvelopeStore:
         """Taken before deciding envelopes, handed to ``accept`` as ``keys_as_of``."""
         return self.db.key_cache.generation()
 
-    def _keys_unchanged(self, keys_as_of: int, signers: Collection[str]) -> None:
-        """In the write, on the writer thread: the keys of ``signers`` (the envelopes'
-        senders) still hold. Writes run one at a time there, so a revocation, a superseded
-        key or a new card of one of them written since the decision read their keys
-        (committed, or earlier in this very group) is noted at a generation not below
+    def _keys_unchanged(self, keys_as_of: int,
+                        decided: Sequence[tuple[Envelope, tuple[str, bytes] | None, bool]]
+                        ) -> None:
+        """In the write, on the writer thread: the keys the envelopes' decisions read (their
+        senders', their originals' signers', their consenting owners', ``tagflow.
+        principals_read``, and the approvers' of the four-eyes approvals they carry) still
+        hold. Writes run one at a time there, so a revocation, a
+        superseded key or a new card of one of them written since the decision read their
+        keys (committed, or earlier in this very group) is noted at a generation not below
         ``keys_as_of`` (``KeyCache.weakened_since``); an accept that passes is ordered
-        before any key change still to come. Per sender: another principal's key writes
+        before any key change still to come. Per principal: another principal's key writes
         (a peer churning its own officers' cards) send nothing back (review16g)."""
-        if keys_as_of != ANY_KEYS and self.db.key_cache.weakened_since(keys_as_of, signers):
-            raise KeysChanged("the sender's keys changed while the envelopes were decided; "
+        if keys_as_of == ANY_KEYS or self.db.key_cache.quiet_since(keys_as_of):
+            return
+        principals: set[str] = set()
+        for envelope, approval, received in decided:
+            principals |= tagflow.principals_read(envelope.header, recipients=not received)
+            if approval is not None:
+                principals.add(approval[0])
+        if self.db.key_cache.weakened_since(keys_as_of, principals):
+            raise KeysChanged("a key the envelopes were decided on changed meanwhile; "
                               "nothing stored")
 
     def _at_commit(self, txn: WriteTxn, officers: list[str]) -> None:
@@ -236,7 +248,8 @@ class EnvelopeStore:
         its own (``_accept_one``). ``keys_as_of``: as ``accept``'s, for all of them."""
 
         async def op(txn: WriteTxn) -> list[AcceptOutcome | LiaisonError]:
-            self._keys_unchanged(keys_as_of, {item.envelope.header.sender for item in items})
+            self._keys_unchanged(keys_as_of, [(item.envelope, item.approval, item.received)
+                                              for item in items])
             # One plain item alone: its own savepoint costs no more than the batch's and
             # spares the read of stored ids (its INSERT OR IGNORE tells).
             out = (await self._accept_batch(txn, items, now)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Hashable
 from typing import Any, TypeVar
 
@@ -37,9 +37,14 @@ T = TypeVar("T")
 
 #: Entries kept (least recently used first out): a few per officer and peer key.
 MAX_ENTRIES = 8192
-#: Key weakenings remembered (``note_weakened``): past this, a decision older than the
-#: oldest one kept is taken as stale (decided again), never as fresh.
-MAX_WEAKENED = 4096
+#: Principals whose latest key weakening is remembered (``note_weakened``): past this, a
+#: decision older than the weakening forgotten is taken as stale (decided again), never as
+#: fresh. One per principal, however often it is noted: a peer re-carding one officer of
+#: its own in pushes of 500 cards filled a record of notes and made every decision on the
+#: node stale (review16h). Above a peer's default burst (``[federation] burst``, 10,000
+#: items): one peer re-carding that many distinct officers of its own fills it at most once
+#: per burst, and then sends back only the decisions in flight, once (decided again).
+MAX_WEAKENED = 16_384
 
 
 class KeyCache:
@@ -57,9 +62,12 @@ class KeyCache:
         # Reads under way, by key: (the generation they started in, their result). Touched
         # on the event loop only (``get``), so not under the lock.
         self._loading: dict[Hashable, tuple[int, asyncio.Future[Any]]] = {}
-        # (generation, principal) of each write that may have made a principal's key
-        # invalid (a revocation, a superseded key, a new card), in generation order.
-        self._weakened: deque[tuple[int, str]] = deque(maxlen=MAX_WEAKENED)
+        # principal -> the generation of the latest write that may have made one of its
+        # keys invalid (a revocation, a superseded key, a new card), oldest first; and the
+        # generation of the latest one forgotten to keep it bounded (-1: none).
+        self._weakened: OrderedDict[str, int] = OrderedDict()
+        self._forgotten = -1
+        self._latest = -1  # the generation of the latest weakening noted (-1: none)
         self.hits = 0
         self.misses = 0
 
@@ -101,22 +109,35 @@ class KeyCache:
         """On the writer thread, in a group that changes keys (after ``begin_change``):
         ``principal``'s keys may no longer sign as they did."""
         with self._lock:
-            self._weakened.append((self._generation, principal))
+            weakened = self._weakened
+            weakened[principal] = self._latest = self._generation
+            weakened.move_to_end(principal)
+            if len(weakened) > MAX_WEAKENED:
+                self._forgotten = max(self._forgotten, weakened.popitem(last=False)[1])
+
+    def note_all_weakened(self) -> None:
+        """Keys changed and whose is not known (another worker's write, seen as a moved key
+        epoch): every decision made before now is decided again, as the old global stamp
+        had it (review16h)."""
+        with self._lock:
+            self._forgotten = max(self._forgotten, self._generation)
+            self._latest = max(self._latest, self._generation)
+
+    def quiet_since(self, generation: int) -> bool:
+        """No key of anyone weakened since ``generation``: the usual case, answered before
+        the principals a decision read are worked out (a forward's originals decoded)."""
+        with self._lock:
+            return self._latest < generation
 
     def weakened_since(self, generation: int, principals: Collection[str]) -> bool:
         """Whether a write since ``generation`` (or in the group under way) may have made
         a key of one of ``principals`` invalid. Per principal, so one peer's churn of its
         own officers' cards sends back only decisions about those officers."""
         with self._lock:
-            weakened = self._weakened
-            if len(weakened) == MAX_WEAKENED and weakened[0][0] >= generation:
+            if self._forgotten >= generation:
                 return True  # the record no longer reaches back that far: assume so
-            for noted, principal in reversed(weakened):
-                if noted < generation:
-                    return False
-                if principal in principals:
-                    return True
-            return False
+            weakened = self._weakened
+            return any(weakened.get(principal, -1) >= generation for principal in principals)
 
     def stamp(self) -> int | None:
         """A token that moves whenever a write group touches keys, None while one is being

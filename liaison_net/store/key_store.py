@@ -335,7 +335,16 @@ class KeyStore:
              revocation.effective, revocation.reason, revocation.authority, raw, now))
         if cur.rowcount == 0:
             return False
-        txn.weakened(revocation.principal)
+        # Whose decisions go back: the principal named (a node key's names the node, ``lu``,
+        # while what it signed names ``lu/node``) and whoever holds the key here, should a
+        # local administrator have named them apart (peers' are refused so, review16h).
+        txn.weakened(node_principal(revocation.principal)
+                     if revocation.subject is Subject.NODE else revocation.principal)
+        for (owner,) in await (await txn.execute(
+                "SELECT officer FROM directory WHERE signing_key_id = ? UNION "
+                "SELECT principal FROM key_history WHERE signing_key_id = ?",
+                (revocation.key_id, revocation.key_id))).fetchall():
+            txn.weakened(str(owner))
         await key_epoch.bump(txn)  # other workers drop the keys they cached
         # Revoking an officer's current key ends the grace of their older keys: no
         # keystore copy of theirs outlives the revocation, even after a re-enrolment.

@@ -87,6 +87,7 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore, LeaseStor
         """Another worker changed keys or applied a restriction or recall (both move
         ``key_epoch``): what this process cached of them may be stale."""
         self.db.key_cache.begin_change()
+        self.db.key_cache.note_all_weakened()  # whose keys, this process cannot tell
         self.db.key_cache.end_change()
         self.restrictions.forget()
 
