@@ -25,6 +25,8 @@ from liaison_net.metrics import NodeMetrics
 from liaison_net.services.intake import Intake, Keys
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW, Officer, make_tag, seal_from
+from tests.open_store import open_store
+from tests.test_keys_changed_while_deciding import _revoke_alice
 from tests.test_receive_many import ALICE, BOB, LU, NL, PIET, _card
 
 BE_KEY = crypto.generate_signing_key()
@@ -44,9 +46,7 @@ async def test_a_node_key_revoked_while_its_notice_is_decided_sends_it_back(
     """A node signs as ``<node>/node`` (``node_principal``), but a node key's revocation
     names the node (``lu``): noted under ``lu`` only, the notice signed by the revoked key
     and decided before the revocation committed was stored after it."""
-    store = NodeStore(tmp_path / "be.db", "be")
-    await store.open()
-    try:
+    async with open_store(tmp_path / "be.db", "be") as store:
         await _card(store, BOB, "be", BE_KEY)
         old = crypto.generate_signing_key()  # LU's node key before a rotation, in grace
         await store.keys.supersede_node_key(node_principal("lu"), old.public, now=NOW,
@@ -62,8 +62,6 @@ async def test_a_node_key_revoked_while_its_notice_is_decided_sends_it_back(
             await store.keys.signer(old.key_id, now=NOW)
         with pytest.raises(KeysChanged):
             await _accept(store, notice, "lu", stamp)
-    finally:
-        await store.close()
 
 
 async def test_a_peer_re_carding_its_own_officer_cannot_make_others_decisions_stale(
@@ -72,9 +70,7 @@ async def test_a_peer_re_carding_its_own_officer_cannot_make_others_decisions_st
     a peer's burst: each used to take one of the 4,096 notes, so nine pushes overflowed
     the record and every decision on the node was taken as stale (sent back; three in a
     row answered ``keys_changed``). Noted once per principal, they take one entry."""
-    store = NodeStore(tmp_path / "be.db", "be")
-    await store.open()
-    try:
+    async with open_store(tmp_path / "be.db", "be") as store:
         await _card(store, ALICE, "nl", NL)
         await _card(store, BOB, "be", BE_KEY)
         await _card(store, PIET, "lu", LU)
@@ -94,8 +90,6 @@ async def test_a_peer_re_carding_its_own_officer_cannot_make_others_decisions_st
             assert all(r is True for r in await store.put_cards(cards, now=NOW, source="lu"))
         await _accept(store, alices, "nl", stamp)  # ALICE's keys never changed
         assert await store.envelope_bytes(alices.header.id) == alices.to_bytes()
-    finally:
-        await store.close()
 
 
 async def test_a_revocation_naming_another_principal_sends_back_the_keys_owner(
@@ -104,9 +98,7 @@ async def test_a_revocation_naming_another_principal_sends_back_the_keys_owner(
     (``_check_key_owner``), but a local administrator's names the principal and the key id
     apart (`liaison admin revoke officer lu/x --key-id ...`): the key's owner, whose
     envelopes it signed, is noted too, not only the principal the statement names."""
-    store = NodeStore(tmp_path / "be.db", "be")
-    await store.open()
-    try:
+    async with open_store(tmp_path / "be.db", "be") as store:
         await _card(store, BOB, "be", BE_KEY)
         await _card(store, PIET, "lu", LU)
         piets = seal_from(PIET, [BOB], b"decided before the revocation")
@@ -119,8 +111,6 @@ async def test_a_revocation_naming_another_principal_sends_back_the_keys_owner(
             await store.keys.signer(PIET.signing.key_id, now=NOW)
         with pytest.raises(KeysChanged):
             await _accept(store, piets, "lu", stamp)
-    finally:
-        await store.close()
 
 
 def _forward_of_alices(text: bytes) -> Envelope:
@@ -131,21 +121,12 @@ def _forward_of_alices(text: bytes) -> Envelope:
                      original=make_skeleton(original.to_bytes()))
 
 
-async def _revoke_alice(store: NodeStore) -> None:
-    rev = Revocation(Subject.OFFICER, ALICE.id, ALICE.signing.key_id, "stolen", NOW, NOW,
-                     "nl")
-    assert await store.keys.add_revocation(rev, sign_revocation(rev, NL), now=NOW,
-                                           forward_to=[], source="nl")
-
-
 async def test_a_forwards_original_signer_revoked_while_deciding_sends_it_back(
         tmp_path: Path) -> None:
     """The sender is not the only principal a decision reads: a forward's originals were
     verified under their signers' keys. Noted for ALICE, her revocation must send back a
     forward of her envelope decided before it, as the global stamp did."""
-    store = NodeStore(tmp_path / "be.db", "be")
-    await store.open()
-    try:
+    async with open_store(tmp_path / "be.db", "be") as store:
         await _card(store, ALICE, "nl", NL)
         await _card(store, PIET, "lu", LU)
         await _card(store, BOB, "be", BE_KEY)
@@ -155,8 +136,6 @@ async def test_a_forwards_original_signer_revoked_while_deciding_sends_it_back(
         await _revoke_alice(store)
         with pytest.raises(KeysChanged):
             await _accept(store, fwd, "lu", stamp)
-    finally:
-        await store.close()
 
 
 @pytest.mark.parametrize("turns", [0, 1, 2, 3, 5, 10])
@@ -165,9 +144,7 @@ async def test_a_transaction_of_forwards_never_outruns_the_originals_revocation(
     """End to end through the intake: ALICE's revocation written while PIET's forwards of
     her envelope are being decided; unless the transaction committed first, none of them
     is accepted (all refused ``revoked`` when decided again)."""
-    store = NodeStore(tmp_path / "be.db", "be")
-    await store.open()
-    try:
+    async with open_store(tmp_path / "be.db", "be") as store:
         await _card(store, ALICE, "nl", NL)
         await _card(store, PIET, "lu", LU)
         await _card(store, BOB, "be", BE_KEY)
@@ -191,8 +168,6 @@ async def test_a_transaction_of_forwards_never_outruns_the_originals_revocation(
         else:
             assert accepted == 0
             assert {r.code for r in results if isinstance(r, LiaisonError)} == {"revoked"}
-    finally:
-        await store.close()
 
 
 async def test_another_workers_key_change_sends_back_what_was_being_decided(
@@ -228,9 +203,7 @@ async def test_an_approvers_revocation_sends_back_the_envelope_it_approved(
         tmp_path: Path) -> None:
     """A peer's envelope carrying a four-eyes approval (``HoldDesk.carried``): the decision
     read the approver's key too, so the approver's revocation sends it back."""
-    store = NodeStore(tmp_path / "be.db", "be")
-    await store.open()
-    try:
+    async with open_store(tmp_path / "be.db", "be") as store:
         await _card(store, ALICE, "nl", NL)  # the approver
         await _card(store, PIET, "lu", LU)
         await _card(store, BOB, "be", BE_KEY)
@@ -242,8 +215,6 @@ async def test_an_approvers_revocation_sends_back_the_envelope_it_approved(
                                local_recipients=[BOB.id], remote_nodes=[],
                                audit_detail="{}", received=True,
                                approval=(ALICE.id, b"statement"), keys_as_of=stamp)
-    finally:
-        await store.close()
 
 
 async def test_the_consenting_owners_revocation_sends_back_the_forward_it_allowed(
@@ -251,9 +222,7 @@ async def test_the_consenting_owners_revocation_sends_back_the_forward_it_allowe
     """A forward carrying the owner's consent: the decision read the owner's key (the
     consent's signature), so the owner's revocation sends it back."""
     owner = Officer("nl/hvisser")
-    store = NodeStore(tmp_path / "be.db", "be")
-    await store.open()
-    try:
+    async with open_store(tmp_path / "be.db", "be") as store:
         for officer, node, key in ((ALICE, "nl", NL), (owner, "nl", NL), (PIET, "lu", LU),
                                    (BOB, "be", BE_KEY)):
             await _card(store, officer, node, key)
@@ -269,8 +238,6 @@ async def test_the_consenting_owners_revocation_sends_back_the_forward_it_allowe
                                                forward_to=[], source="nl")
         with pytest.raises(KeysChanged):
             await _accept(store, fwd, "lu", stamp)
-    finally:
-        await store.close()
 
 
 async def test_a_recipients_revocation_sends_back_a_submit_decided_before_it(
@@ -278,9 +245,7 @@ async def test_a_recipients_revocation_sends_back_a_submit_decided_before_it(
     """At the origin a decision reads the recipients' revocations too (a revoked recipient
     is refused, never sealed for): BOB revoked while ALICE's envelope to him was decided
     sends it back, as the global stamp did."""
-    store = NodeStore(tmp_path / "nl.db", "nl")
-    await store.open()
-    try:
+    async with open_store(tmp_path / "nl.db", "nl") as store:
         await _card(store, ALICE, "nl", NL)
         await _card(store, BOB, "be", BE_KEY)
         alices = seal_from(ALICE, [BOB], b"decided before BOB's revocation")
@@ -295,8 +260,6 @@ async def test_a_recipients_revocation_sends_back_a_submit_decided_before_it(
             await store.accept(alices, now=NOW + 1000, actor=ALICE.id,
                                event="envelope.submitted", local_recipients=[],
                                remote_nodes=["be"], audit_detail="{}", keys_as_of=stamp)
-    finally:
-        await store.close()
 
 
 def test_a_peer_cannot_card_an_officer_under_its_own_node_principal() -> None:
@@ -316,9 +279,7 @@ async def test_a_peer_re_carding_a_co_recipient_sends_no_received_envelope_back(
     """A destination reads of its recipients only that its own are carded, which no card
     or revocation undoes: LU re-carding PIET does not send back NL's envelope to BOB and
     PIET (only the origin, which refuses revoked recipients, checks them)."""
-    store = NodeStore(tmp_path / "be.db", "be")
-    await store.open()
-    try:
+    async with open_store(tmp_path / "be.db", "be") as store:
         await _card(store, ALICE, "nl", NL)
         await _card(store, PIET, "lu", LU)
         await _card(store, BOB, "be", BE_KEY)
@@ -332,5 +293,3 @@ async def test_a_peer_re_carding_a_co_recipient_sends_no_received_envelope_back(
                                                 now=None), raw, now=NOW, source="lu")
         await _accept(store, alices, "nl", stamp)
         assert await store.envelope_bytes(alices.header.id) == alices.to_bytes()
-    finally:
-        await store.close()

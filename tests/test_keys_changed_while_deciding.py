@@ -21,6 +21,7 @@ from liaison_net.metrics import NodeMetrics
 from liaison_net.services.intake import Intake, Keys
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW, Officer, seal_from
+from tests.open_store import open_store
 from tests.test_receive_many import ALICE, BE, BOB, LU, NL, PIET, _card
 
 
@@ -33,14 +34,12 @@ def _intake(store: NodeStore) -> Intake:
 async def _revoke_alice(store: NodeStore) -> None:
     rev = Revocation(Subject.OFFICER, ALICE.id, ALICE.signing.key_id, "stolen", NOW, NOW,
                      "nl")
-    await store.keys.add_revocation(rev, sign_revocation(rev, NL), now=NOW, forward_to=[],
-                                    source="nl")
+    assert await store.keys.add_revocation(rev, sign_revocation(rev, NL), now=NOW,
+                                           forward_to=[], source="nl")
 
 
 async def test_an_accept_decided_before_a_key_change_stores_nothing(tmp_path: Path) -> None:
-    store = NodeStore(tmp_path / "be.db", "be")
-    await store.open()
-    try:
+    async with open_store(tmp_path / "be.db", "be") as store:
         await _card(store, ALICE, "nl", NL)
         await _card(store, BOB, "be", BE)
         envelope = seal_from(ALICE, [BOB], b"decided before the revocation")
@@ -58,8 +57,6 @@ async def test_an_accept_decided_before_a_key_change_stores_nothing(tmp_path: Pa
                            local_recipients=[BOB.id], remote_nodes=[], audit_detail="{}",
                            received=True, keys_as_of=store.keys_stamp())
         assert await store.envelope_bytes(envelope.header.id) == envelope.to_bytes()
-    finally:
-        await store.close()
 
 
 @pytest.mark.parametrize("turns", [0, 1, 2, 3, 5, 10])
@@ -68,9 +65,7 @@ async def test_a_transaction_never_outruns_a_revocation_committed_before_it(
     """The revocation is written while the transaction is being decided (after ``turns``
     turns of the loop): if the transaction had not committed when the revocation did,
     none of its envelopes is accepted."""
-    store = NodeStore(tmp_path / "be.db", "be")
-    await store.open()
-    try:
+    async with open_store(tmp_path / "be.db", "be") as store:
         await _card(store, ALICE, "nl", NL)
         await _card(store, BOB, "be", BE)
         intake = _intake(store)
@@ -89,8 +84,6 @@ async def test_a_transaction_never_outruns_a_revocation_committed_before_it(
         else:
             assert accepted == 0
             assert {r.code for r in results if isinstance(r, LiaisonError)} == {"revoked"}
-    finally:
-        await store.close()
 
 
 async def test_another_officers_key_writes_send_no_decision_back(tmp_path: Path) -> None:
@@ -98,9 +91,7 @@ async def test_another_officers_key_writes_send_no_decision_back(tmp_path: Path)
     time, the old one superseded at once) does not send back the decisions about anyone
     else's envelopes (review16g: ~90 card writes/s had every transaction on the node
     answered keys_changed). The churned officer's own envelopes are sent back."""
-    store = NodeStore(tmp_path / "be.db", "be")
-    await store.open()
-    try:
+    async with open_store(tmp_path / "be.db", "be") as store:
         await _card(store, ALICE, "nl", NL)
         await _card(store, BOB, "be", BE)
         await _card(store, PIET, "lu", LU)
@@ -119,8 +110,6 @@ async def test_another_officers_key_writes_send_no_decision_back(tmp_path: Path)
                                event="envelope.received", local_recipients=[BOB.id],
                                remote_nodes=[], audit_detail="{}", received=True,
                                keys_as_of=stamp)
-    finally:
-        await store.close()
 
 
 async def _card_version(store: NodeStore, officer: Officer, node: str,
