@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from liaison_net.core import crypto
+from liaison_net.core import crypto, tagflow
 from liaison_net.core.almanac import Almanac
 from liaison_net.core.consent import Consent, sign_consent
 from liaison_net.core.envelope import Envelope
 from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
 from liaison_net.core.ids import node_principal
-from liaison_net.core.limits import DAY_MS, DEFAULT_LIMITS, HOUR_MS
+from liaison_net.core.limits import DAY_MS, DEFAULT_LIMITS, HOUR_MS, Limits
 from liaison_net.core.retention import make_skeleton
 from liaison_net.core.rotation import Revocation, Subject, sign_revocation
 from liaison_net.errors import KeysChanged, LiaisonError, Malformed, Revoked
@@ -293,3 +293,17 @@ async def test_a_peer_re_carding_a_co_recipient_sends_no_received_envelope_back(
                                                 now=None), raw, now=NOW, source="lu")
         await _accept(store, alices, "nl", stamp)
         assert await store.envelope_bytes(alices.header.id) == alices.to_bytes()
+
+
+def test_an_originals_signer_is_read_under_a_nodes_raised_limits() -> None:
+    """A node may raise ``max_header_bytes`` (up to 256 KiB) and then accepts a forward
+    whose original's header passes 16 KiB; reading the originals again under the default
+    limits refused it and left its signer out of the principals the decision read (a
+    revocation of ALICE then did not send the forward back)."""
+    wide = Limits(max_recipients=1024, max_header_bytes=256 * 1024)
+    many = [Officer(f"lu/o{i}") for i in range(700)]  # a header of ~19 KB
+    original = seal_from(ALICE, many, b"original", tag=make_tag(), limits=wide)
+    forward = seal_from(PIET, [BOB], b"forward", tag=original.header.tag, ref=original.id,
+                        original=make_skeleton(original.to_bytes(), wide), limits=wide)
+    assert len(forward.header.original or b"") > DEFAULT_LIMITS.max_header_bytes
+    assert ALICE.id in tagflow.principals_read(forward.header, recipients=False)

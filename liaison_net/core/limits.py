@@ -51,3 +51,6 @@ _CEILINGS = {
 }
 
 DEFAULT_LIMITS = Limits()
+#: The widest limits any node's config may set: for reading again bytes a node has already
+#: accepted under its own limits (which never exceed these), so the reading cannot refuse.
+CEILING_LIMITS = Limits(**_CEILINGS)

@@ -46,7 +46,7 @@ from liaison_net.core import codec, crypto, restriction
 from liaison_net.core.consent import Consent, claimed_owner, verify_consent
 from liaison_net.core.envelope import Header, Kind, decode_header, signed_digest_message
 from liaison_net.core.ids import node_of
-from liaison_net.core.limits import DEFAULT_LIMITS, Limits
+from liaison_net.core.limits import CEILING_LIMITS, DEFAULT_LIMITS, Limits
 from liaison_net.core.ownership import at_least_as_strict
 from liaison_net.core.policy import Action, decide_for
 from liaison_net.core.retention import decode_skeleton
@@ -268,13 +268,15 @@ def claimed_keys(header: Header, limits: Limits = DEFAULT_LIMITS) -> list[bytes]
 
 
 def principals_read(header: Header, *, recipients: bool,
-                    limits: Limits = DEFAULT_LIMITS) -> set[str]:
+                    limits: Limits = CEILING_LIMITS) -> set[str]:
     """Whose keys deciding ``header`` read: its sender, with ``recipients`` (at the origin,
     which refuses a revoked one; a destination asks only that its own are carded) its
     recipients, the signers its originals name (``verify_original`` holds each to its
     key's principal) and the owner whose consent it carries. A write that weakens any of
     them sends the decision back (``EnvelopeStore._keys_unchanged``), not only one that
-    weakens the sender's (review16h)."""
+    weakens the sender's (review16h). The originals are read under the widest limits a
+    node may set (``CEILING_LIMITS``): the node's own, possibly above the defaults, already
+    accepted them, and a stricter reading here would miss their signers."""
     principals = {header.sender}
     if recipients:
         principals.update(r.officer for r in header.recipients)
