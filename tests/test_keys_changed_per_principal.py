@@ -24,7 +24,7 @@ from liaison_net.federation.protocol import MAX_DIRECTORY_CARDS
 from liaison_net.metrics import NodeMetrics
 from liaison_net.services.intake import Intake, Keys
 from liaison_net.store.node_store import NodeStore
-from tests.core.factories import NOW, Officer, make_tag, seal_from
+from tests.core.factories import NOW, Officer, issued_card, make_tag, seal_from
 from tests.open_store import open_store
 from tests.test_keys_changed_while_deciding import _revoke_alice
 from tests.test_receive_many import ALICE, BOB, LU, NL, PIET, _card
@@ -81,12 +81,7 @@ async def test_a_peer_re_carding_its_own_officer_cannot_make_others_decisions_st
             cards = []
             for _ in range(MAX_DIRECTORY_CARDS):
                 version += 1
-                raw = issue_card(EnrolmentRequest(PIET.id, "N", "r", PIET.signing.public,
-                                                  PIET.encryption.public, Almanac()),
-                                 node_id="lu", node_key=LU, version=version, now=NOW,
-                                 valid_for_ms=DAY_MS)
-                cards.append((verify_card(raw, node_public=LU.public, node_id="lu",
-                                          now=None), raw))
+                cards.append(issued_card(PIET, "lu", LU, version=version))
             assert all(r is True for r in await store.put_cards(cards, now=NOW, source="lu"))
         await _accept(store, alices, "nl", stamp)  # ALICE's keys never changed
         assert await store.envelope_bytes(alices.header.id) == alices.to_bytes()

@@ -12,15 +12,13 @@ from pathlib import Path
 import pytest
 
 from liaison_net.core import crypto
-from liaison_net.core.almanac import Almanac
-from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
-from liaison_net.core.limits import DAY_MS, DEFAULT_LIMITS
+from liaison_net.core.limits import DEFAULT_LIMITS
 from liaison_net.core.rotation import Revocation, Subject, sign_revocation
 from liaison_net.errors import KeysChanged, LiaisonError, NotFound
 from liaison_net.metrics import NodeMetrics
 from liaison_net.services.intake import Intake, Keys
 from liaison_net.store.node_store import NodeStore
-from tests.core.factories import NOW, Officer, seal_from
+from tests.core.factories import NOW, Officer, issued_card, seal_from
 from tests.open_store import open_store
 from tests.test_receive_many import ALICE, BE, BOB, LU, NL, PIET, _card
 
@@ -115,9 +113,5 @@ async def test_another_officers_key_writes_send_no_decision_back(tmp_path: Path)
 async def _card_version(store: NodeStore, officer: Officer, node: str,
                         key: crypto.SigningKeyPair, version: int) -> None:
     fresh = Officer(officer.id)  # the same officer, a new key pair
-    raw = issue_card(EnrolmentRequest(officer.id, "N", "r", fresh.signing.public,
-                                      fresh.encryption.public, Almanac()),
-                     node_id=node, node_key=key, version=version, now=NOW,
-                     valid_for_ms=DAY_MS)
-    card = verify_card(raw, node_public=key.public, node_id=node, now=None)
+    card, raw = issued_card(fresh, node, key, version=version)
     assert await store.put_card(card, raw, now=NOW, source=node)

@@ -12,13 +12,10 @@ import pytest
 
 from liaison_net.clock import ManualClock
 from liaison_net.core import crypto
-from liaison_net.core.almanac import Almanac
 from liaison_net.core.envelope import Kind, Precedence
-from liaison_net.core.identity import EnrolmentRequest, issue_card, verify_card
-from liaison_net.core.limits import DAY_MS
 from liaison_net.services.notices import Notifier
 from liaison_net.store.node_store import NodeStore
-from tests.core.factories import NOW, Officer
+from tests.core.factories import NOW, Officer, issued_card
 
 NODE_KEY = crypto.generate_signing_key()
 GOOD = Officer("nl/pbakker")
@@ -29,11 +26,7 @@ async def _store(path: Path) -> NodeStore:
     store = NodeStore(path, "nl")
     await store.open()
     for officer in (GOOD, WEAK):
-        raw = issue_card(EnrolmentRequest(officer.id, "N", "r", officer.signing.public,
-                                          officer.encryption.public, Almanac()),
-                         node_id="nl", node_key=NODE_KEY, version=1, now=NOW,
-                         valid_for_ms=DAY_MS)
-        card = verify_card(raw, node_public=NODE_KEY.public, node_id="nl", now=None)
+        card, raw = issued_card(officer, "nl", NODE_KEY)
         assert await store.put_card(card, raw, now=NOW, source="nl")
     await store.close()
     with sqlite3.connect(path) as db:  # a row from before keys were checked at entry

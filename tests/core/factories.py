@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from liaison_net.core import crypto, sealing
+from liaison_net.core.almanac import Almanac
 from liaison_net.core.envelope import Envelope, Kind, Precedence
+from liaison_net.core.identity import EnrolmentRequest, OfficerCard, issue_card, verify_card
 from liaison_net.core.limits import DAY_MS, HOUR_MS
 from liaison_net.core.ownership import (
     Evaluation,
@@ -77,3 +79,14 @@ def seal_from(author: Officer, recipients: list[Officer], plaintext: bytes = b"a
     )
     args.update(kw)
     return sealing.seal(**args)  # type: ignore[arg-type]
+
+
+def issued_card(officer: Officer, node: str, node_key: crypto.SigningKeyPair, *,
+                version: int = 1) -> tuple[OfficerCard, bytes]:
+    """``officer``'s card as ``node`` issues it under ``node_key`` (valid a day from NOW),
+    verified as a receiving node would: (card, its bytes) for ``put_card``."""
+    raw = issue_card(EnrolmentRequest(officer.id, "N", "r", officer.signing.public,
+                                      officer.encryption.public, Almanac()),
+                     node_id=node, node_key=node_key, version=version, now=NOW,
+                     valid_for_ms=DAY_MS)
+    return verify_card(raw, node_public=node_key.public, node_id=node, now=None), raw
