@@ -8,6 +8,8 @@ way each of their rows is figures or a stated reason.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -33,7 +35,7 @@ from liaison_net.bench.report import (
 )
 from liaison_net.bench.runner import _transactions, selection
 from liaison_net.bench.scenarios import QUICK, OurSystem
-from liaison_net.bench.workload import percentile
+from liaison_net.bench.workload import percentile, sleep_until
 from liaison_net.config import DeliveryConfig
 from tests.waits import PATIENCE_S
 
@@ -362,3 +364,35 @@ def test_cost_counts_a_nodes_children() -> None:
     finally:
         os.killpg(leader.pid, 9)
         leader.wait(timeout=10)
+
+
+class _CountingExecutor(concurrent.futures.ThreadPoolExecutor):
+    """A real thread pool that counts what it was given (the pacer's precise tails)."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.calls = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_the_pacer_never_wakes_before_the_due_time_and_keeps_short_waits_on_the_loop() -> None:
+    async def run(pool: _CountingExecutor, waits_ms: tuple[int, ...]) -> list[int]:
+        early = []
+        for wait_ms in waits_ms:
+            due = time.time_ns() + wait_ms * 1_000_000
+            await sleep_until(due, pool)
+            early.append(due - time.time_ns())
+        return early
+
+    with _CountingExecutor() as pool:
+        # Below PRECISE_TAIL_S (a fast pace): on the loop, no thread hop per envelope.
+        early = asyncio.run(run(pool, (0, 1)))
+        assert all(e <= 0 for e in early), early
+        assert pool.calls == 0
+        # Longer waits may end in the thread (unless the loop itself woke late): never early.
+        early = asyncio.run(run(pool, (5, 12, 30)))
+        assert all(e <= 0 for e in early), early
+        assert pool.calls <= 3

@@ -9,14 +9,16 @@ key every sink records), so each broker carries exactly the same bytes.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import math
 import multiprocessing
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from liaison_net import timeline
 from liaison_net.bench.sinks import SinkSpec, read_records, sink_main
@@ -194,6 +196,30 @@ async def submit_stream(submit: Submit, batch: Batch, *, concurrency: int,
     return out
 
 
+#: asyncio's loop wakes in whole milliseconds (epoll's timeout is rounded up), so a sleep to a
+#: due time ends up to ~1 ms late; a pacer counting latency from the due time would add its own
+#: lateness to every figure. Waits longer than this end with a precise sleep in a thread.
+PRECISE_TAIL_S = 0.002
+
+
+async def sleep_until(due_ns: int, precise: concurrent.futures.Executor | None = None) -> None:
+    """Until ``time.time_ns()`` reaches ``due_ns``: the bulk on the loop, and with
+    ``precise``, a wait longer than ``PRECISE_TAIL_S`` ends with a ``time.sleep`` in that
+    executor's thread (nanosecond timer; the loop stays free and is woken at once by the
+    thread's answer). Shorter waits (a fast pace) stay on the loop: a thread hop per
+    envelope at 1,000/s would cost the load generator more than it saves."""
+    left = (due_ns - time.time_ns()) / 1e9
+    if left <= 0:
+        return
+    if precise is None or left <= PRECISE_TAIL_S:
+        await asyncio.sleep(left)
+        return
+    await asyncio.sleep(left - PRECISE_TAIL_S)
+    tail = (due_ns - time.time_ns()) / 1e9
+    if tail > 0:
+        await asyncio.get_running_loop().run_in_executor(precise, time.sleep, tail)
+
+
 async def submit_paced(submit: Submit, batch: Batch, *, rate: float, max_in_flight: int,
                        on_accepted: Progress | None = None) -> Submitted:
     """Offer envelope i at t0 + i/rate, whatever happened to the earlier ones.
@@ -213,6 +239,17 @@ async def submit_paced(submit: Submit, batch: Batch, *, rate: float, max_in_flig
         if on_accepted is not None:
             on_accepted(len(out.accepted_ns))
 
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bench-pacer") as timer:
+        await _pace(batch, out, t0, interval, one, tasks, timer)
+    if tasks:
+        await asyncio.gather(*tasks)
+    return out
+
+
+async def _pace(batch: Batch, out: Submitted, t0: int, interval: float,
+                one: Callable[[int], Coroutine[Any, Any, None]], tasks: set[asyncio.Task[None]],
+                timer: concurrent.futures.Executor) -> None:
+    """Start envelope i's offer when it falls due (``one(i)``, a task of ``tasks``)."""
     i = 0
     while i < len(batch):
         now = time.time_ns()
@@ -224,10 +261,7 @@ async def submit_paced(submit: Submit, batch: Batch, *, rate: float, max_in_flig
             task.add_done_callback(tasks.discard)
             i += 1
         if i < len(batch):
-            await asyncio.sleep(max(0.0, (t0 + i * interval - time.time_ns()) / 1e9))
-    if tasks:
-        await asyncio.gather(*tasks)
-    return out
+            await sleep_until(int(t0 + i * interval), timer)
 
 
 # --- watching arrivals --------------------------------------------------------------------
