@@ -171,7 +171,8 @@ async def test_evidence_about_a_purged_envelope_is_not_served(tmp_path: Path) ->
 
 
 def test_retention_sweep_interval_is_configured_and_bounded() -> None:
-    from liaison_net.config import StoreConfig, _store_config
+    from liaison_net.config import StoreConfig
+    from liaison_net.config.store import _store_config
     from liaison_net.errors import ConfigError
 
     assert _store_config({}) == StoreConfig(max_db_mb=None, retention_sweep_s=60.0)

@@ -18,7 +18,6 @@ import click
 from liaison_net.cli import tables
 from liaison_net.cli.commands import Group
 from liaison_net.cli.edge_clock import cli_clock
-from liaison_net.cli.officer import acknowledge
 from liaison_net.cli.officer_common import (
     build_tag,
     check_send,
@@ -32,6 +31,7 @@ from liaison_net.cli.officer_common import (
     run,
     warn_directory,
 )
+from liaison_net.cli.officer_inbox import acknowledge
 from liaison_net.client.directory import Directory
 from liaison_net.client.keystore import Keystore
 from liaison_net.client.reading import believed_notice, check_received

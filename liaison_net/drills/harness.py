@@ -221,9 +221,9 @@ def write_node_config(path: Path, node_id: str, *, federation_port: int, client_
     """Write a node's config to ``path`` and return it as the dict that was written.
 
     ``peers`` maps each peer's id to the https url this node reaches it at; ``sections``
-    adds tables ([delivery], [signals], [federation], ...) with the keys config.py reads.
-    Data and certificates are named ``../data/<id>`` and ``../certs/<id>``, relative to the
-    config's own directory."""
+    adds tables ([delivery], [signals], [federation], ...) with the keys liaison_net.config
+    reads. Data and certificates are named ``../data/<id>`` and ``../certs/<id>``, relative
+    to the config's own directory."""
     config: dict[str, Any] = {
         "node": {"id": node_id, "data_dir": f"../data/{node_id}",
                  "cert_dir": f"../certs/{node_id}"},
