@@ -17,7 +17,7 @@ DEFAULT_VERIFY: int | str = 0
 
 
 def auto_verify_workers(cpus: int | None) -> int:
-    """``[workers] verify = "auto"`` (the default): one worker when the machine has a
+    """``[workers] verify = "auto"`` (an operator's choice): one worker when the machine has a
     second core for it, else none (on one core a worker only adds its round trips)."""
     return 1 if (cpus or 1) >= 2 else 0
 
