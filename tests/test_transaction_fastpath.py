@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
+import pytest
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
@@ -142,3 +143,27 @@ def test_the_size_limit_is_the_full_checks_one() -> None:
     assert _usual_transaction(raw, len(raw) - 1) is None
     assert _outcome(lambda: decode_transaction(raw, max_bytes=len(raw) - 1)) == _outcome(
         lambda: reference_decode(raw, max_bytes=len(raw) - 1))
+
+
+def _with(**optional: Any) -> bytes:
+    return codec.pack({"envelopes": [b"e"], "origin": "nl", "txn": b"t" * 16, **optional})
+
+
+ID = b"i" * 16
+#: One list past ``codec.MAX_CONTAINER_ITEMS`` at each depth of covers and approvals
+#: (review16i: dropping a nested bound of ``_UsualTransaction`` changed only the refusal's
+#: reason, which no test saw).
+OVER = codec.MAX_CONTAINER_ITEMS + 1
+
+
+@pytest.mark.parametrize("body", [
+    _with(covers=[[ID, [b""] * OVER]]),  # a carrier's ids
+    _with(covers=[[ID] + [b""] * (OVER - 1)]),  # a covers entry
+    _with(approvals=[[ID] + [b""] * (OVER - 1)]),  # an approvals entry
+    _with(envelopes=[b""] * OVER),
+], ids=["covers ids", "covers entry", "approvals entry", "envelopes"])
+def test_a_nested_list_over_the_container_bound_is_refused_as_before(body: bytes) -> None:
+    assert _usual_transaction(body, MAX) is None
+    expected = _outcome(lambda: reference_decode(body, max_bytes=MAX))
+    assert expected[0] is protocol.Malformed
+    assert _outcome(lambda: decode_transaction(body, max_bytes=MAX)) == expected
