@@ -13,6 +13,7 @@ import pytest
 from liaison_net.clock import ManualClock
 from liaison_net.core import crypto
 from liaison_net.core.envelope import Kind, Precedence
+from liaison_net.services import notices
 from liaison_net.services.notices import Notifier
 from liaison_net.store.node_store import NodeStore
 from tests.core.factories import NOW, Officer, issued_card
@@ -65,5 +66,30 @@ async def test_a_known_key_is_checked_once_and_a_weak_one_every_time(
             refused = db.execute("SELECT count(*) FROM audit WHERE event = 'notice.refused'"
                                  ).fetchone()[0]
         assert refused == 3
+    finally:
+        await store.close()
+
+
+async def test_the_remembered_keys_are_bounded(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Emptied when full: a directory of many officers never grows it past the bound
+    (review16i: without the bound, nothing failed)."""
+    monkeypatch.setattr(notices, "MAX_CHECKED_KEYS", 2)
+    store = NodeStore(tmp_path / "node.db", "nl")
+    await store.open()
+    officers = [Officer(f"nl/o{i}") for i in range(5)]
+    try:
+        for officer in officers:
+            card, raw = issued_card(officer, "nl", NODE_KEY)
+            assert await store.put_card(card, raw, now=NOW, source="nl")
+        notifier = Notifier(node_id="nl", store=store, signing_key=lambda: NODE_KEY,
+                            wake=lambda node: None, clock=ManualClock(NOW))
+        for officer in officers:
+            sealed = await notifier.seal(Kind.NOTICE, label="test", plaintext=b"n",
+                                         recipients=[officer.id], ref=None,
+                                         precedence=Precedence.ROUTINE)
+            assert sealed is not None
+            assert 0 < len(notifier._checked_keys) <= 2
+        assert officers[-1].encryption.public in notifier._checked_keys
     finally:
         await store.close()
