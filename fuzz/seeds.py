@@ -276,12 +276,21 @@ def envelope_seeds() -> dict[str, bytes]:
 
 
 def transaction_seeds() -> dict[str, bytes]:
-    envs = [e.to_bytes() for e in sample_envelopes().values()]
+    samples = list(sample_envelopes().values())
+    envs, ids = [e.to_bytes() for e in samples], [e.header.id for e in samples]
     return {
         "one": transaction_body("nl", _seed("txn1")[:16], envs[:1]),
         "all": transaction_body("nl", _seed("txn2")[:16], envs),
         "empty": transaction_body("be", _seed("txn3")[:16], []),
         "short-envelopes": transaction_body("lu", _seed("txn4")[:16], [b"\x00", b"x" * 40]),
+        # A relay's batch carries covers, a four-eyes release its approvals (review16i:
+        # the harness took every such body for a non-canonical one).
+        "covers": codec.pack({"covers": [[ids[0], ids[1:3]]], "envelopes": envs[:2],
+                              "origin": "nl", "txn": _seed("txn7")[:16]}),
+        "approvals": codec.pack({"approvals": [[ids[0], b"statement"]], "envelopes": envs[:1],
+                                 "origin": "be", "txn": _seed("txn8")[:16]}),
+        "empty-covers": codec.pack({"approvals": [], "covers": [], "envelopes": [],
+                                    "origin": "lu", "txn": _seed("txn9")[:16]}),
         "edge-too-many-envelopes": transaction_body("nl", _seed("txn5")[:16], [b""] * 1025),
         "edge-extra-field": codec.pack({"envelopes": [], "extra": 1, "origin": "nl",
                                         "txn": _seed("txn6")[:16]}),
