@@ -272,6 +272,21 @@ def test_quick_bench_end_to_end(tmp_path: Path) -> None:
                 assert cpu is None  # restarted: its counters began again
             else:
                 assert _number(cpu) and cpu >= 0, (scenario, role, cpu)
+    # The whole machine's budget: the bench and its sink beside the nodes, the cores' use.
+    for scenario in CORE:
+        ours = results[scenario]["liaison_net"]
+        for part in ("bench", "sink"):
+            value = ours[f"{part}_cpu_us_per_envelope"]
+            assert _number(value) and value >= 0, (scenario, part, value)
+        assert 0 <= ours["machine_busy_pct"] <= 100
+        assert ours["machine_cores"] == machine["cpu_count"]
+        if scenario not in ("outage", "crash"):  # there the destination restarted
+            parts = [ours[f"{p}_cpu_us_per_envelope"]
+                     for p in ("origin", "destination", "bench", "sink")]
+            assert abs(ours["all_cpu_us_per_envelope"] - sum(parts)) <= 1, (scenario, parts)
+    catch_up = results["outage"]["liaison_net"]
+    assert _number(catch_up["catch_up_all_cpu_us_per_envelope"])
+    assert 0 <= catch_up["catch_up_machine_busy_pct"] <= 100
     relay = results["relay"]["liaison_net"]
     for figure in ("relay_per_s", "accept_per_s", "latency_p50_ms", "latency_p99_ms"):
         assert _number(relay[figure]), figure
@@ -298,6 +313,9 @@ def test_quick_bench_end_to_end(tmp_path: Path) -> None:
             theirs = results[scenario][broker]
             assert isinstance(theirs.get("unavailable"), str) or (
                 "error" not in theirs and isinstance(theirs["lost"], int)), (broker, theirs)
+            if "unavailable" not in theirs:  # the bench and sink count for them too
+                assert _number(theirs["bench_cpu_us_per_envelope"]), (broker, scenario)
+                assert _number(theirs["machine_busy_pct"]), (broker, scenario)
 
     rows = doc["rows"]
     assert {(r["scenario"], r["figure"]) for r in rows} >= {
