@@ -149,12 +149,19 @@ ROWS = (
     Row("ceiling", "sealed_box_open_per_s", "sealed-box open/s (per CPU second)"),
     Row("ceiling", "sqlite_batched_rows_per_s", "SQLite rows/s, batched commits, fsync"),
     Row("ceiling", "sqlite_commits_per_s", "SQLite fsync'd commits/s (1 row each)"),
+    Row("ceiling", "sqlite_batched_cpu_us_per_row",
+        "SQLite CPU per row stored, batched commits (µs)"),
+    Row("ceiling", "sqlite_commit_p50_ms", "SQLite fsync'd commit (1 row): latency p50 (ms)"),
+    Row("ceiling", "sqlite_commit_p99_ms", "SQLite fsync'd commit: latency p99 (ms)"),
+    Row("ceiling", "sqlite_two_commits_p99_ms",
+        "two fsync'd commits in series (origin, destination): p99 (ms)"),
     Row("ceiling", "sqlite_statements_per_s", "SQLite INSERTs/s in one transaction (sqlite3)"),
     Row("ceiling", "aiosqlite_statements_per_s", "the same through aiosqlite (thread hop each)"),
 )
 
 
-UNITS = (("_us_per_envelope", "µs"), ("_bytes_per_envelope", "bytes"), ("_bytes", "bytes"),
+UNITS = (("_us_per_envelope", "µs"), ("_us_per_row", "µs"),
+         ("_bytes_per_envelope", "bytes"), ("_bytes", "bytes"),
          ("_ms_per_s", "ms/s"), ("_per_s", "/s"), ("_ms", "ms"), ("_mb", "MB"),
          ("_x_envelope", "x"), ("_x", "x"), ("_s", "s"), ("_pct", "%"))
 
