@@ -274,6 +274,21 @@ def test_quick_bench_end_to_end(tmp_path: Path) -> None:
                 assert cpu is None  # restarted: its counters began again
             else:
                 assert _number(cpu) and cpu >= 0, (scenario, role, cpu)
+    # The whole machine's budget: the bench and its sink beside the nodes, the cores' use.
+    for scenario in CORE:
+        ours = results[scenario]["liaison_net"]
+        for part in ("bench", "sink"):
+            value = ours[f"{part}_cpu_us_per_envelope"]
+            assert _number(value) and value >= 0, (scenario, part, value)
+        assert 0 <= ours["machine_busy_pct"] <= 100
+        assert ours["machine_cores"] == machine["cpu_count"]
+        if scenario not in ("outage", "crash"):  # there the destination restarted
+            parts = [ours[f"{p}_cpu_us_per_envelope"]
+                     for p in ("origin", "destination", "bench", "sink")]
+            assert abs(ours["all_cpu_us_per_envelope"] - sum(parts)) <= 1, (scenario, parts)
+    catch_up = results["outage"]["liaison_net"]
+    assert _number(catch_up["catch_up_all_cpu_us_per_envelope"])
+    assert 0 <= catch_up["catch_up_machine_busy_pct"] <= 100
     relay = results["relay"]["liaison_net"]
     for figure in ("relay_per_s", "accept_per_s", "latency_p50_ms", "latency_p99_ms"):
         assert _number(relay[figure]), figure
@@ -289,7 +304,9 @@ def test_quick_bench_end_to_end(tmp_path: Path) -> None:
 
     ceiling = results["ceiling"]["machine"]
     for figure in ("ed25519_verify_per_s", "sealed_box_open_per_s",
-                   "sqlite_batched_rows_per_s", "sqlite_commits_per_s"):
+                   "sqlite_batched_rows_per_s", "sqlite_commits_per_s",
+                   "sqlite_batched_cpu_us_per_row", "sqlite_commit_p99_ms",
+                   "sqlite_two_commits_p99_ms"):
         assert _number(ceiling[figure]) and ceiling[figure] > 0, figure
     # In CPU time decode + verify can never cost less than the verify it contains (on the
     # wall clock a quiet window for it and a busy one for the raw verify gave 1.18x).
@@ -300,6 +317,9 @@ def test_quick_bench_end_to_end(tmp_path: Path) -> None:
             theirs = results[scenario][broker]
             assert isinstance(theirs.get("unavailable"), str) or (
                 "error" not in theirs and isinstance(theirs["lost"], int)), (broker, theirs)
+            if "unavailable" not in theirs:  # the bench and sink count for them too
+                assert _number(theirs["bench_cpu_us_per_envelope"]), (broker, scenario)
+                assert _number(theirs["machine_busy_pct"]), (broker, scenario)
 
     rows = doc["rows"]
     assert {(r["scenario"], r["figure"]) for r in rows} >= {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 
 from liaison_net.bench.ceiling import cpu_cost_x, cpu_rate
 
@@ -47,3 +48,25 @@ def test_a_rate_is_per_second_of_cpu() -> None:
     plain = cpu_rate(_hash, 0.1)
     waiting = cpu_rate(_hash_then_wait, 0.1)
     assert waiting > plain / 2
+
+
+def test_commit_latencies_time_each_commit_and_two_in_series(tmp_path: Path) -> None:
+    """Every timed commit is a row in each database (two: both, one after the other), at
+    most ``limit`` of them; the figures are ordered percentiles of those samples."""
+    from liaison_net.bench import ceiling
+
+    one, two = (ceiling._sqlite(tmp_path / f"{n}.sqlite3") for n in ("a", "b"))
+    try:
+        alone = ceiling.commit_latencies([one], 5.0, limit=20)
+        series = ceiling.commit_latencies([one, two], 5.0, limit=15)
+        assert len(alone) == 20 and len(series) == 15
+        rows = [db.execute("SELECT count(*) FROM envelopes").fetchone()[0] for db in (one, two)]
+        assert rows == [35, 15]
+        figures = ceiling._latency_figures("two", series)
+        assert figures["two_count"] == 15
+        assert 0 < figures["two_p50_ms"] <= figures["two_p99_ms"] <= figures["two_p999_ms"]
+        assert ceiling.batched_cpu_us_per_row(one, 0.05) > 0
+        assert rows[0] + 256 <= one.execute("SELECT count(*) FROM envelopes").fetchone()[0]
+    finally:
+        one.close()
+        two.close()

@@ -9,7 +9,11 @@ decode + verify, and the ratio of the two, measured in alternating slices and ta
 the median slice's), opening a sealed box (what an officer's client does per envelope).
 The disk figures are wall-clock rates (a commit's cost is its wait for fsync): committing
 to SQLite in WAL with synchronous=FULL (the node's settings), one row per commit and in
-batches, and one SQL statement's round trip with and without aiosqlite's thread hop.
+batches, and one SQL statement's round trip with and without aiosqlite's thread hop. And
+the floors a node's latency and catch-up stand on (issue 16's budget): one fsync'd
+single-row commit's latency p50/p99/p99.9, two in series (two databases: the origin's
+commit, then the destination's, as every envelope waits for), and the CPU a stored row
+costs in batched commits (pages, the checkpoint's second write, the fsync's kernel work).
 """
 
 from __future__ import annotations
@@ -26,12 +30,21 @@ from typing import Any
 import aiosqlite
 import nacl.signing
 
-from liaison_net.bench.workload import RECIPIENT, SENDER, bench_tag, now_ms
+from liaison_net.bench.workload import (
+    RECIPIENT,
+    SENDER,
+    bench_tag,
+    now_ms,
+    percentile,
+    rounded,
+)
 from liaison_net.core import crypto, sealing
 from liaison_net.core.envelope import signed_message
 from liaison_net.core.limits import HOUR_MS
 
 ROW = os.urandom(1668)  # the size of a sealed 1 KiB envelope on the wire
+#: Bound on the commits timed per latency figure.
+MAX_COMMITS = 20_000
 
 
 def _rate(op: Callable[[int], int], seconds: float) -> float:
@@ -103,6 +116,37 @@ def _batched(db: sqlite3.Connection, rows: int) -> Callable[[int], int]:
     return op
 
 
+def commit_latencies(dbs: list[sqlite3.Connection], seconds: float,
+                     limit: int = MAX_COMMITS) -> list[float]:
+    """Milliseconds of one single-row fsync'd commit in each of ``dbs``, one after the
+    other (two: an envelope's two commits in series), timed together, for about
+    ``seconds`` and at most ``limit`` times."""
+    out: list[float] = []
+    end = time.perf_counter() + seconds
+    while len(out) < limit and time.perf_counter() < end:
+        start = time.perf_counter_ns()
+        for db in dbs:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO envelopes VALUES (?, ?)", (os.urandom(16), ROW))
+            db.execute("COMMIT")
+        out.append((time.perf_counter_ns() - start) / 1e6)
+    return out
+
+
+def _latency_figures(name: str, latencies: list[float]) -> dict[str, Any]:
+    return {f"{name}_p50_ms": rounded(percentile(latencies, 50), 2),
+            f"{name}_p99_ms": rounded(percentile(latencies, 99), 2),
+            f"{name}_p999_ms": rounded(percentile(latencies, 99.9), 2),
+            f"{name}_count": len(latencies)}
+
+
+def batched_cpu_us_per_row(db: sqlite3.Connection, seconds: float) -> float:
+    """This thread's CPU per row stored in commits of 256 (SQLite runs in the calling
+    thread: its page writes and the fsync's system time count, the wait for it does not)."""
+    done, used = _cpu_slice(_batched(db, 256), seconds)
+    return used * 1e6 / max(done, 1)
+
+
 async def _aiosqlite_rate(path: Path, seconds: float) -> float:
     async with aiosqlite.connect(path, isolation_level=None) as db:
         await db.execute("BEGIN IMMEDIATE")
@@ -151,6 +195,15 @@ def measure(workdir: Path, *, seconds: float) -> dict[str, Any]:
     try:
         figures["sqlite_batched_rows_per_s"] = round(_rate(_batched(db, 256), seconds))
         figures["sqlite_commits_per_s"] = round(_rate(_batched(db, 1), seconds))
+        figures["sqlite_batched_cpu_us_per_row"] = round(batched_cpu_us_per_row(db, seconds), 1)
+        second = _sqlite(workdir / "ceiling-2.sqlite3")
+        try:
+            figures.update(_latency_figures("sqlite_commit",
+                                            commit_latencies([db], 2 * seconds)))
+            figures.update(_latency_figures("sqlite_two_commits",
+                                            commit_latencies([db, second], 2 * seconds)))
+        finally:
+            second.close()
         db.execute("BEGIN IMMEDIATE")
         figures["sqlite_statements_per_s"] = round(_rate(
             lambda _i: db.execute("INSERT INTO envelopes VALUES (?, ?)",
@@ -160,7 +213,8 @@ def measure(workdir: Path, *, seconds: float) -> dict[str, Any]:
         db.close()
     figures["aiosqlite_statements_per_s"] = round(asyncio.run(_aiosqlite_rate(path, seconds)))
     figures["sqlite_batch_rows"] = 256
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            Path(f"{path}{suffix}").unlink()
+    for file in (path, workdir / "ceiling-2.sqlite3"):
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{file}{suffix}").unlink()
     return figures

@@ -19,12 +19,21 @@ per envelope"):
   growth of database file + WAL file (also recorded, ``{role}_files_bytes_per_envelope``)
   swings by its few MB whatever the envelopes did. A baseline's figure is the growth of
   its state directory.
+
+Beside the two brokers, ``whole`` counts the rest of the machine over the same window (the
+whole machine's budget: issue 16's targets are rates on this machine's cores, shared by
+everything): the bench's own process (the load generator: its submitting clients), the
+sink process that watches the destination, and the machine's CPU use from ``/proc/stat``
+as a share of all its cores; what the machine spent beyond the processes we count
+(``others``) is the kernel's threads, other users' processes and the noise of a shared
+machine.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +145,84 @@ def database_bytes(path: Path) -> int | None:
         return observe.database_bytes(path)
     except observe.ReadError:
         return None
+
+
+@dataclass(frozen=True)
+class MachineTicks:
+    """The machine's CPU time so far, in clock ticks summed over all its cores (the
+    ``cpu`` line of ``/proc/stat``): busy (user, nice, system, irq, softirq, steal),
+    waiting for the disk (iowait, an idle core with I/O pending) and in all."""
+
+    busy: int
+    iowait: int
+    total: int
+
+
+def machine_ticks() -> MachineTicks | None:
+    """The ``cpu`` line of ``/proc/stat``; None where there is none (not Linux)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            first = stat.readline().split()
+    except OSError:
+        return None
+    if len(first) < 9 or first[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is inside user already).
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in first[1:9])
+    busy = user + nice + system + irq + softirq + steal
+    return MachineTicks(busy, iowait, busy + idle + iowait)
+
+
+@dataclass(frozen=True)
+class Window:
+    """What ``whole`` reads at each end of a scenario, beside the brokers' snapshots: the
+    bench process's CPU seconds (``time.process_time``: all its threads), the sinks' CPU
+    seconds so far (None: unknown), and the machine's ticks."""
+
+    bench_s: float
+    sink_s: float | None
+    machine: MachineTicks | None
+
+
+def window(sink_s: float | None) -> Window:
+    return Window(time.process_time(), sink_s, machine_ticks())
+
+
+def whole(start: Window, end: Window, nodes_us: list[float | None], *, envelopes: int,
+          prefix: str = "") -> dict[str, Any]:
+    """The machine's budget over a window: ``bench_``, ``sink_`` and ``all_cpu_us_per_
+    envelope`` (``nodes_us``, the brokers' figures, plus the bench and the sink; None if
+    any part is unknown, a partial sum would flatter), ``machine_busy_pct`` and
+    ``machine_iowait_pct`` (of all cores), ``machine_cores``, ``machine_cpu_us_per_
+    envelope`` (everything the machine ran) and ``others_cpu_us_per_envelope`` (the
+    machine less what ``all`` counted)."""
+
+    def per_envelope(seconds: float | None) -> float | None:
+        return max(0.0, seconds) * 1e6 / envelopes if seconds is not None and envelopes \
+            else None
+
+    bench = per_envelope(end.bench_s - start.bench_s)
+    sink = per_envelope(end.sink_s - start.sink_s
+                        if end.sink_s is not None and start.sink_s is not None else None)
+    counted = _summed([*nodes_us, bench, sink]) if envelopes else None
+    busy_pct = iowait_pct = machine = others = None
+    if start.machine is not None and end.machine is not None \
+            and end.machine.total > start.machine.total:
+        ticks = end.machine.total - start.machine.total
+        busy = end.machine.busy - start.machine.busy
+        busy_pct = 100.0 * busy / ticks
+        iowait_pct = 100.0 * (end.machine.iowait - start.machine.iowait) / ticks
+        machine = per_envelope(busy / _ticks())
+        if machine is not None and counted is not None:
+            others = max(0.0, machine - counted)
+    return {f"{prefix}bench_cpu_us_per_envelope": rounded(bench, 0),
+            f"{prefix}sink_cpu_us_per_envelope": rounded(sink, 0),
+            f"{prefix}all_cpu_us_per_envelope": rounded(counted, 0),
+            f"{prefix}machine_cpu_us_per_envelope": rounded(machine, 0),
+            f"{prefix}others_cpu_us_per_envelope": rounded(others, 0),
+            f"{prefix}machine_busy_pct": rounded(busy_pct, 1),
+            f"{prefix}machine_iowait_pct": rounded(iowait_pct, 1),
+            f"{prefix}machine_cores": os.cpu_count()}
 
 
 def _summed(values: list[float | None]) -> float | None:

@@ -63,6 +63,15 @@ def _cost_rows(scenario: str, *, disk: bool) -> tuple[Row, ...]:
     return tuple(out)
 
 
+def _budget_rows(scenario: str, prefix: str = "", during: str = "") -> tuple[Row, ...]:
+    """The whole machine's budget (``cost.whole``): every process the scenario ran, and how
+    busy the cores were (the JSON has each part: bench, sink, others, iowait)."""
+    return (Row(scenario, f"{prefix}all_cpu_us_per_envelope",
+                f"{during}all processes: CPU per envelope (µs; brokers, bench, sink)"),
+            Row(scenario, f"{prefix}machine_busy_pct",
+                f"{during}machine busy (% of all its cores)", ratio=False))
+
+
 ROWS = (
     Row("light", "latency_p50_ms", "20/s: latency p50 (ms), submit -> destination inbox"),
     Row("light", "latency_p95_ms", "20/s: latency p95 (ms)"),
@@ -75,6 +84,7 @@ ROWS = (
     Row("light", "lost", "lost", "0", ratio=False),
     Row("light", "duplicated", "duplicated", "0", ratio=False),
     *_cost_rows("light", disk=False),
+    *_budget_rows("light"),
     Row("light", "origin_idle_cpu_ms_per_s", "origin: CPU when idle (ms per s), before the load"),
     Row("light", "destination_idle_cpu_ms_per_s", "destination: CPU when idle (ms per s)"),
     Row("relay", "relay_per_s", "envelopes/s, submit -> destination inbox", ">= 5,000"),
@@ -85,6 +95,7 @@ ROWS = (
     Row("relay", "duplicated", "duplicated", "0", ratio=False),
     Row("relay", "envelope_bytes", "average envelope on the wire (bytes)", ratio=False),
     *_cost_rows("relay", disk=True),
+    *_budget_rows("relay"),
     Row("relay_batched", "relay_per_s", "batch submit: envelopes/s, submit -> inbox",
         ">= 5,000"),
     Row("relay_batched", "accept_per_s", "batch submit: accepted/s at the origin"),
@@ -93,6 +104,7 @@ ROWS = (
     Row("relay_batched", "lost", "lost", "0", ratio=False),
     Row("relay_batched", "duplicated", "duplicated", "0", ratio=False),
     *_cost_rows("relay_batched", disk=False),
+    *_budget_rows("relay_batched"),
     Row("relay_stream", "relay_per_s", "submit stream: envelopes/s, submit -> inbox",
         ">= 5,000"),
     Row("relay_stream", "accept_per_s", "submit stream: accepted/s at the origin"),
@@ -101,18 +113,21 @@ ROWS = (
     Row("relay_stream", "lost", "lost", "0", ratio=False),
     Row("relay_stream", "duplicated", "duplicated", "0", ratio=False),
     *_cost_rows("relay_stream", disk=False),
+    *_budget_rows("relay_stream"),
     Row("paced", "latency_p50_ms", "latency p50 (ms)"),
     Row("paced", "latency_p99_ms", "latency p99 (ms)", "<= 5"),
     Row("paced", "latency_max_ms", "latency max (ms)"),
     Row("paced", "delivered_per_s", "delivered/s (target rate)"),
     Row("paced", "lost", "lost", "0", ratio=False),
     Row("paced", "duplicated", "duplicated", "0", ratio=False),
+    *_budget_rows("paced"),
     Row("outage", "accept_per_s_while_down", "accepted/s while the destination is down"),
     Row("outage", "catch_up_per_s", "catch-up envelopes/s", ">= 5,000"),
     Row("outage", "reconnect_s", "destination back -> first arrival (s)"),
     Row("outage", "drain_s", "destination back -> all arrived (s)"),
     Row("outage", "lost", "lost", "0", ratio=False),
     Row("outage", "duplicated", "duplicated", "0", ratio=False),
+    *_budget_rows("outage", "catch_up_", "catch-up: "),
     Row("crash", "accepted", "acknowledged by the origin", ratio=False),
     Row("crash", "lost", "lost (2 x SIGKILL of the destination)", "0", ratio=False),
     Row("crash", "duplicated", "duplicated", "0", ratio=False),
@@ -134,14 +149,21 @@ ROWS = (
     Row("ceiling", "sealed_box_open_per_s", "sealed-box open/s (per CPU second)"),
     Row("ceiling", "sqlite_batched_rows_per_s", "SQLite rows/s, batched commits, fsync"),
     Row("ceiling", "sqlite_commits_per_s", "SQLite fsync'd commits/s (1 row each)"),
+    Row("ceiling", "sqlite_batched_cpu_us_per_row",
+        "SQLite CPU per row stored, batched commits (µs)"),
+    Row("ceiling", "sqlite_commit_p50_ms", "SQLite fsync'd commit (1 row): latency p50 (ms)"),
+    Row("ceiling", "sqlite_commit_p99_ms", "SQLite fsync'd commit: latency p99 (ms)"),
+    Row("ceiling", "sqlite_two_commits_p99_ms",
+        "two fsync'd commits in series (origin, destination): p99 (ms)"),
     Row("ceiling", "sqlite_statements_per_s", "SQLite INSERTs/s in one transaction (sqlite3)"),
     Row("ceiling", "aiosqlite_statements_per_s", "the same through aiosqlite (thread hop each)"),
 )
 
 
-UNITS = (("_us_per_envelope", "µs"), ("_bytes_per_envelope", "bytes"), ("_bytes", "bytes"),
+UNITS = (("_us_per_envelope", "µs"), ("_us_per_row", "µs"),
+         ("_bytes_per_envelope", "bytes"), ("_bytes", "bytes"),
          ("_ms_per_s", "ms/s"), ("_per_s", "/s"), ("_ms", "ms"), ("_mb", "MB"),
-         ("_x_envelope", "x"), ("_x", "x"), ("_s", "s"))
+         ("_x_envelope", "x"), ("_x", "x"), ("_s", "s"), ("_pct", "%"))
 
 
 def unit_of(key: str) -> str:

@@ -101,13 +101,26 @@ async def measured(name: str, system: System, batch: Batch, ui: Ui) -> Figures:
     before = {role: await asyncio.to_thread(cost.snapshot, probe)
               for role, probe in probes.items()}
     sent_before = await _sender_counts(system)
+    sinks = len(system.sink_cpu)
+    start = cost.window(0.0)
     figures: Figures = await SCENARIOS[name](system, batch, ui)
     figures.update(_transactions(sent_before, await _sender_counts(system)))
+    end = cost.window(_summed(system.sink_cpu[sinks:]))
+    envelopes = int(figures.get("accepted", 0))
     # Asked again: a destination restarted by the scenario runs under a new PID.
     figures.update(await asyncio.to_thread(
-        cost.figures, before, system.probes(), envelopes=int(figures.get("accepted", 0)),
+        cost.figures, before, system.probes(), envelopes=envelopes,
         envelope_bytes=batch.average_bytes()))
+    # The rest of the machine over the same window: the bench, its sink, every core.
+    figures.update(cost.whole(start, end, [figures.get(f"{role}_cpu_us_per_envelope")
+                                           for role in cost.ROLES], envelopes=envelopes))
     return figures
+
+
+def _summed(values: list[float | None]) -> float | None:
+    """The sinks' CPU seconds together; None if one is unknown (or none ran)."""
+    return None if not values or any(v is None for v in values) \
+        else sum(v for v in values if v is not None)
 
 
 @dataclass

@@ -140,6 +140,9 @@ class System(abc.ABC):
     def __init__(self, workdir: Path, plan: Plan) -> None:
         self.workdir = workdir
         self.plan = plan
+        #: The CPU seconds of each sink process this system's scenarios ran, once stopped
+        #: (None: unknown), for the machine's budget (``cost.whole``).
+        self.sink_cpu: list[float | None] = []
 
     @abc.abstractmethod
     async def open(self, ui: Ui) -> None:
@@ -213,6 +216,7 @@ def _sink(system: System, batch: Batch, scenario: str) -> Iterator[Sink]:
         yield sink
     finally:
         sink.stop()
+        system.sink_cpu.append(sink.cpu_s)
 
 
 async def _finish(system: System, sink: Sink, batch: Batch, sent: Submitted, ui: Ui,
@@ -380,9 +384,11 @@ async def outage(system: System, batch: Batch, ui: Ui) -> Figures:
         back = time.time_ns()
         probes = system.probes()
         at_back = _cpu_now(probes)
+        whole_back = cost.window(sink.cpu_now())
         ui.note(f"{label}: destination back, catching up")
         figures, first = await _finish(system, sink, batch, sent, ui, label)
         at_end = _cpu_now(probes)
+        whole_end = cost.window(sink.cpu_now())
     figures["accept_per_s_while_down"] = rounded(sent.accept_rate(), 0)
     # The catch-up's own CPU per envelope at each node, from the destination's return (it
     # restarted, so the scenario-long figures have none for it) to the last arrival.
@@ -391,6 +397,11 @@ async def outage(system: System, batch: Batch, ui: Ui) -> Figures:
         figures[f"catch_up_{role}_cpu_us_per_envelope"] = rounded(
             max(0.0, end - start) * 1e6 / len(first)
             if start is not None and end is not None and first else None, 0)
+    # And the whole machine's over the catch-up: the bench, the sink, every core.
+    figures.update(cost.whole(
+        whole_back, whole_end, [figures[f"catch_up_{role}_cpu_us_per_envelope"]
+                                for role in at_back],
+        envelopes=len(first), prefix="catch_up_"))
     if first:
         t_first, t_last = min(first.values()), max(first.values())
         figures["catch_up_per_s"] = rounded(catch_up_rate(list(first.values()), back), 0)

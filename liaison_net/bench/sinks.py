@@ -43,13 +43,26 @@ class SinkSpec:
 
 
 class _Recorder:
-    def __init__(self, spec: SinkSpec, distinct: Any, total: Any) -> None:
+    def __init__(self, spec: SinkSpec, distinct: Any, total: Any, cpu: Any = None) -> None:
         raw = Path(spec.keys_file).read_bytes()
         self.expected = {raw[i:i + KEY_BYTES] for i in range(0, len(raw), KEY_BYTES)}
         self.seen: set[bytes] = set()
         self.records: list[tuple[bytes, int]] = []
         self._distinct = distinct
         self._total = total
+        self._cpu = cpu
+
+    def ready(self, ready: Event) -> None:
+        """Note the CPU spent so far (starting up: not the scenario's), then say ready.
+        Once: a sink that reconnects (a broker restarted) says ready again."""
+        if self._cpu is not None and not self._cpu[0]:
+            self._cpu[0] = time.process_time()
+        ready.set()
+
+    def exiting(self) -> None:
+        """Note the CPU spent in all: the last thing the process does."""
+        if self._cpu is not None:
+            self._cpu[1] = time.process_time()
 
     def arrived(self, key: bytes, at: int) -> None:
         if key in self.expected:
@@ -71,12 +84,14 @@ def read_records(path: Path) -> list[tuple[bytes, int]]:
             for i in range(0, len(raw) - RECORD_BYTES + 1, RECORD_BYTES)]
 
 
-def sink_main(spec: SinkSpec, stop: Event, ready: Event, distinct: Any, total: Any) -> None:
-    """Entry point of the sink process."""
+def sink_main(spec: SinkSpec, stop: Event, ready: Event, distinct: Any, total: Any,
+              cpu: Any = None) -> None:
+    """Entry point of the sink process. ``cpu``: two doubles, its CPU seconds when ready and
+    when done (``time.process_time``), so that the bench counts what watching cost."""
     from liaison_net import timeline
 
     timeline.start("sink")  # off unless LIAISON_TIMELINE is set (measuring)
-    recorder = _Recorder(spec, distinct, total)
+    recorder = _Recorder(spec, distinct, total, cpu)
     try:
         if spec.kind in ("sqlite", "postgresql"):
             _sqlite(spec, recorder, stop, ready)
@@ -90,6 +105,7 @@ def sink_main(spec: SinkSpec, stop: Event, ready: Event, distinct: Any, total: A
         recorder.publish()
         recorder.write(spec.out_file)
         timeline.flush()
+        recorder.exiting()
 
 
 def _sqlite(spec: SinkSpec, recorder: _Recorder, stop: Event, ready: Event) -> None:
@@ -103,7 +119,7 @@ def _sqlite(spec: SinkSpec, recorder: _Recorder, stop: Event, ready: Event) -> N
     poller: InboxPoller | PgInboxPoller = (
         PgInboxPoller(PgDatabase(spec.database, Path(spec.password_file)), spec.officer)
         if spec.kind == "postgresql" else InboxPoller(Path(spec.database), spec.officer))
-    ready.set()
+    recorder.ready(ready)
     try:
         while not stop.is_set():
             ids = poller.poll()
@@ -131,7 +147,7 @@ def _mqtt(spec: SinkSpec, recorder: _Recorder, stop: Event, ready: Event) -> Non
             client.subscribe(spec.name, qos=1)
 
     def on_subscribe(*_args: Any) -> None:
-        ready.set()
+        recorder.ready(ready)
 
     def on_message(_client: Any, _userdata: Any, message: Any) -> None:
         recorder.arrived(bytes(message.payload[:KEY_BYTES]), time.time_ns())
@@ -176,7 +192,7 @@ def _amqp(spec: SinkSpec, recorder: _Recorder, stop: Event, ready: Event) -> Non
                 last_tag = method.delivery_tag
 
             channel.basic_consume(spec.name, on_message)
-            ready.set()
+            recorder.ready(ready)
             while not stop.is_set():
                 conn.process_data_events(time_limit=0.01)
                 if last_tag > acked:

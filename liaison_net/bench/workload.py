@@ -277,9 +277,10 @@ class Sink:
         self._ready = ctx.Event()
         self._distinct = ctx.Value("q", 0, lock=False)
         self._total = ctx.Value("q", 0, lock=False)
+        self._cpu = ctx.Array("d", 2, lock=False)  # CPU seconds when ready, when done
         self._proc = ctx.Process(target=sink_main, name=f"bench-sink-{spec.kind}",
                                  args=(spec, self._stop, self._ready, self._distinct,
-                                       self._total), daemon=True)
+                                       self._total, self._cpu), daemon=True)
 
     def start(self, timeout: float) -> None:
         self._proc.start()
@@ -298,6 +299,24 @@ class Sink:
     @property
     def total(self) -> int:
         return int(self._total.value)
+
+    @property
+    def cpu_s(self) -> float | None:
+        """The CPU seconds the sink spent from ready to done; None before it is done, or if
+        it never said either (killed, failed to start)."""
+        at_ready, at_end = self._cpu[0], self._cpu[1]
+        return at_end - at_ready if at_ready and at_end else None
+
+    def cpu_now(self) -> float | None:
+        """The sink's CPU seconds so far (its whole life): from /proc while it runs, what it
+        noted when done after; None if neither is known."""
+        from liaison_net.bench.cost import cpu_seconds  # cost imports this module
+
+        if self._proc.pid is not None and self._proc.is_alive():
+            now = cpu_seconds(self._proc.pid)
+            if now is not None:
+                return now
+        return self._cpu[1] or None
 
     def stop(self) -> list[tuple[bytes, int]]:
         """Stop the process and return every arrival (key, ns), duplicates included."""
