@@ -41,6 +41,7 @@ from liaison_net.federation.lease import SenderLease, worker_id, worker_prefix
 from liaison_net.federation.sender import PeerSender
 from liaison_net.federation.server import FederationServer
 from liaison_net.federation.tls import client_context, server_context
+from liaison_net.heap import settle_heap
 from liaison_net.metrics import NodeMetrics
 from liaison_net.officer_api.inbox_stream import InboxTail
 from liaison_net.officer_api.routes import ClientApi
@@ -347,8 +348,10 @@ class Node:
                     log.warning("clock.drill_offset", offset_ms=self.clock.offset_ms,
                                 reason="this node's clock is shifted for a fault drill "
                                        "([clock] drill_offset_ms or --clock-offset-ms)")
+                frozen = settle_heap()  # start-up frozen, fewer young collections (heap.py)
                 log.info("node.started", node=self.config.id,
-                         federation=str(self.config.federation), client=str(self.config.client))
+                         federation=str(self.config.federation), client=str(self.config.client),
+                         frozen_objects=frozen)
                 # Every loop runs under the supervisor (supervisor.py): one that crashes is
                 # logged, audited and restarted alone; only shutdown cancels them together.
                 sup = self.supervisor

@@ -389,3 +389,31 @@ async def test_a_wake_lets_what_the_commit_readied_run_before_the_pass(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await store.close()
+
+
+async def test_a_wake_soon_after_a_pass_waits_for_the_pass_gap(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 1,000 envelopes/s a commit wakes the drain every few ms; a pass starts no sooner
+    than ``PASS_GAP_S`` after the last one began, so one pass covers many commits' effects.
+    Order, not time: with no wait after a wake (``AFTER_WAKE_S`` 0) and a gap of an hour,
+    fifty turns of another task pass and the drain has not started its second pass; the
+    poll (``poll_s``) still runs one, the gap does not hold it back."""
+    monkeypatch.setattr(effects_service, "AFTER_WAKE_S", 0.0)
+    monkeypatch.setattr(effects_service, "PASS_GAP_S", 3600.0)
+    store = await _open(tmp_path / "n.sqlite3")
+    drain = _PassesCounted(node_id="nl", store=store, notifier=_drain(store, ManualClock(NOW))
+                           .notifier, config=EffectsConfig(poll_s=0.2), metrics=NodeMetrics(),
+                           clock=ManualClock(NOW))
+    task = asyncio.create_task(drain.run())
+    try:
+        await until(lambda: drain.passes == 1, "the first pass, at start")
+        drain.wake.set()
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert drain.passes == 1
+        await until(lambda: drain.passes == 2, "the pass the poll starts")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.close()

@@ -19,14 +19,15 @@ recipient can receive (no card here) is deleted with an audit entry saying so, n
 silently. Storage trouble ends the pass; the next wake or poll tries again.
 
 It runs after each commit that wrote effects (``Database.on_effects``), ``[effects]
-linger_s`` later (0 by default; at least ``AFTER_WAKE_S``, 5 ms, so that the envelope's
-own next steps go first), and at least every ``poll_s``. At 20 envelopes/s every
-envelope's evidence is a pass of its own (a seal, and at the destination a federation
-transaction back and its commits); a pass's write for a few envelopes rides on the next
-commit the node makes for another reason, at most ``RIDE_S`` later, instead of an fsync of
-its own (``Database.write(rides=True)``, durable when it returns). A
-linger of 0.25 s lets one pass cover a quarter second of envelopes and halves the drain's CPU,
-but its bursts land on envelopes that arrive during them and lengthen the latency tail
+linger_s`` later (0 by default; at least ``AFTER_WAKE_S``, 5 ms, so that the envelope's own
+next steps go first; and no sooner than ``PASS_GAP_S``, 50 ms, after the last pass began, so
+that at 1,000/s one pass covers many commits), and at least every ``poll_s``. At 20
+envelopes/s every envelope's evidence is a pass of its own (a seal, and at the destination a
+federation transaction back and its commits); a pass's write for a few envelopes rides on
+the next commit the node makes for another reason, at most ``RIDE_S`` later, instead of an
+fsync of its own (``Database.write(rides=True)``, durable when it returns). A linger of 0.25
+s lets one pass cover a quarter second of envelopes and halves the drain's CPU, but its
+bursts land on envelopes that arrive during them and lengthen the latency tail
 (docs/performance.md), so it is off unless a node is short of CPU. Nothing waits on it but
 the evidence and notices themselves, which stay owed in their rows meanwhile (a crash in
 between issues them after the restart).
@@ -81,6 +82,14 @@ PENDING_EVERY_MS = 1000
 #: (+1.4 ms at the median, +3-5 ms at p95: docs/performance.md, lane lightp16). Bounded,
 #: and far below ``poll_s``; what the pass issues waits in its rows meanwhile.
 AFTER_WAKE_S = 0.005
+#: After a wake, a pass starts no sooner than this long (s) after the last one started. At
+#: a light load (20/s: a commit every 50 ms) that adds nothing; at 1,000/s, where a commit
+#: wakes the drain every few ms, a pass every ~18 ms cost each envelope its share of a
+#: pass's fixed work (a due read, a batch signature and seal, a write; at the destination
+#: a transaction back with the evidence, and the origin's request, verification and write
+#: to take it): 550 passes a 10 s paced run at the origin, 480 at the destination. What
+#: waits meanwhile is owed in its rows (committed with the decision), as with ``linger_s``.
+PASS_GAP_S = 0.05
 
 
 class EffectDrain:
@@ -97,15 +106,19 @@ class EffectDrain:
         self._counted_at = -PENDING_EVERY_MS  # when the pending gauge was last read (ms)
 
     async def run(self) -> None:
-        """Drain ``linger_s`` (at least ``AFTER_WAKE_S``) after every wake, and at least
-        every ``poll_s``, until cancelled."""
+        """Drain ``linger_s`` (at least ``AFTER_WAKE_S``) after every wake, no sooner than
+        ``PASS_GAP_S`` after the last pass began, and at least every ``poll_s``, until
+        cancelled."""
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             await self._pass()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.poll_s):
                     await self.wake.wait()
                     await asyncio.sleep(max(AFTER_WAKE_S,
-                                            min(self.config.linger_s, self.config.poll_s)))
+                                            min(self.config.linger_s, self.config.poll_s),
+                                            started + PASS_GAP_S - loop.time()))
 
     async def _pass(self) -> None:
         self.wake.clear()

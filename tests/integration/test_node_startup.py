@@ -4,6 +4,7 @@ database that cannot be opened. Real `liaison` processes on real files and socke
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.network import Network, run_cli
+from tests.integration.network import Network, run_cli, wait_for
 
 #: A node that cannot start exits at once; a bound on the wait all the same.
 EXIT_TIMEOUT_S = 60
@@ -106,3 +107,21 @@ def _unlink(net: Network, name: str) -> Path:
 def _database_dir(net: Network) -> Path:
     net.database("nl").mkdir(parents=True)
     return net.nodes["nl"].config
+
+
+def test_a_started_node_has_settled_its_heap(net: Network) -> None:
+    """``Node.serve`` freezes start-up's objects before it serves (heap.py): its
+    ``node.started`` line says how many; none would mean ``settle_heap`` was not called."""
+    node = net.start("nl")  # listening; the line follows the freeze, a moment later
+
+    def started() -> dict[str, object] | None:
+        lines = node.log.read_text(errors="replace").splitlines()
+        return next((json.loads(line) for line in lines if '"node.started"' in line), None)
+
+    try:
+        line = wait_for(started, what="the node.started line")
+    finally:
+        net.stop_all()
+    frozen = line.get("frozen_objects")
+    assert isinstance(frozen, int), line
+    assert frozen > 10_000, line  # the imports and start-up alone
