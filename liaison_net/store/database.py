@@ -325,10 +325,22 @@ class _GroupOutcome:
     in_commit: bool = False
 
 
+@dataclass
+class _OpenGroup:
+    """A group's transaction open on the writer thread: the writes run in it so far (in
+    order) and what they gave."""
+
+    conn: Any
+    txn: WriteTxn
+    out: _GroupOutcome
+    fns: list[WriteFn[Any]] = field(default_factory=list)
+
+
 class Database:
     def __init__(self, path: Path | None = None, *, group_commit_max: int = 512,
                  max_db_mb: float | None = None, clock: Clock = SYSTEM_CLOCK,
-                 backend: Backend | None = None, ride_s: float = RIDE_S) -> None:
+                 backend: Backend | None = None, ride_s: float = RIDE_S,
+                 early_riders: bool = False) -> None:
         if backend is None:
             assert path is not None, "a SQLite database needs its path"
             backend = SqliteBackend(path, max_db_mb=max_db_mb)
@@ -337,6 +349,11 @@ class Database:
         self.clock = clock  # the node's: when a write was refused for space (/healthz)
         self._group_commit_max = group_commit_max
         self.ride_s = ride_s  # a rider's longest wait for a plain write's group
+        #: Riders run while they wait, their group left open for the plain write (module
+        #: docstring, "Early riders"); the write lock is then held while they wait.
+        self.early_riders = early_riders
+        #: That open group, on the writer thread only (``_run_early``, ``_run_group``).
+        self._early: _OpenGroup | None = None
         self.max_db_mb = max_db_mb
         self.storage = StorageState()
         #: Signer and officer keys read on every envelope (``key_store``, ``directory_store``).
@@ -430,9 +447,18 @@ class Database:
     async def _stop_writer_thread(self) -> None:
         if self._thread is not None:
             with contextlib.suppress(Exception):
-                await self._in_writer_thread(self.backend.close_writer)
+                await self._in_writer_thread(self._close_writer)
             self._thread.shutdown(wait=False)  # idle now: its thread ends at once
             self._thread = None
+
+    def _close_writer(self) -> None:
+        """On the writer thread: an early group still open is rolled back with the
+        connection (its riders were answered "nothing stored", or committed by
+        ``_commit_riders`` in a group of their own)."""
+        early, self._early = self._early, None
+        if early is not None:
+            self._discard(early)
+        self.backend.close_writer()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -574,6 +600,8 @@ class Database:
         while len(held) < limit and not self._queue.empty():
             held.append(self._queue.get_nowait())
         if all(q.rides for q in held):
+            if self.early_riders and not self.storage.full:
+                self._start_early([q.fn for q in held])
             deadline = held[0].at + self.ride_s
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(deadline):
@@ -585,6 +613,12 @@ class Database:
                 held.append(self._queue.get_nowait())
         batch, self._held = held[:limit], held[limit:]
         return batch
+
+    def _start_early(self, fns: list[WriteFn[Any]]) -> None:
+        """Run the waiting riders now on the writer thread, uncommitted (``_run_early``).
+        Not awaited: the group that commits them is queued behind it on the same thread."""
+        work = self._to_writer_thread(self._run_early, fns)
+        work.add_done_callback(_log_early_failure)
 
     def _count(self, batch: list[_Queued]) -> None:
         """Per-kind counts of a group just committed (``writes_by``, ``commits_by``)."""
@@ -631,7 +665,42 @@ class Database:
         statements, which pushed the writes' own out of the connection's statement cache
         (128), so a large group compiled them again. Storage errors fail the whole group
         (``failure``); anything else escapes (the writer task fails, its supervisor
-        restarts it)."""
+        restarts it).
+
+        A group begun early (``_run_early``: its riders already run, uncommitted) is
+        continued when its writes are the first of ``fns``; otherwise it is rolled back and
+        the group runs from the start."""
+        early, self._early = self._early, None
+        if early is not None and (len(early.fns) > len(fns) or any(
+                a is not b for a, b in zip(early.fns, fns, strict=False))):
+            self._discard(early)
+            early = None
+        group = early if early is not None else self._begin(check_space)
+        if isinstance(group, _GroupOutcome):
+            return group  # BEGIN failed: nothing stored
+        return self._finish(group, fns[len(group.fns):])
+
+    def _run_early(self, fns: list[WriteFn[Any]]) -> None:
+        """On the writer thread, while riders wait for a plain write (``early_riders``):
+        begin their group and run them now, uncommitted, so that the plain write that
+        comes finds only its own SQL and the COMMIT on its path. Kept in ``_early`` for
+        ``_run_group``; a storage error rolls it back (the group then runs them again)."""
+        if self._early is not None:
+            self._discard(self._early)
+            self._early = None
+        group = self._begin(check_space=False)
+        if isinstance(group, _GroupOutcome):
+            return
+        try:
+            self._run_writes(group, fns)
+        except BaseException:
+            self._discard(group)
+            raise
+        self._early = group
+
+    def _begin(self, check_space: bool) -> _OpenGroup | _GroupOutcome:
+        """On the writer thread: the group's transaction begun (the write lock taken), or
+        the outcome of a group that could not begin."""
         backend = self.backend
         out = _GroupOutcome()
         try:
@@ -641,8 +710,6 @@ class Database:
         except backend.errors as exc:
             out.failure = exc
             return out
-        txn = WriteTxn(self, conn)
-        group_errors: tuple[type[BaseException], ...] = (*backend.errors, ValueError, OSError)
         try:
             backend.begin(conn)
             if check_space:
@@ -650,29 +717,54 @@ class Database:
             # Re-read the chain head under the write lock: an admin command in another
             # process (enrolment, rotation) may have appended entries since our last commit.
             self._audit_head = self._load_audit_head_in(conn)
-            for fn in fns:
-                savepoint_head = self._audit_head
-                conn.execute("SAVEPOINT w")
-                txn.on_commit = []
-                try:
-                    value = _drive(fn(txn))
-                except backend.storage_errors:
-                    raise  # disk full, I/O error, connection lost: the whole group fails
-                except Exception as exc:
-                    # This write alone is refused (ours, a constraint, or a bug in it); the
-                    # rest of the group still commits and the writer keeps running.
-                    conn.execute("ROLLBACK TO w")
-                    self._audit_head = savepoint_head
-                    if isinstance(exc, backend.integrity_errors):
-                        exc = Conflict(f"refused by a database constraint: {exc}")
-                    elif not isinstance(exc, LiaisonError):
-                        log.exception("store.write_failed")
-                        exc = NodeFault("internal error while storing")
-                    out.results.append((False, exc))
-                else:
-                    out.results.append((True, value))
-                    out.after_commit.extend(txn.on_commit)
-                conn.execute("RELEASE w")
+        except self._group_errors() as exc:
+            with contextlib.suppress(*backend.errors):  # may be no transaction to roll back
+                conn.execute("ROLLBACK")
+            out.failure = exc
+            return out
+        if timeline.enabled():
+            timeline.mark("w.begun")
+        return _OpenGroup(conn, WriteTxn(self, conn), out)
+
+    def _run_writes(self, group: _OpenGroup, fns: list[WriteFn[Any]]) -> None:
+        """On the writer thread: each of ``fns`` in its own savepoint of the open group.
+        A write that fails alone is refused alone; storage errors escape (the group
+        fails)."""
+        backend, conn, txn, out = self.backend, group.conn, group.txn, group.out
+        marking = timeline.enabled()
+        for fn in fns:
+            group.fns.append(fn)
+            savepoint_head = self._audit_head
+            conn.execute("SAVEPOINT w")
+            txn.on_commit = []
+            try:
+                value = _drive(fn(txn))
+            except backend.storage_errors:
+                raise  # disk full, I/O error, connection lost: the whole group fails
+            except Exception as exc:
+                # This write alone is refused (ours, a constraint, or a bug in it); the
+                # rest of the group still commits and the writer keeps running.
+                conn.execute("ROLLBACK TO w")
+                self._audit_head = savepoint_head
+                if isinstance(exc, backend.integrity_errors):
+                    exc = Conflict(f"refused by a database constraint: {exc}")
+                elif not isinstance(exc, LiaisonError):
+                    log.exception("store.write_failed")
+                    exc = NodeFault("internal error while storing")
+                out.results.append((False, exc))
+            else:
+                out.results.append((True, value))
+                out.after_commit.extend(txn.on_commit)
+            conn.execute("RELEASE w")
+            if marking:  # "w.wrote:EnvelopeStore.accept_many": which write took how long
+                timeline.mark("w.wrote:" + getattr(fn, "__qualname__", "?")
+                              .removesuffix(".<locals>.op"))
+
+    def _finish(self, group: _OpenGroup, fns: list[WriteFn[Any]]) -> _GroupOutcome:
+        """On the writer thread: the rest of the group's writes, then its COMMIT."""
+        backend, conn, txn, out = self.backend, group.conn, group.txn, group.out
+        try:
+            self._run_writes(group, fns)
             if out.space_before is not None:
                 out.space_after = backend.space(conn)
             out.in_commit = True
@@ -683,7 +775,7 @@ class Database:
             if file_before is not None and _file_stamp(backend) != file_before:
                 timeline.mark("w.checkpointed")  # the database file itself was written
             out.effects_added = txn.effects_added
-        except group_errors as exc:
+        except self._group_errors() as exc:
             # Disk full, I/O error, locked, connection lost: nothing of this batch was
             # stored (PostgreSQL: unless COMMIT itself was lost on the way back, see
             # ``postgres``; a client's retry with the same envelope id is then a duplicate).
@@ -694,6 +786,18 @@ class Database:
             if txn.keys_changed:  # committed or rolled back: the cache may fill again
                 self.key_cache.end_change()
         return out
+
+    def _group_errors(self) -> tuple[type[BaseException], ...]:
+        """What fails a whole group: storage errors, and a bad value or OS error there."""
+        return (*self.backend.errors, ValueError, OSError)
+
+    def _discard(self, group: _OpenGroup) -> None:
+        """On the writer thread: an early group that is not to be committed, rolled back
+        (its writes run again in the group they end up in)."""
+        with contextlib.suppress(*self.backend.errors):
+            group.conn.execute("ROLLBACK")
+        if group.txn.keys_changed:
+            self.key_cache.end_change()
 
     def _settle(self, batch: list[_Queued], out: _GroupOutcome) -> None:
         """On the event loop: storage state, the effect drain's wake-up, then each caller's
@@ -788,6 +892,12 @@ class Database:
             rows.append((seq, at, stored_event(event), envelope_id, actor,
                          stored_detail(detail), digest))
         return rows, (seq, digest)
+
+
+def _log_early_failure(work: asyncio.Future[None]) -> None:
+    """An early group that failed was rolled back: its riders run again in their group."""
+    if not work.cancelled() and work.exception() is not None:
+        log.warning("store.early_riders_failed", error=str(work.exception())[:200])
 
 
 _INSERT_AUDIT = ("INSERT INTO audit (seq, at, event, envelope_id, actor, detail, hash) "
