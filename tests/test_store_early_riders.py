@@ -67,7 +67,7 @@ async def test_riders_queued_meanwhile_run_in_the_same_group(tmp_path: Path) -> 
         first = asyncio.create_task(store.db.write(_audits("test.r0", ran), rides=True))
         await _until(ran, 1)
         second = asyncio.create_task(store.db.write(_audits("test.r1", ran), rides=True))
-        await asyncio.sleep(0)  # queued behind the open group, not run yet
+        await _until(ran, 2)  # run too while it waits, in the same open group
         await store.db.write(_audits("test.plain", ran))
         assert (await first, await second) == ("test.r0", "test.r1")
         assert ran == ["test.r0", "test.r1", "test.plain"]

@@ -609,6 +609,8 @@ class Database:
                         held.append(await self._queue.get())
                         if not held[-1].rides:
                             break
+                        if self.early_riders and not self.storage.full:
+                            self._start_early([q.fn for q in held])
             while len(held) < limit and not self._queue.empty():
                 held.append(self._queue.get_nowait())
         batch, self._held = held[:limit], held[limit:]
@@ -671,8 +673,7 @@ class Database:
         continued when its writes are the first of ``fns``; otherwise it is rolled back and
         the group runs from the start."""
         early, self._early = self._early, None
-        if early is not None and (len(early.fns) > len(fns) or any(
-                a is not b for a, b in zip(early.fns, fns, strict=False))):
+        if early is not None and not _begins(early.fns, fns):
             self._discard(early)
             early = None
         group = early if early is not None else self._begin(check_space)
@@ -682,17 +683,23 @@ class Database:
 
     def _run_early(self, fns: list[WriteFn[Any]]) -> None:
         """On the writer thread, while riders wait for a plain write (``early_riders``):
-        begin their group and run them now, uncommitted, so that the plain write that
-        comes finds only its own SQL and the COMMIT on its path. Kept in ``_early`` for
-        ``_run_group``; a storage error rolls it back (the group then runs them again)."""
-        if self._early is not None:
-            self._discard(self._early)
-            self._early = None
-        group = self._begin(check_space=False)
-        if isinstance(group, _GroupOutcome):
-            return
+        their group begun and ``fns`` (all the riders waiting, in order) run now,
+        uncommitted, so that the plain write that comes finds only its own SQL and the
+        COMMIT on its path. An open group whose writes begin ``fns`` runs only the ones
+        after them. Kept in ``_early`` for ``_run_group``; a storage error rolls it back
+        (the group then runs them again)."""
+        group = self._early
+        self._early = None
+        if group is not None and not _begins(group.fns, fns):
+            self._discard(group)
+            group = None
+        if group is None:
+            begun = self._begin(check_space=False)
+            if isinstance(begun, _GroupOutcome):
+                return
+            group = begun
         try:
-            self._run_writes(group, fns)
+            self._run_writes(group, fns[len(group.fns):])
         except BaseException:
             self._discard(group)
             raise
@@ -892,6 +899,11 @@ class Database:
             rows.append((seq, at, stored_event(event), envelope_id, actor,
                          stored_detail(detail), digest))
         return rows, (seq, digest)
+
+
+def _begins(run: list[WriteFn[Any]], fns: list[WriteFn[Any]]) -> bool:
+    """Whether the writes ``run`` are the first of ``fns`` (the same functions, in order)."""
+    return len(run) <= len(fns) and all(a is b for a, b in zip(run, fns, strict=False))
 
 
 def _log_early_failure(work: asyncio.Future[None]) -> None:
