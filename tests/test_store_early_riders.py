@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from liaison_net import config
 from liaison_net.drills.harness import write_node_config
+from liaison_net.errors import Conflict
 from liaison_net.store.database import WriteTxn
 from liaison_net.store.node_store import NodeStore
 from tests.waits import PATIENCE_S
@@ -123,3 +126,48 @@ def test_a_nodes_sqlite_store_runs_riders_early(tmp_path: Path) -> None:
     path = tmp_path / "nl.toml"
     write_node_config(path, "nl", federation_port=7401, client_port=7501, peers={})
     assert NodeStore.for_config(config.load(path)).db.early_riders
+
+
+async def test_riders_open_at_close_are_committed_in_their_group(tmp_path: Path) -> None:
+    """A clean stop commits the riders someone waits for: the open group is theirs, so it
+    is continued (run once each) and committed, one commit."""
+    store = await _open(tmp_path)
+    ran: list[str] = []
+    riders = [asyncio.create_task(store.db.write(_audits(f"test.r{i}", ran), rides=True))
+              for i in range(2)]
+    await _until(ran, 2)
+    before = store.db.commits
+    await store.close()
+    assert [await r for r in riders] == ["test.r0", "test.r1"]
+    assert ran == ["test.r0", "test.r1"] and store.db.commits == before + 1
+    again = await _open(tmp_path, early=False)
+    try:
+        assert [e.event for e in await again.audit_entries()] == ["test.r0", "test.r1"]
+        assert await again.verify_audit() == (2, None)
+    finally:
+        await again.close()
+
+
+async def test_a_rider_refused_in_the_open_group_is_refused_alone(tmp_path: Path) -> None:
+    """A rider that fails in the open group is taken back to its savepoint, as in any
+    group: its caller hears the refusal at the commit, the others are stored."""
+    store = await _open(tmp_path)
+    ran: list[str] = []
+
+    async def refused(txn: WriteTxn) -> str:
+        ran.append("test.refused")
+        await txn.audit(1, "test.refused", "nl", "{}")
+        raise Conflict("refused on purpose")
+
+    try:
+        bad = asyncio.create_task(store.db.write(refused, rides=True))
+        good = asyncio.create_task(store.db.write(_audits("test.rider", ran), rides=True))
+        await _until(ran, 2)
+        await store.db.write(_audits("test.plain", ran))
+        with pytest.raises(Conflict):
+            await bad
+        assert await good == "test.rider"
+        assert [e.event for e in await store.audit_entries()] == ["test.rider", "test.plain"]
+        assert await store.verify_audit() == (2, None)
+    finally:
+        await store.close()

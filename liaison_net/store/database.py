@@ -38,6 +38,21 @@ transaction is over at the peer's answer, and only its envelopes' claims wait fo
 (federation/inflight.py). When it held the transaction in flight until the next accept, the
 light load's latency doubled (lane commits16). Riders still waiting when the database
 closes are committed then, in one last group, so a clean stop leaves nothing to redo.
+
+Early riders (``early_riders``; a node's SQLite store). Riding saves the fsync but not
+the riders' SQL: it ran in the plain write's group, ahead of it, on the path of the
+envelope that started the group (at 20/s, the destination's group was the drain's
+``complete_effects`` and the sender's ``finish_hops`` before the received envelope's
+``accept_many``: ~0.45 of its ~0.75 ms, docs/performance.md, lane light16d). So while
+riders wait, the writer thread begins their group at once and runs them in it (each in
+its savepoint, as always), leaving it open; a rider queued meanwhile runs there too; the
+plain write that comes runs only its own SQL, then the one COMMIT. Nothing is visible or
+answered before that commit, exactly as before. A group that turns out not to begin with
+the open group's writes (close commits only the riders whose caller still waits) rolls
+it back and runs from the start; a storage error in it rolls it back too (its riders
+run again in their group). The price: the write lock is held while the riders wait (up
+to ``ride_s``), so another process's write waits that long behind it: off on PostgreSQL
+(workers on several machines), and for several workers on one SQLite file, a choice.
 """
 
 from __future__ import annotations
