@@ -171,3 +171,30 @@ async def test_a_rider_refused_in_the_open_group_is_refused_alone(tmp_path: Path
         assert await store.verify_audit() == (2, None)
     finally:
         await store.close()
+
+
+async def test_another_writer_on_the_file_turns_early_riders_off(tmp_path: Path) -> None:
+    """Another connection's commit (a second worker of the node, an admin command) is seen
+    at the next group's BEGIN: riders then wait unrun again, since an open group would
+    hold that writer's writes behind the lock (two stores on one file, as two workers)."""
+    one = await _open(tmp_path)
+    other = await _open(tmp_path, early=False)
+    ran: list[str] = []
+    try:
+        await one.db.write(_audits("test.own", ran))  # its own commits are not another's
+        assert one.db._early_allowed()
+        await other.db.write(_audits("test.other", ran))
+        await one.db.write(_audits("test.seen", ran))  # this group's BEGIN sees it
+        assert not one.db._early_allowed()
+        rider = asyncio.create_task(one.db.write(_audits("test.rider", ran), rides=True))
+        async with asyncio.timeout(PATIENCE_S):
+            while not one.db._held:
+                await asyncio.sleep(0.001)
+        await asyncio.sleep(0.05)  # a chance to run early, which it must not take
+        assert ran == ["test.own", "test.other", "test.seen"]
+        await one.db.write(_audits("test.plain", ran))
+        await rider
+        assert ran[-2:] == ["test.rider", "test.plain"]
+    finally:
+        await other.close()
+        await one.close()

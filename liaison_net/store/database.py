@@ -51,8 +51,11 @@ answered before that commit, exactly as before. A group that turns out not to be
 the open group's writes (close commits only the riders whose caller still waits) rolls
 it back and runs from the start; a storage error in it rolls it back too (its riders
 run again in their group). The price: the write lock is held while the riders wait (up
-to ``ride_s``), so another process's write waits that long behind it: off on PostgreSQL
-(workers on several machines), and for several workers on one SQLite file, a choice.
+to ``ride_s``), so another process's write waits that long behind it (and its busy
+handler's sleep: ~330 ms measured). So a group's BEGIN asks whether another connection
+committed since the last (SQLite's ``data_version``: another worker of the node, an
+admin command), and early riders stay off for ``OTHERS_QUIET_S`` after: workers of one
+node see each other at their first commits and both turn them off. Off on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ import contextlib
 import contextvars
 import functools
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -97,6 +101,12 @@ WriteFn = Callable[["WriteTxn"], Awaitable[T]]
 #: of the gaps at the destination, and that envelope's write waited for their commit (6-9
 #: of the light load's slowest 20 of 400: docs/performance.md, lane lightp16).
 RIDE_S = 0.25
+#: Early riders stay off this long after another connection (another worker of the node,
+#: an admin command) was seen committing to the database: an open group would hold that
+#: writer's writes up to ``RIDE_S`` behind it (plus its busy handler's sleep, up to 0.1 s).
+#: Workers of one node each write at least every third of ``[delivery] lease_s`` (10 s by
+#: default) when they try or renew a sender lease with any effect; a minute covers that.
+OTHERS_QUIET_S = 60.0
 #: A drain's write for more envelopes than this does not ride: its commit is already spread
 #: over them, and waiting would only slow a catch-up (effects owed after an outage).
 RIDE_MAX_ENVELOPES = 4
@@ -201,6 +211,7 @@ class Backend(Protocol):
     def sql(self, text: str) -> str: ...
     def ddl(self, text: str) -> str: ...
     def space(self, conn: Any) -> tuple[int, int] | None: ...
+    def others_committed(self, conn: Any) -> bool: ...
     def out_of_space(self, exc: BaseException) -> bool: ...
     async def open_reader(self, *, read_only: bool) -> None: ...
     async def fetchall(self, sql: str, params: tuple[Any, ...]) -> list[Any]: ...
@@ -369,6 +380,9 @@ class Database:
         self.early_riders = early_riders
         #: That open group, on the writer thread only (``_run_early``, ``_run_group``).
         self._early: _OpenGroup | None = None
+        #: When (``time.monotonic``) a group last found another connection's commit: early
+        #: riders wait ``OTHERS_QUIET_S`` after it. Set on the writer thread.
+        self.others_seen_at = -OTHERS_QUIET_S
         self.max_db_mb = max_db_mb
         self.storage = StorageState()
         #: Signer and officer keys read on every envelope (``key_store``, ``directory_store``).
@@ -615,7 +629,7 @@ class Database:
         while len(held) < limit and not self._queue.empty():
             held.append(self._queue.get_nowait())
         if all(q.rides for q in held):
-            if self.early_riders and not self.storage.full:
+            if self._early_allowed():
                 self._start_early([q.fn for q in held])
             deadline = held[0].at + self.ride_s
             with contextlib.suppress(TimeoutError):
@@ -624,12 +638,18 @@ class Database:
                         held.append(await self._queue.get())
                         if not held[-1].rides:
                             break
-                        if self.early_riders and not self.storage.full:
+                        if self._early_allowed():
                             self._start_early([q.fn for q in held])
             while len(held) < limit and not self._queue.empty():
                 held.append(self._queue.get_nowait())
         batch, self._held = held[:limit], held[limit:]
         return batch
+
+    def _early_allowed(self) -> bool:
+        """Early riders, unless storage is full or another writer was seen lately: its
+        writes would wait for the lock the open group holds (``OTHERS_QUIET_S``)."""
+        return (self.early_riders and not self.storage.full
+                and time.monotonic() - self.others_seen_at >= OTHERS_QUIET_S)
 
     def _start_early(self, fns: list[WriteFn[Any]]) -> None:
         """Run the waiting riders now on the writer thread, uncommitted (``_run_early``).
@@ -739,6 +759,8 @@ class Database:
             # Re-read the chain head under the write lock: an admin command in another
             # process (enrolment, rotation) may have appended entries since our last commit.
             self._audit_head = self._load_audit_head_in(conn)
+            if self.early_riders and backend.others_committed(conn):
+                self.others_seen_at = time.monotonic()
         except self._group_errors() as exc:
             with contextlib.suppress(*backend.errors):  # may be no transaction to roll back
                 conn.execute("ROLLBACK")
