@@ -38,6 +38,24 @@ transaction is over at the peer's answer, and only its envelopes' claims wait fo
 (federation/inflight.py). When it held the transaction in flight until the next accept, the
 light load's latency doubled (lane commits16). Riders still waiting when the database
 closes are committed then, in one last group, so a clean stop leaves nothing to redo.
+
+Early riders (``early_riders``; a node's SQLite store). Riding saves the fsync but not
+the riders' SQL: it ran in the plain write's group, ahead of it, on the path of the
+envelope that started the group (at 20/s, the destination's group was the drain's
+``complete_effects`` and the sender's ``finish_hops`` before the received envelope's
+``accept_many``: ~0.45 of its ~0.75 ms, docs/performance.md, lane light16d). So while
+riders wait, the writer thread begins their group at once and runs them in it (each in
+its savepoint, as always), leaving it open; a rider queued meanwhile runs there too; the
+plain write that comes runs only its own SQL, then the one COMMIT. Nothing is visible or
+answered before that commit, exactly as before. A group that turns out not to begin with
+the open group's writes (close commits only the riders whose caller still waits) rolls
+it back and runs from the start; a storage error in it rolls it back too (its riders
+run again in their group). The price: the write lock is held while the riders wait (up
+to ``ride_s``), so another process's write waits that long behind it (and its busy
+handler's sleep: ~330 ms measured). So a group's BEGIN asks whether another connection
+committed since the last (SQLite's ``data_version``: another worker of the node, an
+admin command), and early riders stay off for ``OTHERS_QUIET_S`` after: workers of one
+node see each other at their first commits and both turn them off. Off on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -47,6 +65,7 @@ import contextlib
 import contextvars
 import functools
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -82,6 +101,12 @@ WriteFn = Callable[["WriteTxn"], Awaitable[T]]
 #: of the gaps at the destination, and that envelope's write waited for their commit (6-9
 #: of the light load's slowest 20 of 400: docs/performance.md, lane lightp16).
 RIDE_S = 0.25
+#: Early riders stay off this long after another connection (another worker of the node,
+#: an admin command) was seen committing to the database: an open group would hold that
+#: writer's writes up to ``RIDE_S`` behind it (plus its busy handler's sleep, up to 0.1 s).
+#: Workers of one node each write at least every third of ``[delivery] lease_s`` (10 s by
+#: default) when they try or renew a sender lease with any effect; a minute covers that.
+OTHERS_QUIET_S = 60.0
 #: A drain's write for more envelopes than this does not ride: its commit is already spread
 #: over them, and waiting would only slow a catch-up (effects owed after an outage).
 RIDE_MAX_ENVELOPES = 4
@@ -186,6 +211,7 @@ class Backend(Protocol):
     def sql(self, text: str) -> str: ...
     def ddl(self, text: str) -> str: ...
     def space(self, conn: Any) -> tuple[int, int] | None: ...
+    def others_committed(self, conn: Any) -> bool: ...
     def out_of_space(self, exc: BaseException) -> bool: ...
     async def open_reader(self, *, read_only: bool) -> None: ...
     async def fetchall(self, sql: str, params: tuple[Any, ...]) -> list[Any]: ...
@@ -325,10 +351,22 @@ class _GroupOutcome:
     in_commit: bool = False
 
 
+@dataclass
+class _OpenGroup:
+    """A group's transaction open on the writer thread: the writes run in it so far (in
+    order) and what they gave."""
+
+    conn: Any
+    txn: WriteTxn
+    out: _GroupOutcome
+    fns: list[WriteFn[Any]] = field(default_factory=list)
+
+
 class Database:
     def __init__(self, path: Path | None = None, *, group_commit_max: int = 512,
                  max_db_mb: float | None = None, clock: Clock = SYSTEM_CLOCK,
-                 backend: Backend | None = None, ride_s: float = RIDE_S) -> None:
+                 backend: Backend | None = None, ride_s: float = RIDE_S,
+                 early_riders: bool = False) -> None:
         if backend is None:
             assert path is not None, "a SQLite database needs its path"
             backend = SqliteBackend(path, max_db_mb=max_db_mb)
@@ -337,6 +375,14 @@ class Database:
         self.clock = clock  # the node's: when a write was refused for space (/healthz)
         self._group_commit_max = group_commit_max
         self.ride_s = ride_s  # a rider's longest wait for a plain write's group
+        #: Riders run while they wait, their group left open for the plain write (module
+        #: docstring, "Early riders"); the write lock is then held while they wait.
+        self.early_riders = early_riders
+        #: That open group, on the writer thread only (``_run_early``, ``_run_group``).
+        self._early: _OpenGroup | None = None
+        #: When (``time.monotonic``) a group last found another connection's commit: early
+        #: riders wait ``OTHERS_QUIET_S`` after it. Set on the writer thread.
+        self.others_seen_at = -OTHERS_QUIET_S
         self.max_db_mb = max_db_mb
         self.storage = StorageState()
         #: Signer and officer keys read on every envelope (``key_store``, ``directory_store``).
@@ -430,9 +476,18 @@ class Database:
     async def _stop_writer_thread(self) -> None:
         if self._thread is not None:
             with contextlib.suppress(Exception):
-                await self._in_writer_thread(self.backend.close_writer)
+                await self._in_writer_thread(self._close_writer)
             self._thread.shutdown(wait=False)  # idle now: its thread ends at once
             self._thread = None
+
+    def _close_writer(self) -> None:
+        """On the writer thread: an early group still open is rolled back with the
+        connection (its riders were answered "nothing stored", or committed by
+        ``_commit_riders`` in a group of their own)."""
+        early, self._early = self._early, None
+        if early is not None:
+            self._discard(early)
+        self.backend.close_writer()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -574,6 +629,8 @@ class Database:
         while len(held) < limit and not self._queue.empty():
             held.append(self._queue.get_nowait())
         if all(q.rides for q in held):
+            if self._early_allowed():
+                self._start_early([q.fn for q in held])
             deadline = held[0].at + self.ride_s
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(deadline):
@@ -581,10 +638,24 @@ class Database:
                         held.append(await self._queue.get())
                         if not held[-1].rides:
                             break
+                        if self._early_allowed():
+                            self._start_early([q.fn for q in held])
             while len(held) < limit and not self._queue.empty():
                 held.append(self._queue.get_nowait())
         batch, self._held = held[:limit], held[limit:]
         return batch
+
+    def _early_allowed(self) -> bool:
+        """Early riders, unless storage is full or another writer was seen lately: its
+        writes would wait for the lock the open group holds (``OTHERS_QUIET_S``)."""
+        return (self.early_riders and not self.storage.full
+                and time.monotonic() - self.others_seen_at >= OTHERS_QUIET_S)
+
+    def _start_early(self, fns: list[WriteFn[Any]]) -> None:
+        """Run the waiting riders now on the writer thread, uncommitted (``_run_early``).
+        Not awaited: the group that commits them is queued behind it on the same thread."""
+        work = self._to_writer_thread(self._run_early, fns)
+        work.add_done_callback(_log_early_failure)
 
     def _count(self, batch: list[_Queued]) -> None:
         """Per-kind counts of a group just committed (``writes_by``, ``commits_by``)."""
@@ -631,7 +702,47 @@ class Database:
         statements, which pushed the writes' own out of the connection's statement cache
         (128), so a large group compiled them again. Storage errors fail the whole group
         (``failure``); anything else escapes (the writer task fails, its supervisor
-        restarts it)."""
+        restarts it).
+
+        A group begun early (``_run_early``: its riders already run, uncommitted) is
+        continued when its writes are the first of ``fns``; otherwise it is rolled back and
+        the group runs from the start."""
+        early, self._early = self._early, None
+        if early is not None and not _begins(early.fns, fns):
+            self._discard(early)
+            early = None
+        group = early if early is not None else self._begin(check_space)
+        if isinstance(group, _GroupOutcome):
+            return group  # BEGIN failed: nothing stored
+        return self._finish(group, fns[len(group.fns):])
+
+    def _run_early(self, fns: list[WriteFn[Any]]) -> None:
+        """On the writer thread, while riders wait for a plain write (``early_riders``):
+        their group begun and ``fns`` (all the riders waiting, in order) run now,
+        uncommitted, so that the plain write that comes finds only its own SQL and the
+        COMMIT on its path. An open group whose writes begin ``fns`` runs only the ones
+        after them. Kept in ``_early`` for ``_run_group``; a storage error rolls it back
+        (the group then runs them again)."""
+        group = self._early
+        self._early = None
+        if group is not None and not _begins(group.fns, fns):
+            self._discard(group)
+            group = None
+        if group is None:
+            begun = self._begin(check_space=False)
+            if isinstance(begun, _GroupOutcome):
+                return
+            group = begun
+        try:
+            self._run_writes(group, fns[len(group.fns):])
+        except BaseException:
+            self._discard(group)
+            raise
+        self._early = group
+
+    def _begin(self, check_space: bool) -> _OpenGroup | _GroupOutcome:
+        """On the writer thread: the group's transaction begun (the write lock taken), or
+        the outcome of a group that could not begin."""
         backend = self.backend
         out = _GroupOutcome()
         try:
@@ -641,8 +752,6 @@ class Database:
         except backend.errors as exc:
             out.failure = exc
             return out
-        txn = WriteTxn(self, conn)
-        group_errors: tuple[type[BaseException], ...] = (*backend.errors, ValueError, OSError)
         try:
             backend.begin(conn)
             if check_space:
@@ -650,29 +759,56 @@ class Database:
             # Re-read the chain head under the write lock: an admin command in another
             # process (enrolment, rotation) may have appended entries since our last commit.
             self._audit_head = self._load_audit_head_in(conn)
-            for fn in fns:
-                savepoint_head = self._audit_head
-                conn.execute("SAVEPOINT w")
-                txn.on_commit = []
-                try:
-                    value = _drive(fn(txn))
-                except backend.storage_errors:
-                    raise  # disk full, I/O error, connection lost: the whole group fails
-                except Exception as exc:
-                    # This write alone is refused (ours, a constraint, or a bug in it); the
-                    # rest of the group still commits and the writer keeps running.
-                    conn.execute("ROLLBACK TO w")
-                    self._audit_head = savepoint_head
-                    if isinstance(exc, backend.integrity_errors):
-                        exc = Conflict(f"refused by a database constraint: {exc}")
-                    elif not isinstance(exc, LiaisonError):
-                        log.exception("store.write_failed")
-                        exc = NodeFault("internal error while storing")
-                    out.results.append((False, exc))
-                else:
-                    out.results.append((True, value))
-                    out.after_commit.extend(txn.on_commit)
-                conn.execute("RELEASE w")
+            if self.early_riders and backend.others_committed(conn):
+                self.others_seen_at = time.monotonic()
+        except self._group_errors() as exc:
+            with contextlib.suppress(*backend.errors):  # may be no transaction to roll back
+                conn.execute("ROLLBACK")
+            out.failure = exc
+            return out
+        if timeline.enabled():
+            timeline.mark("w.begun")
+        return _OpenGroup(conn, WriteTxn(self, conn), out)
+
+    def _run_writes(self, group: _OpenGroup, fns: list[WriteFn[Any]]) -> None:
+        """On the writer thread: each of ``fns`` in its own savepoint of the open group.
+        A write that fails alone is refused alone; storage errors escape (the group
+        fails)."""
+        backend, conn, txn, out = self.backend, group.conn, group.txn, group.out
+        marking = timeline.enabled()
+        for fn in fns:
+            group.fns.append(fn)
+            savepoint_head = self._audit_head
+            conn.execute("SAVEPOINT w")
+            txn.on_commit = []
+            try:
+                value = _drive(fn(txn))
+            except backend.storage_errors:
+                raise  # disk full, I/O error, connection lost: the whole group fails
+            except Exception as exc:
+                # This write alone is refused (ours, a constraint, or a bug in it); the
+                # rest of the group still commits and the writer keeps running.
+                conn.execute("ROLLBACK TO w")
+                self._audit_head = savepoint_head
+                if isinstance(exc, backend.integrity_errors):
+                    exc = Conflict(f"refused by a database constraint: {exc}")
+                elif not isinstance(exc, LiaisonError):
+                    log.exception("store.write_failed")
+                    exc = NodeFault("internal error while storing")
+                out.results.append((False, exc))
+            else:
+                out.results.append((True, value))
+                out.after_commit.extend(txn.on_commit)
+            conn.execute("RELEASE w")
+            if marking:  # "w.wrote:EnvelopeStore.accept_many": which write took how long
+                timeline.mark("w.wrote:" + getattr(fn, "__qualname__", "?")
+                              .removesuffix(".<locals>.op"))
+
+    def _finish(self, group: _OpenGroup, fns: list[WriteFn[Any]]) -> _GroupOutcome:
+        """On the writer thread: the rest of the group's writes, then its COMMIT."""
+        backend, conn, txn, out = self.backend, group.conn, group.txn, group.out
+        try:
+            self._run_writes(group, fns)
             if out.space_before is not None:
                 out.space_after = backend.space(conn)
             out.in_commit = True
@@ -683,7 +819,7 @@ class Database:
             if file_before is not None and _file_stamp(backend) != file_before:
                 timeline.mark("w.checkpointed")  # the database file itself was written
             out.effects_added = txn.effects_added
-        except group_errors as exc:
+        except self._group_errors() as exc:
             # Disk full, I/O error, locked, connection lost: nothing of this batch was
             # stored (PostgreSQL: unless COMMIT itself was lost on the way back, see
             # ``postgres``; a client's retry with the same envelope id is then a duplicate).
@@ -694,6 +830,18 @@ class Database:
             if txn.keys_changed:  # committed or rolled back: the cache may fill again
                 self.key_cache.end_change()
         return out
+
+    def _group_errors(self) -> tuple[type[BaseException], ...]:
+        """What fails a whole group: storage errors, and a bad value or OS error there."""
+        return (*self.backend.errors, ValueError, OSError)
+
+    def _discard(self, group: _OpenGroup) -> None:
+        """On the writer thread: an early group that is not to be committed, rolled back
+        (its writes run again in the group they end up in)."""
+        with contextlib.suppress(*self.backend.errors):
+            group.conn.execute("ROLLBACK")
+        if group.txn.keys_changed:
+            self.key_cache.end_change()
 
     def _settle(self, batch: list[_Queued], out: _GroupOutcome) -> None:
         """On the event loop: storage state, the effect drain's wake-up, then each caller's
@@ -788,6 +936,17 @@ class Database:
             rows.append((seq, at, stored_event(event), envelope_id, actor,
                          stored_detail(detail), digest))
         return rows, (seq, digest)
+
+
+def _begins(run: list[WriteFn[Any]], fns: list[WriteFn[Any]]) -> bool:
+    """Whether the writes ``run`` are the first of ``fns`` (the same functions, in order)."""
+    return len(run) <= len(fns) and all(a is b for a, b in zip(run, fns, strict=False))
+
+
+def _log_early_failure(work: asyncio.Future[None]) -> None:
+    """An early group that failed was rolled back: its riders run again in their group."""
+    if not work.cancelled() and work.exception() is not None:
+        log.warning("store.early_riders_failed", error=str(work.exception())[:200])
 
 
 _INSERT_AUDIT = ("INSERT INTO audit (seq, at, event, envelope_id, actor, detail, hash) "

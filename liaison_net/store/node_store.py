@@ -61,11 +61,12 @@ class Status:
 class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore, LeaseStore):
     def __init__(self, path: Path | None, node_id: str, *, group_commit_max: int = 512,
                  max_db_mb: float | None = None, clock: Clock = SYSTEM_CLOCK,
-                 backend: Backend | None = None) -> None:
-        """On the SQLite file ``path``, or on ``backend`` (PostgreSQL) when given."""
+                 backend: Backend | None = None, early_riders: bool = False) -> None:
+        """On the SQLite file ``path``, or on ``backend`` (PostgreSQL) when given.
+        ``early_riders``: see ``database`` ("Early riders")."""
         self.node_id = node_id
         self.db = Database(path, group_commit_max=group_commit_max, max_db_mb=max_db_mb,
-                           clock=clock, backend=backend)
+                           clock=clock, backend=backend, early_riders=early_riders)
         self.keys = KeyStore(self.db)
         self.signals = SignalStore(self.db, node_id)
         self.requests = RequestStore(self.db, node_id)
@@ -101,8 +102,11 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore, LeaseStor
 
             assert cfg.store.dsn is not None  # the config refuses PostgreSQL without one
             backend = PostgresBackend(cfg.store.dsn, password_file=cfg.store.password_file)
+        # Early riders hold the write lock while they wait: on SQLite only, where a node's
+        # own writer is the one that waits for it (docs/performance.md, lane light16d).
         return cls(cfg.database, cfg.id, group_commit_max=cfg.delivery.group_commit_max,
-                   max_db_mb=cfg.store.max_db_mb, clock=clock, backend=backend)
+                   max_db_mb=cfg.store.max_db_mb, clock=clock, backend=backend,
+                   early_riders=backend is None)
 
     async def open(self, *, writer: bool = True) -> None:
         await self.db.open(writer=writer)

@@ -164,6 +164,10 @@ class PostgresBackend:
     def space(self, conn: Any) -> None:
         return None
 
+    def others_committed(self, conn: Any) -> bool:
+        """Not known here (and not asked: early riders are SQLite's only)."""
+        return False
+
     def out_of_space(self, exc: BaseException) -> bool:
         if isinstance(exc, OSError):
             return exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -76,6 +76,7 @@ class SqliteBackend:
         self.max_db_mb = max_db_mb
         self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._data_version: int | None = None  # the writer's, when last asked
 
     def prepare(self) -> None:
         private_files(self.path)
@@ -95,6 +96,7 @@ class SqliteBackend:
             conn.close()
             raise
         self._writer = conn
+        self._data_version = None  # a new connection: nothing seen yet
         return conn
 
     def writer(self) -> sqlite3.Connection:
@@ -123,6 +125,13 @@ class SqliteBackend:
 
     def begin(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")  # the write lock: one writer group at a time
+
+    def others_committed(self, conn: sqlite3.Connection) -> bool:
+        """Whether another connection (another process) committed to the file since this
+        one last asked: SQLite's ``data_version`` moves only for others' commits."""
+        version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        seen, self._data_version = self._data_version, version
+        return seen is not None and version != seen
 
     def sql(self, text: str) -> str:
         return text
