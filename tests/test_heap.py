@@ -5,10 +5,13 @@ the test run itself keeps CPython's defaults."""
 from __future__ import annotations
 
 import gc
+import multiprocessing
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from liaison_net.bench.sinks import KEY_BYTES, SinkSpec, _Recorder
 from liaison_net.heap import GEN0_THRESHOLD, settle_heap
 
 
@@ -40,3 +43,19 @@ def test_a_cycle_made_after_the_freeze_is_still_collected(restored_gc: None) -> 
     assert any(o is cycle for o in gc.get_objects())
     del cycle
     assert gc.collect() >= 1  # found and freed: only start-up's objects are exempt
+
+
+def test_the_bench_sink_settles_its_heap_once_when_first_ready(
+        restored_gc: None, tmp_path: Path) -> None:
+    """The sink notes arrival times: a full collection of its own would delay them."""
+    keys = tmp_path / "keys"
+    keys.write_bytes(b"k" * KEY_BYTES)
+    recorder = _Recorder(SinkSpec("sqlite", str(keys), str(tmp_path / "out")), None, None)
+    ready = multiprocessing.get_context("spawn").Event()
+    gc.unfreeze()
+    recorder.ready(ready)
+    assert ready.is_set() and gc.get_freeze_count() > 0
+    assert gc.get_threshold()[0] == GEN0_THRESHOLD
+    gc.unfreeze()
+    recorder.ready(ready)  # a reconnection says ready again: settled once only
+    assert gc.get_freeze_count() == 0

@@ -51,10 +51,18 @@ class _Recorder:
         self._distinct = distinct
         self._total = total
         self._cpu = cpu
+        self._settled = False
 
     def ready(self, ready: Event) -> None:
         """Note the CPU spent so far (starting up: not the scenario's), then say ready.
-        Once: a sink that reconnects (a broker restarted) says ready again."""
+        Once: a sink that reconnects (a broker restarted) says ready again. The first time
+        its heap is settled too (``heap.settle_heap``): a full collection of the sink's own
+        would delay the arrivals it notes."""
+        if not ready.is_set() and not self._settled:
+            from liaison_net.heap import settle_heap  # gc only
+
+            settle_heap()
+            self._settled = True
         if self._cpu is not None and not self._cpu[0]:
             self._cpu[0] = time.process_time()
         ready.set()
