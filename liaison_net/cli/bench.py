@@ -90,6 +90,10 @@ def bench(scenarios: tuple[str, ...], quick: bool, json_path: Path | None,
     destination: CPU µs per envelope (utime + stime from /proc, all the process
     did, divided by the envelopes accepted), peak RSS (VmHWM), and bytes on disk
     per envelope (growth of database + WAL, and that over the envelope's size).
+    Beside them, the whole machine: the bench's own and its sink's CPU per
+    envelope, all four processes together, and how busy the machine's cores
+    were (/proc/stat); `ceiling` adds an fsync'd commit's latency, alone and
+    two in series (the floor of any latency here).
     """
     from liaison_net.bench.report import ConsoleUi, table, write_json
     from liaison_net.bench.runner import bench as run_bench
