@@ -211,7 +211,7 @@ class Backend(Protocol):
     def sql(self, text: str) -> str: ...
     def ddl(self, text: str) -> str: ...
     def space(self, conn: Any) -> tuple[int, int] | None: ...
-    def others_committed(self, conn: Any) -> bool: ...
+    def others_writing(self, conn: Any) -> bool: ...
     def out_of_space(self, exc: BaseException) -> bool: ...
     async def open_reader(self, *, read_only: bool) -> None: ...
     async def fetchall(self, sql: str, params: tuple[Any, ...]) -> list[Any]: ...
@@ -732,6 +732,9 @@ class Database:
             begun = self._begin(check_space=False)
             if isinstance(begun, _GroupOutcome):
                 return
+            if time.monotonic() - self.others_seen_at < OTHERS_QUIET_S:
+                self._discard(begun)  # another writer waits: the lock is not kept open
+                return
             group = begun
         try:
             self._run_writes(group, fns[len(group.fns):])
@@ -759,7 +762,7 @@ class Database:
             # Re-read the chain head under the write lock: an admin command in another
             # process (enrolment, rotation) may have appended entries since our last commit.
             self._audit_head = self._load_audit_head_in(conn)
-            if self.early_riders and backend.others_committed(conn):
+            if self.early_riders and backend.others_writing(conn):
                 self.others_seen_at = time.monotonic()
         except self._group_errors() as exc:
             with contextlib.suppress(*backend.errors):  # may be no transaction to roll back
