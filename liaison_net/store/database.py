@@ -52,10 +52,14 @@ the open group's writes (close commits only the riders whose caller still waits)
 it back and runs from the start; a storage error in it rolls it back too (its riders
 run again in their group). The price: the write lock is held while the riders wait (up
 to ``ride_s``), so another process's write waits that long behind it (and its busy
-handler's sleep: ~330 ms measured). So a group's BEGIN asks whether another connection
-committed since the last (SQLite's ``data_version``: another worker of the node, an
-admin command), and early riders stay off for ``OTHERS_QUIET_S`` after: workers of one
-node see each other at their first commits and both turn them off. Off on PostgreSQL.
+handler's sleep: ~330 ms measured). So a group's BEGIN asks whether another writer is
+there: one that has the file open (each writer holds a shared lock on ``<file>-writers``
+while connected, ``sqlite.announce_writer``), or another connection that committed since
+the last (SQLite's ``data_version``); early riders then stay off for ``OTHERS_QUIET_S``,
+and an early group begun as it is seen is rolled back at once. Seeing only commits was
+not enough: a writer's first BEGIN (a worker's open, an admin command) had to catch the
+lock free in the moment between two open groups, and behind a node under steady load it
+waited 0.8-9 s or failed at busy_timeout (review16j). Off on PostgreSQL.
 """
 
 from __future__ import annotations
