@@ -247,3 +247,17 @@ async def test_a_writer_that_left_is_not_seen(tmp_path: Path) -> None:
     finally:
         await other.close()
         await one.close()
+
+
+async def test_a_writers_file_it_cannot_open_does_not_keep_the_store_closed(
+        tmp_path: Path) -> None:
+    """``<file>-writers`` left unopenable (made by a command run as another user, say):
+    the store opens and writes all the same, without the presence lock."""
+    (tmp_path / "n.sqlite3-writers").mkdir()  # not a file: opening it fails as EACCES would
+    store = await _open(tmp_path)
+    try:
+        assert store.db.backend._presence is None  # type: ignore[attr-defined]
+        ran: list[str] = []
+        assert await store.db.write(_audits("test.plain", ran)) == "test.plain"
+    finally:
+        await store.close()

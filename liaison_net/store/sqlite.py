@@ -198,15 +198,22 @@ class SqliteBackend:
         self._reader = None
 
 
-def announce_writer(path: Path) -> int:
+def announce_writer(path: Path) -> int | None:
     """A shared lock on ``<file>-writers`` (0600, empty), held while this writer is
     connected: how another writer's ``others_present`` sees it before it has the write
     lock. A writer waiting for that lock (SQLite's busy handler: it tries again after
     sleeps of up to 100 ms) only gets it if the lock is free at one of its tries; a node
     whose early riders hold it from one group to the next left it free a moment between,
     and another process's open or first write waited 0.8-7 s, or failed at busy_timeout
-    (review16j). It holds no data; a restore may leave it."""
-    fd = os.open(f"{path}-writers", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    (review16j). It holds no data; a restore may leave it. None if it cannot be opened
+    (left by a command run as another user, say): the node still opens its database, and
+    sees that other writer by its commits alone, as before."""
+    name = f"{path}-writers"
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        log.warning("store.writers_file_unusable", file=name, error=str(exc))
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
     except BaseException:
