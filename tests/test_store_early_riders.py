@@ -17,6 +17,7 @@ from liaison_net.drills.harness import write_node_config
 from liaison_net.errors import Conflict
 from liaison_net.store.database import WriteTxn
 from liaison_net.store.node_store import NodeStore
+from liaison_net.store.sqlite import others_present
 from tests.waits import PATIENCE_S
 
 
@@ -178,11 +179,11 @@ async def test_another_writer_on_the_file_turns_early_riders_off(tmp_path: Path)
     at the next group's BEGIN: riders then wait unrun again, since an open group would
     hold that writer's writes behind the lock (two stores on one file, as two workers)."""
     one = await _open(tmp_path)
-    other = await _open(tmp_path, early=False)
     ran: list[str] = []
+    await one.db.write(_audits("test.own", ran))  # its own commits are not another's
+    assert one.db._early_allowed()
+    other = await _open(tmp_path, early=False)
     try:
-        await one.db.write(_audits("test.own", ran))  # its own commits are not another's
-        assert one.db._early_allowed()
         await other.db.write(_audits("test.other", ran))
         await one.db.write(_audits("test.seen", ran))  # this group's BEGIN sees it
         assert not one.db._early_allowed()
@@ -198,3 +199,65 @@ async def test_another_writer_on_the_file_turns_early_riders_off(tmp_path: Path)
     finally:
         await other.close()
         await one.close()
+
+
+async def test_another_writer_that_has_not_committed_yet_turns_them_off(
+        tmp_path: Path) -> None:
+    """A writer that has only opened the file (a worker starting, an admin command) has
+    committed nothing a ``data_version`` could show, and its first BEGIN had to catch the
+    lock free between two open groups: under a steady load of riders it waited seconds
+    or failed at busy_timeout (review16j). Its presence (``<file>-writers``) is seen at
+    the next group's BEGIN: that group is not kept open, its riders wait unrun, and the
+    other's write goes through before them."""
+    one = await _open(tmp_path)
+    ran: list[str] = []
+    other: NodeStore | None = None
+    try:
+        await one.db.write(_audits("test.own", ran))
+        assert one.db._early_allowed()
+        other = await _open(tmp_path, early=False)  # opened: nothing committed
+        rider = asyncio.create_task(one.db.write(_audits("test.rider", ran), rides=True))
+        async with asyncio.timeout(PATIENCE_S):
+            while not one.db._held:
+                await asyncio.sleep(0.001)
+        await asyncio.sleep(0.05)  # a chance to run early: its BEGIN sees the other
+        assert ran == ["test.own"] and not one.db._early_allowed()
+        await other.db.write(_audits("test.other", ran))  # the lock is free: no wait
+        assert not rider.done()  # ride_s is PATIENCE_S: the rider's group is still to come
+        await one.db.write(_audits("test.plain", ran))
+        await rider
+        assert ran == ["test.own", "test.other", "test.rider", "test.plain"]
+        assert await one.verify_audit() == (4, None)
+    finally:
+        if other is not None:
+            await other.close()
+        await one.close()
+
+
+async def test_a_writer_that_left_is_not_seen(tmp_path: Path) -> None:
+    """The presence lock goes with the writer's connection: a writer that closed (or
+    was killed: the kernel drops it) is no longer seen."""
+    one = await _open(tmp_path)
+    other = await _open(tmp_path, early=False)
+    try:
+        presence = one.db.backend._presence  # type: ignore[attr-defined]
+        assert presence is not None and others_present(presence)
+        await other.close()
+        assert not others_present(presence)
+    finally:
+        await other.close()
+        await one.close()
+
+
+async def test_a_writers_file_it_cannot_open_does_not_keep_the_store_closed(
+        tmp_path: Path) -> None:
+    """``<file>-writers`` left unopenable (made by a command run as another user, say):
+    the store opens and writes all the same, without the presence lock."""
+    (tmp_path / "n.sqlite3-writers").mkdir()  # not a file: opening it fails as EACCES would
+    store = await _open(tmp_path)
+    try:
+        assert store.db.backend._presence is None  # type: ignore[attr-defined]
+        ran: list[str] = []
+        assert await store.db.write(_audits("test.plain", ran)) == "test.plain"
+    finally:
+        await store.close()

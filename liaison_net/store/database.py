@@ -52,10 +52,14 @@ the open group's writes (close commits only the riders whose caller still waits)
 it back and runs from the start; a storage error in it rolls it back too (its riders
 run again in their group). The price: the write lock is held while the riders wait (up
 to ``ride_s``), so another process's write waits that long behind it (and its busy
-handler's sleep: ~330 ms measured). So a group's BEGIN asks whether another connection
-committed since the last (SQLite's ``data_version``: another worker of the node, an
-admin command), and early riders stay off for ``OTHERS_QUIET_S`` after: workers of one
-node see each other at their first commits and both turn them off. Off on PostgreSQL.
+handler's sleep: ~330 ms measured). So a group's BEGIN asks whether another writer is
+there: one that has the file open (each writer holds a shared lock on ``<file>-writers``
+while connected, ``sqlite.announce_writer``), or another connection that committed since
+the last (SQLite's ``data_version``); early riders then stay off for ``OTHERS_QUIET_S``,
+and an early group begun as it is seen is rolled back at once. Seeing only commits was
+not enough: a writer's first BEGIN (a worker's open, an admin command) had to catch the
+lock free in the moment between two open groups, and behind a node under steady load it
+waited 0.8-9 s or failed at busy_timeout (review16j). Off on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -211,7 +215,7 @@ class Backend(Protocol):
     def sql(self, text: str) -> str: ...
     def ddl(self, text: str) -> str: ...
     def space(self, conn: Any) -> tuple[int, int] | None: ...
-    def others_committed(self, conn: Any) -> bool: ...
+    def others_writing(self, conn: Any) -> bool: ...
     def out_of_space(self, exc: BaseException) -> bool: ...
     async def open_reader(self, *, read_only: bool) -> None: ...
     async def fetchall(self, sql: str, params: tuple[Any, ...]) -> list[Any]: ...
@@ -732,6 +736,9 @@ class Database:
             begun = self._begin(check_space=False)
             if isinstance(begun, _GroupOutcome):
                 return
+            if time.monotonic() - self.others_seen_at < OTHERS_QUIET_S:
+                self._discard(begun)  # another writer waits: the lock is not kept open
+                return
             group = begun
         try:
             self._run_writes(group, fns[len(group.fns):])
@@ -759,7 +766,7 @@ class Database:
             # Re-read the chain head under the write lock: an admin command in another
             # process (enrolment, rotation) may have appended entries since our last commit.
             self._audit_head = self._load_audit_head_in(conn)
-            if self.early_riders and backend.others_committed(conn):
+            if self.early_riders and backend.others_writing(conn):
                 self.others_seen_at = time.monotonic()
         except self._group_errors() as exc:
             with contextlib.suppress(*backend.errors):  # may be no transaction to roll back

@@ -164,7 +164,7 @@ class PostgresBackend:
     def space(self, conn: Any) -> None:
         return None
 
-    def others_committed(self, conn: Any) -> bool:
+    def others_writing(self, conn: Any) -> bool:
         """Not known here (and not asked: early riders are SQLite's only)."""
         return False
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import shutil
 import sqlite3
@@ -77,6 +78,7 @@ class SqliteBackend:
         self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._data_version: int | None = None  # the writer's, when last asked
+        self._presence: int | None = None  # the writer's hold on ``<file>-writers``
 
     def prepare(self) -> None:
         private_files(self.path)
@@ -85,6 +87,9 @@ class SqliteBackend:
         """On the writer thread: connect, set WAL and full fsync (``Database`` migrates)."""
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
+            # Before the first BEGIN (the migrations'): a node's open early group sees
+            # this writer at its next one, not only after its first commit.
+            self._presence = announce_writer(self.path)
             # busy_timeout first: another process may be creating this very database.
             conn.execute("PRAGMA busy_timeout=10000")
             # Only a new, empty file takes it (an existing one keeps its own page size).
@@ -94,6 +99,7 @@ class SqliteBackend:
                 conn.execute(f"PRAGMA {pragma}")
         except BaseException:
             conn.close()
+            self._leave()
             raise
         self._writer = conn
         self._data_version = None  # a new connection: nothing seen yet
@@ -111,6 +117,12 @@ class SqliteBackend:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self._leave()
+
+    def _leave(self) -> None:
+        if self._presence is not None:
+            os.close(self._presence)  # releases its lock
+            self._presence = None
 
     def after_migrate(self, conn: sqlite3.Connection) -> None:
         # Each write of a group runs in its own savepoint, whose journal (the pages
@@ -126,12 +138,15 @@ class SqliteBackend:
     def begin(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")  # the write lock: one writer group at a time
 
-    def others_committed(self, conn: sqlite3.Connection) -> bool:
-        """Whether another connection (another process) committed to the file since this
-        one last asked: SQLite's ``data_version`` moves only for others' commits."""
+    def others_writing(self, conn: sqlite3.Connection) -> bool:
+        """Whether another writer has the file open (``others_present``: another worker,
+        an admin command, even one still waiting for its first write lock), or another
+        connection committed to it since this one last asked (SQLite's ``data_version``
+        moves only for others' commits: a writer that does not announce itself)."""
         version = int(conn.execute("PRAGMA data_version").fetchone()[0])
         seen, self._data_version = self._data_version, version
-        return seen is not None and version != seen
+        present = self._presence is not None and others_present(self._presence)
+        return present or (seen is not None and version != seen)
 
     def sql(self, text: str) -> str:
         return text
@@ -183,6 +198,44 @@ class SqliteBackend:
         self._reader = None
 
 
+def announce_writer(path: Path) -> int | None:
+    """A shared lock on ``<file>-writers`` (0600, empty), held while this writer is
+    connected: how another writer's ``others_present`` sees it before it has the write
+    lock. A writer waiting for that lock (SQLite's busy handler: it tries again after
+    sleeps of up to 100 ms) only gets it if the lock is free at one of its tries; a node
+    whose early riders hold it from one group to the next left it free a moment between,
+    and another process's open or first write waited 0.8-7 s, or failed at busy_timeout
+    (review16j). It holds no data; a restore may leave it. None if it cannot be opened
+    (left by a command run as another user, say): the node still opens its database, and
+    sees that other writer by its commits alone, as before."""
+    name = f"{path}-writers"
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        log.warning("store.writers_file_unusable", file=name, error=str(exc))
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def others_present(fd: int) -> bool:
+    """Whether another writer holds ``<file>-writers`` too (``announce_writer``'s ``fd``):
+    our lock made exclusive fails while anyone else holds theirs, then is shared again.
+    ``flock`` locks belong to the open file, so two stores of one process see each other
+    as two processes do."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # a failed conversion may have dropped it
+    return False
+
+
 def _space(conn: sqlite3.Connection) -> tuple[int, int]:
     """(pages in the database, pages on its freelist), in the current transaction."""
     pages = conn.execute("PRAGMA page_count").fetchone()
@@ -201,7 +254,7 @@ def private_files(path: Path) -> None:
         log.warning("store.directory_not_private", directory=str(path.parent))
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    for name in (str(path), f"{path}-wal", f"{path}-shm"):
+    for name in (str(path), f"{path}-wal", f"{path}-shm", f"{path}-writers"):
         with contextlib.suppress(FileNotFoundError):
             os.chmod(name, 0o600)
 
