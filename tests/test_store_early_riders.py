@@ -8,6 +8,7 @@ commits and in the order writes ran, never in time."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -231,6 +232,28 @@ async def test_another_writer_that_has_not_committed_yet_turns_them_off(
     finally:
         if other is not None:
             await other.close()
+        await one.close()
+
+
+async def test_a_writer_that_does_not_announce_itself_is_seen_by_its_commit(
+        tmp_path: Path) -> None:
+    """A writer without the presence lock (the sqlite3 shell, an older build) is seen by
+    what it committed (``data_version`` at the next group's BEGIN): early riders go off.
+    The other tests' second store announces itself, so they pass on presence alone."""
+    one = await _open(tmp_path)
+    ran: list[str] = []
+    try:
+        await one.db.write(_audits("test.own", ran))
+        assert one.db._early_allowed()
+        raw = sqlite3.connect(tmp_path / "n.sqlite3", isolation_level=None)
+        try:
+            raw.execute("PRAGMA user_version = 1")  # a commit of its own, no row of ours
+        finally:
+            raw.close()
+        assert one.db._early_allowed()  # not seen until a group begins
+        await one.db.write(_audits("test.seen", ran))
+        assert not one.db._early_allowed()
+    finally:
         await one.close()
 
 
