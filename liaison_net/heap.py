@@ -4,8 +4,8 @@ young objects collected less often.
 Reference counting frees almost everything a node makes per envelope the moment it is
 done with; the cyclic collector only finds the few cycles left over. CPython starts a
 young-generation collection each time 700 more containers have been made than freed: at
-1,000 envelopes/s the origin did 277-381 in a 10 s run (the destination 121-141),
-0.4-0.6 ms each on the event loop with the GIL held, 106-240 ms of the origin's CPU a
+1,000 envelopes/s the origin did 277-486 in a 10 s run (the destination 121-141),
+0.3-0.9 ms each on the event loop with the GIL held, 106-240 ms of the origin's CPU a
 run, walking objects reference counting would have freed a moment later.
 ``GEN0_THRESHOLD`` makes that 11-13 collections and 13-24 ms (docs/performance.md, lane
 paced16c); the older generations keep CPython's defaults, counted in young collections as

@@ -87,7 +87,7 @@ AFTER_WAKE_S = 0.005
 #: wakes the drain every few ms, a pass every ~18 ms cost each envelope its share of a
 #: pass's fixed work (a due read, a batch signature and seal, a write; at the destination
 #: a transaction back with the evidence, and the origin's request, verification and write
-#: to take it): 550 passes a 10 s paced run at the origin, 480 at the destination. What
+#: to take it): 458-563 passes a 10 s paced run at the origin, 480 at the destination. What
 #: waits meanwhile is owed in its rows (committed with the decision), as with ``linger_s``.
 PASS_GAP_S = 0.05
 
