@@ -8,6 +8,7 @@ commits and in the order writes ran, never in time."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import sqlite3
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from liaison_net import config
 from liaison_net.drills.harness import write_node_config
 from liaison_net.errors import Conflict
+from liaison_net.store import sqlite as sqlite_backend
 from liaison_net.store.database import WriteTxn
 from liaison_net.store.node_store import NodeStore
 from liaison_net.store.sqlite import others_present
@@ -282,5 +284,27 @@ async def test_a_writers_file_it_cannot_open_does_not_keep_the_store_closed(
         assert store.db.backend._presence is None  # type: ignore[attr-defined]
         ran: list[str] = []
         assert await store.db.write(_audits("test.plain", ran)) == "test.plain"
+    finally:
+        await store.close()
+
+
+async def test_a_filesystem_without_flock_does_not_keep_the_store_closed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``flock`` refused (ENOLCK: a network filesystem without a lock daemon): the store
+    opens and writes without the presence lock, as when ``<file>-writers`` cannot be
+    opened; a presence that cannot be asked counts as another writer (riders not early).
+    The kernel's refusal is made here (``fcntl`` is the operating system's, not ours)."""
+
+    def refused(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(sqlite_backend.fcntl, "flock", refused)
+    store = await _open(tmp_path)
+    try:
+        assert store.db.backend._presence is None  # type: ignore[attr-defined]
+        ran: list[str] = []
+        assert await store.db.write(_audits("test.plain", ran)) == "test.plain"
+        with open(tmp_path / "n.sqlite3-writers", "rb") as held:
+            assert others_present(held.fileno())
     finally:
         await store.close()

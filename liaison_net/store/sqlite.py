@@ -207,7 +207,8 @@ def announce_writer(path: Path) -> int | None:
     and another process's open or first write waited 0.8-7 s, or failed at busy_timeout
     (review16j). It holds no data; a restore may leave it. None if it cannot be opened
     (left by a command run as another user, say): the node still opens its database, and
-    sees that other writer by its commits alone, as before."""
+    sees that other writer by its commits alone, as before; so too if the filesystem has
+    no ``flock``."""
     name = f"{path}-writers"
     try:
         fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -216,6 +217,10 @@ def announce_writer(path: Path) -> int | None:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
+    except OSError as exc:  # no locks on this filesystem (ENOLCK, EOPNOTSUPP): as above
+        os.close(fd)
+        log.warning("store.writers_file_unusable", file=name, error=str(exc))
+        return None
     except BaseException:
         os.close(fd)
         raise
@@ -228,11 +233,14 @@ def others_present(fd: int) -> bool:
     ``flock`` locks belong to the open file, so two stores of one process see each other
     as two processes do."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # a failed conversion may have dropped it
+    except OSError:  # the lock cannot be asked: taken as another writer (riders not early)
         return True
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_SH)  # a failed conversion may have dropped it
     return False
 
 
