@@ -482,6 +482,14 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE checkpoints ADD COLUMN kept BLOB;
     """,
+    # 21: an officer's inbox read by page (``InboxStore.inbox``: ``officer = ? AND seq > ?
+    # ORDER BY seq LIMIT ?``, and the bench's sink) had only the UNIQUE (officer,
+    # envelope_id) index to go by: SQLite read every row of the officer's and sorted them
+    # for each page, 3.1 ms of CPU a page at 60,000 rows and growing with the inbox. By
+    # (officer, seq) a page is a range of the index.
+    """
+    CREATE INDEX inbox_by_officer ON inbox (officer, seq);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

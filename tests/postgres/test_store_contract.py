@@ -412,7 +412,7 @@ async def test_a_schema_19_database_on_postgresql_migrates_and_reads_old_and_new
     assert kept.size == 150 and kept.root() == log.root(150)
     with psycopg.connect(backend.dsn, password=pg_cluster.password()) as db:
         row = db.execute("SELECT version FROM schema_version").fetchone()
-    assert row is not None and row[0] == SCHEMA_VERSION == 20
+    assert row is not None and row[0] == SCHEMA_VERSION >= 20
 
 
 async def test_cosignatures_are_kept_and_replaced(make_store: StoreFactory) -> None:
