@@ -1,6 +1,7 @@
 """Migration 21 on a real v20 database: an officer's inbox is read by page through an index
 of (officer, seq), not by reading every row of the officer's and sorting them (what SQLite
-did with only the UNIQUE (officer, envelope_id) index: a page's cost grew with the inbox)."""
+did with only the UNIQUE (officer, envelope_id) index: a page's cost grew with the inbox),
+and an envelope's local deliveries (``status``) are a lookup, not a scan of the inbox."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from tests.old_schema import database_at
 V20 = 20
 PAGE_QUERY = ("SELECT seq, envelope_id FROM inbox WHERE officer = ? AND seq > ? "
               "ORDER BY seq LIMIT ?")
+DELIVERIES_QUERY = ("SELECT officer, relayed, acked FROM inbox WHERE envelope_id = ? "
+                    "ORDER BY officer")
 
 
 def _plan(path: Path, query: str, args: tuple[object, ...]) -> str:
@@ -49,13 +52,19 @@ async def test_an_inbox_page_is_a_range_of_the_officers_index(tmp_path: Path) ->
     _v20_database(path)
     before = _plan(path, PAGE_QUERY, ("be/desk", 10, 5))
     assert "TEMP B-TREE" in before  # schema 20: every row of the officer's, sorted
+    eid = (11).to_bytes(16, "big")
+    assert "SCAN" in _plan(path, DELIVERIES_QUERY, (eid,))  # schema 20: the whole inbox
     store = NodeStore(path, "be")
     await store.open()
     try:
         page = await store.inbox("be/desk", after=10, limit=5)
+        local = await store.local_deliveries(eid)
     finally:
         await store.close()
     assert [item.seq for item in page] == [11, 13, 15, 17, 19]
+    assert local == [("be/desk", 0, None)]
+    deliveries = _plan(path, DELIVERIES_QUERY, (eid,))
+    assert "inbox_by_envelope" in deliveries and "SCAN" not in deliveries, deliveries
     after = _plan(path, PAGE_QUERY, ("be/desk", 10, 5))
     assert "inbox_by_officer" in after and "TEMP B-TREE" not in after, after
     db = sqlite3.connect(path)

@@ -407,7 +407,7 @@ class EnvelopeStore:
             # sent that this node holds, nothing else (what the peer claims is only a hint;
             # the sender's client verifies the proof for each id).
             # The carrier's inbox row is found by (officer, envelope), the inbox's unique
-            # index: by envelope alone SQLite scans the whole inbox, once per covered id.
+            # index (before schema 21, by envelope alone SQLite scanned the whole inbox).
             officer = h.recipients[0].officer
             marks = ", ".join("?" * len(covers))
             await txn.execute(
