@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -356,13 +357,32 @@ async def test_the_pending_gauge_is_counted_at_most_once_a_second(tmp_path: Path
 
 
 class _PassesCounted(EffectDrain):
-    """The drain, counting the passes it starts (what the test below watches)."""
+    """The drain, counting the passes it starts (what the tests below watch)."""
 
     passes = 0
 
     async def _pass(self) -> None:
         self.passes += 1
         await super()._pass()
+
+
+@contextlib.asynccontextmanager
+async def _running_drain(path: Path, config: EffectsConfig) -> AsyncIterator[_PassesCounted]:
+    """A counting drain running on a real store, its first pass (at start) done; stopped
+    and the store closed after."""
+    store = await _open(path)
+    drain = _PassesCounted(node_id="nl", store=store, notifier=_drain(store, ManualClock(NOW))
+                           .notifier, config=config, metrics=NodeMetrics(),
+                           clock=ManualClock(NOW))
+    task = asyncio.create_task(drain.run())
+    try:
+        await until(lambda: drain.passes == 1, "the first pass, at start")
+        yield drain
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.close()
 
 
 async def test_a_wake_lets_what_the_commit_readied_run_before_the_pass(
@@ -372,23 +392,12 @@ async def test_a_wake_lets_what_the_commit_readied_run_before_the_pass(
     had their turns: ten turns of another task go first. Order, not time: the wait is
     made long here (0.5 s) so that no loaded machine can stall those ten turns past it."""
     monkeypatch.setattr(effects_service, "AFTER_WAKE_S", 0.5)
-    store = await _open(tmp_path / "n.sqlite3")
-    drain = _PassesCounted(node_id="nl", store=store, notifier=_drain(store, ManualClock(NOW))
-                           .notifier, config=EffectsConfig(), metrics=NodeMetrics(),
-                           clock=ManualClock(NOW))
-    task = asyncio.create_task(drain.run())
-    try:
-        await until(lambda: drain.passes == 1, "the first pass, at start")
+    async with _running_drain(tmp_path / "n.sqlite3", EffectsConfig()) as drain:
         drain.wake.set()
         for _ in range(10):
             await asyncio.sleep(0)
         assert drain.passes == 1
         await until(lambda: drain.passes == 2, "the pass after the wake")
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await store.close()
 
 
 async def test_a_wake_soon_after_a_pass_waits_for_the_pass_gap(
@@ -400,20 +409,9 @@ async def test_a_wake_soon_after_a_pass_waits_for_the_pass_gap(
     poll (``poll_s``) still runs one, the gap does not hold it back."""
     monkeypatch.setattr(effects_service, "AFTER_WAKE_S", 0.0)
     monkeypatch.setattr(effects_service, "PASS_GAP_S", 3600.0)
-    store = await _open(tmp_path / "n.sqlite3")
-    drain = _PassesCounted(node_id="nl", store=store, notifier=_drain(store, ManualClock(NOW))
-                           .notifier, config=EffectsConfig(poll_s=0.2), metrics=NodeMetrics(),
-                           clock=ManualClock(NOW))
-    task = asyncio.create_task(drain.run())
-    try:
-        await until(lambda: drain.passes == 1, "the first pass, at start")
+    async with _running_drain(tmp_path / "n.sqlite3", EffectsConfig(poll_s=0.2)) as drain:
         drain.wake.set()
         for _ in range(50):
             await asyncio.sleep(0)
         assert drain.passes == 1
         await until(lambda: drain.passes == 2, "the pass the poll starts")
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await store.close()
