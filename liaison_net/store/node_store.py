@@ -102,8 +102,8 @@ class NodeStore(EnvelopeStore, InboxStore, DirectoryStore, AuditStore, LeaseStor
 
             assert cfg.store.dsn is not None  # the config refuses PostgreSQL without one
             backend = PostgresBackend(cfg.store.dsn, password_file=cfg.store.password_file)
-        # Early riders hold the write lock while they wait: on SQLite only, where a node's
-        # own writer is the one that waits for it (docs/performance.md, lane light16d).
+        # Early riders hold the write lock while they wait: on SQLite only, and there off
+        # while another writer is present or committing (database.py, "Early riders").
         return cls(cfg.database, cfg.id, group_commit_max=cfg.delivery.group_commit_max,
                    max_db_mb=cfg.store.max_db_mb, clock=clock, backend=backend,
                    early_riders=backend is None)
